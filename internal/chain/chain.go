@@ -1,0 +1,140 @@
+// Package chain links audit entries into a SHA-256 hash chain.
+//
+// Each entry's hash covers a canonical, length-prefixed encoding of every
+// column of the entry, including the previous entry's hash, so that changing,
+// removing, inserting or reordering an entry breaks every later link. The
+// encoding is deliberately simple enough to recompute in plain SQL (see
+// docs/FORMAT.md and docs/verify.sql): auditors need not trust this code.
+package chain // import "github.com/agentaudit/agentaudit/internal/chain"
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
+)
+
+// FormatTag is the first field of every canonical encoding. It separates
+// this format's hashes from any other use of SHA-256 and names the version.
+const FormatTag = "agentaudit.entry.v1"
+
+// GenesisHash is the prev_hash of a chain's first entry (seq 0).
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// nullField encodes a NULL. It cannot be confused with any string, whose
+// encoding always starts with a decimal digit.
+const nullField = '-'
+
+// Head is the state a chain continues from.
+type Head struct {
+	// Size is the number of entries in the chain, which is also the seq the
+	// next entry gets.
+	Size int64
+	// Hash is the entry_hash of entry Size-1, or GenesisHash when Size is 0.
+	Hash string
+}
+
+// Genesis is the head of an empty chain.
+func Genesis() Head { return Head{Size: 0, Hash: GenesisHash} }
+
+// Chain assigns sequence numbers and hashes. It is not safe for concurrent
+// use: the caller serializes appends, which fixes the order of the chain.
+type Chain struct {
+	id   string
+	head Head
+	buf  []byte
+}
+
+// New returns a chain named id that continues from head.
+func New(id string, head Head) *Chain {
+	return &Chain{id: id, head: head}
+}
+
+// ID returns the chain id.
+func (c *Chain) ID() string { return c.id }
+
+// Head returns the current head: the size and the last entry's hash.
+func (c *Chain) Head() Head { return c.head }
+
+// Append links e at the end of the chain: it sets e.ChainID, e.Seq,
+// e.PrevHash and e.EntryHash, and advances the head.
+func (c *Chain) Append(e *entry.Entry) {
+	e.ChainID = c.id
+	e.Seq = c.head.Size
+	e.PrevHash = c.head.Hash
+	c.buf = AppendCanonical(c.buf[:0], e)
+	sum := sha256.Sum256(c.buf)
+	e.EntryHash = hex.EncodeToString(sum[:])
+	c.head = Head{Size: e.Seq + 1, Hash: e.EntryHash}
+}
+
+// Hash returns the hex SHA-256 of e's canonical encoding, the value its
+// entry_hash must have. It reads e.PrevHash and ignores e.EntryHash.
+func Hash(e *entry.Entry) string {
+	sum := sha256.Sum256(AppendCanonical(nil, e))
+	return hex.EncodeToString(sum[:])
+}
+
+// AppendCanonical appends the canonical encoding of e to dst:
+//
+//	field(FormatTag) || field(chain_id) || field(seq) || field(time_unix_nano) ||
+//	field(execution_id) || field(trace_id) || field(span_id) || field(parent_span_id) ||
+//	field(agent_id) || field(agent_name) || field(service_name) || field(principal) ||
+//	field(action_type) || field(target_system) || field(target_resource) ||
+//	field(proposed_value) || field(previous_value) || field(reasoning) ||
+//	field(approver) || field(result) || field(status_code) || field(attributes) ||
+//	field(validation) || field(prev_hash)
+//
+// where field(NULL) is the single byte '-' and field(s) is the decimal byte
+// length of s, a ':' and the bytes of s. Integers are encoded as the string of
+// their decimal digits (with a leading '-' when negative). entry_hash itself
+// is not part of the encoding.
+func AppendCanonical(dst []byte, e *entry.Entry) []byte {
+	dst = appendString(dst, FormatTag)
+	dst = appendString(dst, e.ChainID)
+	dst = appendInt(dst, e.Seq)
+	dst = appendInt(dst, e.TimeUnixNano)
+	dst = appendString(dst, e.ExecutionID)
+	dst = appendString(dst, e.TraceID)
+	dst = appendString(dst, e.SpanID)
+	dst = appendOptional(dst, e.ParentSpanID)
+	dst = appendOptional(dst, e.AgentID)
+	dst = appendOptional(dst, e.AgentName)
+	dst = appendOptional(dst, e.ServiceName)
+	dst = appendOptional(dst, e.Principal)
+	dst = appendString(dst, e.ActionType)
+	dst = appendString(dst, e.TargetSystem)
+	dst = appendString(dst, e.TargetResource)
+	dst = appendOptional(dst, e.ProposedValue)
+	dst = appendOptional(dst, e.PreviousValue)
+	dst = appendOptional(dst, e.Reasoning)
+	dst = appendOptional(dst, e.Approver)
+	dst = appendString(dst, e.Result)
+	dst = appendString(dst, e.StatusCode)
+	dst = appendString(dst, e.Attributes)
+	dst = appendOptional(dst, e.Validation)
+	dst = appendString(dst, e.PrevHash)
+	return dst
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = strconv.AppendInt(dst, int64(len(s)), 10)
+	dst = append(dst, ':')
+	return append(dst, s...)
+}
+
+func appendOptional(dst []byte, s *string) []byte {
+	if s == nil {
+		return append(dst, nullField)
+	}
+	return appendString(dst, *s)
+}
+
+func appendInt(dst []byte, v int64) []byte {
+	var tmp [20]byte
+	digits := strconv.AppendInt(tmp[:0], v, 10)
+	dst = strconv.AppendInt(dst, int64(len(digits)), 10)
+	dst = append(dst, ':')
+	return append(dst, digits...)
+}

@@ -1,0 +1,100 @@
+// Package entry holds the audit entry model and the mapping from an
+// audit-tagged OpenTelemetry span to an entry.
+//
+// An Entry is what one row of the audit trail holds. Its fields map one to one
+// onto the Parquet columns named in docs/FORMAT.md; the chain package assigns
+// ChainID, Seq, PrevHash and EntryHash, everything else comes from the span.
+package entry // import "github.com/agentaudit/agentaudit/internal/entry"
+
+// Attribute keys of the contract agents use. They are part of the product's
+// public interface: never rename them.
+const (
+	KeyActionType     = "audit.action.type"
+	KeyExecutionID    = "audit.execution.id"
+	KeyTargetSystem   = "audit.target.system"
+	KeyTargetResource = "audit.target.resource"
+	KeyValueProposed  = "audit.value.proposed"
+	KeyValuePrevious  = "audit.value.previous"
+	KeyReasoning      = "audit.reasoning"
+	KeyApprover       = "audit.approver"
+	KeyResult         = "audit.result"
+
+	// KeyValidation is written by the processor in audit mode: the problems it
+	// found and repaired, as the JSON array that lands in the validation column.
+	KeyValidation = "audit.validation"
+
+	// KeyPrefix marks every key of the contract; KeyValuePrefix the payload keys
+	// that the monitoring pipeline strips along with KeyReasoning.
+	KeyPrefix      = "audit."
+	KeyValuePrefix = "audit.value."
+
+	KeyAgentID     = "gen_ai.agent.id"
+	KeyAgentName   = "gen_ai.agent.name"
+	KeyServiceName = "service.name"
+	KeyEndUserID   = "enduser.id"
+	KeyErrorType   = "error.type"
+	KeyHTTPStatus  = "http.response.status_code"
+)
+
+// The action types the contract names. Other values are kept verbatim and
+// flagged in the entry's validation.
+var KnownActionTypes = []string{"start", "read", "write", "request_approval", "approve", "reject", "error", "end"}
+
+// DefaultMaxValueBytes is the default limit on one attribute value: longer
+// values are truncated and the SHA-256 of the full value is recorded.
+const DefaultMaxValueBytes = 64 << 10
+
+// Entry is one audit record. Optional fields are nil when the span did not
+// carry them; the Parquet column is then NULL.
+type Entry struct {
+	TimeUnixNano   int64 // span start time, nanoseconds since the Unix epoch, UTC
+	ChainID        string
+	Seq            int64
+	ExecutionID    string
+	TraceID        string // 32 lower-case hex digits
+	SpanID         string // 16 lower-case hex digits
+	ParentSpanID   *string
+	AgentID        *string
+	AgentName      *string
+	ServiceName    *string
+	Principal      *string // enduser.id: the person the agent acts for
+	ActionType     string
+	TargetSystem   string
+	TargetResource string
+	ProposedValue  *string
+	PreviousValue  *string
+	Reasoning      *string
+	Approver       *string
+	Result         string
+	StatusCode     string // "Unset", "Ok" or "Error"
+	Attributes     string // the span's other attributes, canonical JSON object
+	Validation     *string
+	PrevHash       string // 64 lower-case hex digits
+	EntryHash      string // 64 lower-case hex digits
+}
+
+// Problem is one defect found in an audit span and how it was handled. An
+// entry's Validation column holds its problems as a JSON array, sorted by
+// Field then Kind, or NULL when there are none.
+type Problem struct {
+	Field string `json:"field"` // the attribute key, e.g. "audit.target.system"
+	Kind  string `json:"problem"`
+	// Detail says what was done about it, e.g. "defaulted to trace id".
+	Detail string `json:"detail,omitempty"`
+	// OriginalBytes and SHA256 describe a value before truncation.
+	OriginalBytes int64  `json:"original_bytes,omitempty"`
+	SHA256        string `json:"sha256,omitempty"`
+}
+
+// Problem kinds.
+const (
+	ProblemMissing      = "missing"       // a key the contract expects is absent
+	ProblemEmpty        = "empty"         // present but empty
+	ProblemUnknownValue = "unknown_value" // audit.action.type outside KnownActionTypes
+	ProblemNotString    = "not_string"    // converted to its string form
+	ProblemInvalidUTF8  = "invalid_utf8"  // repaired: bad bytes replaced by U+FFFD
+	ProblemTruncated    = "truncated"     // cut to the limit; OriginalBytes and SHA256 set
+	ProblemUnknownKey   = "unknown_key"   // an audit.* key outside the contract, kept in attributes
+	ProblemDefaulted    = "defaulted"     // absent and filled from another source
+	ProblemInvalidID    = "invalid_id"    // an empty trace or span id
+)
