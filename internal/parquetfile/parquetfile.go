@@ -1,0 +1,507 @@
+package parquetfile
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
+)
+
+// FormatVersion is the version of the batch file layout (columns, types and
+// footer keys) this package writes and reads. It is stored under
+// KeyFormatVersion; a reader refuses versions it does not know.
+const FormatVersion = "1"
+
+// Footer metadata keys: key-value metadata in the Parquet footer of every
+// batch file. Part of the on-disk format: never rename them.
+const (
+	KeyFormatVersion = "agentaudit.format_version"
+	KeyChainID       = "agentaudit.chain_id"
+	KeyFirstSeq      = "agentaudit.first_seq"
+	KeyLastSeq       = "agentaudit.last_seq"
+	KeyEntryCount    = "agentaudit.entry_count"
+	KeyPrevHash      = "agentaudit.prev_hash" // prev_hash of the first entry
+	KeyLastHash      = "agentaudit.last_hash" // entry_hash of the last entry
+)
+
+// Errors. Check with errors.Is; they come back wrapped with the facts.
+var (
+	// ErrEmptyBatch: Encode was given no entries. A batch file is never empty.
+	ErrEmptyBatch = errors.New("parquetfile: empty batch")
+	// ErrInvalidBatch: the entries given to Encode are not one run of
+	// consecutive entries of one chain. The error is a *BatchError.
+	ErrInvalidBatch = errors.New("parquetfile: invalid batch")
+	// ErrCorrupt: the bytes are not a well-formed Parquet file (truncated,
+	// garbage, or undecodable rows).
+	ErrCorrupt = errors.New("parquetfile: not a well-formed parquet file")
+	// ErrNotAuditFile: a readable Parquet file that is not an audit batch: a
+	// footer key is missing or malformed, or the columns differ.
+	ErrNotAuditFile = errors.New("parquetfile: not an agentaudit batch file")
+	// ErrUnsupportedVersion: an audit batch file of a format version this
+	// build does not read.
+	ErrUnsupportedVersion = errors.New("parquetfile: unsupported format version")
+	// ErrTimestampMismatch: a row's timestamp column is not its
+	// time_unix_nano truncated to milliseconds. The timestamp column is not
+	// covered by the entry hash, so ReadEntries checks it.
+	ErrTimestampMismatch = errors.New("parquetfile: timestamp disagrees with time_unix_nano")
+)
+
+// BatchError says which entry of a batch breaks the one-chain,
+// consecutive-seq rule. It wraps ErrInvalidBatch.
+type BatchError struct {
+	Index int    // position of the offending entry in the slice
+	Field string // "chain_id" or "seq"
+	Got   string
+	Want  string
+}
+
+func (e *BatchError) Error() string {
+	return fmt.Sprintf("parquetfile: invalid batch: entry %d: %s = %s, want %s", e.Index, e.Field, e.Got, e.Want)
+}
+
+// Unwrap returns ErrInvalidBatch.
+func (e *BatchError) Unwrap() error { return ErrInvalidBatch }
+
+// Footer is the audit metadata of one batch file.
+type Footer struct {
+	FormatVersion string
+	ChainID       string
+	FirstSeq      int64 // seq of the first row
+	LastSeq       int64 // seq of the last row
+	EntryCount    int64 // number of rows, LastSeq-FirstSeq+1
+	PrevHash      string
+	LastHash      string
+}
+
+// row is the Parquet schema. Column order is field order. Strings get the
+// STRING logical type by default; *string fields are OPTIONAL.
+type row struct {
+	Timestamp      int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
+	TimeUnixNano   int64   `parquet:"time_unix_nano"`
+	ChainID        string  `parquet:"chain_id,dict"`
+	Seq            int64   `parquet:"seq"`
+	ExecutionID    string  `parquet:"execution_id,dict"`
+	TraceID        string  `parquet:"trace_id"`
+	SpanID         string  `parquet:"span_id"`
+	ParentSpanID   *string `parquet:"parent_span_id"`
+	AgentID        *string `parquet:"agent_id,dict"`
+	AgentName      *string `parquet:"agent_name,dict"`
+	ServiceName    *string `parquet:"service_name,dict"`
+	Principal      *string `parquet:"principal,dict"`
+	ActionType     string  `parquet:"action_type,dict"`
+	TargetSystem   string  `parquet:"target_system,dict"`
+	TargetResource string  `parquet:"target_resource"`
+	ProposedValue  *string `parquet:"proposed_value"`
+	PreviousValue  *string `parquet:"previous_value"`
+	Reasoning      *string `parquet:"reasoning"`
+	Approver       *string `parquet:"approver,dict"`
+	Result         string  `parquet:"result,dict"`
+	StatusCode     string  `parquet:"status_code,dict"`
+	Attributes     string  `parquet:"attributes"`
+	Validation     *string `parquet:"validation"`
+	PrevHash       string  `parquet:"prev_hash"`
+	EntryHash      string  `parquet:"entry_hash"`
+}
+
+// schema is the Parquet schema of a batch file.
+var schema = parquet.SchemaOf(row{})
+
+// bloomBitsPerValue sizes the execution_id bloom filter: 10 bits per
+// distinct value gives about 1% false positives.
+const bloomBitsPerValue = 10
+
+// blobColumns hold free text up to entry.DefaultMaxValueBytes: their min/max
+// would bloat the footer and no query prunes on them.
+var blobColumns = []string{"proposed_value", "previous_value", "reasoning", "attributes", "validation"}
+
+// writeChunk is how many rows are converted and handed to the writer at a
+// time, bounding the conversion buffer.
+const writeChunk = 512
+
+func writerOptions(f Footer) []parquet.WriterOption {
+	opts := []parquet.WriterOption{
+		parquet.Compression(&parquet.Zstd),
+		// Version 1 data pages are what every reader (Athena engine 2 and 3,
+		// Spark, DuckDB, pyarrow) handles.
+		parquet.DataPageVersion(1),
+		parquet.DataPageStatistics(true),
+		parquet.BloomFilters(parquet.SplitBlockFilter(bloomBitsPerValue, "execution_id")),
+		parquet.KeyValueMetadata(KeyFormatVersion, f.FormatVersion),
+		parquet.KeyValueMetadata(KeyChainID, f.ChainID),
+		parquet.KeyValueMetadata(KeyFirstSeq, strconv.FormatInt(f.FirstSeq, 10)),
+		parquet.KeyValueMetadata(KeyLastSeq, strconv.FormatInt(f.LastSeq, 10)),
+		parquet.KeyValueMetadata(KeyEntryCount, strconv.FormatInt(f.EntryCount, 10)),
+		parquet.KeyValueMetadata(KeyPrevHash, f.PrevHash),
+		parquet.KeyValueMetadata(KeyLastHash, f.LastHash),
+	}
+	for _, c := range blobColumns {
+		opts = append(opts, parquet.SkipPageBounds(c))
+	}
+	return opts
+}
+
+// Encode writes entries as one Parquet file into w and returns the footer it
+// wrote. The entries must be one run of one chain: same ChainID, seq
+// increasing by one, already hashed (Encode does not check the hashes, so
+// that tests can write tampered files). It returns an error wrapping
+// ErrEmptyBatch for no entries, a *BatchError (ErrInvalidBatch) for mixed
+// chain ids or a seq gap, in which case nothing was written, or the error of
+// w.
+func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
+	if len(entries) == 0 {
+		return Footer{}, ErrEmptyBatch
+	}
+	first := &entries[0]
+	for i := 1; i < len(entries); i++ {
+		e := &entries[i]
+		if e.ChainID != first.ChainID {
+			return Footer{}, &BatchError{Index: i, Field: "chain_id", Got: strconv.Quote(e.ChainID), Want: strconv.Quote(first.ChainID)}
+		}
+		if want := first.Seq + int64(i); e.Seq != want {
+			return Footer{}, &BatchError{Index: i, Field: "seq", Got: strconv.FormatInt(e.Seq, 10), Want: strconv.FormatInt(want, 10)}
+		}
+	}
+	last := &entries[len(entries)-1]
+	f := Footer{
+		FormatVersion: FormatVersion,
+		ChainID:       first.ChainID,
+		FirstSeq:      first.Seq,
+		LastSeq:       last.Seq,
+		EntryCount:    int64(len(entries)),
+		PrevHash:      first.PrevHash,
+		LastHash:      last.EntryHash,
+	}
+
+	pw := parquet.NewGenericWriter[row](w, writerOptions(f)...)
+	buf := make([]row, min(len(entries), writeChunk))
+	for start := 0; start < len(entries); start += len(buf) {
+		chunk := entries[start:min(start+len(buf), len(entries))]
+		rows := buf[:len(chunk)]
+		for i := range chunk {
+			toRow(&rows[i], &chunk[i])
+		}
+		if _, err := pw.Write(rows); err != nil {
+			return Footer{}, fmt.Errorf("parquetfile: write rows: %w", err)
+		}
+	}
+	if err := pw.Close(); err != nil {
+		return Footer{}, fmt.Errorf("parquetfile: close writer: %w", err)
+	}
+	return f, nil
+}
+
+// unixMilli is nanoseconds since the epoch truncated to milliseconds,
+// rounding towards negative infinity like time.Time.UnixMilli.
+func unixMilli(nanos int64) int64 {
+	ms := nanos / 1e6
+	if nanos%1e6 < 0 {
+		ms--
+	}
+	return ms
+}
+
+func toRow(r *row, e *entry.Entry) {
+	*r = row{
+		Timestamp:      unixMilli(e.TimeUnixNano),
+		TimeUnixNano:   e.TimeUnixNano,
+		ChainID:        e.ChainID,
+		Seq:            e.Seq,
+		ExecutionID:    e.ExecutionID,
+		TraceID:        e.TraceID,
+		SpanID:         e.SpanID,
+		ParentSpanID:   e.ParentSpanID,
+		AgentID:        e.AgentID,
+		AgentName:      e.AgentName,
+		ServiceName:    e.ServiceName,
+		Principal:      e.Principal,
+		ActionType:     e.ActionType,
+		TargetSystem:   e.TargetSystem,
+		TargetResource: e.TargetResource,
+		ProposedValue:  e.ProposedValue,
+		PreviousValue:  e.PreviousValue,
+		Reasoning:      e.Reasoning,
+		Approver:       e.Approver,
+		Result:         e.Result,
+		StatusCode:     e.StatusCode,
+		Attributes:     e.Attributes,
+		Validation:     e.Validation,
+		PrevHash:       e.PrevHash,
+		EntryHash:      e.EntryHash,
+	}
+}
+
+func fromRow(e *entry.Entry, r *row) {
+	*e = entry.Entry{
+		TimeUnixNano:   r.TimeUnixNano,
+		ChainID:        r.ChainID,
+		Seq:            r.Seq,
+		ExecutionID:    r.ExecutionID,
+		TraceID:        r.TraceID,
+		SpanID:         r.SpanID,
+		ParentSpanID:   r.ParentSpanID,
+		AgentID:        r.AgentID,
+		AgentName:      r.AgentName,
+		ServiceName:    r.ServiceName,
+		Principal:      r.Principal,
+		ActionType:     r.ActionType,
+		TargetSystem:   r.TargetSystem,
+		TargetResource: r.TargetResource,
+		ProposedValue:  r.ProposedValue,
+		PreviousValue:  r.PreviousValue,
+		Reasoning:      r.Reasoning,
+		Approver:       r.Approver,
+		Result:         r.Result,
+		StatusCode:     r.StatusCode,
+		Attributes:     r.Attributes,
+		Validation:     r.Validation,
+		PrevHash:       r.PrevHash,
+		EntryHash:      r.EntryHash,
+	}
+}
+
+// fixedOverhead approximates the per-row bytes beside string contents: three
+// int64 columns, a length prefix per string, definition levels.
+const fixedOverhead = 3*8 + 22*4 + 9
+
+// EstimatedSize returns the approximate number of bytes e adds to a batch
+// before compression: the lengths of its strings plus a fixed overhead. It is
+// meant for batching by size, not for exact accounting.
+func EstimatedSize(e *entry.Entry) int {
+	n := fixedOverhead +
+		len(e.ChainID) + len(e.ExecutionID) + len(e.TraceID) + len(e.SpanID) +
+		len(e.ActionType) + len(e.TargetSystem) + len(e.TargetResource) +
+		len(e.Result) + len(e.StatusCode) + len(e.Attributes) +
+		len(e.PrevHash) + len(e.EntryHash)
+	for _, p := range [...]*string{e.ParentSpanID, e.AgentID, e.AgentName, e.ServiceName, e.Principal,
+		e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Validation} {
+		if p != nil {
+			n += len(*p)
+		}
+	}
+	return n
+}
+
+// footerTail is the last 8 bytes of a Parquet file: the footer length
+// (uint32, little endian) and the magic "PAR1".
+const footerTail = 8
+
+var magic = []byte("PAR1")
+
+// ReadFooter reads the audit metadata from the footer of the Parquet file r
+// of the given size, without reading any row. It returns an error wrapping
+// ErrCorrupt when the bytes are not a Parquet file (truncated, garbage),
+// ErrNotAuditFile naming the key when a footer key is missing or malformed,
+// ErrUnsupportedVersion for an unknown format version, or the read error of r.
+func ReadFooter(r io.ReaderAt, size int64) (f Footer, err error) {
+	if size < int64(len(magic))+footerTail {
+		return Footer{}, fmt.Errorf("%w: %d bytes is too short", ErrCorrupt, size)
+	}
+	var head [4]byte
+	if _, err := r.ReadAt(head[:], 0); err != nil {
+		return Footer{}, fmt.Errorf("parquetfile: read header: %w", err)
+	}
+	if !bytes.Equal(head[:], magic) {
+		return Footer{}, fmt.Errorf("%w: header magic %q, want %q", ErrCorrupt, head[:], magic)
+	}
+	var tail [footerTail]byte
+	if _, err := r.ReadAt(tail[:], size-footerTail); err != nil {
+		return Footer{}, fmt.Errorf("parquetfile: read footer length: %w", err)
+	}
+	if !bytes.Equal(tail[4:], magic) {
+		return Footer{}, fmt.Errorf("%w: footer magic %q, want %q (truncated file?)", ErrCorrupt, tail[4:], magic)
+	}
+	// Checked before allocating: a garbage length must not cost 4 GiB.
+	footerLen := int64(binary.LittleEndian.Uint32(tail[:4]))
+	if footerLen > size-int64(len(magic))-footerTail {
+		return Footer{}, fmt.Errorf("%w: footer length %d exceeds file size %d", ErrCorrupt, footerLen, size)
+	}
+	data := make([]byte, footerLen)
+	if _, err := r.ReadAt(data, size-footerTail-footerLen); err != nil {
+		return Footer{}, fmt.Errorf("parquetfile: read footer: %w", err)
+	}
+
+	defer func() {
+		// parquet-go is pre-v1 and these bytes are untrusted: a decoder
+		// panic is a corrupt file, not a crash.
+		if p := recover(); p != nil {
+			f, err = Footer{}, fmt.Errorf("%w: decoding footer: %v", ErrCorrupt, p)
+		}
+	}()
+	var dec format.FooterDecoder
+	md, _, err := dec.Decode(data)
+	if err != nil {
+		return Footer{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return footerFromKV(md.KeyValueMetadata)
+}
+
+// footerFromKV parses and checks the audit keys. The strings it keeps are
+// copies: kv may alias a decoder's buffer.
+func footerFromKV(kv []format.KeyValue) (Footer, error) {
+	get := func(key string) (string, error) {
+		for i := len(kv) - 1; i >= 0; i-- {
+			if kv[i].Key == key {
+				return string([]byte(kv[i].Value)), nil
+			}
+		}
+		return "", fmt.Errorf("%w: footer key %q missing", ErrNotAuditFile, key)
+	}
+	getInt := func(key string) (int64, error) {
+		s, err := get(key)
+		if err != nil {
+			return 0, err
+		}
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%w: footer key %q: %q is not an integer", ErrNotAuditFile, key, s)
+		}
+		return v, nil
+	}
+	getHash := func(key string) (string, error) {
+		s, err := get(key)
+		if err != nil {
+			return "", err
+		}
+		if !isHexHash(s) {
+			return "", fmt.Errorf("%w: footer key %q: %q is not 64 lower-case hex digits", ErrNotAuditFile, key, s)
+		}
+		return s, nil
+	}
+
+	var f Footer
+	var err error
+	if f.FormatVersion, err = get(KeyFormatVersion); err != nil {
+		return Footer{}, err
+	}
+	if f.FormatVersion != FormatVersion {
+		return Footer{}, fmt.Errorf("%w: %q, this build reads %q", ErrUnsupportedVersion, f.FormatVersion, FormatVersion)
+	}
+	if f.ChainID, err = get(KeyChainID); err != nil {
+		return Footer{}, err
+	}
+	if f.ChainID == "" {
+		return Footer{}, fmt.Errorf("%w: footer key %q is empty", ErrNotAuditFile, KeyChainID)
+	}
+	if f.FirstSeq, err = getInt(KeyFirstSeq); err != nil {
+		return Footer{}, err
+	}
+	if f.LastSeq, err = getInt(KeyLastSeq); err != nil {
+		return Footer{}, err
+	}
+	if f.EntryCount, err = getInt(KeyEntryCount); err != nil {
+		return Footer{}, err
+	}
+	if f.PrevHash, err = getHash(KeyPrevHash); err != nil {
+		return Footer{}, err
+	}
+	if f.LastHash, err = getHash(KeyLastHash); err != nil {
+		return Footer{}, err
+	}
+	if f.FirstSeq < 0 || f.EntryCount < 1 || f.LastSeq != f.FirstSeq+f.EntryCount-1 {
+		return Footer{}, fmt.Errorf("%w: footer seq range first=%d last=%d count=%d is inconsistent",
+			ErrNotAuditFile, f.FirstSeq, f.LastSeq, f.EntryCount)
+	}
+	return f, nil
+}
+
+func isHexHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// readChunk is how many rows ReadEntries decodes at a time; maxPrealloc caps
+// the entries allocated before any row is read.
+const (
+	readChunk   = 512
+	maxPrealloc = 1 << 16
+)
+
+// ReadEntries decodes every row of the batch file r of the given size and
+// returns the entries in file order with the footer. Optional columns come
+// back nil for NULL and non-nil for "" exactly as written. Besides the errors
+// of ReadFooter it returns ErrNotAuditFile when the columns are not this
+// package's schema and ErrTimestampMismatch when a row's timestamp column
+// disagrees with its time_unix_nano. It does not check that the rows agree
+// with the footer or that the hashes link: that is the verifier's job.
+func ReadEntries(r io.ReaderAt, size int64) (entries []entry.Entry, f Footer, err error) {
+	if f, err = ReadFooter(r, size); err != nil {
+		return nil, Footer{}, err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			entries, f, err = nil, Footer{}, fmt.Errorf("%w: decoding rows: %v", ErrCorrupt, p)
+		}
+	}()
+	pf, err := parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		return nil, Footer{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if err := checkSchema(pf.Schema()); err != nil {
+		return nil, Footer{}, err
+	}
+
+	pr := parquet.NewGenericReader[row](pf)
+	defer pr.Close()
+	// Row counts come from untrusted bytes: bound the up-front allocation
+	// and let append grow past it.
+	entries = make([]entry.Entry, 0, min(pr.NumRows(), f.EntryCount, maxPrealloc))
+	buf := make([]row, readChunk)
+	for {
+		k, err := pr.Read(buf)
+		for i := range buf[:k] {
+			rw := &buf[i]
+			if want := unixMilli(rw.TimeUnixNano); rw.Timestamp != want {
+				return nil, Footer{}, fmt.Errorf("%w: seq %d: timestamp %d ms, time_unix_nano %d gives %d ms",
+					ErrTimestampMismatch, rw.Seq, rw.Timestamp, rw.TimeUnixNano, want)
+			}
+			entries = append(entries, entry.Entry{})
+			fromRow(&entries[len(entries)-1], rw)
+			// The reader may reuse the pointers of a row it decodes into;
+			// the entry now owns them.
+			*rw = row{}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, Footer{}, fmt.Errorf("%w: decoding rows: %w", ErrCorrupt, err)
+		}
+	}
+	return entries, f, nil
+}
+
+// checkSchema returns an error wrapping ErrNotAuditFile unless got has this
+// package's columns, in order, with the same types and repetition.
+func checkSchema(got *parquet.Schema) error {
+	want := schema.Fields()
+	have := got.Fields()
+	if len(have) != len(want) {
+		return fmt.Errorf("%w: %d columns, want %d", ErrNotAuditFile, len(have), len(want))
+	}
+	for i := range want {
+		w, h := want[i], have[i]
+		if h.Name() != w.Name() {
+			return fmt.Errorf("%w: column %d is %q, want %q", ErrNotAuditFile, i, h.Name(), w.Name())
+		}
+		if h.Optional() != w.Optional() || h.Repeated() != w.Repeated() || !h.Leaf() ||
+			h.Type().Kind() != w.Type().Kind() {
+			return fmt.Errorf("%w: column %q has type %s, want %s", ErrNotAuditFile, w.Name(), h.Type(), w.Type())
+		}
+	}
+	return nil
+}

@@ -1,0 +1,543 @@
+package parquetfile
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+)
+
+func ptr(s string) *string { return &s }
+
+// hashed links entries into a fresh chain named id, as the exporter would.
+func hashed(id string, es []entry.Entry) []entry.Entry {
+	c := chain.New(id, chain.Genesis())
+	for i := range es {
+		c.Append(&es[i])
+	}
+	return es
+}
+
+// varied returns entries covering nil, "" and non-empty optional fields,
+// unicode and a 1 MiB value.
+func varied() []entry.Entry {
+	base := time.Date(2026, 11, 27, 6, 0, 0, 123456789, time.UTC).UnixNano()
+	allSet := entry.Entry{
+		TimeUnixNano: base, ExecutionID: "exec-1", TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8),
+		ParentSpanID: ptr(strings.Repeat("ef", 8)), AgentID: ptr("agent-7"), AgentName: ptr("billing-bot"),
+		ServiceName: ptr("billing"), Principal: ptr("alice@example.com"), ActionType: "write",
+		TargetSystem: "postgres", TargetResource: "invoices/42", ProposedValue: ptr(`{"amount":10}`),
+		PreviousValue: ptr(`{"amount":9}`), Reasoning: ptr("customer asked"), Approver: ptr("bob"),
+		Result: "ok", StatusCode: "Ok", Attributes: `{"k":"v"}`, Validation: ptr(`[{"field":"x","problem":"empty"}]`),
+	}
+	allNil := entry.Entry{
+		TimeUnixNano: base + 1, ExecutionID: "exec-1", TraceID: strings.Repeat("01", 16), SpanID: strings.Repeat("02", 8),
+		ActionType: "read", TargetSystem: "s3", TargetResource: "bucket/key", Result: "", StatusCode: "Unset", Attributes: "{}",
+	}
+	allEmpty := entry.Entry{
+		TimeUnixNano: base + 1_000_000, ExecutionID: "", TraceID: "", SpanID: "",
+		ParentSpanID: ptr(""), AgentID: ptr(""), AgentName: ptr(""), ServiceName: ptr(""), Principal: ptr(""),
+		ProposedValue: ptr(""), PreviousValue: ptr(""), Reasoning: ptr(""), Approver: ptr(""), Validation: ptr(""),
+	}
+	unicode := entry.Entry{
+		TimeUnixNano: base + 2_999_999, ExecutionID: "exécution-✓", TraceID: strings.Repeat("0f", 16), SpanID: strings.Repeat("f0", 8),
+		AgentName: ptr("代理人 🤖"), Principal: ptr("Zoë Ångström"), ActionType: "request_approval",
+		TargetSystem: "crm", TargetResource: "клиенты/№5", Reasoning: ptr("naïve café — \u2028 \x00 nul byte"),
+		Result: "pending", StatusCode: "Error", Attributes: `{"emoji":"😀"}`,
+	}
+	big := entry.Entry{
+		TimeUnixNano: base + 3_000_000, ExecutionID: "exec-2", TraceID: strings.Repeat("aa", 16), SpanID: strings.Repeat("bb", 8),
+		ActionType: "write", TargetSystem: "fs", TargetResource: "/tmp/big",
+		ProposedValue: ptr(strings.Repeat("x", 1<<20)), PreviousValue: ptr(strings.Repeat("y€", 1<<19)),
+		Result: "ok", StatusCode: "Ok", Attributes: `{"big":"` + strings.Repeat("z", 1<<20) + `"}`,
+	}
+	negative := entry.Entry{TimeUnixNano: -1_500_000, ExecutionID: "exec-3", ActionType: "end"}
+	return hashed("chain-a", []entry.Entry{allSet, allNil, allEmpty, unicode, big, negative})
+}
+
+// realistic returns n entries shaped like production traffic: 100 entries
+// per execution, a handful of agents, JSON attributes, some reasoning.
+func realistic(n int) []entry.Entry {
+	rng := rand.New(rand.NewPCG(1, 2))
+	agents := []string{"billing-bot", "support-agent", "deploy-agent", "research-agent"}
+	actions := entry.KnownActionTypes
+	systems := []string{"postgres", "s3", "github", "slack", "stripe"}
+	hex := func(nbytes int) string {
+		b := make([]byte, nbytes)
+		for i := range b {
+			b[i] = byte(rng.UintN(256))
+		}
+		return fmt.Sprintf("%x", b)
+	}
+	base := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC).UnixNano()
+	es := make([]entry.Entry, n)
+	trace := hex(16)
+	for i := range es {
+		if i%100 == 0 {
+			trace = hex(16)
+		}
+		agent := agents[(i/100)%len(agents)]
+		e := entry.Entry{
+			TimeUnixNano:   base + int64(i)*1_234_567,
+			ExecutionID:    fmt.Sprintf("exec-%08d", i/100),
+			TraceID:        trace,
+			SpanID:         hex(8),
+			ParentSpanID:   ptr(hex(8)),
+			AgentID:        ptr("id-" + agent),
+			AgentName:      ptr(agent),
+			ServiceName:    ptr("svc-" + agent),
+			Principal:      ptr(fmt.Sprintf("user%d@example.com", (i/100)%50)),
+			ActionType:     actions[rng.IntN(len(actions))],
+			TargetSystem:   systems[rng.IntN(len(systems))],
+			TargetResource: fmt.Sprintf("tables/orders/rows/%d", rng.IntN(1_000_000)),
+			Result:         "success",
+			StatusCode:     "Ok",
+			Attributes:     fmt.Sprintf(`{"gen_ai.request.model":"gpt-x","http.method":"POST","latency_ms":%d,"retry":%d}`, rng.IntN(5000), rng.IntN(3)),
+		}
+		if e.ActionType == "write" {
+			e.ProposedValue = ptr(fmt.Sprintf(`{"status":"shipped","amount":%d,"currency":"EUR"}`, rng.IntN(100000)))
+			e.PreviousValue = ptr(fmt.Sprintf(`{"status":"pending","amount":%d,"currency":"EUR"}`, rng.IntN(100000)))
+			e.Reasoning = ptr("The customer confirmed the order in the chat and the payment cleared, so the order can ship. " + hex(16))
+		}
+		if e.ActionType == "approve" {
+			e.Approver = ptr("manager@example.com")
+		}
+		es[i] = e
+	}
+	return hashed("collector-7f3a-pod-1", es)
+}
+
+func encode(t testing.TB, es []entry.Entry) ([]byte, Footer) {
+	t.Helper()
+	var buf bytes.Buffer
+	f, err := Encode(&buf, es)
+	require.NoError(t, err)
+	return buf.Bytes(), f
+}
+
+func TestRoundTrip(t *testing.T) {
+	es := varied()
+	data, wrote := encode(t, es)
+	got, read, err := ReadEntries(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	assert.Equal(t, wrote, read)
+	require.Len(t, got, len(es))
+	for i := range es {
+		// DeepEqual tells a nil pointer from a pointer to "".
+		assert.Equal(t, es[i], got[i], "entry %d", i)
+		assert.Equal(t, es[i].EntryHash, chain.Hash(&got[i]), "entry %d rehash", i)
+	}
+	// Spot-check nil versus "" explicitly, in case Equal ever got lenient.
+	assert.Nil(t, got[1].Reasoning)
+	require.NotNil(t, got[2].Reasoning)
+	assert.Equal(t, "", *got[2].Reasoning)
+}
+
+func TestRoundTripRealistic(t *testing.T) {
+	es := realistic(2500) // more than one write and read chunk
+	data, _ := encode(t, es)
+	got, f, err := ReadEntries(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	assert.Equal(t, es, got)
+	assert.Equal(t, int64(2500), f.EntryCount)
+}
+
+func TestEncodeContinuedChain(t *testing.T) {
+	es := realistic(30)[10:] // a later batch: seq 10..29
+	data, f := encode(t, es)
+	assert.Equal(t, Footer{
+		FormatVersion: "1", ChainID: "collector-7f3a-pod-1", FirstSeq: 10, LastSeq: 29, EntryCount: 20,
+		PrevHash: es[0].PrevHash, LastHash: es[19].EntryHash,
+	}, f)
+	read, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	assert.Equal(t, f, read)
+}
+
+func TestFooterKeysExact(t *testing.T) {
+	es := varied()
+	data, _ := encode(t, es)
+	pf, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	got := map[string]string{}
+	for _, kv := range pf.Metadata().KeyValueMetadata {
+		if strings.HasPrefix(kv.Key, "agentaudit.") {
+			got[kv.Key] = kv.Value
+		}
+	}
+	assert.Equal(t, map[string]string{
+		"agentaudit.format_version": "1",
+		"agentaudit.chain_id":       "chain-a",
+		"agentaudit.first_seq":      "0",
+		"agentaudit.last_seq":       "5",
+		"agentaudit.entry_count":    "6",
+		"agentaudit.prev_hash":      chain.GenesisHash,
+		"agentaudit.last_hash":      es[5].EntryHash,
+	}, got)
+}
+
+func TestEncodeInvalid(t *testing.T) {
+	var buf bytes.Buffer
+	_, err := Encode(&buf, nil)
+	assert.ErrorIs(t, err, ErrEmptyBatch)
+
+	mixed := realistic(3)
+	mixed[2].ChainID = "other"
+	_, err = Encode(&buf, mixed)
+	require.ErrorIs(t, err, ErrInvalidBatch)
+	var be *BatchError
+	require.ErrorAs(t, err, &be)
+	assert.Equal(t, BatchError{Index: 2, Field: "chain_id", Got: `"other"`, Want: `"collector-7f3a-pod-1"`}, *be)
+
+	gap := realistic(4)
+	gap = append(gap[:1], gap[2:]...) // seq 0, 2, 3
+	_, err = Encode(&buf, gap)
+	require.ErrorAs(t, err, &be)
+	assert.Equal(t, BatchError{Index: 1, Field: "seq", Got: "2", Want: "1"}, *be)
+	assert.EqualError(t, err, "parquetfile: invalid batch: entry 1: seq = 2, want 1")
+	assert.Zero(t, buf.Len(), "nothing written for an invalid batch")
+}
+
+func TestReadFooterCorrupt(t *testing.T) {
+	data, _ := encode(t, realistic(50))
+	footerLen := binary.LittleEndian.Uint32(data[len(data)-8:])
+
+	hugeLen := bytes.Clone(data)
+	binary.LittleEndian.PutUint32(hugeLen[len(hugeLen)-8:], 0xFFFFFFF0)
+	garbledFooter := bytes.Clone(data)
+	footerStart := len(data) - 8 - int(footerLen)
+	for i := footerStart; i < len(data)-8; i++ {
+		garbledFooter[i] ^= 0x5a
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	garbage := make([]byte, 4096)
+	for i := range garbage {
+		garbage[i] = byte(rng.UintN(256))
+	}
+
+	cases := map[string][]byte{
+		"empty":            {},
+		"magic only":       []byte("PAR1"),
+		"garbage":          garbage,
+		"text":             []byte("hello, this is not parquet at all, PAR1"),
+		"truncated by one": data[:len(data)-1],
+		"truncated half":   data[:len(data)/2],
+		"footer cut off":   append(bytes.Clone(data[:footerStart+10]), data[len(data)-8:]...),
+		"huge length":      hugeLen,
+		"garbled footer":   garbledFooter,
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := ReadFooter(bytes.NewReader(b), int64(len(b)))
+			require.ErrorIs(t, err, ErrCorrupt)
+			_, _, err = ReadEntries(bytes.NewReader(b), int64(len(b)))
+			require.ErrorIs(t, err, ErrCorrupt)
+		})
+	}
+
+	// Every prefix of a valid file: an error, never a panic.
+	for n := 0; n < len(data); n += 7 {
+		_, err := ReadFooter(bytes.NewReader(data[:n]), int64(n))
+		require.Error(t, err, "prefix %d", n)
+	}
+}
+
+func TestReadEntriesBitFlipsNeverPanic(t *testing.T) {
+	data, _ := encode(t, realistic(200))
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 300 {
+		b := bytes.Clone(data)
+		for range 1 + rng.IntN(4) {
+			b[rng.IntN(len(b))] ^= byte(1 + rng.IntN(255))
+		}
+		// A flip may land in a string value and go unnoticed here (the
+		// hash chain catches that); the point is no panic escapes.
+		_, _, _ = ReadEntries(bytes.NewReader(b), int64(len(b)))
+	}
+}
+
+// writeRaw writes rows of any type with the given footer keys, bypassing
+// Encode's checks, to build files Encode refuses to write.
+func writeRaw[T any](t *testing.T, rows []T, kv map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	var opts []parquet.WriterOption
+	for k, v := range kv {
+		opts = append(opts, parquet.KeyValueMetadata(k, v))
+	}
+	w := parquet.NewGenericWriter[T](&buf, opts...)
+	_, err := w.Write(rows)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	return buf.Bytes()
+}
+
+func goodKV(es []entry.Entry) map[string]string {
+	return map[string]string{
+		KeyFormatVersion: FormatVersion,
+		KeyChainID:       es[0].ChainID,
+		KeyFirstSeq:      fmt.Sprint(es[0].Seq),
+		KeyLastSeq:       fmt.Sprint(es[len(es)-1].Seq),
+		KeyEntryCount:    fmt.Sprint(len(es)),
+		KeyPrevHash:      es[0].PrevHash,
+		KeyLastHash:      es[len(es)-1].EntryHash,
+	}
+}
+
+func rowsOf(es []entry.Entry) []row {
+	rows := make([]row, len(es))
+	for i := range es {
+		toRow(&rows[i], &es[i])
+	}
+	return rows
+}
+
+func TestReadFooterNotAuditFile(t *testing.T) {
+	es := realistic(3)
+	rows := rowsOf(es)
+
+	type plain struct{ A string }
+	data := writeRaw(t, []plain{{"x"}}, nil)
+	_, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
+	require.ErrorIs(t, err, ErrNotAuditFile)
+	assert.Contains(t, err.Error(), `"agentaudit.format_version" missing`)
+
+	for _, key := range []string{KeyChainID, KeyFirstSeq, KeyLastSeq, KeyEntryCount, KeyPrevHash, KeyLastHash} {
+		t.Run("missing "+key, func(t *testing.T) {
+			kv := goodKV(es)
+			delete(kv, key)
+			data := writeRaw(t, rows, kv)
+			_, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
+			require.ErrorIs(t, err, ErrNotAuditFile)
+			assert.Contains(t, err.Error(), fmt.Sprintf("%q missing", key))
+		})
+	}
+
+	malformed := []struct{ key, value, msg string }{
+		{KeyFirstSeq, "zero", `"agentaudit.first_seq": "zero" is not an integer`},
+		{KeyEntryCount, "", `"agentaudit.entry_count": "" is not an integer`},
+		{KeyLastSeq, "7", "first=0 last=7 count=3 is inconsistent"},
+		{KeyPrevHash, "ABC", `"agentaudit.prev_hash": "ABC" is not 64 lower-case hex digits`},
+		{KeyLastHash, strings.ToUpper(es[2].EntryHash), `"agentaudit.last_hash"`},
+		{KeyChainID, "", `"agentaudit.chain_id" is empty`},
+	}
+	for _, m := range malformed {
+		t.Run("malformed "+m.key, func(t *testing.T) {
+			kv := goodKV(es)
+			kv[m.key] = m.value
+			data := writeRaw(t, rows, kv)
+			_, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
+			require.ErrorIs(t, err, ErrNotAuditFile)
+			assert.Contains(t, err.Error(), m.msg)
+		})
+	}
+
+	t.Run("future version", func(t *testing.T) {
+		kv := goodKV(es)
+		kv[KeyFormatVersion] = "2"
+		data := writeRaw(t, rows, kv)
+		_, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
+		require.ErrorIs(t, err, ErrUnsupportedVersion)
+		assert.NotErrorIs(t, err, ErrNotAuditFile)
+	})
+
+	t.Run("foreign columns", func(t *testing.T) {
+		type other struct {
+			ChainID string `parquet:"chain_id"`
+			Seq     int64  `parquet:"seq"`
+		}
+		data := writeRaw(t, []other{{"c", 0}, {"c", 1}, {"c", 2}}, goodKV(es))
+		_, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err, "the footer alone looks fine")
+		_, _, err = ReadEntries(bytes.NewReader(data), int64(len(data)))
+		require.ErrorIs(t, err, ErrNotAuditFile)
+		assert.Contains(t, err.Error(), "2 columns, want 25")
+	})
+}
+
+func TestReadEntriesTimestampMismatch(t *testing.T) {
+	es := realistic(3)
+	rows := rowsOf(es)
+	rows[1].Timestamp += 1000 // moved by a second; not covered by the hash
+	data := writeRaw(t, rows, goodKV(es))
+	_, _, err := ReadEntries(bytes.NewReader(data), int64(len(data)))
+	require.ErrorIs(t, err, ErrTimestampMismatch)
+	assert.Contains(t, err.Error(), "seq 1")
+}
+
+func TestUnixMilliMatchesTime(t *testing.T) {
+	for _, n := range []int64{0, 1, 999_999, 1_000_000, -1, -999_999, -1_000_000, -1_000_001, 1764223200123456789} {
+		assert.Equal(t, time.Unix(0, n).UnixMilli(), unixMilli(n), "nanos %d", n)
+	}
+}
+
+func TestSchema(t *testing.T) {
+	es := varied()
+	data, _ := encode(t, es)
+	pf, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	md := pf.Metadata()
+
+	type col struct {
+		name     string
+		physical format.Type
+		logical  string // LogicalType.String()
+		optional bool
+	}
+	str := func(name string, optional bool) col { return col{name, format.ByteArray, "STRING", optional} }
+	want := []col{
+		{"timestamp", format.Int64, "TIMESTAMP(isAdjustedToUTC=true,unit=MILLIS)", false},
+		{"time_unix_nano", format.Int64, "INT(64,true)", false},
+		str("chain_id", false),
+		{"seq", format.Int64, "INT(64,true)", false},
+		str("execution_id", false), str("trace_id", false), str("span_id", false),
+		str("parent_span_id", true), str("agent_id", true), str("agent_name", true),
+		str("service_name", true), str("principal", true),
+		str("action_type", false), str("target_system", false), str("target_resource", false),
+		str("proposed_value", true), str("previous_value", true), str("reasoning", true), str("approver", true),
+		str("result", false), str("status_code", false), str("attributes", false), str("validation", true),
+		str("prev_hash", false), str("entry_hash", false),
+	}
+	require.Len(t, md.Schema, len(want)+1, "root plus one element per column")
+	for i, w := range want {
+		el := md.Schema[i+1]
+		assert.Equal(t, w.name, el.Name, "column %d", i)
+		typ, ok := el.Type.Get()
+		assert.True(t, ok)
+		assert.Equal(t, w.physical, typ, w.name)
+		assert.Equal(t, w.logical, el.LogicalType.String(), w.name)
+		rep, _ := el.RepetitionType.Get()
+		if w.optional {
+			assert.Equal(t, format.Optional, rep, w.name)
+		} else {
+			assert.Equal(t, format.Required, rep, w.name)
+		}
+	}
+	ts, ok := md.Schema[1].LogicalType.Value.(*format.TimestampType)
+	require.True(t, ok)
+	assert.True(t, ts.IsAdjustedToUTC)
+	assert.IsType(t, &format.MilliSeconds{}, ts.Unit.Value)
+
+	require.Len(t, md.RowGroups, 1)
+	chunks := md.RowGroups[0].Columns
+	require.Len(t, chunks, len(want))
+	dict := map[string]bool{"chain_id": true, "execution_id": true, "agent_id": true, "agent_name": true,
+		"service_name": true, "principal": true, "action_type": true, "target_system": true,
+		"approver": true, "result": true, "status_code": true}
+	blob := map[string]bool{"proposed_value": true, "previous_value": true, "reasoning": true, "attributes": true, "validation": true}
+	for i, c := range chunks {
+		name := want[i].name
+		m := c.MetaData
+		assert.Equal(t, format.Zstd, m.Codec, name)
+		if name == "execution_id" {
+			assert.Positive(t, m.BloomFilterOffset, "bloom filter on execution_id")
+		} else {
+			assert.Zero(t, m.BloomFilterOffset, "no bloom filter on %s", name)
+		}
+		assert.Equal(t, dict[name], hasEncoding(m.Encoding, format.RLEDictionary), "dictionary on %s", name)
+		if blob[name] {
+			assert.Nil(t, m.Statistics.MinValue, "no min on blob column %s", name)
+		} else {
+			assert.NotNil(t, m.Statistics.MinValue, "min on %s", name)
+			assert.NotNil(t, m.Statistics.MaxValue, "max on %s", name)
+		}
+	}
+	seqStats := chunks[3].MetaData.Statistics
+	assert.Equal(t, int64(0), int64(binary.LittleEndian.Uint64(seqStats.MinValue)))
+	assert.Equal(t, int64(5), int64(binary.LittleEndian.Uint64(seqStats.MaxValue)))
+	execStats := chunks[4].MetaData.Statistics
+	assert.Equal(t, "", string(execStats.MinValue))
+	assert.Equal(t, "exécution-✓", string(execStats.MaxValue))
+	assert.Equal(t, int64(4), chunks[7].MetaData.Statistics.NullCount, "parent_span_id NULLs")
+
+	// The bloom filter answers for a present execution id.
+	bf := pf.RowGroups()[0].ColumnChunks()[4].BloomFilter()
+	require.NotNil(t, bf)
+	found, err := bf.Check(parquet.ValueOf("exec-2"))
+	require.NoError(t, err)
+	assert.True(t, found)
+}
+
+func hasEncoding(es []format.Encoding, e format.Encoding) bool {
+	for _, x := range es {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+func TestEstimatedSize(t *testing.T) {
+	e := entry.Entry{}
+	base := EstimatedSize(&e)
+	assert.Equal(t, fixedOverhead, base)
+	e.Reasoning = ptr(strings.Repeat("r", 1000))
+	e.Attributes = "{}"
+	assert.Equal(t, base+1002, EstimatedSize(&e))
+
+	es := realistic(1000)
+	sum := 0
+	for i := range es {
+		sum += EstimatedSize(&es[i])
+	}
+	data, _ := encode(t, es)
+	// The estimate is of uncompressed bytes: it must not undercount the file.
+	assert.Greater(t, sum, len(data))
+	t.Logf("1000 realistic entries: estimated %d bytes, file %d bytes", sum, len(data))
+}
+
+func BenchmarkEncode10k(b *testing.B) {
+	es := realistic(10_000)
+	var buf bytes.Buffer
+	var raw int
+	for i := range es {
+		raw += EstimatedSize(&es[i])
+	}
+	b.SetBytes(int64(raw))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		buf.Reset()
+		if _, err := Encode(&buf, es); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(es))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+	b.ReportMetric(float64(buf.Len())/1e6, "file-MB")
+}
+
+func BenchmarkReadEntries10k(b *testing.B) {
+	es := realistic(10_000)
+	data, _ := encode(b, es)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, err := ReadEntries(bytes.NewReader(data), int64(len(data))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(es))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+}
+
+func BenchmarkReadFooter(b *testing.B) {
+	data, _ := encode(b, realistic(10_000))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ReadFooter(bytes.NewReader(data), int64(len(data))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
