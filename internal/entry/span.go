@@ -1,0 +1,534 @@
+package entry
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+	"unsafe"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// Options control normalization.
+type Options struct {
+	// MaxValueBytes limits every string value; 0 means DefaultMaxValueBytes.
+	MaxValueBytes int
+}
+
+func (o Options) maxValueBytes() int {
+	if o.MaxValueBytes <= 0 {
+		return DefaultMaxValueBytes
+	}
+	return o.MaxValueBytes
+}
+
+// Field names of problems that are not about one attribute.
+const (
+	fieldTraceID    = "trace_id"
+	fieldSpanID     = "span_id"
+	fieldAttributes = "attributes" // an attribute key, not a value, was repaired
+)
+
+// maxValidationDetail bounds the raw text of an unparseable audit.validation
+// kept in the problem's Detail.
+const maxValidationDetail = 1 << 10
+
+// IsAudit reports whether span is audit-tagged: it carries the key
+// audit.action.type, with a value of any type. It costs one attribute lookup.
+func IsAudit(span ptrace.Span) bool {
+	_, ok := span.Attributes().Get(KeyActionType)
+	return ok
+}
+
+// FromSpan maps an audit-tagged span and its resource to an Entry. It never
+// fails: each missing or malformed field is filled in and recorded as a
+// Problem in the entry's Validation. ChainID, Seq, PrevHash and EntryHash are
+// left for the chain package. The span is not modified.
+//
+// Fields and fallbacks:
+//   - ActionType: audit.action.type; "" is flagged empty, a value outside
+//     KnownActionTypes is kept verbatim and flagged unknown_value.
+//   - ExecutionID: audit.execution.id; when absent or empty, the trace id,
+//     flagged defaulted ("defaulted to trace id").
+//   - TargetSystem: audit.target.system; when absent or empty, "" flagged
+//     missing (the column cannot tell the two apart).
+//   - TargetResource: audit.target.resource, "" when absent (not flagged).
+//   - ProposedValue, PreviousValue, Reasoning, Approver: nil when absent.
+//   - Result: audit.result; when absent it is derived from the span:
+//     status Error gives "error: " + error.type, or "error: " + the status
+//     message when error.type is absent or empty, or "error" when both are;
+//     otherwise a present, non-empty http.response.status_code gives its
+//     string form ("200"); otherwise status Ok gives "ok", and "unset" is
+//     left. A derived result is not a problem.
+//   - AgentID, AgentName, ServiceName, Principal: gen_ai.agent.id,
+//     gen_ai.agent.name, service.name, enduser.id, from the span's attributes
+//     first, then the resource's; nil when on neither.
+//   - TraceID, SpanID: lower-case hex; an empty id is stored as zeros and
+//     flagged invalid_id. ParentSpanID: hex, nil when empty.
+//   - Attributes: every span attribute except the contract keys,
+//     audit.validation, gen_ai.agent.id, gen_ai.agent.name and enduser.id, as
+//     canonical JSON (see appendCanonical). Unknown audit.* keys stay there and
+//     are flagged unknown_key.
+//
+// Non-string values become their string form (Int decimal, Double shortest
+// 'g', Bool true/false, Bytes standard base64, Slice and Map canonical JSON,
+// Empty "") flagged not_string with the type name as Detail. Invalid UTF-8 is
+// replaced by U+FFFD and flagged invalid_utf8. A string longer than
+// opts.MaxValueBytes is cut at a rune boundary and flagged truncated with the
+// full length and SHA-256. Problems already recorded in audit.validation by
+// Normalize are merged with the new ones.
+func FromSpan(res pcommon.Resource, span ptrace.Span, opts Options) Entry {
+	m := mapper{max: opts.maxValueBytes()}
+	return m.fromSpan(res, span)
+}
+
+// Normalize rewrites an audit-tagged span in place so that FromSpan on the
+// result gives the same Entry while the span itself carries the repairs:
+// the contract keys get their final string values (execution id defaulted,
+// result derived, target system "" when missing), every other string value is
+// repaired and truncated, and audit.validation holds the problems as JSON
+// (removed when there are none). Non-string values outside the contract keep
+// their type, and keys are not renamed (a repaired key could collide with an
+// existing one): FromSpan repairs them again, flagging the same problem.
+// Normalize is idempotent and does nothing to a span that is not audit-tagged.
+func Normalize(res pcommon.Resource, span ptrace.Span, opts Options) {
+	if !IsAudit(span) {
+		return
+	}
+	e := FromSpan(res, span, opts)
+	attrs := span.Attributes()
+
+	q := mapper{max: opts.maxValueBytes(), quiet: true}
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		if !isMappedKey(k) {
+			q.repairInPlace(v)
+		}
+		return true
+	})
+
+	putStr(attrs, KeyActionType, e.ActionType)
+	putStr(attrs, KeyExecutionID, e.ExecutionID)
+	putStr(attrs, KeyTargetSystem, e.TargetSystem)
+	if _, ok := attrs.Get(KeyTargetResource); ok {
+		putStr(attrs, KeyTargetResource, e.TargetResource)
+	}
+	putOptional(attrs, KeyValueProposed, e.ProposedValue)
+	putOptional(attrs, KeyValuePrevious, e.PreviousValue)
+	putOptional(attrs, KeyReasoning, e.Reasoning)
+	putOptional(attrs, KeyApprover, e.Approver)
+	putStr(attrs, KeyResult, e.Result)
+	// Identity keys found on the span were taken from it; those on the
+	// resource are left alone (the resource is shared by many spans).
+	for _, id := range [...]struct {
+		key string
+		val *string
+	}{{KeyAgentID, e.AgentID}, {KeyAgentName, e.AgentName}, {KeyEndUserID, e.Principal}} {
+		if _, ok := attrs.Get(id.key); ok && id.val != nil {
+			putStr(attrs, id.key, *id.val)
+		}
+	}
+	if e.Validation != nil {
+		putStr(attrs, KeyValidation, *e.Validation)
+	} else {
+		attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k == KeyValidation })
+	}
+}
+
+// putStr sets key to the string s unless it already holds exactly that.
+func putStr(attrs pcommon.Map, key, s string) {
+	if v, ok := attrs.Get(key); ok && v.Type() == pcommon.ValueTypeStr && v.Str() == s {
+		return
+	}
+	attrs.PutStr(key, s)
+}
+
+func putOptional(attrs pcommon.Map, key string, s *string) {
+	if s != nil {
+		putStr(attrs, key, *s)
+	}
+}
+
+// isMappedKey reports whether key has its own column (or is
+// audit.validation) and is therefore left out of the attributes column.
+func isMappedKey(key string) bool {
+	switch key {
+	case KeyActionType, KeyExecutionID, KeyTargetSystem, KeyTargetResource,
+		KeyValueProposed, KeyValuePrevious, KeyReasoning, KeyApprover, KeyResult,
+		KeyValidation, KeyAgentID, KeyAgentName, KeyEndUserID:
+		return true
+	}
+	return false
+}
+
+func isKnownActionType(s string) bool {
+	switch s {
+	case "start", "read", "write", "request_approval", "approve", "reject", "error", "end":
+		return true
+	}
+	return false
+}
+
+// mapper carries the limit and collects problems while one span is mapped.
+// A quiet mapper only transforms values and records nothing.
+type mapper struct {
+	max      int
+	quiet    bool
+	problems []Problem
+}
+
+func (m *mapper) add(p Problem) {
+	if !m.quiet {
+		m.problems = append(m.problems, p)
+	}
+}
+
+// maxPooledBuf keeps the odd huge attributes buffer out of the pool.
+const maxPooledBuf = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
+	attrs := span.Attributes()
+	resAttrs := res.Attributes()
+	e := Entry{
+		TimeUnixNano: int64(span.StartTimestamp()),
+		StatusCode:   span.Status().Code().String(),
+	}
+
+	tid := span.TraceID()
+	e.TraceID = hex.EncodeToString(tid[:])
+	if tid.IsEmpty() {
+		m.add(Problem{Field: fieldTraceID, Kind: ProblemInvalidID, Detail: "empty trace id"})
+	}
+	sid := span.SpanID()
+	e.SpanID = hex.EncodeToString(sid[:])
+	if sid.IsEmpty() {
+		m.add(Problem{Field: fieldSpanID, Kind: ProblemInvalidID, Detail: "empty span id"})
+	}
+	if pid := span.ParentSpanID(); !pid.IsEmpty() {
+		s := hex.EncodeToString(pid[:])
+		e.ParentSpanID = &s
+	}
+
+	if v, ok := attrs.Get(KeyActionType); ok {
+		e.ActionType = m.valueString(KeyActionType, v)
+		switch {
+		case e.ActionType == "":
+			m.add(Problem{Field: KeyActionType, Kind: ProblemEmpty})
+		case !isKnownActionType(e.ActionType):
+			m.add(Problem{Field: KeyActionType, Kind: ProblemUnknownValue, Detail: "kept verbatim"})
+		}
+	} else {
+		m.add(Problem{Field: KeyActionType, Kind: ProblemMissing})
+	}
+
+	if v, ok := attrs.Get(KeyExecutionID); ok {
+		e.ExecutionID = m.valueString(KeyExecutionID, v)
+		if e.ExecutionID == "" {
+			m.add(Problem{Field: KeyExecutionID, Kind: ProblemEmpty})
+		}
+	}
+	if e.ExecutionID == "" {
+		e.ExecutionID = e.TraceID
+		m.add(Problem{Field: KeyExecutionID, Kind: ProblemDefaulted, Detail: "defaulted to trace id"})
+	}
+
+	if v, ok := attrs.Get(KeyTargetSystem); ok {
+		e.TargetSystem = m.valueString(KeyTargetSystem, v)
+	}
+	if e.TargetSystem == "" {
+		m.add(Problem{Field: KeyTargetSystem, Kind: ProblemMissing})
+	}
+	if v, ok := attrs.Get(KeyTargetResource); ok {
+		e.TargetResource = m.valueString(KeyTargetResource, v)
+	}
+
+	e.ProposedValue = m.optional(attrs, KeyValueProposed)
+	e.PreviousValue = m.optional(attrs, KeyValuePrevious)
+	e.Reasoning = m.optional(attrs, KeyReasoning)
+	e.Approver = m.optional(attrs, KeyApprover)
+
+	e.AgentID = m.identity(attrs, resAttrs, KeyAgentID)
+	e.AgentName = m.identity(attrs, resAttrs, KeyAgentName)
+	e.ServiceName = m.identity(attrs, resAttrs, KeyServiceName)
+	e.Principal = m.identity(attrs, resAttrs, KeyEndUserID)
+
+	if v, ok := attrs.Get(KeyResult); ok {
+		e.Result = m.valueString(KeyResult, v)
+	} else {
+		e.Result = m.sanitize(KeyResult, deriveResult(span))
+	}
+
+	bp := bufPool.Get().(*[]byte)
+	buf := m.appendAttributes((*bp)[:0], attrs)
+	e.Attributes = string(buf)
+	if cap(buf) <= maxPooledBuf {
+		*bp = buf
+		bufPool.Put(bp)
+	}
+
+	if v, ok := attrs.Get(KeyValidation); ok {
+		raw := v.Str()
+		if v.Type() != pcommon.ValueTypeStr {
+			raw = v.AsString()
+		}
+		if ps, err := parseProblems(raw); err == nil {
+			m.problems = append(m.problems, ps...)
+		} else {
+			detail := truncate(strings.ToValidUTF8(raw, "\uFFFD"), maxValidationDetail)
+			m.add(Problem{Field: KeyValidation, Kind: ProblemUnknownValue, Detail: detail})
+		}
+	}
+
+	if len(m.problems) > 0 {
+		m.problems = sortProblems(m.problems)
+		s := string(appendProblems(nil, m.problems))
+		e.Validation = &s
+	}
+	return e
+}
+
+// deriveResult is the result of a span without audit.result; see FromSpan.
+func deriveResult(span ptrace.Span) string {
+	attrs := span.Attributes()
+	status := span.Status()
+	switch {
+	case status.Code() == ptrace.StatusCodeError:
+		if v, ok := attrs.Get(KeyErrorType); ok {
+			if s := v.AsString(); s != "" {
+				return "error: " + s
+			}
+		}
+		if msg := status.Message(); msg != "" {
+			return "error: " + msg
+		}
+		return "error"
+	case hasNonEmpty(attrs, KeyHTTPStatus):
+		v, _ := attrs.Get(KeyHTTPStatus)
+		return plainString(v)
+	case status.Code() == ptrace.StatusCodeOk:
+		return "ok"
+	}
+	return "unset"
+}
+
+func hasNonEmpty(attrs pcommon.Map, key string) bool {
+	v, ok := attrs.Get(key)
+	return ok && plainString(v) != ""
+}
+
+// plainString is the string form of a scalar value, without bookkeeping.
+func plainString(v pcommon.Value) string {
+	switch v.Type() {
+	case pcommon.ValueTypeStr:
+		return v.Str()
+	case pcommon.ValueTypeInt:
+		return strconv.FormatInt(v.Int(), 10)
+	case pcommon.ValueTypeDouble:
+		return strconv.FormatFloat(v.Double(), 'g', -1, 64)
+	case pcommon.ValueTypeBool:
+		return strconv.FormatBool(v.Bool())
+	}
+	return v.AsString()
+}
+
+func (m *mapper) optional(attrs pcommon.Map, key string) *string {
+	v, ok := attrs.Get(key)
+	if !ok {
+		return nil
+	}
+	s := m.valueString(key, v)
+	return &s
+}
+
+func (m *mapper) identity(attrs, resAttrs pcommon.Map, key string) *string {
+	if p := m.optional(attrs, key); p != nil {
+		return p
+	}
+	return m.optional(resAttrs, key)
+}
+
+// valueString returns the string form of v, repaired and truncated, and
+// records what was done under field.
+func (m *mapper) valueString(field string, v pcommon.Value) string {
+	var s string
+	switch v.Type() {
+	case pcommon.ValueTypeStr:
+		return m.sanitize(field, v.Str())
+	case pcommon.ValueTypeSlice, pcommon.ValueTypeMap:
+		s = string(m.appendCanonical(nil, field, v))
+	case pcommon.ValueTypeBytes:
+		s = base64.StdEncoding.EncodeToString(v.Bytes().AsRaw())
+	case pcommon.ValueTypeEmpty:
+		s = ""
+	default:
+		s = plainString(v)
+	}
+	m.add(Problem{Field: field, Kind: ProblemNotString, Detail: v.Type().String()})
+	return m.sanitize(field, s)
+}
+
+// sanitize repairs invalid UTF-8 in s and truncates it to the limit,
+// recording both under field. Valid values within the limit are returned
+// as they are, without a copy.
+func (m *mapper) sanitize(field, s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+		m.add(Problem{Field: field, Kind: ProblemInvalidUTF8, Detail: "replaced with U+FFFD"})
+	}
+	if len(s) > m.max {
+		if !m.quiet {
+			m.add(Problem{
+				Field:         field,
+				Kind:          ProblemTruncated,
+				Detail:        "truncated to " + strconv.Itoa(m.max) + " bytes",
+				OriginalBytes: int64(len(s)),
+				SHA256:        sha256Hex(s),
+			})
+		}
+		s = truncate(s, m.max)
+	}
+	return s
+}
+
+// sha256Hex hashes s without copying it: the hash only reads the bytes.
+func sha256Hex(s string) string {
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(s), len(s)))
+	return hex.EncodeToString(sum[:])
+}
+
+// truncate cuts valid UTF-8 s to at most n bytes at a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// repairInPlace applies sanitize to every string in v, in place.
+func (m *mapper) repairInPlace(v pcommon.Value) {
+	switch v.Type() {
+	case pcommon.ValueTypeStr:
+		if s := v.Str(); !utf8.ValidString(s) || len(s) > m.max {
+			v.SetStr(m.sanitize("", s))
+		}
+	case pcommon.ValueTypeSlice:
+		sl := v.Slice()
+		for i := 0; i < sl.Len(); i++ {
+			m.repairInPlace(sl.At(i))
+		}
+	case pcommon.ValueTypeMap:
+		v.Map().Range(func(_ string, mv pcommon.Value) bool {
+			m.repairInPlace(mv)
+			return true
+		})
+	}
+}
+
+type keyValue struct {
+	key string // repaired
+	val pcommon.Value
+}
+
+// appendAttributes appends the canonical JSON object of the span attributes
+// that have no column of their own, flagging unknown audit.* keys.
+func (m *mapper) appendAttributes(dst []byte, attrs pcommon.Map) []byte {
+	var arr [16]keyValue
+	kvs := arr[:0]
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		if isMappedKey(k) {
+			return true
+		}
+		k = m.sanitizeKey(fieldAttributes, k)
+		if strings.HasPrefix(k, KeyPrefix) {
+			m.add(Problem{Field: k, Kind: ProblemUnknownKey, Detail: "kept in attributes"})
+		}
+		kvs = append(kvs, keyValue{key: k, val: v})
+		return true
+	})
+	return m.appendObject(dst, "", kvs)
+}
+
+// sanitizeKey repairs invalid UTF-8 in a map key, recording it under field.
+func (m *mapper) sanitizeKey(field, k string) string {
+	if utf8.ValidString(k) {
+		return k
+	}
+	m.add(Problem{Field: field, Kind: ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"})
+	return strings.ToValidUTF8(k, "\uFFFD")
+}
+
+// appendObject writes kvs sorted bytewise by key. Of duplicate keys the
+// first one wins, as with pcommon.Map.Get. When field is "" each value's
+// problems are recorded under its own key.
+func (m *mapper) appendObject(dst []byte, field string, kvs []keyValue) []byte {
+	slices.SortStableFunc(kvs, func(a, b keyValue) int { return strings.Compare(a.key, b.key) })
+	dst = append(dst, '{')
+	for i, kv := range kvs {
+		if i > 0 && kv.key == kvs[i-1].key {
+			continue
+		}
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, kv.key)
+		dst = append(dst, ':')
+		f := field
+		if f == "" {
+			f = kv.key
+		}
+		dst = m.appendCanonical(dst, f, kv.val)
+	}
+	return append(dst, '}')
+}
+
+// appendCanonical appends v as canonical JSON: strings (repaired and
+// truncated) as JSON strings, Int as an integer, Double as a number in
+// shortest 'g' form (NaN and infinities as the strings "NaN", "Infinity",
+// "-Infinity"), Bool as true/false, Bytes as a standard base64 string, Slice
+// as an array, Map as an object with keys sorted bytewise, Empty as null.
+// No insignificant whitespace and no HTML escaping.
+func (m *mapper) appendCanonical(dst []byte, field string, v pcommon.Value) []byte {
+	switch v.Type() {
+	case pcommon.ValueTypeStr:
+		return appendJSONString(dst, m.sanitize(field, v.Str()))
+	case pcommon.ValueTypeInt:
+		return strconv.AppendInt(dst, v.Int(), 10)
+	case pcommon.ValueTypeDouble:
+		return appendJSONFloat(dst, v.Double())
+	case pcommon.ValueTypeBool:
+		return strconv.AppendBool(dst, v.Bool())
+	case pcommon.ValueTypeBytes:
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, v.Bytes().AsRaw())
+		return append(dst, '"')
+	case pcommon.ValueTypeSlice:
+		sl := v.Slice()
+		dst = append(dst, '[')
+		for i := 0; i < sl.Len(); i++ {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = m.appendCanonical(dst, field, sl.At(i))
+		}
+		return append(dst, ']')
+	case pcommon.ValueTypeMap:
+		var arr [16]keyValue
+		kvs := arr[:0]
+		v.Map().Range(func(k string, mv pcommon.Value) bool {
+			kvs = append(kvs, keyValue{key: m.sanitizeKey(field, k), val: mv})
+			return true
+		})
+		return m.appendObject(dst, field, kvs)
+	}
+	return append(dst, "null"...)
+}
