@@ -540,4 +540,3 @@ func BenchmarkReadFooter(b *testing.B) {
 		}
 	}
 }
-
