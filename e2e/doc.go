@@ -1,0 +1,8 @@
+// Package e2e holds the end-to-end tests of agentaudit: they build the
+// collector, run it as a separate process, send spans with the OpenTelemetry
+// SDK and read the trail it writes with DuckDB, the way an auditor would.
+//
+// The package has no code of its own; its heavy test-only dependencies
+// (DuckDB, the OTel SDK) stay out of the components' packages so that
+// operators' collector-builder runs stay light.
+package e2e
