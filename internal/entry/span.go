@@ -201,19 +201,27 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		StatusCode:   span.Status().Code().String(),
 	}
 
-	tid := span.TraceID()
-	e.TraceID = hex.EncodeToString(tid[:])
+	// One allocation for the three ids and one for the optional fields: the
+	// exporter maps about 100k spans per request.
+	var idHex [64]byte
+	tid, sid, pid := span.TraceID(), span.SpanID(), span.ParentSpanID()
+	hex.Encode(idHex[0:32], tid[:])
+	hex.Encode(idHex[32:48], sid[:])
+	hex.Encode(idHex[48:64], pid[:])
+	ids := string(idHex[:])
+	slots := new([9]string)
+
+	e.TraceID = ids[0:32]
 	if tid.IsEmpty() {
 		m.add(Problem{Field: fieldTraceID, Kind: ProblemInvalidID, Detail: "empty trace id"})
 	}
-	sid := span.SpanID()
-	e.SpanID = hex.EncodeToString(sid[:])
+	e.SpanID = ids[32:48]
 	if sid.IsEmpty() {
 		m.add(Problem{Field: fieldSpanID, Kind: ProblemInvalidID, Detail: "empty span id"})
 	}
-	if pid := span.ParentSpanID(); !pid.IsEmpty() {
-		s := hex.EncodeToString(pid[:])
-		e.ParentSpanID = &s
+	if !pid.IsEmpty() {
+		slots[0] = ids[48:64]
+		e.ParentSpanID = &slots[0]
 	}
 
 	if v, ok := attrs.Get(KeyActionType); ok {
@@ -249,15 +257,15 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		e.TargetResource = m.valueString(KeyTargetResource, v)
 	}
 
-	e.ProposedValue = m.optional(attrs, KeyValueProposed)
-	e.PreviousValue = m.optional(attrs, KeyValuePrevious)
-	e.Reasoning = m.optional(attrs, KeyReasoning)
-	e.Approver = m.optional(attrs, KeyApprover)
+	e.ProposedValue = m.optional(attrs, KeyValueProposed, &slots[1])
+	e.PreviousValue = m.optional(attrs, KeyValuePrevious, &slots[2])
+	e.Reasoning = m.optional(attrs, KeyReasoning, &slots[3])
+	e.Approver = m.optional(attrs, KeyApprover, &slots[4])
 
-	e.AgentID = m.identity(attrs, resAttrs, KeyAgentID)
-	e.AgentName = m.identity(attrs, resAttrs, KeyAgentName)
-	e.ServiceName = m.identity(attrs, resAttrs, KeyServiceName)
-	e.Principal = m.identity(attrs, resAttrs, KeyEndUserID)
+	e.AgentID = m.identity(attrs, resAttrs, KeyAgentID, &slots[5])
+	e.AgentName = m.identity(attrs, resAttrs, KeyAgentName, &slots[6])
+	e.ServiceName = m.identity(attrs, resAttrs, KeyServiceName, &slots[7])
+	e.Principal = m.identity(attrs, resAttrs, KeyEndUserID, &slots[8])
 
 	if v, ok := attrs.Get(KeyResult); ok {
 		e.Result = m.valueString(KeyResult, v)
@@ -298,8 +306,7 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 func deriveResult(span ptrace.Span) string {
 	attrs := span.Attributes()
 	status := span.Status()
-	switch {
-	case status.Code() == ptrace.StatusCodeError:
+	if status.Code() == ptrace.StatusCodeError {
 		if v, ok := attrs.Get(KeyErrorType); ok {
 			if s := v.AsString(); s != "" {
 				return "error: " + s
@@ -309,18 +316,16 @@ func deriveResult(span ptrace.Span) string {
 			return "error: " + msg
 		}
 		return "error"
-	case hasNonEmpty(attrs, KeyHTTPStatus):
-		v, _ := attrs.Get(KeyHTTPStatus)
-		return plainString(v)
-	case status.Code() == ptrace.StatusCodeOk:
+	}
+	if v, ok := attrs.Get(KeyHTTPStatus); ok {
+		if s := plainString(v); s != "" {
+			return s
+		}
+	}
+	if status.Code() == ptrace.StatusCodeOk {
 		return "ok"
 	}
 	return "unset"
-}
-
-func hasNonEmpty(attrs pcommon.Map, key string) bool {
-	v, ok := attrs.Get(key)
-	return ok && plainString(v) != ""
 }
 
 // plainString is the string form of a scalar value, without bookkeeping.
@@ -338,20 +343,22 @@ func plainString(v pcommon.Value) string {
 	return v.AsString()
 }
 
-func (m *mapper) optional(attrs pcommon.Map, key string) *string {
+// optional stores the string form of key's value in slot and returns slot,
+// or nil when attrs does not hold key.
+func (m *mapper) optional(attrs pcommon.Map, key string, slot *string) *string {
 	v, ok := attrs.Get(key)
 	if !ok {
 		return nil
 	}
-	s := m.valueString(key, v)
-	return &s
+	*slot = m.valueString(key, v)
+	return slot
 }
 
-func (m *mapper) identity(attrs, resAttrs pcommon.Map, key string) *string {
-	if p := m.optional(attrs, key); p != nil {
+func (m *mapper) identity(attrs, resAttrs pcommon.Map, key string, slot *string) *string {
+	if p := m.optional(attrs, key, slot); p != nil {
 		return p
 	}
-	return m.optional(resAttrs, key)
+	return m.optional(resAttrs, key, slot)
 }
 
 // valueString returns the string form of v, repaired and truncated, and
