@@ -1,0 +1,588 @@
+package chain_test
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+)
+
+func strp(s string) *string { return &s }
+
+// nullsEntry has every optional field nil: each encodes as the single byte '-'.
+func nullsEntry() entry.Entry {
+	return entry.Entry{
+		TimeUnixNano:   1773048600123456789, // 2026-03-09T09:30:00.123456789Z
+		ChainID:        "chain-a",
+		Seq:            0,
+		ExecutionID:    "exec-1",
+		TraceID:        "4bf92f3577b34da6a3ce929d0e0e4736",
+		SpanID:         "00f067aa0ba902b7",
+		ActionType:     "read",
+		TargetSystem:   "crm",
+		TargetResource: "customer/42",
+		Result:         "ok",
+		StatusCode:     "Unset",
+		Attributes:     "{}",
+		PrevHash:       chain.GenesisHash,
+	}
+}
+
+// fullEntry has every field set. Several values are non-ASCII, so their byte
+// length (the length prefix) differs from their character count, and
+// PreviousValue is the empty string, which encodes as "0:", not as NULL's '-'.
+// PrevHash is the SHA-256 of the empty string, an arbitrary but familiar value.
+func fullEntry() entry.Entry {
+	return entry.Entry{
+		TimeUnixNano:   1773048600987654321,
+		ChainID:        "chain-ä",
+		Seq:            7,
+		ExecutionID:    "exec-2",
+		TraceID:        "0af7651916cd43dd8448eb211c80319c",
+		SpanID:         "b7ad6b7169203331",
+		ParentSpanID:   strp("53995c3f42cd8ad8"),
+		AgentID:        strp("agent-7"),
+		AgentName:      strp("Zahlungs-Agent Ü"),
+		ServiceName:    strp("payments"),
+		Principal:      strp("jürgen@example.com"),
+		ActionType:     "write",
+		TargetSystem:   "ledger",
+		TargetResource: "konto/DE89 3704 0044 0532 0130 00",
+		ProposedValue:  strp("1.234,56 €"),
+		PreviousValue:  strp(""),
+		Reasoning:      strp("Rechnung geprüft ✓ 請求書"),
+		Approver:       strp("maria"),
+		Result:         "ok",
+		StatusCode:     "Ok",
+		Attributes:     `{"http.response.status_code":200,"note":"naïve"}`,
+		Validation:     strp(`[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]`),
+		PrevHash:       "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+	}
+}
+
+// chainEntries are three entries of one agent run, appended in this order to
+// chain "chain-c" from Genesis. Chain.Append fills in ChainID, Seq, PrevHash
+// and EntryHash.
+func chainEntries() []entry.Entry {
+	base := entry.Entry{
+		ExecutionID: "run-9",
+		TraceID:     "5b8efff798038103d269b633813fc60c",
+		AgentID:     strp("agent-1"),
+		Result:      "ok",
+		StatusCode:  "Unset",
+		Attributes:  "{}",
+	}
+	start, read, end := base, base, base
+	start.TimeUnixNano, start.SpanID, start.ActionType, start.TargetSystem, start.TargetResource = 1773048600000000000, "eee19b7ec3c1b174", "start", "agent", "run-9"
+	read.TimeUnixNano, read.SpanID, read.ActionType, read.TargetSystem, read.TargetResource = 1773048600250000000, "eee19b7ec3c1b175", "read", "crm", "customer/42"
+	read.ParentSpanID = strp("eee19b7ec3c1b174")
+	end.TimeUnixNano, end.SpanID, end.ActionType, end.TargetSystem, end.TargetResource = 1773048601000000000, "eee19b7ec3c1b176", "end", "agent", "run-9"
+	return []entry.Entry{start, read, end}
+}
+
+// knownAnswer is one known-answer vector. The same vectors are printed in
+// docs/FORMAT.md; TestFormatDocVectors keeps the two in step.
+type knownAnswer struct {
+	name      string // the vector= marker in docs/FORMAT.md
+	canonical string
+	hash      string
+}
+
+var (
+	// printf '%s' '19:agentaudit.entry.v17:chain-a1:019:17730486001234567896:exec-132:4bf92f3577b34da6a3ce929d0e0e473616:00f067aa0ba902b7-----4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000' | sha256sum
+	vectorNulls = knownAnswer{
+		name:      "nulls",
+		canonical: "19:agentaudit.entry.v17:chain-a1:019:17730486001234567896:exec-132:4bf92f3577b34da6a3ce929d0e0e473616:00f067aa0ba902b7-----4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000",
+		hash:      "6449de9d0851b7ac69c6b91720c843593cf6031cc62029fb249ffec438bf0b97",
+	}
+
+	// printf '%s' '19:agentaudit.entry.v18:chain-ä1:719:17730486009876543216:exec-232:0af7651916cd43dd8448eb211c80319c16:b7ad6b716920333116:53995c3f42cd8ad87:agent-717:Zahlungs-Agent Ü8:payments19:jürgen@example.com5:write6:ledger33:konto/DE89 3704 0044 0532 0130 0012:1.234,56 €0:31:Rechnung geprüft ✓ 請求書5:maria2:ok2:Ok49:{"http.response.status_code":200,"note":"naïve"}87:[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' | sha256sum
+	vectorFull = knownAnswer{
+		name:      "full",
+		canonical: `19:agentaudit.entry.v18:chain-ä1:719:17730486009876543216:exec-232:0af7651916cd43dd8448eb211c80319c16:b7ad6b716920333116:53995c3f42cd8ad87:agent-717:Zahlungs-Agent Ü8:payments19:jürgen@example.com5:write6:ledger33:konto/DE89 3704 0044 0532 0130 0012:1.234,56 €0:31:Rechnung geprüft ✓ 請求書5:maria2:ok2:Ok49:{"http.response.status_code":200,"note":"naïve"}87:[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`,
+		hash:      "4072052aebd17fc786628f74ce789e408777cc4c2beb7949e0377bd8f6be6bc5",
+	}
+
+	// The three entries of chainEntries, in order. Each prev_hash (the last
+	// field) is the hash of the line before; the first is GenesisHash.
+	vectorChain = []knownAnswer{
+		// printf '%s' '19:agentaudit.entry.v17:chain-c1:019:17730486000000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b174-7:agent-1---5:start5:agent5:run-9----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000' | sha256sum
+		{
+			name:      "chain-c/0",
+			canonical: "19:agentaudit.entry.v17:chain-c1:019:17730486000000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b174-7:agent-1---5:start5:agent5:run-9----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000",
+			hash:      "2447b0bebae8918a1a4655f9e7633fd022538e2f9779c5c009542c4d501411b3",
+		},
+		// printf '%s' '19:agentaudit.entry.v17:chain-c1:119:17730486002500000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b17516:eee19b7ec3c1b1747:agent-1---4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:2447b0bebae8918a1a4655f9e7633fd022538e2f9779c5c009542c4d501411b3' | sha256sum
+		{
+			name:      "chain-c/1",
+			canonical: "19:agentaudit.entry.v17:chain-c1:119:17730486002500000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b17516:eee19b7ec3c1b1747:agent-1---4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:2447b0bebae8918a1a4655f9e7633fd022538e2f9779c5c009542c4d501411b3",
+			hash:      "4dda43b2691f6ffef44078e70f57f202de7ad8d2f067bdc9208d7332e9b179ff",
+		},
+		// printf '%s' '19:agentaudit.entry.v17:chain-c1:219:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b176-7:agent-1---3:end5:agent5:run-9----2:ok5:Unset2:{}-64:4dda43b2691f6ffef44078e70f57f202de7ad8d2f067bdc9208d7332e9b179ff' | sha256sum
+		{
+			name:      "chain-c/2",
+			canonical: "19:agentaudit.entry.v17:chain-c1:219:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b176-7:agent-1---3:end5:agent5:run-9----2:ok5:Unset2:{}-64:4dda43b2691f6ffef44078e70f57f202de7ad8d2f067bdc9208d7332e9b179ff",
+			hash:      "cc1fc2733b46ad9e23d282bb2f42409e8b214135cfab65cb85b178e674bd7ce4",
+		},
+	}
+)
+
+func allVectors() []knownAnswer {
+	return append([]knownAnswer{vectorNulls, vectorFull}, vectorChain...)
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func TestConstants(t *testing.T) {
+	assert.Equal(t, "agentaudit.entry.v1", chain.FormatTag)
+	assert.Equal(t, strings.Repeat("0", 64), chain.GenesisHash)
+	assert.Equal(t, chain.Head{Size: 0, Hash: chain.GenesisHash}, chain.Genesis())
+}
+
+func TestKnownAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		want  knownAnswer
+		entry entry.Entry
+	}{
+		{vectorNulls, nullsEntry()},
+		{vectorFull, fullEntry()},
+	} {
+		t.Run(tc.want.name, func(t *testing.T) {
+			e := tc.entry
+			assert.Equal(t, tc.want.canonical, string(chain.AppendCanonical(nil, &e)), "canonical bytes")
+			assert.Equal(t, tc.want.hash, chain.Hash(&e), "chain.Hash")
+			// The vector is self-consistent: its hash is the plain SHA-256 of
+			// its bytes, as sha256sum computes it.
+			assert.Equal(t, tc.want.hash, sha256Hex([]byte(tc.want.canonical)), "sha256 of the canonical literal")
+		})
+	}
+}
+
+// The length prefix counts bytes, not characters. A verifier that counts
+// characters (SQL length(), Python len() on str) reproduces only ASCII entries.
+func TestKnownAnswerLengthIsBytes(t *testing.T) {
+	e := fullEntry()
+	r := *e.Reasoning
+	require.Equal(t, 31, len(r))
+	require.Equal(t, 22, utf8.RuneCountInString(r))
+	assert.Contains(t, vectorFull.canonical, "31:"+r)
+	assert.Contains(t, vectorFull.canonical, "8:chain-ä") // 7 characters
+	assert.Contains(t, vectorFull.canonical, "12:1.234,56 €")
+}
+
+func TestKnownAnswerChain(t *testing.T) {
+	c := chain.New("chain-c", chain.Genesis())
+	entries := chainEntries()
+	require.Len(t, entries, len(vectorChain))
+	for i := range entries {
+		e := &entries[i]
+		c.Append(e)
+		want := vectorChain[i]
+		assert.Equal(t, "chain-c", e.ChainID, want.name)
+		assert.Equal(t, int64(i), e.Seq, want.name)
+		if i == 0 {
+			assert.Equal(t, chain.GenesisHash, e.PrevHash, "%s: first entry links to genesis", want.name)
+		} else {
+			assert.Equal(t, entries[i-1].EntryHash, e.PrevHash, "%s: prev_hash is the previous entry_hash", want.name)
+		}
+		assert.Equal(t, want.canonical, string(chain.AppendCanonical(nil, e)), want.name)
+		assert.Equal(t, want.hash, e.EntryHash, want.name)
+		assert.Equal(t, want.hash, chain.Hash(e), want.name)
+		assert.Equal(t, chain.Head{Size: int64(i + 1), Hash: want.hash}, c.Head(), want.name)
+	}
+	assert.Equal(t, "chain-c", c.ID())
+}
+
+// A chain resumed from a stored head continues exactly as an uninterrupted
+// one: the head is all the state there is.
+func TestChainResumesFromHead(t *testing.T) {
+	whole := chainEntries()
+	c := chain.New("chain-c", chain.Genesis())
+	for i := range whole {
+		c.Append(&whole[i])
+	}
+
+	parts := chainEntries()
+	first := chain.New("chain-c", chain.Genesis())
+	first.Append(&parts[0])
+	resumed := chain.New("chain-c", first.Head())
+	resumed.Append(&parts[1])
+	resumed.Append(&parts[2])
+	assert.Equal(t, whole, parts)
+	assert.Equal(t, c.Head(), resumed.Head())
+}
+
+// docVectors parses the known-answer blocks of docs/FORMAT.md:
+//
+//	```sh vector=NAME
+//	printf '%s' 'CANONICAL' | sha256sum
+//	# HASH  -
+//	```
+func docVectors(t *testing.T) []knownAnswer {
+	t.Helper()
+	f, err := os.Open("../../docs/FORMAT.md")
+	require.NoError(t, err)
+	defer f.Close()
+
+	const (
+		open       = "```sh vector="
+		cmdPrefix  = "printf '%s' '"
+		cmdSuffix  = "' | sha256sum"
+		hashPrefix = "# "
+		hashSuffix = "  -"
+	)
+	var (
+		out []knownAnswer
+		cur *knownAnswer
+	)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		switch {
+		case cur == nil && strings.HasPrefix(line, open):
+			cur = &knownAnswer{name: strings.TrimPrefix(line, open)}
+		case cur == nil:
+		case line == "```":
+			require.NotEmpty(t, cur.canonical, "FORMAT.md:%d: vector %s has no printf line", n, cur.name)
+			require.NotEmpty(t, cur.hash, "FORMAT.md:%d: vector %s has no hash line", n, cur.name)
+			out = append(out, *cur)
+			cur = nil
+		case strings.HasPrefix(line, cmdPrefix) && strings.HasSuffix(line, cmdSuffix):
+			cur.canonical = strings.TrimSuffix(strings.TrimPrefix(line, cmdPrefix), cmdSuffix)
+		case strings.HasPrefix(line, hashPrefix) && strings.HasSuffix(line, hashSuffix):
+			cur.hash = strings.TrimSuffix(strings.TrimPrefix(line, hashPrefix), hashSuffix)
+		default:
+			t.Fatalf("FORMAT.md:%d: unexpected line in vector %s: %q", n, cur.name, line)
+		}
+	}
+	require.NoError(t, sc.Err())
+	require.Nil(t, cur, "FORMAT.md: unterminated vector block")
+	return out
+}
+
+// The vectors printed in docs/FORMAT.md are exactly the ones the code
+// produces, so an auditor reproducing them by hand checks this code.
+func TestFormatDocVectors(t *testing.T) {
+	assert.Equal(t, allVectors(), docVectors(t))
+}
+
+// mutators change one field each. TestHashCoversEveryField checks that every
+// field of entry.Entry except EntryHash has at least one.
+var mutators = []struct {
+	field  string
+	mutate func(*entry.Entry)
+}{
+	{"TimeUnixNano", func(e *entry.Entry) { e.TimeUnixNano++ }}, // one nanosecond: below the timestamp column's ms
+	{"ChainID", func(e *entry.Entry) { e.ChainID += "x" }},
+	{"Seq", func(e *entry.Entry) { e.Seq++ }},
+	{"ExecutionID", func(e *entry.Entry) { e.ExecutionID += "x" }},
+	{"TraceID", func(e *entry.Entry) { e.TraceID = "1" + e.TraceID[1:] }},
+	{"SpanID", func(e *entry.Entry) { e.SpanID = "1" + e.SpanID[1:] }},
+	{"ParentSpanID", func(e *entry.Entry) { e.ParentSpanID = strp("1" + (*e.ParentSpanID)[1:]) }},
+	{"ParentSpanID", func(e *entry.Entry) { e.ParentSpanID = nil }},
+	{"AgentID", func(e *entry.Entry) { e.AgentID = strp(*e.AgentID + "x") }},
+	{"AgentID", func(e *entry.Entry) { e.AgentID = nil }},
+	{"AgentName", func(e *entry.Entry) { e.AgentName = strp(strings.Replace(*e.AgentName, "Ü", "U", 1)) }},
+	{"AgentName", func(e *entry.Entry) { e.AgentName = nil }},
+	{"ServiceName", func(e *entry.Entry) { e.ServiceName = strp(*e.ServiceName + "x") }},
+	{"ServiceName", func(e *entry.Entry) { e.ServiceName = nil }},
+	{"Principal", func(e *entry.Entry) { e.Principal = strp(*e.Principal + "x") }},
+	{"Principal", func(e *entry.Entry) { e.Principal = nil }},
+	{"ActionType", func(e *entry.Entry) { e.ActionType = "read" }},
+	{"TargetSystem", func(e *entry.Entry) { e.TargetSystem += "x" }},
+	{"TargetResource", func(e *entry.Entry) { e.TargetResource += "x" }},
+	{"ProposedValue", func(e *entry.Entry) { e.ProposedValue = strp("9.234,56 €") }},
+	{"ProposedValue", func(e *entry.Entry) { e.ProposedValue = nil }},
+	{"PreviousValue", func(e *entry.Entry) { e.PreviousValue = strp("x") }},
+	{"PreviousValue", func(e *entry.Entry) { e.PreviousValue = nil }},
+	{"Reasoning", func(e *entry.Entry) { e.Reasoning = strp(*e.Reasoning + " ") }},
+	{"Reasoning", func(e *entry.Entry) { e.Reasoning = nil }},
+	{"Approver", func(e *entry.Entry) { e.Approver = strp("mallory") }},
+	{"Approver", func(e *entry.Entry) { e.Approver = nil }},
+	{"Result", func(e *entry.Entry) { e.Result = "denied" }},
+	{"StatusCode", func(e *entry.Entry) { e.StatusCode = "Error" }},
+	{"Attributes", func(e *entry.Entry) { e.Attributes = "{}" }},
+	{"Validation", func(e *entry.Entry) { e.Validation = strp("[]") }},
+	{"Validation", func(e *entry.Entry) { e.Validation = nil }},
+	{"PrevHash", func(e *entry.Entry) { e.PrevHash = chain.GenesisHash }},
+}
+
+func TestHashCoversEveryField(t *testing.T) {
+	base := fullEntry()
+	baseHash := chain.Hash(&base)
+	covered := map[string]bool{}
+	for i, m := range mutators {
+		covered[m.field] = true
+		e := fullEntry()
+		m.mutate(&e)
+		require.NotEqual(t, base, e, "mutator %d (%s) changed nothing", i, m.field)
+		assert.NotEqual(t, baseHash, chain.Hash(&e), "mutator %d: changing %s must change the hash", i, m.field)
+	}
+
+	// Every field is covered, so a field added to entry.Entry without being
+	// added to the encoding fails here.
+	typ := reflect.TypeFor[entry.Entry]()
+	for f := range typ.Fields() {
+		if f.Name == "EntryHash" {
+			continue
+		}
+		assert.True(t, covered[f.Name], "no mutator for entry.Entry.%s: is it hashed?", f.Name)
+	}
+}
+
+// entry_hash is the output, not an input: rewriting it does not change the
+// recomputed hash (and so it is caught by comparing the two).
+func TestHashIgnoresEntryHash(t *testing.T) {
+	e := fullEntry()
+	before := chain.Hash(&e)
+	e.EntryHash = strings.Repeat("f", 64)
+	assert.Equal(t, before, chain.Hash(&e))
+}
+
+// optionalFields are the *string fields, in encoding order.
+var optionalFields = []struct {
+	name string
+	ptr  func(*entry.Entry) **string
+}{
+	{"ParentSpanID", func(e *entry.Entry) **string { return &e.ParentSpanID }},
+	{"AgentID", func(e *entry.Entry) **string { return &e.AgentID }},
+	{"AgentName", func(e *entry.Entry) **string { return &e.AgentName }},
+	{"ServiceName", func(e *entry.Entry) **string { return &e.ServiceName }},
+	{"Principal", func(e *entry.Entry) **string { return &e.Principal }},
+	{"ProposedValue", func(e *entry.Entry) **string { return &e.ProposedValue }},
+	{"PreviousValue", func(e *entry.Entry) **string { return &e.PreviousValue }},
+	{"Reasoning", func(e *entry.Entry) **string { return &e.Reasoning }},
+	{"Approver", func(e *entry.Entry) **string { return &e.Approver }},
+	{"Validation", func(e *entry.Entry) **string { return &e.Validation }},
+}
+
+func TestNullDiffersFromEmptyAndDash(t *testing.T) {
+	for _, f := range optionalFields {
+		t.Run(f.name, func(t *testing.T) {
+			null := nullsEntry()
+			require.Nil(t, *f.ptr(&null))
+			empty := nullsEntry()
+			*f.ptr(&empty) = strp("")
+			dash := nullsEntry()
+			*f.ptr(&dash) = strp("-")
+
+			assert.NotEqual(t, chain.Hash(&null), chain.Hash(&empty), "NULL vs empty string")
+			assert.NotEqual(t, chain.Hash(&null), chain.Hash(&dash), `NULL vs "-"`)
+			assert.NotEqual(t, chain.Hash(&empty), chain.Hash(&dash), `empty string vs "-"`)
+			// The bytes themselves: NULL is '-', "" is "0:", "-" is "1:-".
+			assert.Equal(t, len(chain.AppendCanonical(nil, &null))+1, len(chain.AppendCanonical(nil, &empty)))
+			assert.Equal(t, len(chain.AppendCanonical(nil, &null))+2, len(chain.AppendCanonical(nil, &dash)))
+		})
+	}
+}
+
+// stringFields are the string-valued fields in encoding order (required
+// and optional alike, PrevHash last). Moving bytes across the boundary of two
+// neighbours must change the hash: the length prefixes make that so.
+var stringFields = []struct {
+	name string
+	set  func(*entry.Entry, string)
+}{
+	{"ExecutionID", func(e *entry.Entry, s string) { e.ExecutionID = s }},
+	{"TraceID", func(e *entry.Entry, s string) { e.TraceID = s }},
+	{"SpanID", func(e *entry.Entry, s string) { e.SpanID = s }},
+	{"ParentSpanID", func(e *entry.Entry, s string) { e.ParentSpanID = &s }},
+	{"AgentID", func(e *entry.Entry, s string) { e.AgentID = &s }},
+	{"AgentName", func(e *entry.Entry, s string) { e.AgentName = &s }},
+	{"ServiceName", func(e *entry.Entry, s string) { e.ServiceName = &s }},
+	{"Principal", func(e *entry.Entry, s string) { e.Principal = &s }},
+	{"ActionType", func(e *entry.Entry, s string) { e.ActionType = s }},
+	{"TargetSystem", func(e *entry.Entry, s string) { e.TargetSystem = s }},
+	{"TargetResource", func(e *entry.Entry, s string) { e.TargetResource = s }},
+	{"ProposedValue", func(e *entry.Entry, s string) { e.ProposedValue = &s }},
+	{"PreviousValue", func(e *entry.Entry, s string) { e.PreviousValue = &s }},
+	{"Reasoning", func(e *entry.Entry, s string) { e.Reasoning = &s }},
+	{"Approver", func(e *entry.Entry, s string) { e.Approver = &s }},
+	{"Result", func(e *entry.Entry, s string) { e.Result = s }},
+	{"StatusCode", func(e *entry.Entry, s string) { e.StatusCode = s }},
+	{"Attributes", func(e *entry.Entry, s string) { e.Attributes = s }},
+	{"Validation", func(e *entry.Entry, s string) { e.Validation = &s }},
+	{"PrevHash", func(e *entry.Entry, s string) { e.PrevHash = s }},
+}
+
+func TestAdjacentFieldBoundary(t *testing.T) {
+	for i := 0; i+1 < len(stringFields); i++ {
+		left, right := stringFields[i], stringFields[i+1]
+		t.Run(left.name+"|"+right.name, func(t *testing.T) {
+			a, b := fullEntry(), fullEntry()
+			left.set(&a, "ab")
+			right.set(&a, "c")
+			left.set(&b, "a")
+			right.set(&b, "bc")
+			assert.NotEqual(t, chain.Hash(&a), chain.Hash(&b))
+		})
+	}
+	// The integers too: chain "a", seq 12 vs chain "a1", seq 2.
+	a, b := fullEntry(), fullEntry()
+	a.ChainID, a.Seq = "a", 12
+	b.ChainID, b.Seq = "a1", 2
+	assert.NotEqual(t, chain.Hash(&a), chain.Hash(&b), "ChainID|Seq")
+	// And a NULL next to a string that starts with '-'.
+	a, b = fullEntry(), fullEntry()
+	a.Reasoning, a.Approver = nil, strp("-x")
+	b.Reasoning, b.Approver = strp("-"), strp("x")
+	assert.NotEqual(t, chain.Hash(&a), chain.Hash(&b), "Reasoning|Approver")
+}
+
+// prev_hash is hashed, so the same entry appended after different heads gets
+// different hashes: an entry cannot be moved to another place in a chain.
+func TestPrevHashIsCovered(t *testing.T) {
+	e1, e2 := nullsEntry(), nullsEntry()
+	chain.New("chain-a", chain.Genesis()).Append(&e1)
+	chain.New("chain-a", chain.Head{Size: 0, Hash: strings.Repeat("1", 64)}).Append(&e2)
+	assert.Equal(t, e1.Seq, e2.Seq)
+	assert.NotEqual(t, e1.EntryHash, e2.EntryHash)
+}
+
+func TestIntegerEncoding(t *testing.T) {
+	prefix := "19:agentaudit.entry.v17:chain-a"
+	for _, tc := range []struct {
+		seq, time int64
+		want      string
+	}{
+		{0, 0, "1:01:0"},
+		{10, 1773048600123456789, "2:1019:1773048600123456789"},
+		{9223372036854775807, -1, "19:92233720368547758072:-1"}, // never negative in practice
+	} {
+		e := nullsEntry()
+		e.Seq, e.TimeUnixNano = tc.seq, tc.time
+		got := string(chain.AppendCanonical(nil, &e))
+		require.True(t, strings.HasPrefix(got, prefix))
+		assert.True(t, strings.HasPrefix(got[len(prefix):], tc.want+"6:exec-1"), "seq %d time %d: %s", tc.seq, tc.time, got)
+	}
+}
+
+func TestAppendCanonicalAppends(t *testing.T) {
+	e := nullsEntry()
+	got := chain.AppendCanonical([]byte("prefix"), &e)
+	assert.Equal(t, "prefix"+vectorNulls.canonical, string(got))
+}
+
+func TestAppendCanonicalZeroAllocs(t *testing.T) {
+	e := fullEntry()
+	buf := make([]byte, 0, 1024)
+	allocs := testing.AllocsPerRun(100, func() {
+		buf = chain.AppendCanonical(buf[:0], &e)
+	})
+	assert.Zero(t, allocs)
+}
+
+// parseCanonical splits a canonical encoding back into its fields (nil for
+// NULL). It exists to show that the encoding is unambiguous: every byte string
+// has at most one parse, so two different entries never share an encoding.
+func parseCanonical(b string) ([]*string, error) {
+	var fields []*string
+	for len(b) > 0 {
+		if b[0] == '-' {
+			fields = append(fields, nil)
+			b = b[1:]
+			continue
+		}
+		colon := strings.IndexByte(b, ':')
+		if colon <= 0 {
+			return nil, errors.New("missing length")
+		}
+		n, err := strconv.Atoi(b[:colon])
+		if err != nil || n < 0 || strconv.Itoa(n) != b[:colon] || colon+1+n > len(b) {
+			return nil, errors.New("bad length")
+		}
+		s := b[colon+1 : colon+1+n]
+		fields = append(fields, &s)
+		b = b[colon+1+n:]
+	}
+	return fields, nil
+}
+
+func FuzzCanonicalRoundTrip(f *testing.F) {
+	f.Add("chain-a", int64(0), "read", "", true, "-", "{}")
+	f.Add("chain-ä", int64(7), "2:ab", "1:", false, "", `{"a":"b"}`)
+	f.Fuzz(func(t *testing.T, chainID string, seq int64, resource, reasoning string, reasoningNull bool, approver, attrs string) {
+		e := fullEntry()
+		e.ChainID, e.Seq, e.TargetResource, e.Approver, e.Attributes = chainID, seq, resource, &approver, attrs
+		e.Reasoning = &reasoning
+		if reasoningNull {
+			e.Reasoning = nil
+		}
+		fields, err := parseCanonical(string(chain.AppendCanonical(nil, &e)))
+		require.NoError(t, err)
+		require.Len(t, fields, 24)
+		str := func(i int) string { require.NotNil(t, fields[i]); return *fields[i] }
+		assert.Equal(t, chain.FormatTag, str(0))
+		assert.Equal(t, chainID, str(1))
+		assert.Equal(t, strconv.FormatInt(seq, 10), str(2))
+		assert.Equal(t, resource, str(14))
+		assert.Equal(t, e.Reasoning, fields[17])
+		assert.Equal(t, approver, str(18))
+		assert.Equal(t, attrs, str(21))
+		assert.Equal(t, e.PrevHash, str(23))
+	})
+}
+
+func TestParseKnownVectors(t *testing.T) {
+	for _, v := range allVectors() {
+		fields, err := parseCanonical(v.canonical)
+		require.NoError(t, err, v.name)
+		assert.Len(t, fields, 24, v.name)
+	}
+}
+
+// benchEntry is a typical entry whose canonical encoding is about 400 bytes.
+func benchEntry() entry.Entry {
+	e := fullEntry()
+	e.Validation = nil
+	e.Attributes = `{"gen_ai.operation.name":"invoke_agent","http.response.status_code":200}`
+	return e
+}
+
+func BenchmarkAppend(b *testing.B) {
+	e := benchEntry()
+	b.SetBytes(int64(len(chain.AppendCanonical(nil, &e))))
+	c := chain.New("chain-bench", chain.Genesis())
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		c.Append(&e)
+		n++
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
+}
+
+func BenchmarkAppendCanonical(b *testing.B) {
+	e := benchEntry()
+	buf := make([]byte, 0, 1024)
+	b.SetBytes(int64(len(chain.AppendCanonical(nil, &e))))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = chain.AppendCanonical(buf[:0], &e)
+	}
+}
+
+func BenchmarkHash(b *testing.B) {
+	e := benchEntry()
+	b.SetBytes(int64(len(chain.AppendCanonical(nil, &e))))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = chain.Hash(&e)
+	}
+}
