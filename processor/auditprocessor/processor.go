@@ -1,0 +1,161 @@
+package auditprocessor // import "github.com/agentaudit/agentaudit/processor/auditprocessor"
+
+import (
+	"context"
+	"strings"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor/processorhelper"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/processor/auditprocessor/internal/metadata"
+)
+
+// Outcomes of the spans counter. Each span the processor acts on is counted
+// once; untagged spans passed on in mode "monitoring" are not counted (the
+// processor's standard incoming/outgoing item metrics cover them).
+const (
+	outcomeKeptAudit        = "kept_audit"               // audit mode: audit span, no problems
+	outcomeWithProblems     = "normalized_with_problems" // audit mode: audit span, problems in audit.validation
+	outcomeDroppedUnaudited = "dropped_unaudited"        // audit mode: span without audit tags
+	outcomeStripped         = "stripped"                 // monitoring/strip: audit payload removed
+	outcomeDroppedAudit     = "dropped_audit"            // monitoring/drop: audit span removed
+)
+
+type auditProcessor struct {
+	mode   string
+	action string
+	opts   entry.Options
+
+	spans    metric.Int64Counter
+	outcomes map[string]metric.AddOption
+}
+
+func newAuditProcessor(cfg *Config, set component.TelemetrySettings) (*auditProcessor, error) {
+	action := cfg.Action
+	if action == "" {
+		action = actionStrip
+	}
+	p := &auditProcessor{
+		mode:     cfg.Mode,
+		action:   action,
+		opts:     entry.Options{MaxValueBytes: cfg.MaxValueBytes},
+		outcomes: map[string]metric.AddOption{},
+	}
+	var err error
+	p.spans, err = set.MeterProvider.Meter(metadata.ScopeName).Int64Counter(
+		"otelcol_processor_agentaudit_spans",
+		metric.WithDescription("Spans the agentaudit processor kept, normalized, stripped or dropped, by outcome."),
+		metric.WithUnit("{span}"))
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range []string{outcomeKeptAudit, outcomeWithProblems, outcomeDroppedUnaudited, outcomeStripped, outcomeDroppedAudit} {
+		p.outcomes[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o)))
+	}
+	return p, nil
+}
+
+func (p *auditProcessor) count(ctx context.Context, outcome string, n int) {
+	if n > 0 {
+		p.spans.Add(ctx, int64(n), p.outcomes[outcome])
+	}
+}
+
+func (p *auditProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+	switch {
+	case p.mode == modeAudit:
+		return p.audit(ctx, td)
+	case p.action == actionDrop:
+		return p.dropAudit(ctx, td)
+	default:
+		return p.strip(ctx, td), nil
+	}
+}
+
+// audit keeps audit-tagged spans only, each normalized in place.
+func (p *auditProcessor) audit(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+	var clean, withProblems, dropped int
+	removeSpans(td, func(res pcommon.Resource, span ptrace.Span) bool {
+		if !entry.IsAudit(span) {
+			dropped++
+			return true
+		}
+		entry.Normalize(res, span, p.opts)
+		if _, ok := span.Attributes().Get(entry.KeyValidation); ok {
+			withProblems++
+		} else {
+			clean++
+		}
+		return false
+	})
+	p.count(ctx, outcomeKeptAudit, clean)
+	p.count(ctx, outcomeWithProblems, withProblems)
+	p.count(ctx, outcomeDroppedUnaudited, dropped)
+	if td.ResourceSpans().Len() == 0 {
+		return td, processorhelper.ErrSkipProcessingData
+	}
+	return td, nil
+}
+
+// dropAudit removes audit-tagged spans.
+func (p *auditProcessor) dropAudit(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+	var dropped int
+	removeSpans(td, func(_ pcommon.Resource, span ptrace.Span) bool {
+		if entry.IsAudit(span) {
+			dropped++
+			return true
+		}
+		return false
+	})
+	p.count(ctx, outcomeDroppedAudit, dropped)
+	if td.ResourceSpans().Len() == 0 {
+		return td, processorhelper.ErrSkipProcessingData
+	}
+	return td, nil
+}
+
+// strip removes the audit payload from audit-tagged spans and keeps every
+// span. Plain index loops: an untagged span costs one lookup.
+func (p *auditProcessor) strip(ctx context.Context, td ptrace.Traces) ptrace.Traces {
+	var stripped int
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				span := spans.At(k)
+				if entry.IsAudit(span) {
+					span.Attributes().RemoveIf(isPayloadKey)
+					stripped++
+				}
+			}
+		}
+	}
+	p.count(ctx, outcomeStripped, stripped)
+	return td
+}
+
+// isPayloadKey reports whether an attribute holds audit payload: what the
+// agent read or wrote and why.
+func isPayloadKey(k string, _ pcommon.Value) bool {
+	return k == entry.KeyReasoning || strings.HasPrefix(k, entry.KeyValuePrefix)
+}
+
+// removeSpans removes the spans for which remove returns true, then the
+// scope and resource spans left empty.
+func removeSpans(td ptrace.Traces, remove func(pcommon.Resource, ptrace.Span) bool) {
+	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
+		res := rs.Resource()
+		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
+			ss.Spans().RemoveIf(func(span ptrace.Span) bool { return remove(res, span) })
+			return ss.Spans().Len() == 0
+		})
+		return rs.ScopeSpans().Len() == 0
+	})
+}
