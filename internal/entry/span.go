@@ -79,7 +79,9 @@ func IsAudit(span ptrace.Span) bool {
 // Non-string values become their string form (Int decimal, Double shortest
 // 'g', Bool true/false, Bytes standard base64, Slice and Map canonical JSON,
 // Empty "") flagged not_string with the type name as Detail. Invalid UTF-8 is
-// replaced by U+FFFD and flagged invalid_utf8. A string longer than
+// replaced by U+FFFD and flagged invalid_utf8: in a value under the value's
+// top-level key, in a top-level attribute key under "attributes", in a nested
+// map key under the enclosing top-level key. A string longer than
 // opts.MaxValueBytes is cut at a rune boundary and flagged truncated with the
 // full length and SHA-256. Problems already recorded in audit.validation by
 // Normalize are merged with the new ones.

@@ -317,6 +317,16 @@ var fixtures = []fixture{
 		},
 	},
 	{
+		name: "invalid utf8 in a nested key",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.Attributes().PutEmptyMap("tool.args").PutStr("q\xff", "v")
+		},
+		want: func(e *Entry) {
+			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"tool.args":{"q` + "\uFFFD" + `":"v"}}`
+		},
+		problems: []Problem{{Field: "tool.args", Kind: ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"}},
+	},
+	{
 		name: "unknown audit key",
 		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutInt("audit.cost.usd", 3) },
 		want: func(e *Entry) {
