@@ -1,0 +1,252 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Modes of what FS creates. Objects are read-only from birth: sealed
+// batches are never rewritten in place.
+const (
+	dirMode    fs.FileMode = 0o750
+	objectMode fs.FileMode = 0o444
+)
+
+// FS is a Store on a local directory. Object keys are paths below the
+// directory. It is safe for concurrent use, including by several processes
+// sharing the directory.
+type FS struct {
+	dir string
+}
+
+var _ Store = (*FS)(nil)
+
+// NewFS returns a store rooted at dir, creating it (mode 0750) if missing.
+// It returns an error naming the path when dir is not a writable directory.
+func NewFS(dir string) (*FS, error) {
+	if dir == "" {
+		return nil, errors.New("store: empty directory path")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: directory %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, dirMode); err != nil {
+		return nil, fmt.Errorf("store: create directory %s: %w", abs, err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("store: directory %s: %w", abs, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("store: %s is not a directory", abs)
+	}
+	probe, err := os.CreateTemp(abs, ".agentaudit-probe-*")
+	if err != nil {
+		return nil, fmt.Errorf("store: directory %s is not writable: %w", abs, err)
+	}
+	name := probe.Name()
+	probe.Close()
+	if err := os.Remove(name); err != nil {
+		return nil, fmt.Errorf("store: directory %s: remove probe: %w", abs, err)
+	}
+	return &FS{dir: abs}, nil
+}
+
+// Dir returns the absolute path of the store's root directory.
+func (s *FS) Dir() string { return s.dir }
+
+func (s *FS) path(key string) string { return filepath.Join(s.dir, filepath.FromSlash(key)) }
+
+// Put writes data to a temporary dot-file next to the final path (invisible
+// to "**/*.parquet" globs and to List), makes it read-only, fsyncs it, and
+// hard-links it to the final name, which fails instead of replacing an
+// existing file. It then removes the temporary name and fsyncs the
+// directory, and the parents of any directory it created. When the final
+// name exists it compares bytes: identical is success, different is
+// ErrConflict. No temporary file survives an error.
+func (s *FS) Put(ctx context.Context, key string, data []byte) error {
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	final := s.path(key)
+	dir := filepath.Dir(final)
+	if err := s.mkdirs(dir); err != nil {
+		return fmt.Errorf("store: put %s: %w", key, err)
+	}
+
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(final)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("store: put %s: %w", key, err)
+	}
+	tmpName := tmp.Name()
+	err = writeSynced(tmp, data)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = os.Link(tmpName, final)
+	}
+	// The temporary name goes on every path; after a link the object lives
+	// on under its final name. A failed removal after a successful link
+	// leaves a dot-file readers never see: not worth failing the Put.
+	_ = os.Remove(tmpName)
+	if errors.Is(err, fs.ErrExist) {
+		err = s.compare(final, data)
+	}
+	if err != nil {
+		return fmt.Errorf("store: put %s: %w", key, err)
+	}
+	// Also after an identical object was found: its writer may not have
+	// synced the directory yet, and our caller is told the bytes are durable.
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("store: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// writeSynced writes data, makes the file read-only and flushes both to
+// stable storage, then closes f.
+func writeSynced(f *os.File, data []byte) error {
+	_, err := f.Write(data)
+	if err == nil {
+		err = f.Chmod(objectMode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// compare resolves a Put onto an existing object: nil when it holds data,
+// else an error wrapping ErrConflict.
+func (s *FS) compare(final string, data []byte) error {
+	have, err := os.ReadFile(final)
+	if err != nil {
+		return fmt.Errorf("read existing object: %w", err)
+	}
+	if !bytes.Equal(have, data) {
+		return fmt.Errorf("%w: %s holds %d different bytes (put of %d bytes)", ErrConflict, final, len(have), len(data))
+	}
+	return nil
+}
+
+// mkdirs creates dir and any missing parents below the store root, and
+// fsyncs the parent of each directory it created (or raced to create), so
+// that the new entries survive a crash.
+func (s *FS) mkdirs(dir string) error {
+	var missing []string
+	for d := dir; d != s.dir; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+	}
+	for _, d := range slices.Backward(missing) {
+		if err := os.Mkdir(d, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		// Also on ErrExist: the racing creator may not have synced yet.
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncDir flushes a directory's entries to stable storage.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Get returns the object's bytes, or an error wrapping ErrNotFound.
+func (s *FS) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := ValidKey(key); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p := s.path(key)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s: %w", key, err)
+	}
+	return data, nil
+}
+
+// List returns the keys of all regular files under prefix, sorted, skipping
+// dot-files and dot-directories (temporary files). It walks only the
+// directory the prefix names, not the whole tree.
+func (s *FS) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := validPrefix(prefix); err != nil {
+		return nil, err
+	}
+	root := s.dir
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		root = s.path(prefix[:i])
+	}
+	var keys []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == root && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if p != root && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(s.dir, p)
+		if err != nil {
+			return err
+		}
+		if key := filepath.ToSlash(rel); strings.HasPrefix(key, prefix) {
+			keys = append(keys, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list %q: %w", prefix, err)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
