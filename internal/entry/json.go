@@ -138,7 +138,8 @@ func appendProblems(dst []byte, ps []Problem) []byte {
 var errMalformedValidation = errors.New("not a JSON array of problems")
 
 // parseProblems reads a validation value: a JSON array of problem objects,
-// each with a non-empty field and problem, and no other keys than Problem's.
+// each with a non-empty problem kind, and no other keys than Problem's. The
+// field may be empty: an attribute key can be.
 func parseProblems(s string) ([]Problem, error) {
 	trimmed := bytes.TrimSpace([]byte(s))
 	if len(trimmed) == 0 || trimmed[0] != '[' {
@@ -154,7 +155,7 @@ func parseProblems(s string) ([]Problem, error) {
 		return nil, errMalformedValidation
 	}
 	for _, p := range ps {
-		if p.Field == "" || p.Kind == "" {
+		if p.Kind == "" {
 			return nil, errMalformedValidation
 		}
 	}

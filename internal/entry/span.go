@@ -245,7 +245,9 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		}
 	}
 	if e.ExecutionID == "" {
-		e.ExecutionID = e.TraceID
+		// Sanitized like any value so that a tiny limit cuts it the same
+		// way here as when FromSpan reads it back from a normalized span.
+		e.ExecutionID = m.sanitize(KeyExecutionID, e.TraceID)
 		m.add(Problem{Field: KeyExecutionID, Kind: ProblemDefaulted, Detail: "defaulted to trace id"})
 	}
 

@@ -738,3 +738,37 @@ func BenchmarkIsAuditUntagged(b *testing.B) {
 		}
 	}
 }
+
+// FuzzNormalize checks on arbitrary strings that mapping never panics and
+// that Normalize keeps the entry: go test -fuzz FuzzNormalize ./internal/entry
+func FuzzNormalize(f *testing.F) {
+	f.Add("write", "value", "tool.input", "\xff", uint16(0), int64(1))
+	f.Add("", "\xe2\x82\xac\xe2", "audit.x", "[{\"field\":\"a\",\"problem\":\"b\"}]", uint16(2), int64(-1))
+	f.Add("delete", strings.Repeat("é", 40), "k\xff", "not json", uint16(5), int64(0))
+	f.Fuzz(func(t *testing.T, action, value, key, validation string, limit uint16, n int64) {
+		res, span := typicalSpan()
+		a := span.Attributes()
+		a.PutStr(KeyActionType, action)
+		a.PutStr(KeyReasoning, value)
+		a.PutStr(key, value)
+		a.PutEmptySlice("list").AppendEmpty().SetStr(value)
+		a.PutInt(KeyValuePrevious, n)
+		if n%2 == 0 {
+			a.PutStr(KeyValidation, validation)
+		}
+		if n%3 == 0 {
+			a.Remove(KeyExecutionID)
+			span.Status().SetCode(ptrace.StatusCodeError)
+			a.PutStr(KeyErrorType, value)
+		}
+		opts := Options{MaxValueBytes: int(limit)}
+		want := FromSpan(res, span, opts)
+		require.True(t, utf8.ValidString(want.Attributes))
+		require.True(t, json.Valid([]byte(want.Attributes)), want.Attributes)
+		if want.Validation != nil {
+			require.True(t, json.Valid([]byte(*want.Validation)), *want.Validation)
+		}
+		Normalize(res, span, opts)
+		require.Equal(t, want, FromSpan(res, span, opts))
+	})
+}
