@@ -359,6 +359,7 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 		return nil
 	}
 	e.closed = true
+	_ = e.tel.registration.Unregister()
 	started := e.chain != nil
 	if started {
 		if b := e.batcher.Flush(); b != nil {

@@ -68,14 +68,18 @@ func createTraces(ctx context.Context, set exporter.Settings, cfg component.Conf
 	if err != nil {
 		return nil, err
 	}
-	// No queue and no retry: the chain fixes the order of entries when they
-	// are received, and a batch that cannot be stored is retried by the
-	// exporter itself with the same bytes.
-	return exporterhelper.NewTraces(ctx, set, cfg,
-		exp.consumeTraces,
+	return exp.asTraces(ctx, set)
+}
+
+// asTraces wraps e as an exporter.Traces. No queue and no retry: the chain
+// fixes the order of entries when they are received, and a batch that
+// cannot be stored is retried by the exporter itself with the same bytes.
+func (e *auditExporter) asTraces(ctx context.Context, set exporter.Settings) (exporter.Traces, error) {
+	return exporterhelper.NewTraces(ctx, set, e.cfg,
+		e.consumeTraces,
 		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
 		exporterhelper.WithTimeout(exporterhelper.TimeoutConfig{Timeout: 0}),
-		exporterhelper.WithStart(exp.start),
-		exporterhelper.WithShutdown(exp.shutdown),
+		exporterhelper.WithStart(e.start),
+		exporterhelper.WithShutdown(e.shutdown),
 	)
 }

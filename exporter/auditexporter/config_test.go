@@ -1,0 +1,86 @@
+package auditexporter
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/agentaudit/agentaudit/exporter/auditexporter/internal/metadata"
+)
+
+func TestUnmarshalConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+
+	tests := []struct {
+		id       component.ID
+		expected component.Config
+	}{
+		{
+			id:       component.NewID(metadata.Type),
+			expected: createDefaultConfig(),
+		},
+		{
+			id: component.NewIDWithName(metadata.Type, "customname"),
+			expected: &Config{
+				ChainID:       "collector-1",
+				MaxValueBytes: 1024,
+				File:          &FileConfig{Directory: "/var/lib/agentaudit"},
+				Batch:         BatchConfig{MaxEntries: 500, MaxBytes: 1 << 20, MaxAge: 2 * time.Second},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id.String(), func(t *testing.T) {
+			cfg := createDefaultConfig()
+			sub, err := cm.Sub(tt.id.String())
+			require.NoError(t, err)
+			require.NoError(t, sub.Unmarshal(cfg))
+			assert.Equal(t, tt.expected, cfg)
+		})
+	}
+}
+
+func TestDefaultConfigNeedsAStore(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	assert.NotEmpty(t, cfg.ChainID, "the chain id defaults to the host name")
+	assert.EqualError(t, confmap.Validate(cfg), `no store is configured: set "file"`)
+	cfg.File = &FileConfig{Directory: "./audit-data"}
+	assert.NoError(t, confmap.Validate(cfg))
+}
+
+func TestUnmarshalInvalidConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "invalid_configs.yaml"))
+	require.NoError(t, err)
+	tests := []struct {
+		name     string
+		errorMsg string
+	}{
+		{name: "no_store", errorMsg: `no store is configured: set "file"`},
+		{name: "bad_chain_id", errorMsg: `"chain_id" "collector/1" is invalid: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'`},
+		{name: "empty_directory", errorMsg: `file: "directory" must not be empty`},
+		{name: "bad_batch", errorMsg: "batch: \"max_entries\" must be positive\n\"max_bytes\" must be positive\n\"max_age\" must be positive"},
+		{name: "bad_max_value_bytes", errorMsg: `"max_value_bytes" must be positive`},
+		{name: "many_problems", errorMsg: "\"chain_id\" \"\" is invalid: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'\n\"max_value_bytes\" must be positive\nno store is configured: set \"file\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := createDefaultConfig()
+			sub, err := cm.Sub(tt.name)
+			require.NoError(t, err)
+			require.NoError(t, sub.Unmarshal(cfg))
+			assert.EqualError(t, confmap.Validate(cfg), tt.errorMsg)
+		})
+	}
+}
+
+func TestDefaultChainIDIsKeySafe(t *testing.T) {
+	id := defaultChainID()
+	assert.Regexp(t, `^[A-Za-z0-9._-]{1,128}$`, id)
+}

@@ -1,0 +1,301 @@
+package auditexporter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/agentaudit/agentaudit/exporter/auditexporter/internal/metadata"
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/store"
+)
+
+var t0 = time.Date(2026, 3, 9, 14, 23, 7, 0, time.UTC)
+
+func testConfig() *Config {
+	cfg := createDefaultConfig().(*Config)
+	cfg.ChainID = "collector-1"
+	cfg.File = &FileConfig{Directory: "unused"}
+	cfg.Batch = BatchConfig{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour}
+	return cfg
+}
+
+// traces builds n spans; the ones with an even index are audit-tagged.
+func traces(n int, execID string) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "crm-agent")
+	spans := rs.ScopeSpans().AppendEmpty().Spans()
+	for i := range n {
+		s := spans.AppendEmpty()
+		s.SetName(fmt.Sprintf("span-%d", i))
+		s.SetTraceID(pcommon.TraceID{1: 1, 15: byte(i)})
+		s.SetSpanID(pcommon.SpanID{1: 1, 7: byte(i)})
+		s.SetStartTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Duration(i) * time.Second)))
+		if i%2 == 0 {
+			s.Attributes().PutStr(entry.KeyActionType, "write")
+			s.Attributes().PutStr(entry.KeyExecutionID, execID)
+			s.Attributes().PutStr(entry.KeyTargetSystem, "HubSpot CRM")
+			s.Attributes().PutInt("index", int64(i))
+		}
+	}
+	return td
+}
+
+// newTestExporter creates the exporter over st with a fixed clock.
+func newTestExporter(t *testing.T, cfg *Config, st store.Store) (*auditExporter, exporter.Traces) {
+	t.Helper()
+	set := exportertest.NewNopSettings(metadata.Type)
+	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (store.Store, error) { return st, nil })
+	require.NoError(t, err)
+	exp.now = func() time.Time { return t0 }
+	te, err := exp.asTraces(context.Background(), set)
+	require.NoError(t, err)
+	return exp, te
+}
+
+// readTrail decodes every batch of chain id in st, in key order, and checks
+// that the files and the entries form one intact chain.
+func readTrail(t *testing.T, st store.Store, id string) []entry.Entry {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := st.List(ctx, "")
+	require.NoError(t, err)
+	var all []entry.Entry
+	head := chain.Genesis()
+	for _, k := range keys {
+		cid, first, _, err := store.ParseBatchKey(k)
+		require.NoError(t, err)
+		if cid != id {
+			continue
+		}
+		data, err := st.Get(ctx, k)
+		require.NoError(t, err)
+		es, f, err := parquetfile.ReadEntries(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err)
+		assert.Equal(t, first, f.FirstSeq, "key %s names the first seq", k)
+		assert.Equal(t, head.Hash, f.PrevHash, "batch %s links to the previous batch", k)
+		for i := range es {
+			assert.Equal(t, head.Size, es[i].Seq)
+			assert.Equal(t, head.Hash, es[i].PrevHash)
+			assert.Equal(t, chain.Hash(&es[i]), es[i].EntryHash, "entry %d hash", es[i].Seq)
+			head = chain.Head{Size: es[i].Seq + 1, Hash: es[i].EntryHash}
+		}
+		assert.Equal(t, head.Hash, f.LastHash)
+		all = append(all, es...)
+	}
+	return all
+}
+
+func TestExportWritesChainedBatches(t *testing.T) {
+	st := store.NewMemory()
+	_, te := newTestExporter(t, testConfig(), st)
+	ctx := context.Background()
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(10, "exec-1"))) // 5 audit spans
+	require.NoError(t, te.ConsumeTraces(ctx, traces(6, "exec-2")))  // 3 more
+	require.NoError(t, te.Shutdown(ctx))
+
+	keys, err := st.List(ctx, "")
+	require.NoError(t, err)
+	assert.Equal(t, []string{
+		"dt=2026-03-09/collector-1-00000000000000000000.parquet",
+		"dt=2026-03-09/collector-1-00000000000000000004.parquet",
+	}, keys, "two full batches of 4; the last sealed at shutdown")
+	es := readTrail(t, st, "collector-1")
+	require.Len(t, es, 8)
+	for i, e := range es[:5] {
+		assert.Equal(t, "exec-1", e.ExecutionID)
+		assert.Equal(t, fmt.Sprintf(`{"index":%d}`, 2*i), e.Attributes)
+	}
+	assert.Equal(t, "exec-2", es[7].ExecutionID)
+	assert.Equal(t, t0.UnixNano(), es[0].TimeUnixNano)
+}
+
+func TestUnauditedSpansAreIgnored(t *testing.T) {
+	st := store.NewMemory()
+	_, te := newTestExporter(t, testConfig(), st)
+	ctx := context.Background()
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	td := traces(2, "x")
+	td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().RemoveIf(func(s ptrace.Span) bool { return entry.IsAudit(s) })
+	require.NoError(t, te.ConsumeTraces(ctx, td))
+	require.NoError(t, te.Shutdown(ctx))
+	keys, err := st.List(ctx, "")
+	require.NoError(t, err)
+	assert.Empty(t, keys)
+}
+
+func TestMaxAgeSealsIdleBatch(t *testing.T) {
+	st := store.NewMemory()
+	cfg := testConfig()
+	cfg.Batch.MaxAge = 20 * time.Millisecond
+	exp, te := newTestExporter(t, cfg, st)
+	var now atomic.Int64
+	now.Store(t0.UnixNano())
+	exp.now = func() time.Time { return time.Unix(0, now.Load()).UTC() }
+	ctx := context.Background()
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(2, "exec-1")))
+	now.Add(int64(time.Second))
+	require.Eventually(t, func() bool {
+		keys, err := st.List(ctx, "")
+		return err == nil && len(keys) == 1
+	}, 10*time.Second, 5*time.Millisecond, "the batch is sealed and stored when it reaches max_age")
+	require.NoError(t, te.Shutdown(ctx))
+	assert.Len(t, readTrail(t, st, "collector-1"), 1)
+}
+
+func TestRestartResumesChain(t *testing.T) {
+	st := store.NewMemory()
+	ctx := context.Background()
+	for range 3 {
+		_, te := newTestExporter(t, testConfig(), st)
+		require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+		require.NoError(t, te.ConsumeTraces(ctx, traces(6, "exec"))) // 3 entries
+		require.NoError(t, te.Shutdown(ctx))
+	}
+	es := readTrail(t, st, "collector-1")
+	require.Len(t, es, 9, "three runs of 3 entries continue one chain")
+	assert.Equal(t, int64(8), es[8].Seq)
+}
+
+func TestOtherChainsAreLeftAlone(t *testing.T) {
+	st := store.NewMemory()
+	ctx := context.Background()
+	for _, id := range []string{"collector-1", "collector-2", "collector-1"} {
+		cfg := testConfig()
+		cfg.ChainID = id
+		_, te := newTestExporter(t, cfg, st)
+		require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+		require.NoError(t, te.ConsumeTraces(ctx, traces(2, id)))
+		require.NoError(t, te.Shutdown(ctx))
+	}
+	assert.Len(t, readTrail(t, st, "collector-1"), 2)
+	assert.Len(t, readTrail(t, st, "collector-2"), 1)
+}
+
+func TestStartRefusesUnreadableHead(t *testing.T) {
+	st := store.NewMemory()
+	ctx := context.Background()
+	require.NoError(t, st.Put(ctx, store.BatchKey("collector-1", 0, t0), []byte("not parquet")))
+	_, te := newTestExporter(t, testConfig(), st)
+	err := te.Start(ctx, componenttest.NewNopHost())
+	require.Error(t, err, "a chain whose head cannot be read must not be forked")
+	assert.ErrorIs(t, err, parquetfile.ErrCorrupt)
+	assert.Contains(t, err.Error(), "dt=2026-03-09/collector-1-00000000000000000000.parquet")
+	require.NoError(t, te.Shutdown(ctx))
+}
+
+// flakyStore fails the first failures Puts, then behaves like its Store.
+type flakyStore struct {
+	store.Store
+	mu       sync.Mutex
+	failures int
+	attempts map[string][][]byte
+}
+
+func (f *flakyStore) Put(ctx context.Context, key string, data []byte) error {
+	f.mu.Lock()
+	f.attempts[key] = append(f.attempts[key], data)
+	fail := f.failures > 0
+	if fail {
+		f.failures--
+	}
+	f.mu.Unlock()
+	if fail {
+		return errors.New("store unavailable")
+	}
+	return f.Store.Put(ctx, key, data)
+}
+
+func TestStoreFailuresAreRetriedWithTheSameBytes(t *testing.T) {
+	st := &flakyStore{Store: store.NewMemory(), failures: 3, attempts: map[string][][]byte{}}
+	_, te := newTestExporter(t, testConfig(), st)
+	ctx := context.Background()
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(16, "exec"))) // 8 entries, 2 batches
+	require.NoError(t, te.Shutdown(ctx))
+
+	assert.Len(t, readTrail(t, st, "collector-1"), 8)
+	first := st.attempts["dt=2026-03-09/collector-1-00000000000000000000.parquet"]
+	require.Len(t, first, 4, "three failures, then success")
+	for _, a := range first[1:] {
+		assert.Equal(t, first[0], a, "every retry sends the same bytes")
+	}
+	assert.Len(t, st.attempts["dt=2026-03-09/collector-1-00000000000000000004.parquet"], 1,
+		"the second batch waits behind the first")
+}
+
+func TestShutdownReportsWhatCouldNotBeStored(t *testing.T) {
+	st := &flakyStore{Store: store.NewMemory(), failures: 1 << 30, attempts: map[string][][]byte{}}
+	_, te := newTestExporter(t, testConfig(), st)
+	ctx := context.Background()
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(10, "exec"))) // 5 entries
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	err := te.Shutdown(sctx)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "5 audit entries in 2 batches were not stored")
+}
+
+func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
+	mem := store.NewMemory()
+	ctx := context.Background()
+	_, te := newTestExporter(t, testConfig(), mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	// Another writer with the same chain id stores its first batch after
+	// this one started.
+	key := "dt=2026-03-09/collector-1-00000000000000000000.parquet"
+	require.NoError(t, mem.Put(ctx, key, []byte("someone else's batch")))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(8, "exec"))) // one full batch of 4
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	err := te.Shutdown(sctx)
+	require.Error(t, err, "the conflicting batch is kept, not dropped, and reported")
+	assert.Contains(t, err.Error(), "4 audit entries in 1 batches were not stored")
+	got, err := mem.Get(ctx, key)
+	require.NoError(t, err)
+	assert.Equal(t, "someone else's batch", string(got), "the other writer's object is never replaced")
+}
+
+func TestConsumeAfterShutdownFails(t *testing.T) {
+	_, te := newTestExporter(t, testConfig(), store.NewMemory())
+	ctx := context.Background()
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.Shutdown(ctx))
+	assert.Error(t, te.ConsumeTraces(ctx, traces(2, "late")))
+}
+
+func TestFactoryLifecycleWithFileStore(t *testing.T) {
+	f := NewFactory()
+	cfg := f.CreateDefaultConfig().(*Config)
+	cfg.ChainID = "collector-1"
+	cfg.File = &FileConfig{Directory: t.TempDir()}
+	ctx := context.Background()
+	te, err := f.CreateTraces(ctx, exportertest.NewNopSettings(metadata.Type), cfg)
+	require.NoError(t, err)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(4, "exec")))
+	require.NoError(t, te.Shutdown(ctx))
+	fs, err := store.NewFS(cfg.File.Directory)
+	require.NoError(t, err)
+	assert.Len(t, readTrail(t, fs, "collector-1"), 2)
+}
