@@ -1,0 +1,233 @@
+package e2e
+
+import (
+	"bytes"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/parquetfile"
+)
+
+func pqPtr(s string) *string { return &s }
+
+// pqEntries is one batch with every optional column both NULL and set, ""
+// distinct from NULL, and non-ASCII text; seq 0..n-1 of chain "pq-chain-1".
+func pqEntries() []entry.Entry {
+	base := time.Date(2026, 11, 27, 6, 30, 0, 987654321, time.UTC).UnixNano()
+	es := []entry.Entry{
+		{
+			TimeUnixNano: base, ExecutionID: "exec-1", TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8),
+			ParentSpanID: pqPtr(strings.Repeat("ef", 8)), AgentID: pqPtr("agent-7"), AgentName: pqPtr("billing-bot"),
+			ServiceName: pqPtr("billing"), Principal: pqPtr("alice@example.com"), ActionType: "write",
+			TargetSystem: "postgres", TargetResource: "invoices/42", ProposedValue: pqPtr(`{"amount":10}`),
+			PreviousValue: pqPtr(`{"amount":9}`), Reasoning: pqPtr("customer asked"), Approver: pqPtr("bob"),
+			Result: "ok", StatusCode: "Ok", Attributes: `{"k":"v"}`, Validation: pqPtr(`[{"field":"x","problem":"empty"}]`),
+		},
+		{
+			TimeUnixNano: base + 1, ExecutionID: "exec-1", TraceID: strings.Repeat("01", 16), SpanID: strings.Repeat("02", 8),
+			ActionType: "read", TargetSystem: "s3", TargetResource: "bucket/key", StatusCode: "Unset", Attributes: "{}",
+		},
+		{
+			TimeUnixNano: base + 1_500_000, ExecutionID: "exec-2",
+			ParentSpanID: pqPtr(""), AgentID: pqPtr(""), AgentName: pqPtr(""), ServiceName: pqPtr(""), Principal: pqPtr(""),
+			ProposedValue: pqPtr(""), PreviousValue: pqPtr(""), Reasoning: pqPtr(""), Approver: pqPtr(""), Validation: pqPtr(""),
+		},
+		{
+			TimeUnixNano: base + 2_999_999_999, ExecutionID: "exécution-✓", TraceID: strings.Repeat("0f", 16), SpanID: strings.Repeat("f0", 8),
+			AgentName: pqPtr("代理人 🤖"), Principal: pqPtr("Zoë Ångström"), ActionType: "request_approval",
+			TargetSystem: "crm", TargetResource: "клиенты/№5", Reasoning: pqPtr("naïve café — line\nbreak"),
+			Result: "pending", StatusCode: "Error", Attributes: `{"emoji":"😀"}`,
+		},
+	}
+	c := chain.New("pq-chain-1", chain.Genesis())
+	for i := range es {
+		c.Append(&es[i])
+	}
+	return es
+}
+
+// pqWriteBatch encodes es into dir/batch.parquet and returns the path.
+func pqWriteBatch(t *testing.T, dir string, es []entry.Entry) string {
+	t.Helper()
+	var buf bytes.Buffer
+	_, err := parquetfile.Encode(&buf, es)
+	require.NoError(t, err)
+	p := filepath.Join(dir, "batch.parquet")
+	require.NoError(t, os.WriteFile(p, buf.Bytes(), 0o444))
+	return filepath.ToSlash(p)
+}
+
+func pqOpenDB(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("duckdb", "")
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func pqNull(p *string) sql.NullString {
+	if p == nil {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: *p, Valid: true}
+}
+
+func TestPqDuckDBReadsBatchFile(t *testing.T) {
+	es := pqEntries()
+	file := pqWriteBatch(t, t.TempDir(), es)
+	db := pqOpenDB(t)
+
+	t.Run("column types", func(t *testing.T) {
+		rows, err := db.Query(`DESCRIBE SELECT * FROM read_parquet('` + file + `')`)
+		require.NoError(t, err)
+		defer rows.Close()
+		cols, err := rows.Columns()
+		require.NoError(t, err)
+		var got [][2]string
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			var name, typ string
+			vals[0], vals[1] = &name, &typ
+			for i := 2; i < len(vals); i++ {
+				vals[i] = new(any)
+			}
+			require.NoError(t, rows.Scan(vals...))
+			got = append(got, [2]string{name, typ})
+		}
+		require.NoError(t, rows.Err())
+		// isAdjustedToUTC=true is what makes DuckDB (and Athena) read an
+		// instant rather than a wall-clock time.
+		want := [][2]string{{"timestamp", "TIMESTAMP WITH TIME ZONE"}, {"time_unix_nano", "BIGINT"}, {"chain_id", "VARCHAR"}, {"seq", "BIGINT"}}
+		for _, name := range []string{"execution_id", "trace_id", "span_id", "parent_span_id", "agent_id", "agent_name",
+			"service_name", "principal", "action_type", "target_system", "target_resource", "proposed_value",
+			"previous_value", "reasoning", "approver", "result", "status_code", "attributes", "validation",
+			"prev_hash", "entry_hash"} {
+			want = append(want, [2]string{name, "VARCHAR"})
+		}
+		assert.Equal(t, want, got)
+	})
+
+	t.Run("rows", func(t *testing.T) {
+		rows, err := db.Query(`SELECT * FROM read_parquet('` + file + `') ORDER BY seq`)
+		require.NoError(t, err)
+		defer rows.Close()
+		i := 0
+		for rows.Next() {
+			require.Less(t, i, len(es))
+			want := es[i]
+			var (
+				ts                                                              time.Time
+				tun, seq                                                        int64
+				chainID, execID, traceID, spanID                                string
+				actionType, targetSystem, targetResource, result, status, attrs string
+				prevHash, entryHash                                             string
+				parent, agentID, agentName, service, principal                  sql.NullString
+				proposed, previous, reasoning, approver, validation             sql.NullString
+			)
+			require.NoError(t, rows.Scan(&ts, &tun, &chainID, &seq, &execID, &traceID, &spanID,
+				&parent, &agentID, &agentName, &service, &principal,
+				&actionType, &targetSystem, &targetResource, &proposed, &previous, &reasoning, &approver,
+				&result, &status, &attrs, &validation, &prevHash, &entryHash))
+			got := entry.Entry{
+				TimeUnixNano: tun, ChainID: chainID, Seq: seq, ExecutionID: execID, TraceID: traceID, SpanID: spanID,
+				ActionType: actionType, TargetSystem: targetSystem, TargetResource: targetResource,
+				Result: result, StatusCode: status, Attributes: attrs, PrevHash: prevHash, EntryHash: entryHash,
+			}
+			assert.Equal(t, want.TimeUnixNano, got.TimeUnixNano)
+			wantTS := time.Unix(0, want.TimeUnixNano).Truncate(time.Millisecond).UTC()
+			assert.True(t, wantTS.Equal(ts), "seq %d: timestamp %v, want %v", seq, ts, wantTS)
+			for name, pair := range map[string][2]sql.NullString{
+				"parent_span_id": {pqNull(want.ParentSpanID), parent},
+				"agent_id":       {pqNull(want.AgentID), agentID},
+				"agent_name":     {pqNull(want.AgentName), agentName},
+				"service_name":   {pqNull(want.ServiceName), service},
+				"principal":      {pqNull(want.Principal), principal},
+				"proposed_value": {pqNull(want.ProposedValue), proposed},
+				"previous_value": {pqNull(want.PreviousValue), previous},
+				"reasoning":      {pqNull(want.Reasoning), reasoning},
+				"approver":       {pqNull(want.Approver), approver},
+				"validation":     {pqNull(want.Validation), validation},
+			} {
+				assert.Equal(t, pair[0], pair[1], "seq %d column %s", seq, name)
+			}
+			// With the optional columns compared, the rest must match exactly.
+			want.ParentSpanID, want.AgentID, want.AgentName, want.ServiceName, want.Principal = nil, nil, nil, nil, nil
+			want.ProposedValue, want.PreviousValue, want.Reasoning, want.Approver, want.Validation = nil, nil, nil, nil, nil
+			assert.Equal(t, want, got, "seq %d", seq)
+			i++
+		}
+		require.NoError(t, rows.Err())
+		assert.Equal(t, len(es), i)
+	})
+
+	t.Run("nulls are nulls", func(t *testing.T) {
+		var nullReasoning, emptyReasoning int
+		require.NoError(t, db.QueryRow(`SELECT count(*) FILTER (WHERE reasoning IS NULL), count(*) FILTER (WHERE reasoning = '')
+			FROM read_parquet('`+file+`')`).Scan(&nullReasoning, &emptyReasoning))
+		assert.Equal(t, 1, nullReasoning, "seq 1 has no reasoning")
+		assert.Equal(t, 1, emptyReasoning, "seq 2 has an empty one")
+	})
+
+	t.Run("footer metadata", func(t *testing.T) {
+		rows, err := db.Query(`SELECT key, value FROM parquet_kv_metadata('` + file + `')`)
+		require.NoError(t, err)
+		defer rows.Close()
+		got := map[string]string{}
+		for rows.Next() {
+			var k, v []byte
+			require.NoError(t, rows.Scan(&k, &v))
+			if strings.HasPrefix(string(k), "agentaudit.") {
+				got[string(k)] = string(v)
+			}
+		}
+		require.NoError(t, rows.Err())
+		assert.Equal(t, map[string]string{
+			parquetfile.KeyFormatVersion: parquetfile.FormatVersion,
+			parquetfile.KeyChainID:       "pq-chain-1",
+			parquetfile.KeyFirstSeq:      "0",
+			parquetfile.KeyLastSeq:       "3",
+			parquetfile.KeyEntryCount:    "4",
+			parquetfile.KeyPrevHash:      chain.GenesisHash,
+			parquetfile.KeyLastHash:      es[3].EntryHash,
+		}, got)
+	})
+
+	t.Run("statistics and compression", func(t *testing.T) {
+		rows, err := db.Query(`SELECT path_in_schema, stats_min_value, stats_max_value, compression
+			FROM parquet_metadata('` + file + `') WHERE path_in_schema IN ('seq', 'execution_id') ORDER BY column_id`)
+		require.NoError(t, err)
+		defer rows.Close()
+		var got [][4]string
+		for rows.Next() {
+			var r [4]sql.NullString
+			require.NoError(t, rows.Scan(&r[0], &r[1], &r[2], &r[3]))
+			got = append(got, [4]string{r[0].String, r[1].String, r[2].String, r[3].String})
+		}
+		require.NoError(t, rows.Err())
+		assert.Equal(t, [][4]string{
+			{"seq", "0", "3", "ZSTD"},
+			{"execution_id", "exec-1", "exécution-✓", "ZSTD"},
+		}, got)
+	})
+
+	t.Run("bloom filter", func(t *testing.T) {
+		probe := func(value string) bool {
+			var excludes bool
+			require.NoError(t, db.QueryRow(`SELECT bloom_filter_excludes FROM parquet_bloom_probe('`+file+`', 'execution_id', ?)`,
+				value).Scan(&excludes))
+			return excludes
+		}
+		assert.False(t, probe("exec-2"), "a present execution id is never excluded")
+		assert.True(t, probe("exec-absent-0123456789"), "an absent one is (10 bits per value: ~1% false positives)")
+	})
+}
