@@ -1,0 +1,493 @@
+package e2e
+
+// Tests of docs/verify.sql, the auditor's query, independent of the collector
+// and of our Parquet writer: the trail is built in Go with chain.Append and
+// written to Parquet by DuckDB itself (COPY ... TO), in the Hive layout of
+// docs/FORMAT.md, then read back through the view FORMAT.md tells auditors to
+// create. Every identifier here starts with "vs" (this package is shared).
+
+import (
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	_ "github.com/duckdb/duckdb-go/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+)
+
+func vsStrp(s string) *string { return &s }
+
+// vsChains are the chains of the test trail: id, length, and the first seq
+// written to the second dt directory.
+var vsChains = []struct {
+	id    string
+	n     int64
+	split int64
+}{
+	{"chain-alpha", 8, 4},
+	{"chain-β-ünïcode", 5, 2},
+	{"chain-big", 3, 1},
+}
+
+// vsMiB is a value of about 1 MiB whose byte length (1 MiB) is three times its
+// character count: a length prefix computed from characters would not match.
+var vsMiB = strings.Repeat("€", 1<<20/3) + "ab"
+
+// vsEntry is entry i of a chain, before chain.Append. NULLs, empty strings and
+// non-ASCII text vary with i; chain-big carries 1 MiB values.
+func vsEntry(chainID string, i int64) entry.Entry {
+	e := entry.Entry{
+		// Not on a millisecond boundary, so the timestamp column's
+		// truncation matters.
+		TimeUnixNano:   1773048600000000000 + i*137_123_457,
+		ExecutionID:    "exec-" + chainID,
+		TraceID:        fmt.Sprintf("%032x", 0xa1b2c3+len(chainID)),
+		SpanID:         fmt.Sprintf("%016x", i+1),
+		AgentID:        vsStrp("agent-1"),
+		ServiceName:    vsStrp("payments"),
+		ActionType:     entry.KnownActionTypes[i%int64(len(entry.KnownActionTypes))],
+		TargetSystem:   "ledger",
+		TargetResource: fmt.Sprintf("konto/%d", i),
+		Result:         "ok",
+		StatusCode:     "Ok",
+		Attributes:     fmt.Sprintf(`{"i":%d,"note":"naïve"}`, i),
+	}
+	if i > 0 {
+		e.ParentSpanID = vsStrp(fmt.Sprintf("%016x", i))
+	}
+	if i%2 == 0 {
+		e.AgentName = vsStrp("Ágent Ωmega")
+		e.ProposedValue = vsStrp("") // empty, not NULL
+	} else {
+		e.ProposedValue = vsStrp(fmt.Sprintf("新しい値 %d €", i))
+		e.PreviousValue = vsStrp("alter Wert")
+	}
+	if i%3 != 0 {
+		e.Principal = vsStrp("用户@example.com")
+	}
+	e.Reasoning = vsStrp(fmt.Sprintf("Begründung ✓ %d", i))
+	if i == 4 {
+		e.Approver = vsStrp("maria")
+	}
+	if i == 3 {
+		e.Validation = vsStrp(`[{"field":"audit.approver","problem":"missing"}]`)
+		e.StatusCode = "Error"
+	}
+	if chainID == "chain-big" {
+		switch i {
+		case 0:
+			e.ProposedValue = vsStrp(vsMiB)
+		case 1:
+			e.Reasoning = vsStrp(strings.Repeat("r", 1<<20))
+			e.PreviousValue = vsStrp(vsMiB)
+		case 2:
+			e.Attributes = `{"blob":"` + strings.Repeat("x", 1<<20) + `"}`
+		}
+	}
+	return e
+}
+
+// vsEntries builds every chain with chain.Append. mutate, when not nil, is
+// applied to each entry before it is appended: the chain is then valid over
+// the mutated values.
+func vsEntries(mutate func(*entry.Entry)) []entry.Entry {
+	var out []entry.Entry
+	for _, c := range vsChains {
+		ch := chain.New(c.id, chain.Genesis())
+		for i := range c.n {
+			e := vsEntry(c.id, i)
+			e.ChainID, e.Seq = c.id, i // for mutate; Append sets them again
+			if mutate != nil {
+				mutate(&e)
+			}
+			ch.Append(&e)
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// vsColumns is the Parquet schema of docs/FORMAT.md, in column order.
+const vsColumns = `
+	"timestamp" %s,
+	time_unix_nano BIGINT,
+	chain_id VARCHAR,
+	seq BIGINT,
+	execution_id VARCHAR,
+	trace_id VARCHAR,
+	span_id VARCHAR,
+	parent_span_id VARCHAR,
+	agent_id VARCHAR,
+	agent_name VARCHAR,
+	service_name VARCHAR,
+	principal VARCHAR,
+	action_type VARCHAR,
+	target_system VARCHAR,
+	target_resource VARCHAR,
+	proposed_value VARCHAR,
+	previous_value VARCHAR,
+	reasoning VARCHAR,
+	approver VARCHAR,
+	result VARCHAR,
+	status_code VARCHAR,
+	attributes VARCHAR,
+	validation VARCHAR,
+	prev_hash VARCHAR,
+	entry_hash VARCHAR`
+
+func vsOpenDB(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("duckdb", "")
+	require.NoError(t, err)
+	// One connection: session settings (TimeZone) and tables stay put.
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func vsNull(p *string) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// vsLoad (re)creates table vs_trail holding entries. tsType is the DuckDB
+// type of the timestamp column; the value is time_unix_nano truncated to
+// milliseconds, computed here in Go.
+func vsLoad(t *testing.T, db *sql.DB, tsType string, entries []entry.Entry) {
+	t.Helper()
+	_, err := db.Exec(`CREATE OR REPLACE TABLE vs_trail (` + fmt.Sprintf(vsColumns, tsType) + `)`)
+	require.NoError(t, err)
+	stmt, err := db.Prepare(`INSERT INTO vs_trail VALUES (make_timestamp(CAST(? AS BIGINT) * 1000)` + strings.Repeat(", ?", 24) + `)`)
+	require.NoError(t, err)
+	defer stmt.Close()
+	for _, e := range entries {
+		_, err := stmt.Exec(e.TimeUnixNano/1_000_000, e.TimeUnixNano, e.ChainID, e.Seq,
+			e.ExecutionID, e.TraceID, e.SpanID, vsNull(e.ParentSpanID), vsNull(e.AgentID),
+			vsNull(e.AgentName), vsNull(e.ServiceName), vsNull(e.Principal), e.ActionType,
+			e.TargetSystem, e.TargetResource, vsNull(e.ProposedValue), vsNull(e.PreviousValue),
+			vsNull(e.Reasoning), vsNull(e.Approver), e.Result, e.StatusCode, e.Attributes,
+			vsNull(e.Validation), e.PrevHash, e.EntryHash)
+		require.NoError(t, err)
+	}
+}
+
+func vsQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// vsWriteTrail writes vs_trail as Parquet below dir in the layout of
+// docs/FORMAT.md: per chain, seq below its split goes to dt=2026-03-09 and
+// the rest to dt=2026-03-10, one file each, named after the chain and the
+// file's first seq, with the agentaudit.* footer keys.
+func vsWriteTrail(t *testing.T, db *sql.DB, dir string) {
+	t.Helper()
+	for _, c := range vsChains {
+		for _, part := range []struct {
+			dt       string
+			from, to int64
+		}{
+			{"2026-03-09", 0, c.split},
+			{"2026-03-10", c.split, 1 << 62},
+		} {
+			where := fmt.Sprintf("chain_id = %s AND seq >= %d AND seq < %d", vsQuote(c.id), part.from, part.to)
+			var (
+				first, last, count int64
+				prevHash, lastHash string
+			)
+			require.NoError(t, db.QueryRow(`SELECT min(seq), max(seq), count(*), arg_min(prev_hash, seq), arg_max(entry_hash, seq)
+				FROM vs_trail WHERE `+where).Scan(&first, &last, &count, &prevHash, &lastHash))
+			require.NoError(t, os.MkdirAll(filepath.Join(dir, "dt="+part.dt), 0o755))
+			path := filepath.Join(dir, "dt="+part.dt, fmt.Sprintf("%s-%020d.parquet", c.id, first))
+			_, err := db.Exec(fmt.Sprintf(`COPY (SELECT * FROM vs_trail WHERE %s ORDER BY seq) TO %s (FORMAT parquet, KV_METADATA {
+				'agentaudit.format_version': '1', 'agentaudit.chain_id': %s,
+				'agentaudit.first_seq': '%d', 'agentaudit.last_seq': '%d', 'agentaudit.entry_count': '%d',
+				'agentaudit.prev_hash': %s, 'agentaudit.last_hash': %s})`,
+				where, vsQuote(filepath.ToSlash(path)), vsQuote(c.id), first, last, count, vsQuote(prevHash), vsQuote(lastHash)))
+			require.NoError(t, err)
+		}
+	}
+}
+
+// vsView creates the view exactly as docs/FORMAT.md and verify.sql's
+// precondition say.
+func vsView(t *testing.T, db *sql.DB, dir string, hive bool) {
+	t.Helper()
+	_, err := db.Exec(fmt.Sprintf(`CREATE OR REPLACE VIEW audit_entries AS SELECT * FROM read_parquet(%s, hive_partitioning = %t)`,
+		vsQuote(filepath.ToSlash(dir)+"/**/*.parquet"), hive))
+	require.NoError(t, err)
+}
+
+type vsViolation struct {
+	ChainID   string
+	Seq       int64
+	Violation string
+	Detail    string
+}
+
+// vsVerify runs docs/verify.sql, read from disk, as one statement.
+func vsVerify(t *testing.T, db *sql.DB) []vsViolation {
+	t.Helper()
+	q, err := os.ReadFile(filepath.Join("..", "docs", "verify.sql"))
+	require.NoError(t, err)
+	rows, err := db.Query(string(q))
+	require.NoError(t, err)
+	defer rows.Close()
+	cols, err := rows.Columns()
+	require.NoError(t, err)
+	require.Equal(t, []string{"chain_id", "seq", "violation", "detail"}, cols)
+	var out []vsViolation
+	for rows.Next() {
+		var v vsViolation
+		require.NoError(t, rows.Scan(&v.ChainID, &v.Seq, &v.Violation, &v.Detail))
+		out = append(out, v)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+// vsKeys drops the details, which tests check separately.
+func vsKeys(vs []vsViolation) []vsViolation {
+	out := []vsViolation{}
+	for _, v := range vs {
+		out = append(out, vsViolation{ChainID: v.ChainID, Seq: v.Seq, Violation: v.Violation})
+	}
+	return out
+}
+
+// DuckDB's strlen counts bytes and its sha256 hashes the UTF-8 bytes of a
+// VARCHAR, as verify.sql relies on; length counts characters.
+func TestVsDuckDBStringFunctions(t *testing.T) {
+	db := vsOpenDB(t)
+	for _, s := range []string{"", "ascii", "chain-ä", "1.234,56 €", "請求書 ✓", "emoji 🙂", vsMiB} {
+		var n, chars int64
+		var sum string
+		require.NoError(t, db.QueryRow(`SELECT strlen(CAST(? AS VARCHAR)), length(CAST(? AS VARCHAR)), sha256(CAST(? AS VARCHAR))`, s, s, s).Scan(&n, &chars, &sum))
+		want := sha256.Sum256([]byte(s))
+		assert.Equal(t, int64(len(s)), n, "strlen(%.20q)", s)
+		assert.Equal(t, int64(utf8.RuneCountInString(s)), chars, "length(%.20q)", s)
+		assert.Equal(t, hex.EncodeToString(want[:]), sum, "sha256(%.20q)", s)
+	}
+}
+
+func TestVsIntactTrail(t *testing.T) {
+	entries := vsEntries(nil)
+	db := vsOpenDB(t)
+	vsLoad(t, db, "TIMESTAMP_MS", entries)
+	dir := t.TempDir()
+	vsWriteTrail(t, db, dir)
+
+	files, err := filepath.Glob(filepath.Join(dir, "dt=*", "*.parquet"))
+	require.NoError(t, err)
+	require.Len(t, files, 2*len(vsChains))
+	assert.FileExists(t, filepath.Join(dir, "dt=2026-03-10", "chain-alpha-00000000000000000004.parquet"))
+
+	for _, hive := range []bool{true, false} {
+		t.Run(fmt.Sprintf("hive_partitioning=%t", hive), func(t *testing.T) {
+			vsView(t, db, dir, hive)
+			// The view does (not) have dt, so the query runs both ways.
+			var dtCols int
+			require.NoError(t, db.QueryRow(`SELECT count(*) FROM (DESCRIBE audit_entries) WHERE column_name = 'dt'`).Scan(&dtCols))
+			assert.Equal(t, map[bool]int{true: 1, false: 0}[hive], dtCols)
+
+			var rows, nulls, empties, big int
+			require.NoError(t, db.QueryRow(`SELECT count(*), count(*) FILTER (approver IS NULL),
+				count(*) FILTER (proposed_value = ''), count(*) FILTER (strlen(proposed_value) >= 1048576)
+				FROM audit_entries`).Scan(&rows, &nulls, &empties, &big))
+			require.Equal(t, len(entries), rows)
+			require.Positive(t, nulls)
+			require.Positive(t, empties)
+			require.Equal(t, 1, big)
+
+			assert.Empty(t, vsVerify(t, db))
+		})
+	}
+
+	// The footer keys are where FORMAT.md says to look for them.
+	var count string
+	require.NoError(t, db.QueryRow(`SELECT decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = 'agentaudit.entry_count'`,
+		filepath.ToSlash(filepath.Join(dir, "dt=2026-03-10", "chain-alpha-00000000000000000004.parquet"))).Scan(&count))
+	assert.Equal(t, "4", count)
+}
+
+// Parquet timestamps marked as UTC read back as TIMESTAMP WITH TIME ZONE;
+// the timestamp check must not depend on the session's time zone.
+func TestVsIntactTrailTimestampTZ(t *testing.T) {
+	db := vsOpenDB(t)
+	_, err := db.Exec(`SET TimeZone = 'UTC'`) // while loading: make_timestamp is UTC
+	require.NoError(t, err)
+	vsLoad(t, db, "TIMESTAMPTZ", vsEntries(nil))
+	dir := t.TempDir()
+	vsWriteTrail(t, db, dir)
+	_, err = db.Exec(`SET TimeZone = 'Asia/Kolkata'`) // the auditor's zone, 5:30 off UTC
+	require.NoError(t, err)
+	vsView(t, db, dir, true)
+	var typ string
+	require.NoError(t, db.QueryRow(`SELECT column_type FROM (DESCRIBE audit_entries) WHERE column_name = 'timestamp'`).Scan(&typ))
+	require.Equal(t, "TIMESTAMP WITH TIME ZONE", typ)
+	assert.Empty(t, vsVerify(t, db))
+}
+
+func TestVsTamperedTrail(t *testing.T) {
+	const alpha = "chain-alpha"
+	at := func(seq int) string { return fmt.Sprintf("chain_id = 'chain-alpha' AND seq = %d", seq) }
+	v := func(seq int64, violation string) vsViolation {
+		return vsViolation{ChainID: alpha, Seq: seq, Violation: violation}
+	}
+	for _, tc := range []struct {
+		name string
+		// mutate is applied before chain.Append (nil: none); tamper are SQL
+		// statements on vs_trail after it, each of which must change rows.
+		mutate func(*entry.Entry)
+		tamper []string
+		want   []vsViolation
+		detail map[vsViolation]string // substrings of details, where checked
+	}{
+		{
+			name:   "value rewritten",
+			tamper: []string{`UPDATE vs_trail SET target_resource = 'konto/9' WHERE ` + at(2)},
+			want:   []vsViolation{v(2, "hash_mismatch")},
+		},
+		{
+			name:   "one byte appended to a 1 MiB value",
+			tamper: []string{`UPDATE vs_trail SET proposed_value = proposed_value || '.' WHERE chain_id = 'chain-big' AND seq = 0`},
+			want:   []vsViolation{{ChainID: "chain-big", Seq: 0, Violation: "hash_mismatch"}},
+		},
+		{
+			name:   "non-ASCII character replaced by another of the same byte length",
+			tamper: []string{`UPDATE vs_trail SET reasoning = replace(reasoning, 'ü', 'ö') WHERE ` + at(5)},
+			want:   []vsViolation{v(5, "hash_mismatch")},
+		},
+		{
+			name:   "row deleted",
+			tamper: []string{`DELETE FROM vs_trail WHERE ` + at(5)},
+			want:   []vsViolation{v(6, "broken_link"), v(6, "gap")},
+			detail: map[vsViolation]string{v(6, "gap"): "seq 5 missing"},
+		},
+		{
+			name:   "two rows deleted",
+			tamper: []string{`DELETE FROM vs_trail WHERE chain_id = 'chain-alpha' AND seq IN (3, 4)`},
+			want:   []vsViolation{v(5, "broken_link"), v(5, "gap")},
+			detail: map[vsViolation]string{v(5, "gap"): "seq 3 to 4 missing"},
+		},
+		{
+			name:   "first row deleted",
+			tamper: []string{`DELETE FROM vs_trail WHERE ` + at(0)},
+			want:   []vsViolation{v(1, "gap")},
+			detail: map[vsViolation]string{v(1, "gap"): "chain starts at seq 1, want 0"},
+		},
+		{
+			name:   "row duplicated",
+			tamper: []string{`INSERT INTO vs_trail SELECT * FROM vs_trail WHERE ` + at(3)},
+			want:   []vsViolation{v(3, "duplicate")},
+			detail: map[vsViolation]string{v(3, "duplicate"): "2 rows, 1 distinct entry_hash"},
+		},
+		{
+			name: "two rows' seq swapped",
+			tamper: []string{`UPDATE vs_trail SET seq = CASE seq WHEN 2 THEN 3 ELSE 2 END
+				WHERE chain_id = 'chain-alpha' AND seq IN (2, 3)`},
+			want: []vsViolation{
+				v(2, "broken_link"), v(2, "hash_mismatch"),
+				v(3, "broken_link"), v(3, "hash_mismatch"),
+				v(4, "broken_link"),
+			},
+		},
+		{
+			name:   "prev_hash rewritten",
+			tamper: []string{`UPDATE vs_trail SET prev_hash = repeat('f', 64) WHERE ` + at(4)},
+			want:   []vsViolation{v(4, "broken_link"), v(4, "hash_mismatch")},
+		},
+		{
+			name:   "genesis prev_hash rewritten",
+			tamper: []string{`UPDATE vs_trail SET prev_hash = repeat('1', 64) WHERE ` + at(0)},
+			want:   []vsViolation{v(0, "broken_link"), v(0, "hash_mismatch")},
+			detail: map[vsViolation]string{v(0, "broken_link"): "want the genesis hash " + chain.GenesisHash},
+		},
+		{
+			name:   "entry_hash rewritten",
+			tamper: []string{`UPDATE vs_trail SET entry_hash = repeat('e', 64) WHERE ` + at(6)},
+			want:   []vsViolation{v(6, "hash_mismatch"), v(7, "broken_link")},
+		},
+		{
+			name:   "timestamp rewritten",
+			tamper: []string{`UPDATE vs_trail SET "timestamp" = "timestamp" + INTERVAL 1 HOUR WHERE ` + at(1)},
+			want:   []vsViolation{v(1, "timestamp_mismatch")},
+		},
+		{
+			name:   "timestamp moved by one millisecond",
+			tamper: []string{`UPDATE vs_trail SET "timestamp" = "timestamp" + INTERVAL 1 MILLISECOND WHERE ` + at(7)},
+			want:   []vsViolation{v(7, "timestamp_mismatch")},
+		},
+		{
+			name:   "NULL turned into empty string",
+			tamper: []string{`UPDATE vs_trail SET approver = '' WHERE approver IS NULL AND ` + at(1)},
+			want:   []vsViolation{v(1, "hash_mismatch")},
+		},
+		{
+			name:   "empty string turned into NULL",
+			tamper: []string{`UPDATE vs_trail SET proposed_value = NULL WHERE proposed_value = '' AND ` + at(2)},
+			want:   []vsViolation{v(2, "hash_mismatch")},
+		},
+		{
+			name:   "row moved to another chain",
+			tamper: []string{`UPDATE vs_trail SET chain_id = 'chain-β-ünïcode' WHERE ` + at(7)},
+			// Lost from the end of chain-alpha: invisible (see below). In
+			// the other chain: a wrong hash and a gap with a broken link.
+			want: []vsViolation{
+				{ChainID: "chain-β-ünïcode", Seq: 7, Violation: "broken_link"},
+				{ChainID: "chain-β-ünïcode", Seq: 7, Violation: "gap"},
+				{ChainID: "chain-β-ünïcode", Seq: 7, Violation: "hash_mismatch"},
+			},
+		},
+
+		// What the chain alone cannot show (docs/FORMAT.md): these pass.
+		{
+			name:   "limitation: last row deleted",
+			tamper: []string{`DELETE FROM vs_trail WHERE ` + at(7)},
+			want:   []vsViolation{},
+		},
+		{
+			name: "limitation: value rewritten and every later hash recomputed",
+			mutate: func(e *entry.Entry) {
+				if e.ChainID == alpha && e.Seq == 2 {
+					e.TargetResource = "konto/9"
+				}
+			},
+			want: []vsViolation{},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := vsOpenDB(t)
+			vsLoad(t, db, "TIMESTAMP_MS", vsEntries(tc.mutate))
+			for _, stmt := range tc.tamper {
+				res, err := db.Exec(stmt)
+				require.NoError(t, err, stmt)
+				n, err := res.RowsAffected()
+				require.NoError(t, err)
+				require.Positive(t, n, "tampering changed nothing: %s", stmt)
+			}
+			dir := t.TempDir()
+			vsWriteTrail(t, db, dir)
+			vsView(t, db, dir, true)
+
+			got := vsVerify(t, db)
+			assert.Equal(t, tc.want, vsKeys(got))
+			for _, g := range got {
+				assert.NotEmpty(t, g.Detail, "%+v", g)
+				k := vsViolation{ChainID: g.ChainID, Seq: g.Seq, Violation: g.Violation}
+				if want, ok := tc.detail[k]; ok {
+					assert.Contains(t, g.Detail, want)
+				}
+			}
+		})
+	}
+}
