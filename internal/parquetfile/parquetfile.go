@@ -131,6 +131,10 @@ func writerOptions(f Footer) []parquet.WriterOption {
 		// Version 1 data pages are what every reader (Athena engine 2 and 3,
 		// Spark, DuckDB, pyarrow) handles.
 		parquet.DataPageVersion(1),
+		// PLAIN rather than parquet-go's DELTA_LENGTH_BYTE_ARRAY for strings
+		// without a dictionary: older readers (Athena engine 2, Spark before
+		// 3.3) lack the delta encodings, and zstd recovers the difference.
+		parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain),
 		parquet.DataPageStatistics(true),
 		parquet.BloomFilters(parquet.SplitBlockFilter(bloomBitsPerValue, "execution_id")),
 		parquet.KeyValueMetadata(KeyFormatVersion, f.FormatVersion),

@@ -446,6 +446,10 @@ func TestSchema(t *testing.T) {
 			assert.Zero(t, m.BloomFilterOffset, "no bloom filter on %s", name)
 		}
 		assert.Equal(t, dict[name], hasEncoding(m.Encoding, format.RLEDictionary), "dictionary on %s", name)
+		for _, e := range m.Encoding {
+			assert.Contains(t, []format.Encoding{format.Plain, format.RLE, format.RLEDictionary}, e,
+				"%s: only encodings every reader knows", name)
+		}
 		if blob[name] {
 			assert.Nil(t, m.Statistics.MinValue, "no min on blob column %s", name)
 		} else {
