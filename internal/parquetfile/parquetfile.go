@@ -54,10 +54,11 @@ var (
 )
 
 // BatchError says which entry of a batch breaks the one-chain,
-// consecutive-seq rule. It wraps ErrInvalidBatch.
+// consecutive-seq rule, or lacks what the footer records. It wraps
+// ErrInvalidBatch.
 type BatchError struct {
 	Index int    // position of the offending entry in the slice
-	Field string // "chain_id" or "seq"
+	Field string // "chain_id", "seq", "prev_hash" or "entry_hash"
 	Got   string
 	Want  string
 }
@@ -152,17 +153,30 @@ func writerOptions(f Footer) []parquet.WriterOption {
 }
 
 // Encode writes entries as one Parquet file into w and returns the footer it
-// wrote. The entries must be one run of one chain: same ChainID, seq
-// increasing by one, already hashed (Encode does not check the hashes, so
-// that tests can write tampered files). It returns an error wrapping
-// ErrEmptyBatch for no entries, a *BatchError (ErrInvalidBatch) for mixed
-// chain ids or a seq gap, in which case nothing was written, or the error of
-// w.
+// wrote. The entries must be one run of one chain: same non-empty ChainID,
+// seq starting at 0 or more and increasing by one, already hashed. Encode
+// checks the form of the first prev_hash and the last entry_hash, which go
+// into the footer, but not the hashes themselves, so that tests can write
+// tampered files. It returns an error wrapping ErrEmptyBatch for no entries,
+// a *BatchError (ErrInvalidBatch) when the entries break these rules, in
+// both cases before writing anything, or the error of w.
 func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
 	if len(entries) == 0 {
 		return Footer{}, ErrEmptyBatch
 	}
 	first := &entries[0]
+	last := &entries[len(entries)-1]
+	// What ReadFooter checks, so that no file is written that it refuses.
+	switch {
+	case first.ChainID == "":
+		return Footer{}, &BatchError{Index: 0, Field: "chain_id", Got: `""`, Want: "a chain id"}
+	case first.Seq < 0:
+		return Footer{}, &BatchError{Index: 0, Field: "seq", Got: strconv.FormatInt(first.Seq, 10), Want: "a seq >= 0"}
+	case !isHexHash(first.PrevHash):
+		return Footer{}, &BatchError{Index: 0, Field: "prev_hash", Got: strconv.Quote(first.PrevHash), Want: "64 lower-case hex digits"}
+	case !isHexHash(last.EntryHash):
+		return Footer{}, &BatchError{Index: len(entries) - 1, Field: "entry_hash", Got: strconv.Quote(last.EntryHash), Want: "64 lower-case hex digits"}
+	}
 	for i := 1; i < len(entries); i++ {
 		e := &entries[i]
 		if e.ChainID != first.ChainID {
@@ -172,7 +186,6 @@ func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
 			return Footer{}, &BatchError{Index: i, Field: "seq", Got: strconv.FormatInt(e.Seq, 10), Want: strconv.FormatInt(want, 10)}
 		}
 	}
-	last := &entries[len(entries)-1]
 	f := Footer{
 		FormatVersion: FormatVersion,
 		ChainID:       first.ChainID,

@@ -206,6 +206,33 @@ func TestEncodeInvalid(t *testing.T) {
 	require.ErrorAs(t, err, &be)
 	assert.Equal(t, BatchError{Index: 1, Field: "seq", Got: "2", Want: "1"}, *be)
 	assert.EqualError(t, err, "parquetfile: invalid batch: entry 1: seq = 2, want 1")
+
+	for _, tc := range []struct {
+		name  string
+		edit  func(es []entry.Entry)
+		field string
+		index int
+	}{
+		{"empty chain id", func(es []entry.Entry) {
+			for i := range es {
+				es[i].ChainID = ""
+			}
+		}, "chain_id", 0},
+		{"negative seq", func(es []entry.Entry) {
+			for i := range es {
+				es[i].Seq -= 5
+			}
+		}, "seq", 0},
+		{"unhashed", func(es []entry.Entry) { es[2].EntryHash = "" }, "entry_hash", 2},
+		{"upper-case prev hash", func(es []entry.Entry) { es[0].PrevHash = strings.ToUpper(es[1].EntryHash) }, "prev_hash", 0},
+	} {
+		es := realistic(3)
+		tc.edit(es)
+		_, err := Encode(&buf, es)
+		require.ErrorAs(t, err, &be, tc.name)
+		assert.Equal(t, tc.field, be.Field, tc.name)
+		assert.Equal(t, tc.index, be.Index, tc.name)
+	}
 	assert.Zero(t, buf.Len(), "nothing written for an invalid batch")
 }
 
