@@ -220,7 +220,7 @@ func TestAgentExecutionEndToEnd(t *testing.T) {
 		assert.Equal(t, "collector-1", r.ChainID)
 		assert.Equal(t, int64(i), r.Seq)
 		assert.Equal(t, execID, r.ExecutionID)
-		assert.Equal(t, hex.EncodeToString(runSC.TraceID().Bytes()[:]), r.TraceID, "trace_id of %s", want.name)
+		assert.Equal(t, runSC.TraceID().String(), r.TraceID, "trace_id of %s", want.name)
 		sid := s.sc.SpanID()
 		assert.Equal(t, hex.EncodeToString(sid[:]), r.SpanID, "span_id of %s", want.name)
 		psid := runSC.SpanID()
