@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +22,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
 
 // collector is a running agentaudit process.
@@ -31,8 +35,10 @@ type collector struct {
 	httpAddr string
 	metrics  string // address of the collector's own Prometheus metrics
 	logs     *syncBuffer
-	exited   chan struct{}
-	exitErr  error
+	// monitoring is what the monitoring backend received.
+	monitoring *backend
+	exited     chan struct{}
+	exitErr    error
 }
 
 type syncBuffer struct {
@@ -84,7 +90,13 @@ exporters:
     batch:
       max_entries: {{MAX_ENTRIES}}
       max_age: 1h
-  nop:
+  otlp_http/monitoring:
+    endpoint: {{MONITORING}}
+    compression: none
+    sending_queue:
+      enabled: false
+    retry_on_failure:
+      enabled: false
 service:
   telemetry:
     metrics:
@@ -102,7 +114,7 @@ service:
     traces/monitoring:
       receivers: [otlp]
       processors: [agentaudit/monitoring]
-      exporters: [nop]
+      exporters: [otlp_http/monitoring]
 `
 
 type collectorOptions struct {
@@ -123,14 +135,16 @@ func startCollector(t *testing.T, opts collectorOptions) *collector {
 	if opts.dataDir == "" {
 		opts.dataDir = filepath.Join(t.TempDir(), "audit-data")
 	}
+	mon := newBackend(t)
 	c := &collector{
-		t:        t,
-		dataDir:  opts.dataDir,
-		grpcAddr: freeAddr(t),
-		httpAddr: freeAddr(t),
-		metrics:  freeAddr(t),
-		logs:     &syncBuffer{},
-		exited:   make(chan struct{}),
+		monitoring: mon,
+		t:          t,
+		dataDir:    opts.dataDir,
+		grpcAddr:   freeAddr(t),
+		httpAddr:   freeAddr(t),
+		metrics:    freeAddr(t),
+		logs:       &syncBuffer{},
+		exited:     make(chan struct{}),
 	}
 	_, metricsPort, _ := net.SplitHostPort(c.metrics)
 	cfg := strings.NewReplacer(
@@ -140,6 +154,7 @@ func startCollector(t *testing.T, opts collectorOptions) *collector {
 		"{{DIR}}", opts.dataDir,
 		"{{MAX_ENTRIES}}", strconv.Itoa(opts.maxEntries),
 		"{{METRICS_PORT}}", metricsPort,
+		"{{MONITORING}}", mon.url,
 	).Replace(collectorConfig)
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
@@ -224,6 +239,23 @@ func (c *collector) metric(name string) (float64, bool) {
 	return sum, found
 }
 
+// metricNames lists the names of the metrics the collector reports.
+func (c *collector) metricNames() string {
+	resp, err := http.Get("http://" + c.metrics + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var names []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if m := metricLine.FindStringSubmatch(line); m != nil && !slices.Contains(names, m[1]) {
+			names = append(names, m[1])
+		}
+	}
+	return strings.Join(names, "\n")
+}
+
 // waitMetric waits until the named metric reaches want.
 func (c *collector) waitMetric(ctx context.Context, name string, want float64) {
 	c.t.Helper()
@@ -234,10 +266,59 @@ func (c *collector) waitMetric(ctx context.Context, name string, want float64) {
 		}
 		select {
 		case <-ctx.Done():
-			c.t.Fatalf("metric %s = %v, want %v before timeout", name, got, want)
+			c.t.Fatalf("metric %s = %v, want %v before timeout; the collector reports:\n%s", name, got, want, c.metricNames())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
 func (c *collector) String() string { return fmt.Sprintf("collector(%s)", c.grpcAddr) }
+
+// backend is a stand-in monitoring backend: an OTLP/HTTP server that keeps
+// every span it receives.
+type backend struct {
+	url   string
+	mu    sync.Mutex
+	spans []ptrace.Span
+}
+
+func newBackend(t *testing.T) *backend {
+	t.Helper()
+	b := &backend{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		td := req.Traces()
+		b.mu.Lock()
+		for i := 0; i < td.ResourceSpans().Len(); i++ {
+			sss := td.ResourceSpans().At(i).ScopeSpans()
+			for j := 0; j < sss.Len(); j++ {
+				for k := 0; k < sss.At(j).Spans().Len(); k++ {
+					b.spans = append(b.spans, sss.At(j).Spans().At(k))
+				}
+			}
+		}
+		b.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		resp, _ := ptraceotlp.NewExportResponse().MarshalProto()
+		_, _ = w.Write(resp)
+	}))
+	t.Cleanup(srv.Close)
+	b.url = srv.URL
+	return b
+}
+
+// received returns the spans the backend received so far.
+func (b *backend) received() []ptrace.Span {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]ptrace.Span(nil), b.spans...)
+}

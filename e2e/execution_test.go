@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -137,7 +138,7 @@ func newTracerProvider(t *testing.T, ctx context.Context, c *collector, res *res
 }
 
 func TestAgentExecutionEndToEnd(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// Three entries per file, so the run spans several files and links
 	// across them.
@@ -190,6 +191,28 @@ func TestAgentExecutionEndToEnd(t *testing.T) {
 	run.End()
 	require.NoError(t, tp.ForceFlush(ctx))
 	require.NoError(t, tp.Shutdown(ctx))
+
+	// The collector counts what it recorded.
+	c.waitMetric(ctx, "otelcol_agentaudit_entries_accepted", float64(len(crmRun)))
+	ignored, _ := c.metric("otelcol_agentaudit_spans_ignored")
+	assert.Zero(t, ignored, "the audit processor passes only audit spans to the exporter")
+
+	// The monitoring backend sees every span, for latency and errors, but
+	// none of the audit payload.
+	mon := c.monitoring.received()
+	require.Len(t, mon, 2*len(crmRun)+1, "every LLM, audit and run span reaches monitoring")
+	audited := 0
+	for _, s := range mon {
+		if _, ok := s.Attributes().Get("audit.action.type"); ok {
+			audited++
+		}
+		s.Attributes().Range(func(k string, _ pcommon.Value) bool {
+			assert.False(t, k == "audit.reasoning" || strings.HasPrefix(k, "audit.value."),
+				"monitoring received payload key %q on span %q", k, s.Name())
+			return true
+		})
+	}
+	assert.Equal(t, len(crmRun), audited, "audit spans stay visible to monitoring, stripped")
 	c.stop()
 
 	files := parquetFiles(t, c.dataDir)
