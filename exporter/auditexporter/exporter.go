@@ -34,7 +34,11 @@ const (
 type storeOpener func(ctx context.Context, cfg *Config) (store.Store, error)
 
 func openStore(_ context.Context, cfg *Config) (store.Store, error) {
-	return store.NewFS(cfg.File.Directory)
+	st, err := store.NewFS(cfg.File.Directory)
+	if err != nil {
+		return nil, fmt.Errorf("file: \"directory\" %q: %w", cfg.File.Directory, err)
+	}
+	return st, nil
 }
 
 // sealed is a batch waiting to be stored, encoded once so that every retry
