@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/agentaudit/agentaudit/internal/s3test"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,6 +29,11 @@ var impls = map[string]func(t *testing.T) Store{
 		return s
 	},
 	"memory": func(t *testing.T) Store { return NewMemory() },
+	"s3": func(t *testing.T) Store {
+		srv := s3test.Start(t)
+		srv.CreateBucket("trail", true)
+		return newTestS3(t, srv, "trail", &ObjectLock{Mode: LockCompliance, RetentionDays: 1})
+	},
 }
 
 func forEachStore(t *testing.T, test func(t *testing.T, s Store)) {

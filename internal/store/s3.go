@@ -1,0 +1,309 @@
+package store // import "github.com/agentaudit/agentaudit/internal/store"
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5" //nolint:gosec // Content-MD5 is an integrity header S3 understands, not a security measure.
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+)
+
+// ErrObjectLockDisabled: Object Lock is configured for the store but the
+// bucket does not have it enabled, so objects could be deleted or replaced.
+var ErrObjectLockDisabled = errors.New("store: bucket does not have Object Lock enabled")
+
+// Object Lock retention modes.
+const (
+	LockCompliance = "compliance"
+	LockGovernance = "governance"
+)
+
+// ObjectLock is the retention every object gets when it is written.
+type ObjectLock struct {
+	// Mode is LockCompliance (nobody, the root account included, can
+	// shorten or remove it) or LockGovernance.
+	Mode string
+	// RetentionDays is how long from the upload the object cannot be
+	// deleted or overwritten.
+	RetentionDays int
+	// LegalHold also places a legal hold, which lasts until removed.
+	LegalHold bool
+}
+
+// S3Options configure an S3 store.
+type S3Options struct {
+	Bucket string
+	// Prefix is prepended to every key, with a '/' between ("" for none).
+	Prefix         string
+	Region         string
+	Endpoint       string // for S3-compatible servers; "" for AWS
+	ForcePathStyle bool
+	ObjectLock     *ObjectLock // nil: objects get no retention of their own
+	StorageClass   string      // "" for the bucket's default
+	KMSKeyID       string      // "" for the bucket's default encryption
+	RoleARN        string      // assumed with the default credentials when set
+	// HTTPClient replaces the SDK's client (tests observe requests with it).
+	HTTPClient *http.Client
+	// Now stamps retain-until dates; time.Now when nil.
+	Now func() time.Time
+}
+
+// S3 is a Store in an S3 bucket. Every object is written once with
+// If-None-Match: *, an explicit SHA-256 checksum and, when configured, Object
+// Lock retention.
+type S3 struct {
+	client *s3.Client
+	opts   S3Options
+	prefix string // opts.Prefix with a trailing '/', or ""
+}
+
+var _ Store = (*S3)(nil)
+
+// NewS3 creates the client. Credentials come from the AWS SDK's default
+// chain (environment, shared config, web identity, instance roles), then
+// RoleARN is assumed when set. NewS3 makes no request: call Check.
+func NewS3(ctx context.Context, opts S3Options) (*S3, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	loads := []func(*config.LoadOptions) error{
+		// The SDK's default CRC32 request checksums, sent as aws-chunked
+		// trailers, are rejected by some S3-compatible servers. Compute
+		// checksums only when an operation requires one; Put sends its own
+		// SHA-256 in a plain header, which AWS accepts for Object Lock uploads.
+		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+	}
+	if opts.Region != "" {
+		loads = append(loads, config.WithRegion(opts.Region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loads...)
+	if err != nil {
+		return nil, fmt.Errorf("store: loading AWS configuration: %w", err)
+	}
+	if opts.RoleARN != "" {
+		cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), opts.RoleARN))
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if opts.Endpoint != "" {
+			o.BaseEndpoint = aws.String(opts.Endpoint)
+		}
+		o.UsePathStyle = opts.ForcePathStyle
+		if opts.HTTPClient != nil {
+			o.HTTPClient = opts.HTTPClient
+		}
+	})
+	prefix := strings.Trim(opts.Prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	return &S3{client: client, opts: opts, prefix: prefix}, nil
+}
+
+// Check verifies, before any data is accepted, that the bucket is reachable
+// with the credentials and, when Object Lock is configured, that the bucket
+// has it enabled (ErrObjectLockDisabled otherwise).
+func (s *S3) Check(ctx context.Context) error {
+	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.opts.Bucket}); err != nil {
+		return fmt.Errorf("store: bucket %q is not reachable with these credentials: %w", s.opts.Bucket, err)
+	}
+	if s.opts.ObjectLock == nil {
+		return nil
+	}
+	out, err := s.client.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: &s.opts.Bucket})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "ObjectLockConfigurationNotFoundError" {
+			return fmt.Errorf("%w: bucket %q (object_lock is configured; create the bucket with Object Lock enabled)", ErrObjectLockDisabled, s.opts.Bucket)
+		}
+		return fmt.Errorf("store: reading the Object Lock configuration of bucket %q: %w", s.opts.Bucket, err)
+	}
+	if out.ObjectLockConfiguration == nil || out.ObjectLockConfiguration.ObjectLockEnabled != types.ObjectLockEnabledEnabled {
+		return fmt.Errorf("%w: bucket %q (object_lock is configured; create the bucket with Object Lock enabled)", ErrObjectLockDisabled, s.opts.Bucket)
+	}
+	return nil
+}
+
+// Put uploads data under key in one PutObject that never replaces an
+// object. When the key exists (412 Precondition Failed, e.g. a retry after a
+// lost response), the stored object's SHA-256 is compared: identical is
+// success, different wraps ErrConflict. Other failures, 409 Conditional
+// Request Conflict included, are returned for the caller to retry.
+func (s *S3) Put(ctx context.Context, key string, data []byte) error {
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	checksum := base64.StdEncoding.EncodeToString(sum[:])
+	md5sum := md5.Sum(data) //nolint:gosec // see import
+	in := &s3.PutObjectInput{
+		Bucket:            &s.opts.Bucket,
+		Key:               aws.String(s.prefix + key),
+		Body:              bytes.NewReader(data),
+		ContentLength:     aws.Int64(int64(len(data))),
+		ContentType:       aws.String("application/vnd.apache.parquet"),
+		ContentMD5:        aws.String(base64.StdEncoding.EncodeToString(md5sum[:])),
+		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
+		ChecksumSHA256:    aws.String(checksum),
+		IfNoneMatch:       aws.String("*"),
+	}
+	if l := s.opts.ObjectLock; l != nil {
+		in.ObjectLockMode = types.ObjectLockModeCompliance
+		if l.Mode == LockGovernance {
+			in.ObjectLockMode = types.ObjectLockModeGovernance
+		}
+		in.ObjectLockRetainUntilDate = aws.Time(s.opts.Now().UTC().AddDate(0, 0, l.RetentionDays))
+		if l.LegalHold {
+			in.ObjectLockLegalHoldStatus = types.ObjectLockLegalHoldStatusOn
+		}
+	}
+	if s.opts.StorageClass != "" {
+		in.StorageClass = types.StorageClass(s.opts.StorageClass)
+	}
+	if s.opts.KMSKeyID != "" {
+		in.ServerSideEncryption = types.ServerSideEncryptionAwsKms
+		in.SSEKMSKeyId = aws.String(s.opts.KMSKeyID)
+	}
+	// A concurrent conditional write of the same key can make S3 answer
+	// 409 ConditionalRequestConflict, or 412 before the winning object is
+	// visible: both settle within moments, so try again a few times.
+	delay := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := s.put(ctx, in, key, checksum, data)
+		if !errors.Is(err, errInFlight) || attempt == maxInFlightAttempts {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// errInFlight marks a conditional write whose outcome depends on another
+// write of the same key that is still in progress.
+var errInFlight = errors.New("a concurrent write of the same key is in progress")
+
+const maxInFlightAttempts = 8
+
+func (s *S3) put(ctx context.Context, in *s3.PutObjectInput, key, checksum string, data []byte) error {
+	in.Body = bytes.NewReader(data)
+	_, err := s.client.PutObject(ctx, in)
+	if err == nil {
+		return nil
+	}
+	where := "s3://" + s.opts.Bucket + "/" + s.prefix + key
+	switch httpStatus(err) {
+	case http.StatusConflict:
+		return fmt.Errorf("store: uploading %s: %w: %w", where, errInFlight, err)
+	case http.StatusPreconditionFailed:
+	default:
+		return fmt.Errorf("store: uploading %s: %w", where, err)
+	}
+	same, err := s.holds(ctx, key, checksum, data)
+	if httpStatus(err) == http.StatusNotFound || errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("store: %s exists but is not readable yet: %w", where, errInFlight)
+	}
+	if err != nil {
+		return fmt.Errorf("store: %s exists; comparing it: %w", where, err)
+	}
+	if !same {
+		return fmt.Errorf("%w: %s", ErrConflict, where)
+	}
+	return nil
+}
+
+// holds reports whether the object under key has the given SHA-256 (base64)
+// and, where the server keeps no checksum, the given bytes.
+func (s *S3) holds(ctx context.Context, key, checksum string, data []byte) (bool, error) {
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket:       &s.opts.Bucket,
+		Key:          aws.String(s.prefix + key),
+		ChecksumMode: types.ChecksumModeEnabled,
+	})
+	if err != nil {
+		return false, err
+	}
+	if head.ChecksumSHA256 != nil && *head.ChecksumSHA256 != "" {
+		return *head.ChecksumSHA256 == checksum, nil
+	}
+	stored, err := s.Get(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(stored, data), nil
+}
+
+// Get returns the object under key, or an error wrapping ErrNotFound.
+func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := ValidKey(key); err != nil {
+		return nil, err
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.opts.Bucket, Key: aws.String(s.prefix + key)})
+	if err != nil {
+		if httpStatus(err) == http.StatusNotFound {
+			return nil, fmt.Errorf("%w: s3://%s/%s", ErrNotFound, s.opts.Bucket, s.prefix+key)
+		}
+		return nil, fmt.Errorf("store: reading s3://%s/%s: %w", s.opts.Bucket, s.prefix+key, err)
+	}
+	defer out.Body.Close()
+	data, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading s3://%s/%s: %w", s.opts.Bucket, s.prefix+key, err)
+	}
+	return data, nil
+}
+
+// List returns every key under prefix, relative to the store's prefix,
+// sorted. Objects whose names are not valid keys are skipped.
+func (s *S3) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := validPrefix(prefix); err != nil {
+		return nil, err
+	}
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+		Bucket: &s.opts.Bucket,
+		Prefix: aws.String(s.prefix + prefix),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: listing s3://%s/%s: %w", s.opts.Bucket, s.prefix+prefix, err)
+		}
+		for _, o := range page.Contents {
+			k := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+			if ValidKey(k) == nil {
+				keys = append(keys, k)
+			}
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// httpStatus returns the HTTP status of a failed S3 call, or 0.
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
