@@ -3,8 +3,12 @@ package auditexporter // import "github.com/agentaudit/agentaudit/exporter/audit
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.opentelemetry.io/collector/component"
 
 	"github.com/agentaudit/agentaudit/internal/store"
@@ -25,6 +29,13 @@ type Config struct {
 
 	// File selects the local filesystem store.
 	File *FileConfig `mapstructure:"file"`
+
+	// S3 selects an S3 bucket, ideally under Object Lock.
+	S3 *S3Config `mapstructure:"s3"`
+
+	// Spool is where sealed batches wait, on local disk, until the S3 store
+	// has them. Unused with the file store.
+	Spool SpoolConfig `mapstructure:"spool"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -59,8 +70,11 @@ func (cfg *Config) Validate() error {
 	if cfg.MaxValueBytes <= 0 {
 		errs = append(errs, errors.New("\"max_value_bytes\" must be positive"))
 	}
-	if cfg.File == nil {
-		errs = append(errs, errors.New("no store is configured: set \"file\""))
+	switch {
+	case cfg.File == nil && cfg.S3 == nil:
+		errs = append(errs, errors.New("no store is configured: set \"file\" or \"s3\""))
+	case cfg.File != nil && cfg.S3 != nil:
+		errs = append(errs, errors.New("\"file\" and \"s3\" are both set: choose one store"))
 	}
 	return errors.Join(errs...)
 }
@@ -86,4 +100,108 @@ func (cfg *FileConfig) Validate() error {
 		return errors.New("\"directory\" must not be empty")
 	}
 	return nil
+}
+
+// S3Config configures the S3 store. Credentials come from the AWS SDK's
+// default chain (environment, shared config, web identity/IRSA, instance
+// roles), then RoleARN is assumed when set.
+type S3Config struct {
+	Bucket string `mapstructure:"bucket"`
+	// Prefix is prepended to every object key ("agents" gives
+	// agents/dt=YYYY-MM-DD/...).
+	Prefix string `mapstructure:"prefix"`
+	Region string `mapstructure:"region"`
+	// Endpoint is for S3-compatible servers (MinIO, Versity Gateway, Ceph
+	// RGW); leave it empty for AWS.
+	Endpoint       string `mapstructure:"endpoint"`
+	ForcePathStyle bool   `mapstructure:"force_path_style"`
+	// ObjectLock sets retention on every object; the bucket must have
+	// Object Lock enabled or the collector refuses to start.
+	ObjectLock   *ObjectLockConfig `mapstructure:"object_lock"`
+	StorageClass string            `mapstructure:"storage_class"`
+	SSE          SSEConfig         `mapstructure:"sse"`
+	RoleARN      string            `mapstructure:"role_arn"`
+
+	_ struct{}
+}
+
+// ObjectLockConfig is the retention every object gets.
+type ObjectLockConfig struct {
+	Mode          string `mapstructure:"mode"` // compliance or governance
+	RetentionDays int    `mapstructure:"retention_days"`
+	LegalHold     bool   `mapstructure:"legal_hold"`
+
+	_ struct{}
+}
+
+// SSEConfig selects server-side encryption with a KMS key.
+type SSEConfig struct {
+	KMSKeyID string `mapstructure:"kms_key_id"`
+
+	_ struct{}
+}
+
+// SpoolConfig configures the local spool of the S3 store.
+type SpoolConfig struct {
+	Directory string `mapstructure:"directory"`
+
+	_ struct{}
+}
+
+// Validate checks the S3 settings.
+func (cfg *S3Config) Validate() error {
+	var errs []error
+	if cfg.Bucket == "" {
+		errs = append(errs, errors.New("\"bucket\" must not be empty"))
+	}
+	if strings.Contains(cfg.Prefix, "..") || strings.Contains(cfg.Prefix, "//") || strings.ContainsAny(cfg.Prefix, "\\\x00") {
+		errs = append(errs, fmt.Errorf("\"prefix\" %q must be a clean path", cfg.Prefix))
+	}
+	if cfg.Endpoint != "" {
+		if u, err := url.Parse(cfg.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("\"endpoint\" %q must be an http or https URL", cfg.Endpoint))
+		}
+	}
+	if cfg.StorageClass != "" && !slices.Contains(types.StorageClass("").Values(), types.StorageClass(cfg.StorageClass)) {
+		errs = append(errs, fmt.Errorf("\"storage_class\" %q is not an S3 storage class", cfg.StorageClass))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the Object Lock settings.
+func (cfg *ObjectLockConfig) Validate() error {
+	var errs []error
+	if !strings.EqualFold(cfg.Mode, store.LockCompliance) && !strings.EqualFold(cfg.Mode, store.LockGovernance) {
+		errs = append(errs, fmt.Errorf("\"mode\" %q is invalid: use %q or %q", cfg.Mode, store.LockCompliance, store.LockGovernance))
+	}
+	if cfg.RetentionDays <= 0 {
+		errs = append(errs, errors.New("\"retention_days\" must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the spool settings.
+func (cfg *SpoolConfig) Validate() error {
+	if cfg.Directory == "" {
+		return errors.New("\"directory\" must not be empty")
+	}
+	return nil
+}
+
+// options translates the configuration for the store package.
+func (cfg *S3Config) options() store.S3Options {
+	o := store.S3Options{
+		Bucket:         cfg.Bucket,
+		Prefix:         cfg.Prefix,
+		Region:         cfg.Region,
+		Endpoint:       cfg.Endpoint,
+		ForcePathStyle: cfg.ForcePathStyle,
+		StorageClass:   cfg.StorageClass,
+		KMSKeyID:       cfg.SSE.KMSKeyID,
+		RoleARN:        cfg.RoleARN,
+	}
+	if l := cfg.ObjectLock; l != nil {
+		o.ObjectLock = &store.ObjectLock{Mode: strings.ToLower(l.Mode), RetentionDays: l.RetentionDays, LegalHold: l.LegalHold}
+	}
+	return o
 }

@@ -33,6 +33,25 @@ func TestUnmarshalConfig(t *testing.T) {
 				MaxValueBytes: 1024,
 				File:          &FileConfig{Directory: "/var/lib/agentaudit"},
 				Batch:         BatchConfig{MaxEntries: 500, MaxBytes: 1 << 20, MaxAge: 2 * time.Second},
+				Spool:         SpoolConfig{Directory: defaultSpoolDirectory},
+			},
+		},
+		{
+			id: component.NewIDWithName(metadata.Type, "s3"),
+			expected: &Config{
+				ChainID:       "collector-1",
+				MaxValueBytes: 64 << 10,
+				S3: &S3Config{
+					Bucket:         "audit-trail",
+					Prefix:         "agents",
+					Region:         "us-east-1",
+					Endpoint:       "http://127.0.0.1:7070",
+					ForcePathStyle: true,
+					ObjectLock:     &ObjectLockConfig{Mode: "compliance", RetentionDays: 2557},
+					StorageClass:   "STANDARD",
+				},
+				Spool: SpoolConfig{Directory: "/var/lib/agentaudit/spool"},
+				Batch: BatchConfig{MaxEntries: defaultMaxEntries, MaxBytes: defaultMaxBytes, MaxAge: defaultMaxAge},
 			},
 		},
 	}
@@ -50,7 +69,7 @@ func TestUnmarshalConfig(t *testing.T) {
 func TestDefaultConfigNeedsAStore(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	assert.NotEmpty(t, cfg.ChainID, "the chain id defaults to the host name")
-	assert.EqualError(t, confmap.Validate(cfg), `no store is configured: set "file"`)
+	assert.EqualError(t, confmap.Validate(cfg), `no store is configured: set "file" or "s3"`)
 	cfg.File = &FileConfig{Directory: "./audit-data"}
 	assert.NoError(t, confmap.Validate(cfg))
 }
@@ -62,12 +81,16 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 		name     string
 		errorMsg string
 	}{
-		{name: "no_store", errorMsg: `no store is configured: set "file"`},
+		{name: "no_store", errorMsg: `no store is configured: set "file" or "s3"`},
 		{name: "bad_chain_id", errorMsg: `"chain_id" "collector/1" is invalid: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'`},
 		{name: "empty_directory", errorMsg: `file: "directory" must not be empty`},
 		{name: "bad_batch", errorMsg: "batch: \"max_entries\" must be positive\n\"max_bytes\" must be positive\n\"max_age\" must be positive"},
 		{name: "bad_max_value_bytes", errorMsg: `"max_value_bytes" must be positive`},
-		{name: "many_problems", errorMsg: "\"chain_id\" \"\" is invalid: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'\n\"max_value_bytes\" must be positive\nno store is configured: set \"file\""},
+		{name: "many_problems", errorMsg: "\"chain_id\" \"\" is invalid: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'\n\"max_value_bytes\" must be positive\nno store is configured: set \"file\" or \"s3\""},
+		{name: "both_stores", errorMsg: `"file" and "s3" are both set: choose one store`},
+		{name: "bad_s3", errorMsg: "s3: \"bucket\" must not be empty\n\"prefix\" \"a/../b\" must be a clean path\n\"endpoint\" \"127.0.0.1:7070\" must be an http or https URL\n\"storage_class\" \"FAST\" is not an S3 storage class"},
+		{name: "bad_object_lock", errorMsg: "s3::object_lock: \"mode\" \"forever\" is invalid: use \"compliance\" or \"governance\"\n\"retention_days\" must be positive"},
+		{name: "empty_spool", errorMsg: `spool: "directory" must not be empty`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,36 +23,64 @@ import (
 // errShutdown is returned for data that arrives after shutdown began.
 var errShutdown = errors.New("agentaudit exporter is shut down")
 
-// Retry delays for writing a sealed batch to the store.
+// Retry delays for writing a sealed batch to the spool or the store.
 const (
 	minRetryDelay = 100 * time.Millisecond
 	maxRetryDelay = 30 * time.Second
 )
 
-// storeOpener creates the store named by the configuration. Tests inject
-// their own.
-type storeOpener func(ctx context.Context, cfg *Config) (store.Store, error)
+// stores are where sealed batches go: the trail's store and, for a remote
+// store, the local spool where batches wait until the store has them.
+type stores struct {
+	trail store.Store
+	spool *store.FS // nil when trail is itself local
+}
 
-func openStore(_ context.Context, cfg *Config) (store.Store, error) {
-	st, err := store.NewFS(cfg.File.Directory)
-	if err != nil {
-		return nil, fmt.Errorf("file: \"directory\" %q: %w", cfg.File.Directory, err)
+// storeOpener opens the stores the configuration names. Tests inject their
+// own.
+type storeOpener func(ctx context.Context, cfg *Config) (stores, error)
+
+func openStore(ctx context.Context, cfg *Config) (stores, error) {
+	if cfg.File != nil {
+		st, err := store.NewFS(cfg.File.Directory)
+		if err != nil {
+			return stores{}, fmt.Errorf("file: \"directory\" %q: %w", cfg.File.Directory, err)
+		}
+		return stores{trail: st}, nil
 	}
-	return st, nil
+	s3, err := store.NewS3(ctx, cfg.S3.options())
+	if err != nil {
+		return stores{}, fmt.Errorf("s3: %w", err)
+	}
+	// Fail fast: an unreachable bucket or one without Object Lock must stop
+	// the collector before it accepts anything.
+	if err := s3.Check(ctx); err != nil {
+		return stores{}, fmt.Errorf("s3: %w", err)
+	}
+	spool, err := store.NewFS(cfg.Spool.Directory)
+	if err != nil {
+		return stores{}, fmt.Errorf("spool: \"directory\" %q: %w", cfg.Spool.Directory, err)
+	}
+	return stores{trail: s3, spool: spool}, nil
 }
 
-// sealed is a batch waiting to be stored, encoded once so that every retry
-// sends the same bytes under the same key.
+// sealed is a batch encoded once, so that every retry writes the same bytes
+// under the same key.
 type sealed struct {
-	key      string
-	data     []byte
-	firstSeq int64
-	entries  int
+	key     string
+	data    []byte
+	entries int
 }
 
-// auditExporter sequences, hashes, batches, encodes and stores entries. The
-// chain and the batcher are guarded by mu, which fixes the order of the
-// chain; sealed batches are handed to one writer goroutine, in chain order.
+// auditExporter sequences, hashes, batches, encodes and stores entries.
+//
+// The chain and the batcher are guarded by mu, which fixes the order of the
+// chain. Sealed batches go, in chain order, to the writer goroutine, which
+// encodes each and writes it to the store, or with a remote store to the
+// local spool; the uploader goroutine then copies spooled batches to the
+// remote store, oldest first, and removes them from the spool. A batch that
+// fails is retried with the same key and bytes, and later ones wait behind
+// it, so a store never holds a later part of a chain without the earlier.
 type auditExporter struct {
 	cfg    *Config
 	logger *zap.Logger
@@ -62,20 +90,23 @@ type auditExporter struct {
 	tel    *telemetry
 
 	store store.Store
+	spool *store.FS
 
 	mu      sync.Mutex
 	chain   *chain.Chain
 	batcher *batch.Batcher
 	closed  bool
 
-	qmu   sync.Mutex
-	queue []*batch.Batch
-	wake  chan struct{} // signals the writer that the queue grew or closed
-	qdone bool          // no more batches will be queued
-
-	abort    chan struct{} // closed when shutdown gives up waiting for the writer
-	stopTick chan struct{}
-	wg       sync.WaitGroup
+	qmu        sync.Mutex
+	sealQ      []*batch.Batch // sealed, not yet written to the spool or store
+	uploadQ    []string       // spooled keys not yet in the remote store
+	sealDone   bool           // no more batches will be sealed
+	writerDone bool           // the writer has written everything sealed
+	wakeWriter chan struct{}
+	wakeUpload chan struct{}
+	abort      chan struct{} // closed when shutdown gives up waiting
+	stopTick   chan struct{}
+	wg         sync.WaitGroup
 }
 
 func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*auditExporter, error) {
@@ -95,25 +126,45 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 			MaxBytes:   cfg.Batch.MaxBytes,
 			MaxAge:     cfg.Batch.MaxAge,
 		}),
-		wake:     make(chan struct{}, 1),
-		abort:    make(chan struct{}),
-		stopTick: make(chan struct{}),
+		wakeWriter: make(chan struct{}, 1),
+		wakeUpload: make(chan struct{}, 1),
+		abort:      make(chan struct{}),
+		stopTick:   make(chan struct{}),
 	}, nil
 }
 
-// start opens the store and resumes the chain from the last batch stored
-// under this chain id. It refuses to start rather than fork the chain when
-// that batch cannot be read.
+// start opens the stores and resumes the chain from the newest batch of
+// this chain id, in the spool or the store. It refuses to start rather than
+// fork the chain when that batch cannot be read. Batches left in the spool
+// by an earlier run are uploaded first.
 func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
 	st, err := e.open(ctx, e.cfg)
 	if err != nil {
-		return fmt.Errorf("agentaudit exporter: opening the store: %w", err)
+		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
-	head, err := resumeHead(ctx, st, e.cfg.ChainID)
+	head, err := resumeHead(ctx, st.trail, e.cfg.ChainID)
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
-	e.store = st
+	if st.spool != nil {
+		spooled, err := st.spool.List(ctx, "")
+		if err != nil {
+			return fmt.Errorf("agentaudit exporter: spool: %w", err)
+		}
+		spoolHead, err := resumeHead(ctx, st.spool, e.cfg.ChainID)
+		if err != nil {
+			return fmt.Errorf("agentaudit exporter: spool %s: %w", st.spool.Dir(), err)
+		}
+		if spoolHead.Size > head.Size {
+			head = spoolHead
+		}
+		e.uploadQ = spooled
+		e.tel.queued.Add(int64(len(spooled)))
+		if len(spooled) > 0 {
+			e.logger.Info("Uploading batches left in the spool", zap.Int("batches", len(spooled)), zap.String("spool", st.spool.Dir()))
+		}
+	}
+	e.store, e.spool = st.trail, st.spool
 	e.chain = chain.New(e.cfg.ChainID, head)
 	e.tel.setHead(head)
 	if head.Size > 0 {
@@ -122,6 +173,10 @@ func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
 	e.wg.Add(2)
 	go e.writeLoop()
 	go e.tickLoop()
+	if e.spool != nil {
+		e.wg.Add(1)
+		go e.uploadLoop()
+	}
 	return nil
 }
 
@@ -216,15 +271,15 @@ func (e *auditExporter) enqueue(bs ...*batch.Batch) {
 		return
 	}
 	e.qmu.Lock()
-	e.queue = append(e.queue, bs...)
+	e.sealQ = append(e.sealQ, bs...)
 	e.tel.queued.Add(int64(len(bs)))
 	e.qmu.Unlock()
-	e.signal()
+	signal(e.wakeWriter)
 }
 
-func (e *auditExporter) signal() {
+func signal(c chan struct{}) {
 	select {
-	case e.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -254,76 +309,149 @@ func (e *auditExporter) sealIfDue() {
 	}
 }
 
-// writeLoop stores queued batches one at a time, in chain order. A batch
-// that fails is retried with backoff, with the same key and bytes, until it
-// is stored or shutdown gives up; later batches wait behind it so the store
-// never holds a later part of the chain without the earlier one.
+// writeLoop encodes sealed batches one at a time, in chain order, and
+// writes each to the spool, or to the store when there is no spool.
 func (e *auditExporter) writeLoop() {
 	defer e.wg.Done()
-	var current *sealed
-	delay := minRetryDelay
-	failing := false
+	defer func() {
+		e.qmu.Lock()
+		e.writerDone = true
+		e.qmu.Unlock()
+		signal(e.wakeUpload)
+	}()
 	for {
 		e.qmu.Lock()
 		var next *batch.Batch
-		if len(e.queue) > 0 {
-			next = e.queue[0]
+		if len(e.sealQ) > 0 {
+			next = e.sealQ[0]
 		}
-		done := e.qdone && next == nil
+		done := e.sealDone && next == nil
 		e.qmu.Unlock()
 		if done {
 			return
 		}
 		if next == nil {
-			select {
-			case <-e.wake:
-			case <-e.abort:
+			if !e.wait(e.wakeWriter) {
 				return
 			}
 			continue
 		}
-		if current == nil {
-			s, err := e.seal(next)
-			if err != nil {
-				// Encoding our own entries cannot fail unless the batch
-				// is malformed: keep it and say so loudly.
-				e.logger.Error("Cannot encode audit batch; it stays queued", zap.Error(err))
-				if !e.sleep(maxRetryDelay) {
-					return
-				}
-				continue
-			}
-			current = s
-		}
-		err := e.store.Put(context.Background(), current.key, current.data)
+		s, err := e.seal(next)
 		if err != nil {
-			e.tel.storeError(errors.Is(err, store.ErrConflict))
-			if !failing {
-				level := zap.WarnLevel
-				if errors.Is(err, store.ErrConflict) {
-					level = zap.ErrorLevel
-				}
-				e.logger.Log(level, "Cannot store audit batch; retrying until it is stored",
-					zap.String("key", current.key), zap.Error(err))
-				failing = true
-			}
-			if !e.sleep(delay) {
+			// Our own entries always encode unless the batch is
+			// malformed, which is a bug: keep the batch and say so.
+			e.logger.Error("Cannot encode audit batch; it stays queued", zap.Error(err))
+			if !e.sleep(maxRetryDelay) {
 				return
 			}
-			delay = min(delay*2, maxRetryDelay)
 			continue
 		}
-		if failing {
-			e.logger.Info("Audit batch stored after retries", zap.String("key", current.key))
-			failing = false
+		target, where := e.store, "store"
+		if e.spool != nil {
+			target, where = e.spool, "spool"
 		}
-		delay = minRetryDelay
-		e.tel.batchStored(current)
+		if !e.retry(where, s.key, func() error { return target.Put(context.Background(), s.key, s.data) }) {
+			return
+		}
 		e.qmu.Lock()
-		e.queue = e.queue[1:]
+		e.sealQ = e.sealQ[1:]
+		if e.spool != nil {
+			e.uploadQ = append(e.uploadQ, s.key)
+		} else {
+			e.tel.queued.Add(-1)
+		}
+		e.qmu.Unlock()
+		if e.spool != nil {
+			signal(e.wakeUpload)
+		} else {
+			e.tel.batchStored(s.entries)
+		}
+	}
+}
+
+// uploadLoop copies spooled batches to the remote store, oldest first, and
+// removes each from the spool once the store has it.
+func (e *auditExporter) uploadLoop() {
+	defer e.wg.Done()
+	ctx := context.Background()
+	for {
+		e.qmu.Lock()
+		key := ""
+		if len(e.uploadQ) > 0 {
+			key = e.uploadQ[0]
+		}
+		done := e.writerDone && key == ""
+		e.qmu.Unlock()
+		if done {
+			return
+		}
+		if key == "" {
+			if !e.wait(e.wakeUpload) {
+				return
+			}
+			continue
+		}
+		var data []byte
+		ok := e.retry("spool", key, func() (err error) {
+			data, err = e.spool.Get(ctx, key)
+			return err
+		}) && e.retry("store", key, func() error {
+			return e.store.Put(ctx, key, data)
+		}) && e.retry("spool", key, func() error {
+			return e.spool.Delete(ctx, key)
+		})
+		if !ok {
+			return
+		}
+		e.qmu.Lock()
+		e.uploadQ = e.uploadQ[1:]
 		e.tel.queued.Add(-1)
 		e.qmu.Unlock()
-		current = nil
+		if f, err := parquetfile.ReadFooter(bytes.NewReader(data), int64(len(data))); err == nil {
+			e.tel.batchStored(int(f.EntryCount))
+		}
+	}
+}
+
+// retry calls fn until it succeeds, backing off between attempts, and
+// reports false when shutdown gave up meanwhile. It logs the first failure
+// and the recovery, not every attempt, and counts every failure.
+func (e *auditExporter) retry(where, key string, fn func() error) bool {
+	delay := minRetryDelay
+	failing := false
+	for {
+		err := fn()
+		if err == nil {
+			if failing {
+				e.logger.Info("Audit batch written after retries", zap.String(where, key))
+			}
+			return true
+		}
+		conflict := errors.Is(err, store.ErrConflict)
+		e.tel.storeError(conflict)
+		if !failing {
+			level := zap.WarnLevel
+			if conflict {
+				level = zap.ErrorLevel
+			}
+			e.logger.Log(level, "Cannot write audit batch; retrying until it is written",
+				zap.String(where, key), zap.Error(err))
+			failing = true
+		}
+		if !e.sleep(delay) {
+			return false
+		}
+		delay = min(delay*2, maxRetryDelay)
+	}
+}
+
+// wait blocks until c is signalled and reports false when shutdown gave up.
+func (e *auditExporter) wait(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	case <-e.abort:
+		return false
 	}
 }
 
@@ -347,15 +475,16 @@ func (e *auditExporter) seal(b *batch.Batch) (*sealed, error) {
 		return nil, err
 	}
 	return &sealed{
-		key:      store.BatchKey(f.ChainID, f.FirstSeq, b.Opened),
-		data:     buf.Bytes(),
-		firstSeq: f.FirstSeq,
-		entries:  len(b.Entries),
+		key:     store.BatchKey(f.ChainID, f.FirstSeq, b.Opened),
+		data:    buf.Bytes(),
+		entries: len(b.Entries),
 	}, nil
 }
 
 // shutdown seals the open batch and waits until every sealed batch is
-// stored or ctx ends. It reports what could not be stored.
+// written, and with a spool uploaded, or ctx ends. Entries not yet written
+// anywhere are lost and reported as an error; batches still in the spool are
+// kept and uploaded at the next start.
 func (e *auditExporter) shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
@@ -376,9 +505,9 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 	}
 	close(e.stopTick)
 	e.qmu.Lock()
-	e.qdone = true
+	e.sealDone = true
 	e.qmu.Unlock()
-	e.signal()
+	signal(e.wakeWriter)
 
 	finished := make(chan struct{})
 	go func() {
@@ -394,13 +523,17 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 	<-finished
 	e.qmu.Lock()
 	defer e.qmu.Unlock()
+	if n := len(e.uploadQ); n > 0 {
+		e.logger.Warn("Audit batches wait in the spool; they are uploaded at the next start",
+			zap.Int("batches", n), zap.String("spool", e.spool.Dir()))
+	}
 	lost := 0
-	for _, b := range e.queue {
+	for _, b := range e.sealQ {
 		lost += len(b.Entries)
 	}
 	if lost == 0 {
 		return nil
 	}
-	return fmt.Errorf("agentaudit exporter: %d audit entries in %d batches were not stored before shutdown ended (first seq %d): %w",
-		lost, len(e.queue), e.queue[0].Entries[0].Seq, ctx.Err())
+	return fmt.Errorf("agentaudit exporter: %d audit entries in %d batches were not written before shutdown ended (first seq %d): %w",
+		lost, len(e.sealQ), e.sealQ[0].Entries[0].Seq, ctx.Err())
 }

@@ -61,7 +61,7 @@ func traces(n int, execID string) ptrace.Traces {
 func newTestExporter(t *testing.T, cfg *Config, st store.Store) (*auditExporter, exporter.Traces) {
 	t.Helper()
 	set := exportertest.NewNopSettings(metadata.Type)
-	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (store.Store, error) { return st, nil })
+	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (stores, error) { return stores{trail: st}, nil })
 	require.NoError(t, err)
 	exp.now = func() time.Time { return t0 }
 	te, err := exp.asTraces(context.Background(), set)
@@ -253,7 +253,7 @@ func TestShutdownReportsWhatCouldNotBeStored(t *testing.T) {
 	err := te.Shutdown(sctx)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Contains(t, err.Error(), "5 audit entries in 2 batches were not stored")
+	assert.Contains(t, err.Error(), "5 audit entries in 2 batches were not written")
 }
 
 func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
@@ -270,7 +270,7 @@ func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
 	defer cancel()
 	err := te.Shutdown(sctx)
 	require.Error(t, err, "the conflicting batch is kept, not dropped, and reported")
-	assert.Contains(t, err.Error(), "4 audit entries in 1 batches were not stored")
+	assert.Contains(t, err.Error(), "4 audit entries in 1 batches were not written")
 	got, err := mem.Get(ctx, key)
 	require.NoError(t, err)
 	assert.Equal(t, "someone else's batch", string(got), "the other writer's object is never replaced")
@@ -298,4 +298,72 @@ func TestFactoryLifecycleWithFileStore(t *testing.T) {
 	fs, err := store.NewFS(cfg.File.Directory)
 	require.NoError(t, err)
 	assert.Len(t, readTrail(t, fs, "collector-1"), 2)
+}
+
+// newSpooledExporter creates an exporter whose remote store is remote, with
+// a local spool in spoolDir.
+func newSpooledExporter(t *testing.T, remote store.Store, spoolDir string) exporter.Traces {
+	t.Helper()
+	set := exportertest.NewNopSettings(metadata.Type)
+	cfg := testConfig()
+	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (stores, error) {
+		spool, err := store.NewFS(spoolDir)
+		return stores{trail: remote, spool: spool}, err
+	})
+	require.NoError(t, err)
+	exp.now = func() time.Time { return t0 }
+	te, err := exp.asTraces(context.Background(), set)
+	require.NoError(t, err)
+	return te
+}
+
+func spooled(t *testing.T, dir string) []string {
+	t.Helper()
+	fs, err := store.NewFS(dir)
+	require.NoError(t, err)
+	keys, err := fs.List(context.Background(), "")
+	require.NoError(t, err)
+	return keys
+}
+
+func TestSpoolUploadsInOrderAndEmpties(t *testing.T) {
+	remote := &flakyStore{Store: store.NewMemory(), failures: 3, attempts: map[string][][]byte{}}
+	dir := t.TempDir()
+	te := newSpooledExporter(t, remote, dir)
+	ctx := context.Background()
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(20, "exec"))) // 10 entries, 3 batches
+	require.NoError(t, te.Shutdown(ctx))
+	assert.Len(t, readTrail(t, remote, "collector-1"), 10)
+	assert.Empty(t, spooled(t, dir), "uploaded batches leave the spool")
+}
+
+func TestSpoolKeepsBatchesThroughAnOutageAndRestart(t *testing.T) {
+	mem := store.NewMemory()
+	down := &flakyStore{Store: mem, failures: 1 << 30, attempts: map[string][][]byte{}}
+	dir := t.TempDir()
+	ctx := context.Background()
+
+	te := newSpooledExporter(t, down, dir)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(12, "before"))) // 6 entries
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	require.NoError(t, te.Shutdown(sctx), "batches that reached the spool are not lost")
+	assert.Len(t, spooled(t, dir), 2)
+	keys, err := mem.List(ctx, "")
+	require.NoError(t, err)
+	assert.Empty(t, keys, "the store was down")
+
+	// The store is back; the next run uploads the spool first and continues
+	// the chain from the spooled head, not from the store's.
+	te = newSpooledExporter(t, mem, dir)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(4, "after"))) // 2 entries
+	require.NoError(t, te.Shutdown(ctx))
+	es := readTrail(t, mem, "collector-1")
+	require.Len(t, es, 8)
+	assert.Equal(t, "before", es[5].ExecutionID)
+	assert.Equal(t, "after", es[6].ExecutionID)
+	assert.Empty(t, spooled(t, dir))
 }

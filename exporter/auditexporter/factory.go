@@ -19,6 +19,8 @@ const (
 	defaultMaxEntries = 10_000
 	defaultMaxBytes   = 16 << 20
 	defaultMaxAge     = 10 * time.Second
+
+	defaultSpoolDirectory = "./audit-spool"
 )
 
 // NewFactory returns the factory of the agentaudit exporter.
@@ -34,6 +36,7 @@ func createDefaultConfig() component.Config {
 	return &Config{
 		ChainID:       defaultChainID(),
 		MaxValueBytes: entry.DefaultMaxValueBytes,
+		Spool:         SpoolConfig{Directory: defaultSpoolDirectory},
 		Batch: BatchConfig{
 			MaxEntries: defaultMaxEntries,
 			MaxBytes:   defaultMaxBytes,

@@ -66,7 +66,7 @@ func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
 		return nil, err
 	}
 	queued, err := m.Int64ObservableGauge("otelcol_agentaudit_batches_queued",
-		metric.WithDescription("Sealed batches waiting to be stored."), metric.WithUnit("{batch}"))
+		metric.WithDescription("Sealed batches not yet in the store (in memory or in the spool)."), metric.WithUnit("{batch}"))
 	if err != nil {
 		return nil, err
 	}
@@ -102,10 +102,10 @@ func (t *telemetry) entriesAccepted(ctx context.Context, es []entry.Entry) {
 	}
 }
 
-func (t *telemetry) batchStored(s *sealed) {
+func (t *telemetry) batchStored(entries int) {
 	ctx := context.Background()
 	t.batchesStored.Add(ctx, 1)
-	t.entriesStored.Add(ctx, int64(s.entries))
+	t.entriesStored.Add(ctx, int64(entries))
 }
 
 func (t *telemetry) storeError(conflict bool) {

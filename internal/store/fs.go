@@ -250,3 +250,23 @@ func (s *FS) List(ctx context.Context, prefix string) ([]string, error) {
 	slices.Sort(keys)
 	return keys, nil
 }
+
+// Delete removes the object under key and fsyncs its directory. It is for
+// spools, whose objects leave once a remote store has them; a trail's own
+// store never deletes. Deleting a missing key is not an error.
+func (s *FS) Delete(ctx context.Context, key string) error {
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := s.path(key)
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: delete %s: %w", key, err)
+	}
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("store: delete %s: %w", key, err)
+	}
+	return nil
+}

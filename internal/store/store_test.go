@@ -484,3 +484,16 @@ func TestValidChainID(t *testing.T) {
 		assert.False(t, ValidChainID(id), id)
 	}
 }
+
+func TestFSDelete(t *testing.T) {
+	s, dir := newFS(t)
+	k := BatchKey("c", 0, time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC))
+	require.NoError(t, s.Put(ctx, k, []byte("x")))
+	require.NoError(t, s.Delete(ctx, k))
+	_, err := s.Get(ctx, k)
+	require.ErrorIs(t, err, ErrNotFound)
+	require.NoError(t, s.Delete(ctx, k), "deleting a missing key is not an error")
+	assert.ErrorIs(t, s.Delete(ctx, "../escape"), ErrInvalidKey)
+	_, err = os.Stat(filepath.Join(dir, filepath.FromSlash(k)))
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+}
