@@ -85,8 +85,7 @@ processors:
 exporters:
   agentaudit:
     chain_id: {{CHAIN}}
-    file:
-      directory: {{DIR}}
+{{STORE}}
     batch:
       max_entries: {{MAX_ENTRIES}}
       max_age: 1h
@@ -120,11 +119,41 @@ service:
 type collectorOptions struct {
 	chainID    string
 	maxEntries int
-	dataDir    string // default: a new temporary directory
+	dataDir    string // file store directory; default: a new temporary directory
+	// store replaces the file store: the exporter's store settings as YAML
+	// indented for the exporter block (an s3: and a spool: section).
+	store string
+	env   []string // added to the collector's environment
 }
 
 // startCollector runs the collector and waits until it accepts OTLP.
 func startCollector(t *testing.T, opts collectorOptions) *collector {
+	t.Helper()
+	c := launchCollector(t, opts)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-c.exited:
+			t.Fatalf("collector exited at start: %v\n%s", c.exitErr, c.logs.String())
+		default:
+		}
+		if conn, err := net.DialTimeout("tcp", c.grpcAddr, time.Second); err == nil {
+			conn.Close()
+			if conn, err := net.DialTimeout("tcp", c.httpAddr, time.Second); err == nil {
+				conn.Close()
+				return c
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("collector did not open its OTLP ports within 60s\n%s", c.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// launchCollector starts the collector process with a configuration made
+// from opts and stops it when the test ends.
+func launchCollector(t *testing.T, opts collectorOptions) *collector {
 	t.Helper()
 	if opts.chainID == "" {
 		opts.chainID = "e2e-collector"
@@ -147,11 +176,15 @@ func startCollector(t *testing.T, opts collectorOptions) *collector {
 		exited:     make(chan struct{}),
 	}
 	_, metricsPort, _ := net.SplitHostPort(c.metrics)
+	storeYAML := opts.store
+	if storeYAML == "" {
+		storeYAML = "    file:\n      directory: " + opts.dataDir
+	}
 	cfg := strings.NewReplacer(
+		"{{STORE}}", storeYAML,
 		"{{GRPC}}", c.grpcAddr,
 		"{{HTTP}}", c.httpAddr,
 		"{{CHAIN}}", opts.chainID,
-		"{{DIR}}", opts.dataDir,
 		"{{MAX_ENTRIES}}", strconv.Itoa(opts.maxEntries),
 		"{{METRICS_PORT}}", metricsPort,
 		"{{MONITORING}}", mon.url,
@@ -160,6 +193,7 @@ func startCollector(t *testing.T, opts collectorOptions) *collector {
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 
 	c.cmd = exec.Command(collectorBin, "--config", cfgPath)
+	c.cmd.Env = append(os.Environ(), opts.env...)
 	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 	require.NoError(t, c.cmd.Start())
 	go func() {
@@ -178,25 +212,7 @@ func startCollector(t *testing.T, opts collectorOptions) *collector {
 		}
 	})
 
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-c.exited:
-			t.Fatalf("collector exited at start: %v\n%s", c.exitErr, c.logs.String())
-		default:
-		}
-		if conn, err := net.DialTimeout("tcp", c.grpcAddr, time.Second); err == nil {
-			conn.Close()
-			if conn, err := net.DialTimeout("tcp", c.httpAddr, time.Second); err == nil {
-				conn.Close()
-				return c
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("collector did not open its OTLP ports within 60s\n%s", c.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return c
 }
 
 // stop sends SIGTERM and waits for a clean exit: the collector seals and
@@ -237,6 +253,19 @@ func (c *collector) metric(name string) (float64, bool) {
 		found = true
 	}
 	return sum, found
+}
+
+// waitExit waits for the collector to exit by itself and returns its exit
+// error.
+func (c *collector) waitExit() error {
+	c.t.Helper()
+	select {
+	case <-c.exited:
+		return c.exitErr
+	case <-time.After(60 * time.Second):
+		c.t.Fatalf("collector still running after 60s\n%s", c.logs.String())
+		return nil
+	}
 }
 
 // metricNames lists the names of the metrics the collector reports.

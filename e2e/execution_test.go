@@ -125,9 +125,10 @@ func nullStr(p *string) sql.NullString {
 
 // sentSpan records what the SDK sent for one step.
 type sentSpan struct {
-	step  step
-	start time.Time
-	sc    trace.SpanContext
+	step   step
+	start  time.Time
+	sc     trace.SpanContext
+	execID string
 }
 
 func newTracerProvider(t *testing.T, ctx context.Context, c *collector, res *resource.Resource) *sdktrace.TracerProvider {
@@ -144,53 +145,7 @@ func TestAgentExecutionEndToEnd(t *testing.T) {
 	// across them.
 	c := startCollector(t, collectorOptions{chainID: "collector-1", maxEntries: 3})
 
-	res := resource.NewSchemaless(
-		attribute.String("service.name", "crm-agent"),
-		attribute.String("gen_ai.agent.id", "agent-7"),
-		attribute.String("gen_ai.agent.name", "CRM Assistant"),
-	)
-	tp := newTracerProvider(t, ctx, c, res)
-	tracer := tp.Tracer("crm-agent")
-
-	base := time.Date(2026, 3, 9, 14, 23, 7, 123456789, time.UTC)
-	runCtx, run := tracer.Start(ctx, "invoke_agent CRM Assistant", trace.WithTimestamp(base))
-	var sent []sentSpan
-	for i, s := range crmRun {
-		// Unaudited LLM spans around every step: monitoring data only.
-		_, llm := tracer.Start(runCtx, "chat gpt-4o", trace.WithAttributes(
-			attribute.String("gen_ai.operation.name", "chat"),
-			attribute.String("gen_ai.request.model", "gpt-4o"),
-			attribute.Int("gen_ai.usage.input_tokens", 812)))
-		llm.End()
-
-		start := base.Add(time.Duration(i+1) * 1500 * time.Millisecond)
-		attrs := []attribute.KeyValue{
-			attribute.String("audit.action.type", s.action),
-			attribute.String("audit.execution.id", execID),
-			attribute.String("audit.target.system", s.system),
-			attribute.String("audit.target.resource", s.resource),
-			attribute.String("enduser.id", "user-42"),
-		}
-		for _, kv := range []struct {
-			key string
-			v   *string
-		}{{"audit.value.proposed", s.proposed}, {"audit.value.previous", s.previous}, {"audit.reasoning", s.reasoning},
-			{"audit.approver", s.approver}, {"audit.result", s.result}} {
-			if kv.v != nil {
-				attrs = append(attrs, attribute.String(kv.key, *kv.v))
-			}
-		}
-		attrs = append(attrs, s.extra...)
-		_, span := tracer.Start(runCtx, s.name, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
-		if s.status != codes.Unset {
-			span.SetStatus(s.status, s.statusMsg)
-		}
-		span.End(trace.WithTimestamp(start.Add(300 * time.Millisecond)))
-		sent = append(sent, sentSpan{step: s, start: start, sc: span.SpanContext()})
-	}
-	run.End()
-	require.NoError(t, tp.ForceFlush(ctx))
-	require.NoError(t, tp.Shutdown(ctx))
+	sent, runSC := sendCRMRun(t, ctx, c, execID)
 
 	// The collector counts what it recorded.
 	c.waitMetric(ctx, "otelcol_agentaudit_entries_accepted", float64(len(crmRun)))
@@ -229,44 +184,7 @@ func TestAgentExecutionEndToEnd(t *testing.T) {
 	db := trailDB(t, c.dataDir)
 	got := readRows(t, db, "")
 	require.Len(t, got, len(crmRun), "only audit-tagged spans are recorded; LLM spans are not")
-	runSC := run.SpanContext()
-	prev := strings.Repeat("0", 64)
-	for i, r := range got {
-		s := sent[i]
-		want := s.step
-		wantResult := want.wantResult
-		if want.result == nil {
-			wantResult = "200"
-		}
-		assert.Equal(t, s.start.UnixNano(), r.TimeUnixNano, "time_unix_nano of %s", want.name)
-		assert.True(t, s.start.Truncate(time.Millisecond).Equal(r.Timestamp), "timestamp of %s: %v", want.name, r.Timestamp)
-		assert.Equal(t, "collector-1", r.ChainID)
-		assert.Equal(t, int64(i), r.Seq)
-		assert.Equal(t, execID, r.ExecutionID)
-		assert.Equal(t, runSC.TraceID().String(), r.TraceID, "trace_id of %s", want.name)
-		sid := s.sc.SpanID()
-		assert.Equal(t, hex.EncodeToString(sid[:]), r.SpanID, "span_id of %s", want.name)
-		psid := runSC.SpanID()
-		assert.Equal(t, nullStr(strp(hex.EncodeToString(psid[:]))), r.ParentSpanID, "parent_span_id of %s", want.name)
-		assert.Equal(t, nullStr(strp("agent-7")), r.AgentID)
-		assert.Equal(t, nullStr(strp("CRM Assistant")), r.AgentName)
-		assert.Equal(t, nullStr(strp("crm-agent")), r.ServiceName)
-		assert.Equal(t, nullStr(strp("user-42")), r.Principal)
-		assert.Equal(t, want.action, r.ActionType, "action_type of %s", want.name)
-		assert.Equal(t, want.system, r.TargetSystem, "target_system of %s", want.name)
-		assert.Equal(t, want.resource, r.TargetResource, "target_resource of %s", want.name)
-		assert.Equal(t, nullStr(want.proposed), r.ProposedValue, "proposed_value of %s", want.name)
-		assert.Equal(t, nullStr(want.previous), r.PreviousValue, "previous_value of %s", want.name)
-		assert.Equal(t, nullStr(want.reasoning), r.Reasoning, "reasoning of %s", want.name)
-		assert.Equal(t, nullStr(want.approver), r.Approver, "approver of %s", want.name)
-		assert.Equal(t, wantResult, r.Result, "result of %s", want.name)
-		assert.Equal(t, "Unset", r.StatusCode, "status_code of %s", want.name)
-		assert.Equal(t, want.wantAttrs, r.Attributes, "attributes of %s", want.name)
-		assert.Equal(t, nullStr(want.wantValid), r.Validation, "validation of %s", want.name)
-		assert.Equal(t, prev, r.PrevHash, "prev_hash of %s links to the previous entry", want.name)
-		assert.Regexp(t, `^[0-9a-f]{64}$`, r.EntryHash)
-		prev = r.EntryHash
-	}
+	checkCRMRows(t, got, sent, runSC, "collector-1", 0, strings.Repeat("0", 64))
 
 	// "Everything execution X did", the README's query.
 	var n int
@@ -311,4 +229,104 @@ func rewriteValue(t *testing.T, db *sql.DB, files []string, seq int64, col, expr
 		return
 	}
 	t.Fatalf("no file holds seq %d", seq)
+}
+
+// sendCRMRun sends the article's execution (crmRun), with unaudited LLM
+// spans around every step, through the OTel SDK, and returns what was sent.
+func sendCRMRun(t *testing.T, ctx context.Context, c *collector, execID string) ([]sentSpan, trace.SpanContext) {
+	t.Helper()
+	res := resource.NewSchemaless(
+		attribute.String("service.name", "crm-agent"),
+		attribute.String("gen_ai.agent.id", "agent-7"),
+		attribute.String("gen_ai.agent.name", "CRM Assistant"),
+	)
+	tp := newTracerProvider(t, ctx, c, res)
+	tracer := tp.Tracer("crm-agent")
+
+	base := time.Date(2026, 3, 9, 14, 23, 7, 123456789, time.UTC)
+	runCtx, run := tracer.Start(ctx, "invoke_agent CRM Assistant", trace.WithTimestamp(base))
+	var sent []sentSpan
+	for i, s := range crmRun {
+		// Unaudited LLM spans around every step: monitoring data only.
+		_, llm := tracer.Start(runCtx, "chat gpt-4o", trace.WithAttributes(
+			attribute.String("gen_ai.operation.name", "chat"),
+			attribute.String("gen_ai.request.model", "gpt-4o"),
+			attribute.Int("gen_ai.usage.input_tokens", 812)))
+		llm.End()
+
+		start := base.Add(time.Duration(i+1) * 1500 * time.Millisecond)
+		attrs := []attribute.KeyValue{
+			attribute.String("audit.action.type", s.action),
+			attribute.String("audit.execution.id", execID),
+			attribute.String("audit.target.system", s.system),
+			attribute.String("audit.target.resource", s.resource),
+			attribute.String("enduser.id", "user-42"),
+		}
+		for _, kv := range []struct {
+			key string
+			v   *string
+		}{{"audit.value.proposed", s.proposed}, {"audit.value.previous", s.previous}, {"audit.reasoning", s.reasoning},
+			{"audit.approver", s.approver}, {"audit.result", s.result}} {
+			if kv.v != nil {
+				attrs = append(attrs, attribute.String(kv.key, *kv.v))
+			}
+		}
+		attrs = append(attrs, s.extra...)
+		_, span := tracer.Start(runCtx, s.name, trace.WithTimestamp(start), trace.WithAttributes(attrs...))
+		if s.status != codes.Unset {
+			span.SetStatus(s.status, s.statusMsg)
+		}
+		span.End(trace.WithTimestamp(start.Add(300 * time.Millisecond)))
+		sent = append(sent, sentSpan{step: s, start: start, sc: span.SpanContext(), execID: execID})
+	}
+	run.End()
+	require.NoError(t, tp.ForceFlush(ctx))
+	require.NoError(t, tp.Shutdown(ctx))
+	return sent, run.SpanContext()
+}
+
+// checkCRMRows checks every field of the entries of one sendCRMRun, which
+// start at firstSeq of chainID after an entry whose hash is prevHash.
+func checkCRMRows(t *testing.T, got []row, sent []sentSpan, runSC trace.SpanContext, chainID string, firstSeq int64, prevHash string) {
+	t.Helper()
+	execID := sent[0].execID
+	require.Len(t, got, len(sent))
+	prev := prevHash
+	for i, r := range got {
+		s := sent[i]
+		want := s.step
+		wantResult := want.wantResult
+		if want.result == nil {
+			wantResult = "200"
+		}
+		assert.Equal(t, s.start.UnixNano(), r.TimeUnixNano, "time_unix_nano of %s", want.name)
+		assert.True(t, s.start.Truncate(time.Millisecond).Equal(r.Timestamp), "timestamp of %s: %v", want.name, r.Timestamp)
+		assert.Equal(t, chainID, r.ChainID)
+		assert.Equal(t, firstSeq+int64(i), r.Seq)
+		assert.Equal(t, execID, r.ExecutionID)
+		assert.Equal(t, runSC.TraceID().String(), r.TraceID, "trace_id of %s", want.name)
+		sid := s.sc.SpanID()
+		assert.Equal(t, hex.EncodeToString(sid[:]), r.SpanID, "span_id of %s", want.name)
+		psid := runSC.SpanID()
+		assert.Equal(t, nullStr(strp(hex.EncodeToString(psid[:]))), r.ParentSpanID, "parent_span_id of %s", want.name)
+		assert.Equal(t, nullStr(strp("agent-7")), r.AgentID)
+		assert.Equal(t, nullStr(strp("CRM Assistant")), r.AgentName)
+		assert.Equal(t, nullStr(strp("crm-agent")), r.ServiceName)
+		assert.Equal(t, nullStr(strp("user-42")), r.Principal)
+		assert.Equal(t, want.action, r.ActionType, "action_type of %s", want.name)
+		assert.Equal(t, want.system, r.TargetSystem, "target_system of %s", want.name)
+		assert.Equal(t, want.resource, r.TargetResource, "target_resource of %s", want.name)
+		assert.Equal(t, nullStr(want.proposed), r.ProposedValue, "proposed_value of %s", want.name)
+		assert.Equal(t, nullStr(want.previous), r.PreviousValue, "previous_value of %s", want.name)
+		assert.Equal(t, nullStr(want.reasoning), r.Reasoning, "reasoning of %s", want.name)
+		assert.Equal(t, nullStr(want.approver), r.Approver, "approver of %s", want.name)
+		assert.Equal(t, wantResult, r.Result, "result of %s", want.name)
+		assert.Equal(t, "Unset", r.StatusCode, "status_code of %s", want.name)
+		assert.Equal(t, want.wantAttrs, r.Attributes, "attributes of %s", want.name)
+		assert.Equal(t, nullStr(want.wantValid), r.Validation, "validation of %s", want.name)
+		assert.Equal(t, prev, r.PrevHash, "prev_hash of %s links to the previous entry", want.name)
+		assert.Regexp(t, `^[0-9a-f]{64}$`, r.EntryHash)
+		prev = r.EntryHash
+	}
+
 }
