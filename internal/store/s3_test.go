@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -192,4 +194,59 @@ func TestS3ServerDown(t *testing.T) {
 	r, err := s.Get(ctx, "k")
 	require.NoError(t, err)
 	assert.Equal(t, "x", string(r))
+}
+
+// throttler answers the first n PutObject requests with 503 SlowDown, as S3
+// does under load, and passes everything else to the server.
+type throttler struct {
+	mu  sync.Mutex
+	n   int
+	hit int
+}
+
+func (th *throttler) RoundTrip(req *http.Request) (*http.Response, error) {
+	th.mu.Lock()
+	throttle := req.Method == http.MethodPut && th.n > 0
+	if throttle {
+		th.n--
+		th.hit++
+	}
+	th.mu.Unlock()
+	if throttle {
+		if req.Body != nil {
+			_, _ = io.Copy(io.Discard, req.Body)
+			req.Body.Close()
+		}
+		body := `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`
+		return &http.Response{
+			StatusCode: http.StatusServiceUnavailable,
+			Status:     "503 Slow Down",
+			Header:     http.Header{"Content-Type": []string{"application/xml"}},
+			Body:       io.NopCloser(strings.NewReader(body)),
+			Request:    req,
+		}, nil
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func TestS3ThrottlingIsRetried(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.CreateBucket("trail", true)
+	th := &throttler{n: 2}
+	s := newTestS3With(t, srv, S3Options{Bucket: "trail", HTTPClient: &http.Client{Transport: th},
+		ObjectLock: &ObjectLock{Mode: LockCompliance, RetentionDays: 1}})
+	require.NoError(t, s.Put(ctx, "k", []byte("batch")), "503 SlowDown is retried with backoff")
+	assert.Equal(t, 2, th.hit)
+	got, err := s.Get(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, "batch", string(got))
+
+	// Past the SDK's attempts the error comes back, retryable, for the
+	// exporter to try again later.
+	th.mu.Lock()
+	th.n = 100
+	th.mu.Unlock()
+	err = s.Put(ctx, "k2", []byte("batch"))
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrConflict)
 }
