@@ -17,6 +17,8 @@ import (
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/agentaudit/agentaudit/exporter/auditexporter/internal/metadata"
 	"github.com/agentaudit/agentaudit/internal/chain"
@@ -60,7 +62,54 @@ func traces(n int, execID string) ptrace.Traces {
 // newTestExporter creates the exporter over st with a fixed clock.
 func newTestExporter(t *testing.T, cfg *Config, st store.Store) (*auditExporter, exporter.Traces) {
 	t.Helper()
+	return newTestExporterWithSettings(t, cfg, st, exportertest.NewNopSettings(metadata.Type))
+}
+
+// newObservedExporter is newTestExporter with telemetry the test can read.
+func newObservedExporter(t *testing.T, cfg *Config, st store.Store) (exporter.Traces, *componenttest.Telemetry) {
+	t.Helper()
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
 	set := exportertest.NewNopSettings(metadata.Type)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	_, te := newTestExporterWithSettings(t, cfg, st, set)
+	return te, tel
+}
+
+// metricValue returns the sum of the int64 data points of the named metric
+// whose attributes include want; 0 when nothing was recorded yet.
+func metricValue(t *testing.T, tel *componenttest.Telemetry, name string, want ...attribute.KeyValue) int64 {
+	t.Helper()
+	m, err := tel.GetMetric(name)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	add := func(attrs attribute.Set, v int64) {
+		for _, kv := range want {
+			if got, ok := attrs.Value(kv.Key); !ok || got != kv.Value {
+				return
+			}
+		}
+		total += v
+	}
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		for _, dp := range d.DataPoints {
+			add(dp.Attributes, dp.Value)
+		}
+	case metricdata.Gauge[int64]:
+		for _, dp := range d.DataPoints {
+			add(dp.Attributes, dp.Value)
+		}
+	default:
+		assert.Failf(t, "unexpected metric data", "metric %s has data %T", name, m.Data)
+	}
+	return total
+}
+
+func newTestExporterWithSettings(t *testing.T, cfg *Config, st store.Store, set exporter.Settings) (*auditExporter, exporter.Traces) {
+	t.Helper()
 	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (stores, error) { return stores{trail: st}, nil })
 	require.NoError(t, err)
 	exp.now = func() time.Time { return t0 }
@@ -104,12 +153,17 @@ func readTrail(t *testing.T, st store.Store, id string) []entry.Entry {
 
 func TestExportWritesChainedBatches(t *testing.T) {
 	st := store.NewMemory()
-	_, te := newTestExporter(t, testConfig(), st)
+	te, tel := newObservedExporter(t, testConfig(), st)
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	require.NoError(t, te.ConsumeTraces(ctx, traces(10, "exec-1"))) // 5 audit spans
 	require.NoError(t, te.ConsumeTraces(ctx, traces(6, "exec-2")))  // 3 more
+	assert.Equal(t, int64(8), metricValue(t, tel, "otelcol_agentaudit_entries_accepted"))
+	assert.Equal(t, int64(8), metricValue(t, tel, "otelcol_agentaudit_spans_ignored"), "unaudited spans are counted")
+	assert.Equal(t, int64(7), metricValue(t, tel, "otelcol_agentaudit_chain_head_seq"))
 	require.NoError(t, te.Shutdown(ctx))
+	assert.Equal(t, int64(8), metricValue(t, tel, "otelcol_agentaudit_entries_stored"))
+	assert.Equal(t, int64(2), metricValue(t, tel, "otelcol_agentaudit_batches_stored"))
 
 	keys, err := st.List(ctx, "")
 	require.NoError(t, err)
@@ -259,13 +313,17 @@ func TestShutdownReportsWhatCouldNotBeStored(t *testing.T) {
 func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
 	mem := store.NewMemory()
 	ctx := context.Background()
-	_, te := newTestExporter(t, testConfig(), mem)
+	te, tel := newObservedExporter(t, testConfig(), mem)
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	// Another writer with the same chain id stores its first batch after
 	// this one started.
 	key := "dt=2026-03-09/collector-1-00000000000000000000.parquet"
 	require.NoError(t, mem.Put(ctx, key, []byte("someone else's batch")))
 	require.NoError(t, te.ConsumeTraces(ctx, traces(8, "exec"))) // one full batch of 4
+	require.Eventually(t, func() bool {
+		return metricValue(t, tel, "otelcol_agentaudit_store_errors", attribute.String("kind", "conflict")) > 0
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, int64(1), metricValue(t, tel, "otelcol_agentaudit_batches_queued"), "the batch is kept, not dropped")
 	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	err := te.Shutdown(sctx)
@@ -274,6 +332,8 @@ func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
 	got, err := mem.Get(ctx, key)
 	require.NoError(t, err)
 	assert.Equal(t, "someone else's batch", string(got), "the other writer's object is never replaced")
+	assert.Positive(t, metricValue(t, tel, "otelcol_agentaudit_store_errors", attribute.String("kind", "conflict")),
+		"the conflict is counted")
 }
 
 func TestConsumeAfterShutdownFails(t *testing.T) {
