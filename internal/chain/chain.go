@@ -8,8 +8,11 @@
 package chain // import "github.com/agentaudit/agentaudit/internal/chain"
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/agentaudit/agentaudit/internal/entry"
@@ -137,4 +140,116 @@ func appendInt(dst []byte, v int64) []byte {
 	dst = strconv.AppendInt(dst, int64(len(digits)), 10)
 	dst = append(dst, ':')
 	return append(dst, digits...)
+}
+
+// ErrMalformed: bytes that are not a canonical encoding of this format.
+var ErrMalformed = errors.New("chain: malformed canonical encoding")
+
+// DecodeCanonical parses one canonical encoding at the start of b, as
+// AppendCanonical writes it, and returns the entry (with EntryHash
+// recomputed from the bytes) and the rest of b. It is the inverse of
+// AppendCanonical; errors wrap ErrMalformed.
+func DecodeCanonical(b []byte) (entry.Entry, []byte, error) {
+	d := decoder{b: b, start: b}
+	var e entry.Entry
+	if tag := d.str(); d.err == nil && tag != FormatTag {
+		d.fail("format tag %q, want %q", tag, FormatTag)
+	}
+	e.ChainID = d.str()
+	e.Seq = d.int()
+	e.TimeUnixNano = d.int()
+	e.ExecutionID = d.str()
+	e.TraceID = d.str()
+	e.SpanID = d.str()
+	e.ParentSpanID = d.opt()
+	e.AgentID = d.opt()
+	e.AgentName = d.opt()
+	e.ServiceName = d.opt()
+	e.Principal = d.opt()
+	e.ActionType = d.str()
+	e.TargetSystem = d.str()
+	e.TargetResource = d.str()
+	e.ProposedValue = d.opt()
+	e.PreviousValue = d.opt()
+	e.Reasoning = d.opt()
+	e.Approver = d.opt()
+	e.Result = d.str()
+	e.StatusCode = d.str()
+	e.Attributes = d.str()
+	e.Validation = d.opt()
+	e.PrevHash = d.str()
+	if d.err != nil {
+		return entry.Entry{}, b, d.err
+	}
+	n := len(b) - len(d.b)
+	sum := sha256.Sum256(b[:n])
+	e.EntryHash = hex.EncodeToString(sum[:])
+	return e, d.b, nil
+}
+
+type decoder struct {
+	b, start []byte
+	err      error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w at byte %d: %s", ErrMalformed, len(d.start)-len(d.b), fmt.Sprintf(format, args...))
+	}
+}
+
+// field reads one field; null reports a NULL.
+func (d *decoder) field() (s string, null bool) {
+	if d.err != nil {
+		return "", false
+	}
+	if len(d.b) > 0 && d.b[0] == nullField {
+		d.b = d.b[1:]
+		return "", true
+	}
+	colon := bytes.IndexByte(d.b, ':')
+	if colon <= 0 || colon > 20 {
+		d.fail("no length prefix")
+		return "", false
+	}
+	n, err := strconv.ParseUint(string(d.b[:colon]), 10, 63)
+	if err != nil || (colon > 1 && d.b[0] == '0') {
+		d.fail("bad length %q", d.b[:colon])
+		return "", false
+	}
+	rest := d.b[colon+1:]
+	if uint64(len(rest)) < n {
+		d.fail("length %d past the end", n)
+		return "", false
+	}
+	d.b = rest[n:]
+	return string(rest[:n]), false
+}
+
+func (d *decoder) str() string {
+	s, null := d.field()
+	if null {
+		d.fail("NULL where a value is required")
+	}
+	return s
+}
+
+func (d *decoder) opt() *string {
+	s, null := d.field()
+	if null || d.err != nil {
+		return nil
+	}
+	return &s
+}
+
+func (d *decoder) int() int64 {
+	s := d.str()
+	if d.err != nil {
+		return 0
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || strconv.FormatInt(v, 10) != s {
+		d.fail("bad integer %q", s)
+	}
+	return v
 }
