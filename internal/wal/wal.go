@@ -1,0 +1,368 @@
+// Package wal is the write-ahead log of chained audit entries.
+//
+// The exporter acknowledges an OTLP request only after the request's
+// entries are appended here and fsynced. Concurrent requests share fsyncs
+// (group commit): while one fsync runs, later appends accumulate, and the
+// next fsync covers them all.
+//
+// The log is a sequence of segments, one per batch:
+// <dir>/<chain_id>-<first seq, 20 digits>.wal. A segment is deleted once its
+// batch is sealed into a Parquet object on disk, so the log holds only
+// entries not yet in a durable batch. Each segment is a sequence of records:
+//
+//	record  = length (uint32, little endian) || CRC-32C of payload (uint32, LE) || payload
+//	payload = the entry's canonical encoding (chain.AppendCanonical)
+//
+// The canonical encoding holds every field of the entry, and its SHA-256 is
+// the entry hash, so recovery rebuilds entries exactly, hash included. The
+// CRC finds a record torn by a crash in the middle of a write.
+package wal // import "github.com/agentaudit/agentaudit/internal/wal"
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+)
+
+// Errors. Check with errors.Is.
+var (
+	// ErrBroken: a write or fsync of the log failed. Nothing appended after
+	// the last successful Sync is known to be durable, and the log accepts
+	// nothing more: the process must restart and recover.
+	ErrBroken = errors.New("wal: write-ahead log failed")
+	// ErrCorrupt: a segment holds a record that is not a valid entry
+	// before its end (see Segment.Corrupt).
+	ErrCorrupt = errors.New("wal: corrupt segment")
+)
+
+const (
+	headerSize = 8
+	// maxRecord bounds a record's length so a corrupt header cannot make
+	// recovery allocate without limit. Entries are limited far below it.
+	maxRecord = 256 << 20
+	suffix    = ".wal"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// SegmentName returns the file name of the segment of chainID whose first
+// entry has seq firstSeq.
+func SegmentName(chainID string, firstSeq int64) string {
+	return fmt.Sprintf("%s-%020d%s", chainID, firstSeq, suffix)
+}
+
+// Log appends records to the current segment. Append, Rotate and End are
+// called by one goroutine at a time (the exporter serializes them with the
+// chain); Sync may be called from any goroutine.
+type Log struct {
+	dir     string
+	chainID string
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	f        *os.File // the current segment
+	name     string   // its file name
+	pending  []byte   // appended, not yet written
+	spare    []byte
+	appended int64 // bytes appended since Open (a log sequence number)
+	durable  int64 // bytes written and fsynced
+	syncing  bool  // a Sync is writing and fsyncing
+	err      error // sticky, wraps ErrBroken
+	syncs    int64 // fsyncs done
+	scratch  []byte
+}
+
+// Open creates the segment of chainID that starts at firstSeq in dir
+// (creating dir) and returns a log appending to it. The segment must not
+// exist: recover and remove old segments first.
+func Open(dir, chainID string, firstSeq int64) (*Log, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("wal: creating %s: %w", dir, err)
+	}
+	l := &Log{dir: dir, chainID: chainID}
+	l.cond = sync.NewCond(&l.mu)
+	if err := l.create(firstSeq); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Log) create(firstSeq int64) error {
+	name := SegmentName(l.chainID, firstSeq)
+	path := filepath.Join(l.dir, name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("wal: creating segment %s: %w", path, err)
+	}
+	if err := syncDir(l.dir); err != nil {
+		f.Close()
+		return err
+	}
+	l.f, l.name = f, name
+	return nil
+}
+
+// Dir returns the log's directory.
+func (l *Log) Dir() string { return l.dir }
+
+// Append adds e's record to the current segment, in memory. It is durable
+// once Sync(End()) returns nil.
+func (l *Log) Append(e *entry.Entry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.scratch = chain.AppendCanonical(l.scratch[:0], e)
+	var hdr [headerSize]byte
+	binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(l.scratch)))
+	binary.LittleEndian.PutUint32(hdr[4:8], crc32.Checksum(l.scratch, castagnoli))
+	l.pending = append(l.pending, hdr[:]...)
+	l.pending = append(l.pending, l.scratch...)
+	l.appended += int64(headerSize + len(l.scratch))
+}
+
+// End returns the position after the last record appended.
+func (l *Log) End() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.appended
+}
+
+// Sync returns once every record before position pos is written and
+// fsynced, or the error (wrapping ErrBroken) that stopped it. One caller
+// writes and fsyncs for all that wait meanwhile.
+func (l *Log) Sync(pos int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		switch {
+		case l.err != nil:
+			return l.err
+		case l.durable >= pos:
+			return nil
+		case l.syncing:
+			l.cond.Wait()
+			continue
+		}
+		l.flushLocked()
+	}
+}
+
+// flushLocked writes and fsyncs what is pending, releasing mu meanwhile so
+// that appends go on. Callers hold mu and have checked !l.syncing.
+func (l *Log) flushLocked() {
+	l.syncing = true
+	buf, target, f := l.pending, l.appended, l.f
+	l.pending, l.spare = l.spare[:0], nil
+	l.mu.Unlock()
+	_, err := f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	l.mu.Lock()
+	l.syncing = false
+	l.syncs++
+	if err != nil && l.err == nil {
+		l.err = fmt.Errorf("%w: %s: %w", ErrBroken, filepath.Join(l.dir, l.name), err)
+	}
+	if err == nil {
+		l.durable = target
+	}
+	if cap(buf) <= 4<<20 {
+		l.spare = buf[:0]
+	}
+	l.cond.Broadcast()
+}
+
+// Rotate makes everything appended durable, closes the current segment and
+// starts the segment of the batch whose first seq is nextSeq. It returns the
+// closed segment's name, for Remove once its batch is durable elsewhere.
+func (l *Log) Rotate(nextSeq int64) (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.syncing {
+		l.cond.Wait()
+	}
+	if l.err == nil && l.durable < l.appended {
+		l.flushLocked()
+	}
+	if l.err != nil {
+		return "", l.err
+	}
+	closed := l.name
+	if err := l.f.Close(); err != nil {
+		l.err = fmt.Errorf("%w: closing %s: %w", ErrBroken, filepath.Join(l.dir, closed), err)
+		return "", l.err
+	}
+	if err := l.create(nextSeq); err != nil {
+		l.err = fmt.Errorf("%w: %w", ErrBroken, err)
+		return "", l.err
+	}
+	return closed, nil
+}
+
+// Remove deletes a closed segment whose entries are durable in a sealed
+// batch, and fsyncs the directory.
+func (l *Log) Remove(name string) error {
+	if err := os.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wal: removing %s: %w", filepath.Join(l.dir, name), err)
+	}
+	return syncDir(l.dir)
+}
+
+// Close makes everything appended durable and closes the current segment,
+// removing it when it holds no record.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.syncing {
+		l.cond.Wait()
+	}
+	if l.err == nil && l.durable < l.appended {
+		l.flushLocked()
+	}
+	info, statErr := l.f.Stat()
+	closeErr := l.f.Close()
+	if l.err != nil {
+		return l.err
+	}
+	if closeErr != nil {
+		return fmt.Errorf("wal: closing %s: %w", filepath.Join(l.dir, l.name), closeErr)
+	}
+	if statErr == nil && info.Size() == 0 {
+		return l.Remove(l.name)
+	}
+	return nil
+}
+
+// Syncs returns the number of fsyncs done so far.
+func (l *Log) Syncs() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.syncs
+}
+
+// Segment is what Recover found in one segment file.
+type Segment struct {
+	Name     string // file name in the log's directory
+	FirstSeq int64  // from the file name
+	// Entries are the records before the first invalid one, decoded, with
+	// their entry hashes recomputed.
+	Entries []entry.Entry
+	// Torn reports bytes after the last valid record: the tail of a write a
+	// crash interrupted (never acknowledged), or corruption.
+	Torn bool
+	// ValidBytes is the length of the valid records; TornBytes the rest.
+	ValidBytes, TornBytes int64
+}
+
+// Recover reads every segment of chainID in dir, oldest first. A missing
+// dir holds no segments. Segments of other chains are left alone.
+func Recover(dir, chainID string) ([]Segment, error) {
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wal: reading %s: %w", dir, err)
+	}
+	var segs []Segment
+	for _, de := range des {
+		name := de.Name()
+		first, ok := parseName(name, chainID)
+		if !ok || !de.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("wal: reading %s: %w", filepath.Join(dir, name), err)
+		}
+		seg := Segment{Name: name, FirstSeq: first}
+		seg.Entries, seg.ValidBytes = decodeRecords(data)
+		seg.TornBytes = int64(len(data)) - seg.ValidBytes
+		seg.Torn = seg.TornBytes > 0
+		segs = append(segs, seg)
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].FirstSeq < segs[j].FirstSeq })
+	return segs, nil
+}
+
+// Truncate cuts segment name in dir to n bytes and fsyncs it: it drops a
+// torn tail so that appends never follow garbage.
+func Truncate(dir, name string, n int64) error {
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("wal: truncating %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Truncate(n); err != nil {
+		return fmt.Errorf("wal: truncating %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("wal: truncating %s: %w", path, err)
+	}
+	return nil
+}
+
+// decodeRecords decodes records until the data ends or a record is invalid,
+// and returns the entries and the length of the valid prefix.
+func decodeRecords(data []byte) ([]entry.Entry, int64) {
+	var entries []entry.Entry
+	off := 0
+	for len(data)-off >= headerSize {
+		n := int(binary.LittleEndian.Uint32(data[off : off+4]))
+		sum := binary.LittleEndian.Uint32(data[off+4 : off+8])
+		if n > maxRecord || len(data)-off-headerSize < n {
+			break
+		}
+		payload := data[off+headerSize : off+headerSize+n]
+		if crc32.Checksum(payload, castagnoli) != sum {
+			break
+		}
+		e, rest, err := chain.DecodeCanonical(payload)
+		if err != nil || len(rest) != 0 {
+			break
+		}
+		entries = append(entries, e)
+		off += headerSize + n
+	}
+	return entries, int64(off)
+}
+
+func parseName(name, chainID string) (int64, bool) {
+	rest, ok := strings.CutPrefix(name, chainID+"-")
+	if !ok {
+		return 0, false
+	}
+	digits, ok := strings.CutSuffix(rest, suffix)
+	if !ok || len(digits) != 20 {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || v < 0 {
+		return 0, false
+	}
+	return v, true
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("wal: syncing directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("wal: syncing directory %s: %w", dir, err)
+	}
+	return nil
+}

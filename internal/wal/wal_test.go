@@ -1,0 +1,236 @@
+package wal
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func strp(s string) *string { return &s }
+
+// entries returns n chained entries of chain "c" starting at head.
+func entries(c *chain.Chain, n int) []entry.Entry {
+	out := make([]entry.Entry, n)
+	for i := range out {
+		out[i] = entry.Entry{
+			TimeUnixNano: int64(1_700_000_000_000_000_000 + i), ExecutionID: fmt.Sprintf("exec-%d", i),
+			TraceID: "0102030405060708090a0b0c0d0e0f10", SpanID: "0102030405060708",
+			ActionType: "write", TargetSystem: "CRM", Result: "ok", StatusCode: "Unset", Attributes: "{}",
+			ProposedValue: strp("jane@newdomain.com — ü"),
+		}
+		c.Append(&out[i])
+	}
+	return out
+}
+
+func TestAppendSyncRecover(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	want := entries(c, 5)
+	for i := range want {
+		l.Append(&want[i])
+	}
+	require.NoError(t, l.Sync(l.End()))
+
+	segs, err := Recover(dir, "c")
+	require.NoError(t, err)
+	require.Len(t, segs, 1)
+	assert.Equal(t, "c-00000000000000000000.wal", segs[0].Name)
+	assert.Equal(t, int64(0), segs[0].FirstSeq)
+	assert.False(t, segs[0].Torn)
+	assert.Equal(t, want, segs[0].Entries, "entries come back exactly, hashes included")
+	require.NoError(t, l.Close())
+}
+
+func TestRecoverStopsAtTornTail(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	want := entries(c, 3)
+	for i := range want {
+		l.Append(&want[i])
+	}
+	require.NoError(t, l.Close())
+	path := filepath.Join(dir, SegmentName("c", 0))
+	full, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	for name, data := range map[string][]byte{
+		"cut in the last payload": full[:len(full)-3],
+		"cut in the last header":  full[:2*len(full)/3+4], // 3 records of equal size
+		"garbage appended":        append(append([]byte{}, full...), 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 1),
+		"bit flip in last record": flip(full, len(full)-10),
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(path, data, 0o640))
+			segs, err := Recover(dir, "c")
+			require.NoError(t, err)
+			require.Len(t, segs, 1)
+			s := segs[0]
+			assert.True(t, s.Torn)
+			assert.Equal(t, want[:len(s.Entries)], s.Entries, "the valid prefix is intact")
+			assert.GreaterOrEqual(t, len(s.Entries), 1)
+			assert.Equal(t, int64(len(data)), s.ValidBytes+s.TornBytes)
+
+			require.NoError(t, Truncate(dir, s.Name, s.ValidBytes))
+			again, err := Recover(dir, "c")
+			require.NoError(t, err)
+			assert.False(t, again[0].Torn, "truncation drops the torn tail")
+			assert.Equal(t, s.Entries, again[0].Entries)
+		})
+	}
+}
+
+func flip(b []byte, i int) []byte {
+	out := append([]byte{}, b...)
+	out[i] ^= 0x40
+	return out
+}
+
+func TestGroupCommitSharesFsyncs(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	const writers, each = 16, 50
+	all := entries(c, writers*each)
+	var mu sync.Mutex // the exporter's lock: appends in chain order
+	next := 0
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				mu.Lock()
+				l.Append(&all[next])
+				next++
+				pos := l.End()
+				mu.Unlock()
+				assert.NoError(t, l.Sync(pos))
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, l.Close())
+	assert.Less(t, l.Syncs(), int64(writers*each), "concurrent requests share fsyncs")
+	segs, err := Recover(dir, "c")
+	require.NoError(t, err)
+	require.Len(t, segs, 1)
+	assert.Equal(t, all, segs[0].Entries, "every record, in append order")
+}
+
+func TestRotate(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	es := entries(c, 6)
+	for i := range es[:4] {
+		l.Append(&es[i])
+	}
+	closed, err := l.Rotate(4)
+	require.NoError(t, err)
+	assert.Equal(t, SegmentName("c", 0), closed)
+	for i := range es[4:] {
+		l.Append(&es[4+i])
+	}
+	require.NoError(t, l.Sync(l.End()))
+
+	segs, err := Recover(dir, "c")
+	require.NoError(t, err)
+	require.Len(t, segs, 2)
+	assert.Equal(t, es[:4], segs[0].Entries)
+	assert.Equal(t, int64(4), segs[1].FirstSeq)
+	assert.Equal(t, es[4:], segs[1].Entries)
+
+	require.NoError(t, l.Remove(closed))
+	segs, err = Recover(dir, "c")
+	require.NoError(t, err)
+	require.Len(t, segs, 1)
+	assert.Equal(t, int64(4), segs[0].FirstSeq)
+	require.NoError(t, l.Close())
+}
+
+func TestCloseRemovesEmptySegment(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, "c", 7)
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	segs, err := Recover(dir, "c")
+	require.NoError(t, err)
+	assert.Empty(t, segs)
+}
+
+func TestOpenRefusesExistingSegment(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	es := entries(c, 1)
+	l.Append(&es[0])
+	require.NoError(t, l.Close())
+	_, err = Open(dir, "c", 0)
+	require.Error(t, err, "a segment is never overwritten")
+	assert.Contains(t, err.Error(), SegmentName("c", 0))
+}
+
+func TestWriteFailureBreaksTheLog(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	es := entries(c, 2)
+	l.Append(&es[0])
+	require.NoError(t, l.Sync(l.End()))
+	// The disk goes away under the log.
+	require.NoError(t, l.f.Close())
+	l.Append(&es[1])
+	err = l.Sync(l.End())
+	require.ErrorIs(t, err, ErrBroken)
+	assert.Contains(t, err.Error(), filepath.Join(dir, SegmentName("c", 0)), "the error names the file")
+	assert.ErrorIs(t, l.Sync(0), ErrBroken, "the failure is sticky")
+	_, err = l.Rotate(2)
+	assert.ErrorIs(t, err, ErrBroken)
+}
+
+func TestRecoverIgnoresOtherChainsAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"other-00000000000000000000.wal", "c-1.wal", "c-00000000000000000000.wal.corrupt", "notes.txt"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o640))
+	}
+	segs, err := Recover(dir, "c")
+	require.NoError(t, err)
+	assert.Empty(t, segs)
+	segs, err = Recover(filepath.Join(dir, "missing"), "c")
+	require.NoError(t, err)
+	assert.Empty(t, segs)
+}
+
+func BenchmarkAppendSync(b *testing.B) {
+	dir := b.TempDir()
+	c := chain.New("c", chain.Genesis())
+	es := entries(c, 1)
+	l, err := Open(dir, "c", 0)
+	require.NoError(b, err)
+	defer l.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Append(&es[0])
+		if err := l.Sync(l.End()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
