@@ -178,7 +178,8 @@ func launchCollector(t *testing.T, opts collectorOptions) *collector {
 	_, metricsPort, _ := net.SplitHostPort(c.metrics)
 	storeYAML := opts.store
 	if storeYAML == "" {
-		storeYAML = "    file:\n      directory: " + opts.dataDir
+		storeYAML = "    file:\n      directory: " + opts.dataDir +
+			"\n    spool:\n      directory: " + filepath.Join(filepath.Dir(opts.dataDir), "spool")
 	}
 	cfg := strings.NewReplacer(
 		"{{STORE}}", storeYAML,
@@ -193,6 +194,7 @@ func launchCollector(t *testing.T, opts collectorOptions) *collector {
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 
 	c.cmd = exec.Command(collectorBin, "--config", cfgPath)
+	c.cmd.Dir = t.TempDir() // relative paths land there, never in the checkout
 	c.cmd.Env = append(os.Environ(), opts.env...)
 	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 	require.NoError(t, c.cmd.Start())

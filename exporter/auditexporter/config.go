@@ -33,8 +33,8 @@ type Config struct {
 	// S3 selects an S3 bucket, ideally under Object Lock.
 	S3 *S3Config `mapstructure:"s3"`
 
-	// Spool is where sealed batches wait, on local disk, until the S3 store
-	// has them. Unused with the file store.
+	// Spool is the exporter's local state: the write-ahead log and, with
+	// the S3 store, the sealed batches waiting for the bucket.
 	Spool SpoolConfig `mapstructure:"spool"`
 
 	// prevent unkeyed literal initialization
@@ -141,9 +141,14 @@ type SSEConfig struct {
 	_ struct{}
 }
 
-// SpoolConfig configures the local spool of the S3 store.
+// SpoolConfig configures the exporter's local state: the write-ahead log
+// (<directory>/wal) and, with the S3 store, the sealed batches waiting for
+// the bucket (<directory>/batches).
 type SpoolConfig struct {
 	Directory string `mapstructure:"directory"`
+	// MaxBytes bounds the batches waiting for the S3 store. Past it, new data
+	// is refused with a retryable error until the bucket takes batches again.
+	MaxBytes int64 `mapstructure:"max_bytes"`
 
 	_ struct{}
 }
@@ -182,10 +187,14 @@ func (cfg *ObjectLockConfig) Validate() error {
 
 // Validate checks the spool settings.
 func (cfg *SpoolConfig) Validate() error {
+	var errs []error
 	if cfg.Directory == "" {
-		return errors.New("\"directory\" must not be empty")
+		errs = append(errs, errors.New("\"directory\" must not be empty"))
 	}
-	return nil
+	if cfg.MaxBytes <= 0 {
+		errs = append(errs, errors.New("\"max_bytes\" must be positive"))
+	}
+	return errors.Join(errs...)
 }
 
 // options translates the configuration for the store package.

@@ -33,7 +33,7 @@ func TestUnmarshalConfig(t *testing.T) {
 				MaxValueBytes: 1024,
 				File:          &FileConfig{Directory: "/var/lib/agentaudit"},
 				Batch:         BatchConfig{MaxEntries: 500, MaxBytes: 1 << 20, MaxAge: 2 * time.Second},
-				Spool:         SpoolConfig{Directory: defaultSpoolDirectory},
+				Spool:         SpoolConfig{Directory: defaultSpoolDirectory, MaxBytes: defaultSpoolMaxBytes},
 			},
 		},
 		{
@@ -50,7 +50,7 @@ func TestUnmarshalConfig(t *testing.T) {
 					ObjectLock:     &ObjectLockConfig{Mode: "compliance", RetentionDays: 2557},
 					StorageClass:   "STANDARD",
 				},
-				Spool: SpoolConfig{Directory: "/var/lib/agentaudit/spool"},
+				Spool: SpoolConfig{Directory: "/var/lib/agentaudit/spool", MaxBytes: 2 << 30},
 				Batch: BatchConfig{MaxEntries: defaultMaxEntries, MaxBytes: defaultMaxBytes, MaxAge: defaultMaxAge},
 			},
 		},
@@ -90,7 +90,7 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 		{name: "both_stores", errorMsg: `"file" and "s3" are both set: choose one store`},
 		{name: "bad_s3", errorMsg: "s3: \"bucket\" must not be empty\n\"prefix\" \"a/../b\" must be a clean path\n\"endpoint\" \"127.0.0.1:7070\" must be an http or https URL\n\"storage_class\" \"FAST\" is not an S3 storage class"},
 		{name: "bad_object_lock", errorMsg: "s3::object_lock: \"mode\" \"forever\" is invalid: use \"compliance\" or \"governance\"\n\"retention_days\" must be positive"},
-		{name: "empty_spool", errorMsg: `spool: "directory" must not be empty`},
+		{name: "empty_spool", errorMsg: "spool: \"directory\" must not be empty\n\"max_bytes\" must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -12,28 +14,41 @@ import (
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/agentaudit/agentaudit/internal/batch"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
 // errShutdown is returned for data that arrives after shutdown began.
 var errShutdown = errors.New("agentaudit exporter is shut down")
 
-// Retry delays for writing a sealed batch to the spool or the store.
 const (
+	// Retry delays for writing a sealed batch to the spool or the store.
 	minRetryDelay = 100 * time.Millisecond
 	maxRetryDelay = 30 * time.Second
+
+	// retryAfter is what refused clients are told to wait.
+	retryAfter = 5 * time.Second
+
+	// shutdownGrace bounds how long shutdown waits for the store.
+	shutdownGrace = 10 * time.Second
 )
 
-// stores are where sealed batches go: the trail's store and, for a remote
-// store, the local spool where batches wait until the store has them.
+// stores are where entries and batches go: the write-ahead log directory,
+// the trail's store and, for a remote store, the local spool where sealed
+// batches wait until the store has them.
 type stores struct {
-	trail store.Store
-	spool *store.FS // nil when trail is itself local
+	walDir string
+	trail  store.Store
+	spool  *store.FS // nil when trail is itself local
 }
 
 // storeOpener opens the stores the configuration names. Tests inject their
@@ -41,12 +56,13 @@ type stores struct {
 type storeOpener func(ctx context.Context, cfg *Config) (stores, error)
 
 func openStore(ctx context.Context, cfg *Config) (stores, error) {
+	walDir := filepath.Join(cfg.Spool.Directory, "wal")
 	if cfg.File != nil {
 		st, err := store.NewFS(cfg.File.Directory)
 		if err != nil {
 			return stores{}, fmt.Errorf("file: \"directory\" %q: %w", cfg.File.Directory, err)
 		}
-		return stores{trail: st}, nil
+		return stores{walDir: walDir, trail: st}, nil
 	}
 	s3, err := store.NewS3(ctx, cfg.S3.options())
 	if err != nil {
@@ -57,30 +73,40 @@ func openStore(ctx context.Context, cfg *Config) (stores, error) {
 	if err := s3.Check(ctx); err != nil {
 		return stores{}, fmt.Errorf("s3: %w", err)
 	}
-	spool, err := store.NewFS(cfg.Spool.Directory)
+	spool, err := store.NewFS(filepath.Join(cfg.Spool.Directory, "batches"))
 	if err != nil {
 		return stores{}, fmt.Errorf("spool: \"directory\" %q: %w", cfg.Spool.Directory, err)
 	}
-	return stores{trail: s3, spool: spool}, nil
+	return stores{walDir: walDir, trail: s3, spool: spool}, nil
 }
 
-// sealed is a batch encoded once, so that every retry writes the same bytes
-// under the same key.
-type sealed struct {
-	key     string
-	data    []byte
-	entries int
+// pending is a sealed batch not yet written to the spool or the store, with
+// the write-ahead log segment that holds its entries until then.
+type pending struct {
+	b       *batch.Batch
+	segment string // "" when no segment is left to remove
 }
 
-// auditExporter sequences, hashes, batches, encodes and stores entries.
+// spooled is a batch in the spool, waiting for the remote store.
+type spooled struct {
+	key   string
+	size  int64
+	since time.Time // when its batch was opened, or found at start
+}
+
+// auditExporter sequences, hashes, logs, batches, encodes and stores
+// entries.
 //
-// The chain and the batcher are guarded by mu, which fixes the order of the
-// chain. Sealed batches go, in chain order, to the writer goroutine, which
-// encodes each and writes it to the store, or with a remote store to the
-// local spool; the uploader goroutine then copies spooled batches to the
-// remote store, oldest first, and removes them from the spool. A batch that
-// fails is retried with the same key and bytes, and later ones wait behind
-// it, so a store never holds a later part of a chain without the earlier.
+// An OTLP request is acknowledged once its entries are chained and fsynced
+// in the write-ahead log (group commit). The chain, the log's appends and
+// the batcher are guarded by mu, which fixes the order of the chain. Each
+// sealed batch goes, in chain order, to the writer goroutine, which encodes
+// it and writes it to the store, or with a remote store to the local spool,
+// and then removes its log segment; the uploader goroutine copies spooled
+// batches to the remote store, oldest first, and removes them from the
+// spool. A batch that fails is retried with the same key and bytes, and
+// later ones wait behind it, so a store never holds a later part of a chain
+// without the earlier.
 type auditExporter struct {
 	cfg    *Config
 	logger *zap.Logger
@@ -91,6 +117,7 @@ type auditExporter struct {
 
 	store store.Store
 	spool *store.FS
+	wal   *wal.Log
 
 	mu      sync.Mutex
 	chain   *chain.Chain
@@ -98,10 +125,11 @@ type auditExporter struct {
 	closed  bool
 
 	qmu        sync.Mutex
-	sealQ      []*batch.Batch // sealed, not yet written to the spool or store
-	uploadQ    []string       // spooled keys not yet in the remote store
-	sealDone   bool           // no more batches will be sealed
-	writerDone bool           // the writer has written everything sealed
+	sealQ      []pending // sealed, not yet written to the spool or store
+	uploadQ    []spooled // in the spool, not yet in the remote store
+	spoolBytes int64     // bytes of uploadQ
+	sealDone   bool      // no more batches will be sealed
+	writerDone bool      // the writer has written everything sealed
 	wakeWriter chan struct{}
 	wakeUpload chan struct{}
 	abort      chan struct{} // closed when shutdown gives up waiting
@@ -110,17 +138,12 @@ type auditExporter struct {
 }
 
 func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*auditExporter, error) {
-	tel, err := newTelemetry(set.TelemetrySettings)
-	if err != nil {
-		return nil, err
-	}
-	return &auditExporter{
+	e := &auditExporter{
 		cfg:    cfg,
 		logger: set.Logger,
 		opts:   entry.Options{MaxValueBytes: cfg.MaxValueBytes},
 		open:   open,
 		now:    time.Now,
-		tel:    tel,
 		batcher: batch.New(batch.Limits{
 			MaxEntries: cfg.Batch.MaxEntries,
 			MaxBytes:   cfg.Batch.MaxBytes,
@@ -130,13 +153,21 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 		wakeUpload: make(chan struct{}, 1),
 		abort:      make(chan struct{}),
 		stopTick:   make(chan struct{}),
-	}, nil
+	}
+	tel, err := newTelemetry(set.TelemetrySettings, e.observe)
+	if err != nil {
+		return nil, err
+	}
+	e.tel = tel
+	return e, nil
 }
 
-// start opens the stores and resumes the chain from the newest batch of
-// this chain id, in the spool or the store. It refuses to start rather than
-// fork the chain when that batch cannot be read. Batches left in the spool
-// by an earlier run are uploaded first.
+// start opens the stores, resumes the chain and recovers the write-ahead
+// log: the chain continues from the newest of the store's head, the spool's
+// head and the log's last entry. Logged entries not yet in a durable batch
+// are sealed into batches again, and spooled batches are uploaded first. It
+// refuses to start rather than fork the chain when something does not line
+// up.
 func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
 	st, err := e.open(ctx, e.cfg)
 	if err != nil {
@@ -147,24 +178,25 @@ func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
 	if st.spool != nil {
-		spooled, err := st.spool.List(ctx, "")
-		if err != nil {
-			return fmt.Errorf("agentaudit exporter: spool: %w", err)
-		}
-		spoolHead, err := resumeHead(ctx, st.spool, e.cfg.ChainID)
+		spoolHead, err := e.recoverSpool(ctx, st.spool)
 		if err != nil {
 			return fmt.Errorf("agentaudit exporter: spool %s: %w", st.spool.Dir(), err)
 		}
 		if spoolHead.Size > head.Size {
 			head = spoolHead
 		}
-		e.uploadQ = spooled
-		e.tel.queued.Add(int64(len(spooled)))
-		if len(spooled) > 0 {
-			e.logger.Info("Uploading batches left in the spool", zap.Int("batches", len(spooled)), zap.String("spool", st.spool.Dir()))
-		}
 	}
-	e.store, e.spool = st.trail, st.spool
+	head, err = e.recoverLog(st.walDir, head)
+	if err != nil {
+		return fmt.Errorf("agentaudit exporter: %w", err)
+	}
+	log, err := wal.Open(st.walDir, e.cfg.ChainID, head.Size)
+	if err != nil {
+		return fmt.Errorf("agentaudit exporter: %w", err)
+	}
+	e.qmu.Lock()
+	e.store, e.spool, e.wal = st.trail, st.spool, log
+	e.qmu.Unlock()
 	e.chain = chain.New(e.cfg.ChainID, head)
 	e.tel.setHead(head)
 	if head.Size > 0 {
@@ -178,6 +210,81 @@ func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
 		go e.uploadLoop()
 	}
 	return nil
+}
+
+// recoverSpool queues the batches an earlier run left in the spool and
+// returns the head they reach for this chain.
+func (e *auditExporter) recoverSpool(ctx context.Context, spool *store.FS) (chain.Head, error) {
+	keys, err := spool.List(ctx, "")
+	if err != nil {
+		return chain.Head{}, err
+	}
+	for _, k := range keys {
+		info, err := os.Stat(filepath.Join(spool.Dir(), filepath.FromSlash(k)))
+		if err != nil {
+			return chain.Head{}, err
+		}
+		e.uploadQ = append(e.uploadQ, spooled{key: k, size: info.Size(), since: info.ModTime()})
+		e.spoolBytes += info.Size()
+	}
+	if len(keys) > 0 {
+		e.logger.Info("Uploading batches left in the spool", zap.Int("batches", len(keys)), zap.String("spool", spool.Dir()))
+	}
+	return resumeHead(ctx, spool, e.cfg.ChainID)
+}
+
+// recoverLog reads the write-ahead log of this chain. Entries already in a
+// durable batch (seq below head) are dropped with their segments; the rest
+// must continue the chain exactly at head, and are sealed into batches
+// again, one per segment. It returns the head after them.
+func (e *auditExporter) recoverLog(dir string, head chain.Head) (chain.Head, error) {
+	segs, err := wal.Recover(dir, e.cfg.ChainID)
+	if err != nil {
+		return chain.Head{}, err
+	}
+	recovered := 0
+	for _, seg := range segs {
+		path := filepath.Join(dir, seg.Name)
+		if seg.Torn {
+			// The tail of a write that a crash interrupted: it was never
+			// acknowledged. Cut it so that nothing follows garbage.
+			e.logger.Warn("Dropping the torn tail of a write-ahead log segment",
+				zap.String("segment", path), zap.Int64("valid_bytes", seg.ValidBytes), zap.Int64("torn_bytes", seg.TornBytes))
+			if err := wal.Truncate(dir, seg.Name, seg.ValidBytes); err != nil {
+				return chain.Head{}, err
+			}
+		}
+		var rest []entry.Entry
+		for _, en := range seg.Entries {
+			if en.Seq >= head.Size {
+				rest = append(rest, en)
+			}
+		}
+		for _, en := range rest {
+			if en.ChainID != e.cfg.ChainID || en.Seq != head.Size || en.PrevHash != head.Hash {
+				return chain.Head{}, fmt.Errorf("write-ahead log %s does not continue chain %q at seq %d (found chain %q seq %d); refusing to fork the chain",
+					path, e.cfg.ChainID, head.Size, en.ChainID, en.Seq)
+			}
+			head = chain.Head{Size: en.Seq + 1, Hash: en.EntryHash}
+		}
+		if len(rest) == 0 {
+			if err := os.Remove(path); err != nil {
+				return chain.Head{}, fmt.Errorf("removing %s: %w", path, err)
+			}
+			continue
+		}
+		b := &batch.Batch{Opened: e.now(), Entries: rest}
+		for i := range rest {
+			b.Bytes += parquetfile.EstimatedSize(&rest[i])
+		}
+		e.sealQ = append(e.sealQ, pending{b: b, segment: seg.Name})
+		e.tel.queued.Add(1)
+		recovered += len(rest)
+	}
+	if recovered > 0 {
+		e.logger.Info("Recovered entries from the write-ahead log", zap.Int("entries", recovered), zap.String("wal", dir))
+	}
+	return head, nil
 }
 
 // resumeHead finds the newest batch of chain id in st and returns the head
@@ -215,8 +322,9 @@ func resumeHead(ctx context.Context, st store.Store, id string) (chain.Head, err
 	return chain.Head{Size: f.LastSeq + 1, Hash: f.LastHash}, nil
 }
 
-// consumeTraces turns every audit-tagged span of td into a chained entry.
-// Spans without audit tags are counted and ignored.
+// consumeTraces turns every audit-tagged span of td into a chained entry
+// and returns once the entries are durable in the write-ahead log. Spans
+// without audit tags are counted and ignored.
 func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) error {
 	// Mapping is the costly part and needs no order: do it outside the lock.
 	var entries []entry.Entry
@@ -250,30 +358,80 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 		e.mu.Unlock()
 		return errShutdown
 	}
-	now := e.now()
-	var full []*batch.Batch
-	for i := range entries {
-		e.chain.Append(&entries[i])
-		full = append(full, e.batcher.Add(entries[i], parquetfile.EstimatedSize(&entries[i]), now)...)
+	if err := e.admit(); err != nil {
+		e.mu.Unlock()
+		e.tel.refused(ctx, len(entries))
+		return err
 	}
+	now := e.now()
+	for i := range entries {
+		if e.batcher.Due(now) {
+			e.sealLocked(e.batcher.Flush())
+		}
+		e.chain.Append(&entries[i])
+		e.wal.Append(&entries[i])
+		if full := e.batcher.Add(entries[i], parquetfile.EstimatedSize(&entries[i]), now); full != nil {
+			e.sealLocked(full)
+		}
+	}
+	end := e.wal.End()
 	e.tel.setHead(e.chain.Head())
-	e.enqueue(full...)
 	e.mu.Unlock()
 
+	// Group commit: one fsync covers every request that waits meanwhile.
+	if err := e.wal.Sync(end); err != nil {
+		return unavailable(fmt.Sprintf("agentaudit exporter: %v; restart the collector to recover", err))
+	}
 	e.tel.entriesAccepted(ctx, entries)
 	return nil
 }
 
-// enqueue hands sealed batches to the writer. Callers hold mu, so batches
-// are queued in chain order.
-func (e *auditExporter) enqueue(bs ...*batch.Batch) {
-	if len(bs) == 0 {
-		return
+// admit refuses new data while the spool is over its limit (the remote
+// store is not taking batches) or the write-ahead log has failed. Callers
+// hold mu.
+func (e *auditExporter) admit() error {
+	if err := e.wal.Err(); err != nil {
+		return unavailable(fmt.Sprintf("agentaudit exporter: %v; restart the collector to recover", err))
+	}
+	if e.spool == nil {
+		return nil
 	}
 	e.qmu.Lock()
-	e.sealQ = append(e.sealQ, bs...)
-	e.tel.queued.Add(int64(len(bs)))
+	used := e.spoolBytes
 	e.qmu.Unlock()
+	if used < e.cfg.Spool.MaxBytes {
+		return nil
+	}
+	return unavailable(fmt.Sprintf("agentaudit exporter: the spool %s is full (%d of %d bytes): the S3 store is not taking batches; retry later",
+		e.spool.Dir(), used, e.cfg.Spool.MaxBytes))
+}
+
+// unavailable is a retryable refusal: gRPC UNAVAILABLE with a retry delay,
+// which the OTLP receiver answers over HTTP with 503 and Retry-After.
+func unavailable(msg string) error {
+	st, err := status.New(codes.Unavailable, msg).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)})
+	if err != nil {
+		return status.Error(codes.Unavailable, msg)
+	}
+	return st.Err()
+}
+
+// sealLocked closes b's log segment and queues b for the writer. Callers
+// hold mu, so batches are queued in chain order. When the log has failed,
+// b is still queued (its entries may yet reach the trail) and the failure
+// surfaces in the requests' Sync.
+func (e *auditExporter) sealLocked(b *batch.Batch) {
+	if b == nil {
+		return
+	}
+	segment, err := e.wal.Rotate(e.chain.Head().Size)
+	if err != nil {
+		segment = ""
+	}
+	e.qmu.Lock()
+	e.sealQ = append(e.sealQ, pending{b: b, segment: segment})
+	e.qmu.Unlock()
+	e.tel.queued.Add(1)
 	signal(e.wakeWriter)
 }
 
@@ -296,21 +454,18 @@ func (e *auditExporter) tickLoop() {
 		case <-e.stopTick:
 			return
 		case <-t.C:
-			e.sealIfDue()
+			e.mu.Lock()
+			if e.batcher.Due(e.now()) {
+				e.sealLocked(e.batcher.Flush())
+			}
+			e.mu.Unlock()
 		}
 	}
 }
 
-func (e *auditExporter) sealIfDue() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.batcher.Due(e.now()) {
-		e.enqueue(e.batcher.Flush())
-	}
-}
-
-// writeLoop encodes sealed batches one at a time, in chain order, and
-// writes each to the spool, or to the store when there is no spool.
+// writeLoop encodes sealed batches one at a time, in chain order, writes
+// each to the spool, or to the store when there is no spool, and then
+// removes its write-ahead log segment.
 func (e *auditExporter) writeLoop() {
 	defer e.wg.Done()
 	defer func() {
@@ -321,22 +476,22 @@ func (e *auditExporter) writeLoop() {
 	}()
 	for {
 		e.qmu.Lock()
-		var next *batch.Batch
+		var next pending
 		if len(e.sealQ) > 0 {
 			next = e.sealQ[0]
 		}
-		done := e.sealDone && next == nil
+		done := e.sealDone && next.b == nil
 		e.qmu.Unlock()
 		if done {
 			return
 		}
-		if next == nil {
+		if next.b == nil {
 			if !e.wait(e.wakeWriter) {
 				return
 			}
 			continue
 		}
-		s, err := e.seal(next)
+		s, err := e.seal(next.b)
 		if err != nil {
 			// Our own entries always encode unless the batch is
 			// malformed, which is a bug: keep the batch and say so.
@@ -353,20 +508,45 @@ func (e *auditExporter) writeLoop() {
 		if !e.retry(where, s.key, func() error { return target.Put(context.Background(), s.key, s.data) }) {
 			return
 		}
+		e.tel.batchSealed(len(next.b.Entries))
 		e.qmu.Lock()
 		e.sealQ = e.sealQ[1:]
 		if e.spool != nil {
-			e.uploadQ = append(e.uploadQ, s.key)
-		} else {
-			e.tel.queued.Add(-1)
+			e.uploadQ = append(e.uploadQ, spooled{key: s.key, size: int64(len(s.data)), since: next.b.Opened})
+			e.spoolBytes += int64(len(s.data))
 		}
 		e.qmu.Unlock()
 		if e.spool != nil {
 			signal(e.wakeUpload)
 		} else {
-			e.tel.batchStored(s.entries)
+			e.tel.queued.Add(-1)
+			e.tel.batchStored(len(next.b.Entries))
+		}
+		if next.segment != "" {
+			// A segment left behind is harmless: recovery drops entries
+			// that a durable batch holds.
+			if err := e.wal.Remove(next.segment); err != nil {
+				e.logger.Warn("Cannot remove a write-ahead log segment", zap.Error(err))
+			}
 		}
 	}
+}
+
+// sealed is a batch encoded once, so that every retry writes the same bytes
+// under the same key.
+type sealed struct {
+	key  string
+	data []byte
+}
+
+// seal encodes b as a Parquet object.
+func (e *auditExporter) seal(b *batch.Batch) (*sealed, error) {
+	var buf bytes.Buffer
+	f, err := parquetfile.Encode(&buf, b.Entries)
+	if err != nil {
+		return nil, err
+	}
+	return &sealed{key: store.BatchKey(f.ChainID, f.FirstSeq, b.Opened), data: buf.Bytes()}, nil
 }
 
 // uploadLoop copies spooled batches to the remote store, oldest first, and
@@ -376,37 +556,38 @@ func (e *auditExporter) uploadLoop() {
 	ctx := context.Background()
 	for {
 		e.qmu.Lock()
-		key := ""
+		var next spooled
 		if len(e.uploadQ) > 0 {
-			key = e.uploadQ[0]
+			next = e.uploadQ[0]
 		}
-		done := e.writerDone && key == ""
+		done := e.writerDone && next.key == ""
 		e.qmu.Unlock()
 		if done {
 			return
 		}
-		if key == "" {
+		if next.key == "" {
 			if !e.wait(e.wakeUpload) {
 				return
 			}
 			continue
 		}
 		var data []byte
-		ok := e.retry("spool", key, func() (err error) {
-			data, err = e.spool.Get(ctx, key)
+		ok := e.retry("spool", next.key, func() (err error) {
+			data, err = e.spool.Get(ctx, next.key)
 			return err
-		}) && e.retry("store", key, func() error {
-			return e.store.Put(ctx, key, data)
-		}) && e.retry("spool", key, func() error {
-			return e.spool.Delete(ctx, key)
+		}) && e.retry("store", next.key, func() error {
+			return e.store.Put(ctx, next.key, data)
+		}) && e.retry("spool", next.key, func() error {
+			return e.spool.Delete(ctx, next.key)
 		})
 		if !ok {
 			return
 		}
 		e.qmu.Lock()
 		e.uploadQ = e.uploadQ[1:]
-		e.tel.queued.Add(-1)
+		e.spoolBytes -= next.size
 		e.qmu.Unlock()
+		e.tel.queued.Add(-1)
 		if f, err := parquetfile.ReadFooter(bytes.NewReader(data), int64(len(data))); err == nil {
 			e.tel.batchStored(int(f.EntryCount))
 		}
@@ -467,24 +648,31 @@ func (e *auditExporter) sleep(d time.Duration) bool {
 	}
 }
 
-// seal encodes b as a Parquet object.
-func (e *auditExporter) seal(b *batch.Batch) (*sealed, error) {
-	var buf bytes.Buffer
-	f, err := parquetfile.Encode(&buf, b.Entries)
-	if err != nil {
-		return nil, err
+// observe reports the queue gauges: spool bytes, the age of the oldest
+// batch not yet in the store, and the write-ahead log's fsyncs.
+func (e *auditExporter) observe() (spoolBytes int64, oldest time.Duration, walSyncs int64) {
+	e.qmu.Lock()
+	defer e.qmu.Unlock()
+	if e.wal != nil {
+		walSyncs = e.wal.Syncs()
 	}
-	return &sealed{
-		key:     store.BatchKey(f.ChainID, f.FirstSeq, b.Opened),
-		data:    buf.Bytes(),
-		entries: len(b.Entries),
-	}, nil
+	var since time.Time
+	switch {
+	case len(e.uploadQ) > 0:
+		since = e.uploadQ[0].since
+	case len(e.sealQ) > 0:
+		since = e.sealQ[0].b.Opened
+	}
+	if !since.IsZero() {
+		oldest = e.now().Sub(since)
+	}
+	return e.spoolBytes, oldest, walSyncs
 }
 
 // shutdown seals the open batch and waits until every sealed batch is
-// written, and with a spool uploaded, or ctx ends. Entries not yet written
-// anywhere are lost and reported as an error; batches still in the spool are
-// kept and uploaded at the next start.
+// written, and with a spool uploaded, or ctx ends. Nothing acknowledged is
+// lost either way: entries not yet in a batch are in the write-ahead log and
+// spooled batches in the spool, and the next start picks both up.
 func (e *auditExporter) shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
@@ -495,9 +683,7 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 	_ = e.tel.registration.Unregister()
 	started := e.chain != nil
 	if started {
-		if b := e.batcher.Flush(); b != nil {
-			e.enqueue(b)
-		}
+		e.sealLocked(e.batcher.Flush())
 	}
 	e.mu.Unlock()
 	if !started {
@@ -514,26 +700,34 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 		e.wg.Wait()
 		close(finished)
 	}()
+	// Everything acknowledged is durable already; the grace only lets
+	// batches reach the store before the process goes.
+	grace := time.NewTimer(shutdownGrace)
+	defer grace.Stop()
 	select {
 	case <-finished:
-		return nil
 	case <-ctx.Done():
+	case <-grace.C:
 	}
-	close(e.abort)
-	<-finished
+	select {
+	case <-finished:
+	default:
+		close(e.abort)
+		<-finished
+	}
+	walErr := e.wal.Close()
 	e.qmu.Lock()
 	defer e.qmu.Unlock()
 	if n := len(e.uploadQ); n > 0 {
 		e.logger.Warn("Audit batches wait in the spool; they are uploaded at the next start",
 			zap.Int("batches", n), zap.String("spool", e.spool.Dir()))
 	}
-	lost := 0
-	for _, b := range e.sealQ {
-		lost += len(b.Entries)
+	if n := len(e.sealQ); n > 0 {
+		e.logger.Warn("Audit entries wait in the write-ahead log; they are sealed at the next start",
+			zap.Int("batches", n), zap.Int64("first_seq", e.sealQ[0].b.Entries[0].Seq), zap.String("wal", e.wal.Dir()))
 	}
-	if lost == 0 {
-		return nil
+	if walErr != nil {
+		return fmt.Errorf("agentaudit exporter: %w", walErr)
 	}
-	return fmt.Errorf("agentaudit exporter: %d audit entries in %d batches were not written before shutdown ended (first seq %d): %w",
-		lost, len(e.sealQ), e.sealQ[0].Entries[0].Seq, ctx.Err())
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,12 +26,15 @@ import (
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
 var t0 = time.Date(2026, 3, 9, 14, 23, 7, 0, time.UTC)
 
-func testConfig() *Config {
+func testConfig(t *testing.T) *Config {
+	t.Helper()
 	cfg := createDefaultConfig().(*Config)
+	cfg.Spool.Directory = t.TempDir()
 	cfg.ChainID = "collector-1"
 	cfg.File = &FileConfig{Directory: "unused"}
 	cfg.Batch = BatchConfig{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour}
@@ -110,7 +114,9 @@ func metricValue(t *testing.T, tel *componenttest.Telemetry, name string, want .
 
 func newTestExporterWithSettings(t *testing.T, cfg *Config, st store.Store, set exporter.Settings) (*auditExporter, exporter.Traces) {
 	t.Helper()
-	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (stores, error) { return stores{trail: st}, nil })
+	exp, err := newAuditExporter(cfg, set, func(_ context.Context, cfg *Config) (stores, error) {
+		return stores{walDir: filepath.Join(cfg.Spool.Directory, "wal"), trail: st}, nil
+	})
 	require.NoError(t, err)
 	exp.now = func() time.Time { return t0 }
 	te, err := exp.asTraces(context.Background(), set)
@@ -153,7 +159,7 @@ func readTrail(t *testing.T, st store.Store, id string) []entry.Entry {
 
 func TestExportWritesChainedBatches(t *testing.T) {
 	st := store.NewMemory()
-	te, tel := newObservedExporter(t, testConfig(), st)
+	te, tel := newObservedExporter(t, testConfig(t), st)
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	require.NoError(t, te.ConsumeTraces(ctx, traces(10, "exec-1"))) // 5 audit spans
@@ -183,7 +189,7 @@ func TestExportWritesChainedBatches(t *testing.T) {
 
 func TestUnauditedSpansAreIgnored(t *testing.T) {
 	st := store.NewMemory()
-	_, te := newTestExporter(t, testConfig(), st)
+	_, te := newTestExporter(t, testConfig(t), st)
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	td := traces(2, "x")
@@ -197,7 +203,7 @@ func TestUnauditedSpansAreIgnored(t *testing.T) {
 
 func TestMaxAgeSealsIdleBatch(t *testing.T) {
 	st := store.NewMemory()
-	cfg := testConfig()
+	cfg := testConfig(t)
 	cfg.Batch.MaxAge = 20 * time.Millisecond
 	exp, te := newTestExporter(t, cfg, st)
 	var now atomic.Int64
@@ -219,7 +225,7 @@ func TestRestartResumesChain(t *testing.T) {
 	st := store.NewMemory()
 	ctx := context.Background()
 	for range 3 {
-		_, te := newTestExporter(t, testConfig(), st)
+		_, te := newTestExporter(t, testConfig(t), st)
 		require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 		require.NoError(t, te.ConsumeTraces(ctx, traces(6, "exec"))) // 3 entries
 		require.NoError(t, te.Shutdown(ctx))
@@ -233,7 +239,7 @@ func TestOtherChainsAreLeftAlone(t *testing.T) {
 	st := store.NewMemory()
 	ctx := context.Background()
 	for _, id := range []string{"collector-1", "collector-2", "collector-1"} {
-		cfg := testConfig()
+		cfg := testConfig(t)
 		cfg.ChainID = id
 		_, te := newTestExporter(t, cfg, st)
 		require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
@@ -248,7 +254,7 @@ func TestStartRefusesUnreadableHead(t *testing.T) {
 	st := store.NewMemory()
 	ctx := context.Background()
 	require.NoError(t, st.Put(ctx, store.BatchKey("collector-1", 0, t0), []byte("not parquet")))
-	_, te := newTestExporter(t, testConfig(), st)
+	_, te := newTestExporter(t, testConfig(t), st)
 	err := te.Start(ctx, componenttest.NewNopHost())
 	require.Error(t, err, "a chain whose head cannot be read must not be forked")
 	assert.ErrorIs(t, err, parquetfile.ErrCorrupt)
@@ -280,7 +286,7 @@ func (f *flakyStore) Put(ctx context.Context, key string, data []byte) error {
 
 func TestStoreFailuresAreRetriedWithTheSameBytes(t *testing.T) {
 	st := &flakyStore{Store: store.NewMemory(), failures: 3, attempts: map[string][][]byte{}}
-	_, te := newTestExporter(t, testConfig(), st)
+	_, te := newTestExporter(t, testConfig(t), st)
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	require.NoError(t, te.ConsumeTraces(ctx, traces(16, "exec"))) // 8 entries, 2 batches
@@ -296,24 +302,40 @@ func TestStoreFailuresAreRetriedWithTheSameBytes(t *testing.T) {
 		"the second batch waits behind the first")
 }
 
-func TestShutdownReportsWhatCouldNotBeStored(t *testing.T) {
-	st := &flakyStore{Store: store.NewMemory(), failures: 1 << 30, attempts: map[string][][]byte{}}
-	_, te := newTestExporter(t, testConfig(), st)
+func TestShutdownKeepsUnwrittenEntriesInTheLog(t *testing.T) {
+	mem := store.NewMemory()
+	down := &flakyStore{Store: mem, failures: 1 << 30, attempts: map[string][][]byte{}}
+	cfg := testConfig(t)
+	_, te := newTestExporter(t, cfg, down)
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
-	require.NoError(t, te.ConsumeTraces(ctx, traces(10, "exec"))) // 5 entries
+	require.NoError(t, te.ConsumeTraces(ctx, traces(10, "exec"))) // 5 entries, acknowledged
 	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	err := te.Shutdown(sctx)
-	require.Error(t, err)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Contains(t, err.Error(), "5 audit entries in 2 batches were not written")
+	require.NoError(t, te.Shutdown(sctx), "nothing acknowledged is lost: it waits in the write-ahead log")
+	keys, err := mem.List(ctx, "")
+	require.NoError(t, err)
+	assert.Empty(t, keys, "the store took nothing")
+
+	// The next run seals the logged entries and continues the chain.
+	_, te = newTestExporter(t, cfg, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(2, "next")))
+	require.NoError(t, te.Shutdown(ctx))
+	es := readTrail(t, mem, "collector-1")
+	require.Len(t, es, 6)
+	assert.Equal(t, "exec", es[4].ExecutionID)
+	assert.Equal(t, "next", es[5].ExecutionID)
+	segs, err := wal.Recover(filepath.Join(cfg.Spool.Directory, "wal"), "collector-1")
+	require.NoError(t, err)
+	assert.Empty(t, segs, "segments go once their batches are stored")
 }
 
 func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
 	mem := store.NewMemory()
 	ctx := context.Background()
-	te, tel := newObservedExporter(t, testConfig(), mem)
+	cfg := testConfig(t)
+	te, tel := newObservedExporter(t, cfg, mem)
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	// Another writer with the same chain id stores its first batch after
 	// this one started.
@@ -322,22 +344,22 @@ func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
 	require.NoError(t, te.ConsumeTraces(ctx, traces(8, "exec"))) // one full batch of 4
 	require.Eventually(t, func() bool {
 		return metricValue(t, tel, "otelcol_agentaudit_store_errors", attribute.String("kind", "conflict")) > 0
-	}, 10*time.Second, 5*time.Millisecond)
+	}, 10*time.Second, 5*time.Millisecond, "the conflict is counted")
 	assert.Equal(t, int64(1), metricValue(t, tel, "otelcol_agentaudit_batches_queued"), "the batch is kept, not dropped")
 	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	err := te.Shutdown(sctx)
-	require.Error(t, err, "the conflicting batch is kept, not dropped, and reported")
-	assert.Contains(t, err.Error(), "4 audit entries in 1 batches were not written")
+	require.NoError(t, te.Shutdown(sctx))
 	got, err := mem.Get(ctx, key)
 	require.NoError(t, err)
 	assert.Equal(t, "someone else's batch", string(got), "the other writer's object is never replaced")
-	assert.Positive(t, metricValue(t, tel, "otelcol_agentaudit_store_errors", attribute.String("kind", "conflict")),
-		"the conflict is counted")
+	segs, err := wal.Recover(filepath.Join(cfg.Spool.Directory, "wal"), "collector-1")
+	require.NoError(t, err)
+	require.Len(t, segs, 1, "our entries stay in the write-ahead log")
+	assert.Len(t, segs[0].Entries, 4)
 }
 
 func TestConsumeAfterShutdownFails(t *testing.T) {
-	_, te := newTestExporter(t, testConfig(), store.NewMemory())
+	_, te := newTestExporter(t, testConfig(t), store.NewMemory())
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	require.NoError(t, te.Shutdown(ctx))
@@ -365,10 +387,11 @@ func TestFactoryLifecycleWithFileStore(t *testing.T) {
 func newSpooledExporter(t *testing.T, remote store.Store, spoolDir string) exporter.Traces {
 	t.Helper()
 	set := exportertest.NewNopSettings(metadata.Type)
-	cfg := testConfig()
+	cfg := testConfig(t)
+	cfg.Spool.Directory = spoolDir
 	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (stores, error) {
-		spool, err := store.NewFS(spoolDir)
-		return stores{trail: remote, spool: spool}, err
+		spool, err := store.NewFS(filepath.Join(spoolDir, "batches"))
+		return stores{walDir: filepath.Join(spoolDir, "wal"), trail: remote, spool: spool}, err
 	})
 	require.NoError(t, err)
 	exp.now = func() time.Time { return t0 }
@@ -377,9 +400,9 @@ func newSpooledExporter(t *testing.T, remote store.Store, spoolDir string) expor
 	return te
 }
 
-func spooled(t *testing.T, dir string) []string {
+func spoolKeys(t *testing.T, dir string) []string {
 	t.Helper()
-	fs, err := store.NewFS(dir)
+	fs, err := store.NewFS(filepath.Join(dir, "batches"))
 	require.NoError(t, err)
 	keys, err := fs.List(context.Background(), "")
 	require.NoError(t, err)
@@ -395,7 +418,7 @@ func TestSpoolUploadsInOrderAndEmpties(t *testing.T) {
 	require.NoError(t, te.ConsumeTraces(ctx, traces(20, "exec"))) // 10 entries, 3 batches
 	require.NoError(t, te.Shutdown(ctx))
 	assert.Len(t, readTrail(t, remote, "collector-1"), 10)
-	assert.Empty(t, spooled(t, dir), "uploaded batches leave the spool")
+	assert.Empty(t, spoolKeys(t, dir), "uploaded batches leave the spool")
 }
 
 func TestSpoolKeepsBatchesThroughAnOutageAndRestart(t *testing.T) {
@@ -410,7 +433,7 @@ func TestSpoolKeepsBatchesThroughAnOutageAndRestart(t *testing.T) {
 	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	require.NoError(t, te.Shutdown(sctx), "batches that reached the spool are not lost")
-	assert.Len(t, spooled(t, dir), 2)
+	assert.Len(t, spoolKeys(t, dir), 2)
 	keys, err := mem.List(ctx, "")
 	require.NoError(t, err)
 	assert.Empty(t, keys, "the store was down")
@@ -425,5 +448,5 @@ func TestSpoolKeepsBatchesThroughAnOutageAndRestart(t *testing.T) {
 	require.Len(t, es, 8)
 	assert.Equal(t, "before", es[5].ExecutionID)
 	assert.Equal(t, "after", es[6].ExecutionID)
-	assert.Empty(t, spooled(t, dir))
+	assert.Empty(t, spoolKeys(t, dir))
 }

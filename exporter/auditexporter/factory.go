@@ -21,6 +21,7 @@ const (
 	defaultMaxAge     = 10 * time.Second
 
 	defaultSpoolDirectory = "./audit-spool"
+	defaultSpoolMaxBytes  = 1 << 30
 )
 
 // NewFactory returns the factory of the agentaudit exporter.
@@ -36,7 +37,7 @@ func createDefaultConfig() component.Config {
 	return &Config{
 		ChainID:       defaultChainID(),
 		MaxValueBytes: entry.DefaultMaxValueBytes,
-		Spool:         SpoolConfig{Directory: defaultSpoolDirectory},
+		Spool:         SpoolConfig{Directory: defaultSpoolDirectory, MaxBytes: defaultSpoolMaxBytes},
 		Batch: BatchConfig{
 			MaxEntries: defaultMaxEntries,
 			MaxBytes:   defaultMaxBytes,

@@ -3,6 +3,7 @@ package auditexporter // import "github.com/agentaudit/agentaudit/exporter/audit
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/otel/attribute"
@@ -13,52 +14,52 @@ import (
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
+// observer reports the gauges read from the exporter's queues.
+type observer func() (spoolBytes int64, oldest time.Duration, walSyncs int64)
+
 // telemetry is the exporter's own metrics. The hot path only counts.
 type telemetry struct {
 	accepted      metric.Int64Counter
 	withProblems  metric.Int64Counter
 	ignored       metric.Int64Counter
+	refusedCount  metric.Int64Counter
+	entriesSealed metric.Int64Counter
 	batchesStored metric.Int64Counter
 	entriesStored metric.Int64Counter
 	storeErrors   metric.Int64Counter
 	headSeq       atomic.Int64 // seq of the last entry, -1 when none
-	queued        atomic.Int64 // sealed batches not yet stored
+	queued        atomic.Int64 // sealed batches not yet in the store
 	conflictAttr  metric.MeasurementOption
 	transientAttr metric.MeasurementOption
 	registration  metric.Registration
 }
 
-func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
+func newTelemetry(set component.TelemetrySettings, observe observer) (*telemetry, error) {
 	m := set.MeterProvider.Meter(metadata.ScopeName)
 	t := &telemetry{
 		conflictAttr:  metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "conflict"))),
 		transientAttr: metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "transient"))),
 	}
 	t.headSeq.Store(-1)
-	var err error
-	if t.accepted, err = m.Int64Counter("otelcol_agentaudit_entries_accepted",
-		metric.WithDescription("Audit entries appended to the chain."), metric.WithUnit("{entry}")); err != nil {
-		return nil, err
+	counters := []struct {
+		dst        *metric.Int64Counter
+		name, desc string
+		unit       string
+	}{
+		{&t.accepted, "otelcol_agentaudit_entries_accepted", "Audit entries chained and durable in the write-ahead log (acknowledged).", "{entry}"},
+		{&t.withProblems, "otelcol_agentaudit_entries_with_problems", "Accepted entries whose span had missing or malformed fields (see the validation column).", "{entry}"},
+		{&t.ignored, "otelcol_agentaudit_spans_ignored", "Spans without audit tags that reached the exporter and were not recorded.", "{span}"},
+		{&t.refusedCount, "otelcol_agentaudit_entries_refused", "Audit entries refused with a retryable error (spool full or write-ahead log failed).", "{entry}"},
+		{&t.entriesSealed, "otelcol_agentaudit_entries_sealed", "Entries sealed into Parquet batches on local disk (the spool, or the file store).", "{entry}"},
+		{&t.batchesStored, "otelcol_agentaudit_batches_stored", "Sealed batches written to the store.", "{batch}"},
+		{&t.entriesStored, "otelcol_agentaudit_entries_stored", "Audit entries written to the store.", "{entry}"},
+		{&t.storeErrors, "otelcol_agentaudit_store_errors", "Failed attempts to write a sealed batch; kind=conflict means another writer uses this chain id.", "{error}"},
 	}
-	if t.withProblems, err = m.Int64Counter("otelcol_agentaudit_entries_with_problems",
-		metric.WithDescription("Audit entries whose span had missing or malformed fields (see the validation column)."), metric.WithUnit("{entry}")); err != nil {
-		return nil, err
-	}
-	if t.ignored, err = m.Int64Counter("otelcol_agentaudit_spans_ignored",
-		metric.WithDescription("Spans without audit tags that reached the exporter and were not recorded."), metric.WithUnit("{span}")); err != nil {
-		return nil, err
-	}
-	if t.batchesStored, err = m.Int64Counter("otelcol_agentaudit_batches_stored",
-		metric.WithDescription("Sealed batches written to the store."), metric.WithUnit("{batch}")); err != nil {
-		return nil, err
-	}
-	if t.entriesStored, err = m.Int64Counter("otelcol_agentaudit_entries_stored",
-		metric.WithDescription("Audit entries written to the store."), metric.WithUnit("{entry}")); err != nil {
-		return nil, err
-	}
-	if t.storeErrors, err = m.Int64Counter("otelcol_agentaudit_store_errors",
-		metric.WithDescription("Failed attempts to store a sealed batch; kind=conflict means another writer uses this chain id."), metric.WithUnit("{error}")); err != nil {
-		return nil, err
+	for _, c := range counters {
+		var err error
+		if *c.dst, err = m.Int64Counter(c.name, metric.WithDescription(c.desc), metric.WithUnit(c.unit)); err != nil {
+			return nil, err
+		}
 	}
 	head, err := m.Int64ObservableGauge("otelcol_agentaudit_chain_head_seq",
 		metric.WithDescription("Seq of the last entry appended to the chain (-1 when empty)."), metric.WithUnit("{entry}"))
@@ -70,11 +71,30 @@ func newTelemetry(set component.TelemetrySettings) (*telemetry, error) {
 	if err != nil {
 		return nil, err
 	}
+	spool, err := m.Int64ObservableGauge("otelcol_agentaudit_spool_bytes",
+		metric.WithDescription("Bytes of sealed batches waiting in the spool for the S3 store."), metric.WithUnit("By"))
+	if err != nil {
+		return nil, err
+	}
+	oldest, err := m.Float64ObservableGauge("otelcol_agentaudit_oldest_unstored_seconds",
+		metric.WithDescription("Age of the oldest sealed batch not yet in the store (0 when none)."), metric.WithUnit("s"))
+	if err != nil {
+		return nil, err
+	}
+	syncs, err := m.Int64ObservableCounter("otelcol_agentaudit_wal_syncs",
+		metric.WithDescription("fsyncs of the write-ahead log; fewer than requests when group commit shares them."), metric.WithUnit("{fsync}"))
+	if err != nil {
+		return nil, err
+	}
 	t.registration, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		bytes, age, n := observe()
 		o.ObserveInt64(head, t.headSeq.Load())
 		o.ObserveInt64(queued, t.queued.Load())
+		o.ObserveInt64(spool, bytes)
+		o.ObserveFloat64(oldest, age.Seconds())
+		o.ObserveInt64(syncs, n)
 		return nil
-	}, head, queued)
+	}, head, queued, spool, oldest, syncs)
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +109,8 @@ func (t *telemetry) spansIgnored(ctx context.Context, n int) {
 	}
 }
 
+func (t *telemetry) refused(ctx context.Context, n int) { t.refusedCount.Add(ctx, int64(n)) }
+
 func (t *telemetry) entriesAccepted(ctx context.Context, es []entry.Entry) {
 	t.accepted.Add(ctx, int64(len(es)))
 	problems := 0
@@ -100,6 +122,10 @@ func (t *telemetry) entriesAccepted(ctx context.Context, es []entry.Entry) {
 	if problems > 0 {
 		t.withProblems.Add(ctx, int64(problems))
 	}
+}
+
+func (t *telemetry) batchSealed(entries int) {
+	t.entriesSealed.Add(context.Background(), int64(entries))
 }
 
 func (t *telemetry) batchStored(entries int) {

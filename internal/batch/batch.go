@@ -12,9 +12,9 @@ import (
 )
 
 // Limits bound a batch. A batch is sealed when it reaches MaxEntries or
-// MaxBytes, when it has been open for MaxAge, or before an entry arrives on
-// a later UTC day than the one the batch was opened on (so that a batch lies
-// in one dt= partition).
+// MaxBytes, when it has been open for MaxAge, or when a later UTC day begins
+// than the one the batch was opened on (so that a batch lies in one dt=
+// partition).
 type Limits struct {
 	MaxEntries int
 	MaxBytes   int
@@ -47,25 +47,21 @@ func New(limits Limits) *Batcher {
 	return &Batcher{limits: limits}
 }
 
-// Add appends e, whose estimated encoded size is size, at time now. It
-// returns the batches this sealed, oldest first: the open batch when e
-// belongs to a later UTC day, and the batch holding e when e filled it.
-func (b *Batcher) Add(e entry.Entry, size int, now time.Time) []*Batch {
-	var sealed []*Batch
-	if b.open != nil && utcDay(now) != utcDay(b.open.Opened) {
-		sealed = append(sealed, b.open)
-		b.open = nil
-	}
+// Add appends e, whose estimated encoded size is size, at time now, and
+// returns the batch when e filled it (nil otherwise). Callers first seal the
+// open batch when Due(now) says so, which keeps a batch within one UTC day.
+func (b *Batcher) Add(e entry.Entry, size int, now time.Time) *Batch {
 	if b.open == nil {
 		b.open = &Batch{Opened: now, Entries: make([]entry.Entry, 0, min(b.limits.MaxEntries, 1024))}
 	}
 	b.open.Entries = append(b.open.Entries, e)
 	b.open.Bytes += size
-	if len(b.open.Entries) >= b.limits.MaxEntries || (b.limits.MaxBytes > 0 && b.open.Bytes >= b.limits.MaxBytes) {
-		sealed = append(sealed, b.open)
-		b.open = nil
+	if len(b.open.Entries) < b.limits.MaxEntries && (b.limits.MaxBytes <= 0 || b.open.Bytes < b.limits.MaxBytes) {
+		return nil
 	}
-	return sealed
+	full := b.open
+	b.open = nil
+	return full
 }
 
 // Due reports whether the open batch has reached MaxAge or been overtaken by

@@ -24,7 +24,9 @@ func TestAddSealsByCount(t *testing.T) {
 	b := New(Limits{MaxEntries: 3, MaxBytes: 1 << 20, MaxAge: time.Minute})
 	var sealed []*Batch
 	for i := range int64(7) {
-		sealed = append(sealed, b.Add(entry.Entry{Seq: i}, 10, t0)...)
+		if full := b.Add(entry.Entry{Seq: i}, 10, t0); full != nil {
+			sealed = append(sealed, full)
+		}
 	}
 	require.Len(t, sealed, 2)
 	assert.Equal(t, []int64{0, 1, 2}, seqs(sealed[0]))
@@ -39,15 +41,15 @@ func TestAddSealsByCount(t *testing.T) {
 
 func TestAddSealsByBytes(t *testing.T) {
 	b := New(Limits{MaxEntries: 100, MaxBytes: 25, MaxAge: time.Minute})
-	assert.Empty(t, b.Add(entry.Entry{Seq: 0}, 10, t0))
-	assert.Empty(t, b.Add(entry.Entry{Seq: 1}, 10, t0))
-	sealed := b.Add(entry.Entry{Seq: 2}, 10, t0)
-	require.Len(t, sealed, 1)
-	assert.Equal(t, []int64{0, 1, 2}, seqs(sealed[0]))
+	assert.Nil(t, b.Add(entry.Entry{Seq: 0}, 10, t0))
+	assert.Nil(t, b.Add(entry.Entry{Seq: 1}, 10, t0))
+	full := b.Add(entry.Entry{Seq: 2}, 10, t0)
+	require.NotNil(t, full)
+	assert.Equal(t, []int64{0, 1, 2}, seqs(full))
 	// An entry larger than the limit is a batch of its own.
-	sealed = b.Add(entry.Entry{Seq: 3}, 1000, t0)
-	require.Len(t, sealed, 1)
-	assert.Equal(t, []int64{3}, seqs(sealed[0]))
+	full = b.Add(entry.Entry{Seq: 3}, 1000, t0)
+	require.NotNil(t, full)
+	assert.Equal(t, []int64{3}, seqs(full))
 }
 
 func TestDueByAge(t *testing.T) {
@@ -59,24 +61,25 @@ func TestDueByAge(t *testing.T) {
 	assert.Equal(t, t0, b.Flush().Opened)
 }
 
-func TestNewDaySealsOpenBatch(t *testing.T) {
+func TestNewDayMakesBatchDue(t *testing.T) {
 	b := New(Limits{MaxEntries: 100, MaxBytes: 1 << 20, MaxAge: time.Hour})
 	late := time.Date(2026, 3, 9, 23, 59, 59, 0, time.UTC)
 	b.Add(entry.Entry{Seq: 0}, 1, late)
+	assert.False(t, b.Due(late.Add(500*time.Millisecond)))
 	assert.True(t, b.Due(late.Add(2*time.Second)), "a new UTC day makes the batch due before MaxAge")
-	sealed := b.Add(entry.Entry{Seq: 1}, 1, late.Add(2*time.Second))
-	require.Len(t, sealed, 1, "the batch of the previous day is sealed before the entry is added")
-	assert.Equal(t, []int64{0}, seqs(sealed[0]))
+	assert.Equal(t, []int64{0}, seqs(b.Flush()))
+	b.Add(entry.Entry{Seq: 1}, 1, late.Add(2*time.Second))
 	next := b.Flush()
 	assert.Equal(t, []int64{1}, seqs(next))
 	assert.Equal(t, "2026-03-10", next.Opened.UTC().Format(time.DateOnly))
 }
 
 func TestDayIsUTC(t *testing.T) {
-	b := New(Limits{MaxEntries: 100, MaxBytes: 1 << 20, MaxAge: time.Hour})
+	b := New(Limits{MaxEntries: 100, MaxBytes: 1 << 20, MaxAge: 2 * time.Hour})
 	tz := time.FixedZone("UTC+5", 5*3600)
 	// 23:30 and 00:30 local are 18:30 and 19:30 UTC: the same UTC day.
 	b.Add(entry.Entry{Seq: 0}, 1, time.Date(2026, 3, 9, 23, 30, 0, 0, tz))
-	assert.Empty(t, b.Add(entry.Entry{Seq: 1}, 1, time.Date(2026, 3, 10, 0, 30, 0, 0, tz)))
+	assert.False(t, b.Due(time.Date(2026, 3, 10, 0, 30, 0, 0, tz)))
+	assert.Nil(t, b.Add(entry.Entry{Seq: 1}, 1, time.Date(2026, 3, 10, 0, 30, 0, 0, tz)))
 	assert.Equal(t, 2, b.Len())
 }

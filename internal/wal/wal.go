@@ -244,6 +244,13 @@ func (l *Log) Close() error {
 	return nil
 }
 
+// Err returns the failure that broke the log (wrapping ErrBroken), or nil.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
 // Syncs returns the number of fsyncs done so far.
 func (l *Log) Syncs() int64 {
 	l.mu.Lock()
