@@ -257,6 +257,18 @@ func (c *collector) metric(name string) (float64, bool) {
 	return sum, found
 }
 
+// kill ends the collector with SIGKILL, as a crash would: no shutdown, no
+// flush.
+func (c *collector) kill() {
+	c.t.Helper()
+	require.NoError(c.t, c.cmd.Process.Kill())
+	select {
+	case <-c.exited:
+	case <-time.After(30 * time.Second):
+		c.t.Fatalf("collector did not die within 30s of SIGKILL")
+	}
+}
+
 // waitExit waits for the collector to exit by itself and returns its exit
 // error.
 func (c *collector) waitExit() error {
