@@ -2,9 +2,12 @@ package auditexporter
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,4 +178,72 @@ func TestGroupCommitSharesFsyncs(t *testing.T) {
 	assert.Less(t, syncs, int64(clients*requests), "concurrent requests share fsyncs")
 	require.NoError(t, te.Shutdown(ctx))
 	assert.Len(t, readTrail(t, mem, "collector-1"), clients*requests)
+}
+
+// mountTmpfs mounts a tmpfs of size bytes at a new directory, to make a
+// real "disk full". It needs root; without it the test is skipped, except
+// under CI=true, where it fails.
+func mountTmpfs(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mounting a tmpfs for the disk-full test: %v", err)
+		}
+		t.Skipf("mounting a tmpfs needs root: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, 0) })
+	return dir
+}
+
+func TestDiskFullRefusesAndLosesNothingAcknowledged(t *testing.T) {
+	dir := mountTmpfs(t, 64<<10)
+	mem := store.NewMemory()
+	cfg := testConfig(t)
+	cfg.Spool.Directory = dir
+	cfg.Batch.MaxEntries = 10_000
+	ctx := context.Background()
+	_, te := newTestExporter(t, cfg, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+
+	// Requests of 2 entries with 4 KiB values, until the disk is full.
+	big := traces(4, "acked")
+	spans := big.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+	for i := 0; i < spans.Len(); i++ {
+		if entry.IsAudit(spans.At(i)) {
+			spans.At(i).Attributes().PutStr(entry.KeyValueProposed, strings.Repeat("x", 4<<10))
+		}
+	}
+	acked := 0
+	var refusal error
+	for range 100 {
+		if refusal = te.ConsumeTraces(ctx, big); refusal != nil {
+			break
+		}
+		acked += 2
+	}
+	require.Error(t, refusal, "the disk fills up")
+	st, ok := status.FromError(refusal)
+	require.True(t, ok)
+	assert.Equal(t, codes.Unavailable, st.Code(), "retryable")
+	assert.Contains(t, st.Message(), filepath.Join(dir, "wal"), "the error names the path")
+	assert.Contains(t, st.Message(), "no space left on device")
+	err := te.ConsumeTraces(ctx, traces(2, "later"))
+	require.Error(t, err, "refused until the collector restarts and recovers")
+	assert.ErrorIs(t, te.Shutdown(ctx), wal.ErrBroken, "shutdown reports the failure too")
+	stored := readTrail(t, mem, "collector-1")
+	assert.Len(t, stored, acked, "exactly the acknowledged entries reached the trail")
+
+	// Space comes back; the restart recovers the log and continues the chain.
+	require.NoError(t, syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_REMOUNT, "size=4m"))
+	_, te = newTestExporter(t, cfg, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(2, "after")))
+	require.NoError(t, te.Shutdown(ctx))
+	es := readTrail(t, mem, "collector-1")
+	require.Len(t, es, acked+1, "every acknowledged entry once, then the new one")
+	for _, e := range es[:acked] {
+		assert.Equal(t, "acked", e.ExecutionID)
+	}
+	assert.Equal(t, "after", es[acked].ExecutionID)
 }

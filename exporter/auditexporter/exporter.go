@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
@@ -119,6 +120,9 @@ type auditExporter struct {
 	spool *store.FS
 	wal   *wal.Log
 
+	host       component.Host
+	reportOnce sync.Once
+
 	mu      sync.Mutex
 	chain   *chain.Chain
 	batcher *batch.Batcher
@@ -168,7 +172,8 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 // are sealed into batches again, and spooled batches are uploaded first. It
 // refuses to start rather than fork the chain when something does not line
 // up.
-func (e *auditExporter) start(ctx context.Context, _ component.Host) error {
+func (e *auditExporter) start(ctx context.Context, host component.Host) error {
+	e.host = host
 	st, err := e.open(ctx, e.cfg)
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
@@ -380,10 +385,23 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 
 	// Group commit: one fsync covers every request that waits meanwhile.
 	if err := e.wal.Sync(end); err != nil {
+		e.walFailed(err)
 		return unavailable(fmt.Sprintf("agentaudit exporter: %v; restart the collector to recover", err))
 	}
 	e.tel.entriesAccepted(ctx, entries)
 	return nil
+}
+
+// walFailed reports, once, that the write-ahead log broke: the exporter
+// refuses audit data from now on (the rest of the collector keeps working)
+// until a restart recovers the log.
+func (e *auditExporter) walFailed(err error) {
+	e.reportOnce.Do(func() {
+		e.logger.Error("The write-ahead log failed; audit data is refused until the collector restarts", zap.Error(err))
+		if e.host != nil {
+			componentstatus.ReportStatus(e.host, componentstatus.NewPermanentErrorEvent(err))
+		}
+	})
 }
 
 // admit refuses new data while the spool is over its limit (the remote
@@ -391,6 +409,7 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 // hold mu.
 func (e *auditExporter) admit() error {
 	if err := e.wal.Err(); err != nil {
+		e.walFailed(err)
 		return unavailable(fmt.Sprintf("agentaudit exporter: %v; restart the collector to recover", err))
 	}
 	if e.spool == nil {
@@ -491,6 +510,9 @@ func (e *auditExporter) writeLoop() {
 			}
 			continue
 		}
+		if e.wal.Err() != nil && !e.keepDurable(&next) {
+			continue
+		}
 		s, err := e.seal(next.b)
 		if err != nil {
 			// Our own entries always encode unless the batch is
@@ -530,6 +552,34 @@ func (e *auditExporter) writeLoop() {
 			}
 		}
 	}
+}
+
+// keepDurable trims a batch, once the write-ahead log has failed, to the
+// entries that were durable (and so acknowledged) before the failure; the
+// others were refused to their clients and must not reach the trail, or a
+// client's retry would record them twice. It reports false, and drops the
+// batch, when nothing is left. The restart recovers the same prefix from the
+// log and continues the chain after it.
+func (e *auditExporter) keepDurable(p *pending) bool {
+	last := e.wal.DurableSeq()
+	n := 0
+	for n < len(p.b.Entries) && p.b.Entries[n].Seq <= last {
+		n++
+	}
+	if n == len(p.b.Entries) {
+		return true
+	}
+	e.logger.Error("Dropping audit entries that were refused to their clients after the write-ahead log failed",
+		zap.Int64("first_seq", p.b.Entries[n].Seq), zap.Int("entries", len(p.b.Entries)-n))
+	p.b.Entries = p.b.Entries[:n]
+	if n > 0 {
+		return true
+	}
+	e.qmu.Lock()
+	e.sealQ = e.sealQ[1:]
+	e.qmu.Unlock()
+	e.tel.queued.Add(-1)
+	return false
 }
 
 // sealed is a batch encoded once, so that every retry writes the same bytes

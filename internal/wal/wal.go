@@ -77,10 +77,14 @@ type Log struct {
 	spare    []byte
 	appended int64 // bytes appended since Open (a log sequence number)
 	durable  int64 // bytes written and fsynced
-	syncing  bool  // a Sync is writing and fsyncing
-	err      error // sticky, wraps ErrBroken
-	syncs    int64 // fsyncs done
-	scratch  []byte
+	// lastSeq and durableSeq are the seqs of the last entry appended and of
+	// the last entry durable.
+	lastSeq, durableSeq int64
+	size                int64 // durable length of the current segment
+	syncing             bool  // a Sync is writing and fsyncing
+	err                 error // sticky, wraps ErrBroken
+	syncs               int64 // fsyncs done
+	scratch             []byte
 }
 
 // Open creates the segment of chainID that starts at firstSeq in dir
@@ -90,7 +94,7 @@ func Open(dir, chainID string, firstSeq int64) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("wal: creating %s: %w", dir, err)
 	}
-	l := &Log{dir: dir, chainID: chainID}
+	l := &Log{dir: dir, chainID: chainID, lastSeq: firstSeq - 1, durableSeq: firstSeq - 1}
 	l.cond = sync.NewCond(&l.mu)
 	if err := l.create(firstSeq); err != nil {
 		return nil, err
@@ -109,7 +113,7 @@ func (l *Log) create(firstSeq int64) error {
 		f.Close()
 		return err
 	}
-	l.f, l.name = f, name
+	l.f, l.name, l.size = f, name, 0
 	return nil
 }
 
@@ -128,6 +132,7 @@ func (l *Log) Append(e *entry.Entry) {
 	l.pending = append(l.pending, hdr[:]...)
 	l.pending = append(l.pending, l.scratch...)
 	l.appended += int64(headerSize + len(l.scratch))
+	l.lastSeq = e.Seq
 }
 
 // End returns the position after the last record appended.
@@ -161,12 +166,22 @@ func (l *Log) Sync(pos int64) error {
 // that appends go on. Callers hold mu and have checked !l.syncing.
 func (l *Log) flushLocked() {
 	l.syncing = true
-	buf, target, f := l.pending, l.appended, l.f
+	buf, target, targetSeq, f, size := l.pending, l.appended, l.lastSeq, l.f, l.size
 	l.pending, l.spare = l.spare[:0], nil
 	l.mu.Unlock()
 	_, err := f.Write(buf)
 	if err == nil {
 		err = f.Sync()
+	}
+	if err != nil {
+		// Cut what part of buf reached the file (a disk that filled up
+		// mid-write), so that recovery never finds records whose requests
+		// were refused: their clients retry them.
+		if terr := f.Truncate(size); terr != nil {
+			err = fmt.Errorf("%w (and cutting the failed write: %w)", err, terr)
+		} else if serr := f.Sync(); serr != nil {
+			err = fmt.Errorf("%w (and syncing the cut: %w)", err, serr)
+		}
 	}
 	l.mu.Lock()
 	l.syncing = false
@@ -175,7 +190,8 @@ func (l *Log) flushLocked() {
 		l.err = fmt.Errorf("%w: %s: %w", ErrBroken, filepath.Join(l.dir, l.name), err)
 	}
 	if err == nil {
-		l.durable = target
+		l.durable, l.durableSeq = target, targetSeq
+		l.size += int64(len(buf))
 	}
 	if cap(buf) <= 4<<20 {
 		l.spare = buf[:0]
@@ -242,6 +258,14 @@ func (l *Log) Close() error {
 		return l.Remove(l.name)
 	}
 	return nil
+}
+
+// DurableSeq returns the seq of the last entry known durable. After the log
+// broke, entries past it were never acknowledged.
+func (l *Log) DurableSeq() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.durableSeq
 }
 
 // Err returns the failure that broke the log (wrapping ErrBroken), or nil.

@@ -39,11 +39,13 @@ func TestAppendSyncRecover(t *testing.T) {
 	c := chain.New("c", chain.Genesis())
 	l, err := Open(dir, "c", 0)
 	require.NoError(t, err)
+	assert.Equal(t, int64(-1), l.DurableSeq())
 	want := entries(c, 5)
 	for i := range want {
 		l.Append(&want[i])
 	}
 	require.NoError(t, l.Sync(l.End()))
+	assert.Equal(t, int64(4), l.DurableSeq())
 
 	segs, err := Recover(dir, "c")
 	require.NoError(t, err)
@@ -200,6 +202,8 @@ func TestWriteFailureBreaksTheLog(t *testing.T) {
 	l.Append(&es[1])
 	err = l.Sync(l.End())
 	require.ErrorIs(t, err, ErrBroken)
+	assert.Equal(t, int64(0), l.DurableSeq(), "only the first entry is durable")
+	assert.ErrorIs(t, l.Err(), ErrBroken)
 	assert.Contains(t, err.Error(), filepath.Join(dir, SegmentName("c", 0)), "the error names the file")
 	assert.ErrorIs(t, l.Sync(0), ErrBroken, "the failure is sticky")
 	_, err = l.Rotate(2)
