@@ -12,6 +12,7 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/merkle"
 )
 
 // FormatVersion is the version of the batch file layout (columns, types and
@@ -29,6 +30,10 @@ const (
 	KeyEntryCount    = "agentaudit.entry_count"
 	KeyPrevHash      = "agentaudit.prev_hash" // prev_hash of the first entry
 	KeyLastHash      = "agentaudit.last_hash" // entry_hash of the last entry
+	// KeyMerkleRoot is the RFC 6962 Merkle tree hash (hex) of the batch's
+	// entry hashes in seq order (internal/merkle), the root an inclusion
+	// proof of one entry leads to.
+	KeyMerkleRoot = "agentaudit.merkle_root"
 )
 
 // Errors. Check with errors.Is; they come back wrapped with the facts.
@@ -79,6 +84,7 @@ type Footer struct {
 	EntryCount    int64 // number of rows, LastSeq-FirstSeq+1
 	PrevHash      string
 	LastHash      string
+	MerkleRoot    string
 }
 
 // row is the Parquet schema. Column order is field order. Strings get the
@@ -145,6 +151,7 @@ func writerOptions(f Footer) []parquet.WriterOption {
 		parquet.KeyValueMetadata(KeyEntryCount, strconv.FormatInt(f.EntryCount, 10)),
 		parquet.KeyValueMetadata(KeyPrevHash, f.PrevHash),
 		parquet.KeyValueMetadata(KeyLastHash, f.LastHash),
+		parquet.KeyValueMetadata(KeyMerkleRoot, f.MerkleRoot),
 	}
 	for _, c := range blobColumns {
 		opts = append(opts, parquet.SkipPageBounds(c))
@@ -177,14 +184,21 @@ func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
 	case !isHexHash(last.EntryHash):
 		return Footer{}, &BatchError{Index: len(entries) - 1, Field: "entry_hash", Got: strconv.Quote(last.EntryHash), Want: "64 lower-case hex digits"}
 	}
+	hashes := make([]string, len(entries))
+	hashes[0] = first.EntryHash
 	for i := 1; i < len(entries); i++ {
 		e := &entries[i]
+		hashes[i] = e.EntryHash
 		if e.ChainID != first.ChainID {
 			return Footer{}, &BatchError{Index: i, Field: "chain_id", Got: strconv.Quote(e.ChainID), Want: strconv.Quote(first.ChainID)}
 		}
 		if want := first.Seq + int64(i); e.Seq != want {
 			return Footer{}, &BatchError{Index: i, Field: "seq", Got: strconv.FormatInt(e.Seq, 10), Want: strconv.FormatInt(want, 10)}
 		}
+	}
+	root, err := merkle.RootHex(hashes)
+	if err != nil {
+		return Footer{}, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
 	f := Footer{
 		FormatVersion: FormatVersion,
@@ -194,6 +208,7 @@ func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
 		EntryCount:    int64(len(entries)),
 		PrevHash:      first.PrevHash,
 		LastHash:      last.EntryHash,
+		MerkleRoot:    root,
 	}
 
 	pw := parquet.NewGenericWriter[row](w, writerOptions(f)...)
@@ -419,6 +434,9 @@ func footerFromKV(kv []format.KeyValue) (Footer, error) {
 		return Footer{}, err
 	}
 	if f.LastHash, err = getHash(KeyLastHash); err != nil {
+		return Footer{}, err
+	}
+	if f.MerkleRoot, err = getHash(KeyMerkleRoot); err != nil {
 		return Footer{}, err
 	}
 	if f.FirstSeq < 0 || f.EntryCount < 1 || f.LastSeq != f.FirstSeq+f.EntryCount-1 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/merkle"
 )
 
 func ptr(s string) *string { return &s }
@@ -158,7 +159,7 @@ func TestEncodeContinuedChain(t *testing.T) {
 	data, f := encode(t, es)
 	assert.Equal(t, Footer{
 		FormatVersion: "1", ChainID: "collector-7f3a-pod-1", FirstSeq: 10, LastSeq: 29, EntryCount: 20,
-		PrevHash: es[0].PrevHash, LastHash: es[19].EntryHash,
+		PrevHash: es[0].PrevHash, LastHash: es[19].EntryHash, MerkleRoot: batchRoot(t, es),
 	}, f)
 	read, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
 	require.NoError(t, err)
@@ -184,7 +185,21 @@ func TestFooterKeysExact(t *testing.T) {
 		"agentaudit.entry_count":    "6",
 		"agentaudit.prev_hash":      chain.GenesisHash,
 		"agentaudit.last_hash":      es[5].EntryHash,
+		"agentaudit.merkle_root":    batchRoot(t, es),
 	}, got)
+}
+
+// batchRoot is the Merkle root of the entries' hashes, computed apart from
+// Encode.
+func batchRoot(t *testing.T, es []entry.Entry) string {
+	t.Helper()
+	var hs []string
+	for _, e := range es {
+		hs = append(hs, e.EntryHash)
+	}
+	root, err := merkle.RootHex(hs)
+	require.NoError(t, err)
+	return root
 }
 
 func TestEncodeInvalid(t *testing.T) {
@@ -319,6 +334,7 @@ func goodKV(es []entry.Entry) map[string]string {
 		KeyEntryCount:    fmt.Sprint(len(es)),
 		KeyPrevHash:      es[0].PrevHash,
 		KeyLastHash:      es[len(es)-1].EntryHash,
+		KeyMerkleRoot:    strings.Repeat("ab", 32),
 	}
 }
 
