@@ -1,0 +1,189 @@
+// Package checkpoint signs and checks the chain checkpoints the exporter
+// writes after each batch, in the C2SP signed-note format
+// (golang.org/x/mod/sumdb/note) with Ed25519 keys.
+//
+// A checkpoint commits to the whole chain up to a point (its size and the
+// hash of its last entry) and to the batch just sealed (its seq range and
+// Merkle root). An auditor who keeps one can later prove that the trail
+// still reaches it and agrees with it: a truncated tail or rewritten history
+// no longer matches, and the signature shows who wrote it.
+//
+// The signed text has four lines:
+//
+//	agentaudit/<chain_id>
+//	<size: number of entries, last seq + 1>
+//	<entry_hash of entry size-1, base64>
+//	batch <first seq> <last seq> <batch Merkle root, base64>
+//
+// followed by a blank line and the signature lines of the note format.
+package checkpoint // import "github.com/agentaudit/agentaudit/internal/checkpoint"
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// OriginPrefix starts the first line of every checkpoint.
+const OriginPrefix = "agentaudit/"
+
+// Errors. Check with errors.Is.
+var (
+	// ErrMalformed: the text is not a checkpoint of this format.
+	ErrMalformed = errors.New("checkpoint: malformed")
+	// ErrBadSignature: no signature verifies with the keys given.
+	ErrBadSignature = errors.New("checkpoint: bad signature")
+)
+
+// Checkpoint is what a signed checkpoint states about one chain.
+type Checkpoint struct {
+	ChainID string
+	// Size is the number of entries in the chain: the last seq + 1.
+	Size int64
+	// Head is the hex entry_hash of entry Size-1.
+	Head string
+	// BatchFirst and BatchLast are the seq range of the batch sealed with
+	// this checkpoint; BatchRoot its hex Merkle root (footer key
+	// agentaudit.merkle_root).
+	BatchFirst, BatchLast int64
+	BatchRoot             string
+}
+
+// Text returns the signed body of c.
+func (c Checkpoint) Text() (string, error) {
+	head, err := hash32(c.Head)
+	if err != nil {
+		return "", fmt.Errorf("%w: head: %w", ErrMalformed, err)
+	}
+	root, err := hash32(c.BatchRoot)
+	if err != nil {
+		return "", fmt.Errorf("%w: batch root: %w", ErrMalformed, err)
+	}
+	return fmt.Sprintf("%s%s\n%d\n%s\nbatch %d %d %s\n", OriginPrefix, c.ChainID, c.Size,
+		base64.StdEncoding.EncodeToString(head), c.BatchFirst, c.BatchLast, base64.StdEncoding.EncodeToString(root)), nil
+}
+
+// Parse reads a checkpoint body (the text of a note, signatures removed).
+func Parse(text string) (Checkpoint, error) {
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if len(lines) != 4 {
+		return Checkpoint{}, fmt.Errorf("%w: %d lines, want 4", ErrMalformed, len(lines))
+	}
+	var c Checkpoint
+	var ok bool
+	if c.ChainID, ok = strings.CutPrefix(lines[0], OriginPrefix); !ok || c.ChainID == "" {
+		return Checkpoint{}, fmt.Errorf("%w: origin %q does not start with %q", ErrMalformed, lines[0], OriginPrefix)
+	}
+	var err error
+	if c.Size, err = strconv.ParseInt(lines[1], 10, 64); err != nil || c.Size < 1 {
+		return Checkpoint{}, fmt.Errorf("%w: size %q", ErrMalformed, lines[1])
+	}
+	if c.Head, err = unb64(lines[2]); err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: head: %w", ErrMalformed, err)
+	}
+	f := strings.Fields(lines[3])
+	if len(f) != 4 || f[0] != "batch" {
+		return Checkpoint{}, fmt.Errorf("%w: batch line %q", ErrMalformed, lines[3])
+	}
+	if c.BatchFirst, err = strconv.ParseInt(f[1], 10, 64); err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: batch first seq %q", ErrMalformed, f[1])
+	}
+	if c.BatchLast, err = strconv.ParseInt(f[2], 10, 64); err != nil || c.BatchLast < c.BatchFirst || c.BatchLast != c.Size-1 {
+		return Checkpoint{}, fmt.Errorf("%w: batch last seq %q (size %d)", ErrMalformed, f[2], c.Size)
+	}
+	if c.BatchRoot, err = unb64(f[3]); err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: batch root: %w", ErrMalformed, err)
+	}
+	return c, nil
+}
+
+// Sign returns c as a signed note.
+func Sign(c Checkpoint, s note.Signer) ([]byte, error) {
+	text, err := c.Text()
+	if err != nil {
+		return nil, err
+	}
+	return note.Sign(&note.Note{Text: text}, s)
+}
+
+// Open checks a signed checkpoint against the verifier keys (note format,
+// "name+hash+key") and returns it. A note that no key verifies wraps
+// ErrBadSignature.
+func Open(msg []byte, vkeys ...string) (Checkpoint, error) {
+	var vs []note.Verifier
+	for _, k := range vkeys {
+		v, err := note.NewVerifier(strings.TrimSpace(k))
+		if err != nil {
+			return Checkpoint{}, fmt.Errorf("checkpoint: verifier key %q: %w", k, err)
+		}
+		vs = append(vs, v)
+	}
+	n, err := note.Open(msg, note.VerifierList(vs...))
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	return Parse(n.Text)
+}
+
+// KeyName is the signer name of chainID's key.
+func KeyName(chainID string) string { return "agentaudit-" + chainID }
+
+// GenerateKey returns a new Ed25519 signer key and its verifier key for
+// chainID, in the note format.
+func GenerateKey(chainID string) (skey, vkey string, err error) {
+	return note.GenerateKey(rand.Reader, KeyName(chainID))
+}
+
+// VerifierKey derives the verifier key of a signer key
+// ("PRIVATE+KEY+name+hash+key").
+func VerifierKey(skey string) (string, error) {
+	if _, err := note.NewSigner(skey); err != nil {
+		return "", fmt.Errorf("checkpoint: signer key: %w", err)
+	}
+	parts := strings.SplitN(skey, "+", 5)
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(raw) != 1+ed25519.SeedSize {
+		return "", errors.New("checkpoint: signer key: not an Ed25519 key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	return note.NewEd25519VerifierKey(parts[2], pub)
+}
+
+// ObjectKey is where the checkpoint of chainID at size is stored beside the
+// trail: checkpoints/<chain_id>/<size, 20 digits>.checkpoint.
+func ObjectKey(chainID string, size int64) string {
+	return fmt.Sprintf("checkpoints/%s/%020d.checkpoint", chainID, size)
+}
+
+// VerifierObjectKey is where a verifier key of chainID is published beside
+// the trail: keys/<chain_id>-<key hash>.vkey.
+func VerifierObjectKey(chainID, vkey string) string {
+	hash := "unknown"
+	if parts := strings.SplitN(vkey, "+", 3); len(parts) == 3 {
+		hash = parts[1]
+	}
+	return fmt.Sprintf("keys/%s-%s.vkey", chainID, hash)
+}
+
+func hash32(h string) ([]byte, error) {
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("%q is not 32 bytes of hex", h)
+	}
+	return b, nil
+}
+
+func unb64(s string) (string, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return "", fmt.Errorf("%q is not 32 bytes of base64", s)
+	}
+	return hex.EncodeToString(b), nil
+}

@@ -1,0 +1,81 @@
+package checkpoint
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/note"
+)
+
+var cp = Checkpoint{
+	ChainID:    "collector-1",
+	Size:       10,
+	Head:       strings.Repeat("ab", 32),
+	BatchFirst: 6, BatchLast: 9,
+	BatchRoot: strings.Repeat("01", 32),
+}
+
+func TestTextKnownAnswer(t *testing.T) {
+	text, err := cp.Text()
+	require.NoError(t, err)
+	assert.Equal(t, "agentaudit/collector-1\n10\nq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\nbatch 6 9 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n", text)
+	got, err := Parse(text)
+	require.NoError(t, err)
+	assert.Equal(t, cp, got)
+}
+
+func TestSignOpen(t *testing.T) {
+	skey, vkey, err := GenerateKey("collector-1")
+	require.NoError(t, err)
+	derived, err := VerifierKey(skey)
+	require.NoError(t, err)
+	assert.Equal(t, vkey, derived, "the verifier key derives from the signer key")
+	assert.True(t, strings.HasPrefix(vkey, "agentaudit-collector-1+"))
+
+	s, err := note.NewSigner(skey)
+	require.NoError(t, err)
+	msg, err := Sign(cp, s)
+	require.NoError(t, err)
+	got, err := Open(msg, vkey)
+	require.NoError(t, err)
+	assert.Equal(t, cp, got)
+
+	// A forged signature, another key, an altered body: all refused.
+	_, other, err := GenerateKey("collector-1")
+	require.NoError(t, err)
+	_, err = Open(msg, other)
+	assert.ErrorIs(t, err, ErrBadSignature)
+	altered := []byte(strings.Replace(string(msg), "\n10\n", "\n11\n", 1))
+	_, err = Open(altered, vkey)
+	assert.ErrorIs(t, err, ErrBadSignature)
+	sigAt := strings.LastIndex(string(msg), " ") + 1
+	forged := []byte(string(msg[:sigAt]) + "A" + string(msg[sigAt+1:]))
+	_, err = Open(forged, vkey)
+	assert.ErrorIs(t, err, ErrBadSignature)
+}
+
+func TestParseRejects(t *testing.T) {
+	good, err := cp.Text()
+	require.NoError(t, err)
+	for name, text := range map[string]string{
+		"origin":     strings.Replace(good, "agentaudit/", "other/", 1),
+		"size":       strings.Replace(good, "\n10\n", "\nten\n", 1),
+		"head":       strings.Replace(good, "q6urq6ur", "!!", 1),
+		"batch line": strings.Replace(good, "batch 6 9", "batch 6", 1),
+		"last seq":   strings.Replace(good, "batch 6 9", "batch 6 8", 1),
+		"lines":      good + "extra\n",
+	} {
+		_, err := Parse(text)
+		assert.ErrorIs(t, err, ErrMalformed, name)
+	}
+}
+
+func TestObjectKeys(t *testing.T) {
+	assert.Equal(t, "checkpoints/collector-1/00000000000000000010.checkpoint", ObjectKey("collector-1", 10))
+	_, vkey, err := GenerateKey("collector-1")
+	require.NoError(t, err)
+	k := VerifierObjectKey("collector-1", vkey)
+	assert.Regexp(t, `^keys/collector-1-[0-9a-f]{8}\.vkey$`, k)
+}
