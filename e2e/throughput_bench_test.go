@@ -1,0 +1,630 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+)
+
+// BenchmarkOTLPThroughput measures acknowledged spans/s and per-request
+// acknowledgement latency under concurrent OTLP/gRPC load, side by side in
+// one run: a receive-and-discard collector (otlp receiver → nop exporter)
+// and agentaudit in the embedded default's shape (traces/audit to the
+// agentaudit exporter with its fsynced write-ahead log, traces/monitoring to
+// nop). Both are the same binary, started fresh, and get the same load:
+//
+//	TP_RUNS=3 go test -run '^$' -bench OTLPThroughput -benchtime 1x ./e2e/
+//
+// Each sub-benchmark runs once whatever b.N is: 8 closed-loop clients,
+// each on its own connection, send pre-built requests of 100 spans for a
+// 2 s warm-up, then for 10 s, the measured window. A request's
+// latency is from the Export call to its successful return; a request
+// counts in the window when it returns inside it. After the window the
+// clients finish the request they have in flight, the collector gets
+// SIGTERM, and for agentaudit the entries in the trail (read with DuckDB)
+// must equal the audit spans acknowledged. The environment variables
+// TP_CLIENTS, TP_SPANS, TP_WARMUP and TP_DURATION override the defaults,
+// TP_RUNS repeats the four sub-benchmarks in rounds (medians are printed);
+// TP_COLLECTOR runs that collector binary instead of the one built from
+// the working tree (to measure a given commit).
+//
+// "all-audit" loads tag every span for audit; "mixed10" tags one span in
+// ten, the others being ordinary GenAI/HTTP spans of similar size.
+func BenchmarkOTLPThroughput(b *testing.B) {
+	clients := tpEnvInt("TP_CLIENTS", 8)
+	spans := tpEnvInt("TP_SPANS", 100)
+	warmup := tpEnvDuration("TP_WARMUP", 2*time.Second)
+	window := tpEnvDuration("TP_DURATION", 10*time.Second)
+
+	runs := tpEnvInt("TP_RUNS", 1)
+
+	type row struct {
+		run    int
+		load   string
+		target string
+		res    tpResult
+	}
+	var rows []row
+	type tpLoadShape struct {
+		name  string
+		every int // one span in every is audit-tagged
+	}
+	shapes := []tpLoadShape{{"all-audit", 1}, {"mixed10", 10}}
+	type built struct {
+		payloads                 [][]byte
+		auditPerReq, bytesPerReq int
+	}
+	var loads []built
+	for _, shape := range shapes {
+		payloads, auditPerReq, bytesPerReq := tpPayloads(b, 16, spans, shape.every)
+		loads = append(loads, built{payloads, auditPerReq, bytesPerReq})
+		fmt.Printf("%s load: %d clients × %d spans/request (%d audit-tagged), %d bytes/request on the wire\n",
+			shape.name, clients, spans, auditPerReq, bytesPerReq)
+	}
+	// Rounds interleave the two collectors so that both see the same
+	// machine; -count would run each sub-benchmark N times in a row.
+	for run := 1; run <= runs; run++ {
+		for i, shape := range shapes {
+			for _, target := range []string{"discard", "agentaudit"} {
+				b.Run(shape.name+"/"+target, func(b *testing.B) {
+					res := tpRun(b, target, tpLoad{
+						clients: clients, payloads: loads[i].payloads, spansPerReq: spans,
+						auditPerReq: loads[i].auditPerReq, warmup: warmup, window: window,
+					})
+					b.ReportMetric(0, "ns/op")
+					b.ReportMetric(res.spansPerSec, "spans/s")
+					b.ReportMetric(res.p50.Seconds()*1e3, "p50-ms")
+					b.ReportMetric(res.p99.Seconds()*1e3, "p99-ms")
+					b.ReportMetric(float64(res.failed), "failed-reqs")
+					b.ReportMetric(res.collectorCPU, "collector-cores")
+					b.ReportMetric(res.generatorCPU, "generator-cores")
+					b.ReportMetric(res.otherCPU, "other-cores")
+					rows = append(rows, row{run, shape.name, target, res})
+				})
+			}
+		}
+	}
+
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n| run | load | collector | spans/s | p50 ms | p99 ms | max ms | failed | collector CPU | generator CPU | other CPU | spans per collector-CPU-s |\n")
+	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&sb, "| %d | %s | %s | %.0f | %.1f | %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.0f |\n",
+			r.run, r.load, r.target, r.res.spansPerSec, tpMs(r.res.p50), tpMs(r.res.p99), tpMs(r.res.max),
+			r.res.failed, r.res.collectorCPU, r.res.generatorCPU, r.res.otherCPU, r.res.spansPerSec/max(r.res.collectorCPU, 1e-9))
+	}
+	median := func(load, target string, f func(tpResult) float64) float64 {
+		var v []float64
+		for _, r := range rows {
+			if r.load == load && r.target == target {
+				v = append(v, f(r.res))
+			}
+		}
+		if len(v) == 0 {
+			return 0
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	spansPerSec := func(r tpResult) float64 { return r.spansPerSec }
+	perCPU := func(r tpResult) float64 { return r.spansPerSec / max(r.collectorCPU, 1e-9) }
+	fmt.Fprintf(&sb, "\nMedians of %d run(s):\n\n", runs)
+	fmt.Fprintf(&sb, "| load | discard spans/s | agentaudit spans/s | ratio | discard p50 / p99 ms | agentaudit p50 / p99 ms | ratio of spans per collector-CPU-s |\n")
+	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|\n")
+	for _, shape := range shapes {
+		d, a := median(shape.name, "discard", spansPerSec), median(shape.name, "agentaudit", spansPerSec)
+		fmt.Fprintf(&sb, "| %s | %.0f | %.0f | %.2f× | %.1f / %.1f | %.1f / %.1f | %.2f× |\n", shape.name, d, a, a/max(d, 1e-9),
+			median(shape.name, "discard", func(r tpResult) float64 { return tpMs(r.p50) }),
+			median(shape.name, "discard", func(r tpResult) float64 { return tpMs(r.p99) }),
+			median(shape.name, "agentaudit", func(r tpResult) float64 { return tpMs(r.p50) }),
+			median(shape.name, "agentaudit", func(r tpResult) float64 { return tpMs(r.p99) }),
+			median(shape.name, "agentaudit", perCPU)/max(median(shape.name, "discard", perCPU), 1e-9))
+	}
+	// The parent of sub-benchmarks prints no log: write the table to stdout.
+	fmt.Print(sb.String())
+}
+
+func tpMs(d time.Duration) float64 { return d.Seconds() * 1e3 }
+
+// tpLoad is the load of one sub-benchmark.
+type tpLoad struct {
+	clients     int
+	payloads    [][]byte // marshalled ExportTraceServiceRequests
+	spansPerReq int
+	auditPerReq int
+	warmup      time.Duration
+	window      time.Duration
+}
+
+// tpResult is what one sub-benchmark measured.
+type tpResult struct {
+	spansPerSec    float64
+	p50, p99, max  time.Duration
+	failed         int
+	firstErr       error
+	ackedReqsTotal int // warm-up, window and tail
+	collectorCPU   float64
+	generatorCPU   float64
+	otherCPU       float64 // the rest of the machine: other processes, kernel threads
+}
+
+// tpRun starts a collector of the given kind, loads it and stops it.
+func tpRun(b *testing.B, target string, load tpLoad) tpResult {
+	b.Helper()
+	dir := b.TempDir()
+	trail := filepath.Join(dir, "audit-data")
+	addr := tpFreeAddr(b)
+	var cfg string
+	switch target {
+	case "discard":
+		cfg = strings.NewReplacer("{{GRPC}}", addr).Replace(tpDiscardConfig)
+	case "agentaudit":
+		cfg = strings.NewReplacer("{{GRPC}}", addr, "{{TRAIL}}", trail,
+			"{{SPOOL}}", filepath.Join(dir, "spool")).Replace(tpAuditConfig)
+	}
+	c := tpStart(b, dir, cfg, addr)
+
+	res := tpDrive(b, c, addr, load)
+	c.stop(b)
+	if res.failed > 0 {
+		b.Logf("%s: %d requests failed; first: %v", target, res.failed, res.firstErr)
+	}
+	if target == "agentaudit" {
+		want := int64(res.ackedReqsTotal * load.auditPerReq)
+		got, distinct, next := tpTrailCount(b, trail)
+		switch {
+		case res.failed == 0 && got != want:
+			b.Fatalf("the trail holds %d entries, want the %d audit spans acknowledged", got, want)
+		case got < want || got > want+int64(res.failed*load.auditPerReq):
+			b.Fatalf("the trail holds %d entries, want %d acknowledged (+ up to %d of failed requests)",
+				got, want, res.failed*load.auditPerReq)
+		case distinct != got || next != got:
+			b.Fatalf("the trail's seq are not 0..%d without gaps: %d distinct, max+1 = %d", got-1, distinct, next)
+		}
+		b.Logf("durable: %d entries in the trail = %d audit spans acknowledged", got, want)
+	}
+	return res
+}
+
+const tpDiscardConfig = `
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {{GRPC}}
+        max_recv_msg_size_mib: 128
+exporters:
+  nop:
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [nop]
+`
+
+// tpAuditConfig is testdata/agentaudit.yaml with test directories, the
+// monitoring pipeline ending in nop and no metrics server.
+const tpAuditConfig = `
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {{GRPC}}
+        max_recv_msg_size_mib: 128
+processors:
+  agentaudit/audit:
+    mode: audit
+  agentaudit/monitoring:
+    mode: monitoring
+    action: strip
+exporters:
+  agentaudit:
+    chain_id: tp-bench
+    file:
+      directory: {{TRAIL}}
+    spool:
+      directory: {{SPOOL}}
+    batch:
+      max_entries: 10000
+      max_bytes: 16777216
+      max_age: 10s
+  nop:
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces/audit:
+      receivers: [otlp]
+      processors: [agentaudit/audit]
+      exporters: [agentaudit]
+    traces/monitoring:
+      receivers: [otlp]
+      processors: [agentaudit/monitoring]
+      exporters: [nop]
+`
+
+// tpCollector is a collector process started by tpStart.
+type tpCollector struct {
+	cmd     *exec.Cmd
+	logs    *syncBuffer
+	exited  chan struct{}
+	exitErr error
+}
+
+func tpStart(b *testing.B, dir, cfg, addr string) *tpCollector {
+	b.Helper()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	c := &tpCollector{logs: &syncBuffer{}, exited: make(chan struct{})}
+	bin := collectorBin
+	if v := os.Getenv("TP_COLLECTOR"); v != "" {
+		bin = v
+	}
+	c.cmd = exec.Command(bin, "--config", cfgPath)
+	c.cmd.Dir = dir
+	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
+	if err := c.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		c.exitErr = c.cmd.Wait()
+		close(c.exited)
+	}()
+	b.Cleanup(func() {
+		select {
+		case <-c.exited:
+		default:
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+		}
+		if b.Failed() {
+			b.Logf("collector logs:\n%s", c.logs.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-c.exited:
+			b.Fatalf("collector exited at start: %v\n%s", c.exitErr, c.logs.String())
+		default:
+		}
+		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			conn.Close()
+			return c
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("collector did not open %s within 60s\n%s", addr, c.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (c *tpCollector) stop(b *testing.B) {
+	b.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-c.exited:
+	case <-time.After(60 * time.Second):
+		b.Fatalf("collector did not exit within 60s of SIGTERM\n%s", c.logs.String())
+	}
+	if c.exitErr != nil {
+		b.Fatalf("collector exit status: %v\n%s", c.exitErr, c.logs.String())
+	}
+}
+
+// cpu returns the CPU time (user + system) the collector used so far.
+func (c *tpCollector) cpu() time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses: utime and
+	// stime are fields 14 and 15 of the line, 12 and 13 after ")".
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// tpSelfCPU returns the CPU time of this process: the load generator.
+func tpSelfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// tpMachineCPU returns the busy CPU time of the whole machine (all but idle
+// and iowait) from /proc/stat.
+func tpMachineCPU() time.Duration {
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(stat), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 7 { // idle, iowait, steal, guest (already in user)
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	const clockTicks = 100
+	return time.Duration(busy) * time.Second / clockTicks
+}
+
+// tpRawCodec sends pre-marshalled requests as they are, so that the load
+// generator spends no CPU on encoding, and keeps the response bytes.
+type tpRawCodec struct{}
+
+func (tpRawCodec) Name() string { return "proto" }
+
+func (tpRawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (tpRawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+const tpExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+// tpDrive runs the load against addr and measures it.
+func tpDrive(b *testing.B, c *tpCollector, addr string, load tpLoad) tpResult {
+	b.Helper()
+	type clientStats struct {
+		lat      []time.Duration // requests returned inside the window
+		acked    int             // all acknowledged requests
+		failed   int
+		firstErr error
+	}
+	stats := make([]clientStats, load.clients)
+	conns := make([]*grpc.ClientConn, load.clients)
+	for i := range conns {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		conns[i] = conn
+	}
+
+	start := time.Now()
+	winStart := start.Add(load.warmup)
+	winEnd := winStart.Add(load.window)
+	var cpuMu sync.Mutex
+	var collCPU0, selfCPU0, collCPU1, selfCPU1, sysCPU0, sysCPU1 time.Duration
+	var winStartAt, winEndAt time.Time
+	cpuDone := make(chan struct{})
+	go func() {
+		defer close(cpuDone)
+		time.Sleep(time.Until(winStart))
+		cpuMu.Lock()
+		winStartAt, collCPU0, selfCPU0, sysCPU0 = time.Now(), c.cpu(), tpSelfCPU(), tpMachineCPU()
+		cpuMu.Unlock()
+		time.Sleep(time.Until(winEnd))
+		cpuMu.Lock()
+		winEndAt, collCPU1, selfCPU1, sysCPU1 = time.Now(), c.cpu(), tpSelfCPU(), tpMachineCPU()
+		cpuMu.Unlock()
+	}()
+
+	var wg sync.WaitGroup
+	for i := range load.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := &stats[i]
+			st.lat = make([]time.Duration, 0, 1<<16)
+			var resp []byte
+			for n := i; ; n++ {
+				t0 := time.Now()
+				if !t0.Before(winEnd) {
+					return
+				}
+				req := load.payloads[n%len(load.payloads)]
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				err := conns[i].Invoke(ctx, tpExportMethod, &req, &resp, grpc.ForceCodecV2(tpRawCodec{}))
+				cancel()
+				t1 := time.Now()
+				if err == nil {
+					r := ptraceotlp.NewExportResponse()
+					if uerr := r.UnmarshalProto(resp); uerr != nil {
+						err = uerr
+					} else if rej := r.PartialSuccess().RejectedSpans(); rej != 0 {
+						err = fmt.Errorf("%d spans rejected: %s", rej, r.PartialSuccess().ErrorMessage())
+					}
+				}
+				if err != nil {
+					st.failed++
+					if st.firstErr == nil {
+						st.firstErr = err
+					}
+					continue
+				}
+				st.acked++
+				if !t1.Before(winStart) && t1.Before(winEnd) {
+					st.lat = append(st.lat, t1.Sub(t0))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	<-cpuDone
+
+	var res tpResult
+	var lat []time.Duration
+	for _, st := range stats {
+		lat = append(lat, st.lat...)
+		res.ackedReqsTotal += st.acked
+		res.failed += st.failed
+		if res.firstErr == nil {
+			res.firstErr = st.firstErr
+		}
+	}
+	cpuMu.Lock()
+	defer cpuMu.Unlock()
+	secs := winEndAt.Sub(winStartAt).Seconds()
+	res.spansPerSec = float64(len(lat)*load.spansPerReq) / load.window.Seconds()
+	res.collectorCPU = (collCPU1 - collCPU0).Seconds() / secs
+	res.generatorCPU = (selfCPU1 - selfCPU0).Seconds() / secs
+	res.otherCPU = max((sysCPU1-sysCPU0).Seconds()/secs-res.collectorCPU-res.generatorCPU, 0)
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.p50 = lat[len(lat)*50/100]
+		res.p99 = lat[min(len(lat)*99/100, len(lat)-1)]
+		res.max = lat[len(lat)-1]
+	}
+	return res
+}
+
+// tpPayloads builds n distinct marshalled export requests of spans spans
+// each, with one span in every audit-tagged. Each span carries about 400
+// bytes of attributes.
+func tpPayloads(b *testing.B, n, spans, every int) (payloads [][]byte, auditPerReq, bytesPerReq int) {
+	b.Helper()
+	for p := range n {
+		td := ptrace.NewTraces()
+		rs := td.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr("service.name", "crm-agent-svc")
+		rs.Resource().Attributes().PutStr("gen_ai.agent.id", "agent-"+strconv.Itoa(p))
+		ss := rs.ScopeSpans().AppendEmpty()
+		ss.Scope().SetName("agentaudit-throughput-bench")
+		var traceID pcommon.TraceID
+		_, _ = rand.Read(traceID[:])
+		base := uint64(time.Now().UnixNano())
+		audited := 0
+		for i := range spans {
+			s := ss.Spans().AppendEmpty()
+			var spanID pcommon.SpanID
+			_, _ = rand.Read(spanID[:])
+			s.SetTraceID(traceID)
+			s.SetSpanID(spanID)
+			s.SetStartTimestamp(pcommon.Timestamp(base + uint64(i)*1_000_000))
+			s.SetEndTimestamp(pcommon.Timestamp(base + uint64(i)*1_000_000 + 850_000))
+			s.Status().SetCode(ptrace.StatusCodeOk)
+			a := s.Attributes()
+			if i%every == 0 {
+				audited++
+				s.SetName("update phone")
+				a.PutStr("audit.action.type", "write")
+				a.PutStr("audit.execution.id", fmt.Sprintf("run-%d-%d", p, i/10))
+				a.PutStr("audit.target.system", "salesforce")
+				a.PutStr("audit.target.resource", fmt.Sprintf("Account/%06d/Phone", p*spans+i))
+				a.PutStr("audit.value.proposed", "+1 555 0100")
+				a.PutStr("audit.value.previous", "+1 555 0199")
+				a.PutStr("audit.reasoning", "customer asked in ticket 48213 to update the phone number on file; verified caller identity")
+				a.PutStr("audit.approver", "auto:low-risk")
+				a.PutStr("gen_ai.agent.name", "crm-agent")
+				a.PutStr("enduser.id", "alice@example.com")
+				a.PutStr("http.request.method", "PATCH")
+				a.PutStr("url.full", "https://example.my.salesforce.com/services/data/v59.0/sobjects/Account/001")
+				a.PutInt("http.response.status_code", 200)
+			} else {
+				s.SetName("chat gpt-4o")
+				a.PutStr("gen_ai.operation.name", "chat")
+				a.PutStr("gen_ai.system", "openai")
+				a.PutStr("gen_ai.request.model", "gpt-4o-2024-08-06")
+				a.PutStr("gen_ai.response.model", "gpt-4o-2024-08-06")
+				a.PutStr("gen_ai.response.id", fmt.Sprintf("chatcmpl-%d-%d-AbCdEfGhIjKlMnOpQrSt", p, i))
+				a.PutInt("gen_ai.usage.input_tokens", 1834)
+				a.PutInt("gen_ai.usage.output_tokens", 212)
+				a.PutDouble("gen_ai.request.temperature", 0.2)
+				a.PutStr("gen_ai.response.finish_reasons", "stop")
+				a.PutStr("gen_ai.agent.name", "crm-agent")
+				a.PutStr("server.address", "api.openai.com")
+				a.PutStr("url.full", "https://api.openai.com/v1/chat/completions")
+				a.PutInt("http.response.status_code", 200)
+			}
+		}
+		raw, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+		if err != nil {
+			b.Fatal(err)
+		}
+		payloads = append(payloads, raw)
+		auditPerReq, bytesPerReq = audited, len(raw)
+	}
+	return payloads, auditPerReq, bytesPerReq
+}
+
+// tpTrailCount returns the number of entries in the trail below dir, the
+// number of distinct seq and max(seq)+1, read with DuckDB.
+func tpTrailCount(b *testing.B, dir string) (count, distinct, next int64) {
+	b.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*", "*.parquet"))
+	if len(files) == 0 {
+		return 0, 0, 0
+	}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	err = db.QueryRow(`SELECT count(*), count(DISTINCT seq), coalesce(max(seq), -1) + 1 FROM read_parquet('`+
+		filepath.ToSlash(dir)+`/**/*.parquet', hive_partitioning=true)`).Scan(&count, &distinct, &next)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return count, distinct, next
+}
+
+func tpFreeAddr(b *testing.B) string {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func tpEnvInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func tpEnvDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
