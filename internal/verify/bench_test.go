@@ -1,0 +1,69 @@
+package verify
+
+import (
+	"context"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// benchTrail is one trail of 200k entries in 20 files (two chains of 10
+// files), written once per test binary.
+var benchTrail struct {
+	once sync.Once
+	dir  string
+}
+
+const (
+	benchEntries = 100_000 // per chain
+	benchPerFile = 10_000
+)
+
+func benchDir(b *testing.B) string {
+	benchTrail.once.Do(func() {
+		dir, err := os.MkdirTemp("", "verify-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		writeTrail(b, dir, []string{"replica-0", "replica-1"}, benchEntries, benchPerFile)
+		benchTrail.dir = dir
+	})
+	return benchTrail.dir
+}
+
+// BenchmarkVerify verifies 200k realistic entries (about 400 canonical bytes
+// each) in 20 local files. -cpu 1 measures one core:
+//
+//	go test -run '^$' -bench BenchmarkVerify -benchmem -cpu 1,2 ./internal/verify/
+func BenchmarkVerify(b *testing.B) {
+	dir := benchDir(b)
+	b.ReportAllocs()
+	var n int64
+	cpu0 := cpuTime()
+	for b.Loop() {
+		rep, err := Verify(context.Background(), Dir(dir), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !rep.Intact {
+			b.Fatalf("clean trail flagged:\n%s", joinLines(rep.Violations))
+		}
+		n += rep.Entries
+	}
+	cpu := cpuTime() - cpu0
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
+	// The machines are shared: CPU time per entry is what one core costs,
+	// whatever else runs.
+	b.ReportMetric(float64(n)/cpu.Seconds(), "entries/cpu-s")
+}
+
+// cpuTime is the CPU time this process has used (user and system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

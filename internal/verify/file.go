@@ -1,0 +1,609 @@
+package verify
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/store"
+)
+
+// The 25 columns of docs/FORMAT.md, in column order.
+const (
+	colTimestamp = iota
+	colTimeUnixNano
+	colChainID
+	colSeq
+	colExecutionID // first of the columns 4..23 hashed in column order
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	_
+	colPrevHash
+	colEntryHash
+	numColumns
+)
+
+var columnNames = [numColumns]string{
+	"timestamp", "time_unix_nano", "chain_id", "seq", "execution_id", "trace_id", "span_id",
+	"parent_span_id", "agent_id", "agent_name", "service_name", "principal", "action_type",
+	"target_system", "target_resource", "proposed_value", "previous_value", "reasoning",
+	"approver", "result", "status_code", "attributes", "validation", "prev_hash", "entry_hash",
+}
+
+func isIntColumn(c int) bool { return c == colTimestamp || c == colTimeUnixNano || c == colSeq }
+
+// tagField is the encoded format tag, the first field of every canonical
+// encoding.
+var tagField = strconv.AppendInt(nil, int64(len(chain.FormatTag)), 10)
+
+func init() { tagField = append(append(tagField, ':'), chain.FormatTag...) }
+
+// hash64 is a stored hash column value: valid when it is 64 bytes (not
+// necessarily hex; it then never matches a recomputed hash).
+type hash64 struct {
+	b     [64]byte
+	valid bool
+	null  bool
+}
+
+func makeHash(v []byte, null bool) hash64 {
+	var h hash64
+	switch {
+	case null:
+		h.null = true
+	case len(v) == 64:
+		copy(h.b[:], v)
+		h.valid = true
+	}
+	return h
+}
+
+func (h hash64) eq(o hash64) bool { return h.valid && o.valid && h.b == o.b }
+
+func (h hash64) String() string {
+	switch {
+	case h.null:
+		return "NULL"
+	case !h.valid:
+		return "(not 64 characters)"
+	}
+	return string(h.b[:])
+}
+
+func containsHash(hs []hash64, h hash64) bool {
+	for _, x := range hs {
+		if x.eq(h) {
+			return true
+		}
+	}
+	return false
+}
+
+func appendDistinct(hs []hash64, h hash64) []hash64 {
+	for _, x := range hs {
+		if x == h {
+			return hs
+		}
+	}
+	return append(hs, h)
+}
+
+// rec is what the cross-row checks need of one row.
+type rec struct {
+	seq      int64
+	tun      int64
+	prev, eh hash64
+}
+
+// fileResult is what one file contributes to the report.
+type fileResult struct {
+	key        string
+	ok         bool // an audit batch with rows of chainID
+	chainID    string
+	rows       int64 // all rows
+	chainRows  int64 // rows of chainID
+	firstSeq   int64
+	lastSeq    int64
+	firstPrevs []hash64 // distinct prev_hash at firstSeq
+	lastHashes []hash64 // distinct entry_hash at lastSeq
+	firstTime  int64
+	lastTime   int64
+	hashBad    bool // some row's entry_hash is wrong
+	violations []Violation
+}
+
+func (f *fileResult) add(seq int64, kind Kind, format string, args ...any) {
+	f.violations = append(f.violations, Violation{File: f.key, ChainID: f.chainID, Seq: seq, Kind: kind, Detail: fmt.Sprintf(format, args...)})
+}
+
+// column holds one column of a row group, one value per row.
+type column struct {
+	leaf   parquet.LeafColumn
+	ints   []int64
+	strs   [][]byte
+	null   []bool
+	perMs  int64 // timestamp: units per millisecond
+	pages  []parquet.Page
+	chunks []parquet.Pages
+}
+
+// fileReader reads files one at a time, reusing its buffers: one per worker.
+type fileReader struct {
+	cols [numColumns]column
+	buf  []byte
+	recs []rec
+	file []byte // the bytes of the last local file read
+}
+
+func newFileReader() *fileReader { return &fileReader{buf: make([]byte, 0, 4096)} }
+
+// read checks one file. Problems with its contents are violations in the
+// result.
+func (r *fileReader) read(key string, data []byte) (res *fileResult) {
+	res = &fileResult{key: key}
+	if chainID, _, err := parseKey(key); err == nil {
+		res.chainID = chainID // until the rows say otherwise
+	}
+	defer func() {
+		r.release()
+		// parquet-go is pre-v1 and the bytes are untrusted: a decoder panic
+		// is a file that is not a batch, not a crash.
+		if p := recover(); p != nil {
+			res.ok = false
+			res.add(NoSeq, NotAuditFile, "undecodable: %v", p)
+		}
+	}()
+	pf, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)),
+		parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		res.add(NoSeq, NotAuditFile, "not a readable Parquet file: %v", err)
+		return res
+	}
+	if err := r.bind(pf.Schema()); err != nil {
+		res.add(NoSeq, NotAuditFile, "%v", err)
+		return res
+	}
+	r.recs = r.recs[:0]
+	var foreign int64
+	var foreignFirst string
+	foreignSeq := NoSeq
+	for _, rg := range pf.RowGroups() {
+		n, err := r.readRowGroup(rg)
+		if err != nil {
+			res.add(NoSeq, NotAuditFile, "undecodable rows: %v", err)
+			return res
+		}
+		if n > 0 && res.rows == 0 {
+			res.chainID = string(r.cols[colChainID].value(0))
+		}
+		f, first, seq := r.hashRows(res, n)
+		if f > 0 && foreign == 0 {
+			foreignFirst, foreignSeq = first, seq
+		}
+		foreign += f
+		res.rows += int64(n)
+		r.release()
+	}
+	if res.rows == 0 {
+		res.add(NoSeq, NotAuditFile, "no rows")
+		return res
+	}
+	if foreign > 0 {
+		res.add(foreignSeq, ForeignFile, "%d rows of another chain (the first of chain %q) in a file of chain %q", foreign, foreignFirst, res.chainID)
+	}
+	res.ok = len(r.recs) > 0
+	res.chainRows = int64(len(r.recs))
+	r.checkRows(res)
+	checkFooter(res, pf.Metadata().KeyValueMetadata)
+	checkName(res)
+	return res
+}
+
+// value returns row i of a string column (nil for NULL).
+func (c *column) value(i int) []byte {
+	if c.null[i] {
+		return nil
+	}
+	return c.strs[i]
+}
+
+// bind finds the 25 columns and checks their types. Columns are found by
+// name, so that files rewritten by other tools (all columns OPTIONAL,
+// timestamps in microseconds) are read as well as they can be.
+func (r *fileReader) bind(s *parquet.Schema) error {
+	for i, name := range columnNames {
+		leaf, ok := s.Lookup(name)
+		if !ok {
+			return fmt.Errorf("no column %q: not an agentaudit batch", name)
+		}
+		if leaf.MaxRepetitionLevel != 0 || leaf.MaxDefinitionLevel > 1 {
+			return fmt.Errorf("column %q is repeated or nested", name)
+		}
+		c := &r.cols[i]
+		c.leaf = leaf
+		kind := leaf.Node.Type().Kind()
+		switch {
+		case i == colTimestamp:
+			if kind != parquet.Int64 {
+				return fmt.Errorf("column %q has type %s, want a TIMESTAMP in INT64", name, leaf.Node.Type())
+			}
+			c.perMs = 1
+			if lt := leaf.Node.Type().LogicalType(); lt != nil {
+				if t, ok := lt.Value.(*format.TimestampType); ok && t.Unit.Value != nil {
+					c.perMs = int64(time.Millisecond / t.Unit.Value.Duration())
+				}
+			}
+		case isIntColumn(i):
+			if kind != parquet.Int64 {
+				return fmt.Errorf("column %q has type %s, want INT64", name, leaf.Node.Type())
+			}
+		default:
+			if kind != parquet.ByteArray {
+				return fmt.Errorf("column %q has type %s, want a string (BYTE_ARRAY)", name, leaf.Node.Type())
+			}
+		}
+	}
+	return nil
+}
+
+// release returns the pages of the last row group to parquet-go's pools.
+func (r *fileReader) release() {
+	for i := range r.cols {
+		c := &r.cols[i]
+		for _, p := range c.chunks {
+			p.Close()
+		}
+		for _, p := range c.pages {
+			parquet.Release(p)
+		}
+		clear(c.chunks)
+		clear(c.pages)
+		c.chunks, c.pages = c.chunks[:0], c.pages[:0]
+	}
+}
+
+// readRowGroup decodes every column of rg into r.cols.
+func (r *fileReader) readRowGroup(rg parquet.RowGroup) (int, error) {
+	chunks := rg.ColumnChunks()
+	n := int(rg.NumRows())
+	for i := range r.cols {
+		c := &r.cols[i]
+		if err := c.read(chunks[c.leaf.ColumnIndex], isIntColumn(i)); err != nil {
+			return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
+		}
+		if len(c.null) != n {
+			return 0, fmt.Errorf("column %q has %d values in a row group of %d rows", columnNames[i], len(c.null), n)
+		}
+	}
+	return n, nil
+}
+
+// read decodes all pages of one column chunk. The pages stay alive (and the
+// strings point into them) until release.
+func (c *column) read(cc parquet.ColumnChunk, isInt bool) error {
+	c.ints, c.strs, c.null = c.ints[:0], c.strs[:0], c.null[:0]
+	pages := cc.Pages()
+	c.chunks = append(c.chunks, pages)
+	maxDef := byte(c.leaf.MaxDefinitionLevel)
+	for {
+		p, err := pages.ReadPage()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		c.pages = append(c.pages, p)
+		n := int(p.NumValues())
+		def := p.DefinitionLevels()
+		if def != nil && len(def) != n {
+			return fmt.Errorf("page has %d definition levels for %d values", len(def), n)
+		}
+		vals := p.Data()
+		var idx []int32
+		dict := p.Dictionary()
+		if dict != nil {
+			idx = vals.Int32()
+			vals = dict.Page().Data()
+		}
+		base := len(c.null)
+		c.null = slices.Grow(c.null, n)[:base+n]
+		null := c.null[base:]
+		if def == nil {
+			clear(null)
+		} else {
+			for i, d := range def {
+				null[i] = d < maxDef
+			}
+		}
+		if isInt {
+			c.ints = slices.Grow(c.ints, n)[:base+n]
+			dst, src := c.ints[base:], vals.Int64()
+			j := 0
+			for i := range dst {
+				if null[i] {
+					dst[i] = 0
+					continue
+				}
+				if idx != nil {
+					dst[i] = src[idx[j]]
+				} else {
+					dst[i] = src[j]
+				}
+				j++
+			}
+			continue
+		}
+		c.strs = slices.Grow(c.strs, n)[:base+n]
+		dst := c.strs[base:]
+		data, off := vals.ByteArray()
+		switch {
+		case idx == nil && def == nil:
+			for i := range dst {
+				dst[i] = data[off[i]:off[i+1]:off[i+1]]
+			}
+		default:
+			j := 0
+			for i := range dst {
+				if null[i] {
+					dst[i] = nil
+					continue
+				}
+				k := j
+				if idx != nil {
+					k = int(idx[j])
+				}
+				j++
+				dst[i] = data[off[k]:off[k+1]:off[k+1]]
+			}
+		}
+	}
+}
+
+func appendField(dst []byte, c *column, i int) []byte {
+	if c.null[i] {
+		return append(dst, '-')
+	}
+	v := c.strs[i]
+	dst = appendLen(dst, len(v))
+	return append(dst, v...)
+}
+
+// appendLen appends n in decimal and ':', faster than strconv for the short
+// lengths of most fields.
+func appendLen(dst []byte, n int) []byte {
+	switch {
+	case n < 10:
+		return append(dst, byte('0'+n), ':')
+	case n < 100:
+		return append(dst, byte('0'+n/10), byte('0'+n%10), ':')
+	case n < 1000:
+		return append(dst, byte('0'+n/100), byte('0'+n/10%10), byte('0'+n%10), ':')
+	}
+	return append(strconv.AppendInt(dst, int64(n), 10), ':')
+}
+
+func appendIntField(dst []byte, c *column, i int) []byte {
+	if c.null[i] {
+		return append(dst, '-')
+	}
+	var tmp [20]byte
+	digits := strconv.AppendInt(tmp[:0], c.ints[i], 10)
+	dst = appendLen(dst, len(digits))
+	return append(dst, digits...)
+}
+
+// floorMilli is nanoseconds truncated to milliseconds, towards negative
+// infinity.
+func floorMilli(nanos int64) int64 {
+	ms := nanos / 1e6
+	if nanos%1e6 < 0 {
+		ms--
+	}
+	return ms
+}
+
+// hashRows recomputes the hash of the n rows in r.cols, checks the
+// timestamps and records the rows of res.chainID. It returns how many rows
+// belong to another chain, and the chain and seq of the first.
+func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain string, firstSeq int64) {
+	cols := &r.cols
+	ts, tun, cid, seq := &cols[colTimestamp], &cols[colTimeUnixNano], &cols[colChainID], &cols[colSeq]
+	prev, eh := &cols[colPrevHash], &cols[colEntryHash]
+	var hx [64]byte
+	for i := 0; i < n; i++ {
+		b := append(r.buf[:0], tagField...)
+		b = appendField(b, cid, i)
+		b = appendIntField(b, seq, i)
+		b = appendIntField(b, tun, i)
+		for c := colExecutionID; c <= colPrevHash; c++ {
+			b = appendField(b, &cols[c], i)
+		}
+		r.buf = b
+		sum := sha256.Sum256(b)
+		hex.Encode(hx[:], sum[:])
+		s := seq.ints[i]
+		if eh.null[i] || !bytes.Equal(eh.strs[i], hx[:]) {
+			res.hashBad = true
+			got := "NULL"
+			if !eh.null[i] {
+				got = string(eh.strs[i])
+			}
+			res.add(s, HashMismatch, "got entry_hash %s, want %s", got, hx[:])
+		}
+		if wantMs := floorMilli(tun.ints[i]); ts.null[i] || tun.null[i] || ts.ints[i] != wantMs*ts.perMs {
+			got := "NULL"
+			if !ts.null[i] {
+				got = strconv.FormatInt(ts.ints[i], 10)
+			}
+			res.add(s, TimestampMismatch, "got timestamp %s (%d per ms), want %d (time_unix_nano %d truncated to ms)", got, ts.perMs, wantMs*ts.perMs, tun.ints[i])
+		}
+		if cid.null[i] || string(cid.strs[i]) != res.chainID {
+			if foreign == 0 {
+				firstChain, firstSeq = string(cid.value(i)), s
+			}
+			foreign++
+			continue
+		}
+		r.recs = append(r.recs, rec{seq: s, tun: tun.ints[i], prev: makeHash(prev.value(i), prev.null[i]), eh: makeHash(eh.value(i), eh.null[i])})
+	}
+	return foreign, firstChain, firstSeq
+}
+
+// checkRows makes the checks between rows of the file, in seq order, with
+// the meaning of docs/verify.sql: gaps, duplicates and links inside the
+// file. Links into and out of the file are checked by merge.
+func (r *fileReader) checkRows(res *fileResult) {
+	recs := r.recs
+	for i := 1; i < len(recs); i++ {
+		if recs[i].seq < recs[i-1].seq {
+			res.add(recs[i].seq, Reordering, "row %d has seq %d after seq %d: rows are not in ascending seq", i, recs[i].seq, recs[i-1].seq)
+			slices.SortStableFunc(recs, func(a, b rec) int {
+				switch {
+				case a.seq < b.seq:
+					return -1
+				case a.seq > b.seq:
+					return 1
+				}
+				return 0
+			})
+			break
+		}
+	}
+	var prevHashes, hashes []hash64
+	prevSeq := int64(0)
+	for i := 0; i < len(recs); {
+		j := i
+		for j < len(recs) && recs[j].seq == recs[i].seq {
+			j++
+		}
+		g, s := recs[i:j], recs[i].seq
+		hashes = hashes[:0]
+		for _, x := range g {
+			hashes = appendDistinct(hashes, x.eh)
+		}
+		if len(g) > 1 {
+			res.add(s, Duplicate, "%d rows, %d distinct entry_hash", len(g), len(hashes))
+		}
+		if i == 0 {
+			res.firstSeq, res.firstTime = s, g[0].tun
+			for _, x := range g {
+				res.firstPrevs = appendDistinct(res.firstPrevs, x.prev)
+			}
+		} else {
+			switch {
+			case s == prevSeq+2:
+				res.add(s, Gap, "seq %d missing", prevSeq+1)
+			case s > prevSeq+2:
+				res.add(s, Gap, "seq %d to %d missing", prevSeq+1, s-1)
+			}
+			var seen []hash64
+			for _, x := range g {
+				if !containsHash(prevHashes, x.prev) && !slices.Contains(seen, x.prev) {
+					seen = append(seen, x.prev)
+					res.add(s, BrokenLink, "got prev_hash %s, want %s (entry_hash of seq %d)", x.prev, joinHashes(prevHashes), prevSeq)
+				}
+			}
+		}
+		prevHashes, hashes = hashes, prevHashes
+		prevSeq = s
+		i = j
+	}
+	res.lastSeq, res.lastTime = prevSeq, recs[len(recs)-1].tun
+	res.lastHashes = slices.Clone(prevHashes)
+}
+
+func joinHashes(hs []hash64) string {
+	s := make([]string, len(hs))
+	for i, h := range hs {
+		s[i] = h.String()
+	}
+	return strings.Join(s, " or ")
+}
+
+// checkFooter compares the footer metadata with the rows.
+func checkFooter(res *fileResult, kv []format.KeyValue) {
+	get := func(key string) (string, bool) {
+		for i := len(kv) - 1; i >= 0; i-- {
+			if kv[i].Key == key {
+				return kv[i].Value, true
+			}
+		}
+		return "", false
+	}
+	want := []struct {
+		key, value string
+		seq        int64
+	}{
+		{parquetfile.KeyFormatVersion, parquetfile.FormatVersion, res.firstSeq},
+		{parquetfile.KeyChainID, res.chainID, res.firstSeq},
+		{parquetfile.KeyFirstSeq, strconv.FormatInt(res.firstSeq, 10), res.firstSeq},
+		{parquetfile.KeyLastSeq, strconv.FormatInt(res.lastSeq, 10), res.lastSeq},
+		{parquetfile.KeyEntryCount, strconv.FormatInt(res.rows, 10), res.firstSeq},
+		{parquetfile.KeyPrevHash, res.firstPrevs[0].String(), res.firstSeq},
+		{parquetfile.KeyLastHash, res.lastHashes[0].String(), res.lastSeq},
+	}
+	for _, w := range want {
+		got, ok := get(w.key)
+		switch {
+		case !ok:
+			res.add(w.seq, FooterMissing, "footer key %q missing", w.key)
+		case got == w.value:
+		case w.key == parquetfile.KeyChainID:
+			res.add(w.seq, ForeignFile, "footer key %q = %q, but the rows are chain %q", w.key, got, w.value)
+		default:
+			res.add(w.seq, FooterMismatch, "footer key %q = %q, want %q (from the rows)", w.key, got, w.value)
+		}
+	}
+}
+
+// parseKey parses the last two segments of key as a batch key.
+func parseKey(key string) (chainID string, firstSeq int64, err error) {
+	k := key
+	if i := strings.LastIndexByte(k, '/'); i >= 0 {
+		if j := strings.LastIndexByte(k[:i], '/'); j >= 0 {
+			k = k[j+1:]
+		}
+	}
+	chainID, firstSeq, _, err = store.ParseBatchKey(k)
+	return chainID, firstSeq, err
+}
+
+// checkName compares the file name with the rows.
+func checkName(res *fileResult) {
+	name, seq, err := parseKey(res.key)
+	switch {
+	case err != nil:
+		res.add(res.firstSeq, FileNameMismatch, "not a batch file name (dt=YYYY-MM-DD/<chain_id>-<first seq, 20 digits>.parquet)")
+	case name != res.chainID:
+		res.add(res.firstSeq, ForeignFile, "file name says chain %q, the rows are chain %q", name, res.chainID)
+	case seq != res.firstSeq:
+		res.add(res.firstSeq, FileNameMismatch, "file name says first seq %d, the first row is seq %d", seq, res.firstSeq)
+	}
+}

@@ -1,0 +1,228 @@
+package verify
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/store"
+)
+
+func strp(s string) *string { return &s }
+
+// day is the dt= partition of every test file.
+var day = time.Date(2026, 3, 9, 9, 30, 0, 0, time.UTC)
+
+// testEntry is a realistic entry of about 400 canonical bytes; i varies its
+// values.
+func testEntry(i int64) entry.Entry {
+	e := entry.Entry{
+		TimeUnixNano:   day.UnixNano() + i*1_234_567,
+		ExecutionID:    "exec_" + strconv.FormatInt(i/8, 36),
+		TraceID:        fmt.Sprintf("%032x", i*7919+1),
+		SpanID:         fmt.Sprintf("%016x", i*104729+1),
+		ParentSpanID:   strp(fmt.Sprintf("%016x", i*104729)),
+		AgentID:        strp("agent-7"),
+		AgentName:      strp("CRM Assistant"),
+		ServiceName:    strp("crm-agent"),
+		Principal:      strp("user-42"),
+		ActionType:     []string{"start", "read", "write", "request_approval", "approve", "write", "read", "end"}[i%8],
+		TargetSystem:   "HubSpot CRM",
+		TargetResource: "Contact #" + strconv.FormatInt(48291+i%1000, 10) + " (email field)",
+		Result:         "200 OK",
+		StatusCode:     "Unset",
+		Attributes:     `{"http.request.method":"GET","http.response.status_code":200}`,
+	}
+	if i%3 == 0 {
+		e.ProposedValue = strp("jane@newdomain.com")
+		e.PreviousValue = strp("jane@olddomain.com")
+		e.Reasoning = strp("Email bounced; found updated address via Clearbit")
+	}
+	if i%5 == 0 {
+		e.Approver = strp("ops@company.com")
+	}
+	if i%7 == 0 {
+		e.Validation = strp(`[{"field":"audit.target.system","problem":"missing"}]`)
+	}
+	return e
+}
+
+// buildChain returns n chained entries of chain id.
+func buildChain(id string, n int) []entry.Entry {
+	c := chain.New(id, chain.Genesis())
+	es := make([]entry.Entry, n)
+	for i := range es {
+		es[i] = testEntry(int64(i))
+		c.Append(&es[i])
+	}
+	return es
+}
+
+// writeBatch writes es as one batch file below dir, named as the exporter
+// names it, and returns its key.
+func writeBatch(t testing.TB, dir string, es []entry.Entry) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := parquetfile.Encode(&buf, es); err != nil {
+		t.Fatal(err)
+	}
+	key := store.BatchKey(es[0].ChainID, es[0].Seq, day)
+	writeFile(t, dir, key, buf.Bytes())
+	return key
+}
+
+func writeFile(t testing.TB, dir, key string, data []byte) {
+	t.Helper()
+	p := filepath.Join(dir, filepath.FromSlash(key))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// trail is a multi-chain, multi-file trail on disk.
+type trail struct {
+	dir    string
+	chains map[string][]entry.Entry
+	keys   map[string][]string // per chain, in seq order
+	per    int                 // entries per file
+}
+
+// writeTrail writes chains of n entries each, per entries to a file.
+func writeTrail(t testing.TB, dir string, ids []string, n, per int) *trail {
+	t.Helper()
+	tr := &trail{dir: dir, chains: map[string][]entry.Entry{}, keys: map[string][]string{}, per: per}
+	for _, id := range ids {
+		es := buildChain(id, n)
+		tr.chains[id] = es
+		for start := 0; start < n; start += per {
+			tr.keys[id] = append(tr.keys[id], writeBatch(t, dir, es[start:min(start+per, n)]))
+		}
+	}
+	return tr
+}
+
+// rawRow mirrors parquetfile's schema, to write files that Encode refuses
+// (rows deleted, duplicated, reordered) the way an attacker's tool would.
+type rawRow struct {
+	Timestamp      int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
+	TimeUnixNano   int64   `parquet:"time_unix_nano"`
+	ChainID        string  `parquet:"chain_id,dict"`
+	Seq            int64   `parquet:"seq"`
+	ExecutionID    string  `parquet:"execution_id,dict"`
+	TraceID        string  `parquet:"trace_id"`
+	SpanID         string  `parquet:"span_id"`
+	ParentSpanID   *string `parquet:"parent_span_id"`
+	AgentID        *string `parquet:"agent_id,dict"`
+	AgentName      *string `parquet:"agent_name,dict"`
+	ServiceName    *string `parquet:"service_name,dict"`
+	Principal      *string `parquet:"principal,dict"`
+	ActionType     string  `parquet:"action_type,dict"`
+	TargetSystem   string  `parquet:"target_system,dict"`
+	TargetResource string  `parquet:"target_resource"`
+	ProposedValue  *string `parquet:"proposed_value"`
+	PreviousValue  *string `parquet:"previous_value"`
+	Reasoning      *string `parquet:"reasoning"`
+	Approver       *string `parquet:"approver,dict"`
+	Result         string  `parquet:"result,dict"`
+	StatusCode     string  `parquet:"status_code,dict"`
+	Attributes     string  `parquet:"attributes"`
+	Validation     *string `parquet:"validation"`
+	PrevHash       string  `parquet:"prev_hash"`
+	EntryHash      string  `parquet:"entry_hash"`
+}
+
+// footerOf is the footer Encode would write for es, as key-value pairs.
+func footerOf(es []entry.Entry) [][2]string {
+	first, last := es[0], es[len(es)-1]
+	return [][2]string{
+		{parquetfile.KeyFormatVersion, parquetfile.FormatVersion},
+		{parquetfile.KeyChainID, first.ChainID},
+		{parquetfile.KeyFirstSeq, strconv.FormatInt(first.Seq, 10)},
+		{parquetfile.KeyLastSeq, strconv.FormatInt(last.Seq, 10)},
+		{parquetfile.KeyEntryCount, strconv.Itoa(len(es))},
+		{parquetfile.KeyPrevHash, first.PrevHash},
+		{parquetfile.KeyLastHash, last.EntryHash},
+	}
+}
+
+// writeRaw writes es as they are, with the given footer pairs.
+func writeRaw(t testing.TB, dir, key string, es []entry.Entry, footer [][2]string) {
+	t.Helper()
+	writeRawWith(t, dir, key, es, footer, nil)
+}
+
+// writeRawWith is writeRaw with a change to each row before it is written.
+func writeRawWith(t testing.TB, dir, key string, es []entry.Entry, footer [][2]string, change func(int, *rawRow)) {
+	t.Helper()
+	opts := []parquet.WriterOption{parquet.Compression(&parquet.Zstd)}
+	for _, kv := range footer {
+		opts = append(opts, parquet.KeyValueMetadata(kv[0], kv[1]))
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[rawRow](&buf, opts...)
+	rows := make([]rawRow, len(es))
+	for i, e := range es {
+		ms := e.TimeUnixNano / 1e6
+		rows[i] = rawRow{ms, e.TimeUnixNano, e.ChainID, e.Seq, e.ExecutionID, e.TraceID, e.SpanID, e.ParentSpanID,
+			e.AgentID, e.AgentName, e.ServiceName, e.Principal, e.ActionType, e.TargetSystem, e.TargetResource,
+			e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Result, e.StatusCode, e.Attributes,
+			e.Validation, e.PrevHash, e.EntryHash}
+		if change != nil {
+			change(i, &rows[i])
+		}
+	}
+	if _, err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, key, buf.Bytes())
+}
+
+// file returns the entries of the i-th file of chain id (a copy).
+func (tr *trail) file(id string, i int) []entry.Entry {
+	es := tr.chains[id]
+	return append([]entry.Entry(nil), es[i*tr.per:min((i+1)*tr.per, len(es))]...)
+}
+
+func timeOf(e entry.Entry) time.Time { return time.Unix(0, e.TimeUnixNano).UTC() }
+
+func encode(es []entry.Entry) ([]byte, error) {
+	var buf bytes.Buffer
+	_, err := parquetfile.Encode(&buf, es)
+	return buf.Bytes(), err
+}
+
+func (tr *trail) path(key string) string { return filepath.Join(tr.dir, filepath.FromSlash(key)) }
+
+// violationKeys renders violations as "chain/seq/kind" for comparison.
+func violationKeys(vs []Violation) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.ChainID + "/" + strconv.FormatInt(v.Seq, 10) + "/" + string(v.Kind)
+	}
+	return out
+}
+
+func joinLines(vs []Violation) string {
+	var b strings.Builder
+	for _, v := range vs {
+		b.WriteString(v.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

@@ -1,0 +1,273 @@
+// Package verify checks an agentaudit trail without trusting its footers or
+// file names: it recomputes every entry hash from the row, follows prev_hash
+// links across files in seq order per chain, and checks what the footers and
+// file names claim against the rows. It is the library behind
+// `auditctl verify`.
+//
+// The checks that docs/verify.sql makes (hash_mismatch, broken_link, gap,
+// duplicate, timestamp_mismatch) are made here with the same meaning, so that
+// both report the same (chain_id, seq) pairs; the checks SQL cannot make
+// (file names, footers, row order inside a file, files of another trail) have
+// kinds of their own. See docs/FORMAT.md, "What verification proves".
+package verify // import "github.com/agentaudit/agentaudit/internal/verify"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Kind names what is wrong. The values are part of the --json output: never
+// rename them.
+type Kind string
+
+// Violation kinds. The first five have exactly the meaning of docs/verify.sql.
+const (
+	// HashMismatch: entry_hash is not the SHA-256 of the row's canonical
+	// encoding.
+	HashMismatch Kind = "hash_mismatch"
+	// BrokenLink: prev_hash is not the entry_hash of the entry with the next
+	// lower seq of the chain (the genesis hash at seq 0).
+	BrokenLink Kind = "broken_link"
+	// Gap: seq values missing inside one file, or a chain's rows not
+	// starting at seq 0.
+	Gap Kind = "gap"
+	// Duplicate: more than one row with this (chain_id, seq).
+	Duplicate Kind = "duplicate"
+	// TimestampMismatch: the timestamp column is not time_unix_nano
+	// truncated to milliseconds.
+	TimestampMismatch Kind = "timestamp_mismatch"
+
+	// Reordering: rows of a file not in ascending seq.
+	Reordering Kind = "reordering"
+	// MissingFile: a seq range missing between two files of a chain (or
+	// before its first file): a file was removed. Distinct from Gap, which
+	// is inside a file. docs/verify.sql reports it as a gap.
+	MissingFile Kind = "missing_file"
+	// ForeignFile: a file that does not belong where it is: rows of another
+	// chain, or internally consistent rows that link to neither neighbour
+	// (a file of another trail swapped in).
+	ForeignFile Kind = "foreign_file"
+	// NotAuditFile: a .parquet file that is not an agentaudit batch at all
+	// (unreadable, not Parquet, other columns, no rows).
+	NotAuditFile Kind = "not_audit_file"
+	// FooterMissing: a footer metadata key is missing (named in the detail).
+	FooterMissing Kind = "footer_missing"
+	// FooterMismatch: a footer metadata value disagrees with the rows.
+	FooterMismatch Kind = "footer_mismatch"
+	// FileNameMismatch: the file name is not a batch name, or its chain id
+	// or first seq disagrees with the rows.
+	FileNameMismatch Kind = "file_name_mismatch"
+
+	// BadSignature: a checkpoint's signature does not verify with the key.
+	// Reserved for signed checkpoints, not reported yet.
+	BadSignature Kind = "bad_signature"
+	// EndsBeforeCheckpoint: a chain ends before the head a signed checkpoint
+	// records: its tail was truncated. Reserved for signed checkpoints, not
+	// reported yet.
+	EndsBeforeCheckpoint Kind = "ends_before_checkpoint"
+)
+
+// SQLKinds are the kinds docs/verify.sql reports (MissingFile shows up there
+// as Gap).
+var SQLKinds = []Kind{HashMismatch, BrokenLink, Gap, Duplicate, TimestampMismatch}
+
+// NoSeq is Violation.Seq for a violation that concerns a whole file.
+const NoSeq int64 = -1
+
+// Violation is one thing wrong with the trail.
+type Violation struct {
+	// File is the file's key below the target (e.g.
+	// "dt=2026-03-09/chain-a-00000000000000000000.parquet").
+	File    string `json:"file"`
+	ChainID string `json:"chain_id"`
+	// Seq is the entry concerned, or NoSeq (-1).
+	Seq int64 `json:"seq"`
+	// Through, when set, is the last seq of a range starting at Seq.
+	Through int64  `json:"through,omitempty"`
+	Kind    Kind   `json:"kind"`
+	Detail  string `json:"detail"`
+}
+
+// String is the one-line form: "<file>: seq <n>: <kind>: <detail>".
+func (v Violation) String() string {
+	var b strings.Builder
+	b.WriteString(v.File)
+	b.WriteString(": ")
+	if v.Seq != NoSeq {
+		b.WriteString("seq ")
+		b.WriteString(strconv.FormatInt(v.Seq, 10))
+		if v.Through > v.Seq {
+			b.WriteString(" to ")
+			b.WriteString(strconv.FormatInt(v.Through, 10))
+		}
+		b.WriteString(": ")
+	}
+	b.WriteString(string(v.Kind))
+	b.WriteString(": ")
+	b.WriteString(v.Detail)
+	return b.String()
+}
+
+// Chain summarizes one chain of the trail.
+type Chain struct {
+	ChainID string `json:"chain_id"`
+	Entries int64  `json:"entries"` // rows of this chain
+	Files   int    `json:"files"`
+	// FirstSeq and LastSeq are the lowest and highest seq present.
+	FirstSeq int64 `json:"first_seq"`
+	LastSeq  int64 `json:"last_seq"`
+	// FirstTime and LastTime are the time_unix_nano of FirstSeq and LastSeq.
+	FirstTime time.Time `json:"first_time"`
+	LastTime  time.Time `json:"last_time"`
+	// LastHash is the entry_hash of LastSeq: the head to compare with a
+	// record kept elsewhere (or, later, a signed checkpoint).
+	LastHash   string `json:"last_hash"`
+	Violations int    `json:"violations"`
+	Intact     bool   `json:"intact"`
+}
+
+// Report is the result of a verification.
+type Report struct {
+	Target     string      `json:"target"`
+	Files      int         `json:"files"`
+	Entries    int64       `json:"entries"`
+	Chains     []Chain     `json:"chains"`
+	Violations []Violation `json:"violations"`
+	// Intact: no violation. It says nothing about a truncated tail unless a
+	// checkpoint was checked (Checkpoint).
+	Intact bool `json:"intact"`
+	// Checkpoint is whether a signed checkpoint was checked; false means a
+	// truncated tail cannot have been detected.
+	Checkpoint bool `json:"checkpoint"`
+	// Notes are caveats for the reader, e.g. that no checkpoint was given.
+	Notes []string `json:"notes"`
+}
+
+// NoCheckpointNote is the note of a report made without a checkpoint.
+const NoCheckpointNote = "no checkpoint given: a truncated tail cannot be detected"
+
+// Options tune Verify. The zero value is usable.
+type Options struct {
+	// Workers is how many files are read at once; 0 means GOMAXPROCS.
+	Workers int
+	// Progress, when set, is called after each file (from several
+	// goroutines, never concurrently) with the files done, the total and the
+	// entries read so far.
+	Progress func(done, total int, entries int64)
+}
+
+// ErrNoFiles: the target holds no .parquet file. Nothing was verified, which
+// is not a pass (usually a wrong path or prefix).
+var ErrNoFiles = errors.New("verify: no .parquet files under the target")
+
+// Verify checks every .parquet file of src and returns the report. An error
+// means the trail could not be verified (the source could not be listed or a
+// file could not be fetched; ErrNoFiles); problems with the files' contents
+// are violations in the report, never errors.
+func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
+	keys, err := src.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%w %s", ErrNoFiles, src.String())
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, len(keys))
+
+	results := make([]*fileResult, len(keys))
+	var (
+		next     atomic.Int64
+		entries  atomic.Int64
+		mu       sync.Mutex
+		done     int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := newFileReader()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(keys) || ctx.Err() != nil {
+					return
+				}
+				var data []byte
+				var err error
+				if d, ok := src.(Dir); ok {
+					// The file's bytes are not kept past read: reuse them.
+					data, err = d.readFileInto(keys[i], r.file)
+					r.file = data
+				} else {
+					data, err = src.ReadFile(ctx, keys[i])
+				}
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+				res := r.read(keys[i], data)
+				results[i] = res
+				n := entries.Add(int64(res.rows))
+				mu.Lock()
+				done++
+				if opts.Progress != nil {
+					opts.Progress(done, len(keys), n)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rep := merge(results)
+	rep.Target = src.String()
+	rep.Notes = append(rep.Notes, NoCheckpointNote)
+	return rep, nil
+}
+
+// sortViolations orders by chain, seq, kind, file, detail.
+func sortViolations(vs []Violation) {
+	slices.SortFunc(vs, func(a, b Violation) int {
+		if c := strings.Compare(a.ChainID, b.ChainID); c != 0 {
+			return c
+		}
+		if a.Seq != b.Seq {
+			if a.Seq < b.Seq {
+				return -1
+			}
+			return 1
+		}
+		if c := strings.Compare(string(a.Kind), string(b.Kind)); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.File, b.File); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Detail, b.Detail)
+	})
+}
