@@ -103,12 +103,20 @@ func TestS3TrailUnderObjectLockSurvivesOutage(t *testing.T) {
 
 	dir := t.TempDir()
 	keys := download(t, ctx, srv.Client(), "audit-trail", "agents", dir)
-	require.Len(t, keys, 9, "27 entries in batches of 3")
+	var batches []string
 	for _, k := range keys {
-		assert.Regexp(t, `^agents/dt=\d{4}-\d{2}-\d{2}/collector-1-\d{20}\.parquet$`, k)
+		if strings.HasSuffix(k, ".parquet") {
+			assert.Regexp(t, `^agents/dt=\d{4}-\d{2}-\d{2}/collector-1-\d{20}\.parquet$`, k)
+			batches = append(batches, k)
+		} else {
+			assert.Regexp(t, `^agents/(checkpoints/collector-1/\d{20}\.checkpoint|keys/collector-1-[0-9a-f]{8}\.vkey)$`, k)
+		}
+	}
+	require.Len(t, batches, 9, "27 entries in batches of 3")
+	for _, k := range keys {
 		ret, err := srv.Client().GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: aws.String("audit-trail"), Key: aws.String(k)})
 		require.NoError(t, err)
-		assert.Equal(t, types.ObjectLockRetentionModeCompliance, ret.Retention.Mode, "%s is under COMPLIANCE retention", k)
+		assert.Equal(t, types.ObjectLockRetentionModeCompliance, ret.Retention.Mode, "%s is under COMPLIANCE retention (checkpoints and keys too)", k)
 		assert.WithinDuration(t, time.Now().AddDate(0, 0, 1), *ret.Retention.RetainUntilDate, 5*time.Minute)
 	}
 

@@ -37,6 +37,9 @@ type Config struct {
 	// the S3 store, the sealed batches waiting for the bucket.
 	Spool SpoolConfig `mapstructure:"spool"`
 
+	// Checkpoint configures the signed checkpoints written after each batch.
+	Checkpoint CheckpointConfig `mapstructure:"checkpoint"`
+
 	// prevent unkeyed literal initialization
 	_ struct{}
 }
@@ -213,4 +216,26 @@ func (cfg *S3Config) options() store.S3Options {
 		o.ObjectLock = &store.ObjectLock{Mode: strings.ToLower(l.Mode), RetentionDays: l.RetentionDays, LegalHold: l.LegalHold}
 	}
 	return o
+}
+
+// CheckpointConfig configures signed checkpoints. The signing key is an
+// Ed25519 key in the signed-note format ("PRIVATE+KEY+name+hash+key"), from
+// a file or an environment variable; with neither, the exporter generates
+// one on first start and keeps it in <spool.directory>/keys.
+type CheckpointConfig struct {
+	KeyFile string `mapstructure:"key_file"`
+	KeyEnv  string `mapstructure:"key_env"`
+	// Mirror also writes every checkpoint to a second location, a local
+	// directory (for example a volume that another team owns).
+	Mirror *FileConfig `mapstructure:"mirror"`
+
+	_ struct{}
+}
+
+// Validate checks the checkpoint settings.
+func (cfg *CheckpointConfig) Validate() error {
+	if cfg.KeyFile != "" && cfg.KeyEnv != "" {
+		return errors.New("\"key_file\" and \"key_env\" are both set: choose one")
+	}
+	return nil
 }

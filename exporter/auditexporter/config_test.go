@@ -90,6 +90,7 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 		{name: "both_stores", errorMsg: `"file" and "s3" are both set: choose one store`},
 		{name: "bad_s3", errorMsg: "s3: \"bucket\" must not be empty\n\"prefix\" \"a/../b\" must be a clean path\n\"endpoint\" \"127.0.0.1:7070\" must be an http or https URL\n\"storage_class\" \"FAST\" is not an S3 storage class"},
 		{name: "bad_object_lock", errorMsg: "s3::object_lock: \"mode\" \"forever\" is invalid: use \"compliance\" or \"governance\"\n\"retention_days\" must be positive"},
+		{name: "two_keys", errorMsg: `checkpoint: "key_file" and "key_env" are both set: choose one`},
 		{name: "empty_spool", errorMsg: "spool: \"directory\" must not be empty\n\"max_bytes\" must be positive"},
 	}
 	for _, tt := range tests {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
+	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -88,11 +91,13 @@ type pending struct {
 	segment string // "" when no segment is left to remove
 }
 
-// spooled is a batch in the spool, waiting for the remote store.
+// spooled is an object in the spool, waiting for the remote store: a batch,
+// or the checkpoint or verifier key that goes with the batches.
 type spooled struct {
 	key   string
 	size  int64
 	since time.Time // when its batch was opened, or found at start
+	batch bool
 }
 
 // auditExporter sequences, hashes, logs, batches, encodes and stores
@@ -122,6 +127,9 @@ type auditExporter struct {
 
 	host       component.Host
 	reportOnce sync.Once
+	signer     note.Signer // signs a checkpoint after each batch
+	vkey       string      // its verifier key, published beside the trail
+	mirror     *store.FS   // a second place for checkpoints, or nil
 
 	mu      sync.Mutex
 	chain   *chain.Chain
@@ -178,6 +186,9 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
+	if err := e.setUpCheckpoints(); err != nil {
+		return fmt.Errorf("agentaudit exporter: %w", err)
+	}
 	head, err := resumeHead(ctx, st.trail, e.cfg.ChainID)
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
@@ -229,8 +240,12 @@ func (e *auditExporter) recoverSpool(ctx context.Context, spool *store.FS) (chai
 		if err != nil {
 			return chain.Head{}, err
 		}
-		e.uploadQ = append(e.uploadQ, spooled{key: k, size: info.Size(), since: info.ModTime()})
+		isBatch := strings.HasSuffix(k, ".parquet")
+		e.uploadQ = append(e.uploadQ, spooled{key: k, size: info.Size(), since: info.ModTime(), batch: isBatch})
 		e.spoolBytes += info.Size()
+		if isBatch {
+			e.tel.queued.Add(1)
+		}
 	}
 	if len(keys) > 0 {
 		e.logger.Info("Uploading batches left in the spool", zap.Int("batches", len(keys)), zap.String("spool", spool.Dir()))
@@ -493,6 +508,22 @@ func (e *auditExporter) writeLoop() {
 		e.qmu.Unlock()
 		signal(e.wakeUpload)
 	}()
+	target, where := e.store, "store"
+	if e.spool != nil {
+		target, where = e.spool, "spool"
+	}
+	key, ok := e.publishKey(target, where)
+	if !ok {
+		return
+	}
+	if e.spool != nil {
+		e.qmu.Lock()
+		if !slices.ContainsFunc(e.uploadQ, func(s spooled) bool { return s.key == key }) {
+			e.uploadQ = append(e.uploadQ, spooled{key: key, since: e.now()})
+		}
+		e.qmu.Unlock()
+		signal(e.wakeUpload)
+	}
 	for {
 		e.qmu.Lock()
 		var next pending
@@ -523,19 +554,23 @@ func (e *auditExporter) writeLoop() {
 			}
 			continue
 		}
-		target, where := e.store, "store"
-		if e.spool != nil {
-			target, where = e.spool, "spool"
-		}
 		if !e.retry(where, s.key, func() error { return target.Put(context.Background(), s.key, s.data) }) {
+			return
+		}
+		cpKey, cpMsg, ok := e.writeCheckpoint(target, where, s.footer)
+		if !ok {
 			return
 		}
 		e.tel.batchSealed(len(next.b.Entries))
 		e.qmu.Lock()
 		e.sealQ = e.sealQ[1:]
 		if e.spool != nil {
-			e.uploadQ = append(e.uploadQ, spooled{key: s.key, size: int64(len(s.data)), since: next.b.Opened})
+			e.uploadQ = append(e.uploadQ, spooled{key: s.key, size: int64(len(s.data)), since: next.b.Opened, batch: true})
 			e.spoolBytes += int64(len(s.data))
+			if cpKey != "" {
+				e.uploadQ = append(e.uploadQ, spooled{key: cpKey, size: int64(len(cpMsg)), since: next.b.Opened})
+				e.spoolBytes += int64(len(cpMsg))
+			}
 		}
 		e.qmu.Unlock()
 		if e.spool != nil {
@@ -585,8 +620,9 @@ func (e *auditExporter) keepDurable(p *pending) bool {
 // sealed is a batch encoded once, so that every retry writes the same bytes
 // under the same key.
 type sealed struct {
-	key  string
-	data []byte
+	key    string
+	data   []byte
+	footer parquetfile.Footer
 }
 
 // seal encodes b as a Parquet object.
@@ -596,7 +632,7 @@ func (e *auditExporter) seal(b *batch.Batch) (*sealed, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealed{key: store.BatchKey(f.ChainID, f.FirstSeq, b.Opened), data: buf.Bytes()}, nil
+	return &sealed{key: store.BatchKey(f.ChainID, f.FirstSeq, b.Opened), data: buf.Bytes(), footer: f}, nil
 }
 
 // uploadLoop copies spooled batches to the remote store, oldest first, and
@@ -622,10 +658,22 @@ func (e *auditExporter) uploadLoop() {
 			continue
 		}
 		var data []byte
+		missing := false
 		ok := e.retry("spool", next.key, func() (err error) {
 			data, err = e.spool.Get(ctx, next.key)
+			if errors.Is(err, store.ErrNotFound) {
+				missing = true
+				return nil
+			}
 			return err
-		}) && e.retry("store", next.key, func() error {
+		})
+		if ok && missing {
+			// Someone removed it from the spool: nothing to upload.
+			e.logger.Error("A spooled object is gone before it was uploaded", zap.String("spool", next.key))
+			e.dequeueUpload(next)
+			continue
+		}
+		ok = ok && e.retry("store", next.key, func() error {
 			return e.store.Put(ctx, next.key, data)
 		}) && e.retry("spool", next.key, func() error {
 			return e.spool.Delete(ctx, next.key)
@@ -633,14 +681,24 @@ func (e *auditExporter) uploadLoop() {
 		if !ok {
 			return
 		}
-		e.qmu.Lock()
-		e.uploadQ = e.uploadQ[1:]
-		e.spoolBytes -= next.size
-		e.qmu.Unlock()
-		e.tel.queued.Add(-1)
+		e.dequeueUpload(next)
+		if !next.batch {
+			continue
+		}
 		if f, err := parquetfile.ReadFooter(bytes.NewReader(data), int64(len(data))); err == nil {
 			e.tel.batchStored(int(f.EntryCount))
 		}
+	}
+}
+
+// dequeueUpload removes the head of the upload queue, which is next.
+func (e *auditExporter) dequeueUpload(next spooled) {
+	e.qmu.Lock()
+	e.uploadQ = e.uploadQ[1:]
+	e.spoolBytes -= next.size
+	e.qmu.Unlock()
+	if next.batch {
+		e.tel.queued.Add(-1)
 	}
 }
 
