@@ -1,0 +1,223 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/agentaudit/agentaudit/internal/s3test"
+)
+
+// postTraces sends td as one OTLP/HTTP protobuf request and returns the
+// response's status code and Retry-After header.
+func postTraces(t *testing.T, ctx context.Context, c *collector, td ptrace.Traces) (int, string) {
+	t.Helper()
+	body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	require.NoError(t, err)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.httpAddr+"/v1/traces", bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
+// requireRefused asserts that err is the exporter's retryable refusal:
+// UNAVAILABLE with a retry delay.
+func requireRefused(t *testing.T, err error) {
+	t.Helper()
+	require.Error(t, err)
+	st, ok := status.FromError(err)
+	require.True(t, ok, "a gRPC status: %v", err)
+	require.Equal(t, codes.Unavailable, st.Code(), "retryable: %v", err)
+	assert.Contains(t, st.Message(), "spool")
+	var delay time.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			delay = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	assert.Positive(t, delay, "the refusal tells the client when to retry (RetryInfo): %v", st.Details())
+}
+
+// spoolBatches counts the sealed batches waiting in spool.
+func spoolBatches(t *testing.T, spool string) int {
+	t.Helper()
+	dir := filepath.Join(spool, "batches")
+	if _, err := os.Stat(dir); err != nil {
+		return 0
+	}
+	return len(parquetFiles(t, dir))
+}
+
+func TestSpoolFullRefusesThenRecovers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	srv := s3test.Start(t)
+	srv.CreateBucket("audit-trail", true)
+	spool := t.TempDir()
+	const chainID = "spool-full"
+	// One request is one batch, and one batch in the spool fills it.
+	c := startCollector(t, collectorOptions{
+		chainID: chainID, maxEntries: loadAuditSpans,
+		store: s3Store(srv, "audit-trail", spool, true) + "\n      max_bytes: 1",
+		env:   srv.Env(),
+	})
+	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := ptraceotlp.NewGRPCClient(conn)
+	const grpcClient, httpClient = 0, 1
+	results := make([][]loadResult, 2)
+	export := func(req int) error {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_, err := client.Export(rctx, ptraceotlp.NewExportRequestFromTraces(loadTraces(grpcClient, req)))
+		return err
+	}
+	record := func(client, req int, err error) {
+		results[client] = append(results[client], loadResult{client: client, req: req, acked: err == nil, err: err})
+	}
+
+	require.NoError(t, export(0))
+	record(grpcClient, 0, nil)
+	c.waitMetric(ctx, "otelcol_agentaudit_entries_stored", loadAuditSpans)
+
+	// The bucket goes away: the next batch stays in the spool, which is
+	// then full, and new data is refused.
+	srv.Stop()
+	req := 1
+	var refused error
+	for refused == nil {
+		require.Less(t, req, 20, "requests keep being acknowledged although the spool is full")
+		if err := export(req); err != nil {
+			refused = err
+		} else {
+			record(grpcClient, req, nil)
+			req++
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	requireRefused(t, refused)
+	assert.Positive(t, spoolBatches(t, spool), "batches wait in the spool")
+	code, retryAfter := postTraces(t, ctx, c, loadTraces(httpClient, 0))
+	assert.Equal(t, http.StatusServiceUnavailable, code, "OTLP/HTTP refuses with 503")
+	secs, err := strconv.Atoi(retryAfter)
+	require.NoError(t, err, "Retry-After %q is a number of seconds", retryAfter)
+	assert.Positive(t, secs, "Retry-After")
+	refusedEntries, _ := c.metric("otelcol_agentaudit_entries_refused")
+	assert.GreaterOrEqual(t, refusedEntries, float64(2*loadAuditSpans), "refused entries are counted")
+	requireRefused(t, export(req)) // still full while the bucket is away
+
+	// The bucket is back: the spool drains and the clients' retries of the
+	// very same requests are accepted.
+	srv.Restart()
+	retried := 0
+	for err := export(req); err != nil; err = export(req) {
+		requireRefused(t, err)
+		require.NoError(t, ctx.Err(), "the retried request was never accepted")
+		retried++
+		time.Sleep(100 * time.Millisecond)
+	}
+	record(grpcClient, req, nil)
+	for {
+		code, _ := postTraces(t, ctx, c, loadTraces(httpClient, 0))
+		if code == http.StatusOK {
+			break
+		}
+		require.Equal(t, http.StatusServiceUnavailable, code)
+		require.NoError(t, ctx.Err(), "the retried HTTP request was never accepted")
+		retried++
+		time.Sleep(100 * time.Millisecond)
+	}
+	record(httpClient, 0, nil)
+	t.Logf("accepted after %d more refusals", retried)
+
+	acked := 0
+	for _, rs := range results {
+		acked += len(rs)
+	}
+	c.waitMetric(ctx, "otelcol_agentaudit_entries_stored", float64(acked*loadAuditSpans))
+	c.stop()
+	assert.Zero(t, spoolBatches(t, spool), "the spool is empty once the bucket has everything")
+
+	dir := t.TempDir()
+	require.NotEmpty(t, download(t, ctx, srv.Client(), "audit-trail", "agents", dir))
+	db := trailDB(t, dir)
+	trail := readLoadTrail(t, db)
+	checkLoadTrail(t, trail, chainID, results, true)
+	assert.Len(t, trail, acked*loadAuditSpans, "every acknowledged span once, nothing of the refusals")
+	assert.Empty(t, runVerifySQL(t, db), "docs/verify.sql finds the downloaded trail intact")
+}
+
+func TestS3OutageUnderLoad(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	started := time.Now()
+	srv := s3test.Start(t)
+	srv.CreateBucket("audit-trail", true)
+	spool := t.TempDir()
+	const chainID, clients = "outage-1", 4
+	c := startCollector(t, collectorOptions{
+		chainID: chainID, maxEntries: 50,
+		store: s3Store(srv, "audit-trail", spool, true), // the default spool limit, 1 GiB
+		env:   srv.Env(),
+	})
+
+	g := &loadGen{timeout: 20 * time.Second, pause: 30 * time.Millisecond, addr: c.grpcAddr}
+	stop := make(chan struct{})
+	wait := g.run(t, clients, stop)
+	c.waitMetric(ctx, "otelcol_agentaudit_batches_stored", 2)
+	srv.Stop()
+	// Wait until the outage has made an upload fail, so that batches
+	// surely wait in the spool, then keep the bucket away a little longer.
+	c.waitMetric(ctx, "otelcol_agentaudit_store_errors", 1)
+	time.Sleep(time.Second)
+	waiting := spoolBatches(t, spool)
+	srv.Restart()
+	time.Sleep(time.Second)
+	close(stop)
+	results := wait()
+
+	requests := 0
+	for _, rs := range results {
+		for _, r := range rs {
+			require.True(t, r.acked, "request %d-%d: with room in the spool nothing is refused: %v", r.client, r.req, r.err)
+			requests++
+		}
+	}
+	// Every full batch reaches the bucket before the collector is asked to
+	// stop, so that its shutdown grace has only the last batch to upload.
+	c.waitMetric(ctx, "otelcol_agentaudit_entries_stored", float64(requests*loadAuditSpans/50*50))
+	c.stop()
+	assert.Zero(t, spoolBatches(t, spool), "the spool is empty once the bucket has everything")
+
+	dir := t.TempDir()
+	keys := download(t, ctx, srv.Client(), "audit-trail", "agents", dir)
+	db := trailDB(t, dir)
+	trail := readLoadTrail(t, db)
+	checkLoadTrail(t, trail, chainID, results, true)
+	assert.Empty(t, runVerifySQL(t, db), "docs/verify.sql finds the downloaded trail intact")
+	t.Logf("%d requests acknowledged, %d batches waited in the spool during the outage, %d objects, in %v",
+		requests, waiting, len(keys), time.Since(started).Round(time.Millisecond))
+	assert.Positive(t, waiting, "batches waited in the spool during the outage")
+}
