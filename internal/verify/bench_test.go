@@ -1,7 +1,10 @@
 package verify
 
 import (
+	"crypto/sha256"
+
 	"context"
+	"github.com/agentaudit/agentaudit/internal/chain"
 	"os"
 	"sync"
 	"syscall"
@@ -66,4 +69,30 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSHA256Baseline hashes the canonical bytes of the same entries
+// and nothing else: the floor BenchmarkVerify is measured against. Run both
+// in one go test run and read the ratio: the machines are shared.
+func BenchmarkSHA256Baseline(b *testing.B) {
+	es := buildChain("replica-0", benchPerFile)
+	canon := make([][]byte, len(es))
+	size := 0
+	for i := range es {
+		canon[i] = chain.AppendCanonical(nil, &es[i])
+		size += len(canon[i])
+	}
+	b.ReportAllocs()
+	var n int64
+	cpu0 := cpuTime()
+	for b.Loop() {
+		for _, c := range canon {
+			_ = sha256.Sum256(c)
+		}
+		n += int64(len(canon))
+	}
+	cpu := cpuTime() - cpu0
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
+	b.ReportMetric(float64(n)/cpu.Seconds(), "entries/cpu-s")
+	b.ReportMetric(float64(size)/float64(len(canon)), "canonical-bytes/entry")
 }

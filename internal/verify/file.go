@@ -363,6 +363,9 @@ func (c *column) read(cc parquet.ColumnChunk, isInt bool) error {
 		c.strs = slices.Grow(c.strs, n)[:base+n]
 		dst := c.strs[base:]
 		data, off := vals.ByteArray()
+		if data == nil {
+			data = nonNil // so that empty strings are not nil, which is NULL
+		}
 		switch {
 		case idx == nil && def == nil:
 			for i := range dst {
@@ -415,9 +418,12 @@ func appendIntField(dst []byte, c *column, i int) []byte {
 	}
 	var tmp [20]byte
 	digits := strconv.AppendInt(tmp[:0], c.ints[i], 10)
-	dst = appendLen(dst, len(digits))
-	return append(dst, digits...)
+	return append(appendLen(dst, len(digits)), digits...)
 }
+
+// nonNil backs empty strings: a NULL string value is nil, an empty one is
+// not.
+var nonNil = make([]byte, 0)
 
 // floorMilli is nanoseconds truncated to milliseconds, towards negative
 // infinity.
@@ -442,8 +448,22 @@ func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain
 		b = appendField(b, cid, i)
 		b = appendIntField(b, seq, i)
 		b = appendIntField(b, tun, i)
+		// appendField, inlined by hand: this loop runs 20 times per entry.
 		for c := colExecutionID; c <= colPrevHash; c++ {
-			b = appendField(b, &cols[c], i)
+			v := cols[c].strs[i]
+			if v == nil { // NULL; an empty string is not nil
+				b = append(b, '-')
+				continue
+			}
+			switch n := len(v); {
+			case n < 10:
+				b = append(b, byte('0'+n), ':')
+			case n < 100:
+				b = append(b, byte('0'+n/10), byte('0'+n%10), ':')
+			default:
+				b = appendLen(b, n)
+			}
+			b = append(b, v...)
 		}
 		r.buf = b
 		sum := sha256.Sum256(b)
