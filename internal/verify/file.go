@@ -64,36 +64,23 @@ var tagField = strconv.AppendInt(nil, int64(len(chain.FormatTag)), 10)
 
 func init() { tagField = append(append(tagField, ':'), chain.FormatTag...) }
 
-// hash64 is a stored hash column value: valid when it is 64 bytes (not
-// necessarily hex; it then never matches a recomputed hash).
-type hash64 struct {
-	b     [64]byte
-	valid bool
-	null  bool
-}
+// hash64 is a stored hash column value, nil for NULL. Only 64 bytes can
+// match; the bytes of rows point into the pages of the file being read.
+type hash64 []byte
 
-func makeHash(v []byte, null bool) hash64 {
-	var h hash64
-	switch {
-	case null:
-		h.null = true
-	case len(v) == 64:
-		copy(h.b[:], v)
-		h.valid = true
-	}
-	return h
-}
+func (h hash64) eq(o hash64) bool { return len(h) == 64 && bytes.Equal(h, o) }
 
-func (h hash64) eq(o hash64) bool { return h.valid && o.valid && h.b == o.b }
+// same reports whether h and o are the same value, NULL included.
+func (h hash64) same(o hash64) bool { return (h == nil) == (o == nil) && bytes.Equal(h, o) }
 
 func (h hash64) String() string {
 	switch {
-	case h.null:
+	case h == nil:
 		return "NULL"
-	case !h.valid:
-		return "(not 64 characters)"
+	case len(h) != 64:
+		return strconv.Quote(string(h)) + " (not 64 characters)"
 	}
-	return string(h.b[:])
+	return string(h)
 }
 
 func containsHash(hs []hash64, h hash64) bool {
@@ -107,11 +94,22 @@ func containsHash(hs []hash64, h hash64) bool {
 
 func appendDistinct(hs []hash64, h hash64) []hash64 {
 	for _, x := range hs {
-		if x == h {
+		if x.same(h) {
 			return hs
 		}
 	}
 	return append(hs, h)
+}
+
+// cloneHashes copies hashes out of the pages, to outlive them.
+func cloneHashes(hs []hash64) []hash64 {
+	out := make([]hash64, len(hs))
+	for i, h := range hs {
+		if h != nil {
+			out[i] = append(hash64{}, h...)
+		}
+	}
+	return out
 }
 
 // rec is what the cross-row checks need of one row.
@@ -208,7 +206,7 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 		}
 		foreign += f
 		res.rows += int64(n)
-		r.release()
+		// The pages stay until the file is done: r.recs points into them.
 	}
 	if res.rows == 0 {
 		res.add(NoSeq, NotAuditFile, "no rows")
@@ -491,7 +489,7 @@ func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain
 			foreign++
 			continue
 		}
-		r.recs = append(r.recs, rec{seq: s, tun: tun.ints[i], prev: makeHash(prev.value(i), prev.null[i]), eh: makeHash(eh.value(i), eh.null[i])})
+		r.recs = append(r.recs, rec{seq: s, tun: tun.ints[i], prev: prev.strs[i], eh: eh.strs[i]})
 	}
 	return foreign, firstChain, firstSeq
 }
@@ -501,6 +499,18 @@ func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain
 // file. Links into and out of the file are checked by merge.
 func (r *fileReader) checkRows(res *fileResult) {
 	recs := r.recs
+	// The common case, in one pass: consecutive seqs, each linked to the
+	// row before.
+	clean := true
+	for i := 1; i < len(recs) && clean; i++ {
+		clean = recs[i].seq == recs[i-1].seq+1 && recs[i].prev.eq(recs[i-1].eh)
+	}
+	if clean {
+		first, last := &recs[0], &recs[len(recs)-1]
+		res.firstSeq, res.firstTime, res.firstPrevs = first.seq, first.tun, cloneHashes([]hash64{first.prev})
+		res.lastSeq, res.lastTime, res.lastHashes = last.seq, last.tun, cloneHashes([]hash64{last.eh})
+		return
+	}
 	for i := 1; i < len(recs); i++ {
 		if recs[i].seq < recs[i-1].seq {
 			res.add(recs[i].seq, Reordering, "row %d has seq %d after seq %d: rows are not in ascending seq", i, recs[i].seq, recs[i-1].seq)
@@ -545,7 +555,7 @@ func (r *fileReader) checkRows(res *fileResult) {
 			}
 			var seen []hash64
 			for _, x := range g {
-				if !containsHash(prevHashes, x.prev) && !slices.Contains(seen, x.prev) {
+				if !containsHash(prevHashes, x.prev) && !slices.ContainsFunc(seen, x.prev.same) {
 					seen = append(seen, x.prev)
 					res.add(s, BrokenLink, "got prev_hash %s, want %s (entry_hash of seq %d)", x.prev, joinHashes(prevHashes), prevSeq)
 				}
@@ -556,7 +566,8 @@ func (r *fileReader) checkRows(res *fileResult) {
 		i = j
 	}
 	res.lastSeq, res.lastTime = prevSeq, recs[len(recs)-1].tun
-	res.lastHashes = slices.Clone(prevHashes)
+	res.lastHashes = cloneHashes(prevHashes)
+	res.firstPrevs = cloneHashes(res.firstPrevs)
 }
 
 func joinHashes(hs []hash64) string {

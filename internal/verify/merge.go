@@ -10,7 +10,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/chain"
 )
 
-var genesis = makeHash([]byte(chain.GenesisHash), false)
+var genesis = hash64(chain.GenesisHash)
 
 // merge lines up the files of each chain in seq order, checks the links
 // between them and builds the report.

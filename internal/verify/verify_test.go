@@ -379,3 +379,24 @@ func TestUnreadableSourceIsAnError(t *testing.T) {
 	_, err := Verify(context.Background(), failingSource{Dir(tr.dir)}, Options{})
 	require.ErrorContains(t, err, "connection reset")
 }
+
+// TestNoAllocationPerEntry: a file reader, once warmed up, allocates per
+// file and per page, never per entry.
+func TestNoAllocationPerEntry(t *testing.T) {
+	allocs := func(n int) float64 {
+		es := buildChain("replica-0", n)
+		data, err := encode(es)
+		require.NoError(t, err)
+		r := newFileReader()
+		r.read("dt=2026-03-09/replica-0-00000000000000000000.parquet", data)
+		return testing.AllocsPerRun(5, func() {
+			res := r.read("dt=2026-03-09/replica-0-00000000000000000000.parquet", data)
+			if !res.ok || len(res.violations) != 0 {
+				t.Fatalf("clean file: ok %v, %v", res.ok, res.violations)
+			}
+		})
+	}
+	small, large := allocs(1000), allocs(10000)
+	t.Logf("allocations per file: %.0f for 1000 entries, %.0f for 10000", small, large)
+	assert.Less(t, large-small, 100.0, "9000 more entries must not cost allocations")
+}
