@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -235,6 +237,7 @@ func (e *auditExporter) recoverSpool(ctx context.Context, spool *store.FS) (chai
 	if err != nil {
 		return chain.Head{}, err
 	}
+	sortUploads(keys)
 	for _, k := range keys {
 		info, err := os.Stat(filepath.Join(spool.Dir(), filepath.FromSlash(k)))
 		if err != nil {
@@ -251,6 +254,41 @@ func (e *auditExporter) recoverSpool(ctx context.Context, spool *store.FS) (chai
 		e.logger.Info("Uploading batches left in the spool", zap.Int("batches", len(keys)), zap.String("spool", spool.Dir()))
 	}
 	return resumeHead(ctx, spool, e.cfg.ChainID)
+}
+
+// sortUploads orders spooled keys the way they were written: per chain, the
+// verifier keys, then each batch followed by its checkpoint. (Lexical order
+// would put every checkpoint before the batches it names.)
+func sortUploads(keys []string) {
+	type rank struct {
+		chain string
+		pos   int64
+		kind  int
+	}
+	of := func(k string) rank {
+		if id, first, _, err := store.ParseBatchKey(k); err == nil {
+			return rank{id, first, 1}
+		}
+		if rest, ok := strings.CutPrefix(k, "checkpoints/"); ok {
+			if id, size, ok := strings.Cut(strings.TrimSuffix(rest, ".checkpoint"), "/"); ok {
+				if n, err := strconv.ParseInt(size, 10, 64); err == nil {
+					// After the batch that ends at size-1, before the next.
+					return rank{id, n - 1, 2}
+				}
+			}
+		}
+		return rank{"", -1, 0}
+	}
+	sort.SliceStable(keys, func(i, j int) bool {
+		a, b := of(keys[i]), of(keys[j])
+		if a.chain != b.chain {
+			return a.chain < b.chain
+		}
+		if a.pos != b.pos {
+			return a.pos < b.pos
+		}
+		return a.kind < b.kind
+	})
 }
 
 // recoverLog reads the write-ahead log of this chain. Entries already in a

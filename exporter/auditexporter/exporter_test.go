@@ -470,3 +470,25 @@ func TestSpoolKeepsBatchesThroughAnOutageAndRestart(t *testing.T) {
 	assert.Equal(t, "after", es[6].ExecutionID)
 	assert.Empty(t, spoolKeys(t, dir))
 }
+
+func TestSortUploadsPutsCheckpointsAfterTheirBatches(t *testing.T) {
+	keys := []string{
+		"checkpoints/c/00000000000000000008.checkpoint",
+		"checkpoints/c/00000000000000000004.checkpoint",
+		"dt=2026-03-10/c-00000000000000000004.parquet",
+		"dt=2026-03-09/c-00000000000000000000.parquet",
+		"keys/c-1234abcd.vkey",
+		"checkpoints/b/00000000000000000002.checkpoint",
+		"dt=2026-03-09/b-00000000000000000000.parquet",
+	}
+	sortUploads(keys)
+	assert.Equal(t, []string{
+		"keys/c-1234abcd.vkey",
+		"dt=2026-03-09/b-00000000000000000000.parquet",
+		"checkpoints/b/00000000000000000002.checkpoint",
+		"dt=2026-03-09/c-00000000000000000000.parquet",
+		"checkpoints/c/00000000000000000004.checkpoint",
+		"dt=2026-03-10/c-00000000000000000004.parquet",
+		"checkpoints/c/00000000000000000008.checkpoint",
+	}, keys)
+}
