@@ -46,6 +46,10 @@ const (
 
 	// shutdownGrace bounds how long shutdown waits for the store.
 	shutdownGrace = 10 * time.Second
+
+	// maxSealQueue bounds the sealed batches held in memory before the
+	// writer encodes them; past it, new data is refused (retryable).
+	maxSealQueue = 16
 )
 
 // stores are where entries and batches go: the write-ahead log directory,
@@ -465,13 +469,14 @@ func (e *auditExporter) admit() error {
 		e.walFailed(err)
 		return unavailable(fmt.Sprintf("agentaudit exporter: %v; restart the collector to recover", err))
 	}
-	if e.spool == nil {
-		return nil
-	}
 	e.qmu.Lock()
-	used := e.spoolBytes
+	used, sealing := e.spoolBytes, len(e.sealQ)
 	e.qmu.Unlock()
-	if used < e.cfg.Spool.MaxBytes {
+	if sealing >= maxSealQueue {
+		// The writer is behind (the disk is slow or failing): bound memory.
+		return unavailable(fmt.Sprintf("agentaudit exporter: %d sealed batches wait to be written to disk; retry later", sealing))
+	}
+	if e.spool == nil || used < e.cfg.Spool.MaxBytes {
 		return nil
 	}
 	return unavailable(fmt.Sprintf("agentaudit exporter: the spool %s is full (%d of %d bytes): the S3 store is not taking batches; retry later",
@@ -498,6 +503,7 @@ func (e *auditExporter) sealLocked(b *batch.Batch) {
 	}
 	segment, err := e.wal.Rotate(e.chain.Head().Size)
 	if err != nil {
+		e.walFailed(err)
 		segment = ""
 	}
 	e.qmu.Lock()
