@@ -67,17 +67,35 @@ func TestInclusionProofsVerify(t *testing.T) {
 }
 
 func TestRootHex(t *testing.T) {
-	hs := hashes(5)
-	var hexes []string
-	for _, h := range hs {
-		hexes = append(hexes, hex.EncodeToString(h))
+	// The folding RootHex agrees with the library's compact range for every
+	// shape of tree.
+	for n := range 70 {
+		hs := hashes(n)
+		hexes := []string{}
+		for _, h := range hs {
+			hexes = append(hexes, hex.EncodeToString(h))
+		}
+		got, err := RootHex(hexes)
+		require.NoError(t, err)
+		assert.Equal(t, hex.EncodeToString(Root(hs)), got, "n=%d", n)
 	}
-	got, err := RootHex(hexes)
-	require.NoError(t, err)
-	assert.Equal(t, hex.EncodeToString(Root(hs)), got)
-	_, err = RootHex([]string{"abc"})
+	hs := hashes(5)
+	_, err := RootHex([]string{"abc"})
 	assert.Error(t, err)
 	assert.False(t, bytes.Equal(Root(hs), Root(append(hs[1:], hs[0]))), "order matters")
+}
+
+func BenchmarkRootHex10k(b *testing.B) {
+	var hexes []string
+	for _, h := range hashes(10_000) {
+		hexes = append(hexes, hex.EncodeToString(h))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := RootHex(hexes); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func BenchmarkRoot10k(b *testing.B) {
