@@ -157,6 +157,7 @@ type fileReader struct {
 	buf  []byte
 	recs []rec
 	file []byte // the bytes of the last local file read
+	tree merkleFold
 }
 
 func newFileReader() *fileReader { return &fileReader{buf: make([]byte, 0, 4096)} }
@@ -169,13 +170,13 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 		res.chainID = chainID // until the rows say otherwise
 	}
 	defer func() {
-		r.release()
 		// parquet-go is pre-v1 and the bytes are untrusted: a decoder panic
 		// is a file that is not a batch, not a crash.
 		if p := recover(); p != nil {
 			res.ok = false
 			res.add(NoSeq, NotAuditFile, "undecodable: %v", p)
 		}
+		r.release()
 	}()
 	pf, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)),
 		parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
@@ -218,7 +219,11 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 	res.ok = len(r.recs) > 0
 	res.chainRows = int64(len(r.recs))
 	r.checkRows(res)
-	checkFooter(res, pf.Metadata().KeyValueMetadata)
+	merkleRoot := "(not computable: an entry_hash is not 64 hex digits)"
+	if root, ok := r.tree.root(r.recs); ok {
+		merkleRoot = string(root[:])
+	}
+	checkFooter(res, pf.Metadata().KeyValueMetadata, merkleRoot)
 	checkName(res)
 	return res
 }
@@ -272,6 +277,15 @@ func (r *fileReader) bind(s *parquet.Schema) error {
 
 // release returns the pages of the last row group to parquet-go's pools.
 func (r *fileReader) release() {
+	defer func() {
+		// Pages of a file that made the decoder panic may be in any state:
+		// forget them rather than crash or reuse them.
+		if recover() != nil {
+			for i := range r.cols {
+				r.cols[i].chunks, r.cols[i].pages = nil, nil
+			}
+		}
+	}()
 	for i := range r.cols {
 		c := &r.cols[i]
 		for _, p := range c.chunks {
@@ -579,7 +593,8 @@ func joinHashes(hs []hash64) string {
 }
 
 // checkFooter compares the footer metadata with the rows.
-func checkFooter(res *fileResult, kv []format.KeyValue) {
+// merkleRoot is the root of the rows' entry hashes in seq order.
+func checkFooter(res *fileResult, kv []format.KeyValue, merkleRoot string) {
 	get := func(key string) (string, bool) {
 		for i := len(kv) - 1; i >= 0; i-- {
 			if kv[i].Key == key {
@@ -599,6 +614,7 @@ func checkFooter(res *fileResult, kv []format.KeyValue) {
 		{parquetfile.KeyEntryCount, strconv.FormatInt(res.rows, 10), res.firstSeq},
 		{parquetfile.KeyPrevHash, res.firstPrevs[0].String(), res.firstSeq},
 		{parquetfile.KeyLastHash, res.lastHashes[0].String(), res.lastSeq},
+		{parquetfile.KeyMerkleRoot, merkleRoot, res.firstSeq},
 	}
 	for _, w := range want {
 		got, ok := get(w.key)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/merkle"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
 )
@@ -147,6 +148,14 @@ type rawRow struct {
 // footerOf is the footer Encode would write for es, as key-value pairs.
 func footerOf(es []entry.Entry) [][2]string {
 	first, last := es[0], es[len(es)-1]
+	hashes := make([]string, len(es))
+	for i := range es {
+		hashes[i] = es[i].EntryHash
+	}
+	root, err := merkle.RootHex(hashes)
+	if err != nil {
+		panic(err)
+	}
 	return [][2]string{
 		{parquetfile.KeyFormatVersion, parquetfile.FormatVersion},
 		{parquetfile.KeyChainID, first.ChainID},
@@ -155,6 +164,7 @@ func footerOf(es []entry.Entry) [][2]string {
 		{parquetfile.KeyEntryCount, strconv.Itoa(len(es))},
 		{parquetfile.KeyPrevHash, first.PrevHash},
 		{parquetfile.KeyLastHash, last.EntryHash},
+		{parquetfile.KeyMerkleRoot, root},
 	}
 }
 
