@@ -73,29 +73,29 @@ func mergeChain(id string, files []*fileResult) (Chain, []Violation) {
 		case i == 0:
 			c.FirstSeq, c.FirstTime = f.firstSeq, time.Unix(0, f.firstTime).UTC()
 			if f.firstSeq > 0 {
-				add(f, f.firstSeq, 0, MissingFile, sprintf("seq 0 to %d missing: the chain's first file starts at seq %d", f.firstSeq-1, f.firstSeq))
+				add(f, f.firstSeq, 0, MissingFile, fmt.Sprintf("seq 0 to %d missing: the chain's first file starts at seq %d", f.firstSeq-1, f.firstSeq))
 			} else if f.firstSeq == 0 {
 				for _, p := range f.firstPrevs {
 					if !p.eq(genesis) {
-						add(f, 0, 0, BrokenLink, sprintf("got prev_hash %s, want the genesis hash %s", p, chain.GenesisHash))
+						add(f, 0, 0, BrokenLink, fmt.Sprintf("got prev_hash %s, want the genesis hash %s", p, chain.GenesisHash))
 					}
 				}
 			}
 		case f.firstSeq <= cur:
 			through := min(f.lastSeq, cur)
-			add(f, f.firstSeq, through, Duplicate, sprintf("seq %d to %d also in %s", f.firstSeq, through, curFile.key))
+			add(f, f.firstSeq, through, Duplicate, fmt.Sprintf("seq %d to %d also in %s", f.firstSeq, through, curFile.key))
 		default:
 			if f.firstSeq > cur+1 {
-				what := sprintf("seq %d missing", cur+1)
+				what := fmt.Sprintf("seq %d missing", cur+1)
 				if f.firstSeq > cur+2 {
-					what = sprintf("seq %d to %d missing", cur+1, f.firstSeq-1)
+					what = fmt.Sprintf("seq %d to %d missing", cur+1, f.firstSeq-1)
 				}
-				add(f, f.firstSeq, 0, MissingFile, sprintf("%s between %s and %s", what, curFile.key, f.key))
+				add(f, f.firstSeq, 0, MissingFile, fmt.Sprintf("%s between %s and %s", what, curFile.key, f.key))
 			}
 			for _, p := range f.firstPrevs {
 				if !containsHash(curHashes, p) {
 					inBroken[i] = f.firstSeq == cur+1
-					add(f, f.firstSeq, 0, BrokenLink, sprintf("got prev_hash %s, want %s (entry_hash of seq %d in %s)", p, joinHashes(curHashes), cur, curFile.key))
+					add(f, f.firstSeq, 0, BrokenLink, fmt.Sprintf("got prev_hash %s, want %s (entry_hash of seq %d in %s)", p, joinHashes(curHashes), cur, curFile.key))
 				}
 			}
 		}
@@ -123,5 +123,3 @@ func mergeChain(id string, files []*fileResult) (Chain, []Violation) {
 	}
 	return c, vs
 }
-
-var sprintf = fmt.Sprintf
