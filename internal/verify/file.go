@@ -117,6 +117,10 @@ type rec struct {
 	seq      int64
 	tun      int64
 	prev, eh hash64
+	// raw is eh as 32 bytes when it matched the recomputed hash (then the
+	// Merkle leaf needs no hex decoding).
+	raw   [32]byte
+	rawOK bool
 }
 
 // fileResult is what one file contributes to the report.
@@ -481,7 +485,8 @@ func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain
 		sum := sha256.Sum256(b)
 		hex.Encode(hx[:], sum[:])
 		s := seq.ints[i]
-		if eh.null[i] || !bytes.Equal(eh.strs[i], hx[:]) {
+		ok := !eh.null[i] && bytes.Equal(eh.strs[i], hx[:])
+		if !ok {
 			res.hashBad = true
 			got := "NULL"
 			if !eh.null[i] {
@@ -503,7 +508,7 @@ func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain
 			foreign++
 			continue
 		}
-		r.recs = append(r.recs, rec{seq: s, tun: tun.ints[i], prev: prev.strs[i], eh: eh.strs[i]})
+		r.recs = append(r.recs, rec{seq: s, tun: tun.ints[i], prev: prev.strs[i], eh: eh.strs[i], raw: sum, rawOK: ok})
 	}
 	return foreign, firstChain, firstSeq
 }

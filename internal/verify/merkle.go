@@ -27,12 +27,17 @@ type merkleNode struct {
 func (m *merkleFold) root(recs []rec) (root [64]byte, ok bool) {
 	m.stack = m.stack[:0]
 	m.pair[0] = 0x01
-	for _, r := range recs {
-		if len(r.eh) != 64 {
+	for i := range recs {
+		r := &recs[i]
+		switch {
+		case r.rawOK:
+			copy(m.leaf[1:], r.raw[:])
+		case len(r.eh) != 64:
 			return root, false
-		}
-		if _, err := hex.Decode(m.leaf[1:], r.eh); err != nil {
-			return root, false
+		default:
+			if _, err := hex.Decode(m.leaf[1:], r.eh); err != nil {
+				return root, false
+			}
 		}
 		n := merkleNode{hash: sha256.Sum256(m.leaf[:]), size: 1}
 		for len(m.stack) > 0 && m.stack[len(m.stack)-1].size == n.size {
