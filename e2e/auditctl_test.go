@@ -142,6 +142,11 @@ func acCollectorTrail(t *testing.T) string {
 		sendCRMRun(t, ctx, c, "exec-"+id+"-b")
 		c.waitMetric(ctx, "otelcol_agentaudit_entries_accepted", float64(2*len(crmRun)))
 		c.stop()
+		// The collector's own directory, whatever else it holds beside the
+		// batches (checkpoints, keys), verifies as it is.
+		rep := acVerify(t, c.dataDir)
+		require.True(t, rep.Intact, "%+v", rep.Violations)
+		require.Len(t, rep.Chains, 1)
 		for _, f := range parquetFiles(t, c.dataDir) {
 			rel, err := filepath.Rel(c.dataDir, f)
 			require.NoError(t, err)
