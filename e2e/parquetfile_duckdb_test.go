@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/merkle"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 )
 
@@ -191,7 +192,14 @@ func TestPqDuckDBReadsBatchFile(t *testing.T) {
 			}
 		}
 		require.NoError(t, rows.Err())
+		var hashes []string
+		for _, e := range es {
+			hashes = append(hashes, e.EntryHash)
+		}
+		root, err := merkle.RootHex(hashes)
+		require.NoError(t, err)
 		assert.Equal(t, map[string]string{
+			parquetfile.KeyMerkleRoot:    root,
 			parquetfile.KeyFormatVersion: parquetfile.FormatVersion,
 			parquetfile.KeyChainID:       "pq-chain-1",
 			parquetfile.KeyFirstSeq:      "0",
