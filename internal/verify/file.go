@@ -136,7 +136,8 @@ type fileResult struct {
 	lastHashes []hash64 // distinct entry_hash at lastSeq
 	firstTime  int64
 	lastTime   int64
-	hashBad    bool // some row's entry_hash is wrong
+	hashBad    bool   // some row's entry_hash is wrong
+	merkleRoot string // recomputed from the rows' entry_hash, hex
 	violations []Violation
 }
 
@@ -162,9 +163,13 @@ type fileReader struct {
 	recs []rec
 	file []byte // the bytes of the last local file read
 	tree merkleFold
+	// pickSeq, when not NoSeq, asks read to copy the entry_hash of that
+	// seq into picked (for a checkpoint head inside a file).
+	pickSeq int64
+	picked  hash64
 }
 
-func newFileReader() *fileReader { return &fileReader{buf: make([]byte, 0, 4096)} }
+func newFileReader() *fileReader { return &fileReader{buf: make([]byte, 0, 4096), pickSeq: NoSeq} }
 
 // read checks one file. Problems with its contents are violations in the
 // result.
@@ -226,6 +231,14 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 	merkleRoot := "(not computable: an entry_hash is not 64 hex digits)"
 	if root, ok := r.tree.root(r.recs); ok {
 		merkleRoot = string(root[:])
+		res.merkleRoot = merkleRoot
+	}
+	if r.pickSeq != NoSeq {
+		for _, x := range r.recs {
+			if x.seq == r.pickSeq {
+				r.picked = cloneHashes([]hash64{x.eh})[0]
+			}
+		}
 	}
 	checkFooter(res, pf.Metadata().KeyValueMetadata, merkleRoot)
 	checkName(res)

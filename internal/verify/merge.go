@@ -14,7 +14,7 @@ var genesis = hash64(chain.GenesisHash)
 
 // merge lines up the files of each chain in seq order, checks the links
 // between them and builds the report.
-func merge(results []*fileResult) *Report {
+func merge(results []*fileResult) (*Report, chainFiles) {
 	rep := &Report{Files: len(results), Chains: []Chain{}, Violations: []Violation{}}
 	byChain := map[string][]*fileResult{}
 	for _, r := range results {
@@ -34,6 +34,12 @@ func merge(results []*fileResult) *Report {
 		rep.Chains = append(rep.Chains, c)
 		rep.Violations = append(rep.Violations, vs...)
 	}
+	finish(rep)
+	return rep, byChain
+}
+
+// finish sorts the violations and counts them per chain.
+func finish(rep *Report) {
 	sortViolations(rep.Violations)
 	count := map[string]int{}
 	for _, v := range rep.Violations {
@@ -45,7 +51,6 @@ func merge(results []*fileResult) *Report {
 		c.Intact = c.Violations == 0
 	}
 	rep.Intact = len(rep.Violations) == 0
-	return rep
 }
 
 // mergeChain checks the links between the files of one chain, in the order

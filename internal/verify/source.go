@@ -20,6 +20,10 @@ type Source interface {
 	// relative to the source's root, sorted. Other files are not part of a
 	// trail and are left out.
 	List(ctx context.Context) ([]string, error)
+	// ListUnder returns the keys of every file under prefix (a directory
+	// such as "checkpoints/"), sorted; none when there is no such
+	// directory. It is how checkpoints and keys beside the trail are found.
+	ListUnder(ctx context.Context, prefix string) ([]string, error)
 	// ReadFile returns the bytes of the file under key.
 	ReadFile(ctx context.Context, key string) ([]byte, error)
 	// String names the source for reports: a path or s3://bucket/prefix.
@@ -67,6 +71,44 @@ func (d Dir) List(ctx context.Context) ([]string, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verify: listing %s: %w", root, err)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// ListUnder walks the directory prefix names below d, if there is one.
+func (d Dir) ListUnder(ctx context.Context, prefix string) ([]string, error) {
+	root := string(d)
+	sub := filepath.Join(root, filepath.FromSlash(strings.TrimSuffix(prefix, "/")))
+	var keys []string
+	err := filepath.WalkDir(sub, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if p == sub && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if strings.HasPrefix(e.Name(), ".") {
+			if e.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !e.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: listing %s: %w", sub, err)
 	}
 	slices.Sort(keys)
 	return keys, nil
@@ -145,6 +187,11 @@ func (s *S3) List(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	return slices.DeleteFunc(keys, func(k string) bool { return !strings.HasSuffix(k, ".parquet") }), nil
+}
+
+// ListUnder lists the objects under prefix.
+func (s *S3) ListUnder(ctx context.Context, prefix string) ([]string, error) {
+	return s.store.List(ctx, prefix)
 }
 
 // ReadFile downloads one object.

@@ -66,13 +66,19 @@ const (
 	// or first seq disagrees with the rows.
 	FileNameMismatch Kind = "file_name_mismatch"
 
-	// BadSignature: a checkpoint's signature does not verify with the key.
-	// Reserved for signed checkpoints, not reported yet.
+	// BadSignature: a checkpoint (stored beside the trail, or kept by the
+	// auditor) whose signature does not verify with the verifier keys, or
+	// for whose chain there is no key. File is the checkpoint.
 	BadSignature Kind = "bad_signature"
 	// EndsBeforeCheckpoint: a chain ends before the head a signed checkpoint
-	// records: its tail was truncated. Reserved for signed checkpoints, not
-	// reported yet.
+	// records (or is absent from the trail): its tail was truncated. Seq is
+	// the checkpoint's head seq (size - 1).
 	EndsBeforeCheckpoint Kind = "ends_before_checkpoint"
+	// CheckpointMismatch: the trail reaches a signed checkpoint but
+	// contradicts it: entry size-1 has another entry_hash, or the batch the
+	// checkpoint seals has another Merkle root or seq range (or a stored
+	// checkpoint's name disagrees with its content). History was rewritten.
+	CheckpointMismatch Kind = "checkpoint_mismatch"
 )
 
 // SQLKinds are the kinds docs/verify.sql reports (MissingFile shows up there
@@ -129,9 +135,12 @@ type Chain struct {
 	LastTime  time.Time `json:"last_time"`
 	// LastHash is the entry_hash of LastSeq: the head to compare with a
 	// record kept elsewhere (or, later, a signed checkpoint).
-	LastHash   string `json:"last_hash"`
-	Violations int    `json:"violations"`
-	Intact     bool   `json:"intact"`
+	LastHash string `json:"last_hash"`
+	// CheckpointSize is the size of the latest stored checkpoint of the
+	// chain whose signature verified, 0 when none.
+	CheckpointSize int64 `json:"checkpoint_size"`
+	Violations     int   `json:"violations"`
+	Intact         bool  `json:"intact"`
 }
 
 // Report is the result of a verification.
@@ -144,9 +153,17 @@ type Report struct {
 	// Intact: no violation. It says nothing about a truncated tail unless a
 	// checkpoint was checked (Checkpoint).
 	Intact bool `json:"intact"`
-	// Checkpoint is whether a signed checkpoint was checked; false means a
-	// truncated tail cannot have been detected.
+	// Checkpoint is whether a checkpoint the auditor kept was checked
+	// (Options.Checkpoints); false means a truncated tail can only have been
+	// detected by the checkpoints stored beside the trail, which whoever
+	// truncated it may have removed too.
 	Checkpoint bool `json:"checkpoint"`
+	// StoredCheckpoints is how many checkpoints were found beside the trail
+	// (each checked when a key was available).
+	StoredCheckpoints int `json:"stored_checkpoints"`
+	// TrustedOnFirstUse names ("name+hash") the published keys that
+	// signatures were checked with because no key was given.
+	TrustedOnFirstUse []string `json:"trusted_on_first_use,omitempty"`
 	// Notes are caveats for the reader, e.g. that no checkpoint was given.
 	Notes []string `json:"notes"`
 }
@@ -162,16 +179,27 @@ type Options struct {
 	// goroutines, never concurrently) with the files done, the total and the
 	// entries read so far.
 	Progress func(done, total int, entries int64)
+	// Keys are verifier keys (note format, "name+hash+key") that
+	// checkpoints must be signed with, for every chain. None: the keys
+	// published beside the trail (keys/<chain_id>-<hash>.vkey) are used for
+	// their own chain and trusted on first use, as the report notes.
+	Keys []string
+	// Checkpoints are signed checkpoints the auditor kept, each compared
+	// with the trail like the stored ones; the report's Checkpoint is then
+	// true. Without a key (given or published), Verify fails with ErrNoKey.
+	Checkpoints []KeptCheckpoint
 }
 
 // ErrNoFiles: the target holds no .parquet file. Nothing was verified, which
 // is not a pass (usually a wrong path or prefix).
 var ErrNoFiles = errors.New("verify: no .parquet files under the target")
 
-// Verify checks every .parquet file of src and returns the report. An error
-// means the trail could not be verified (the source could not be listed or a
-// file could not be fetched; ErrNoFiles); problems with the files' contents
-// are violations in the report, never errors.
+// Verify checks every .parquet file of src, then every signed checkpoint
+// stored beside the trail (checkpoints/<chain_id>/*.checkpoint) and given in
+// opts, and returns the report. An error means the trail could not be
+// verified (the source could not be listed or a file could not be fetched;
+// ErrNoFiles; ErrNoKey; ErrBadKey); problems with the files' contents are
+// violations in the report, never errors.
 func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 	keys, err := src.List(ctx)
 	if err != nil {
@@ -244,9 +272,15 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rep := merge(results)
+	rep, files := merge(results)
 	rep.Target = src.String()
-	rep.Notes = append(rep.Notes, NoCheckpointNote)
+	if err := checkCheckpoints(ctx, src, opts, rep, files, workers); err != nil {
+		return nil, err
+	}
+	finish(rep)
+	if !rep.Checkpoint {
+		rep.Notes = append(rep.Notes, NoCheckpointNote)
+	}
 	return rep, nil
 }
 

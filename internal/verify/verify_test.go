@@ -48,7 +48,11 @@ func TestCleanTrailIsIntact(t *testing.T) {
 	assert.Empty(t, rep.Violations)
 	assert.Equal(t, 10, rep.Files)
 	assert.Equal(t, int64(100), rep.Entries)
-	assert.Equal(t, []string{NoCheckpointNote}, rep.Notes)
+	assert.Equal(t, []string{
+		"chain replica-0 has no stored checkpoint: its tail is not covered by a signature",
+		"chain replica-1 has no stored checkpoint: its tail is not covered by a signature",
+		NoCheckpointNote,
+	}, rep.Notes)
 	require.Len(t, rep.Chains, 2)
 	for i, c := range rep.Chains {
 		es := tr.chains[chainIDs[i]]
