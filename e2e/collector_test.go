@@ -26,19 +26,88 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
 
-// collector is a running agentaudit process.
+// process is a collector process started by startProcess.
+type process struct {
+	cmd     *exec.Cmd
+	logs    *syncBuffer
+	exited  chan struct{}
+	exitErr error
+}
+
+// startProcess runs bin --config cfgPath in dir with env added, and kills
+// it when the test ends (printing its logs if the test failed).
+func startProcess(tb testing.TB, bin, cfgPath, dir string, env []string) *process {
+	tb.Helper()
+	p := &process{logs: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, "--config", cfgPath)
+	p.cmd.Dir = dir // relative paths land there, never in the checkout
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	require.NoError(tb, p.cmd.Start())
+	go func() {
+		p.exitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	tb.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if tb.Failed() {
+			tb.Logf("collector logs:\n%s", p.logs.String())
+		}
+	})
+	return p
+}
+
+// waitListening waits until the process accepts connections on every addr.
+func (p *process) waitListening(tb testing.TB, addrs ...string) {
+	tb.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for _, addr := range addrs {
+		for {
+			select {
+			case <-p.exited:
+				tb.Fatalf("collector exited at start: %v\n%s", p.exitErr, p.logs.String())
+			default:
+			}
+			if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				conn.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("collector did not open %s within 60s\n%s", addr, p.logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// terminate sends SIGTERM and waits for a clean exit: the collector seals
+// and writes everything it received before it exits.
+func (p *process) terminate(tb testing.TB) {
+	tb.Helper()
+	require.NoError(tb, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-p.exited:
+	case <-time.After(60 * time.Second):
+		tb.Fatalf("collector did not exit within 60s of SIGTERM\n%s", p.logs.String())
+	}
+	require.NoError(tb, p.exitErr, "collector exit status\n%s", p.logs.String())
+}
+
+// collector is a running agentaudit process with the test configuration.
 type collector struct {
+	*process
 	t        *testing.T
-	cmd      *exec.Cmd
 	dataDir  string
 	grpcAddr string
 	httpAddr string
 	metrics  string // address of the collector's own Prometheus metrics
-	logs     *syncBuffer
 	// monitoring is what the monitoring backend received.
 	monitoring *backend
-	exited     chan struct{}
-	exitErr    error
 }
 
 type syncBuffer struct {
@@ -130,25 +199,8 @@ type collectorOptions struct {
 func startCollector(t *testing.T, opts collectorOptions) *collector {
 	t.Helper()
 	c := launchCollector(t, opts)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-c.exited:
-			t.Fatalf("collector exited at start: %v\n%s", c.exitErr, c.logs.String())
-		default:
-		}
-		if conn, err := net.DialTimeout("tcp", c.grpcAddr, time.Second); err == nil {
-			conn.Close()
-			if conn, err := net.DialTimeout("tcp", c.httpAddr, time.Second); err == nil {
-				conn.Close()
-				return c
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("collector did not open its OTLP ports within 60s\n%s", c.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c.waitListening(t, c.grpcAddr, c.httpAddr)
+	return c
 }
 
 // launchCollector starts the collector process with a configuration made
@@ -172,8 +224,6 @@ func launchCollector(t *testing.T, opts collectorOptions) *collector {
 		grpcAddr:   freeAddr(t),
 		httpAddr:   freeAddr(t),
 		metrics:    freeAddr(t),
-		logs:       &syncBuffer{},
-		exited:     make(chan struct{}),
 	}
 	_, metricsPort, _ := net.SplitHostPort(c.metrics)
 	storeYAML := opts.store
@@ -193,41 +243,14 @@ func launchCollector(t *testing.T, opts collectorOptions) *collector {
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 
-	c.cmd = exec.Command(collectorBin, "--config", cfgPath)
-	c.cmd.Dir = t.TempDir() // relative paths land there, never in the checkout
-	c.cmd.Env = append(os.Environ(), opts.env...)
-	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
-	require.NoError(t, c.cmd.Start())
-	go func() {
-		c.exitErr = c.cmd.Wait()
-		close(c.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-c.exited:
-		default:
-			_ = c.cmd.Process.Kill()
-			<-c.exited
-		}
-		if t.Failed() {
-			t.Logf("collector logs:\n%s", c.logs.String())
-		}
-	})
-
+	c.process = startProcess(t, collectorBin, cfgPath, t.TempDir(), opts.env)
 	return c
 }
 
-// stop sends SIGTERM and waits for a clean exit: the collector seals and
-// writes everything it received before it exits.
+// stop sends SIGTERM and waits for a clean exit.
 func (c *collector) stop() {
 	c.t.Helper()
-	require.NoError(c.t, c.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-c.exited:
-	case <-time.After(60 * time.Second):
-		c.t.Fatalf("collector did not exit within 60s of SIGTERM\n%s", c.logs.String())
-	}
-	require.NoError(c.t, c.exitErr, "collector exit status\n%s", c.logs.String())
+	c.terminate(c.t)
 }
 
 var metricLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9.eE+-]+)`)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -269,12 +268,7 @@ service:
 `
 
 // tpCollector is a collector process started by tpStart.
-type tpCollector struct {
-	cmd     *exec.Cmd
-	logs    *syncBuffer
-	exited  chan struct{}
-	exitErr error
-}
+type tpCollector struct{ *process }
 
 func tpStart(b *testing.B, dir, cfg, addr string) *tpCollector {
 	b.Helper()
@@ -282,64 +276,19 @@ func tpStart(b *testing.B, dir, cfg, addr string) *tpCollector {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	c := &tpCollector{logs: &syncBuffer{}, exited: make(chan struct{})}
 	bin := collectorBin
 	if v := os.Getenv("TP_COLLECTOR"); v != "" {
 		bin = v
 	}
-	c.cmd = exec.Command(bin, "--config", cfgPath)
-	c.cmd.Dir = dir
-	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
-	if err := c.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	go func() {
-		c.exitErr = c.cmd.Wait()
-		close(c.exited)
-	}()
-	b.Cleanup(func() {
-		select {
-		case <-c.exited:
-		default:
-			_ = c.cmd.Process.Kill()
-			<-c.exited
-		}
-		if b.Failed() {
-			b.Logf("collector logs:\n%s", c.logs.String())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-c.exited:
-			b.Fatalf("collector exited at start: %v\n%s", c.exitErr, c.logs.String())
-		default:
-		}
-		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			conn.Close()
-			return c
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("collector did not open %s within 60s\n%s", addr, c.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c := &tpCollector{startProcess(b, bin, cfgPath, dir, nil)}
+	c.waitListening(b, addr)
+	return c
 }
 
 // stop sends SIGTERM and waits for a clean exit.
 func (c *tpCollector) stop(b *testing.B) {
 	b.Helper()
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		b.Fatal(err)
-	}
-	select {
-	case <-c.exited:
-	case <-time.After(60 * time.Second):
-		b.Fatalf("collector did not exit within 60s of SIGTERM\n%s", c.logs.String())
-	}
-	if c.exitErr != nil {
-		b.Fatalf("collector exit status: %v\n%s", c.exitErr, c.logs.String())
-	}
+	c.terminate(b)
 }
 
 // cpu returns the CPU time (user + system) the collector used so far.
