@@ -1,16 +1,21 @@
 // Command auditctl checks agentaudit trails for auditors.
 //
-//	auditctl verify [--json] [--endpoint URL] [--region REGION] [--workers N] TARGET
+//	auditctl verify [--checkpoint FILE] [--key PUBKEY_FILE] [--json] [--endpoint URL] [--region REGION] [--workers N] TARGET
+//	auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
+//	auditctl prove [--chain ID] [--key PUBKEY_FILE] TARGET SEQ
+//	auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
 //
 // TARGET is a local directory or s3://bucket/prefix (credentials from the AWS
-// SDK's default chain). Every chain found under TARGET (one per collector
-// replica) is verified: each entry hash is recomputed from its columns, the
-// links are followed across files in seq order, and footers and file names
-// are checked against the rows. Exit status: 0 intact, 1 violations found,
-// 2 could not run (bad usage, unreadable target, no files).
-//
-// Signed checkpoints (--checkpoint, --key, auditctl checkpoint, auditctl
-// prove) are not implemented yet: given, they exit 2.
+// SDK's default chain). verify checks every chain found under TARGET (one
+// per collector replica): each entry hash is recomputed from its columns,
+// the links are followed across files in seq order, footers and file names
+// are checked against the rows, and every signed checkpoint stored beside
+// the trail (and the one given with --checkpoint) is checked against it.
+// checkpoint prints the latest signed checkpoint of each chain, for an
+// auditor to keep; prove prints a self-contained inclusion proof of one
+// entry, which prove --check checks without the trail. Exit status: 0
+// intact (valid), 1 violations found (invalid), 2 could not run (bad usage,
+// unreadable target, no files, no key).
 package main
 
 import (
@@ -52,11 +57,21 @@ func isTerminal(f *os.File) bool {
 }
 
 const usage = `usage:
-  auditctl verify [--json] [--endpoint URL] [--region REGION] [--workers N] TARGET
-      verify the trail under TARGET, a directory or s3://bucket/prefix
+  auditctl verify [--checkpoint FILE] [--key PUBKEY_FILE] [--json] [--endpoint URL] [--region REGION] [--workers N] TARGET
+      verify the trail under TARGET, a directory or s3://bucket/prefix, and the
+      signed checkpoints beside it; --checkpoint: one you kept (auditctl checkpoint)
       exit 0 intact, 1 violations found, 2 could not run
-  auditctl checkpoint ...    (not implemented yet)
-  auditctl prove ...         (not implemented yet)
+  auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
+      print the latest signed checkpoint of each chain, to keep
+      exit 0 printed, 1 a signature does not verify, 2 none found or could not run
+  auditctl prove [--chain ID] [--key PUBKEY_FILE] TARGET SEQ
+      print an inclusion proof (JSON) of entry SEQ that a third party checks alone
+      exit 0 printed, 1 the trail cannot prove it, 2 could not run
+  auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
+      check an inclusion proof without the trail
+      exit 0 valid, 1 invalid, 2 could not run
+  Without --key (a file of verifier keys, one per line), the keys published
+  beside the trail (or, for --check, in the proof) are trusted on first use.
 `
 
 // run is the command with its environment passed in; it returns the exit
@@ -69,9 +84,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 	switch args[0] {
 	case "verify":
 		return runVerify(ctx, args[1:], stdout, stderr, progress)
-	case "checkpoint", "prove":
-		fmt.Fprintf(stderr, "auditctl %s: not implemented yet (signed checkpoints are coming)\n", args[0])
-		return exitError
+	case "checkpoint":
+		return runCheckpoint(ctx, args[1:], stdout, stderr)
+	case "prove":
+		return runProve(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitIntact
@@ -94,48 +110,55 @@ type verifyFlags struct {
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, progress bool) int {
 	var f verifyFlags
 	fs := flag.NewFlagSet("auditctl verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.BoolVar(&f.json, "json", false, "print one JSON document {chains, violations, intact} instead of text")
 	fs.StringVar(&f.endpoint, "endpoint", "", "S3 endpoint URL, for S3-compatible servers")
 	fs.StringVar(&f.region, "region", "", "S3 region (default: from the AWS configuration; us-east-1 with --endpoint)")
 	fs.StringVar(&f.pathStyle, "path-style", "auto", "S3 path-style addressing: true, false or auto (true with --endpoint)")
 	fs.IntVar(&f.workers, "workers", 0, "files read at once (default: the number of CPUs; 16 for S3)")
-	fs.StringVar(&f.checkpoint, "checkpoint", "", "signed checkpoint to check the chain heads against (not implemented yet)")
-	fs.StringVar(&f.key, "key", "", "public key file of the checkpoint signer (not implemented yet)")
+	fs.StringVar(&f.checkpoint, "checkpoint", "", "a signed checkpoint you kept (auditctl checkpoint output: one or more notes) to check the trail against")
+	fs.StringVar(&f.key, "key", "", "file of the checkpoint signers' verifier keys, one per line (default: the published keys, trusted on first use)")
 	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress bar, even on a terminal")
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-
-	// Flags may come before and after TARGET.
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return exitIntact
-			}
-			return exitError
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
+	positional, code, ok := parseArgs(fs, args, stderr)
+	if !ok {
+		return code
 	}
 	if len(positional) != 1 {
 		fmt.Fprintf(stderr, "auditctl verify: want one TARGET, got %d\n%s", len(positional), usage)
 		return exitError
 	}
-	if f.checkpoint != "" || f.key != "" {
-		fmt.Fprintln(stderr, "auditctl verify: --checkpoint and --key are not implemented yet (signed checkpoints are coming); without them a truncated tail cannot be detected")
+	target := positional[0]
+	keys, err := readKeys(f.key)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 		return exitError
 	}
-	target := positional[0]
+	opts := verify.Options{Keys: keys}
+	if f.checkpoint != "" {
+		data, err := os.ReadFile(f.checkpoint)
+		if err != nil {
+			fmt.Fprintf(stderr, "auditctl verify: --checkpoint: %v\n", err)
+			return exitError
+		}
+		notes := verify.SplitNotes(data)
+		if len(notes) == 0 {
+			fmt.Fprintf(stderr, "auditctl verify: --checkpoint: %s holds no signed checkpoint\n", f.checkpoint)
+			return exitError
+		}
+		for i, n := range notes {
+			name := f.checkpoint
+			if len(notes) > 1 {
+				name = fmt.Sprintf("%s#%d", f.checkpoint, i+1)
+			}
+			opts.Checkpoints = append(opts.Checkpoints, verify.KeptCheckpoint{Name: name, Note: n})
+		}
+	}
 
 	src, workers, err := openSource(ctx, target, f)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 		return exitError
 	}
-	opts := verify.Options{Workers: workers}
+	opts.Workers = workers
 	var bar *progressBar
 	if progress && !f.noProgress {
 		bar = newProgressBar(stderr)
@@ -144,6 +167,10 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, pro
 	rep, err := verify.Verify(ctx, src, opts)
 	if bar != nil {
 		bar.clear()
+	}
+	if errors.Is(err, verify.ErrNoKey) {
+		fmt.Fprintf(stderr, "auditctl verify: cannot check %s: no verifier key: none given with --key and none published under %s/keys/\n", f.checkpoint, target)
+		return exitError
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "auditctl verify: could not verify %s: %v\n", target, err)
@@ -163,6 +190,46 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, pro
 		return exitViolations
 	}
 	return exitIntact
+}
+
+// parseArgs parses flags that may come before and after the positional
+// arguments, which it returns. ok false: return code.
+func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer) (positional []string, code int, ok bool) {
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitIntact, false
+			}
+			return nil, exitError, false
+		}
+		if fs.NArg() == 0 {
+			return positional, 0, true
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// readKeys reads a --key file: verifier keys, one per line. No file, no
+// keys.
+func readKeys(file string) ([]string, error) {
+	if file == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--key: %w", err)
+	}
+	keys, err := verify.ParseKeys(string(data))
+	if err != nil {
+		return nil, fmt.Errorf("--key %s: %w", file, err)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("--key %s: no verifier key in it", file)
+	}
+	return keys, nil
 }
 
 func openSource(ctx context.Context, target string, f verifyFlags) (verify.Source, int, error) {
@@ -209,9 +276,13 @@ func printReport(w io.Writer, rep *verify.Report) {
 		if !c.Intact {
 			status = plural(c.Violations, "violation")
 		}
-		fmt.Fprintf(w, "chain %s: %s in %s, seq %d to %d, %s to %s, last entry_hash %s: %s\n",
+		signed := "no signed checkpoint"
+		if c.CheckpointSize > 0 {
+			signed = fmt.Sprintf("signed checkpoint at %s", plural(int(c.CheckpointSize), "entry"))
+		}
+		fmt.Fprintf(w, "chain %s: %s in %s, seq %d to %d, %s to %s, last entry_hash %s, %s: %s\n",
 			c.ChainID, plural(int(c.Entries), "entry"), plural(c.Files, "file"), c.FirstSeq, c.LastSeq,
-			c.FirstTime.Format(time.RFC3339Nano), c.LastTime.Format(time.RFC3339Nano), c.LastHash, status)
+			c.FirstTime.Format(time.RFC3339Nano), c.LastTime.Format(time.RFC3339Nano), c.LastHash, signed, status)
 	}
 	for _, v := range rep.Violations {
 		fmt.Fprintln(w, v.String())

@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/checkpoint"
+	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/merkle"
+	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/verify"
+)
+
+// ProofFormat tags an inclusion proof bundle (docs/FORMAT.md, "Inclusion
+// proofs").
+const ProofFormat = "agentaudit.proof.v1"
+
+// proofBundle is what `auditctl prove` prints: everything needed to check
+// that one entry is part of a signed chain, without the trail.
+type proofBundle struct {
+	Format  string `json:"format"`
+	ChainID string `json:"chain_id"`
+	Seq     int64  `json:"seq"`
+	// Canonical is the entry's canonical encoding (docs/FORMAT.md, "The
+	// entry hash"), base64.
+	Canonical string `json:"canonical"`
+	EntryHash string `json:"entry_hash"`
+	// LeafIndex is the entry's position in its batch (seq - batch_first),
+	// BatchSize the batch's number of entries.
+	LeafIndex  int64 `json:"leaf_index"`
+	BatchSize  int64 `json:"batch_size"`
+	BatchFirst int64 `json:"batch_first"`
+	BatchLast  int64 `json:"batch_last"`
+	// AuditPath is the RFC 6962 inclusion proof, hex, from the leaf up.
+	AuditPath []string `json:"audit_path"`
+	BatchRoot string   `json:"batch_root"`
+	// BatchFile is where the batch is stored below the trail, for
+	// reference; it is not checked.
+	BatchFile string `json:"batch_file"`
+	// Checkpoint is the signed checkpoint sealed with the batch, verbatim.
+	Checkpoint string `json:"checkpoint"`
+	// KeyName is the signer's key name; Key the verifier key the prover
+	// checked the signature with (a checker should use its own, --key).
+	KeyName string `json:"key_name"`
+	Key     string `json:"key"`
+}
+
+// runProve prints an inclusion proof of one entry, or with --check checks
+// one.
+func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var f verifyFlags
+	var chainID, check string
+	fs := flag.NewFlagSet("auditctl prove", flag.ContinueOnError)
+	fs.StringVar(&chainID, "chain", "", "the entry's chain (needed when TARGET holds several)")
+	fs.StringVar(&check, "check", "", "check the proof in this file instead, without the trail")
+	fs.StringVar(&f.key, "key", "", "file of the signers' verifier keys, one per line (default: the published key, or with --check the key in the proof, trusted on first use)")
+	fs.BoolVar(&f.json, "json", false, "with --check: print the result as JSON {valid, checks, problems, entry}; the proof itself is always JSON")
+	addSourceFlags(fs, &f)
+	positional, code, ok := parseArgs(fs, args, stderr)
+	if !ok {
+		return code
+	}
+	if check != "" {
+		if len(positional) != 0 {
+			fmt.Fprintf(stderr, "auditctl prove --check: want no TARGET, got %q\n", positional)
+			return exitError
+		}
+		return runCheckProof(check, f, stdout, stderr)
+	}
+	if len(positional) != 2 {
+		fmt.Fprintf(stderr, "auditctl prove: want TARGET SEQ, got %d arguments\n%s", len(positional), usage)
+		return exitError
+	}
+	target := positional[0]
+	seq, err := strconv.ParseInt(positional[1], 10, 64)
+	if err != nil || seq < 0 {
+		fmt.Fprintf(stderr, "auditctl prove: SEQ %q is not a seq (0, 1, 2, ...)\n", positional[1])
+		return exitError
+	}
+	src, _, err := openSource(ctx, target, f)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditctl prove: %v\n", err)
+		return exitError
+	}
+	b, code, err := prove(ctx, src, chainID, seq, f.key, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditctl prove: %v\n", err)
+		return code
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(b); err != nil {
+		fmt.Fprintf(stderr, "auditctl prove: %v\n", err)
+		return exitError
+	}
+	return exitIntact
+}
+
+// errUnprovable wraps what the trail lacks to prove an entry (exit 1).
+var errUnprovable = errors.New("cannot prove")
+
+// prove builds the bundle of entry seq. The code goes with a non-nil error.
+func prove(ctx context.Context, src verify.Source, chainID string, seq int64, keyFile string, stderr io.Writer) (*proofBundle, int, error) {
+	keys, err := src.List(ctx)
+	if err != nil {
+		return nil, exitError, err
+	}
+	// The batch holding seq: the chain's file with the highest first seq
+	// not above it.
+	var chains []string
+	file, fileFirst := "", int64(-1)
+	for _, k := range keys {
+		id, first, err := batchName(k)
+		if err != nil {
+			continue
+		}
+		if !slices.Contains(chains, id) {
+			chains = append(chains, id)
+		}
+		if (chainID == "" || id == chainID) && first <= seq && first > fileFirst {
+			file, fileFirst = k, first
+		}
+	}
+	switch {
+	case len(chains) == 0:
+		return nil, exitError, fmt.Errorf("no batch files under %s", src)
+	case chainID == "" && len(chains) > 1:
+		slices.Sort(chains)
+		return nil, exitError, fmt.Errorf("%s holds chains %s: choose one with --chain", src, strings.Join(chains, ", "))
+	case chainID == "":
+		chainID = chains[0]
+	case !slices.Contains(chains, chainID):
+		return nil, exitError, fmt.Errorf("no chain %q under %s", chainID, src)
+	}
+	if file == "" {
+		return nil, exitViolations, fmt.Errorf("%w: no batch file of chain %s holds seq %d", errUnprovable, chainID, seq)
+	}
+	data, err := src.ReadFile(ctx, file)
+	if err != nil {
+		return nil, exitError, err
+	}
+	entries, _, err := parquetfile.ReadEntries(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, exitViolations, fmt.Errorf("%w: %s: %v (run auditctl verify)", errUnprovable, file, err)
+	}
+	idx := slices.IndexFunc(entries, func(e entry.Entry) bool { return e.Seq == seq })
+	if idx < 0 || entries[0].ChainID != chainID {
+		return nil, exitViolations, fmt.Errorf("%w: %s does not hold seq %d of chain %s", errUnprovable, file, seq, chainID)
+	}
+	hashes := make([][]byte, len(entries))
+	for i := range entries {
+		if want := chain.Hash(&entries[i]); entries[i].EntryHash != want {
+			return nil, exitViolations, fmt.Errorf("%w: %s: seq %d: entry_hash %s, want %s (run auditctl verify)", errUnprovable, file, entries[i].Seq, entries[i].EntryHash, want)
+		}
+		hashes[i], _ = hex.DecodeString(entries[i].EntryHash)
+	}
+	path, err := merkle.InclusionProof(hashes, idx)
+	if err != nil {
+		return nil, exitError, err
+	}
+	e := &entries[idx]
+	last := entries[len(entries)-1]
+	b := &proofBundle{
+		Format: ProofFormat, ChainID: chainID, Seq: seq,
+		Canonical: base64.StdEncoding.EncodeToString(chain.AppendCanonical(nil, e)), EntryHash: e.EntryHash,
+		LeafIndex: int64(idx), BatchSize: int64(len(entries)), BatchFirst: entries[0].Seq, BatchLast: last.Seq,
+		AuditPath: make([]string, len(path)), BatchRoot: hex.EncodeToString(merkle.Root(hashes)), BatchFile: file,
+	}
+	for i, p := range path {
+		b.AuditPath[i] = hex.EncodeToString(p)
+	}
+
+	cpKey := checkpoint.ObjectKey(chainID, last.Seq+1)
+	msg, err := src.ReadFile(ctx, cpKey)
+	if err != nil {
+		return nil, exitViolations, fmt.Errorf("%w: the checkpoint of the batch, %s: %v", errUnprovable, cpKey, err)
+	}
+	ks, err := trailKeys(ctx, src, keyFile)
+	if err != nil {
+		return nil, exitError, err
+	}
+	vkeys := ks.For(chainID)
+	if len(vkeys) == 0 {
+		return nil, exitError, fmt.Errorf("no verifier key: none given with --key and none published for chain %s", chainID)
+	}
+	_, signer, err := verify.OpenCheckpoint(msg, vkeys)
+	if err != nil {
+		return nil, exitViolations, fmt.Errorf("%w: %s: bad_signature: %v", errUnprovable, cpKey, err)
+	}
+	b.Checkpoint, b.Key, b.KeyName = string(msg), signer, strings.SplitN(signer, "+", 2)[0]
+	if len(ks.Given) == 0 {
+		fmt.Fprintf(stderr, "note: %s\n", verify.TOFUNote(signer))
+	}
+	// What a checker will find: nothing, or the trail is not what it seems.
+	if res := checkProof(b, []string{b.Key}); !res.Valid {
+		return nil, exitViolations, fmt.Errorf("%w: the proof does not check: %s", errUnprovable, strings.Join(res.Problems, "; "))
+	}
+	return b, exitIntact, nil
+}
+
+// batchName parses the last two segments of a key as a batch file name.
+func batchName(key string) (chainID string, firstSeq int64, err error) {
+	k := key
+	if i := strings.LastIndexByte(k, '/'); i >= 0 {
+		if j := strings.LastIndexByte(k[:i], '/'); j >= 0 {
+			k = k[j+1:]
+		}
+	}
+	chainID, firstSeq, _, err = store.ParseBatchKey(k)
+	return chainID, firstSeq, err
+}
+
+// checkResult is what `prove --check --json` prints.
+type checkResult struct {
+	Valid bool `json:"valid"`
+	// Checks are the checks that passed, Problems those that failed.
+	Checks   []string `json:"checks"`
+	Problems []string `json:"problems"`
+	// Entry is the entry decoded from the canonical bytes, by column name
+	// (null for NULL).
+	Entry map[string]*string `json:"entry,omitempty"`
+	// fields keeps Entry in column order for the text output.
+	fields []string
+}
+
+// checkProof checks a bundle against the verifier keys, without the trail.
+func checkProof(b *proofBundle, vkeys []string) *checkResult {
+	r := &checkResult{Checks: []string{}, Problems: []string{}}
+	ok := func(format string, args ...any) { r.Checks = append(r.Checks, fmt.Sprintf(format, args...)) }
+	bad := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
+	defer func() { r.Valid = len(r.Problems) == 0 }()
+
+	if b.Format != ProofFormat {
+		bad("format %q, want %q", b.Format, ProofFormat)
+		return r
+	}
+	// 1. The entry: its canonical bytes hash to entry_hash.
+	canonical, err := base64.StdEncoding.DecodeString(b.Canonical)
+	if err != nil {
+		bad("canonical is not base64: %v", err)
+		return r
+	}
+	sum := sha256.Sum256(canonical)
+	if got := hex.EncodeToString(sum[:]); got != b.EntryHash {
+		bad("SHA-256 of the canonical bytes is %s, entry_hash says %s", got, b.EntryHash)
+	} else {
+		ok("SHA-256 of the canonical bytes is entry_hash %s", b.EntryHash)
+	}
+	e, rest, err := chain.DecodeCanonical(canonical)
+	switch {
+	case err != nil:
+		bad("canonical bytes do not decode: %v", err)
+	case len(rest) > 0:
+		bad("%d bytes after the canonical encoding", len(rest))
+	case e.ChainID != b.ChainID || e.Seq != b.Seq:
+		bad("the entry is chain %q seq %d, the proof says chain %q seq %d", e.ChainID, e.Seq, b.ChainID, b.Seq)
+	default:
+		ok("the canonical bytes decode to chain %s seq %d", e.ChainID, e.Seq)
+		r.Entry, r.fields = entryFields(&e)
+	}
+	// 2. The audit path leads from the entry to the batch root.
+	if b.LeafIndex != b.Seq-b.BatchFirst || b.BatchSize != b.BatchLast-b.BatchFirst+1 || b.LeafIndex < 0 || b.LeafIndex >= b.BatchSize {
+		bad("leaf %d of %d does not place seq %d in a batch of seq %d to %d", b.LeafIndex, b.BatchSize, b.Seq, b.BatchFirst, b.BatchLast)
+	} else {
+		leaf, err1 := hex.DecodeString(b.EntryHash)
+		root, err2 := hex.DecodeString(b.BatchRoot)
+		path := make([][]byte, len(b.AuditPath))
+		var err3 error
+		for i, p := range b.AuditPath {
+			if path[i], err = hex.DecodeString(p); err != nil {
+				err3 = err
+			}
+		}
+		switch {
+		case errors.Join(err1, err2, err3) != nil:
+			bad("hashes are not hex: %v", errors.Join(err1, err2, err3))
+		default:
+			if err := merkle.VerifyInclusion(leaf, uint64(b.LeafIndex), uint64(b.BatchSize), path, root); err != nil {
+				bad("the audit path does not lead to batch root %s: %v", b.BatchRoot, err)
+			} else {
+				ok("the audit path leads from leaf %d of %d to batch root %s", b.LeafIndex, b.BatchSize, b.BatchRoot)
+			}
+		}
+	}
+	// 3. The checkpoint is signed, and seals that batch of that chain.
+	c, signer, err := verify.OpenCheckpoint([]byte(b.Checkpoint), vkeys)
+	if err != nil {
+		bad("checkpoint: %v", err)
+		return r
+	}
+	ok("checkpoint signature verifies with %s", verify.KeyID(signer))
+	switch {
+	case c.ChainID != b.ChainID:
+		bad("checkpoint is of chain %q, the proof of chain %q", c.ChainID, b.ChainID)
+	case c.BatchFirst != b.BatchFirst || c.BatchLast != b.BatchLast:
+		bad("checkpoint seals seq %d to %d, the proof's batch is seq %d to %d", c.BatchFirst, c.BatchLast, b.BatchFirst, b.BatchLast)
+	case c.BatchRoot != b.BatchRoot:
+		bad("checkpoint batch root %s, the proof's %s", c.BatchRoot, b.BatchRoot)
+	default:
+		ok("checkpoint seals chain %s seq %d to %d with root %s (chain size %d, head %s)", c.ChainID, c.BatchFirst, c.BatchLast, c.BatchRoot, c.Size, c.Head)
+	}
+	return r
+}
+
+// entryFields lists the entry's columns in docs/FORMAT.md order.
+func entryFields(e *entry.Entry) (map[string]*string, []string) {
+	str := func(s string) *string { return &s }
+	pairs := []struct {
+		name  string
+		value *string
+	}{
+		{"chain_id", str(e.ChainID)}, {"seq", str(strconv.FormatInt(e.Seq, 10))},
+		{"time_unix_nano", str(strconv.FormatInt(e.TimeUnixNano, 10))}, {"execution_id", str(e.ExecutionID)},
+		{"trace_id", str(e.TraceID)}, {"span_id", str(e.SpanID)}, {"parent_span_id", e.ParentSpanID},
+		{"agent_id", e.AgentID}, {"agent_name", e.AgentName}, {"service_name", e.ServiceName},
+		{"principal", e.Principal}, {"action_type", str(e.ActionType)}, {"target_system", str(e.TargetSystem)},
+		{"target_resource", str(e.TargetResource)}, {"proposed_value", e.ProposedValue},
+		{"previous_value", e.PreviousValue}, {"reasoning", e.Reasoning}, {"approver", e.Approver},
+		{"result", str(e.Result)}, {"status_code", str(e.StatusCode)}, {"attributes", str(e.Attributes)},
+		{"validation", e.Validation}, {"prev_hash", str(e.PrevHash)}, {"entry_hash", str(e.EntryHash)},
+	}
+	m := make(map[string]*string, len(pairs))
+	names := make([]string, len(pairs))
+	for i, p := range pairs {
+		m[p.name], names[i] = p.value, p.name
+	}
+	return m, names
+}
+
+// runCheckProof checks a proof file offline.
+func runCheckProof(file string, f verifyFlags, stdout, stderr io.Writer) int {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditctl prove --check: %v\n", err)
+		return exitError
+	}
+	var b proofBundle
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		fmt.Fprintf(stderr, "auditctl prove --check: %s is not a proof: %v\n", file, err)
+		return exitError
+	}
+	vkeys, err := readKeys(f.key)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditctl prove --check: %v\n", err)
+		return exitError
+	}
+	if len(vkeys) == 0 {
+		if b.Key == "" {
+			fmt.Fprintln(stderr, "auditctl prove --check: no verifier key: none given with --key and none in the proof")
+			return exitError
+		}
+		if _, err := verify.ParseKeys(b.Key); err != nil {
+			fmt.Fprintf(stderr, "auditctl prove --check: the proof's key: %v\n", err)
+			return exitError
+		}
+		vkeys = []string{b.Key}
+		fmt.Fprintf(stderr, "note: trusting the key in the proof %s on first use: obtain the operator's key and pass it with --key\n", verify.KeyID(b.Key))
+	}
+	r := checkProof(&b, vkeys)
+	if f.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			fmt.Fprintf(stderr, "auditctl prove --check: %v\n", err)
+			return exitError
+		}
+	} else {
+		fmt.Fprintf(stdout, "proof of chain %s seq %d (%s)\n", b.ChainID, b.Seq, file)
+		for _, c := range r.Checks {
+			fmt.Fprintf(stdout, "ok: %s\n", c)
+		}
+		for _, p := range r.Problems {
+			fmt.Fprintf(stdout, "FAIL: %s\n", p)
+		}
+		if r.Entry != nil {
+			fmt.Fprintln(stdout, "entry:")
+			for _, name := range r.fields {
+				v := "NULL"
+				if p := r.Entry[name]; p != nil {
+					v = strconv.Quote(*p)
+				}
+				fmt.Fprintf(stdout, "  %s: %s\n", name, v)
+			}
+		}
+		if r.Valid {
+			fmt.Fprintln(stdout, "VALID: the entry is part of the signed chain")
+		} else {
+			fmt.Fprintf(stdout, "INVALID: %s\n", plural(len(r.Problems), "problem"))
+		}
+	}
+	if !r.Valid {
+		return exitViolations
+	}
+	return exitIntact
+}
