@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentaudit/agentaudit/internal/checkpoint"
+	"github.com/agentaudit/agentaudit/internal/parquetfile"
+)
+
+// signTrail writes, beside the trail of writeTrail, what the exporter
+// writes: a checkpoint after each batch and the published verifier key. It
+// returns the verifier keys by chain.
+func signTrail(t *testing.T, dir string, keys []string) map[string]string {
+	t.Helper()
+	vkeys := map[string]string{}
+	signers := map[string]note.Signer{}
+	for _, k := range keys {
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(k)))
+		require.NoError(t, err)
+		es, f, err := parquetfile.ReadEntries(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err)
+		s, ok := signers[f.ChainID]
+		if !ok {
+			skey, vkey, err := checkpoint.GenerateKey(f.ChainID)
+			require.NoError(t, err)
+			s, err = note.NewSigner(skey)
+			require.NoError(t, err)
+			signers[f.ChainID], vkeys[f.ChainID] = s, vkey
+			writeKeyFile(t, dir, checkpoint.VerifierObjectKey(f.ChainID, vkey), vkey+"\n")
+		}
+		msg, err := checkpoint.Sign(checkpoint.Checkpoint{ChainID: f.ChainID, Size: f.LastSeq + 1, Head: es[len(es)-1].EntryHash,
+			BatchFirst: f.FirstSeq, BatchLast: f.LastSeq, BatchRoot: f.MerkleRoot}, s)
+		require.NoError(t, err)
+		writeKeyFile(t, dir, checkpoint.ObjectKey(f.ChainID, f.LastSeq+1), string(msg))
+	}
+	return vkeys
+}
+
+func writeKeyFile(t *testing.T, dir, key, data string) {
+	t.Helper()
+	p := filepath.Join(dir, filepath.FromSlash(key))
+	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+	require.NoError(t, os.WriteFile(p, []byte(data), 0o644))
+}
+
+func TestVerifyWithCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	keys := writeTrail(t, dir)
+	vkeys := signTrail(t, dir, keys)
+	keyFile := filepath.Join(t.TempDir(), "keys.pub")
+	require.NoError(t, os.WriteFile(keyFile, []byte(vkeys["replica-a"]+"\n"+vkeys["replica-b"]+"\n"), 0o644))
+
+	// Clean, published keys: trusted on first use, and said.
+	out, errOut, code := auditctl(t, nil, "verify", dir)
+	require.Equal(t, exitIntact, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Contains(t, out, "note: trusting the published key agentaudit-replica-a+")
+	assert.Contains(t, out, ", signed checkpoint at 30 entries: intact\n")
+	assert.Contains(t, out, "note: no checkpoint given")
+
+	// auditctl checkpoint: the notes, verbatim, ready to keep.
+	saved, errOut, code := auditctl(t, nil, "checkpoint", dir)
+	require.Equal(t, exitIntact, code, errOut)
+	assert.Contains(t, errOut, "trusting the published key agentaudit-replica-b+")
+	cpA, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(checkpoint.ObjectKey("replica-a", 30))))
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(saved, string(cpA)+"\n"), saved)
+	keptFile := filepath.Join(t.TempDir(), "kept.checkpoint")
+	require.NoError(t, os.WriteFile(keptFile, []byte(saved), 0o644))
+
+	out, errOut, code = auditctl(t, nil, "checkpoint", "--json", "--key", keyFile, "--chain", "replica-b", dir)
+	require.Equal(t, exitIntact, code, errOut)
+	assert.Empty(t, errOut, "a key given: nothing trusted on first use")
+	var cps []checkpointJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &cps))
+	require.Len(t, cps, 1)
+	assert.Equal(t, "replica-b", cps[0].ChainID)
+	assert.Equal(t, int64(30), cps[0].Size)
+	assert.Equal(t, int64(20), cps[0].BatchFirst)
+	assert.Equal(t, vkeys["replica-b"], cps[0].Key)
+
+	// The kept checkpoint and the keys: intact, no caveat.
+	out, errOut, code = auditctl(t, nil, "verify", "--checkpoint", keptFile, "--key", keyFile, dir)
+	require.Equal(t, exitIntact, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.NotContains(t, out, "note:")
+
+	// Tail truncated, its stored checkpoint removed too: the kept one
+	// catches it.
+	require.NoError(t, os.Remove(filepath.Join(dir, filepath.FromSlash(keys[2]))))
+	require.NoError(t, os.Remove(filepath.Join(dir, filepath.FromSlash(checkpoint.ObjectKey("replica-a", 30)))))
+	out, _, code = auditctl(t, nil, "verify", "--checkpoint", keptFile, "--key", keyFile, dir)
+	require.Equal(t, exitViolations, code, out)
+	assert.Contains(t, out, keptFile+"#1: seq 29: ends_before_checkpoint: checkpoint records 30 entries")
+	_, _, code = auditctl(t, nil, "verify", dir)
+	assert.Equal(t, exitIntact, code, "without the kept checkpoint the truncation is invisible")
+
+	// A forged stored checkpoint.
+	other, _, err := checkpoint.GenerateKey("replica-b")
+	require.NoError(t, err)
+	s, err := note.NewSigner(other)
+	require.NoError(t, err)
+	forged, err := checkpoint.Sign(checkpoint.Checkpoint{ChainID: "replica-b", Size: 30, Head: strings.Repeat("ab", 32),
+		BatchFirst: 20, BatchLast: 29, BatchRoot: strings.Repeat("cd", 32)}, s)
+	require.NoError(t, err)
+	writeKeyFile(t, dir, checkpoint.ObjectKey("replica-b", 30), string(forged))
+	out, _, code = auditctl(t, nil, "verify", "--json", "--key", keyFile, dir)
+	require.Equal(t, exitViolations, code, out)
+	var rep jsonReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	require.Len(t, rep.Violations, 1)
+	assert.Equal(t, "bad_signature", rep.Violations[0].Kind)
+	assert.Equal(t, checkpoint.ObjectKey("replica-b", 30), rep.Violations[0].File)
+	_, errOut, code = auditctl(t, nil, "checkpoint", dir)
+	assert.Equal(t, exitViolations, code)
+	assert.Contains(t, errOut, "bad_signature")
+
+	// No key at all: a kept checkpoint cannot be checked.
+	require.NoError(t, os.RemoveAll(filepath.Join(dir, "keys")))
+	_, errOut, code = auditctl(t, nil, "verify", "--checkpoint", keptFile, dir)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut, "no verifier key")
+}
+
+func TestProve(t *testing.T) {
+	dir := t.TempDir()
+	keys := writeTrail(t, dir)
+	vkeys := signTrail(t, dir, keys)
+	keyFile := filepath.Join(t.TempDir(), "keys.pub")
+	require.NoError(t, os.WriteFile(keyFile, []byte(vkeys["replica-a"]+"\n"), 0o644))
+
+	out, errOut, code := auditctl(t, nil, "prove", "--chain", "replica-a", dir, "13")
+	require.Equal(t, exitIntact, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Contains(t, errOut, "trusting the published key agentaudit-replica-a+")
+	var b proofBundle
+	require.NoError(t, json.Unmarshal([]byte(out), &b))
+	assert.Equal(t, ProofFormat, b.Format)
+	assert.Equal(t, int64(3), b.LeafIndex)
+	assert.Equal(t, int64(10), b.BatchSize)
+	assert.Len(t, b.AuditPath, 4) // ceil(log2(10))
+	assert.Equal(t, "agentaudit-replica-a", b.KeyName)
+	bundle := filepath.Join(t.TempDir(), "proof.json")
+	require.NoError(t, os.WriteFile(bundle, []byte(out), 0o644))
+
+	out, errOut, code = auditctl(t, nil, "prove", "--check", bundle, "--key", keyFile)
+	require.Equal(t, exitIntact, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Empty(t, errOut)
+	assert.Contains(t, out, `  target_resource: "contact/13"`)
+	assert.True(t, strings.HasSuffix(out, "VALID: the entry is part of the signed chain\n"), out)
+	out, errOut, code = auditctl(t, nil, "prove", "--check", bundle, "--json")
+	require.Equal(t, exitIntact, code, out)
+	assert.Contains(t, errOut, "trusting the key in the proof")
+	var res checkResult
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	assert.True(t, res.Valid)
+	assert.Equal(t, "contact/13", *res.Entry["target_resource"])
+
+	// Tampered bundles are rejected.
+	_, otherV, err := checkpoint.GenerateKey("replica-a")
+	require.NoError(t, err)
+	otherKey := filepath.Join(t.TempDir(), "other.pub")
+	require.NoError(t, os.WriteFile(otherKey, []byte(otherV+"\n"), 0o644))
+	for _, tc := range []struct {
+		name   string
+		change func(b *proofBundle)
+		args   []string
+		want   string
+	}{
+		{"entry changed", func(b *proofBundle) {
+			c, _ := base64.StdEncoding.DecodeString(b.Canonical)
+			b.Canonical = base64.StdEncoding.EncodeToString(bytes.Replace(c, []byte("contact/13"), []byte("contact/14"), 1))
+		}, nil, "SHA-256 of the canonical bytes is"},
+		{"entry and its hash changed", func(b *proofBundle) {
+			c, _ := base64.StdEncoding.DecodeString(b.Canonical)
+			c = bytes.Replace(c, []byte("contact/13"), []byte("contact/14"), 1)
+			b.Canonical = base64.StdEncoding.EncodeToString(c)
+			sum := sha256.Sum256(c)
+			b.EntryHash = hex.EncodeToString(sum[:])
+		}, nil, "the audit path does not lead to batch root"},
+		{"audit path changed", func(b *proofBundle) { b.AuditPath[1] = strings.Repeat("00", 32) }, nil, "the audit path does not lead"},
+		{"batch root changed", func(b *proofBundle) { b.BatchRoot = strings.Repeat("00", 32) }, nil, "checkpoint batch root"},
+		{"leaf index changed", func(b *proofBundle) { b.LeafIndex = 4 }, nil, "leaf 4 of 10 does not place seq 13"},
+		{"checkpoint of another key", func(b *proofBundle) {}, []string{"--key", otherKey}, "checkpoint: checkpoint: bad signature"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tb proofBundle
+			require.NoError(t, json.Unmarshal([]byte(mustRead(t, bundle)), &tb))
+			tc.change(&tb)
+			data, err := json.Marshal(tb)
+			require.NoError(t, err)
+			p := filepath.Join(t.TempDir(), "proof.json")
+			require.NoError(t, os.WriteFile(p, data, 0o644))
+			args := append([]string{"prove", "--check", p}, tc.args...)
+			if tc.args == nil {
+				args = append(args, "--key", keyFile)
+			}
+			out, _, code := auditctl(t, nil, args...)
+			assert.Equal(t, exitViolations, code, out)
+			assert.Contains(t, out, "FAIL: "+tc.want)
+			assert.Contains(t, out, "INVALID")
+		})
+	}
+
+	// Entries the trail cannot prove.
+	_, errOut, code = auditctl(t, nil, "prove", "--chain", "replica-a", dir, "30")
+	assert.Equal(t, exitViolations, code)
+	assert.Contains(t, errOut, "cannot prove")
+	require.NoError(t, os.Remove(filepath.Join(dir, filepath.FromSlash(checkpoint.ObjectKey("replica-a", 20)))))
+	_, errOut, code = auditctl(t, nil, "prove", "--chain", "replica-a", dir, "13")
+	assert.Equal(t, exitViolations, code)
+	assert.Contains(t, errOut, "the checkpoint of the batch")
+}
+
+func mustRead(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	return string(b)
+}
