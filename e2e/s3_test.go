@@ -145,3 +145,34 @@ func TestS3UnlockedBucketIsRefusedAtStart(t *testing.T) {
 	assert.Contains(t, logs, "does not have Object Lock enabled")
 	assert.NotContains(t, logs, s3test.SecretKey, "secrets are never logged")
 }
+
+func TestS3CollectorRestartsDuringAnOutage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	srv := s3test.Start(t)
+	srv.CreateBucket("audit-trail", true)
+	spool := t.TempDir()
+	opts := collectorOptions{chainID: "collector-1", maxEntries: 3,
+		store: s3Store(srv, "audit-trail", spool, true), env: srv.Env()}
+	c := startCollector(t, opts)
+	sent, sc := sendCRMRun(t, ctx, c, "exec-before")
+	c.stop()
+
+	// The bucket goes down, and the collector restarts meanwhile: it resumes
+	// from its local state and keeps accepting.
+	srv.Stop()
+	c = startCollector(t, opts)
+	assert.Contains(t, c.logs.String(), "resuming the chain from local state")
+	sent2, sc2 := sendCRMRun(t, ctx, c, "exec-during")
+	srv.Restart()
+	c.stop()
+
+	dir := t.TempDir()
+	download(t, ctx, srv.Client(), "audit-trail", "agents", dir)
+	db := trailDB(t, dir)
+	got := readRows(t, db, "")
+	require.Len(t, got, 18, "both runs, one chain")
+	checkCRMRows(t, got[:9], sent, sc, "collector-1", 0, strings.Repeat("0", 64))
+	checkCRMRows(t, got[9:], sent2, sc2, "collector-1", 9, got[8].EntryHash)
+	assert.Empty(t, runVerifySQL(t, db))
+}

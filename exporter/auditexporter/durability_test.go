@@ -248,3 +248,66 @@ func TestDiskFullRefusesAndLosesNothingAcknowledged(t *testing.T) {
 	}
 	assert.Equal(t, "after", es[acked].ExecutionID)
 }
+
+// newOfflineExporter is newSpooledExporter for a start during an outage:
+// the opener reports the remote store unavailable.
+func newOfflineExporter(t *testing.T, remote store.Store, spoolDir string) *auditExporter {
+	t.Helper()
+	set := exportertest.NewNopSettings(metadata.Type)
+	cfg := testConfig(t)
+	cfg.Spool.Directory = spoolDir
+	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (stores, error) {
+		spool, err := store.NewFS(filepath.Join(spoolDir, "batches"))
+		return stores{walDir: filepath.Join(spoolDir, "wal"), trail: remote, spool: spool,
+			offline: fmt.Errorf("%w: connection refused", store.ErrUnavailable)}, err
+	})
+	require.NoError(t, err)
+	exp.now = func() time.Time { return t0 }
+	return exp
+}
+
+func TestStartDuringAnOutageResumesFromLocalState(t *testing.T) {
+	mem := store.NewMemory()
+	down := &flakyStore{Store: mem, failures: 1 << 30, attempts: map[string][][]byte{}}
+	dir := t.TempDir()
+	ctx := context.Background()
+
+	// A first run stores two batches while the bucket is up.
+	te := newSpooledExporter(t, mem, dir)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(16, "up"))) // 8 entries
+	require.NoError(t, te.Shutdown(ctx))
+	assert.Empty(t, spoolKeys(t, dir))
+
+	// The bucket is down when the collector restarts: it resumes from its
+	// local record of the head and keeps accepting.
+	exp := newOfflineExporter(t, down, dir)
+	te2, err := exp.asTraces(ctx, exportertest.NewNopSettings(metadata.Type))
+	require.NoError(t, err)
+	require.NoError(t, te2.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te2.ConsumeTraces(ctx, traces(8, "down"))) // 4 entries
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	require.NoError(t, te2.Shutdown(sctx))
+
+	// Back up: everything lands in one unforked chain.
+	te = newSpooledExporter(t, mem, dir)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.Shutdown(ctx))
+	es := readTrail(t, mem, "collector-1")
+	require.Len(t, es, 12)
+	assert.Equal(t, "up", es[7].ExecutionID)
+	assert.Equal(t, "down", es[8].ExecutionID)
+}
+
+func TestStartDuringAnOutageWithoutLocalStateRefuses(t *testing.T) {
+	exp := newOfflineExporter(t, store.NewMemory(), t.TempDir())
+	ctx := context.Background()
+	te, err := exp.asTraces(ctx, exportertest.NewNopSettings(metadata.Type))
+	require.NoError(t, err)
+	err = te.Start(ctx, componenttest.NewNopHost())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refusing to start rather than fork the chain")
+	assert.ErrorIs(t, err, store.ErrUnavailable)
+	require.NoError(t, te.Shutdown(ctx))
+}

@@ -59,6 +59,9 @@ type stores struct {
 	walDir string
 	trail  store.Store
 	spool  *store.FS // nil when trail is itself local
+	// offline is why the remote store could not be reached at start (an
+	// outage, store.ErrUnavailable), or nil.
+	offline error
 }
 
 // storeOpener opens the stores the configuration names. Tests inject their
@@ -78,16 +81,18 @@ func openStore(ctx context.Context, cfg *Config) (stores, error) {
 	if err != nil {
 		return stores{}, fmt.Errorf("s3: %w", err)
 	}
-	// Fail fast: an unreachable bucket or one without Object Lock must stop
-	// the collector before it accepts anything.
-	if err := s3.Check(ctx); err != nil {
-		return stores{}, fmt.Errorf("s3: %w", err)
+	// Fail fast: refused credentials, a missing bucket or one without Object
+	// Lock must stop the collector before it accepts anything. An outage
+	// need not: start can resume from local state (see start).
+	offline := s3.Check(ctx)
+	if offline != nil && !errors.Is(offline, store.ErrUnavailable) {
+		return stores{}, fmt.Errorf("s3: %w", offline)
 	}
 	spool, err := store.NewFS(filepath.Join(cfg.Spool.Directory, "batches"))
 	if err != nil {
 		return stores{}, fmt.Errorf("spool: \"directory\" %q: %w", cfg.Spool.Directory, err)
 	}
-	return stores{walDir: walDir, trail: s3, spool: spool}, nil
+	return stores{walDir: walDir, trail: s3, spool: spool, offline: offline}, nil
 }
 
 // pending is a sealed batch not yet written to the spool or the store, with
@@ -195,9 +200,28 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 	if err := e.setUpCheckpoints(); err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
-	head, err := resumeHead(ctx, st.trail, e.cfg.ChainID)
+	head := chain.Genesis()
+	if st.offline == nil {
+		if head, err = resumeHead(ctx, st.trail, e.cfg.ChainID); err != nil {
+			return fmt.Errorf("agentaudit exporter: %w", err)
+		}
+	}
+	marker, known, err := readHeadMarker(e.cfg.Spool.Directory, e.cfg.ChainID)
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
+	}
+	if known && marker.Size > head.Size {
+		head = marker
+	}
+	if st.offline != nil {
+		if !known {
+			// Without the store or a local record, a chain that already
+			// has batches would be forked from genesis.
+			return fmt.Errorf("agentaudit exporter: the store is unavailable and %s holds no record of chain %q: refusing to start rather than fork the chain: %w",
+				e.cfg.Spool.Directory, e.cfg.ChainID, st.offline)
+		}
+		e.logger.Warn("The store is unavailable at start; resuming the chain from local state, batches wait in the spool",
+			zap.Int64("next_seq", head.Size), zap.Error(st.offline))
 	}
 	if st.spool != nil {
 		spoolHead, err := e.recoverSpool(ctx, st.spool)
@@ -605,6 +629,7 @@ func (e *auditExporter) writeLoop() {
 		if !ok {
 			return
 		}
+		e.recordHead(chain.Head{Size: s.footer.LastSeq + 1, Hash: s.footer.LastHash})
 		e.tel.batchSealed(len(next.b.Entries))
 		e.qmu.Lock()
 		e.sealQ = e.sealQ[1:]
@@ -631,6 +656,18 @@ func (e *auditExporter) writeLoop() {
 			}
 		}
 	}
+}
+
+// recordHead updates the head marker. It is best effort: when it cannot be
+// written, it is removed instead, so that a stale marker never makes an
+// offline start resume from an old head (and fork the chain).
+func (e *auditExporter) recordHead(h chain.Head) {
+	err := writeHeadMarker(e.cfg.Spool.Directory, e.cfg.ChainID, h)
+	if err == nil {
+		return
+	}
+	_ = os.Remove(headMarkerPath(e.cfg.Spool.Directory, e.cfg.ChainID))
+	e.logger.Warn("Cannot record the chain head locally; a restart while the store is unavailable will refuse to start", zap.Error(err))
 }
 
 // keepDurable trims a batch, once the write-ahead log has failed, to the

@@ -28,6 +28,11 @@ import (
 // bucket does not have it enabled, so objects could be deleted or replaced.
 var ErrObjectLockDisabled = errors.New("store: bucket does not have Object Lock enabled")
 
+// ErrUnavailable: the S3 endpoint did not answer, or answered with a server
+// error: an outage, which may pass. Refusals (bad credentials, no such
+// bucket, no Object Lock) never wrap it.
+var ErrUnavailable = errors.New("store: S3 is unavailable")
+
 // Object Lock retention modes.
 const (
 	LockCompliance = "compliance"
@@ -121,6 +126,9 @@ func NewS3(ctx context.Context, opts S3Options) (*S3, error) {
 // has it enabled (ErrObjectLockDisabled otherwise).
 func (s *S3) Check(ctx context.Context) error {
 	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.opts.Bucket}); err != nil {
+		if st := httpStatus(err); st == 0 || st >= 500 {
+			return fmt.Errorf("%w: bucket %q: %w", ErrUnavailable, s.opts.Bucket, err)
+		}
 		return fmt.Errorf("store: bucket %q is not reachable with these credentials: %w", s.opts.Bucket, err)
 	}
 	if s.opts.ObjectLock == nil {

@@ -169,6 +169,7 @@ func TestS3UnreachableBucket(t *testing.T) {
 	err = s.Check(ctx)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `bucket "missing" is not reachable`)
+	assert.NotErrorIs(t, err, ErrUnavailable, "a missing bucket is a refusal, not an outage")
 
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "wrong")
 	srv.CreateBucket("trail", false)
@@ -189,6 +190,8 @@ func TestS3ServerDown(t *testing.T) {
 	err := s.Put(cctx, "k", []byte("x"))
 	require.Error(t, err)
 	assert.False(t, errors.Is(err, ErrConflict), "an outage is retryable, not a conflict")
+	err = s.Check(cctx)
+	assert.ErrorIs(t, err, ErrUnavailable, "an outage at start is told apart from a refusal")
 	srv.Restart()
 	require.NoError(t, s.Put(ctx, "k", []byte("x")))
 	r, err := s.Get(ctx, "k")

@@ -1,0 +1,78 @@
+package auditexporter // import "github.com/agentaudit/agentaudit/exporter/auditexporter"
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+)
+
+// headMarker is the chain head as of the last batch written to local disk
+// (the spool or the file store), kept in <spool.directory>/head-<chain_id>.
+// It lets a collector restarted while the S3 bucket is unreachable resume
+// its chain from local state instead of refusing to start. It is only ever
+// a lower bound: the store and the write-ahead log can be further along.
+const headMarkerTag = "agentaudit-head v1"
+
+func headMarkerPath(spoolDir, chainID string) string {
+	return filepath.Join(spoolDir, "head-"+chainID)
+}
+
+// readHeadMarker returns the recorded head, or ok false when there is none.
+func readHeadMarker(spoolDir, chainID string) (h chain.Head, ok bool, err error) {
+	path := headMarkerPath(spoolDir, chainID)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return chain.Head{}, false, nil
+	}
+	if err != nil {
+		return chain.Head{}, false, fmt.Errorf("reading the chain head marker: %w", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 4 || lines[0] != headMarkerTag || lines[1] != chainID {
+		return chain.Head{}, false, fmt.Errorf("chain head marker %s is malformed", path)
+	}
+	size, err := strconv.ParseInt(lines[2], 10, 64)
+	if err != nil || size < 1 || len(lines[3]) != 64 {
+		return chain.Head{}, false, fmt.Errorf("chain head marker %s is malformed", path)
+	}
+	return chain.Head{Size: size, Hash: lines[3]}, true, nil
+}
+
+// writeHeadMarker records h atomically: a temporary file, fsync, rename,
+// fsync of the directory.
+func writeHeadMarker(spoolDir, chainID string, h chain.Head) error {
+	path := headMarkerPath(spoolDir, chainID)
+	tmp := path + ".tmp"
+	data := fmt.Sprintf("%s\n%s\n%d\n%s\n", headMarkerTag, chainID, h.Size, h.Hash)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("writing the chain head marker: %w", err)
+	}
+	_, err = f.WriteString(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		var d *os.File
+		if d, err = os.Open(spoolDir); err == nil {
+			err = d.Sync()
+			d.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("writing the chain head marker %s: %w", path, err)
+	}
+	return nil
+}
