@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -10,13 +11,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/s3test"
+	"github.com/agentaudit/agentaudit/internal/verify"
 )
 
 // signTrail writes, beside the trail of writeTrail, what the exporter
@@ -226,4 +232,45 @@ func mustRead(t *testing.T, p string) string {
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// TestCheckpointsS3: checkpoints and keys are found under an S3 prefix too.
+func TestCheckpointsS3(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.CreateBucket("trail", false)
+	dir := t.TempDir()
+	signTrail(t, dir, writeTrail(t, dir))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client := srv.Client()
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		require.NoError(t, err)
+		data, err := os.ReadFile(p)
+		require.NoError(t, err)
+		_, err = client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("trail"),
+			Key: aws.String("audit/" + filepath.ToSlash(rel)), Body: bytes.NewReader(data)})
+		return err
+	})
+	require.NoError(t, err)
+	env := srv.Env()
+	target := "s3://trail/audit"
+
+	out, errOut, code := auditctl(t, env, "verify", "--endpoint", srv.Endpoint, target)
+	require.Equal(t, exitIntact, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Contains(t, out, "signed checkpoint at 30 entries: intact")
+	assert.Contains(t, out, "trusting the published key agentaudit-replica-b+")
+
+	out, errOut, code = auditctl(t, env, "checkpoint", "--endpoint", srv.Endpoint, target)
+	require.Equal(t, exitIntact, code, errOut)
+	assert.Len(t, verify.SplitNotes([]byte(out)), 2)
+
+	out, errOut, code = auditctl(t, env, "prove", "--endpoint", srv.Endpoint, "--chain", "replica-b", target, "29")
+	require.Equal(t, exitIntact, code, errOut)
+	var b proofBundle
+	require.NoError(t, json.Unmarshal([]byte(out), &b))
+	assert.Equal(t, int64(9), b.LeafIndex)
 }
