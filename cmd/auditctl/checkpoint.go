@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -139,12 +138,10 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 			BatchLast: c.BatchLast, BatchRoot: c.BatchRoot, Note: string(msg), Key: signer, File: latest[id]})
 	}
 	if f.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
 		if out == nil {
 			out = []checkpointJSON{}
 		}
-		if err := enc.Encode(out); err != nil {
+		if err := writeJSON(stdout, out); err != nil {
 			fmt.Fprintf(stderr, "auditctl checkpoint: %v\n", err)
 			return exitError
 		}

@@ -177,9 +177,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, pro
 		return exitError
 	}
 	if f.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := writeJSON(stdout, rep); err != nil {
 			fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 			return exitError
 		}
@@ -190,6 +188,13 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, pro
 		return exitViolations
 	}
 	return exitIntact
+}
+
+// writeJSON writes v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // parseArgs parses flags that may come before and after the positional

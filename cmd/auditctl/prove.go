@@ -21,7 +21,6 @@ import (
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/merkle"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
-	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/verify"
 )
 
@@ -101,9 +100,7 @@ func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "auditctl prove: %v\n", err)
 		return code
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(b); err != nil {
+	if err := writeJSON(stdout, b); err != nil {
 		fmt.Fprintf(stderr, "auditctl prove: %v\n", err)
 		return exitError
 	}
@@ -124,7 +121,7 @@ func prove(ctx context.Context, src verify.Source, chainID string, seq int64, ke
 	var chains []string
 	file, fileFirst := "", int64(-1)
 	for _, k := range keys {
-		id, first, err := batchName(k)
+		id, first, err := verify.ParseFileKey(k)
 		if err != nil {
 			continue
 		}
@@ -210,18 +207,6 @@ func prove(ctx context.Context, src verify.Source, chainID string, seq int64, ke
 		return nil, exitViolations, fmt.Errorf("%w: the proof does not check: %s", errUnprovable, strings.Join(res.Problems, "; "))
 	}
 	return b, exitIntact, nil
-}
-
-// batchName parses the last two segments of a key as a batch file name.
-func batchName(key string) (chainID string, firstSeq int64, err error) {
-	k := key
-	if i := strings.LastIndexByte(k, '/'); i >= 0 {
-		if j := strings.LastIndexByte(k[:i], '/'); j >= 0 {
-			k = k[j+1:]
-		}
-	}
-	chainID, firstSeq, _, err = store.ParseBatchKey(k)
-	return chainID, firstSeq, err
 }
 
 // checkResult is what `prove --check --json` prints.
@@ -374,9 +359,7 @@ func runCheckProof(file string, f verifyFlags, stdout, stderr io.Writer) int {
 	}
 	r := checkProof(&b, vkeys)
 	if f.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		if err := writeJSON(stdout, r); err != nil {
 			fmt.Fprintf(stderr, "auditctl prove --check: %v\n", err)
 			return exitError
 		}

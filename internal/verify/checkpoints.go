@@ -55,6 +55,15 @@ func (k Keys) For(chainID string) []string {
 	return k.Published[chainID]
 }
 
+// all returns every key.
+func (k Keys) all() []string {
+	all := slices.Clone(k.Given)
+	for _, ks := range k.Published {
+		all = append(all, ks...)
+	}
+	return all
+}
+
 // Empty reports whether there is no key at all.
 func (k Keys) Empty() bool { return len(k.Given) == 0 && len(k.Published) == 0 }
 
@@ -261,6 +270,9 @@ func checkCheckpoints(ctx context.Context, src Source, opts Options, rep *Report
 			rep.Violations = append(rep.Violations, Violation{File: ck.name, ChainID: chainID, Seq: seq, Through: through, Kind: kind, Detail: fmt.Sprintf(format, args...)})
 		}
 		vkeys := keys.For(chainID)
+		if chainID == "" {
+			vkeys = keys.all() // not a checkpoint: Open says why
+		}
 		if len(vkeys) == 0 {
 			add(NoSeq, 0, BadSignature, "no verifier key for chain %q: none given, none published as %s%s-<key hash>.vkey", chainID, keysPrefix, chainID)
 			continue

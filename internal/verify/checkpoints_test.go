@@ -230,6 +230,14 @@ func TestCheckpointTamperMatrix(t *testing.T) {
 			file: "kept",
 		},
 		{
+			name: "kept file not a checkpoint",
+			tamper: func(t *testing.T, st *signedTrail) Options {
+				return Options{Checkpoints: []KeptCheckpoint{{Name: "kept", Note: []byte("hello\n\n— someone c2lnbmF0dXJl\n")}}}
+			},
+			want: []string{"/-1/bad_signature"},
+			file: "kept",
+		},
+		{
 			name: "stored checkpoint renamed",
 			tamper: func(t *testing.T, st *signedTrail) Options {
 				require.NoError(t, os.Rename(st.path(checkpoint.ObjectKey("replica-0", 20)), st.path(checkpoint.ObjectKey("replica-0", 21))))

@@ -175,7 +175,7 @@ func newFileReader() *fileReader { return &fileReader{buf: make([]byte, 0, 4096)
 // result.
 func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 	res = &fileResult{key: key}
-	if chainID, _, err := parseKey(key); err == nil {
+	if chainID, _, err := ParseFileKey(key); err == nil {
 		res.chainID = chainID // until the rows say otherwise
 	}
 	defer func() {
@@ -648,8 +648,9 @@ func checkFooter(res *fileResult, kv []format.KeyValue, merkleRoot string) {
 	}
 }
 
-// parseKey parses the last two segments of key as a batch key.
-func parseKey(key string) (chainID string, firstSeq int64, err error) {
+// ParseFileKey parses the last two segments of a file's key as a batch
+// file name (dt=YYYY-MM-DD/<chain_id>-<first seq, 20 digits>.parquet).
+func ParseFileKey(key string) (chainID string, firstSeq int64, err error) {
 	k := key
 	if i := strings.LastIndexByte(k, '/'); i >= 0 {
 		if j := strings.LastIndexByte(k[:i], '/'); j >= 0 {
@@ -662,7 +663,7 @@ func parseKey(key string) (chainID string, firstSeq int64, err error) {
 
 // checkName compares the file name with the rows.
 func checkName(res *fileResult) {
-	name, seq, err := parseKey(res.key)
+	name, seq, err := ParseFileKey(res.key)
 	switch {
 	case err != nil:
 		res.add(res.firstSeq, FileNameMismatch, "not a batch file name (dt=YYYY-MM-DD/<chain_id>-<first seq, 20 digits>.parquet)")

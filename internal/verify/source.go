@@ -37,49 +37,27 @@ type Dir string
 // List walks the directory, skipping dot-files and dot-directories (the
 // store's temporary files), and returns the .parquet files.
 func (d Dir) List(ctx context.Context) ([]string, error) {
-	root := string(d)
-	st, err := os.Stat(root)
+	st, err := os.Stat(string(d))
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("verify: %s is not a directory", root)
+		return nil, fmt.Errorf("verify: %s is not a directory", string(d))
 	}
-	var keys []string
-	err = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if p != root && strings.HasPrefix(e.Name(), ".") {
-			if e.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".parquet") {
-			return nil
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		keys = append(keys, filepath.ToSlash(rel))
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("verify: listing %s: %w", root, err)
-	}
-	slices.Sort(keys)
-	return keys, nil
+	return d.walk(ctx, string(d), func(name string) bool { return strings.HasSuffix(name, ".parquet") })
 }
 
 // ListUnder walks the directory prefix names below d, if there is one.
 func (d Dir) ListUnder(ctx context.Context, prefix string) ([]string, error) {
+	sub := filepath.Join(string(d), filepath.FromSlash(strings.TrimSuffix(prefix, "/")))
+	return d.walk(ctx, sub, func(string) bool { return true })
+}
+
+// walk returns the keys of the regular files below sub whose names keep
+// accepts, sorted, skipping dot-files and dot-directories; none when sub
+// does not exist.
+func (d Dir) walk(ctx context.Context, sub string, keep func(name string) bool) ([]string, error) {
 	root := string(d)
-	sub := filepath.Join(root, filepath.FromSlash(strings.TrimSuffix(prefix, "/")))
 	var keys []string
 	err := filepath.WalkDir(sub, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -91,13 +69,13 @@ func (d Dir) ListUnder(ctx context.Context, prefix string) ([]string, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if strings.HasPrefix(e.Name(), ".") {
+		if p != root && strings.HasPrefix(e.Name(), ".") {
 			if e.IsDir() {
 				return fs.SkipDir
 			}
 			return nil
 		}
-		if !e.Type().IsRegular() {
+		if !e.Type().IsRegular() || !keep(e.Name()) {
 			return nil
 		}
 		rel, err := filepath.Rel(root, p)
