@@ -2,7 +2,7 @@
 //
 //	auditctl verify [--checkpoint FILE] [--key PUBKEY_FILE] [--json] [--endpoint URL] [--region REGION] [--workers N] TARGET
 //	auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
-//	auditctl prove [--chain ID] [--key PUBKEY_FILE] TARGET SEQ
+//	auditctl prove [--chain ID] [--json] [--key PUBKEY_FILE] TARGET SEQ
 //	auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
 //
 // TARGET is a local directory or s3://bucket/prefix (credentials from the AWS
@@ -64,7 +64,7 @@ const usage = `usage:
   auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
       print the latest signed checkpoint of each chain, to keep
       exit 0 printed, 1 a signature does not verify, 2 none found or could not run
-  auditctl prove [--chain ID] [--key PUBKEY_FILE] TARGET SEQ
+  auditctl prove [--chain ID] [--json] [--key PUBKEY_FILE] TARGET SEQ
       print an inclusion proof (JSON) of entry SEQ that a third party checks alone
       exit 0 printed, 1 the trail cannot prove it, 2 could not run
   auditctl prove --check FILE [--key PUBKEY_FILE] [--json]

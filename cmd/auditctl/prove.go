@@ -67,7 +67,7 @@ func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&chainID, "chain", "", "the entry's chain (needed when TARGET holds several)")
 	fs.StringVar(&check, "check", "", "check the proof in this file instead, without the trail")
 	fs.StringVar(&f.key, "key", "", "file of the signers' verifier keys, one per line (default: the published key, or with --check the key in the proof, trusted on first use)")
-	fs.BoolVar(&f.json, "json", false, "with --check: print the result as JSON {valid, checks, problems, entry}; the proof itself is always JSON")
+	fs.BoolVar(&f.json, "json", false, "JSON output: the proof is always JSON; with --check, the result as {valid, checks, problems, entry}")
 	addSourceFlags(fs, &f)
 	positional, code, ok := parseArgs(fs, args, stderr)
 	if !ok {
