@@ -206,7 +206,7 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 			return fmt.Errorf("agentaudit exporter: %w", err)
 		}
 	}
-	marker, known, err := readHeadMarker(e.cfg.Spool.Directory, e.cfg.ChainID)
+	marker, known, err := readHeadMarker(e.cfg.Spool.Directory, e.cfg.ChainID, storeID(e.cfg))
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
@@ -662,7 +662,7 @@ func (e *auditExporter) writeLoop() {
 // written, it is removed instead, so that a stale marker never makes an
 // offline start resume from an old head (and fork the chain).
 func (e *auditExporter) recordHead(h chain.Head) {
-	err := writeHeadMarker(e.cfg.Spool.Directory, e.cfg.ChainID, h)
+	err := writeHeadMarker(e.cfg.Spool.Directory, e.cfg.ChainID, storeID(e.cfg), h)
 	if err == nil {
 		return
 	}

@@ -380,6 +380,7 @@ func TestFactoryLifecycleWithFileStore(t *testing.T) {
 	cfg := f.CreateDefaultConfig().(*Config)
 	cfg.ChainID = "collector-1"
 	cfg.File = &FileConfig{Directory: t.TempDir()}
+	cfg.Spool.Directory = t.TempDir()
 	ctx := context.Background()
 	te, err := f.CreateTraces(ctx, exportertest.NewNopSettings(metadata.Type), cfg)
 	require.NoError(t, err)

@@ -13,18 +13,21 @@ import (
 )
 
 // headMarker is the chain head as of the last batch written to local disk
-// (the spool or the file store), kept in <spool.directory>/head-<chain_id>.
-// It lets a collector restarted while the S3 bucket is unreachable resume
-// its chain from local state instead of refusing to start. It is only ever
-// a lower bound: the store and the write-ahead log can be further along.
-const headMarkerTag = "agentaudit-head v1"
+// (the spool or the file store), kept in <spool.directory>/head-<chain_id>
+// with the identity of the store it belongs to. It lets a collector
+// restarted while the S3 bucket is unreachable resume its chain from local
+// state instead of refusing to start. It is only ever a lower bound: the
+// store and the write-ahead log can be further along. A marker of another
+// store (the configuration now points elsewhere) is ignored.
+const headMarkerTag = "agentaudit-head v2"
 
 func headMarkerPath(spoolDir, chainID string) string {
 	return filepath.Join(spoolDir, "head-"+chainID)
 }
 
-// readHeadMarker returns the recorded head, or ok false when there is none.
-func readHeadMarker(spoolDir, chainID string) (h chain.Head, ok bool, err error) {
+// readHeadMarker returns the head recorded for storeID, or ok false when
+// there is none.
+func readHeadMarker(spoolDir, chainID, storeID string) (h chain.Head, ok bool, err error) {
 	path := headMarkerPath(spoolDir, chainID)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -34,22 +37,25 @@ func readHeadMarker(spoolDir, chainID string) (h chain.Head, ok bool, err error)
 		return chain.Head{}, false, fmt.Errorf("reading the chain head marker: %w", err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	if len(lines) != 4 || lines[0] != headMarkerTag || lines[1] != chainID {
+	if len(lines) != 5 || lines[0] != headMarkerTag || lines[1] != chainID {
 		return chain.Head{}, false, fmt.Errorf("chain head marker %s is malformed", path)
 	}
-	size, err := strconv.ParseInt(lines[2], 10, 64)
-	if err != nil || size < 1 || len(lines[3]) != 64 {
+	if lines[2] != storeID {
+		return chain.Head{}, false, nil
+	}
+	size, err := strconv.ParseInt(lines[3], 10, 64)
+	if err != nil || size < 1 || len(lines[4]) != 64 {
 		return chain.Head{}, false, fmt.Errorf("chain head marker %s is malformed", path)
 	}
-	return chain.Head{Size: size, Hash: lines[3]}, true, nil
+	return chain.Head{Size: size, Hash: lines[4]}, true, nil
 }
 
 // writeHeadMarker records h atomically: a temporary file, fsync, rename,
 // fsync of the directory.
-func writeHeadMarker(spoolDir, chainID string, h chain.Head) error {
+func writeHeadMarker(spoolDir, chainID, storeID string, h chain.Head) error {
 	path := headMarkerPath(spoolDir, chainID)
 	tmp := path + ".tmp"
-	data := fmt.Sprintf("%s\n%s\n%d\n%s\n", headMarkerTag, chainID, h.Size, h.Hash)
+	data := fmt.Sprintf("%s\n%s\n%s\n%d\n%s\n", headMarkerTag, chainID, storeID, h.Size, h.Hash)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return fmt.Errorf("writing the chain head marker: %w", err)
@@ -75,4 +81,20 @@ func writeHeadMarker(spoolDir, chainID string, h chain.Head) error {
 		return fmt.Errorf("writing the chain head marker %s: %w", path, err)
 	}
 	return nil
+}
+
+// storeID names the store the configuration points at, for the head
+// marker: the file store's absolute directory, or the S3 endpoint, bucket
+// and prefix.
+func storeID(cfg *Config) string {
+	if cfg.File != nil {
+		if abs, err := filepath.Abs(cfg.File.Directory); err == nil {
+			return "file:" + abs
+		}
+		return "file:" + cfg.File.Directory
+	}
+	if cfg.S3 != nil {
+		return "s3:" + cfg.S3.Endpoint + "/" + cfg.S3.Bucket + "/" + strings.Trim(cfg.S3.Prefix, "/")
+	}
+	return ""
 }
