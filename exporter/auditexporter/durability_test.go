@@ -249,22 +249,7 @@ func TestDiskFullRefusesAndLosesNothingAcknowledged(t *testing.T) {
 	assert.Equal(t, "after", es[acked].ExecutionID)
 }
 
-// newOfflineExporter is newSpooledExporter for a start during an outage:
-// the opener reports the remote store unavailable.
-func newOfflineExporter(t *testing.T, remote store.Store, spoolDir string) *auditExporter {
-	t.Helper()
-	set := exportertest.NewNopSettings(metadata.Type)
-	cfg := testConfig(t)
-	cfg.Spool.Directory = spoolDir
-	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (stores, error) {
-		spool, err := store.NewFS(filepath.Join(spoolDir, "batches"))
-		return stores{walDir: filepath.Join(spoolDir, "wal"), trail: remote, spool: spool,
-			offline: fmt.Errorf("%w: connection refused", store.ErrUnavailable)}, err
-	})
-	require.NoError(t, err)
-	exp.now = func() time.Time { return t0 }
-	return exp
-}
+var errOutage = fmt.Errorf("%w: connection refused", store.ErrUnavailable)
 
 func TestStartDuringAnOutageResumesFromLocalState(t *testing.T) {
 	mem := store.NewMemory()
@@ -281,9 +266,7 @@ func TestStartDuringAnOutageResumesFromLocalState(t *testing.T) {
 
 	// The bucket is down when the collector restarts: it resumes from its
 	// local record of the head and keeps accepting.
-	exp := newOfflineExporter(t, down, dir)
-	te2, err := exp.asTraces(ctx, exportertest.NewNopSettings(metadata.Type))
-	require.NoError(t, err)
+	te2 := newSpooledExporterOffline(t, down, dir, errOutage)
 	require.NoError(t, te2.Start(ctx, componenttest.NewNopHost()))
 	require.NoError(t, te2.ConsumeTraces(ctx, traces(8, "down"))) // 4 entries
 	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
@@ -301,11 +284,9 @@ func TestStartDuringAnOutageResumesFromLocalState(t *testing.T) {
 }
 
 func TestStartDuringAnOutageWithoutLocalStateRefuses(t *testing.T) {
-	exp := newOfflineExporter(t, store.NewMemory(), t.TempDir())
+	te := newSpooledExporterOffline(t, store.NewMemory(), t.TempDir(), errOutage)
 	ctx := context.Background()
-	te, err := exp.asTraces(ctx, exportertest.NewNopSettings(metadata.Type))
-	require.NoError(t, err)
-	err = te.Start(ctx, componenttest.NewNopHost())
+	err := te.Start(ctx, componenttest.NewNopHost())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "refusing to start rather than fork the chain")
 	assert.ErrorIs(t, err, store.ErrUnavailable)

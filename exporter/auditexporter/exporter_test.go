@@ -396,12 +396,19 @@ func TestFactoryLifecycleWithFileStore(t *testing.T) {
 // a local spool in spoolDir.
 func newSpooledExporter(t *testing.T, remote store.Store, spoolDir string) exporter.Traces {
 	t.Helper()
+	return newSpooledExporterOffline(t, remote, spoolDir, nil)
+}
+
+// newSpooledExporterOffline is newSpooledExporter whose opener reports the
+// remote store unavailable at start with offline (when not nil).
+func newSpooledExporterOffline(t *testing.T, remote store.Store, spoolDir string, offline error) exporter.Traces {
+	t.Helper()
 	set := exportertest.NewNopSettings(metadata.Type)
 	cfg := testConfig(t)
 	cfg.Spool.Directory = spoolDir
 	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (stores, error) {
 		spool, err := store.NewFS(filepath.Join(spoolDir, "batches"))
-		return stores{walDir: filepath.Join(spoolDir, "wal"), trail: remote, spool: spool}, err
+		return stores{walDir: filepath.Join(spoolDir, "wal"), trail: remote, spool: spool, offline: offline}, err
 	})
 	require.NoError(t, err)
 	exp.now = func() time.Time { return t0 }
