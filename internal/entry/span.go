@@ -103,6 +103,20 @@ func Normalize(res pcommon.Resource, span ptrace.Span, opts Options) {
 	if !IsAudit(span) {
 		return
 	}
+	// Most spans are well-formed: one pass over the attributes proves that
+	// mapping would find no problem and change no value, and then only a
+	// missing audit.result remains to fill in.
+	if result, ok := clean(res, span, opts.maxValueBytes()); ok {
+		if result != "" {
+			span.Attributes().PutStr(KeyResult, result)
+		}
+		return
+	}
+	normalizeFully(res, span, opts)
+}
+
+// normalizeFully is Normalize without the shortcut for clean spans.
+func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
 	e := FromSpan(res, span, opts)
 	attrs := span.Attributes()
 
@@ -140,6 +154,110 @@ func Normalize(res pcommon.Resource, span ptrace.Span, opts Options) {
 	} else {
 		attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k == KeyValidation })
 	}
+}
+
+// clean reports whether FromSpan would record no problem for span and
+// Normalize would leave every value as it is: both ids set; action type,
+// execution id and target system non-empty strings, the action type a known
+// one; every other contract and identity value a string; no audit.validation
+// and no unknown audit.* key; every string (nested ones included) valid UTF-8
+// within max bytes and every key valid UTF-8. Where audit.result is absent it
+// also returns the derived result, which Normalize stores ("" when
+// audit.result is present). Duplicate keys are all checked, which is stricter
+// than mapping (it reads the first): a span in doubt takes the full path.
+func clean(res pcommon.Resource, span ptrace.Span, max int) (result string, ok bool) {
+	if span.TraceID().IsEmpty() || span.SpanID().IsEmpty() {
+		return "", false
+	}
+	const (
+		hasAction = 1 << iota
+		hasExecution
+		hasTarget
+		hasResult
+	)
+	var has int
+	ok = true
+	span.Attributes().Range(func(k string, v pcommon.Value) bool {
+		switch k {
+		case KeyActionType:
+			s, good := cleanString(v, max)
+			ok = good && isKnownActionType(s)
+			has |= hasAction
+		case KeyExecutionID:
+			s, good := cleanString(v, max)
+			ok = good && s != ""
+			has |= hasExecution
+		case KeyTargetSystem:
+			s, good := cleanString(v, max)
+			ok = good && s != ""
+			has |= hasTarget
+		case KeyResult:
+			_, ok = cleanString(v, max)
+			has |= hasResult
+		case KeyTargetResource, KeyValueProposed, KeyValuePrevious, KeyReasoning, KeyApprover,
+			KeyAgentID, KeyAgentName, KeyEndUserID, KeyServiceName:
+			_, ok = cleanString(v, max)
+		case KeyValidation:
+			ok = false
+		default:
+			ok = utf8.ValidString(k) && !strings.HasPrefix(k, KeyPrefix) && cleanValue(v, max)
+		}
+		return ok
+	})
+	if !ok || has&(hasAction|hasExecution|hasTarget) != hasAction|hasExecution|hasTarget {
+		return "", false
+	}
+	// The resource's identity keys are read when the span lacks them.
+	resAttrs := res.Attributes()
+	for _, k := range [...]string{KeyAgentID, KeyAgentName, KeyServiceName, KeyEndUserID} {
+		if v, found := resAttrs.Get(k); found {
+			if _, good := cleanString(v, max); !good {
+				return "", false
+			}
+		}
+	}
+	if has&hasResult == 0 {
+		result = deriveResult(span)
+		if !utf8.ValidString(result) || len(result) > max {
+			return "", false
+		}
+	}
+	return result, true
+}
+
+// cleanString returns v's string when v is a valid UTF-8 string within max
+// bytes.
+func cleanString(v pcommon.Value, max int) (string, bool) {
+	if v.Type() != pcommon.ValueTypeStr {
+		return "", false
+	}
+	s := v.Str()
+	return s, len(s) <= max && utf8.ValidString(s)
+}
+
+// cleanValue reports whether mapping v records no problem: every string in
+// it, nested ones included, valid UTF-8 within max bytes, every map key valid.
+func cleanValue(v pcommon.Value, max int) bool {
+	switch v.Type() {
+	case pcommon.ValueTypeStr:
+		_, ok := cleanString(v, max)
+		return ok
+	case pcommon.ValueTypeSlice:
+		sl := v.Slice()
+		for i := 0; i < sl.Len(); i++ {
+			if !cleanValue(sl.At(i), max) {
+				return false
+			}
+		}
+	case pcommon.ValueTypeMap:
+		ok := true
+		v.Map().Range(func(k string, mv pcommon.Value) bool {
+			ok = utf8.ValidString(k) && cleanValue(mv, max)
+			return ok
+		})
+		return ok
+	}
+	return true
 }
 
 // putStr sets key to the string s unless it already holds exactly that.

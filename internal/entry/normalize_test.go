@@ -1,0 +1,168 @@
+package entry
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// TestNormalizeShortcutAgrees checks Normalize's shortcut for clean spans
+// against the full path on random spans: the same attributes afterwards,
+// hence the same entry. The generator mixes every contract key with values
+// of every type, invalid UTF-8, values at and over the limit, nested
+// containers, unknown audit.* keys, audit.validation, empty ids and every
+// status, so that both paths are taken often.
+func TestNormalizeShortcutAgrees(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var shortcut, full int
+	for i := range 20000 {
+		res, span := randomAuditSpan(rng)
+		opts := Options{MaxValueBytes: []int{0, 3, 8, 16, 40}[rng.IntN(5)]}
+
+		fast := ptrace.NewSpan()
+		span.CopyTo(fast)
+		slow := ptrace.NewSpan()
+		span.CopyTo(slow)
+		Normalize(res, fast, opts)
+		normalizeFully(res, slow, opts)
+		if _, ok := clean(res, span, opts.maxValueBytes()); ok {
+			shortcut++
+		} else {
+			full++
+		}
+		require.Equal(t, slow.Attributes().AsRaw(), fast.Attributes().AsRaw(), "span %d: %v", i, span.Attributes().AsRaw())
+		require.Equal(t, FromSpan(res, slow, opts), FromSpan(res, fast, opts), "span %d", i)
+	}
+	// Both paths must be exercised for the comparison to mean anything.
+	require.Greater(t, shortcut, 2000, "clean spans")
+	require.Greater(t, full, 2000, "spans with problems")
+}
+
+// TestNormalizeShortcutTypical: a well-formed span takes the shortcut, and
+// the shortcut fills in the derived result.
+func TestNormalizeShortcutTypical(t *testing.T) {
+	res, span := typicalSpan()
+	result, ok := clean(res, span, DefaultMaxValueBytes)
+	require.True(t, ok)
+	require.Equal(t, "200", result)
+	Normalize(res, span, Options{})
+	v, found := span.Attributes().Get(KeyResult)
+	require.True(t, found)
+	require.Equal(t, "200", v.Str())
+	_, found = span.Attributes().Get(KeyValidation)
+	require.False(t, found)
+}
+
+func randomAuditSpan(rng *rand.Rand) (pcommon.Resource, ptrace.Span) {
+	res := pcommon.NewResource()
+	span := ptrace.NewSpan()
+	if rng.IntN(20) != 0 {
+		span.SetTraceID(testTraceID)
+	}
+	if rng.IntN(20) != 0 {
+		span.SetSpanID(testSpanID)
+	}
+	if rng.IntN(2) == 0 {
+		span.SetParentSpanID(testParentID)
+	}
+	span.Status().SetCode(ptrace.StatusCode(rng.IntN(3)))
+	if rng.IntN(3) == 0 {
+		span.Status().SetMessage(randomString(rng))
+	}
+	a := span.Attributes()
+	// The shape of a good span, most of the time, so that clean ones occur.
+	a.PutStr(KeyActionType, pick(rng, KnownActionTypes...))
+	if rng.IntN(10) != 0 {
+		a.PutStr(KeyExecutionID, pick(rng, "run-1", "r"))
+	}
+	if rng.IntN(10) != 0 {
+		a.PutStr(KeyTargetSystem, pick(rng, "crm", "salesforce"))
+	}
+	keys := []string{
+		KeyActionType, KeyExecutionID, KeyTargetSystem, KeyTargetResource, KeyValueProposed,
+		KeyValuePrevious, KeyReasoning, KeyApprover, KeyResult, KeyValidation, KeyAgentID,
+		KeyAgentName, KeyEndUserID, KeyServiceName, KeyErrorType, KeyHTTPStatus,
+		"audit.unknown", "tool.input", "k\xff", "list", "obj",
+	}
+	for range rng.IntN(4) {
+		putRandom(rng, a, pick(rng, keys...), 0)
+	}
+	for range rng.IntN(2) {
+		putRandom(rng, res.Attributes(), pick(rng, KeyAgentID, KeyAgentName, KeyServiceName, KeyEndUserID), 0)
+	}
+	return res, span
+}
+
+func putRandom(rng *rand.Rand, m pcommon.Map, key string, depth int) {
+	switch n := rng.IntN(12); {
+	case n < 6:
+		m.PutStr(key, randomString(rng))
+	case n == 6:
+		m.PutInt(key, rng.Int64N(1000)-500)
+	case n == 7:
+		m.PutDouble(key, []float64{0.5, -2, 1e21}[rng.IntN(3)])
+	case n == 8:
+		m.PutBool(key, rng.IntN(2) == 0)
+	case n == 9:
+		m.PutEmptyBytes(key).FromRaw([]byte{0xff, 0})
+	case n == 10 && depth < 2:
+		sl := m.PutEmptySlice(key)
+		for range rng.IntN(3) {
+			putRandom(rng, sl.AppendEmpty().SetEmptyMap(), "x", depth+1)
+		}
+		if rng.IntN(2) == 0 {
+			sl.AppendEmpty().SetStr(randomString(rng))
+		}
+	case n == 11 && depth < 2:
+		mm := m.PutEmptyMap(key)
+		for range rng.IntN(3) {
+			putRandom(rng, mm, pick(rng, "a", "b\xfe", "audit.nested"), depth+1)
+		}
+	default:
+		m.PutEmpty(key)
+	}
+}
+
+func randomString(rng *rand.Rand) string {
+	switch rng.IntN(8) {
+	case 0:
+		return ""
+	case 1:
+		return "bad\xffutf8"
+	case 2:
+		return strings.Repeat("é", rng.IntN(30))
+	case 3:
+		return pick(rng, KnownActionTypes...)
+	case 4:
+		return `[{"field":"x","problem":"missing"}]`
+	default:
+		return strings.Repeat("v", rng.IntN(50))
+	}
+}
+
+func pick(rng *rand.Rand, s ...string) string { return s[rng.IntN(len(s))] }
+
+// BenchmarkNormalize compares Normalize on a well-formed span (the
+// shortcut) with the full path on the same span, side by side:
+//
+//	go test -run '^$' -bench Normalize -benchmem ./internal/entry/
+func BenchmarkNormalize(b *testing.B) {
+	res, span := typicalSpan()
+	Normalize(res, span, Options{}) // fills in audit.result once
+	b.Run("clean", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			Normalize(res, span, Options{})
+		}
+	})
+	b.Run("full", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			normalizeFully(res, span, Options{})
+		}
+	})
+}
