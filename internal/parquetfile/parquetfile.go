@@ -88,10 +88,13 @@ type Footer struct {
 }
 
 // row is the Parquet schema. Column order is field order. Strings get the
-// STRING logical type by default; *string fields are OPTIONAL.
+// STRING logical type by default; *string fields are OPTIONAL. Every column
+// is ZSTD-compressed: by pageCodec, or by parquet-go's zstd at its default
+// level where a field is tagged zstd (time_unix_nano, whose nanosecond
+// increments the fastest level barely compresses).
 type row struct {
 	Timestamp      int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
-	TimeUnixNano   int64   `parquet:"time_unix_nano"`
+	TimeUnixNano   int64   `parquet:"time_unix_nano,zstd"`
 	ChainID        string  `parquet:"chain_id,dict"`
 	Seq            int64   `parquet:"seq"`
 	ExecutionID    string  `parquet:"execution_id,dict"`
@@ -134,7 +137,7 @@ const writeChunk = 512
 
 func writerOptions(f Footer) []parquet.WriterOption {
 	opts := []parquet.WriterOption{
-		parquet.Compression(&parquet.Zstd),
+		parquet.Compression(pageCodec), // zstd; see row for the exception
 		// Version 1 data pages are what every reader (Athena engine 2 and 3,
 		// Spark, DuckDB, pyarrow) handles.
 		parquet.DataPageVersion(1),
@@ -168,6 +171,31 @@ func writerOptions(f Footer) []parquet.WriterOption {
 // a *BatchError (ErrInvalidBatch) when the entries break these rules, in
 // both cases before writing anything, or the error of w.
 func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
+	f, err := batchFooter(entries)
+	if err != nil {
+		return Footer{}, err
+	}
+	pw := parquet.NewGenericWriter[row](w, writerOptions(f)...)
+	buf := make([]row, min(len(entries), writeChunk))
+	for start := 0; start < len(entries); start += len(buf) {
+		chunk := entries[start:min(start+len(buf), len(entries))]
+		rows := buf[:len(chunk)]
+		for i := range chunk {
+			toRow(&rows[i], &chunk[i])
+		}
+		if _, err := pw.Write(rows); err != nil {
+			return Footer{}, fmt.Errorf("parquetfile: write rows: %w", err)
+		}
+	}
+	if err := pw.Close(); err != nil {
+		return Footer{}, fmt.Errorf("parquetfile: close writer: %w", err)
+	}
+	return f, nil
+}
+
+// batchFooter checks that entries are one run of one chain, as Encode
+// documents, and returns the footer of their batch file.
+func batchFooter(entries []entry.Entry) (Footer, error) {
 	if len(entries) == 0 {
 		return Footer{}, ErrEmptyBatch
 	}
@@ -200,7 +228,7 @@ func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
 	if err != nil {
 		return Footer{}, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
-	f := Footer{
+	return Footer{
 		FormatVersion: FormatVersion,
 		ChainID:       first.ChainID,
 		FirstSeq:      first.Seq,
@@ -209,24 +237,7 @@ func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
 		PrevHash:      first.PrevHash,
 		LastHash:      last.EntryHash,
 		MerkleRoot:    root,
-	}
-
-	pw := parquet.NewGenericWriter[row](w, writerOptions(f)...)
-	buf := make([]row, min(len(entries), writeChunk))
-	for start := 0; start < len(entries); start += len(buf) {
-		chunk := entries[start:min(start+len(buf), len(entries))]
-		rows := buf[:len(chunk)]
-		for i := range chunk {
-			toRow(&rows[i], &chunk[i])
-		}
-		if _, err := pw.Write(rows); err != nil {
-			return Footer{}, fmt.Errorf("parquetfile: write rows: %w", err)
-		}
-	}
-	if err := pw.Close(); err != nil {
-		return Footer{}, fmt.Errorf("parquetfile: close writer: %w", err)
-	}
-	return f, nil
+	}, nil
 }
 
 // unixMilli is nanoseconds since the epoch truncated to milliseconds,
