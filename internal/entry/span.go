@@ -313,13 +313,110 @@ const maxPooledBuf = 64 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
+// Attribute slots: the keys fromSpan reads, found in one pass over the
+// span's attributes. The first slotUnmapped are mapped keys (isMappedKey):
+// they have their own column and stay out of the attributes column.
+const (
+	slotActionType = iota
+	slotExecutionID
+	slotTargetSystem
+	slotTargetResource
+	slotProposed
+	slotPrevious
+	slotReasoning
+	slotApprover
+	slotResult
+	slotValidation
+	slotAgentID
+	slotAgentName
+	slotEndUserID
+	slotServiceName
+	slotErrorType
+	slotHTTPStatus
+	numSlots
+
+	slotUnmapped = slotServiceName // keys from here on are also kept in attributes
+	slotOther    = -1
+)
+
+// slotOf returns the slot of key, or slotOther.
+func slotOf(key string) int {
+	switch key {
+	case KeyActionType:
+		return slotActionType
+	case KeyExecutionID:
+		return slotExecutionID
+	case KeyTargetSystem:
+		return slotTargetSystem
+	case KeyTargetResource:
+		return slotTargetResource
+	case KeyValueProposed:
+		return slotProposed
+	case KeyValuePrevious:
+		return slotPrevious
+	case KeyReasoning:
+		return slotReasoning
+	case KeyApprover:
+		return slotApprover
+	case KeyResult:
+		return slotResult
+	case KeyValidation:
+		return slotValidation
+	case KeyAgentID:
+		return slotAgentID
+	case KeyAgentName:
+		return slotAgentName
+	case KeyEndUserID:
+		return slotEndUserID
+	case KeyServiceName:
+		return slotServiceName
+	case KeyErrorType:
+		return slotErrorType
+	case KeyHTTPStatus:
+		return slotHTTPStatus
+	}
+	return slotOther
+}
+
+// spanAttrs holds the values of the slots found on a span; the first
+// occurrence of a key wins, as with pcommon.Map.Get.
+type spanAttrs struct {
+	vals  [numSlots]pcommon.Value
+	found uint32
+}
+
+func (a *spanAttrs) get(slot int) (pcommon.Value, bool) {
+	return a.vals[slot], a.found&(1<<slot) != 0
+}
+
 func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
-	attrs := span.Attributes()
 	resAttrs := res.Attributes()
 	e := Entry{
 		TimeUnixNano: int64(span.StartTimestamp()),
 		StatusCode:   span.Status().Code().String(),
 	}
+
+	// One pass over the attributes finds the keys of the contract and
+	// collects the others for the attributes column.
+	var sa spanAttrs
+	var arr [16]keyValue
+	kvs := arr[:0]
+	span.Attributes().Range(func(k string, v pcommon.Value) bool {
+		slot := slotOf(k)
+		if slot != slotOther && sa.found&(1<<slot) == 0 {
+			sa.found |= 1 << slot
+			sa.vals[slot] = v
+		}
+		if slot != slotOther && slot < slotUnmapped {
+			return true
+		}
+		k = m.sanitizeKey(fieldAttributes, k)
+		if strings.HasPrefix(k, KeyPrefix) {
+			m.add(Problem{Field: k, Kind: ProblemUnknownKey, Detail: "kept in attributes"})
+		}
+		kvs = append(kvs, keyValue{key: k, val: v})
+		return true
+	})
 
 	// One allocation for the three ids and one for the optional fields: the
 	// exporter maps about 100k spans per request.
@@ -344,7 +441,7 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		e.ParentSpanID = &slots[0]
 	}
 
-	if v, ok := attrs.Get(KeyActionType); ok {
+	if v, ok := sa.get(slotActionType); ok {
 		e.ActionType = m.valueString(KeyActionType, v)
 		switch {
 		case e.ActionType == "":
@@ -356,7 +453,7 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		m.add(Problem{Field: KeyActionType, Kind: ProblemMissing})
 	}
 
-	if v, ok := attrs.Get(KeyExecutionID); ok {
+	if v, ok := sa.get(slotExecutionID); ok {
 		e.ExecutionID = m.valueString(KeyExecutionID, v)
 		if e.ExecutionID == "" {
 			m.add(Problem{Field: KeyExecutionID, Kind: ProblemEmpty})
@@ -369,41 +466,41 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		m.add(Problem{Field: KeyExecutionID, Kind: ProblemDefaulted, Detail: "defaulted to trace id"})
 	}
 
-	if v, ok := attrs.Get(KeyTargetSystem); ok {
+	if v, ok := sa.get(slotTargetSystem); ok {
 		e.TargetSystem = m.valueString(KeyTargetSystem, v)
 	}
 	if e.TargetSystem == "" {
 		m.add(Problem{Field: KeyTargetSystem, Kind: ProblemMissing})
 	}
-	if v, ok := attrs.Get(KeyTargetResource); ok {
+	if v, ok := sa.get(slotTargetResource); ok {
 		e.TargetResource = m.valueString(KeyTargetResource, v)
 	}
 
-	e.ProposedValue = m.optional(attrs, KeyValueProposed, &slots[1])
-	e.PreviousValue = m.optional(attrs, KeyValuePrevious, &slots[2])
-	e.Reasoning = m.optional(attrs, KeyReasoning, &slots[3])
-	e.Approver = m.optional(attrs, KeyApprover, &slots[4])
+	e.ProposedValue = m.optional(&sa, slotProposed, KeyValueProposed, &slots[1])
+	e.PreviousValue = m.optional(&sa, slotPrevious, KeyValuePrevious, &slots[2])
+	e.Reasoning = m.optional(&sa, slotReasoning, KeyReasoning, &slots[3])
+	e.Approver = m.optional(&sa, slotApprover, KeyApprover, &slots[4])
 
-	e.AgentID = m.identity(attrs, resAttrs, KeyAgentID, &slots[5])
-	e.AgentName = m.identity(attrs, resAttrs, KeyAgentName, &slots[6])
-	e.ServiceName = m.identity(attrs, resAttrs, KeyServiceName, &slots[7])
-	e.Principal = m.identity(attrs, resAttrs, KeyEndUserID, &slots[8])
+	e.AgentID = m.identity(&sa, resAttrs, slotAgentID, KeyAgentID, &slots[5])
+	e.AgentName = m.identity(&sa, resAttrs, slotAgentName, KeyAgentName, &slots[6])
+	e.ServiceName = m.identity(&sa, resAttrs, slotServiceName, KeyServiceName, &slots[7])
+	e.Principal = m.identity(&sa, resAttrs, slotEndUserID, KeyEndUserID, &slots[8])
 
-	if v, ok := attrs.Get(KeyResult); ok {
+	if v, ok := sa.get(slotResult); ok {
 		e.Result = m.valueString(KeyResult, v)
 	} else {
-		e.Result = m.sanitize(KeyResult, deriveResult(span))
+		e.Result = m.sanitize(KeyResult, deriveResultOf(span, &sa))
 	}
 
 	bp := bufPool.Get().(*[]byte)
-	buf := m.appendAttributes((*bp)[:0], attrs)
+	buf := m.appendObject((*bp)[:0], "", kvs)
 	e.Attributes = string(buf)
 	if cap(buf) <= maxPooledBuf {
 		*bp = buf
 		bufPool.Put(bp)
 	}
 
-	if v, ok := attrs.Get(KeyValidation); ok {
+	if v, ok := sa.get(slotValidation); ok {
 		raw := v.Str()
 		if v.Type() != pcommon.ValueTypeStr {
 			raw = v.AsString()
@@ -427,9 +524,22 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 // deriveResult is the result of a span without audit.result; see FromSpan.
 func deriveResult(span ptrace.Span) string {
 	attrs := span.Attributes()
+	var sa spanAttrs
+	if v, ok := attrs.Get(KeyErrorType); ok {
+		sa.found, sa.vals[slotErrorType] = sa.found|1<<slotErrorType, v
+	}
+	if v, ok := attrs.Get(KeyHTTPStatus); ok {
+		sa.found, sa.vals[slotHTTPStatus] = sa.found|1<<slotHTTPStatus, v
+	}
+	return deriveResultOf(span, &sa)
+}
+
+// deriveResultOf is deriveResult with the span's error.type and
+// http.response.status_code already looked up.
+func deriveResultOf(span ptrace.Span, sa *spanAttrs) string {
 	status := span.Status()
 	if status.Code() == ptrace.StatusCodeError {
-		if v, ok := attrs.Get(KeyErrorType); ok {
+		if v, ok := sa.get(slotErrorType); ok {
 			if s := v.AsString(); s != "" {
 				return "error: " + s
 			}
@@ -439,7 +549,7 @@ func deriveResult(span ptrace.Span) string {
 		}
 		return "error"
 	}
-	if v, ok := attrs.Get(KeyHTTPStatus); ok {
+	if v, ok := sa.get(slotHTTPStatus); ok {
 		if s := plainString(v); s != "" {
 			return s
 		}
@@ -465,22 +575,28 @@ func plainString(v pcommon.Value) string {
 	return v.AsString()
 }
 
-// optional stores the string form of key's value in slot and returns slot,
-// or nil when attrs does not hold key.
-func (m *mapper) optional(attrs pcommon.Map, key string, slot *string) *string {
-	v, ok := attrs.Get(key)
+// optional stores the string form of the slot's value in dst and returns
+// dst, or nil when the span does not hold key.
+func (m *mapper) optional(sa *spanAttrs, slot int, key string, dst *string) *string {
+	v, ok := sa.get(slot)
 	if !ok {
 		return nil
 	}
-	*slot = m.valueString(key, v)
-	return slot
+	*dst = m.valueString(key, v)
+	return dst
 }
 
-func (m *mapper) identity(attrs, resAttrs pcommon.Map, key string, slot *string) *string {
-	if p := m.optional(attrs, key, slot); p != nil {
+// identity is optional, falling back to the resource's attributes.
+func (m *mapper) identity(sa *spanAttrs, resAttrs pcommon.Map, slot int, key string, dst *string) *string {
+	if p := m.optional(sa, slot, key, dst); p != nil {
 		return p
 	}
-	return m.optional(resAttrs, key, slot)
+	v, ok := resAttrs.Get(key)
+	if !ok {
+		return nil
+	}
+	*dst = m.valueString(key, v)
+	return dst
 }
 
 // valueString returns the string form of v, repaired and truncated, and
@@ -566,25 +682,6 @@ func (m *mapper) repairInPlace(v pcommon.Value) {
 type keyValue struct {
 	key string // repaired
 	val pcommon.Value
-}
-
-// appendAttributes appends the canonical JSON object of the span attributes
-// that have no column of their own, flagging unknown audit.* keys.
-func (m *mapper) appendAttributes(dst []byte, attrs pcommon.Map) []byte {
-	var arr [16]keyValue
-	kvs := arr[:0]
-	attrs.Range(func(k string, v pcommon.Value) bool {
-		if isMappedKey(k) {
-			return true
-		}
-		k = m.sanitizeKey(fieldAttributes, k)
-		if strings.HasPrefix(k, KeyPrefix) {
-			m.add(Problem{Field: k, Kind: ProblemUnknownKey, Detail: "kept in attributes"})
-		}
-		kvs = append(kvs, keyValue{key: k, val: v})
-		return true
-	})
-	return m.appendObject(dst, "", kvs)
 }
 
 // sanitizeKey repairs invalid UTF-8 in a map key, recording it under field.
