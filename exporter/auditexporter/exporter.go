@@ -455,7 +455,7 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 			e.sealLocked(e.batcher.Flush())
 		}
 		e.chain.Append(&entries[i])
-		e.wal.Append(&entries[i])
+		e.wal.AppendCanonical(entries[i].Seq, e.chain.Canonical())
 		if full := e.batcher.Add(entries[i], parquetfile.EstimatedSize(&entries[i]), now); full != nil {
 			e.sealLocked(full)
 		}

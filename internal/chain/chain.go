@@ -72,6 +72,10 @@ func (c *Chain) Append(e *entry.Entry) {
 	c.head = Head{Size: e.Seq + 1, Hash: e.EntryHash}
 }
 
+// Canonical returns the canonical encoding of the entry last appended. It
+// is valid until the next Append: copy it to keep it.
+func (c *Chain) Canonical() []byte { return c.buf }
+
 // Hash returns the hex SHA-256 of e's canonical encoding, the value its
 // entry_hash must have. It reads e.PrevHash and ignores e.EntryHash.
 func Hash(e *entry.Entry) string {

@@ -126,13 +126,25 @@ func (l *Log) Append(e *entry.Entry) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.scratch = chain.AppendCanonical(l.scratch[:0], e)
+	l.appendLocked(e.Seq, l.scratch)
+}
+
+// AppendCanonical is Append for an entry whose canonical encoding
+// (chain.AppendCanonical) the caller already has: seq is the entry's seq.
+func (l *Log) AppendCanonical(seq int64, canonical []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.appendLocked(seq, canonical)
+}
+
+func (l *Log) appendLocked(seq int64, canonical []byte) {
 	var hdr [headerSize]byte
-	binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(l.scratch)))
-	binary.LittleEndian.PutUint32(hdr[4:8], crc32.Checksum(l.scratch, castagnoli))
+	binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(canonical)))
+	binary.LittleEndian.PutUint32(hdr[4:8], crc32.Checksum(canonical, castagnoli))
 	l.pending = append(l.pending, hdr[:]...)
-	l.pending = append(l.pending, l.scratch...)
-	l.appended += int64(headerSize + len(l.scratch))
-	l.lastSeq = e.Seq
+	l.pending = append(l.pending, canonical...)
+	l.appended += int64(headerSize + len(canonical))
+	l.lastSeq = seq
 }
 
 // End returns the position after the last record appended.

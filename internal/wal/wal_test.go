@@ -57,6 +57,40 @@ func TestAppendSyncRecover(t *testing.T) {
 	require.NoError(t, l.Close())
 }
 
+// TestAppendCanonical: records appended from the chain's encoding, as the
+// exporter does, are the records Append writes.
+func TestAppendCanonical(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, err := Open(dirA, "c", 0)
+	require.NoError(t, err)
+	b, err := Open(dirB, "c", 0)
+	require.NoError(t, err)
+	c := chain.New("c", chain.Genesis())
+	want := entries(chain.New("c", chain.Genesis()), 3)
+	for i := range want {
+		e := want[i]
+		e.ChainID, e.Seq, e.PrevHash, e.EntryHash = "", 0, "", ""
+		c.Append(&e)
+		a.AppendCanonical(e.Seq, c.Canonical())
+		b.Append(&want[i])
+	}
+	require.NoError(t, a.Sync(a.End()))
+	require.NoError(t, b.Sync(b.End()))
+	assert.Equal(t, int64(2), a.DurableSeq())
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
+	name := SegmentName("c", 0)
+	dataA, err := os.ReadFile(filepath.Join(dirA, name))
+	require.NoError(t, err)
+	dataB, err := os.ReadFile(filepath.Join(dirB, name))
+	require.NoError(t, err)
+	assert.Equal(t, dataB, dataA)
+	segs, err := Recover(dirA, "c")
+	require.NoError(t, err)
+	require.Len(t, segs, 1)
+	assert.Equal(t, want, segs[0].Entries)
+}
+
 func TestRecoverStopsAtTornTail(t *testing.T) {
 	dir := t.TempDir()
 	c := chain.New("c", chain.Genesis())
