@@ -131,14 +131,24 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 	fmt.Fprintf(&sb, "\nMedians of %d run(s):\n\n", runs)
 	fmt.Fprintf(&sb, "| load | discard spans/s | agentaudit spans/s | ratio | discard p50 / p99 ms | agentaudit p50 / p99 ms | ratio of spans per collector-CPU-s |\n")
 	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|\n")
+	// ratio is "–" when a side did not run (a -bench filter picked one).
+	ratio := func(a, d float64) string {
+		if a == 0 || d == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f×", a/d)
+	}
 	for _, shape := range shapes {
 		d, a := median(shape.name, "discard", spansPerSec), median(shape.name, "agentaudit", spansPerSec)
-		fmt.Fprintf(&sb, "| %s | %.0f | %.0f | %.2f× | %.1f / %.1f | %.1f / %.1f | %.2f× |\n", shape.name, d, a, a/max(d, 1e-9),
+		if d == 0 && a == 0 {
+			continue
+		}
+		fmt.Fprintf(&sb, "| %s | %.0f | %.0f | %s | %.1f / %.1f | %.1f / %.1f | %s |\n", shape.name, d, a, ratio(a, d),
 			median(shape.name, "discard", func(r tpResult) float64 { return tpMs(r.p50) }),
 			median(shape.name, "discard", func(r tpResult) float64 { return tpMs(r.p99) }),
 			median(shape.name, "agentaudit", func(r tpResult) float64 { return tpMs(r.p50) }),
 			median(shape.name, "agentaudit", func(r tpResult) float64 { return tpMs(r.p99) }),
-			median(shape.name, "agentaudit", perCPU)/max(median(shape.name, "discard", perCPU), 1e-9))
+			ratio(median(shape.name, "agentaudit", perCPU), median(shape.name, "discard", perCPU)))
 	}
 	// The parent of sub-benchmarks prints no log: write the table to stdout.
 	fmt.Print(sb.String())

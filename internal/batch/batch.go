@@ -47,12 +47,17 @@ func New(limits Limits) *Batcher {
 	return &Batcher{limits: limits}
 }
 
+// maxPrealloc bounds the entries a new batch has room for before it grows.
+const maxPrealloc = 1 << 14
+
 // Add appends e, whose estimated encoded size is size, at time now, and
 // returns the batch when e filled it (nil otherwise). Callers first seal the
 // open batch when Due(now) says so, which keeps a batch within one UTC day.
 func (b *Batcher) Add(e entry.Entry, size int, now time.Time) *Batch {
 	if b.open == nil {
-		b.open = &Batch{Opened: now, Entries: make([]entry.Entry, 0, min(b.limits.MaxEntries, 1024))}
+		// Room for a full batch at once (up to a bound): growing the slice
+		// entry by entry copies each entry several times under load.
+		b.open = &Batch{Opened: now, Entries: make([]entry.Entry, 0, min(b.limits.MaxEntries, maxPrealloc))}
 	}
 	b.open.Entries = append(b.open.Entries, e)
 	b.open.Bytes += size
