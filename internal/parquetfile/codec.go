@@ -1,9 +1,14 @@
 package parquetfile
 
 import (
+	"encoding/binary"
+	"fmt"
 	"sync"
 
+	"github.com/klauspost/compress/huff0"
 	"github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/format"
 )
 
@@ -58,3 +63,150 @@ func (c *zstdCodec) Decode(dst, src []byte) ([]byte, error) {
 // finds no match still get their literals Huffman-coded: the hex hash and
 // span id columns are such blocks, and stored raw they would double in size.
 var pageCodec = newZstdCodec(zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithAllLitEntropyCompression(true))
+
+// literalsCodec is a ZSTD compress.Codec for pages in which zstd finds
+// almost nothing to match, like PLAIN pages of random hex: it skips the match
+// search and writes each block of at most 128 KiB as a compressed block of
+// Huffman-coded literals and no sequences (or as a raw block when that is not
+// smaller). The frames are standard zstd (RFC 8878) that any decoder reads.
+type literalsCodec struct {
+	scratch sync.Pool // *huff0.Scratch
+	decoder *zstdCodec
+}
+
+// zstd frame layout constants (RFC 8878).
+const (
+	zstdMagic       = 0xFD2FB528
+	zstdMaxBlock    = 128 << 10
+	zstdBlockRaw    = 0
+	zstdBlockComp   = 2
+	zstdLitComp     = 2 // Literals_Block_Type Compressed
+	zstdMinHuffman  = 1024
+	zstdFrameHeader = 4 + 1 + 4 // magic, descriptor, 4-byte content size
+)
+
+func (c *literalsCodec) String() string { return "ZSTD" }
+
+func (c *literalsCodec) CompressionCodec() format.CompressionCodec { return format.Zstd }
+
+func (c *literalsCodec) Decode(dst, src []byte) ([]byte, error) { return c.decoder.Decode(dst, src) }
+
+func (c *literalsCodec) Encode(dst, src []byte) ([]byte, error) {
+	if uint64(len(src)) > 1<<32-1 {
+		return dst[:0], fmt.Errorf("parquetfile: page of %d bytes is too large", len(src))
+	}
+	s, _ := c.scratch.Get().(*huff0.Scratch)
+	if s == nil {
+		s = &huff0.Scratch{}
+	}
+	defer c.scratch.Put(s)
+
+	dst = binary.LittleEndian.AppendUint32(dst[:0], zstdMagic)
+	// Frame_Header_Descriptor: Frame_Content_Size_Flag 2 (4 bytes),
+	// Single_Segment_Flag set (no Window_Descriptor), no checksum, no
+	// dictionary.
+	dst = append(dst, 2<<6|1<<5)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(src)))
+	if len(src) == 0 {
+		return appendBlockHeader(dst, true, zstdBlockRaw, 0), nil
+	}
+	for len(src) > 0 {
+		n := min(len(src), zstdMaxBlock)
+		block, last := src[:n], n == len(src)
+		src = src[n:]
+		var out []byte
+		var err error
+		if n >= zstdMinHuffman {
+			// No table reuse across blocks: every block carries its own
+			// tree, so no block depends on another.
+			s.Reuse = huff0.ReusePolicyNone
+			out, _, err = huff0.Compress4X(block, s)
+		}
+		lh, lhSize := literalsHeader(len(out), n)
+		if out == nil || err != nil || lhSize+len(out)+1 >= n {
+			dst = appendBlockHeader(dst, last, zstdBlockRaw, n)
+			dst = append(dst, block...)
+			continue
+		}
+		dst = appendBlockHeader(dst, last, zstdBlockComp, lhSize+len(out)+1)
+		for i := range lhSize {
+			dst = append(dst, byte(lh>>(8*i)))
+		}
+		dst = append(dst, out...)
+		dst = append(dst, 0) // Number_of_Sequences: 0
+	}
+	return dst, nil
+}
+
+// appendBlockHeader appends a zstd Block_Header: Last_Block, Block_Type and
+// Block_Size in 3 bytes, little endian.
+func appendBlockHeader(dst []byte, last bool, typ, size int) []byte {
+	h := uint32(size)<<3 | uint32(typ)<<1
+	if last {
+		h |= 1
+	}
+	return append(dst, byte(h), byte(h>>8), byte(h>>16))
+}
+
+// literalsHeader returns the Literals_Section_Header of compressed (4-stream
+// Huffman) literals and its size in bytes: Size_Format 1, 2 or 3 for
+// 10, 14 or 18 bits of regenerated and compressed sizes.
+func literalsHeader(compressed, regenerated int) (h uint64, size int) {
+	h = zstdLitComp
+	switch {
+	case compressed < 1<<10 && regenerated < 1<<10:
+		return h | 1<<2 | uint64(regenerated)<<4 | uint64(compressed)<<14, 3
+	case compressed < 1<<14 && regenerated < 1<<14:
+		return h | 2<<2 | uint64(regenerated)<<4 | uint64(compressed)<<18, 4
+	default: // both below 1<<18: blocks are at most 128 KiB
+		return h | 3<<2 | uint64(regenerated)<<4 | uint64(compressed)<<22, 5
+	}
+}
+
+// columnCodecs are the codecs of the columns that pageCodec does not suit,
+// all ZSTD. The hex id and hash columns are random hex with no repeats
+// within a page: their pages are all Huffman-coded literals whatever the
+// level, and literalsCodec writes them at a third of the CPU of zstd's match
+// search. time_unix_nano's nanosecond increments need the default level's
+// match finder to compress at all.
+var columnCodecs = map[string]compress.Codec{
+	"time_unix_nano": &parquet.Zstd,
+	"span_id":        hexCodec,
+	"parent_span_id": hexCodec,
+	"prev_hash":      hexCodec,
+	"entry_hash":     hexCodec,
+}
+
+var hexCodec = &literalsCodec{decoder: pageCodec}
+
+// withCodecs returns s with the top-level columns named in codecs compressed
+// by their codec and the others by def. It keeps everything else of s: the
+// columns, their order, types, encodings and Go mapping.
+func withCodecs(s *parquet.Schema, codecs map[string]compress.Codec, def compress.Codec) *parquet.Schema {
+	fields := s.Fields()
+	out := make([]parquet.Field, len(fields))
+	for i, f := range fields {
+		c := codecs[f.Name()]
+		if c == nil {
+			c = def
+		}
+		out[i] = &codecField{Field: f, codec: c}
+	}
+	return parquet.NewSchema(s.Name(), &groupNode{Node: s, fields: out})
+}
+
+// groupNode is a group node with the given fields.
+type groupNode struct {
+	parquet.Node
+	fields []parquet.Field
+}
+
+func (g *groupNode) Fields() []parquet.Field { return g.fields }
+
+// codecField is a leaf field compressed by codec.
+type codecField struct {
+	parquet.Field
+	codec compress.Codec
+}
+
+func (f *codecField) Compression() compress.Codec { return f.codec }

@@ -89,12 +89,10 @@ type Footer struct {
 
 // row is the Parquet schema. Column order is field order. Strings get the
 // STRING logical type by default; *string fields are OPTIONAL. Every column
-// is ZSTD-compressed: by pageCodec, or by parquet-go's zstd at its default
-// level where a field is tagged zstd (time_unix_nano, whose nanosecond
-// increments the fastest level barely compresses).
+// is ZSTD-compressed, with the codec columnCodecs gives it.
 type row struct {
 	Timestamp      int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
-	TimeUnixNano   int64   `parquet:"time_unix_nano,zstd"`
+	TimeUnixNano   int64   `parquet:"time_unix_nano"`
 	ChainID        string  `parquet:"chain_id,dict"`
 	Seq            int64   `parquet:"seq"`
 	ExecutionID    string  `parquet:"execution_id,dict"`
@@ -121,7 +119,7 @@ type row struct {
 }
 
 // schema is the Parquet schema of a batch file.
-var schema = parquet.SchemaOf(row{})
+var schema = withCodecs(parquet.SchemaOf(row{}), columnCodecs, pageCodec)
 
 // bloomBitsPerValue sizes the execution_id bloom filter: 10 bits per
 // distinct value gives about 1% false positives.
@@ -137,7 +135,7 @@ const writeChunk = 512
 
 func writerOptions(f Footer) []parquet.WriterOption {
 	opts := []parquet.WriterOption{
-		parquet.Compression(pageCodec), // zstd; see row for the exception
+		parquet.Compression(pageCodec), // the schema's columns have their codecs; see columnCodecs
 		// Version 1 data pages are what every reader (Athena engine 2 and 3,
 		// Spark, DuckDB, pyarrow) handles.
 		parquet.DataPageVersion(1),
@@ -175,7 +173,7 @@ func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
 	if err != nil {
 		return Footer{}, err
 	}
-	pw := parquet.NewGenericWriter[row](w, writerOptions(f)...)
+	pw := parquet.NewGenericWriter[row](w, append(writerOptions(f), schema)...)
 	buf := make([]row, min(len(entries), writeChunk))
 	for start := 0; start < len(entries); start += len(buf) {
 		chunk := entries[start:min(start+len(buf), len(entries))]
