@@ -43,7 +43,9 @@ import (
 // clients finish the request they have in flight, the collector gets
 // SIGTERM, and for agentaudit the entries in the trail (read with DuckDB)
 // must equal the audit spans acknowledged. The environment variables
-// TP_CLIENTS, TP_SPANS, TP_WARMUP and TP_DURATION override the defaults,
+// TP_CLIENTS (a comma-separated list of client counts, each measured in
+// turn, e.g. "8,32" to see both collectors near saturation), TP_SPANS,
+// TP_WARMUP and TP_DURATION override the defaults,
 // TP_RUNS repeats the four sub-benchmarks in rounds (medians are printed);
 // TP_COLLECTOR runs that collector binary instead of the one built from
 // the working tree (to measure a given commit).
@@ -51,7 +53,7 @@ import (
 // "all-audit" loads tag every span for audit; "mixed10" tags one span in
 // ten, the others being ordinary GenAI/HTTP spans of similar size.
 func BenchmarkOTLPThroughput(b *testing.B) {
-	clients := tpEnvInt("TP_CLIENTS", 8)
+	clientCounts := tpEnvInts("TP_CLIENTS", []int{8})
 	spans := tpEnvInt("TP_SPANS", 100)
 	warmup := tpEnvDuration("TP_WARMUP", 2*time.Second)
 	window := tpEnvDuration("TP_DURATION", 10*time.Second)
@@ -59,10 +61,11 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 	runs := tpEnvInt("TP_RUNS", 1)
 
 	type row struct {
-		run    int
-		load   string
-		target string
-		res    tpResult
+		run     int
+		load    string
+		clients int
+		target  string
+		res     tpResult
 	}
 	var rows []row
 	type tpLoadShape struct {
@@ -78,45 +81,51 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 	for _, shape := range shapes {
 		payloads, auditPerReq, bytesPerReq := tpPayloads(b, 16, spans, shape.every)
 		loads = append(loads, built{payloads, auditPerReq, bytesPerReq})
-		fmt.Printf("%s load: %d clients × %d spans/request (%d audit-tagged), %d bytes/request on the wire\n",
-			shape.name, clients, spans, auditPerReq, bytesPerReq)
+		fmt.Printf("%s load: %v clients × %d spans/request (%d audit-tagged), %d bytes/request on the wire\n",
+			shape.name, clientCounts, spans, auditPerReq, bytesPerReq)
 	}
 	// Rounds interleave the two collectors so that both see the same
 	// machine; -count would run each sub-benchmark N times in a row.
 	for run := 1; run <= runs; run++ {
 		for i, shape := range shapes {
-			for _, target := range []string{"discard", "agentaudit"} {
-				b.Run(shape.name+"/"+target, func(b *testing.B) {
-					res := tpRun(b, target, tpLoad{
-						clients: clients, payloads: loads[i].payloads, spansPerReq: spans,
-						auditPerReq: loads[i].auditPerReq, warmup: warmup, window: window,
+			for _, clients := range clientCounts {
+				for _, target := range []string{"discard", "agentaudit"} {
+					name := shape.name + "/" + target
+					if len(clientCounts) > 1 {
+						name = shape.name + "/c" + strconv.Itoa(clients) + "/" + target
+					}
+					b.Run(name, func(b *testing.B) {
+						res := tpRun(b, target, tpLoad{
+							clients: clients, payloads: loads[i].payloads, spansPerReq: spans,
+							auditPerReq: loads[i].auditPerReq, warmup: warmup, window: window,
+						})
+						b.ReportMetric(0, "ns/op")
+						b.ReportMetric(res.spansPerSec, "spans/s")
+						b.ReportMetric(res.p50.Seconds()*1e3, "p50-ms")
+						b.ReportMetric(res.p99.Seconds()*1e3, "p99-ms")
+						b.ReportMetric(float64(res.failed), "failed-reqs")
+						b.ReportMetric(res.collectorCPU, "collector-cores")
+						b.ReportMetric(res.generatorCPU, "generator-cores")
+						b.ReportMetric(res.otherCPU, "other-cores")
+						rows = append(rows, row{run, shape.name, clients, target, res})
 					})
-					b.ReportMetric(0, "ns/op")
-					b.ReportMetric(res.spansPerSec, "spans/s")
-					b.ReportMetric(res.p50.Seconds()*1e3, "p50-ms")
-					b.ReportMetric(res.p99.Seconds()*1e3, "p99-ms")
-					b.ReportMetric(float64(res.failed), "failed-reqs")
-					b.ReportMetric(res.collectorCPU, "collector-cores")
-					b.ReportMetric(res.generatorCPU, "generator-cores")
-					b.ReportMetric(res.otherCPU, "other-cores")
-					rows = append(rows, row{run, shape.name, target, res})
-				})
+				}
 			}
 		}
 	}
 
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n| run | load | collector | spans/s | p50 ms | p99 ms | max ms | failed | collector CPU | generator CPU | other CPU | spans per collector-CPU-s |\n")
-	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&sb, "\n| run | load | clients | collector | spans/s | p50 ms | p99 ms | max ms | failed | collector CPU | generator CPU | other CPU | spans per collector-CPU-s |\n")
+	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&sb, "| %d | %s | %s | %.0f | %.1f | %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.0f |\n",
-			r.run, r.load, r.target, r.res.spansPerSec, tpMs(r.res.p50), tpMs(r.res.p99), tpMs(r.res.max),
+		fmt.Fprintf(&sb, "| %d | %s | %d | %s | %.0f | %.1f | %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.0f |\n",
+			r.run, r.load, r.clients, r.target, r.res.spansPerSec, tpMs(r.res.p50), tpMs(r.res.p99), tpMs(r.res.max),
 			r.res.failed, r.res.collectorCPU, r.res.generatorCPU, r.res.otherCPU, r.res.spansPerSec/max(r.res.collectorCPU, 1e-9))
 	}
-	median := func(load, target string, f func(tpResult) float64) float64 {
+	median := func(load string, clients int, target string, f func(tpResult) float64) float64 {
 		var v []float64
 		for _, r := range rows {
-			if r.load == load && r.target == target {
+			if r.load == load && r.clients == clients && r.target == target {
 				v = append(v, f(r.res))
 			}
 		}
@@ -129,8 +138,8 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 	spansPerSec := func(r tpResult) float64 { return r.spansPerSec }
 	perCPU := func(r tpResult) float64 { return r.spansPerSec / max(r.collectorCPU, 1e-9) }
 	fmt.Fprintf(&sb, "\nMedians of %d run(s):\n\n", runs)
-	fmt.Fprintf(&sb, "| load | discard spans/s | agentaudit spans/s | ratio | discard p50 / p99 ms | agentaudit p50 / p99 ms | ratio of spans per collector-CPU-s |\n")
-	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&sb, "| load | clients | discard spans/s | agentaudit spans/s | ratio | discard p50 / p99 ms | agentaudit p50 / p99 ms | ratio of spans per collector-CPU-s |\n")
+	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|---|\n")
 	// ratio is "–" when a side did not run (a -bench filter picked one).
 	ratio := func(a, d float64) string {
 		if a == 0 || d == 0 {
@@ -139,16 +148,18 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 		return fmt.Sprintf("%.2f×", a/d)
 	}
 	for _, shape := range shapes {
-		d, a := median(shape.name, "discard", spansPerSec), median(shape.name, "agentaudit", spansPerSec)
-		if d == 0 && a == 0 {
-			continue
+		for _, c := range clientCounts {
+			m := func(target string, f func(tpResult) float64) float64 { return median(shape.name, c, target, f) }
+			p50 := func(r tpResult) float64 { return tpMs(r.p50) }
+			p99 := func(r tpResult) float64 { return tpMs(r.p99) }
+			d, a := m("discard", spansPerSec), m("agentaudit", spansPerSec)
+			if d == 0 && a == 0 {
+				continue
+			}
+			fmt.Fprintf(&sb, "| %s | %d | %.0f | %.0f | %s | %.1f / %.1f | %.1f / %.1f | %s |\n", shape.name, c, d, a, ratio(a, d),
+				m("discard", p50), m("discard", p99), m("agentaudit", p50), m("agentaudit", p99),
+				ratio(m("agentaudit", perCPU), m("discard", perCPU)))
 		}
-		fmt.Fprintf(&sb, "| %s | %.0f | %.0f | %s | %.1f / %.1f | %.1f / %.1f | %s |\n", shape.name, d, a, ratio(a, d),
-			median(shape.name, "discard", func(r tpResult) float64 { return tpMs(r.p50) }),
-			median(shape.name, "discard", func(r tpResult) float64 { return tpMs(r.p99) }),
-			median(shape.name, "agentaudit", func(r tpResult) float64 { return tpMs(r.p50) }),
-			median(shape.name, "agentaudit", func(r tpResult) float64 { return tpMs(r.p99) }),
-			ratio(median(shape.name, "agentaudit", perCPU), median(shape.name, "discard", perCPU)))
 	}
 	// The parent of sub-benchmarks prints no log: write the table to stdout.
 	fmt.Print(sb.String())
@@ -579,6 +590,20 @@ func tpEnvInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// tpEnvInts parses a comma-separated list of positive integers.
+func tpEnvInts(name string, def []int) []int {
+	var out []int
+	for f := range strings.SplitSeq(os.Getenv(name), ",") {
+		if v, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && v > 0 {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return def
+	}
+	return out
 }
 
 func tpEnvDuration(name string, def time.Duration) time.Duration {
