@@ -3,6 +3,9 @@ package parquetfile
 import (
 	"bytes"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -55,6 +58,41 @@ func TestLiteralsCodecRoundTrip(t *testing.T) {
 		if isHex[i] && len(p) >= 1<<16 {
 			// Hex compresses to about half.
 			assert.Less(t, len(dst), len(p)*6/10, "%d hex bytes", len(p))
+		}
+	}
+}
+
+// TestLiteralsCodecReferenceDecoder decodes literalsCodec's frames with the
+// reference zstd implementation (the zstd command, libzstd as in DuckDB and
+// Athena), when it is installed.
+func TestLiteralsCodecReferenceDecoder(t *testing.T) {
+	zstdCmd, err := exec.LookPath("zstd")
+	if err != nil {
+		t.Skip("no zstd command")
+	}
+	c := &literalsCodec{decoder: pageCodec}
+	rng := rand.New(rand.NewPCG(5, 6))
+	dir := t.TempDir()
+	for _, n := range []int{0, 5, 1024, 5000, 20000, zstdMaxBlock, zstdMaxBlock + 1, 300000, 1 << 20} {
+		for _, kind := range []string{"hex", "random", "constant"} {
+			b := make([]byte, n)
+			for i := range b {
+				switch kind {
+				case "hex":
+					b[i] = "0123456789abcdef"[rng.IntN(16)]
+				case "random":
+					b[i] = byte(rng.UintN(256))
+				default:
+					b[i] = 'x'
+				}
+			}
+			frame, err := c.Encode(nil, b)
+			require.NoError(t, err)
+			f := filepath.Join(dir, "page.zst")
+			require.NoError(t, os.WriteFile(f, frame, 0o600))
+			got, err := exec.Command(zstdCmd, "-d", "-c", f).Output()
+			require.NoError(t, err, "%d %s bytes", n, kind)
+			assert.True(t, bytes.Equal(b, got), "%d %s bytes", n, kind)
 		}
 	}
 }
