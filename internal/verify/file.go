@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -167,9 +168,35 @@ type fileReader struct {
 	// seq into picked (for a checkpoint head inside a file).
 	pickSeq int64
 	picked  hash64
+	// pages is the direct page reader; slow, when set, makes every column
+	// chunk go through parquet-go instead (for tests comparing the two).
+	pages pageReader
+	slow  bool
+	// fastChunks and slowChunks count the column chunks each way read.
+	fastChunks, slowChunks int
+	// malformed is the last page the direct reader refused as malformed.
+	malformed error
 }
 
-func newFileReader() *fileReader { return &fileReader{buf: make([]byte, 0, 4096), pickSeq: NoSeq} }
+func newFileReader() *fileReader {
+	return &fileReader{buf: make([]byte, 0, 4096), pickSeq: NoSeq, slow: slowPages}
+}
+
+// readers keeps file readers, with their buffers, between verifications.
+var readers sync.Pool
+
+// getFileReader is newFileReader, reusing a reader put back before.
+func getFileReader() *fileReader {
+	r, ok := readers.Get().(*fileReader)
+	if !ok {
+		return newFileReader()
+	}
+	r.pickSeq, r.picked, r.slow, r.malformed = NoSeq, nil, slowPages, nil
+	return r
+}
+
+// putFileReader makes r available to getFileReader.
+func putFileReader(r *fileReader) { readers.Put(r) }
 
 // read checks one file. Problems with its contents are violations in the
 // result.
@@ -198,11 +225,13 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 		return res
 	}
 	r.recs = r.recs[:0]
+	r.pages.arena.reset()
+	meta := pf.Metadata()
 	var foreign int64
 	var foreignFirst string
 	foreignSeq := NoSeq
-	for _, rg := range pf.RowGroups() {
-		n, err := r.readRowGroup(rg)
+	for i, rg := range pf.RowGroups() {
+		n, err := r.readRowGroup(rg, data, meta, i)
 		if err != nil {
 			res.add(NoSeq, NotAuditFile, "undecodable rows: %v", err)
 			return res
@@ -317,13 +346,35 @@ func (r *fileReader) release() {
 	}
 }
 
-// readRowGroup decodes every column of rg into r.cols.
-func (r *fileReader) readRowGroup(rg parquet.RowGroup) (int, error) {
+// readRowGroup decodes every column of rg, the row group g of the file
+// data with metadata meta, into r.cols: directly when the chunk has the
+// writer's shape, through parquet-go otherwise.
+func (r *fileReader) readRowGroup(rg parquet.RowGroup, data []byte, meta *format.FileMetaData, g int) (int, error) {
 	chunks := rg.ColumnChunks()
 	n := int(rg.NumRows())
 	for i := range r.cols {
 		c := &r.cols[i]
-		if err := c.read(chunks[c.leaf.ColumnIndex], isIntColumn(i)); err != nil {
+		j := c.leaf.ColumnIndex
+		if !r.slow && g < len(meta.RowGroups) && j < len(meta.RowGroups[g].Columns) && j < len(meta.RowGroups[0].Columns) {
+			cc := &meta.RowGroups[g].Columns[j]
+			err := errOtherShape
+			if chunkFast(meta, cc, meta.RowGroups[0].Columns[j].MetaData.Codec) {
+				err = r.pages.readChunk(c, data, cc, isIntColumn(i))
+			}
+			if err != errOtherShape {
+				r.fastChunks++
+				if err != nil {
+					r.malformed = err
+					return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
+				}
+				if len(c.null) != n {
+					return 0, fmt.Errorf("column %q has %d values in a row group of %d rows", columnNames[i], len(c.null), n)
+				}
+				continue
+			}
+		}
+		r.slowChunks++
+		if err := c.read(chunks[j], isIntColumn(i)); err != nil {
 			return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
 		}
 		if len(c.null) != n {

@@ -229,7 +229,8 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := newFileReader()
+			r := getFileReader()
+			defer putFileReader(r)
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= len(keys) || ctx.Err() != nil {

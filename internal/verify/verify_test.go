@@ -107,213 +107,7 @@ func TestVerifyKnownAnswer(t *testing.T) {
 // five-files-per-chain trail and checks that exactly the expected
 // violations come back ("chain/seq/kind").
 func TestTamperMatrix(t *testing.T) {
-	const c0 = "replica-0"
-	tests := []struct {
-		name   string
-		tamper func(t *testing.T, tr *trail)
-		want   []string
-	}{
-		{
-			name: "value rewritten in place",
-			tamper: func(t *testing.T, tr *trail) {
-				orig := tr.file(c0, 2)
-				es := slices.Clone(orig)
-				es[3].TargetResource = "Contact #1 (email field)"
-				writeRaw(t, tr.dir, tr.keys[c0][2], es, footerOf(orig))
-			},
-			want: []string{"replica-0/23/hash_mismatch"},
-		},
-		{
-			name: "NULL replaced by empty string",
-			tamper: func(t *testing.T, tr *trail) {
-				orig := tr.file(c0, 2)
-				es := slices.Clone(orig)
-				require.Nil(t, es[4].Approver)
-				es[4].Approver = strp("")
-				writeRaw(t, tr.dir, tr.keys[c0][2], es, footerOf(orig))
-			},
-			want: []string{"replica-0/24/hash_mismatch"},
-		},
-		{
-			name: "row deleted",
-			tamper: func(t *testing.T, tr *trail) {
-				orig := tr.file(c0, 2)
-				writeRaw(t, tr.dir, tr.keys[c0][2], slices.Delete(slices.Clone(orig), 3, 4), footerOf(orig))
-			},
-			// entry_count and merkle_root
-			want: []string{"replica-0/20/footer_mismatch", "replica-0/20/footer_mismatch", "replica-0/24/broken_link", "replica-0/24/gap"},
-		},
-		{
-			name: "row inserted",
-			tamper: func(t *testing.T, tr *trail) {
-				orig := tr.file(c0, 2)
-				forged := testEntry(999)
-				forged.ChainID, forged.Seq, forged.PrevHash = c0, 24, orig[3].EntryHash
-				forged.EntryHash = chain.Hash(&forged)
-				writeRaw(t, tr.dir, tr.keys[c0][2], slices.Insert(slices.Clone(orig), 4, forged), footerOf(orig))
-			},
-			want: []string{"replica-0/20/footer_mismatch", "replica-0/20/footer_mismatch", "replica-0/24/duplicate"},
-		},
-		{
-			name: "rows reordered in the file",
-			tamper: func(t *testing.T, tr *trail) {
-				orig := tr.file(c0, 2)
-				es := slices.Clone(orig)
-				es[3], es[4] = es[4], es[3]
-				writeRaw(t, tr.dir, tr.keys[c0][2], es, footerOf(orig))
-			},
-			want: []string{"replica-0/23/reordering"},
-		},
-		{
-			name: "rows swapped, their seq exchanged",
-			tamper: func(t *testing.T, tr *trail) {
-				orig := tr.file(c0, 2)
-				es := slices.Clone(orig)
-				es[3], es[4] = es[4], es[3]
-				es[3].Seq, es[4].Seq = 23, 24
-				writeRaw(t, tr.dir, tr.keys[c0][2], es, footerOf(orig))
-			},
-			want: []string{"replica-0/20/footer_mismatch", "replica-0/23/broken_link", "replica-0/23/hash_mismatch", "replica-0/24/broken_link",
-				"replica-0/24/hash_mismatch", "replica-0/25/broken_link"},
-		},
-		{
-			name: "middle file deleted",
-			tamper: func(t *testing.T, tr *trail) {
-				require.NoError(t, os.Remove(tr.path(tr.keys[c0][2])))
-			},
-			want: []string{"replica-0/30/broken_link", "replica-0/30/missing_file"},
-		},
-		{
-			name: "first file deleted",
-			tamper: func(t *testing.T, tr *trail) {
-				require.NoError(t, os.Remove(tr.path(tr.keys[c0][0])))
-			},
-			want: []string{"replica-0/10/missing_file"},
-		},
-		{
-			name: "tail cut from the last file, footer kept",
-			tamper: func(t *testing.T, tr *trail) {
-				orig := tr.file(c0, 4)
-				writeRaw(t, tr.dir, tr.keys[c0][4], orig[:7], footerOf(orig))
-			},
-			want: []string{"replica-0/40/footer_mismatch", "replica-0/40/footer_mismatch", "replica-0/46/footer_mismatch", "replica-0/46/footer_mismatch"},
-		},
-		{
-			name: "file from another trail swapped in",
-			tamper: func(t *testing.T, tr *trail) {
-				// Same chain id, other content.
-				c := chain.New(c0, chain.Genesis())
-				es := make([]entry.Entry, chainLen)
-				for i := range es {
-					es[i] = testEntry(int64(i) + 1000)
-					c.Append(&es[i])
-				}
-				data, err := encode(es[20:30])
-				require.NoError(t, err)
-				writeFile(t, tr.dir, tr.keys[c0][2], data)
-			},
-			want: []string{"replica-0/20/broken_link", "replica-0/20/foreign_file", "replica-0/30/broken_link"},
-		},
-		{
-			name: "file of another chain renamed into this one",
-			tamper: func(t *testing.T, tr *trail) {
-				data, err := os.ReadFile(tr.path(tr.keys["replica-1"][2]))
-				require.NoError(t, err)
-				writeFile(t, tr.dir, tr.keys[c0][2], data)
-			},
-			// replica-1's rows appear twice, replica-0 misses seq 20..29.
-			want: []string{"replica-0/30/broken_link", "replica-0/30/missing_file",
-				"replica-1/20/duplicate", "replica-1/20/foreign_file"},
-		},
-		{
-			name: "footer metadata stripped",
-			tamper: func(t *testing.T, tr *trail) {
-				writeRaw(t, tr.dir, tr.keys[c0][2], tr.file(c0, 2), nil)
-			},
-			want: []string{"replica-0/20/footer_missing", "replica-0/20/footer_missing", "replica-0/20/footer_missing",
-				"replica-0/20/footer_missing", "replica-0/20/footer_missing", "replica-0/20/footer_missing",
-				"replica-0/29/footer_missing", "replica-0/29/footer_missing"},
-		},
-		{
-			name: "footer chain id altered",
-			tamper: func(t *testing.T, tr *trail) {
-				es := tr.file(c0, 2)
-				f := footerOf(es)
-				f[1][1] = "replica-1"
-				writeRaw(t, tr.dir, tr.keys[c0][2], es, f)
-			},
-			want: []string{"replica-0/20/foreign_file"},
-		},
-		{
-			name: "footer last hash altered",
-			tamper: func(t *testing.T, tr *trail) {
-				es := tr.file(c0, 2)
-				f := footerOf(es)
-				f[6][1] = chain.GenesisHash
-				writeRaw(t, tr.dir, tr.keys[c0][2], es, f)
-			},
-			want: []string{"replica-0/29/footer_mismatch"},
-		},
-		{
-			name: "footer merkle root altered",
-			tamper: func(t *testing.T, tr *trail) {
-				es := tr.file(c0, 2)
-				f := footerOf(es)
-				f[7][1] = es[0].EntryHash
-				writeRaw(t, tr.dir, tr.keys[c0][2], es, f)
-			},
-			want: []string{"replica-0/20/footer_mismatch"},
-		},
-		{
-			name: "file renamed",
-			tamper: func(t *testing.T, tr *trail) {
-				p := tr.path(tr.keys[c0][2])
-				require.NoError(t, os.Rename(p, strings.Replace(p, "00000000000000000020", "00000000000000000021", 1)))
-			},
-			want: []string{"replica-0/20/file_name_mismatch"},
-		},
-		{
-			name: "file copied into another day",
-			tamper: func(t *testing.T, tr *trail) {
-				data, err := os.ReadFile(tr.path(tr.keys[c0][2]))
-				require.NoError(t, err)
-				writeFile(t, tr.dir, strings.Replace(tr.keys[c0][2], "2026-03-09", "2026-03-10", 1), data)
-			},
-			want: []string{"replica-0/20/duplicate"},
-		},
-		{
-			name: "timestamp rewritten",
-			tamper: func(t *testing.T, tr *trail) {
-				es := tr.file(c0, 2)
-				writeRawWith(t, tr.dir, tr.keys[c0][2], es, footerOf(es), func(i int, r *rawRow) {
-					if i == 5 {
-						r.Timestamp++
-					}
-				})
-			},
-			want: []string{"replica-0/25/timestamp_mismatch"},
-		},
-		{
-			name: "not a batch file",
-			tamper: func(t *testing.T, tr *trail) {
-				writeFile(t, tr.dir, "dt=2026-03-09/notes.parquet", []byte("PAR1 this is not parquet PAR1"))
-			},
-			want: []string{"/-1/not_audit_file"},
-		},
-		{
-			name: "file truncated",
-			tamper: func(t *testing.T, tr *trail) {
-				p := tr.path(tr.keys[c0][4])
-				data, err := os.ReadFile(p)
-				require.NoError(t, err)
-				require.NoError(t, os.WriteFile(p, data[:len(data)/2], 0o644))
-			},
-			// The last file is gone as far as the rows go: a truncated tail,
-			// which only a checkpoint can show; but the file is reported.
-			want: []string{"replica-0/-1/not_audit_file"},
-		},
-	}
-	for _, tt := range tests {
+	for _, tt := range tamperMatrix {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := newTrail(t)
 			tt.tamper(t, tr)
@@ -336,6 +130,216 @@ func TestTamperMatrix(t *testing.T) {
 			}
 		})
 	}
+}
+
+const c0 = "replica-0"
+
+// tamperMatrix is the table of TestTamperMatrix: each change to a fresh
+// trail (newTrail) and the violations expected ("chain/seq/kind").
+var tamperMatrix = []struct {
+	name   string
+	tamper func(t *testing.T, tr *trail)
+	want   []string
+}{
+	{
+		name: "value rewritten in place",
+		tamper: func(t *testing.T, tr *trail) {
+			orig := tr.file(c0, 2)
+			es := slices.Clone(orig)
+			es[3].TargetResource = "Contact #1 (email field)"
+			writeRaw(t, tr.dir, tr.keys[c0][2], es, footerOf(orig))
+		},
+		want: []string{"replica-0/23/hash_mismatch"},
+	},
+	{
+		name: "NULL replaced by empty string",
+		tamper: func(t *testing.T, tr *trail) {
+			orig := tr.file(c0, 2)
+			es := slices.Clone(orig)
+			require.Nil(t, es[4].Approver)
+			es[4].Approver = strp("")
+			writeRaw(t, tr.dir, tr.keys[c0][2], es, footerOf(orig))
+		},
+		want: []string{"replica-0/24/hash_mismatch"},
+	},
+	{
+		name: "row deleted",
+		tamper: func(t *testing.T, tr *trail) {
+			orig := tr.file(c0, 2)
+			writeRaw(t, tr.dir, tr.keys[c0][2], slices.Delete(slices.Clone(orig), 3, 4), footerOf(orig))
+		},
+		// entry_count and merkle_root
+		want: []string{"replica-0/20/footer_mismatch", "replica-0/20/footer_mismatch", "replica-0/24/broken_link", "replica-0/24/gap"},
+	},
+	{
+		name: "row inserted",
+		tamper: func(t *testing.T, tr *trail) {
+			orig := tr.file(c0, 2)
+			forged := testEntry(999)
+			forged.ChainID, forged.Seq, forged.PrevHash = c0, 24, orig[3].EntryHash
+			forged.EntryHash = chain.Hash(&forged)
+			writeRaw(t, tr.dir, tr.keys[c0][2], slices.Insert(slices.Clone(orig), 4, forged), footerOf(orig))
+		},
+		want: []string{"replica-0/20/footer_mismatch", "replica-0/20/footer_mismatch", "replica-0/24/duplicate"},
+	},
+	{
+		name: "rows reordered in the file",
+		tamper: func(t *testing.T, tr *trail) {
+			orig := tr.file(c0, 2)
+			es := slices.Clone(orig)
+			es[3], es[4] = es[4], es[3]
+			writeRaw(t, tr.dir, tr.keys[c0][2], es, footerOf(orig))
+		},
+		want: []string{"replica-0/23/reordering"},
+	},
+	{
+		name: "rows swapped, their seq exchanged",
+		tamper: func(t *testing.T, tr *trail) {
+			orig := tr.file(c0, 2)
+			es := slices.Clone(orig)
+			es[3], es[4] = es[4], es[3]
+			es[3].Seq, es[4].Seq = 23, 24
+			writeRaw(t, tr.dir, tr.keys[c0][2], es, footerOf(orig))
+		},
+		want: []string{"replica-0/20/footer_mismatch", "replica-0/23/broken_link", "replica-0/23/hash_mismatch", "replica-0/24/broken_link",
+			"replica-0/24/hash_mismatch", "replica-0/25/broken_link"},
+	},
+	{
+		name: "middle file deleted",
+		tamper: func(t *testing.T, tr *trail) {
+			require.NoError(t, os.Remove(tr.path(tr.keys[c0][2])))
+		},
+		want: []string{"replica-0/30/broken_link", "replica-0/30/missing_file"},
+	},
+	{
+		name: "first file deleted",
+		tamper: func(t *testing.T, tr *trail) {
+			require.NoError(t, os.Remove(tr.path(tr.keys[c0][0])))
+		},
+		want: []string{"replica-0/10/missing_file"},
+	},
+	{
+		name: "tail cut from the last file, footer kept",
+		tamper: func(t *testing.T, tr *trail) {
+			orig := tr.file(c0, 4)
+			writeRaw(t, tr.dir, tr.keys[c0][4], orig[:7], footerOf(orig))
+		},
+		want: []string{"replica-0/40/footer_mismatch", "replica-0/40/footer_mismatch", "replica-0/46/footer_mismatch", "replica-0/46/footer_mismatch"},
+	},
+	{
+		name: "file from another trail swapped in",
+		tamper: func(t *testing.T, tr *trail) {
+			// Same chain id, other content.
+			c := chain.New(c0, chain.Genesis())
+			es := make([]entry.Entry, chainLen)
+			for i := range es {
+				es[i] = testEntry(int64(i) + 1000)
+				c.Append(&es[i])
+			}
+			data, err := encode(es[20:30])
+			require.NoError(t, err)
+			writeFile(t, tr.dir, tr.keys[c0][2], data)
+		},
+		want: []string{"replica-0/20/broken_link", "replica-0/20/foreign_file", "replica-0/30/broken_link"},
+	},
+	{
+		name: "file of another chain renamed into this one",
+		tamper: func(t *testing.T, tr *trail) {
+			data, err := os.ReadFile(tr.path(tr.keys["replica-1"][2]))
+			require.NoError(t, err)
+			writeFile(t, tr.dir, tr.keys[c0][2], data)
+		},
+		// replica-1's rows appear twice, replica-0 misses seq 20..29.
+		want: []string{"replica-0/30/broken_link", "replica-0/30/missing_file",
+			"replica-1/20/duplicate", "replica-1/20/foreign_file"},
+	},
+	{
+		name: "footer metadata stripped",
+		tamper: func(t *testing.T, tr *trail) {
+			writeRaw(t, tr.dir, tr.keys[c0][2], tr.file(c0, 2), nil)
+		},
+		want: []string{"replica-0/20/footer_missing", "replica-0/20/footer_missing", "replica-0/20/footer_missing",
+			"replica-0/20/footer_missing", "replica-0/20/footer_missing", "replica-0/20/footer_missing",
+			"replica-0/29/footer_missing", "replica-0/29/footer_missing"},
+	},
+	{
+		name: "footer chain id altered",
+		tamper: func(t *testing.T, tr *trail) {
+			es := tr.file(c0, 2)
+			f := footerOf(es)
+			f[1][1] = "replica-1"
+			writeRaw(t, tr.dir, tr.keys[c0][2], es, f)
+		},
+		want: []string{"replica-0/20/foreign_file"},
+	},
+	{
+		name: "footer last hash altered",
+		tamper: func(t *testing.T, tr *trail) {
+			es := tr.file(c0, 2)
+			f := footerOf(es)
+			f[6][1] = chain.GenesisHash
+			writeRaw(t, tr.dir, tr.keys[c0][2], es, f)
+		},
+		want: []string{"replica-0/29/footer_mismatch"},
+	},
+	{
+		name: "footer merkle root altered",
+		tamper: func(t *testing.T, tr *trail) {
+			es := tr.file(c0, 2)
+			f := footerOf(es)
+			f[7][1] = es[0].EntryHash
+			writeRaw(t, tr.dir, tr.keys[c0][2], es, f)
+		},
+		want: []string{"replica-0/20/footer_mismatch"},
+	},
+	{
+		name: "file renamed",
+		tamper: func(t *testing.T, tr *trail) {
+			p := tr.path(tr.keys[c0][2])
+			require.NoError(t, os.Rename(p, strings.Replace(p, "00000000000000000020", "00000000000000000021", 1)))
+		},
+		want: []string{"replica-0/20/file_name_mismatch"},
+	},
+	{
+		name: "file copied into another day",
+		tamper: func(t *testing.T, tr *trail) {
+			data, err := os.ReadFile(tr.path(tr.keys[c0][2]))
+			require.NoError(t, err)
+			writeFile(t, tr.dir, strings.Replace(tr.keys[c0][2], "2026-03-09", "2026-03-10", 1), data)
+		},
+		want: []string{"replica-0/20/duplicate"},
+	},
+	{
+		name: "timestamp rewritten",
+		tamper: func(t *testing.T, tr *trail) {
+			es := tr.file(c0, 2)
+			writeRawWith(t, tr.dir, tr.keys[c0][2], es, footerOf(es), func(i int, r *rawRow) {
+				if i == 5 {
+					r.Timestamp++
+				}
+			})
+		},
+		want: []string{"replica-0/25/timestamp_mismatch"},
+	},
+	{
+		name: "not a batch file",
+		tamper: func(t *testing.T, tr *trail) {
+			writeFile(t, tr.dir, "dt=2026-03-09/notes.parquet", []byte("PAR1 this is not parquet PAR1"))
+		},
+		want: []string{"/-1/not_audit_file"},
+	},
+	{
+		name: "file truncated",
+		tamper: func(t *testing.T, tr *trail) {
+			p := tr.path(tr.keys[c0][4])
+			data, err := os.ReadFile(p)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(p, data[:len(data)/2], 0o644))
+		},
+		// The last file is gone as far as the rows go: a truncated tail,
+		// which only a checkpoint can show; but the file is reported.
+		want: []string{"replica-0/-1/not_audit_file"},
+	},
 }
 
 // TestTruncatedTailNeedsCheckpoint: removing a chain's last file leaves a

@@ -1,0 +1,292 @@
+package verify
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+)
+
+// readBoth reads one file with the direct page reader and with parquet-go
+// alone, requires the same result, and returns it with the number of column
+// chunks the direct reader accepted.
+func readBoth(t *testing.T, key string, data []byte) (*fileResult, int) {
+	t.Helper()
+	fast, slow := newFileReader(), newFileReader()
+	slow.slow = true
+	got := fast.read(key, slices.Clone(data))
+	want := slow.read(key, slices.Clone(data))
+	if fast.malformed != nil {
+		// A page in the writer's shape whose values do not add up:
+		// parquet-go reads past its end (into stale pooled memory, so
+		// its result is not even repeatable); the direct reader refuses
+		// the file.
+		require.False(t, got.ok)
+		require.Len(t, got.violations, 1)
+		require.Equal(t, NotAuditFile, got.violations[0].Kind)
+		require.Contains(t, got.violations[0].Detail, "undecodable rows")
+		return got, -1
+	}
+	require.Equal(t, want, got, "direct page reader and parquet-go disagree")
+	require.Zero(t, slow.fastChunks)
+	return got, fast.fastChunks
+}
+
+// verifyBoth verifies dir with and without the direct page reader and
+// requires the same report.
+func verifyBoth(t *testing.T, dir string) *Report {
+	t.Helper()
+	got := verifyDir(t, dir)
+	slowPages = true
+	defer func() { slowPages = false }()
+	want := verifyDir(t, dir)
+	require.Equal(t, want, got, "direct page reader and parquet-go disagree")
+	return got
+}
+
+// TestDirectPagesTakenForWriterFiles: files as internal/parquetfile writes
+// them are read by the direct reader, every column chunk, with the result
+// parquet-go gives (so that the comparisons below compare something).
+func TestDirectPagesTakenForWriterFiles(t *testing.T) {
+	for _, n := range []int{1, 2, 7, 100, 3000} {
+		es := buildChain("replica-0", n)
+		if n == 7 { // every optional column all NULL
+			for i := range es {
+				e := &es[i]
+				e.ParentSpanID, e.AgentID, e.AgentName, e.ServiceName, e.Principal = nil, nil, nil, nil, nil
+				e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Validation = nil, nil, nil, nil, nil
+			}
+			rehash(es)
+		}
+		data, err := encode(es)
+		require.NoError(t, err)
+		res, fast := readBoth(t, "dt=2026-03-09/replica-0-00000000000000000000.parquet", data)
+		assert.Empty(t, res.violations, "%d entries", n)
+		assert.Equal(t, int64(n), res.rows)
+		assert.Equal(t, numColumns, fast, "%d entries: every column chunk read directly", n)
+	}
+}
+
+// TestDirectPagesTamperMatrix runs every case of the tamper matrix through
+// both readers.
+func TestDirectPagesTamperMatrix(t *testing.T) {
+	for _, tt := range tamperMatrix {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := newTrail(t)
+			tt.tamper(t, tr)
+			rep := verifyBoth(t, tr.dir)
+			assert.False(t, rep.Intact)
+		})
+	}
+	t.Run("clean", func(t *testing.T) {
+		assert.True(t, verifyBoth(t, newTrail(t).dir).Intact)
+	})
+}
+
+// TestDirectPagesCorruptBytes flips single bytes of a file: both readers
+// give the same result for each.
+func TestDirectPagesCorruptBytes(t *testing.T) {
+	es := buildChain("replica-0", 30)
+	orig, err := encode(es)
+	require.NoError(t, err)
+	step := max(1, len(orig)/1500)
+	for off := 0; off < len(orig); off += step {
+		data := slices.Clone(orig)
+		data[off] ^= byte(1 + off%255)
+		readBoth(t, "dt=2026-03-09/replica-0-00000000000000000000.parquet", data)
+	}
+}
+
+// TestDirectPagesCraftedPages rewrites the decompressed pages of one
+// column chunk (recompressed, with a correct CRC, and a footer whose
+// offsets follow), the way an attacker would craft a file that passes the
+// checksums: both readers give the same result for each.
+func TestDirectPagesCraftedPages(t *testing.T) {
+	es := buildChain("replica-0", 40)
+	es[3].Approver = nil
+	orig, err := encode(es)
+	require.NoError(t, err)
+	const key = "dt=2026-03-09/replica-0-00000000000000000000.parquet"
+	// The rewriting itself changes nothing.
+	for col := range numColumns {
+		res, fast := readBoth(t, key, rewriteChunk(t, orig, col, func(_ int, _ *format.PageHeader, b []byte) []byte { return b }))
+		require.Empty(t, res.violations, columnNames[col])
+		require.Equal(t, numColumns, fast, columnNames[col])
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	caught, direct, refused := 0, 0, 0
+	for col := range numColumns {
+		changes := []func(int, *format.PageHeader, []byte) []byte{
+			// One byte flipped, in every page.
+			func(_ int, _ *format.PageHeader, b []byte) []byte {
+				if len(b) > 0 {
+					b[rng.IntN(len(b))] ^= byte(1 + rng.IntN(255))
+				}
+				return b
+			},
+			// A byte flipped in the first 16 (levels, lengths, bit widths).
+			func(_ int, _ *format.PageHeader, b []byte) []byte {
+				if len(b) > 0 {
+					b[rng.IntN(min(16, len(b)))] ^= byte(1 << rng.IntN(8))
+				}
+				return b
+			},
+			// Trailing bytes.
+			func(_ int, _ *format.PageHeader, b []byte) []byte { return append(b, 0, 0, 0, 0) },
+			// Truncated.
+			func(_ int, _ *format.PageHeader, b []byte) []byte { return b[:len(b)-min(len(b), 1+rng.IntN(8))] },
+			// The value count in the header off by one.
+			func(_ int, h *format.PageHeader, b []byte) []byte {
+				if h.DataPageHeader.Valid {
+					h.DataPageHeader.V.NumValues += int32(1 - 2*rng.IntN(2))
+				}
+				if h.DictionaryPageHeader.Valid {
+					h.DictionaryPageHeader.V.NumValues += int32(1 - 2*rng.IntN(2))
+				}
+				return b
+			},
+			// Another value encoding declared.
+			func(_ int, h *format.PageHeader, b []byte) []byte {
+				if h.DataPageHeader.Valid {
+					h.DataPageHeader.V.Encoding = []format.Encoding{format.Plain, format.RLEDictionary, format.DeltaLengthByteArray}[rng.IntN(3)]
+				}
+				return b
+			},
+			// Definition levels declared bit-packed.
+			func(_ int, h *format.PageHeader, b []byte) []byte {
+				if h.DataPageHeader.Valid {
+					h.DataPageHeader.V.DefinitionLevelEncoding = format.BitPacked
+				}
+				return b
+			},
+		}
+		for _, change := range changes {
+			for range 6 {
+				data := rewriteChunk(t, orig, col, change)
+				res, fast := readBoth(t, key, data)
+				if len(res.violations) > 0 {
+					caught++
+				}
+				switch fast {
+				case numColumns:
+					direct++
+				case -1:
+					refused++
+				}
+			}
+		}
+	}
+	t.Logf("%d crafted files, %d with violations, %d read wholly by the direct reader, %d refused by it as malformed", numColumns*7*6, caught, direct, refused)
+	assert.Positive(t, direct, "some crafted files must take the direct path")
+}
+
+// rewriteChunk returns the file data with the pages of column col of the
+// first row group passed through change (given the page index, its header
+// to edit, and its decompressed bytes), recompressed with a correct CRC,
+// and the footer's offsets moved to match.
+func rewriteChunk(t *testing.T, data []byte, col int, change func(int, *format.PageHeader, []byte) []byte) []byte {
+	t.Helper()
+	var proto thrift.CompactProtocol
+	flen := int(binary.LittleEndian.Uint32(data[len(data)-8:]))
+	footer := data[len(data)-8-flen : len(data)-8]
+	var md format.FileMetaData
+	require.NoError(t, thrift.Unmarshal(&proto, footer, &md))
+	cc := &md.RowGroups[0].Columns[col]
+	start := cc.MetaData.DataPageOffset
+	if cc.MetaData.DictionaryPageOffset != 0 {
+		start = cc.MetaData.DictionaryPageOffset
+	}
+	end := start + cc.MetaData.TotalCompressedSize
+	chunk := data[start:end]
+	var out []byte
+	dataOffset := int64(-1)
+	for i := 0; len(chunk) > 0; i++ {
+		var h format.PageHeader
+		r := proto.NewReaderFromBytes(chunk)
+		require.NoError(t, thrift.NewDecoder(r).Decode(&h))
+		body := chunk[r.BytesRead() : r.BytesRead()+int(h.CompressedPageSize)]
+		chunk = chunk[r.BytesRead()+int(h.CompressedPageSize):]
+		raw, err := zstdCodec.Decode(nil, body)
+		require.NoError(t, err)
+		raw = change(i, &h, raw)
+		comp, err := zstdCodec.Encode(nil, raw)
+		require.NoError(t, err)
+		h.UncompressedPageSize = int32(len(raw))
+		h.CompressedPageSize = int32(len(comp))
+		h.CRC = int32(crc32.ChecksumIEEE(comp))
+		hb, err := thrift.Marshal(&proto, &h)
+		require.NoError(t, err)
+		if h.Type == format.DataPage && dataOffset < 0 {
+			dataOffset = start + int64(len(out))
+		}
+		out = append(append(out, hb...), comp...)
+	}
+	delta := int64(len(out)) - (end - start)
+	move := func(off *int64) {
+		if *off >= end {
+			*off += delta
+		}
+	}
+	for g := range md.RowGroups {
+		rg := &md.RowGroups[g]
+		move(&rg.FileOffset)
+		for j := range rg.Columns {
+			c := &rg.Columns[j]
+			if c == cc {
+				continue
+			}
+			move(&c.FileOffset)
+			move(&c.MetaData.DataPageOffset)
+			move(&c.MetaData.DictionaryPageOffset)
+			move(&c.MetaData.IndexPageOffset)
+			move(&c.MetaData.BloomFilterOffset)
+			move(&c.OffsetIndexOffset)
+			move(&c.ColumnIndexOffset)
+		}
+	}
+	cc.MetaData.TotalCompressedSize = int64(len(out))
+	if dataOffset >= 0 {
+		cc.MetaData.DataPageOffset = dataOffset
+	}
+	meta, err := thrift.Marshal(&proto, &md)
+	require.NoError(t, err)
+	file := slices.Concat(data[:start], out, data[end:len(data)-8-flen], meta)
+	file = binary.LittleEndian.AppendUint32(file, uint32(len(meta)))
+	return append(file, "PAR1"...)
+}
+
+// TestDirectPagesCraftedTrail: a crafted file inside a trail gives the same
+// report both ways.
+func TestDirectPagesCraftedTrail(t *testing.T) {
+	tr := newTrail(t)
+	p := tr.path(tr.keys[c0][2])
+	orig, err := os.ReadFile(p)
+	require.NoError(t, err)
+	for _, col := range []int{colSeq, colTimeUnixNano, colPrevHash, colEntryHash, colExecutionID + 1} {
+		data := rewriteChunk(t, orig, col, func(_ int, _ *format.PageHeader, b []byte) []byte {
+			b[len(b)-1] ^= 1
+			return b
+		})
+		require.NoError(t, os.WriteFile(p, data, 0o644))
+		rep := verifyBoth(t, tr.dir)
+		assert.False(t, rep.Intact, columnNames[col])
+	}
+}
+
+// rehash recomputes the chain of es after a change.
+func rehash(es []entry.Entry) {
+	c := chain.New(es[0].ChainID, chain.Genesis())
+	for i := range es {
+		c.Append(&es[i])
+	}
+}
