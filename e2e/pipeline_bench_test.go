@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/processortest"
+
+	"github.com/agentaudit/agentaudit/exporter/auditexporter"
+	"github.com/agentaudit/agentaudit/processor/auditprocessor"
+)
+
+// BenchmarkAuditPath measures, in one process and without gRPC, the CPU
+// each span costs on the path the embedded default gives it, side by side
+// with what decoding the request costs (the bulk of a receive-and-discard
+// collector's work). It isolates agentaudit's own cost from the network
+// and the load generator, and gives pprof a clean profile:
+//
+//	go test -run '^$' -bench AuditPath -benchtime 20000x -count 3 ./e2e/
+//	go test -run '^$' -bench 'AuditPath/all-audit/pipeline' -benchtime 20000x -cpuprofile /tmp/cpu.out ./e2e/
+//
+// "decode" unmarshals the request (the receiver's work). "pipeline" does
+// that, copies it (the fan-out to two pipelines whose processors both
+// change data), runs the processor in mode audit into the agentaudit
+// exporter (file store, fsynced write-ahead log; 8 requests in flight so
+// that group commit works as under load) and the processor in mode
+// monitoring into a sink; the timing includes shutting the exporter down,
+// so every batch is encoded and written. cpu-ns/span is the process's CPU
+// time (all goroutines, GC included) per span; compare the two.
+func BenchmarkAuditPath(b *testing.B) {
+	for _, shape := range []struct {
+		name  string
+		every int
+	}{{"all-audit", 1}, {"mixed10", 10}} {
+		payloads, _, _ := tpPayloads(b, 16, 100, shape.every)
+		b.Run(shape.name+"/decode", func(b *testing.B) {
+			var n atomic.Int64
+			cpu0 := tpSelfCPU()
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					req := ptraceotlp.NewExportRequest()
+					if err := req.UnmarshalProto(payloads[i%len(payloads)]); err != nil {
+						b.Error(err)
+						return
+					}
+					n.Add(int64(req.Traces().SpanCount()))
+					i++
+				}
+			})
+			reportPerSpan(b, cpu0, n.Load())
+		})
+		b.Run(shape.name+"/pipeline", func(b *testing.B) {
+			ctx := context.Background()
+			dir := b.TempDir()
+			ef := auditexporter.NewFactory()
+			ecfg := ef.CreateDefaultConfig().(*auditexporter.Config)
+			ecfg.ChainID = "bench"
+			ecfg.File = &auditexporter.FileConfig{Directory: filepath.Join(dir, "trail")}
+			ecfg.Spool.Directory = filepath.Join(dir, "spool")
+			exp, err := ef.CreateTraces(ctx, exportertest.NewNopSettings(ef.Type()), ecfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			audit := benchProcessor(b, "audit", exp)
+			monitoring := benchProcessor(b, "monitoring", consumertest.NewNop())
+			host := componenttest.NewNopHost()
+			for _, c := range []component.Component{exp, audit, monitoring} {
+				if err := c.Start(ctx, host); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var n atomic.Int64
+			cpu0 := tpSelfCPU()
+			b.SetParallelism(4) // 8 goroutines on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					req := ptraceotlp.NewExportRequest()
+					if err := req.UnmarshalProto(payloads[i%len(payloads)]); err != nil {
+						b.Error(err)
+						return
+					}
+					td := req.Traces()
+					spans := td.SpanCount()
+					clone := ptrace.NewTraces()
+					td.CopyTo(clone)
+					if err := audit.ConsumeTraces(ctx, clone); err != nil {
+						b.Error(err)
+						return
+					}
+					if err := monitoring.ConsumeTraces(ctx, td); err != nil {
+						b.Error(err)
+						return
+					}
+					n.Add(int64(spans))
+					i++
+				}
+			})
+			for _, c := range []component.Component{audit, monitoring, exp} {
+				if err := c.Shutdown(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportPerSpan(b, cpu0, n.Load())
+		})
+	}
+}
+
+func benchProcessor(b *testing.B, mode string, next consumer.Traces) processor.Traces {
+	b.Helper()
+	pf := auditprocessor.NewFactory()
+	pcfg := pf.CreateDefaultConfig().(*auditprocessor.Config)
+	pcfg.Mode = mode
+	p, err := pf.CreateTraces(context.Background(), processortest.NewNopSettings(pf.Type()), pcfg, next)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+func reportPerSpan(b *testing.B, cpu0 time.Duration, spans int64) {
+	b.Helper()
+	if spans == 0 {
+		return
+	}
+	cpu := tpSelfCPU() - cpu0
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(spans), "cpu-ns/span")
+	b.ReportMetric(float64(spans)/b.Elapsed().Seconds(), "spans/s")
+	b.ReportMetric(0, "ns/op")
+}
