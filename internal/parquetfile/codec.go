@@ -62,7 +62,10 @@ func (c *zstdCodec) Decode(dst, src []byte) ([]byte, error) {
 // on these pages for about the same size, provided that blocks in which it
 // finds no match still get their literals Huffman-coded: the hex hash and
 // span id columns are such blocks, and stored raw they would double in size.
-var pageCodec = newZstdCodec(zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithAllLitEntropyCompression(true))
+// A 1 MiB window is more than a page needs (pages are about 256 KiB unless a
+// value is larger) and keeps each pooled encoder's history at 2 MiB instead
+// of the 16 MiB of the default 8 MiB window.
+var pageCodec = newZstdCodec(zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithAllLitEntropyCompression(true), zstd.WithWindowSize(1<<20))
 
 // literalsCodec is a ZSTD compress.Codec for pages in which zstd finds
 // almost nothing to match, like PLAIN pages of random hex: it skips the match
