@@ -408,12 +408,27 @@ func resumeHead(ctx context.Context, st store.Store, id string) (chain.Head, err
 	return chain.Head{Size: f.LastSeq + 1, Hash: f.LastHash}, nil
 }
 
+// entriesPool holds the slices requests map their spans into; a slice
+// larger than maxPooledEntries (a huge request) is left to the collector.
+var entriesPool = sync.Pool{New: func() any { return new([]entry.Entry) }}
+
+const maxPooledEntries = 1 << 12
+
 // consumeTraces turns every audit-tagged span of td into a chained entry
 // and returns once the entries are durable in the write-ahead log. Spans
 // without audit tags are counted and ignored.
 func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) error {
 	// Mapping is the costly part and needs no order: do it outside the lock.
-	var entries []entry.Entry
+	// The entries are copied into the open batch below, so their slice goes
+	// back to a pool for the next request.
+	ep := entriesPool.Get().(*[]entry.Entry)
+	defer func() {
+		if cap(*ep) <= maxPooledEntries {
+			clear((*ep)[:cap(*ep)]) // drop references to this request's strings
+			entriesPool.Put(ep)
+		}
+	}()
+	entries := (*ep)[:0]
 	ignored := 0
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
@@ -427,13 +442,14 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 					ignored++
 					continue
 				}
-				if entries == nil {
+				if cap(entries) == 0 {
 					entries = make([]entry.Entry, 0, td.SpanCount())
 				}
 				entries = append(entries, entry.FromSpan(rs.Resource(), span, e.opts))
 			}
 		}
 	}
+	*ep = entries
 	e.tel.spansIgnored(ctx, ignored)
 	if len(entries) == 0 {
 		return nil
