@@ -70,18 +70,26 @@ var pageCodec = newZstdCodec(zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.With
 // literalsCodec is a ZSTD compress.Codec for pages in which zstd finds
 // almost nothing to match, like PLAIN pages of random hex: it skips the match
 // search and writes each block of at most 128 KiB as a compressed block of
-// Huffman-coded literals and no sequences (or as a raw block when that is not
-// smaller). The frames are standard zstd (RFC 8878) that any decoder reads.
+// Huffman-coded literals and no sequences (or as an RLE or raw block when
+// that is smaller). The frames are standard zstd (RFC 8878) that any decoder
+// reads. It suits columns whose values never repeat. A page that Huffman
+// coding shrinks to less than fallbackRatio of its size is not random hex
+// (empty strings, say, in a tampered or test file): it is compressed by
+// fallback instead.
 type literalsCodec struct {
-	scratch sync.Pool // *huff0.Scratch
-	decoder *zstdCodec
+	scratch  sync.Pool // *huff0.Scratch
+	fallback *zstdCodec
 }
+
+// fallbackRatio: random hex Huffman-codes to about 52% of its size.
+const fallbackRatio = 0.4
 
 // zstd frame layout constants (RFC 8878).
 const (
 	zstdMagic       = 0xFD2FB528
 	zstdMaxBlock    = 128 << 10
 	zstdBlockRaw    = 0
+	zstdBlockRLE    = 1
 	zstdBlockComp   = 2
 	zstdLitComp     = 2 // Literals_Block_Type Compressed
 	zstdMinHuffman  = 1024
@@ -92,9 +100,18 @@ func (c *literalsCodec) String() string { return "ZSTD" }
 
 func (c *literalsCodec) CompressionCodec() format.CompressionCodec { return format.Zstd }
 
-func (c *literalsCodec) Decode(dst, src []byte) ([]byte, error) { return c.decoder.Decode(dst, src) }
+func (c *literalsCodec) Decode(dst, src []byte) ([]byte, error) { return c.fallback.Decode(dst, src) }
 
 func (c *literalsCodec) Encode(dst, src []byte) ([]byte, error) {
+	dst, err := c.encodeLiterals(dst, src)
+	if err == nil && float64(len(dst)) < fallbackRatio*float64(len(src)) {
+		return c.fallback.Encode(dst, src)
+	}
+	return dst, err
+}
+
+// encodeLiterals writes src as one zstd frame of literal-only blocks.
+func (c *literalsCodec) encodeLiterals(dst, src []byte) ([]byte, error) {
 	if uint64(len(src)) > 1<<32-1 {
 		return dst[:0], fmt.Errorf("parquetfile: page of %d bytes is too large", len(src))
 	}
@@ -124,6 +141,12 @@ func (c *literalsCodec) Encode(dst, src []byte) ([]byte, error) {
 			// tree, so no block depends on another.
 			s.Reuse = huff0.ReusePolicyNone
 			out, _, err = huff0.Compress4X(block, s)
+		}
+		if err == huff0.ErrUseRLE {
+			// One byte value n times.
+			dst = appendBlockHeader(dst, last, zstdBlockRLE, n)
+			dst = append(dst, block[0])
+			continue
 		}
 		lh, lhSize := literalsHeader(len(out), n)
 		if out == nil || err != nil || lhSize+len(out)+1 >= n {
@@ -167,20 +190,20 @@ func literalsHeader(compressed, regenerated int) (h uint64, size int) {
 }
 
 // columnCodecs are the codecs of the columns that pageCodec does not suit,
-// all ZSTD. The hex id and hash columns are random hex with no repeats
-// within a page: their pages are all Huffman-coded literals whatever the
-// level, and literalsCodec writes them at a third of the CPU of zstd's match
-// search. time_unix_nano's nanosecond increments need the default level's
-// match finder to compress at all.
+// all ZSTD. entry_hash and prev_hash are SHA-256 hex, never repeated within a
+// chain: their pages are all Huffman-coded literals whatever the level, and
+// literalsCodec writes them at a third of the CPU of zstd's match search.
+// (Span ids are random hex too, but a parent span id is shared by sibling
+// spans: those columns keep pageCodec, which finds the repeats.)
+// time_unix_nano's nanosecond increments need the default level's match
+// finder to compress at all.
 var columnCodecs = map[string]compress.Codec{
 	"time_unix_nano": &parquet.Zstd,
-	"span_id":        hexCodec,
-	"parent_span_id": hexCodec,
 	"prev_hash":      hexCodec,
 	"entry_hash":     hexCodec,
 }
 
-var hexCodec = &literalsCodec{decoder: pageCodec}
+var hexCodec = &literalsCodec{fallback: pageCodec}
 
 // withCodecs returns s with the top-level columns named in codecs compressed
 // by their codec and the others by def. It keeps everything else of s: the

@@ -14,11 +14,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestLiteralsCodecRoundTrip decodes literalsCodec's frames with the
-// reference-compatible klauspost decoder, for sizes around the block and
-// Huffman thresholds and for data that Huffman cannot shrink.
+// TestLiteralsCodecRoundTrip decodes literalsCodec's literal-only frames
+// with the klauspost decoder, for sizes around the block and Huffman
+// thresholds, for data that Huffman cannot shrink (raw blocks) and for one
+// byte repeated (RLE blocks).
 func TestLiteralsCodecRoundTrip(t *testing.T) {
-	c := &literalsCodec{decoder: pageCodec}
+	c := hexCodec
 	dec, err := zstd.NewReader(nil)
 	require.NoError(t, err)
 	defer dec.Close()
@@ -47,7 +48,7 @@ func TestLiteralsCodecRoundTrip(t *testing.T) {
 	pages = append(pages, []byte(strings.Repeat("ab", 5000)+string(randomPage(100000))))
 	var dst []byte
 	for i, p := range pages {
-		dst, err = c.Encode(dst, p)
+		dst, err = c.encodeLiterals(dst, p)
 		require.NoError(t, err)
 		got, err := dec.DecodeAll(dst, nil)
 		require.NoError(t, err, "%d bytes", len(p))
@@ -59,10 +60,14 @@ func TestLiteralsCodecRoundTrip(t *testing.T) {
 			// Hex compresses to about half.
 			assert.Less(t, len(dst), len(p)*6/10, "%d hex bytes", len(p))
 		}
+		if len(p) >= zstdMinHuffman && p[0] == 'a' && p[1] == 'a' {
+			assert.Less(t, len(dst), 100, "RLE blocks for %d equal bytes", len(p))
+		}
 	}
 }
 
-// TestLiteralsCodecReferenceDecoder decodes literalsCodec's frames with the
+// TestLiteralsCodecReferenceDecoder decodes literalsCodec's literal-only
+// frames (compressed, raw and RLE blocks) with the
 // reference zstd implementation (the zstd command, libzstd as in DuckDB and
 // Athena), when it is installed.
 func TestLiteralsCodecReferenceDecoder(t *testing.T) {
@@ -70,7 +75,7 @@ func TestLiteralsCodecReferenceDecoder(t *testing.T) {
 	if err != nil {
 		t.Skip("no zstd command")
 	}
-	c := &literalsCodec{decoder: pageCodec}
+	c := hexCodec
 	rng := rand.New(rand.NewPCG(5, 6))
 	dir := t.TempDir()
 	for _, n := range []int{0, 5, 1024, 5000, 20000, zstdMaxBlock, zstdMaxBlock + 1, 300000, 1 << 20} {
@@ -86,7 +91,7 @@ func TestLiteralsCodecReferenceDecoder(t *testing.T) {
 					b[i] = 'x'
 				}
 			}
-			frame, err := c.Encode(nil, b)
+			frame, err := c.encodeLiterals(nil, b)
 			require.NoError(t, err)
 			f := filepath.Join(dir, "page.zst")
 			require.NoError(t, os.WriteFile(f, frame, 0o600))
@@ -94,5 +99,49 @@ func TestLiteralsCodecReferenceDecoder(t *testing.T) {
 			require.NoError(t, err, "%d %s bytes", n, kind)
 			assert.True(t, bytes.Equal(b, got), "%d %s bytes", n, kind)
 		}
+	}
+}
+
+// TestLiteralsCodecFallback: pages that Huffman coding shrinks far more
+// than it shrinks random hex, such as a PLAIN page of empty strings, go to
+// the fallback codec; random hex does not. (A page of one repeated hex value
+// does not: literalsCodec is only for columns whose values never repeat.)
+func TestLiteralsCodecFallback(t *testing.T) {
+	c := hexCodec
+	dec, err := zstd.NewReader(nil)
+	require.NoError(t, err)
+	defer dec.Close()
+	plain := func(vals ...string) []byte {
+		var b []byte
+		for i := 0; len(b) < 200_000; i++ {
+			v := vals[i%len(vals)]
+			b = append(b, byte(len(v)), 0, 0, 0)
+			b = append(b, v...)
+		}
+		return b
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	randomHex := make([]string, 5000)
+	for i := range randomHex {
+		b := make([]byte, 16)
+		for j := range b {
+			b[j] = "0123456789abcdef"[rng.IntN(16)]
+		}
+		randomHex[i] = string(b)
+	}
+	for name, tc := range map[string]struct {
+		page     []byte
+		maxRatio float64
+	}{
+		"empty strings": {plain(""), 0.01},
+		"one byte":      {plain("a"), 0.01},
+		"random hex":    {plain(randomHex...), 0.6},
+	} {
+		frame, err := c.Encode(nil, tc.page)
+		require.NoError(t, err, name)
+		got, err := dec.DecodeAll(frame, nil)
+		require.NoError(t, err, name)
+		assert.True(t, bytes.Equal(tc.page, got), name)
+		assert.Less(t, float64(len(frame)), tc.maxRatio*float64(len(tc.page)), name)
 	}
 }
