@@ -562,6 +562,7 @@ func BenchmarkEncode10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(es))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 	b.ReportMetric(float64(buf.Len())/1e6, "file-MB")
+	b.ReportMetric(float64(buf.Len())/float64(len(es)), "bytes/entry")
 }
 
 func BenchmarkReadEntries10k(b *testing.B) {
