@@ -3,6 +3,7 @@ package verify
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -465,6 +466,27 @@ func TestMerkleRootMatchesWriter(t *testing.T) {
 		for i := range n {
 			hashes[i] = es[i].EntryHash
 			recs[i].eh = hash64(es[i].EntryHash)
+		}
+		want, err := merkle.RootHex(hashes)
+		require.NoError(t, err)
+		got, ok := m.root(recs)
+		require.True(t, ok)
+		assert.Equal(t, want, string(got[:]), "%d leaves", n)
+	}
+	// Larger trees, leaves given as raw bytes (as for rows whose hash was
+	// just recomputed) and as hex.
+	big := buildChain("replica-0", 300)
+	for _, n := range []int{63, 64, 65, 127, 129, 255, 256, 257, 300} {
+		hashes := make([]string, n)
+		recs := make([]rec, n)
+		for i := range n {
+			hashes[i] = big[i].EntryHash
+			recs[i].eh = hash64(big[i].EntryHash)
+			if i%3 != 0 {
+				_, err := hex.Decode(recs[i].raw[:], recs[i].eh)
+				require.NoError(t, err)
+				recs[i].rawOK = true
+			}
 		}
 		want, err := merkle.RootHex(hashes)
 		require.NoError(t, err)
