@@ -359,7 +359,10 @@ func (e *auditExporter) recoverLog(dir string, head chain.Head) (chain.Head, err
 			}
 			continue
 		}
-		b := &batch.Batch{Opened: e.now(), Entries: rest}
+		b, err := batch.NewBatch(e.now(), rest)
+		if err != nil {
+			return chain.Head{}, fmt.Errorf("write-ahead log %s: %w", path, err)
+		}
 		for i := range rest {
 			b.Bytes += parquetfile.EstimatedSize(&rest[i])
 		}
@@ -472,7 +475,7 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 		}
 		e.chain.Append(&entries[i])
 		e.wal.AppendCanonical(entries[i].Seq, e.chain.Canonical())
-		if full := e.batcher.Add(entries[i], parquetfile.EstimatedSize(&entries[i]), now); full != nil {
+		if full := e.batcher.Add(&entries[i], e.chain.Canonical(), parquetfile.EstimatedSize(&entries[i]), now); full != nil {
 			e.sealLocked(full)
 		}
 	}
@@ -646,7 +649,7 @@ func (e *auditExporter) writeLoop() {
 			return
 		}
 		e.recordHead(chain.Head{Size: s.footer.LastSeq + 1, Hash: s.footer.LastHash})
-		e.tel.batchSealed(len(next.b.Entries))
+		e.tel.batchSealed(next.b.Len())
 		e.qmu.Lock()
 		e.sealQ = e.sealQ[1:]
 		if e.spool != nil {
@@ -662,7 +665,7 @@ func (e *auditExporter) writeLoop() {
 			signal(e.wakeUpload)
 		} else {
 			e.tel.queued.Add(-1)
-			e.tel.batchStored(len(next.b.Entries))
+			e.tel.batchStored(next.b.Len())
 		}
 		if next.segment != "" {
 			// A segment left behind is harmless: recovery drops entries
@@ -694,16 +697,13 @@ func (e *auditExporter) recordHead(h chain.Head) {
 // log and continues the chain after it.
 func (e *auditExporter) keepDurable(p *pending) bool {
 	last := e.wal.DurableSeq()
-	n := 0
-	for n < len(p.b.Entries) && p.b.Entries[n].Seq <= last {
-		n++
-	}
-	if n == len(p.b.Entries) {
+	n := int(min(max(last-p.b.FirstSeq()+1, 0), int64(p.b.Len())))
+	if n == p.b.Len() {
 		return true
 	}
 	e.logger.Error("Dropping audit entries that were refused to their clients after the write-ahead log failed",
-		zap.Int64("first_seq", p.b.Entries[n].Seq), zap.Int("entries", len(p.b.Entries)-n))
-	p.b.Entries = p.b.Entries[:n]
+		zap.Int64("first_seq", p.b.FirstSeq()+int64(n)), zap.Int("entries", p.b.Len()-n))
+	p.b.Truncate(n)
 	if n > 0 {
 		return true
 	}
@@ -724,8 +724,12 @@ type sealed struct {
 
 // seal encodes b as a Parquet object.
 func (e *auditExporter) seal(b *batch.Batch) (*sealed, error) {
+	entries, err := b.Entries()
+	if err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
-	f, err := parquetfile.Encode(&buf, b.Entries)
+	f, err := parquetfile.Encode(&buf, entries)
 	if err != nil {
 		return nil, err
 	}
@@ -929,7 +933,7 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 	}
 	if n := len(e.sealQ); n > 0 {
 		e.logger.Warn("Audit entries wait in the write-ahead log; they are sealed at the next start",
-			zap.Int("batches", n), zap.Int64("first_seq", e.sealQ[0].b.Entries[0].Seq), zap.String("wal", e.wal.Dir()))
+			zap.Int("batches", n), zap.Int64("first_seq", e.sealQ[0].b.FirstSeq()), zap.String("wal", e.wal.Dir()))
 	}
 	if walErr != nil {
 		return fmt.Errorf("agentaudit exporter: %w", walErr)

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unsafe"
 
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
@@ -156,6 +157,18 @@ var ErrMalformed = errors.New("chain: malformed canonical encoding")
 func DecodeCanonical(b []byte) (entry.Entry, []byte, error) {
 	d := decoder{b: b, start: b}
 	var e entry.Entry
+	d.entry(&e)
+	if d.err != nil {
+		return entry.Entry{}, b, d.err
+	}
+	n := len(b) - len(d.b)
+	sum := sha256.Sum256(b[:n])
+	e.EntryHash = hex.EncodeToString(sum[:])
+	return e, d.b, nil
+}
+
+// entry reads the fields of one encoding into e.
+func (d *decoder) entry(e *entry.Entry) {
 	if tag := d.str(); d.err == nil && tag != FormatTag {
 		d.fail("format tag %q, want %q", tag, FormatTag)
 	}
@@ -182,18 +195,32 @@ func DecodeCanonical(b []byte) (entry.Entry, []byte, error) {
 	e.Attributes = d.str()
 	e.Validation = d.opt()
 	e.PrevHash = d.str()
-	if d.err != nil {
-		return entry.Entry{}, b, d.err
-	}
-	n := len(b) - len(d.b)
-	sum := sha256.Sum256(b[:n])
-	e.EntryHash = hex.EncodeToString(sum[:])
-	return e, d.b, nil
 }
 
 type decoder struct {
 	b, start []byte
 	err      error
+	// view makes strings alias b instead of copying; optional values then
+	// go to opts in order.
+	view bool
+	opts *[NumOptional]string
+	nopt int
+}
+
+// NumOptional is the number of optional (nullable) fields of an entry.
+const NumOptional = 10
+
+// DecodeView parses one canonical encoding at the start of b into e, like
+// DecodeCanonical, but without copying or hashing: e's strings alias b,
+// which must not change while e is in use, its optional fields point into
+// opts, and e.EntryHash is left alone. It returns the rest of b.
+func DecodeView(b []byte, e *entry.Entry, opts *[NumOptional]string) ([]byte, error) {
+	d := decoder{b: b, start: b, view: true, opts: opts}
+	d.entry(e)
+	if d.err != nil {
+		return b, d.err
+	}
+	return d.b, nil
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -227,6 +254,12 @@ func (d *decoder) field() (s string, null bool) {
 		return "", false
 	}
 	d.b = rest[n:]
+	if d.view {
+		if n == 0 {
+			return "", false
+		}
+		return unsafe.String(&rest[0], int(n)), false
+	}
 	return string(rest[:n]), false
 }
 
@@ -242,6 +275,12 @@ func (d *decoder) opt() *string {
 	s, null := d.field()
 	if null || d.err != nil {
 		return nil
+	}
+	if d.opts != nil {
+		p := &d.opts[d.nopt]
+		d.nopt++
+		*p = s
+		return p
 	}
 	return &s
 }

@@ -1,7 +1,9 @@
 package chain_test
 
 import (
+	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,6 +31,41 @@ func TestDecodeCanonicalRoundTrip(t *testing.T) {
 		rest = r
 	}
 	assert.Empty(t, rest)
+}
+
+// TestDecodeViewAgrees: DecodeView gives what DecodeCanonical gives, but
+// for the entry hash, without copying: its strings alias the input.
+func TestDecodeViewAgrees(t *testing.T) {
+	c := chain.New("chain-ä", chain.Genesis())
+	full := fullEntry()
+	empty := entry.Entry{TraceID: "00", SpanID: "00", Attributes: "{}"}
+	var buf []byte
+	for _, e := range []entry.Entry{full, empty, full} {
+		c.Append(&e)
+		buf = chain.AppendCanonical(buf, &e)
+	}
+	rest := buf
+	for i := 0; len(rest) > 0; i++ {
+		want, r, err := chain.DecodeCanonical(rest)
+		require.NoError(t, err)
+		var got entry.Entry
+		var opts [chain.NumOptional]string
+		r2, err := chain.DecodeView(rest, &got, &opts)
+		require.NoError(t, err)
+		require.Len(t, r2, len(r), "entry %d", i)
+		want.EntryHash = ""
+		assert.Equal(t, want, got, "entry %d", i)
+		if got.Attributes != "" {
+			assert.Same(t, &buf[len(buf)-len(rest)+strings.Index(string(rest), got.Attributes)], unsafe.StringData(got.Attributes), "aliases the input")
+		}
+		rest = r
+	}
+	for _, b := range [][]byte{nil, []byte("19:agentaudit.entry.v17:chain-a-"), []byte("\xff")} {
+		var e entry.Entry
+		var opts [chain.NumOptional]string
+		_, err := chain.DecodeView(b, &e, &opts)
+		assert.ErrorIs(t, err, chain.ErrMalformed)
+	}
 }
 
 func TestDecodeCanonicalRejects(t *testing.T) {
