@@ -159,11 +159,13 @@ type column struct {
 // fileReader reads files one at a time, reusing its buffers: one per worker.
 type fileReader struct {
 	cols [numColumns]column
-	buf  []byte // canonical encodings (padded for SHA-256)
-	buf2 []byte
-	recs []rec
-	file []byte // the bytes of the last local file read
-	tree merkleFold
+	// block holds the canonical encodings of rowBlock rows (padded for
+	// SHA-256), bufs those of two longer rows.
+	block *[rowBlock * rowSlot]byte
+	bufs  [2][]byte
+	recs  []rec
+	file  []byte // the bytes of the last local file read
+	tree  merkleFold
 	// pickSeq, when not NoSeq, asks read to copy the entry_hash of that
 	// seq into picked (for a checkpoint head inside a file).
 	pickSeq int64
@@ -179,7 +181,7 @@ type fileReader struct {
 }
 
 func newFileReader() *fileReader {
-	return &fileReader{buf: make([]byte, 0, 4096), buf2: make([]byte, 0, 4096), pickSeq: NoSeq, slow: slowPages}
+	return &fileReader{pickSeq: NoSeq, slow: slowPages}
 }
 
 // readers keeps file readers, with their buffers, between verifications.
@@ -542,32 +544,112 @@ func (r *fileReader) canonical(b []byte, i int) []byte {
 	return b
 }
 
+// Rows are encoded rowBlock at a time into slots of rowSlot bytes, column
+// by column: the values of a column are read in order (the columns are
+// stored column by column), and the slots stay in cache while filled. A
+// block with a longer row is encoded row by row (canonical).
+const (
+	rowBlock = 32
+	rowSlot  = 2048
+	// slotRoom is what a slot holds of a canonical encoding: the rest is
+	// room for the SHA-256 padding.
+	slotRoom = rowSlot - 72
+)
+
+// canonicalBlock encodes rows i0 to i0+m-1 into r.block, row k in slot k,
+// pos[k] bytes; false when one of them does not fit its slot.
+func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
+	if r.block == nil {
+		r.block = new([rowBlock * rowSlot]byte)
+	}
+	buf := r.block[:]
+	cols := &r.cols
+	for k := range m {
+		b := buf[k*rowSlot : k*rowSlot : k*rowSlot+slotRoom]
+		b = append(b, tagField...)
+		b = appendField(b, &cols[colChainID], i0+k)
+		b = appendIntField(b, &cols[colSeq], i0+k)
+		b = appendIntField(b, &cols[colTimeUnixNano], i0+k)
+		if len(b) > slotRoom || cap(b) != slotRoom {
+			return false // did not fit: append moved it
+		}
+		pos[k] = len(b)
+	}
+	for c := colExecutionID; c <= colPrevHash; c++ {
+		for k, v := range cols[c].strs[i0 : i0+m] {
+			p := k*rowSlot + pos[k]
+			if v == nil { // NULL; an empty string is not nil
+				if pos[k]+1 > slotRoom {
+					return false
+				}
+				buf[p] = '-'
+				pos[k]++
+				continue
+			}
+			n := len(v)
+			if n > slotRoom || pos[k]+n+4 > slotRoom {
+				return false
+			}
+			switch {
+			case n < 10:
+				buf[p], buf[p+1] = byte('0'+n), ':'
+				p += 2
+			case n < 100:
+				buf[p], buf[p+1], buf[p+2] = byte('0'+n/10), byte('0'+n%10), ':'
+				p += 3
+			default: // below slotRoom: 4 digits at most
+				buf[p], buf[p+1], buf[p+2], buf[p+3] = byte('0'+n/1000), byte('0'+n/100%10), byte('0'+n/10%10), byte('0'+n%10)
+				p += 4
+				if n < 1000 {
+					copy(buf[p-4:], buf[p-3:p]) // no leading zero
+					p--
+				}
+				buf[p] = ':'
+				p++
+			}
+			p += copy(buf[p:p+n], v)
+			pos[k] = p - k*rowSlot
+		}
+	}
+	return true
+}
+
 // hashRows recomputes the hash of the n rows in r.cols, checks the
 // timestamps and records the rows of res.chainID. It returns how many rows
 // belong to another chain, and the chain and seq of the first.
 func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain string, firstSeq int64) {
-	// Two rows at a time: their hashes are independent (sumPadded2).
-	for i := 0; i < n; i += 2 {
-		a := r.canonical(r.buf[:0], i)
-		na := len(a)
-		a = appendPadding(a)
-		r.buf = a
-		var sums [2][32]byte
-		if i+1 < n {
-			b := r.canonical(r.buf2[:0], i+1)
-			nb := len(b)
-			b = appendPadding(b)
-			r.buf2 = b
-			sums[0], sums[1] = sumPadded2(a, na, b, nb)
-		} else {
-			sums[0] = sumPadded(a, na)
-		}
-		for k := 0; k < 2 && i+k < n; k++ {
-			if f, c, s := r.checkRow(res, i+k, &sums[k]); f {
-				if foreign == 0 {
-					firstChain, firstSeq = c, s
+	var pos [rowBlock]int
+	for i0 := 0; i0 < n; i0 += rowBlock {
+		m := min(rowBlock, n-i0)
+		inBlock := r.canonicalBlock(i0, m, &pos)
+		// Two rows at a time: their hashes are independent (sumPadded2).
+		for k := 0; k < m; k += 2 {
+			var sums [2][32]byte
+			var msg [2][]byte
+			var size [2]int
+			for j := 0; j < 2 && k+j < m; j++ {
+				var b []byte
+				if inBlock {
+					b = r.block[(k+j)*rowSlot : (k+j)*rowSlot+pos[k+j] : (k+j+1)*rowSlot]
+				} else {
+					b = r.canonical(r.bufs[j][:0], i0+k+j)
+					r.bufs[j] = b
 				}
-				foreign++
+				size[j] = len(b)
+				msg[j] = appendPadding(b)
+			}
+			if k+1 < m {
+				sums[0], sums[1] = sumPadded2(msg[0], size[0], msg[1], size[1])
+			} else {
+				sums[0] = sumPadded(msg[0], size[0])
+			}
+			for j := 0; j < 2 && k+j < m; j++ {
+				if f, c, s := r.checkRow(res, i0+k+j, &sums[j]); f {
+					if foreign == 0 {
+						firstChain, firstSeq = c, s
+					}
+					foreign++
+				}
 			}
 		}
 	}
