@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
@@ -214,11 +215,14 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 	if !ok {
 		return errOtherShape
 	}
+	// Every value of the page is written below: no clearing.
 	base := len(c.null)
-	c.null = append(c.null, make([]bool, n)...)
+	c.null = slices.Grow(c.null, n)[:base+n]
 	null := c.null[base:]
 	nonNull := n
-	if maxDef == 1 {
+	if maxDef == 0 {
+		clear(null)
+	} else {
 		if len(page) < 4 {
 			return errLevels
 		}
@@ -242,9 +246,10 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 		if len(page) != 8*nonNull {
 			return errValues
 		}
-		c.ints = append(c.ints, make([]int64, n)...)
+		c.ints = slices.Grow(c.ints, n)[:base+n]
 		dst := c.ints[base:]
 		for i := range dst {
+			dst[i] = 0
 			if !null[i] {
 				dst[i] = int64(binary.LittleEndian.Uint64(page))
 				page = page[8:]
@@ -252,10 +257,11 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 		}
 		return nil
 	}
-	c.strs = append(c.strs, make([][]byte, n)...)
+	c.strs = slices.Grow(c.strs, n)[:base+n]
 	dst := c.strs[base:]
 	if dictEnc {
 		if len(page) == 0 && nonNull == 0 {
+			clear(dst)
 			return nil // all NULL: no bit width, no indices
 		}
 		if len(page) < 1 {
@@ -267,6 +273,7 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 		}
 		j := 0
 		for i := range dst {
+			dst[i] = nil
 			if !null[i] {
 				dst[i] = p.dict[p.idx[j]]
 				j++
@@ -276,6 +283,7 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 	}
 	for i := range dst {
 		if null[i] {
+			dst[i] = nil
 			continue
 		}
 		if len(page) < 4 {
