@@ -176,3 +176,22 @@ func TestNewBatchRefusesGapsAndUnhashedEntries(t *testing.T) {
 	_, err = NewBatch(t0, es)
 	require.ErrorContains(t, err, "no entry hash")
 }
+
+// BenchmarkEntries decodes a full batch of 10,000 realistic entries, as the
+// exporter does before encoding it:
+//
+//	go test -run '^$' -bench Entries -benchmem ./internal/batch/
+func BenchmarkEntries(b *testing.B) {
+	f := newFeed(Limits{MaxEntries: 10000, MaxBytes: 1 << 30, MaxAge: time.Hour})
+	var full *Batch
+	for full == nil {
+		full = f.add(1, t0)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := full.Entries(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(full.Len()), "ns/entry")
+}

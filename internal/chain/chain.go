@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"unsafe"
 
@@ -238,14 +239,21 @@ func (d *decoder) field() (s string, null bool) {
 		d.b = d.b[1:]
 		return "", true
 	}
-	colon := bytes.IndexByte(d.b, ':')
-	if colon <= 0 || colon > 20 {
-		d.fail("no length prefix")
-		return "", false
+	// The length's digits and its ':' in one pass; the slow path only
+	// names what is wrong.
+	var n uint64
+	colon := 0
+	for colon < len(d.b) && colon < 20 && d.b[colon] >= '0' && d.b[colon] <= '9' {
+		n = n*10 + uint64(d.b[colon]-'0')
+		colon++
 	}
-	n, err := strconv.ParseUint(string(d.b[:colon]), 10, 63)
-	if err != nil || (colon > 1 && d.b[0] == '0') {
-		d.fail("bad length %q", d.b[:colon])
+	if colon == 0 || colon > 19 || colon == len(d.b) || d.b[colon] != ':' || (colon > 1 && d.b[0] == '0') {
+		colon = bytes.IndexByte(d.b, ':')
+		if colon <= 0 || colon > 20 {
+			d.fail("no length prefix")
+		} else {
+			d.fail("bad length %q", d.b[:colon])
+		}
 		return "", false
 	}
 	rest := d.b[colon+1:]
@@ -276,13 +284,15 @@ func (d *decoder) opt() *string {
 	if null || d.err != nil {
 		return nil
 	}
+	var p *string
 	if d.opts != nil {
-		p := &d.opts[d.nopt]
+		p = &d.opts[d.nopt]
 		d.nopt++
-		*p = s
-		return p
+	} else {
+		p = new(string)
 	}
-	return &s
+	*p = s
+	return p
 }
 
 func (d *decoder) int() int64 {
@@ -290,9 +300,36 @@ func (d *decoder) int() int64 {
 	if d.err != nil {
 		return 0
 	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || strconv.FormatInt(v, 10) != s {
-		d.fail("bad integer %q", s)
+	neg := len(s) > 0 && s[0] == '-'
+	digits := s
+	if neg {
+		digits = s[1:]
 	}
-	return v
+	u, ok := parseDecimal([]byte(digits))
+	switch {
+	case !ok || (neg && u == 0):
+	case !neg && u <= math.MaxInt64:
+		return int64(u)
+	case neg && u <= 1<<63:
+		return int64(-u) // two's complement: -(1<<63) is math.MinInt64
+	}
+	d.fail("bad integer %q", s)
+	return 0
+}
+
+// parseDecimal parses the digits of a canonical non-negative decimal: no
+// sign, no leading zero (but for "0" itself), at most 19 digits. Without
+// strconv: the decoder runs once per field of every entry sealed.
+func parseDecimal(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 19 || (b[0] == '0' && len(b) > 1) {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
 }
