@@ -92,9 +92,16 @@ func FuzzDecodeCanonical(f *testing.F) {
 	f.Add([]byte("19:agentaudit.entry.v1-"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, rest, err := chain.DecodeCanonical(b)
+		var view entry.Entry
+		var opts [chain.NumOptional]string
+		viewRest, viewErr := chain.DecodeView(b, &view, &opts)
+		assert.Equal(t, err == nil, viewErr == nil, "DecodeView agrees on whether b decodes")
 		if err != nil {
 			return
 		}
+		assert.Len(t, viewRest, len(rest))
+		view.EntryHash = got.EntryHash
+		assert.Equal(t, got, view)
 		// Whatever decodes re-encodes to exactly the bytes it came from.
 		assert.Equal(t, b[:len(b)-len(rest)], chain.AppendCanonical(nil, &got))
 		assert.Equal(t, chain.Hash(&got), got.EntryHash)
