@@ -154,7 +154,8 @@ func (b *Batcher) Add(e *entry.Entry, canonical []byte, size int, now time.Time)
 		n := min(b.limits.MaxEntries, maxPrealloc)
 		b.open = &Batch{
 			Opened: now,
-			enc:    make([]byte, 0, min(n*len(canonical), maxPreallocBytes)),
+			// Later entries may be longer than the first: a quarter more.
+			enc:    make([]byte, 0, min(n*len(canonical)*5/4, maxPreallocBytes)),
 			ends:   make([]int, 0, n),
 			hashes: make([]byte, 0, n*hashLen),
 		}
