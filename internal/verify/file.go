@@ -498,10 +498,46 @@ func appendIntField(dst []byte, c *column, i int) []byte {
 	if c.null[i] {
 		return append(dst, '-')
 	}
-	var tmp [20]byte
-	digits := strconv.AppendInt(tmp[:0], c.ints[i], 10)
-	return append(appendLen(dst, len(digits)), digits...)
+	v := c.ints[i]
+	if v < 0 {
+		var tmp [20]byte
+		digits := strconv.AppendInt(tmp[:0], v, 10)
+		return append(appendLen(dst, len(digits)), digits...)
+	}
+	// Right to left, two digits at a time: the digits, ':', their count.
+	var tmp [24]byte
+	k := len(tmp)
+	u := uint64(v)
+	for u >= 100 {
+		q := u / 100
+		d := (u - q*100) * 2
+		k -= 2
+		tmp[k], tmp[k+1] = digits2[d], digits2[d+1]
+		u = q
+	}
+	if u >= 10 {
+		k -= 2
+		tmp[k], tmp[k+1] = digits2[2*u], digits2[2*u+1]
+	} else {
+		k--
+		tmp[k] = byte('0' + u)
+	}
+	n := len(tmp) - k // at most 19
+	k--
+	tmp[k] = ':'
+	if n >= 10 {
+		k -= 2
+		tmp[k], tmp[k+1] = '1', byte('0'+n-10)
+	} else {
+		k--
+		tmp[k] = byte('0' + n)
+	}
+	return append(dst, tmp[k:]...)
 }
+
+const digits2 = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
 
 // nonNil backs empty strings: a NULL string value is nil, an empty one is
 // not.

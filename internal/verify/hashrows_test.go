@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -51,4 +53,20 @@ func TestHashRowsValueLengths(t *testing.T) {
 		assert.Equal(t, HashMismatch, res.violations[0].Kind)
 		assert.Equal(t, int64(i), res.violations[0].Seq)
 	}
+}
+
+// TestAppendIntField: the encoding of an integer field is its decimal
+// digits as a string, for all magnitudes and signs.
+func TestAppendIntField(t *testing.T) {
+	vals := []int64{0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12345, 1773048600048148113, math.MaxInt64, -1, -10, math.MinInt64}
+	for p := int64(1); p > 0 && p <= math.MaxInt64/10; p *= 10 {
+		vals = append(vals, p-1, p, p+1, 7*p)
+	}
+	for _, v := range vals {
+		c := column{ints: []int64{v}, null: []bool{false}}
+		s := strconv.FormatInt(v, 10)
+		assert.Equal(t, strconv.Itoa(len(s))+":"+s, string(appendIntField([]byte("x"), &c, 0)[1:]), "%d", v)
+	}
+	c := column{ints: []int64{0}, null: []bool{true}}
+	assert.Equal(t, "-", string(appendIntField(nil, &c, 0)))
 }
