@@ -2,7 +2,6 @@ package verify
 
 import (
 	"bytes"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"slices"
@@ -692,6 +691,22 @@ func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain
 	return foreign, firstChain, firstSeq
 }
 
+// hexPairs[b] is the byte b as two lower-case hex digits.
+var hexPairs = func() (t [256][2]byte) {
+	const digits = "0123456789abcdef"
+	for b := range t {
+		t[b] = [2]byte{digits[b>>4], digits[b&15]}
+	}
+	return t
+}()
+
+// hexEncode is hex.Encode of a hash, a pair of digits at a time.
+func hexEncode(dst *[64]byte, sum *[32]byte) {
+	for i, b := range sum {
+		dst[2*i], dst[2*i+1] = hexPairs[b][0], hexPairs[b][1]
+	}
+}
+
 // checkRow checks row i, whose canonical encoding hashes to sum, and
 // records it when it is of res.chainID; otherwise it returns foreign true
 // with its chain and seq.
@@ -700,7 +715,7 @@ func (r *fileReader) checkRow(res *fileResult, i int, sum *[32]byte) (foreign bo
 	ts, tun, cid, sq := &cols[colTimestamp], &cols[colTimeUnixNano], &cols[colChainID], &cols[colSeq]
 	prev, eh := &cols[colPrevHash], &cols[colEntryHash]
 	var hx [64]byte
-	hex.Encode(hx[:], sum[:])
+	hexEncode(&hx, sum)
 	s := sq.ints[i]
 	ok := !eh.null[i] && bytes.Equal(eh.strs[i], hx[:])
 	if !ok {

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"math/rand/v2"
 	"testing"
 
@@ -38,5 +39,23 @@ func TestSumPaddedMatchesSHA256(t *testing.T) {
 	}
 	for range 300 {
 		check(rng.IntN(5000), rng.IntN(5000))
+	}
+}
+
+// TestHexEncode: hexEncode is hex.EncodeToString for random hashes and
+// every byte value.
+func TestHexEncode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for n := range 300 {
+		var sum [32]byte
+		for i := range sum {
+			sum[i] = byte(rng.Uint32())
+			if n < 256/32*8 {
+				sum[i] = byte(n*32 + i)
+			}
+		}
+		var hx [64]byte
+		hexEncode(&hx, &sum)
+		require.Equal(t, hex.EncodeToString(sum[:]), string(hx[:]))
 	}
 }
