@@ -143,6 +143,9 @@ func (p *pageReader) readChunk(c *column, data []byte, cc *format.ColumnChunk, i
 				return errOtherShape
 			}
 			dh := &h.DictionaryPageHeader.V
+			// PLAIN_DICTIONARY is deprecated, but parquet-go reads it as
+			// PLAIN, and so must this reader.
+			//lint:ignore SA1019 read as parquet-go reads it
 			if dh.NumValues < 0 || (dh.Encoding != format.Plain && dh.Encoding != format.PlainDictionary) {
 				return errOtherShape
 			}
@@ -200,6 +203,7 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 	var dictEnc bool
 	switch dh.Encoding {
 	case format.Plain:
+	//lint:ignore SA1019 legacy files: parquet-go reads it as RLE_DICTIONARY
 	case format.PlainDictionary, format.RLEDictionary:
 		if !haveDict || isInt {
 			return errOtherShape
