@@ -11,7 +11,8 @@ import (
 
 // TestSumPaddedMatchesSHA256: the package's SHA-256 (two messages at a
 // time, or one) equals crypto/sha256 for every length up to 300 bytes and
-// random ones up to 5000, each paired with messages of other lengths.
+// random ones up to 5000, and large ones up to 1 MiB, each paired with
+// messages of other lengths.
 func TestSumPaddedMatchesSHA256(t *testing.T) {
 	t.Logf("SHA-NI: %v", useSHANI)
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -39,6 +40,13 @@ func TestSumPaddedMatchesSHA256(t *testing.T) {
 	}
 	for range 300 {
 		check(rng.IntN(5000), rng.IntN(5000))
+	}
+	// Entries up to the value limit (64 KiB per value, several values) and
+	// beyond: pairs of very different lengths.
+	for _, n := range []int{64 << 10, 64<<10 + 1, 300 << 10, 1<<20 + 13} {
+		check(n, rng.IntN(5000))
+		check(rng.IntN(5000), n)
+		check(n, n-64)
 	}
 }
 
