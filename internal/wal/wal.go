@@ -16,6 +16,15 @@
 // The canonical encoding holds every field of the entry, and its SHA-256 is
 // the entry hash, so recovery rebuilds entries exactly, hash included. The
 // CRC finds a record torn by a crash in the middle of a write.
+//
+// Segments are preallocated: a background goroutine writes the next
+// segment's expected size in zeros and fsyncs it before the segment is
+// needed, so records are written into space the file already has and each
+// group commit is an fdatasync that updates no metadata (on ext4 about a
+// third less CPU and latency than extending the file with every fsync). A
+// segment therefore ends with zeros after its last record, which recovery
+// tells apart from a torn record. Spare files are named
+// .<chain_id>-<n>.walspare until they become a segment.
 package wal // import "github.com/agentaudit/agentaudit/internal/wal"
 
 import (
@@ -85,7 +94,32 @@ type Log struct {
 	err                 error // sticky, wraps ErrBroken
 	syncs               int64 // fsyncs done
 	scratch             []byte
+
+	// next is a zero-filled file ready to become the next segment, made
+	// by a background goroutine (preparing) of spareSize bytes.
+	next      *spareFile
+	preparing bool
+	spareSize int64
+	spares    int // spares made, for unique names
+	closed    bool
+	prep      sync.WaitGroup
 }
+
+// spareFile is a preallocated file waiting to become a segment.
+type spareFile struct {
+	path string
+	f    *os.File
+	size int64
+}
+
+// Spare sizes: the next segment is expected to be about as large as the
+// last one; a quarter more, within these bounds.
+const (
+	minSpare     = 64 << 10
+	maxSpare     = 64 << 20
+	initialSpare = 4 << 20
+	spareSuffix  = ".walspare"
+)
 
 // Open creates the segment of chainID that starts at firstSeq in dir
 // (creating dir) and returns a log appending to it. The segment must not
@@ -94,27 +128,116 @@ func Open(dir, chainID string, firstSeq int64) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("wal: creating %s: %w", dir, err)
 	}
-	l := &Log{dir: dir, chainID: chainID, lastSeq: firstSeq - 1, durableSeq: firstSeq - 1}
+	l := &Log{dir: dir, chainID: chainID, lastSeq: firstSeq - 1, durableSeq: firstSeq - 1, spareSize: initialSpare}
 	l.cond = sync.NewCond(&l.mu)
+	// Spares a crash left behind were never segments: they hold nothing.
+	if old, err := filepath.Glob(filepath.Join(dir, "."+globEscape(chainID)+"-*"+spareSuffix)); err == nil {
+		for _, p := range old {
+			_ = os.Remove(p)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err := l.create(firstSeq); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
+// globEscape escapes the glob metacharacters of s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// create starts the segment whose first entry has seq firstSeq: the spare
+// when one is ready, else a new empty file. Callers hold mu.
 func (l *Log) create(firstSeq int64) error {
 	name := SegmentName(l.chainID, firstSeq)
 	path := filepath.Join(l.dir, name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o640)
-	if err != nil {
-		return fmt.Errorf("wal: creating segment %s: %w", path, err)
+	var f *os.File
+	if sp := l.next; sp != nil {
+		l.next = nil
+		// A link, unlike a rename, never replaces an existing segment.
+		err := os.Link(sp.path, path)
+		if errors.Is(err, fs.ErrExist) {
+			sp.f.Close()
+			_ = os.Remove(sp.path)
+			return fmt.Errorf("wal: creating segment %s: %w", path, err)
+		}
+		if err == nil {
+			f = sp.f
+		} else {
+			sp.f.Close() // no hard links here: an empty file instead
+		}
+		_ = os.Remove(sp.path)
+	}
+	if f == nil {
+		var err error
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+		if err != nil {
+			return fmt.Errorf("wal: creating segment %s: %w", path, err)
+		}
 	}
 	if err := syncDir(l.dir); err != nil {
 		f.Close()
 		return err
 	}
 	l.f, l.name, l.size = f, name, 0
+	l.prepareSpare()
 	return nil
+}
+
+// prepareSpare starts making the next segment's spare in the background
+// unless one is ready or on its way. Callers hold mu. A spare that cannot be
+// made (a full disk) is no error: the next segment is then an empty file
+// that grows with each write, as without spares.
+func (l *Log) prepareSpare() {
+	if l.next != nil || l.preparing || l.closed {
+		return
+	}
+	l.preparing = true
+	l.spares++
+	path := filepath.Join(l.dir, fmt.Sprintf(".%s-%d%s", l.chainID, l.spares, spareSuffix))
+	size := l.spareSize
+	l.prep.Add(1)
+	go func() {
+		defer l.prep.Done()
+		sp, err := makeSpare(path, size)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.preparing = false
+		if err != nil || l.closed {
+			if sp != nil {
+				sp.f.Close()
+				_ = os.Remove(sp.path)
+			}
+			return
+		}
+		l.next = sp
+	}()
+}
+
+// makeSpare writes size zero bytes to a new file at path and fsyncs it.
+func makeSpare(path string, size int64) (*spareFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	sp := &spareFile{path: path, f: f, size: size}
+	zeros := make([]byte, min(size, 1<<20))
+	for off := int64(0); off < size; off += int64(len(zeros)) {
+		if _, err := f.Write(zeros[:min(int64(len(zeros)), size-off)]); err != nil {
+			return sp, err
+		}
+	}
+	return sp, f.Sync()
 }
 
 // Dir returns the log's directory.
@@ -181,9 +304,9 @@ func (l *Log) flushLocked() {
 	buf, target, targetSeq, f, size := l.pending, l.appended, l.lastSeq, l.f, l.size
 	l.pending, l.spare = l.spare[:0], nil
 	l.mu.Unlock()
-	_, err := f.Write(buf)
+	_, err := f.WriteAt(buf, size)
 	if err == nil {
-		err = f.Sync()
+		err = datasync(f)
 	}
 	if err != nil {
 		// Cut what part of buf reached the file (a disk that filled up
@@ -227,6 +350,7 @@ func (l *Log) Rotate(nextSeq int64) (string, error) {
 		return "", l.err
 	}
 	closed := l.name
+	l.spareSize = min(max(l.size+l.size/4, minSpare), maxSpare)
 	if err := l.f.Close(); err != nil {
 		l.err = fmt.Errorf("%w: closing %s: %w", ErrBroken, filepath.Join(l.dir, closed), err)
 		return "", l.err
@@ -251,14 +375,23 @@ func (l *Log) Remove(name string) error {
 // removing it when it holds no record.
 func (l *Log) Close() error {
 	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.prep.Wait() // no spare is on its way after this
+
+	l.mu.Lock()
 	defer l.mu.Unlock()
+	if sp := l.next; sp != nil {
+		l.next = nil
+		sp.f.Close()
+		_ = os.Remove(sp.path)
+	}
 	for l.syncing {
 		l.cond.Wait()
 	}
 	if l.err == nil && l.durable < l.appended {
 		l.flushLocked()
 	}
-	info, statErr := l.f.Stat()
 	closeErr := l.f.Close()
 	if l.err != nil {
 		return l.err
@@ -266,7 +399,7 @@ func (l *Log) Close() error {
 	if closeErr != nil {
 		return fmt.Errorf("wal: closing %s: %w", filepath.Join(l.dir, l.name), closeErr)
 	}
-	if statErr == nil && info.Size() == 0 {
+	if l.size == 0 {
 		return l.Remove(l.name)
 	}
 	return nil
@@ -301,10 +434,12 @@ type Segment struct {
 	// Entries are the records before the first invalid one, decoded, with
 	// their entry hashes recomputed.
 	Entries []entry.Entry
-	// Torn reports bytes after the last valid record: the tail of a write a
-	// crash interrupted (never acknowledged), or corruption.
+	// Torn reports bytes after the last valid record that are not the
+	// zeros of preallocated space: the tail of a write a crash interrupted
+	// (never acknowledged), or corruption.
 	Torn bool
-	// ValidBytes is the length of the valid records; TornBytes the rest.
+	// ValidBytes is the length of the valid records; TornBytes the rest
+	// when Torn (0 otherwise).
 	ValidBytes, TornBytes int64
 }
 
@@ -331,8 +466,9 @@ func Recover(dir, chainID string) ([]Segment, error) {
 		}
 		seg := Segment{Name: name, FirstSeq: first}
 		seg.Entries, seg.ValidBytes = decodeRecords(data)
-		seg.TornBytes = int64(len(data)) - seg.ValidBytes
-		seg.Torn = seg.TornBytes > 0
+		if rest := data[seg.ValidBytes:]; !allZero(rest) {
+			seg.Torn, seg.TornBytes = true, int64(len(rest))
+		}
 		segs = append(segs, seg)
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].FirstSeq < segs[j].FirstSeq })
@@ -380,6 +516,22 @@ func decodeRecords(data []byte) ([]entry.Entry, int64) {
 		off += headerSize + n
 	}
 	return entries, int64(off)
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func parseName(name, chainID string) (int64, bool) {

@@ -3,9 +3,11 @@ package wal
 import (
 	"fmt"
 	"os"
+	"io/fs"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -271,4 +273,134 @@ func BenchmarkAppendSync(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// waitSpare waits until the background goroutine has made the next spare.
+func waitSpare(t *testing.T, l *Log) {
+	t.Helper()
+	for {
+		l.mu.Lock()
+		ready, busy := l.next != nil, l.preparing
+		l.mu.Unlock()
+		if ready {
+			return
+		}
+		require.True(t, busy, "no spare is being made")
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPreallocatedSegments: after the first segment, segments start as
+// zero-filled spares; records are written into them, recovery reads them
+// back exactly and does not take the zeros for a torn record.
+func TestPreallocatedSegments(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	es := entries(c, 5)
+	for i := range es[:2] {
+		l.Append(&es[i])
+	}
+	require.NoError(t, l.Sync(l.End()))
+	waitSpare(t, l)
+	_, err = l.Rotate(2)
+	require.NoError(t, err)
+	name := SegmentName("c", 2)
+	info, err := os.Stat(filepath.Join(dir, name))
+	require.NoError(t, err)
+	assert.Equal(t, int64(initialSpare), info.Size(), "the segment is the spare")
+	for i := range es[2:] {
+		l.Append(&es[2+i])
+	}
+	require.NoError(t, l.Sync(l.End()))
+
+	// As after a crash: nothing closed.
+	segs, err := Recover(dir, "c")
+	require.NoError(t, err)
+	require.Len(t, segs, 2)
+	assert.Equal(t, es[:2], segs[0].Entries)
+	assert.Equal(t, es[2:], segs[1].Entries)
+	for _, seg := range segs {
+		assert.False(t, seg.Torn, seg.Name)
+		assert.Zero(t, seg.TornBytes, seg.Name)
+	}
+	assert.Less(t, segs[1].ValidBytes, int64(initialSpare))
+
+	// A record torn inside the preallocated space is torn.
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte{200, 1, 0, 0, 9, 9}, segs[1].ValidBytes)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	segs, err = Recover(dir, "c")
+	require.NoError(t, err)
+	assert.True(t, segs[1].Torn)
+	assert.Equal(t, int64(initialSpare)-segs[1].ValidBytes, segs[1].TornBytes)
+	assert.Equal(t, es[2:], segs[1].Entries)
+
+	require.NoError(t, l.Close())
+	spares, err := filepath.Glob(filepath.Join(dir, "*"+spareSuffix))
+	require.NoError(t, err)
+	assert.Empty(t, spares, "Close removes the spare")
+}
+
+// TestSpareSizeFollowsSegments: the next spare is sized from the segment
+// just closed, within bounds; a spare never replaces an existing segment.
+func TestSpareSizeFollowsSegments(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	es := entries(c, 3)
+	for i := range es {
+		l.Append(&es[i])
+	}
+	waitSpare(t, l) // the initial spare
+	_, err = l.Rotate(3)
+	require.NoError(t, err)
+	waitSpare(t, l) // sized from the small first segment: the minimum
+	l.mu.Lock()
+	size := l.next.size
+	l.mu.Unlock()
+	assert.Equal(t, int64(minSpare), size)
+
+	// A segment that exists is never replaced, spare or not.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, SegmentName("c", 4)), []byte("x"), 0o600))
+	_, err = l.Rotate(4)
+	require.ErrorIs(t, err, ErrBroken)
+	require.ErrorIs(t, err, fs.ErrExist)
+	data, err := os.ReadFile(filepath.Join(dir, SegmentName("c", 4)))
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(data))
+	require.ErrorIs(t, l.Close(), ErrBroken)
+}
+
+// TestEmptyPreallocatedSegmentIsRemoved: Close removes a segment without
+// records even when it is a preallocated spare, and Open removes spares a
+// crash left behind (of its own chain only).
+func TestEmptyPreallocatedSegmentIsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{".c-7" + spareSuffix, ".other-1" + spareSuffix} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte{0}, 0o600))
+	}
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join(dir, ".c-7"+spareSuffix))
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	_, err = os.Stat(filepath.Join(dir, ".other-1"+spareSuffix))
+	assert.NoError(t, err, "another chain's spare is left alone")
+	waitSpare(t, l)
+	_, err = l.Rotate(0 + 1)
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	left, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, de := range left {
+		names = append(names, de.Name())
+	}
+	// Segment 0 was closed by Rotate (its removal is the caller's, once
+	// its batch is durable); segment 1, a spare without records, is gone.
+	assert.Equal(t, []string{".other-1" + spareSuffix, SegmentName("c", 0)}, names)
 }
