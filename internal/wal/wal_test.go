@@ -2,8 +2,8 @@ package wal
 
 import (
 	"fmt"
-	"os"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
