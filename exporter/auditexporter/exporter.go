@@ -427,7 +427,7 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 	ep := entriesPool.Get().(*[]entry.Entry)
 	defer func() {
 		if cap(*ep) <= maxPooledEntries {
-			clear((*ep)[:cap(*ep)]) // drop references to this request's strings
+			clear(*ep) // drop references to this request's strings (the rest is still zero)
 			entriesPool.Put(ep)
 		}
 	}()
