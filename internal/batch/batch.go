@@ -83,14 +83,15 @@ func (b *Batch) Len() int { return len(b.ends) }
 // FirstSeq returns the seq of the first entry.
 func (b *Batch) FirstSeq() int64 { return b.firstSeq }
 
-// Truncate keeps the first n entries.
+// Truncate keeps the first n entries of a sealed batch (nothing is added
+// to a batch after it: the bytes it drops may still back decoded entries).
 func (b *Batch) Truncate(n int) {
 	if n >= len(b.ends) {
 		return
 	}
 	end := 0
 	if n > 0 {
-		end = int(b.ends[n-1])
+		end = b.ends[n-1]
 	}
 	b.enc, b.ends, b.hashes = b.enc[:end], b.ends[:n], b.hashes[:n*hashLen]
 }
