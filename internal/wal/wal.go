@@ -133,7 +133,11 @@ func Open(dir, chainID string, firstSeq int64) (*Log, error) {
 	// Spares a crash left behind were never segments: they hold nothing.
 	if old, err := filepath.Glob(filepath.Join(dir, "."+globEscape(chainID)+"-*"+spareSuffix)); err == nil {
 		for _, p := range old {
-			_ = os.Remove(p)
+			// Only this chain's: ".<chain_id>-<digits>.walspare".
+			n := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "."+chainID+"-"), spareSuffix)
+			if _, err := strconv.ParseUint(n, 10, 64); err == nil {
+				_ = os.Remove(p)
+			}
 		}
 	}
 	l.mu.Lock()

@@ -381,7 +381,7 @@ func TestSpareSizeFollowsSegments(t *testing.T) {
 // crash left behind (of its own chain only).
 func TestEmptyPreallocatedSegmentIsRemoved(t *testing.T) {
 	dir := t.TempDir()
-	for _, n := range []string{".c-7" + spareSuffix, ".other-1" + spareSuffix} {
+	for _, n := range []string{".c-7" + spareSuffix, ".other-1" + spareSuffix, ".c-x-1" + spareSuffix} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte{0}, 0o600))
 	}
 	l, err := Open(dir, "c", 0)
@@ -390,6 +390,8 @@ func TestEmptyPreallocatedSegmentIsRemoved(t *testing.T) {
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 	_, err = os.Stat(filepath.Join(dir, ".other-1"+spareSuffix))
 	assert.NoError(t, err, "another chain's spare is left alone")
+	_, err = os.Stat(filepath.Join(dir, ".c-x-1"+spareSuffix))
+	assert.NoError(t, err, "so is the spare of chain c-x")
 	waitSpare(t, l)
 	_, err = l.Rotate(0 + 1)
 	require.NoError(t, err)
@@ -402,5 +404,5 @@ func TestEmptyPreallocatedSegmentIsRemoved(t *testing.T) {
 	}
 	// Segment 0 was closed by Rotate (its removal is the caller's, once
 	// its batch is durable); segment 1, a spare without records, is gone.
-	assert.Equal(t, []string{".other-1" + spareSuffix, SegmentName("c", 0)}, names)
+	assert.Equal(t, []string{".c-x-1" + spareSuffix, ".other-1" + spareSuffix, SegmentName("c", 0)}, names)
 }
