@@ -474,8 +474,9 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 			e.sealLocked(e.batcher.Flush())
 		}
 		e.chain.Append(&entries[i])
-		e.wal.AppendCanonical(entries[i].Seq, e.chain.Canonical())
-		if full := e.batcher.Add(&entries[i], e.chain.Canonical(), parquetfile.EstimatedSize(&entries[i]), now); full != nil {
+		enc := e.chain.Canonical()
+		e.wal.AppendCanonical(entries[i].Seq, enc)
+		if full := e.batcher.Add(&entries[i], enc, parquetfile.EstimatedSize(&entries[i]), now); full != nil {
 			e.sealLocked(full)
 		}
 	}

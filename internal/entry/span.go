@@ -178,28 +178,28 @@ func clean(res pcommon.Resource, span ptrace.Span, max int) (result string, ok b
 	var has int
 	ok = true
 	span.Attributes().Range(func(k string, v pcommon.Value) bool {
-		switch k {
-		case KeyActionType:
+		switch slotOf(k) {
+		case slotActionType:
 			s, good := cleanString(v, max)
 			ok = good && isKnownActionType(s)
 			has |= hasAction
-		case KeyExecutionID:
+		case slotExecutionID:
 			s, good := cleanString(v, max)
 			ok = good && s != ""
 			has |= hasExecution
-		case KeyTargetSystem:
+		case slotTargetSystem:
 			s, good := cleanString(v, max)
 			ok = good && s != ""
 			has |= hasTarget
-		case KeyResult:
+		case slotResult:
 			_, ok = cleanString(v, max)
 			has |= hasResult
-		case KeyTargetResource, KeyValueProposed, KeyValuePrevious, KeyReasoning, KeyApprover,
-			KeyAgentID, KeyAgentName, KeyEndUserID, KeyServiceName:
+		case slotTargetResource, slotProposed, slotPrevious, slotReasoning, slotApprover,
+			slotAgentID, slotAgentName, slotEndUserID, slotServiceName:
 			_, ok = cleanString(v, max)
-		case KeyValidation:
+		case slotValidation:
 			ok = false
-		default:
+		default: // error.type, http.response.status_code and the rest
 			ok = utf8.ValidString(k) && !strings.HasPrefix(k, KeyPrefix) && cleanValue(v, max)
 		}
 		return ok
@@ -277,13 +277,8 @@ func putOptional(attrs pcommon.Map, key string, s *string) {
 // isMappedKey reports whether key has its own column (or is
 // audit.validation) and is therefore left out of the attributes column.
 func isMappedKey(key string) bool {
-	switch key {
-	case KeyActionType, KeyExecutionID, KeyTargetSystem, KeyTargetResource,
-		KeyValueProposed, KeyValuePrevious, KeyReasoning, KeyApprover, KeyResult,
-		KeyValidation, KeyAgentID, KeyAgentName, KeyEndUserID:
-		return true
-	}
-	return false
+	slot := slotOf(key)
+	return slot != slotOther && slot < slotUnmapped
 }
 
 func isKnownActionType(s string) bool {
