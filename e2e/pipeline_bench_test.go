@@ -45,22 +45,9 @@ func BenchmarkAuditPath(b *testing.B) {
 	}{{"all-audit", 1}, {"mixed10", 10}} {
 		payloads, _, _ := tpPayloads(b, 16, 100, shape.every)
 		b.Run(shape.name+"/decode", func(b *testing.B) {
-			var n atomic.Int64
 			cpu0 := tpSelfCPU()
-			b.SetParallelism(4)
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				for pb.Next() {
-					req := ptraceotlp.NewExportRequest()
-					if err := req.UnmarshalProto(payloads[i%len(payloads)]); err != nil {
-						b.Error(err)
-						return
-					}
-					n.Add(int64(req.Traces().SpanCount()))
-					i++
-				}
-			})
-			reportPerSpan(b, cpu0, n.Load())
+			spans := decodeParallel(b, payloads, func(ptrace.Traces) error { return nil })
+			reportPerSpan(b, cpu0, spans)
 		})
 		b.Run(shape.name+"/pipeline", func(b *testing.B) {
 			ctx := context.Background()
@@ -82,41 +69,50 @@ func BenchmarkAuditPath(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			var n atomic.Int64
 			cpu0 := tpSelfCPU()
-			b.SetParallelism(4) // 8 goroutines on 2 cores
-			b.RunParallel(func(pb *testing.PB) {
-				i := 0
-				for pb.Next() {
-					req := ptraceotlp.NewExportRequest()
-					if err := req.UnmarshalProto(payloads[i%len(payloads)]); err != nil {
-						b.Error(err)
-						return
-					}
-					td := req.Traces()
-					spans := td.SpanCount()
-					clone := ptrace.NewTraces()
-					td.CopyTo(clone)
-					if err := audit.ConsumeTraces(ctx, clone); err != nil {
-						b.Error(err)
-						return
-					}
-					if err := monitoring.ConsumeTraces(ctx, td); err != nil {
-						b.Error(err)
-						return
-					}
-					n.Add(int64(spans))
-					i++
+			spans := decodeParallel(b, payloads, func(td ptrace.Traces) error {
+				clone := ptrace.NewTraces()
+				td.CopyTo(clone)
+				if err := audit.ConsumeTraces(ctx, clone); err != nil {
+					return err
 				}
+				return monitoring.ConsumeTraces(ctx, td)
 			})
 			for _, c := range []component.Component{audit, monitoring, exp} {
 				if err := c.Shutdown(ctx); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportPerSpan(b, cpu0, n.Load())
+			reportPerSpan(b, cpu0, spans)
 		})
 	}
+}
+
+// decodeParallel decodes the payloads in turn on 8 goroutines (2 cores),
+// as the receiver does, hands each request to work, and returns the number
+// of spans whose requests work took.
+func decodeParallel(b *testing.B, payloads [][]byte, work func(ptrace.Traces) error) int64 {
+	var n atomic.Int64
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			req := ptraceotlp.NewExportRequest()
+			if err := req.UnmarshalProto(payloads[i%len(payloads)]); err != nil {
+				b.Error(err)
+				return
+			}
+			td := req.Traces()
+			spans := td.SpanCount()
+			if err := work(td); err != nil {
+				b.Error(err)
+				return
+			}
+			n.Add(int64(spans))
+			i++
+		}
+	})
+	return n.Load()
 }
 
 func benchProcessor(b *testing.B, mode string, next consumer.Traces) processor.Traces {
