@@ -131,12 +131,13 @@ func Open(dir, chainID string, firstSeq int64) (*Log, error) {
 	l := &Log{dir: dir, chainID: chainID, lastSeq: firstSeq - 1, durableSeq: firstSeq - 1, spareSize: initialSpare}
 	l.cond = sync.NewCond(&l.mu)
 	// Spares a crash left behind were never segments: they hold nothing.
-	if old, err := filepath.Glob(filepath.Join(dir, "."+globEscape(chainID)+"-*"+spareSuffix)); err == nil {
-		for _, p := range old {
+	if des, err := os.ReadDir(dir); err == nil {
+		for _, de := range des {
 			// Only this chain's: ".<chain_id>-<digits>.walspare".
-			n := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "."+chainID+"-"), spareSuffix)
-			if _, err := strconv.ParseUint(n, 10, 64); err == nil {
-				_ = os.Remove(p)
+			n, mine := strings.CutPrefix(de.Name(), "."+chainID+"-")
+			n, spare := strings.CutSuffix(n, spareSuffix)
+			if _, err := strconv.ParseUint(n, 10, 64); mine && spare && err == nil {
+				_ = os.Remove(filepath.Join(dir, de.Name()))
 			}
 		}
 	}
@@ -146,18 +147,6 @@ func Open(dir, chainID string, firstSeq int64) (*Log, error) {
 		return nil, err
 	}
 	return l, nil
-}
-
-// globEscape escapes the glob metacharacters of s.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[\`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // create starts the segment whose first entry has seq firstSeq: the spare
