@@ -17,12 +17,13 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
+	"github.com/agentaudit/agentaudit/connector/auditsplitconnector"
 	"github.com/agentaudit/agentaudit/exporter/auditexporter"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor"
 )
 
 // components lists the factories of the agentaudit distribution: the OTLP
-// receiver, our processor and exporter, and what a user needs around them
+// receiver, our processor, connector and exporter, and what a user needs around them
 // to forward monitoring telemetry (otlp_grpc, otlp_http, debug), protect memory
 // (memory_limiter), batch the monitoring pipeline (batch), benchmark (nop)
 // and inspect a running collector (zpages). builder-config.yaml lists the
@@ -65,7 +66,9 @@ func components() (otelcol.Factories, error) {
 		return otelcol.Factories{}, err
 	}
 
-	factories.Connectors, err = otelcol.MakeFactoryMap[connector.Factory]()
+	factories.Connectors, err = otelcol.MakeFactoryMap[connector.Factory](
+		auditsplitconnector.NewFactory(),
+	)
 	if err != nil {
 		return otelcol.Factories{}, err
 	}

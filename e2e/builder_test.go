@@ -49,4 +49,5 @@ func TestBuilderConfigBuilds(t *testing.T) {
 	logs, err = comps.CombinedOutput()
 	require.NoError(t, err, "%s", logs)
 	require.Contains(t, string(logs), "agentaudit", "the ocb-built collector lists our components")
+	require.Contains(t, string(logs), "agentaudit_split", "the ocb-built collector lists the connector")
 }

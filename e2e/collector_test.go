@@ -146,11 +146,7 @@ receivers:
         max_recv_msg_size_mib: 128
       http:
         endpoint: {{HTTP}}
-processors:
-  agentaudit/audit:
-    mode: audit
-  agentaudit/monitoring:
-    mode: monitoring
+{{SPLIT}}
 exporters:
   agentaudit:
     chain_id: {{CHAIN}}
@@ -175,15 +171,38 @@ service:
                 host: 127.0.0.1
                 port: {{METRICS_PORT}}
   pipelines:
-    traces/audit:
+{{PIPELINES}}
+`
+
+// The two ways to split the stream: two pipelines with the agentaudit
+// processor (the embedded default), or one pipeline into the
+// agentaudit_split connector that feeds the other two.
+var splitConfigs = map[string][2]string{
+	"processors": {`processors:
+  agentaudit/audit:
+    mode: audit
+  agentaudit/monitoring:
+    mode: monitoring`, `    traces/audit:
       receivers: [otlp]
       processors: [agentaudit/audit]
       exporters: [agentaudit]
     traces/monitoring:
       receivers: [otlp]
       processors: [agentaudit/monitoring]
-      exporters: [otlp_http/monitoring]
-`
+      exporters: [otlp_http/monitoring]`},
+	"connector": {`connectors:
+  agentaudit_split:
+    audit_pipelines: [traces/audit]
+    monitoring_pipelines: [traces/monitoring]`, `    traces:
+      receivers: [otlp]
+      exporters: [agentaudit_split]
+    traces/audit:
+      receivers: [agentaudit_split]
+      exporters: [agentaudit]
+    traces/monitoring:
+      receivers: [agentaudit_split]
+      exporters: [otlp_http/monitoring]`},
+}
 
 type collectorOptions struct {
 	chainID    string
@@ -193,6 +212,8 @@ type collectorOptions struct {
 	// indented for the exporter block (an s3: and a spool: section).
 	store string
 	env   []string // added to the collector's environment
+	// split is a key of splitConfigs; default "processors".
+	split string
 }
 
 // startCollector runs the collector and waits until it accepts OTLP.
@@ -231,7 +252,14 @@ func launchCollector(t *testing.T, opts collectorOptions) *collector {
 		storeYAML = "    file:\n      directory: " + opts.dataDir +
 			"\n    spool:\n      directory: " + filepath.Join(filepath.Dir(opts.dataDir), "spool")
 	}
+	if opts.split == "" {
+		opts.split = "processors"
+	}
+	split, ok := splitConfigs[opts.split]
+	require.True(t, ok, "unknown split %q", opts.split)
 	cfg := strings.NewReplacer(
+		"{{SPLIT}}", split[0],
+		"{{PIPELINES}}", split[1],
 		"{{STORE}}", storeYAML,
 		"{{GRPC}}", c.grpcAddr,
 		"{{HTTP}}", c.httpAddr,

@@ -138,19 +138,28 @@ func newTracerProvider(t *testing.T, ctx context.Context, c *collector, res *res
 	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 }
 
+// TestAgentExecutionEndToEnd runs once per way to split the stream (see
+// splitConfigs): both must give the trail and the monitoring backend the
+// same.
 func TestAgentExecutionEndToEnd(t *testing.T) {
+	for _, split := range []string{"processors", "connector"} {
+		t.Run(split, func(t *testing.T) { testAgentExecution(t, split) })
+	}
+}
+
+func testAgentExecution(t *testing.T, split string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// Three entries per file, so the run spans several files and links
 	// across them.
-	c := startCollector(t, collectorOptions{chainID: "collector-1", maxEntries: 3})
+	c := startCollector(t, collectorOptions{chainID: "collector-1", maxEntries: 3, split: split})
 
 	sent, runSC := sendCRMRun(t, ctx, c, execID)
 
 	// The collector counts what it recorded.
 	c.waitMetric(ctx, "otelcol_agentaudit_entries_accepted", float64(len(crmRun)))
 	ignored, _ := c.metric("otelcol_agentaudit_spans_ignored")
-	assert.Zero(t, ignored, "the audit processor passes only audit spans to the exporter")
+	assert.Zero(t, ignored, "only audit spans reach the exporter")
 
 	// The monitoring backend sees every span, for latency and errors, but
 	// none of the audit payload.

@@ -46,6 +46,13 @@ func IsAudit(span ptrace.Span) bool {
 	return ok
 }
 
+// IsPayloadKey reports whether an attribute key holds audit payload: what
+// the agent read or wrote (audit.value.*) and why (audit.reasoning). The
+// monitoring side strips these keys from audit-tagged spans.
+func IsPayloadKey(k string) bool {
+	return k == KeyReasoning || strings.HasPrefix(k, KeyValuePrefix)
+}
+
 // FromSpan maps an audit-tagged span and its resource to an Entry. It never
 // fails: each missing or malformed field is filled in and recorded as a
 // Problem in the entry's Validation. ChainID, Seq, PrevHash and EntryHash are

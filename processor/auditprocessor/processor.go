@@ -2,7 +2,6 @@ package auditprocessor // import "github.com/agentaudit/agentaudit/processor/aud
 
 import (
 	"context"
-	"strings"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -141,11 +140,7 @@ func (p *auditProcessor) strip(ctx context.Context, td ptrace.Traces) ptrace.Tra
 	return td
 }
 
-// isPayloadKey reports whether an attribute holds audit payload: what the
-// agent read or wrote and why.
-func isPayloadKey(k string, _ pcommon.Value) bool {
-	return k == entry.KeyReasoning || strings.HasPrefix(k, entry.KeyValuePrefix)
-}
+func isPayloadKey(k string, _ pcommon.Value) bool { return entry.IsPayloadKey(k) }
 
 // removeSpans removes the spans for which remove returns true, then the
 // scope and resource spans left empty.

@@ -1,0 +1,228 @@
+package auditsplitconnector // import "github.com/agentaudit/agentaudit/connector/auditsplitconnector"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/connector"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pipeline"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/agentaudit/agentaudit/connector/auditsplitconnector/internal/metadata"
+	"github.com/agentaudit/agentaudit/internal/entry"
+)
+
+// Outcomes of the spans counter, one per audit-tagged span, plus one when
+// monitoring pipelines get it stripped or not at all. Untagged spans are
+// counted by the collector's own connector item metrics.
+type outcome int
+
+const (
+	outcomeKeptAudit    outcome = iota // copied to the audit pipelines, no problems
+	outcomeWithProblems                // copied, problems in audit.validation
+	outcomeStripped                    // monitoring pipelines get it without payload
+	outcomeDroppedAudit                // monitoring pipelines do not get it
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"kept_audit", "normalized_with_problems", "stripped", "dropped_audit"}
+
+type splitConnector struct {
+	component.StartFunc
+	component.ShutdownFunc
+
+	audit      consumer.Traces
+	monitoring consumer.Traces // nil without monitoring pipelines
+	drop       bool
+	opts       entry.Options
+
+	spans    metric.Int64Counter
+	outcomes [numOutcomes]metric.AddOption
+}
+
+func newSplitConnector(cfg *Config, set component.TelemetrySettings, next consumer.Traces) (*splitConnector, error) {
+	router, ok := next.(connector.TracesRouterAndConsumer)
+	if !ok {
+		return nil, errors.New("the agentaudit_split connector needs the collector's pipeline router")
+	}
+	if err := checkPipelines(cfg, router.PipelineIDs()); err != nil {
+		return nil, err
+	}
+	c := &splitConnector{
+		drop: cfg.Action == actionDrop,
+		opts: entry.Options{MaxValueBytes: cfg.MaxValueBytes},
+	}
+	var err error
+	if c.audit, err = router.Consumer(cfg.AuditPipelines...); err != nil {
+		return nil, fmt.Errorf("\"audit_pipelines\": %w", err)
+	}
+	if len(cfg.MonitoringPipelines) > 0 {
+		if c.monitoring, err = router.Consumer(cfg.MonitoringPipelines...); err != nil {
+			return nil, fmt.Errorf("\"monitoring_pipelines\": %w", err)
+		}
+	}
+	c.spans, err = set.MeterProvider.Meter(metadata.ScopeName).Int64Counter(
+		"otelcol_connector_agentaudit_split_spans",
+		metric.WithDescription("Audit-tagged spans the agentaudit_split connector passed to the audit pipelines, and stripped or dropped for the monitoring pipelines, by outcome."),
+		metric.WithUnit("{span}"))
+	if err != nil {
+		return nil, err
+	}
+	for o, name := range outcomeNames {
+		c.outcomes[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", name)))
+	}
+	return c, nil
+}
+
+// checkPipelines checks the configured pipelines against those the
+// collector connects the connector to (fed): each listed pipeline must
+// take the connector as a receiver, and each fed pipeline must be listed,
+// or it would silently get nothing.
+func checkPipelines(cfg *Config, fed []pipeline.ID) error {
+	var errs []error
+	for _, l := range []struct {
+		key string
+		ids []pipeline.ID
+	}{{"audit_pipelines", cfg.AuditPipelines}, {"monitoring_pipelines", cfg.MonitoringPipelines}} {
+		for _, id := range l.ids {
+			if !slices.Contains(fed, id) {
+				errs = append(errs, fmt.Errorf("%q lists %q, which does not have this connector among its receivers", l.key, id))
+			}
+		}
+	}
+	var unlisted []string
+	for _, id := range fed {
+		if !slices.Contains(cfg.AuditPipelines, id) && !slices.Contains(cfg.MonitoringPipelines, id) {
+			unlisted = append(unlisted, id.String())
+		}
+	}
+	if len(unlisted) > 0 {
+		slices.Sort(unlisted)
+		errs = append(errs, fmt.Errorf("pipelines %s receive from this connector but are in neither \"audit_pipelines\" nor \"monitoring_pipelines\"", strings.Join(unlisted, ", ")))
+	}
+	return errors.Join(errs...)
+}
+
+// Capabilities: the connector changes the data it is given (it strips,
+// removes or moves audit-tagged spans).
+func (c *splitConnector) Capabilities() consumer.Capabilities {
+	return consumer.Capabilities{MutatesData: true}
+}
+
+// ConsumeTraces sends the audit-tagged spans of td to the audit pipelines,
+// then td, stripped, to the monitoring pipelines. Both are always tried, as
+// the collector's fan-out to two pipelines does: a refusal of the audit
+// pipelines (a full spool, say) is returned so that the client retries,
+// and the monitoring backend keeps receiving meanwhile.
+func (c *splitConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	var n [numOutcomes]int
+	audit, found := c.split(td, &n)
+	for o, k := range n {
+		if k > 0 {
+			c.spans.Add(ctx, int64(k), c.outcomes[o])
+		}
+	}
+	var auditErr, monitoringErr error
+	if found {
+		auditErr = c.audit.ConsumeTraces(ctx, audit)
+	}
+	if c.monitoring != nil && td.ResourceSpans().Len() > 0 {
+		monitoringErr = c.monitoring.ConsumeTraces(ctx, td)
+	}
+	switch {
+	case monitoringErr == nil:
+		return auditErr // as it is, so that its gRPC or HTTP status reaches the client
+	case auditErr == nil:
+		return monitoringErr
+	}
+	return errors.Join(auditErr, monitoringErr)
+}
+
+// split returns the audit-tagged spans of td, normalized, under copies of
+// their resource and scope; found is false when there are none. It leaves
+// td as the monitoring pipelines get it: audit-tagged spans stripped, or
+// removed. A span no monitoring pipeline gets is moved, not copied.
+func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int) (out ptrace.Traces, found bool) {
+	move := c.drop || c.monitoring == nil
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		res := rs.Resource()
+		var outRS ptrace.ResourceSpans
+		hasRS := false
+		sss := rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			ss := sss.At(j)
+			var dst ptrace.SpanSlice
+			hasSS := false
+			// take handles one span and reports whether it leaves td.
+			take := func(span ptrace.Span) bool {
+				if !entry.IsAudit(span) {
+					return false
+				}
+				if !found {
+					out, found = ptrace.NewTraces(), true
+				}
+				if !hasRS {
+					outRS, hasRS = out.ResourceSpans().AppendEmpty(), true
+					res.CopyTo(outRS.Resource())
+					outRS.SetSchemaUrl(rs.SchemaUrl())
+				}
+				if !hasSS {
+					outSS := outRS.ScopeSpans().AppendEmpty()
+					ss.Scope().CopyTo(outSS.Scope())
+					outSS.SetSchemaUrl(ss.SchemaUrl())
+					dst, hasSS = outSS.Spans(), true
+				}
+				a := dst.AppendEmpty()
+				if move {
+					span.MoveTo(a)
+				} else {
+					span.CopyTo(a)
+					span.Attributes().RemoveIf(isPayloadKey)
+					n[outcomeStripped]++
+				}
+				entry.Normalize(res, a, c.opts)
+				if _, ok := a.Attributes().Get(entry.KeyValidation); ok {
+					n[outcomeWithProblems]++
+				} else {
+					n[outcomeKeptAudit]++
+				}
+				return move
+			}
+			spans := ss.Spans()
+			if move {
+				// Removed from td, even when td goes nowhere: a moved
+				// span is left empty.
+				before := spans.Len()
+				spans.RemoveIf(take)
+				if c.monitoring != nil {
+					n[outcomeDroppedAudit] += before - spans.Len()
+				}
+				continue
+			}
+			for k := 0; k < spans.Len(); k++ {
+				take(spans.At(k))
+			}
+		}
+	}
+	if c.drop && c.monitoring != nil {
+		// As the processor's action drop: no empty scope or resource
+		// goes on, whether or not a span was removed from it.
+		rss.RemoveIf(func(rs ptrace.ResourceSpans) bool {
+			rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool { return ss.Spans().Len() == 0 })
+			return rs.ScopeSpans().Len() == 0
+		})
+	}
+	return out, found
+}
+
+func isPayloadKey(k string, _ pcommon.Value) bool { return entry.IsPayloadKey(k) }

@@ -1,0 +1,405 @@
+package auditsplitconnector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/connector"
+	"go.opentelemetry.io/collector/connector/connectortest"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pipeline"
+	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/agentaudit/agentaudit/connector/auditsplitconnector/internal/metadata"
+	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/processor/auditprocessor"
+)
+
+// randomTraces returns a request of 1 to 3 resources of 1 to 3 scopes of 0
+// to 6 spans: clean audit spans, faulty ones (missing keys, non-string
+// values, invalid UTF-8, values over 64 bytes) and untagged ones, with
+// events, links and schema URLs, so that every part of a request must be
+// carried over.
+func randomTraces(r *rand.Rand) ptrace.Traces {
+	td := ptrace.NewTraces()
+	for i := range 1 + r.IntN(3) {
+		rs := td.ResourceSpans().AppendEmpty()
+		if r.IntN(2) == 0 {
+			rs.SetSchemaUrl("https://opentelemetry.io/schemas/1.26.0")
+		}
+		rs.Resource().Attributes().PutStr("service.name", fmt.Sprintf("svc-%d", i))
+		if r.IntN(2) == 0 {
+			rs.Resource().Attributes().PutStr("gen_ai.agent.name", "billing-agent")
+		}
+		rs.Resource().SetDroppedAttributesCount(uint32(r.IntN(2)))
+		for j := range 1 + r.IntN(3) {
+			ss := rs.ScopeSpans().AppendEmpty()
+			ss.Scope().SetName(fmt.Sprintf("scope-%d", j))
+			ss.Scope().SetVersion("1.2.3")
+			if r.IntN(2) == 0 {
+				ss.SetSchemaUrl("https://example.com/scope")
+			}
+			for k := range r.IntN(7) {
+				addRandomSpan(r, ss, fmt.Sprintf("span-%d-%d-%d", i, j, k))
+			}
+		}
+	}
+	return td
+}
+
+func addRandomSpan(r *rand.Rand, ss ptrace.ScopeSpans, name string) {
+	span := ss.Spans().AppendEmpty()
+	span.SetName(name)
+	var tid [16]byte
+	var sid [8]byte
+	for i := range tid {
+		tid[i] = byte(r.IntN(256))
+	}
+	for i := range sid {
+		sid[i] = byte(r.IntN(256))
+	}
+	span.SetTraceID(tid)
+	span.SetSpanID(sid)
+	if r.IntN(2) == 0 {
+		span.SetParentSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, 8})
+	}
+	span.SetKind(ptrace.SpanKindClient)
+	span.SetStartTimestamp(pcommon.Timestamp(1_700_000_000_000_000_000 + r.Int64N(1e12)))
+	span.SetEndTimestamp(span.StartTimestamp() + 1e6)
+	span.Status().SetCode(ptrace.StatusCode(r.IntN(3)))
+	attrs := span.Attributes()
+	attrs.PutStr("http.request.method", "PATCH")
+	switch r.IntN(3) {
+	case 0: // untagged
+	case 1: // clean audit span
+		attrs.PutStr(entry.KeyActionType, "write")
+		attrs.PutStr(entry.KeyExecutionID, "run-1")
+		attrs.PutStr(entry.KeyTargetSystem, "crm")
+		attrs.PutStr(entry.KeyTargetResource, "Contact/48291/email")
+		attrs.PutStr(entry.KeyValueProposed, "b@example.com")
+		attrs.PutStr(entry.KeyValuePrevious, "a@example.com")
+		attrs.PutStr(entry.KeyReasoning, "the customer asked for it")
+		attrs.PutStr(entry.KeyApprover, "jane@example.com")
+		if r.IntN(2) == 0 {
+			attrs.PutStr(entry.KeyResult, "ok")
+		}
+	case 2: // faulty audit span
+		attrs.PutInt(entry.KeyActionType, 7)
+		attrs.PutStr(entry.KeyValueProposed, "bad \xff utf-8")
+		attrs.PutStr(entry.KeyReasoning, string(make([]byte, 100)))
+		attrs.PutEmptySlice(entry.KeyValuePrevious).AppendEmpty().SetStr("x")
+		attrs.PutStr("audit.extra", "not in the contract")
+	}
+	if r.IntN(2) == 0 {
+		ev := span.Events().AppendEmpty()
+		ev.SetName("tool.call")
+		ev.Attributes().PutStr("tool.name", "update_contact")
+	}
+	if r.IntN(3) == 0 {
+		l := span.Links().AppendEmpty()
+		l.SetTraceID(tid)
+		l.SetSpanID(pcommon.SpanID{9})
+	}
+}
+
+// router returns the connector's next consumer for the named traces
+// pipelines, each a sink.
+func router(names ...string) (connector.TracesRouterAndConsumer, map[string]*consumertest.TracesSink) {
+	sinks := map[string]*consumertest.TracesSink{}
+	cm := map[pipeline.ID]consumer.Traces{}
+	for _, n := range names {
+		sinks[n] = new(consumertest.TracesSink)
+		cm[traces(n)] = sinks[n]
+	}
+	return connector.NewTracesRouter(cm), sinks
+}
+
+func newTestConnector(t *testing.T, cfg *Config, next consumer.Traces) (*splitConnector, *componenttest.Telemetry) {
+	t.Helper()
+	require.NoError(t, cfg.Validate())
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	c, err := newSplitConnector(cfg, tel.NewTelemetrySettings(), next)
+	require.NoError(t, err)
+	return c, tel
+}
+
+// viaProcessor runs td through the agentaudit processor configured by
+// set, as two pipelines would, and returns what comes out (nothing when the
+// processor skips the request).
+func viaProcessor(t *testing.T, set func(*auditprocessor.Config), td ptrace.Traces) []ptrace.Traces {
+	t.Helper()
+	f := auditprocessor.NewFactory()
+	cfg := f.CreateDefaultConfig().(*auditprocessor.Config)
+	set(cfg)
+	sink := new(consumertest.TracesSink)
+	p, err := f.CreateTraces(context.Background(), processortest.NewNopSettings(f.Type()), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	require.NoError(t, p.ConsumeTraces(context.Background(), td))
+	require.NoError(t, p.Shutdown(context.Background()))
+	return sink.AllTraces()
+}
+
+func clone(td ptrace.Traces) ptrace.Traces {
+	out := ptrace.NewTraces()
+	td.CopyTo(out)
+	return out
+}
+
+// requireSame compares requests byte for byte in OTLP protobuf, and shows
+// them as OTLP JSON when they differ.
+func requireSame(t *testing.T, want, got []ptrace.Traces, msg string) {
+	t.Helper()
+	var pm ptrace.ProtoMarshaler
+	var jm ptrace.JSONMarshaler
+	require.Len(t, got, len(want), msg)
+	for i := range want {
+		w, err := pm.MarshalTraces(want[i])
+		require.NoError(t, err)
+		g, err := pm.MarshalTraces(got[i])
+		require.NoError(t, err)
+		if string(w) != string(g) {
+			wj, _ := jm.MarshalTraces(want[i])
+			gj, _ := jm.MarshalTraces(got[i])
+			require.JSONEq(t, string(wj), string(gj), msg)
+			require.Fail(t, "same JSON, different protobuf", msg)
+		}
+	}
+}
+
+// TestSameAsTwoPipelines checks that the connector gives its audit and
+// monitoring pipelines exactly what two pipelines with the agentaudit
+// processor get (modes audit and monitoring), on random requests, for
+// strip, drop and no monitoring at all.
+func TestSameAsTwoPipelines(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		action     string
+		monitoring bool
+	}{
+		{"strip", "", true},
+		{"strip-explicit", actionStrip, true},
+		{"drop", actionDrop, true},
+		{"audit-only", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &Config{AuditPipelines: []pipeline.ID{traces("audit")}, Action: tc.action, MaxValueBytes: 64}
+			names := []string{"audit"}
+			if tc.monitoring {
+				cfg.MonitoringPipelines = []pipeline.ID{traces("monitoring")}
+				names = append(names, "monitoring")
+			}
+			next, sinks := router(names...)
+			c, _ := newTestConnector(t, cfg, next)
+			r := rand.New(rand.NewPCG(1, uint64(len(tc.name))))
+			var auditSeen, monitoringSeen int
+			for i := range 300 {
+				td := randomTraces(r)
+				wantAudit := viaProcessor(t, func(p *auditprocessor.Config) { p.MaxValueBytes = 64 }, clone(td))
+				var wantMonitoring []ptrace.Traces
+				if tc.monitoring {
+					wantMonitoring = viaProcessor(t, func(p *auditprocessor.Config) {
+						p.Mode, p.Action, p.MaxValueBytes = "monitoring", tc.action, 64
+					}, clone(td))
+				}
+				for _, s := range sinks {
+					s.Reset()
+				}
+				require.NoError(t, c.ConsumeTraces(context.Background(), td))
+				requireSame(t, wantAudit, sinks["audit"].AllTraces(), fmt.Sprintf("audit pipeline, request %d", i))
+				auditSeen += sinks["audit"].SpanCount()
+				if tc.monitoring {
+					requireSame(t, wantMonitoring, sinks["monitoring"].AllTraces(), fmt.Sprintf("monitoring pipeline, request %d", i))
+					monitoringSeen += sinks["monitoring"].SpanCount()
+				}
+			}
+			// The random requests must have exercised both sides.
+			assert.Greater(t, auditSeen, 100)
+			if tc.monitoring {
+				assert.Greater(t, monitoringSeen, 100)
+			}
+		})
+	}
+}
+
+// TestUntaggedRequest: a request without audit-tagged spans reaches the
+// monitoring pipelines as it is, and the audit pipelines not at all.
+func TestUntaggedRequest(t *testing.T) {
+	next, sinks := router("audit", "monitoring")
+	c, tel := newTestConnector(t, &Config{
+		AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")}, MaxValueBytes: 1024,
+	}, next)
+	td := ptrace.NewTraces()
+	ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
+	for i := range 5 {
+		addRandomSpan(rand.New(rand.NewPCG(0, 0)), ss, fmt.Sprint(i))
+		ss.Spans().At(i).Attributes().RemoveIf(func(k string, _ pcommon.Value) bool { return k != "http.request.method" })
+	}
+	want := clone(td)
+	require.NoError(t, c.ConsumeTraces(context.Background(), td))
+	assert.Empty(t, sinks["audit"].AllTraces())
+	requireSame(t, []ptrace.Traces{want}, sinks["monitoring"].AllTraces(), "monitoring")
+	assert.Empty(t, counts(t, tel))
+}
+
+// oneAuditSpan is a request with one clean and one faulty audit-tagged span
+// and one untagged span.
+func oneAuditSpan() ptrace.Traces {
+	td := ptrace.NewTraces()
+	ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
+	for _, kind := range []func(pcommon.Map){
+		func(m pcommon.Map) {
+			m.PutStr(entry.KeyActionType, "write")
+			m.PutStr(entry.KeyExecutionID, "run-1")
+			m.PutStr(entry.KeyTargetSystem, "crm")
+			m.PutStr(entry.KeyValueProposed, "secret")
+		},
+		func(m pcommon.Map) { m.PutStr(entry.KeyActionType, "read") },
+		func(m pcommon.Map) { m.PutStr("http.request.method", "GET") },
+	} {
+		span := ss.Spans().AppendEmpty()
+		span.SetTraceID(pcommon.TraceID{1})
+		span.SetSpanID(pcommon.SpanID{byte(ss.Spans().Len())})
+		kind(span.Attributes())
+	}
+	return td
+}
+
+// counts returns the spans counter's value by outcome.
+func counts(t *testing.T, tel *componenttest.Telemetry) map[string]int64 {
+	t.Helper()
+	m, err := tel.GetMetric("otelcol_connector_agentaudit_split_spans")
+	if err != nil {
+		return map[string]int64{}
+	}
+	sum, ok := m.Data.(metricdata.Sum[int64])
+	require.True(t, ok)
+	assert.True(t, sum.IsMonotonic)
+	out := map[string]int64{}
+	for _, dp := range sum.DataPoints {
+		o, _ := dp.Attributes.Value("outcome")
+		out[o.AsString()] = dp.Value
+	}
+	return out
+}
+
+func TestMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		action     string
+		monitoring bool
+		want       map[string]int64
+	}{
+		{actionStrip, true, map[string]int64{"kept_audit": 2, "normalized_with_problems": 2, "stripped": 4}},
+		{actionDrop, true, map[string]int64{"kept_audit": 2, "normalized_with_problems": 2, "dropped_audit": 4}},
+		{actionStrip, false, map[string]int64{"kept_audit": 2, "normalized_with_problems": 2}},
+	} {
+		t.Run(fmt.Sprint(tc.action, tc.monitoring), func(t *testing.T) {
+			cfg := &Config{AuditPipelines: []pipeline.ID{traces("audit")}, Action: tc.action, MaxValueBytes: 1024}
+			names := []string{"audit"}
+			if tc.monitoring {
+				cfg.MonitoringPipelines = []pipeline.ID{traces("monitoring")}
+				names = append(names, "monitoring")
+			}
+			next, sinks := router(names...)
+			c, tel := newTestConnector(t, cfg, next)
+			for range 2 {
+				require.NoError(t, c.ConsumeTraces(context.Background(), oneAuditSpan()))
+			}
+			assert.Equal(t, tc.want, counts(t, tel))
+			assert.Equal(t, 4, sinks["audit"].SpanCount())
+		})
+	}
+}
+
+// TestErrors: a refusal by either side reaches the caller unchanged (so
+// that its gRPC or HTTP status reaches the client), and the other side
+// still gets the data.
+func TestErrors(t *testing.T) {
+	auditErr := errors.New("spool full")
+	monitoringErr := errors.New("backend down")
+	for _, tc := range []struct {
+		name                  string
+		audit, monitoring     error
+		wantIs                []error
+		wantSame              error
+		auditGot, monitorsGot int
+	}{
+		{name: "audit refuses", audit: auditErr, wantSame: auditErr, monitorsGot: 3},
+		{name: "monitoring refuses", monitoring: monitoringErr, wantSame: monitoringErr, auditGot: 2},
+		{name: "both refuse", audit: auditErr, monitoring: monitoringErr, wantIs: []error{auditErr, monitoringErr}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := func(err error, got *int) consumer.Traces {
+				c, _ := consumer.NewTraces(func(_ context.Context, td ptrace.Traces) error {
+					if err != nil {
+						return err
+					}
+					*got += td.SpanCount()
+					return nil
+				})
+				return c
+			}
+			var auditGot, monitoringGot int
+			next := connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{
+				traces("audit"):      sink(tc.audit, &auditGot),
+				traces("monitoring"): sink(tc.monitoring, &monitoringGot),
+			})
+			c, _ := newTestConnector(t, &Config{
+				AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")}, MaxValueBytes: 1024,
+			}, next)
+			err := c.ConsumeTraces(context.Background(), oneAuditSpan())
+			if tc.wantSame != nil {
+				assert.Same(t, tc.wantSame, err)
+			}
+			for _, e := range tc.wantIs {
+				assert.ErrorIs(t, err, e)
+			}
+			assert.Equal(t, tc.auditGot, auditGot)
+			assert.Equal(t, tc.monitorsGot, monitoringGot)
+		})
+	}
+}
+
+// TestPipelinesChecked: the connector refuses to start when a listed
+// pipeline does not read from it, or a pipeline reads from it without
+// being listed (it would get nothing).
+func TestPipelinesChecked(t *testing.T) {
+	next, _ := router("audit", "monitoring", "extra")
+	_, err := newSplitConnector(&Config{
+		AuditPipelines:      []pipeline.ID{traces("audit"), traces("missing")},
+		MonitoringPipelines: []pipeline.ID{traces("monitoring")},
+		MaxValueBytes:       1024,
+	}, componenttest.NewNopTelemetrySettings(), next)
+	require.EqualError(t, err, `"audit_pipelines" lists "traces/missing", which does not have this connector among its receivers`+"\n"+
+		`pipelines traces/extra receive from this connector but are in neither "audit_pipelines" nor "monitoring_pipelines"`)
+}
+
+// TestFactory creates the connector as the collector does, and checks it
+// declares that it changes data (the collector then gives it its own copy
+// when another consumer shares the request).
+func TestFactory(t *testing.T) {
+	f := NewFactory()
+	assert.Equal(t, metadata.Type, f.Type())
+	assert.Equal(t, metadata.TracesToTracesStability, f.TracesToTracesStability())
+	cfg := f.CreateDefaultConfig().(*Config)
+	cfg.AuditPipelines = []pipeline.ID{traces("audit")}
+	next, sinks := router("audit")
+	c, err := f.CreateTracesToTraces(context.Background(), connectortest.NewNopSettings(metadata.Type), cfg, next)
+	require.NoError(t, err)
+	assert.True(t, c.Capabilities().MutatesData)
+	require.NoError(t, c.Start(context.Background(), componenttest.NewNopHost()))
+	require.NoError(t, c.ConsumeTraces(context.Background(), oneAuditSpan()))
+	require.NoError(t, c.Shutdown(context.Background()))
+	assert.Equal(t, 2, sinks["audit"].SpanCount())
+}
