@@ -227,6 +227,10 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 	}
 	r.recs = r.recs[:0]
 	r.pages.arena.reset()
+	r.pages.budget.reset(len(data))
+	if cap(r.pages.scratch) > maxKept {
+		r.pages.scratch = nil
+	}
 	meta := pf.Metadata()
 	var foreign int64
 	var foreignFirst string
@@ -356,11 +360,23 @@ func (r *fileReader) readRowGroup(rg parquet.RowGroup, data []byte, meta *format
 	for i := range r.cols {
 		c := &r.cols[i]
 		j := c.leaf.ColumnIndex
-		if !r.slow && g < len(meta.RowGroups) && j < len(meta.RowGroups[g].Columns) && j < len(meta.RowGroups[0].Columns) {
-			cc := &meta.RowGroups[g].Columns[j]
+		// parquet-go reads every chunk of the column with the codec of
+		// its first chunk.
+		var cc *format.ColumnChunk
+		var codec0 format.CompressionCodec
+		if g < len(meta.RowGroups) && j < len(meta.RowGroups[g].Columns) && j < len(meta.RowGroups[0].Columns) {
+			cc, codec0 = &meta.RowGroups[g].Columns[j], meta.RowGroups[0].Columns[j].MetaData.Codec
+		}
+		if !r.slow && cc != nil {
 			err := errOtherShape
-			if chunkFast(meta, cc, meta.RowGroups[0].Columns[j].MetaData.Codec) {
+			if chunkFast(meta, cc, codec0) {
+				// A chunk handed on to parquet-go takes none of what
+				// the direct reader charged or decompressed.
+				budget, pages := r.pages.budget, r.pages.arena.n
 				err = r.pages.readChunk(c, data, cc, isIntColumn(i))
+				if err == errOtherShape {
+					r.pages.budget, r.pages.arena.n = budget, pages
+				}
 			}
 			if err != errOtherShape {
 				r.fastChunks++
@@ -375,6 +391,15 @@ func (r *fileReader) readRowGroup(rg parquet.RowGroup, data []byte, meta *format
 			}
 		}
 		r.slowChunks++
+		if cc == nil {
+			// parquet-go's column chunks come from the same metadata: it
+			// has no chunk where this reader found none.
+			return 0, fmt.Errorf("column %q: no column chunk in row group %d", columnNames[i], g)
+		}
+		if err := r.pages.scanChunk(data, cc, codec0); err != nil {
+			r.malformed = err
+			return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
+		}
 		if err := c.read(chunks[j], isIntColumn(i)); err != nil {
 			return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
 		}

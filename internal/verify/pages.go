@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"slices"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
@@ -22,10 +23,6 @@ import (
 // every file; this reader only accepts chunks that parquet-go decodes
 // without error into the same values.
 
-// maxPageSize bounds the uncompressed size of a page the direct reader
-// accepts; larger ones go through parquet-go.
-const maxPageSize = 256 << 20
-
 // pageArena holds the decompressed pages of the file being read: the values
 // of its rows point into them until the file is done.
 type pageArena struct {
@@ -33,7 +30,18 @@ type pageArena struct {
 	n    int
 }
 
-func (a *pageArena) reset() { a.n = 0 }
+// maxKept is the largest page buffer kept for the next file: larger ones
+// (the writer's pages are about 256 KiB) are left to the garbage collector.
+const maxKept = 8 << 20
+
+func (a *pageArena) reset() {
+	for i, b := range a.bufs[:a.n] {
+		if cap(b) > maxKept {
+			a.bufs[i] = nil
+		}
+	}
+	a.n = 0
+}
 
 // zstdSlack is spare capacity past a page: with it, the zstd decoder uses
 // its faster copies, which may write up to 16 bytes past the output.
@@ -61,6 +69,7 @@ func (a *pageArena) keep(b []byte) { a.bufs[a.n-1] = b }
 // parquet-go: for tests comparing the two readers.
 var slowPages = false
 
+// zstdCodec is parquet-go's codec, for tests.
 var zstdCodec = parquet.LookupCompressionCodec(format.Zstd)
 
 var compact thrift.CompactProtocol
@@ -74,6 +83,29 @@ type pageReader struct {
 	idx    []uint32
 	tr     thrift.BytesReader
 	dec    *thrift.Decoder
+	// zdec decodes zstd into buffers it never grows; budget is what is
+	// left of the file's memory budget (bounds.go); scratch is for pages
+	// decompressed only to be checked.
+	zdec    *zstd.Decoder
+	budget  budget
+	scratch []byte
+}
+
+// resetThrift makes p.dec read b.
+func (p *pageReader) resetThrift(b []byte) {
+	if p.tr == nil {
+		p.tr = compact.NewReaderFromBytes(b)
+		p.dec = thrift.NewDecoder(p.tr)
+		return
+	}
+	p.tr.ResetBytes(b)
+}
+
+func (p *pageReader) zstd() *zstd.Decoder {
+	if p.zdec == nil {
+		p.zdec = newZstdDecoder()
+	}
+	return p.zdec
 }
 
 // chunkFast reports whether the direct reader may try column chunk cc of
@@ -115,24 +147,25 @@ func (p *pageReader) readChunk(c *column, data []byte, cc *format.ColumnChunk, i
 	for page := 0; len(chunk) > 0; page++ {
 		h := &p.header
 		*h = format.PageHeader{}
-		if p.tr == nil {
-			p.tr = compact.NewReaderFromBytes(chunk)
-			p.dec = thrift.NewDecoder(p.tr)
-		} else {
-			p.tr.ResetBytes(chunk)
-		}
+		p.resetThrift(chunk)
 		if err := p.dec.Decode(h); err != nil {
 			return errOtherShape
 		}
 		hl := p.tr.BytesRead()
 		if hl <= 0 || hl > len(chunk) || h.CompressedPageSize < 0 || h.UncompressedPageSize < 0 ||
-			h.UncompressedPageSize > maxPageSize || int(h.CompressedPageSize) > len(chunk)-hl {
+			int(h.CompressedPageSize) > len(chunk)-hl {
 			return errOtherShape
 		}
 		body := chunk[hl : hl+int(h.CompressedPageSize)]
 		chunk = chunk[hl+int(h.CompressedPageSize):]
 		if h.CRC != 0 && uint32(h.CRC) != crc32.ChecksumIEEE(body) {
 			return errOtherShape
+		}
+		// Before anything is allocated for it: a page that cannot be what
+		// it declares, or more than the file may take, is refused here,
+		// never handed to parquet-go.
+		if err := p.checkPage(format.Zstd, h.UncompressedPageSize, len(body)); err != nil {
+			return fmt.Errorf("page %d: %w", page, err)
 		}
 		var err error
 		switch {
@@ -149,10 +182,14 @@ func (p *pageReader) readChunk(c *column, data []byte, cc *format.ColumnChunk, i
 			if dh.NumValues < 0 || (dh.Encoding != format.Plain && dh.Encoding != format.PlainDictionary) {
 				return errOtherShape
 			}
-			vals, ok := p.decompress(body, h.UncompressedPageSize)
-			if !ok {
-				return errOtherShape
+			if err := p.budget.take(valueCost*int64(dh.NumValues), "its values"); err != nil {
+				return fmt.Errorf("page %d: %w", page, err)
 			}
+			var vals []byte
+			if vals, err = p.decompress(body, h.UncompressedPageSize); err != nil {
+				break
+			}
+			var ok bool
 			p.dict, ok = appendPlainByteArrays(p.dict, vals)
 			if !ok || len(p.dict) != int(dh.NumValues) {
 				err = fmt.Errorf("dictionary of %d values does not hold %d PLAIN values", len(p.dict), dh.NumValues)
@@ -177,15 +214,21 @@ func (p *pageReader) readChunk(c *column, data []byte, cc *format.ColumnChunk, i
 	return nil
 }
 
-// decompress decompresses one page body into the arena.
-func (p *pageReader) decompress(body []byte, size int32) ([]byte, bool) {
+// decompress decompresses one page body into the arena, to at most size
+// bytes (the header's uncompressed size, charged by checkPage). A body that
+// does not decode is errOtherShape: parquet-go's reading (scanChunk first)
+// reports it.
+func (p *pageReader) decompress(body []byte, size int32) ([]byte, error) {
 	dst := p.arena.get(int(size))
-	out, err := zstdCodec.Decode(dst, body)
+	out, err := decodeZstd(p.zstd(), dst, body, int(size))
 	if err != nil {
-		return nil, false
+		if errors.Is(err, errBomb) {
+			return nil, err
+		}
+		return nil, errOtherShape
 	}
 	p.arena.keep(out)
-	return out, true
+	return out, nil
 }
 
 var (
@@ -215,10 +258,16 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 	if maxDef == 1 && dh.DefinitionLevelEncoding != format.RLE || maxDef > 1 {
 		return errOtherShape
 	}
-	page, ok := p.decompress(body, size)
-	if !ok {
-		return errOtherShape
+	// Before the value slices grow: the header's count is not bounded by
+	// the page (a run of NULLs takes a few bytes).
+	if err := p.budget.take(valueCost*int64(n), "its values"); err != nil {
+		return err
 	}
+	page, err := p.decompress(body, size)
+	if err != nil {
+		return err
+	}
+	var ok bool
 	// Every value of the page is written below: no clearing.
 	base := len(c.null)
 	c.null = slices.Grow(c.null, n)[:base+n]

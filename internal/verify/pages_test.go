@@ -196,6 +196,24 @@ func TestDirectPagesCraftedPages(t *testing.T) {
 // and the footer's offsets moved to match.
 func rewriteChunk(t *testing.T, data []byte, col int, change func(int, *format.PageHeader, []byte) []byte) []byte {
 	t.Helper()
+	return rewritePages(t, data, col, func(i int, h *format.PageHeader, body []byte) []byte {
+		raw, err := zstdCodec.Decode(nil, body)
+		require.NoError(t, err)
+		raw = change(i, h, raw)
+		comp, err := zstdCodec.Encode(nil, raw)
+		require.NoError(t, err)
+		h.UncompressedPageSize = int32(len(raw))
+		return comp
+	})
+}
+
+// rewritePages returns the file data with the pages of column col of the
+// first row group passed through change (given the page index, its header
+// to edit, and its compressed body), stored with the header change leaves
+// (its compressed size and CRC those of the new body), and the footer's
+// offsets moved to match.
+func rewritePages(t *testing.T, data []byte, col int, change func(int, *format.PageHeader, []byte) []byte) []byte {
+	t.Helper()
 	var proto thrift.CompactProtocol
 	flen := int(binary.LittleEndian.Uint32(data[len(data)-8:]))
 	footer := data[len(data)-8-flen : len(data)-8]
@@ -216,12 +234,7 @@ func rewriteChunk(t *testing.T, data []byte, col int, change func(int, *format.P
 		require.NoError(t, thrift.NewDecoder(r).Decode(&h))
 		body := chunk[r.BytesRead() : r.BytesRead()+int(h.CompressedPageSize)]
 		chunk = chunk[r.BytesRead()+int(h.CompressedPageSize):]
-		raw, err := zstdCodec.Decode(nil, body)
-		require.NoError(t, err)
-		raw = change(i, &h, raw)
-		comp, err := zstdCodec.Encode(nil, raw)
-		require.NoError(t, err)
-		h.UncompressedPageSize = int32(len(raw))
+		comp := change(i, &h, slices.Clone(body))
 		h.CompressedPageSize = int32(len(comp))
 		h.CRC = int32(crc32.ChecksumIEEE(comp))
 		hb, err := thrift.Marshal(&proto, &h)

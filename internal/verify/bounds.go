@@ -1,0 +1,261 @@
+package verify
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go/format"
+	"github.com/pierrec/lz4/v4"
+)
+
+// Decompression bombs. A page's header declares its uncompressed size, and
+// its compressed body may decompress to far more (a zstd frame of RLE blocks
+// grows 32768 times; its header may declare 64 GiB, which klauspost's
+// decoder allocates up front), or declare far more than it holds. Both
+// readers bound what a file may make them hold before they allocate it:
+//
+//   - a page's declared size must not exceed what its compressed bytes can
+//     hold in its codec (maxExpansion), and what it decompresses to must not
+//     exceed its declared size (the direct reader decodes into a buffer of
+//     exactly that capacity, WithDecodeAllCapLimit; pages for parquet-go are
+//     decoded so beforehand, scanChunk);
+//   - the declared sizes of a file's pages and its values (the readers hold
+//     about valueCost bytes per value) must fit the file's budget:
+//     budgetFloor and budgetRatio times the file's size.
+//
+// A page that breaks a bound makes its file a not_audit_file, undecodable.
+
+const (
+	// budgetFloor and budgetRatio give the memory a file may take:
+	// budgetFloor plus budgetRatio times its size. The writer's files take
+	// about four times their size (batches are bounded by max_bytes, 16 MiB
+	// by default); a file that needs more than 64 times is refused.
+	budgetFloor = 256 << 20
+	budgetRatio = 64
+	// valueCost is what the readers hold per value of a page: the column's
+	// value (24 bytes), its null flag, level and dictionary index, and
+	// parquet-go's copies.
+	valueCost = 48
+)
+
+// errBomb wraps every refusal of a page that breaks a bound.
+var errBomb = errors.New("decompression bound exceeded")
+
+// budget is what is left of a file's memory budget.
+type budget struct{ left, total int64 }
+
+func (b *budget) reset(fileSize int) {
+	b.total = budgetFloor + budgetRatio*int64(fileSize)
+	b.left = b.total
+}
+
+// take charges n bytes, or fails when they do not fit.
+func (b *budget) take(n int64, what string) error {
+	if n < 0 || n > b.left {
+		return fmt.Errorf("%w: %s need %d bytes, past the file's budget of %d", errBomb, what, n, b.total)
+	}
+	b.left -= n
+	return nil
+}
+
+// maxExpansion is the most that n compressed bytes can decompress to in
+// codec, from the format's densest encoding; -1 when the format has no
+// useful bound (brotli).
+func maxExpansion(codec format.CompressionCodec, n int) int64 {
+	switch codec {
+	case format.Zstd:
+		// An RLE block: a 3-byte header and a byte make 128 KiB.
+		return 32768 * int64(n)
+	case format.Snappy:
+		// A 3-byte copy makes 64 bytes.
+		return 22*int64(n) + 16
+	case format.Gzip:
+		// Deflate's densest: 258 bytes in 2 bits.
+		return 1032*int64(n) + 64
+	case format.Lz4Raw:
+		// A length byte of 255 makes 255 bytes.
+		return 256*int64(n) + 64
+	}
+	return -1
+}
+
+// checkDeclared refuses a page whose declared uncompressed size is negative
+// or more than its compressed body can hold.
+func checkDeclared(codec format.CompressionCodec, declared int32, body int) error {
+	if declared < 0 {
+		return fmt.Errorf("%w: uncompressed size %d", errBomb, declared)
+	}
+	if m := maxExpansion(codec, body); m >= 0 && int64(declared) > m {
+		return fmt.Errorf("%w: declares %d uncompressed bytes, more than %d compressed bytes of %s can hold", errBomb, declared, body, codec)
+	}
+	return nil
+}
+
+// newZstdDecoder returns a decoder for DecodeAll whose output never
+// exceeds the capacity of the buffer it is given.
+func newZstdDecoder() *zstd.Decoder {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecodeAllCapLimit(true))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return d
+}
+
+// decodeZstd decompresses body into dst[:0], whose capacity must be
+// declared plus zstdSlack: no more is ever allocated. Output beyond declared
+// (or a frame that says it holds more) is errBomb.
+func decodeZstd(d *zstd.Decoder, dst, body []byte, declared int) ([]byte, error) {
+	out, err := d.DecodeAll(body, dst[:0])
+	switch {
+	case errors.Is(err, zstd.ErrDecoderSizeExceeded) || err == nil && len(out) > declared:
+		return nil, fmt.Errorf("%w: decompresses to more than the %d bytes its header declares", errBomb, declared)
+	case err != nil:
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkDecompress decompresses body with codec, as parquet-go is about to,
+// into scratch (of capacity declared plus zstdSlack, for zstd), and refuses
+// it unless it decodes to at most declared bytes: parquet-go's decoders do
+// not bound their output (zstd's up to 64 GiB, gzip's and brotli's not at
+// all, and its lz4 loop doubles its buffer on any error).
+func checkDecompress(d *zstd.Decoder, codec format.CompressionCodec, scratch, body []byte, declared int) error {
+	var err error
+	switch codec {
+	case format.Zstd:
+		_, err = decodeZstd(d, scratch, body, declared)
+	case format.Snappy:
+		var n int
+		if n, err = snappy.DecodedLen(body); err == nil && n > declared {
+			return fmt.Errorf("%w: decompresses to %d bytes, more than the %d its header declares", errBomb, n, declared)
+		}
+	case format.Gzip:
+		var r *gzip.Reader
+		if r, err = gzip.NewReader(bytes.NewReader(body)); err == nil {
+			err = discardAtMost(r, declared)
+		}
+	case format.Brotli:
+		err = discardAtMost(brotli.NewReader(bytes.NewReader(body)), declared)
+	case format.Lz4Raw:
+		// parquet-go's buffer holds declared bytes: the block must fit.
+		_, err = lz4.UncompressBlock(body, scratch[:declared])
+	}
+	if err != nil && !errors.Is(err, errBomb) {
+		err = fmt.Errorf("undecodable %s: %w", codec, err)
+	}
+	return err
+}
+
+// discardAtMost reads r to its end, refusing more than n bytes.
+func discardAtMost(r io.Reader, n int) error {
+	got, err := io.CopyN(io.Discard, r, int64(n)+1)
+	switch {
+	case got > int64(n):
+		return fmt.Errorf("%w: decompresses to more than the %d bytes its header declares", errBomb, n)
+	case err == io.EOF:
+		return nil
+	}
+	return err
+}
+
+// scanChunk checks the pages of column chunk cc of the file data before
+// parquet-go reads them with codec (its codec for the column), exactly as
+// parquet-go will read them: the bytes from the chunk's first page on,
+// TotalCompressedSize of them, page after page. Every page must have a
+// readable header and body, fit the file's budget with its values and
+// declared size, and decompress to at most that size. It is the only guard
+// in front of parquet-go's decoders; a page it refuses is never handed on.
+func (p *pageReader) scanChunk(data []byte, cc *format.ColumnChunk, codec format.CompressionCodec) error {
+	md := &cc.MetaData
+	start := md.DataPageOffset
+	if md.DictionaryPageOffset != 0 {
+		start = md.DictionaryPageOffset
+	}
+	if start < 0 || start >= int64(len(data)) || md.TotalCompressedSize <= 0 {
+		return nil // parquet-go reads no page of it
+	}
+	chunk := data[start:min(int64(len(data)), start+min(md.TotalCompressedSize, int64(len(data))))]
+	for page := 0; len(chunk) > 0; page++ {
+		h := &p.header
+		*h = format.PageHeader{}
+		p.resetThrift(chunk)
+		if err := p.dec.Decode(h); err != nil {
+			return fmt.Errorf("page %d: %w: unreadable header", page, errBomb)
+		}
+		hl := p.tr.BytesRead()
+		if hl <= 0 || hl > len(chunk) || h.CompressedPageSize < 0 || int(h.CompressedPageSize) > len(chunk)-hl {
+			return fmt.Errorf("page %d: %w: body past the chunk", page, errBomb)
+		}
+		body := chunk[hl : hl+int(h.CompressedPageSize)]
+		chunk = chunk[hl+int(h.CompressedPageSize):]
+		var values int32
+		compressed := true
+		switch {
+		case h.Type == format.DataPage && h.DataPageHeader.Valid:
+			values = h.DataPageHeader.V.NumValues
+		case h.Type == format.DictionaryPage && h.DictionaryPageHeader.Valid:
+			values = h.DictionaryPageHeader.V.NumValues
+		case h.Type == format.DataPageV2 && h.DataPageHeaderV2.Valid:
+			v := &h.DataPageHeaderV2.V
+			values = v.NumValues
+			levels := int64(v.RepetitionLevelsByteLength) + int64(v.DefinitionLevelsByteLength)
+			if v.RepetitionLevelsByteLength < 0 || v.DefinitionLevelsByteLength < 0 || levels > int64(len(body)) {
+				return fmt.Errorf("page %d: %w: levels past the page", page, errBomb)
+			}
+			body = body[levels:]
+			compressed = !v.IsCompressed.Valid || v.IsCompressed.V
+		default:
+			return fmt.Errorf("page %d: %w: page type %s", page, errBomb, h.Type)
+		}
+		if values < 0 {
+			return fmt.Errorf("page %d: %w: %d values", page, errBomb, values)
+		}
+		if err := p.budget.take(valueCost*int64(values), "its values"); err != nil {
+			return fmt.Errorf("page %d: %w", page, err)
+		}
+		if !decompresses(codec) || !compressed {
+			continue // parquet-go decompresses nothing (or fails on the codec)
+		}
+		if err := p.checkPage(codec, h.UncompressedPageSize, len(body)); err != nil {
+			return fmt.Errorf("page %d: %w", page, err)
+		}
+		p.scratch = growCap(p.scratch, int(h.UncompressedPageSize)+zstdSlack)
+		if err := checkDecompress(p.zstd(), codec, p.scratch, body, int(h.UncompressedPageSize)); err != nil {
+			return fmt.Errorf("page %d: %w", page, err)
+		}
+	}
+	return nil
+}
+
+// decompresses reports whether parquet-go decompresses pages of codec.
+func decompresses(codec format.CompressionCodec) bool {
+	switch codec {
+	case format.Snappy, format.Gzip, format.Brotli, format.Zstd, format.Lz4Raw:
+		return true
+	}
+	return false
+}
+
+// checkPage checks a page's declared size against its body and charges it
+// to the file's budget.
+func (p *pageReader) checkPage(codec format.CompressionCodec, declared int32, body int) error {
+	if err := checkDeclared(codec, declared, body); err != nil {
+		return err
+	}
+	return p.budget.take(int64(declared)+zstdSlack, "its decompressed pages")
+}
+
+// growCap returns b[:0] with a capacity of at least n.
+func growCap(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, 0, n)
+	}
+	return b[:0]
+}

@@ -1,0 +1,254 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/format"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// zstdRLEFrame is a zstd frame (RFC 8878) of n bytes 'a' in RLE blocks of
+// 128 KiB, 4 bytes each: 1 GiB in 32 KiB. fcs >= 0 is written as its
+// Frame_Content_Size, whatever n is.
+func zstdRLEFrame(n, fcs int64) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, 0xFD2FB528)
+	fhd := byte(0) // no content size, not single segment
+	if fcs >= 0 {
+		fhd = 3 << 6 // an 8-byte content size
+	}
+	b = append(b, fhd, (17-10)<<3) // window 128 KiB
+	if fcs >= 0 {
+		b = binary.LittleEndian.AppendUint64(b, uint64(fcs))
+	}
+	if n == 0 {
+		return append(b, 1, 0, 0) // one empty last raw block
+	}
+	for n > 0 {
+		m := min(n, 128<<10)
+		n -= m
+		h := uint32(m)<<3 | 1<<1 // RLE
+		if n == 0 {
+			h |= 1
+		}
+		b = append(b, byte(h), byte(h>>8), byte(h>>16), 'a')
+	}
+	return b
+}
+
+// allocated returns the bytes f allocates (the heap's cumulative count, so
+// that memory freed again still counts).
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// maxBombAlloc is what reading a crafted file of 30 entries may allocate:
+// a clean one takes about 1 MiB.
+const maxBombAlloc = 64 << 20
+
+// bombs are pages crafted to make a reader allocate far more than the file
+// holds. Each changes the first page of a column chunk (header and
+// compressed body).
+var bombs = []struct {
+	name   string
+	change func(h *format.PageHeader, body []byte) []byte
+}{
+	{"frame declares 4 GiB", func(h *format.PageHeader, _ []byte) []byte {
+		return zstdRLEFrame(int64(h.UncompressedPageSize), 4<<30)
+	}},
+	{"frame makes 1 GiB, declares none", func(_ *format.PageHeader, _ []byte) []byte {
+		return zstdRLEFrame(1<<30, -1)
+	}},
+	{"header declares 2 GiB", func(h *format.PageHeader, body []byte) []byte {
+		h.UncompressedPageSize = math.MaxInt32
+		return body
+	}},
+	{"header and frame agree on 1 GiB", func(h *format.PageHeader, _ []byte) []byte {
+		h.UncompressedPageSize = 1 << 30
+		return zstdRLEFrame(1<<30, 1<<30)
+	}},
+	{"header declares 2^31 values", func(h *format.PageHeader, body []byte) []byte {
+		if h.DataPageHeader.Valid {
+			h.DataPageHeader.V.NumValues = math.MaxInt32
+		}
+		if h.DictionaryPageHeader.Valid {
+			h.DictionaryPageHeader.V.NumValues = math.MaxInt32
+		}
+		return body
+	}},
+}
+
+// TestBombPagesRefused: a page crafted to exhaust memory makes its file a
+// not_audit_file, in both readers, without the memory being allocated.
+func TestBombPagesRefused(t *testing.T) {
+	orig, err := encode(buildChain("replica-0", 30))
+	require.NoError(t, err)
+	const key = "dt=2026-03-09/replica-0-00000000000000000000.parquet"
+	for _, col := range []int{colSeq, colTimeUnixNano, colAgentName, colEntryHash} {
+		for _, bomb := range bombs {
+			data := rewritePages(t, orig, col, func(i int, h *format.PageHeader, body []byte) []byte {
+				if i > 0 {
+					return body
+				}
+				return bomb.change(h, body)
+			})
+			for _, slow := range []bool{false, true} {
+				name := columnNames[col] + "/" + bomb.name
+				if slow {
+					name += "/parquet-go"
+				}
+				t.Run(name, func(t *testing.T) {
+					r := newFileReader()
+					r.slow = slow
+					var res *fileResult
+					n := allocated(func() { res = r.read(key, slices.Clone(data)) })
+					assert.Less(t, n, uint64(maxBombAlloc), "bytes allocated")
+					require.False(t, res.ok)
+					require.Len(t, res.violations, 1, joinLines(res.violations))
+					assert.Equal(t, NotAuditFile, res.violations[0].Kind)
+					assert.Contains(t, res.violations[0].Detail, "decompression bound exceeded")
+					assert.ErrorIs(t, r.malformed, errBomb)
+					// The reader reads a clean file next, as before.
+					res = r.read(key, slices.Clone(orig))
+					assert.Empty(t, res.violations)
+				})
+			}
+		}
+	}
+}
+
+// colAgentName is a dictionary-encoded column.
+const colAgentName = colExecutionID + 5
+
+// TestBombInTrail: a file with a bomb page is reported and the rest of the
+// trail verified, the same with either reader.
+func TestBombInTrail(t *testing.T) {
+	for _, bomb := range bombs {
+		t.Run(bomb.name, func(t *testing.T) {
+			tr := newTrail(t)
+			key := tr.keys[c0][2]
+			orig, err := os.ReadFile(tr.path(key))
+			require.NoError(t, err)
+			data := rewritePages(t, orig, colEntryHash, func(i int, h *format.PageHeader, body []byte) []byte {
+				if i > 0 {
+					return body
+				}
+				return bomb.change(h, body)
+			})
+			require.NoError(t, os.WriteFile(tr.path(key), data, 0o644))
+			var rep *Report
+			n := allocated(func() { rep = verifyBoth(t, tr.dir) })
+			assert.Less(t, n, uint64(2*maxBombAlloc), "bytes allocated")
+			assert.False(t, rep.Intact)
+			assert.Equal(t, int64(2*chainLen-perFile), rep.Entries, "every other file read")
+			var found bool
+			for _, v := range rep.Violations {
+				if v.File == key {
+					found = true
+					assert.Equal(t, NotAuditFile, v.Kind)
+					assert.Contains(t, v.Detail, "decompression bound exceeded")
+				}
+			}
+			assert.True(t, found, joinLines(rep.Violations))
+			for _, c := range rep.Chains {
+				assert.Equal(t, c.ChainID != c0, c.Intact, c.ChainID)
+			}
+		})
+	}
+}
+
+// TestDecodeZstdBounded: decodeZstd gives klauspost's output for frames
+// that fit the declared size, and errBomb, without growing its buffer, for
+// frames that do not.
+func TestDecodeZstdBounded(t *testing.T) {
+	d := newZstdDecoder()
+	ref, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(3, 4))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	require.NoError(t, err)
+	for i := range 300 {
+		n := rng.IntN(1 << uint(1+i%19))
+		raw := make([]byte, n)
+		for j := range raw {
+			raw[j] = byte('a' + rng.IntN(1+i%16))
+		}
+		var frame []byte
+		switch i % 3 {
+		case 0:
+			frame = enc.EncodeAll(raw, nil)
+		case 1:
+			frame = zstdRLEFrame(int64(n), -1)
+			raw = bytes.Repeat([]byte{'a'}, n)
+		default:
+			frame = zstdRLEFrame(int64(n), int64(n))
+			raw = bytes.Repeat([]byte{'a'}, n)
+		}
+		want, err := ref.DecodeAll(frame, nil)
+		require.NoError(t, err, "case %d, %d bytes", i, n)
+		require.Equal(t, raw, want)
+		dst := make([]byte, 0, n+zstdSlack)
+		got, err := decodeZstd(d, dst, frame, n)
+		require.NoError(t, err)
+		require.Equal(t, raw, got)
+		if n > 0 {
+			short := make([]byte, 0, n-1+zstdSlack)
+			_, err = decodeZstd(d, short, frame, n-1)
+			require.ErrorIs(t, err, errBomb, "%d bytes declared %d", n, n-1)
+		}
+		// Damaged frames: an error or klauspost's output, never more.
+		for range 5 {
+			bad := slices.Clone(frame)
+			bad[rng.IntN(len(bad))] ^= byte(1 + rng.IntN(255))
+			got, err := decodeZstd(d, make([]byte, 0, n+zstdSlack), bad, n)
+			if err == nil {
+				// Bounded by n, as decodeZstd found: safe to decode.
+				want, werr := ref.DecodeAll(bad, nil)
+				require.NoError(t, werr)
+				require.Equal(t, want, got)
+			}
+		}
+	}
+}
+
+// TestCheckDecompressCodecs: for every codec parquet-go decompresses, a
+// page that decodes to more than it declares is refused, and one that
+// decodes to what it declares is not.
+func TestCheckDecompressCodecs(t *testing.T) {
+	d := newZstdDecoder()
+	raw := bytes.Repeat([]byte("agentaudit "), 100_000)
+	for _, c := range []compress.Codec{&parquet.Zstd, &parquet.Snappy, &parquet.Gzip, &parquet.Brotli, &parquet.Lz4Raw} {
+		codec := c.CompressionCodec()
+		t.Run(codec.String(), func(t *testing.T) {
+			body, err := c.Encode(nil, raw)
+			require.NoError(t, err)
+			scratch := make([]byte, 0, len(raw)+zstdSlack)
+			require.NoError(t, checkDecompress(d, codec, scratch, body, len(raw)))
+			require.NoError(t, checkDeclared(codec, int32(len(raw)), len(body)))
+			err = checkDecompress(d, codec, scratch[:0:len(raw)/2+zstdSlack], body, len(raw)/2)
+			require.Error(t, err)
+			if codec != format.Lz4Raw { // lz4 only says the block does not fit
+				require.ErrorIs(t, err, errBomb)
+			}
+			if codec != format.Snappy { // snappy's size is its header's: parquet-go finds the rest
+				err = checkDecompress(d, codec, scratch, body[:len(body)/2], len(raw))
+				require.Error(t, err, "half a body")
+			}
+		})
+	}
+}
