@@ -9,14 +9,19 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/connector"
+	"go.opentelemetry.io/collector/connector/connectortest"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/collector/pipeline"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 
+	"github.com/agentaudit/agentaudit/connector/auditsplitconnector"
 	"github.com/agentaudit/agentaudit/exporter/auditexporter"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor"
 )
@@ -36,8 +41,10 @@ import (
 // exporter (file store, fsynced write-ahead log; 8 requests in flight so
 // that group commit works as under load) and the processor in mode
 // monitoring into a sink; the timing includes shutting the exporter down,
-// so every batch is encoded and written. cpu-ns/span is the process's CPU
-// time (all goroutines, GC included) per span; compare the two.
+// so every batch is encoded and written. "split" does the same with the
+// agentaudit_split connector in place of the copy and the two processors.
+// cpu-ns/span is the process's CPU time (all goroutines, GC included) per
+// span; compare them.
 func BenchmarkAuditPath(b *testing.B) {
 	for _, shape := range []struct {
 		name  string
@@ -51,16 +58,7 @@ func BenchmarkAuditPath(b *testing.B) {
 		})
 		b.Run(shape.name+"/pipeline", func(b *testing.B) {
 			ctx := context.Background()
-			dir := b.TempDir()
-			ef := auditexporter.NewFactory()
-			ecfg := ef.CreateDefaultConfig().(*auditexporter.Config)
-			ecfg.ChainID = "bench"
-			ecfg.File = &auditexporter.FileConfig{Directory: filepath.Join(dir, "trail")}
-			ecfg.Spool.Directory = filepath.Join(dir, "spool")
-			exp, err := ef.CreateTraces(ctx, exportertest.NewNopSettings(ef.Type()), ecfg)
-			if err != nil {
-				b.Fatal(err)
-			}
+			exp := benchExporter(b)
 			audit := benchProcessor(b, "audit", exp)
 			monitoring := benchProcessor(b, "monitoring", consumertest.NewNop())
 			host := componenttest.NewNopHost()
@@ -85,7 +83,53 @@ func BenchmarkAuditPath(b *testing.B) {
 			}
 			reportPerSpan(b, cpu0, spans)
 		})
+		b.Run(shape.name+"/split", func(b *testing.B) {
+			ctx := context.Background()
+			exp := benchExporter(b)
+			cf := auditsplitconnector.NewFactory()
+			ccfg := cf.CreateDefaultConfig().(*auditsplitconnector.Config)
+			auditID := pipeline.NewIDWithName(pipeline.SignalTraces, "audit")
+			monitoringID := pipeline.NewIDWithName(pipeline.SignalTraces, "monitoring")
+			ccfg.AuditPipelines = []pipeline.ID{auditID}
+			ccfg.MonitoringPipelines = []pipeline.ID{monitoringID}
+			split, err := cf.CreateTracesToTraces(ctx, connectortest.NewNopSettings(cf.Type()), ccfg,
+				connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{auditID: exp, monitoringID: consumertest.NewNop()}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			host := componenttest.NewNopHost()
+			for _, c := range []component.Component{exp, split} {
+				if err := c.Start(ctx, host); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu0 := tpSelfCPU()
+			spans := decodeParallel(b, payloads, func(td ptrace.Traces) error { return split.ConsumeTraces(ctx, td) })
+			for _, c := range []component.Component{split, exp} {
+				if err := c.Shutdown(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportPerSpan(b, cpu0, spans)
+		})
 	}
+}
+
+// benchExporter returns the agentaudit exporter on a file store in a
+// temporary directory.
+func benchExporter(b *testing.B) exporter.Traces {
+	b.Helper()
+	dir := b.TempDir()
+	ef := auditexporter.NewFactory()
+	ecfg := ef.CreateDefaultConfig().(*auditexporter.Config)
+	ecfg.ChainID = "bench"
+	ecfg.File = &auditexporter.FileConfig{Directory: filepath.Join(dir, "trail")}
+	ecfg.Spool.Directory = filepath.Join(dir, "spool")
+	exp, err := ef.CreateTraces(context.Background(), exportertest.NewNopSettings(ef.Type()), ecfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return exp
 }
 
 // decodeParallel decodes the payloads in turn on 8 goroutines (2 cores),

@@ -28,10 +28,12 @@ import (
 
 // BenchmarkOTLPThroughput measures acknowledged spans/s and per-request
 // acknowledgement latency under concurrent OTLP/gRPC load, side by side in
-// one run: a receive-and-discard collector (otlp receiver → nop exporter)
-// and agentaudit in the embedded default's shape (traces/audit to the
+// one run: a receive-and-discard collector (otlp receiver → nop exporter),
+// agentaudit in the embedded default's shape (traces/audit to the
 // agentaudit exporter with its fsynced write-ahead log, traces/monitoring to
-// nop). Both are the same binary, started fresh, and get the same load:
+// nop), and agentaudit-split, the same with the agentaudit_split connector
+// in place of the two processors. All are the same binary, started fresh,
+// and get the same load:
 //
 //	TP_RUNS=3 go test -run '^$' -bench OTLPThroughput -benchtime 1x ./e2e/
 //
@@ -46,9 +48,11 @@ import (
 // TP_CLIENTS (a comma-separated list of client counts, each measured in
 // turn, e.g. "8,32" to see both collectors near saturation), TP_SPANS,
 // TP_WARMUP and TP_DURATION override the defaults,
-// TP_RUNS repeats the four sub-benchmarks in rounds (medians are printed);
-// TP_COLLECTOR runs that collector binary instead of the one built from
-// the working tree (to measure a given commit).
+// TP_RUNS repeats the sub-benchmarks in rounds (medians are printed);
+// TP_TARGETS picks collectors (a comma-separated list of discard,
+// agentaudit, agentaudit-split); TP_COLLECTOR runs that collector binary
+// instead of the one built from the working tree (to measure a given
+// commit).
 //
 // "all-audit" loads tag every span for audit; "mixed10" tags one span in
 // ten, the others being ordinary GenAI/HTTP spans of similar size.
@@ -59,6 +63,15 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 	window := tpEnvDuration("TP_DURATION", 10*time.Second)
 
 	runs := tpEnvInt("TP_RUNS", 1)
+	targets := []string{"discard", "agentaudit", "agentaudit-split"}
+	if v := os.Getenv("TP_TARGETS"); v != "" {
+		targets = strings.Split(v, ",")
+		for _, t := range targets {
+			if _, ok := tpConfigs[t]; !ok {
+				b.Fatalf("TP_TARGETS: unknown collector %q", t)
+			}
+		}
+	}
 
 	type row struct {
 		run     int
@@ -89,7 +102,7 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 	for run := 1; run <= runs; run++ {
 		for i, shape := range shapes {
 			for _, clients := range clientCounts {
-				for _, target := range []string{"discard", "agentaudit"} {
+				for _, target := range targets {
 					name := shape.name + "/" + target
 					if len(clientCounts) > 1 {
 						name = shape.name + "/c" + strconv.Itoa(clients) + "/" + target
@@ -138,8 +151,8 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 	spansPerSec := func(r tpResult) float64 { return r.spansPerSec }
 	perCPU := func(r tpResult) float64 { return r.spansPerSec / max(r.collectorCPU, 1e-9) }
 	fmt.Fprintf(&sb, "\nMedians of %d run(s):\n\n", runs)
-	fmt.Fprintf(&sb, "| load | clients | discard spans/s | agentaudit spans/s | ratio | discard p50 / p99 ms | agentaudit p50 / p99 ms | ratio of spans per collector-CPU-s |\n")
-	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&sb, "| load | clients | collector | spans/s | ratio to discard | p50 / p99 ms | ratio of spans per collector-CPU-s |\n")
+	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|\n")
 	// ratio is "–" when a side did not run (a -bench filter picked one).
 	ratio := func(a, d float64) string {
 		if a == 0 || d == 0 {
@@ -152,13 +165,15 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 			m := func(target string, f func(tpResult) float64) float64 { return median(shape.name, c, target, f) }
 			p50 := func(r tpResult) float64 { return tpMs(r.p50) }
 			p99 := func(r tpResult) float64 { return tpMs(r.p99) }
-			d, a := m("discard", spansPerSec), m("agentaudit", spansPerSec)
-			if d == 0 && a == 0 {
-				continue
+			d := m("discard", spansPerSec)
+			for _, target := range targets {
+				a := m(target, spansPerSec)
+				if a == 0 {
+					continue
+				}
+				fmt.Fprintf(&sb, "| %s | %d | %s | %.0f | %s | %.1f / %.1f | %s |\n", shape.name, c, target, a, ratio(a, d),
+					m(target, p50), m(target, p99), ratio(m(target, perCPU), m("discard", perCPU)))
 			}
-			fmt.Fprintf(&sb, "| %s | %d | %.0f | %.0f | %s | %.1f / %.1f | %.1f / %.1f | %s |\n", shape.name, c, d, a, ratio(a, d),
-				m("discard", p50), m("discard", p99), m("agentaudit", p50), m("agentaudit", p99),
-				ratio(m("agentaudit", perCPU), m("discard", perCPU)))
 		}
 	}
 	// The parent of sub-benchmarks prints no log: write the table to stdout.
@@ -195,14 +210,8 @@ func tpRun(b *testing.B, target string, load tpLoad) tpResult {
 	dir := b.TempDir()
 	trail := filepath.Join(dir, "audit-data")
 	addr := tpFreeAddr(b)
-	var cfg string
-	switch target {
-	case "discard":
-		cfg = strings.NewReplacer("{{GRPC}}", addr).Replace(tpDiscardConfig)
-	case "agentaudit":
-		cfg = strings.NewReplacer("{{GRPC}}", addr, "{{TRAIL}}", trail,
-			"{{SPOOL}}", filepath.Join(dir, "spool")).Replace(tpAuditConfig)
-	}
+	cfg := strings.NewReplacer("{{GRPC}}", addr, "{{TRAIL}}", trail,
+		"{{SPOOL}}", filepath.Join(dir, "spool")).Replace(tpConfigs[target])
 	c := tpStart(b, dir, cfg, addr)
 
 	res := tpDrive(b, c, addr, load)
@@ -210,7 +219,7 @@ func tpRun(b *testing.B, target string, load tpLoad) tpResult {
 	if res.failed > 0 {
 		b.Logf("%s: %d requests failed; first: %v", target, res.failed, res.firstErr)
 	}
-	if target == "agentaudit" {
+	if target != "discard" {
 		want := int64(res.ackedReqsTotal * load.auditPerReq)
 		got, distinct, next := tpTrailCount(b, trail)
 		switch {
@@ -287,6 +296,54 @@ service:
       processors: [agentaudit/monitoring]
       exporters: [nop]
 `
+
+// tpSplitConfig is tpAuditConfig with the agentaudit_split connector in
+// place of the two processors.
+const tpSplitConfig = `
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {{GRPC}}
+        max_recv_msg_size_mib: 128
+connectors:
+  agentaudit_split:
+    audit_pipelines: [traces/audit]
+    monitoring_pipelines: [traces/monitoring]
+exporters:
+  agentaudit:
+    chain_id: tp-bench
+    file:
+      directory: {{TRAIL}}
+    spool:
+      directory: {{SPOOL}}
+    batch:
+      max_entries: 10000
+      max_bytes: 16777216
+      max_age: 10s
+  nop:
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [agentaudit_split]
+    traces/audit:
+      receivers: [agentaudit_split]
+      exporters: [agentaudit]
+    traces/monitoring:
+      receivers: [agentaudit_split]
+      exporters: [nop]
+`
+
+// tpConfigs are the collectors measured, by name.
+var tpConfigs = map[string]string{
+	"discard":          tpDiscardConfig,
+	"agentaudit":       tpAuditConfig,
+	"agentaudit-split": tpSplitConfig,
+}
 
 // tpCollector is a collector process started by tpStart.
 type tpCollector struct{ *process }
