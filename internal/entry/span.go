@@ -243,12 +243,15 @@ func cleanString(v pcommon.Value, max int) (string, bool) {
 }
 
 // cleanValue reports whether mapping v records no problem: every string in
-// it, nested ones included, valid UTF-8 within max bytes, every map key valid.
+// it, nested ones included, valid UTF-8 within max bytes, every byte string
+// within max bytes of base64, every map key valid.
 func cleanValue(v pcommon.Value, max int) bool {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
 		_, ok := cleanString(v, max)
 		return ok
+	case pcommon.ValueTypeBytes:
+		return base64.StdEncoding.EncodedLen(v.Bytes().Len()) <= max
 	case pcommon.ValueTypeSlice:
 		sl := v.Slice()
 		for i := 0; i < sl.Len(); i++ {
@@ -722,7 +725,8 @@ func (m *mapper) appendObject(dst []byte, field string, kvs []keyValue) []byte {
 // appendCanonical appends v as canonical JSON: strings (repaired and
 // truncated) as JSON strings, Int as an integer, Double as a number in
 // shortest 'g' form (NaN and infinities as the strings "NaN", "Infinity",
-// "-Infinity"), Bool as true/false, Bytes as a standard base64 string, Slice
+// "-Infinity"), Bool as true/false, Bytes as a standard base64 string
+// (truncated as strings are), Slice
 // as an array, Map as an object with keys sorted bytewise, Empty as null.
 // No insignificant whitespace and no HTML escaping.
 func (m *mapper) appendCanonical(dst []byte, field string, v pcommon.Value) []byte {
@@ -736,8 +740,14 @@ func (m *mapper) appendCanonical(dst []byte, field string, v pcommon.Value) []by
 	case pcommon.ValueTypeBool:
 		return strconv.AppendBool(dst, v.Bool())
 	case pcommon.ValueTypeBytes:
+		// Base64 needs no JSON escaping. Longer than the limit, it is
+		// truncated like a string (the SHA-256 is of the full base64 form).
+		raw := v.Bytes().AsRaw()
+		if base64.StdEncoding.EncodedLen(len(raw)) > m.max {
+			return appendJSONString(dst, m.sanitize(field, base64.StdEncoding.EncodeToString(raw)))
+		}
 		dst = append(dst, '"')
-		dst = base64.StdEncoding.AppendEncode(dst, v.Bytes().AsRaw())
+		dst = base64.StdEncoding.AppendEncode(dst, raw)
 		return append(dst, '"')
 	case pcommon.ValueTypeSlice:
 		sl := v.Slice()

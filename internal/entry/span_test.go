@@ -2,6 +2,7 @@ package entry
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"math"
@@ -572,6 +573,39 @@ func TestTruncateLargeValue(t *testing.T) {
 			{Field: "tool.output", Kind: ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: fullSHA},
 		}, problemsOf(t, e))
 	}
+}
+
+// TestTruncateLargeBytes: a Bytes attribute is kept in attributes as
+// base64, truncated like a string when its base64 form is over the limit,
+// nested ones too; normalizing first changes nothing.
+func TestTruncateLargeBytes(t *testing.T) {
+	raw := make([]byte, 3<<20)
+	for i := range raw {
+		raw[i] = byte(i * 7)
+	}
+	full := base64.StdEncoding.EncodeToString(raw)
+	sum := sha256.Sum256([]byte(full))
+
+	res, span := typicalSpan()
+	span.Attributes().PutEmptyBytes("tool.output").FromRaw(raw)
+	span.Attributes().PutEmptyMap("nested").PutEmptySlice("s").AppendEmpty().SetEmptyBytes().FromRaw(raw)
+	span.Attributes().PutEmptyBytes("small").FromRaw([]byte{1, 2, 3})
+	opts := Options{MaxValueBytes: 1000}
+	e := FromSpan(res, span, opts)
+
+	var attrs map[string]any
+	require.NoError(t, json.Unmarshal([]byte(e.Attributes), &attrs))
+	assert.Equal(t, full[:1000], attrs["tool.output"])
+	assert.Equal(t, map[string]any{"s": []any{full[:1000]}}, attrs["nested"])
+	assert.Equal(t, "AQID", attrs["small"])
+	detail := "truncated to 1000 bytes"
+	assert.Equal(t, []Problem{
+		{Field: "nested", Kind: ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: hex.EncodeToString(sum[:])},
+		{Field: "tool.output", Kind: ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: hex.EncodeToString(sum[:])},
+	}, problemsOf(t, e))
+
+	Normalize(res, span, opts)
+	assert.Equal(t, e, FromSpan(res, span, opts))
 }
 
 func TestTruncateHashesRepairedValue(t *testing.T) {
