@@ -54,8 +54,11 @@ import (
 // instead of the one built from the working tree (to measure a given
 // commit).
 //
-// "all-audit" loads tag every span for audit; "mixed10" tags one span in
-// ten, the others being ordinary GenAI/HTTP spans of similar size.
+// "all-audit" loads tag every span for audit; "mixed2" tags one span in
+// two (an agent step that emits an LLM span and an audit span, as in the
+// article's example run), "mixed10" one in ten, the others being ordinary
+// GenAI/HTTP spans of similar size. TP_LOADS picks loads (a
+// comma-separated list).
 func BenchmarkOTLPThroughput(b *testing.B) {
 	clientCounts := tpEnvInts("TP_CLIENTS", []int{8})
 	spans := tpEnvInt("TP_SPANS", 100)
@@ -85,7 +88,14 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 		name  string
 		every int // one span in every is audit-tagged
 	}
-	shapes := []tpLoadShape{{"all-audit", 1}, {"mixed10", 10}}
+	shapes := []tpLoadShape{{"all-audit", 1}, {"mixed2", 2}, {"mixed10", 10}}
+	if v := os.Getenv("TP_LOADS"); v != "" {
+		names := strings.Split(v, ",")
+		shapes = slices.DeleteFunc(shapes, func(s tpLoadShape) bool { return !slices.Contains(names, s.name) })
+		if len(shapes) != len(names) {
+			b.Fatalf("TP_LOADS %q: use a comma-separated list of all-audit, mixed2, mixed10", v)
+		}
+	}
 	type built struct {
 		payloads                 [][]byte
 		auditPerReq, bytesPerReq int
