@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"slices"
@@ -616,6 +617,23 @@ const (
 	slotRoom = rowSlot - 72
 )
 
+// lenPrefix[n] is the encoded length n < 1000 ("n:"), in the low
+// lenPrefixSize[n] bytes, to be stored as one word.
+var lenPrefix, lenPrefixSize = func() (p [1000]uint32, size [1000]uint8) {
+	for n := range p {
+		b := appendLen(nil, n)
+		for i, c := range b {
+			p[n] |= uint32(c) << (8 * i)
+		}
+		size[n] = uint8(len(b))
+	}
+	return p, size
+}()
+
+// numHashedCols is how many columns, colExecutionID to colPrevHash, are
+// hashed in column order.
+const numHashedCols = colPrevHash - colExecutionID + 1
+
 // canonicalBlock encodes rows i0 to i0+m-1 into r.block, row k in slot k,
 // pos[k] bytes; false when one of them does not fit its slot.
 func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
@@ -637,38 +655,30 @@ func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
 	}
 	for c := colExecutionID; c <= colPrevHash; c++ {
 		for k, v := range cols[c].strs[i0 : i0+m] {
-			p := k*rowSlot + pos[k]
+			// Every write stays inside slot k's room.
+			slot := buf[k*rowSlot : k*rowSlot+slotRoom]
+			p := pos[k]
 			if v == nil { // NULL; an empty string is not nil
-				if pos[k]+1 > slotRoom {
+				if p >= len(slot) {
 					return false
 				}
-				buf[p] = '-'
-				pos[k]++
+				slot[p] = '-'
+				pos[k] = p + 1
 				continue
 			}
 			n := len(v)
-			if n > slotRoom || pos[k]+n+4 > slotRoom {
-				return false
-			}
-			switch {
-			case n < 10:
-				buf[p], buf[p+1] = byte('0'+n), ':'
-				p += 2
-			case n < 100:
-				buf[p], buf[p+1], buf[p+2] = byte('0'+n/10), byte('0'+n%10), ':'
-				p += 3
-			default: // below slotRoom: 4 digits at most
-				buf[p], buf[p+1], buf[p+2], buf[p+3] = byte('0'+n/1000), byte('0'+n/100%10), byte('0'+n/10%10), byte('0'+n%10)
-				p += 4
-				if n < 1000 {
-					copy(buf[p-4:], buf[p-3:p]) // no leading zero
-					p--
+			if n >= 1000 || n+4 > len(slot)-p {
+				if n > slotRoom || n+8 > len(slot)-p {
+					return false
 				}
-				buf[p] = ':'
-				p++
+				p = len(appendLen(slot[:p], n))
+			} else {
+				// Four bytes written, the prefix's kept: the value or
+				// the next field overwrites the rest.
+				binary.LittleEndian.PutUint32(slot[p:p+4], lenPrefix[n])
+				p += int(lenPrefixSize[n])
 			}
-			p += copy(buf[p:p+n], v)
-			pos[k] = p - k*rowSlot
+			pos[k] = p + copy(slot[p:p+n], v)
 		}
 	}
 	return true
