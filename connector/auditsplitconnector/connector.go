@@ -186,6 +186,9 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int) (out ptrac
 				if move {
 					span.MoveTo(a)
 				} else {
+					// Room for what Normalize may add (audit.result,
+					// audit.validation): the copy keeps the capacity.
+					a.Attributes().EnsureCapacity(span.Attributes().Len() + 2)
 					span.CopyTo(a)
 					span.Attributes().RemoveIf(isPayloadKey)
 					n[outcomeStripped]++

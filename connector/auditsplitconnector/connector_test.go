@@ -403,3 +403,59 @@ func TestFactory(t *testing.T) {
 	require.NoError(t, c.Shutdown(context.Background()))
 	assert.Equal(t, 2, sinks["audit"].SpanCount())
 }
+
+// BenchmarkConsumeTraces measures the connector alone (both sides nop) on
+// requests of 100 spans, every span or one in ten audit-tagged. Each
+// iteration splits a fresh copy of the request; "copy" does only the copy,
+// so the connector's own cost is the difference:
+//
+//	go test -run '^$' -bench ConsumeTraces -benchmem -count 5 ./connector/auditsplitconnector/
+func BenchmarkConsumeTraces(b *testing.B) {
+	for _, every := range []int{1, 10} {
+		in := ptrace.NewTraces()
+		rs := in.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr("service.name", "crm-agent")
+		ss := rs.ScopeSpans().AppendEmpty()
+		r := rand.New(rand.NewPCG(1, 2))
+		for i := range 100 {
+			addRandomSpan(r, ss, "s")
+			attrs := ss.Spans().At(i).Attributes()
+			attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k != "http.request.method" })
+			attrs.PutStr("gen_ai.request.model", "gpt-4o")
+			if i%every == 0 {
+				attrs.PutStr(entry.KeyActionType, "write")
+				attrs.PutStr(entry.KeyExecutionID, "run-1")
+				attrs.PutStr(entry.KeyTargetSystem, "crm")
+				attrs.PutStr(entry.KeyTargetResource, "Contact/48291/email")
+				attrs.PutStr(entry.KeyValueProposed, "b@example.com")
+				attrs.PutStr(entry.KeyValuePrevious, "a@example.com")
+				attrs.PutStr(entry.KeyReasoning, "the customer asked for it")
+			}
+		}
+		next := connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{
+			traces("audit"): consumertest.NewNop(), traces("monitoring"): consumertest.NewNop(),
+		})
+		c, err := newSplitConnector(&Config{
+			AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")}, MaxValueBytes: 1024,
+		}, componenttest.NewNopTelemetrySettings(), next)
+		require.NoError(b, err)
+		for _, split := range []bool{false, true} {
+			name := fmt.Sprintf("audit-1-in-%d/copy", every)
+			if split {
+				name += "+split"
+			}
+			b.Run(name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					td := clone(in)
+					if split {
+						if err := c.ConsumeTraces(context.Background(), td); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/span")
+			})
+		}
+	}
+}
