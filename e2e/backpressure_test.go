@@ -69,7 +69,15 @@ func spoolBatches(t *testing.T, spool string) int {
 	return len(parquetFiles(t, dir))
 }
 
+// TestSpoolFullRefusesThenRecovers runs once per way to split the stream
+// (see splitConfigs): the refusal must reach the client through either.
 func TestSpoolFullRefusesThenRecovers(t *testing.T) {
+	for _, split := range []string{"processors", "connector"} {
+		t.Run(split, func(t *testing.T) { testSpoolFull(t, split) })
+	}
+}
+
+func testSpoolFull(t *testing.T, split string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	srv := s3test.Start(t)
@@ -81,6 +89,7 @@ func TestSpoolFullRefusesThenRecovers(t *testing.T) {
 		chainID: chainID, maxEntries: loadAuditSpans,
 		store: s3Store(srv, "audit-trail", spool, true) + "\n      max_bytes: 1",
 		env:   srv.Env(),
+		split: split,
 	})
 	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
