@@ -2,6 +2,7 @@ package verify
 
 import (
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,6 +62,10 @@ func TestAppendIntField(t *testing.T) {
 	vals := []int64{0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 12345, 1773048600048148113, math.MaxInt64, -1, -10, math.MinInt64}
 	for p := int64(1); p > 0 && p <= math.MaxInt64/10; p *= 10 {
 		vals = append(vals, p-1, p, p+1, 7*p)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 1000 {
+		vals = append(vals, rng.Int64()>>rng.IntN(63))
 	}
 	for _, v := range vals {
 		c := column{ints: []int64{v}, null: []bool{false}}
