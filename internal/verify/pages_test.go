@@ -303,3 +303,34 @@ func rehash(es []entry.Entry) {
 		c.Append(&es[i])
 	}
 }
+
+// TestDecodeIndicesPacked: bit-packed dictionary indices of widths up to 8,
+// read a word per group, decode as the value-by-value unpack does, and any
+// index past the dictionary is refused.
+func TestDecodeIndicesPacked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 2000 {
+		width := uint(1 + rng.IntN(8))
+		groups := 1 + rng.IntN(5)
+		packed := make([]byte, groups*int(width))
+		for i := range packed {
+			packed[i] = byte(rng.Uint32())
+		}
+		n := groups*8 - rng.IntN(8)
+		b := append(binary.AppendUvarint(nil, uint64(groups)<<1|1), packed...)
+		var want []uint32
+		for i := range n {
+			want = append(want, unpack(packed, width, i))
+		}
+		maxIdx := slices.Max(want)
+		for i := n; i < groups*8; i++ { // the padding counts too
+			maxIdx = max(maxIdx, unpack(packed, width, i))
+		}
+		dictLen := 1 + rng.IntN(1<<width)
+		got, ok := decodeIndices(nil, b, width, n, dictLen)
+		require.Equal(t, int(maxIdx) < dictLen, ok, "width %d, dictionary of %d", width, dictLen)
+		if ok {
+			require.Equal(t, want, got[:n])
+		}
+	}
+}
