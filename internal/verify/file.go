@@ -533,20 +533,6 @@ func appendIntField(dst []byte, c *column, i int) []byte {
 	var tmp [24]byte
 	k := len(tmp)
 	u := uint64(v)
-	if u >= 1e10 {
-		// The low ten digits apart: two short chains of divisions, which
-		// the CPU overlaps, instead of one long one (time_unix_nano has
-		// 19 digits).
-		lo := u % 1e10
-		u /= 1e10
-		for range 5 {
-			q := lo / 100
-			d := (lo - q*100) * 2
-			k -= 2
-			tmp[k], tmp[k+1] = digits2[d], digits2[d+1]
-			lo = q
-		}
-	}
 	for u >= 100 {
 		q := u / 100
 		d := (u - q*100) * 2
@@ -692,24 +678,7 @@ func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
 				binary.LittleEndian.PutUint32(slot[p:p+4], lenPrefix[n])
 				p += int(lenPrefixSize[n])
 			}
-			// Short values by word moves, overlapping, inside v and the
-			// slot: no call.
-			switch {
-			case n >= 8 && n <= 16:
-				a, b := binary.LittleEndian.Uint64(v), binary.LittleEndian.Uint64(v[n-8:])
-				binary.LittleEndian.PutUint64(slot[p:], a)
-				binary.LittleEndian.PutUint64(slot[p+n-8:], b)
-			case n > 16 && n <= 32:
-				a, b := binary.LittleEndian.Uint64(v), binary.LittleEndian.Uint64(v[8:])
-				c, d := binary.LittleEndian.Uint64(v[n-16:]), binary.LittleEndian.Uint64(v[n-8:])
-				binary.LittleEndian.PutUint64(slot[p:], a)
-				binary.LittleEndian.PutUint64(slot[p+8:], b)
-				binary.LittleEndian.PutUint64(slot[p+n-16:], c)
-				binary.LittleEndian.PutUint64(slot[p+n-8:], d)
-			default:
-				copy(slot[p:p+n], v)
-			}
-			pos[k] = p + n
+			pos[k] = p + copy(slot[p:p+n], v)
 		}
 	}
 	return true
