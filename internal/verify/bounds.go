@@ -196,7 +196,10 @@ func (p *pageReader) scanChunk(data []byte, cc *format.ColumnChunk, codec format
 		body := chunk[hl : hl+int(h.CompressedPageSize)]
 		chunk = chunk[hl+int(h.CompressedPageSize):]
 		var values int32
-		compressed := true
+		// What parquet-go may decompress of the page: its values, and the
+		// whole body when the page is also read as the dictionary (a page
+		// at the chunk's start whose header has a dictionary header too).
+		regions := [2][]byte{body}
 		switch {
 		case h.Type == format.DataPage && h.DataPageHeader.Valid:
 			values = h.DataPageHeader.V.NumValues
@@ -209,8 +212,13 @@ func (p *pageReader) scanChunk(data []byte, cc *format.ColumnChunk, codec format
 			if v.RepetitionLevelsByteLength < 0 || v.DefinitionLevelsByteLength < 0 || levels > int64(len(body)) {
 				return fmt.Errorf("page %d: %w: levels past the page", page, errBomb)
 			}
-			body = body[levels:]
-			compressed = !v.IsCompressed.Valid || v.IsCompressed.V
+			regions[0] = nil
+			if !v.IsCompressed.Valid || v.IsCompressed.V {
+				regions[0] = body[levels:]
+			}
+			if h.DictionaryPageHeader.Valid {
+				regions[1] = body
+			}
 		default:
 			return fmt.Errorf("page %d: %w: page type %s", page, errBomb, h.Type)
 		}
@@ -220,15 +228,22 @@ func (p *pageReader) scanChunk(data []byte, cc *format.ColumnChunk, codec format
 		if err := p.budget.take(valueCost*int64(values), "its values"); err != nil {
 			return fmt.Errorf("page %d: %w", page, err)
 		}
-		if !decompresses(codec) || !compressed {
+		if !decompresses(codec) {
 			continue // parquet-go decompresses nothing (or fails on the codec)
 		}
-		if err := p.checkPage(codec, h.UncompressedPageSize, len(body)); err != nil {
-			return fmt.Errorf("page %d: %w", page, err)
-		}
-		p.scratch = growCap(p.scratch, int(h.UncompressedPageSize)+zstdSlack)
-		if err := checkDecompress(p.zstd(), codec, p.scratch, body, int(h.UncompressedPageSize)); err != nil {
-			return fmt.Errorf("page %d: %w", page, err)
+		for _, region := range regions {
+			if region == nil {
+				continue
+			}
+			if err := p.checkPage(codec, h.UncompressedPageSize, len(region)); err != nil {
+				return fmt.Errorf("page %d: %w", page, err)
+			}
+			if codec == format.Zstd || codec == format.Lz4Raw {
+				p.scratch = growCap(p.scratch, int(h.UncompressedPageSize)+zstdSlack)
+			}
+			if err := checkDecompress(p.zstd(), codec, p.scratch, region, int(h.UncompressedPageSize)); err != nil {
+				return fmt.Errorf("page %d: %w", page, err)
+			}
 		}
 	}
 	return nil

@@ -3,13 +3,16 @@ package verify
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
@@ -250,5 +253,61 @@ func TestCheckDecompressCodecs(t *testing.T) {
 				require.Error(t, err, "half a body")
 			}
 		})
+	}
+}
+
+// TestForeignShapesIntact: files as other tools write them (every codec
+// parquet-go reads, data pages v1 and v2) go through parquet-go after
+// scanChunk, and a clean trail of them is intact, the same with either
+// reader.
+func TestForeignShapesIntact(t *testing.T) {
+	for _, c := range []compress.Codec{&parquet.Uncompressed, &parquet.Snappy, &parquet.Gzip, &parquet.Brotli, &parquet.Lz4Raw, &parquet.Zstd} {
+		for _, v := range []int{1, 2} {
+			t.Run(fmt.Sprintf("%s/v%d", c.CompressionCodec(), v), func(t *testing.T) {
+				tr := newTrail(t)
+				for i := range tr.keys[c0] {
+					es := tr.file(c0, i)
+					writeRawWith(t, tr.dir, tr.keys[c0][i], es, footerOf(es), nil, parquet.Compression(c), parquet.DataPageVersion(v))
+				}
+				rep := verifyBoth(t, tr.dir)
+				assert.True(t, rep.Intact, joinLines(rep.Violations))
+			})
+		}
+	}
+}
+
+// TestGzipBombRefused: a gzip page that inflates past its declared size
+// (256 MiB of zeros in 256 KiB) is refused before parquet-go inflates it.
+func TestGzipBombRefused(t *testing.T) {
+	var bomb bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&bomb, gzip.BestCompression)
+	require.NoError(t, err)
+	zeros := make([]byte, 1<<20)
+	for range 256 {
+		_, err := zw.Write(zeros)
+		require.NoError(t, err)
+	}
+	require.NoError(t, zw.Close())
+	tr := newTrail(t)
+	es := tr.file(c0, 0)
+	dir := t.TempDir()
+	writeRawWith(t, dir, tr.keys[c0][0], es, footerOf(es), nil, parquet.Compression(&parquet.Gzip))
+	orig, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(tr.keys[c0][0])))
+	require.NoError(t, err)
+	data := rewritePages(t, orig, colEntryHash, func(i int, _ *format.PageHeader, body []byte) []byte {
+		if i > 0 {
+			return body
+		}
+		return bomb.Bytes()
+	})
+	for _, slow := range []bool{false, true} {
+		r := newFileReader()
+		r.slow = slow
+		var res *fileResult
+		n := allocated(func() { res = r.read(tr.keys[c0][0], data) })
+		assert.Less(t, n, uint64(maxBombAlloc), "bytes allocated")
+		require.Len(t, res.violations, 1, joinLines(res.violations))
+		assert.Equal(t, NotAuditFile, res.violations[0].Kind)
+		assert.Contains(t, res.violations[0].Detail, "decompression bound exceeded")
 	}
 }

@@ -174,10 +174,11 @@ func writeRaw(t testing.TB, dir, key string, es []entry.Entry, footer [][2]strin
 	writeRawWith(t, dir, key, es, footer, nil)
 }
 
-// writeRawWith is writeRaw with a change to each row before it is written.
-func writeRawWith(t testing.TB, dir, key string, es []entry.Entry, footer [][2]string, change func(int, *rawRow)) {
+// writeRawWith is writeRaw with a change to each row before it is written,
+// and writer options after the default zstd.
+func writeRawWith(t testing.TB, dir, key string, es []entry.Entry, footer [][2]string, change func(int, *rawRow), more ...parquet.WriterOption) {
 	t.Helper()
-	opts := []parquet.WriterOption{parquet.Compression(&parquet.Zstd)}
+	opts := append([]parquet.WriterOption{parquet.Compression(&parquet.Zstd)}, more...)
 	for _, kv := range footer {
 		opts = append(opts, parquet.KeyValueMetadata(kv[0], kv[1]))
 	}
