@@ -630,10 +630,6 @@ var lenPrefix, lenPrefixSize = func() (p [1000]uint32, size [1000]uint8) {
 	return p, size
 }()
 
-// numHashedCols is how many columns, colExecutionID to colPrevHash, are
-// hashed in column order.
-const numHashedCols = colPrevHash - colExecutionID + 1
-
 // canonicalBlock encodes rows i0 to i0+m-1 into r.block, row k in slot k,
 // pos[k] bytes; false when one of them does not fit its slot.
 func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
