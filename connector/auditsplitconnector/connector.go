@@ -26,8 +26,8 @@ import (
 type outcome int
 
 const (
-	outcomeKeptAudit    outcome = iota // copied to the audit pipelines, no problems
-	outcomeWithProblems                // copied, problems in audit.validation
+	outcomeKeptAudit    outcome = iota // passed to the audit pipelines, no problems
+	outcomeWithProblems                // passed on, problems in audit.validation
 	outcomeStripped                    // monitoring pipelines get it without payload
 	outcomeDroppedAudit                // monitoring pipelines do not get it
 	numOutcomes
