@@ -225,6 +225,19 @@ func TestProve(t *testing.T) {
 	_, errOut, code = auditctl(t, nil, "prove", "--chain", "replica-a", dir, "13")
 	assert.Equal(t, exitViolations, code)
 	assert.Contains(t, errOut, "the checkpoint of the batch")
+
+	// The batch file is checked as verify checks it before it is read: a
+	// file that is not an audit batch, or fails its own checks, proves
+	// nothing.
+	files, err := filepath.Glob(filepath.Join(dir, "dt=*", "replica-a-00000000000000000010.parquet"))
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	require.NoError(t, os.Chmod(files[0], 0o644))
+	require.NoError(t, os.WriteFile(files[0], []byte("PAR1 not a parquet file PAR1"), 0o644))
+	_, errOut, code = auditctl(t, nil, "prove", "--chain", "replica-a", dir, "13")
+	assert.Equal(t, exitViolations, code)
+	assert.Contains(t, errOut, "cannot prove")
+	assert.Contains(t, errOut, "replica-a-00000000000000000010.parquet: not_audit_file: ")
 }
 
 func mustRead(t *testing.T, p string) string {

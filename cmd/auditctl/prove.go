@@ -150,6 +150,13 @@ func prove(ctx context.Context, src verify.Source, chainID string, seq int64, ke
 	if err != nil {
 		return nil, exitError, err
 	}
+	// The file must be intact on its own before it is read for a proof:
+	// the verifier reads it within bounds (a crafted file cannot make this
+	// exhaust memory) and rejects what parquet-go would misread.
+	if vs := verify.CheckFile(file, data); len(vs) > 0 {
+		return nil, exitViolations, fmt.Errorf("%w: %s: %s: %s (%s; run auditctl verify)",
+			errUnprovable, file, vs[0].Kind, vs[0].Detail, plural(len(vs), "violation"))
+	}
 	entries, _, err := parquetfile.ReadEntries(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, exitViolations, fmt.Errorf("%w: %s: %v (run auditctl verify)", errUnprovable, file, err)

@@ -311,3 +311,28 @@ func TestGzipBombRefused(t *testing.T) {
 		assert.Contains(t, res.violations[0].Detail, "decompression bound exceeded")
 	}
 }
+
+// TestCheckFile: one file checked on its own (auditctl prove does this
+// before it reads a batch) gets the verifier's verdict and bounds.
+func TestCheckFile(t *testing.T) {
+	orig, err := encode(buildChain("replica-0", 30))
+	require.NoError(t, err)
+	const key = "dt=2026-03-09/replica-0-00000000000000000000.parquet"
+	assert.Empty(t, CheckFile(key, slices.Clone(orig)))
+
+	vs := CheckFile("dt=2026-03-09/replica-0-00000000000000000005.parquet", slices.Clone(orig))
+	require.Len(t, vs, 1, joinLines(vs))
+	assert.Equal(t, FileNameMismatch, vs[0].Kind)
+
+	bomb := rewritePages(t, orig, colEntryHash, func(i int, h *format.PageHeader, body []byte) []byte {
+		if i > 0 {
+			return body
+		}
+		return bombs[0].change(h, body)
+	})
+	n := allocated(func() { vs = CheckFile(key, bomb) })
+	assert.Less(t, n, uint64(maxBombAlloc), "bytes allocated")
+	require.Len(t, vs, 1, joinLines(vs))
+	assert.Equal(t, NotAuditFile, vs[0].Kind)
+	assert.Contains(t, vs[0].Detail, "decompression bound exceeded")
+}

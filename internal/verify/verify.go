@@ -194,6 +194,19 @@ type Options struct {
 // is not a pass (usually a wrong path or prefix).
 var ErrNoFiles = errors.New("verify: no .parquet files under the target")
 
+// CheckFile checks one batch file on its own, as Verify checks each file of
+// a trail: it reads the rows within the same decompression bounds,
+// recomputes every entry_hash and the Merkle root, and checks the rows'
+// order and links, the footer and the file name. Links to other files and
+// checkpoints are not checked. key is the file's key below the target
+// (its name is checked against the rows). CheckFile returns the file's
+// violations, none when the file is intact on its own.
+func CheckFile(key string, data []byte) []Violation {
+	r := getFileReader()
+	defer putFileReader(r)
+	return r.read(key, data).violations
+}
+
 // Verify checks every .parquet file of src, then every signed checkpoint
 // stored beside the trail (checkpoints/<chain_id>/*.checkpoint) and given in
 // opts, and returns the report. An error means the trail could not be
