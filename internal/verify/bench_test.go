@@ -2,6 +2,8 @@ package verify
 
 import (
 	"crypto/sha256"
+	"fmt"
+	"runtime"
 
 	"context"
 	"github.com/agentaudit/agentaudit/internal/chain"
@@ -121,4 +123,32 @@ func BenchmarkHashRows(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*benchPerFile)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkVerifyRemote verifies the benchmark trail through a source that
+// adds 20 ms to every download, as a remote store does, with as many
+// downloads in flight as workers (what Verify did before it fetched ahead)
+// and with DefaultFetchers:
+//
+//	go test -run '^$' -bench BenchmarkVerifyRemote -benchtime 3x ./internal/verify/
+func BenchmarkVerifyRemote(b *testing.B) {
+	dir := benchDir(b)
+	workers := runtime.GOMAXPROCS(0)
+	for _, fetchers := range []int{workers, DefaultFetchers} {
+		b.Run(fmt.Sprintf("fetchers=%d", fetchers), func(b *testing.B) {
+			src := remoteSource{Dir: Dir(dir), delay: 20 * time.Millisecond}
+			var n int64
+			for b.Loop() {
+				rep, err := Verify(context.Background(), src, Options{Workers: workers, Fetchers: fetchers})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !rep.Intact {
+					b.Fatalf("clean trail flagged:\n%s", joinLines(rep.Violations))
+				}
+				n += rep.Entries
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
 }

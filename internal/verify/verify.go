@@ -168,6 +168,10 @@ type Report struct {
 	Notes []string `json:"notes"`
 }
 
+// DefaultFetchers is how many files of a remote source Verify downloads at
+// once by default. Memory: up to Fetchers + Workers files are held.
+const DefaultFetchers = 8
+
 // NoCheckpointNote is the note of a report made without a checkpoint.
 const NoCheckpointNote = "no checkpoint given: a truncated tail cannot be detected"
 
@@ -175,6 +179,11 @@ const NoCheckpointNote = "no checkpoint given: a truncated tail cannot be detect
 type Options struct {
 	// Workers is how many files are read at once; 0 means GOMAXPROCS.
 	Workers int
+	// Fetchers is how many files of a remote source (anything but a local
+	// Dir) are downloaded at once, ahead of the workers; 0 means
+	// DefaultFetchers. Downloads, not the CPU, bound a verification over
+	// S3: each file waits a round trip or more.
+	Fetchers int
 	// Progress, when set, is called after each file (from several
 	// goroutines, never concurrently) with the files done, the total and the
 	// entries read so far.
@@ -238,46 +247,101 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := getFileReader()
-			defer putFileReader(r)
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(keys) || ctx.Err() != nil {
-					return
-				}
-				var data []byte
-				var err error
-				if d, ok := src.(Dir); ok {
-					// The file's bytes are not kept past read: reuse them.
-					data, err = d.readFileInto(keys[i], r.file)
-					r.file = data
-				} else {
-					data, err = src.ReadFile(ctx, keys[i])
-				}
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	check := func(r *fileReader, i int, data []byte) {
+		res := r.read(keys[i], data)
+		results[i] = res
+		n := entries.Add(int64(res.rows))
+		mu.Lock()
+		done++
+		if opts.Progress != nil {
+			opts.Progress(done, len(keys), n)
+		}
+		mu.Unlock()
+	}
+	if d, ok := src.(Dir); ok {
+		// Local files: each worker reads the next file itself, into the
+		// buffer of the one before (the bytes are not kept past read).
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := getFileReader()
+				defer putFileReader(r)
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(keys) || ctx.Err() != nil {
+						return
 					}
-					mu.Unlock()
-					cancel()
-					return
+					data, err := d.readFileInto(keys[i], r.file)
+					if err != nil {
+						fail(err)
+						return
+					}
+					r.file = data
+					check(r, i, data)
 				}
-				res := r.read(keys[i], data)
-				results[i] = res
-				n := entries.Add(int64(res.rows))
-				mu.Lock()
-				done++
-				if opts.Progress != nil {
-					opts.Progress(done, len(keys), n)
+			}()
+		}
+	} else {
+		// Remote files: fetchers download ahead, workers check what
+		// arrives, in any order (results are kept by index).
+		type fetched struct {
+			i    int
+			data []byte
+		}
+		fetchers := opts.Fetchers
+		if fetchers <= 0 {
+			fetchers = DefaultFetchers
+		}
+		ch := make(chan fetched)
+		var fwg sync.WaitGroup
+		for range min(fetchers, len(keys)) {
+			fwg.Add(1)
+			go func() {
+				defer fwg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(keys) || ctx.Err() != nil {
+						return
+					}
+					data, err := src.ReadFile(ctx, keys[i])
+					if err != nil {
+						fail(err)
+						return
+					}
+					select {
+					case ch <- fetched{i, data}:
+					case <-ctx.Done():
+						return
+					}
 				}
-				mu.Unlock()
-			}
+			}()
+		}
+		go func() {
+			fwg.Wait()
+			close(ch)
 		}()
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := getFileReader()
+				defer putFileReader(r)
+				for f := range ch {
+					if ctx.Err() == nil {
+						check(r, f.i, f.data)
+					}
+				}
+			}()
+		}
 	}
 	wg.Wait()
 	if firstErr != nil {

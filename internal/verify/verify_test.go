@@ -11,9 +11,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
@@ -496,4 +498,57 @@ func TestMerkleRootMatchesWriter(t *testing.T) {
 	}
 	_, ok := m.root([]rec{{eh: hash64(strings.Repeat("z", 64))}})
 	assert.False(t, ok, "not hex")
+}
+
+// remoteSource is a local trail seen as a remote source (not a Dir), as
+// S3 is: files are fetched ahead of the workers. failAt, when set, makes
+// that key's download fail; delay is each download's latency.
+type remoteSource struct {
+	Dir
+	failAt string
+	delay  time.Duration
+}
+
+func (s remoteSource) ReadFile(ctx context.Context, key string) ([]byte, error) {
+	if key == s.failAt {
+		return nil, errors.New("connection reset")
+	}
+	if s.delay > 0 {
+		select {
+		case <-time.After(s.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return s.Dir.ReadFile(ctx, key)
+}
+
+// TestRemoteSourceSameReport: fetching ahead changes nothing in the report,
+// for the tamper matrix's trails, with more or fewer fetchers than files.
+func TestRemoteSourceSameReport(t *testing.T) {
+	for _, tt := range tamperMatrix {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := newTrail(t)
+			tt.tamper(t, tr)
+			want := verifyDir(t, tr.dir)
+			for _, fetchers := range []int{1, 3, 64} {
+				got, err := Verify(context.Background(), remoteSource{Dir: Dir(tr.dir)}, Options{Workers: 2, Fetchers: fetchers})
+				require.NoError(t, err)
+				assert.Equal(t, want, got, "fetchers=%d", fetchers)
+			}
+		})
+	}
+}
+
+// TestRemoteSourceFailure: a download that fails mid-trail is the error,
+// and no goroutine is left behind.
+func TestRemoteSourceFailure(t *testing.T) {
+	tr := newTrail(t)
+	keys, err := Dir(tr.dir).List(context.Background())
+	require.NoError(t, err)
+	require.Greater(t, len(keys), 4)
+	src := remoteSource{Dir: Dir(tr.dir), failAt: keys[len(keys)/2], delay: time.Millisecond}
+	_, err = Verify(context.Background(), src, Options{Workers: 2, Fetchers: 3})
+	require.ErrorContains(t, err, "connection reset")
+	goleak.VerifyNone(t)
 }
