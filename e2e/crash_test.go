@@ -283,7 +283,15 @@ const (
 	logTornTail  = "Dropping the torn tail of a write-ahead log segment"
 )
 
+// TestSIGKILLLosesNothingAcknowledged runs once per way to split the
+// stream (see splitConfigs): an acknowledgement through either is durable.
 func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
+	for _, split := range []string{"processors", "connector"} {
+		t.Run(split, func(t *testing.T) { testSIGKILL(t, split) })
+	}
+}
+
+func testSIGKILL(t *testing.T, split string) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("AGENTAUDIT_E2E_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -297,7 +305,7 @@ func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	const chainID, clients = "crash-1", 4
 	dataDir := filepath.Join(t.TempDir(), "audit-data")
 	walDir := filepath.Join(filepath.Dir(dataDir), "spool", "wal") // where the harness puts the spool
-	opts := collectorOptions{chainID: chainID, maxEntries: 50, dataDir: dataDir}
+	opts := collectorOptions{chainID: chainID, maxEntries: 50, dataDir: dataDir, split: split}
 	c := startCollector(t, opts)
 
 	g := &loadGen{timeout: 2 * time.Second, pause: 30 * time.Millisecond, addr: c.grpcAddr}
