@@ -17,8 +17,39 @@ import (
 // that any zstd decoder reads.
 type zstdCodec struct {
 	opts     []zstd.EOption
-	encoders sync.Pool // *zstd.Encoder
-	decoders sync.Pool // *zstd.Decoder
+	encoders freeList[*zstd.Encoder]
+	decoders freeList[*zstd.Decoder]
+}
+
+// keepIdle is how many idle encoders (or decoders, or scratch spaces) a
+// codec keeps: one per batch encoded at once is enough.
+const keepIdle = 4
+
+// freeList keeps up to keepIdle idle values between uses. Unlike a
+// sync.Pool it is not emptied by garbage collections: under load many run
+// between two batches, and an encoder (its 2 MiB history, its tables) would
+// be built again for every column of every batch.
+type freeList[T any] struct {
+	mu   sync.Mutex
+	idle []T
+}
+
+func (l *freeList[T]) get() (v T, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.idle); n > 0 {
+		v, l.idle = l.idle[n-1], l.idle[:n-1]
+		return v, true
+	}
+	return v, false
+}
+
+func (l *freeList[T]) put(v T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.idle) < keepIdle {
+		l.idle = append(l.idle, v)
+	}
 }
 
 func newZstdCodec(opts ...zstd.EOption) *zstdCodec {
@@ -34,26 +65,26 @@ func (c *zstdCodec) String() string { return "ZSTD" }
 func (c *zstdCodec) CompressionCodec() format.CompressionCodec { return format.Zstd }
 
 func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
-	e, _ := c.encoders.Get().(*zstd.Encoder)
-	if e == nil {
+	e, ok := c.encoders.get()
+	if !ok {
 		var err error
 		if e, err = zstd.NewWriter(nil, c.opts...); err != nil {
 			return dst[:0], err
 		}
 	}
-	defer c.encoders.Put(e)
+	defer c.encoders.put(e)
 	return e.EncodeAll(src, dst[:0]), nil
 }
 
 func (c *zstdCodec) Decode(dst, src []byte) ([]byte, error) {
-	d, _ := c.decoders.Get().(*zstd.Decoder)
-	if d == nil {
+	d, ok := c.decoders.get()
+	if !ok {
 		var err error
 		if d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1)); err != nil {
 			return dst[:0], err
 		}
 	}
-	defer c.decoders.Put(d)
+	defer c.decoders.put(d)
 	return d.DecodeAll(src, dst[:0])
 }
 
@@ -77,7 +108,7 @@ var pageCodec = newZstdCodec(zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.With
 // (empty strings, say, in a tampered or test file): it is compressed by
 // fallback instead.
 type literalsCodec struct {
-	scratch  sync.Pool // *huff0.Scratch
+	scratch  freeList[*huff0.Scratch]
 	fallback *zstdCodec
 }
 
@@ -115,11 +146,11 @@ func (c *literalsCodec) encodeLiterals(dst, src []byte) ([]byte, error) {
 	if uint64(len(src)) > 1<<32-1 {
 		return dst[:0], fmt.Errorf("parquetfile: page of %d bytes is too large", len(src))
 	}
-	s, _ := c.scratch.Get().(*huff0.Scratch)
-	if s == nil {
+	s, ok := c.scratch.get()
+	if !ok {
 		s = &huff0.Scratch{}
 	}
-	defer c.scratch.Put(s)
+	defer c.scratch.put(s)
 
 	dst = binary.LittleEndian.AppendUint32(dst[:0], zstdMagic)
 	// Frame_Header_Descriptor: Frame_Content_Size_Flag 2 (4 bytes),
@@ -198,12 +229,17 @@ func literalsHeader(compressed, regenerated int) (h uint64, size int) {
 // time_unix_nano's nanosecond increments need the default level's match
 // finder to compress at all.
 var columnCodecs = map[string]compress.Codec{
-	"time_unix_nano": &parquet.Zstd,
+	"time_unix_nano": timeCodec,
 	"prev_hash":      hexCodec,
 	"entry_hash":     hexCodec,
 }
 
 var hexCodec = &literalsCodec{fallback: pageCodec}
+
+// timeCodec writes what parquet-go's own ZSTD codec (parquet.Zstd) writes,
+// byte for byte (same options), but keeps its encoders across garbage
+// collections.
+var timeCodec = newZstdCodec(zstd.WithEncoderLevel(zstd.SpeedDefault))
 
 // withCodecs returns s with the top-level columns named in codecs compressed
 // by their codec and the others by def. It keeps everything else of s: the

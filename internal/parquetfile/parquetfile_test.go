@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -563,6 +564,27 @@ func BenchmarkEncode10k(b *testing.B) {
 	b.ReportMetric(float64(len(es))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 	b.ReportMetric(float64(buf.Len())/1e6, "file-MB")
 	b.ReportMetric(float64(buf.Len())/float64(len(es)), "bytes/entry")
+}
+
+// BenchmarkEncode10kAfterGC is BenchmarkEncode10k with two garbage
+// collections (untimed) before each batch, as in a collector under load,
+// where many collections run between two batches: what the codecs keep
+// from one batch to the next must survive them.
+func BenchmarkEncode10kAfterGC(b *testing.B) {
+	es := realistic(10_000)
+	var buf bytes.Buffer
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		runtime.GC()
+		runtime.GC()
+		b.StartTimer()
+		buf.Reset()
+		if _, err := Encode(&buf, es); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(es))*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }
 
 func BenchmarkReadEntries10k(b *testing.B) {
