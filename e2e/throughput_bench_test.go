@@ -266,7 +266,8 @@ service:
 `
 
 // tpAuditConfig is testdata/agentaudit.yaml with test directories, the
-// monitoring pipeline ending in nop and no metrics server.
+// monitoring pipeline ending in nop and no metrics server. {{SPLIT}} and
+// {{PIPELINES}} take one of splitConfigs (tpSplitConfig).
 const tpAuditConfig = `
 receivers:
   otlp:
@@ -274,12 +275,7 @@ receivers:
       grpc:
         endpoint: {{GRPC}}
         max_recv_msg_size_mib: 128
-processors:
-  agentaudit/audit:
-    mode: audit
-  agentaudit/monitoring:
-    mode: monitoring
-    action: strip
+{{SPLIT}}
 exporters:
   agentaudit:
     chain_id: tp-bench
@@ -297,62 +293,22 @@ service:
     metrics:
       level: none
   pipelines:
-    traces/audit:
-      receivers: [otlp]
-      processors: [agentaudit/audit]
-      exporters: [agentaudit]
-    traces/monitoring:
-      receivers: [otlp]
-      processors: [agentaudit/monitoring]
-      exporters: [nop]
+{{PIPELINES}}
 `
 
-// tpSplitConfig is tpAuditConfig with the agentaudit_split connector in
-// place of the two processors.
-const tpSplitConfig = `
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: {{GRPC}}
-        max_recv_msg_size_mib: 128
-connectors:
-  agentaudit_split:
-    audit_pipelines: [traces/audit]
-    monitoring_pipelines: [traces/monitoring]
-exporters:
-  agentaudit:
-    chain_id: tp-bench
-    file:
-      directory: {{TRAIL}}
-    spool:
-      directory: {{SPOOL}}
-    batch:
-      max_entries: 10000
-      max_bytes: 16777216
-      max_age: 10s
-  nop:
-service:
-  telemetry:
-    metrics:
-      level: none
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [agentaudit_split]
-    traces/audit:
-      receivers: [agentaudit_split]
-      exporters: [agentaudit]
-    traces/monitoring:
-      receivers: [agentaudit_split]
-      exporters: [nop]
-`
+// tpSplitConfig is tpAuditConfig with the split of splitConfigs named
+// split, its monitoring pipeline ending in nop.
+func tpSplitConfig(split string) string {
+	sc := splitConfigs[split]
+	return strings.NewReplacer("{{SPLIT}}", sc[0],
+		"{{PIPELINES}}", strings.ReplaceAll(sc[1], "otlp_http/monitoring", "nop")).Replace(tpAuditConfig)
+}
 
 // tpConfigs are the collectors measured, by name.
 var tpConfigs = map[string]string{
 	"discard":          tpDiscardConfig,
-	"agentaudit":       tpAuditConfig,
-	"agentaudit-split": tpSplitConfig,
+	"agentaudit":       tpSplitConfig("processors"),
+	"agentaudit-split": tpSplitConfig("connector"),
 }
 
 // tpCollector is a collector process started by tpStart.
