@@ -266,9 +266,9 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 		}
 		mu.Unlock()
 	}
-	if d, ok := src.(Dir); ok {
-		// Local files: each worker reads the next file itself, into the
-		// buffer of the one before (the bytes are not kept past read).
+	// Each worker has its own file reader and checks the files next gives
+	// it until next returns false.
+	work := func(next func(r *fileReader) (i int, data []byte, ok bool)) {
 		for range workers {
 			wg.Add(1)
 			go func() {
@@ -276,20 +276,31 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 				r := getFileReader()
 				defer putFileReader(r)
 				for {
-					i := int(next.Add(1) - 1)
-					if i >= len(keys) || ctx.Err() != nil {
+					i, data, ok := next(r)
+					if !ok {
 						return
 					}
-					data, err := d.readFileInto(keys[i], r.file)
-					if err != nil {
-						fail(err)
-						return
-					}
-					r.file = data
 					check(r, i, data)
 				}
 			}()
 		}
+	}
+	if d, ok := src.(Dir); ok {
+		// Local files: each worker reads the next file itself, into the
+		// buffer of the one before (the bytes are not kept past read).
+		work(func(r *fileReader) (int, []byte, bool) {
+			i := int(next.Add(1) - 1)
+			if i >= len(keys) || ctx.Err() != nil {
+				return 0, nil, false
+			}
+			data, err := d.readFileInto(keys[i], r.file)
+			if err != nil {
+				fail(err)
+				return 0, nil, false
+			}
+			r.file = data
+			return i, data, true
+		})
 	} else {
 		// Remote files: fetchers download ahead, workers check what
 		// arrives, in any order (results are kept by index).
@@ -329,19 +340,15 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 			fwg.Wait()
 			close(ch)
 		}()
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r := getFileReader()
-				defer putFileReader(r)
-				for f := range ch {
-					if ctx.Err() == nil {
-						check(r, f.i, f.data)
-					}
+		work(func(*fileReader) (int, []byte, bool) {
+			// After a failure, what is still in flight is drained unread.
+			for f := range ch {
+				if ctx.Err() == nil {
+					return f.i, f.data, true
 				}
-			}()
-		}
+			}
+			return 0, nil, false
+		})
 	}
 	wg.Wait()
 	if firstErr != nil {
