@@ -82,13 +82,7 @@ func addRandomSpan(r *rand.Rand, ss ptrace.ScopeSpans, name string) {
 	switch r.IntN(3) {
 	case 0: // untagged
 	case 1: // clean audit span
-		attrs.PutStr(entry.KeyActionType, "write")
-		attrs.PutStr(entry.KeyExecutionID, "run-1")
-		attrs.PutStr(entry.KeyTargetSystem, "crm")
-		attrs.PutStr(entry.KeyTargetResource, "Contact/48291/email")
-		attrs.PutStr(entry.KeyValueProposed, "b@example.com")
-		attrs.PutStr(entry.KeyValuePrevious, "a@example.com")
-		attrs.PutStr(entry.KeyReasoning, "the customer asked for it")
+		putCleanAudit(attrs)
 		attrs.PutStr(entry.KeyApprover, "jane@example.com")
 		if r.IntN(2) == 0 {
 			attrs.PutStr(entry.KeyResult, "ok")
@@ -112,6 +106,17 @@ func addRandomSpan(r *rand.Rand, ss ptrace.ScopeSpans, name string) {
 	}
 }
 
+// putCleanAudit tags attrs as a well-formed audit span with a payload.
+func putCleanAudit(attrs pcommon.Map) {
+	attrs.PutStr(entry.KeyActionType, "write")
+	attrs.PutStr(entry.KeyExecutionID, "run-1")
+	attrs.PutStr(entry.KeyTargetSystem, "crm")
+	attrs.PutStr(entry.KeyTargetResource, "Contact/48291/email")
+	attrs.PutStr(entry.KeyValueProposed, "b@example.com")
+	attrs.PutStr(entry.KeyValuePrevious, "a@example.com")
+	attrs.PutStr(entry.KeyReasoning, "the customer asked for it")
+}
+
 // router returns the connector's next consumer for the named traces
 // pipelines, each a sink.
 func router(names ...string) (connector.TracesRouterAndConsumer, map[string]*consumertest.TracesSink) {
@@ -122,6 +127,22 @@ func router(names ...string) (connector.TracesRouterAndConsumer, map[string]*con
 		cm[traces(n)] = sinks[n]
 	}
 	return connector.NewTracesRouter(cm), sinks
+}
+
+// newSinkConnector returns a connector with the given action and value
+// limit feeding traces/audit and, when monitoring, traces/monitoring, each
+// a sink.
+func newSinkConnector(t *testing.T, action string, monitoring bool, maxValueBytes int) (*splitConnector, map[string]*consumertest.TracesSink, *componenttest.Telemetry) {
+	t.Helper()
+	cfg := &Config{AuditPipelines: []pipeline.ID{traces("audit")}, Action: action, MaxValueBytes: maxValueBytes}
+	names := []string{"audit"}
+	if monitoring {
+		cfg.MonitoringPipelines = []pipeline.ID{traces("monitoring")}
+		names = append(names, "monitoring")
+	}
+	next, sinks := router(names...)
+	c, tel := newTestConnector(t, cfg, next)
+	return c, sinks, tel
 }
 
 func newTestConnector(t *testing.T, cfg *Config, next consumer.Traces) (*splitConnector, *componenttest.Telemetry) {
@@ -194,14 +215,7 @@ func TestSameAsTwoPipelines(t *testing.T) {
 		{"audit-only", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := &Config{AuditPipelines: []pipeline.ID{traces("audit")}, Action: tc.action, MaxValueBytes: 64}
-			names := []string{"audit"}
-			if tc.monitoring {
-				cfg.MonitoringPipelines = []pipeline.ID{traces("monitoring")}
-				names = append(names, "monitoring")
-			}
-			next, sinks := router(names...)
-			c, _ := newTestConnector(t, cfg, next)
+			c, sinks, _ := newSinkConnector(t, tc.action, tc.monitoring, 64)
 			r := rand.New(rand.NewPCG(1, uint64(len(tc.name))))
 			var auditSeen, monitoringSeen int
 			for i := range 300 {
@@ -236,10 +250,7 @@ func TestSameAsTwoPipelines(t *testing.T) {
 // TestUntaggedRequest: a request without audit-tagged spans reaches the
 // monitoring pipelines as it is, and the audit pipelines not at all.
 func TestUntaggedRequest(t *testing.T) {
-	next, sinks := router("audit", "monitoring")
-	c, tel := newTestConnector(t, &Config{
-		AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")}, MaxValueBytes: 1024,
-	}, next)
+	c, sinks, tel := newSinkConnector(t, "", true, 1024)
 	td := ptrace.NewTraces()
 	ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
 	for i := range 5 {
@@ -305,14 +316,7 @@ func TestMetrics(t *testing.T) {
 		{actionStrip, false, map[string]int64{"kept_audit": 2, "normalized_with_problems": 2}},
 	} {
 		t.Run(fmt.Sprint(tc.action, tc.monitoring), func(t *testing.T) {
-			cfg := &Config{AuditPipelines: []pipeline.ID{traces("audit")}, Action: tc.action, MaxValueBytes: 1024}
-			names := []string{"audit"}
-			if tc.monitoring {
-				cfg.MonitoringPipelines = []pipeline.ID{traces("monitoring")}
-				names = append(names, "monitoring")
-			}
-			next, sinks := router(names...)
-			c, tel := newTestConnector(t, cfg, next)
+			c, sinks, tel := newSinkConnector(t, tc.action, tc.monitoring, 1024)
 			for range 2 {
 				require.NoError(t, c.ConsumeTraces(context.Background(), oneAuditSpan()))
 			}
@@ -423,13 +427,7 @@ func BenchmarkConsumeTraces(b *testing.B) {
 			attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k != "http.request.method" })
 			attrs.PutStr("gen_ai.request.model", "gpt-4o")
 			if i%every == 0 {
-				attrs.PutStr(entry.KeyActionType, "write")
-				attrs.PutStr(entry.KeyExecutionID, "run-1")
-				attrs.PutStr(entry.KeyTargetSystem, "crm")
-				attrs.PutStr(entry.KeyTargetResource, "Contact/48291/email")
-				attrs.PutStr(entry.KeyValueProposed, "b@example.com")
-				attrs.PutStr(entry.KeyValuePrevious, "a@example.com")
-				attrs.PutStr(entry.KeyReasoning, "the customer asked for it")
+				putCleanAudit(attrs)
 			}
 		}
 		next := connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{
