@@ -41,13 +41,45 @@ func TestBuilderConfigBuilds(t *testing.T) {
 	require.NoError(t, err, "ocb failed:\n%s", logs)
 
 	bin := filepath.Join(out, "agentaudit")
-	validate := exec.CommandContext(ctx, bin, "validate", "--config", filepath.Join(root, "testdata", "agentaudit.yaml"))
-	logs, err = validate.CombinedOutput()
-	require.NoError(t, err, "the ocb-built collector rejects testdata/agentaudit.yaml:\n%s", logs)
+	for _, cfg := range []string{"agentaudit.yaml", "agentaudit-split.yaml"} {
+		validate := exec.CommandContext(ctx, bin, "validate", "--config", filepath.Join(root, "testdata", cfg))
+		logs, err = validate.CombinedOutput()
+		require.NoError(t, err, "the ocb-built collector rejects testdata/%s:\n%s", cfg, logs)
+	}
 
 	comps := exec.CommandContext(ctx, bin, "components")
 	logs, err = comps.CombinedOutput()
 	require.NoError(t, err, "%s", logs)
 	require.Contains(t, string(logs), "agentaudit", "the ocb-built collector lists our components")
 	require.Contains(t, string(logs), "agentaudit_split", "the ocb-built collector lists the connector")
+}
+
+// TestExampleConfigsValidate: every configuration in testdata, the
+// embedded default and the connector's example, is one the collector
+// accepts.
+func TestExampleConfigsValidate(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "*.yaml"))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(files), 2)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			out, err := exec.Command(collectorBin, "validate", "--config", f).CombinedOutput()
+			require.NoError(t, err, "%s:\n%s", f, out)
+		})
+	}
+}
+
+// TestConnectorMiswiredRefused: a connector whose pipelines do not match
+// the service's is refused before the collector starts, naming it.
+func TestConnectorMiswiredRefused(t *testing.T) {
+	cfg, err := os.ReadFile(filepath.Join("..", "testdata", "agentaudit-split.yaml"))
+	require.NoError(t, err)
+	bad := strings.Replace(string(cfg), "monitoring_pipelines: [traces/monitoring]", "monitoring_pipelines: [traces/other]", 1)
+	require.NotEqual(t, string(cfg), bad)
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(bad), 0o600))
+	out, err := exec.Command(collectorBin, "validate", "--config", path).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), `connectors::agentaudit_split: "monitoring_pipelines" lists "traces/other", which does not have this connector among its receivers`)
+	require.Contains(t, string(out), `pipelines traces/monitoring receive from this connector but are in neither "audit_pipelines" nor "monitoring_pipelines"`)
 }

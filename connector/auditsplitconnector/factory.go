@@ -2,6 +2,7 @@ package auditsplitconnector // import "github.com/agentaudit/agentaudit/connecto
 
 import (
 	"context"
+	"fmt"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/connector"
@@ -25,5 +26,10 @@ func createDefaultConfig() component.Config {
 }
 
 func createTracesToTraces(_ context.Context, set connector.Settings, cfg component.Config, next consumer.Traces) (connector.Traces, error) {
-	return newSplitConnector(cfg.(*Config), set.TelemetrySettings, next)
+	c, err := newSplitConnector(cfg.(*Config), set.TelemetrySettings, next)
+	if err != nil {
+		// The collector does not say which component failed.
+		return nil, fmt.Errorf("connectors::%s: %w", set.ID, err)
+	}
+	return c, nil
 }
