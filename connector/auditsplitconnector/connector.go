@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/consumer"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pipeline"
 	"go.opentelemetry.io/otel/attribute"
@@ -190,7 +189,7 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int) (out ptrac
 					// audit.validation): the copy keeps the capacity.
 					a.Attributes().EnsureCapacity(span.Attributes().Len() + 2)
 					span.CopyTo(a)
-					span.Attributes().RemoveIf(isPayloadKey)
+					entry.StripPayload(span)
 					n[outcomeStripped]++
 				}
 				entry.Normalize(res, a, c.opts)
@@ -227,5 +226,3 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int) (out ptrac
 	}
 	return out, found
 }
-
-func isPayloadKey(k string, _ pcommon.Value) bool { return entry.IsPayloadKey(k) }

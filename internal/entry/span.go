@@ -46,10 +46,14 @@ func IsAudit(span ptrace.Span) bool {
 	return ok
 }
 
-// IsPayloadKey reports whether an attribute key holds audit payload: what
-// the agent read or wrote (audit.value.*) and why (audit.reasoning). The
-// monitoring side strips these keys from audit-tagged spans.
-func IsPayloadKey(k string) bool {
+// StripPayload removes the audit payload from span's attributes: what the
+// agent read or wrote (audit.value.*) and why (audit.reasoning). The
+// monitoring side does this to audit-tagged spans.
+func StripPayload(span ptrace.Span) {
+	span.Attributes().RemoveIf(isPayloadKey)
+}
+
+func isPayloadKey(k string, _ pcommon.Value) bool {
 	return k == KeyReasoning || strings.HasPrefix(k, KeyValuePrefix)
 }
 

@@ -130,7 +130,7 @@ func (p *auditProcessor) strip(ctx context.Context, td ptrace.Traces) ptrace.Tra
 			for k := 0; k < spans.Len(); k++ {
 				span := spans.At(k)
 				if entry.IsAudit(span) {
-					span.Attributes().RemoveIf(isPayloadKey)
+					entry.StripPayload(span)
 					stripped++
 				}
 			}
@@ -139,8 +139,6 @@ func (p *auditProcessor) strip(ctx context.Context, td ptrace.Traces) ptrace.Tra
 	p.count(ctx, outcomeStripped, stripped)
 	return td
 }
-
-func isPayloadKey(k string, _ pcommon.Value) bool { return entry.IsPayloadKey(k) }
 
 // removeSpans removes the spans for which remove returns true, then the
 // scope and resource spans left empty.
