@@ -49,10 +49,7 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, errors.New(`"audit_pipelines" must list at least one traces pipeline`))
 	}
 	seen := map[pipeline.ID]string{}
-	for _, l := range []struct {
-		key string
-		ids []pipeline.ID
-	}{{"audit_pipelines", cfg.AuditPipelines}, {"monitoring_pipelines", cfg.MonitoringPipelines}} {
+	for _, l := range cfg.pipelineLists() {
 		for _, id := range l.ids {
 			if id.Signal() != pipeline.SignalTraces {
 				errs = append(errs, fmt.Errorf("%q lists %q: only traces pipelines can be fed", l.key, id))
@@ -75,4 +72,14 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, errors.New("\"max_value_bytes\" must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// pipelineList is one of the config's lists of pipelines, with its key.
+type pipelineList struct {
+	key string
+	ids []pipeline.ID
+}
+
+func (cfg *Config) pipelineLists() [2]pipelineList {
+	return [2]pipelineList{{"audit_pipelines", cfg.AuditPipelines}, {"monitoring_pipelines", cfg.MonitoringPipelines}}
 }

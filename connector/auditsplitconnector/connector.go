@@ -87,10 +87,7 @@ func newSplitConnector(cfg *Config, set component.TelemetrySettings, next consum
 // or it would silently get nothing.
 func checkPipelines(cfg *Config, fed []pipeline.ID) error {
 	var errs []error
-	for _, l := range []struct {
-		key string
-		ids []pipeline.ID
-	}{{"audit_pipelines", cfg.AuditPipelines}, {"monitoring_pipelines", cfg.MonitoringPipelines}} {
+	for _, l := range cfg.pipelineLists() {
 		for _, id := range l.ids {
 			if !slices.Contains(fed, id) {
 				errs = append(errs, fmt.Errorf("%q lists %q, which does not have this connector among its receivers", l.key, id))
