@@ -23,10 +23,10 @@ import (
 )
 
 // components lists the factories of the agentaudit distribution: the OTLP
-// receiver, our processor, connector and exporter, and what a user needs around them
-// to forward monitoring telemetry (otlp_grpc, otlp_http, debug), protect memory
-// (memory_limiter), batch the monitoring pipeline (batch), benchmark (nop)
-// and inspect a running collector (zpages). builder-config.yaml lists the
+// receiver, our processor, connector and exporter, and what a user needs
+// around them to forward monitoring telemetry (otlp_grpc, otlp_http, debug),
+// protect memory (memory_limiter), batch the monitoring pipeline (batch),
+// benchmark (nop) and inspect a running collector (zpages). builder-config.yaml lists the
 // same set for the collector builder.
 func components() (otelcol.Factories, error) {
 	var err error

@@ -72,9 +72,7 @@ func spoolBatches(t *testing.T, spool string) int {
 // TestSpoolFullRefusesThenRecovers runs once per way to split the stream
 // (see splitConfigs): the refusal must reach the client through either.
 func TestSpoolFullRefusesThenRecovers(t *testing.T) {
-	for _, split := range []string{"processors", "connector"} {
-		t.Run(split, func(t *testing.T) { testSpoolFull(t, split) })
-	}
+	eachSplit(t, testSpoolFull)
 }
 
 func testSpoolFull(t *testing.T, split string) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -202,6 +203,13 @@ var splitConfigs = map[string][2]string{
     traces/monitoring:
       receivers: [agentaudit_split]
       exporters: [otlp_http/monitoring]`},
+}
+
+// eachSplit runs f as a subtest for each way to split the stream.
+func eachSplit(t *testing.T, f func(t *testing.T, split string)) {
+	for _, split := range slices.Sorted(maps.Keys(splitConfigs)) {
+		t.Run(split, func(t *testing.T) { f(t, split) })
+	}
 }
 
 type collectorOptions struct {

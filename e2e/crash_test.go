@@ -286,9 +286,7 @@ const (
 // TestSIGKILLLosesNothingAcknowledged runs once per way to split the
 // stream (see splitConfigs): an acknowledgement through either is durable.
 func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
-	for _, split := range []string{"processors", "connector"} {
-		t.Run(split, func(t *testing.T) { testSIGKILL(t, split) })
-	}
+	eachSplit(t, testSIGKILL)
 }
 
 func testSIGKILL(t *testing.T, split string) {

@@ -142,9 +142,7 @@ func newTracerProvider(t *testing.T, ctx context.Context, c *collector, res *res
 // splitConfigs): both must give the trail and the monitoring backend the
 // same.
 func TestAgentExecutionEndToEnd(t *testing.T) {
-	for _, split := range []string{"processors", "connector"} {
-		t.Run(split, func(t *testing.T) { testAgentExecution(t, split) })
-	}
+	eachSplit(t, testAgentExecution)
 }
 
 func testAgentExecution(t *testing.T, split string) {
