@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,14 +62,7 @@ func BenchmarkAuditPath(b *testing.B) {
 			exp := benchExporter(b)
 			audit := benchProcessor(b, "audit", exp)
 			monitoring := benchProcessor(b, "monitoring", consumertest.NewNop())
-			host := componenttest.NewNopHost()
-			for _, c := range []component.Component{exp, audit, monitoring} {
-				if err := c.Start(ctx, host); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu0 := tpSelfCPU()
-			spans := decodeParallel(b, payloads, func(td ptrace.Traces) error {
+			measurePath(b, payloads, []component.Component{exp, audit, monitoring}, func(td ptrace.Traces) error {
 				clone := ptrace.NewTraces()
 				td.CopyTo(clone)
 				if err := audit.ConsumeTraces(ctx, clone); err != nil {
@@ -76,12 +70,6 @@ func BenchmarkAuditPath(b *testing.B) {
 				}
 				return monitoring.ConsumeTraces(ctx, td)
 			})
-			for _, c := range []component.Component{audit, monitoring, exp} {
-				if err := c.Shutdown(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-			reportPerSpan(b, cpu0, spans)
 		})
 		b.Run(shape.name+"/split", func(b *testing.B) {
 			ctx := context.Background()
@@ -97,22 +85,34 @@ func BenchmarkAuditPath(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			host := componenttest.NewNopHost()
-			for _, c := range []component.Component{exp, split} {
-				if err := c.Start(ctx, host); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu0 := tpSelfCPU()
-			spans := decodeParallel(b, payloads, func(td ptrace.Traces) error { return split.ConsumeTraces(ctx, td) })
-			for _, c := range []component.Component{split, exp} {
-				if err := c.Shutdown(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-			reportPerSpan(b, cpu0, spans)
+			measurePath(b, payloads, []component.Component{exp, split}, func(td ptrace.Traces) error {
+				return split.ConsumeTraces(ctx, td)
+			})
 		})
 	}
+}
+
+// measurePath starts comps in order, decodes the payloads in parallel into
+// work, shuts comps down in reverse order (the exporter, started first,
+// stops last and encodes and writes what is left) and reports the CPU per
+// span, shutdown included.
+func measurePath(b *testing.B, payloads [][]byte, comps []component.Component, work func(ptrace.Traces) error) {
+	b.Helper()
+	ctx := context.Background()
+	host := componenttest.NewNopHost()
+	for _, c := range comps {
+		if err := c.Start(ctx, host); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu0 := tpSelfCPU()
+	spans := decodeParallel(b, payloads, work)
+	for _, c := range slices.Backward(comps) {
+		if err := c.Shutdown(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerSpan(b, cpu0, spans)
 }
 
 // benchExporter returns the agentaudit exporter on a file store in a
