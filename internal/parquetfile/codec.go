@@ -10,6 +10,8 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/agentaudit/agentaudit/internal/hexzstd"
 )
 
 // zstdCodec is a ZSTD compress.Codec for the writer with encoder options
@@ -134,6 +136,9 @@ func (c *literalsCodec) CompressionCodec() format.CompressionCodec { return form
 func (c *literalsCodec) Decode(dst, src []byte) ([]byte, error) { return c.fallback.Decode(dst, src) }
 
 func (c *literalsCodec) Encode(dst, src []byte) ([]byte, error) {
+	if out, ok := hexzstd.Append(dst[:0], src); ok {
+		return out, nil
+	}
 	dst, err := c.encodeLiterals(dst, src)
 	if err == nil && float64(len(dst)) < fallbackRatio*float64(len(src)) {
 		return c.fallback.Encode(dst, src)

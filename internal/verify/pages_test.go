@@ -1,10 +1,12 @@
 package verify
 
 import (
+	"context"
 	"encoding/binary"
 	"hash/crc32"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -15,6 +17,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/hexzstd"
 )
 
 // readBoth reads one file with the direct page reader and with parquet-go
@@ -74,6 +77,40 @@ func TestDirectPagesTakenForWriterFiles(t *testing.T) {
 		assert.Empty(t, res.violations, "%d entries", n)
 		assert.Equal(t, int64(n), res.rows)
 		assert.Equal(t, numColumns, fast, "%d entries: every column chunk read directly", n)
+		// entry_hash and prev_hash in hexzstd's frames, from 16 values on.
+		r := newFileReader()
+		r.read("dt=2026-03-09/replica-0-00000000000000000000.parquet", slices.Clone(data))
+		if n < hexzstd.MinValues {
+			assert.Zero(t, r.pages.hexPages, "%d entries", n)
+		} else {
+			assert.GreaterOrEqual(t, r.pages.hexPages, 2, "%d entries", n)
+		}
+	}
+}
+
+// TestTrailWrittenBeforeHexFrames verifies a trail written before the
+// hash columns' pages were hexzstd frames (testdata/trail-plain-hashes,
+// written by d68db27's writer: 2,300 entries of chain replica-a in two
+// files, 300 of replica-b): intact, every column chunk read directly, the
+// hash pages by the general zstd decoder.
+func TestTrailWrittenBeforeHexFrames(t *testing.T) {
+	dir := "testdata/trail-plain-hashes"
+	rep := verifyBoth(t, dir)
+	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
+	assert.Equal(t, int64(2600), rep.Entries)
+	assert.Equal(t, 3, rep.Files)
+	keys, err := Dir(dir).List(context.Background())
+	require.NoError(t, err)
+	require.Len(t, keys, 3)
+	for _, k := range keys {
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(k)))
+		require.NoError(t, err)
+		res, fast := readBoth(t, k, data)
+		assert.Empty(t, res.violations, k)
+		assert.Equal(t, numColumns, fast, "%s: every column chunk read directly", k)
+		r := newFileReader()
+		r.read(k, data)
+		assert.Zero(t, r.pages.hexPages, k)
 	}
 }
 
