@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -248,6 +251,39 @@ func TestHexRev(t *testing.T) {
 		hexRevGeneric(got, src)
 		if want := hex.EncodeToString(rev); string(got) != want {
 			t.Fatalf("%d bytes (generic): %s, want %s", n, got, want)
+		}
+	}
+}
+
+// TestReferenceDecoder decodes Append's frames with the reference zstd
+// implementation (the zstd command: libzstd, as in DuckDB and Athena) when
+// it is installed; under CI=true it must be.
+func TestReferenceDecoder(t *testing.T) {
+	zstdCmd, err := exec.LookPath("zstd")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the reference zstd command is needed under CI=true: %v", err)
+		}
+		t.Skip("no zstd command")
+	}
+	rng := rand.New(rand.NewPCG(15, 16))
+	dir := t.TempDir()
+	for _, n := range []int{16, 17, 1000, 1926, 1927, 1928, 3855, 10000} {
+		p := page(rng, n)
+		f, ok := Append(nil, p)
+		if !ok {
+			t.Fatalf("%d values: not written", n)
+		}
+		name := filepath.Join(dir, "page.zst")
+		if err := os.WriteFile(name, f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := exec.Command(zstdCmd, "-d", "-c", name).Output()
+		if err != nil {
+			t.Fatalf("%d values: zstd -d: %v", n, err)
+		}
+		if !bytes.Equal(got, p) {
+			t.Fatalf("%d values: zstd -d gives other bytes", n)
 		}
 	}
 }
