@@ -375,6 +375,15 @@ func ReadFooter(r io.ReaderAt, size int64) (f Footer, err error) {
 			f, err = Footer{}, fmt.Errorf("%w: decoding footer: %v", ErrCorrupt, p)
 		}
 	}()
+	// Before parquet-go decodes it: a footer may declare lists it does not
+	// hold (FooterCost).
+	cost, err := FooterCost(data)
+	if err != nil {
+		return Footer{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if cost > maxFooterCost {
+		return Footer{}, fmt.Errorf("%w: %w: decoding it would take %d bytes, more than %d", ErrCorrupt, errFooter, cost, maxFooterCost)
+	}
 	var dec format.FooterDecoder
 	md, _, err := dec.Decode(data)
 	if err != nil {

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go/format"
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/agentaudit/agentaudit/internal/parquetfile"
 )
 
 // Decompression bombs. A page's header declares its uncompressed size, and
@@ -43,6 +46,30 @@ const (
 	// parquet-go's copies.
 	valueCost = 48
 )
+
+// checkFooterSize refuses, before parquet-go decodes it, a footer that declares
+// more than it holds or than the file's budget (parquetfile.FooterCost): a
+// 24-byte file could otherwise make parquet-go allocate 190 GB. A file too
+// short to have a footer, or whose footer length is past its start, is
+// left to parquet.OpenFile to report.
+func checkFooterSize(data []byte) error {
+	n := len(data)
+	if n < 12 {
+		return nil
+	}
+	fl := int64(binary.LittleEndian.Uint32(data[n-8:]))
+	if fl > int64(n-12) {
+		return nil
+	}
+	cost, err := parquetfile.FooterCost(data[n-8-int(fl) : n-8])
+	if err != nil {
+		return err
+	}
+	if limit := budgetFloor + budgetRatio*int64(n); cost > limit {
+		return fmt.Errorf("%w: decoding the footer would take %d bytes, past the file's budget of %d", errBomb, cost, limit)
+	}
+	return nil
+}
 
 // errBomb wraps every refusal of a page that breaks a bound.
 var errBomb = errors.New("decompression bound exceeded")

@@ -336,3 +336,58 @@ func TestCheckFile(t *testing.T) {
 	assert.Equal(t, NotAuditFile, vs[0].Kind)
 	assert.Contains(t, vs[0].Detail, "decompression bound exceeded")
 }
+
+// footerBombs are footers (thrift compact FileMetaData) that declare far
+// more than they hold, or nest too deep for parquet-go's recursive decoder.
+var footerBombs = []struct {
+	name   string
+	footer []byte
+}{
+	// field 2 (schema): a list of two billion structs; parquet-go
+	// allocated 190 GB for it (a fatal out-of-memory error).
+	{"schema list", append([]byte{0x15, 0x02, 0x19, 0xfc}, binary.AppendUvarint(nil, 2_000_000_000)...)},
+	// field 5 (key_value_metadata): 40 million, a few GB.
+	{"key-value list", append([]byte{0x15, 0x02, 0x39, 0xfc}, binary.AppendUvarint(nil, 40_000_000)...)},
+	// field 1 as a map of a billion string pairs (skipped by parquet-go,
+	// but declared).
+	{"map", append(append([]byte{0x1b}, binary.AppendUvarint(nil, 1_000_000_000)...), 0x88, 0, 0)},
+	// field 6 (created_by): a string of two billion bytes.
+	{"string", append([]byte{0x15, 0x02, 0x48}, binary.AppendUvarint(nil, 2_000_000_000)...)},
+	// field 1 as a struct in a struct, 200,000 deep.
+	{"nesting", bytes.Repeat([]byte{0x1c}, 200_000)},
+}
+
+// withFooter returns a Parquet file of nothing but footer.
+func withFooter(footer []byte) []byte {
+	data := append([]byte("PAR1"), footer...)
+	data = binary.LittleEndian.AppendUint32(data, uint32(len(footer)))
+	return append(data, "PAR1"...)
+}
+
+// TestFooterBombsRefused: a file whose footer is a bomb is a
+// not_audit_file, reported without the memory being allocated, and the
+// rest of the trail is verified.
+func TestFooterBombsRefused(t *testing.T) {
+	for _, bomb := range footerBombs {
+		t.Run(bomb.name, func(t *testing.T) {
+			tr := newTrail(t)
+			key := tr.keys[c0][2]
+			require.NoError(t, os.WriteFile(tr.path(key), withFooter(bomb.footer), 0o644))
+			var rep *Report
+			n := allocated(func() { rep = verifyBoth(t, tr.dir) })
+			assert.Less(t, n, uint64(maxBombAlloc), "bytes allocated")
+			assert.False(t, rep.Intact)
+			assert.Equal(t, int64(2*chainLen-perFile), rep.Entries, "every other file read")
+			var found bool
+			for _, v := range rep.Violations {
+				if v.File == key {
+					found = true
+					assert.Equal(t, NotAuditFile, v.Kind)
+					assert.Contains(t, v.Detail, "undecodable footer")
+				}
+			}
+			assert.True(t, found, joinLines(rep.Violations))
+			assert.NotEmpty(t, CheckFile(key, withFooter(bomb.footer)), "CheckFile (auditctl prove)")
+		})
+	}
+}

@@ -216,6 +216,10 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 		}
 		r.release()
 	}()
+	if err := checkFooterSize(data); err != nil {
+		res.add(NoSeq, NotAuditFile, "undecodable footer: %v", err)
+		return res
+	}
 	pf, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)),
 		parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
