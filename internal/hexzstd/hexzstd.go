@@ -18,6 +18,9 @@
 // order: Decode hex-encodes the streams back, many times faster than a
 // general zstd decoder, and reports false for any frame not exactly in this
 // shape, which the caller hands to a general decoder.
+//
+// AppendBlockHeader and AppendLiteralsHeader are also what
+// internal/parquetfile's literal-only frames are built with.
 package hexzstd
 
 import (
@@ -30,9 +33,7 @@ const (
 	descriptor = 2<<6 | 1<<5 // Frame_Content_Size_Flag 2 (4 bytes), Single_Segment_Flag
 	headerSize = 4 + 1 + 4
 
-	blockRaw  = 0
-	blockComp = 2
-	maxBlock  = 128 << 10
+	maxBlock = 128 << 10
 
 	valueLen  = 64                   // hex digits in a value
 	recordLen = 4 + valueLen         // a PLAIN value: length prefix and digits
@@ -101,7 +102,7 @@ func Append(dst, page []byte) ([]byte, bool) {
 	out := binary.LittleEndian.AppendUint32(dst, magic)
 	out = append(out, descriptor)
 	out = binary.LittleEndian.AppendUint32(out, uint32(len(page)))
-	out = appendBlockHeader(out, false, blockRaw, 4)
+	out = AppendBlockHeader(out, false, BlockRaw, 4)
 	out = append(out, page[:4]...)
 	// Value i's digits are literals of sequence i, whose match copies the
 	// prefix of value i+1; the last value's digits are literals after the
@@ -131,15 +132,13 @@ func appendBlock(out, records []byte, lits, k int, last bool) []byte {
 	}
 	streams := 6 + sizes[0] + sizes[1] + sizes[2] + sizes[3]
 	comp := len(tree) + streams
-	lh, lhSize := literalsHeader(comp, regen)
+	lhSize := LiteralsHeaderSize(comp, regen)
 	seqs := seqHeaderLen(k)
 	if k > 0 {
 		seqs += 4 + seqBitsLen(k)
 	}
-	out = appendBlockHeader(out, last, blockComp, lhSize+comp+seqs)
-	for i := range lhSize {
-		out = append(out, byte(lh>>(8*i)))
-	}
+	out = AppendBlockHeader(out, last, BlockCompressed, lhSize+comp+seqs)
+	out = AppendLiteralsHeader(out, comp, regen)
 	out = append(out, tree...)
 	out = binary.LittleEndian.AppendUint16(out, uint16(sizes[0]))
 	out = binary.LittleEndian.AppendUint16(out, uint16(sizes[1]))
@@ -238,9 +237,16 @@ func appendSeqHeader(out []byte, k int) []byte {
 	}
 }
 
-// appendBlockHeader appends a Block_Header: Last_Block, Block_Type and
+// Block_Type values.
+const (
+	BlockRaw        = 0
+	BlockRLE        = 1
+	BlockCompressed = 2
+)
+
+// AppendBlockHeader appends a zstd Block_Header: Last_Block, Block_Type and
 // Block_Size in 3 bytes, little endian.
-func appendBlockHeader(dst []byte, last bool, typ, size int) []byte {
+func AppendBlockHeader(dst []byte, last bool, typ, size int) []byte {
 	h := uint32(size)<<3 | uint32(typ)<<1
 	if last {
 		h |= 1
@@ -248,9 +254,23 @@ func appendBlockHeader(dst []byte, last bool, typ, size int) []byte {
 	return append(dst, byte(h), byte(h>>8), byte(h>>16))
 }
 
-// literalsHeader returns the Literals_Section_Header of compressed 4-stream
-// literals and its size: Size_Format 1, 2 or 3 for 10, 14 or 18 bits of
-// regenerated and compressed sizes.
+// AppendLiteralsHeader appends the Literals_Section_Header of compressed
+// 4-stream Huffman literals: Size_Format 1, 2 or 3 for 10, 14 or 18 bits of
+// regenerated and compressed sizes, the smallest that fits.
+func AppendLiteralsHeader(dst []byte, compressed, regenerated int) []byte {
+	h, size := literalsHeader(compressed, regenerated)
+	for i := range size {
+		dst = append(dst, byte(h>>(8*i)))
+	}
+	return dst
+}
+
+// LiteralsHeaderSize is the size of AppendLiteralsHeader's header.
+func LiteralsHeaderSize(compressed, regenerated int) int {
+	_, size := literalsHeader(compressed, regenerated)
+	return size
+}
+
 func literalsHeader(compressed, regenerated int) (h uint64, size int) {
 	const compressedType = 2
 	h = compressedType
@@ -285,7 +305,7 @@ func Decode(dst, src []byte, limit int) ([]byte, bool) {
 		return dst, false
 	}
 	size := int(binary.LittleEndian.Uint32(src[5:]))
-	if size > limit || u24(src[headerSize:]) != 4<<3|blockRaw<<1 {
+	if size > limit || u24(src[headerSize:]) != 4<<3|BlockRaw<<1 {
 		return dst, false
 	}
 	out := dst
@@ -301,7 +321,7 @@ func Decode(dst, src []byte, limit int) ([]byte, bool) {
 		}
 		h := u24(src)
 		last, typ, bsize := h&1 == 1, h>>1&3, int(h>>3)
-		if typ != blockComp || bsize > maxBlock || bsize > len(src)-3 {
+		if typ != BlockCompressed || bsize > maxBlock || bsize > len(src)-3 {
 			return dst, false
 		}
 		blk := src[3 : 3+bsize]
@@ -370,7 +390,7 @@ func literals(blk []byte) (regen int, streams, rest []byte, ok bool) {
 		return 0, nil, nil, false
 	}
 	// The writer's Size_Format is the smallest that fits.
-	if hsize != literalsHeaderSize(comp, regen) || comp > len(blk)-hsize {
+	if hsize != LiteralsHeaderSize(comp, regen) || comp > len(blk)-hsize {
 		return 0, nil, nil, false
 	}
 	lit := blk[hsize : hsize+comp]
@@ -378,11 +398,6 @@ func literals(blk []byte) (regen int, streams, rest []byte, ok bool) {
 		return 0, nil, nil, false
 	}
 	return regen, lit[len(tree):], blk[hsize+comp:], true
-}
-
-func literalsHeaderSize(compressed, regenerated int) int {
-	_, size := literalsHeader(compressed, regenerated)
-	return size
 }
 
 // decodeStreams decodes the four streams (jump table first) into dst, all

@@ -121,10 +121,6 @@ const fallbackRatio = 0.4
 const (
 	zstdMagic       = 0xFD2FB528
 	zstdMaxBlock    = 128 << 10
-	zstdBlockRaw    = 0
-	zstdBlockRLE    = 1
-	zstdBlockComp   = 2
-	zstdLitComp     = 2 // Literals_Block_Type Compressed
 	zstdMinHuffman  = 1024
 	zstdFrameHeader = 4 + 1 + 4 // magic, descriptor, 4-byte content size
 )
@@ -164,7 +160,7 @@ func (c *literalsCodec) encodeLiterals(dst, src []byte) ([]byte, error) {
 	dst = append(dst, 2<<6|1<<5)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(src)))
 	if len(src) == 0 {
-		return appendBlockHeader(dst, true, zstdBlockRaw, 0), nil
+		return hexzstd.AppendBlockHeader(dst, true, hexzstd.BlockRaw, 0), nil
 	}
 	for len(src) > 0 {
 		n := min(len(src), zstdMaxBlock)
@@ -180,49 +176,22 @@ func (c *literalsCodec) encodeLiterals(dst, src []byte) ([]byte, error) {
 		}
 		if err == huff0.ErrUseRLE {
 			// One byte value n times.
-			dst = appendBlockHeader(dst, last, zstdBlockRLE, n)
+			dst = hexzstd.AppendBlockHeader(dst, last, hexzstd.BlockRLE, n)
 			dst = append(dst, block[0])
 			continue
 		}
-		lh, lhSize := literalsHeader(len(out), n)
+		lhSize := hexzstd.LiteralsHeaderSize(len(out), n)
 		if out == nil || err != nil || lhSize+len(out)+1 >= n {
-			dst = appendBlockHeader(dst, last, zstdBlockRaw, n)
+			dst = hexzstd.AppendBlockHeader(dst, last, hexzstd.BlockRaw, n)
 			dst = append(dst, block...)
 			continue
 		}
-		dst = appendBlockHeader(dst, last, zstdBlockComp, lhSize+len(out)+1)
-		for i := range lhSize {
-			dst = append(dst, byte(lh>>(8*i)))
-		}
+		dst = hexzstd.AppendBlockHeader(dst, last, hexzstd.BlockCompressed, lhSize+len(out)+1)
+		dst = hexzstd.AppendLiteralsHeader(dst, len(out), n)
 		dst = append(dst, out...)
 		dst = append(dst, 0) // Number_of_Sequences: 0
 	}
 	return dst, nil
-}
-
-// appendBlockHeader appends a zstd Block_Header: Last_Block, Block_Type and
-// Block_Size in 3 bytes, little endian.
-func appendBlockHeader(dst []byte, last bool, typ, size int) []byte {
-	h := uint32(size)<<3 | uint32(typ)<<1
-	if last {
-		h |= 1
-	}
-	return append(dst, byte(h), byte(h>>8), byte(h>>16))
-}
-
-// literalsHeader returns the Literals_Section_Header of compressed (4-stream
-// Huffman) literals and its size in bytes: Size_Format 1, 2 or 3 for
-// 10, 14 or 18 bits of regenerated and compressed sizes.
-func literalsHeader(compressed, regenerated int) (h uint64, size int) {
-	h = zstdLitComp
-	switch {
-	case compressed < 1<<10 && regenerated < 1<<10:
-		return h | 1<<2 | uint64(regenerated)<<4 | uint64(compressed)<<14, 3
-	case compressed < 1<<14 && regenerated < 1<<14:
-		return h | 2<<2 | uint64(regenerated)<<4 | uint64(compressed)<<18, 4
-	default: // both below 1<<18: blocks are at most 128 KiB
-		return h | 3<<2 | uint64(regenerated)<<4 | uint64(compressed)<<22, 5
-	}
 }
 
 // columnCodecs are the codecs of the columns that pageCodec does not suit,

@@ -100,13 +100,24 @@ func (w *footerWalker) uvarint() (uint64, error) {
 	return 0, fmt.Errorf("varint too long at offset %d", w.i)
 }
 
-// count reads nothing; it charges n declared elements and checks that they
-// can be in what is left.
-func (w *footerWalker) count(n uint64) error {
+// elements walks the n elements of a list, set or map (each the values of
+// types, in turn) at depth, after checking that they can be in what is
+// left (each takes at least a byte) and charging them.
+func (w *footerWalker) elements(n uint64, depth int, types ...byte) error {
 	if n > uint64(w.left()) {
 		return fmt.Errorf("%d elements declared at offset %d, %d bytes left", n, w.i, w.left())
 	}
+	if depth > maxFooterDepth {
+		return fmt.Errorf("nested deeper than %d at offset %d", maxFooterDepth, w.i)
+	}
 	w.cost += int64(n) * footerElemCost
+	for range n {
+		for _, t := range types {
+			if err := w.value(t, depth); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -170,18 +181,7 @@ func (w *footerWalker) value(t byte, depth int) error {
 				return err
 			}
 		}
-		if err := w.count(n); err != nil {
-			return err
-		}
-		if depth+1 > maxFooterDepth {
-			return fmt.Errorf("nested deeper than %d at offset %d", maxFooterDepth, w.i)
-		}
-		for range n {
-			if err := w.value(h&15, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+		return w.elements(n, depth+1, h&15)
 	case tMap:
 		n, err := w.uvarint()
 		if err != nil || n == 0 {
@@ -191,21 +191,7 @@ func (w *footerWalker) value(t byte, depth int) error {
 		if err != nil {
 			return err
 		}
-		if err := w.count(n); err != nil {
-			return err
-		}
-		if depth+1 > maxFooterDepth {
-			return fmt.Errorf("nested deeper than %d at offset %d", maxFooterDepth, w.i)
-		}
-		for range n {
-			if err := w.value(kv>>4, depth+1); err != nil {
-				return err
-			}
-			if err := w.value(kv&15, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
+		return w.elements(n, depth+1, kv>>4, kv&15)
 	case tStruct:
 		return w.structure(depth + 1)
 	}
