@@ -33,7 +33,7 @@ func TestUnmarshalConfig(t *testing.T) {
 				MaxValueBytes: 1024,
 				File:          &FileConfig{Directory: "/var/lib/agentaudit"},
 				Batch:         BatchConfig{MaxEntries: 500, MaxBytes: 1 << 20, MaxAge: 2 * time.Second},
-				Spool:         SpoolConfig{Directory: defaultSpoolDirectory, MaxBytes: defaultSpoolMaxBytes},
+				Spool:         SpoolConfig{Directory: defaultSpoolDirectory, MaxBytes: defaultSpoolMaxBytes, CommitDelay: defaultCommitDelay},
 			},
 		},
 		{
@@ -50,7 +50,7 @@ func TestUnmarshalConfig(t *testing.T) {
 					ObjectLock:     &ObjectLockConfig{Mode: "compliance", RetentionDays: 2557},
 					StorageClass:   "STANDARD",
 				},
-				Spool: SpoolConfig{Directory: "/var/lib/agentaudit/spool", MaxBytes: 2 << 30},
+				Spool: SpoolConfig{Directory: "/var/lib/agentaudit/spool", MaxBytes: 2 << 30, CommitDelay: 500 * time.Microsecond},
 				Batch: BatchConfig{MaxEntries: defaultMaxEntries, MaxBytes: defaultMaxBytes, MaxAge: defaultMaxAge},
 			},
 		},
@@ -91,7 +91,7 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 		{name: "bad_s3", errorMsg: "s3: \"bucket\" must not be empty\n\"prefix\" \"a/../b\" must be a clean path\n\"endpoint\" \"127.0.0.1:7070\" must be an http or https URL\n\"storage_class\" \"FAST\" is not an S3 storage class"},
 		{name: "bad_object_lock", errorMsg: "s3::object_lock: \"mode\" \"forever\" is invalid: use \"compliance\" or \"governance\"\n\"retention_days\" must be positive"},
 		{name: "two_keys", errorMsg: `checkpoint: "key_file" and "key_env" are both set: choose one`},
-		{name: "empty_spool", errorMsg: "spool: \"directory\" must not be empty\n\"max_bytes\" must be positive"},
+		{name: "empty_spool", errorMsg: "spool: \"directory\" must not be empty\n\"max_bytes\" must be positive\n\"commit_delay\" 1s must be between 0 and 100ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

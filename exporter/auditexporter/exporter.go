@@ -240,6 +240,7 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
+	log.SetCommitDelay(e.cfg.Spool.CommitDelay)
 	e.qmu.Lock()
 	e.store, e.spool, e.wal = st.trail, st.spool, log
 	e.qmu.Unlock()

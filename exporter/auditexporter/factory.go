@@ -22,6 +22,7 @@ const (
 
 	defaultSpoolDirectory = "./audit-spool"
 	defaultSpoolMaxBytes  = 1 << 30
+	defaultCommitDelay    = 0 // off: see spool.commit_delay in the README
 )
 
 // NewFactory returns the factory of the agentaudit exporter.
@@ -37,7 +38,7 @@ func createDefaultConfig() component.Config {
 	return &Config{
 		ChainID:       defaultChainID(),
 		MaxValueBytes: entry.DefaultMaxValueBytes,
-		Spool:         SpoolConfig{Directory: defaultSpoolDirectory, MaxBytes: defaultSpoolMaxBytes},
+		Spool:         SpoolConfig{Directory: defaultSpoolDirectory, MaxBytes: defaultSpoolMaxBytes, CommitDelay: defaultCommitDelay},
 		Batch: BatchConfig{
 			MaxEntries: defaultMaxEntries,
 			MaxBytes:   defaultMaxBytes,

@@ -3,7 +3,8 @@
 // The exporter acknowledges an OTLP request only after the request's
 // entries are appended here and fsynced. Concurrent requests share fsyncs
 // (group commit): while one fsync runs, later appends accumulate, and the
-// next fsync covers them all.
+// next fsync covers them all. Under concurrent load a group may also wait a
+// little for more requests before it is written (SetCommitDelay).
 //
 // The log is a sequence of segments, one per batch:
 // <dir>/<chain_id>-<first seq, 20 digits>.wal. A segment is deleted once its
@@ -39,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
@@ -95,6 +97,15 @@ type Log struct {
 	syncs               int64 // fsyncs done
 	scratch             []byte
 
+	// Commit delay (SetCommitDelay): requests counts the End calls (one
+	// per request) since Open; flushedRequests is its value at the last
+	// flush, lastGroup how many requests that flush covered.
+	delay                     time.Duration
+	requests, flushedRequests int64
+	lastGroup                 int64
+	delays                    int64 // flushes that waited
+	sleep                     func(time.Duration)
+
 	// next is a zero-filled file ready to become the next segment, made
 	// by a background goroutine (preparing) of spareSize bytes.
 	next      *spareFile
@@ -128,7 +139,7 @@ func Open(dir, chainID string, firstSeq int64) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("wal: creating %s: %w", dir, err)
 	}
-	l := &Log{dir: dir, chainID: chainID, lastSeq: firstSeq - 1, durableSeq: firstSeq - 1, spareSize: initialSpare}
+	l := &Log{dir: dir, chainID: chainID, lastSeq: firstSeq - 1, durableSeq: firstSeq - 1, spareSize: initialSpare, sleep: time.Sleep}
 	l.cond = sync.NewCond(&l.mu)
 	// Spares a crash left behind were never segments: they hold nothing.
 	if des, err := os.ReadDir(dir); err == nil {
@@ -263,11 +274,32 @@ func (l *Log) appendLocked(seq int64, canonical []byte) {
 	l.lastSeq = seq
 }
 
-// End returns the position after the last record appended.
+// End returns the position after the last record appended. A request
+// calls it once, after its appends and before Sync: the commit delay counts
+// requests by it.
 func (l *Log) End() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.requests++
 	return l.appended
+}
+
+// SetCommitDelay makes the request that writes and fsyncs a group first wait
+// d for other requests to join it, when the previous group held more than
+// one request: under concurrent load fewer, larger groups share the cost of
+// an fsync (about 95 µs of CPU on ext4 here), and a lone client never waits.
+// Zero (the default) never waits.
+func (l *Log) SetCommitDelay(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.delay = d
+}
+
+// Delays returns how many group commits waited for the commit delay.
+func (l *Log) Delays() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.delays
 }
 
 // Sync returns once every record before position pos is written and
@@ -286,6 +318,17 @@ func (l *Log) Sync(pos int64) error {
 			l.cond.Wait()
 			continue
 		}
+		if l.delay > 0 && l.lastGroup > 1 {
+			// Others append meanwhile; those that call Sync wait for
+			// this flush.
+			l.syncing = true
+			l.delays++
+			d, sleep := l.delay, l.sleep
+			l.mu.Unlock()
+			sleep(d)
+			l.mu.Lock()
+			l.syncing = false
+		}
 		l.flushLocked()
 	}
 }
@@ -294,6 +337,7 @@ func (l *Log) Sync(pos int64) error {
 // that appends go on. Callers hold mu and have checked !l.syncing.
 func (l *Log) flushLocked() {
 	l.syncing = true
+	l.lastGroup, l.flushedRequests = l.requests-l.flushedRequests, l.requests
 	buf, target, targetSeq, f, size := l.pending, l.appended, l.lastSeq, l.f, l.size
 	l.pending, l.spare = l.spare[:0], nil
 	l.mu.Unlock()

@@ -406,3 +406,63 @@ func TestEmptyPreallocatedSegmentIsRemoved(t *testing.T) {
 	// its batch is durable); segment 1, a spare without records, is gone.
 	assert.Equal(t, []string{".c-x-1" + spareSuffix, ".other-1" + spareSuffix, SegmentName("c", 0)}, names)
 }
+
+// TestCommitDelay: a flush waits for the commit delay only when the
+// previous group held more than one request, and what is appended during
+// the wait goes out with it, in one fsync.
+func TestCommitDelay(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	all := entries(c, 7)
+	var waits []time.Duration
+	var during func()
+	l.sleep = func(d time.Duration) {
+		waits = append(waits, d)
+		if during != nil {
+			during()
+		}
+	}
+	l.SetCommitDelay(time.Millisecond)
+	request := func(es ...entry.Entry) int64 {
+		for i := range es {
+			l.Append(&es[i])
+		}
+		return l.End()
+	}
+
+	// A lone client: never waits.
+	require.NoError(t, l.Sync(request(all[0])))
+	require.NoError(t, l.Sync(request(all[1])))
+	assert.Empty(t, waits)
+	assert.Zero(t, l.Delays())
+
+	// Two requests in one group: this flush does not wait (the previous
+	// group held one), the next one does.
+	request(all[2])
+	require.NoError(t, l.Sync(request(all[3])))
+	assert.Empty(t, waits)
+	syncs := l.Syncs()
+	var late int64
+	during = func() { late = request(all[5]) } // arrives during the wait
+	first := request(all[4])
+	require.NoError(t, l.Sync(first))
+	assert.Equal(t, []time.Duration{time.Millisecond}, waits)
+	assert.Equal(t, int64(1), l.Delays())
+	assert.Equal(t, syncs+1, l.Syncs(), "one fsync for both requests")
+	during = nil
+	require.NoError(t, l.Sync(late), "durable already")
+	assert.Equal(t, syncs+1, l.Syncs())
+	assert.Equal(t, int64(5), l.DurableSeq())
+
+	// Zero turns it off (the last group held two).
+	l.SetCommitDelay(0)
+	require.NoError(t, l.Sync(request(all[6])))
+	assert.Len(t, waits, 1)
+	require.NoError(t, l.Close())
+	segs, err := Recover(dir, "c")
+	require.NoError(t, err)
+	require.Len(t, segs, 1)
+	assert.Equal(t, all, segs[0].Entries)
+}
