@@ -47,12 +47,12 @@ const (
 	valueCost = 48
 )
 
-// checkFooterSize refuses, before parquet-go decodes it, a footer that declares
+// checkFooterCost refuses, before parquet-go decodes it, a footer that declares
 // more than it holds or than the file's budget (parquetfile.FooterCost): a
 // 24-byte file could otherwise make parquet-go allocate 190 GB. A file too
 // short to have a footer, or whose footer length is past its start, is
 // left to parquet.OpenFile to report.
-func checkFooterSize(data []byte) error {
+func checkFooterCost(data []byte) error {
 	n := len(data)
 	if n < 12 {
 		return nil

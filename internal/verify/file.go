@@ -216,7 +216,7 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 		}
 		r.release()
 	}()
-	if err := checkFooterSize(data); err != nil {
+	if err := checkFooterCost(data); err != nil {
 		res.add(NoSeq, NotAuditFile, "undecodable footer: %v", err)
 		return res
 	}
