@@ -149,47 +149,61 @@ func decodeZstd(d *zstd.Decoder, dst, body []byte, declared int) ([]byte, error)
 }
 
 // checkDecompress decompresses body with codec, as parquet-go is about to,
-// into scratch (of capacity declared plus zstdSlack, for zstd), and refuses
+// into scratch (of capacity at least declared plus zstdSlack), and refuses
 // it unless it decodes to at most declared bytes: parquet-go's decoders do
 // not bound their output (zstd's up to 64 GiB, gzip's and brotli's not at
-// all, and its lz4 loop doubles its buffer on any error).
-func checkDecompress(d *zstd.Decoder, codec format.CompressionCodec, scratch, body []byte, declared int) error {
+// all, and its lz4 loop doubles its buffer on any error). It returns what
+// body decompresses to, in scratch.
+func checkDecompress(d *zstd.Decoder, codec format.CompressionCodec, scratch, body []byte, declared int) ([]byte, error) {
+	var out []byte
 	var err error
 	switch codec {
 	case format.Zstd:
-		_, err = decodeZstd(d, scratch, body, declared)
+		out, err = decodeZstd(d, scratch, body, declared)
 	case format.Snappy:
 		var n int
 		if n, err = snappy.DecodedLen(body); err == nil && n > declared {
-			return fmt.Errorf("%w: decompresses to %d bytes, more than the %d its header declares", errBomb, n, declared)
+			return nil, fmt.Errorf("%w: decompresses to %d bytes, more than the %d its header declares", errBomb, n, declared)
+		}
+		if err == nil {
+			out, err = snappy.Decode(scratch[:declared], body)
 		}
 	case format.Gzip:
 		var r *gzip.Reader
 		if r, err = gzip.NewReader(bytes.NewReader(body)); err == nil {
-			err = discardAtMost(r, declared)
+			out, err = readAtMost(r, scratch, declared)
 		}
 	case format.Brotli:
-		err = discardAtMost(brotli.NewReader(bytes.NewReader(body)), declared)
+		out, err = readAtMost(brotli.NewReader(bytes.NewReader(body)), scratch, declared)
 	case format.Lz4Raw:
 		// parquet-go's buffer holds declared bytes: the block must fit.
-		_, err = lz4.UncompressBlock(body, scratch[:declared])
+		var n int
+		n, err = lz4.UncompressBlock(body, scratch[:declared])
+		out = scratch[:n]
 	}
 	if err != nil && !errors.Is(err, errBomb) {
 		err = fmt.Errorf("undecodable %s: %w", codec, err)
 	}
-	return err
+	return out, err
 }
 
-// discardAtMost reads r to its end, refusing more than n bytes.
-func discardAtMost(r io.Reader, n int) error {
-	got, err := io.CopyN(io.Discard, r, int64(n)+1)
-	switch {
-	case got > int64(n):
-		return fmt.Errorf("%w: decompresses to more than the %d bytes its header declares", errBomb, n)
-	case err == io.EOF:
-		return nil
+// readAtMost reads r to its end into scratch (of capacity at least n+1),
+// refusing more than n bytes.
+func readAtMost(r io.Reader, scratch []byte, n int) ([]byte, error) {
+	buf := scratch[:n+1]
+	got := 0
+	for {
+		k, err := r.Read(buf[got:])
+		got += k
+		switch {
+		case got > n:
+			return nil, fmt.Errorf("%w: decompresses to more than the %d bytes its header declares", errBomb, n)
+		case err == io.EOF:
+			return buf[:got], nil
+		case err != nil:
+			return nil, err
+		}
 	}
-	return err
 }
 
 // scanChunk checks the pages of column chunk cc of the file data before
@@ -199,7 +213,7 @@ func discardAtMost(r io.Reader, n int) error {
 // readable header and body, fit the file's budget with its values and
 // declared size, and decompress to at most that size. It is the only guard
 // in front of parquet-go's decoders; a page it refuses is never handed on.
-func (p *pageReader) scanChunk(data []byte, cc *format.ColumnChunk, codec format.CompressionCodec) error {
+func (p *pageReader) scanChunk(data []byte, cc *format.ColumnChunk, codec format.CompressionCodec, col plainColumn) error {
 	md := &cc.MetaData
 	start := md.DataPageOffset
 	if md.DictionaryPageOffset != 0 {
@@ -255,25 +269,140 @@ func (p *pageReader) scanChunk(data []byte, cc *format.ColumnChunk, codec format
 		if err := p.budget.take(valueCost*int64(values), "its values"); err != nil {
 			return fmt.Errorf("page %d: %w", page, err)
 		}
-		if !decompresses(codec) {
-			continue // parquet-go decompresses nothing (or fails on the codec)
+		raw := body // the page's values as stored: after v2's levels
+		if h.Type == format.DataPageV2 && h.DataPageHeaderV2.Valid {
+			v := &h.DataPageHeaderV2.V
+			raw = body[v.RepetitionLevelsByteLength+v.DefinitionLevelsByteLength:]
 		}
-		for _, region := range regions {
+		if !decompresses(codec) {
+			// parquet-go decompresses nothing (or fails on the codec).
+			if codec == format.Uncompressed {
+				if err := p.checkPlain(h, body, raw, col); err != nil {
+					return fmt.Errorf("page %d: %w", page, err)
+				}
+			}
+			continue
+		}
+		for r, region := range regions {
 			if region == nil {
 				continue
 			}
 			if err := p.checkPage(codec, h.UncompressedPageSize, len(region)); err != nil {
 				return fmt.Errorf("page %d: %w", page, err)
 			}
-			if codec == format.Zstd || codec == format.Lz4Raw {
-				p.scratch = growCap(p.scratch, int(h.UncompressedPageSize)+zstdSlack)
+			p.scratch = growCap(p.scratch, int(h.UncompressedPageSize)+zstdSlack)
+			vals, err := checkDecompress(p.zstd(), codec, p.scratch, region, int(h.UncompressedPageSize))
+			if err != nil {
+				return fmt.Errorf("page %d: %w", page, err)
 			}
-			if err := checkDecompress(p.zstd(), codec, p.scratch, region, int(h.UncompressedPageSize)); err != nil {
+			if r == 0 {
+				if err := p.checkPlain(h, body, vals, col); err != nil {
+					return fmt.Errorf("page %d: %w", page, err)
+				}
+			}
+		}
+		if regions[0] == nil { // v2 values stored uncompressed
+			if err := p.checkPlain(h, body, raw, col); err != nil {
 				return fmt.Errorf("page %d: %w", page, err)
 			}
 		}
 	}
 	return nil
+}
+
+// plainColumn is what checkPlain needs of a column: its values are INT64
+// (else BYTE_ARRAY) and its maximum definition level.
+type plainColumn struct {
+	isInt  bool
+	maxDef int
+}
+
+// errPlainCut: parquet-go v0.32 reads a PLAIN page whose values are cut
+// short past its end, into stale pooled memory, so that what it returns
+// depends on what was read before. checkPlain refuses such pages.
+var errPlainCut = errors.New("PLAIN values cut short")
+
+// checkPlain refuses a PLAIN page (data page v1 or v2, or dictionary page)
+// whose values run past its end: fewer INT64 than its non-null values, or a
+// byte array whose length goes past the page. body is the page as stored,
+// vals the page (v1, dictionary) or its values (v2) decompressed. Pages it
+// cannot read the levels of, or in other encodings, are left to parquet-go.
+func (p *pageReader) checkPlain(h *format.PageHeader, body, vals []byte, col plainColumn) error {
+	var n int // values the page holds
+	switch {
+	case h.Type == format.DictionaryPage && h.DictionaryPageHeader.Valid:
+		dh := &h.DictionaryPageHeader.V
+		//lint:ignore SA1019 read as parquet-go reads it
+		if dh.Encoding != format.Plain && dh.Encoding != format.PlainDictionary {
+			return nil
+		}
+		n = int(dh.NumValues)
+	case h.Type == format.DataPage && h.DataPageHeader.Valid:
+		dh := &h.DataPageHeader.V
+		if dh.Encoding != format.Plain {
+			return nil
+		}
+		n = int(dh.NumValues)
+		if col.maxDef > 0 {
+			if col.maxDef > 1 || len(vals) < 4 || uint64(binary.LittleEndian.Uint32(vals)) > uint64(len(vals)-4) {
+				return nil
+			}
+			l := binary.LittleEndian.Uint32(vals)
+			levels, ok := decodeLevels(p.levels[:0], vals[4:4+l], n)
+			p.levels = levels
+			if !ok {
+				return nil
+			}
+			n = countOnes(levels[:n])
+			vals = vals[4+l:]
+		}
+	case h.Type == format.DataPageV2 && h.DataPageHeaderV2.Valid:
+		dh := &h.DataPageHeaderV2.V
+		if dh.Encoding != format.Plain {
+			return nil
+		}
+		n = int(dh.NumValues)
+		if col.maxDef > 0 {
+			rl, dl := int(dh.RepetitionLevelsByteLength), int(dh.DefinitionLevelsByteLength)
+			if col.maxDef > 1 || rl != 0 || dl > len(body) {
+				return nil
+			}
+			levels, ok := decodeLevels(p.levels[:0], body[:dl], n)
+			p.levels = levels
+			if !ok {
+				return nil
+			}
+			n = countOnes(levels[:n])
+		}
+	default:
+		return nil
+	}
+	if col.isInt {
+		if n < 0 || len(vals) < 8*n {
+			return fmt.Errorf("%w: %d INT64 values in %d bytes", errPlainCut, n, len(vals))
+		}
+		return nil
+	}
+	for i := range n {
+		if len(vals) < 4 {
+			return fmt.Errorf("%w: byte array %d of %d past the page's end", errPlainCut, i, n)
+		}
+		l := binary.LittleEndian.Uint32(vals)
+		if uint64(l) > uint64(len(vals)-4) {
+			return fmt.Errorf("%w: byte array %d of %d, %d bytes long, past the page's end", errPlainCut, i, n, l)
+		}
+		vals = vals[4+l:]
+	}
+	return nil
+}
+
+// countOnes counts the levels that are 1 (a value, not NULL).
+func countOnes(levels []byte) int {
+	n := 0
+	for _, l := range levels {
+		n += int(l)
+	}
+	return n
 }
 
 // decompresses reports whether parquet-go decompresses pages of codec.

@@ -233,15 +233,17 @@ func TestCheckDecompressCodecs(t *testing.T) {
 			body, err := c.Encode(nil, raw)
 			require.NoError(t, err)
 			scratch := make([]byte, 0, len(raw)+zstdSlack)
-			require.NoError(t, checkDecompress(d, codec, scratch, body, len(raw)))
+			out, err := checkDecompress(d, codec, scratch, body, len(raw))
+			require.NoError(t, err)
+			require.Equal(t, raw, out)
 			require.NoError(t, checkDeclared(codec, int32(len(raw)), len(body)))
-			err = checkDecompress(d, codec, scratch[:0:len(raw)/2+zstdSlack], body, len(raw)/2)
+			_, err = checkDecompress(d, codec, scratch[:0:len(raw)/2+zstdSlack], body, len(raw)/2)
 			require.Error(t, err)
 			if codec != format.Lz4Raw { // lz4 only says the block does not fit
 				require.ErrorIs(t, err, errBomb)
 			}
 			if codec != format.Snappy { // snappy's size is its header's: parquet-go finds the rest
-				err = checkDecompress(d, codec, scratch, body[:len(body)/2], len(raw))
+				_, err = checkDecompress(d, codec, scratch, body[:len(body)/2], len(raw))
 				require.Error(t, err, "half a body")
 			}
 		})
@@ -389,4 +391,53 @@ func assertNotAuditFile(t *testing.T, rep *Report, key, detail string) {
 		}
 	}
 	assert.True(t, found, joinLines(rep.Violations))
+}
+
+// TestPlainCutShortRefused: PLAIN pages in other tools' shapes (every
+// codec, data pages v1 and v2) whose last value is cut short are refused
+// before parquet-go reads them past their end.
+func TestPlainCutShortRefused(t *testing.T) {
+	for _, c := range []compress.Codec{&parquet.Uncompressed, &parquet.Snappy, &parquet.Gzip, &parquet.Zstd} {
+		for _, v := range []int{1, 2} {
+			for _, col := range []int{colEntryHash, colExecutionID + 12, colSeq} { // required, optional (previous_value), INT64
+				t.Run(fmt.Sprintf("%s/v%d/%s", c.CompressionCodec(), v, columnNames[col]), func(t *testing.T) {
+					tr := newTrail(t)
+					key := tr.keys[c0][2]
+					es := tr.file(c0, 2)
+					writeRawWith(t, tr.dir, key, es, footerOf(es), nil, parquet.Compression(c), parquet.DataPageVersion(v),
+						parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain))
+					orig, err := os.ReadFile(tr.path(key))
+					require.NoError(t, err)
+					data := rewritePages(t, orig, col, func(_ int, h *format.PageHeader, body []byte) []byte {
+						return cutLastBytes(t, c, h, body, 4)
+					})
+					require.NoError(t, os.WriteFile(tr.path(key), data, 0o644))
+					rep := verifyBoth(t, tr.dir)
+					assertNotAuditFile(t, rep, key, "PLAIN values cut short")
+				})
+			}
+		}
+	}
+}
+
+// cutLastBytes removes the last n bytes of the values of a data page
+// compressed with c, and says so in its header.
+func cutLastBytes(t *testing.T, c compress.Codec, h *format.PageHeader, body []byte, n int) []byte {
+	t.Helper()
+	var levels []byte
+	switch {
+	case h.Type == format.DataPage:
+	case h.Type == format.DataPageV2:
+		l := int(h.DataPageHeaderV2.V.RepetitionLevelsByteLength + h.DataPageHeaderV2.V.DefinitionLevelsByteLength)
+		levels, body = body[:l], body[l:]
+	default:
+		return body
+	}
+	vals, err := c.Decode(nil, body)
+	require.NoError(t, err)
+	vals = vals[:len(vals)-n]
+	comp, err := c.Encode(nil, vals)
+	require.NoError(t, err)
+	h.UncompressedPageSize = int32(len(levels) + len(vals))
+	return append(slices.Clone(levels), comp...)
 }

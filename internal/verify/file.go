@@ -401,7 +401,7 @@ func (r *fileReader) readRowGroup(rg parquet.RowGroup, data []byte, meta *format
 			// has no chunk where this reader found none.
 			return 0, fmt.Errorf("column %q: no column chunk in row group %d", columnNames[i], g)
 		}
-		if err := r.pages.scanChunk(data, cc, codec0); err != nil {
+		if err := r.pages.scanChunk(data, cc, codec0, plainColumn{isInt: isIntColumn(i), maxDef: c.leaf.MaxDefinitionLevel}); err != nil {
 			r.malformed = err
 			return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
 		}

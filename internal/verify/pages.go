@@ -307,6 +307,9 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 		}
 	}
 	if isInt {
+		if len(page) < 8*nonNull {
+			return fmt.Errorf("%w: %d INT64 values in %d bytes", errPlainCut, nonNull, len(page))
+		}
 		if len(page) != 8*nonNull {
 			return errValues
 		}
@@ -345,20 +348,23 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 		}
 		return nil
 	}
+	j := 0 // non-null values read
 	for i := range dst {
 		if null[i] {
 			dst[i] = nil
 			continue
 		}
+		// Worded as checkPlain words it: both readers report the same.
 		if len(page) < 4 {
-			return errValues
+			return fmt.Errorf("%w: byte array %d of %d past the page's end", errPlainCut, j, nonNull)
 		}
 		l := binary.LittleEndian.Uint32(page)
 		if uint64(l) > uint64(len(page)-4) {
-			return errValues
+			return fmt.Errorf("%w: byte array %d of %d, %d bytes long, past the page's end", errPlainCut, j, nonNull, l)
 		}
 		dst[i] = page[4 : 4+l : 4+l]
 		page = page[4+l:]
+		j++
 	}
 	if len(page) != 0 {
 		return errValues
