@@ -348,12 +348,10 @@ func (p *pageReader) checkPlain(h *format.PageHeader, body, vals []byte, col pla
 				return nil
 			}
 			l := binary.LittleEndian.Uint32(vals)
-			levels, ok := decodeLevels(p.levels[:0], vals[4:4+l], n)
-			p.levels = levels
-			if !ok {
+			var ok bool
+			if n, ok = p.nonNull(vals[4:4+l], n); !ok {
 				return nil
 			}
-			n = countOnes(levels[:n])
 			vals = vals[4+l:]
 		}
 	case h.Type == format.DataPageV2 && h.DataPageHeaderV2.Valid:
@@ -367,12 +365,10 @@ func (p *pageReader) checkPlain(h *format.PageHeader, body, vals []byte, col pla
 			if col.maxDef > 1 || rl != 0 || dl > len(body) {
 				return nil
 			}
-			levels, ok := decodeLevels(p.levels[:0], body[:dl], n)
-			p.levels = levels
-			if !ok {
+			var ok bool
+			if n, ok = p.nonNull(body[:dl], n); !ok {
 				return nil
 			}
-			n = countOnes(levels[:n])
 		}
 	default:
 		return nil
@@ -396,13 +392,19 @@ func (p *pageReader) checkPlain(h *format.PageHeader, body, vals []byte, col pla
 	return nil
 }
 
-// countOnes counts the levels that are 1 (a value, not NULL).
-func countOnes(levels []byte) int {
-	n := 0
-	for _, l := range levels {
-		n += int(l)
+// nonNull counts the values that are not NULL among the n whose
+// definition levels (maximum 1) b holds; false when b does not decode.
+func (p *pageReader) nonNull(b []byte, n int) (int, bool) {
+	levels, ok := decodeLevels(p.levels[:0], b, n)
+	p.levels = levels
+	if !ok {
+		return 0, false
 	}
-	return n
+	count := 0
+	for _, l := range levels[:n] {
+		count += int(l)
+	}
+	return count, true
 }
 
 // decompresses reports whether parquet-go decompresses pages of codec.
