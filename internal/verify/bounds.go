@@ -374,22 +374,46 @@ func (p *pageReader) checkPlain(h *format.PageHeader, body, vals []byte, col pla
 		return nil
 	}
 	if col.isInt {
-		if n < 0 || len(vals) < 8*n {
-			return fmt.Errorf("%w: %d INT64 values in %d bytes", errPlainCut, n, len(vals))
-		}
-		return nil
+		return plainInts(n, len(vals))
 	}
 	for i := range n {
-		if len(vals) < 4 {
-			return fmt.Errorf("%w: byte array %d of %d past the page's end", errPlainCut, i, n)
-		}
-		l := binary.LittleEndian.Uint32(vals)
-		if uint64(l) > uint64(len(vals)-4) {
-			return fmt.Errorf("%w: byte array %d of %d, %d bytes long, past the page's end", errPlainCut, i, n, l)
+		l, ok := plainLen(vals)
+		if !ok {
+			return plainCut(vals, i, n)
 		}
 		vals = vals[4+l:]
 	}
 	return nil
+}
+
+// plainInts refuses a PLAIN page of n INT64 values in size bytes that
+// cannot hold them.
+func plainInts(n, size int) error {
+	if n < 0 || size < 8*n {
+		return fmt.Errorf("%w: %d INT64 values in %d bytes", errPlainCut, n, size)
+	}
+	return nil
+}
+
+// plainLen returns the length of the PLAIN byte array at the start of
+// vals, or false when it runs past the end (plainCut says so). Both
+// readers read PLAIN byte arrays with it.
+func plainLen(vals []byte) (int, bool) {
+	if len(vals) >= 4 {
+		if l := uint64(binary.LittleEndian.Uint32(vals)); l <= uint64(len(vals)-4) {
+			return int(l), true
+		}
+	}
+	return 0, false
+}
+
+// plainCut is the error for the PLAIN byte array at the start of vals,
+// value i of the page's n, that plainLen found running past the end.
+func plainCut(vals []byte, i, n int) error {
+	if len(vals) < 4 {
+		return fmt.Errorf("%w: byte array %d of %d past the page's end", errPlainCut, i, n)
+	}
+	return fmt.Errorf("%w: byte array %d of %d, %d bytes long, past the page's end", errPlainCut, i, n, binary.LittleEndian.Uint32(vals))
 }
 
 // nonNull counts the values that are not NULL among the n whose

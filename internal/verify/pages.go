@@ -307,8 +307,8 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 		}
 	}
 	if isInt {
-		if len(page) < 8*nonNull {
-			return fmt.Errorf("%w: %d INT64 values in %d bytes", errPlainCut, nonNull, len(page))
+		if err := plainInts(nonNull, len(page)); err != nil {
+			return err
 		}
 		if len(page) != 8*nonNull {
 			return errValues
@@ -354,13 +354,9 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 			dst[i] = nil
 			continue
 		}
-		// Worded as checkPlain words it: both readers report the same.
-		if len(page) < 4 {
-			return fmt.Errorf("%w: byte array %d of %d past the page's end", errPlainCut, j, nonNull)
-		}
-		l := binary.LittleEndian.Uint32(page)
-		if uint64(l) > uint64(len(page)-4) {
-			return fmt.Errorf("%w: byte array %d of %d, %d bytes long, past the page's end", errPlainCut, j, nonNull, l)
+		l, ok := plainLen(page)
+		if !ok {
+			return plainCut(page, j, nonNull)
 		}
 		dst[i] = page[4 : 4+l : 4+l]
 		page = page[4+l:]
@@ -377,11 +373,8 @@ func (p *pageReader) dataPage(c *column, dh *format.DataPageHeader, body []byte,
 // sequence of them.
 func appendPlainByteArrays(dst [][]byte, b []byte) ([][]byte, bool) {
 	for len(b) > 0 {
-		if len(b) < 4 {
-			return dst, false
-		}
-		l := binary.LittleEndian.Uint32(b)
-		if uint64(l) > uint64(len(b)-4) {
+		l, ok := plainLen(b)
+		if !ok {
 			return dst, false
 		}
 		dst = append(dst, b[4:4+l:4+l])
