@@ -73,14 +73,8 @@ var tree = func() []byte {
 	return w
 }()
 
-// hexPairs[b] is the byte b as two lower-case hex digits.
-var hexPairs = func() (t [256][2]byte) {
-	const digits = "0123456789abcdef"
-	for b := range t {
-		t[b] = [2]byte{digits[b>>4], digits[b&15]}
-	}
-	return t
-}()
+// digits are the lower-case hex digits.
+const digits = "0123456789abcdef"
 
 // Append appends to dst the page, which must be at least MinValues PLAIN
 // values of 64 hex digits each and nothing else, as a zstd frame of this
@@ -432,7 +426,7 @@ func decodeStream(dst, b []byte) bool {
 		if m>>4 != 1 {
 			return false
 		}
-		dst[0] = "0123456789abcdef"[m&15]
+		dst[0] = digits[m&15]
 		dst = dst[1:]
 	} else if m != 1 {
 		return false
@@ -453,8 +447,8 @@ func hexRevGeneric(dst, src []byte) {
 		binary.LittleEndian.PutUint64(dst[j:j+8], hex8(w))
 	}
 	for ; i > 0; i, j = i-1, j+2 {
-		p := hexPairs[src[i-1]]
-		dst[j], dst[j+1] = p[0], p[1]
+		b := src[i-1]
+		dst[j], dst[j+1] = digits[b>>4], digits[b&15]
 	}
 }
 
