@@ -20,8 +20,8 @@
 // general zstd decoder, and reports false for any frame not exactly in this
 // shape, which the caller hands to a general decoder.
 //
-// AppendBlockHeader and AppendLiteralsHeader are also what
-// internal/parquetfile's literal-only frames are built with.
+// AppendFrameHeader, AppendBlockHeader and AppendLiteralsHeader are also
+// what internal/parquetfile's literal-only frames are built with.
 package hexzstd
 
 import (
@@ -94,9 +94,7 @@ func Append(dst, page []byte) ([]byte, bool) {
 			}
 		}
 	}
-	out := binary.LittleEndian.AppendUint32(dst, magic)
-	out = append(out, descriptor)
-	out = binary.LittleEndian.AppendUint32(out, uint32(len(page)))
+	out := AppendFrameHeader(dst, len(page))
 	out = AppendBlockHeader(out, false, BlockRaw, 4)
 	out = append(out, page[:4]...)
 	// Value i's digits are literals of sequence i, whose match copies the
@@ -224,6 +222,17 @@ func appendSeqHeader(out []byte, k int) []byte {
 		return append(out, byte(k))
 	}
 	return append(out, byte(k>>8)+128, byte(k))
+}
+
+// AppendFrameHeader appends the header of a single-segment zstd frame of
+// size bytes (below 4 GiB): magic number, Frame_Header_Descriptor
+// (Frame_Content_Size_Flag 2, Single_Segment_Flag set, so no
+// Window_Descriptor; no checksum, no dictionary) and the 4-byte content
+// size.
+func AppendFrameHeader(dst []byte, size int) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, magic)
+	dst = append(dst, descriptor)
+	return binary.LittleEndian.AppendUint32(dst, uint32(size))
 }
 
 // Block_Type values.

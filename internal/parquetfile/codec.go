@@ -1,7 +1,6 @@
 package parquetfile
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sync"
 
@@ -119,10 +118,8 @@ const fallbackRatio = 0.4
 
 // zstd frame layout constants (RFC 8878).
 const (
-	zstdMagic       = 0xFD2FB528
-	zstdMaxBlock    = 128 << 10
-	zstdMinHuffman  = 1024
-	zstdFrameHeader = 4 + 1 + 4 // magic, descriptor, 4-byte content size
+	zstdMaxBlock   = 128 << 10
+	zstdMinHuffman = 1024
 )
 
 func (c *literalsCodec) String() string { return "ZSTD" }
@@ -153,12 +150,7 @@ func (c *literalsCodec) encodeLiterals(dst, src []byte) ([]byte, error) {
 	}
 	defer c.scratch.put(s)
 
-	dst = binary.LittleEndian.AppendUint32(dst[:0], zstdMagic)
-	// Frame_Header_Descriptor: Frame_Content_Size_Flag 2 (4 bytes),
-	// Single_Segment_Flag set (no Window_Descriptor), no checksum, no
-	// dictionary.
-	dst = append(dst, 2<<6|1<<5)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(src)))
+	dst = hexzstd.AppendFrameHeader(dst[:0], len(src))
 	if len(src) == 0 {
 		return hexzstd.AppendBlockHeader(dst, true, hexzstd.BlockRaw, 0), nil
 	}
