@@ -70,7 +70,7 @@ func spoolBatches(t *testing.T, spool string) int {
 }
 
 // TestSpoolFullRefusesThenRecovers runs once per way to split the stream
-// (see splitConfigs): the refusal must reach the client through either.
+// (see splitConfigs): the refusal must reach the client through each.
 func TestSpoolFullRefusesThenRecovers(t *testing.T) {
 	eachSplit(t, testSpoolFull)
 }

@@ -35,12 +35,17 @@ type process struct {
 	exitErr error
 }
 
-// startProcess runs bin --config cfgPath in dir with env added, and kills
-// it when the test ends (printing its logs if the test failed).
+// startProcess runs bin --config cfgPath (bin alone, on the embedded
+// default, when cfgPath is "") in dir with env added, and kills it when the
+// test ends (printing its logs if the test failed).
 func startProcess(tb testing.TB, bin, cfgPath, dir string, env []string) *process {
 	tb.Helper()
 	p := &process{logs: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "--config", cfgPath)
+	if cfgPath == "" {
+		p.cmd = exec.Command(bin)
+	} else {
+		p.cmd = exec.Command(bin, "--config", cfgPath)
+	}
 	p.cmd.Dir = dir // relative paths land there, never in the checkout
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
@@ -175,9 +180,11 @@ service:
 {{PIPELINES}}
 `
 
-// The two ways to split the stream: two pipelines with the agentaudit
-// processor (the embedded default), or one pipeline into the
-// agentaudit_split connector that feeds the other two.
+// The ways to split the stream: one pipeline into the agentaudit_split
+// connector that feeds traces/audit and traces/monitoring, each with the
+// agentaudit processor as a second guard (the embedded default); the same
+// without the processors; or two pipelines on the receiver, each with the
+// processor.
 var splitConfigs = map[string][2]string{
 	"processors": {`processors:
   agentaudit/audit:
@@ -203,6 +210,25 @@ var splitConfigs = map[string][2]string{
     traces/monitoring:
       receivers: [agentaudit_split]
       exporters: [otlp_http/monitoring]`},
+	"connector+processors": {`connectors:
+  agentaudit_split:
+    audit_pipelines: [traces/audit]
+    monitoring_pipelines: [traces/monitoring]
+processors:
+  agentaudit/audit:
+    mode: audit
+  agentaudit/monitoring:
+    mode: monitoring`, `    traces:
+      receivers: [otlp]
+      exporters: [agentaudit_split]
+    traces/audit:
+      receivers: [agentaudit_split]
+      processors: [agentaudit/audit]
+      exporters: [agentaudit]
+    traces/monitoring:
+      receivers: [agentaudit_split]
+      processors: [agentaudit/monitoring]
+      exporters: [otlp_http/monitoring]`},
 }
 
 // eachSplit runs f as a subtest for each way to split the stream.
@@ -220,7 +246,8 @@ type collectorOptions struct {
 	// indented for the exporter block (an s3: and a spool: section).
 	store string
 	env   []string // added to the collector's environment
-	// split is a key of splitConfigs; default "processors".
+	// split is a key of splitConfigs; default "connector+processors", the
+	// embedded default's.
 	split string
 }
 
@@ -261,7 +288,7 @@ func launchCollector(t *testing.T, opts collectorOptions) *collector {
 			"\n    spool:\n      directory: " + filepath.Join(filepath.Dir(opts.dataDir), "spool")
 	}
 	if opts.split == "" {
-		opts.split = "processors"
+		opts.split = "connector+processors"
 	}
 	split, ok := splitConfigs[opts.split]
 	require.True(t, ok, "unknown split %q", opts.split)

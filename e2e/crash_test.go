@@ -284,7 +284,7 @@ const (
 )
 
 // TestSIGKILLLosesNothingAcknowledged runs once per way to split the
-// stream (see splitConfigs): an acknowledgement through either is durable.
+// stream (see splitConfigs): an acknowledgement through each is durable.
 func TestSIGKILLLosesNothingAcknowledged(t *testing.T) {
 	eachSplit(t, testSIGKILL)
 }

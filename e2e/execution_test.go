@@ -139,7 +139,7 @@ func newTracerProvider(t *testing.T, ctx context.Context, c *collector, res *res
 }
 
 // TestAgentExecutionEndToEnd runs once per way to split the stream (see
-// splitConfigs): both must give the trail and the monitoring backend the
+// splitConfigs): each must give the trail and the monitoring backend the
 // same.
 func TestAgentExecutionEndToEnd(t *testing.T) {
 	eachSplit(t, testAgentExecution)

@@ -28,24 +28,26 @@ import (
 )
 
 // BenchmarkAuditPath measures, in one process and without gRPC, the CPU
-// each span costs on the path the embedded default gives it, side by side
-// with what decoding the request costs (the bulk of a receive-and-discard
-// collector's work). It isolates agentaudit's own cost from the network
-// and the load generator, and gives pprof a clean profile:
+// each span costs on the paths the layouts of the audit and monitoring
+// pipelines give it, side by side with what decoding the request costs (the
+// bulk of a receive-and-discard collector's work). It isolates agentaudit's
+// own cost from the network and the load generator, and gives pprof a clean
+// profile:
 //
 //	go test -run '^$' -bench AuditPath -benchtime 20000x -count 3 ./e2e/
-//	go test -run '^$' -bench 'AuditPath/all-audit/pipeline' -benchtime 20000x -cpuprofile /tmp/cpu.out ./e2e/
+//	go test -run '^$' -bench 'AuditPath/all-audit/default' -benchtime 20000x -cpuprofile /tmp/cpu.out ./e2e/
 //
-// "decode" unmarshals the request (the receiver's work). "pipeline" does
-// that, copies it (the fan-out to two pipelines whose processors both
-// change data), runs the processor in mode audit into the agentaudit
-// exporter (file store, fsynced write-ahead log; 8 requests in flight so
-// that group commit works as under load) and the processor in mode
-// monitoring into a sink; the timing includes shutting the exporter down,
-// so every batch is encoded and written. "split" does the same with the
-// agentaudit_split connector in place of the copy and the two processors.
-// cpu-ns/span is the process's CPU time (all goroutines, GC included) per
-// span; compare them.
+// "decode" unmarshals the request (the receiver's work). "default" does
+// that and runs the embedded default's path: the agentaudit_split
+// connector, then the processor in mode audit into the agentaudit exporter
+// (file store, fsynced write-ahead log; 8 requests in flight so that group
+// commit works as under load) and the processor in mode monitoring into a
+// sink; the timing includes shutting the exporter down, so every batch is
+// encoded and written. "split" is the same without the two processors.
+// "processors" has no connector: it copies the request (the collector's
+// fan-out to two pipelines whose processors both change data) and runs the
+// two processors on the receiver's stream. cpu-ns/span is the process's CPU
+// time (all goroutines, GC included) per span; compare them.
 func BenchmarkAuditPath(b *testing.B) {
 	for _, shape := range []struct {
 		name  string
@@ -57,7 +59,13 @@ func BenchmarkAuditPath(b *testing.B) {
 			spans := decodeParallel(b, payloads, func(ptrace.Traces) error { return nil })
 			reportPerSpan(b, cpu0, spans)
 		})
-		b.Run(shape.name+"/pipeline", func(b *testing.B) {
+		b.Run(shape.name+"/default", func(b *testing.B) {
+			benchSplit(b, payloads, true)
+		})
+		b.Run(shape.name+"/split", func(b *testing.B) {
+			benchSplit(b, payloads, false)
+		})
+		b.Run(shape.name+"/processors", func(b *testing.B) {
 			ctx := context.Background()
 			exp := benchExporter(b)
 			audit := benchProcessor(b, "audit", exp)
@@ -71,25 +79,37 @@ func BenchmarkAuditPath(b *testing.B) {
 				return monitoring.ConsumeTraces(ctx, td)
 			})
 		})
-		b.Run(shape.name+"/split", func(b *testing.B) {
-			ctx := context.Background()
-			exp := benchExporter(b)
-			cf := auditsplitconnector.NewFactory()
-			ccfg := cf.CreateDefaultConfig().(*auditsplitconnector.Config)
-			auditID := pipeline.NewIDWithName(pipeline.SignalTraces, "audit")
-			monitoringID := pipeline.NewIDWithName(pipeline.SignalTraces, "monitoring")
-			ccfg.AuditPipelines = []pipeline.ID{auditID}
-			ccfg.MonitoringPipelines = []pipeline.ID{monitoringID}
-			split, err := cf.CreateTracesToTraces(ctx, connectortest.NewNopSettings(cf.Type()), ccfg,
-				connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{auditID: exp, monitoringID: consumertest.NewNop()}))
-			if err != nil {
-				b.Fatal(err)
-			}
-			measurePath(b, payloads, []component.Component{exp, split}, func(td ptrace.Traces) error {
-				return split.ConsumeTraces(ctx, td)
-			})
-		})
 	}
+}
+
+// benchSplit measures the agentaudit_split connector into the exporter and
+// a sink, with the processor in front of each (mode audit, mode monitoring)
+// when withProcessors, as in the embedded default.
+func benchSplit(b *testing.B, payloads [][]byte, withProcessors bool) {
+	ctx := context.Background()
+	exp := benchExporter(b)
+	var auditNext, monitoringNext consumer.Traces = exp, consumertest.NewNop()
+	comps := []component.Component{exp}
+	if withProcessors {
+		audit := benchProcessor(b, "audit", exp)
+		monitoring := benchProcessor(b, "monitoring", monitoringNext)
+		auditNext, monitoringNext = audit, monitoring
+		comps = append(comps, audit, monitoring)
+	}
+	cf := auditsplitconnector.NewFactory()
+	ccfg := cf.CreateDefaultConfig().(*auditsplitconnector.Config)
+	auditID := pipeline.NewIDWithName(pipeline.SignalTraces, "audit")
+	monitoringID := pipeline.NewIDWithName(pipeline.SignalTraces, "monitoring")
+	ccfg.AuditPipelines = []pipeline.ID{auditID}
+	ccfg.MonitoringPipelines = []pipeline.ID{monitoringID}
+	split, err := cf.CreateTracesToTraces(ctx, connectortest.NewNopSettings(cf.Type()), ccfg,
+		connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{auditID: auditNext, monitoringID: monitoringNext}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	measurePath(b, payloads, append(comps, split), func(td ptrace.Traces) error {
+		return split.ConsumeTraces(ctx, td)
+	})
 }
 
 // measurePath starts comps in order, decodes the payloads in parallel into

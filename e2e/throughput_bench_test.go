@@ -29,11 +29,15 @@ import (
 // BenchmarkOTLPThroughput measures acknowledged spans/s and per-request
 // acknowledgement latency under concurrent OTLP/gRPC load, side by side in
 // one run: a receive-and-discard collector (otlp receiver → nop exporter),
-// agentaudit in the embedded default's shape (traces/audit to the
-// agentaudit exporter with its fsynced write-ahead log, traces/monitoring to
-// nop), and agentaudit-split, the same with the agentaudit_split connector
-// in place of the two processors. All are the same binary, started fresh,
-// and get the same load:
+// agentaudit in the embedded default's shape (the agentaudit_split
+// connector into traces/audit, the processor in mode audit and the
+// agentaudit exporter with its fsynced write-ahead log, and
+// traces/monitoring, the processor in mode monitoring and nop),
+// agentaudit-split (the same without the two processors) and
+// agentaudit-processors (no connector: traces/audit and traces/monitoring
+// both on the receiver, each with its processor, so the collector copies
+// every request). All are the same binary, started fresh, and get the same
+// load:
 //
 //	TP_RUNS=3 go test -run '^$' -bench OTLPThroughput -benchtime 1x ./e2e/
 //
@@ -50,7 +54,8 @@ import (
 // TP_WARMUP and TP_DURATION override the defaults,
 // TP_RUNS repeats the sub-benchmarks in rounds (medians are printed);
 // TP_TARGETS picks collectors (a comma-separated list of discard,
-// agentaudit, agentaudit-split); TP_COLLECTOR runs that collector binary
+// agentaudit, agentaudit-split, agentaudit-processors; all four by
+// default); TP_COLLECTOR runs that collector binary
 // instead of the one built from the working tree (to measure a given
 // commit).
 //
@@ -66,7 +71,7 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 	window := tpEnvDuration("TP_DURATION", 10*time.Second)
 
 	runs := tpEnvInt("TP_RUNS", 1)
-	targets := []string{"discard", "agentaudit", "agentaudit-split"}
+	targets := []string{"discard", "agentaudit", "agentaudit-split", "agentaudit-processors"}
 	if v := os.Getenv("TP_TARGETS"); v != "" {
 		targets = strings.Split(v, ",")
 		for _, t := range targets {
@@ -306,9 +311,10 @@ func tpSplitConfig(split string) string {
 
 // tpConfigs are the collectors measured, by name.
 var tpConfigs = map[string]string{
-	"discard":          tpDiscardConfig,
-	"agentaudit":       tpSplitConfig("processors"),
-	"agentaudit-split": tpSplitConfig("connector"),
+	"discard":               tpDiscardConfig,
+	"agentaudit":            tpSplitConfig("connector+processors"),
+	"agentaudit-processors": tpSplitConfig("processors"),
+	"agentaudit-split":      tpSplitConfig("connector"),
 }
 
 // tpCollector is a collector process started by tpStart.
@@ -511,7 +517,7 @@ func tpDrive(b *testing.B, c *tpCollector, addr string, load tpLoad) tpResult {
 // tpPayloads builds n distinct marshalled export requests of spans spans
 // each, with one span in every audit-tagged. Each span carries about 400
 // bytes of attributes.
-func tpPayloads(b *testing.B, n, spans, every int) (payloads [][]byte, auditPerReq, bytesPerReq int) {
+func tpPayloads(b testing.TB, n, spans, every int) (payloads [][]byte, auditPerReq, bytesPerReq int) {
 	b.Helper()
 	for p := range n {
 		td := ptrace.NewTraces()

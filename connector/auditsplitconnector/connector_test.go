@@ -247,6 +247,60 @@ func TestSameAsTwoPipelines(t *testing.T) {
 	}
 }
 
+// TestProcessorsAfterConnectorChangeNothing: the embedded default keeps the
+// agentaudit processor in traces/audit (mode audit) and traces/monitoring
+// (mode monitoring) behind the connector, as a second guard for data that
+// reaches those pipelines some other way. On what the connector sends them
+// the processors must change nothing: not a repaired value, a truncation or
+// a line of audit.validation added twice.
+func TestProcessorsAfterConnectorChangeNothing(t *testing.T) {
+	for _, action := range []string{actionStrip, actionDrop} {
+		t.Run(action, func(t *testing.T) {
+			c, sinks, _ := newSinkConnector(t, action, true, 64)
+			r := rand.New(rand.NewPCG(2, uint64(len(action))))
+			var auditSeen, faulty int
+			for i := range 300 {
+				for _, s := range sinks {
+					s.Reset()
+				}
+				require.NoError(t, c.ConsumeTraces(context.Background(), randomTraces(r)))
+				var again []ptrace.Traces
+				for _, td := range sinks["audit"].AllTraces() {
+					auditSeen += td.SpanCount()
+					faulty += withValidation(td)
+					again = append(again, viaProcessor(t, func(p *auditprocessor.Config) { p.MaxValueBytes = 64 }, clone(td))...)
+				}
+				requireSame(t, sinks["audit"].AllTraces(), again, fmt.Sprintf("audit pipeline, request %d", i))
+				again = again[:0]
+				for _, td := range sinks["monitoring"].AllTraces() {
+					again = append(again, viaProcessor(t, func(p *auditprocessor.Config) {
+						p.Mode, p.Action, p.MaxValueBytes = "monitoring", action, 64
+					}, clone(td))...)
+				}
+				requireSame(t, sinks["monitoring"].AllTraces(), again, fmt.Sprintf("monitoring pipeline, request %d", i))
+			}
+			// Both clean and faulty audit spans went through.
+			assert.Greater(t, auditSeen, 100)
+			assert.Greater(t, faulty, 30)
+		})
+	}
+}
+
+// withValidation counts the spans of td that carry audit.validation.
+func withValidation(td ptrace.Traces) int {
+	n := 0
+	for _, rs := range td.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, span := range ss.Spans().All() {
+				if _, ok := span.Attributes().Get(entry.KeyValidation); ok {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
 // TestUntaggedRequest: a request without audit-tagged spans reaches the
 // monitoring pipelines as it is, and the audit pipelines not at all.
 func TestUntaggedRequest(t *testing.T) {

@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// TestEmbeddedDefault runs the collector as `go run .` does, with no flag:
+// OTLP on 127.0.0.1:4317 and :4318, the trail under ./audit-data, the
+// monitoring pipeline into the debug exporter, the collector's own metrics
+// on 127.0.0.1:8888. It needs those ports free: under CI=true it fails when
+// one is taken, elsewhere it skips.
+func TestEmbeddedDefault(t *testing.T) {
+	const grpcAddr, httpAddr, metricsAddr = "127.0.0.1:4317", "127.0.0.1:4318", "127.0.0.1:8888"
+	for _, addr := range []string{grpcAddr, httpAddr, metricsAddr} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("the embedded default needs %s: %v", addr, err)
+			}
+			t.Skipf("the embedded default needs %s: %v", addr, err)
+		}
+		require.NoError(t, l.Close())
+	}
+	dir := t.TempDir()
+	p := startProcess(t, collectorBin, "", dir, nil)
+	p.waitListening(t, grpcAddr, httpAddr, metricsAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// One request of 100 spans over each protocol, one span in ten
+	// audit-tagged.
+	payloads, auditPerReq, _ := tpPayloads(t, 2, 100, 10)
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	req := ptraceotlp.NewExportRequest()
+	require.NoError(t, req.UnmarshalProto(payloads[0]))
+	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, req)
+	require.NoError(t, err)
+	req = ptraceotlp.NewExportRequest()
+	require.NoError(t, req.UnmarshalProto(payloads[1]))
+	code, _ := postTraces(t, ctx, &collector{httpAddr: httpAddr}, req.Traces())
+	require.Equal(t, http.StatusOK, code)
+
+	// Each layer of the default saw the spans: the connector split them,
+	// the processor behind it in traces/audit kept the audit-tagged ones as
+	// they came, the one in traces/monitoring found their payload gone.
+	metrics := scrape(t, "http://"+metricsAddr+"/metrics")
+	audited := float64(2 * auditPerReq)
+	assert.Equal(t, audited, metrics[`otelcol_connector_agentaudit_split_spans{outcome="kept_audit"}`], "connector, audit side")
+	assert.Equal(t, audited, metrics[`otelcol_connector_agentaudit_split_spans{outcome="stripped"}`], "connector, monitoring side")
+	assert.Equal(t, audited, metrics[`otelcol_processor_agentaudit_spans{outcome="kept_audit"}`], "processor, mode audit")
+	assert.Equal(t, audited, metrics[`otelcol_processor_agentaudit_spans{outcome="stripped"}`], "processor, mode monitoring")
+	assert.Zero(t, metrics[`otelcol_processor_agentaudit_spans{outcome="dropped_unaudited"}`], "the connector sends traces/audit only audit-tagged spans")
+
+	p.terminate(t)
+
+	// The trail holds exactly the audit-tagged spans and verifies.
+	rep := acVerify(t, filepath.Join(dir, "audit-data"))
+	assert.True(t, rep.Intact, "%+v", rep.Violations)
+	assert.EqualValues(t, 2*auditPerReq, rep.Entries)
+	_, err = os.Stat(filepath.Join(dir, "audit-spool"))
+	require.NoError(t, err, "the write-ahead log lives in ./audit-spool")
+
+	// The debug exporter (basic verbosity) logged every span of both
+	// requests, audit-tagged or not.
+	total := 0
+	for _, m := range regexp.MustCompile(`"spans": (\d+)`).FindAllStringSubmatch(p.logs.String(), -1) {
+		n, err := strconv.Atoi(m[1])
+		require.NoError(t, err)
+		total += n
+	}
+	assert.Equal(t, 200, total, "spans the monitoring pipeline's debug exporter logged")
+}
+
+// scrape returns the samples of the agentaudit metrics at url by series,
+// the labels reduced to outcome (summed over the others), e.g.
+// `otelcol_processor_agentaudit_spans{outcome="stripped"}`.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	outcome := regexp.MustCompile(`outcome="[a-z_]+"`)
+	out := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		m := metricLine.FindStringSubmatch(sc.Text())
+		if m == nil || !strings.Contains(m[1], "agentaudit") {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[3], 64)
+		require.NoError(t, err)
+		key := m[1]
+		if o := outcome.FindString(m[2]); o != "" {
+			key += "{" + o + "}"
+		}
+		out[key] += v
+	}
+	require.NoError(t, sc.Err())
+	return out
+}
