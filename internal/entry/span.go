@@ -211,7 +211,7 @@ func clean(res pcommon.Resource, span ptrace.Span, max int) (result string, ok b
 		case slotValidation:
 			ok = false
 		default: // error.type, http.response.status_code and the rest
-			ok = utf8.ValidString(k) && !strings.HasPrefix(k, KeyPrefix) && cleanValue(v, max)
+			ok = validUTF8(k) && !strings.HasPrefix(k, KeyPrefix) && cleanValue(v, max)
 		}
 		return ok
 	})
@@ -229,7 +229,7 @@ func clean(res pcommon.Resource, span ptrace.Span, max int) (result string, ok b
 	}
 	if has&hasResult == 0 {
 		result = deriveResult(span)
-		if !utf8.ValidString(result) || len(result) > max {
+		if !validUTF8(result) || len(result) > max {
 			return "", false
 		}
 	}
@@ -243,7 +243,7 @@ func cleanString(v pcommon.Value, max int) (string, bool) {
 		return "", false
 	}
 	s := v.Str()
-	return s, len(s) <= max && utf8.ValidString(s)
+	return s, len(s) <= max && validUTF8(s)
 }
 
 // cleanValue reports whether mapping v records no problem: every string in
@@ -266,7 +266,7 @@ func cleanValue(v pcommon.Value, max int) bool {
 	case pcommon.ValueTypeMap:
 		ok := true
 		v.Map().Range(func(k string, mv pcommon.Value) bool {
-			ok = utf8.ValidString(k) && cleanValue(mv, max)
+			ok = validUTF8(k) && cleanValue(mv, max)
 			return ok
 		})
 		return ok
@@ -632,7 +632,7 @@ func (m *mapper) valueString(field string, v pcommon.Value) string {
 // recording both under field. Valid values within the limit are returned
 // as they are, without a copy.
 func (m *mapper) sanitize(field, s string) string {
-	if !utf8.ValidString(s) {
+	if !validUTF8(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 		m.add(Problem{Field: field, Kind: ProblemInvalidUTF8, Detail: "replaced with U+FFFD"})
 	}
@@ -672,7 +672,7 @@ func truncate(s string, n int) string {
 func (m *mapper) repairInPlace(v pcommon.Value) {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
-		if s := v.Str(); !utf8.ValidString(s) || len(s) > m.max {
+		if s := v.Str(); !validUTF8(s) || len(s) > m.max {
 			v.SetStr(m.sanitize("", s))
 		}
 	case pcommon.ValueTypeSlice:
@@ -695,7 +695,7 @@ type keyValue struct {
 
 // sanitizeKey repairs invalid UTF-8 in a map key, recording it under field.
 func (m *mapper) sanitizeKey(field, k string) string {
-	if utf8.ValidString(k) {
+	if validUTF8(k) {
 		return k
 	}
 	m.add(Problem{Field: field, Kind: ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"})
