@@ -8,9 +8,9 @@
 package merkle // import "github.com/agentaudit/agentaudit/internal/merkle"
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sync"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -42,48 +42,28 @@ func Root(entryHashes [][]byte) []byte {
 
 // RootHex is Root over hex-encoded entry hashes, returning hex. It fails on a
 // string that is not 32 bytes of hex. It is the writer's hot path (one call
-// per sealed batch), so it folds the tree on a stack of fixed-size hashes
-// instead of building it: one allocation per batch, not per entry.
+// per sealed batch): it runs a Fold, taken from a pool so that a writer
+// sealing batch after batch allocates no tree.
 func RootHex(entryHashes []string) (string, error) {
-	if len(entryHashes) == 0 {
-		return hex.EncodeToString(hasher.EmptyRoot()), nil
-	}
-	// stack[i] is a perfect subtree of size[i] leaves; sizes strictly
-	// decrease, as in a binary counter.
-	type node struct {
-		hash [32]byte
-		size uint64
-	}
-	stack := make([]node, 0, 64)
-	var leaf [33]byte
-	var pair [65]byte
-	pair[0] = 0x01
-	for i, s := range entryHashes {
+	f := folds.Get().(*Fold)
+	defer folds.Put(f)
+	root, err := f.Root(len(entryHashes), func(i int, dst *[32]byte) error {
+		s := entryHashes[i]
 		if len(s) != 64 {
-			return "", fmt.Errorf("merkle: entry hash %d is not 32 bytes of hex: %q", i, s)
+			return fmt.Errorf("merkle: entry hash %d is not 32 bytes of hex: %q", i, s)
 		}
-		if _, err := hex.Decode(leaf[1:], []byte(s)); err != nil {
-			return "", fmt.Errorf("merkle: entry hash %d is not 32 bytes of hex: %q", i, s)
+		if _, err := hex.Decode(dst[:], []byte(s)); err != nil {
+			return fmt.Errorf("merkle: entry hash %d is not 32 bytes of hex: %q", i, s)
 		}
-		n := node{hash: sha256.Sum256(leaf[:]), size: 1}
-		for len(stack) > 0 && stack[len(stack)-1].size == n.size {
-			top := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			copy(pair[1:33], top.hash[:])
-			copy(pair[33:], n.hash[:])
-			n = node{hash: sha256.Sum256(pair[:]), size: 2 * n.size}
-		}
-		stack = append(stack, n)
-	}
-	// Fold the right edge: smaller subtrees hang under larger ones.
-	root := stack[len(stack)-1].hash
-	for i := len(stack) - 2; i >= 0; i-- {
-		copy(pair[1:33], stack[i].hash[:])
-		copy(pair[33:], root[:])
-		root = sha256.Sum256(pair[:])
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
 	return hex.EncodeToString(root[:]), nil
 }
+
+var folds = sync.Pool{New: func() any { return new(Fold) }}
 
 // InclusionProof returns the audit path of leaf index in the tree of
 // entryHashes (RFC 6962 section 2.1.1, PATH), from the leaf upwards.

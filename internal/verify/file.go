@@ -16,6 +16,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/sha2x"
 	"github.com/agentaudit/agentaudit/internal/store"
 )
 
@@ -692,7 +693,7 @@ func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain
 	for i0 := 0; i0 < n; i0 += rowBlock {
 		m := min(rowBlock, n-i0)
 		inBlock := r.canonicalBlock(i0, m, &pos)
-		// Two rows at a time: their hashes are independent (sumPadded2).
+		// Two rows at a time: their hashes are independent (sha2x.Sum2Padded).
 		for k := 0; k < m; k += 2 {
 			var sums [2][32]byte
 			var msg [2][]byte
@@ -706,12 +707,12 @@ func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain
 					r.bufs[j] = b
 				}
 				size[j] = len(b)
-				msg[j] = appendPadding(b)
+				msg[j] = sha2x.AppendPadding(b)
 			}
 			if k+1 < m {
-				sums[0], sums[1] = sumPadded2(msg[0], size[0], msg[1], size[1])
+				sums[0], sums[1] = sha2x.Sum2Padded(msg[0], size[0], msg[1], size[1])
 			} else {
-				sums[0] = sumPadded(msg[0], size[0])
+				sums[0] = sha2x.SumPadded(msg[0], size[0])
 			}
 			for j := 0; j < 2 && k+j < m; j++ {
 				if f, c, s := r.checkRow(res, i0+k+j, &sums[j]); f {

@@ -1,6 +1,6 @@
 //go:build amd64 && !purego
 
-package verify
+package sha2x
 
 //go:noescape
 func blocks1(h *[8]uint32, p *byte, n int)
@@ -22,7 +22,7 @@ var useSHANI = func() bool {
 	return c1&(1<<9) != 0 && c1&(1<<19) != 0 && b7&(1<<29) != 0
 }()
 
-// compress runs the SHA-256 compression function over the 64-byte blocks of
+// compress2 runs the SHA-256 compression function over the 64-byte blocks of
 // a (into ha) and b (into hb), two blocks at a time while both have one.
 func compress2(ha, hb *[8]uint32, a, b []byte) {
 	na, nb := len(a)/64, len(b)/64
