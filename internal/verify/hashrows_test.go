@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"encoding/hex"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -74,4 +75,22 @@ func TestAppendIntField(t *testing.T) {
 	}
 	c := column{ints: []int64{0}, null: []bool{true}}
 	assert.Equal(t, "-", string(appendIntField(nil, &c, 0)))
+}
+
+// TestHexEncode: hexEncode is hex.EncodeToString for random hashes and
+// every byte value.
+func TestHexEncode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for n := range 300 {
+		var sum [32]byte
+		for i := range sum {
+			sum[i] = byte(rng.Uint32())
+			if n < 256/32*8 {
+				sum[i] = byte(n*32 + i)
+			}
+		}
+		var hx [64]byte
+		hexEncode(&hx, &sum)
+		require.Equal(t, hex.EncodeToString(sum[:]), string(hx[:]))
+	}
 }
