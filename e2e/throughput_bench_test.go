@@ -53,6 +53,9 @@ import (
 // turn, e.g. "8,32" to see both collectors near saturation), TP_SPANS,
 // TP_WARMUP and TP_DURATION override the defaults,
 // TP_RUNS repeats the sub-benchmarks in rounds (medians are printed);
+// TP_SLICES=N instead keeps all the collectors running side by side and
+// gives them the load in turns, N turns of TP_WARMUP (0.5 s) + TP_DURATION
+// (2 s) each, which resists the VM's drift far better (tpRunInterleaved);
 // TP_TARGETS picks collectors (a comma-separated list of discard,
 // agentaudit, agentaudit-split, agentaudit-processors; all four by
 // default); TP_COLLECTOR runs that collector binary
@@ -112,31 +115,55 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 		fmt.Printf("%s load: %v clients × %d spans/request (%d audit-tagged), %d bytes/request on the wire\n",
 			shape.name, clientCounts, spans, auditPerReq, bytesPerReq)
 	}
-	// Rounds interleave the two collectors so that both see the same
-	// machine; -count would run each sub-benchmark N times in a row.
-	for run := 1; run <= runs; run++ {
+	if turns := tpEnvInt("TP_SLICES", 0); turns > 0 {
+		// Interleaved: the collectors run side by side and take the load in
+		// turns; each turn of all of them is a round ("run" in the table).
+		sliceLoad := func(i, clients int) tpLoad {
+			return tpLoad{clients: clients, payloads: loads[i].payloads, spansPerReq: spans,
+				auditPerReq: loads[i].auditPerReq, warmup: tpEnvDuration("TP_WARMUP", 500*time.Millisecond),
+				window: tpEnvDuration("TP_DURATION", 2*time.Second)}
+		}
 		for i, shape := range shapes {
 			for _, clients := range clientCounts {
-				for _, target := range targets {
-					name := shape.name + "/" + target
-					if len(clientCounts) > 1 {
-						name = shape.name + "/c" + strconv.Itoa(clients) + "/" + target
+				b.Run(shape.name+"/c"+strconv.Itoa(clients)+"/interleaved", func(b *testing.B) {
+					results := tpRunInterleaved(b, targets, sliceLoad(i, clients), turns)
+					for s, perTarget := range results {
+						for t, res := range perTarget {
+							rows = append(rows, row{s + 1, shape.name, clients, targets[t], res})
+						}
 					}
-					b.Run(name, func(b *testing.B) {
-						res := tpRun(b, target, tpLoad{
-							clients: clients, payloads: loads[i].payloads, spansPerReq: spans,
-							auditPerReq: loads[i].auditPerReq, warmup: warmup, window: window,
+					b.ReportMetric(0, "ns/op")
+				})
+			}
+		}
+		runs = turns
+	} else {
+		// Rounds interleave the two collectors so that both see the same
+		// machine; -count would run each sub-benchmark N times in a row.
+		for run := 1; run <= runs; run++ {
+			for i, shape := range shapes {
+				for _, clients := range clientCounts {
+					for _, target := range targets {
+						name := shape.name + "/" + target
+						if len(clientCounts) > 1 {
+							name = shape.name + "/c" + strconv.Itoa(clients) + "/" + target
+						}
+						b.Run(name, func(b *testing.B) {
+							res := tpRun(b, target, tpLoad{
+								clients: clients, payloads: loads[i].payloads, spansPerReq: spans,
+								auditPerReq: loads[i].auditPerReq, warmup: warmup, window: window,
+							})
+							b.ReportMetric(0, "ns/op")
+							b.ReportMetric(res.spansPerSec, "spans/s")
+							b.ReportMetric(res.p50.Seconds()*1e3, "p50-ms")
+							b.ReportMetric(res.p99.Seconds()*1e3, "p99-ms")
+							b.ReportMetric(float64(res.failed), "failed-reqs")
+							b.ReportMetric(res.collectorCPU, "collector-cores")
+							b.ReportMetric(res.generatorCPU, "generator-cores")
+							b.ReportMetric(res.otherCPU, "other-cores")
+							rows = append(rows, row{run, shape.name, clients, target, res})
 						})
-						b.ReportMetric(0, "ns/op")
-						b.ReportMetric(res.spansPerSec, "spans/s")
-						b.ReportMetric(res.p50.Seconds()*1e3, "p50-ms")
-						b.ReportMetric(res.p99.Seconds()*1e3, "p99-ms")
-						b.ReportMetric(float64(res.failed), "failed-reqs")
-						b.ReportMetric(res.collectorCPU, "collector-cores")
-						b.ReportMetric(res.generatorCPU, "generator-cores")
-						b.ReportMetric(res.otherCPU, "other-cores")
-						rows = append(rows, row{run, shape.name, clients, target, res})
-					})
+					}
 				}
 			}
 		}
@@ -165,9 +192,27 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 	}
 	spansPerSec := func(r tpResult) float64 { return r.spansPerSec }
 	perCPU := func(r tpResult) float64 { return r.spansPerSec / max(r.collectorCPU, 1e-9) }
+	// roundRatios are target's spans/s over discard's in each round, each
+	// against the discard run of its own round: the machine drifts less
+	// within a round than across the whole benchmark.
+	roundRatios := func(load string, clients int, target string) []float64 {
+		var v []float64
+		for _, r := range rows {
+			if r.load != load || r.clients != clients || r.target != target {
+				continue
+			}
+			for _, d := range rows {
+				if d.run == r.run && d.load == load && d.clients == clients && d.target == "discard" && d.res.spansPerSec > 0 {
+					v = append(v, r.res.spansPerSec/d.res.spansPerSec)
+				}
+			}
+		}
+		slices.Sort(v)
+		return v
+	}
 	fmt.Fprintf(&sb, "\nMedians of %d run(s):\n\n", runs)
-	fmt.Fprintf(&sb, "| load | clients | collector | spans/s | ratio to discard | p50 / p99 ms | ratio of spans per collector-CPU-s |\n")
-	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&sb, "| load | clients | collector | spans/s | ratio to discard | per round: median (min–max) | p50 / p99 ms | ratio of spans per collector-CPU-s |\n")
+	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|---|\n")
 	// ratio is "–" when a side did not run (a -bench filter picked one).
 	ratio := func(a, d float64) string {
 		if a == 0 || d == 0 {
@@ -186,8 +231,12 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 				if a == 0 {
 					continue
 				}
-				fmt.Fprintf(&sb, "| %s | %d | %s | %.0f | %s | %.1f / %.1f | %s |\n", shape.name, c, target, a, ratio(a, d),
-					m(target, p50), m(target, p99), ratio(m(target, perCPU), m("discard", perCPU)))
+				perRound := "–"
+				if v := roundRatios(shape.name, c, target); len(v) > 0 {
+					perRound = fmt.Sprintf("%.2f× (%.2f–%.2f)", v[len(v)/2], v[0], v[len(v)-1])
+				}
+				fmt.Fprintf(&sb, "| %s | %d | %s | %.0f | %s | %s | %.1f / %.1f | %s |\n", shape.name, c, target, a, ratio(a, d),
+					perRound, m(target, p50), m(target, p99), ratio(m(target, perCPU), m("discard", perCPU)))
 			}
 		}
 	}
@@ -231,23 +280,7 @@ func tpRun(b *testing.B, target string, load tpLoad) tpResult {
 
 	res := tpDrive(b, c, addr, load)
 	c.stop(b)
-	if res.failed > 0 {
-		b.Logf("%s: %d requests failed; first: %v", target, res.failed, res.firstErr)
-	}
-	if target != "discard" {
-		want := int64(res.ackedReqsTotal * load.auditPerReq)
-		got, distinct, next := tpTrailCount(b, trail)
-		switch {
-		case res.failed == 0 && got != want:
-			b.Fatalf("the trail holds %d entries, want the %d audit spans acknowledged", got, want)
-		case got < want || got > want+int64(res.failed*load.auditPerReq):
-			b.Fatalf("the trail holds %d entries, want %d acknowledged (+ up to %d of failed requests)",
-				got, want, res.failed*load.auditPerReq)
-		case distinct != got || next != got:
-			b.Fatalf("the trail's seq are not 0..%d without gaps: %d distinct, max+1 = %d", got-1, distinct, next)
-		}
-		b.Logf("durable: %d entries in the trail = %d audit spans acknowledged", got, want)
-	}
+	tpCheckTrail(b, target, trail, res.ackedReqsTotal, res.failed, res.firstErr, load.auditPerReq)
 	return res
 }
 
@@ -387,6 +420,81 @@ func tpMachineCPU() time.Duration {
 	}
 	const clockTicks = 100
 	return time.Duration(busy) * time.Second / clockTicks
+}
+
+// tpCheckTrail fails unless the trail of target (after its collector
+// stopped) holds exactly the audit spans of the acked requests, plus up to
+// those of the failed ones, with seq 0..n-1 and no gap.
+func tpCheckTrail(b *testing.B, target, trail string, acked, failed int, firstErr error, auditPerReq int) {
+	b.Helper()
+	if failed > 0 {
+		b.Logf("%s: %d requests failed; first: %v", target, failed, firstErr)
+	}
+	if target == "discard" {
+		return
+	}
+	want := int64(acked * auditPerReq)
+	got, distinct, next := tpTrailCount(b, trail)
+	switch {
+	case failed == 0 && got != want:
+		b.Fatalf("%s: the trail holds %d entries, want the %d audit spans acknowledged", target, got, want)
+	case got < want || got > want+int64(failed*auditPerReq):
+		b.Fatalf("%s: the trail holds %d entries, want %d acknowledged (+ up to %d of failed requests)",
+			target, got, want, failed*auditPerReq)
+	case distinct != got || next != got:
+		b.Fatalf("%s: the trail's seq are not 0..%d without gaps: %d distinct, max+1 = %d", target, got-1, distinct, next)
+	}
+	b.Logf("%s durable: %d entries in the trail = %d audit spans acknowledged", target, got, want)
+}
+
+// tpRunInterleaved starts a collector of each target and, after a first
+// turn that warms them all up, drives them in turn, turns times, for a
+// short warm-up and window each (rotating which goes first). Every target
+// thus sees the machine at nearly the same moments: on a VM whose speed
+// drifts from one minute to the next, this compares them far more closely
+// than runs of 10 s one after the other. It returns one result per turn
+// and target (results[turn][target]), then stops the collectors and checks
+// their trails.
+func tpRunInterleaved(b *testing.B, targets []string, load tpLoad, turns int) [][]tpResult {
+	b.Helper()
+	type running struct {
+		c      *tpCollector
+		addr   string
+		trail  string
+		acked  int
+		failed int
+		err    error
+	}
+	rs := make([]*running, len(targets))
+	for i, target := range targets {
+		dir := b.TempDir()
+		r := &running{addr: tpFreeAddr(b), trail: filepath.Join(dir, "audit-data")}
+		cfg := strings.NewReplacer("{{GRPC}}", r.addr, "{{TRAIL}}", r.trail,
+			"{{SPOOL}}", filepath.Join(dir, "spool")).Replace(tpConfigs[target])
+		r.c = tpStart(b, dir, cfg, r.addr)
+		rs[i] = r
+	}
+	// Turn 0 warms every collector up (its first batches, log segments and
+	// connections) and is not recorded.
+	results := make([][]tpResult, turns+1)
+	for s := range turns + 1 {
+		results[s] = make([]tpResult, len(targets))
+		for k := range targets {
+			i := (s + k) % len(targets)
+			res := tpDrive(b, rs[i].c, rs[i].addr, load)
+			results[s][i] = res
+			rs[i].acked += res.ackedReqsTotal
+			rs[i].failed += res.failed
+			if rs[i].err == nil {
+				rs[i].err = res.firstErr
+			}
+		}
+	}
+	for i, target := range targets {
+		rs[i].c.stop(b)
+		tpCheckTrail(b, target, rs[i].trail, rs[i].acked, rs[i].failed, rs[i].err, load.auditPerReq)
+	}
+	return results[1:]
 }
 
 // tpRawCodec sends pre-marshalled requests as they are, so that the load
