@@ -268,16 +268,23 @@ type tpResult struct {
 	otherCPU       float64 // the rest of the machine: other processes, kernel threads
 }
 
+// tpLaunch starts a collector of the given kind (a key of tpConfigs) in a
+// new directory and returns it, its OTLP/gRPC address and its trail
+// directory.
+func tpLaunch(b *testing.B, target string) (c *tpCollector, addr, trail string) {
+	b.Helper()
+	dir := b.TempDir()
+	trail = filepath.Join(dir, "audit-data")
+	addr = tpFreeAddr(b)
+	cfg := strings.NewReplacer("{{GRPC}}", addr, "{{TRAIL}}", trail,
+		"{{SPOOL}}", filepath.Join(dir, "spool")).Replace(tpConfigs[target])
+	return tpStart(b, dir, cfg, addr), addr, trail
+}
+
 // tpRun starts a collector of the given kind, loads it and stops it.
 func tpRun(b *testing.B, target string, load tpLoad) tpResult {
 	b.Helper()
-	dir := b.TempDir()
-	trail := filepath.Join(dir, "audit-data")
-	addr := tpFreeAddr(b)
-	cfg := strings.NewReplacer("{{GRPC}}", addr, "{{TRAIL}}", trail,
-		"{{SPOOL}}", filepath.Join(dir, "spool")).Replace(tpConfigs[target])
-	c := tpStart(b, dir, cfg, addr)
-
+	c, addr, trail := tpLaunch(b, target)
 	res := tpDrive(b, c, addr, load)
 	c.stop(b)
 	tpCheckTrail(b, target, trail, res.ackedReqsTotal, res.failed, res.firstErr, load.auditPerReq)
@@ -467,11 +474,8 @@ func tpRunInterleaved(b *testing.B, targets []string, load tpLoad, turns int) []
 	}
 	rs := make([]*running, len(targets))
 	for i, target := range targets {
-		dir := b.TempDir()
-		r := &running{addr: tpFreeAddr(b), trail: filepath.Join(dir, "audit-data")}
-		cfg := strings.NewReplacer("{{GRPC}}", r.addr, "{{TRAIL}}", r.trail,
-			"{{SPOOL}}", filepath.Join(dir, "spool")).Replace(tpConfigs[target])
-		r.c = tpStart(b, dir, cfg, r.addr)
+		r := &running{}
+		r.c, r.addr, r.trail = tpLaunch(b, target)
 		rs[i] = r
 	}
 	// Turn 0 warms every collector up (its first batches, log segments and
