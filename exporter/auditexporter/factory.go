@@ -22,7 +22,7 @@ const (
 
 	defaultSpoolDirectory = "./audit-spool"
 	defaultSpoolMaxBytes  = 1 << 30
-	defaultCommitDelay    = 0 // off: see spool.commit_delay in the README
+	defaultCommitDelay    = time.Millisecond // see spool.commit_delay in the README and docs/PERFORMANCE.md
 )
 
 // NewFactory returns the factory of the agentaudit exporter.
