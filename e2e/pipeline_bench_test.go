@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -48,6 +49,7 @@ import (
 // fan-out to two pipelines whose processors both change data) and runs the
 // two processors on the receiver's stream. cpu-ns/span is the process's CPU
 // time (all goroutines, GC included) per span; compare them.
+// AP_COMMIT_DELAY (e.g. "0s") overrides the exporter's spool.commit_delay.
 func BenchmarkAuditPath(b *testing.B) {
 	for _, shape := range []struct {
 		name  string
@@ -145,6 +147,9 @@ func benchExporter(b *testing.B) exporter.Traces {
 	ecfg.ChainID = "bench"
 	ecfg.File = &auditexporter.FileConfig{Directory: filepath.Join(dir, "trail")}
 	ecfg.Spool.Directory = filepath.Join(dir, "spool")
+	if d, err := time.ParseDuration(os.Getenv("AP_COMMIT_DELAY")); err == nil {
+		ecfg.Spool.CommitDelay = d
+	}
 	exp, err := ef.CreateTraces(context.Background(), exportertest.NewNopSettings(ef.Type()), ecfg)
 	if err != nil {
 		b.Fatal(err)

@@ -57,8 +57,8 @@ import (
 // gives them the load in turns, N turns of TP_WARMUP (0.5 s) + TP_DURATION
 // (2 s) each, which resists the VM's drift far better (tpRunInterleaved);
 // TP_TARGETS picks collectors (a comma-separated list of discard,
-// agentaudit, agentaudit-split, agentaudit-processors; all four by
-// default); TP_COLLECTOR runs that collector binary
+// agentaudit, agentaudit-split, agentaudit-processors, the first four by
+// default, and agentaudit-nodelay); TP_COLLECTOR runs that collector binary
 // instead of the one built from the working tree (to measure a given
 // commit).
 //
@@ -354,7 +354,10 @@ var tpConfigs = map[string]string{
 	"discard":               tpDiscardConfig,
 	"agentaudit":            tpSplitConfig("connector+processors"),
 	"agentaudit-processors": tpSplitConfig("processors"),
-	"agentaudit-split":      tpSplitConfig("connector"),
+	// The default without the commit delay (spool.commit_delay: 0), for
+	// TP_TARGETS=discard,agentaudit,agentaudit-nodelay.
+	"agentaudit-nodelay": strings.Replace(tpSplitConfig("connector+processors"), "    spool:\n", "    spool:\n      commit_delay: 0s\n", 1),
+	"agentaudit-split":   tpSplitConfig("connector"),
 }
 
 // tpCollector is a collector process started by tpStart.
