@@ -60,9 +60,11 @@ func TestEmbeddedDefault(t *testing.T) {
 	code, _ := postTraces(t, ctx, &collector{httpAddr: httpAddr}, req.Traces())
 	require.Equal(t, http.StatusOK, code)
 
-	// Each layer of the default saw the spans: the connector split them,
-	// the processor behind it in traces/audit kept the audit-tagged ones as
-	// they came, the one in traces/monitoring found their payload gone.
+	// Each layer of the default saw the audit-tagged spans: the connector
+	// split them (kept for traces/audit, stripped for traces/monitoring);
+	// behind it, the processor in traces/audit kept them without a problem
+	// and dropped nothing, the one in traces/monitoring stripped them again
+	// (a no-op: TestProcessorsAfterConnectorChangeNothing).
 	metrics := scrape(t, "http://"+metricsAddr+"/metrics")
 	audited := float64(2 * auditPerReq)
 	assert.Equal(t, audited, metrics[`otelcol_connector_agentaudit_split_spans{outcome="kept_audit"}`], "connector, audit side")
