@@ -322,25 +322,46 @@ var metricLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0
 // reports about itself (all label sets), and whether it was found.
 func (c *collector) metric(name string) (float64, bool) {
 	c.t.Helper()
-	resp, err := http.Get("http://" + c.metrics + "/metrics")
-	require.NoError(c.t, err)
+	sum, found := 0.0, false
+	for _, smp := range scrapeSamples(c.t, c.metrics) {
+		if smp.name == name {
+			sum += smp.value
+			found = true
+		}
+	}
+	return sum, found
+}
+
+// promSample is one sample of a collector's own metrics: its name, its
+// labels as written ("{...}", or ""), its value.
+type promSample struct {
+	name, labels string
+	value        float64
+}
+
+// scrapeSamples reads every sample from the Prometheus endpoint at addr
+// (host:port).
+func scrapeSamples(t *testing.T, addr string) []promSample {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	require.NoError(c.t, err)
-	sum, found := 0.0, false
+	require.NoError(t, err)
+	var out []promSample
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		m := metricLine.FindStringSubmatch(sc.Text())
-		if m == nil || m[1] != name {
+		if m == nil {
 			continue
 		}
 		v, err := strconv.ParseFloat(m[3], 64)
-		require.NoError(c.t, err)
-		sum += v
-		found = true
+		require.NoError(t, err)
+		out = append(out, promSample{name: m[1], labels: m[2], value: v})
 	}
-	return sum, found
+	require.NoError(t, sc.Err())
+	return out
 }
 
 // kill ends the collector with SIGKILL, as a crash would: no shutdown, no

@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -65,7 +62,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	// behind it, the processor in traces/audit kept them without a problem
 	// and dropped nothing, the one in traces/monitoring stripped them again
 	// (a no-op: TestProcessorsAfterConnectorChangeNothing).
-	metrics := scrape(t, "http://"+metricsAddr+"/metrics")
+	metrics := scrape(t, metricsAddr)
 	audited := float64(2 * auditPerReq)
 	assert.Equal(t, audited, metrics[`otelcol_connector_agentaudit_split_spans{outcome="kept_audit"}`], "connector, audit side")
 	assert.Equal(t, audited, metrics[`otelcol_connector_agentaudit_split_spans{outcome="stripped"}`], "connector, monitoring side")
@@ -93,33 +90,22 @@ func TestEmbeddedDefault(t *testing.T) {
 	assert.Equal(t, 200, total, "spans the monitoring pipeline's debug exporter logged")
 }
 
-// scrape returns the samples of the agentaudit metrics at url by series,
+// scrape returns the samples of the agentaudit metrics at addr by series,
 // the labels reduced to outcome (summed over the others), e.g.
 // `otelcol_processor_agentaudit_spans{outcome="stripped"}`.
-func scrape(t *testing.T, url string) map[string]float64 {
+func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
 	outcome := regexp.MustCompile(`outcome="[a-z_]+"`)
 	out := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		m := metricLine.FindStringSubmatch(sc.Text())
-		if m == nil || !strings.Contains(m[1], "agentaudit") {
+	for _, smp := range scrapeSamples(t, addr) {
+		if !strings.Contains(smp.name, "agentaudit") {
 			continue
 		}
-		v, err := strconv.ParseFloat(m[3], 64)
-		require.NoError(t, err)
-		key := m[1]
-		if o := outcome.FindString(m[2]); o != "" {
+		key := smp.name
+		if o := outcome.FindString(smp.labels); o != "" {
 			key += "{" + o + "}"
 		}
-		out[key] += v
+		out[key] += smp.value
 	}
-	require.NoError(t, sc.Err())
 	return out
 }
