@@ -30,6 +30,8 @@ func (f *Fold) Root(n int, entryHash func(i int, dst *[32]byte) error) ([32]byte
 	if n == 0 {
 		return sha256.Sum256(nil), nil
 	}
+	// Pad in place (the arrays have the room); only the hashes between the
+	// prefix byte and the padding change below.
 	for k := range 2 {
 		f.leaf[k] = [64]byte{}
 		sha2x.AppendPadding(f.leaf[k][:1+32])
