@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"math"
 	"os"
 	"path/filepath"
@@ -251,12 +252,23 @@ type floorPath struct {
 	enc     *zstd.Encoder
 
 	mu       sync.Mutex // the chain and the batch
+	hash     hash.Hash
 	prev     [sha256.Size]byte
 	batch    []byte
+	spare    []byte // a compressed batch's buffer, for the next
 	logAt    int64
 	requests int
 	records  int64
-	scratch  sync.Pool
+
+	compressMu sync.Mutex
+	compressed []byte
+	scratch    sync.Pool // *floorScratch
+}
+
+// floorScratch is one request's records: back to back, and where each ends.
+type floorScratch struct {
+	recs []byte
+	ends []int
 }
 
 const (
@@ -281,17 +293,17 @@ func newFloorPath(b *testing.B) *floorPath {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &floorPath{log: f, logSize: floorLogSize, enc: enc, batch: make([]byte, 0, floorBatchSize)}
+	return &floorPath{log: f, logSize: floorLogSize, enc: enc, hash: sha256.New(), batch: make([]byte, 0, floorBatchSize),
+		compressed: make([]byte, 0, floorBatchSize)}
 }
 
 func (p *floorPath) consume(td ptrace.Traces) error {
-	buf, _ := p.scratch.Get().(*[]byte)
-	if buf == nil {
-		buf = new([]byte)
+	sc, _ := p.scratch.Get().(*floorScratch)
+	if sc == nil {
+		sc = new(floorScratch)
 	}
-	defer p.scratch.Put(buf)
-	recs := (*buf)[:0]
-	var ends []int
+	defer p.scratch.Put(sc)
+	recs, ends := sc.recs[:0], sc.ends[:0]
 	monitoring := ptrace.NewTraces()
 	for _, rs := range td.ResourceSpans().All() {
 		var out ptrace.SpanSlice
@@ -311,7 +323,7 @@ func (p *floorPath) consume(td ptrace.Traces) error {
 			}
 		}
 	}
-	*buf = recs
+	sc.recs, sc.ends = recs, ends
 	if len(ends) == 0 {
 		return nil
 	}
@@ -319,10 +331,10 @@ func (p *floorPath) consume(td ptrace.Traces) error {
 	p.mu.Lock()
 	start := 0
 	for _, end := range ends {
-		h := sha256.New()
-		h.Write(p.prev[:])
-		h.Write(recs[start:end])
-		h.Sum(p.prev[:0])
+		p.hash.Reset()
+		p.hash.Write(p.prev[:])
+		p.hash.Write(recs[start:end])
+		p.hash.Sum(p.prev[:0])
 		start = end
 	}
 	p.records += int64(len(ends))
@@ -335,7 +347,11 @@ func (p *floorPath) consume(td ptrace.Traces) error {
 	doSync := p.requests%8 == 0
 	var full []byte
 	if len(p.batch)+len(recs) > floorBatchSize {
-		full, p.batch = p.batch, make([]byte, 0, floorBatchSize)
+		next := p.spare
+		if next == nil {
+			next = make([]byte, 0, floorBatchSize)
+		}
+		full, p.batch, p.spare = p.batch, next[:0], nil
 	}
 	p.batch = append(p.batch, recs...)
 	p.mu.Unlock()
@@ -349,14 +365,24 @@ func (p *floorPath) consume(td ptrace.Traces) error {
 		}
 	}
 	if full != nil {
-		p.enc.EncodeAll(full, make([]byte, 0, len(full)/2))
+		p.compress(full)
+		p.mu.Lock()
+		p.spare = full
+		p.mu.Unlock()
 	}
 	return nil
 }
 
+// compress compresses a batch into one reused buffer.
+func (p *floorPath) compress(batch []byte) {
+	p.compressMu.Lock()
+	defer p.compressMu.Unlock()
+	p.compressed = p.enc.EncodeAll(batch, p.compressed[:0])
+}
+
 // flush compresses what is left in the batch.
 func (p *floorPath) flush() {
-	p.enc.EncodeAll(p.batch, nil)
+	p.compress(p.batch)
 }
 
 // floorRecord appends the span's fields and attributes, length-prefixed and
