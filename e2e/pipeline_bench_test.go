@@ -231,21 +231,28 @@ func reportPerSpan(b *testing.B, cpu0 time.Duration, spans int64) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// floorPath is the least work any design must do per span to meet issue 4's
-// contract, each stage at the cheapest this machine offers, with none of
-// agentaudit's own code: find the audit spans (one attribute lookup per
-// span); give the monitoring pipeline its own copy of each audit span
-// (pdata's CopyTo); flatten each audit span into one record (its ids,
-// times, name, status, resource and span attributes, values appended raw,
-// no validation); hash the records into a SHA-256 chain under a lock; write
-// each request's records to a preallocated log with one write, and
-// fdatasync once per 8 requests (as if every group commit took all 8 in
-// flight); and copy each record into a batch buffer that is compressed with
-// zstd's fastest level every 8 MiB (columnar Parquet would copy the values
-// into columns once and compress them; this leaves out its pages,
-// dictionaries, statistics, footer, the Merkle root and the bloom filter).
-// What it measures, minus "decode", is a lower bound of what an audit span
-// must cost beyond receiving it.
+// floorPath is the least work any design must do per audit span to meet
+// issue 4's contract, each stage at the cheapest this machine offers, with
+// none of agentaudit's own code:
+//
+//   - find the audit spans: one attribute lookup per span;
+//   - give the monitoring pipeline its own copy of each (pdata's CopyTo;
+//     the other pipeline keeps the original, and stripping it in place
+//     would be cheap);
+//   - flatten each into one record: its ids, times, name, status, resource
+//     and span attributes, values appended raw, nothing checked;
+//   - hash the records into a SHA-256 chain under a lock;
+//   - write each request's records to a preallocated log with one write,
+//     and fdatasync once per 8 requests, as if every group commit took all
+//     8 in flight;
+//   - copy each record into a batch that zstd's fastest level compresses
+//     every 8 MiB, as a columnar writer copies values into columns once and
+//     compresses them.
+//
+// It leaves out validation, Parquet's pages, dictionaries, statistics and
+// footer, the Merkle root, the bloom filter and the telemetry. What it
+// costs beyond "decode" is a lower bound of what an audit span costs
+// beyond being received.
 type floorPath struct {
 	log     *os.File
 	logSize int64
