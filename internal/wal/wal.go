@@ -9,14 +9,49 @@
 // The log is a sequence of segments, one per batch:
 // <dir>/<chain_id>-<first seq, 20 digits>.wal. A segment is deleted once its
 // batch is sealed into a Parquet object on disk, so the log holds only
-// entries not yet in a durable batch. Each segment is a sequence of records:
+// entries not yet in a durable batch. A segment (format 2) is a magic
+// number followed by records:
 //
-//	record  = length (uint32, little endian) || CRC-32C of payload (uint32, LE) || payload
+//	segment = "\x89AAWAL2\n" || record*
+//	record  = length (uint32, little endian)
+//	          || CRC-32C of payload (uint32, LE)
+//	          || CRC-32C of the 8 bytes before (uint32, LE)
+//	          || payload
+//	          || commit mark A5 5A C3 3C
 //	payload = the entry's canonical encoding (chain.AppendCanonical)
 //
 // The canonical encoding holds every field of the entry, and its SHA-256 is
-// the entry hash, so recovery rebuilds entries exactly, hash included. The
-// CRC finds a record torn by a crash in the middle of a write.
+// the entry hash, so recovery rebuilds entries exactly, hash included.
+// Records of one segment hold consecutive seqs from the segment's first,
+// each linked to the one before by its prev_hash.
+//
+// # Torn tails and corruption
+//
+// A crash in the middle of a write (SIGKILL, power loss) leaves the record
+// being written incomplete: the bytes from some point on are never written,
+// and read as the zeros of preallocated space (below) or are absent. Such a
+// record was never acknowledged, since its fsync had not returned. Recover
+// calls an invalid record a torn tail, safe to drop, only when it is in the
+// newest segment and nothing but zeros follows its last written byte, and
+// either its header is cut short or its header checks out and its commit
+// mark was not written to its end (what there is of it is followed by
+// nothing but zeros, or by the end of the file). Every
+// other invalid byte is corruption (ErrCorrupt, with the file and byte
+// offset): a record whose checksums fail although it was written to its
+// end, a record of the wrong seq, bytes after the last record of an older
+// segment. The header's own checksum and the non-zero commit mark are what
+// tell the two apart: a complete record with flipped bits anywhere (bit
+// rot, a bad sector, a buggy filesystem) never looks like a write that
+// stopped short, so an acknowledged entry is never dropped as a torn tail.
+// The costs: a power loss that persists a write's later sectors before its
+// earlier ones is refused as corruption too, and the operator decides
+// (README, "Recovery"); and no format can tell a write that stopped short
+// from the newest record's last bytes zeroed by the disk.
+//
+// Segments written by agentaudit before format 2 have no magic number and
+// records of 8-byte headers (length, CRC-32C of payload) and no commit
+// mark; Recover still reads them, and tells a torn tail by its declared
+// length alone.
 //
 // Segments are preallocated: a background goroutine writes the next
 // segment's expected size in zeros and fsyncs it before the segment is
@@ -29,6 +64,7 @@
 package wal // import "github.com/agentaudit/agentaudit/internal/wal"
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,13 +88,34 @@ var (
 	// the last successful Sync is known to be durable, and the log accepts
 	// nothing more: the process must restart and recover.
 	ErrBroken = errors.New("wal: write-ahead log failed")
-	// ErrCorrupt: a segment holds a record that is not a valid entry
-	// before its end (see Segment.Corrupt).
+	// ErrCorrupt: a segment holds invalid bytes that are not a torn tail
+	// (see the package doc); the error is a *CorruptError.
 	ErrCorrupt = errors.New("wal: corrupt segment")
 )
 
+// CorruptError names the file and byte offset of the first invalid record
+// of a segment whose invalid bytes are not a torn tail.
+type CorruptError struct {
+	Path   string
+	Offset int64
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("wal: %s is corrupt at byte offset %d: %s", e.Path, e.Offset, e.Reason)
+}
+
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
 const (
-	headerSize = 8
+	// magic begins every segment of format 2. Its first byte is not ASCII,
+	// so that a segment of format 1 (which begins with a record length)
+	// never starts with it.
+	magic      = "\x89AAWAL2\n"
+	headerSize = 12
+	markSize   = 4
+	// headerSizeV1 is the record header of format 1: length, CRC-32C.
+	headerSizeV1 = 8
 	// maxRecord bounds a record's length so a corrupt header cannot make
 	// recovery allocate without limit. Entries are limited far below it.
 	maxRecord = 256 << 20
@@ -66,6 +123,11 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// commitMark ends every record of format 2. None of its bytes is zero, and
+// none becomes zero when one bit flips, so a complete record damaged in one
+// byte still ends with a non-zero mark and is never taken for a torn one.
+var commitMark = [markSize]byte{0xA5, 0x5A, 0xC3, 0x3C}
 
 // SegmentName returns the file name of the segment of chainID whose first
 // entry has seq firstSeq.
@@ -189,11 +251,18 @@ func (l *Log) create(firstSeq int64) error {
 			return fmt.Errorf("wal: creating segment %s: %w", path, err)
 		}
 	}
+	// The magic needs no fsync of its own: the first group commit's
+	// fdatasync covers it. A crash before then leaves a segment of zeros,
+	// which holds no record.
+	if _, err := f.WriteAt([]byte(magic), 0); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: creating segment %s: %w", path, err)
+	}
 	if err := syncDir(l.dir); err != nil {
 		f.Close()
 		return err
 	}
-	l.f, l.name, l.size = f, name, 0
+	l.f, l.name, l.size = f, name, int64(len(magic))
 	l.prepareSpare()
 	return nil
 }
@@ -265,12 +334,8 @@ func (l *Log) AppendCanonical(seq int64, canonical []byte) {
 }
 
 func (l *Log) appendLocked(seq int64, canonical []byte) {
-	var hdr [headerSize]byte
-	binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(canonical)))
-	binary.LittleEndian.PutUint32(hdr[4:8], crc32.Checksum(canonical, castagnoli))
-	l.pending = append(l.pending, hdr[:]...)
-	l.pending = append(l.pending, canonical...)
-	l.appended += int64(headerSize + len(canonical))
+	l.pending = appendRecord(l.pending, canonical)
+	l.appended += int64(headerSize + len(canonical) + markSize)
 	l.lastSeq = seq
 }
 
@@ -436,10 +501,21 @@ func (l *Log) Close() error {
 	if closeErr != nil {
 		return fmt.Errorf("wal: closing %s: %w", filepath.Join(l.dir, l.name), closeErr)
 	}
-	if l.size == 0 {
+	if l.size <= int64(len(magic)) {
 		return l.Remove(l.name)
 	}
 	return nil
+}
+
+// appendRecord appends the record of payload to dst.
+func appendRecord(dst, payload []byte) []byte {
+	var hdr [headerSize]byte
+	binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(hdr[4:8], crc32.Checksum(payload, castagnoli))
+	binary.LittleEndian.PutUint32(hdr[8:12], crc32.Checksum(hdr[:8], castagnoli))
+	dst = append(dst, hdr[:]...)
+	dst = append(dst, payload...)
+	return append(dst, commitMark[:]...)
 }
 
 // DurableSeq returns the seq of the last entry known durable. After the log
@@ -471,17 +547,22 @@ type Segment struct {
 	// Entries are the records before the first invalid one, decoded, with
 	// their entry hashes recomputed.
 	Entries []entry.Entry
-	// Torn reports bytes after the last valid record that are not the
-	// zeros of preallocated space: the tail of a write a crash interrupted
-	// (never acknowledged), or corruption.
-	Torn bool
-	// ValidBytes is the length of the valid records; TornBytes the rest
-	// when Torn (0 otherwise).
-	ValidBytes, TornBytes int64
+	// ValidBytes is the length of the magic and the valid records.
+	ValidBytes int64
+	// Torn reports a torn tail after the valid records (see the package
+	// doc): the newest segment's record that a crash interrupted, never
+	// acknowledged. TornBytes is the rest of the file then (0 otherwise).
+	Torn      bool
+	TornBytes int64
+	// Corrupt is set when invalid bytes follow the valid records and are
+	// not a torn tail. It wraps ErrCorrupt.
+	Corrupt *CorruptError
 }
 
 // Recover reads every segment of chainID in dir, oldest first. A missing
-// dir holds no segments. Segments of other chains are left alone.
+// dir holds no segments. Segments of other chains are left alone. Recover
+// changes nothing on disk: a torn tail is dropped with Truncate, and a
+// corrupt segment (Segment.Corrupt) is the caller's to refuse.
 func Recover(dir, chainID string) ([]Segment, error) {
 	des, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -490,26 +571,53 @@ func Recover(dir, chainID string) ([]Segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wal: reading %s: %w", dir, err)
 	}
-	var segs []Segment
+	type found struct {
+		seg  Segment
+		torn bool // what follows the valid records may be a torn tail
+		why  string
+	}
+	var segs []found
 	for _, de := range des {
 		name := de.Name()
 		first, ok := parseName(name, chainID)
-		if !ok || !de.Type().IsRegular() {
+		if !ok {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, name))
+		path := filepath.Join(dir, name)
+		if !de.Type().IsRegular() {
+			return nil, fmt.Errorf("wal: %s is not a regular file", path)
+		}
+		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("wal: reading %s: %w", filepath.Join(dir, name), err)
+			return nil, fmt.Errorf("wal: reading %s: %w", path, err)
 		}
-		seg := Segment{Name: name, FirstSeq: first}
-		seg.Entries, seg.ValidBytes = decodeRecords(data)
-		if rest := data[seg.ValidBytes:]; !allZero(rest) {
-			seg.Torn, seg.TornBytes = true, int64(len(rest))
-		}
-		segs = append(segs, seg)
+		p := parse(data, chainID, first)
+		segs = append(segs, found{
+			seg:  Segment{Name: name, FirstSeq: first, Entries: p.entries, ValidBytes: p.valid},
+			torn: p.torn, why: p.why,
+		})
 	}
-	sort.Slice(segs, func(i, j int) bool { return segs[i].FirstSeq < segs[j].FirstSeq })
-	return segs, nil
+	sort.Slice(segs, func(i, j int) bool { return segs[i].seg.FirstSeq < segs[j].seg.FirstSeq })
+	out := make([]Segment, len(segs))
+	for i, f := range segs {
+		seg := f.seg
+		switch {
+		case f.why == "":
+		case f.torn && i == len(segs)-1:
+			info, err := os.Stat(filepath.Join(dir, seg.Name))
+			if err != nil {
+				return nil, fmt.Errorf("wal: %w", err)
+			}
+			seg.Torn, seg.TornBytes = true, info.Size()-seg.ValidBytes
+		default:
+			seg.Corrupt = &CorruptError{Path: filepath.Join(dir, seg.Name), Offset: seg.ValidBytes, Reason: f.why}
+			if f.torn {
+				seg.Corrupt.Reason += ", in a segment that is not the newest"
+			}
+		}
+		out[i] = seg
+	}
+	return out, nil
 }
 
 // Truncate cuts segment name in dir to n bytes and fsyncs it: it drops a
@@ -530,29 +638,98 @@ func Truncate(dir, name string, n int64) error {
 	return nil
 }
 
-// decodeRecords decodes records until the data ends or a record is invalid,
-// and returns the entries and the length of the valid prefix.
-func decodeRecords(data []byte) ([]entry.Entry, int64) {
-	var entries []entry.Entry
-	off := 0
-	for len(data)-off >= headerSize {
-		n := int(binary.LittleEndian.Uint32(data[off : off+4]))
-		sum := binary.LittleEndian.Uint32(data[off+4 : off+8])
-		if n > maxRecord || len(data)-off-headerSize < n {
-			break
-		}
-		payload := data[off+headerSize : off+headerSize+n]
-		if crc32.Checksum(payload, castagnoli) != sum {
-			break
-		}
-		e, rest, err := chain.DecodeCanonical(payload)
-		if err != nil || len(rest) != 0 {
-			break
-		}
-		entries = append(entries, e)
-		off += headerSize + n
+// parsed is what parse found in a segment.
+type parsed struct {
+	entries []entry.Entry
+	valid   int64 // length of the magic and the valid records
+	// why says what is wrong with the bytes at valid; "" when nothing but
+	// zeros follows the valid records.
+	why string
+	// torn: those bytes look like a write that stopped short (package
+	// doc); a torn tail if the segment is the newest.
+	torn bool
+}
+
+// parse decodes the records of data, a segment of chainID whose first entry
+// has seq first, until the first invalid byte, and says what is there.
+func parse(data []byte, chainID string, first int64) parsed {
+	var p parsed
+	v2 := bytes.HasPrefix(data, []byte(magic))
+	hs, ms, off := headerSizeV1, 0, 0
+	if v2 {
+		hs, ms, off = headerSize, markSize, len(magic)
 	}
-	return entries, int64(off)
+	// z is where the trailing zeros begin: the end of what was written.
+	z := len(data)
+	for z > 0 && data[z-1] == 0 {
+		z--
+	}
+	for {
+		p.valid = int64(off)
+		if off >= z {
+			return p
+		}
+		rest := data[off:]
+		if z-off < hs {
+			// Only the start of a header was written.
+			p.why, p.torn = "record header cut short", true
+			return p
+		}
+		n := int(binary.LittleEndian.Uint32(rest[0:4]))
+		if v2 && crc32.Checksum(rest[:8], castagnoli) != binary.LittleEndian.Uint32(rest[8:12]) {
+			p.why = "record header checksum mismatch"
+			return p
+		}
+		if n > maxRecord {
+			p.why = fmt.Sprintf("record length %d over the limit of %d", n, maxRecord)
+			return p
+		}
+		// The header checks out. The record was not written to its end
+		// if nothing but zeros follows the part of its commit mark that
+		// is there (in format 1, its last payload byte).
+		end := hs + n + ms
+		written, k := off+hs+n, 0
+		if !v2 {
+			written--
+		}
+		for ; k < ms && written < len(data) && data[written] == commitMark[k]; k++ {
+			written++
+		}
+		p.torn = z <= written && (!v2 || k < ms)
+		if end > len(rest) {
+			p.why = "record runs past the end of the file"
+			return p
+		}
+		payload := rest[hs : hs+n]
+		if v2 && [markSize]byte(rest[hs+n:end]) != commitMark {
+			p.why = "record commit mark missing"
+			return p
+		}
+		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(rest[4:8]) {
+			p.why = "record payload checksum mismatch"
+			return p
+		}
+		p.torn = false
+		e, tail, err := chain.DecodeCanonical(payload)
+		want := first + int64(len(p.entries))
+		switch {
+		case err != nil:
+			p.why = fmt.Sprintf("record is not an entry: %v", err)
+		case len(tail) != 0:
+			p.why = fmt.Sprintf("record has %d bytes after its entry", len(tail))
+		case e.ChainID != chainID:
+			p.why = fmt.Sprintf("record is an entry of chain %q, want %q", e.ChainID, chainID)
+		case e.Seq != want:
+			p.why = fmt.Sprintf("record holds seq %d, want %d", e.Seq, want)
+		case len(p.entries) > 0 && e.PrevHash != p.entries[len(p.entries)-1].EntryHash:
+			p.why = fmt.Sprintf("record of seq %d does not link to the entry before it", e.Seq)
+		}
+		if p.why != "" {
+			return p
+		}
+		p.entries = append(p.entries, e)
+		off += end
+	}
 }
 
 // allZero reports whether b holds only zero bytes.

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"os"
@@ -106,12 +107,14 @@ func TestRecoverStopsAtTornTail(t *testing.T) {
 	path := filepath.Join(dir, SegmentName("c", 0))
 	full, err := os.ReadFile(path)
 	require.NoError(t, err)
+	rec := (len(full) - len(magic)) / 3 // 3 records of equal size
 
 	for name, data := range map[string][]byte{
-		"cut in the last payload": full[:len(full)-3],
-		"cut in the last header":  full[:2*len(full)/3+4], // 3 records of equal size
-		"garbage appended":        append(append([]byte{}, full...), 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 1),
-		"bit flip in last record": flip(full, len(full)-10),
+		"cut in the last commit mark": full[:len(full)-3],
+		"cut in the last payload":     full[:len(full)-markSize-5],
+		"cut in the last header":      full[:len(magic)+2*rec+7],
+		"short garbage appended":      append(append([]byte{}, full...), 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 1),
+		"zeros after the cut":         append(append([]byte{}, full[:len(full)-50]...), make([]byte, 4096)...),
 	} {
 		t.Run(name, func(t *testing.T) {
 			require.NoError(t, os.WriteFile(path, data, 0o640))
@@ -119,9 +122,10 @@ func TestRecoverStopsAtTornTail(t *testing.T) {
 			require.NoError(t, err)
 			require.Len(t, segs, 1)
 			s := segs[0]
+			require.Nil(t, s.Corrupt)
 			assert.True(t, s.Torn)
 			assert.Equal(t, want[:len(s.Entries)], s.Entries, "the valid prefix is intact")
-			assert.GreaterOrEqual(t, len(s.Entries), 1)
+			assert.GreaterOrEqual(t, len(s.Entries), 2)
 			assert.Equal(t, int64(len(data)), s.ValidBytes+s.TornBytes)
 
 			require.NoError(t, Truncate(dir, s.Name, s.ValidBytes))
@@ -130,6 +134,199 @@ func TestRecoverStopsAtTornTail(t *testing.T) {
 			assert.False(t, again[0].Torn, "truncation drops the torn tail")
 			assert.Equal(t, s.Entries, again[0].Entries)
 		})
+	}
+}
+
+// TestRecoverFindsCorruption: invalid bytes that are not a torn tail are
+// corruption, named with the file and byte offset.
+func TestRecoverFindsCorruption(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	want := entries(c, 6)
+	for i := range want[:3] {
+		l.Append(&want[i])
+	}
+	_, err = l.Rotate(3)
+	require.NoError(t, err)
+	for i := range want[3:] {
+		l.Append(&want[3+i])
+	}
+	require.NoError(t, l.Close())
+	older, newest := filepath.Join(dir, SegmentName("c", 0)), filepath.Join(dir, SegmentName("c", 3))
+	olderData, err := os.ReadFile(older)
+	require.NoError(t, err)
+	full := written(t, newest, 3)
+	rec := (len(full) - len(magic)) / 3
+	other := entries(chain.New("c", chain.Genesis()), 1)[0]
+	other.ExecutionID = "another writer"
+	foreign := appendRecord(nil, chain.AppendCanonical(nil, &other))
+
+	for _, tc := range []struct {
+		name   string
+		path   string
+		data   []byte
+		offset int
+		reason string
+	}{
+		{"bit flip in the last payload", newest, flip(full, len(full)-10), len(magic) + 2*rec, "payload checksum mismatch"},
+		{"bit flip in the last length", newest, flip(full, len(magic)+2*rec+1), len(magic) + 2*rec, "header checksum mismatch"},
+		{"bit flip in the last commit mark", newest, flip(full, len(full)-1), len(magic) + 2*rec, "commit mark missing"},
+		{"zeroed commit mark of a middle record", newest, zero(full, len(magic)+2*rec-markSize, markSize), len(magic) + rec, "commit mark missing"},
+		{"garbage after the last record", newest, append(append([]byte{}, full...), make([]byte, 20)...), -1, ""},
+		{"a record of another seq", newest, append(append([]byte{}, full...), foreign...), len(full), "holds seq 0, want 6"},
+		{"cut in an older segment", older, olderData[:len(olderData)-5], len(magic) + 2*rec, "runs past the end of the file, in a segment that is not the newest"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			orig, err := os.ReadFile(tc.path)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, os.WriteFile(tc.path, orig, 0o640)) }()
+			data := tc.data
+			if tc.offset < 0 {
+				// Garbage that is longer than a header, after zeros.
+				data = append(data, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7)
+				tc.offset, tc.reason = len(full), "record header checksum mismatch"
+			}
+			require.NoError(t, os.WriteFile(tc.path, data, 0o640))
+			segs, err := Recover(dir, "c")
+			require.NoError(t, err)
+			require.Len(t, segs, 2)
+			var bad Segment
+			for _, s := range segs {
+				assert.False(t, s.Torn, s.Name)
+				if filepath.Join(dir, s.Name) == tc.path {
+					bad = s
+				} else {
+					assert.Nil(t, s.Corrupt, s.Name)
+				}
+			}
+			require.NotNil(t, bad.Corrupt)
+			assert.ErrorIs(t, bad.Corrupt, ErrCorrupt)
+			assert.Equal(t, tc.path, bad.Corrupt.Path)
+			assert.Equal(t, int64(tc.offset), bad.Corrupt.Offset)
+			assert.Contains(t, bad.Corrupt.Reason, tc.reason)
+			assert.Contains(t, bad.Corrupt.Error(), fmt.Sprintf("%s is corrupt at byte offset %d", tc.path, tc.offset))
+			after, err := os.ReadFile(tc.path)
+			require.NoError(t, err)
+			assert.Equal(t, data, after, "Recover changes nothing")
+		})
+	}
+}
+
+// written returns the magic and records of the segment at path, without
+// the zeros of preallocated space, and leaves the file so.
+func written(t *testing.T, path string, first int64) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	p := parse(data, "c", first)
+	require.Empty(t, p.why)
+	data = data[:p.valid]
+	require.NoError(t, os.WriteFile(path, data, 0o640))
+	return data
+}
+
+func zero(b []byte, i, n int) []byte {
+	out := append([]byte{}, b...)
+	clear(out[i : i+n])
+	return out
+}
+
+// TestFaultInjection flips every byte of an older and of the newest
+// segment in turn, with three masks: each outcome is either the recovery of
+// every entry (the flip hit zeros after the last record) or corruption; no
+// flip ever makes an acknowledged entry disappear as a torn tail. And every
+// cut of the newest segment, at every offset, recovers every record written
+// before the cut, with or without the zeros of preallocated space after it.
+func TestFaultInjection(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	want := entries(c, 5)
+	for i := range want[:2] {
+		l.Append(&want[i])
+	}
+	_, err = l.Rotate(2)
+	require.NoError(t, err)
+	for i := range want[2:] {
+		l.Append(&want[2+i])
+	}
+	require.NoError(t, l.Close())
+	older, newest := filepath.Join(dir, SegmentName("c", 0)), filepath.Join(dir, SegmentName("c", 2))
+	newestData := written(t, newest, 2)
+	// Zeros after the records, as preallocated space leaves them.
+	const pad = 64
+	require.NoError(t, os.WriteFile(newest, append(append([]byte{}, newestData...), make([]byte, pad)...), 0o640))
+
+	recover := func() (entries []entry.Entry, corrupt *CorruptError) {
+		segs, err := Recover(dir, "c")
+		require.NoError(t, err)
+		for _, s := range segs {
+			entries = append(entries, s.Entries...)
+			if s.Corrupt != nil {
+				require.Nil(t, corrupt, "one corrupt segment")
+				corrupt = s.Corrupt
+			}
+			if s.Name != SegmentName("c", 2) {
+				assert.False(t, s.Torn, "only the newest segment can have a torn tail")
+			}
+		}
+		return entries, corrupt
+	}
+
+	for _, path := range []string{older, newest} {
+		orig, err := os.ReadFile(path)
+		require.NoError(t, err)
+		written := len(orig)
+		if path == newest {
+			written -= pad
+		}
+		refused, recovered := 0, 0
+		for i := range orig {
+			for _, mask := range []byte{0x01, 0x80, 0xff} {
+				data := append([]byte{}, orig...)
+				data[i] ^= mask
+				require.NoError(t, os.WriteFile(path, data, 0o640))
+				got, corrupt := recover()
+				if corrupt != nil {
+					require.Equal(t, path, corrupt.Path)
+					refused++
+					continue
+				}
+				require.GreaterOrEqual(t, i, written, "byte %d ^ %#x of %s: a flip inside the records is refused, never recovered as valid or torn", i, mask, filepath.Base(path))
+				require.Equal(t, want, got, "byte %d ^ %#x of %s: every entry recovered", i, mask, filepath.Base(path))
+				recovered++
+			}
+		}
+		t.Logf("%s: %d flips refused, %d recovered every entry", filepath.Base(path), refused, recovered)
+		require.NoError(t, os.WriteFile(path, orig, 0o640))
+	}
+
+	// Cuts of the newest segment, as a crash leaves a write that stopped
+	// short: at every offset, and with zeros after.
+	var ends []int // where each record of the newest segment ends
+	for off := len(magic); off < len(newestData); {
+		n := int(binary.LittleEndian.Uint32(newestData[off:]))
+		off += headerSize + n + markSize
+		ends = append(ends, off)
+	}
+	require.Len(t, ends, 3)
+	for cut := 0; cut <= len(newestData); cut++ {
+		k := 0
+		for k < len(ends) && ends[k] <= cut {
+			k++
+		}
+		for _, data := range [][]byte{
+			newestData[:cut],
+			append(append([]byte{}, newestData[:cut]...), make([]byte, len(newestData)-cut+pad)...),
+		} {
+			require.NoError(t, os.WriteFile(newest, data, 0o640))
+			got, corrupt := recover()
+			require.Nil(t, corrupt, "cut at %d", cut)
+			require.Equal(t, want[:2+k], got, "cut at %d: every record before the cut", cut)
+		}
 	}
 }
 
