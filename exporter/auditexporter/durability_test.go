@@ -3,6 +3,7 @@ package auditexporter
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,7 @@ func crash(t *testing.T, e *auditExporter) {
 	close(e.abort)
 	e.wg.Wait()
 	_ = e.tel.registration.Unregister()
+	e.lock.unlock() // as the kernel releases a dead process's locks
 }
 
 func TestAcknowledgedEntriesSurviveACrash(t *testing.T) {
@@ -103,9 +105,77 @@ func TestRecoveryRefusesToFork(t *testing.T) {
 	_, te := newTestExporter(t, cfg, mem)
 	err = te.Start(ctx, componenttest.NewNopHost())
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "refusing to fork the chain")
+	assert.Contains(t, err.Error(), "begins at seq 5, but the chain reaches only seq -1: entries 0 to 4 are missing")
 	assert.Contains(t, err.Error(), filepath.Join(walDir, wal.SegmentName("collector-1", 5)))
 	require.NoError(t, te.Shutdown(ctx))
+
+	// At the right seq, but linked to another entry_hash.
+	require.NoError(t, os.RemoveAll(walDir))
+	c = chain.New("collector-1", chain.Head{Size: 0, Hash: strings.Repeat("ab", 32)})
+	l, err = wal.Open(walDir, "collector-1", 0)
+	require.NoError(t, err)
+	e = entry.Entry{TraceID: "00", SpanID: "00", Attributes: "{}"}
+	c.Append(&e)
+	l.Append(&e)
+	require.NoError(t, l.Close())
+	_, te = newTestExporter(t, cfg, mem)
+	err = te.Start(ctx, componenttest.NewNopHost())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "seq 0 does not link to the chain's entry_hash")
+	assert.Contains(t, err.Error(), "refusing to fork the chain")
+	require.NoError(t, te.Shutdown(ctx))
+}
+
+// TestRecoveryComparesEntriesBelowTheHead: a log whose entries the store
+// says are stored, but which another writer's entries displaced, is refused
+// rather than dropped.
+func TestRecoveryComparesEntriesBelowTheHead(t *testing.T) {
+	mem := store.NewMemory()
+	ctx := context.Background()
+	cfgA := testConfig(t)
+	expA, te := newTestExporter(t, cfgA, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(4, "A"))) // 2 entries, acknowledged, open batch
+	crash(t, expA)
+
+	// Another collector of the same chain_id, with its own spool, stores 4.
+	cfgB := testConfig(t)
+	_, te = newTestExporter(t, cfgB, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(8, "B")))
+	require.NoError(t, te.Shutdown(ctx))
+	require.Len(t, readTrail(t, mem, "collector-1"), 4)
+
+	seg := filepath.Join(cfgA.Spool.Directory, "wal", wal.SegmentName("collector-1", 0))
+	before, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	_, te = newTestExporter(t, cfgA, mem)
+	err = te.Start(ctx, componenttest.NewNopHost())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "holds seq 1 with entry_hash")
+	assert.Contains(t, err.Error(), "another writer stored entries of chain \"collector-1\"")
+	require.NoError(t, te.Shutdown(ctx))
+	after, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the refused log is left as it was")
+
+	// A segment of entries that are the stored ones (a crash came between
+	// storing a batch and removing its segment) is dropped.
+	stored := readTrail(t, mem, "collector-1")
+	require.NoError(t, os.RemoveAll(filepath.Dir(seg)))
+	l, err := wal.Open(filepath.Dir(seg), "collector-1", 0)
+	require.NoError(t, err)
+	for i := range stored {
+		l.Append(&stored[i])
+	}
+	require.NoError(t, l.Close())
+	_, te = newTestExporter(t, cfgA, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	_, err = os.Stat(seg)
+	assert.ErrorIs(t, err, fs.ErrNotExist, "the segment of stored entries is removed")
+	require.NoError(t, te.ConsumeTraces(ctx, traces(2, "A2")))
+	require.NoError(t, te.Shutdown(ctx))
+	assert.Len(t, readTrail(t, mem, "collector-1"), 5)
 }
 
 func TestSpoolFullRefusesWithARetryableError(t *testing.T) {
@@ -310,4 +380,121 @@ func TestHeadMarkerOfAnotherStoreIsIgnored(t *testing.T) {
 	require.NoError(t, os.WriteFile(headMarkerPath(dir, "collector-1"), []byte("garbage"), 0o640))
 	_, _, err = readHeadMarker(dir, "collector-1", "file:/trail-a")
 	assert.Error(t, err, "a corrupt marker is an error naming the path, not a silent restart from genesis")
+}
+
+// TestFlippedLogBytesAreRefusedOrRecovered flips bytes of the write-ahead
+// log left by a crash, in an older segment and in the newest, one at a
+// time: every start either recovers every acknowledged entry into the
+// trail or refuses, naming the file and offset, and leaves the log
+// byte-identical. A start costs a spare segment's fsync, so this flips
+// every third byte (all lanes of the header, payload and mark alike);
+// internal/wal's TestFaultInjection flips every byte.
+func TestFlippedLogBytesAreRefusedOrRecovered(t *testing.T) {
+	ctx := context.Background()
+	pristine := t.TempDir()
+	c := chain.New("collector-1", chain.Genesis())
+	l, err := wal.Open(pristine, "collector-1", 0)
+	require.NoError(t, err)
+	want := make([]entry.Entry, 4)
+	for i := range want {
+		want[i] = entry.Entry{
+			TimeUnixNano: t0.UnixNano(), ExecutionID: fmt.Sprintf("exec-%d", i), TraceID: strings.Repeat("01", 16),
+			SpanID: strings.Repeat("02", 8), ActionType: "write", TargetSystem: "CRM", Result: "ok", StatusCode: "Unset", Attributes: "{}",
+		}
+		c.Append(&want[i])
+		l.Append(&want[i])
+		if i == 1 {
+			_, err = l.Rotate(2)
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, l.Sync(l.End()))
+	// The crash: nothing closed. Keep only what was written of each
+	// segment (the rest is the zeros of preallocated space).
+	segs, err := wal.Recover(pristine, "collector-1")
+	require.NoError(t, err)
+	require.Len(t, segs, 2)
+	files := map[string][]byte{}
+	for _, s := range segs {
+		data, err := os.ReadFile(filepath.Join(pristine, s.Name))
+		require.NoError(t, err)
+		files[s.Name] = data[:s.ValidBytes]
+	}
+	require.NoError(t, l.Close())
+
+	cfg := testConfig(t)
+	walDir := filepath.Join(cfg.Spool.Directory, "wal")
+	const stride = 3
+	refused, flipped := 0, 0
+	for name, orig := range files {
+		for i := 0; i < len(orig); i += stride {
+			flipped++
+			require.NoError(t, os.RemoveAll(cfg.Spool.Directory))
+			require.NoError(t, os.MkdirAll(walDir, 0o750))
+			for n, data := range files {
+				if n == name {
+					data = append([]byte{}, data...)
+					data[i] ^= 0x01
+				}
+				require.NoError(t, os.WriteFile(filepath.Join(walDir, n), data, 0o640))
+			}
+			before := readDir(t, walDir)
+			mem := store.NewMemory()
+			_, te := newTestExporter(t, cfg, mem)
+			err := te.Start(ctx, componenttest.NewNopHost())
+			if err == nil {
+				require.NoError(t, te.Shutdown(ctx))
+				got := readTrail(t, mem, "collector-1")
+				require.Len(t, got, len(want), "byte %d of %s: started, so every entry is recovered", i, name)
+				continue
+			}
+			refused++
+			require.ErrorContains(t, err, fmt.Sprintf("%s is corrupt at byte offset", filepath.Join(walDir, name)), "byte %d", i)
+			require.ErrorContains(t, err, "nothing was changed on disk")
+			require.NoError(t, te.Shutdown(ctx))
+			require.Equal(t, before, readDir(t, walDir), "byte %d of %s: the refused log is left byte-identical", i, name)
+		}
+	}
+	assert.Equal(t, flipped, refused, "a flip anywhere in the records is refused")
+}
+
+// readDir returns every file of dir with its contents.
+func readDir(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, de := range des {
+		data, err := os.ReadFile(filepath.Join(dir, de.Name()))
+		require.NoError(t, err)
+		out[de.Name()] = string(data)
+	}
+	return out
+}
+
+// TestOneWriterPerSpool: a second exporter on a spool directory in use
+// refuses to start, naming the directory and the holder; once the first
+// shuts down, the directory is free again.
+func TestOneWriterPerSpool(t *testing.T) {
+	mem := store.NewMemory()
+	cfg := testConfig(t)
+	ctx := context.Background()
+	_, first := newTestExporter(t, cfg, mem)
+	require.NoError(t, first.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, first.ConsumeTraces(ctx, traces(4, "first")))
+
+	_, second := newTestExporter(t, cfg, mem)
+	err := second.Start(ctx, componenttest.NewNopHost())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), fmt.Sprintf("spool: \"directory\" %q is in use by another collector (held by pid %d on host ", cfg.Spool.Directory, os.Getpid()))
+	require.NoError(t, second.Shutdown(ctx))
+
+	// The first goes on, and loses nothing.
+	require.NoError(t, first.ConsumeTraces(ctx, traces(4, "first")))
+	require.NoError(t, first.Shutdown(ctx))
+	assert.Len(t, readTrail(t, mem, "collector-1"), 4)
+
+	_, third := newTestExporter(t, cfg, mem)
+	require.NoError(t, third.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, third.Shutdown(ctx))
 }

@@ -141,6 +141,7 @@ type auditExporter struct {
 	signer     note.Signer // signs a checkpoint after each batch
 	vkey       string      // its verifier key, published beside the trail
 	mirror     *store.FS   // a second place for checkpoints, or nil
+	lock       *spoolLock  // held from start to shutdown
 
 	mu      sync.Mutex
 	chain   *chain.Chain
@@ -191,8 +192,18 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 // are sealed into batches again, and spooled batches are uploaded first. It
 // refuses to start rather than fork the chain when something does not line
 // up.
-func (e *auditExporter) start(ctx context.Context, host component.Host) error {
+func (e *auditExporter) start(ctx context.Context, host component.Host) (err error) {
 	e.host = host
+	// One writer per spool, before anything in it is read.
+	lock, err := lockSpool(e.cfg.Spool.Directory)
+	if err != nil {
+		return fmt.Errorf("agentaudit exporter: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			lock.unlock()
+		}
+	}()
 	st, err := e.open(ctx, e.cfg)
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
@@ -232,7 +243,7 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 			head = spoolHead
 		}
 	}
-	head, err = e.recoverLog(st.walDir, head)
+	head, err = e.recoverLog(ctx, st, head)
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
@@ -242,7 +253,7 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 	}
 	log.SetCommitDelay(e.cfg.Spool.CommitDelay)
 	e.qmu.Lock()
-	e.store, e.spool, e.wal = st.trail, st.spool, log
+	e.store, e.spool, e.wal, e.lock = st.trail, st.spool, log, lock
 	e.qmu.Unlock()
 	e.chain = chain.New(e.cfg.ChainID, head)
 	e.tel.setHead(head)
@@ -320,18 +331,76 @@ func sortUploads(keys []string) {
 	})
 }
 
-// recoverLog reads the write-ahead log of this chain. Entries already in a
-// durable batch (seq below head) are dropped with their segments; the rest
-// must continue the chain exactly at head, and are sealed into batches
-// again, one per segment. It returns the head after them.
-func (e *auditExporter) recoverLog(dir string, head chain.Head) (chain.Head, error) {
+// recoverLog reads the write-ahead log of this chain. Entries below head
+// should be in a durable batch already: each segment's last such entry is
+// compared with the one stored, and the segment is removed when they match.
+// The rest must continue the chain exactly at head, and are sealed into
+// batches again, one per segment. It returns the head after them. It
+// changes nothing on disk before it has checked every segment, and refuses
+// to start when something does not line up.
+func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.Head) (chain.Head, error) {
+	dir := st.walDir
 	segs, err := wal.Recover(dir, e.cfg.ChainID)
 	if err != nil {
 		return chain.Head{}, err
 	}
-	recovered := 0
-	for _, seg := range segs {
+	refuse := func(format string, args ...any) error {
+		return fmt.Errorf("%s; nothing was changed on disk: stop, keep a copy of %s, and see the README's \"Recovery\"",
+			fmt.Sprintf(format, args...), e.cfg.Spool.Directory)
+	}
+	type plan struct {
+		rest  []entry.Entry // entries at or after head
+		check bool          // entries below head, checked against the store
+		keep  bool          // the store could not be asked: leave the file
+	}
+	plans := make([]plan, len(segs))
+	for i, seg := range segs {
+		if seg.Corrupt != nil {
+			return chain.Head{}, refuse("%v", seg.Corrupt)
+		}
 		path := filepath.Join(dir, seg.Name)
+		p := &plans[i]
+		below := 0
+		for below < len(seg.Entries) && seg.Entries[below].Seq < head.Size {
+			below++
+		}
+		p.rest = seg.Entries[below:]
+		if below > 0 {
+			last := seg.Entries[below-1]
+			stored, where, err := e.storedHash(ctx, st, last.Seq)
+			switch {
+			case err != nil && st.offline != nil:
+				// Checked at the next start, with the store.
+				p.keep = true
+				e.logger.Warn("Cannot check write-ahead log entries against the store, which is unavailable; the segment is left in place",
+					zap.String("segment", path), zap.Error(err))
+			case err != nil:
+				return chain.Head{}, refuse("write-ahead log %s holds seq %d, which the chain's head (seq %d) says is stored, but it cannot be read from the store: %v",
+					path, last.Seq, head.Size-1, err)
+			case stored != last.EntryHash:
+				return chain.Head{}, refuse("write-ahead log %s holds seq %d with entry_hash %s, but %s holds entry_hash %s at that seq: another writer stored entries of chain %q (two collectors on one spool directory, or sharing a chain_id?), and the log's entries from seq %d on are not in the trail",
+					path, last.Seq, last.EntryHash, where, stored, e.cfg.ChainID, seg.Entries[0].Seq)
+			}
+		}
+		for _, en := range p.rest {
+			switch {
+			case en.Seq > head.Size:
+				return chain.Head{}, refuse("write-ahead log %s begins at seq %d, but the chain reaches only seq %d: entries %d to %d are missing (a segment was removed or cut short)",
+					path, en.Seq, head.Size-1, head.Size, en.Seq-1)
+			case en.PrevHash != head.Hash:
+				return chain.Head{}, refuse("write-ahead log %s: seq %d does not link to the chain's entry_hash %s at seq %d; refusing to fork the chain",
+					path, en.Seq, head.Hash, head.Size-1)
+			}
+			head = chain.Head{Size: en.Seq + 1, Hash: en.EntryHash}
+		}
+	}
+	recovered := 0
+	for i, seg := range segs {
+		path := filepath.Join(dir, seg.Name)
+		p := plans[i]
+		if p.keep {
+			continue
+		}
 		if seg.Torn {
 			// The tail of a write that a crash interrupted: it was never
 			// acknowledged. Cut it so that nothing follows garbage.
@@ -341,40 +410,68 @@ func (e *auditExporter) recoverLog(dir string, head chain.Head) (chain.Head, err
 				return chain.Head{}, err
 			}
 		}
-		var rest []entry.Entry
-		for _, en := range seg.Entries {
-			if en.Seq >= head.Size {
-				rest = append(rest, en)
-			}
-		}
-		for _, en := range rest {
-			if en.ChainID != e.cfg.ChainID || en.Seq != head.Size || en.PrevHash != head.Hash {
-				return chain.Head{}, fmt.Errorf("write-ahead log %s does not continue chain %q at seq %d (found chain %q seq %d); refusing to fork the chain",
-					path, e.cfg.ChainID, head.Size, en.ChainID, en.Seq)
-			}
-			head = chain.Head{Size: en.Seq + 1, Hash: en.EntryHash}
-		}
-		if len(rest) == 0 {
+		if len(p.rest) == 0 {
 			if err := os.Remove(path); err != nil {
 				return chain.Head{}, fmt.Errorf("removing %s: %w", path, err)
 			}
 			continue
 		}
-		b, err := batch.NewBatch(e.now(), rest)
+		b, err := batch.NewBatch(e.now(), p.rest)
 		if err != nil {
 			return chain.Head{}, fmt.Errorf("write-ahead log %s: %w", path, err)
 		}
-		for i := range rest {
-			b.Bytes += parquetfile.EstimatedSize(&rest[i])
+		for i := range p.rest {
+			b.Bytes += parquetfile.EstimatedSize(&p.rest[i])
 		}
 		e.sealQ = append(e.sealQ, pending{b: b, segment: seg.Name})
 		e.tel.queued.Add(1)
-		recovered += len(rest)
+		recovered += len(p.rest)
 	}
 	if recovered > 0 {
 		e.logger.Info("Recovered entries from the write-ahead log", zap.Int("entries", recovered), zap.String("wal", dir))
 	}
 	return head, nil
+}
+
+// storedHash returns the entry_hash stored at seq of this chain, and where:
+// from the spool when it holds the batch, else from the trail's store.
+func (e *auditExporter) storedHash(ctx context.Context, st stores, seq int64) (hash, where string, err error) {
+	var places []store.Store
+	if st.spool != nil {
+		places = append(places, st.spool)
+	}
+	if st.offline == nil {
+		places = append(places, st.trail)
+	}
+	err = store.ErrNotFound
+	for _, s := range places {
+		keys, lerr := s.List(ctx, "")
+		if lerr != nil {
+			return "", "", lerr
+		}
+		key, first := "", int64(-1)
+		for _, k := range keys {
+			if cid, f, _, perr := store.ParseBatchKey(k); perr == nil && cid == e.cfg.ChainID && f <= seq && f > first {
+				key, first = k, f
+			}
+		}
+		if key == "" {
+			continue
+		}
+		data, gerr := s.Get(ctx, key)
+		if gerr != nil {
+			return "", "", gerr
+		}
+		entries, _, rerr := parquetfile.ReadEntries(bytes.NewReader(data), int64(len(data)))
+		if rerr != nil {
+			return "", "", fmt.Errorf("%s: %w", key, rerr)
+		}
+		if i := seq - first; i < int64(len(entries)) && entries[i].Seq == seq {
+			return entries[i].EntryHash, key, nil
+		}
+		err = fmt.Errorf("%s does not hold seq %d: %w", key, seq, store.ErrNotFound)
+	}
+	return "", "", err
 }
 
 // resumeHead finds the newest batch of chain id in st and returns the head
@@ -929,6 +1026,7 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 	walErr := e.wal.Close()
 	e.qmu.Lock()
 	defer e.qmu.Unlock()
+	defer e.lock.unlock()
 	if n := len(e.uploadQ); n > 0 {
 		e.logger.Warn("Audit batches wait in the spool; they are uploaded at the next start",
 			zap.Int("batches", n), zap.String("spool", e.spool.Dir()))
