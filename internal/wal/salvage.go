@@ -1,0 +1,255 @@
+package wal // import "github.com/agentaudit/agentaudit/internal/wal"
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+)
+
+// LostDir is where Retire moves the segments a recorded loss replaced, and
+// the acceptance, under the log's directory: they are kept as evidence and
+// never read again.
+const LostDir = "lost"
+
+// Acceptance is an operator's decision to go on past a corrupt segment:
+// the collector then records the loss in the trail itself and salvages
+// what can be read after the damage (README, "Recovery"). It names the
+// corruption exactly, so that it never covers another one.
+type Acceptance struct {
+	Segment    string    `json:"segment"`    // file name of the corrupt segment
+	Offset     int64     `json:"offset"`     // where its first invalid record begins
+	Corruption string    `json:"corruption"` // what was found there (CorruptError.Reason)
+	By         string    `json:"accepted_by"`
+	Reason     string    `json:"reason"`
+	At         time.Time `json:"accepted_at"`
+}
+
+// AcceptanceName is the file name of chainID's acceptance in the log's
+// directory.
+func AcceptanceName(chainID string) string { return chainID + ".accept-loss" }
+
+// ReadAcceptance returns chainID's acceptance in dir, or nil when there is
+// none.
+func ReadAcceptance(dir, chainID string) (*Acceptance, error) {
+	path := filepath.Join(dir, AcceptanceName(chainID))
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wal: reading %s: %w", path, err)
+	}
+	var a Acceptance
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return nil, fmt.Errorf("wal: %s is malformed: %w", path, err)
+	}
+	if a.Segment == "" || a.By == "" || a.Reason == "" || a.At.IsZero() {
+		return nil, fmt.Errorf("wal: %s is malformed: segment, accepted_by, reason and accepted_at are required", path)
+	}
+	return &a, nil
+}
+
+// WriteAcceptance records a for chainID in dir: a temporary file, fsync,
+// rename, fsync of the directory. It refuses to replace an acceptance that
+// is there.
+func WriteAcceptance(dir, chainID string, a Acceptance) error {
+	path := filepath.Join(dir, AcceptanceName(chainID))
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("wal: writing %s: %w", path, err)
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		// A link, unlike a rename, never replaces.
+		err = os.Link(tmp, path)
+	}
+	_ = os.Remove(tmp)
+	if err != nil {
+		return fmt.Errorf("wal: writing %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+// Salvage returns the entries of chainID that can still be read in the
+// segment at path after its corruption at offset from: from every position
+// after it at which a whole record checks out (in format 2 its header
+// checksum, payload checksum and commit mark; in format 1 its payload
+// checksum) and holds an entry of chainID, in file order.
+func Salvage(path, chainID string, from int64) ([]entry.Entry, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("wal: reading %s: %w", path, err)
+	}
+	v2 := bytes.HasPrefix(data, []byte(magic))
+	hs, ms := headerSizeV1, 0
+	if v2 {
+		hs, ms = headerSize, markSize
+	}
+	var out []entry.Entry
+	for off := int(from) + 1; off+hs+ms <= len(data); off++ {
+		rest := data[off:]
+		if v2 && crc32.Checksum(rest[:8], castagnoli) != binary.LittleEndian.Uint32(rest[8:12]) {
+			continue
+		}
+		n := int(binary.LittleEndian.Uint32(rest[0:4]))
+		if n > maxRecord || hs+n+ms > len(rest) {
+			continue
+		}
+		payload := rest[hs : hs+n]
+		if v2 && [markSize]byte(rest[hs+n:hs+n+ms]) != commitMark {
+			continue
+		}
+		if n == 0 || crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(rest[4:8]) {
+			continue
+		}
+		e, tail, err := chain.DecodeCanonical(payload)
+		if err != nil || len(tail) != 0 || e.ChainID != chainID {
+			continue
+		}
+		out = append(out, e)
+		off += hs + n + ms - 1
+	}
+	return out, nil
+}
+
+// Replace puts entries, which continue the chain at firstSeq, in place of
+// the named segments of chainID in dir, and retires those segments and the
+// acceptance acc into dir/lost/<chain_id>-<first seq>-<acceptance time>
+// (LostDir), where they are kept as evidence and never read again. Nothing
+// acknowledged
+// is at risk at any point: the new segment is written and fsynced under a
+// temporary name first, the old files are moved (the acceptance last), and
+// only then does the new segment take its name. FinishReplace, called
+// before Recover, completes or undoes a replacement a crash interrupted.
+func Replace(dir, chainID string, firstSeq int64, acc *Acceptance, entries []entry.Entry, segments []string) error {
+	token := fmt.Sprintf("%s-%020d-%d", chainID, firstSeq, acc.At.UnixNano())
+	tmp := filepath.Join(dir, "."+token+replaceSuffix)
+	var buf []byte
+	buf = append(buf, magic...)
+	var enc []byte
+	for i := range entries {
+		enc = chain.AppendCanonical(enc[:0], &entries[i])
+		buf = appendRecord(buf, enc)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("wal: writing %s: %w", tmp, err)
+	}
+	lost := filepath.Join(dir, LostDir, token)
+	if err := os.MkdirAll(lost, 0o750); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	// The acceptance goes last: while it is in dir, the move is not done.
+	for _, name := range append(segments, AcceptanceName(chainID)) {
+		if err := os.Rename(filepath.Join(dir, name), filepath.Join(lost, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("wal: retiring %s: %w", filepath.Join(dir, name), err)
+		}
+		if err := syncDir(lost); err != nil {
+			return err
+		}
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	return finishReplace(dir, tmp, SegmentName(chainID, firstSeq))
+}
+
+const replaceSuffix = ".walreplace"
+
+func finishReplace(dir, tmp, name string) error {
+	// A link, unlike a rename, never replaces a segment.
+	if err := os.Link(tmp, filepath.Join(dir, name)); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	if err := os.Remove(tmp); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// FinishReplace completes a Replace of chainID in dir that a crash
+// interrupted, or undoes it: when the acceptance was retired, the new
+// segment takes its name; otherwise the retired files go back and the
+// temporary segment is removed, so that the next Replace starts afresh.
+func FinishReplace(dir, chainID string) error {
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("wal: reading %s: %w", dir, err)
+	}
+	for _, de := range des {
+		// ".<chain_id>-<first seq, 20 digits>-<time>.walreplace"
+		token, ok := strings.CutSuffix(strings.TrimPrefix(de.Name(), "."), replaceSuffix)
+		rest, mine := strings.CutPrefix(token, chainID+"-")
+		digits, _, _ := strings.Cut(rest, "-")
+		first, err := strconv.ParseInt(digits, 10, 64)
+		if !ok || !mine || len(digits) != 20 || err != nil || de.Name()[0] != '.' {
+			continue
+		}
+		tmp := filepath.Join(dir, de.Name())
+		lost := filepath.Join(dir, LostDir, token)
+		if _, err := os.Lstat(filepath.Join(lost, AcceptanceName(chainID))); err == nil {
+			if err := finishReplace(dir, tmp, SegmentName(chainID, first)); err != nil {
+				return err
+			}
+			continue
+		}
+		moved, err := os.ReadDir(lost)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("wal: %w", err)
+		}
+		for _, m := range moved {
+			if err := os.Rename(filepath.Join(lost, m.Name()), filepath.Join(dir, m.Name())); err != nil {
+				return fmt.Errorf("wal: undoing an interrupted replacement: %w", err)
+			}
+		}
+		if err := os.Remove(tmp); err != nil {
+			return fmt.Errorf("wal: %w", err)
+		}
+		_ = os.Remove(lost)
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
