@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -252,4 +253,28 @@ func FinishReplace(dir, chainID string) error {
 		}
 	}
 	return nil
+}
+
+// Chains returns the chain ids of the segments in dir, sorted.
+func Chains(dir string) ([]string, error) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("wal: reading %s: %w", dir, err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, de := range des {
+		// "<chain_id>-<first seq, 20 digits>.wal"
+		n := len(de.Name()) - len(suffix) - 21
+		if n < 1 {
+			continue
+		}
+		id := de.Name()[:n]
+		if _, ok := parseName(de.Name(), id); ok && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
