@@ -4,6 +4,7 @@
 //	auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
 //	auditctl prove [--chain ID] [--json] [--key PUBKEY_FILE] TARGET SEQ
 //	auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
+//	auditctl wal accept-loss --by NAME --reason TEXT [--chain ID] [--json] SPOOL_DIRECTORY
 //
 // TARGET is a local directory or s3://bucket/prefix (credentials from the AWS
 // SDK's default chain). verify checks every chain found under TARGET (one
@@ -70,6 +71,9 @@ const usage = `usage:
   auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
       check an inclusion proof without the trail
       exit 0 valid, 1 invalid, 2 could not run
+  auditctl wal accept-loss --by NAME --reason TEXT [--chain ID] [--json] SPOOL_DIRECTORY
+      accept the loss of a corrupt write-ahead log segment's entries, which the
+      collector then records in the trail; exit 0 accepted, 1 nothing corrupt
   Without --key (a file of verifier keys, one per line), the keys published
   beside the trail (or, for --check, in the proof) are trusted on first use.
 `
@@ -88,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 		return runCheckpoint(ctx, args[1:], stdout, stderr)
 	case "prove":
 		return runProve(ctx, args[1:], stdout, stderr)
+	case "wal":
+		return runWAL(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitIntact
