@@ -85,7 +85,7 @@ func (s *FS) Put(ctx context.Context, key string, data []byte) error {
 		return fmt.Errorf("store: put %s: %w", key, err)
 	}
 
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(final)+".tmp-*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(final)+tmpInfix+"*")
 	if err != nil {
 		return fmt.Errorf("store: put %s: %w", key, err)
 	}
@@ -113,6 +113,43 @@ func (s *FS) Put(ctx context.Context, key string, data []byte) error {
 		return fmt.Errorf("store: put %s: %w", key, err)
 	}
 	return nil
+}
+
+// tmpInfix separates an object's name from the random part of the name of
+// its temporary file: ".<name>.tmp-<random>".
+const tmpInfix = ".tmp-"
+
+// RemoveTemporary removes the temporary files that Puts interrupted by a
+// crash left behind, for the objects whose keys mine accepts, and returns
+// how many it removed. Readers never see them, but they take space. Call
+// it before any Put of those keys: a Put in flight holds its temporary
+// file, and the directory may be shared with other writers, whose keys
+// mine must refuse.
+func (s *FS) RemoveTemporary(mine func(key string) bool) (int, error) {
+	removed := 0
+	err := filepath.WalkDir(s.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		name, ok := strings.CutPrefix(d.Name(), ".")
+		i := strings.LastIndex(name, tmpInfix)
+		if !ok || i <= 0 {
+			return nil
+		}
+		rel, err := filepath.Rel(s.dir, filepath.Join(filepath.Dir(p), name[:i]))
+		if err != nil || !mine(filepath.ToSlash(rel)) {
+			return err
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		removed++
+		return nil
+	})
+	if err != nil {
+		return removed, fmt.Errorf("store: removing temporary files under %s: %w", s.dir, err)
+	}
+	return removed, nil
 }
 
 // writeSynced writes data, makes the file read-only and flushes both to

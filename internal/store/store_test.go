@@ -497,3 +497,41 @@ func TestFSDelete(t *testing.T) {
 	_, err = os.Stat(filepath.Join(dir, filepath.FromSlash(k)))
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
+
+// TestFSRemoveTemporary: the temporary files a crash left behind are
+// removed for the keys the caller owns, and nothing else is touched.
+func TestFSRemoveTemporary(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewFS(t.TempDir())
+	require.NoError(t, err)
+	mine := BatchKey("c-1", 0, time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC))
+	require.NoError(t, s.Put(ctx, mine, []byte("stored")))
+	day := filepath.Join(s.Dir(), "dt=2026-03-09")
+	left := []string{
+		filepath.Join(day, ".c-1-00000000000000000010.parquet.tmp-123"),
+		filepath.Join(day, ".c-1-00000000000000000020.parquet.tmp-9"),
+	}
+	kept := []string{
+		filepath.Join(day, ".c-2-00000000000000000000.parquet.tmp-77"), // another writer's Put in flight
+		filepath.Join(day, ".hidden"),
+		filepath.Join(day, "c-1-00000000000000000030.parquet.tmp-1"), // not ours: no dot
+	}
+	for _, p := range append(append([]string{}, left...), kept...) {
+		require.NoError(t, os.WriteFile(p, []byte("partial"), 0o640))
+	}
+	n, err := s.RemoveTemporary(func(key string) bool {
+		id, _, _, err := ParseBatchKey(key)
+		return err == nil && id == "c-1"
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	for _, p := range left {
+		assert.NoFileExists(t, p)
+	}
+	for _, p := range kept {
+		assert.FileExists(t, p)
+	}
+	got, err := s.Get(ctx, mine)
+	require.NoError(t, err)
+	assert.Equal(t, "stored", string(got))
+}
