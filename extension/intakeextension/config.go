@@ -1,0 +1,37 @@
+package intakeextension // import "github.com/agentaudit/agentaudit/extension/intakeextension"
+
+import (
+	"errors"
+
+	"go.opentelemetry.io/collector/component"
+)
+
+// Config defines the configuration of the agentaudit_intake extension.
+type Config struct {
+	// MaxInFlight is how many requests, HTTP and gRPC together, the
+	// receivers that use this extension take at once; one more is refused
+	// with a retryable error. Default: 8.
+	MaxInFlight int `mapstructure:"max_in_flight"`
+
+	// MaxJSONDepth is the deepest nesting of objects and arrays an OTLP/JSON
+	// body may have; a deeper body is refused with HTTP 400. An attribute
+	// value nested n levels deep takes about 4n+9 levels. Default: 512.
+	MaxJSONDepth int `mapstructure:"max_json_depth"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+var _ component.Config = (*Config)(nil)
+
+// Validate checks the configuration and reports every problem at once.
+func (cfg *Config) Validate() error {
+	var errs []error
+	if cfg.MaxInFlight <= 0 {
+		errs = append(errs, errors.New(`"max_in_flight" must be positive`))
+	}
+	if cfg.MaxJSONDepth <= 0 {
+		errs = append(errs, errors.New(`"max_json_depth" must be positive`))
+	}
+	return errors.Join(errs...)
+}

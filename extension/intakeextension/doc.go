@@ -1,0 +1,17 @@
+// Package intakeextension provides the agentaudit_intake extension: a
+// middleware for the OTLP receiver's HTTP and gRPC servers that bounds the
+// memory a request can take before the receiver decodes it.
+//
+//   - At most max_in_flight requests (HTTP and gRPC together) are in the
+//     receiver at once; one more is refused before its body is read, with
+//     HTTP 503 and Retry-After or gRPC UNAVAILABLE with RetryInfo, which
+//     OTLP clients retry.
+//   - An OTLP/JSON body that nests deeper than max_json_depth is refused with
+//     HTTP 400 as it streams in, before pdata's JSON decoder, which recurses
+//     once per level without a limit, spends about 1.7 KiB of stack and heap
+//     per level on it. Protobuf needs no such check: pdata refuses messages
+//     nested deeper than 100.
+//
+// The request size itself is the receiver's: max_request_body_size (HTTP)
+// and max_recv_msg_size_mib (gRPC).
+package intakeextension // import "github.com/agentaudit/agentaudit/extension/intakeextension"
