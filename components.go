@@ -19,13 +19,15 @@ import (
 
 	"github.com/agentaudit/agentaudit/connector/auditsplitconnector"
 	"github.com/agentaudit/agentaudit/exporter/auditexporter"
+	"github.com/agentaudit/agentaudit/extension/intakeextension"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor"
 )
 
 // components lists the factories of the agentaudit distribution: the OTLP
-// receiver, our processor, connector and exporter, and what a user needs
-// around them to forward monitoring telemetry (otlp_grpc, otlp_http, debug),
-// protect memory (memory_limiter), batch the monitoring pipeline (batch),
+// receiver, our processor, connector and exporter, our intake guard for the
+// receiver (agentaudit_intake), and what a user needs around them to forward
+// monitoring telemetry (otlp_grpc, otlp_http, debug), protect memory
+// (memory_limiter), batch the monitoring pipeline (batch),
 // benchmark (nop) and inspect a running collector (zpages). builder-config.yaml lists the
 // same set for the collector builder.
 func components() (otelcol.Factories, error) {
@@ -33,6 +35,7 @@ func components() (otelcol.Factories, error) {
 	factories := otelcol.Factories{Telemetry: otelconftelemetry.NewFactory()}
 
 	factories.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](
+		intakeextension.NewFactory(),
 		zpagesextension.NewFactory(),
 	)
 	if err != nil {
