@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/agentaudit/agentaudit/internal/store"
 )
@@ -18,7 +19,8 @@ import (
 type Source interface {
 	// List returns the keys of every .parquet file, slash-separated and
 	// relative to the source's root, sorted. Other files are not part of a
-	// trail and are left out.
+	// trail and are left out. A Dir also lists what a reader's glob could
+	// read that is not a regular file (see Dir.List).
 	List(ctx context.Context) ([]string, error)
 	// ListUnder returns the keys of every file under prefix (a directory
 	// such as "checkpoints/"), sorted; none when there is no such
@@ -34,29 +36,68 @@ type Source interface {
 // needs no write access, which an auditor's copy may not grant.
 type Dir string
 
-// List walks the directory, skipping dot-files and dot-directories (the
-// store's temporary files), and returns the .parquet files.
+// List walks the directory and returns every name a reader's glob
+// (read_parquet('<dir>/**/*.parquet')) could read: each entry named
+// *.parquet at any depth, dot-files and dot-directories included (DuckDB
+// reads them), and each symbolic link to a directory (a glob such as
+// 'dt=*/*.parquet' follows it). The walk follows no link. Names that are not
+// regular files are listed too: ReadFile refuses them with an error that
+// Verify reports as a NotRegularFile violation, so that nothing a reader
+// sees is skipped silently.
 func (d Dir) List(ctx context.Context) ([]string, error) {
-	st, err := os.Stat(string(d))
+	root := string(d)
+	st, err := os.Stat(root)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("verify: %s is not a directory", string(d))
+		return nil, fmt.Errorf("verify: %s is not a directory", root)
 	}
-	return d.walk(ctx, string(d), func(name string) bool { return strings.HasSuffix(name, ".parquet") })
+	var keys []string
+	err = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if p == root {
+			return nil
+		}
+		if !strings.HasSuffix(e.Name(), ".parquet") && (e.Type()&fs.ModeSymlink == 0 || !isDirLink(p)) {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, filepath.ToSlash(rel))
+		return nil // a directory named *.parquet is listed and walked
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: listing %s: %w", root, err)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// isDirLink reports whether the symbolic link p resolves to a directory. It
+// stats the target, which opens nothing.
+func isDirLink(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // ListUnder walks the directory prefix names below d, if there is one.
 func (d Dir) ListUnder(ctx context.Context, prefix string) ([]string, error) {
 	sub := filepath.Join(string(d), filepath.FromSlash(strings.TrimSuffix(prefix, "/")))
-	return d.walk(ctx, sub, func(string) bool { return true })
+	return d.walk(ctx, sub)
 }
 
-// walk returns the keys of the regular files below sub whose names keep
-// accepts, sorted, skipping dot-files and dot-directories; none when sub
-// does not exist.
-func (d Dir) walk(ctx context.Context, sub string, keep func(name string) bool) ([]string, error) {
+// walk returns the keys of the regular files below sub, sorted, skipping
+// dot-files and dot-directories (temporary files); none when sub does not
+// exist.
+func (d Dir) walk(ctx context.Context, sub string) ([]string, error) {
 	root := string(d)
 	var keys []string
 	err := filepath.WalkDir(sub, func(p string, e fs.DirEntry, err error) error {
@@ -75,7 +116,7 @@ func (d Dir) walk(ctx context.Context, sub string, keep func(name string) bool) 
 			}
 			return nil
 		}
-		if !e.Type().IsRegular() || !keep(e.Name()) {
+		if !e.Type().IsRegular() {
 			return nil
 		}
 		rel, err := filepath.Rel(root, p)
@@ -92,27 +133,94 @@ func (d Dir) walk(ctx context.Context, sub string, keep func(name string) bool) 
 	return keys, nil
 }
 
-// ReadFile reads one file.
-func (d Dir) ReadFile(_ context.Context, key string) ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(string(d), filepath.FromSlash(key)))
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	return b, nil
+// notRegularError: a listed name that is not a regular file of the trail.
+// Verify reports it as a NotRegularFile violation.
+type notRegularError struct {
+	key  string
+	what string // e.g. "symlink to /tmp/x.parquet"
 }
 
-// readFileInto reads one file into buf, reusing it when large enough.
-func (d Dir) readFileInto(key string, buf []byte) ([]byte, error) {
-	f, err := os.Open(filepath.Join(string(d), filepath.FromSlash(key)))
+func (e *notRegularError) Error() string {
+	return "verify: " + e.key + " is not a regular file: " + e.what
+}
+
+// open opens the regular file under key for reading. It never follows a
+// symbolic link and never blocks on a named pipe: anything but a regular
+// file is a *notRegularError. The os.Root keeps every open inside the
+// directory, even if the tree changes meanwhile.
+func (d Dir) open(key string) (*os.File, int64, error) {
+	root, err := os.OpenRoot(string(d))
 	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
+		return nil, 0, fmt.Errorf("verify: %w", err)
 	}
-	defer f.Close()
+	defer root.Close()
+	name := filepath.FromSlash(key)
+	fi, err := root.Lstat(name)
+	if err != nil {
+		return nil, 0, fmt.Errorf("verify: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, &notRegularError{key: key, what: describe(filepath.Join(string(d), name), fi.Mode())}
+	}
+	// O_NONBLOCK: if a pipe took the file's place since Lstat, open
+	// returns at once instead of waiting for a writer.
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("verify: %w", err)
+	}
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
+		f.Close()
+		return nil, 0, fmt.Errorf("verify: %w", err)
 	}
-	size := int(st.Size())
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, &notRegularError{key: key, what: describe(filepath.Join(string(d), name), st.Mode())}
+	}
+	return f, st.Size(), nil
+}
+
+// describe says what p, of mode m, is. A symbolic link's target is read
+// and stat'ed, not opened.
+func describe(p string, m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		target, err := os.Readlink(p)
+		if err != nil {
+			return "symlink"
+		}
+		if isDirLink(p) {
+			return "symlink to directory " + target
+		}
+		return "symlink to " + target
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "not a regular file (mode " + m.String() + ")"
+}
+
+// ReadFile reads one regular file; see open.
+func (d Dir) ReadFile(_ context.Context, key string) ([]byte, error) {
+	return d.readFileInto(key, nil)
+}
+
+// readFileInto reads one regular file into buf, reusing it when large
+// enough; see open.
+func (d Dir) readFileInto(key string, buf []byte) ([]byte, error) {
+	f, size64, err := d.open(key)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size := int(size64)
 	if cap(buf) < size {
 		buf = make([]byte, size)
 	}

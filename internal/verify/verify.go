@@ -58,6 +58,14 @@ const (
 	// NotAuditFile: a .parquet file that is not an agentaudit batch at all
 	// (unreadable, not Parquet, other columns, no rows).
 	NotAuditFile Kind = "not_audit_file"
+	// NotRegularFile: a name a reader's glob reads as Parquet
+	// (read_parquet('<dir>/**/*.parquet') or 'dt=*/*.parquet') that is not
+	// a regular file of the trail: a symbolic link (to a file or a
+	// directory), a named pipe, a device, a socket, a directory named
+	// *.parquet. A reader may follow it and show rows no check covers;
+	// verify neither follows nor opens it. The detail says what it is,
+	// e.g. "symlink to /tmp/x.parquet". Local directories only.
+	NotRegularFile Kind = "not_regular_file"
 	// FooterMissing: a footer metadata key is missing (named in the detail).
 	FooterMissing Kind = "footer_missing"
 	// FooterMismatch: a footer metadata value disagrees with the rows.
@@ -255,8 +263,7 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 		mu.Unlock()
 		cancel()
 	}
-	check := func(r *fileReader, i int, data []byte) {
-		res := r.read(keys[i], data)
+	record := func(i int, res *fileResult) {
 		results[i] = res
 		n := entries.Add(int64(res.rows))
 		mu.Lock()
@@ -265,6 +272,17 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 			opts.Progress(done, len(keys), n)
 		}
 		mu.Unlock()
+	}
+	check := func(r *fileReader, i int, data []byte) { record(i, r.read(keys[i], data)) }
+	// readErr handles an error reading file i: a name that is not a regular
+	// file is a violation, anything else makes the verification fail.
+	readErr := func(i int, err error) {
+		var nr *notRegularError
+		if errors.As(err, &nr) {
+			record(i, notRegular(keys[i], nr.what))
+			return
+		}
+		fail(err)
 	}
 	// Each worker has its own file reader and checks the files next gives
 	// it until next returns false.
@@ -289,17 +307,19 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 		// Local files: each worker reads the next file itself, into the
 		// buffer of the one before (the bytes are not kept past read).
 		work(func(r *fileReader) (int, []byte, bool) {
-			i := int(next.Add(1) - 1)
-			if i >= len(keys) || ctx.Err() != nil {
-				return 0, nil, false
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(keys) || ctx.Err() != nil {
+					return 0, nil, false
+				}
+				data, err := d.readFileInto(keys[i], r.file)
+				if err != nil {
+					readErr(i, err)
+					continue
+				}
+				r.file = data
+				return i, data, true
 			}
-			data, err := d.readFileInto(keys[i], r.file)
-			if err != nil {
-				fail(err)
-				return 0, nil, false
-			}
-			r.file = data
-			return i, data, true
 		})
 	} else {
 		// Remote files: fetchers download ahead, workers check what
@@ -325,8 +345,8 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 					}
 					data, err := src.ReadFile(ctx, keys[i])
 					if err != nil {
-						fail(err)
-						return
+						readErr(i, err)
+						continue
 					}
 					select {
 					case ch <- fetched{i, data}:
@@ -367,6 +387,17 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 		rep.Notes = append(rep.Notes, NoCheckpointNote)
 	}
 	return rep, nil
+}
+
+// notRegular is the result for key, which is not a regular file: what it is
+// instead.
+func notRegular(key, what string) *fileResult {
+	res := &fileResult{key: key}
+	if chainID, _, err := ParseFileKey(key); err == nil {
+		res.chainID = chainID
+	}
+	res.add(NoSeq, NotRegularFile, "%s: a reader's glob matches it but it is not a regular file of the trail; not followed, not opened", what)
+	return res
 }
 
 // sortViolations orders by chain, seq, kind, file, detail.
