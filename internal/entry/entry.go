@@ -44,6 +44,47 @@ var KnownActionTypes = []string{"start", "read", "write", "request_approval", "a
 // values are truncated and the SHA-256 of the full value is recorded.
 const DefaultMaxValueBytes = 64 << 10
 
+// DefaultMaxEntryBytes is the default limit on one entry (see EntryBytes):
+// 16 values at the default value limit, so that every column at its own
+// limit still fits, while 300 such values (19.5 MB) do not. Past it, the
+// largest values are cut (ProblemEntryTruncated).
+const DefaultMaxEntryBytes = 1 << 20
+
+// MaxDepth is how deeply attribute values may nest: a top-level value is at
+// depth 1, its elements at depth 2. Arrays and maps deeper than this are
+// stored empty and flagged ProblemTooDeep.
+const MaxDepth = 64
+
+// ReservedActionPrefix starts the action types of the entries the collector
+// writes itself, such as ActionLoss. No span can produce one: a span's
+// audit.action.type that starts with it (in any letter case) is stored with
+// ReservedActionMark in front and flagged ProblemReservedValue.
+const (
+	ReservedActionPrefix = "agentaudit."
+	ReservedActionMark   = "reserved:"
+
+	// ActionLoss is the action type of an entry that records lost data.
+	ActionLoss = ReservedActionPrefix + "loss"
+)
+
+// IsReservedActionType reports whether s is in the reserved action-type
+// namespace: it starts with ReservedActionPrefix, ASCII letter case ignored.
+func IsReservedActionType(s string) bool {
+	if len(s) < len(ReservedActionPrefix) {
+		return false
+	}
+	for i := range len(ReservedActionPrefix) {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != ReservedActionPrefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // Entry is one audit record. Optional fields are nil when the span did not
 // carry them; the Parquet column is then NULL.
 type Entry struct {
@@ -66,7 +107,7 @@ type Entry struct {
 	Reasoning      *string
 	Approver       *string
 	Result         string
-	StatusCode     string // "Unset", "Ok" or "Error"
+	StatusCode     string // "Unset", "Ok" or "Error"; "Code(n)" for another code n
 	Attributes     string // the span's other attributes, canonical JSON object
 	Validation     *string
 	PrevHash       string // 64 lower-case hex digits
@@ -97,4 +138,26 @@ const (
 	ProblemUnknownKey   = "unknown_key"   // an audit.* key outside the contract, kept in attributes
 	ProblemDefaulted    = "defaulted"     // absent and filled from another source
 	ProblemInvalidID    = "invalid_id"    // an empty trace or span id
+
+	ProblemEntryTruncated = "entry_truncated" // a value emptied to fit max_entry_bytes; OriginalBytes and SHA256 set
+	ProblemTooDeep        = "too_deep"        // arrays and maps nested deeper than MaxDepth stored empty
+	ProblemDuplicateKey   = "duplicate_key"   // a key repeated: the first value kept; OriginalBytes and SHA256 of a dropped one
+	ProblemNULByte        = "nul_byte"        // a column value holds a NUL byte, kept
+	ProblemOutOfRange     = "out_of_range"    // a time past the largest int64, clamped
+	ProblemReservedValue  = "reserved_value"  // an action type in the reserved namespace, stored marked
 )
+
+// EntryBytes is the size that Options.MaxEntryBytes bounds: the sum of the
+// byte lengths of e's text columns from execution_id to validation (the
+// columns the span fills; chain_id and the hashes are not counted).
+func EntryBytes(e *Entry) int {
+	n := len(e.ExecutionID) + len(e.TraceID) + len(e.SpanID) + len(e.ActionType) + len(e.TargetSystem) +
+		len(e.TargetResource) + len(e.Result) + len(e.StatusCode) + len(e.Attributes)
+	for _, p := range [...]*string{e.ParentSpanID, e.AgentID, e.AgentName, e.ServiceName, e.Principal,
+		e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Validation} {
+		if p != nil {
+			n += len(*p)
+		}
+	}
+	return n
+}

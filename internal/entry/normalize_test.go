@@ -14,14 +14,16 @@ import (
 // against the full path on random spans: the same attributes afterwards,
 // hence the same entry. The generator mixes every contract key with values
 // of every type, invalid UTF-8, values at and over the limit, nested
-// containers, unknown audit.* keys, audit.validation, empty ids and every
-// status, so that both paths are taken often.
+// containers, unknown audit.* keys, audit.validation, empty ids, every
+// status and codes outside the enum, start times past int64, NUL bytes,
+// reserved action types, duplicate keys, nesting past MaxDepth and entry
+// limits small enough to cut, so that both paths are taken often.
 func TestNormalizeShortcutAgrees(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	var shortcut, full int
+	var shortcut, full, kept int
 	for i := range 20000 {
 		res, span := randomAuditSpan(rng)
-		opts := Options{MaxValueBytes: []int{0, 3, 8, 16, 40}[rng.IntN(5)]}
+		opts := Options{MaxValueBytes: []int{0, 3, 8, 16, 40}[rng.IntN(5)], MaxEntryBytes: []int{0, 0, 300, 600}[rng.IntN(4)]}
 
 		fast := ptrace.NewSpan()
 		span.CopyTo(fast)
@@ -29,24 +31,32 @@ func TestNormalizeShortcutAgrees(t *testing.T) {
 		span.CopyTo(slow)
 		Normalize(res, fast, opts)
 		normalizeFully(res, slow, opts)
-		if _, ok := clean(res, span, opts.maxValueBytes()); ok {
+		if _, ok := clean(res, span, opts); ok {
 			shortcut++
 		} else {
 			full++
 		}
 		require.Equal(t, slow.Attributes().AsRaw(), fast.Attributes().AsRaw(), "span %d: %v", i, span.Attributes().AsRaw())
 		require.Equal(t, FromSpan(res, slow, opts), FromSpan(res, fast, opts), "span %d", i)
+		want := FromSpan(res, span, opts)
+		require.False(t, IsReservedActionType(want.ActionType), "span %d", i)
+		if want.Validation == nil || len(*want.Validation) <= opts.maxEntryBytes() {
+			// Beyond that, see TestValidationOverEntryLimit.
+			require.Equal(t, want, FromSpan(res, fast, opts), "span %d: FromSpan(Normalize(span)) = FromSpan(span)", i)
+			kept++
+		}
 	}
 	// Both paths must be exercised for the comparison to mean anything.
-	require.Greater(t, shortcut, 2000, "clean spans")
+	require.Greater(t, shortcut, 1500, "clean spans")
 	require.Greater(t, full, 2000, "spans with problems")
+	require.Greater(t, kept, 10000, "spans whose entry Normalize keeps")
 }
 
 // TestNormalizeShortcutTypical: a well-formed span takes the shortcut, and
 // the shortcut fills in the derived result.
 func TestNormalizeShortcutTypical(t *testing.T) {
 	res, span := typicalSpan()
-	result, ok := clean(res, span, DefaultMaxValueBytes)
+	result, ok := clean(res, span, Options{})
 	require.True(t, ok)
 	require.Equal(t, "200", result)
 	Normalize(res, span, Options{})
@@ -69,7 +79,12 @@ func randomAuditSpan(rng *rand.Rand) (pcommon.Resource, ptrace.Span) {
 	if rng.IntN(2) == 0 {
 		span.SetParentSpanID(testParentID)
 	}
-	span.Status().SetCode(ptrace.StatusCode(rng.IntN(3)))
+	span.Status().SetCode(ptrace.StatusCode([]int32{0, 1, 2, 0, 1, 2, 7}[rng.IntN(7)]))
+	if rng.IntN(20) == 0 {
+		span.SetStartTimestamp(pcommon.Timestamp(1<<63 + rng.Uint64N(1<<63)))
+	} else {
+		span.SetStartTimestamp(pcommon.Timestamp(rng.Uint64N(1 << 62)))
+	}
 	if rng.IntN(3) == 0 {
 		span.Status().SetMessage(randomString(rng))
 	}
@@ -93,6 +108,12 @@ func randomAuditSpan(rng *rand.Rand) (pcommon.Resource, ptrace.Span) {
 	}
 	for range rng.IntN(2) {
 		putRandom(rng, res.Attributes(), pick(rng, KeyAgentID, KeyAgentName, KeyServiceName, KeyEndUserID), 0)
+	}
+	if rng.IntN(10) == 0 {
+		appendAttr(a, pick(rng, keys...), pick(rng, `{"stringValue":"dup"}`, `{"intValue":"3"}`, `{"kvlistValue":{"values":[{"key":"k","value":{}},{"key":"k","value":{}}]}}`))
+	}
+	if rng.IntN(30) == 0 {
+		deepMap(a, pick(rng, "deep", KeyValueProposed), MaxDepth-1+rng.IntN(4))
 	}
 	return res, span
 }
@@ -138,7 +159,7 @@ func randomString(rng *rand.Rand) string {
 	case 3:
 		return pick(rng, KnownActionTypes...)
 	case 4:
-		return `[{"field":"x","problem":"missing"}]`
+		return pick(rng, `[{"field":"x","problem":"missing"}]`, "nul\x00", ActionLoss, "AgentAudit.x")
 	default:
 		return strings.Repeat("v", rng.IntN(50))
 	}

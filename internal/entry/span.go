@@ -1,9 +1,11 @@
 package entry
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +21,9 @@ import (
 type Options struct {
 	// MaxValueBytes limits every string value; 0 means DefaultMaxValueBytes.
 	MaxValueBytes int
+	// MaxEntryBytes limits the entry (EntryBytes); 0 means
+	// DefaultMaxEntryBytes.
+	MaxEntryBytes int
 }
 
 func (o Options) maxValueBytes() int {
@@ -28,11 +33,25 @@ func (o Options) maxValueBytes() int {
 	return o.MaxValueBytes
 }
 
+func (o Options) maxEntryBytes() int {
+	if o.MaxEntryBytes <= 0 {
+		return DefaultMaxEntryBytes
+	}
+	return o.MaxEntryBytes
+}
+
+func (o Options) mapper() mapper {
+	return mapper{max: o.maxValueBytes(), maxEntry: o.maxEntryBytes()}
+}
+
 // Field names of problems that are not about one attribute.
 const (
 	fieldTraceID    = "trace_id"
 	fieldSpanID     = "span_id"
 	fieldAttributes = "attributes" // an attribute key, not a value, was repaired
+	fieldStatusCode = "status_code"
+	fieldTime       = "time_unix_nano"
+	fieldEntry      = "entry" // the entry as a whole
 )
 
 // maxValidationDetail bounds the raw text of an unparseable audit.validation
@@ -63,8 +82,15 @@ func isPayloadKey(k string, _ pcommon.Value) bool {
 // left for the chain package. The span is not modified.
 //
 // Fields and fallbacks:
+//   - TimeUnixNano: the span's start time; past the largest int64 it is
+//     clamped to it and flagged out_of_range with the original value.
+//   - StatusCode: "Unset", "Ok" or "Error"; another code n is stored as
+//     "Code(n)" and flagged unknown_value.
 //   - ActionType: audit.action.type; "" is flagged empty, a value outside
-//     KnownActionTypes is kept verbatim and flagged unknown_value.
+//     KnownActionTypes is kept verbatim and flagged unknown_value. A value
+//     in the reserved namespace (IsReservedActionType) is stored with
+//     ReservedActionMark in front and flagged reserved_value, the original
+//     in the Detail.
 //   - ExecutionID: audit.execution.id; when absent or empty, the trace id,
 //     flagged defaulted ("defaulted to trace id").
 //   - TargetSystem: audit.target.system; when absent or empty, "" flagged
@@ -94,22 +120,35 @@ func isPayloadKey(k string, _ pcommon.Value) bool {
 // top-level key, in a top-level attribute key under "attributes", in a nested
 // map key under the enclosing top-level key. A string longer than
 // opts.MaxValueBytes is cut at a rune boundary and flagged truncated with the
-// full length and SHA-256. Problems already recorded in audit.validation by
-// Normalize are merged with the new ones.
+// full length and SHA-256. A NUL byte in a column's string is kept and
+// flagged nul_byte (in attributes JSON escapes it). Arrays and maps nested
+// deeper than MaxDepth are stored empty and flagged too_deep. A key that
+// occurs twice (top level or in a nested map, after repair) keeps its first
+// value; each dropped one is flagged duplicate_key with the length and
+// SHA-256 of its string form. An entry over opts.MaxEntryBytes has its
+// largest values emptied (see cutEntry), each flagged entry_truncated.
+//
+// Problems already recorded in audit.validation by Normalize are merged with
+// the new ones; an audit.validation longer than opts.MaxEntryBytes is not
+// merged but flagged truncated.
 func FromSpan(res pcommon.Resource, span ptrace.Span, opts Options) Entry {
-	m := mapper{max: opts.maxValueBytes()}
+	m := opts.mapper()
 	return m.fromSpan(res, span)
 }
 
 // Normalize rewrites an audit-tagged span in place so that FromSpan on the
 // result gives the same Entry while the span itself carries the repairs:
 // the contract keys get their final string values (execution id defaulted,
-// result derived, target system "" when missing), every other string value is
-// repaired and truncated, and audit.validation holds the problems as JSON
-// (removed when there are none). Non-string values outside the contract keep
-// their type, and keys are not renamed (a repaired key could collide with an
-// existing one): FromSpan repairs them again, flagging the same problem.
-// Normalize is idempotent and does nothing to a span that is not audit-tagged.
+// result derived, target system "" when missing, action type marked when
+// reserved), every other string value is repaired and truncated, arrays
+// and maps past MaxDepth are emptied, the dropped values of duplicate keys
+// are removed, values cut to fit MaxEntryBytes are emptied, and
+// audit.validation holds the problems as JSON (removed when there are
+// none). Non-string values outside the contract keep their type, keys are
+// not renamed (a repaired key could collide with an existing one), and the
+// span's times and status are left as they are: FromSpan repairs them
+// again, flagging the same problem. Normalize is idempotent and does
+// nothing to a span that is not audit-tagged.
 func Normalize(res pcommon.Resource, span ptrace.Span, opts Options) {
 	if !IsAudit(span) {
 		return
@@ -117,7 +156,7 @@ func Normalize(res pcommon.Resource, span ptrace.Span, opts Options) {
 	// Most spans are well-formed: one pass over the attributes proves that
 	// mapping would find no problem and change no value, and then only a
 	// missing audit.result remains to fill in.
-	if result, ok := clean(res, span, opts.maxValueBytes()); ok {
+	if result, ok := clean(res, span, opts); ok {
 		if result != "" {
 			span.Attributes().PutStr(KeyResult, result)
 		}
@@ -128,13 +167,21 @@ func Normalize(res pcommon.Resource, span ptrace.Span, opts Options) {
 
 // normalizeFully is Normalize without the shortcut for clean spans.
 func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
-	e := FromSpan(res, span, opts)
+	m := opts.mapper()
+	e := m.fromSpan(res, span)
 	attrs := span.Attributes()
+	if m.dups {
+		removeDuplicateKeys(attrs)
+	}
 
 	q := mapper{max: opts.maxValueBytes(), quiet: true}
 	attrs.Range(func(k string, v pcommon.Value) bool {
-		if !isMappedKey(k) {
-			q.repairInPlace(v)
+		switch {
+		case isMappedKey(k):
+		case len(m.cut) > 0 && slices.Contains(m.cut, q.sanitizeKey("", k)):
+			v.SetStr("")
+		default:
+			q.repairInPlace(v, 1)
 		}
 		return true
 	})
@@ -167,109 +214,216 @@ func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
 	}
 }
 
+// removeDuplicateKeys removes from m every key (after UTF-8 repair) that
+// an earlier one already has: what mapping dropped.
+func removeDuplicateKeys(m pcommon.Map) {
+	seen := make(map[string]struct{}, m.Len())
+	q := mapper{quiet: true}
+	m.RemoveIf(func(k string, _ pcommon.Value) bool {
+		k = q.sanitizeKey("", k)
+		if _, dup := seen[k]; dup {
+			return true
+		}
+		seen[k] = struct{}{}
+		return false
+	})
+}
+
+// duplicateKeys reports whether two keys of m are equal after UTF-8 repair.
+func duplicateKeys(m pcommon.Map) bool {
+	if m.Len() < 2 {
+		return false
+	}
+	keys := make([]string, 0, m.Len())
+	q := mapper{quiet: true}
+	m.Range(func(k string, _ pcommon.Value) bool {
+		keys = append(keys, q.sanitizeKey("", k))
+		return true
+	})
+	slices.Sort(keys)
+	for i := 1; i < len(keys); i++ {
+		if keys[i] == keys[i-1] {
+			return true
+		}
+	}
+	return false
+}
+
+// keyBit is one bit of a 64-bit filter of a map's keys: two equal keys have
+// the same bit, so a map whose keys set 64-bit filter bits without a
+// collision has no duplicate key. It reads three bytes, not the whole key.
+func keyBit(k string) uint64 {
+	n := uint(len(k))
+	if n == 0 {
+		return 1
+	}
+	return 1 << ((n*0x9E3779B1 ^ uint(k[n-1])*0x85EBCA6B ^ uint(k[n/2])*0xC2B2AE35) >> 7 & 63)
+}
+
+// Bounds the clean check uses to prove an entry within MaxEntryBytes without
+// building it: JSON escaping at most sextuples a string (a control byte
+// becomes \u00xx), and each value adds at most cleanValueOverhead bytes
+// (quotes, separators, a number's digits); cleanFixedBytes covers the ids,
+// status and brackets.
+const (
+	cleanEscapeFactor  = 6
+	cleanValueOverhead = 32
+	cleanFixedBytes    = 128
+)
+
 // clean reports whether FromSpan would record no problem for span and
-// Normalize would leave every value as it is: both ids set; action type,
-// execution id and target system non-empty strings, the action type a known
-// one; every other contract and identity value a string; no audit.validation
-// and no unknown audit.* key; every string (nested ones included) valid UTF-8
-// within max bytes and every key valid UTF-8. Where audit.result is absent it
-// also returns the derived result, which Normalize stores ("" when
-// audit.result is present). Duplicate keys are all checked, which is stricter
-// than mapping (it reads the first): a span in doubt takes the full path.
-func clean(res pcommon.Resource, span ptrace.Span, max int) (result string, ok bool) {
+// Normalize would leave every value as it is: both ids set; a start time
+// within int64 and a status code of the enum; action type, execution id and
+// target system non-empty strings, the action type a known one; every other
+// contract and identity value a string; no audit.validation, no unknown
+// audit.* key and no key twice (a filter of the keys' bits proves most spans
+// free of duplicates without comparing keys); every string (nested ones
+// included) valid UTF-8 within max bytes, the column values without a NUL
+// byte, every key valid UTF-8; nothing nested deeper than MaxDepth; and a
+// bound on the entry's size (cleanEscapeFactor) within MaxEntryBytes. Where
+// audit.result is absent it also returns the derived result, which
+// Normalize stores ("" when audit.result is present).
+func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string, ok bool) {
 	if span.TraceID().IsEmpty() || span.SpanID().IsEmpty() {
 		return "", false
 	}
-	const (
-		hasAction = 1 << iota
-		hasExecution
-		hasTarget
-		hasResult
-	)
-	var has int
+	if uint64(span.StartTimestamp()) > math.MaxInt64 {
+		return "", false
+	}
+	switch span.Status().Code() {
+	case ptrace.StatusCodeUnset, ptrace.StatusCodeOk, ptrace.StatusCodeError:
+	default:
+		return "", false
+	}
+	max := opts.maxValueBytes()
+	const required = 1<<slotActionType | 1<<slotExecutionID | 1<<slotTargetSystem
+	var seen uint32 // the slots found
+	var filter uint64
+	collision := false
+	size := cleanFixedBytes
 	ok = true
 	span.Attributes().Range(func(k string, v pcommon.Value) bool {
-		switch slotOf(k) {
+		slot := slotOf(k)
+		if slot != slotOther {
+			if seen&(1<<slot) != 0 {
+				ok = false // a duplicate
+				return false
+			}
+			seen |= 1 << slot
+		}
+		var s string
+		switch slot {
 		case slotActionType:
-			s, good := cleanString(v, max)
-			ok = good && isKnownActionType(s)
-			has |= hasAction
-		case slotExecutionID:
-			s, good := cleanString(v, max)
-			ok = good && s != ""
-			has |= hasExecution
-		case slotTargetSystem:
-			s, good := cleanString(v, max)
-			ok = good && s != ""
-			has |= hasTarget
-		case slotResult:
-			_, ok = cleanString(v, max)
-			has |= hasResult
-		case slotTargetResource, slotProposed, slotPrevious, slotReasoning, slotApprover,
-			slotAgentID, slotAgentName, slotEndUserID, slotServiceName:
-			_, ok = cleanString(v, max)
+			s, ok = cleanColumn(v, max)
+			ok = ok && isKnownActionType(s)
+		case slotExecutionID, slotTargetSystem:
+			s, ok = cleanColumn(v, max)
+			ok = ok && s != ""
+		case slotResult, slotTargetResource, slotProposed, slotPrevious, slotReasoning, slotApprover,
+			slotAgentID, slotAgentName, slotEndUserID:
+			s, ok = cleanColumn(v, max)
 		case slotValidation:
 			ok = false
+		case slotServiceName:
+			// A column and an attribute.
+			s, ok = cleanColumn(v, max)
+			fallthrough
 		default: // error.type, http.response.status_code and the rest
-			ok = validUTF8(k) && !strings.HasPrefix(k, KeyPrefix) && cleanValue(v, max)
+			if slot == slotOther {
+				bit := keyBit(k)
+				collision = collision || filter&bit != 0
+				filter |= bit
+			}
+			size += cleanEscapeFactor*len(k) + cleanValueOverhead
+			ok = ok && validUTF8(k) && !strings.HasPrefix(k, KeyPrefix) && cleanValue(v, max, 1, &size)
 		}
+		size += len(s)
 		return ok
 	})
-	if !ok || has&(hasAction|hasExecution|hasTarget) != hasAction|hasExecution|hasTarget {
+	if !ok || seen&required != required {
 		return "", false
 	}
 	// The resource's identity keys are read when the span lacks them.
 	resAttrs := res.Attributes()
 	for _, k := range [...]string{KeyAgentID, KeyAgentName, KeyServiceName, KeyEndUserID} {
 		if v, found := resAttrs.Get(k); found {
-			if _, good := cleanString(v, max); !good {
+			s, good := cleanColumn(v, max)
+			if !good {
 				return "", false
 			}
+			size += len(s)
 		}
 	}
-	if has&hasResult == 0 {
+	if seen&(1<<slotResult) == 0 {
 		result = deriveResult(span)
-		if !validUTF8(result) || len(result) > max {
+		if !validText(result) || len(result) > max {
 			return "", false
 		}
+		size += len(result)
+	}
+	if size > opts.maxEntryBytes() || collision && duplicateKeys(span.Attributes()) {
+		return "", false
 	}
 	return result, true
 }
 
-// cleanString returns v's string when v is a valid UTF-8 string within max
-// bytes.
-func cleanString(v pcommon.Value, max int) (string, bool) {
+// cleanColumn returns v's string when v is a string a column stores as it
+// is: valid UTF-8 without a NUL byte, within max bytes.
+func cleanColumn(v pcommon.Value, max int) (string, bool) {
 	if v.Type() != pcommon.ValueTypeStr {
 		return "", false
 	}
 	s := v.Str()
-	return s, len(s) <= max && validUTF8(s)
+	return s, len(s) <= max && validText(s)
 }
 
-// cleanValue reports whether mapping v records no problem: every string in
-// it, nested ones included, valid UTF-8 within max bytes, every byte string
-// within max bytes of base64, every map key valid.
-func cleanValue(v pcommon.Value, max int) bool {
+// cleanValue reports whether mapping v, at depth, records no problem: every
+// string in it, nested ones included, valid UTF-8 within max bytes, every
+// byte string within max bytes of base64, every map key valid and no map
+// key twice, no array or map with elements deeper than MaxDepth (v itself
+// is at depth; a top-level value at 1). It adds a bound on v's JSON size
+// to *size.
+func cleanValue(v pcommon.Value, max, depth int, size *int) bool {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
-		_, ok := cleanString(v, max)
-		return ok
+		s := v.Str()
+		*size += cleanEscapeFactor*len(s) + cleanValueOverhead
+		return len(s) <= max && validUTF8(s)
 	case pcommon.ValueTypeBytes:
-		return base64.StdEncoding.EncodedLen(v.Bytes().Len()) <= max
+		n := base64.StdEncoding.EncodedLen(v.Bytes().Len())
+		*size += n + cleanValueOverhead
+		return n <= max
 	case pcommon.ValueTypeSlice:
 		sl := v.Slice()
+		*size += cleanValueOverhead
+		if depth > MaxDepth && sl.Len() > 0 {
+			return false
+		}
 		for i := 0; i < sl.Len(); i++ {
-			if !cleanValue(sl.At(i), max) {
+			if !cleanValue(sl.At(i), max, depth+1, size) {
 				return false
 			}
 		}
 	case pcommon.ValueTypeMap:
+		mm := v.Map()
+		*size += cleanValueOverhead
+		if depth > MaxDepth && mm.Len() > 0 {
+			return false
+		}
 		ok := true
-		v.Map().Range(func(k string, mv pcommon.Value) bool {
-			ok = validUTF8(k) && cleanValue(mv, max)
+		var filter uint64
+		collision := false
+		mm.Range(func(k string, mv pcommon.Value) bool {
+			bit := keyBit(k)
+			collision = collision || filter&bit != 0
+			filter |= bit
+			*size += cleanEscapeFactor*len(k) + cleanValueOverhead
+			ok = validUTF8(k) && cleanValue(mv, max, depth+1, size)
 			return ok
 		})
-		return ok
+		return ok && !(collision && duplicateKeys(mm))
+	default:
+		*size += cleanValueOverhead
 	}
 	return true
 }
@@ -303,12 +457,17 @@ func isKnownActionType(s string) bool {
 	return false
 }
 
-// mapper carries the limit and collects problems while one span is mapped.
+// mapper carries the limits and collects problems while one span is mapped.
 // A quiet mapper only transforms values and records nothing.
 type mapper struct {
 	max      int
+	maxEntry int
 	quiet    bool
 	problems []Problem
+
+	// What fromSpan did that Normalize must do to the span too.
+	dups bool     // a top-level key occurred twice
+	cut  []string // the attributes (repaired keys) emptied by cutEntry
 }
 
 func (m *mapper) add(p Problem) {
@@ -400,9 +559,20 @@ func (a *spanAttrs) get(slot int) (pcommon.Value, bool) {
 
 func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 	resAttrs := res.Attributes()
-	e := Entry{
-		TimeUnixNano: int64(span.StartTimestamp()),
-		StatusCode:   span.Status().Code().String(),
+	var e Entry
+	if ts := uint64(span.StartTimestamp()); ts > math.MaxInt64 {
+		e.TimeUnixNano = math.MaxInt64
+		m.add(Problem{Field: fieldTime, Kind: ProblemOutOfRange,
+			Detail: "start time " + strconv.FormatUint(ts, 10) + " ns clamped to the largest int64"})
+	} else {
+		e.TimeUnixNano = int64(ts)
+	}
+	switch code := span.Status().Code(); code {
+	case ptrace.StatusCodeUnset, ptrace.StatusCodeOk, ptrace.StatusCodeError:
+		e.StatusCode = code.String()
+	default:
+		e.StatusCode = "Code(" + strconv.Itoa(int(code)) + ")"
+		m.add(Problem{Field: fieldStatusCode, Kind: ProblemUnknownValue, Detail: "stored as " + e.StatusCode})
 	}
 
 	// One pass over the attributes finds the keys of the contract and
@@ -412,12 +582,17 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 	kvs := arr[:0]
 	span.Attributes().Range(func(k string, v pcommon.Value) bool {
 		slot := slotOf(k)
-		if slot != slotOther && sa.found&(1<<slot) == 0 {
-			sa.found |= 1 << slot
-			sa.vals[slot] = v
-		}
-		if slot != slotOther && slot < slotUnmapped {
-			return true
+		if slot != slotOther {
+			if sa.found&(1<<slot) == 0 {
+				sa.found |= 1 << slot
+				sa.vals[slot] = v
+			} else if slot < slotUnmapped {
+				// Keys kept in attributes are checked there.
+				m.duplicate(k, false, v)
+			}
+			if slot < slotUnmapped {
+				return true
+			}
 		}
 		k = m.sanitizeKey(fieldAttributes, k)
 		if strings.HasPrefix(k, KeyPrefix) {
@@ -452,6 +627,10 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 
 	if v, ok := sa.get(slotActionType); ok {
 		e.ActionType = m.valueString(KeyActionType, v)
+		if IsReservedActionType(e.ActionType) {
+			m.add(Problem{Field: KeyActionType, Kind: ProblemReservedValue, Detail: e.ActionType})
+			e.ActionType = truncate(ReservedActionMark+e.ActionType, m.max)
+		}
 		switch {
 		case e.ActionType == "":
 			m.add(Problem{Field: KeyActionType, Kind: ProblemEmpty})
@@ -498,11 +677,11 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 	if v, ok := sa.get(slotResult); ok {
 		e.Result = m.valueString(KeyResult, v)
 	} else {
-		e.Result = m.sanitize(KeyResult, deriveResultOf(span, &sa))
+		e.Result = m.column(KeyResult, deriveResultOf(span, &sa))
 	}
 
 	bp := bufPool.Get().(*[]byte)
-	buf := m.appendObject((*bp)[:0], "", kvs)
+	buf := m.appendObject((*bp)[:0], "", kvs, 1)
 	e.Attributes = string(buf)
 	if cap(buf) <= maxPooledBuf {
 		*bp = buf
@@ -510,11 +689,15 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 	}
 
 	if v, ok := sa.get(slotValidation); ok {
-		raw := v.Str()
-		if v.Type() != pcommon.ValueTypeStr {
-			raw = v.AsString()
-		}
-		if ps, err := parseProblems(raw); err == nil {
+		raw := asString(v)
+		if len(raw) > m.maxEntry {
+			// Bounded by the entry's limit, not the value limit: Normalize
+			// writes the problems it finds here, and the exporter merges
+			// them again.
+			full := strings.ToValidUTF8(raw, "\uFFFD")
+			m.add(Problem{Field: KeyValidation, Kind: ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
+				OriginalBytes: int64(len(full)), SHA256: sha256Hex(full)})
+		} else if ps, err := parseProblems(raw); err == nil {
 			m.problems = append(m.problems, ps...)
 		} else {
 			detail := truncate(strings.ToValidUTF8(raw, "\uFFFD"), maxValidationDetail)
@@ -522,12 +705,115 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		}
 	}
 
+	m.setValidation(&e)
+	if EntryBytes(&e) > m.maxEntry {
+		m.cutEntry(&e, kvs)
+	}
+	return e
+}
+
+// setValidation encodes m's problems into e.Validation.
+func (m *mapper) setValidation(e *Entry) {
 	if len(m.problems) > 0 {
 		m.problems = sortProblems(m.problems)
 		s := string(appendProblems(nil, m.problems))
 		e.Validation = &s
 	}
-	return e
+}
+
+// cutEntry brings an entry over the limit within it, or as close as it can,
+// deterministically. It empties values, one at a time, largest first, until
+// the entry fits: first the values of the attributes column (their JSON
+// text, ties in key order; service.name, error.type and
+// http.response.status_code, which feed other columns, are never cut), each
+// replaced by the JSON string "", then audit.value.proposed,
+// audit.value.previous and audit.reasoning (ties in that order), each
+// replaced by "". Each is flagged entry_truncated with the length and
+// SHA-256 of the bytes removed. A value whose problem would take as many
+// bytes as emptying it saves is not cut. When even that is not enough
+// (keys, problems and the other columns are never cut), one more
+// entry_truncated problem under "entry" says so. kvs are the attributes,
+// sorted as appendObject left them.
+func (m *mapper) cutEntry(e *Entry, kvs []keyValue) {
+	type candidate struct {
+		key  string
+		text string  // the bytes removed
+		col  *string // the payload column, or nil for an attribute
+	}
+	q := mapper{max: m.max, quiet: true}
+	var cands []candidate
+	for i, kv := range kvs {
+		if (i > 0 && kv.key == kvs[i-1].key) || slotOf(kv.key) != slotOther {
+			continue
+		}
+		cands = append(cands, candidate{key: kv.key, text: string(q.appendCanonical(nil, kv.key, kv.val, 1))})
+	}
+	bySize := func(a, b candidate) int { return cmp.Compare(len(b.text), len(a.text)) }
+	slices.SortStableFunc(cands, bySize)
+	var payload []candidate
+	for _, c := range [...]candidate{{key: KeyValueProposed, col: e.ProposedValue}, {key: KeyValuePrevious, col: e.PreviousValue}, {key: KeyReasoning, col: e.Reasoning}} {
+		if c.col != nil {
+			c.text = *c.col
+			payload = append(payload, c)
+		}
+	}
+	slices.SortStableFunc(payload, bySize)
+	cands = append(cands, payload...)
+
+	size := EntryBytes(e)
+	const emptyJSON = `""`
+	var added []Problem
+	for _, c := range cands {
+		if size <= m.maxEntry {
+			break
+		}
+		p := Problem{Field: c.key, Kind: ProblemEntryTruncated, Detail: "emptied to fit max_entry_bytes",
+			OriginalBytes: int64(len(c.text)), SHA256: strings.Repeat("0", 64)}
+		cost := len(appendProblems(nil, []Problem{p})) - 1 // with its comma, or both brackets less one
+		if e.Validation == nil && len(added) == 0 {
+			cost++
+		}
+		saved := len(c.text)
+		if c.col == nil {
+			saved -= len(emptyJSON)
+		}
+		if saved <= cost {
+			continue
+		}
+		size += cost - saved
+		p.SHA256 = sha256Hex(c.text)
+		added = append(added, p)
+		if c.col != nil {
+			*c.col = ""
+		} else {
+			m.cut = append(m.cut, c.key)
+		}
+	}
+	if size > m.maxEntry {
+		added = append(added, Problem{Field: fieldEntry, Kind: ProblemEntryTruncated,
+			Detail: "still over max_entry_bytes: keys, problems and other columns are not cut"})
+	}
+	if len(m.cut) > 0 {
+		buf := []byte{'{'}
+		for i, kv := range kvs {
+			if i > 0 && kv.key == kvs[i-1].key {
+				continue
+			}
+			if len(buf) > 1 {
+				buf = append(buf, ',')
+			}
+			buf = appendJSONString(buf, kv.key)
+			buf = append(buf, ':')
+			if slices.Contains(m.cut, kv.key) {
+				buf = append(buf, emptyJSON...)
+			} else {
+				buf = q.appendCanonical(buf, kv.key, kv.val, 1)
+			}
+		}
+		e.Attributes = string(append(buf, '}'))
+	}
+	m.problems = append(m.problems, added...)
+	m.setValidation(e)
 }
 
 // deriveResult is the result of a span without audit.result; see FromSpan.
@@ -549,7 +835,7 @@ func deriveResultOf(span ptrace.Span, sa *spanAttrs) string {
 	status := span.Status()
 	if status.Code() == ptrace.StatusCodeError {
 		if v, ok := sa.get(slotErrorType); ok {
-			if s := v.AsString(); s != "" {
+			if s := asString(v); s != "" {
 				return "error: " + s
 			}
 		}
@@ -569,7 +855,8 @@ func deriveResultOf(span ptrace.Span, sa *spanAttrs) string {
 	return "unset"
 }
 
-// plainString is the string form of a scalar value, without bookkeeping.
+// plainString is the string form of a value (see FromSpan), without
+// bookkeeping, repair or truncation.
 func plainString(v pcommon.Value) string {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
@@ -581,7 +868,40 @@ func plainString(v pcommon.Value) string {
 	case pcommon.ValueTypeBool:
 		return strconv.FormatBool(v.Bool())
 	}
+	return asString(v)
+}
+
+// asString is v.AsString, but arrays and maps are canonical JSON (strings
+// repaired, not truncated) cut at MaxDepth: pdata's form recurses as deep
+// as the value goes.
+func asString(v pcommon.Value) string {
+	switch v.Type() {
+	case pcommon.ValueTypeSlice, pcommon.ValueTypeMap:
+		q := mapper{max: math.MaxInt, quiet: true}
+		return string(q.appendCanonical(nil, "", v, 1))
+	}
 	return v.AsString()
+}
+
+// duplicate records that a value of key field was dropped because an
+// earlier one has the same key: with the length and SHA-256 of its string
+// form (strings repaired, not truncated).
+func (m *mapper) duplicate(field string, nested bool, v pcommon.Value) {
+	if !nested {
+		m.dups = true
+	}
+	if m.quiet {
+		return
+	}
+	s := plainString(v)
+	if v.Type() == pcommon.ValueTypeStr {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	detail := "kept the first value"
+	if nested {
+		detail = "kept the first value of a nested key"
+	}
+	m.add(Problem{Field: field, Kind: ProblemDuplicateKey, Detail: detail, OriginalBytes: int64(len(s)), SHA256: sha256Hex(s)})
 }
 
 // optional stores the string form of the slot's value in dst and returns
@@ -614,9 +934,12 @@ func (m *mapper) valueString(field string, v pcommon.Value) string {
 	var s string
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
-		return m.sanitize(field, v.Str())
+		if s = v.Str(); len(s) <= m.max && validText(s) {
+			return s
+		}
+		return m.column(field, s)
 	case pcommon.ValueTypeSlice, pcommon.ValueTypeMap:
-		s = string(m.appendCanonical(nil, field, v))
+		s = string(m.appendCanonical(nil, field, v, 1))
 	case pcommon.ValueTypeBytes:
 		s = base64.StdEncoding.EncodeToString(v.Bytes().AsRaw())
 	case pcommon.ValueTypeEmpty:
@@ -626,6 +949,16 @@ func (m *mapper) valueString(field string, v pcommon.Value) string {
 	}
 	m.add(Problem{Field: field, Kind: ProblemNotString, Detail: v.Type().String()})
 	return m.sanitize(field, s)
+}
+
+// column is sanitize for a string a column stores as it is, outside JSON:
+// a NUL byte in it is kept and recorded.
+func (m *mapper) column(field, s string) string {
+	s = m.sanitize(field, s)
+	if strings.IndexByte(s, 0) >= 0 {
+		m.add(Problem{Field: field, Kind: ProblemNULByte, Detail: "kept"})
+	}
+	return s
 }
 
 // sanitize repairs invalid UTF-8 in s and truncates it to the limit,
@@ -668,8 +1001,10 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// repairInPlace applies sanitize to every string in v, in place.
-func (m *mapper) repairInPlace(v pcommon.Value) {
+// repairInPlace applies sanitize to every string in v, at depth, in place,
+// empties the arrays and maps deeper than MaxDepth and removes the values
+// of repeated map keys after the first, as mapping does.
+func (m *mapper) repairInPlace(v pcommon.Value, depth int) {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
 		if s := v.Str(); !validUTF8(s) || len(s) > m.max {
@@ -677,12 +1012,24 @@ func (m *mapper) repairInPlace(v pcommon.Value) {
 		}
 	case pcommon.ValueTypeSlice:
 		sl := v.Slice()
+		if depth > MaxDepth && sl.Len() > 0 {
+			v.SetEmptySlice()
+			return
+		}
 		for i := 0; i < sl.Len(); i++ {
-			m.repairInPlace(sl.At(i))
+			m.repairInPlace(sl.At(i), depth+1)
 		}
 	case pcommon.ValueTypeMap:
-		v.Map().Range(func(_ string, mv pcommon.Value) bool {
-			m.repairInPlace(mv)
+		mm := v.Map()
+		if depth > MaxDepth && mm.Len() > 0 {
+			v.SetEmptyMap()
+			return
+		}
+		if duplicateKeys(mm) {
+			removeDuplicateKeys(mm)
+		}
+		mm.Range(func(_ string, mv pcommon.Value) bool {
+			m.repairInPlace(mv, depth+1)
 			return true
 		})
 	}
@@ -702,14 +1049,20 @@ func (m *mapper) sanitizeKey(field, k string) string {
 	return strings.ToValidUTF8(k, "\uFFFD")
 }
 
-// appendObject writes kvs sorted bytewise by key. Of duplicate keys the
-// first one wins, as with pcommon.Map.Get. When field is "" each value's
-// problems are recorded under its own key.
-func (m *mapper) appendObject(dst []byte, field string, kvs []keyValue) []byte {
+// appendObject writes kvs, the values at depth, sorted bytewise by key. Of
+// duplicate keys the first one wins, as with pcommon.Map.Get; the others
+// are recorded. When field is "" each value's problems are recorded under
+// its own key.
+func (m *mapper) appendObject(dst []byte, field string, kvs []keyValue, depth int) []byte {
 	slices.SortStableFunc(kvs, func(a, b keyValue) int { return strings.Compare(a.key, b.key) })
 	dst = append(dst, '{')
 	for i, kv := range kvs {
 		if i > 0 && kv.key == kvs[i-1].key {
+			if field == "" {
+				m.duplicate(kv.key, false, kv.val)
+			} else {
+				m.duplicate(field, true, kv.val)
+			}
 			continue
 		}
 		if i > 0 {
@@ -721,7 +1074,7 @@ func (m *mapper) appendObject(dst []byte, field string, kvs []keyValue) []byte {
 		if f == "" {
 			f = kv.key
 		}
-		dst = m.appendCanonical(dst, f, kv.val)
+		dst = m.appendCanonical(dst, f, kv.val, depth)
 	}
 	return append(dst, '}')
 }
@@ -732,8 +1085,10 @@ func (m *mapper) appendObject(dst []byte, field string, kvs []keyValue) []byte {
 // "-Infinity"), Bool as true/false, Bytes as a standard base64 string
 // (truncated as strings are), Slice
 // as an array, Map as an object with keys sorted bytewise, Empty as null.
-// No insignificant whitespace and no HTML escaping.
-func (m *mapper) appendCanonical(dst []byte, field string, v pcommon.Value) []byte {
+// No insignificant whitespace and no HTML escaping. v is at depth (a
+// top-level value at 1): an array or map deeper than MaxDepth is written
+// empty, so that the recursion is bounded.
+func (m *mapper) appendCanonical(dst []byte, field string, v pcommon.Value, depth int) []byte {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
 		return appendJSONString(dst, m.sanitize(field, v.Str()))
@@ -755,22 +1110,34 @@ func (m *mapper) appendCanonical(dst []byte, field string, v pcommon.Value) []by
 		return append(dst, '"')
 	case pcommon.ValueTypeSlice:
 		sl := v.Slice()
+		if depth > MaxDepth && sl.Len() > 0 {
+			m.tooDeep(field)
+			return append(dst, "[]"...)
+		}
 		dst = append(dst, '[')
 		for i := 0; i < sl.Len(); i++ {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = m.appendCanonical(dst, field, sl.At(i))
+			dst = m.appendCanonical(dst, field, sl.At(i), depth+1)
 		}
 		return append(dst, ']')
 	case pcommon.ValueTypeMap:
+		if depth > MaxDepth && v.Map().Len() > 0 {
+			m.tooDeep(field)
+			return append(dst, "{}"...)
+		}
 		var arr [16]keyValue
 		kvs := arr[:0]
 		v.Map().Range(func(k string, mv pcommon.Value) bool {
 			kvs = append(kvs, keyValue{key: m.sanitizeKey(field, k), val: mv})
 			return true
 		})
-		return m.appendObject(dst, field, kvs)
+		return m.appendObject(dst, field, kvs, depth+1)
 	}
 	return append(dst, "null"...)
+}
+
+func (m *mapper) tooDeep(field string) {
+	m.add(Problem{Field: field, Kind: ProblemTooDeep, Detail: "nested deeper than " + strconv.Itoa(MaxDepth) + " levels: stored empty"})
 }

@@ -437,8 +437,145 @@ var fixtures = []fixture{
 		want: func(e *Entry) {
 			e.Attributes = `{"dup` + "\uFFFD" + `":"first","http.request.method":"PATCH","http.response.status_code":200}`
 		},
-		problems: []Problem{{Field: "attributes", Kind: ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"}},
+		problems: []Problem{
+			{Field: "attributes", Kind: ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"},
+			{Field: "dup\uFFFD", Kind: ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 6, SHA256: sha256Of("second")},
+		},
 	},
+	{
+		name:     "status code outside the enum",
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Status().SetCode(7) },
+		want:     func(e *Entry) { e.StatusCode = "Code(7)" },
+		problems: []Problem{{Field: "status_code", Kind: ProblemUnknownValue, Detail: "stored as Code(7)"}},
+	},
+	{
+		name:     "status code negative",
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Status().SetCode(-1) },
+		want:     func(e *Entry) { e.StatusCode = "Code(-1)" },
+		problems: []Problem{{Field: "status_code", Kind: ProblemUnknownValue, Detail: "stored as Code(-1)"}},
+	},
+	{
+		name:     "start time past int64",
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.SetStartTimestamp(1<<63 + 5) },
+		want:     func(e *Entry) { e.TimeUnixNano = math.MaxInt64 },
+		problems: []Problem{{Field: "time_unix_nano", Kind: ProblemOutOfRange, Detail: "start time 9223372036854775813 ns clamped to the largest int64"}},
+	},
+	{
+		name: "start time the largest int64",
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.SetStartTimestamp(math.MaxInt64) },
+		want: func(e *Entry) { e.TimeUnixNano = math.MaxInt64 },
+	},
+	{
+		name:     "NUL byte in a column is kept",
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyReasoning, "approve\x00 and delete") },
+		want:     func(e *Entry) { e.Reasoning = ptr("approve\x00 and delete") },
+		problems: []Problem{{Field: KeyReasoning, Kind: ProblemNULByte, Detail: "kept"}},
+	},
+	{
+		name:     "NUL byte in a resource identity",
+		edit:     func(r pcommon.Resource, _ ptrace.Span) { r.Attributes().PutStr(KeyAgentID, "\x00") },
+		want:     func(e *Entry) { e.AgentID = ptr("\x00") },
+		problems: []Problem{{Field: KeyAgentID, Kind: ProblemNULByte, Detail: "kept"}},
+	},
+	{
+		name: "NUL byte in a derived result",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.Status().SetCode(ptrace.StatusCodeError)
+			s.Status().SetMessage("no\x00")
+		},
+		want:     func(e *Entry) { e.Result, e.StatusCode = "error: no\x00", "Error" },
+		problems: []Problem{{Field: KeyResult, Kind: ProblemNULByte, Detail: "kept"}},
+	},
+	{
+		name: "NUL byte in attributes is escaped, not a problem",
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr("tool.input", "a\x00b") },
+		want: func(e *Entry) {
+			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"tool.input":"a\u0000b"}`
+		},
+	},
+	{
+		name: "reserved action type",
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyActionType, ActionLoss) },
+		want: func(e *Entry) { e.ActionType = "reserved:agentaudit.loss" },
+		problems: []Problem{
+			{Field: KeyActionType, Kind: ProblemReservedValue, Detail: "agentaudit.loss"},
+			{Field: KeyActionType, Kind: ProblemUnknownValue, Detail: "kept verbatim"},
+		},
+	},
+	{
+		name: "reserved action type in other letter case",
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyActionType, "AgentAudit.Loss") },
+		want: func(e *Entry) { e.ActionType = "reserved:AgentAudit.Loss" },
+		problems: []Problem{
+			{Field: KeyActionType, Kind: ProblemReservedValue, Detail: "AgentAudit.Loss"},
+			{Field: KeyActionType, Kind: ProblemUnknownValue, Detail: "kept verbatim"},
+		},
+	},
+	{
+		name:     "action type agentaudit without the dot is not reserved",
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyActionType, "agentaudit-loss") },
+		want:     func(e *Entry) { e.ActionType = "agentaudit-loss" },
+		problems: []Problem{{Field: KeyActionType, Kind: ProblemUnknownValue, Detail: "kept verbatim"}},
+	},
+	{
+		name: "duplicate contract key keeps the first",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			appendAttr(s.Attributes(), KeyApprover, `{"stringValue":"mallory"}`)
+		},
+		want:     func(*Entry) {},
+		problems: []Problem{{Field: KeyApprover, Kind: ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 7, SHA256: sha256Of("mallory")}},
+	},
+	{
+		name: "duplicate action type",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			appendAttr(s.Attributes(), KeyActionType, `{"stringValue":"delete"}`)
+			appendAttr(s.Attributes(), KeyActionType, `{"stringValue":"delete"}`)
+		},
+		want: func(*Entry) {},
+		// Two equal dropped values are one problem.
+		problems: []Problem{{Field: KeyActionType, Kind: ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 6, SHA256: sha256Of("delete")}},
+	},
+	{
+		name: "duplicate attribute of another type",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.Attributes().PutStr("tool.input", "a")
+			appendAttr(s.Attributes(), "tool.input", `{"kvlistValue":{"values":[{"key":"z","value":{"intValue":"5"}},{"key":"b","value":{"stringValue":"\u0000"}}]}}`)
+		},
+		want: func(e *Entry) {
+			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"tool.input":"a"}`
+		},
+		problems: []Problem{{Field: "tool.input", Kind: ProblemDuplicateKey, Detail: "kept the first value",
+			OriginalBytes: int64(len(`{"b":"\u0000","z":5}`)), SHA256: sha256Of(`{"b":"\u0000","z":5}`)}},
+	},
+	{
+		name: "duplicate nested key",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			m := s.Attributes().PutEmptyMap("tool.args")
+			m.PutStr("q", "1")
+			appendAttr(m, "q", `{"stringValue":"2"}`)
+		},
+		want: func(e *Entry) {
+			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"tool.args":{"q":"1"}}`
+		},
+		problems: []Problem{{Field: "tool.args", Kind: ProblemDuplicateKey, Detail: "kept the first value of a nested key", OriginalBytes: 1, SHA256: sha256Of("2")}},
+	},
+	{
+		name: "duplicate service.name keeps the first for the column and in attributes",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.Attributes().PutStr(KeyServiceName, "svc-span")
+			appendAttr(s.Attributes(), KeyServiceName, `{"stringValue":"svc-other"}`)
+		},
+		want: func(e *Entry) {
+			e.ServiceName = ptr("svc-span")
+			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"service.name":"svc-span"}`
+		},
+		problems: []Problem{{Field: KeyServiceName, Kind: ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 9, SHA256: sha256Of("svc-other")}},
+	},
+}
+
+func sha256Of(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 func buildFixture(f fixture) (pcommon.Resource, ptrace.Span, Entry) {
@@ -773,12 +910,15 @@ func BenchmarkIsAuditUntagged(b *testing.B) {
 	}
 }
 
-// FuzzNormalize checks on arbitrary strings that mapping never panics and
-// that Normalize keeps the entry: go test -fuzz FuzzNormalize ./internal/entry
+// FuzzNormalize checks on arbitrary strings that mapping never panics, that
+// Normalize keeps the entry, that no span yields a reserved action type and
+// that an entry over its limit says so: go test -fuzz FuzzNormalize
+// ./internal/entry
 func FuzzNormalize(f *testing.F) {
 	f.Add("write", "value", "tool.input", "\xff", uint16(0), int64(1))
 	f.Add("", "\xe2\x82\xac\xe2", "audit.x", "[{\"field\":\"a\",\"problem\":\"b\"}]", uint16(2), int64(-1))
 	f.Add("delete", strings.Repeat("é", 40), "k\xff", "not json", uint16(5), int64(0))
+	f.Add("agentaudit.loss", "a\x00b", "http.request.method", "", uint16(40), int64(7))
 	f.Fuzz(func(t *testing.T, action, value, key, validation string, limit uint16, n int64) {
 		res, span := typicalSpan()
 		a := span.Attributes()
@@ -795,14 +935,28 @@ func FuzzNormalize(f *testing.F) {
 			span.Status().SetCode(ptrace.StatusCodeError)
 			a.PutStr(KeyErrorType, value)
 		}
-		opts := Options{MaxValueBytes: int(limit)}
+		if n%5 == 0 {
+			appendAttr(a, key, `{"stringValue":"second"}`)
+			span.Status().SetCode(ptrace.StatusCode(n % 11))
+			span.SetStartTimestamp(pcommon.Timestamp(uint64(n) * 1e12))
+		}
+		if n%7 == 0 {
+			deepMap(a, value, MaxDepth+int(n%3))
+		}
+		opts := Options{MaxValueBytes: int(limit), MaxEntryBytes: 4 * int(limit)}
 		want := FromSpan(res, span, opts)
 		require.True(t, utf8.ValidString(want.Attributes))
 		require.True(t, json.Valid([]byte(want.Attributes)), want.Attributes)
+		require.False(t, IsReservedActionType(want.ActionType), want.ActionType)
 		if want.Validation != nil {
 			require.True(t, json.Valid([]byte(*want.Validation)), *want.Validation)
 		}
+		if EntryBytes(&want) > opts.maxEntryBytes() {
+			require.Contains(t, *want.Validation, `{"field":"entry","problem":"entry_truncated"`)
+		}
 		Normalize(res, span, opts)
-		require.Equal(t, want, FromSpan(res, span, opts))
+		if want.Validation == nil || len(*want.Validation) <= opts.maxEntryBytes() {
+			require.Equal(t, want, FromSpan(res, span, opts))
+		}
 	})
 }

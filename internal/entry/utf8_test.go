@@ -41,6 +41,34 @@ func TestValidUTF8(t *testing.T) {
 	}
 }
 
+// TestValidText checks validText against its definition (valid UTF-8 and
+// no NUL byte) the way TestValidUTF8 checks validUTF8, with a NUL byte and
+// bytes next to zero (0x01, 0x80, 0xff) among the sequences, so that the
+// zero-byte test of each loop is exercised at every position.
+func TestValidText(t *testing.T) {
+	seqs := []string{"\x00", "\x01", "\x00\x80", "é\x00", "\x7f", "é", "\xff", "\xe2\x82", "\x00\x00"}
+	checked, rejected := 0, 0
+	for n := 0; n <= 100; n++ {
+		base := strings.Repeat("a", n)
+		for pos := 0; pos <= n; pos++ {
+			for _, seq := range seqs {
+				s := base[:pos] + seq + base[pos:]
+				want := utf8.ValidString(s) && !strings.Contains(s, "\x00")
+				if got := validText(s); got != want {
+					t.Fatalf("%q: got %v, want %v", s, got, want)
+				}
+				checked++
+				if !want {
+					rejected++
+				}
+			}
+		}
+	}
+	if rejected == 0 || rejected == checked {
+		t.Fatalf("%d of %d inputs rejected: the cases do not cover both answers", rejected, checked)
+	}
+}
+
 func FuzzValidUTF8(f *testing.F) {
 	for _, s := range []string{"", "abc", strings.Repeat("x", 40) + "é", "\xff" + strings.Repeat("y", 33), strings.Repeat("z", 31) + "\xe2\x82"} {
 		f.Add(s)
@@ -48,6 +76,9 @@ func FuzzValidUTF8(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := validUTF8(s), utf8.ValidString(s); got != want {
 			t.Fatalf("%q: got %v, want %v", s, got, want)
+		}
+		if got, want := validText(s), utf8.ValidString(s) && !strings.Contains(s, "\x00"); got != want {
+			t.Fatalf("validText(%q): got %v, want %v", s, got, want)
 		}
 	})
 }
