@@ -114,7 +114,7 @@ func TestHostileInputBoundedMemory(t *testing.T) {
 	var sent atomic.Int64
 	floodCtx, stopFlood := context.WithTimeout(ctx, 8*time.Second)
 	defer stopFlood()
-	const clients = 24
+	const clients = 48
 	for i := range clients {
 		wg.Go(func() {
 			for n := 0; floodCtx.Err() == nil; n++ {

@@ -15,7 +15,8 @@ type Config struct {
 
 	// MaxJSONDepth is the deepest nesting of objects and arrays an OTLP/JSON
 	// body may have; a deeper body is refused with HTTP 400. An attribute
-	// value nested n levels deep takes about 4n+9 levels. Default: 512.
+	// value nested n levels deep takes 4n+10 levels (3n+10 for arrays).
+	// Default: 512.
 	MaxJSONDepth int `mapstructure:"max_json_depth"`
 
 	// prevent unkeyed literal initialization
