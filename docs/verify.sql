@@ -20,8 +20,10 @@
 --   gap                 seq values missing before this row, or the chain's
 --                       first row is not seq 0
 --   duplicate           more than one row with this (chain_id, seq)
---   timestamp_mismatch  timestamp is not time_unix_nano truncated to
---                       milliseconds (timestamp itself is not hashed)
+--   timestamp_mismatch  timestamp is not time_unix_nano rounded down to
+--                       whole milliseconds, floor(time_unix_nano / 1000000),
+--                       also for negative times (timestamp itself is not
+--                       hashed)
 --
 -- What no check here can see (FORMAT.md, "What verification proves"): rows
 -- cut off the end of a chain, and a chain rewritten with every later hash
@@ -38,6 +40,10 @@ entries AS (
         entry_hash,
         "timestamp",
         time_unix_nano,
+        -- floor(time_unix_nano / 1000000): // truncates towards zero, so a
+        -- negative remainder takes one more millisecond off. Never
+        -- overflows: no bigger intermediate than time_unix_nano itself.
+        time_unix_nano // 1000000 - CASE WHEN time_unix_nano % 1000000 < 0 THEN 1 ELSE 0 END AS want_ms,
         sha256(array_to_string(list_transform([
             'agentaudit.entry.v1',
             chain_id,
@@ -144,15 +150,17 @@ violations AS (
     UNION ALL
 
     -- epoch_us reads TIMESTAMP and TIMESTAMP WITH TIME ZONE alike, whatever
-    -- the session's TimeZone.
+    -- the session's TimeZone; it is NULL for 'infinity'. |want_ms| is at
+    -- most 9223372036855, so want_ms * 1000 fits a BIGINT.
     SELECT DISTINCT
         chain_id,
         seq,
         'timestamp_mismatch',
         'got timestamp ' || coalesce(CAST("timestamp" AS VARCHAR), 'NULL') || ', want '
-            || CAST(epoch_ms(time_unix_nano // 1000000) AS VARCHAR) || ' (UTC)'
+            || coalesce(CAST(epoch_ms(want_ms) AS VARCHAR) || ' (UTC)', 'none') || ': time_unix_nano '
+            || coalesce(CAST(time_unix_nano AS VARCHAR), 'NULL') || ' rounded down to ms'
     FROM entries
-    WHERE epoch_us("timestamp") IS DISTINCT FROM (time_unix_nano // 1000000) * 1000
+    WHERE want_ms IS NULL OR epoch_us("timestamp") IS DISTINCT FROM want_ms * 1000
 )
 SELECT chain_id, seq, violation, detail
 FROM violations

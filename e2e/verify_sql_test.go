@@ -48,7 +48,7 @@ var vsMiB = strings.Repeat("€", 1<<20/3) + "ab"
 func vsEntry(chainID string, i int64) entry.Entry {
 	e := entry.Entry{
 		// Not on a millisecond boundary, so the timestamp column's
-		// truncation matters.
+		// rounding matters.
 		TimeUnixNano:   1773048600000000000 + i*137_123_457,
 		ExecutionID:    "exec-" + chainID,
 		TraceID:        fmt.Sprintf("%032x", 0xa1b2c3+len(chainID)),
@@ -163,7 +163,7 @@ func vsNull(p *string) any {
 }
 
 // vsLoad (re)creates table vs_trail holding entries. tsType is the DuckDB
-// type of the timestamp column; the value is time_unix_nano truncated to
+// type of the timestamp column; the value is time_unix_nano rounded down to
 // milliseconds, computed here in Go.
 func vsLoad(t *testing.T, db *sql.DB, tsType string, entries []entry.Entry) {
 	t.Helper()
@@ -173,7 +173,11 @@ func vsLoad(t *testing.T, db *sql.DB, tsType string, entries []entry.Entry) {
 	require.NoError(t, err)
 	defer stmt.Close()
 	for _, e := range entries {
-		_, err := stmt.Exec(e.TimeUnixNano/1_000_000, e.TimeUnixNano, e.ChainID, e.Seq,
+		ms := e.TimeUnixNano / 1_000_000
+		if e.TimeUnixNano%1_000_000 < 0 {
+			ms--
+		}
+		_, err := stmt.Exec(ms, e.TimeUnixNano, e.ChainID, e.Seq,
 			e.ExecutionID, e.TraceID, e.SpanID, vsNull(e.ParentSpanID), vsNull(e.AgentID),
 			vsNull(e.AgentName), vsNull(e.ServiceName), vsNull(e.Principal), e.ActionType,
 			e.TargetSystem, e.TargetResource, vsNull(e.ProposedValue), vsNull(e.PreviousValue),

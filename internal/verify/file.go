@@ -573,14 +573,32 @@ const digits2 = "000102030405060708091011121314151617181920212223242526272829303
 // not.
 var nonNil = make([]byte, 0)
 
-// floorMilli is nanoseconds truncated to milliseconds, towards negative
-// infinity.
+// floorMilli is nanoseconds rounded down (towards negative infinity) to
+// whole milliseconds: floor(nanos / 1e6), what the writer stores in the
+// timestamp column (docs/FORMAT.md). Go's / truncates towards zero, like
+// DuckDB's //, hence the correction for negative remainders.
 func floorMilli(nanos int64) int64 {
 	ms := nanos / 1e6
 	if nanos%1e6 < 0 {
 		ms--
 	}
 	return ms
+}
+
+// isMilli reports whether v, a value of the timestamp column c, is the
+// instant ms milliseconds after the epoch, compared as DuckDB reads it (and
+// docs/verify.sql checks it): milli- and microseconds exactly, nanoseconds
+// truncated towards zero to microseconds. ms is a floorMilli, so ms*1000
+// cannot overflow.
+func (c *column) isMilli(v, ms int64) bool {
+	switch c.perMs {
+	case 1:
+		return v == ms
+	case 1000:
+		return v == ms*1000
+	default: // nanoseconds
+		return v/1000 == ms*1000
+	}
 }
 
 // canonical appends the canonical encoding of row i of r.cols to b.
@@ -762,12 +780,12 @@ func (r *fileReader) checkRow(res *fileResult, i int, sum *[32]byte) (foreign bo
 		}
 		res.add(s, HashMismatch, "got entry_hash %s, want %s", got, string(hx[:]))
 	}
-	if wantMs := floorMilli(tun.ints[i]); ts.null[i] || tun.null[i] || ts.ints[i] != wantMs*ts.perMs {
+	if wantMs := floorMilli(tun.ints[i]); ts.null[i] || tun.null[i] || !ts.isMilli(ts.ints[i], wantMs) {
 		got := "NULL"
 		if !ts.null[i] {
 			got = strconv.FormatInt(ts.ints[i], 10)
 		}
-		res.add(s, TimestampMismatch, "got timestamp %s (%d per ms), want %d (time_unix_nano %d truncated to ms)", got, ts.perMs, wantMs*ts.perMs, tun.ints[i])
+		res.add(s, TimestampMismatch, "got timestamp %s (%d per ms), want %d ms (time_unix_nano %d rounded down to ms)", got, ts.perMs, wantMs, tun.ints[i])
 	}
 	if cid.null[i] || string(cid.strs[i]) != res.chainID {
 		return true, string(cid.value(i)), s

@@ -186,7 +186,7 @@ func writeRawWith(t testing.TB, dir, key string, es []entry.Entry, footer [][2]s
 	w := parquet.NewGenericWriter[rawRow](&buf, opts...)
 	rows := make([]rawRow, len(es))
 	for i, e := range es {
-		ms := e.TimeUnixNano / 1e6
+		ms := floorMilli(e.TimeUnixNano)
 		rows[i] = rawRow{ms, e.TimeUnixNano, e.ChainID, e.Seq, e.ExecutionID, e.TraceID, e.SpanID, e.ParentSpanID,
 			e.AgentID, e.AgentName, e.ServiceName, e.Principal, e.ActionType, e.TargetSystem, e.TargetResource,
 			e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Result, e.StatusCode, e.Attributes,

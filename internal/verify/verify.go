@@ -42,7 +42,7 @@ const (
 	// Duplicate: more than one row with this (chain_id, seq).
 	Duplicate Kind = "duplicate"
 	// TimestampMismatch: the timestamp column is not time_unix_nano
-	// truncated to milliseconds.
+	// rounded down to milliseconds (floor, also for negative times).
 	TimestampMismatch Kind = "timestamp_mismatch"
 
 	// Reordering: rows of a file not in ascending seq.
