@@ -31,6 +31,7 @@ func TestUnmarshalConfig(t *testing.T) {
 				AuditPipelines:      []pipeline.ID{traces("audit")},
 				MonitoringPipelines: []pipeline.ID{traces("monitoring")},
 				MaxValueBytes:       65536,
+				MaxEntryBytes:       1 << 20,
 			},
 		},
 		{
@@ -40,11 +41,12 @@ func TestUnmarshalConfig(t *testing.T) {
 				MonitoringPipelines: []pipeline.ID{traces("monitoring")},
 				Action:              "drop",
 				MaxValueBytes:       1024,
+				MaxEntryBytes:       256 << 10,
 			},
 		},
 		{
 			id:       component.NewIDWithName(metadata.Type, "audit_only"),
-			expected: &Config{AuditPipelines: []pipeline.ID{traces("audit")}, MaxValueBytes: 65536},
+			expected: &Config{AuditPipelines: []pipeline.ID{traces("audit")}, MaxValueBytes: 65536, MaxEntryBytes: 1 << 20},
 		},
 	}
 	for _, tt := range tests {
@@ -73,10 +75,13 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 		{name: "metrics", errorMsg: `"audit_pipelines" lists "metrics/audit": only traces pipelines can be fed`},
 		{name: "bad_action", errorMsg: `"action" "delete" is invalid: use "strip" or "drop"`},
 		{name: "zero_max_value_bytes", errorMsg: `"max_value_bytes" must be positive`},
+		{name: "zero_max_entry_bytes", errorMsg: `"max_entry_bytes" 0 is below the minimum 65536`},
+		{name: "entry_below_value", errorMsg: `"max_entry_bytes" 131072 must be at least "max_value_bytes" 262144`},
 		{name: "everything_wrong", errorMsg: `"audit_pipelines" must list at least one traces pipeline` + "\n" +
 			`"monitoring_pipelines" lists "logs/m": only traces pipelines can be fed` + "\n" +
 			`"action" "keep" is invalid: use "strip" or "drop"` + "\n" +
-			`"max_value_bytes" must be positive`},
+			`"max_value_bytes" must be positive` + "\n" +
+			`"max_entry_bytes" -1 is below the minimum 65536`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,7 +97,7 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 func TestCreateDefaultConfig(t *testing.T) {
 	cfg := createDefaultConfig()
 	assert.NoError(t, componenttest.CheckConfigStruct(cfg))
-	assert.Equal(t, &Config{MaxValueBytes: 64 << 10}, cfg)
+	assert.Equal(t, &Config{MaxValueBytes: 64 << 10, MaxEntryBytes: 1 << 20}, cfg)
 	// The default lists no pipeline: the operator must say which get the
 	// audit trail.
 	assert.EqualError(t, confmap.Validate(cfg), `"audit_pipelines" must list at least one traces pipeline`)

@@ -57,7 +57,7 @@ func newSplitConnector(cfg *Config, set component.TelemetrySettings, next consum
 	}
 	c := &splitConnector{
 		drop: cfg.Action == actionDrop,
-		opts: entry.Options{MaxValueBytes: cfg.MaxValueBytes},
+		opts: entry.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
 	}
 	var err error
 	if c.audit, err = router.Consumer(cfg.AuditPipelines...); err != nil {

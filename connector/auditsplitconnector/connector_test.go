@@ -2,9 +2,12 @@ package auditsplitconnector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -27,7 +30,10 @@ import (
 
 // randomTraces returns a request of 1 to 3 resources of 1 to 3 scopes of 0
 // to 6 spans: clean audit spans, faulty ones (missing keys, non-string
-// values, invalid UTF-8, values over 64 bytes) and untagged ones, with
+// values, invalid UTF-8, values over 64 bytes, and some of: duplicate keys,
+// a status code outside the enum, a start time past int64, a NUL byte,
+// nesting past entry.MaxDepth, a reserved action type, entries over
+// testMaxEntryBytes) and untagged ones, with
 // events, links and schema URLs, so that every part of a request must be
 // carried over.
 func randomTraces(r *rand.Rand) ptrace.Traces {
@@ -89,10 +95,34 @@ func addRandomSpan(r *rand.Rand, ss ptrace.ScopeSpans, name string) {
 		}
 	case 2: // faulty audit span
 		attrs.PutInt(entry.KeyActionType, 7)
+		if r.IntN(4) == 0 {
+			attrs.PutStr(entry.KeyActionType, entry.ActionLoss)
+		}
 		attrs.PutStr(entry.KeyValueProposed, "bad \xff utf-8")
 		attrs.PutStr(entry.KeyReasoning, string(make([]byte, 100)))
 		attrs.PutEmptySlice(entry.KeyValuePrevious).AppendEmpty().SetStr("x")
 		attrs.PutStr("audit.extra", "not in the contract")
+		if r.IntN(4) == 0 {
+			span.Status().SetCode(7)
+			span.SetStartTimestamp(1<<63 + 1)
+			attrs.PutStr(entry.KeyTargetResource, "a\x00b")
+		}
+		if r.IntN(16) == 0 {
+			for i := range 1100 {
+				attrs.PutStr(fmt.Sprintf("tool.output.%d", i), strings.Repeat("o", 40+i%20))
+			}
+		}
+		if r.IntN(4) == 0 {
+			m := attrs.PutEmptyMap("deep")
+			for range entry.MaxDepth + 2 {
+				m = m.PutEmptyMap("a")
+			}
+			m.PutStr("leaf", "x")
+		}
+		if r.IntN(4) == 0 {
+			appendAttr(attrs, entry.KeyApprover, `{"stringValue":"second"}`)
+			appendAttr(attrs, "http.request.method", `{"stringValue":"GET"}`)
+		}
 	}
 	if r.IntN(2) == 0 {
 		ev := span.Events().AppendEmpty()
@@ -105,6 +135,44 @@ func addRandomSpan(r *rand.Rand, ss ptrace.ScopeSpans, name string) {
 		l.SetSpanID(pcommon.SpanID{9})
 	}
 }
+
+// appendAttr appends key with value (OTLP JSON, e.g. {"stringValue":"x"})
+// to m even when m already has key, as OTLP allows and pcommon's Put
+// methods do not: through ptrace's JSON unmarshaler.
+func appendAttr(m pcommon.Map, key, value string) {
+	td := ptrace.NewTraces()
+	m.CopyTo(td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().Attributes())
+	b, err := (&ptrace.JSONMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		panic(err)
+	}
+	var doc struct {
+		ResourceSpans []struct {
+			ScopeSpans []struct {
+				Spans []struct {
+					Attributes []json.RawMessage `json:"attributes"`
+				} `json:"spans"`
+			} `json:"scopeSpans"`
+		} `json:"resourceSpans"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		panic(err)
+	}
+	sp := &doc.ResourceSpans[0].ScopeSpans[0].Spans[0]
+	sp.Attributes = append(sp.Attributes, json.RawMessage(`{"key":`+strconv.Quote(key)+`,"value":`+value+`}`))
+	if b, err = json.Marshal(doc); err != nil {
+		panic(err)
+	}
+	td, err = (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(b)
+	if err != nil {
+		panic(err)
+	}
+	td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().CopyTo(m)
+}
+
+// testMaxEntryBytes is small enough that some faulty spans of randomTraces
+// are cut.
+const testMaxEntryBytes = entry.MinMaxEntryBytes
 
 // putCleanAudit tags attrs as a well-formed audit span with a payload.
 func putCleanAudit(attrs pcommon.Map) {
@@ -134,7 +202,7 @@ func router(names ...string) (connector.TracesRouterAndConsumer, map[string]*con
 // a sink.
 func newSinkConnector(t *testing.T, action string, monitoring bool, maxValueBytes int) (*splitConnector, map[string]*consumertest.TracesSink, *componenttest.Telemetry) {
 	t.Helper()
-	cfg := &Config{AuditPipelines: []pipeline.ID{traces("audit")}, Action: action, MaxValueBytes: maxValueBytes}
+	cfg := &Config{AuditPipelines: []pipeline.ID{traces("audit")}, Action: action, MaxValueBytes: maxValueBytes, MaxEntryBytes: testMaxEntryBytes}
 	names := []string{"audit"}
 	if monitoring {
 		cfg.MonitoringPipelines = []pipeline.ID{traces("monitoring")}
@@ -220,11 +288,11 @@ func TestSameAsTwoPipelines(t *testing.T) {
 			var auditSeen, monitoringSeen int
 			for i := range 300 {
 				td := randomTraces(r)
-				wantAudit := viaProcessor(t, func(p *auditprocessor.Config) { p.MaxValueBytes = 64 }, clone(td))
+				wantAudit := viaProcessor(t, func(p *auditprocessor.Config) { p.MaxValueBytes, p.MaxEntryBytes = 64, testMaxEntryBytes }, clone(td))
 				var wantMonitoring []ptrace.Traces
 				if tc.monitoring {
 					wantMonitoring = viaProcessor(t, func(p *auditprocessor.Config) {
-						p.Mode, p.Action, p.MaxValueBytes = "monitoring", tc.action, 64
+						p.Mode, p.Action, p.MaxValueBytes, p.MaxEntryBytes = "monitoring", tc.action, 64, testMaxEntryBytes
 					}, clone(td))
 				}
 				for _, s := range sinks {
@@ -259,6 +327,7 @@ func TestProcessorsAfterConnectorChangeNothing(t *testing.T) {
 			c, sinks, _ := newSinkConnector(t, action, true, 64)
 			r := rand.New(rand.NewPCG(2, uint64(len(action))))
 			var auditSeen, faulty int
+			kinds := map[string]int{}
 			for i := range 300 {
 				for _, s := range sinks {
 					s.Reset()
@@ -267,33 +336,51 @@ func TestProcessorsAfterConnectorChangeNothing(t *testing.T) {
 				var again []ptrace.Traces
 				for _, td := range sinks["audit"].AllTraces() {
 					auditSeen += td.SpanCount()
-					faulty += withValidation(td)
-					again = append(again, viaProcessor(t, func(p *auditprocessor.Config) { p.MaxValueBytes = 64 }, clone(td))...)
+					faulty += withValidation(td, kinds)
+					again = append(again, viaProcessor(t, func(p *auditprocessor.Config) { p.MaxValueBytes, p.MaxEntryBytes = 64, testMaxEntryBytes }, clone(td))...)
 				}
 				requireSame(t, sinks["audit"].AllTraces(), again, fmt.Sprintf("audit pipeline, request %d", i))
 				again = again[:0]
 				for _, td := range sinks["monitoring"].AllTraces() {
 					again = append(again, viaProcessor(t, func(p *auditprocessor.Config) {
-						p.Mode, p.Action, p.MaxValueBytes = "monitoring", action, 64
+						p.Mode, p.Action, p.MaxValueBytes, p.MaxEntryBytes = "monitoring", action, 64, testMaxEntryBytes
 					}, clone(td))...)
 				}
 				requireSame(t, sinks["monitoring"].AllTraces(), again, fmt.Sprintf("monitoring pipeline, request %d", i))
 			}
-			// Both clean and faulty audit spans went through.
+			// Both clean and faulty audit spans went through, with every
+			// kind of problem of issue 13.
 			assert.Greater(t, auditSeen, 100)
 			assert.Greater(t, faulty, 30)
+			for _, k := range []string{entry.ProblemEntryTruncated, entry.ProblemTooDeep, entry.ProblemDuplicateKey,
+				entry.ProblemNULByte, entry.ProblemOutOfRange, entry.ProblemReservedValue} {
+				assert.Positive(t, kinds[k], k)
+			}
 		})
 	}
 }
 
-// withValidation counts the spans of td that carry audit.validation.
-func withValidation(td ptrace.Traces) int {
+// withValidation counts the spans of td that carry audit.validation, and
+// the spans with each kind of problem in kinds.
+func withValidation(td ptrace.Traces, kinds map[string]int) int {
 	n := 0
 	for _, rs := range td.ResourceSpans().All() {
 		for _, ss := range rs.ScopeSpans().All() {
 			for _, span := range ss.Spans().All() {
-				if _, ok := span.Attributes().Get(entry.KeyValidation); ok {
-					n++
+				v, ok := span.Attributes().Get(entry.KeyValidation)
+				if !ok {
+					continue
+				}
+				n++
+				var ps []entry.Problem
+				if json.Unmarshal([]byte(v.Str()), &ps) == nil {
+					seen := map[string]bool{}
+					for _, p := range ps {
+						if !seen[p.Kind] {
+							seen[p.Kind] = true
+							kinds[p.Kind]++
+						}
+					}
 				}
 			}
 		}
@@ -414,7 +501,7 @@ func TestErrors(t *testing.T) {
 				traces("monitoring"): sink(tc.monitoring, &monitoringGot),
 			})
 			c, _ := newTestConnector(t, &Config{
-				AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")}, MaxValueBytes: 1024,
+				AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")}, MaxValueBytes: 1024, MaxEntryBytes: entry.DefaultMaxEntryBytes,
 			}, next)
 			err := c.ConsumeTraces(context.Background(), oneAuditSpan())
 			if tc.wantSame != nil {
@@ -488,7 +575,7 @@ func BenchmarkConsumeTraces(b *testing.B) {
 			traces("audit"): consumertest.NewNop(), traces("monitoring"): consumertest.NewNop(),
 		})
 		c, err := newSplitConnector(&Config{
-			AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")}, MaxValueBytes: 1024,
+			AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")}, MaxValueBytes: 1024, MaxEntryBytes: entry.DefaultMaxEntryBytes,
 		}, componenttest.NewNopTelemetrySettings(), next)
 		require.NoError(b, err)
 		for _, split := range []bool{false, true} {

@@ -22,7 +22,7 @@ func NewFactory() connector.Factory {
 }
 
 func createDefaultConfig() component.Config {
-	return &Config{MaxValueBytes: entry.DefaultMaxValueBytes}
+	return &Config{MaxValueBytes: entry.DefaultMaxValueBytes, MaxEntryBytes: entry.DefaultMaxEntryBytes}
 }
 
 func createTracesToTraces(_ context.Context, set connector.Settings, cfg component.Config, next consumer.Traces) (connector.Traces, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.opentelemetry.io/collector/component"
 
+	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/store"
 )
 
@@ -23,6 +24,12 @@ type Config struct {
 	// MaxValueBytes limits one attribute value; longer values are truncated
 	// and the SHA-256 of the full value is recorded. Default: 64 KiB.
 	MaxValueBytes int `mapstructure:"max_value_bytes"`
+
+	// MaxEntryBytes limits one entry: the sum of its text columns (values,
+	// attributes JSON, validation). Past it, the largest values are
+	// emptied, each flagged entry_truncated with its length and SHA-256.
+	// Default: 1 MiB, 16 values at the default value limit.
+	MaxEntryBytes int `mapstructure:"max_entry_bytes"`
 
 	// Batch controls when the open batch is sealed into a Parquet object.
 	Batch BatchConfig `mapstructure:"batch"`
@@ -72,6 +79,11 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxValueBytes <= 0 {
 		errs = append(errs, errors.New("\"max_value_bytes\" must be positive"))
+	}
+	if cfg.MaxEntryBytes < entry.MinMaxEntryBytes {
+		errs = append(errs, fmt.Errorf("\"max_entry_bytes\" %d is below the minimum %d", cfg.MaxEntryBytes, entry.MinMaxEntryBytes))
+	} else if cfg.MaxEntryBytes < cfg.MaxValueBytes {
+		errs = append(errs, fmt.Errorf("\"max_entry_bytes\" %d must be at least \"max_value_bytes\" %d", cfg.MaxEntryBytes, cfg.MaxValueBytes))
 	}
 	switch {
 	case cfg.File == nil && cfg.S3 == nil:

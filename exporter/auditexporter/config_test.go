@@ -31,6 +31,7 @@ func TestUnmarshalConfig(t *testing.T) {
 			expected: &Config{
 				ChainID:       "collector-1",
 				MaxValueBytes: 1024,
+				MaxEntryBytes: 256 << 10,
 				File:          &FileConfig{Directory: "/var/lib/agentaudit"},
 				Batch:         BatchConfig{MaxEntries: 500, MaxBytes: 1 << 20, MaxAge: 2 * time.Second},
 				Spool:         SpoolConfig{Directory: defaultSpoolDirectory, MaxBytes: defaultSpoolMaxBytes, CommitDelay: defaultCommitDelay},
@@ -41,6 +42,7 @@ func TestUnmarshalConfig(t *testing.T) {
 			expected: &Config{
 				ChainID:       "collector-1",
 				MaxValueBytes: 64 << 10,
+				MaxEntryBytes: 1 << 20,
 				S3: &S3Config{
 					Bucket:         "audit-trail",
 					Prefix:         "agents",
@@ -86,7 +88,8 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 		{name: "empty_directory", errorMsg: `file: "directory" must not be empty`},
 		{name: "bad_batch", errorMsg: "batch: \"max_entries\" must be positive\n\"max_bytes\" must be positive\n\"max_age\" must be positive"},
 		{name: "bad_max_value_bytes", errorMsg: `"max_value_bytes" must be positive`},
-		{name: "many_problems", errorMsg: "\"chain_id\" \"\" is invalid: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'\n\"max_value_bytes\" must be positive\nno store is configured: set \"file\" or \"s3\""},
+		{name: "bad_max_entry_bytes", errorMsg: `"max_entry_bytes" 131072 must be at least "max_value_bytes" 262144`},
+		{name: "many_problems", errorMsg: "\"chain_id\" \"\" is invalid: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'\n\"max_value_bytes\" must be positive\n\"max_entry_bytes\" 0 is below the minimum 65536\nno store is configured: set \"file\" or \"s3\""},
 		{name: "both_stores", errorMsg: `"file" and "s3" are both set: choose one store`},
 		{name: "bad_s3", errorMsg: "s3: \"bucket\" must not be empty\n\"prefix\" \"a/../b\" must be a clean path\n\"endpoint\" \"127.0.0.1:7070\" must be an http or https URL\n\"storage_class\" \"FAST\" is not an S3 storage class"},
 		{name: "bad_object_lock", errorMsg: "s3::object_lock: \"mode\" \"forever\" is invalid: use \"compliance\" or \"governance\"\n\"retention_days\" must be positive"},

@@ -165,7 +165,7 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 	e := &auditExporter{
 		cfg:    cfg,
 		logger: set.Logger,
-		opts:   entry.Options{MaxValueBytes: cfg.MaxValueBytes},
+		opts:   entry.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
 		open:   open,
 		now:    time.Now,
 		batcher: batch.New(batch.Limits{

@@ -38,6 +38,7 @@ func createDefaultConfig() component.Config {
 	return &Config{
 		ChainID:       defaultChainID(),
 		MaxValueBytes: entry.DefaultMaxValueBytes,
+		MaxEntryBytes: entry.DefaultMaxEntryBytes,
 		Spool:         SpoolConfig{Directory: defaultSpoolDirectory, MaxBytes: defaultSpoolMaxBytes, CommitDelay: defaultCommitDelay},
 		Batch: BatchConfig{
 			MaxEntries: defaultMaxEntries,

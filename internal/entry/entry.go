@@ -50,6 +50,13 @@ const DefaultMaxValueBytes = 64 << 10
 // largest values are cut (ProblemEntryTruncated).
 const DefaultMaxEntryBytes = 1 << 20
 
+// MinMaxEntryBytes is the least limit on one entry the components accept.
+// The problems Normalize writes into audit.validation are merged again when
+// the exporter maps the span only while they take at most the entry limit
+// (an agent could send any text there): 64 KiB is some 400 problems, more
+// than a span made by an OpenTelemetry SDK (128 attributes by default) has.
+const MinMaxEntryBytes = 64 << 10
+
 // MaxDepth is how deeply attribute values may nest: a top-level value is at
 // depth 1, its elements at depth 2. Arrays and maps deeper than this are
 // stored empty and flagged ProblemTooDeep.

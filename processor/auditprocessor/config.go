@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"go.opentelemetry.io/collector/component"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
 const (
@@ -25,6 +27,12 @@ type Config struct {
 	// are truncated and the SHA-256 of the full value is recorded in
 	// audit.validation. Default: 64 KiB. Use the exporter's value.
 	MaxValueBytes int `mapstructure:"max_value_bytes"`
+
+	// MaxEntryBytes limits one entry in mode "audit": the sum of its text
+	// columns (values, attributes JSON, validation). Past it, the largest
+	// values are emptied, each flagged entry_truncated with its length and
+	// SHA-256. Default: 1 MiB. Use the exporter's value.
+	MaxEntryBytes int `mapstructure:"max_entry_bytes"`
 
 	// Action applies to mode "monitoring" only: "strip" (the default when
 	// empty) removes audit.value.* and audit.reasoning from audit-tagged
@@ -55,6 +63,11 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxValueBytes <= 0 {
 		errs = append(errs, errors.New("\"max_value_bytes\" must be positive"))
+	}
+	if cfg.MaxEntryBytes < entry.MinMaxEntryBytes {
+		errs = append(errs, fmt.Errorf("\"max_entry_bytes\" %d is below the minimum %d", cfg.MaxEntryBytes, entry.MinMaxEntryBytes))
+	} else if cfg.MaxEntryBytes < cfg.MaxValueBytes {
+		errs = append(errs, fmt.Errorf("\"max_entry_bytes\" %d must be at least \"max_value_bytes\" %d", cfg.MaxEntryBytes, cfg.MaxValueBytes))
 	}
 	return errors.Join(errs...)
 }

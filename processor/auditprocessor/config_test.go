@@ -24,19 +24,19 @@ func TestUnmarshalConfig(t *testing.T) {
 	}{
 		{
 			id:       component.NewID(metadata.Type),
-			expected: &Config{Mode: "audit", MaxValueBytes: 65536},
+			expected: &Config{Mode: "audit", MaxValueBytes: 65536, MaxEntryBytes: 1 << 20},
 		},
 		{
 			id:       component.NewIDWithName(metadata.Type, "audit"),
-			expected: &Config{Mode: "audit", MaxValueBytes: 1024},
+			expected: &Config{Mode: "audit", MaxValueBytes: 1024, MaxEntryBytes: 256 << 10},
 		},
 		{
 			id:       component.NewIDWithName(metadata.Type, "monitoring"),
-			expected: &Config{Mode: "monitoring", MaxValueBytes: 65536},
+			expected: &Config{Mode: "monitoring", MaxValueBytes: 65536, MaxEntryBytes: 1 << 20},
 		},
 		{
 			id:       component.NewIDWithName(metadata.Type, "drop"),
-			expected: &Config{Mode: "monitoring", MaxValueBytes: 65536, Action: "drop"},
+			expected: &Config{Mode: "monitoring", MaxValueBytes: 65536, MaxEntryBytes: 1 << 20, Action: "drop"},
 		},
 	}
 	for _, tt := range tests {
@@ -65,9 +65,12 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 		{name: "action_in_audit_mode", errorMsg: `"action" applies only to mode "monitoring"`},
 		{name: "zero_max_value_bytes", errorMsg: `"max_value_bytes" must be positive`},
 		{name: "negative_max_value_bytes", errorMsg: `"max_value_bytes" must be positive`},
+		{name: "zero_max_entry_bytes", errorMsg: `"max_entry_bytes" 0 is below the minimum 65536`},
+		{name: "entry_below_value", errorMsg: `"max_entry_bytes" 131072 must be at least "max_value_bytes" 262144`},
 		{name: "everything_wrong", errorMsg: `"action" "delete" is invalid: use "strip" or "drop"` + "\n" +
 			`"action" applies only to mode "monitoring"` + "\n" +
-			`"max_value_bytes" must be positive`},
+			`"max_value_bytes" must be positive` + "\n" +
+			`"max_entry_bytes" -1 is below the minimum 65536`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,5 +87,5 @@ func TestCreateDefaultConfig(t *testing.T) {
 	cfg := createDefaultConfig()
 	assert.NoError(t, componenttest.CheckConfigStruct(cfg))
 	assert.NoError(t, confmap.Validate(cfg))
-	assert.Equal(t, &Config{Mode: "audit", MaxValueBytes: 64 << 10}, cfg)
+	assert.Equal(t, &Config{Mode: "audit", MaxValueBytes: 64 << 10, MaxEntryBytes: 1 << 20}, cfg)
 }

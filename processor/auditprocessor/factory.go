@@ -25,6 +25,7 @@ func createDefaultConfig() component.Config {
 	return &Config{
 		Mode:          modeAudit,
 		MaxValueBytes: entry.DefaultMaxValueBytes,
+		MaxEntryBytes: entry.DefaultMaxEntryBytes,
 	}
 }
 

@@ -42,7 +42,7 @@ func newAuditProcessor(cfg *Config, set component.TelemetrySettings) (*auditProc
 	p := &auditProcessor{
 		mode:     cfg.Mode,
 		action:   action,
-		opts:     entry.Options{MaxValueBytes: cfg.MaxValueBytes},
+		opts:     entry.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
 		outcomes: map[string]metric.AddOption{},
 	}
 	var err error

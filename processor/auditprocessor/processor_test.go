@@ -2,6 +2,8 @@ package auditprocessor
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -211,6 +213,48 @@ func TestAuditModeTruncates(t *testing.T) {
 	v, ok := attrs.Get(entry.KeyValidation)
 	require.True(t, ok)
 	assert.Contains(t, v.Str(), `{"field":"tool.output","problem":"truncated","detail":"truncated to 4 bytes","original_bytes":6,"sha256":"8d969eef6ecad3c29a3a629280e686cf0c3f5d5a86aff3ca12020c923adc6c92"}`)
+}
+
+// TestAuditModeBoundsEntry: max_entry_bytes reaches Normalize: the largest
+// values of an entry over it are emptied in the span and flagged, and the
+// exporter records from the normalized span the entry it would have
+// recorded from the original.
+func TestAuditModeBoundsEntry(t *testing.T) {
+	attrs := with(cleanAudit, nil)
+	for i := range 80 {
+		attrs[fmt.Sprintf("tool.out.%02d", i)] = strings.Repeat("o", 900+i)
+	}
+	build := func() ptrace.Traces {
+		td := ptrace.NewTraces()
+		addSpan(addResource(td, "a").ScopeSpans().AppendEmpty(), "big", 1, attrs)
+		return td
+	}
+	opts := entry.Options{MaxValueBytes: 1024, MaxEntryBytes: 64 << 10}
+	orig := build().ResourceSpans().At(0)
+	want := entry.FromSpan(orig.Resource(), orig.ScopeSpans().At(0).Spans().At(0), opts)
+
+	p, tel := newTestProcessor(t, &Config{Mode: "audit", MaxValueBytes: 1024, MaxEntryBytes: 64 << 10})
+	td, err := p.processTraces(context.Background(), build())
+	require.NoError(t, err)
+	got := td.ResourceSpans().At(0)
+	span := got.ScopeSpans().At(0).Spans().At(0)
+	largest, _ := span.Attributes().Get("tool.out.79")
+	assert.Equal(t, "", largest.Str())
+	smallest, _ := span.Attributes().Get("tool.out.00")
+	assert.Equal(t, strings.Repeat("o", 900), smallest.Str())
+	v, ok := span.Attributes().Get(entry.KeyValidation)
+	require.True(t, ok)
+	assert.Contains(t, v.Str(), `{"field":"tool.out.79","problem":"entry_truncated","detail":"emptied to fit max_entry_bytes","original_bytes":981,`)
+	assert.Equal(t, want, entry.FromSpan(got.Resource(), span, opts))
+	assert.LessOrEqual(t, entry.EntryBytes(&want), 64<<10)
+	assert.Equal(t, map[string]int64{"normalized_with_problems": 1}, counts(t, tel))
+
+	// Under the default limit nothing is cut.
+	p, _ = newTestProcessor(t, createDefaultConfig().(*Config))
+	td, err = p.processTraces(context.Background(), build())
+	require.NoError(t, err)
+	_, ok = td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get(entry.KeyValidation)
+	assert.False(t, ok)
 }
 
 func TestAuditModeNothingLeft(t *testing.T) {
