@@ -498,3 +498,137 @@ func TestOneWriterPerSpool(t *testing.T) {
 	require.NoError(t, third.Start(ctx, componenttest.NewNopHost()))
 	require.NoError(t, third.Shutdown(ctx))
 }
+
+// TestAcceptedLossIsRecordedInTheTrail: past a corrupt record, the collector
+// goes on only once the operator accepts the loss of exactly that record;
+// the trail then holds an entry that records the loss, and every entry that
+// could still be read, renumbered after it.
+func TestAcceptedLossIsRecordedInTheTrail(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	walDir := filepath.Join(cfg.Spool.Directory, "wal")
+	c := chain.New("collector-1", chain.Genesis())
+	l, err := wal.Open(walDir, "collector-1", 0)
+	require.NoError(t, err)
+	want := make([]entry.Entry, 6)
+	for i := range want {
+		want[i] = entry.Entry{
+			TimeUnixNano: t0.UnixNano(), ExecutionID: fmt.Sprintf("exec-%d", i), TraceID: strings.Repeat("01", 16),
+			SpanID: strings.Repeat("02", 8), ActionType: "write", TargetSystem: "CRM", Result: "ok", StatusCode: "Unset", Attributes: "{}",
+		}
+		c.Append(&want[i])
+		l.Append(&want[i])
+		if i == 1 {
+			_, err = l.Rotate(2)
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, l.Sync(l.End()))
+	require.NoError(t, l.Close())
+
+	// Seq 3, the second record of the newest segment, rots.
+	segs, err := wal.Recover(walDir, "collector-1")
+	require.NoError(t, err)
+	name := wal.SegmentName("collector-1", 2)
+	path := filepath.Join(walDir, name)
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	rec := (int(segs[1].ValidBytes) - 8) / 4 // after the magic, 4 records of equal size
+	data[8+rec+40] ^= 0x10
+	require.NoError(t, os.WriteFile(path, data, 0o640))
+
+	mem := store.NewMemory()
+	_, te := newTestExporter(t, cfg, mem)
+	err = te.Start(ctx, componenttest.NewNopHost())
+	require.ErrorContains(t, err, fmt.Sprintf("%s is corrupt at byte offset %d: record payload checksum mismatch", path, 8+rec))
+	require.ErrorContains(t, err, "auditctl wal accept-loss "+cfg.Spool.Directory)
+	require.NoError(t, te.Shutdown(ctx))
+
+	accepted := time.Date(2026, 3, 10, 8, 0, 0, 0, time.UTC)
+	acc := wal.Acceptance{Segment: name, Offset: int64(8 + rec + 1), Corruption: "x", By: "ops@example.com", Reason: "disk replaced", At: accepted}
+	require.NoError(t, wal.WriteAcceptance(walDir, "collector-1", acc))
+	_, te = newTestExporter(t, cfg, mem)
+	err = te.Start(ctx, componenttest.NewNopHost())
+	require.ErrorContains(t, err, "accepts a loss in "+name+fmt.Sprintf(" at byte offset %d, not this one", 8+rec+1))
+	require.NoError(t, te.Shutdown(ctx))
+	require.NoError(t, os.Remove(filepath.Join(walDir, wal.AcceptanceName("collector-1"))))
+
+	acc.Offset = int64(8 + rec)
+	require.NoError(t, wal.WriteAcceptance(walDir, "collector-1", acc))
+	_, te = newTestExporter(t, cfg, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(2, "after"))) // 1 entry
+	require.NoError(t, te.Shutdown(ctx))
+
+	got := readTrail(t, mem, "collector-1") // one intact chain
+	require.Len(t, got, 7)
+	for i, seq := range []int{0, 1, 2} {
+		assert.Equal(t, want[seq], got[i], "seq %d is kept as it was", seq)
+	}
+	loss := got[3]
+	assert.Equal(t, entry.ActionLoss, loss.ActionType)
+	assert.Equal(t, "lost seq 3; seq 4 to 5 renumbered 4 to 5", loss.Result)
+	assert.Equal(t, "ops@example.com", *loss.Approver)
+	assert.Equal(t, "ops@example.com", *loss.Principal)
+	assert.Equal(t, "disk replaced", *loss.Reasoning)
+	assert.Equal(t, fmt.Sprintf("%s@%d", name, 8+rec), loss.TargetResource)
+	assert.Equal(t, accepted.UnixNano(), loss.TimeUnixNano)
+	assert.Contains(t, loss.Attributes, `"agentaudit.loss.corruption":"record payload checksum mismatch"`)
+	assert.Nil(t, loss.Validation)
+	for i, seq := range []int{4, 5} {
+		r := got[4+i]
+		assert.Equal(t, want[seq].ExecutionID, r.ExecutionID, "seq %d keeps what it recorded", seq)
+		assert.Equal(t, int64(seq), r.Seq)
+		assert.NotEqual(t, want[seq].EntryHash, r.EntryHash, "re-chained after the loss entry")
+	}
+	assert.Equal(t, "after", got[6].ExecutionID)
+
+	// The damaged segment and the acceptance are kept, out of the log.
+	kept, err := filepath.Glob(filepath.Join(walDir, wal.LostDir, "*", "*"))
+	require.NoError(t, err)
+	var names []string
+	for _, k := range kept {
+		names = append(names, filepath.Base(k))
+	}
+	assert.ElementsMatch(t, []string{name, wal.AcceptanceName("collector-1")}, names)
+	damaged, err := os.ReadFile(filepath.Join(filepath.Dir(kept[0]), name))
+	require.NoError(t, err)
+	assert.Equal(t, data, damaged, "kept byte for byte")
+}
+
+// TestStartRemovesTemporaryFiles: the temporary files of a Put that a
+// crash interrupted are removed at start, for this chain's objects only (a
+// trail directory may be shared).
+func TestStartRemovesTemporaryFiles(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	trail, err := store.NewFS(t.TempDir())
+	require.NoError(t, err)
+	day := filepath.Join(trail.Dir(), "dt=2026-03-09")
+	cps := filepath.Join(trail.Dir(), "checkpoints", "collector-1")
+	keys := filepath.Join(trail.Dir(), "keys")
+	for _, d := range []string{day, cps, keys} {
+		require.NoError(t, os.MkdirAll(d, 0o750))
+	}
+	ours := []string{
+		filepath.Join(day, ".collector-1-00000000000000000000.parquet.tmp-1"),
+		filepath.Join(cps, ".00000000000000000004.checkpoint.tmp-2"),
+		filepath.Join(keys, ".collector-1-33dc3218.vkey.tmp-3"),
+	}
+	theirs := []string{
+		filepath.Join(day, ".collector-2-00000000000000000000.parquet.tmp-1"),
+		filepath.Join(keys, ".collector-1-b-33dc3218.vkey.tmp-3"), // chain "collector-1-b"
+	}
+	for _, p := range append(append([]string{}, ours...), theirs...) {
+		require.NoError(t, os.WriteFile(p, []byte("partial"), 0o440))
+	}
+	_, te := newTestExporter(t, cfg, trail)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.Shutdown(ctx))
+	for _, p := range ours {
+		assert.NoFileExists(t, p)
+	}
+	for _, p := range theirs {
+		assert.FileExists(t, p)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/batch"
 	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
@@ -211,6 +213,7 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) (err err
 	if err := e.setUpCheckpoints(); err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
+	e.removeTemporary(st)
 	head := chain.Genesis()
 	if st.offline == nil {
 		if head, err = resumeHead(ctx, st.trail, e.cfg.ChainID); err != nil {
@@ -268,6 +271,43 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) (err err
 		go e.uploadLoop()
 	}
 	return nil
+}
+
+// removeTemporary removes the temporary files of this chain's objects that
+// a crash left in the local stores (readers never see them). A store
+// directory may be shared by several collectors: only this chain's keys
+// are touched. It is best effort: what is left takes space, nothing else.
+func (e *auditExporter) removeTemporary(st stores) {
+	id := e.cfg.ChainID
+	checkpoints := path.Dir(checkpoint.ObjectKey(id, 0)) + "/"
+	keys := path.Dir(checkpoint.VerifierObjectKey(id, "")) + "/"
+	mine := func(key string) bool {
+		if cid, _, _, err := store.ParseBatchKey(key); err == nil {
+			return cid == id
+		}
+		if strings.HasPrefix(key, checkpoints) {
+			return true
+		}
+		// keys/<chain_id>-<key hash>.vkey; chain ids may hold '-'.
+		if rest, ok := strings.CutPrefix(key, keys); ok {
+			dash := strings.LastIndexByte(rest, '-')
+			return dash > 0 && rest[:dash] == id
+		}
+		return false
+	}
+	trail, _ := st.trail.(*store.FS)
+	for _, local := range []*store.FS{st.spool, e.mirror, trail} {
+		if local == nil {
+			continue
+		}
+		n, err := local.RemoveTemporary(mine)
+		if err != nil {
+			e.logger.Warn("Cannot remove temporary files a crash left", zap.Error(err))
+		}
+		if n > 0 {
+			e.logger.Info("Removed temporary files a crash left", zap.Int("files", n), zap.String("directory", local.Dir()))
+		}
+	}
 }
 
 // recoverSpool queues the batches an earlier run left in the spool and
@@ -340,6 +380,9 @@ func sortUploads(keys []string) {
 // to start when something does not line up.
 func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.Head) (chain.Head, error) {
 	dir := st.walDir
+	if err := wal.FinishReplace(dir, e.cfg.ChainID); err != nil {
+		return chain.Head{}, err
+	}
 	segs, err := wal.Recover(dir, e.cfg.ChainID)
 	if err != nil {
 		return chain.Head{}, err
@@ -347,6 +390,40 @@ func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.He
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%s; nothing was changed on disk: stop, keep a copy of %s, and see the README's \"Recovery\"",
 			fmt.Sprintf(format, args...), e.cfg.Spool.Directory)
+	}
+	if k := slices.IndexFunc(segs, func(s wal.Segment) bool { return s.Corrupt != nil }); k >= 0 {
+		acc, err := wal.ReadAcceptance(dir, e.cfg.ChainID)
+		switch {
+		case err != nil:
+			return chain.Head{}, refuse("%v; %v", segs[k].Corrupt, err)
+		case acc == nil:
+			return chain.Head{}, refuse("%v; to record the loss in the trail and go on, run auditctl wal accept-loss %s", segs[k].Corrupt, e.cfg.Spool.Directory)
+		case acc.Segment != segs[k].Name || acc.Offset != segs[k].Corrupt.Offset:
+			return chain.Head{}, refuse("%v; %s accepts a loss in %s at byte offset %d, not this one",
+				segs[k].Corrupt, filepath.Join(dir, wal.AcceptanceName(e.cfg.ChainID)), acc.Segment, acc.Offset)
+		}
+		// The chain's head just before the corrupt segment, when known
+		// without the store.
+		before := chain.Head{Size: -1}
+		if k > 0 && len(segs[k-1].Entries) > 0 {
+			last := segs[k-1].Entries[len(segs[k-1].Entries)-1]
+			before = chain.Head{Size: last.Seq + 1, Hash: last.EntryHash}
+		} else if k == 0 {
+			before = head
+		}
+		s, err := e.salvage(ctx, st, segs, k, before, acc)
+		if err != nil {
+			return chain.Head{}, refuse("%v", err)
+		}
+		if err := wal.Replace(dir, e.cfg.ChainID, segs[k].FirstSeq, acc, s.entries, s.retire); err != nil {
+			return chain.Head{}, err
+		}
+		e.logger.Warn("Recorded the loss the operator accepted in the write-ahead log; the damaged segments are kept under its lost directory",
+			zap.String("segment", segs[k].Corrupt.Path), zap.Int64("offset", segs[k].Corrupt.Offset),
+			zap.String("accepted_by", acc.By), zap.String("wal", dir))
+		if segs, err = wal.Recover(dir, e.cfg.ChainID); err != nil {
+			return chain.Head{}, err
+		}
 	}
 	type plan struct {
 		rest  []entry.Entry // entries at or after head

@@ -1,0 +1,150 @@
+package auditexporter // import "github.com/agentaudit/agentaudit/exporter/auditexporter"
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/wal"
+)
+
+// salvaged is what an operator's acceptance of a loss (README, "Recovery")
+// makes of the write-ahead log from the corrupt segment on.
+type salvaged struct {
+	// entries are the corrupt segment's valid prefix, the entry recording
+	// the loss (entry.ActionLoss), and every entry still readable after
+	// the damage, in that segment and the later ones, renumbered after the
+	// loss entry.
+	entries []entry.Entry
+	// retire are the segments they replace.
+	retire []string
+}
+
+// salvage applies acc to segs[k], which is corrupt, and to the segments
+// after it. before is the chain's head just before segs[k]'s first entry
+// when it is known without the store (the previous segment, or the
+// store's head); otherwise the entry before is looked up in the store. It
+// is deterministic: a start that a crash interrupts derives the same
+// entries again from the same files, and the store then holds them.
+func (e *auditExporter) salvage(ctx context.Context, st stores, segs []wal.Segment, k int, before chain.Head, acc *wal.Acceptance) (salvaged, error) {
+	dir, seg := st.walDir, segs[k]
+	var out salvaged
+	// What can be read after the damage, in file order.
+	var found []entry.Entry
+	for _, s := range segs[k:] {
+		if s.Name != seg.Name {
+			found = append(found, s.Entries...)
+		}
+		if s.Corrupt != nil {
+			more, err := wal.Salvage(filepath.Join(dir, s.Name), e.cfg.ChainID, s.Corrupt.Offset)
+			if err != nil {
+				return salvaged{}, err
+			}
+			found = append(found, more...)
+		}
+		out.retire = append(out.retire, s.Name)
+	}
+
+	prefix := seg.Entries
+	head := before
+	if n := len(prefix); n > 0 {
+		head = chain.Head{Size: prefix[n-1].Seq + 1, Hash: prefix[n-1].EntryHash}
+	} else if head.Size != seg.FirstSeq {
+		switch {
+		case seg.FirstSeq == 0:
+			head = chain.Genesis()
+		default:
+			hash, _, err := e.storedHash(ctx, st, seg.FirstSeq-1)
+			if err != nil {
+				return salvaged{}, fmt.Errorf("salvaging %s: the entry before it, seq %d: %w", filepath.Join(dir, seg.Name), seg.FirstSeq-1, err)
+			}
+			head = chain.Head{Size: seg.FirstSeq, Hash: hash}
+		}
+	}
+
+	// Keep each seq once, in ascending order; what is missing is lost.
+	var rest []entry.Entry
+	last := head.Size - 1
+	var lost []string
+	for _, f := range found {
+		if f.Seq <= last {
+			continue
+		}
+		if f.Seq > last+1 {
+			lost = append(lost, seqRange(last+1, f.Seq-1))
+		}
+		rest = append(rest, f)
+		last = f.Seq
+	}
+	result := "lost seq " + strings.Join(lost, ", ")
+	if len(rest) == 0 {
+		result = fmt.Sprintf("lost seq %d and every later entry the log held", head.Size)
+	}
+	if len(rest) > 0 {
+		renumbered := fmt.Sprintf("seq %d to %d renumbered %d to %d", rest[0].Seq, rest[len(rest)-1].Seq, head.Size+1, head.Size+int64(len(rest)))
+		if len(lost) == 0 {
+			result = "no seq lost; " + renumbered
+		} else {
+			result += "; " + renumbered
+		}
+	}
+
+	c := chain.New(e.cfg.ChainID, head)
+	out.entries = append(out.entries, prefix...)
+	loss := lossEntry(e.cfg.ChainID, seg, acc, result)
+	c.Append(&loss)
+	out.entries = append(out.entries, loss)
+	for _, r := range rest {
+		r.ChainID, r.Seq, r.PrevHash, r.EntryHash = "", 0, "", ""
+		c.Append(&r)
+		out.entries = append(out.entries, r)
+	}
+	return out, nil
+}
+
+func seqRange(first, last int64) string {
+	if first == last {
+		return fmt.Sprint(first)
+	}
+	return fmt.Sprintf("%d to %d", first, last)
+}
+
+// lossEntry is the entry that records, in the trail itself, the loss the
+// operator accepted: action type entry.ActionLoss; principal and approver
+// the operator; reasoning the operator's reason; target the segment and
+// offset; result what was lost and renumbered; attributes the facts as
+// agentaudit.loss.* keys. It is mapped from a span, like every entry, so
+// that its columns are what the mapping makes of them.
+func lossEntry(chainID string, seg wal.Segment, acc *wal.Acceptance, result string) entry.Entry {
+	id := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d", chainID, seg.Name, seg.Corrupt.Offset)))
+	res := pcommon.NewResource()
+	res.Attributes().PutStr(entry.KeyServiceName, "agentaudit")
+	span := ptrace.NewSpan()
+	span.SetName(entry.ActionLoss)
+	span.SetTraceID(pcommon.TraceID(id[:16]))
+	span.SetSpanID(pcommon.SpanID(id[16:24]))
+	span.SetStartTimestamp(pcommon.NewTimestampFromTime(acc.At))
+	span.SetEndTimestamp(pcommon.NewTimestampFromTime(acc.At))
+	attrs := span.Attributes()
+	attrs.PutStr(entry.KeyActionType, "error") // replaced below: no span can carry ActionLoss
+	attrs.PutStr(entry.KeyExecutionID, fmt.Sprintf("agentaudit.loss/%s/%d", chainID, seg.FirstSeq))
+	attrs.PutStr(entry.KeyTargetSystem, "agentaudit write-ahead log")
+	attrs.PutStr(entry.KeyTargetResource, fmt.Sprintf("%s@%d", seg.Name, seg.Corrupt.Offset))
+	attrs.PutStr(entry.KeyReasoning, acc.Reason)
+	attrs.PutStr(entry.KeyApprover, acc.By)
+	attrs.PutStr(entry.KeyEndUserID, acc.By)
+	attrs.PutStr(entry.KeyResult, result)
+	attrs.PutStr("agentaudit.loss.segment", seg.Name)
+	attrs.PutInt("agentaudit.loss.offset", seg.Corrupt.Offset)
+	attrs.PutStr("agentaudit.loss.corruption", seg.Corrupt.Reason)
+	en := entry.FromSpan(res, span, entry.Options{})
+	en.ActionType = entry.ActionLoss
+	return en
+}
