@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -64,6 +65,17 @@ func TestHostileInputBoundedMemory(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, code, "%s", body)
 	assert.Contains(t, body, "max_json_depth")
 	t.Logf("one 18 MB JSON request nested 650,000 deep: HTTP %d, RSS %d MiB", code, rss.now()>>20)
+
+	// The same gzipped (42 KB): the check sees the body decompressed.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, err = zw.Write(deepJSON)
+	require.NoError(t, err)
+	require.NoError(t, zw.Close())
+	code, body = postRaw(t, ctx, httpAddr, "application/json", gz.Bytes(), "Content-Encoding", "gzip")
+	assert.Equal(t, http.StatusBadRequest, code, "%s", body)
+	assert.Contains(t, body, "max_json_depth")
+	t.Logf("gzipped (%d bytes): HTTP %d", gz.Len(), code)
 
 	// Six at once.
 	var wg sync.WaitGroup
@@ -146,6 +158,7 @@ func TestHostileInputBoundedMemory(t *testing.T) {
 	wg.Wait()
 	t.Logf("flood: %d requests from %d clients, %d refused (retryable), %d audit spans acknowledged", sent.Load(), clients, refused.Load(), accepted.Load())
 	assert.Positive(t, accepted.Load(), "the flood is not refused whole")
+	assert.Positive(t, refused.Load(), "%d clients are more than the collector takes at once", clients)
 
 	// Still alive, still recording.
 	one := auditSpanRequest(t, "after-the-flood")
@@ -282,13 +295,17 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (rawCodec) Name() string { return "proto" }
 
-// postRaw posts body to the OTLP/HTTP traces endpoint at addr and returns
-// the status code and the response body.
-func postRaw(t *testing.T, ctx context.Context, addr, contentType string, body []byte) (int, string) {
+// postRaw posts body to the OTLP/HTTP traces endpoint at addr, with the
+// headers given as name, value pairs, and returns the status code and the
+// response body.
+func postRaw(t *testing.T, ctx context.Context, addr, contentType string, body []byte, headers ...string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/traces", bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", contentType)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err.Error()
