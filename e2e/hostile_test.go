@@ -94,7 +94,7 @@ func TestHostileInputBoundedMemory(t *testing.T) {
 	// Deep protobuf: pdata refuses messages nested deeper than 100, so the
 	// decoder never recurses far. Under max_recv_msg_size_mib it comes back
 	// as INTERNAL (gRPC's code for a message it cannot unmarshal), over it
-	// as RESOURCE_EXHAUSTED; over HTTP as 400.
+	// as RESOURCE_EXHAUSTED; over HTTP as 400 either way.
 	for _, depth := range []int{300_000, 650_000} {
 		deepProto := deepProtoRequest(depth)
 		err := conn.Invoke(ctx, "/opentelemetry.proto.collector.trace.v1.TraceService/Export", deepProto, new([]byte))
@@ -105,6 +105,11 @@ func TestHostileInputBoundedMemory(t *testing.T) {
 	}
 	code, body = postRaw(t, ctx, httpAddr, "application/x-protobuf", deepProtoRequest(300_000))
 	assert.Equal(t, http.StatusBadRequest, code, "%s", body)
+	assert.Contains(t, body, "recursion depth")
+	// Over max_request_body_size: 400 too.
+	code, body = postRaw(t, ctx, httpAddr, "application/x-protobuf", deepProtoRequest(650_000))
+	assert.Equal(t, http.StatusBadRequest, code, "%s", body)
+	assert.Contains(t, body, "request body too large")
 
 	// A flood of large valid requests, from more clients than
 	// max_in_flight, for a few seconds.
