@@ -1,6 +1,7 @@
 package intakeextension
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -164,4 +165,22 @@ func TestLifecycle(t *testing.T) {
 	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
 	require.NoError(t, ext.Shutdown(context.Background()))
 	var _ component.Component = ext
+}
+
+// BenchmarkDepthReader: the JSON depth check's cost per byte of an OTLP/JSON
+// body, to be read against pdata's decoding of the same bytes.
+func BenchmarkDepthReader(b *testing.B) {
+	body := []byte(strings.Repeat(`{"key":"gen_ai.response.id","value":{"stringValue":"chatcmpl-1-2-AbCdEfGhIjKlMnOpQrSt \"quoted\""}},`, 20000))
+	in, err := newIntake(&Config{MaxInFlight: 1, MaxJSONDepth: 512}, componenttest.NewNopTelemetrySettings())
+	require.NoError(b, err)
+	buf := make([]byte, 32<<10)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		d := &depthReader{body: io.NopCloser(bytes.NewReader(body)), max: 512, in: in}
+		for {
+			if _, err := d.Read(buf); err != nil {
+				break
+			}
+		}
+	}
 }
