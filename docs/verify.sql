@@ -24,6 +24,11 @@
 --                       whole milliseconds, floor(time_unix_nano / 1000000),
 --                       also for negative times (timestamp itself is not
 --                       hashed)
+--   recorded_loss       an entry the collector wrote to record entries it
+--                       lost (action_type agentaudit.loss, which no span
+--                       can produce): the operator accepted the loss of a
+--                       corrupt write-ahead log, and the chain is knowingly
+--                       incomplete here (README, "Recovery")
 --
 -- What no check here can see (FORMAT.md, "What verification proves"): rows
 -- cut off the end of a chain, and a chain rewritten with every later hash
@@ -161,6 +166,16 @@ violations AS (
             || coalesce(CAST(time_unix_nano AS VARCHAR), 'NULL') || ' rounded down to ms'
     FROM entries
     WHERE want_ms IS NULL OR epoch_us("timestamp") IS DISTINCT FROM want_ms * 1000
+
+    UNION ALL
+
+    SELECT DISTINCT
+        chain_id,
+        seq,
+        'recorded_loss',
+        coalesce(result, 'NULL') || ' (accepted by ' || coalesce(approver, 'NULL') || ': ' || coalesce(reasoning, 'NULL') || ')'
+    FROM audit_entries
+    WHERE action_type = 'agentaudit.loss'
 )
 SELECT chain_id, seq, violation, detail
 FROM violations

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -63,4 +65,82 @@ func TestSecondCollectorOnASpoolRefusesToStart(t *testing.T) {
 	trail := readLoadTrail(t, db)
 	checkLoadTrail(t, trail, chainID, results, true)
 	assert.Empty(t, runVerifySQL(t, db), "docs/verify.sql finds the trail intact")
+}
+
+// TestAcceptedLossEndToEnd: a bit rots in the write-ahead log of a killed
+// collector. The restart refuses, naming the file and offset, and changes
+// nothing; the operator accepts the loss with auditctl; the next start
+// records it in the trail, and both verifiers show it.
+func TestAcceptedLossEndToEnd(t *testing.T) {
+	const chainID = "loss-1"
+	dataDir := filepath.Join(t.TempDir(), "audit-data")
+	spool := filepath.Join(filepath.Dir(dataDir), "spool")
+	opts := collectorOptions{chainID: chainID, dataDir: dataDir}
+	c := startCollector(t, opts)
+	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for req := range 3 {
+		_, err := ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(loadTraces(0, req)))
+		require.NoError(t, err)
+	}
+	conn.Close()
+	c.kill() // every entry is in the open batch's log segment
+
+	// The record of seq 1 rots.
+	seg := filepath.Join(spool, "wal", wal.SegmentName(chainID, 0))
+	data, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	const magic, header, mark = 8, 12, 4
+	second := magic + header + int(binary.LittleEndian.Uint32(data[magic:])) + mark
+	data[second+header+20] ^= 0x04
+	require.NoError(t, os.WriteFile(seg, data, 0o640))
+
+	refused := launchCollector(t, opts)
+	require.Error(t, refused.waitExit(), "the restart refuses\n%s", refused.logs.String())
+	assert.Contains(t, refused.logs.String(), fmt.Sprintf("%s is corrupt at byte offset %d: record payload checksum mismatch", seg, second))
+	after, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	require.Equal(t, data, after, "the refused start changed nothing")
+
+	auditctl := acBuild(t, t.TempDir())
+	out, err := exec.Command(auditctl, "wal", "accept-loss", "--by", "ops@example.com", "--reason", "bad sector on sdb", spool).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "lost: seq 1 to 1")
+	assert.Contains(t, string(out), fmt.Sprintf("readable after the damage: %d entries, seq 2 to %d", 3*loadAuditSpans-2, 3*loadAuditSpans-1))
+
+	c = startCollector(t, opts)
+	assert.Contains(t, c.logs.String(), "Recorded the loss the operator accepted")
+	conn, err = grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(loadTraces(0, 3)))
+	require.NoError(t, err, "the collector goes on after the loss")
+	conn.Close()
+	c.stop()
+
+	db := trailDB(t, dataDir)
+	var n int
+	require.NoError(t, db.QueryRow(`SELECT count(*) FROM audit_entries`).Scan(&n))
+	assert.Equal(t, 4*loadAuditSpans, n, "every entry but the lost one, the entry recording the loss, and the request after it")
+	var lastID string
+	require.NoError(t, db.QueryRow(`SELECT json_extract_string(attributes, '$."load.id"') FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&lastID))
+	assert.Equal(t, loadID(0, 3, loadAuditSpans-1), lastID)
+	var action, result, approver string
+	require.NoError(t, db.QueryRow(`SELECT action_type, result, approver FROM audit_entries WHERE seq = 1`).Scan(&action, &result, &approver))
+	assert.Equal(t, "agentaudit.loss", action)
+	assert.Equal(t, fmt.Sprintf("lost seq 1; seq 2 to %d renumbered 2 to %d", 3*loadAuditSpans-1, 3*loadAuditSpans-1), result)
+	assert.Equal(t, "ops@example.com", approver)
+
+	want := []string{chainID + "/1/recorded_loss"}
+	assert.Equal(t, want, acSQLKeys(runVerifySQL(t, db)), "docs/verify.sql shows the loss, and nothing else")
+	rep := acVerify(t, dataDir)
+	assert.Equal(t, want, acKeys(rep), "auditctl verify shows the same")
+	assert.Len(t, rep.Violations, 1)
+	cmd := exec.Command(auditctl, "verify", dataDir)
+	out, err = cmd.CombinedOutput()
+	require.Error(t, err)
+	assert.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s", out)
+	assert.Contains(t, string(out), "seq 1: recorded_loss: lost seq 1; seq 2 to")
+	assert.Contains(t, string(out), "(accepted by ops@example.com: bad sector on sdb)")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/sha2x"
 	"github.com/agentaudit/agentaudit/internal/store"
@@ -34,14 +35,14 @@ const (
 	_
 	_
 	_
+	colActionType
 	_
 	_
 	_
 	_
-	_
-	_
-	_
-	_
+	colReasoning
+	colApprover
+	colResult
 	_
 	_
 	_
@@ -283,6 +284,14 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 	checkFooter(res, pf.Metadata().KeyValueMetadata, merkleRoot)
 	checkName(res)
 	return res
+}
+
+// textOf is a column value as verify.sql shows it: NULL for NULL.
+func textOf(v []byte) string {
+	if v == nil {
+		return "NULL"
+	}
+	return string(v)
 }
 
 // value returns row i of a string column (nil for NULL).
@@ -786,6 +795,10 @@ func (r *fileReader) checkRow(res *fileResult, i int, sum *[32]byte) (foreign bo
 			got = strconv.FormatInt(ts.ints[i], 10)
 		}
 		res.add(s, TimestampMismatch, "got timestamp %s (%d per ms), want %d ms (time_unix_nano %d rounded down to ms)", got, ts.perMs, wantMs, tun.ints[i])
+	}
+	if at := &cols[colActionType]; !at.null[i] && string(at.strs[i]) == entry.ActionLoss {
+		res.add(s, RecordedLoss, "%s (accepted by %s: %s)",
+			textOf(cols[colResult].value(i)), textOf(cols[colApprover].value(i)), textOf(cols[colReasoning].value(i)))
 	}
 	if cid.null[i] || string(cid.strs[i]) != res.chainID {
 		return true, string(cid.value(i)), s

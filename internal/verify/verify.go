@@ -28,7 +28,7 @@ import (
 // rename them.
 type Kind string
 
-// Violation kinds. The first five have exactly the meaning of docs/verify.sql.
+// Violation kinds. The first six have exactly the meaning of docs/verify.sql.
 const (
 	// HashMismatch: entry_hash is not the SHA-256 of the row's canonical
 	// encoding.
@@ -44,6 +44,13 @@ const (
 	// TimestampMismatch: the timestamp column is not time_unix_nano
 	// rounded down to milliseconds (floor, also for negative times).
 	TimestampMismatch Kind = "timestamp_mismatch"
+	// RecordedLoss: an entry the collector wrote to record entries it lost
+	// (action type agentaudit.loss, which no span can produce): the
+	// operator accepted the loss of a corrupt write-ahead log (README,
+	// "Recovery"), and the chain is knowingly incomplete there. The detail
+	// is the entry's result (what was lost and renumbered), approver and
+	// reasoning.
+	RecordedLoss Kind = "recorded_loss"
 
 	// Reordering: rows of a file not in ascending seq.
 	Reordering Kind = "reordering"
@@ -91,7 +98,7 @@ const (
 
 // SQLKinds are the kinds docs/verify.sql reports (MissingFile shows up there
 // as Gap).
-var SQLKinds = []Kind{HashMismatch, BrokenLink, Gap, Duplicate, TimestampMismatch}
+var SQLKinds = []Kind{HashMismatch, BrokenLink, Gap, Duplicate, TimestampMismatch, RecordedLoss}
 
 // NoSeq is Violation.Seq for a violation that concerns a whole file.
 const NoSeq int64 = -1
