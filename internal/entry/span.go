@@ -304,13 +304,19 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 	ok = true
 	span.Attributes().Range(func(k string, v pcommon.Value) bool {
 		slot := slotOf(k)
-		if slot != slotOther {
-			if seen&(1<<slot) != 0 {
-				ok = false // a duplicate
-				return false
-			}
-			seen |= 1 << slot
+		if slot == slotOther {
+			bit := keyBit(k)
+			collision = collision || filter&bit != 0
+			filter |= bit
+			size += cleanEscapeFactor*len(k) + cleanValueOverhead
+			ok = validUTF8(k) && !strings.HasPrefix(k, KeyPrefix) && cleanValue(v, max, 1, &size)
+			return ok
 		}
+		if seen&(1<<slot) != 0 {
+			ok = false // a duplicate
+			return false
+		}
+		seen |= 1 << slot
 		var s string
 		switch slot {
 		case slotActionType:
@@ -319,23 +325,16 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 		case slotExecutionID, slotTargetSystem:
 			s, ok = cleanColumn(v, max)
 			ok = ok && s != ""
-		case slotResult, slotTargetResource, slotProposed, slotPrevious, slotReasoning, slotApprover,
-			slotAgentID, slotAgentName, slotEndUserID:
-			s, ok = cleanColumn(v, max)
 		case slotValidation:
 			ok = false
-		case slotServiceName:
-			// A column and an attribute.
-			s, ok = cleanColumn(v, max)
-			fallthrough
-		default: // error.type, http.response.status_code and the rest
-			if slot == slotOther {
-				bit := keyBit(k)
-				collision = collision || filter&bit != 0
-				filter |= bit
-			}
+		case slotErrorType, slotHTTPStatus:
 			size += cleanEscapeFactor*len(k) + cleanValueOverhead
-			ok = ok && validUTF8(k) && !strings.HasPrefix(k, KeyPrefix) && cleanValue(v, max, 1, &size)
+			ok = cleanValue(v, max, 1, &size)
+		case slotServiceName: // a column and an attribute
+			s, ok = cleanColumn(v, max)
+			size += cleanEscapeFactor*(len(k)+len(s)) + cleanValueOverhead
+		default:
+			s, ok = cleanColumn(v, max)
 		}
 		size += len(s)
 		return ok

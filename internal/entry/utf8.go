@@ -53,6 +53,15 @@ const lowBits = 0x0101010101010101
 // byte borrows from nothing, so it becomes 0xff), and such words go to the
 // standard library.
 func validText(s string) bool {
+	if len(s) < 8 {
+		for i := 0; i < len(s); i++ {
+			if s[i]-1 >= utf8.RuneSelf-1 { // 0 wraps to 0xff
+				return slowText(s[i:])
+			}
+		}
+		return true
+	}
+	full := s
 	for len(s) >= 32 {
 		w0, w1, w2, w3 := le64(s), le64(s[8:]), le64(s[16:]), le64(s[24:])
 		if ((w0-lowBits)|w0|(w1-lowBits)|w1|(w2-lowBits)|w2|(w3-lowBits)|w3)&asciiMask != 0 {
@@ -60,16 +69,17 @@ func validText(s string) bool {
 		}
 		s = s[32:]
 	}
-	for len(s) >= 8 {
+	for len(s) > 8 {
 		if w := le64(s); ((w-lowBits)|w)&asciiMask != 0 {
 			return slowText(s)
 		}
 		s = s[8:]
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i]-1 >= utf8.RuneSelf-1 { // 0 wraps to 0xff
-			return slowText(s[i:])
-		}
+	// The last 1 to 8 bytes, as the word that ends the string: the bytes
+	// it shares with the words before are ASCII, so it starts at a rune.
+	s = full[len(full)-8:]
+	if w := le64(s); ((w-lowBits)|w)&asciiMask != 0 {
+		return slowText(s)
 	}
 	return true
 }
