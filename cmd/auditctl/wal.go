@@ -82,28 +82,15 @@ func runWAL(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			if n := len(s.Entries); n > 0 {
 				r.IntactThrough = s.Entries[n-1].Seq
 			}
-			// What the collector will find after the damage.
-			var after []int64
-			for _, later := range segs[i:] {
-				if later.Name != s.Name {
-					for _, e := range later.Entries {
-						after = append(after, e.Seq)
-					}
-				}
-				if later.Corrupt != nil {
-					more, err := wal.Salvage(filepath.Join(dir, later.Name), id, later.Corrupt.Offset)
-					if err != nil {
-						fmt.Fprintf(stderr, "auditctl wal accept-loss: %v\n", err)
-						return exitError
-					}
-					for _, e := range more {
-						after = append(after, e.Seq)
-					}
-				}
+			// What the collector will find after the damage, each seq once.
+			after, err := wal.AfterDamage(dir, id, segs[i:])
+			if err != nil {
+				fmt.Fprintf(stderr, "auditctl wal accept-loss: %v\n", err)
+				return exitError
 			}
 			last := r.IntactThrough
-			for _, seq := range after {
-				if seq > last {
+			for _, e := range after {
+				if seq := e.Seq; seq > last {
 					if r.ReadableFirst == nil {
 						r.ReadableFirst = &seq
 					}

@@ -392,25 +392,9 @@ func TestHeadMarkerOfAnotherStoreIsIgnored(t *testing.T) {
 func TestFlippedLogBytesAreRefusedOrRecovered(t *testing.T) {
 	ctx := context.Background()
 	pristine := t.TempDir()
-	c := chain.New("collector-1", chain.Genesis())
-	l, err := wal.Open(pristine, "collector-1", 0)
-	require.NoError(t, err)
-	want := make([]entry.Entry, 4)
-	for i := range want {
-		want[i] = entry.Entry{
-			TimeUnixNano: t0.UnixNano(), ExecutionID: fmt.Sprintf("exec-%d", i), TraceID: strings.Repeat("01", 16),
-			SpanID: strings.Repeat("02", 8), ActionType: "write", TargetSystem: "CRM", Result: "ok", StatusCode: "Unset", Attributes: "{}",
-		}
-		c.Append(&want[i])
-		l.Append(&want[i])
-		if i == 1 {
-			_, err = l.Rotate(2)
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, l.Sync(l.End()))
-	// The crash: nothing closed. Keep only what was written of each
-	// segment (the rest is the zeros of preallocated space).
+	want := writeLog(t, pristine, 4)
+	// Keep only what was written of each segment (the rest is the zeros of
+	// preallocated space).
 	segs, err := wal.Recover(pristine, "collector-1")
 	require.NoError(t, err)
 	require.Len(t, segs, 2)
@@ -420,7 +404,6 @@ func TestFlippedLogBytesAreRefusedOrRecovered(t *testing.T) {
 		require.NoError(t, err)
 		files[s.Name] = data[:s.ValidBytes]
 	}
-	require.NoError(t, l.Close())
 
 	cfg := testConfig(t)
 	walDir := filepath.Join(cfg.Spool.Directory, "wal")
@@ -456,6 +439,31 @@ func TestFlippedLogBytesAreRefusedOrRecovered(t *testing.T) {
 		}
 	}
 	assert.Equal(t, flipped, refused, "a flip anywhere in the records is refused")
+}
+
+// writeLog writes n chained entries of chain collector-1 to a write-ahead
+// log in dir, seq 0 and 1 in a segment of their own and the rest in the
+// newest, and returns them.
+func writeLog(t *testing.T, dir string, n int) []entry.Entry {
+	t.Helper()
+	c := chain.New("collector-1", chain.Genesis())
+	l, err := wal.Open(dir, "collector-1", 0)
+	require.NoError(t, err)
+	es := make([]entry.Entry, n)
+	for i := range es {
+		es[i] = entry.Entry{
+			TimeUnixNano: t0.UnixNano(), ExecutionID: fmt.Sprintf("exec-%d", i), TraceID: strings.Repeat("01", 16),
+			SpanID: strings.Repeat("02", 8), ActionType: "write", TargetSystem: "CRM", Result: "ok", StatusCode: "Unset", Attributes: "{}",
+		}
+		c.Append(&es[i])
+		l.Append(&es[i])
+		if i == 1 {
+			_, err = l.Rotate(2)
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, l.Close())
+	return es
 }
 
 // readDir returns every file of dir with its contents.
@@ -507,24 +515,7 @@ func TestAcceptedLossIsRecordedInTheTrail(t *testing.T) {
 	ctx := context.Background()
 	cfg := testConfig(t)
 	walDir := filepath.Join(cfg.Spool.Directory, "wal")
-	c := chain.New("collector-1", chain.Genesis())
-	l, err := wal.Open(walDir, "collector-1", 0)
-	require.NoError(t, err)
-	want := make([]entry.Entry, 6)
-	for i := range want {
-		want[i] = entry.Entry{
-			TimeUnixNano: t0.UnixNano(), ExecutionID: fmt.Sprintf("exec-%d", i), TraceID: strings.Repeat("01", 16),
-			SpanID: strings.Repeat("02", 8), ActionType: "write", TargetSystem: "CRM", Result: "ok", StatusCode: "Unset", Attributes: "{}",
-		}
-		c.Append(&want[i])
-		l.Append(&want[i])
-		if i == 1 {
-			_, err = l.Rotate(2)
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, l.Sync(l.End()))
-	require.NoError(t, l.Close())
+	want := writeLog(t, walDir, 6)
 
 	// Seq 3, the second record of the newest segment, rots.
 	segs, err := wal.Recover(walDir, "collector-1")

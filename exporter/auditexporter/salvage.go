@@ -36,19 +36,11 @@ type salvaged struct {
 func (e *auditExporter) salvage(ctx context.Context, st stores, segs []wal.Segment, k int, before chain.Head, acc *wal.Acceptance) (salvaged, error) {
 	dir, seg := st.walDir, segs[k]
 	var out salvaged
-	// What can be read after the damage, in file order.
-	var found []entry.Entry
+	found, err := wal.AfterDamage(dir, e.cfg.ChainID, segs[k:])
+	if err != nil {
+		return salvaged{}, err
+	}
 	for _, s := range segs[k:] {
-		if s.Name != seg.Name {
-			found = append(found, s.Entries...)
-		}
-		if s.Corrupt != nil {
-			more, err := wal.Salvage(filepath.Join(dir, s.Name), e.cfg.ChainID, s.Corrupt.Offset)
-			if err != nil {
-				return salvaged{}, err
-			}
-			found = append(found, more...)
-		}
 		out.retire = append(out.retire, s.Name)
 	}
 

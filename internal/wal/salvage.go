@@ -138,6 +138,28 @@ func Salvage(path, chainID string, from int64) ([]entry.Entry, error) {
 	return out, nil
 }
 
+// AfterDamage returns the entries of chainID that can still be read in dir
+// after the corruption of segs[0], in file order: those Salvage finds after
+// it, then, for each later segment, its valid records and what Salvage
+// finds after its own corruption, if any. segs are what Recover returned,
+// from the corrupt segment on.
+func AfterDamage(dir, chainID string, segs []Segment) ([]entry.Entry, error) {
+	var out []entry.Entry
+	for i, s := range segs {
+		if i > 0 {
+			out = append(out, s.Entries...)
+		}
+		if s.Corrupt != nil {
+			more, err := Salvage(filepath.Join(dir, s.Name), chainID, s.Corrupt.Offset)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, more...)
+		}
+	}
+	return out, nil
+}
+
 // Replace puts entries, which continue the chain at firstSeq, in place of
 // the named segments of chainID in dir, and retires those segments and the
 // acceptance acc into dir/lost/<chain_id>-<first seq>-<acceptance time>
