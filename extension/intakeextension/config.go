@@ -2,6 +2,7 @@ package intakeextension // import "github.com/agentaudit/agentaudit/extension/in
 
 import (
 	"errors"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 )
@@ -19,6 +20,13 @@ type Config struct {
 	// Default: 512.
 	MaxJSONDepth int `mapstructure:"max_json_depth"`
 
+	// MaxRequestDuration is how long a request may hold its place: a client
+	// that sends slowly, or opens a gRPC call and stalls, would otherwise
+	// keep it for good. Past it, an HTTP body's read fails and a gRPC
+	// call's context ends (DEADLINE_EXCEEDED). Default: 30s, which lets a
+	// 4 MiB request arrive at 140 KB/s.
+	MaxRequestDuration time.Duration `mapstructure:"max_request_duration"`
+
 	// prevent unkeyed literal initialization
 	_ struct{}
 }
@@ -33,6 +41,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxJSONDepth <= 0 {
 		errs = append(errs, errors.New(`"max_json_depth" must be positive`))
+	}
+	if cfg.MaxRequestDuration <= 0 {
+		errs = append(errs, errors.New(`"max_request_duration" must be positive`))
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package intakeextension
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,8 +22,8 @@ func TestUnmarshalConfig(t *testing.T) {
 		id       component.ID
 		expected component.Config
 	}{
-		{id: component.NewID(metadata.Type), expected: &Config{MaxInFlight: 8, MaxJSONDepth: 512}},
-		{id: component.NewIDWithName(metadata.Type, "custom"), expected: &Config{MaxInFlight: 2, MaxJSONDepth: 64}},
+		{id: component.NewID(metadata.Type), expected: &Config{MaxInFlight: 8, MaxJSONDepth: 512, MaxRequestDuration: 30 * time.Second}},
+		{id: component.NewIDWithName(metadata.Type, "custom"), expected: &Config{MaxInFlight: 2, MaxJSONDepth: 64, MaxRequestDuration: 5 * time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {
@@ -45,7 +46,8 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 	}{
 		{name: "zero_max_in_flight", errorMsg: `"max_in_flight" must be positive`},
 		{name: "negative_max_json_depth", errorMsg: `"max_json_depth" must be positive`},
-		{name: "everything_wrong", errorMsg: `"max_in_flight" must be positive` + "\n" + `"max_json_depth" must be positive`},
+		{name: "zero_max_request_duration", errorMsg: `"max_request_duration" must be positive`},
+		{name: "everything_wrong", errorMsg: `"max_in_flight" must be positive` + "\n" + `"max_json_depth" must be positive` + "\n" + `"max_request_duration" must be positive`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

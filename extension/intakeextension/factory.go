@@ -2,6 +2,7 @@ package intakeextension // import "github.com/agentaudit/agentaudit/extension/in
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension"
@@ -15,7 +16,7 @@ func NewFactory() extension.Factory {
 }
 
 func createDefaultConfig() component.Config {
-	return &Config{MaxInFlight: 8, MaxJSONDepth: 512}
+	return &Config{MaxInFlight: 8, MaxJSONDepth: 512, MaxRequestDuration: 30 * time.Second}
 }
 
 func create(_ context.Context, set extension.Settings, cfg component.Config) (extension.Extension, error) {

@@ -31,10 +31,11 @@ type intake struct {
 	component.StartFunc
 	component.ShutdownFunc
 
-	slots    chan struct{}
-	maxDepth int
-	refused  metric.Int64Counter
-	busy     *status.Status
+	slots       chan struct{}
+	maxDepth    int
+	maxDuration time.Duration
+	refused     metric.Int64Counter
+	busy        *status.Status
 }
 
 var (
@@ -59,10 +60,11 @@ func newIntake(cfg *Config, set component.TelemetrySettings) (*intake, error) {
 		return nil, err
 	}
 	return &intake{
-		slots:    make(chan struct{}, cfg.MaxInFlight),
-		maxDepth: cfg.MaxJSONDepth,
-		refused:  refused,
-		busy:     busy,
+		slots:       make(chan struct{}, cfg.MaxInFlight),
+		maxDepth:    cfg.MaxJSONDepth,
+		maxDuration: cfg.MaxRequestDuration,
+		refused:     refused,
+		busy:        busy,
 	}, nil
 }
 
@@ -91,6 +93,15 @@ func (in *intake) GetHTTPHandler(context.Context) (extensionmiddleware.WrapHTTPH
 				return
 			}
 			defer in.release()
+			// The slot is held until the handler returns: bound the time
+			// the body may take to arrive, and the handler's context.
+			rc := http.NewResponseController(w)
+			if err := rc.SetReadDeadline(time.Now().Add(in.maxDuration)); err == nil {
+				defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), in.maxDuration)
+			defer cancel()
+			r = r.WithContext(ctx)
 			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-protobuf" {
 				r.Body = &depthReader{body: r.Body, max: in.maxDepth, in: in}
 			}
@@ -100,8 +111,10 @@ func (in *intake) GetHTTPHandler(context.Context) (extensionmiddleware.WrapHTTPH
 }
 
 // GetGRPCServerOptions installs a tap, which runs when a call's headers
-// arrive, before its message is read. The slot is released when the call's
-// context ends, which gRPC guarantees for every call the tap let through.
+// arrive, before its message is read. The call gets a context that ends
+// after max_request_duration (reading its message and the handler both
+// stop then); the slot is released when the transport ends the call, which
+// it does for every call the tap let through.
 func (in *intake) GetGRPCServerOptions(context.Context) ([]grpc.ServerOption, error) {
 	return []grpc.ServerOption{grpc.InTapHandle(in.tap)}, nil
 }
@@ -110,8 +123,12 @@ func (in *intake) tap(ctx context.Context, _ *tap.Info) (context.Context, error)
 	if !in.acquire() {
 		return nil, in.busy.Err()
 	}
-	context.AfterFunc(ctx, in.release)
-	return ctx, nil
+	limited, cancel := context.WithTimeout(ctx, in.maxDuration)
+	context.AfterFunc(ctx, func() {
+		cancel()
+		in.release()
+	})
+	return limited, nil
 }
 
 // TooDeepError is the read error of a JSON body nested deeper than allowed;

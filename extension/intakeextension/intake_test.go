@@ -51,7 +51,7 @@ func readAll(t *testing.T, in *intake, contentType, body string) (string, error)
 }
 
 func TestJSONDepth(t *testing.T) {
-	in := newTestIntake(t, &Config{MaxInFlight: 1, MaxJSONDepth: 3})
+	in := newTestIntake(t, &Config{MaxInFlight: 1, MaxJSONDepth: 3, MaxRequestDuration: time.Minute})
 	tests := []struct {
 		name, body string
 		tooDeep    bool
@@ -89,7 +89,7 @@ func TestJSONDepth(t *testing.T) {
 // TestJSONDepthStopsReading: the body is not read past the level that is
 // too deep.
 func TestJSONDepthStopsReading(t *testing.T) {
-	d := &depthReader{body: io.NopCloser(strings.NewReader("[[[[[[[[")), max: 2, in: newTestIntake(t, &Config{MaxInFlight: 1, MaxJSONDepth: 2})}
+	d := &depthReader{body: io.NopCloser(strings.NewReader("[[[[[[[[")), max: 2, in: newTestIntake(t, &Config{MaxInFlight: 1, MaxJSONDepth: 2, MaxRequestDuration: time.Minute})}
 	p := make([]byte, 8)
 	n, err := d.Read(p)
 	assert.Equal(t, 2, n, "the bytes before the third '[' are returned")
@@ -100,7 +100,7 @@ func TestJSONDepthStopsReading(t *testing.T) {
 }
 
 func TestHTTPBusy(t *testing.T) {
-	in := newTestIntake(t, &Config{MaxInFlight: 2, MaxJSONDepth: 8})
+	in := newTestIntake(t, &Config{MaxInFlight: 2, MaxJSONDepth: 8, MaxRequestDuration: time.Minute})
 	wrap, err := in.GetHTTPHandler(context.Background())
 	require.NoError(t, err)
 	entered, proceed := make(chan struct{}), make(chan struct{})
@@ -132,7 +132,7 @@ func TestHTTPBusy(t *testing.T) {
 }
 
 func TestGRPCBusy(t *testing.T) {
-	in := newTestIntake(t, &Config{MaxInFlight: 1, MaxJSONDepth: 8})
+	in := newTestIntake(t, &Config{MaxInFlight: 1, MaxJSONDepth: 8, MaxRequestDuration: time.Minute})
 	opts, err := in.GetGRPCServerOptions(context.Background())
 	require.NoError(t, err)
 	require.Len(t, opts, 1)
@@ -157,6 +157,73 @@ func TestGRPCBusy(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "the slot is released when the call's context ends")
 }
 
+// TestGRPCStalledCall: a call that stalls gets a context that ends after
+// max_request_duration; its slot is given back when the transport then
+// ends the call.
+func TestGRPCStalledCall(t *testing.T) {
+	in := newTestIntake(t, &Config{MaxInFlight: 1, MaxJSONDepth: 8, MaxRequestDuration: 50 * time.Millisecond})
+	call, endCall := context.WithCancel(context.Background())
+	ctx, err := in.tap(call, nil)
+	require.NoError(t, err)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call's context did not end after max_request_duration")
+	}
+	assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+	_, err = in.tap(context.Background(), nil)
+	assert.Error(t, err, "the slot is held until the transport ends the call")
+	endCall()
+	assert.Eventually(t, func() bool {
+		c, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		_, err := in.tap(c, nil)
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
+// TestHTTPSlowBody: a body that stops arriving fails to read after
+// max_request_duration, and the slot is given back.
+func TestHTTPSlowBody(t *testing.T) {
+	in := newTestIntake(t, &Config{MaxInFlight: 1, MaxJSONDepth: 8, MaxRequestDuration: 200 * time.Millisecond})
+	wrap, err := in.GetHTTPHandler(context.Background())
+	require.NoError(t, err)
+	readErr := make(chan error, 2)
+	h, err := wrap(context.Background(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		readErr <- err
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = pw.Write([]byte(`{"resourceSpans":[`)) }() // and nothing more
+	req, err := http.NewRequest(http.MethodPost, srv.URL, pr)
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	go func() {
+		if resp, err := srv.Client().Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case err := <-readErr:
+		require.Error(t, err, "the stalled body's read fails")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stalled body was still being read after 5s")
+	}
+	resp, err := srv.Client().Post(srv.URL, "application/json", strings.NewReader("{}"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the slot is given back")
+	require.NoError(t, <-readErr)
+}
+
 func TestLifecycle(t *testing.T) {
 	f := NewFactory()
 	assert.Equal(t, metadata.Type, f.Type())
@@ -171,7 +238,7 @@ func TestLifecycle(t *testing.T) {
 // body, to be read against pdata's decoding of the same bytes.
 func BenchmarkDepthReader(b *testing.B) {
 	body := []byte(strings.Repeat(`{"key":"gen_ai.response.id","value":{"stringValue":"chatcmpl-1-2-AbCdEfGhIjKlMnOpQrSt \"quoted\""}},`, 20000))
-	in, err := newIntake(&Config{MaxInFlight: 1, MaxJSONDepth: 512}, componenttest.NewNopTelemetrySettings())
+	in, err := newIntake(&Config{MaxInFlight: 1, MaxJSONDepth: 512, MaxRequestDuration: time.Minute}, componenttest.NewNopTelemetrySettings())
 	require.NoError(b, err)
 	buf := make([]byte, 32<<10)
 	b.SetBytes(int64(len(body)))
