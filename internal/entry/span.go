@@ -178,7 +178,7 @@ func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
 	attrs.Range(func(k string, v pcommon.Value) bool {
 		switch {
 		case isMappedKey(k):
-		case len(m.cut) > 0 && slices.Contains(m.cut, q.sanitizeKey("", k)):
+		case len(m.cut) > 0 && m.isCut(q.sanitizeKey("", k)):
 			v.SetStr("")
 		default:
 			q.repairInPlace(v, 1)
@@ -465,8 +465,13 @@ type mapper struct {
 	problems []Problem
 
 	// What fromSpan did that Normalize must do to the span too.
-	dups bool     // a top-level key occurred twice
-	cut  []string // the attributes (repaired keys) emptied by cutEntry
+	dups bool                // a top-level key occurred twice
+	cut  map[string]struct{} // the attributes (repaired keys) emptied by cutEntry
+}
+
+func (m *mapper) isCut(key string) bool {
+	_, ok := m.cut[key]
+	return ok
 }
 
 func (m *mapper) add(p Problem) {
@@ -785,7 +790,10 @@ func (m *mapper) cutEntry(e *Entry, kvs []keyValue) {
 		if c.col != nil {
 			*c.col = ""
 		} else {
-			m.cut = append(m.cut, c.key)
+			if m.cut == nil {
+				m.cut = map[string]struct{}{}
+			}
+			m.cut[c.key] = struct{}{}
 		}
 	}
 	if size > m.maxEntry {
@@ -803,7 +811,7 @@ func (m *mapper) cutEntry(e *Entry, kvs []keyValue) {
 			}
 			buf = appendJSONString(buf, kv.key)
 			buf = append(buf, ':')
-			if slices.Contains(m.cut, kv.key) {
+			if m.isCut(kv.key) {
 				buf = append(buf, emptyJSON...)
 			} else {
 				buf = q.appendCanonical(buf, kv.key, kv.val, 1)
