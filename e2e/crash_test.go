@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +21,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
 // Every load request holds loadAuditSpans audit-tagged spans and
@@ -260,22 +261,16 @@ func checkLoadTrail(t *testing.T, trail []trailEntry, chainID string, results []
 
 // newestSegmentHasRecords reports whether the newest write-ahead log
 // segment in dir, the open batch's, whose entries no sealed batch holds,
-// holds any record: any byte that is not the zeros of preallocated space.
+// holds any record, whole or torn.
 func newestSegmentHasRecords(t *testing.T, dir string) bool {
 	t.Helper()
-	des, err := os.ReadDir(dir)
+	ids, err := wal.Chains(dir)
 	require.NoError(t, err)
-	var names []string
-	for _, de := range des {
-		if strings.HasSuffix(de.Name(), ".wal") {
-			names = append(names, de.Name())
-		}
-	}
-	require.NotEmpty(t, names, "the write-ahead log %s has an open segment", dir)
-	slices.Sort(names) // one chain: zero-padded first seqs sort by number
-	data, err := os.ReadFile(filepath.Join(dir, names[len(names)-1]))
+	require.Len(t, ids, 1, "the write-ahead log %s has an open segment, of one chain", dir)
+	segs, err := wal.Recover(dir, ids[0])
 	require.NoError(t, err)
-	return slices.ContainsFunc(data, func(b byte) bool { return b != 0 })
+	newest := segs[len(segs)-1]
+	return len(newest.Entries) > 0 || newest.Torn || newest.Corrupt != nil
 }
 
 const (
