@@ -183,11 +183,80 @@ func TestHostileInputBoundedMemory(t *testing.T) {
 	assert.EqualValues(t, accepted.Load()+1, rep.Entries, "the trail holds every acknowledged audit span, and nothing refused")
 }
 
+// TestStalledClientsLoseTheirPlace: clients that take every place in the
+// receiver and then stall (an HTTP body that stops arriving, a gRPC call
+// whose message never comes) hold it for max_request_duration, not for
+// good. The embedded default, with max_in_flight 4 and max_request_duration
+// 5s.
+func TestStalledClientsLoseTheirPlace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	grpcAddr, httpAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	cfg := defaultConfigOn(t, grpcAddr, httpAddr, metricsAddr,
+		"max_in_flight: 8", "max_in_flight: 4", "max_request_duration: 30s", "max_request_duration: 5s")
+	p := startProcess(t, collectorBin, cfg, t.TempDir(), nil)
+	p.waitListening(t, grpcAddr, httpAddr, metricsAddr)
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	require.NoError(t, err)
+	defer conn.Close()
+	const export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+	// Two HTTP requests whose body stops after its first bytes, two gRPC
+	// calls that send their headers and nothing more.
+	var stalledHTTP []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", httpAddr)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = fmt.Fprintf(c, "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n\x0a")
+		require.NoError(t, err)
+		stalledHTTP = append(stalledHTTP, c)
+	}
+	var stalledGRPC []grpc.ClientStream
+	for range 2 {
+		cs, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, export)
+		require.NoError(t, err)
+		stalledGRPC = append(stalledGRPC, cs)
+	}
+	one := auditSpanRequest(t, "behind-the-stalled")
+	started := time.Now()
+	var last error
+	if !assert.Eventually(t, func() bool {
+		last = conn.Invoke(ctx, export, one, new([]byte))
+		return status.Code(last) == codes.Unavailable
+	}, 4*time.Second, 20*time.Millisecond) {
+		t.Fatalf("the stalled clients do not hold every place: a request got %v", last)
+	}
+	refusedAt := time.Since(started)
+
+	// Within max_request_duration and a little, the places are free again.
+	require.Eventually(t, func() bool {
+		return conn.Invoke(ctx, export, one, new([]byte)) == nil
+	}, 20*time.Second, 100*time.Millisecond, "a normal request gets through once the stalled ones are cut")
+	t.Logf("refused %v after the stalled clients came, accepted after %v", refusedAt, time.Since(started))
+	code, body := postRaw(t, ctx, httpAddr, "application/x-protobuf", one)
+	assert.Equal(t, http.StatusOK, code, "%s", body)
+
+	// The collector closed the stalled HTTP connections and ended the
+	// stalled calls.
+	for _, c := range stalledHTTP {
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+		_, err := io.ReadAll(c)
+		assert.NoError(t, err, "the connection is closed (EOF), not left open")
+	}
+	for _, cs := range stalledGRPC {
+		err := cs.RecvMsg(new([]byte))
+		assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+	}
+}
+
 // defaultConfigOn writes testdata/agentaudit.yaml with its OTLP endpoints
-// on grpcAddr and httpAddr and its own metrics on metricsAddr, and returns
-// its path. HOSTILE_CONFIG names another configuration of the same shape to
+// on grpcAddr and httpAddr and its own metrics on metricsAddr and returns
+// its path, after replacing each replace[i] by replace[i+1] once.
+// HOSTILE_CONFIG names another configuration of the same shape to
 // measure instead (docs/PERFORMANCE.md measures the former default so).
-func defaultConfigOn(t *testing.T, grpcAddr, httpAddr, metricsAddr string) string {
+func defaultConfigOn(t *testing.T, grpcAddr, httpAddr, metricsAddr string, replace ...string) string {
 	t.Helper()
 	src := filepath.Join("..", "testdata", "agentaudit.yaml")
 	if v := os.Getenv("HOSTILE_CONFIG"); v != "" {
@@ -202,6 +271,10 @@ func defaultConfigOn(t *testing.T, grpcAddr, httpAddr, metricsAddr string) strin
 		"endpoint: 127.0.0.1:4318", "endpoint: "+httpAddr,
 		"\nservice:\n", fmt.Sprintf("\nservice:\n  telemetry:\n    metrics:\n      readers:\n        - pull:\n            exporter:\n              prometheus:\n                host: %s\n                port: %s\n", host, port),
 	).Replace(string(raw))
+	for i := 0; i+1 < len(replace); i += 2 {
+		require.Contains(t, cfg, replace[i])
+		cfg = strings.Replace(cfg, replace[i], replace[i+1], 1)
+	}
 	require.Equal(t, 1, strings.Count(cfg, grpcAddr), "testdata/agentaudit.yaml no longer listens on 127.0.0.1:4317")
 	require.Equal(t, 1, strings.Count(cfg, httpAddr), "testdata/agentaudit.yaml no longer listens on 127.0.0.1:4318")
 	path := filepath.Join(t.TempDir(), "agentaudit.yaml")

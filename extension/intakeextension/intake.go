@@ -88,17 +88,21 @@ func (in *intake) GetHTTPHandler(context.Context) (extensionmiddleware.WrapHTTPH
 	return func(_ context.Context, next http.Handler) (http.Handler, error) {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !in.acquire() {
+				// Close the connection rather than wait for the unread
+				// body: net/http would read up to 256 KiB of it, for as
+				// long as the client takes.
+				w.Header().Set("Connection", "close")
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 				w.Header().Set("Retry-After", fmt.Sprint(int(retryAfter/time.Second)))
 				http.Error(w, in.busy.Message(), http.StatusServiceUnavailable)
 				return
 			}
 			defer in.release()
 			// The slot is held until the handler returns: bound the time
-			// the body may take to arrive, and the handler's context.
-			rc := http.NewResponseController(w)
-			if err := rc.SetReadDeadline(time.Now().Add(in.maxDuration)); err == nil {
-				defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
-			}
+			// the body may take to arrive, and the handler's context. The
+			// deadline stays for net/http's read of what the handler left
+			// unread; net/http sets its own before the next request.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.maxDuration))
 			ctx, cancel := context.WithTimeout(r.Context(), in.maxDuration)
 			defer cancel()
 			r = r.WithContext(ctx)
