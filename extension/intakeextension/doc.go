@@ -5,7 +5,10 @@
 //   - At most max_in_flight requests (HTTP and gRPC together) are in the
 //     receiver at once; one more is refused before its body is read, with
 //     HTTP 503 and Retry-After or gRPC UNAVAILABLE with RetryInfo, which
-//     OTLP clients retry.
+//     OTLP clients retry. A request holds its place at most
+//     max_request_duration: past it, its HTTP body's read fails (and the
+//     connection is closed) or its gRPC call ends, so that slow or stalled
+//     clients cannot keep the places for good.
 //   - An OTLP/JSON body that nests deeper than max_json_depth is refused with
 //     HTTP 400 as it streams in, before pdata's JSON decoder sees it: that
 //     decoder recurses once per level without a limit (about 0.4 KiB of
