@@ -409,14 +409,14 @@ func httpResult(code int, body string) error {
 }
 
 // retryable reports whether err is a refusal an OTLP client retries: gRPC
-// UNAVAILABLE or RESOURCE_EXHAUSTED, HTTP 503 or 429.
+// UNAVAILABLE, HTTP 503 or 429. (RESOURCE_EXHAUSTED is retried only with
+// RetryInfo; neither the collector nor agentaudit sends it so.)
 func retryable(err error) bool {
 	var he *httpStatusError
 	if errors.As(err, &he) {
 		return he.code == http.StatusServiceUnavailable || he.code == http.StatusTooManyRequests
 	}
-	st, ok := status.FromError(err)
-	return ok && (st.Code() == codes.Unavailable || st.Code() == codes.ResourceExhausted)
+	return status.Code(err) == codes.Unavailable
 }
 
 // deepJSONRequest is an OTLP/JSON request of one audit-tagged span whose
