@@ -623,3 +623,49 @@ func TestStartRemovesTemporaryFiles(t *testing.T) {
 		assert.FileExists(t, p)
 	}
 }
+
+// TestCorruptSegmentOfStoredEntriesIsRetired: a segment that rotted after
+// its batch was stored (a crash came between the two) holds nothing the
+// trail lacks: the start checks what it can read against the store, keeps
+// the file under lost/ and goes on.
+func TestCorruptSegmentOfStoredEntriesIsRetired(t *testing.T) {
+	mem := store.NewMemory()
+	cfg := testConfig(t)
+	ctx := context.Background()
+	exp, te := newTestExporter(t, cfg, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(8, "stored"))) // 4 entries, one batch
+	require.Eventually(t, func() bool { return exp.tel.queued.Load() == 0 }, 10*time.Second, 5*time.Millisecond)
+	crash(t, exp)
+
+	// The stored batch's segment, left behind, then rotted.
+	walDir := filepath.Join(cfg.Spool.Directory, "wal")
+	stored := readTrail(t, mem, "collector-1")
+	require.Len(t, stored, 4)
+	seg := filepath.Join(walDir, wal.SegmentName("collector-1", 0))
+	_ = os.Remove(seg) // if the writer had not removed it yet
+	l, err := wal.Open(walDir, "collector-1", 0)
+	require.NoError(t, err)
+	for i := range stored {
+		l.Append(&stored[i])
+	}
+	require.NoError(t, l.Close())
+	data, err := os.ReadFile(seg)
+	require.NoError(t, err)
+	data[len(data)/2] ^= 0x08
+	require.NoError(t, os.WriteFile(seg, data, 0o640))
+	segs, err := wal.Recover(walDir, "collector-1")
+	require.NoError(t, err)
+	require.NotNil(t, segs[0].Corrupt)
+	require.Equal(t, int64(4), segs[1].FirstSeq, "the open segment after it starts at the head")
+
+	_, te = newTestExporter(t, cfg, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(2, "after")))
+	require.NoError(t, te.Shutdown(ctx))
+	assert.Len(t, readTrail(t, mem, "collector-1"), 5)
+	assert.NoFileExists(t, seg)
+	kept, err := os.ReadFile(filepath.Join(walDir, wal.LostDir, wal.SegmentName("collector-1", 0)))
+	require.NoError(t, err)
+	assert.Equal(t, data, kept)
+}

@@ -391,7 +391,12 @@ func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.He
 		return fmt.Errorf("%s; nothing was changed on disk: stop, keep a copy of %s, and see the README's \"Recovery\"",
 			fmt.Sprintf(format, args...), e.cfg.Spool.Directory)
 	}
-	if k := slices.IndexFunc(segs, func(s wal.Segment) bool { return s.Corrupt != nil }); k >= 0 {
+	// A corrupt segment followed by one that starts at or below the head
+	// holds only entries already in a durable batch (a crash came between
+	// storing its batch and removing it): nothing of it is lost. It is
+	// checked against the store like any other and then kept under lost/.
+	redundant := func(i int) bool { return i+1 < len(segs) && segs[i+1].FirstSeq <= head.Size }
+	if k := slices.IndexFunc(segs, func(s wal.Segment) bool { return s.Corrupt != nil }); k >= 0 && !redundant(k) {
 		acc, err := wal.ReadAcceptance(dir, e.cfg.ChainID)
 		switch {
 		case err != nil:
@@ -426,15 +431,16 @@ func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.He
 		}
 	}
 	type plan struct {
-		rest  []entry.Entry // entries at or after head
-		check bool          // entries below head, checked against the store
-		keep  bool          // the store could not be asked: leave the file
+		rest   []entry.Entry // entries at or after head
+		keep   bool          // the store could not be asked: leave the file
+		retire bool          // corrupt, but all in the store: keep it under lost/
 	}
 	plans := make([]plan, len(segs))
 	for i, seg := range segs {
-		if seg.Corrupt != nil {
+		if seg.Corrupt != nil && !redundant(i) {
 			return chain.Head{}, refuse("%v", seg.Corrupt)
 		}
+		plans[i].retire = seg.Corrupt != nil
 		path := filepath.Join(dir, seg.Name)
 		p := &plans[i]
 		below := 0
@@ -446,7 +452,7 @@ func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.He
 			last := seg.Entries[below-1]
 			stored, where, err := e.storedHash(ctx, st, last.Seq)
 			switch {
-			case err != nil && st.offline != nil:
+			case err != nil && st.offline != nil && len(p.rest) == 0:
 				// Checked at the next start, with the store.
 				p.keep = true
 				e.logger.Warn("Cannot check write-ahead log entries against the store, which is unavailable; the segment is left in place",
@@ -486,6 +492,14 @@ func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.He
 			if err := wal.Truncate(dir, seg.Name, seg.ValidBytes); err != nil {
 				return chain.Head{}, err
 			}
+		}
+		if p.retire {
+			e.logger.Warn("A corrupt write-ahead log segment holds only entries the store has; it is kept under the log's lost directory",
+				zap.Error(seg.Corrupt))
+			if err := wal.Retire(dir, seg.Name); err != nil {
+				return chain.Head{}, err
+			}
+			continue
 		}
 		if len(p.rest) == 0 {
 			if err := os.Remove(path); err != nil {

@@ -277,6 +277,30 @@ func FinishReplace(dir, chainID string) error {
 	return nil
 }
 
+// Retire moves the segment name of dir into dir/lost (LostDir), where it
+// is kept and never read again, and fsyncs both directories. A name taken
+// there by an earlier retirement gets a numeric suffix.
+func Retire(dir, name string) error {
+	lost := filepath.Join(dir, LostDir)
+	if err := os.MkdirAll(lost, 0o750); err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	target := filepath.Join(lost, name)
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		target = filepath.Join(lost, name+"."+strconv.Itoa(i))
+	}
+	if err := os.Rename(filepath.Join(dir, name), target); err != nil {
+		return fmt.Errorf("wal: retiring %s: %w", filepath.Join(dir, name), err)
+	}
+	if err := syncDir(lost); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
 // Chains returns the chain ids of the segments in dir, sorted.
 func Chains(dir string) ([]string, error) {
 	des, err := os.ReadDir(dir)
