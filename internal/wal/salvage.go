@@ -112,7 +112,8 @@ func Salvage(path, chainID string, from int64) ([]entry.Entry, error) {
 		hs, ms = headerSize, markSize
 	}
 	var out []entry.Entry
-	for off := int(from) + 1; off+hs+ms <= len(data); off++ {
+	// From the refused record itself: a whole one of the wrong seq, say.
+	for off := int(from); off+hs+ms <= len(data); off++ {
 		rest := data[off:]
 		if v2 && crc32.Checksum(rest[:8], castagnoli) != binary.LittleEndian.Uint32(rest[8:12]) {
 			continue
@@ -200,6 +201,11 @@ func Replace(dir, chainID string, firstSeq int64, acc *Acceptance, entries []ent
 	if err := os.MkdirAll(lost, 0o750); err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
+	for _, d := range []string{filepath.Dir(lost), dir} {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
 	// The acceptance goes last: while it is in dir, the move is not done.
 	for _, name := range append(segments, AcceptanceName(chainID)) {
 		if err := os.Rename(filepath.Join(dir, name), filepath.Join(lost, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -218,9 +224,15 @@ func Replace(dir, chainID string, firstSeq int64, acc *Acceptance, entries []ent
 const replaceSuffix = ".walreplace"
 
 func finishReplace(dir, tmp, name string) error {
-	// A link, unlike a rename, never replaces a segment.
-	if err := os.Link(tmp, filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("wal: %w", err)
+	// A link, unlike a rename, never replaces a segment. One that is there
+	// already is this link, made before a crash.
+	final := filepath.Join(dir, name)
+	if err := os.Link(tmp, final); err != nil {
+		a, aerr := os.Stat(tmp)
+		b, berr := os.Stat(final)
+		if !errors.Is(err, fs.ErrExist) || aerr != nil || berr != nil || !os.SameFile(a, b) {
+			return fmt.Errorf("wal: %w", err)
+		}
 	}
 	if err := os.Remove(tmp); err != nil {
 		return fmt.Errorf("wal: %w", err)
@@ -265,6 +277,9 @@ func FinishReplace(dir, chainID string) error {
 			if err := os.Rename(filepath.Join(lost, m.Name()), filepath.Join(dir, m.Name())); err != nil {
 				return fmt.Errorf("wal: undoing an interrupted replacement: %w", err)
 			}
+		}
+		if err := syncDir(dir); err != nil {
+			return err
 		}
 		if err := os.Remove(tmp); err != nil {
 			return fmt.Errorf("wal: %w", err)

@@ -131,6 +131,22 @@ func TestReplace(t *testing.T) {
 		assert.NotNil(t, a, "the acceptance stays, for the next try")
 	})
 
+	t.Run("interrupted after the new segment was linked", func(t *testing.T) {
+		dir := setUp(t)
+		tmp := filepath.Join(dir, ".c-00000000000000000000-100000000000"+replaceSuffix)
+		require.NoError(t, os.MkdirAll(lost(dir), 0o750))
+		for _, name := range []string{SegmentName("c", 0), SegmentName("c", 5), AcceptanceName("c")} {
+			require.NoError(t, os.Rename(filepath.Join(dir, name), filepath.Join(lost(dir), name)))
+		}
+		require.NoError(t, os.WriteFile(tmp, []byte("new"), 0o640))
+		require.NoError(t, os.Link(tmp, filepath.Join(dir, SegmentName("c", 0))))
+		require.NoError(t, FinishReplace(dir, "c"))
+		assert.NoFileExists(t, tmp)
+		got, err := os.ReadFile(filepath.Join(dir, SegmentName("c", 0)))
+		require.NoError(t, err)
+		assert.Equal(t, "new", string(got))
+	})
+
 	t.Run("interrupted after the acceptance moved", func(t *testing.T) {
 		dir := setUp(t)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, ".c-00000000000000000000-100000000000"+replaceSuffix), []byte("new"), 0o640))

@@ -51,7 +51,9 @@
 // Segments written by agentaudit before format 2 have no magic number and
 // records of 8-byte headers (length, CRC-32C of payload) and no commit
 // mark; Recover still reads them, and tells a torn tail by its declared
-// length alone.
+// length alone. They are told apart by their first record, which begins
+// with the canonical encoding's format tag: a segment that begins with
+// neither is a format 2 segment whose magic was damaged, and corrupt.
 //
 // Segments are preallocated: a background goroutine writes the next
 // segment's expected size in zeros and fsyncs it before the segment is
@@ -638,6 +640,22 @@ func Truncate(dir, name string, n int64) error {
 	return nil
 }
 
+// v1Start is how every segment of format 1 begins after its first
+// record's 8-byte header: the canonical encoding's format tag.
+var v1Start = []byte(fmt.Sprintf("%d:%s", len(chain.FormatTag), chain.FormatTag))
+
+// isV1 reports whether data is a segment of format 1: it begins with a
+// record header and an entry's canonical encoding, or with as much of them
+// as a crash let through.
+func isV1(data []byte) bool {
+	if len(data) <= headerSizeV1 {
+		return true
+	}
+	rest := data[headerSizeV1:]
+	n := min(len(rest), len(v1Start))
+	return bytes.Equal(rest[:n], v1Start[:n])
+}
+
 // parsed is what parse found in a segment.
 type parsed struct {
 	entries []entry.Entry
@@ -654,15 +672,25 @@ type parsed struct {
 // has seq first, until the first invalid byte, and says what is there.
 func parse(data []byte, chainID string, first int64) parsed {
 	var p parsed
-	v2 := bytes.HasPrefix(data, []byte(magic))
-	hs, ms, off := headerSizeV1, 0, 0
-	if v2 {
-		hs, ms, off = headerSize, markSize, len(magic)
-	}
 	// z is where the trailing zeros begin: the end of what was written.
 	z := len(data)
 	for z > 0 && data[z-1] == 0 {
 		z--
+	}
+	v2 := bytes.HasPrefix(data, []byte(magic))
+	hs, ms, off := headerSizeV1, 0, 0
+	switch {
+	case v2:
+		hs, ms, off = headerSize, markSize, len(magic)
+	case z <= len(magic) && bytes.HasPrefix([]byte(magic), data[:z]):
+		// Nothing but (part of) the magic was written: it goes to disk
+		// with the first group commit.
+		return p
+	case !isV1(data[:z]):
+		// A damaged magic must not make a segment of format 2 read as
+		// one of format 1, whose rules are weaker.
+		p.why = "segment begins with neither the magic number nor a record of format 1"
+		return p
 	}
 	for {
 		p.valid = int64(off)

@@ -227,6 +227,44 @@ func written(t *testing.T, path string, first int64) []byte {
 	return data
 }
 
+// TestEveryByteValue sets every byte of a segment of three records,
+// magic included, to every other value in turn: the records before it are
+// kept, and nothing is ever taken for a torn tail but the one damage no
+// format can tell from a cut, the last byte of the newest record zeroed.
+func TestEveryByteValue(t *testing.T) {
+	want := entries(chain.New("c", chain.Genesis()), 3)
+	data := []byte(magic)
+	var ends []int
+	for i := range want {
+		data = appendRecord(data, chain.AppendCanonical(nil, &want[i]))
+		ends = append(ends, len(data))
+	}
+	require.Empty(t, parse(data, "c", 0).why)
+	mod := append([]byte{}, data...)
+	torn := 0
+	for i := range data {
+		before := 0 // records that end before byte i, which must be kept
+		for before < len(ends) && ends[before] <= i {
+			before++
+		}
+		for v := range 256 {
+			if byte(v) == data[i] {
+				continue
+			}
+			mod[i] = byte(v)
+			p := parse(mod, "c", 0)
+			require.NotEmpty(t, p.why, "byte %d = %#x goes unnoticed", i, v)
+			require.GreaterOrEqual(t, len(p.entries), before, "byte %d = %#x: a record before it is lost", i, v)
+			if p.torn {
+				torn++
+				require.Equal(t, []int{len(data) - 1, 0}, []int{i, v}, "byte %d = %#x is taken for a torn tail", i, v)
+			}
+		}
+		mod[i] = data[i]
+	}
+	assert.Equal(t, 1, torn)
+}
+
 func zero(b []byte, i, n int) []byte {
 	out := append([]byte{}, b...)
 	clear(out[i : i+n])
