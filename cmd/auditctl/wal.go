@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/agentaudit/agentaudit/internal/spoollock"
 	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
@@ -27,6 +28,8 @@ type lossReport struct {
 	Segment    string `json:"segment"`
 	Offset     int64  `json:"offset"`
 	Corruption string `json:"corruption"`
+	// Also are the later corrupt segments the acceptance covers too.
+	Also []wal.Damage `json:"also,omitempty"`
 	// IntactThrough is the seq of the last entry before the damage (-1 when
 	// none is in the log).
 	IntactThrough int64 `json:"intact_through_seq"`
@@ -35,9 +38,12 @@ type lossReport struct {
 	Readable      int    `json:"readable_after_damage"`
 	ReadableFirst *int64 `json:"readable_first_seq,omitempty"`
 	ReadableLast  *int64 `json:"readable_last_seq,omitempty"`
-	Acceptance    string `json:"acceptance"`
-	AcceptedBy    string `json:"accepted_by"`
-	Reason        string `json:"reason"`
+	// Lost are the seq ranges [first, last] missing before and between
+	// the readable ones; with none readable, every seq after IntactThrough.
+	Lost       [][2]int64 `json:"lost,omitempty"`
+	Acceptance string     `json:"acceptance"`
+	AcceptedBy string     `json:"accepted_by"`
+	Reason     string     `json:"reason"`
 }
 
 func runWAL(_ context.Context, args []string, stdout, stderr io.Writer) int {
@@ -59,6 +65,18 @@ func runWAL(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	dir := filepath.Join(fs.Arg(0), "wal")
+	// The collector refuses to start on a corrupt log, so it is not
+	// running: make sure.
+	lock, err := spoollock.Acquire(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "auditctl wal accept-loss: the spool directory %v\n", err)
+		return exitError
+	}
+	defer lock.Release()
+	if pending, err := wal.ReplacePending(dir); err != nil || pending {
+		fmt.Fprintf(stderr, "auditctl wal accept-loss: %s holds a salvage a crash interrupted (%v): start the collector once to complete it\n", dir, err)
+		return exitError
+	}
 	chains, err := wal.Chains(dir)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditctl wal accept-loss: %v\n", err)
@@ -82,22 +100,21 @@ func runWAL(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			if n := len(s.Entries); n > 0 {
 				r.IntactThrough = s.Entries[n-1].Seq
 			}
-			// What the collector will find after the damage, each seq once.
+			for _, later := range segs[i+1:] {
+				if later.Corrupt != nil {
+					r.Also = append(r.Also, wal.Damage{Segment: later.Name, Offset: later.Corrupt.Offset})
+				}
+			}
+			// What the collector will find after the damage.
 			after, err := wal.AfterDamage(dir, id, segs[i:])
 			if err != nil {
 				fmt.Fprintf(stderr, "auditctl wal accept-loss: %v\n", err)
 				return exitError
 			}
-			last := r.IntactThrough
-			for _, e := range after {
-				if seq := e.Seq; seq > last {
-					if r.ReadableFirst == nil {
-						r.ReadableFirst = &seq
-					}
-					r.ReadableLast = &seq
-					r.Readable++
-					last = seq
-				}
+			kept, lost := wal.Survivors(after, r.IntactThrough)
+			r.Readable, r.Lost = len(kept), lost
+			if len(kept) > 0 {
+				r.ReadableFirst, r.ReadableLast = &kept[0].Seq, &kept[len(kept)-1].Seq
 			}
 			found = append(found, r)
 			break
@@ -114,7 +131,7 @@ func runWAL(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	r := found[0]
 	r.AcceptedBy, r.Reason = *by, *reason
 	r.Acceptance = filepath.Join(dir, wal.AcceptanceName(r.ChainID))
-	acc := wal.Acceptance{Segment: r.Segment, Offset: r.Offset, Corruption: r.Corruption, By: *by, Reason: *reason, At: time.Now().UTC()}
+	acc := wal.Acceptance{Segment: r.Segment, Offset: r.Offset, Corruption: r.Corruption, Also: r.Also, By: *by, Reason: *reason, At: time.Now().UTC()}
 	if _, err := os.Lstat(r.Acceptance); err == nil {
 		fmt.Fprintf(stderr, "auditctl wal accept-loss: %s exists: a loss was accepted already and the collector has not applied it yet\n", r.Acceptance)
 		return exitError
@@ -130,15 +147,18 @@ func runWAL(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitIntact
 	}
 	fmt.Fprintf(stdout, "chain %s: %s is corrupt at byte offset %d: %s\n", r.ChainID, filepath.Join(dir, r.Segment), r.Offset, r.Corruption)
+	for _, d := range r.Also {
+		fmt.Fprintf(stdout, "chain %s: %s is corrupt too, at byte offset %d\n", r.ChainID, filepath.Join(dir, d.Segment), d.Offset)
+	}
 	if r.IntactThrough >= 0 {
 		fmt.Fprintf(stdout, "intact: every entry through seq %d\n", r.IntactThrough)
+	}
+	for _, l := range r.Lost {
+		fmt.Fprintf(stdout, "lost: seq %d to %d\n", l[0], l[1])
 	}
 	if r.Readable == 0 {
 		fmt.Fprintf(stdout, "lost: seq %d and every later entry the log held\n", r.IntactThrough+1)
 	} else {
-		if *r.ReadableFirst > r.IntactThrough+1 {
-			fmt.Fprintf(stdout, "lost: seq %d to %d\n", r.IntactThrough+1, *r.ReadableFirst-1)
-		}
 		fmt.Fprintf(stdout, "readable after the damage: %d entries, seq %d to %d (renumbered after the loss entry)\n", r.Readable, *r.ReadableFirst, *r.ReadableLast)
 	}
 	fmt.Fprintf(stdout, "accepted by %s: %s\nrestart the collector: it records the loss in the trail as an agentaudit.loss entry and keeps the damaged files under %s\n",

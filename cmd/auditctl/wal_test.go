@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/spoollock"
 	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
@@ -90,4 +91,18 @@ func TestWALAcceptLoss(t *testing.T) {
 	assert.Equal(t, 2, r.Readable)
 	assert.Equal(t, int64(4), *r.ReadableFirst)
 	assert.Equal(t, int64(5), *r.ReadableLast)
+}
+
+// TestWALAcceptLossRefusesARunningCollectorsSpool: accept-loss changes
+// nothing in a spool whose lock another process holds.
+func TestWALAcceptLossRefusesARunningCollectorsSpool(t *testing.T) {
+	spool := t.TempDir()
+	l, err := spoollock.Acquire(spool)
+	require.NoError(t, err)
+	defer l.Release()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"wal", "accept-loss", "--by", "ops", "--reason", "r", spool}, &out, &errOut, false)
+	assert.Equal(t, exitError, code)
+	assert.Contains(t, errOut.String(), "is in use by another collector")
+	assert.NoFileExists(t, filepath.Join(spool, "wal", wal.AcceptanceName("replica-a")))
 }

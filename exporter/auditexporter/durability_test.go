@@ -38,7 +38,7 @@ func crash(t *testing.T, e *auditExporter) {
 	close(e.abort)
 	e.wg.Wait()
 	_ = e.tel.registration.Unregister()
-	e.lock.unlock() // as the kernel releases a dead process's locks
+	e.lock.Release() // as the kernel releases a dead process's locks
 }
 
 func TestAcknowledgedEntriesSurviveACrash(t *testing.T) {
@@ -540,7 +540,7 @@ func TestAcceptedLossIsRecordedInTheTrail(t *testing.T) {
 	require.NoError(t, wal.WriteAcceptance(walDir, "collector-1", acc))
 	_, te = newTestExporter(t, cfg, mem)
 	err = te.Start(ctx, componenttest.NewNopHost())
-	require.ErrorContains(t, err, "accepts a loss in "+name+fmt.Sprintf(" at byte offset %d, not this one", 8+rec+1))
+	require.ErrorContains(t, err, "accepts a loss in "+name+fmt.Sprintf(" at byte offset %d (and 0 more), not the damage found now", 8+rec+1))
 	require.NoError(t, te.Shutdown(ctx))
 	require.NoError(t, os.Remove(filepath.Join(walDir, wal.AcceptanceName("collector-1"))))
 
@@ -668,4 +668,93 @@ func TestCorruptSegmentOfStoredEntriesIsRetired(t *testing.T) {
 	kept, err := os.ReadFile(filepath.Join(walDir, wal.LostDir, wal.SegmentName("collector-1", 0)))
 	require.NoError(t, err)
 	assert.Equal(t, data, kept)
+}
+
+// TestAcceptedLossCoversEveryDamage: an acceptance names every corrupt
+// segment; the salvage then reads past each, and the loss entry lists every
+// seq lost.
+func TestAcceptedLossCoversEveryDamage(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	walDir := filepath.Join(cfg.Spool.Directory, "wal")
+	want := writeLog(t, walDir, 6) // seq 0 and 1, then 2 to 5
+	segs, err := wal.Recover(walDir, "collector-1")
+	require.NoError(t, err)
+	// Seq 1 (the older segment's second record) and seq 4 (the newest's
+	// third) rot.
+	rot := func(name string, recs, i int) int64 {
+		path := filepath.Join(walDir, name)
+		data, err := os.ReadFile(path)
+		require.NoError(t, err)
+		var valid int64
+		for _, s := range segs {
+			if s.Name == name {
+				valid = s.ValidBytes
+			}
+		}
+		rec := (int(valid) - 8) / recs
+		data[8+i*rec+40] ^= 0x10
+		require.NoError(t, os.WriteFile(path, data, 0o640))
+		return int64(8 + i*rec)
+	}
+	older, newest := wal.SegmentName("collector-1", 0), wal.SegmentName("collector-1", 2)
+	acc := wal.Acceptance{Segment: older, Offset: rot(older, 2, 1), By: "ops", Reason: "two bad sectors", At: t0}
+	also := wal.Damage{Segment: newest, Offset: rot(newest, 4, 2)}
+
+	require.NoError(t, wal.WriteAcceptance(walDir, "collector-1", acc))
+	mem := store.NewMemory()
+	_, te := newTestExporter(t, cfg, mem)
+	err = te.Start(ctx, componenttest.NewNopHost())
+	require.ErrorContains(t, err, "(and 0 more), not the damage found now", "an acceptance of the first damage only covers nothing")
+	require.NoError(t, te.Shutdown(ctx))
+	require.NoError(t, os.Remove(filepath.Join(walDir, wal.AcceptanceName("collector-1"))))
+
+	acc.Also = []wal.Damage{also}
+	require.NoError(t, wal.WriteAcceptance(walDir, "collector-1", acc))
+	_, te = newTestExporter(t, cfg, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.Shutdown(ctx))
+	got := readTrail(t, mem, "collector-1")
+	require.Len(t, got, 5)
+	assert.Equal(t, want[0], got[0])
+	assert.Equal(t, entry.ActionLoss, got[1].ActionType)
+	assert.Equal(t, "lost seq 1, 4; seq 2 to 5 renumbered 2 to 4", got[1].Result)
+	for i, seq := range []int{2, 3, 5} {
+		assert.Equal(t, want[seq].ExecutionID, got[2+i].ExecutionID)
+	}
+}
+
+// TestAcceptedLossChangesNothingWhenAStartIsRefused: the salvage replaces
+// the damaged files only once every other check has passed; a start refused
+// for another reason (here a gap before the log) leaves the log, the
+// acceptance and all, as it was.
+func TestAcceptedLossChangesNothingWhenAStartIsRefused(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	walDir := filepath.Join(cfg.Spool.Directory, "wal")
+	c := chain.New("collector-1", chain.Head{Size: 5, Hash: chain.GenesisHash})
+	l, err := wal.Open(walDir, "collector-1", 5)
+	require.NoError(t, err)
+	for i := range 3 {
+		e := entry.Entry{TraceID: "00", SpanID: "00", Attributes: "{}", ExecutionID: fmt.Sprint(i)}
+		c.Append(&e)
+		l.Append(&e)
+	}
+	require.NoError(t, l.Close())
+	name := wal.SegmentName("collector-1", 5)
+	data, err := os.ReadFile(filepath.Join(walDir, name))
+	require.NoError(t, err)
+	data[len(data)-10] ^= 0x01 // the last record's payload
+	require.NoError(t, os.WriteFile(filepath.Join(walDir, name), data, 0o640))
+	segs, err := wal.Recover(walDir, "collector-1")
+	require.NoError(t, err)
+	require.NotNil(t, segs[0].Corrupt)
+	require.NoError(t, wal.WriteAcceptance(walDir, "collector-1", wal.Acceptance{Segment: name, Offset: segs[0].Corrupt.Offset, By: "ops", Reason: "r", At: t0}))
+	before := readDir(t, walDir)
+
+	_, te := newTestExporter(t, cfg, store.NewMemory())
+	err = te.Start(ctx, componenttest.NewNopHost())
+	require.ErrorContains(t, err, "entries 0 to 4 are missing")
+	require.NoError(t, te.Shutdown(ctx))
+	assert.Equal(t, before, readDir(t, walDir), "nothing moved, the acceptance is still there")
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/spoollock"
 	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/wal"
 )
@@ -140,10 +141,10 @@ type auditExporter struct {
 
 	host       component.Host
 	reportOnce sync.Once
-	signer     note.Signer // signs a checkpoint after each batch
-	vkey       string      // its verifier key, published beside the trail
-	mirror     *store.FS   // a second place for checkpoints, or nil
-	lock       *spoolLock  // held from start to shutdown
+	signer     note.Signer     // signs a checkpoint after each batch
+	vkey       string          // its verifier key, published beside the trail
+	mirror     *store.FS       // a second place for checkpoints, or nil
+	lock       *spoollock.Lock // held from start to shutdown
 
 	mu      sync.Mutex
 	chain   *chain.Chain
@@ -197,13 +198,13 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 func (e *auditExporter) start(ctx context.Context, host component.Host) (err error) {
 	e.host = host
 	// One writer per spool, before anything in it is read.
-	lock, err := lockSpool(e.cfg.Spool.Directory)
+	lock, err := spoollock.Acquire(e.cfg.Spool.Directory)
 	if err != nil {
-		return fmt.Errorf("agentaudit exporter: %w", err)
+		return fmt.Errorf("agentaudit exporter: spool: \"directory\" %w", err)
 	}
 	defer func() {
 		if err != nil {
-			lock.unlock()
+			lock.Release()
 		}
 	}()
 	st, err := e.open(ctx, e.cfg)
@@ -396,17 +397,28 @@ func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.He
 	// storing its batch and removing it): nothing of it is lost. It is
 	// checked against the store like any other and then kept under lost/.
 	redundant := func(i int) bool { return i+1 < len(segs) && segs[i+1].FirstSeq <= head.Size }
-	if k := slices.IndexFunc(segs, func(s wal.Segment) bool { return s.Corrupt != nil }); k >= 0 && !redundant(k) {
-		acc, err := wal.ReadAcceptance(dir, e.cfg.ChainID)
-		switch {
-		case err != nil:
-			return chain.Head{}, refuse("%v; %v", segs[k].Corrupt, err)
-		case acc == nil:
-			return chain.Head{}, refuse("%v; to record the loss in the trail and go on, run auditctl wal accept-loss %s", segs[k].Corrupt, e.cfg.Spool.Directory)
-		case acc.Segment != segs[k].Name || acc.Offset != segs[k].Corrupt.Offset:
-			return chain.Head{}, refuse("%v; %s accepts a loss in %s at byte offset %d, not this one",
-				segs[k].Corrupt, filepath.Join(dir, wal.AcceptanceName(e.cfg.ChainID)), acc.Segment, acc.Offset)
-		}
+	acc, err := wal.ReadAcceptance(dir, e.cfg.ChainID)
+	if err != nil {
+		return chain.Head{}, err
+	}
+	// With the operator's acceptance, the first corrupt segment and those
+	// after it give way to one of what can still be read (salvage), but
+	// only once every check below has passed.
+	var replace *salvaged
+	k := slices.IndexFunc(segs, func(s wal.Segment) bool { return s.Corrupt != nil })
+	if k >= 0 && redundant(k) {
+		k = -1
+	}
+	switch {
+	case k >= 0 && acc == nil:
+		return chain.Head{}, refuse("%v; to record the loss in the trail and go on, run auditctl wal accept-loss %s", segs[k].Corrupt, e.cfg.Spool.Directory)
+	case k >= 0 && !acc.Covers(segs[k:]):
+		return chain.Head{}, refuse("%v; %s accepts a loss in %s at byte offset %d (and %d more), not the damage found now: remove it and accept again",
+			segs[k].Corrupt, filepath.Join(dir, wal.AcceptanceName(e.cfg.ChainID)), acc.Segment, acc.Offset, len(acc.Also))
+	case k >= 0 && segs[k].FirstSeq < head.Size:
+		return chain.Head{}, refuse("%v; the segment holds entries the store has (the chain's head is seq %d) and others it may not: restore the segment from a backup, or compare it with the store by hand",
+			segs[k].Corrupt, head.Size-1)
+	case k >= 0:
 		// The chain's head just before the corrupt segment, when known
 		// without the store.
 		before := chain.Head{Size: -1}
@@ -420,16 +432,16 @@ func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.He
 		if err != nil {
 			return chain.Head{}, refuse("%v", err)
 		}
-		if err := wal.Replace(dir, e.cfg.ChainID, segs[k].FirstSeq, acc, s.entries, s.retire); err != nil {
-			return chain.Head{}, err
-		}
-		e.logger.Warn("Recorded the loss the operator accepted in the write-ahead log; the damaged segments are kept under its lost directory",
-			zap.String("segment", segs[k].Corrupt.Path), zap.Int64("offset", segs[k].Corrupt.Offset),
-			zap.String("accepted_by", acc.By), zap.String("wal", dir))
-		if segs, err = wal.Recover(dir, e.cfg.ChainID); err != nil {
+		replace = &s
+		segs = append(segs[:k:k], wal.Segment{Name: segs[k].Name, FirstSeq: segs[k].FirstSeq, Entries: s.entries})
+	case acc != nil:
+		e.logger.Warn("An acceptance of a loss matches no corrupt segment; it is kept under the log's lost directory",
+			zap.String("acceptance", filepath.Join(dir, wal.AcceptanceName(e.cfg.ChainID))), zap.String("segment", acc.Segment), zap.Int64("offset", acc.Offset))
+		if err := wal.Retire(dir, wal.AcceptanceName(e.cfg.ChainID)); err != nil {
 			return chain.Head{}, err
 		}
 	}
+
 	type plan struct {
 		rest   []entry.Entry // entries at or after head
 		keep   bool          // the store could not be asked: leave the file
@@ -457,9 +469,11 @@ func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.He
 				p.keep = true
 				e.logger.Warn("Cannot check write-ahead log entries against the store, which is unavailable; the segment is left in place",
 					zap.String("segment", path), zap.Error(err))
-			case err != nil:
-				return chain.Head{}, refuse("write-ahead log %s holds seq %d, which the chain's head (seq %d) says is stored, but it cannot be read from the store: %v",
+			case errors.Is(err, store.ErrNotFound):
+				return chain.Head{}, refuse("write-ahead log %s holds seq %d, which the chain's head (seq %d) says is stored, but the store does not hold it: %v",
 					path, last.Seq, head.Size-1, err)
+			case err != nil:
+				return chain.Head{}, fmt.Errorf("checking write-ahead log %s against the store: %w; start again once the store can be read", path, err)
 			case stored != last.EntryHash:
 				return chain.Head{}, refuse("write-ahead log %s holds seq %d with entry_hash %s, but %s holds entry_hash %s at that seq: another writer stored entries of chain %q (two collectors on one spool directory, or sharing a chain_id?), and the log's entries from seq %d on are not in the trail",
 					path, last.Seq, last.EntryHash, where, stored, e.cfg.ChainID, seg.Entries[0].Seq)
@@ -476,6 +490,14 @@ func (e *auditExporter) recoverLog(ctx context.Context, st stores, head chain.He
 			}
 			head = chain.Head{Size: en.Seq + 1, Hash: en.EntryHash}
 		}
+	}
+	if replace != nil {
+		if err := wal.Replace(dir, e.cfg.ChainID, segs[k].FirstSeq, acc, replace.entries, replace.retire); err != nil {
+			return chain.Head{}, err
+		}
+		e.logger.Warn("Recorded the loss the operator accepted in the write-ahead log; the damaged segments are kept under its lost directory",
+			zap.String("segment", filepath.Join(dir, segs[k].Name)), zap.Int64("offset", acc.Offset),
+			zap.String("accepted_by", acc.By), zap.String("wal", dir))
 	}
 	recovered := 0
 	for i, seg := range segs {
@@ -1117,7 +1139,7 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 	walErr := e.wal.Close()
 	e.qmu.Lock()
 	defer e.qmu.Unlock()
-	defer e.lock.unlock()
+	defer e.lock.Release()
 	if n := len(e.uploadQ); n > 0 {
 		e.logger.Warn("Audit batches wait in the spool; they are uploaded at the next start",
 			zap.Int("batches", n), zap.String("spool", e.spool.Dir()))

@@ -61,31 +61,20 @@ func (e *auditExporter) salvage(ctx context.Context, st stores, segs []wal.Segme
 		}
 	}
 
-	// Keep each seq once, in ascending order; what is missing is lost.
-	var rest []entry.Entry
-	last := head.Size - 1
-	var lost []string
-	for _, f := range found {
-		if f.Seq <= last {
-			continue
-		}
-		if f.Seq > last+1 {
-			lost = append(lost, seqRange(last+1, f.Seq-1))
-		}
-		rest = append(rest, f)
-		last = f.Seq
+	rest, lost := wal.Survivors(found, head.Size-1)
+	var ranges []string
+	for _, r := range lost {
+		ranges = append(ranges, seqRange(r[0], r[1]))
 	}
-	result := "lost seq " + strings.Join(lost, ", ")
-	if len(rest) == 0 {
+	result := "lost seq " + strings.Join(ranges, ", ")
+	switch {
+	case len(rest) == 0:
 		result = fmt.Sprintf("lost seq %d and every later entry the log held", head.Size)
+	case len(lost) == 0:
+		result = "no seq lost"
 	}
 	if len(rest) > 0 {
-		renumbered := fmt.Sprintf("seq %d to %d renumbered %d to %d", rest[0].Seq, rest[len(rest)-1].Seq, head.Size+1, head.Size+int64(len(rest)))
-		if len(lost) == 0 {
-			result = "no seq lost; " + renumbered
-		} else {
-			result += "; " + renumbered
-		}
+		result += fmt.Sprintf("; seq %d to %d renumbered %d to %d", rest[0].Seq, rest[len(rest)-1].Seq, head.Size+1, head.Size+int64(len(rest)))
 	}
 
 	c := chain.New(e.cfg.ChainID, head)

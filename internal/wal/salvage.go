@@ -26,15 +26,39 @@ const LostDir = "lost"
 
 // Acceptance is an operator's decision to go on past a corrupt segment:
 // the collector then records the loss in the trail itself and salvages
-// what can be read after the damage (README, "Recovery"). It names the
-// corruption exactly, so that it never covers another one.
+// what can be read after the damage (README, "Recovery"). It names every
+// corruption it covers exactly, so that it never covers another one.
 type Acceptance struct {
-	Segment    string    `json:"segment"`    // file name of the corrupt segment
-	Offset     int64     `json:"offset"`     // where its first invalid record begins
-	Corruption string    `json:"corruption"` // what was found there (CorruptError.Reason)
-	By         string    `json:"accepted_by"`
-	Reason     string    `json:"reason"`
-	At         time.Time `json:"accepted_at"`
+	Segment    string `json:"segment"`    // file name of the first corrupt segment
+	Offset     int64  `json:"offset"`     // where its first invalid record begins
+	Corruption string `json:"corruption"` // what was found there (CorruptError.Reason)
+	// Also are the later corrupt segments, each at its first invalid record,
+	// past which the salvage reads too.
+	Also   []Damage  `json:"also,omitempty"`
+	By     string    `json:"accepted_by"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"accepted_at"`
+}
+
+// Damage is where a segment's first invalid record begins.
+type Damage struct {
+	Segment string `json:"segment"`
+	Offset  int64  `json:"offset"`
+}
+
+// Covers reports whether a names exactly the corruptions of segs, the
+// segments from the first corrupt one on.
+func (a *Acceptance) Covers(segs []Segment) bool {
+	if len(segs) == 0 || segs[0].Corrupt == nil || a.Segment != segs[0].Name || a.Offset != segs[0].Corrupt.Offset {
+		return false
+	}
+	var also []Damage
+	for _, s := range segs[1:] {
+		if s.Corrupt != nil {
+			also = append(also, Damage{s.Name, s.Corrupt.Offset})
+		}
+	}
+	return slices.Equal(also, a.Also)
 }
 
 // AcceptanceName is the file name of chainID's acceptance in the log's
@@ -161,6 +185,24 @@ func AfterDamage(dir, chainID string, segs []Segment) ([]entry.Entry, error) {
 	return out, nil
 }
 
+// Survivors returns, of found (in file order), each seq after last once and
+// in ascending order: the entries a salvage keeps; and the seq ranges
+// missing between them, first and last: the entries lost. Seqs missing
+// after the last one kept are not known, and not among them.
+func Survivors(found []entry.Entry, last int64) (kept []entry.Entry, lost [][2]int64) {
+	for _, f := range found {
+		if f.Seq <= last {
+			continue
+		}
+		if f.Seq > last+1 {
+			lost = append(lost, [2]int64{last + 1, f.Seq - 1})
+		}
+		kept = append(kept, f)
+		last = f.Seq
+	}
+	return kept, lost
+}
+
 // Replace puts entries, which continue the chain at firstSeq, in place of
 // the named segments of chainID in dir, and retires those segments and the
 // acceptance acc into dir/lost/<chain_id>-<first seq>-<acceptance time>
@@ -238,6 +280,13 @@ func finishReplace(dir, tmp, name string) error {
 		return fmt.Errorf("wal: %w", err)
 	}
 	return syncDir(dir)
+}
+
+// ReplacePending reports whether dir holds a Replace that a crash
+// interrupted, which the collector's next start completes or undoes.
+func ReplacePending(dir string) (bool, error) {
+	names, err := filepath.Glob(filepath.Join(dir, ".*"+replaceSuffix))
+	return len(names) > 0, err
 }
 
 // FinishReplace completes a Replace of chainID in dir that a crash

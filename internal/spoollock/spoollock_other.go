@@ -1,6 +1,6 @@
 //go:build !unix
 
-package auditexporter // import "github.com/agentaudit/agentaudit/exporter/auditexporter"
+package spoollock // import "github.com/agentaudit/agentaudit/internal/spoollock"
 
 import (
 	"errors"
