@@ -31,8 +31,10 @@ type salvaged struct {
 // after it. before is the chain's head just before segs[k]'s first entry
 // when it is known without the store (the previous segment, or the
 // store's head); otherwise the entry before is looked up in the store. It
-// is deterministic: a start that a crash interrupts derives the same
-// entries again from the same files, and the store then holds them.
+// changes nothing: recoverLog writes the entries to the log (wal.Replace)
+// once its checks pass, before anything is acknowledged. It is
+// deterministic, so that a replacement a crash undid is derived again the
+// same.
 func (e *auditExporter) salvage(ctx context.Context, st stores, segs []wal.Segment, k int, before chain.Head, acc *wal.Acceptance) (salvaged, error) {
 	dir, seg := st.walDir, segs[k]
 	var out salvaged
