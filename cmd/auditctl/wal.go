@@ -157,7 +157,7 @@ func runWAL(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "lost: seq %d to %d\n", l[0], l[1])
 	}
 	if r.Readable == 0 {
-		fmt.Fprintf(stdout, "lost: seq %d and every later entry the log held\n", r.IntactThrough+1)
+		fmt.Fprintf(stdout, "lost: whatever the log held from seq %d on (nothing after the damage can be read)\n", r.IntactThrough+1)
 	} else {
 		fmt.Fprintf(stdout, "readable after the damage: %d entries, seq %d to %d (renumbered after the loss entry)\n", r.Readable, *r.ReadableFirst, *r.ReadableLast)
 	}

@@ -71,7 +71,7 @@ func (e *auditExporter) salvage(ctx context.Context, st stores, segs []wal.Segme
 	result := "lost seq " + strings.Join(ranges, ", ")
 	switch {
 	case len(rest) == 0:
-		result = fmt.Sprintf("lost seq %d and every later entry the log held", head.Size)
+		result = fmt.Sprintf("lost whatever the log held from seq %d on", head.Size)
 	case len(lost) == 0:
 		result = "no seq lost"
 	}
