@@ -758,3 +758,33 @@ func TestAcceptedLossChangesNothingWhenAStartIsRefused(t *testing.T) {
 	require.NoError(t, te.Shutdown(ctx))
 	assert.Equal(t, before, readDir(t, walDir), "nothing moved, the acceptance is still there")
 }
+
+// TestAcceptedLossOfTheLastRecord: with nothing readable after the damage,
+// the loss entry says what is lost without claiming more.
+func TestAcceptedLossOfTheLastRecord(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	walDir := filepath.Join(cfg.Spool.Directory, "wal")
+	want := writeLog(t, walDir, 6)
+	name := wal.SegmentName("collector-1", 2)
+	segs, err := wal.Recover(walDir, "collector-1")
+	require.NoError(t, err)
+	data, err := os.ReadFile(filepath.Join(walDir, name))
+	require.NoError(t, err)
+	data[segs[1].ValidBytes-10] ^= 0x01 // seq 5's payload
+	require.NoError(t, os.WriteFile(filepath.Join(walDir, name), data, 0o640))
+	segs, err = wal.Recover(walDir, "collector-1")
+	require.NoError(t, err)
+	require.NotNil(t, segs[1].Corrupt, "a flipped bit in the newest record is corruption, not a torn tail")
+	require.NoError(t, wal.WriteAcceptance(walDir, "collector-1", wal.Acceptance{Segment: name, Offset: segs[1].Corrupt.Offset, By: "ops", Reason: "r", At: t0}))
+
+	mem := store.NewMemory()
+	_, te := newTestExporter(t, cfg, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.Shutdown(ctx))
+	got := readTrail(t, mem, "collector-1")
+	require.Len(t, got, 6)
+	assert.Equal(t, want[:5], got[:5])
+	assert.Equal(t, entry.ActionLoss, got[5].ActionType)
+	assert.Equal(t, "lost whatever the log held from seq 5 on", got[5].Result)
+}
