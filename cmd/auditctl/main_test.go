@@ -222,6 +222,17 @@ func TestVerifyS3(t *testing.T) {
 	require.Len(t, rep.Chains, 2)
 	assert.Equal(t, int64(30), rep.Chains[0].Entries)
 
+	// An object under a name agentaudit never writes, which a reader's
+	// glob may still read, is verified like the others.
+	first, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(keys[0])))
+	require.NoError(t, err)
+	put("audit/dt=2026-03-09/.hidden.parquet", first)
+	out, _, code = auditctl(t, env, "verify", "--endpoint", srv.Endpoint, "s3://trail/audit")
+	require.Equal(t, exitViolations, code, out)
+	assert.Contains(t, out, "dt=2026-03-09/.hidden.parquet: ")
+	_, err = client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("trail"), Key: aws.String("audit/dt=2026-03-09/.hidden.parquet")})
+	require.NoError(t, err)
+
 	// A file of replica-a replaced by one of replica-b.
 	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(keys[4])))
 	require.NoError(t, err)

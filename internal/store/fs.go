@@ -65,8 +65,8 @@ func (s *FS) Dir() string { return s.dir }
 
 func (s *FS) path(key string) string { return filepath.Join(s.dir, filepath.FromSlash(key)) }
 
-// Put writes data to a temporary dot-file next to the final path (invisible
-// to "**/*.parquet" globs and to List), makes it read-only, fsyncs it, and
+// Put writes data to a temporary dot-file next to the final path (named
+// ".<name>.tmp-<random>": no "**/*.parquet" glob matches it, nor List), makes it read-only, fsyncs it, and
 // hard-links it to the final name, which fails instead of replacing an
 // existing file. It then removes the temporary name and fsyncs the
 // directory, and the parents of any directory it created. When the final

@@ -265,6 +265,14 @@ func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := ValidKey(key); err != nil {
 		return nil, err
 	}
+	return s.get(ctx, key)
+}
+
+// GetAny is Get for any key ListAll returns, valid or not: a verifier must
+// read what a reader of the bucket can.
+func (s *S3) GetAny(ctx context.Context, key string) ([]byte, error) { return s.get(ctx, key) }
+
+func (s *S3) get(ctx context.Context, key string) ([]byte, error) {
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.opts.Bucket, Key: aws.String(s.prefix + key)})
 	if err != nil {
 		if httpStatus(err) == http.StatusNotFound {
@@ -286,6 +294,20 @@ func (s *S3) List(ctx context.Context, prefix string) ([]string, error) {
 	if err := validPrefix(prefix); err != nil {
 		return nil, err
 	}
+	return s.list(ctx, prefix, true)
+}
+
+// ListAll is List without skipping the objects whose names are not valid
+// keys (".x.parquet", "a//b"), which agentaudit never writes but a reader
+// of the bucket may read: a verifier must see them.
+func (s *S3) ListAll(ctx context.Context, prefix string) ([]string, error) {
+	if err := validPrefix(prefix); err != nil {
+		return nil, err
+	}
+	return s.list(ctx, prefix, false)
+}
+
+func (s *S3) list(ctx context.Context, prefix string, validOnly bool) ([]string, error) {
 	var keys []string
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
 		Bucket: &s.opts.Bucket,
@@ -298,7 +320,7 @@ func (s *S3) List(ctx context.Context, prefix string) ([]string, error) {
 		}
 		for _, o := range page.Contents {
 			k := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
-			if ValidKey(k) == nil {
+			if !validOnly || ValidKey(k) == nil {
 				keys = append(keys, k)
 			}
 		}

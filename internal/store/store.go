@@ -91,8 +91,9 @@ const maxChainIDLen = 128
 
 // ValidChainID reports whether id is usable in batch keys: 1 to 128
 // characters of [A-Za-z0-9._-], not starting with '.' (which also excludes
-// "." and ".."): a batch file named ".x-…" would be hidden from readers'
-// globs and from List.
+// "." and ".."): a batch file named ".x-…" would be skipped by List and by
+// some readers (Athena skips names that start with '.' or '_'), though not
+// by others (DuckDB's globs read it).
 func ValidChainID(id string) bool {
 	if id == "" || len(id) > maxChainIDLen || id[0] == '.' {
 		return false

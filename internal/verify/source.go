@@ -266,9 +266,10 @@ func ParseS3URL(u string) (bucket, prefix string, err error) {
 	return bucket, strings.Trim(prefix, "/"), nil
 }
 
-// List lists the .parquet objects under the prefix.
+// List lists the .parquet objects under the prefix, also those whose
+// names agentaudit never writes (".x.parquet"), which a reader may read.
 func (s *S3) List(ctx context.Context) ([]string, error) {
-	keys, err := s.store.List(ctx, "")
+	keys, err := s.store.ListAll(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +283,7 @@ func (s *S3) ListUnder(ctx context.Context, prefix string) ([]string, error) {
 
 // ReadFile downloads one object.
 func (s *S3) ReadFile(ctx context.Context, key string) ([]byte, error) {
-	b, err := s.store.Get(ctx, key)
+	b, err := s.store.GetAny(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("verify: %s/%s was listed but is gone: %w", s.url, key, err)
 	}
