@@ -98,17 +98,7 @@ func WriteAcceptance(dir, chainID string, a Acceptance) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("wal: writing %s: %w", path, err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = writeSynced(tmp, append(b, '\n'))
 	if err == nil {
 		// A link, unlike a rename, never replaces.
 		err = os.Link(tmp, path)
@@ -222,17 +212,7 @@ func Replace(dir, chainID string, firstSeq int64, acc *Acceptance, entries []ent
 		enc = chain.AppendCanonical(enc[:0], &entries[i])
 		buf = appendRecord(buf, enc)
 	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("wal: %w", err)
-	}
-	_, err = f.Write(buf)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err := writeSynced(tmp, buf)
 	if err == nil {
 		err = syncDir(dir)
 	}
@@ -264,6 +244,22 @@ func Replace(dir, chainID string, firstSeq int64, acc *Acceptance, entries []ent
 }
 
 const replaceSuffix = ".walreplace"
+
+// writeSynced writes data to a new or truncated file at path and fsyncs it.
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 func finishReplace(dir, tmp, name string) error {
 	// A link, unlike a rename, never replaces a segment. One that is there
