@@ -760,22 +760,6 @@ func parse(data []byte, chainID string, first int64) parsed {
 	}
 }
 
-// allZero reports whether b holds only zero bytes.
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 func parseName(name, chainID string) (int64, bool) {
 	rest, ok := strings.CutPrefix(name, chainID+"-")
 	if !ok {
