@@ -109,65 +109,25 @@ func TestVtWriterStoresFloor(t *testing.T) {
 
 // vtRowMS mirrors parquetfile's schema, to write timestamps the writer
 // never would; vtRowUS and vtRowNS are the same rows with the timestamp in
-// micro- and nanoseconds, as another tool may rewrite a file.
+// micro- and nanoseconds, as another tool may rewrite a file. parquet-go
+// inlines the embedded vtCols, so the columns keep their order.
 type vtRowMS struct {
-	Timestamp      int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
-	TimeUnixNano   int64   `parquet:"time_unix_nano"`
-	ChainID        string  `parquet:"chain_id"`
-	Seq            int64   `parquet:"seq"`
-	ExecutionID    string  `parquet:"execution_id"`
-	TraceID        string  `parquet:"trace_id"`
-	SpanID         string  `parquet:"span_id"`
-	ParentSpanID   *string `parquet:"parent_span_id"`
-	AgentID        *string `parquet:"agent_id"`
-	AgentName      *string `parquet:"agent_name"`
-	ServiceName    *string `parquet:"service_name"`
-	Principal      *string `parquet:"principal"`
-	ActionType     string  `parquet:"action_type"`
-	TargetSystem   string  `parquet:"target_system"`
-	TargetResource string  `parquet:"target_resource"`
-	ProposedValue  *string `parquet:"proposed_value"`
-	PreviousValue  *string `parquet:"previous_value"`
-	Reasoning      *string `parquet:"reasoning"`
-	Approver       *string `parquet:"approver"`
-	Result         string  `parquet:"result"`
-	StatusCode     string  `parquet:"status_code"`
-	Attributes     string  `parquet:"attributes"`
-	Validation     *string `parquet:"validation"`
-	PrevHash       string  `parquet:"prev_hash"`
-	EntryHash      string  `parquet:"entry_hash"`
+	Timestamp int64 `parquet:"timestamp,timestamp(millisecond:utc)"`
+	vtCols
 }
 
 type vtRowUS struct {
-	Timestamp      int64   `parquet:"timestamp,timestamp(microsecond:utc)"`
-	TimeUnixNano   int64   `parquet:"time_unix_nano"`
-	ChainID        string  `parquet:"chain_id"`
-	Seq            int64   `parquet:"seq"`
-	ExecutionID    string  `parquet:"execution_id"`
-	TraceID        string  `parquet:"trace_id"`
-	SpanID         string  `parquet:"span_id"`
-	ParentSpanID   *string `parquet:"parent_span_id"`
-	AgentID        *string `parquet:"agent_id"`
-	AgentName      *string `parquet:"agent_name"`
-	ServiceName    *string `parquet:"service_name"`
-	Principal      *string `parquet:"principal"`
-	ActionType     string  `parquet:"action_type"`
-	TargetSystem   string  `parquet:"target_system"`
-	TargetResource string  `parquet:"target_resource"`
-	ProposedValue  *string `parquet:"proposed_value"`
-	PreviousValue  *string `parquet:"previous_value"`
-	Reasoning      *string `parquet:"reasoning"`
-	Approver       *string `parquet:"approver"`
-	Result         string  `parquet:"result"`
-	StatusCode     string  `parquet:"status_code"`
-	Attributes     string  `parquet:"attributes"`
-	Validation     *string `parquet:"validation"`
-	PrevHash       string  `parquet:"prev_hash"`
-	EntryHash      string  `parquet:"entry_hash"`
+	Timestamp int64 `parquet:"timestamp,timestamp(microsecond:utc)"`
+	vtCols
 }
 
 type vtRowNS struct {
-	Timestamp      int64   `parquet:"timestamp,timestamp(nanosecond:utc)"`
+	Timestamp int64 `parquet:"timestamp,timestamp(nanosecond:utc)"`
+	vtCols
+}
+
+// vtCols are the columns after timestamp.
+type vtCols struct {
 	TimeUnixNano   int64   `parquet:"time_unix_nano"`
 	ChainID        string  `parquet:"chain_id"`
 	Seq            int64   `parquet:"seq"`
@@ -209,10 +169,10 @@ func vtWrite[T any](t *testing.T, dir, chainID string, rows []T) {
 }
 
 func vtRow(e entry.Entry, ts int64) vtRowMS {
-	return vtRowMS{ts, e.TimeUnixNano, e.ChainID, e.Seq, e.ExecutionID, e.TraceID, e.SpanID, e.ParentSpanID,
+	return vtRowMS{ts, vtCols{e.TimeUnixNano, e.ChainID, e.Seq, e.ExecutionID, e.TraceID, e.SpanID, e.ParentSpanID,
 		e.AgentID, e.AgentName, e.ServiceName, e.Principal, e.ActionType, e.TargetSystem, e.TargetResource,
 		e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Result, e.StatusCode, e.Attributes,
-		e.Validation, e.PrevHash, e.EntryHash}
+		e.Validation, e.PrevHash, e.EntryHash}}
 }
 
 // vtMul is a*b, and whether it fits an int64.
