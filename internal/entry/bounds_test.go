@@ -289,11 +289,14 @@ func TestValidationBounded(t *testing.T) {
 // the shortcut; a NUL byte inside attributes, which JSON escapes, does not.
 func TestCleanSendsProblemsDown(t *testing.T) {
 	for name, edit := range map[string]func(ptrace.Span){
-		"status":          func(s ptrace.Span) { s.Status().SetCode(3) },
-		"time":            func(s ptrace.Span) { s.SetStartTimestamp(math.MaxUint64) },
-		"NUL in a column": func(s ptrace.Span) { s.Attributes().PutStr(KeyTargetResource, "\x00") },
-		"duplicate slot":  func(s ptrace.Span) { appendAttr(s.Attributes(), KeyHTTPStatus, `{"intValue":"201"}`) },
-		"duplicate other": func(s ptrace.Span) { appendAttr(s.Attributes(), "http.request.method", `{"stringValue":"GET"}`) },
+		"status":           func(s ptrace.Span) { s.Status().SetCode(3) },
+		"time":             func(s ptrace.Span) { s.SetStartTimestamp(math.MaxUint64) },
+		"end time":         func(s ptrace.Span) { s.SetEndTimestamp(math.MaxUint64) },
+		"end before start": func(s ptrace.Span) { s.SetEndTimestamp(s.StartTimestamp() - 1) },
+		"end unset":        func(s ptrace.Span) { s.SetEndTimestamp(0) },
+		"NUL in a column":  func(s ptrace.Span) { s.Attributes().PutStr(KeyTargetResource, "\x00") },
+		"duplicate slot":   func(s ptrace.Span) { appendAttr(s.Attributes(), KeyHTTPStatus, `{"intValue":"201"}`) },
+		"duplicate other":  func(s ptrace.Span) { appendAttr(s.Attributes(), "http.request.method", `{"stringValue":"GET"}`) },
 		"duplicate nested": func(s ptrace.Span) {
 			m := s.Attributes().PutEmptyMap("m")
 			m.PutInt("k", 1)

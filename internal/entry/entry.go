@@ -95,30 +95,36 @@ func IsReservedActionType(s string) bool {
 // Entry is one audit record. Optional fields are nil when the span did not
 // carry them; the Parquet column is then NULL.
 type Entry struct {
-	TimeUnixNano   int64 // span start time, nanoseconds since the Unix epoch, UTC
-	ChainID        string
-	Seq            int64
-	ExecutionID    string
-	TraceID        string // 32 lower-case hex digits
-	SpanID         string // 16 lower-case hex digits
-	ParentSpanID   *string
-	AgentID        *string
-	AgentName      *string
-	ServiceName    *string
-	Principal      *string // enduser.id: the person the agent acts for
-	ActionType     string
-	TargetSystem   string
-	TargetResource string
-	ProposedValue  *string
-	PreviousValue  *string
-	Reasoning      *string
-	Approver       *string
-	Result         string
-	StatusCode     string // "Unset", "Ok" or "Error"; "Code(n)" for another code n
-	Attributes     string // the span's other attributes, canonical JSON object
-	Validation     *string
-	PrevHash       string // 64 lower-case hex digits
-	EntryHash      string // 64 lower-case hex digits
+	TimeUnixNano int64 // span start time, nanoseconds since the Unix epoch, UTC
+	// EndTimeUnixNano is the span's end time, nanoseconds since the Unix
+	// epoch, UTC. Every entry the collector writes has it (trail format
+	// version 2); it is nil only for an entry of format version 1, written
+	// before end times were recorded, whose hash is the version 1 encoding
+	// (docs/FORMAT.md, "The entry hash").
+	EndTimeUnixNano *int64
+	ChainID         string
+	Seq             int64
+	ExecutionID     string
+	TraceID         string // 32 lower-case hex digits
+	SpanID          string // 16 lower-case hex digits
+	ParentSpanID    *string
+	AgentID         *string
+	AgentName       *string
+	ServiceName     *string
+	Principal       *string // enduser.id: the person the agent acts for
+	ActionType      string
+	TargetSystem    string
+	TargetResource  string
+	ProposedValue   *string
+	PreviousValue   *string
+	Reasoning       *string
+	Approver        *string
+	Result          string
+	StatusCode      string // "Unset", "Ok" or "Error"; "Code(n)" for another code n
+	Attributes      string // the span's other attributes, canonical JSON object
+	Validation      *string
+	PrevHash        string // 64 lower-case hex digits
+	EntryHash       string // 64 lower-case hex digits
 }
 
 // Problem is one defect found in an audit span and how it was handled. An
@@ -152,6 +158,7 @@ const (
 	ProblemNULByte        = "nul_byte"        // a column value holds a NUL byte, kept
 	ProblemOutOfRange     = "out_of_range"    // a time past the largest int64, clamped
 	ProblemReservedValue  = "reserved_value"  // an action type in the reserved namespace, stored marked
+	ProblemBeforeStart    = "before_start"    // an end time before the start time (or unset), stored as given
 )
 
 // EntryBytes is the size that Options.MaxEntryBytes bounds: the sum of the

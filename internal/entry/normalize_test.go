@@ -15,7 +15,8 @@ import (
 // hence the same entry. The generator mixes every contract key with values
 // of every type, invalid UTF-8, values at and over the limit, nested
 // containers, unknown audit.* keys, audit.validation, empty ids, every
-// status and codes outside the enum, start times past int64, NUL bytes,
+// status and codes outside the enum, start and end times past int64, end
+// times before the start or unset, NUL bytes,
 // reserved action types, duplicate keys, nesting past MaxDepth and entry
 // limits small enough to cut, so that both paths are taken often.
 func TestNormalizeShortcutAgrees(t *testing.T) {
@@ -80,10 +81,19 @@ func randomAuditSpan(rng *rand.Rand) (pcommon.Resource, ptrace.Span) {
 		span.SetParentSpanID(testParentID)
 	}
 	span.Status().SetCode(ptrace.StatusCode([]int32{0, 1, 2, 0, 1, 2, 7}[rng.IntN(7)]))
+	start := rng.Uint64N(1 << 62)
 	if rng.IntN(20) == 0 {
-		span.SetStartTimestamp(pcommon.Timestamp(1<<63 + rng.Uint64N(1<<63)))
-	} else {
-		span.SetStartTimestamp(pcommon.Timestamp(rng.Uint64N(1 << 62)))
+		start = 1<<63 + rng.Uint64N(1<<63)
+	}
+	span.SetStartTimestamp(pcommon.Timestamp(start))
+	switch rng.IntN(20) {
+	case 0: // unset
+	case 1:
+		span.SetEndTimestamp(pcommon.Timestamp(rng.Uint64N(start + 1))) // at or before the start
+	case 2:
+		span.SetEndTimestamp(pcommon.Timestamp(1<<63 + rng.Uint64N(1<<63)))
+	default:
+		span.SetEndTimestamp(pcommon.Timestamp(start + rng.Uint64N(1<<30)))
 	}
 	if rng.IntN(3) == 0 {
 		span.Status().SetMessage(randomString(rng))

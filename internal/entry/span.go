@@ -51,6 +51,7 @@ const (
 	fieldAttributes = "attributes" // an attribute key, not a value, was repaired
 	fieldStatusCode = "status_code"
 	fieldTime       = "time_unix_nano"
+	fieldEndTime    = "end_time_unix_nano"
 	fieldEntry      = "entry" // the entry as a whole
 )
 
@@ -84,6 +85,9 @@ func isPayloadKey(k string, _ pcommon.Value) bool {
 // Fields and fallbacks:
 //   - TimeUnixNano: the span's start time; past the largest int64 it is
 //     clamped to it and flagged out_of_range with the original value.
+//   - EndTimeUnixNano: the span's end time, never nil, clamped like the
+//     start time; an end time before the start time (0, unset, included)
+//     is stored as it is and flagged before_start.
 //   - StatusCode: "Unset", "Ok" or "Error"; another code n is stored as
 //     "Code(n)" and flagged unknown_value.
 //   - ActionType: audit.action.type; "" is flagged empty, a value outside
@@ -272,8 +276,9 @@ const (
 )
 
 // clean reports whether FromSpan would record no problem for span and
-// Normalize would leave every value as it is: both ids set; a start time
-// within int64 and a status code of the enum; action type, execution id and
+// Normalize would leave every value as it is: both ids set; start and end
+// times within int64, the end not before the start; a status code of the
+// enum; action type, execution id and
 // target system non-empty strings, the action type a known one; every other
 // contract and identity value a string; no audit.validation, no unknown
 // audit.* key and no key twice (a filter of the keys' bits proves most spans
@@ -287,7 +292,7 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 	if span.TraceID().IsEmpty() || span.SpanID().IsEmpty() {
 		return "", false
 	}
-	if uint64(span.StartTimestamp()) > math.MaxInt64 {
+	if start, end := span.StartTimestamp(), span.EndTimestamp(); uint64(start) > math.MaxInt64 || uint64(end) > math.MaxInt64 || end < start {
 		return "", false
 	}
 	switch span.Status().Code() {
@@ -564,12 +569,19 @@ func (a *spanAttrs) get(slot int) (pcommon.Value, bool) {
 func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 	resAttrs := res.Attributes()
 	var e Entry
-	if ts := uint64(span.StartTimestamp()); ts > math.MaxInt64 {
-		e.TimeUnixNano = math.MaxInt64
-		m.add(Problem{Field: fieldTime, Kind: ProblemOutOfRange,
-			Detail: "start time " + strconv.FormatUint(ts, 10) + " ns clamped to the largest int64"})
-	} else {
-		e.TimeUnixNano = int64(ts)
+	start, end := uint64(span.StartTimestamp()), uint64(span.EndTimestamp())
+	e.TimeUnixNano = m.time(fieldTime, "start", start)
+	// One allocation for the optional fields and the end time: the
+	// exporter maps about 100k spans per request.
+	opt := new(struct {
+		slots [9]string
+		end   int64
+	})
+	slots := &opt.slots
+	opt.end = m.time(fieldEndTime, "end", end)
+	e.EndTimeUnixNano = &opt.end
+	if end < start {
+		m.add(Problem{Field: fieldEndTime, Kind: ProblemBeforeStart, Detail: "end time before start time"})
 	}
 	switch code := span.Status().Code(); code {
 	case ptrace.StatusCodeUnset, ptrace.StatusCodeOk, ptrace.StatusCodeError:
@@ -606,15 +618,14 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		return true
 	})
 
-	// One allocation for the three ids and one for the optional fields: the
-	// exporter maps about 100k spans per request.
+	// One allocation for the three ids (and one, above, for the optional
+	// fields).
 	var idHex [64]byte
 	tid, sid, pid := span.TraceID(), span.SpanID(), span.ParentSpanID()
 	hex.Encode(idHex[0:32], tid[:])
 	hex.Encode(idHex[32:48], sid[:])
 	hex.Encode(idHex[48:64], pid[:])
 	ids := string(idHex[:])
-	slots := new([9]string)
 
 	e.TraceID = ids[0:32]
 	if tid.IsEmpty() {
@@ -714,6 +725,19 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		m.cutEntry(&e, kvs)
 	}
 	return e
+}
+
+// time is a span time (what OTLP carries: unsigned nanoseconds) as an
+// int64: past the largest int64 it is clamped to it and flagged
+// out_of_range under field, the detail naming which time (start, end) and
+// its original value.
+func (m *mapper) time(field, which string, ns uint64) int64 {
+	if ns > math.MaxInt64 {
+		m.add(Problem{Field: field, Kind: ProblemOutOfRange,
+			Detail: which + " time " + strconv.FormatUint(ns, 10) + " ns clamped to the largest int64"})
+		return math.MaxInt64
+	}
+	return int64(ns)
 }
 
 // setValidation encodes m's problems into e.Validation.

@@ -30,6 +30,8 @@ const (
 
 func ptr(s string) *string { return &s }
 
+func i64(v int64) *int64 { return &v }
+
 // typicalSpan is a well-formed write action: no problems.
 func typicalSpan() (pcommon.Resource, ptrace.Span) {
 	res := pcommon.NewResource()
@@ -62,25 +64,26 @@ func typicalSpan() (pcommon.Resource, ptrace.Span) {
 
 func typicalEntry() Entry {
 	return Entry{
-		TimeUnixNano:   1_700_000_000_123_456_789,
-		ExecutionID:    "run-42",
-		TraceID:        testTraceHex,
-		SpanID:         testSpanHex,
-		ParentSpanID:   ptr(testParentHex),
-		AgentID:        ptr("agent-7"),
-		AgentName:      ptr("crm-agent"),
-		ServiceName:    ptr("crm-agent-svc"),
-		Principal:      ptr("alice@example.com"),
-		ActionType:     "write",
-		TargetSystem:   "salesforce",
-		TargetResource: "Account/001/Phone",
-		ProposedValue:  ptr("+1 555 0100"),
-		PreviousValue:  ptr("+1 555 0199"),
-		Reasoning:      ptr("customer asked to update the phone number"),
-		Approver:       ptr("auto:low-risk"),
-		Result:         "200",
-		StatusCode:     "Ok",
-		Attributes:     `{"http.request.method":"PATCH","http.response.status_code":200}`,
+		TimeUnixNano:    1_700_000_000_123_456_789,
+		EndTimeUnixNano: i64(1_700_000_000_223_456_789),
+		ExecutionID:     "run-42",
+		TraceID:         testTraceHex,
+		SpanID:          testSpanHex,
+		ParentSpanID:    ptr(testParentHex),
+		AgentID:         ptr("agent-7"),
+		AgentName:       ptr("crm-agent"),
+		ServiceName:     ptr("crm-agent-svc"),
+		Principal:       ptr("alice@example.com"),
+		ActionType:      "write",
+		TargetSystem:    "salesforce",
+		TargetResource:  "Account/001/Phone",
+		ProposedValue:   ptr("+1 555 0100"),
+		PreviousValue:   ptr("+1 555 0199"),
+		Reasoning:       ptr("customer asked to update the phone number"),
+		Approver:        ptr("auto:low-risk"),
+		Result:          "200",
+		StatusCode:      "Ok",
+		Attributes:      `{"http.request.method":"PATCH","http.response.status_code":200}`,
 	}
 }
 
@@ -455,15 +458,62 @@ var fixtures = []fixture{
 		problems: []Problem{{Field: "status_code", Kind: ProblemUnknownValue, Detail: "stored as Code(-1)"}},
 	},
 	{
-		name:     "start time past int64",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.SetStartTimestamp(1<<63 + 5) },
-		want:     func(e *Entry) { e.TimeUnixNano = math.MaxInt64 },
-		problems: []Problem{{Field: "time_unix_nano", Kind: ProblemOutOfRange, Detail: "start time 9223372036854775813 ns clamped to the largest int64"}},
+		name: "start time past int64",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.SetStartTimestamp(1<<63 + 5)
+			s.SetEndTimestamp(1<<63 + 6)
+		},
+		want: func(e *Entry) { e.TimeUnixNano, e.EndTimeUnixNano = math.MaxInt64, i64(math.MaxInt64) },
+		problems: []Problem{
+			{Field: "end_time_unix_nano", Kind: ProblemOutOfRange, Detail: "end time 9223372036854775814 ns clamped to the largest int64"},
+			{Field: "time_unix_nano", Kind: ProblemOutOfRange, Detail: "start time 9223372036854775813 ns clamped to the largest int64"},
+		},
 	},
 	{
-		name: "start time the largest int64",
-		edit: func(_ pcommon.Resource, s ptrace.Span) { s.SetStartTimestamp(math.MaxInt64) },
-		want: func(e *Entry) { e.TimeUnixNano = math.MaxInt64 },
+		name: "start and end time the largest int64",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.SetStartTimestamp(math.MaxInt64)
+			s.SetEndTimestamp(math.MaxInt64)
+		},
+		want: func(e *Entry) { e.TimeUnixNano, e.EndTimeUnixNano = math.MaxInt64, i64(math.MaxInt64) },
+	},
+	{
+		name:     "end time past int64",
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.SetEndTimestamp(math.MaxUint64) },
+		want:     func(e *Entry) { e.EndTimeUnixNano = i64(math.MaxInt64) },
+		problems: []Problem{{Field: "end_time_unix_nano", Kind: ProblemOutOfRange, Detail: "end time 18446744073709551615 ns clamped to the largest int64"}},
+	},
+	{
+		name: "end time equal to the start time",
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.SetEndTimestamp(s.StartTimestamp()) },
+		want: func(e *Entry) { e.EndTimeUnixNano = i64(e.TimeUnixNano) },
+	},
+	{
+		name:     "end time one nanosecond before the start time",
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.SetEndTimestamp(s.StartTimestamp() - 1) },
+		want:     func(e *Entry) { e.EndTimeUnixNano = i64(e.TimeUnixNano - 1) },
+		problems: []Problem{{Field: "end_time_unix_nano", Kind: ProblemBeforeStart, Detail: "end time before start time"}},
+	},
+	{
+		name:     "end time unset",
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.SetEndTimestamp(0) },
+		want:     func(e *Entry) { e.EndTimeUnixNano = i64(0) },
+		problems: []Problem{{Field: "end_time_unix_nano", Kind: ProblemBeforeStart, Detail: "end time before start time"}},
+	},
+	{
+		// Compared as the span carries them: both clamp to the same
+		// value, but the end is before the start.
+		name: "both times past int64, the end before the start",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.SetStartTimestamp(math.MaxUint64)
+			s.SetEndTimestamp(1<<63 + 1)
+		},
+		want: func(e *Entry) { e.TimeUnixNano, e.EndTimeUnixNano = math.MaxInt64, i64(math.MaxInt64) },
+		problems: []Problem{
+			{Field: "end_time_unix_nano", Kind: ProblemBeforeStart, Detail: "end time before start time"},
+			{Field: "end_time_unix_nano", Kind: ProblemOutOfRange, Detail: "end time 9223372036854775809 ns clamped to the largest int64"},
+			{Field: "time_unix_nano", Kind: ProblemOutOfRange, Detail: "start time 18446744073709551615 ns clamped to the largest int64"},
+		},
 	},
 	{
 		name:     "NUL byte in a column is kept",
