@@ -20,9 +20,19 @@ import (
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
-// FormatTag is the first field of every canonical encoding. It separates
-// this format's hashes from any other use of SHA-256 and names the version.
-const FormatTag = "agentaudit.entry.v1"
+// The format tags: the first field of every canonical encoding. A tag
+// separates this format's hashes from any other use of SHA-256 and names
+// the encoding's version, which decides its fields.
+const (
+	// FormatTagV2 starts the encoding of an entry with an end time
+	// (entry.Entry.EndTimeUnixNano set): every entry the collector writes.
+	FormatTagV2 = "agentaudit.entry.v2"
+	// FormatTagV1 starts the encoding of an entry without one: a row of
+	// trail format version 1, or a version 1 entry sealed into a later
+	// file from a write-ahead log an older collector wrote. A row whose
+	// end_time_unix_nano is NULL is hashed as version 1.
+	FormatTagV1 = "agentaudit.entry.v1"
+)
 
 // GenesisHash is the prev_hash of a chain's first entry (seq 0).
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
@@ -85,9 +95,11 @@ func Hash(e *entry.Entry) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// AppendCanonical appends the canonical encoding of e to dst:
+// AppendCanonical appends the canonical encoding of e to dst. With an end
+// time (e.EndTimeUnixNano not nil), version 2:
 //
-//	field(FormatTag) || field(chain_id) || field(seq) || field(time_unix_nano) ||
+//	field(FormatTagV2) || field(chain_id) || field(seq) || field(time_unix_nano) ||
+//	field(end_time_unix_nano) ||
 //	field(execution_id) || field(trace_id) || field(span_id) || field(parent_span_id) ||
 //	field(agent_id) || field(agent_name) || field(service_name) || field(principal) ||
 //	field(action_type) || field(target_system) || field(target_resource) ||
@@ -95,15 +107,25 @@ func Hash(e *entry.Entry) string {
 //	field(approver) || field(result) || field(status_code) || field(attributes) ||
 //	field(validation) || field(prev_hash)
 //
-// where field(NULL) is the single byte '-' and field(s) is the decimal byte
+// Without one, version 1: the same with field(FormatTagV1) first and no
+// field(end_time_unix_nano).
+//
+// field(NULL) is the single byte '-' and field(s) is the decimal byte
 // length of s, a ':' and the bytes of s. Integers are encoded as the string of
 // their decimal digits (with a leading '-' when negative). entry_hash itself
 // is not part of the encoding.
 func AppendCanonical(dst []byte, e *entry.Entry) []byte {
-	dst = appendString(dst, FormatTag)
+	if e.EndTimeUnixNano == nil {
+		dst = appendString(dst, FormatTagV1)
+	} else {
+		dst = appendString(dst, FormatTagV2)
+	}
 	dst = appendString(dst, e.ChainID)
 	dst = appendInt(dst, e.Seq)
 	dst = appendInt(dst, e.TimeUnixNano)
+	if e.EndTimeUnixNano != nil {
+		dst = appendInt(dst, *e.EndTimeUnixNano)
+	}
 	dst = appendString(dst, e.ExecutionID)
 	dst = appendString(dst, e.TraceID)
 	dst = appendString(dst, e.SpanID)
@@ -152,9 +174,10 @@ func appendInt(dst []byte, v int64) []byte {
 var ErrMalformed = errors.New("chain: malformed canonical encoding")
 
 // DecodeCanonical parses one canonical encoding at the start of b, as
-// AppendCanonical writes it, and returns the entry (with EntryHash
-// recomputed from the bytes) and the rest of b. It is the inverse of
-// AppendCanonical; errors wrap ErrMalformed.
+// AppendCanonical writes it, of either version (its tag says which: a
+// version 2 entry has an end time, a version 1 entry none), and returns the
+// entry (with EntryHash recomputed from the bytes) and the rest of b. It is
+// the inverse of AppendCanonical; errors wrap ErrMalformed.
 func DecodeCanonical(b []byte) (entry.Entry, []byte, error) {
 	d := decoder{b: b, start: b}
 	var e entry.Entry
@@ -170,12 +193,23 @@ func DecodeCanonical(b []byte) (entry.Entry, []byte, error) {
 
 // entry reads the fields of one encoding into e.
 func (d *decoder) entry(e *entry.Entry) {
-	if tag := d.str(); d.err == nil && tag != FormatTag {
-		d.fail("format tag %q, want %q", tag, FormatTag)
+	v2 := false
+	switch tag := d.str(); {
+	case d.err != nil:
+	case tag == FormatTagV2:
+		v2 = true
+	case tag != FormatTagV1:
+		d.fail("format tag %q, want %q or %q", tag, FormatTagV2, FormatTagV1)
 	}
 	e.ChainID = d.str()
 	e.Seq = d.int()
 	e.TimeUnixNano = d.int()
+	e.EndTimeUnixNano = nil
+	if v2 {
+		if end := d.int(); d.err == nil {
+			e.EndTimeUnixNano = &end
+		}
+	}
 	e.ExecutionID = d.str()
 	e.TraceID = d.str()
 	e.SpanID = d.str()
@@ -214,7 +248,8 @@ const NumOptional = 10
 // DecodeView parses one canonical encoding at the start of b into e, like
 // DecodeCanonical, but without copying or hashing: e's strings alias b,
 // which must not change while e is in use, its optional fields point into
-// opts, and e.EntryHash is left alone. It returns the rest of b.
+// opts (the end time of a version 2 entry is allocated), and e.EntryHash
+// is left alone. It returns the rest of b.
 func DecodeView(b []byte, e *entry.Entry, opts *[NumOptional]string) ([]byte, error) {
 	d := decoder{b: b, start: b, view: true, opts: opts}
 	d.entry(e)

@@ -21,7 +21,10 @@ import (
 
 func strp(s string) *string { return &s }
 
-// nullsEntry has every optional field nil: each encodes as the single byte '-'.
+func i64p(v int64) *int64 { return &v }
+
+// nullsEntry has every optional field nil: each encodes as the single byte
+// '-'. It has no end time: an entry of version 1.
 func nullsEntry() entry.Entry {
 	return entry.Entry{
 		TimeUnixNano:   1773048600123456789, // 2026-03-09T09:30:00.123456789Z
@@ -44,6 +47,7 @@ func nullsEntry() entry.Entry {
 // length (the length prefix) differs from their character count, and
 // PreviousValue is the empty string, which encodes as "0:", not as NULL's '-'.
 // PrevHash is the SHA-256 of the empty string, an arbitrary but familiar value.
+// It has no end time: an entry of version 1.
 func fullEntry() entry.Entry {
 	return entry.Entry{
 		TimeUnixNano:   1773048600987654321,
@@ -72,9 +76,35 @@ func fullEntry() entry.Entry {
 	}
 }
 
+// nullsEntryV2 is nullsEntry with an end time 100 ms after its start: an
+// entry of version 2.
+func nullsEntryV2() entry.Entry {
+	e := nullsEntry()
+	e.EndTimeUnixNano = i64p(1773048600223456789)
+	return e
+}
+
+// fullEntryV2 is fullEntry with an end time 1 s after its start.
+func fullEntryV2() entry.Entry {
+	e := fullEntry()
+	e.EndTimeUnixNano = i64p(1773048601987654321)
+	return e
+}
+
+// chainEntriesV2 are chainEntries with end times, appended to chain
+// "chain-d": the agent run's start and end span the run, the read takes
+// 150 ms.
+func chainEntriesV2() []entry.Entry {
+	es := chainEntries()
+	es[0].EndTimeUnixNano = i64p(1773048601000000000)
+	es[1].EndTimeUnixNano = i64p(1773048600400000000)
+	es[2].EndTimeUnixNano = i64p(1773048601000000000)
+	return es
+}
+
 // chainEntries are three entries of one agent run, appended in this order to
 // chain "chain-c" from Genesis. Chain.Append fills in ChainID, Seq, PrevHash
-// and EntryHash.
+// and EntryHash. They have no end times: entries of version 1.
 func chainEntries() []entry.Entry {
 	base := entry.Entry{
 		ExecutionID: "run-9",
@@ -103,44 +133,87 @@ type knownAnswer struct {
 var (
 	// printf '%s' '19:agentaudit.entry.v17:chain-a1:019:17730486001234567896:exec-132:4bf92f3577b34da6a3ce929d0e0e473616:00f067aa0ba902b7-----4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000' | sha256sum
 	vectorNulls = knownAnswer{
-		name:      "nulls",
+		name:      "v1-nulls",
 		canonical: "19:agentaudit.entry.v17:chain-a1:019:17730486001234567896:exec-132:4bf92f3577b34da6a3ce929d0e0e473616:00f067aa0ba902b7-----4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000",
 		hash:      "6449de9d0851b7ac69c6b91720c843593cf6031cc62029fb249ffec438bf0b97",
 	}
 
 	// printf '%s' '19:agentaudit.entry.v18:chain-ä1:719:17730486009876543216:exec-232:0af7651916cd43dd8448eb211c80319c16:b7ad6b716920333116:53995c3f42cd8ad87:agent-717:Zahlungs-Agent Ü8:payments19:jürgen@example.com5:write6:ledger33:konto/DE89 3704 0044 0532 0130 0012:1.234,56 €0:31:Rechnung geprüft ✓ 請求書5:maria2:ok2:Ok49:{"http.response.status_code":200,"note":"naïve"}87:[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' | sha256sum
 	vectorFull = knownAnswer{
-		name:      "full",
+		name:      "v1-full",
 		canonical: `19:agentaudit.entry.v18:chain-ä1:719:17730486009876543216:exec-232:0af7651916cd43dd8448eb211c80319c16:b7ad6b716920333116:53995c3f42cd8ad87:agent-717:Zahlungs-Agent Ü8:payments19:jürgen@example.com5:write6:ledger33:konto/DE89 3704 0044 0532 0130 0012:1.234,56 €0:31:Rechnung geprüft ✓ 請求書5:maria2:ok2:Ok49:{"http.response.status_code":200,"note":"naïve"}87:[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`,
 		hash:      "4072052aebd17fc786628f74ce789e408777cc4c2beb7949e0377bd8f6be6bc5",
 	}
 
 	// The three entries of chainEntries, in order. Each prev_hash (the last
 	// field) is the hash of the line before; the first is GenesisHash.
-	vectorChain = []knownAnswer{
+	vectorChainV1 = []knownAnswer{
 		// printf '%s' '19:agentaudit.entry.v17:chain-c1:019:17730486000000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b174-7:agent-1---5:start5:agent5:run-9----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000' | sha256sum
 		{
-			name:      "chain-c/0",
+			name:      "v1-chain-c/0",
 			canonical: "19:agentaudit.entry.v17:chain-c1:019:17730486000000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b174-7:agent-1---5:start5:agent5:run-9----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000",
 			hash:      "2447b0bebae8918a1a4655f9e7633fd022538e2f9779c5c009542c4d501411b3",
 		},
 		// printf '%s' '19:agentaudit.entry.v17:chain-c1:119:17730486002500000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b17516:eee19b7ec3c1b1747:agent-1---4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:2447b0bebae8918a1a4655f9e7633fd022538e2f9779c5c009542c4d501411b3' | sha256sum
 		{
-			name:      "chain-c/1",
+			name:      "v1-chain-c/1",
 			canonical: "19:agentaudit.entry.v17:chain-c1:119:17730486002500000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b17516:eee19b7ec3c1b1747:agent-1---4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:2447b0bebae8918a1a4655f9e7633fd022538e2f9779c5c009542c4d501411b3",
 			hash:      "4dda43b2691f6ffef44078e70f57f202de7ad8d2f067bdc9208d7332e9b179ff",
 		},
 		// printf '%s' '19:agentaudit.entry.v17:chain-c1:219:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b176-7:agent-1---3:end5:agent5:run-9----2:ok5:Unset2:{}-64:4dda43b2691f6ffef44078e70f57f202de7ad8d2f067bdc9208d7332e9b179ff' | sha256sum
 		{
-			name:      "chain-c/2",
+			name:      "v1-chain-c/2",
 			canonical: "19:agentaudit.entry.v17:chain-c1:219:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b176-7:agent-1---3:end5:agent5:run-9----2:ok5:Unset2:{}-64:4dda43b2691f6ffef44078e70f57f202de7ad8d2f067bdc9208d7332e9b179ff",
 			hash:      "cc1fc2733b46ad9e23d282bb2f42409e8b214135cfab65cb85b178e674bd7ce4",
 		},
 	}
 )
 
+// Version 2: the same entries with end times.
+var (
+	// printf '%s' '19:agentaudit.entry.v27:chain-a1:019:177304860012345678919:17730486002234567896:exec-132:4bf92f3577b34da6a3ce929d0e0e473616:00f067aa0ba902b7-----4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000' | sha256sum
+	vectorNullsV2 = knownAnswer{
+		name:      "v2-nulls",
+		canonical: "19:agentaudit.entry.v27:chain-a1:019:177304860012345678919:17730486002234567896:exec-132:4bf92f3577b34da6a3ce929d0e0e473616:00f067aa0ba902b7-----4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000",
+		hash:      "95863402efe2fd5658b1ef45c6b1dc58d471b7989ecb0f61d1d4762c021d270a",
+	}
+
+	// printf '%s' '19:agentaudit.entry.v28:chain-ä1:719:177304860098765432119:17730486019876543216:exec-232:0af7651916cd43dd8448eb211c80319c16:b7ad6b716920333116:53995c3f42cd8ad87:agent-717:Zahlungs-Agent Ü8:payments19:jürgen@example.com5:write6:ledger33:konto/DE89 3704 0044 0532 0130 0012:1.234,56 €0:31:Rechnung geprüft ✓ 請求書5:maria2:ok2:Ok49:{"http.response.status_code":200,"note":"naïve"}87:[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' | sha256sum
+	vectorFullV2 = knownAnswer{
+		name:      "v2-full",
+		canonical: `19:agentaudit.entry.v28:chain-ä1:719:177304860098765432119:17730486019876543216:exec-232:0af7651916cd43dd8448eb211c80319c16:b7ad6b716920333116:53995c3f42cd8ad87:agent-717:Zahlungs-Agent Ü8:payments19:jürgen@example.com5:write6:ledger33:konto/DE89 3704 0044 0532 0130 0012:1.234,56 €0:31:Rechnung geprüft ✓ 請求書5:maria2:ok2:Ok49:{"http.response.status_code":200,"note":"naïve"}87:[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`,
+		hash:      "10245737d9f45ab5428fb0800e5b450a403c28b3695e0a8c8a66fc19ca5200bb",
+	}
+
+	// The three entries of chainEntriesV2, in order, chain-d.
+	vectorChainV2 = []knownAnswer{
+		// printf '%s' '19:agentaudit.entry.v27:chain-d1:019:177304860000000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b174-7:agent-1---5:start5:agent5:run-9----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000' | sha256sum
+		{
+			name:      "v2-chain-d/0",
+			canonical: "19:agentaudit.entry.v27:chain-d1:019:177304860000000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b174-7:agent-1---5:start5:agent5:run-9----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000",
+			hash:      "8c1c651d9fd9fbcdfffbf1a09023dea4374a08fe122e5b050f8906e04f6ffd6d",
+		},
+		// printf '%s' '19:agentaudit.entry.v27:chain-d1:119:177304860025000000019:17730486004000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b17516:eee19b7ec3c1b1747:agent-1---4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:8c1c651d9fd9fbcdfffbf1a09023dea4374a08fe122e5b050f8906e04f6ffd6d' | sha256sum
+		{
+			name:      "v2-chain-d/1",
+			canonical: "19:agentaudit.entry.v27:chain-d1:119:177304860025000000019:17730486004000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b17516:eee19b7ec3c1b1747:agent-1---4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:8c1c651d9fd9fbcdfffbf1a09023dea4374a08fe122e5b050f8906e04f6ffd6d",
+			hash:      "b8284aaf742f8e5022063c0af0c8142374bf571bd5f1cbdf6b42c32f788c2988",
+		},
+		// printf '%s' '19:agentaudit.entry.v27:chain-d1:219:177304860100000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b176-7:agent-1---3:end5:agent5:run-9----2:ok5:Unset2:{}-64:b8284aaf742f8e5022063c0af0c8142374bf571bd5f1cbdf6b42c32f788c2988' | sha256sum
+		{
+			name:      "v2-chain-d/2",
+			canonical: "19:agentaudit.entry.v27:chain-d1:219:177304860100000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b176-7:agent-1---3:end5:agent5:run-9----2:ok5:Unset2:{}-64:b8284aaf742f8e5022063c0af0c8142374bf571bd5f1cbdf6b42c32f788c2988",
+			hash:      "4c3833119d639e3f990fa325b5ef582fcdcf2bdaa15ae22ea7151903628bf6d8",
+		},
+	}
+)
+
+// allVectors are the vectors in the order docs/FORMAT.md prints them.
 func allVectors() []knownAnswer {
-	return append([]knownAnswer{vectorNulls, vectorFull}, vectorChain...)
+	out := []knownAnswer{vectorNullsV2, vectorFullV2}
+	out = append(out, vectorChainV2...)
+	out = append(out, vectorNulls, vectorFull)
+	return append(out, vectorChainV1...)
 }
 
 func sha256Hex(b []byte) string {
@@ -149,7 +222,8 @@ func sha256Hex(b []byte) string {
 }
 
 func TestConstants(t *testing.T) {
-	assert.Equal(t, "agentaudit.entry.v1", chain.FormatTag)
+	assert.Equal(t, "agentaudit.entry.v1", chain.FormatTagV1)
+	assert.Equal(t, "agentaudit.entry.v2", chain.FormatTagV2)
 	assert.Equal(t, strings.Repeat("0", 64), chain.GenesisHash)
 	assert.Equal(t, chain.Head{Size: 0, Hash: chain.GenesisHash}, chain.Genesis())
 }
@@ -161,6 +235,8 @@ func TestKnownAnswer(t *testing.T) {
 	}{
 		{vectorNulls, nullsEntry()},
 		{vectorFull, fullEntry()},
+		{vectorNullsV2, nullsEntryV2()},
+		{vectorFullV2, fullEntryV2()},
 	} {
 		t.Run(tc.want.name, func(t *testing.T) {
 			e := tc.entry
@@ -186,14 +262,18 @@ func TestKnownAnswerLengthIsBytes(t *testing.T) {
 }
 
 func TestKnownAnswerChain(t *testing.T) {
-	c := chain.New("chain-c", chain.Genesis())
-	entries := chainEntries()
-	require.Len(t, entries, len(vectorChain))
+	t.Run("v1", func(t *testing.T) { testKnownAnswerChain(t, "chain-c", chainEntries(), vectorChainV1) })
+	t.Run("v2", func(t *testing.T) { testKnownAnswerChain(t, "chain-d", chainEntriesV2(), vectorChainV2) })
+}
+
+func testKnownAnswerChain(t *testing.T, id string, entries []entry.Entry, vectors []knownAnswer) {
+	c := chain.New(id, chain.Genesis())
+	require.Len(t, entries, len(vectors))
 	for i := range entries {
 		e := &entries[i]
 		c.Append(e)
-		want := vectorChain[i]
-		assert.Equal(t, "chain-c", e.ChainID, want.name)
+		want := vectors[i]
+		assert.Equal(t, id, e.ChainID, want.name)
 		assert.Equal(t, int64(i), e.Seq, want.name)
 		if i == 0 {
 			assert.Equal(t, chain.GenesisHash, e.PrevHash, "%s: first entry links to genesis", want.name)
@@ -205,7 +285,33 @@ func TestKnownAnswerChain(t *testing.T) {
 		assert.Equal(t, want.hash, chain.Hash(e), want.name)
 		assert.Equal(t, chain.Head{Size: int64(i + 1), Hash: want.hash}, c.Head(), want.name)
 	}
-	assert.Equal(t, "chain-c", c.ID())
+	assert.Equal(t, id, c.ID())
+}
+
+// The version follows the entry: a chain of version 1 entries continues
+// with entries of version 2 (a collector upgraded over an old write-ahead
+// log), each hashed by its own version, and entries of version 2 are the
+// version 1 entries with the tag changed and the end time inserted.
+func TestVersionPerEntry(t *testing.T) {
+	v1, v2 := chainEntries(), chainEntriesV2()
+	c := chain.New("chain-c", chain.Genesis())
+	c.Append(&v1[0])
+	c.Append(&v2[1])
+	c.Append(&v1[2])
+	assert.Equal(t, vectorChainV1[0].hash, v1[0].EntryHash)
+	assert.True(t, strings.HasPrefix(string(chain.AppendCanonical(nil, &v2[1])), "19:agentaudit.entry.v27:chain-c1:119:177304860025000000019:1773048600400000000"))
+	assert.Equal(t, sha256Hex(chain.AppendCanonical(nil, &v2[1])), v2[1].EntryHash)
+	assert.Equal(t, v2[1].EntryHash, v1[2].PrevHash)
+
+	field := func(s string) string { return strconv.Itoa(len(s)) + ":" + s }
+	for _, pair := range [][2]entry.Entry{{nullsEntry(), nullsEntryV2()}, {fullEntry(), fullEntryV2()}} {
+		e := pair[0]
+		old, cur := string(chain.AppendCanonical(nil, &e)), string(chain.AppendCanonical(nil, &pair[1]))
+		head := field(e.ChainID) + field(strconv.FormatInt(e.Seq, 10)) + field(strconv.FormatInt(e.TimeUnixNano, 10))
+		require.True(t, strings.HasPrefix(old, field(chain.FormatTagV1)+head), old)
+		want := field(chain.FormatTagV2) + head + field(strconv.FormatInt(*pair[1].EndTimeUnixNano, 10)) + old[len(field(chain.FormatTagV1)+head):]
+		assert.Equal(t, want, cur)
+	}
 }
 
 // A chain resumed from a stored head continues exactly as an uninterrupted
@@ -289,6 +395,10 @@ var mutators = []struct {
 	mutate func(*entry.Entry)
 }{
 	{"TimeUnixNano", func(e *entry.Entry) { e.TimeUnixNano++ }}, // one nanosecond: below the timestamp column's ms
+	{"EndTimeUnixNano", func(e *entry.Entry) { e.EndTimeUnixNano = i64p(*e.EndTimeUnixNano + 1) }},
+	{"EndTimeUnixNano", func(e *entry.Entry) { e.EndTimeUnixNano = i64p(e.TimeUnixNano) }},
+	// A downgrade to version 1: the same fields but the end time.
+	{"EndTimeUnixNano", func(e *entry.Entry) { e.EndTimeUnixNano = nil }},
 	{"ChainID", func(e *entry.Entry) { e.ChainID += "x" }},
 	{"Seq", func(e *entry.Entry) { e.Seq++ }},
 	{"ExecutionID", func(e *entry.Entry) { e.ExecutionID += "x" }},
@@ -324,12 +434,12 @@ var mutators = []struct {
 }
 
 func TestHashCoversEveryField(t *testing.T) {
-	base := fullEntry()
+	base := fullEntryV2()
 	baseHash := chain.Hash(&base)
 	covered := map[string]bool{}
 	for i, m := range mutators {
 		covered[m.field] = true
-		e := fullEntry()
+		e := fullEntryV2()
 		m.mutate(&e)
 		require.NotEqual(t, base, e, "mutator %d (%s) changed nothing", i, m.field)
 		assert.NotEqual(t, baseHash, chain.Hash(&e), "mutator %d: changing %s must change the hash", i, m.field)
@@ -438,6 +548,11 @@ func TestAdjacentFieldBoundary(t *testing.T) {
 	a.ChainID, a.Seq = "a", 12
 	b.ChainID, b.Seq = "a1", 2
 	assert.NotEqual(t, chain.Hash(&a), chain.Hash(&b), "ChainID|Seq")
+	// The start and end times: 12 and 3 vs 1 and 23.
+	a, b = fullEntryV2(), fullEntryV2()
+	a.TimeUnixNano, a.EndTimeUnixNano = 12, i64p(3)
+	b.TimeUnixNano, b.EndTimeUnixNano = 1, i64p(23)
+	assert.NotEqual(t, chain.Hash(&a), chain.Hash(&b), "TimeUnixNano|EndTimeUnixNano")
 	// And a NULL next to a string that starts with '-'.
 	a, b = fullEntry(), fullEntry()
 	a.Reasoning, a.Approver = nil, strp("-x")
@@ -456,20 +571,27 @@ func TestPrevHashIsCovered(t *testing.T) {
 }
 
 func TestIntegerEncoding(t *testing.T) {
-	prefix := "19:agentaudit.entry.v17:chain-a"
 	for _, tc := range []struct {
 		seq, time int64
+		end       *int64
 		want      string
 	}{
-		{0, 0, "1:01:0"},
-		{10, 1773048600123456789, "2:1019:1773048600123456789"},
-		{9223372036854775807, -1, "19:92233720368547758072:-1"}, // never negative in practice
+		{0, 0, nil, "19:agentaudit.entry.v17:chain-a1:01:0"},
+		{10, 1773048600123456789, nil, "19:agentaudit.entry.v17:chain-a2:1019:1773048600123456789"},
+		{9223372036854775807, -1, nil, "19:agentaudit.entry.v17:chain-a19:92233720368547758072:-1"}, // never negative in practice
+		{0, 0, i64p(0), "19:agentaudit.entry.v27:chain-a1:01:01:0"},
+		{10, 1773048600123456789, i64p(1773048600123456790), "19:agentaudit.entry.v27:chain-a2:1019:177304860012345678919:1773048600123456790"},
+		{3, 5, i64p(-9223372036854775808), "19:agentaudit.entry.v27:chain-a1:31:520:-9223372036854775808"}, // a span that ended before 1970
+		{3, 9223372036854775807, i64p(9223372036854775807), "19:agentaudit.entry.v27:chain-a1:319:922337203685477580719:9223372036854775807"},
 	} {
 		e := nullsEntry()
-		e.Seq, e.TimeUnixNano = tc.seq, tc.time
+		e.Seq, e.TimeUnixNano, e.EndTimeUnixNano = tc.seq, tc.time, tc.end
 		got := string(chain.AppendCanonical(nil, &e))
-		require.True(t, strings.HasPrefix(got, prefix))
-		assert.True(t, strings.HasPrefix(got[len(prefix):], tc.want+"6:exec-1"), "seq %d time %d: %s", tc.seq, tc.time, got)
+		assert.True(t, strings.HasPrefix(got, tc.want+"6:exec-1"), "seq %d time %d: %s", tc.seq, tc.time, got)
+		back, rest, err := chain.DecodeCanonical([]byte(got))
+		require.NoError(t, err)
+		assert.Empty(t, rest)
+		assert.Equal(t, tc.end, back.EndTimeUnixNano)
 	}
 }
 
@@ -515,27 +637,45 @@ func parseCanonical(b string) ([]*string, error) {
 }
 
 func FuzzCanonicalRoundTrip(f *testing.F) {
-	f.Add("chain-a", int64(0), "read", "", true, "-", "{}")
-	f.Add("chain-ä", int64(7), "2:ab", "1:", false, "", `{"a":"b"}`)
-	f.Fuzz(func(t *testing.T, chainID string, seq int64, resource, reasoning string, reasoningNull bool, approver, attrs string) {
+	f.Add("chain-a", int64(0), "read", "", true, "-", "{}", false, int64(0))
+	f.Add("chain-ä", int64(7), "2:ab", "1:", false, "", `{"a":"b"}`, true, int64(1773048601987654321))
+	f.Add("c", int64(1), "-", "-", false, "0:", "{}", true, int64(-1))
+	f.Fuzz(func(t *testing.T, chainID string, seq int64, resource, reasoning string, reasoningNull bool, approver, attrs string, hasEnd bool, end int64) {
 		e := fullEntry()
 		e.ChainID, e.Seq, e.TargetResource, e.Approver, e.Attributes = chainID, seq, resource, &approver, attrs
 		e.Reasoning = &reasoning
 		if reasoningNull {
 			e.Reasoning = nil
 		}
-		fields, err := parseCanonical(string(chain.AppendCanonical(nil, &e)))
+		// Version 2 has the end time as field 4: the fields after it move
+		// up by one.
+		tag, n, k := chain.FormatTagV1, 24, 0
+		if hasEnd {
+			e.EndTimeUnixNano = &end
+			tag, n, k = chain.FormatTagV2, 25, 1
+		}
+		enc := chain.AppendCanonical(nil, &e)
+		fields, err := parseCanonical(string(enc))
 		require.NoError(t, err)
-		require.Len(t, fields, 24)
+		require.Len(t, fields, n)
 		str := func(i int) string { require.NotNil(t, fields[i]); return *fields[i] }
-		assert.Equal(t, chain.FormatTag, str(0))
+		assert.Equal(t, tag, str(0))
 		assert.Equal(t, chainID, str(1))
 		assert.Equal(t, strconv.FormatInt(seq, 10), str(2))
-		assert.Equal(t, resource, str(14))
-		assert.Equal(t, e.Reasoning, fields[17])
-		assert.Equal(t, approver, str(18))
-		assert.Equal(t, attrs, str(21))
-		assert.Equal(t, e.PrevHash, str(23))
+		if hasEnd {
+			assert.Equal(t, strconv.FormatInt(end, 10), str(4))
+		}
+		assert.Equal(t, resource, str(14+k))
+		assert.Equal(t, e.Reasoning, fields[17+k])
+		assert.Equal(t, approver, str(18+k))
+		assert.Equal(t, attrs, str(21+k))
+		assert.Equal(t, e.PrevHash, str(23+k))
+
+		back, rest, err := chain.DecodeCanonical(enc)
+		require.NoError(t, err)
+		assert.Empty(t, rest)
+		e.EntryHash = sha256Hex(enc)
+		assert.Equal(t, e, back)
 	})
 }
 
@@ -543,15 +683,19 @@ func TestParseKnownVectors(t *testing.T) {
 	for _, v := range allVectors() {
 		fields, err := parseCanonical(v.canonical)
 		require.NoError(t, err, v.name)
-		assert.Len(t, fields, 24, v.name)
+		require.NotNil(t, fields[0], v.name)
+		want := map[string]int{chain.FormatTagV1: 24, chain.FormatTagV2: 25}[*fields[0]]
+		assert.Len(t, fields, want, v.name)
 	}
 }
 
-// benchEntry is a typical entry whose canonical encoding is 400 bytes.
+// benchEntry is a typical entry (version 2) whose canonical encoding is 400
+// bytes.
 func benchEntry(b *testing.B) entry.Entry {
-	e := fullEntry()
+	e := fullEntryV2()
 	e.Validation = nil
 	e.Attributes = `{"retries":2}`
+	e.Reasoning = strp("Rechnung ✓") // 22 bytes fewer, for the end time
 	if n := len(chain.AppendCanonical(nil, &e)); n != 400 {
 		b.Fatalf("bench entry encodes to %d bytes, want 400", n)
 	}

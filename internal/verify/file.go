@@ -62,9 +62,9 @@ func isIntColumn(c int) bool { return c == colTimestamp || c == colTimeUnixNano 
 
 // tagField is the encoded format tag, the first field of every canonical
 // encoding.
-var tagField = strconv.AppendInt(nil, int64(len(chain.FormatTag)), 10)
+var tagField = strconv.AppendInt(nil, int64(len(chain.FormatTagV1)), 10)
 
-func init() { tagField = append(append(tagField, ':'), chain.FormatTag...) }
+func init() { tagField = append(append(tagField, ':'), chain.FormatTagV1...) }
 
 // hash64 is a stored hash column value, nil for NULL. Only 64 bytes can
 // match; the bytes of rows point into the pages of the file being read.

@@ -117,8 +117,10 @@ func Truncate(dir, name string, n int64) error {
 }
 
 // v1Start is how every segment of format 1 begins after its first
-// record's 8-byte header: the canonical encoding's format tag.
-var v1Start = []byte(fmt.Sprintf("%d:%s", len(chain.FormatTag), chain.FormatTag))
+// record's 8-byte header: the canonical encoding's format tag. Segments of
+// format 1 were written before entries had end times, so the tag is
+// always that of an entry of version 1.
+var v1Start = []byte(fmt.Sprintf("%d:%s", len(chain.FormatTagV1), chain.FormatTagV1))
 
 // isV1 reports whether data is a segment of format 1: it begins with a
 // record header and an entry's canonical encoding, or with as much of them
