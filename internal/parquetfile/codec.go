@@ -192,12 +192,13 @@ func (c *literalsCodec) encodeLiterals(dst, src []byte) ([]byte, error) {
 // literalsCodec writes them at a third of the CPU of zstd's match search.
 // (Span ids are random hex too, but a parent span id is shared by sibling
 // spans: those columns keep pageCodec, which finds the repeats.)
-// time_unix_nano's nanosecond increments need the default level's match
-// finder to compress at all.
+// time_unix_nano's and end_time_unix_nano's nanosecond increments need the
+// default level's match finder to compress at all.
 var columnCodecs = map[string]compress.Codec{
-	"time_unix_nano": timeCodec,
-	"prev_hash":      hexCodec,
-	"entry_hash":     hexCodec,
+	"time_unix_nano":     timeCodec,
+	"end_time_unix_nano": timeCodec,
+	"prev_hash":          hexCodec,
+	"entry_hash":         hexCodec,
 }
 
 var hexCodec = &literalsCodec{fallback: pageCodec}

@@ -16,9 +16,16 @@ import (
 )
 
 // FormatVersion is the version of the batch file layout (columns, types and
-// footer keys) this package writes and reads. It is stored under
-// KeyFormatVersion; a reader refuses versions it does not know.
-const FormatVersion = "1"
+// footer keys) this package writes, version 2: the columns of version 1 and
+// end_time_unix_nano. It is stored under KeyFormatVersion; a reader refuses
+// versions it does not know.
+const FormatVersion = "2"
+
+// FormatVersion1 is the layout of files written before end times were
+// recorded: the columns of version 2 but end_time_unix_nano. ReadFooter and
+// ReadEntries read it; Encode never writes it. Its entries have no end time
+// (entry.Entry.EndTimeUnixNano nil), and are hashed as version 1.
+const FormatVersion1 = "1"
 
 // Footer metadata keys: key-value metadata in the Parquet footer of every
 // batch file. Part of the on-disk format: never rename them.
@@ -87,10 +94,44 @@ type Footer struct {
 	MerkleRoot    string
 }
 
-// row is the Parquet schema. Column order is field order. Strings get the
-// STRING logical type by default; *string fields are OPTIONAL. Every column
-// is ZSTD-compressed, with the codec columnCodecs gives it.
+// row is the Parquet schema of format version 2. Column order is field
+// order. Strings get the STRING logical type by default; pointer fields are
+// OPTIONAL. Every column is ZSTD-compressed, with the codec columnCodecs
+// gives it. (Not an embedded struct of the columns the versions share:
+// parquet-go v0.32 reads a NULL into an embedded struct's pointer field as a
+// pointer to the zero value.)
 type row struct {
+	Timestamp       int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
+	TimeUnixNano    int64   `parquet:"time_unix_nano"`
+	EndTimeUnixNano *int64  `parquet:"end_time_unix_nano"`
+	ChainID         string  `parquet:"chain_id,dict"`
+	Seq             int64   `parquet:"seq"`
+	ExecutionID     string  `parquet:"execution_id,dict"`
+	TraceID         string  `parquet:"trace_id"`
+	SpanID          string  `parquet:"span_id"`
+	ParentSpanID    *string `parquet:"parent_span_id"`
+	AgentID         *string `parquet:"agent_id,dict"`
+	AgentName       *string `parquet:"agent_name,dict"`
+	ServiceName     *string `parquet:"service_name,dict"`
+	Principal       *string `parquet:"principal,dict"`
+	ActionType      string  `parquet:"action_type,dict"`
+	TargetSystem    string  `parquet:"target_system,dict"`
+	TargetResource  string  `parquet:"target_resource"`
+	ProposedValue   *string `parquet:"proposed_value"`
+	PreviousValue   *string `parquet:"previous_value"`
+	Reasoning       *string `parquet:"reasoning"`
+	Approver        *string `parquet:"approver,dict"`
+	Result          string  `parquet:"result,dict"`
+	StatusCode      string  `parquet:"status_code,dict"`
+	Attributes      string  `parquet:"attributes"`
+	Validation      *string `parquet:"validation"`
+	PrevHash        string  `parquet:"prev_hash"`
+	EntryHash       string  `parquet:"entry_hash"`
+}
+
+// rowV1 is the Parquet schema of format version 1, read but never written:
+// row without end_time_unix_nano.
+type rowV1 struct {
 	Timestamp      int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
 	TimeUnixNano   int64   `parquet:"time_unix_nano"`
 	ChainID        string  `parquet:"chain_id,dict"`
@@ -118,8 +159,12 @@ type row struct {
 	EntryHash      string  `parquet:"entry_hash"`
 }
 
-// schema is the Parquet schema of a batch file.
-var schema = withCodecs(parquet.SchemaOf(row{}), columnCodecs, pageCodec)
+// schema is the Parquet schema of a batch file; schemaV1 that of a file
+// of format version 1.
+var (
+	schema   = withCodecs(parquet.SchemaOf(row{}), columnCodecs, pageCodec)
+	schemaV1 = withCodecs(parquet.SchemaOf(rowV1{}), columnCodecs, pageCodec)
+)
 
 // bloomBitsPerValue sizes the execution_id bloom filter: 10 bits per
 // distinct value gives about 1% false positives.
@@ -250,35 +295,69 @@ func unixMilli(nanos int64) int64 {
 
 func toRow(r *row, e *entry.Entry) {
 	*r = row{
-		Timestamp:      unixMilli(e.TimeUnixNano),
-		TimeUnixNano:   e.TimeUnixNano,
-		ChainID:        e.ChainID,
-		Seq:            e.Seq,
-		ExecutionID:    e.ExecutionID,
-		TraceID:        e.TraceID,
-		SpanID:         e.SpanID,
-		ParentSpanID:   e.ParentSpanID,
-		AgentID:        e.AgentID,
-		AgentName:      e.AgentName,
-		ServiceName:    e.ServiceName,
-		Principal:      e.Principal,
-		ActionType:     e.ActionType,
-		TargetSystem:   e.TargetSystem,
-		TargetResource: e.TargetResource,
-		ProposedValue:  e.ProposedValue,
-		PreviousValue:  e.PreviousValue,
-		Reasoning:      e.Reasoning,
-		Approver:       e.Approver,
-		Result:         e.Result,
-		StatusCode:     e.StatusCode,
-		Attributes:     e.Attributes,
-		Validation:     e.Validation,
-		PrevHash:       e.PrevHash,
-		EntryHash:      e.EntryHash,
+		Timestamp:       unixMilli(e.TimeUnixNano),
+		TimeUnixNano:    e.TimeUnixNano,
+		EndTimeUnixNano: e.EndTimeUnixNano,
+		ChainID:         e.ChainID,
+		Seq:             e.Seq,
+		ExecutionID:     e.ExecutionID,
+		TraceID:         e.TraceID,
+		SpanID:          e.SpanID,
+		ParentSpanID:    e.ParentSpanID,
+		AgentID:         e.AgentID,
+		AgentName:       e.AgentName,
+		ServiceName:     e.ServiceName,
+		Principal:       e.Principal,
+		ActionType:      e.ActionType,
+		TargetSystem:    e.TargetSystem,
+		TargetResource:  e.TargetResource,
+		ProposedValue:   e.ProposedValue,
+		PreviousValue:   e.PreviousValue,
+		Reasoning:       e.Reasoning,
+		Approver:        e.Approver,
+		Result:          e.Result,
+		StatusCode:      e.StatusCode,
+		Attributes:      e.Attributes,
+		Validation:      e.Validation,
+		PrevHash:        e.PrevHash,
+		EntryHash:       e.EntryHash,
 	}
 }
 
-func fromRow(e *entry.Entry, r *row) {
+// fromRow sets e from r and returns r's timestamp and time_unix_nano.
+func fromRow(e *entry.Entry, r *row) (ts, tun int64) {
+	*e = entry.Entry{
+		TimeUnixNano:    r.TimeUnixNano,
+		EndTimeUnixNano: r.EndTimeUnixNano,
+		ChainID:         r.ChainID,
+		Seq:             r.Seq,
+		ExecutionID:     r.ExecutionID,
+		TraceID:         r.TraceID,
+		SpanID:          r.SpanID,
+		ParentSpanID:    r.ParentSpanID,
+		AgentID:         r.AgentID,
+		AgentName:       r.AgentName,
+		ServiceName:     r.ServiceName,
+		Principal:       r.Principal,
+		ActionType:      r.ActionType,
+		TargetSystem:    r.TargetSystem,
+		TargetResource:  r.TargetResource,
+		ProposedValue:   r.ProposedValue,
+		PreviousValue:   r.PreviousValue,
+		Reasoning:       r.Reasoning,
+		Approver:        r.Approver,
+		Result:          r.Result,
+		StatusCode:      r.StatusCode,
+		Attributes:      r.Attributes,
+		Validation:      r.Validation,
+		PrevHash:        r.PrevHash,
+		EntryHash:       r.EntryHash,
+	}
+	return r.Timestamp, r.TimeUnixNano
+}
+
+// fromRowV1 is fromRow for a row of format version 1: no end time.
+func fromRowV1(e *entry.Entry, r *rowV1) (ts, tun int64) {
 	*e = entry.Entry{
 		TimeUnixNano:   r.TimeUnixNano,
 		ChainID:        r.ChainID,
@@ -305,11 +384,12 @@ func fromRow(e *entry.Entry, r *row) {
 		PrevHash:       r.PrevHash,
 		EntryHash:      r.EntryHash,
 	}
+	return r.Timestamp, r.TimeUnixNano
 }
 
-// fixedOverhead approximates the per-row bytes beside string contents: three
+// fixedOverhead approximates the per-row bytes beside string contents: four
 // int64 columns, a length prefix per string, definition levels.
-const fixedOverhead = 3*8 + 22*4 + 9
+const fixedOverhead = 4*8 + 22*4 + 10
 
 // EstimatedSize returns the approximate number of bytes e adds to a batch
 // before compression: the lengths of its strings plus a fixed overhead. It is
@@ -430,8 +510,8 @@ func footerFromKV(kv []format.KeyValue) (Footer, error) {
 	if f.FormatVersion, err = get(KeyFormatVersion); err != nil {
 		return Footer{}, err
 	}
-	if f.FormatVersion != FormatVersion {
-		return Footer{}, fmt.Errorf("%w: %q, this build reads %q", ErrUnsupportedVersion, f.FormatVersion, FormatVersion)
+	if f.FormatVersion != FormatVersion && f.FormatVersion != FormatVersion1 {
+		return Footer{}, fmt.Errorf("%w: %q, this build reads %q and %q", ErrUnsupportedVersion, f.FormatVersion, FormatVersion, FormatVersion1)
 	}
 	if f.ChainID, err = get(KeyChainID); err != nil {
 		return Footer{}, err
@@ -484,13 +564,15 @@ const (
 	maxPrealloc = 1 << 16
 )
 
-// ReadEntries decodes every row of the batch file r of the given size and
-// returns the entries in file order with the footer. Optional columns come
-// back nil for NULL and non-nil for "" exactly as written. Besides the errors
-// of ReadFooter it returns ErrNotAuditFile when the columns are not this
-// package's schema and ErrTimestampMismatch when a row's timestamp column
-// disagrees with its time_unix_nano. It does not check that the rows agree
-// with the footer or that the hashes link: that is the verifier's job.
+// ReadEntries decodes every row of the batch file r of the given size, of
+// format version 2 or 1, and returns the entries in file order with the
+// footer. Optional columns come back nil for NULL and non-nil for "" exactly
+// as written; the entries of a file of version 1 have no end time. Besides
+// the errors of ReadFooter it returns ErrNotAuditFile when the columns are
+// not this package's schema of the footer's version and ErrTimestampMismatch
+// when a row's timestamp column disagrees with its time_unix_nano. It does
+// not check that the rows agree with the footer or that the hashes link:
+// that is the verifier's job.
 func ReadEntries(r io.ReaderAt, size int64) (entries []entry.Entry, f Footer, err error) {
 	if f, err = ReadFooter(r, size); err != nil {
 		return nil, Footer{}, err
@@ -504,43 +586,60 @@ func ReadEntries(r io.ReaderAt, size int64) (entries []entry.Entry, f Footer, er
 	if err != nil {
 		return nil, Footer{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	if err := checkSchema(pf.Schema()); err != nil {
+	want := schema
+	if f.FormatVersion == FormatVersion1 {
+		want = schemaV1
+	}
+	if err := checkSchema(pf.Schema(), want); err != nil {
 		return nil, Footer{}, err
 	}
+	if f.FormatVersion == FormatVersion1 {
+		entries, err = readRows(pf, f, fromRowV1)
+	} else {
+		entries, err = readRows(pf, f, fromRow)
+	}
+	if err != nil {
+		return nil, Footer{}, err
+	}
+	return entries, f, nil
+}
 
-	pr := parquet.NewGenericReader[row](pf)
+// readRows decodes the rows of pf, of type R, into entries with set, which
+// returns the row's timestamp and time_unix_nano columns, checked here.
+func readRows[R any](pf *parquet.File, f Footer, set func(*entry.Entry, *R) (ts, tun int64)) ([]entry.Entry, error) {
+	pr := parquet.NewGenericReader[R](pf)
 	defer pr.Close()
 	// Row counts come from untrusted bytes: bound the up-front allocation
 	// and let append grow past it.
-	entries = make([]entry.Entry, 0, min(pr.NumRows(), f.EntryCount, maxPrealloc))
-	buf := make([]row, readChunk)
+	entries := make([]entry.Entry, 0, min(pr.NumRows(), f.EntryCount, maxPrealloc))
+	buf := make([]R, readChunk)
+	var zero R
 	for {
 		k, err := pr.Read(buf)
 		for i := range buf[:k] {
-			rw := &buf[i]
-			if want := unixMilli(rw.TimeUnixNano); rw.Timestamp != want {
-				return nil, Footer{}, fmt.Errorf("%w: seq %d: timestamp %d ms, time_unix_nano %d gives %d ms",
-					ErrTimestampMismatch, rw.Seq, rw.Timestamp, rw.TimeUnixNano, want)
-			}
 			entries = append(entries, entry.Entry{})
-			fromRow(&entries[len(entries)-1], rw)
+			e := &entries[len(entries)-1]
+			if ts, tun := set(e, &buf[i]); ts != unixMilli(tun) {
+				return nil, fmt.Errorf("%w: seq %d: timestamp %d ms, time_unix_nano %d gives %d ms",
+					ErrTimestampMismatch, e.Seq, ts, tun, unixMilli(tun))
+			}
 			// The reader may reuse the pointers of a row it decodes into;
 			// the entry now owns them.
-			*rw = row{}
+			buf[i] = zero
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, Footer{}, fmt.Errorf("%w: decoding rows: %w", ErrCorrupt, err)
+			return nil, fmt.Errorf("%w: decoding rows: %w", ErrCorrupt, err)
 		}
 	}
-	return entries, f, nil
+	return entries, nil
 }
 
-// checkSchema returns an error wrapping ErrNotAuditFile unless got has this
-// package's columns, in order, with the same types and repetition.
-func checkSchema(got *parquet.Schema) error {
+// checkSchema returns an error wrapping ErrNotAuditFile unless got has the
+// columns of schema, in order, with the same types and repetition.
+func checkSchema(got, schema *parquet.Schema) error {
 	want := schema.Fields()
 	have := got.Fields()
 	if len(have) != len(want) {

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -22,6 +25,8 @@ import (
 
 func ptr(s string) *string { return &s }
 
+func i64(v int64) *int64 { return &v }
+
 // hashed links entries into a fresh chain named id, as the exporter would.
 func hashed(id string, es []entry.Entry) []entry.Entry {
 	c := chain.New(id, chain.Genesis())
@@ -32,11 +37,13 @@ func hashed(id string, es []entry.Entry) []entry.Entry {
 }
 
 // varied returns entries covering nil, "" and non-empty optional fields,
-// unicode and a 1 MiB value.
+// unicode, a 1 MiB value, and end times at, after and before the start time
+// and one NULL (an entry of version 1, as an older collector's write-ahead
+// log leaves them).
 func varied() []entry.Entry {
 	base := time.Date(2026, 11, 27, 6, 0, 0, 123456789, time.UTC).UnixNano()
 	allSet := entry.Entry{
-		TimeUnixNano: base, ExecutionID: "exec-1", TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8),
+		TimeUnixNano: base, EndTimeUnixNano: i64(base + 250_000_000), ExecutionID: "exec-1", TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8),
 		ParentSpanID: ptr(strings.Repeat("ef", 8)), AgentID: ptr("agent-7"), AgentName: ptr("billing-bot"),
 		ServiceName: ptr("billing"), Principal: ptr("alice@example.com"), ActionType: "write",
 		TargetSystem: "postgres", TargetResource: "invoices/42", ProposedValue: ptr(`{"amount":10}`),
@@ -48,23 +55,23 @@ func varied() []entry.Entry {
 		ActionType: "read", TargetSystem: "s3", TargetResource: "bucket/key", Result: "", StatusCode: "Unset", Attributes: "{}",
 	}
 	allEmpty := entry.Entry{
-		TimeUnixNano: base + 1_000_000, ExecutionID: "", TraceID: "", SpanID: "",
+		TimeUnixNano: base + 1_000_000, EndTimeUnixNano: i64(0), ExecutionID: "", TraceID: "", SpanID: "",
 		ParentSpanID: ptr(""), AgentID: ptr(""), AgentName: ptr(""), ServiceName: ptr(""), Principal: ptr(""),
 		ProposedValue: ptr(""), PreviousValue: ptr(""), Reasoning: ptr(""), Approver: ptr(""), Validation: ptr(""),
 	}
 	unicode := entry.Entry{
-		TimeUnixNano: base + 2_999_999, ExecutionID: "exécution-✓", TraceID: strings.Repeat("0f", 16), SpanID: strings.Repeat("f0", 8),
+		TimeUnixNano: base + 2_999_999, EndTimeUnixNano: i64(base + 2_999_999), ExecutionID: "exécution-✓", TraceID: strings.Repeat("0f", 16), SpanID: strings.Repeat("f0", 8),
 		AgentName: ptr("代理人 🤖"), Principal: ptr("Zoë Ångström"), ActionType: "request_approval",
 		TargetSystem: "crm", TargetResource: "клиенты/№5", Reasoning: ptr("naïve café — \u2028 \x00 nul byte"),
 		Result: "pending", StatusCode: "Error", Attributes: `{"emoji":"😀"}`,
 	}
 	big := entry.Entry{
-		TimeUnixNano: base + 3_000_000, ExecutionID: "exec-2", TraceID: strings.Repeat("aa", 16), SpanID: strings.Repeat("bb", 8),
+		TimeUnixNano: base + 3_000_000, EndTimeUnixNano: i64(math.MaxInt64), ExecutionID: "exec-2", TraceID: strings.Repeat("aa", 16), SpanID: strings.Repeat("bb", 8),
 		ActionType: "write", TargetSystem: "fs", TargetResource: "/tmp/big",
 		ProposedValue: ptr(strings.Repeat("x", 1<<20)), PreviousValue: ptr(strings.Repeat("y€", 1<<19)),
 		Result: "ok", StatusCode: "Ok", Attributes: `{"big":"` + strings.Repeat("z", 1<<20) + `"}`,
 	}
-	negative := entry.Entry{TimeUnixNano: -1_500_000, ExecutionID: "exec-3", ActionType: "end"}
+	negative := entry.Entry{TimeUnixNano: -1_500_000, EndTimeUnixNano: i64(math.MinInt64), ExecutionID: "exec-3", ActionType: "end"}
 	return hashed("chain-a", []entry.Entry{allSet, allNil, allEmpty, unicode, big, negative})
 }
 
@@ -90,22 +97,24 @@ func realistic(n int) []entry.Entry {
 			trace = hex(16)
 		}
 		agent := agents[(i/100)%len(agents)]
+		latency := rng.IntN(5000)
 		e := entry.Entry{
-			TimeUnixNano:   base + int64(i)*1_234_567,
-			ExecutionID:    fmt.Sprintf("exec-%08d", i/100),
-			TraceID:        trace,
-			SpanID:         hex(8),
-			ParentSpanID:   ptr(hex(8)),
-			AgentID:        ptr("id-" + agent),
-			AgentName:      ptr(agent),
-			ServiceName:    ptr("svc-" + agent),
-			Principal:      ptr(fmt.Sprintf("user%d@example.com", (i/100)%50)),
-			ActionType:     actions[rng.IntN(len(actions))],
-			TargetSystem:   systems[rng.IntN(len(systems))],
-			TargetResource: fmt.Sprintf("tables/orders/rows/%d", rng.IntN(1_000_000)),
-			Result:         "success",
-			StatusCode:     "Ok",
-			Attributes:     fmt.Sprintf(`{"gen_ai.request.model":"gpt-x","http.method":"POST","latency_ms":%d,"retry":%d}`, rng.IntN(5000), rng.IntN(3)),
+			TimeUnixNano:    base + int64(i)*1_234_567,
+			EndTimeUnixNano: i64(base + int64(i)*1_234_567 + int64(latency)*1_000_000 + int64(rng.IntN(1_000_000))),
+			ExecutionID:     fmt.Sprintf("exec-%08d", i/100),
+			TraceID:         trace,
+			SpanID:          hex(8),
+			ParentSpanID:    ptr(hex(8)),
+			AgentID:         ptr("id-" + agent),
+			AgentName:       ptr(agent),
+			ServiceName:     ptr("svc-" + agent),
+			Principal:       ptr(fmt.Sprintf("user%d@example.com", (i/100)%50)),
+			ActionType:      actions[rng.IntN(len(actions))],
+			TargetSystem:    systems[rng.IntN(len(systems))],
+			TargetResource:  fmt.Sprintf("tables/orders/rows/%d", rng.IntN(1_000_000)),
+			Result:          "success",
+			StatusCode:      "Ok",
+			Attributes:      fmt.Sprintf(`{"gen_ai.request.model":"gpt-x","http.method":"POST","latency_ms":%d,"retry":%d}`, latency, rng.IntN(3)),
 		}
 		if e.ActionType == "write" {
 			e.ProposedValue = ptr(fmt.Sprintf(`{"status":"shipped","amount":%d,"currency":"EUR"}`, rng.IntN(100000)))
@@ -144,6 +153,113 @@ func TestRoundTrip(t *testing.T) {
 	assert.Nil(t, got[1].Reasoning)
 	require.NotNil(t, got[2].Reasoning)
 	assert.Equal(t, "", *got[2].Reasoning)
+	// The same for the end time: NULL (version 1) versus 0.
+	assert.Nil(t, got[1].EndTimeUnixNano)
+	require.NotNil(t, got[2].EndTimeUnixNano)
+	assert.Equal(t, int64(0), *got[2].EndTimeUnixNano)
+}
+
+// rowsV1Of is es as rows of format version 1: without their end times.
+func rowsV1Of(es []entry.Entry) []rowV1 {
+	rows := make([]rowV1, len(es))
+	for i := range es {
+		var r row
+		toRow(&r, &es[i])
+		rows[i] = rowV1{r.Timestamp, r.TimeUnixNano, r.ChainID, r.Seq, r.ExecutionID, r.TraceID, r.SpanID, r.ParentSpanID,
+			r.AgentID, r.AgentName, r.ServiceName, r.Principal, r.ActionType, r.TargetSystem, r.TargetResource,
+			r.ProposedValue, r.PreviousValue, r.Reasoning, r.Approver, r.Result, r.StatusCode, r.Attributes,
+			r.Validation, r.PrevHash, r.EntryHash}
+	}
+	return rows
+}
+
+// encodeV1 writes es as a file of format version 1, the way Encode did
+// before end times: rowV1's columns, the same writer options, the footer
+// naming version 1. The end times of es are not written.
+func encodeV1(t testing.TB, es []entry.Entry) []byte {
+	t.Helper()
+	f, err := batchFooter(es)
+	require.NoError(t, err)
+	f.FormatVersion = FormatVersion1
+	var buf bytes.Buffer
+	pw := parquet.NewGenericWriter[rowV1](&buf, append(writerOptions(f), schemaV1)...)
+	_, err = pw.Write(rowsV1Of(es))
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+	return buf.Bytes()
+}
+
+// withoutEndTimes is es as entries of version 1, chained again.
+func withoutEndTimes(es []entry.Entry) []entry.Entry {
+	out := make([]entry.Entry, len(es))
+	for i, e := range es {
+		e.EndTimeUnixNano = nil
+		out[i] = e
+	}
+	return hashed(es[0].ChainID, out)
+}
+
+// TestReadVersion1: files of format version 1 read as before, their
+// entries without end times and their hashes those of version 1: the
+// trail testdata/trail-v1 of internal/verify, written by the writer of
+// version 1 (7cc4eb8), and a file written here the same way.
+func TestReadVersion1(t *testing.T) {
+	dir := filepath.Join("..", "verify", "testdata", "trail-v1", "dt=2026-03-09")
+	var all []entry.Entry
+	for _, name := range []string{"replica-v1-00000000000000000000.parquet", "replica-v1-00000000000000000040.parquet"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		got, f, err := ReadEntries(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err, name)
+		assert.Equal(t, FormatVersion1, f.FormatVersion, name)
+		require.Len(t, got, 40, name)
+		all = append(all, got...)
+	}
+	prev := chain.GenesisHash
+	for i, e := range all {
+		assert.Nil(t, e.EndTimeUnixNano, "entry %d", i)
+		assert.Equal(t, int64(i), e.Seq)
+		assert.Equal(t, prev, e.PrevHash, "entry %d links to the one before", i)
+		assert.Equal(t, e.EntryHash, chain.Hash(&e), "entry %d: its hash is the version 1 encoding's", i)
+		assert.True(t, strings.HasPrefix(string(chain.AppendCanonical(nil, &e)), "19:agentaudit.entry.v1"))
+		prev = e.EntryHash
+	}
+
+	es := withoutEndTimes(varied())
+	data := encodeV1(t, es)
+	got, f, err := ReadEntries(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	assert.Equal(t, FormatVersion1, f.FormatVersion)
+	assert.Equal(t, es, got)
+	assert.Nil(t, got[1].Reasoning)
+	require.NotNil(t, got[2].Reasoning)
+
+	// The version 1 rows go through the same timestamp check.
+	rows := rowsV1Of(es)
+	rows[1].Timestamp++
+	kv := goodKV(es)
+	kv[KeyFormatVersion] = FormatVersion1
+	data = writeRaw(t, rows, kv)
+	_, _, err = ReadEntries(bytes.NewReader(data), int64(len(data)))
+	require.ErrorIs(t, err, ErrTimestampMismatch)
+	assert.Contains(t, err.Error(), "seq 1")
+}
+
+// The columns must be those of the footer's version.
+func TestReadVersionMismatch(t *testing.T) {
+	es := varied()
+	v1 := goodKV(es)
+	v1[KeyFormatVersion] = FormatVersion1
+	for name, data := range map[string][]byte{
+		"26 columns, want 25": writeRaw(t, rowsOf(es), v1),
+		"25 columns, want 26": writeRaw(t, rowsV1Of(es), goodKV(es)),
+	} {
+		_, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err, "the footer alone is fine")
+		_, _, err = ReadEntries(bytes.NewReader(data), int64(len(data)))
+		require.ErrorIs(t, err, ErrNotAuditFile)
+		assert.Contains(t, err.Error(), name)
+	}
 }
 
 func TestRoundTripRealistic(t *testing.T) {
@@ -159,7 +275,7 @@ func TestEncodeContinuedChain(t *testing.T) {
 	es := realistic(30)[10:] // a later batch: seq 10..29
 	data, f := encode(t, es)
 	assert.Equal(t, Footer{
-		FormatVersion: "1", ChainID: "collector-7f3a-pod-1", FirstSeq: 10, LastSeq: 29, EntryCount: 20,
+		FormatVersion: "2", ChainID: "collector-7f3a-pod-1", FirstSeq: 10, LastSeq: 29, EntryCount: 20,
 		PrevHash: es[0].PrevHash, LastHash: es[19].EntryHash, MerkleRoot: batchRoot(t, es),
 	}, f)
 	read, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
@@ -179,7 +295,7 @@ func TestFooterKeysExact(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]string{
-		"agentaudit.format_version": "1",
+		"agentaudit.format_version": "2",
 		"agentaudit.chain_id":       "chain-a",
 		"agentaudit.first_seq":      "0",
 		"agentaudit.last_seq":       "5",
@@ -389,7 +505,7 @@ func TestReadFooterNotAuditFile(t *testing.T) {
 
 	t.Run("future version", func(t *testing.T) {
 		kv := goodKV(es)
-		kv[KeyFormatVersion] = "2"
+		kv[KeyFormatVersion] = "3"
 		data := writeRaw(t, rows, kv)
 		_, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
 		require.ErrorIs(t, err, ErrUnsupportedVersion)
@@ -406,7 +522,7 @@ func TestReadFooterNotAuditFile(t *testing.T) {
 		require.NoError(t, err, "the footer alone looks fine")
 		_, _, err = ReadEntries(bytes.NewReader(data), int64(len(data)))
 		require.ErrorIs(t, err, ErrNotAuditFile)
-		assert.Contains(t, err.Error(), "2 columns, want 25")
+		assert.Contains(t, err.Error(), "2 columns, want 26")
 	})
 }
 
@@ -443,6 +559,7 @@ func TestSchema(t *testing.T) {
 	want := []col{
 		{"timestamp", format.Int64, "TIMESTAMP(isAdjustedToUTC=true,unit=MILLIS)", false},
 		{"time_unix_nano", format.Int64, "INT(64,true)", false},
+		{"end_time_unix_nano", format.Int64, "INT(64,true)", true},
 		str("chain_id", false),
 		{"seq", format.Int64, "INT(64,true)", false},
 		str("execution_id", false), str("trace_id", false), str("span_id", false),
@@ -501,16 +618,20 @@ func TestSchema(t *testing.T) {
 			assert.NotNil(t, m.Statistics.MaxValue, "max on %s", name)
 		}
 	}
-	seqStats := chunks[3].MetaData.Statistics
+	endStats := chunks[2].MetaData.Statistics
+	assert.Equal(t, int64(math.MinInt64), int64(binary.LittleEndian.Uint64(endStats.MinValue)))
+	assert.Equal(t, int64(math.MaxInt64), int64(binary.LittleEndian.Uint64(endStats.MaxValue)))
+	assert.Equal(t, int64(1), endStats.NullCount, "end_time_unix_nano NULLs")
+	seqStats := chunks[4].MetaData.Statistics
 	assert.Equal(t, int64(0), int64(binary.LittleEndian.Uint64(seqStats.MinValue)))
 	assert.Equal(t, int64(5), int64(binary.LittleEndian.Uint64(seqStats.MaxValue)))
-	execStats := chunks[4].MetaData.Statistics
+	execStats := chunks[5].MetaData.Statistics
 	assert.Equal(t, "", string(execStats.MinValue))
 	assert.Equal(t, "exécution-✓", string(execStats.MaxValue))
-	assert.Equal(t, int64(4), chunks[7].MetaData.Statistics.NullCount, "parent_span_id NULLs")
+	assert.Equal(t, int64(4), chunks[8].MetaData.Statistics.NullCount, "parent_span_id NULLs")
 
 	// The bloom filter answers for a present execution id.
-	bf := pf.RowGroups()[0].ColumnChunks()[4].BloomFilter()
+	bf := pf.RowGroups()[0].ColumnChunks()[5].BloomFilter()
 	require.NotNil(t, bf)
 	found, err := bf.Check(parquet.ValueOf("exec-2"))
 	require.NoError(t, err)
