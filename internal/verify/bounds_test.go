@@ -102,7 +102,7 @@ func TestBombPagesRefused(t *testing.T) {
 	orig, err := encode(buildChain("replica-0", 30))
 	require.NoError(t, err)
 	const key = "dt=2026-03-09/replica-0-00000000000000000000.parquet"
-	for _, col := range []int{colSeq, colTimeUnixNano, colAgentName, colEntryHash} {
+	for _, col := range []int{colSeq, colTimeUnixNano, colEndTimeUnixNano, colAgentName, colEntryHash} {
 		for _, bomb := range bombs {
 			data := rewritePages(t, orig, col, func(i int, h *format.PageHeader, body []byte) []byte {
 				if i > 0 {

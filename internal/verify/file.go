@@ -21,7 +21,9 @@ import (
 	"github.com/agentaudit/agentaudit/internal/store"
 )
 
-// The 25 columns of docs/FORMAT.md, in column order.
+// The columns of docs/FORMAT.md: the 25 of format version 1 in column
+// order, then end_time_unix_nano (version 2's column 3), which a file of
+// version 1 lacks.
 const (
 	colTimestamp = iota
 	colTimeUnixNano
@@ -48,6 +50,7 @@ const (
 	_
 	colPrevHash
 	colEntryHash
+	colEndTimeUnixNano
 	numColumns
 )
 
@@ -56,15 +59,21 @@ var columnNames = [numColumns]string{
 	"parent_span_id", "agent_id", "agent_name", "service_name", "principal", "action_type",
 	"target_system", "target_resource", "proposed_value", "previous_value", "reasoning",
 	"approver", "result", "status_code", "attributes", "validation", "prev_hash", "entry_hash",
+	"end_time_unix_nano",
 }
 
-func isIntColumn(c int) bool { return c == colTimestamp || c == colTimeUnixNano || c == colSeq }
+func isIntColumn(c int) bool {
+	return c == colTimestamp || c == colTimeUnixNano || c == colSeq || c == colEndTimeUnixNano
+}
 
-// tagField is the encoded format tag, the first field of every canonical
-// encoding.
-var tagField = strconv.AppendInt(nil, int64(len(chain.FormatTagV1)), 10)
+// tagV1 and tagV2 are the encoded format tags, the first field of every
+// canonical encoding: a row with an end time is hashed as version 2, a row
+// without (NULL, or a file of version 1) as version 1.
+var tagV1, tagV2 = tagField(chain.FormatTagV1), tagField(chain.FormatTagV2)
 
-func init() { tagField = append(append(tagField, ':'), chain.FormatTagV1...) }
+func tagField(tag string) []byte {
+	return append(strconv.AppendInt(nil, int64(len(tag)), 10), append([]byte{':'}, tag...)...)
+}
 
 // hash64 is a stored hash column value, nil for NULL. Only 64 bytes can
 // match; the bytes of rows point into the pages of the file being read.
@@ -161,6 +170,9 @@ type column struct {
 // fileReader reads files one at a time, reusing its buffers: one per worker.
 type fileReader struct {
 	cols [numColumns]column
+	// hasEnd: the file has the column end_time_unix_nano (format version
+	// 2); without it, every row is hashed as version 1.
+	hasEnd bool
 	// block holds the canonical encodings of rowBlock rows (padded for
 	// SHA-256), bufs those of two longer rows.
 	block *[rowBlock * rowSlot]byte
@@ -281,7 +293,11 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 			}
 		}
 	}
-	checkFooter(res, pf.Metadata().KeyValueMetadata, merkleRoot)
+	version := parquetfile.FormatVersion1
+	if r.hasEnd {
+		version = parquetfile.FormatVersion
+	}
+	checkFooter(res, pf.Metadata().KeyValueMetadata, version, merkleRoot)
 	checkName(res)
 	return res
 }
@@ -302,15 +318,21 @@ func (c *column) value(i int) []byte {
 	return c.strs[i]
 }
 
-// bind finds the 25 columns and checks their types. Columns are found by
-// name, so that files rewritten by other tools (all columns OPTIONAL,
-// timestamps in microseconds) are read as well as they can be.
+// bind finds the columns and checks their types: the 25 of format version
+// 1, and end_time_unix_nano when the file has it (version 2). Columns are
+// found by name, so that files rewritten by other tools (all columns
+// OPTIONAL, timestamps in microseconds) are read as well as they can be.
 func (r *fileReader) bind(s *parquet.Schema) error {
+	r.hasEnd = false
 	for i, name := range columnNames {
 		leaf, ok := s.Lookup(name)
+		if !ok && i == colEndTimeUnixNano {
+			continue
+		}
 		if !ok {
 			return fmt.Errorf("no column %q: not an agentaudit batch", name)
 		}
+		r.hasEnd = r.hasEnd || i == colEndTimeUnixNano
 		if leaf.MaxRepetitionLevel != 0 || leaf.MaxDefinitionLevel > 1 {
 			return fmt.Errorf("column %q is repeated or nested", name)
 		}
@@ -373,6 +395,9 @@ func (r *fileReader) readRowGroup(rg parquet.RowGroup, data []byte, meta *format
 	chunks := rg.ColumnChunks()
 	n := int(rg.NumRows())
 	for i := range r.cols {
+		if i == colEndTimeUnixNano && !r.hasEnd {
+			continue
+		}
 		c := &r.cols[i]
 		j := c.leaf.ColumnIndex
 		// parquet-go reads every chunk of the column with the codec of
@@ -613,10 +638,7 @@ func (c *column) isMilli(v, ms int64) bool {
 // canonical appends the canonical encoding of row i of r.cols to b.
 func (r *fileReader) canonical(b []byte, i int) []byte {
 	cols := &r.cols
-	b = append(b, tagField...)
-	b = appendField(b, &cols[colChainID], i)
-	b = appendIntField(b, &cols[colSeq], i)
-	b = appendIntField(b, &cols[colTimeUnixNano], i)
+	b = r.appendHead(b, i)
 	// appendField, inlined by hand: this loop runs 20 times per entry.
 	for c := colExecutionID; c <= colPrevHash; c++ {
 		v := cols[c].strs[i]
@@ -633,6 +655,28 @@ func (r *fileReader) canonical(b []byte, i int) []byte {
 			b = appendLen(b, n)
 		}
 		b = append(b, v...)
+	}
+	return b
+}
+
+// appendHead appends the fields of row i's canonical encoding before
+// execution_id: the tag, chain_id, seq, time_unix_nano, and in version 2
+// end_time_unix_nano. A row whose end time is NULL, or of a file without
+// the column, is hashed as version 1.
+func (r *fileReader) appendHead(b []byte, i int) []byte {
+	cols := &r.cols
+	end := &cols[colEndTimeUnixNano]
+	v2 := r.hasEnd && !end.null[i]
+	if v2 {
+		b = append(b, tagV2...)
+	} else {
+		b = append(b, tagV1...)
+	}
+	b = appendField(b, &cols[colChainID], i)
+	b = appendIntField(b, &cols[colSeq], i)
+	b = appendIntField(b, &cols[colTimeUnixNano], i)
+	if v2 {
+		b = appendIntField(b, end, i)
 	}
 	return b
 }
@@ -672,10 +716,7 @@ func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
 	cols := &r.cols
 	for k := range m {
 		b := buf[k*rowSlot : k*rowSlot : k*rowSlot+slotRoom]
-		b = append(b, tagField...)
-		b = appendField(b, &cols[colChainID], i0+k)
-		b = appendIntField(b, &cols[colSeq], i0+k)
-		b = appendIntField(b, &cols[colTimeUnixNano], i0+k)
+		b = r.appendHead(b, i0+k)
 		if len(b) > slotRoom || cap(b) != slotRoom {
 			return false // did not fit: append moved it
 		}
@@ -891,9 +932,10 @@ func joinHashes(hs []hash64) string {
 	return strings.Join(s, " or ")
 }
 
-// checkFooter compares the footer metadata with the rows.
-// merkleRoot is the root of the rows' entry hashes in seq order.
-func checkFooter(res *fileResult, kv []format.KeyValue, merkleRoot string) {
+// checkFooter compares the footer metadata with the rows. version is the
+// format version of the file's columns, merkleRoot the root of the rows'
+// entry hashes in seq order.
+func checkFooter(res *fileResult, kv []format.KeyValue, version, merkleRoot string) {
 	get := func(key string) (string, bool) {
 		for i := len(kv) - 1; i >= 0; i-- {
 			if kv[i].Key == key {
@@ -906,7 +948,7 @@ func checkFooter(res *fileResult, kv []format.KeyValue, merkleRoot string) {
 		key, value string
 		seq        int64
 	}{
-		{parquetfile.KeyFormatVersion, parquetfile.FormatVersion, res.firstSeq},
+		{parquetfile.KeyFormatVersion, version, res.firstSeq},
 		{parquetfile.KeyChainID, res.chainID, res.firstSeq},
 		{parquetfile.KeyFirstSeq, strconv.FormatInt(res.firstSeq, 10), res.firstSeq},
 		{parquetfile.KeyLastSeq, strconv.FormatInt(res.lastSeq, 10), res.lastSeq},

@@ -21,28 +21,31 @@ import (
 
 func strp(s string) *string { return &s }
 
+func i64p(v int64) *int64 { return &v }
+
 // day is the dt= partition of every test file.
 var day = time.Date(2026, 3, 9, 9, 30, 0, 0, time.UTC)
 
 // testEntry is a realistic entry of about 400 canonical bytes; i varies its
-// values.
+// values. It has an end time (format version 2).
 func testEntry(i int64) entry.Entry {
 	e := entry.Entry{
-		TimeUnixNano:   day.UnixNano() + i*1_234_567,
-		ExecutionID:    "exec_" + strconv.FormatInt(i/8, 36),
-		TraceID:        fmt.Sprintf("%032x", i*7919+1),
-		SpanID:         fmt.Sprintf("%016x", i*104729+1),
-		ParentSpanID:   strp(fmt.Sprintf("%016x", i*104729)),
-		AgentID:        strp("agent-7"),
-		AgentName:      strp("CRM Assistant"),
-		ServiceName:    strp("crm-agent"),
-		Principal:      strp("user-42"),
-		ActionType:     []string{"start", "read", "write", "request_approval", "approve", "write", "read", "end"}[i%8],
-		TargetSystem:   "HubSpot CRM",
-		TargetResource: "Contact #" + strconv.FormatInt(48291+i%1000, 10) + " (email field)",
-		Result:         "200 OK",
-		StatusCode:     "Unset",
-		Attributes:     `{"http.request.method":"GET","http.response.status_code":200}`,
+		TimeUnixNano:    day.UnixNano() + i*1_234_567,
+		EndTimeUnixNano: i64p(day.UnixNano() + i*1_234_567 + (i%5)*50_000_000 + 1),
+		ExecutionID:     "exec_" + strconv.FormatInt(i/8, 36),
+		TraceID:         fmt.Sprintf("%032x", i*7919+1),
+		SpanID:          fmt.Sprintf("%016x", i*104729+1),
+		ParentSpanID:    strp(fmt.Sprintf("%016x", i*104729)),
+		AgentID:         strp("agent-7"),
+		AgentName:       strp("CRM Assistant"),
+		ServiceName:     strp("crm-agent"),
+		Principal:       strp("user-42"),
+		ActionType:      []string{"start", "read", "write", "request_approval", "approve", "write", "read", "end"}[i%8],
+		TargetSystem:    "HubSpot CRM",
+		TargetResource:  "Contact #" + strconv.FormatInt(48291+i%1000, 10) + " (email field)",
+		Result:          "200 OK",
+		StatusCode:      "Unset",
+		Attributes:      `{"http.request.method":"GET","http.response.status_code":200}`,
 	}
 	if i%3 == 0 {
 		e.ProposedValue = strp("jane@newdomain.com")
@@ -118,31 +121,32 @@ func writeTrail(t testing.TB, dir string, ids []string, n, per int) *trail {
 // rawRow mirrors parquetfile's schema, to write files that Encode refuses
 // (rows deleted, duplicated, reordered) the way an attacker's tool would.
 type rawRow struct {
-	Timestamp      int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
-	TimeUnixNano   int64   `parquet:"time_unix_nano"`
-	ChainID        string  `parquet:"chain_id,dict"`
-	Seq            int64   `parquet:"seq"`
-	ExecutionID    string  `parquet:"execution_id,dict"`
-	TraceID        string  `parquet:"trace_id"`
-	SpanID         string  `parquet:"span_id"`
-	ParentSpanID   *string `parquet:"parent_span_id"`
-	AgentID        *string `parquet:"agent_id,dict"`
-	AgentName      *string `parquet:"agent_name,dict"`
-	ServiceName    *string `parquet:"service_name,dict"`
-	Principal      *string `parquet:"principal,dict"`
-	ActionType     string  `parquet:"action_type,dict"`
-	TargetSystem   string  `parquet:"target_system,dict"`
-	TargetResource string  `parquet:"target_resource"`
-	ProposedValue  *string `parquet:"proposed_value"`
-	PreviousValue  *string `parquet:"previous_value"`
-	Reasoning      *string `parquet:"reasoning"`
-	Approver       *string `parquet:"approver,dict"`
-	Result         string  `parquet:"result,dict"`
-	StatusCode     string  `parquet:"status_code,dict"`
-	Attributes     string  `parquet:"attributes"`
-	Validation     *string `parquet:"validation"`
-	PrevHash       string  `parquet:"prev_hash"`
-	EntryHash      string  `parquet:"entry_hash"`
+	Timestamp       int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
+	TimeUnixNano    int64   `parquet:"time_unix_nano"`
+	EndTimeUnixNano *int64  `parquet:"end_time_unix_nano"`
+	ChainID         string  `parquet:"chain_id,dict"`
+	Seq             int64   `parquet:"seq"`
+	ExecutionID     string  `parquet:"execution_id,dict"`
+	TraceID         string  `parquet:"trace_id"`
+	SpanID          string  `parquet:"span_id"`
+	ParentSpanID    *string `parquet:"parent_span_id"`
+	AgentID         *string `parquet:"agent_id,dict"`
+	AgentName       *string `parquet:"agent_name,dict"`
+	ServiceName     *string `parquet:"service_name,dict"`
+	Principal       *string `parquet:"principal,dict"`
+	ActionType      string  `parquet:"action_type,dict"`
+	TargetSystem    string  `parquet:"target_system,dict"`
+	TargetResource  string  `parquet:"target_resource"`
+	ProposedValue   *string `parquet:"proposed_value"`
+	PreviousValue   *string `parquet:"previous_value"`
+	Reasoning       *string `parquet:"reasoning"`
+	Approver        *string `parquet:"approver,dict"`
+	Result          string  `parquet:"result,dict"`
+	StatusCode      string  `parquet:"status_code,dict"`
+	Attributes      string  `parquet:"attributes"`
+	Validation      *string `parquet:"validation"`
+	PrevHash        string  `parquet:"prev_hash"`
+	EntryHash       string  `parquet:"entry_hash"`
 }
 
 // footerOf is the footer Encode would write for es, as key-value pairs.
@@ -187,7 +191,7 @@ func writeRawWith(t testing.TB, dir, key string, es []entry.Entry, footer [][2]s
 	rows := make([]rawRow, len(es))
 	for i, e := range es {
 		ms := floorMilli(e.TimeUnixNano)
-		rows[i] = rawRow{ms, e.TimeUnixNano, e.ChainID, e.Seq, e.ExecutionID, e.TraceID, e.SpanID, e.ParentSpanID,
+		rows[i] = rawRow{ms, e.TimeUnixNano, e.EndTimeUnixNano, e.ChainID, e.Seq, e.ExecutionID, e.TraceID, e.SpanID, e.ParentSpanID,
 			e.AgentID, e.AgentName, e.ServiceName, e.Principal, e.ActionType, e.TargetSystem, e.TargetResource,
 			e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Result, e.StatusCode, e.Attributes,
 			e.Validation, e.PrevHash, e.EntryHash}
