@@ -152,6 +152,8 @@ type Integrity struct {
 	Ranges []SeqRange `json:"ranges"`
 	// Command re-verifies the whole trail, for the record.
 	Command string `json:"command"`
+	// Notes are caveats: batches without a checkpoint, chains without a key.
+	Notes []string `json:"notes"`
 	// TrustedOnFirstUse: the checkpoints were checked with the keys
 	// published beside the trail, not with keys the reviewer gave.
 	TrustedOnFirstUse bool `json:"trusted_on_first_use"`
