@@ -1,6 +1,7 @@
 package auditexporter
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -23,7 +24,9 @@ import (
 	"github.com/agentaudit/agentaudit/exporter/auditexporter/internal/metadata"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/verify"
 	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
@@ -564,6 +567,8 @@ func TestAcceptedLossIsRecordedInTheTrail(t *testing.T) {
 	assert.Equal(t, "disk replaced", *loss.Reasoning)
 	assert.Equal(t, fmt.Sprintf("%s@%d", name, 8+rec), loss.TargetResource)
 	assert.Equal(t, accepted.UnixNano(), loss.TimeUnixNano)
+	require.NotNil(t, loss.EndTimeUnixNano, "the loss entry is of version 2")
+	assert.Equal(t, accepted.UnixNano(), *loss.EndTimeUnixNano, "it ends when it starts")
 	assert.Contains(t, loss.Attributes, `"agentaudit.loss.corruption":"record payload checksum mismatch"`)
 	assert.Nil(t, loss.Validation)
 	for i, seq := range []int{4, 5} {
@@ -585,6 +590,48 @@ func TestAcceptedLossIsRecordedInTheTrail(t *testing.T) {
 	damaged, err := os.ReadFile(filepath.Join(filepath.Dir(kept[0]), name))
 	require.NoError(t, err)
 	assert.Equal(t, data, damaged, "kept byte for byte")
+}
+
+// TestVersion1LogIsSealed: entries an older collector appended to the
+// write-ahead log, without end times (canonical encoding version 1), are
+// recovered and sealed as they were chained, end_time_unix_nano NULL, into
+// batch files of format version 2, and the chain goes on with entries of
+// version 2: one chain, each entry's hash that of its own version.
+func TestVersion1LogIsSealed(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	walDir := filepath.Join(cfg.Spool.Directory, "wal")
+	want := writeLog(t, walDir, 3)
+	for _, e := range want {
+		require.Nil(t, e.EndTimeUnixNano)
+		require.Contains(t, string(chain.AppendCanonical(nil, &e)), "19:agentaudit.entry.v1")
+	}
+
+	mem := store.NewMemory()
+	_, te := newTestExporter(t, cfg, mem)
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(4, "after"))) // 2 entries
+	require.NoError(t, te.Shutdown(ctx))
+
+	got := readTrail(t, mem, "collector-1") // hashes and links checked
+	require.Len(t, got, 5)
+	assert.Equal(t, want, got[:3], "sealed exactly as chained")
+	for _, e := range got[3:] {
+		require.NotNil(t, e.EndTimeUnixNano, "seq %d", e.Seq)
+		assert.Equal(t, e.TimeUnixNano+int64(500*time.Millisecond), *e.EndTimeUnixNano, "seq %d", e.Seq)
+		assert.Nil(t, e.Validation, "seq %d", e.Seq)
+	}
+	keys, err := mem.List(ctx, "dt=")
+	require.NoError(t, err)
+	require.NotEmpty(t, keys)
+	for _, k := range keys {
+		data, err := mem.Get(ctx, k)
+		require.NoError(t, err)
+		f, err := parquetfile.ReadFooter(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err)
+		assert.Equal(t, parquetfile.FormatVersion, f.FormatVersion, k)
+		assert.Empty(t, verify.CheckFile(k, data), "%s verifies on its own", k)
+	}
 }
 
 // TestStartRemovesTemporaryFiles: the temporary files of a Put that a

@@ -54,6 +54,7 @@ func traces(n int, execID string) ptrace.Traces {
 		s.SetTraceID(pcommon.TraceID{1: 1, 15: byte(i)})
 		s.SetSpanID(pcommon.SpanID{1: 1, 7: byte(i)})
 		s.SetStartTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Duration(i) * time.Second)))
+		s.SetEndTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Duration(i)*time.Second + 500*time.Millisecond)))
 		if i%2 == 0 {
 			s.Attributes().PutStr(entry.KeyActionType, "write")
 			s.Attributes().PutStr(entry.KeyExecutionID, execID)

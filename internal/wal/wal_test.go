@@ -60,6 +60,68 @@ func TestAppendSyncRecover(t *testing.T) {
 	require.NoError(t, l.Close())
 }
 
+// TestRecoverBothEntryVersions: a log holds entries of version 1 (without
+// end times, as an older collector appended them, in segments of either
+// format) and, after an upgrade, entries of version 2 (with end times) that
+// continue the chain; Recover gives each back exactly, its version and so
+// its hash kept.
+func TestRecoverBothEntryVersions(t *testing.T) {
+	c := chain.New("c", chain.Genesis())
+	old := entries(c, 3) // version 1
+	cur := entries(chain.New("x", chain.Genesis()), 3)
+	for i := range cur {
+		end := cur[i].TimeUnixNano + 1_000_000
+		cur[i].ChainID, cur[i].Seq, cur[i].PrevHash, cur[i].EntryHash = "", 0, "", ""
+		cur[i].EndTimeUnixNano = &end
+		c.Append(&cur[i])
+	}
+	for _, e := range old {
+		require.Nil(t, e.EndTimeUnixNano)
+		require.Contains(t, string(chain.AppendCanonical(nil, &e)), "19:agentaudit.entry.v1")
+	}
+
+	for _, format := range []string{"format 1", "format 2"} {
+		t.Run(format, func(t *testing.T) {
+			dir := t.TempDir()
+			// The older collector's segment, seq 0 to 2.
+			var data []byte
+			if format == "format 2" {
+				data = []byte(magic)
+			}
+			for i := range old {
+				enc := chain.AppendCanonical(nil, &old[i])
+				if format == "format 2" {
+					data = appendRecord(data, enc)
+				} else {
+					data = appendV1(data, enc)
+				}
+			}
+			require.NoError(t, os.WriteFile(filepath.Join(dir, SegmentName("c", 0)), data, 0o640))
+			// The upgraded collector's segment, seq 3 to 5.
+			l, err := Open(dir, "c", 3)
+			require.NoError(t, err)
+			for i := range cur {
+				l.Append(&cur[i])
+			}
+			require.NoError(t, l.Sync(l.End()))
+			require.NoError(t, l.Close())
+
+			segs, err := Recover(dir, "c")
+			require.NoError(t, err)
+			require.Len(t, segs, 2)
+			assert.Equal(t, old, segs[0].Entries)
+			assert.Equal(t, cur, segs[1].Entries)
+			for _, s := range segs {
+				assert.Nil(t, s.Corrupt)
+				for _, e := range s.Entries {
+					assert.Equal(t, chain.Hash(&e), e.EntryHash, "seq %d", e.Seq)
+				}
+			}
+			assert.Equal(t, old[2].EntryHash, segs[1].Entries[0].PrevHash)
+		})
+	}
+}
+
 // TestAppendCanonical: records appended from the chain's encoding, as the
 // exporter does, are the records Append writes.
 func TestAppendCanonical(t *testing.T) {
