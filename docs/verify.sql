@@ -1,13 +1,18 @@
--- Verify an agentaudit trail, format version 1 (see docs/FORMAT.md).
+-- Verify an agentaudit trail, format version 2 or 1, or both (see
+-- docs/FORMAT.md).
 --
 -- Plain DuckDB SQL (1.5 or later), one query, no agentaudit code involved.
 --
 -- Precondition: a view named audit_entries over the trail's Parquet files:
 --
 --   CREATE VIEW audit_entries AS
---   SELECT * FROM read_parquet('<dir>/**/*.parquet', hive_partitioning = true);
+--   SELECT * FROM read_parquet('<dir>/**/*.parquet', hive_partitioning = true, union_by_name = true)
+--   UNION ALL BY NAME SELECT NULL::BIGINT AS end_time_unix_nano WHERE false;
 --
--- Only the 25 columns of FORMAT.md are used; a dt column may be there or not.
+-- union_by_name reads files of version 1 (without end_time_unix_nano) and
+-- of version 2 together, their rows NULL there; the empty UNION adds the
+-- column when no file has it (a trail of version 1 only). Only the 26
+-- columns of FORMAT.md are used; a dt column may be there or not.
 --
 -- Result: one row per violation, columns (chain_id, seq, violation, detail),
 -- ordered by chain_id, seq, violation. No rows: the trail is intact.
@@ -36,7 +41,9 @@
 WITH
 -- The canonical encoding, field by field in hash order (not column order):
 -- NULL is '-', a string is its BYTE length (strlen, not length), ':' and its
--- bytes; integers are their decimal digits encoded as strings.
+-- bytes; integers are their decimal digits encoded as strings. A row whose
+-- end_time_unix_nano is NULL is hashed as version 1: its tag, and no end
+-- time field; any other row as version 2.
 entries AS (
     SELECT
         chain_id,
@@ -49,11 +56,19 @@ entries AS (
         -- negative remainder takes one more millisecond off. Never
         -- overflows: no bigger intermediate than time_unix_nano itself.
         time_unix_nano // 1000000 - CASE WHEN time_unix_nano % 1000000 < 0 THEN 1 ELSE 0 END AS want_ms,
-        sha256(array_to_string(list_transform([
-            'agentaudit.entry.v1',
-            chain_id,
-            CAST(seq AS VARCHAR),
-            CAST(time_unix_nano AS VARCHAR),
+        sha256(array_to_string(list_transform(list_concat(CASE
+            WHEN end_time_unix_nano IS NULL THEN [
+                'agentaudit.entry.v1',
+                chain_id,
+                CAST(seq AS VARCHAR),
+                CAST(time_unix_nano AS VARCHAR)]
+            ELSE [
+                'agentaudit.entry.v2',
+                chain_id,
+                CAST(seq AS VARCHAR),
+                CAST(time_unix_nano AS VARCHAR),
+                CAST(end_time_unix_nano AS VARCHAR)]
+        END, [
             execution_id,
             trace_id,
             span_id,
@@ -74,7 +89,7 @@ entries AS (
             attributes,
             validation,
             prev_hash
-        ], lambda f: CASE WHEN f IS NULL THEN '-' ELSE CAST(strlen(f) AS VARCHAR) || ':' || f END), '')) AS recomputed_hash
+        ]), lambda f: CASE WHEN f IS NULL THEN '-' ELSE CAST(strlen(f) AS VARCHAR) || ':' || f END), '')) AS recomputed_hash
     FROM audit_entries
 ),
 -- One row per (chain_id, seq) present, with the seq before it in the chain.

@@ -324,7 +324,7 @@ func BenchmarkVerifyVsSQL(b *testing.B) {
 			db.SetMaxOpenConns(1) // one connection: SET applies to the query
 			for _, stmt := range []string{
 				"SET threads = " + strconv.Itoa(threads),
-				`CREATE VIEW audit_entries AS SELECT * FROM read_parquet('` + filepath.ToSlash(dir) + `/**/*.parquet', hive_partitioning = true)`,
+				auditEntriesView(filepath.ToSlash(dir)+"/**/*.parquet", true),
 			} {
 				if _, err := db.Exec(stmt); err != nil {
 					b.Fatal(err)

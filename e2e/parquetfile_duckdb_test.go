@@ -21,13 +21,16 @@ import (
 
 func pqPtr(s string) *string { return &s }
 
+func pqI64(v int64) *int64 { return &v }
+
 // pqEntries is one batch with every optional column both NULL and set, ""
 // distinct from NULL, and non-ASCII text; seq 0..n-1 of chain "pq-chain-1".
+// One entry has no end time (one of format version 1).
 func pqEntries() []entry.Entry {
 	base := time.Date(2026, 11, 27, 6, 30, 0, 987654321, time.UTC).UnixNano()
 	es := []entry.Entry{
 		{
-			TimeUnixNano: base, ExecutionID: "exec-1", TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8),
+			TimeUnixNano: base, EndTimeUnixNano: pqI64(base + 1_250_000_000), ExecutionID: "exec-1", TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8),
 			ParentSpanID: pqPtr(strings.Repeat("ef", 8)), AgentID: pqPtr("agent-7"), AgentName: pqPtr("billing-bot"),
 			ServiceName: pqPtr("billing"), Principal: pqPtr("alice@example.com"), ActionType: "write",
 			TargetSystem: "postgres", TargetResource: "invoices/42", ProposedValue: pqPtr(`{"amount":10}`),
@@ -39,12 +42,12 @@ func pqEntries() []entry.Entry {
 			ActionType: "read", TargetSystem: "s3", TargetResource: "bucket/key", StatusCode: "Unset", Attributes: "{}",
 		},
 		{
-			TimeUnixNano: base + 1_500_000, ExecutionID: "exec-2",
+			TimeUnixNano: base + 1_500_000, EndTimeUnixNano: pqI64(0), ExecutionID: "exec-2",
 			ParentSpanID: pqPtr(""), AgentID: pqPtr(""), AgentName: pqPtr(""), ServiceName: pqPtr(""), Principal: pqPtr(""),
 			ProposedValue: pqPtr(""), PreviousValue: pqPtr(""), Reasoning: pqPtr(""), Approver: pqPtr(""), Validation: pqPtr(""),
 		},
 		{
-			TimeUnixNano: base + 2_999_999_999, ExecutionID: "exécution-✓", TraceID: strings.Repeat("0f", 16), SpanID: strings.Repeat("f0", 8),
+			TimeUnixNano: base + 2_999_999_999, EndTimeUnixNano: pqI64(base + 2_999_999_999), ExecutionID: "exécution-✓", TraceID: strings.Repeat("0f", 16), SpanID: strings.Repeat("f0", 8),
 			AgentName: pqPtr("代理人 🤖"), Principal: pqPtr("Zoë Ångström"), ActionType: "request_approval",
 			TargetSystem: "crm", TargetResource: "клиенты/№5", Reasoning: pqPtr("naïve café — line\nbreak"),
 			Result: "pending", StatusCode: "Error", Attributes: `{"emoji":"😀"}`,
@@ -108,7 +111,7 @@ func TestPqDuckDBReadsBatchFile(t *testing.T) {
 		require.NoError(t, rows.Err())
 		// isAdjustedToUTC=true is what makes DuckDB (and Athena) read an
 		// instant rather than a wall-clock time.
-		want := [][2]string{{"timestamp", "TIMESTAMP WITH TIME ZONE"}, {"time_unix_nano", "BIGINT"}, {"chain_id", "VARCHAR"}, {"seq", "BIGINT"}}
+		want := [][2]string{{"timestamp", "TIMESTAMP WITH TIME ZONE"}, {"time_unix_nano", "BIGINT"}, {"end_time_unix_nano", "BIGINT"}, {"chain_id", "VARCHAR"}, {"seq", "BIGINT"}}
 		for _, name := range []string{"execution_id", "trace_id", "span_id", "parent_span_id", "agent_id", "agent_name",
 			"service_name", "principal", "action_type", "target_system", "target_resource", "proposed_value",
 			"previous_value", "reasoning", "approver", "result", "status_code", "attributes", "validation",
@@ -129,13 +132,14 @@ func TestPqDuckDBReadsBatchFile(t *testing.T) {
 			var (
 				ts                                                              time.Time
 				tun, seq                                                        int64
+				end                                                             sql.NullInt64
 				chainID, execID, traceID, spanID                                string
 				actionType, targetSystem, targetResource, result, status, attrs string
 				prevHash, entryHash                                             string
 				parent, agentID, agentName, service, principal                  sql.NullString
 				proposed, previous, reasoning, approver, validation             sql.NullString
 			)
-			require.NoError(t, rows.Scan(&ts, &tun, &chainID, &seq, &execID, &traceID, &spanID,
+			require.NoError(t, rows.Scan(&ts, &tun, &end, &chainID, &seq, &execID, &traceID, &spanID,
 				&parent, &agentID, &agentName, &service, &principal,
 				&actionType, &targetSystem, &targetResource, &proposed, &previous, &reasoning, &approver,
 				&result, &status, &attrs, &validation, &prevHash, &entryHash))
@@ -145,6 +149,12 @@ func TestPqDuckDBReadsBatchFile(t *testing.T) {
 				Result: result, StatusCode: status, Attributes: attrs, PrevHash: prevHash, EntryHash: entryHash,
 			}
 			assert.Equal(t, want.TimeUnixNano, got.TimeUnixNano)
+			if want.EndTimeUnixNano == nil {
+				assert.False(t, end.Valid, "seq %d: end_time_unix_nano NULL", seq)
+			} else {
+				assert.Equal(t, sql.NullInt64{Int64: *want.EndTimeUnixNano, Valid: true}, end, "seq %d", seq)
+			}
+			want.EndTimeUnixNano = nil
 			wantTS := time.Unix(0, want.TimeUnixNano).Truncate(time.Millisecond).UTC()
 			assert.True(t, wantTS.Equal(ts), "seq %d: timestamp %v, want %v", seq, ts, wantTS)
 			for name, pair := range map[string][2]sql.NullString{

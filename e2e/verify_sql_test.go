@@ -4,15 +4,20 @@ package e2e
 // and of our Parquet writer: the trail is built in Go with chain.Append and
 // written to Parquet by DuckDB itself (COPY ... TO), in the Hive layout of
 // docs/FORMAT.md, then read back through the view FORMAT.md tells auditors to
-// create. Every identifier here starts with "vs" (this package is shared).
+// create. Trails of format version 1 (no end_time_unix_nano), version 2, and
+// both (a chain going on from files of version 1 into files of version 2)
+// are checked alike, and auditctl verify must report what verify.sql reports.
+// Every identifier here starts with "vs" (this package is shared).
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -26,6 +31,34 @@ import (
 )
 
 func vsStrp(s string) *string { return &s }
+
+func vsI64p(v int64) *int64 { return &v }
+
+// vsLayout says which files of the test trail are of format version 1
+// (without end_time_unix_nano, their entries without end times) and which
+// of version 2.
+type vsLayout string
+
+const (
+	vsV1 vsLayout = "v1" // every file of version 1
+	vsV2 vsLayout = "v2" // every file of version 2
+	// vsMixed: each chain's files in dt=2026-03-09 of version 1, those in
+	// dt=2026-03-10 of version 2, whose first row is of version 1 (an
+	// entry an older collector's write-ahead log left, sealed after an
+	// upgrade: NULL end_time_unix_nano).
+	vsMixed vsLayout = "mixed"
+)
+
+var vsLayouts = []vsLayout{vsV1, vsV2, vsMixed}
+
+// v2File reports whether the part of a chain from seq from on is written as
+// a file of version 2.
+func (l vsLayout) v2File(from int64) bool { return l == vsV2 || l == vsMixed && from > 0 }
+
+// hasEnd reports whether entry seq of a chain split at split has an end time.
+func (l vsLayout) hasEnd(seq, split int64) bool {
+	return l == vsV2 || l == vsMixed && seq > split
+}
 
 // vsChains are the chains of the test trail: id, length, and the first seq
 // written to the second dt directory.
@@ -43,24 +76,34 @@ var vsChains = []struct {
 // character count: a length prefix computed from characters would not match.
 var vsMiB = strings.Repeat("€", 1<<20/3) + "ab"
 
-// vsEntry is entry i of a chain, before chain.Append. NULLs, empty strings and
-// non-ASCII text vary with i; chain-big carries 1 MiB values.
+// vsEntry is entry i of a chain, before chain.Append, with an end time.
+// NULLs, empty strings and non-ASCII text vary with i; chain-big carries 1
+// MiB values.
 func vsEntry(chainID string, i int64) entry.Entry {
+	start := 1773048600000000000 + i*137_123_457
+	end := start + 250_000_000 + i
+	switch i {
+	case 5:
+		end = start - 1 // an end before the start, stored as given
+	case 6:
+		end = 0 // unset
+	}
 	e := entry.Entry{
 		// Not on a millisecond boundary, so the timestamp column's
 		// rounding matters.
-		TimeUnixNano:   1773048600000000000 + i*137_123_457,
-		ExecutionID:    "exec-" + chainID,
-		TraceID:        fmt.Sprintf("%032x", 0xa1b2c3+len(chainID)),
-		SpanID:         fmt.Sprintf("%016x", i+1),
-		AgentID:        vsStrp("agent-1"),
-		ServiceName:    vsStrp("payments"),
-		ActionType:     entry.KnownActionTypes[i%int64(len(entry.KnownActionTypes))],
-		TargetSystem:   "ledger",
-		TargetResource: fmt.Sprintf("konto/%d", i),
-		Result:         "ok",
-		StatusCode:     "Ok",
-		Attributes:     fmt.Sprintf(`{"i":%d,"note":"naïve"}`, i),
+		TimeUnixNano:    start,
+		EndTimeUnixNano: vsI64p(end),
+		ExecutionID:     "exec-" + chainID,
+		TraceID:         fmt.Sprintf("%032x", 0xa1b2c3+len(chainID)),
+		SpanID:          fmt.Sprintf("%016x", i+1),
+		AgentID:         vsStrp("agent-1"),
+		ServiceName:     vsStrp("payments"),
+		ActionType:      entry.KnownActionTypes[i%int64(len(entry.KnownActionTypes))],
+		TargetSystem:    "ledger",
+		TargetResource:  fmt.Sprintf("konto/%d", i),
+		Result:          "ok",
+		StatusCode:      "Ok",
+		Attributes:      fmt.Sprintf(`{"i":%d,"note":"naïve"}`, i),
 	}
 	if i > 0 {
 		e.ParentSpanID = vsStrp(fmt.Sprintf("%016x", i))
@@ -97,15 +140,18 @@ func vsEntry(chainID string, i int64) entry.Entry {
 	return e
 }
 
-// vsEntries builds every chain with chain.Append. mutate, when not nil, is
-// applied to each entry before it is appended: the chain is then valid over
-// the mutated values.
-func vsEntries(mutate func(*entry.Entry)) []entry.Entry {
+// vsEntries builds every chain with chain.Append, the entries with end times
+// where layout has them. mutate, when not nil, is applied to each entry
+// before it is appended: the chain is then valid over the mutated values.
+func vsEntries(layout vsLayout, mutate func(*entry.Entry)) []entry.Entry {
 	var out []entry.Entry
 	for _, c := range vsChains {
 		ch := chain.New(c.id, chain.Genesis())
 		for i := range c.n {
 			e := vsEntry(c.id, i)
+			if !layout.hasEnd(i, c.split) {
+				e.EndTimeUnixNano = nil
+			}
 			e.ChainID, e.Seq = c.id, i // for mutate; Append sets them again
 			if mutate != nil {
 				mutate(&e)
@@ -121,6 +167,7 @@ func vsEntries(mutate func(*entry.Entry)) []entry.Entry {
 const vsColumns = `
 	"timestamp" %s,
 	time_unix_nano BIGINT,
+	end_time_unix_nano BIGINT,
 	chain_id VARCHAR,
 	seq BIGINT,
 	execution_id VARCHAR,
@@ -169,7 +216,7 @@ func vsLoad(t *testing.T, db *sql.DB, tsType string, entries []entry.Entry) {
 	t.Helper()
 	_, err := db.Exec(`CREATE OR REPLACE TABLE vs_trail (` + fmt.Sprintf(vsColumns, tsType) + `)`)
 	require.NoError(t, err)
-	stmt, err := db.Prepare(`INSERT INTO vs_trail VALUES (make_timestamp(CAST(? AS BIGINT) * 1000)` + strings.Repeat(", ?", 24) + `)`)
+	stmt, err := db.Prepare(`INSERT INTO vs_trail VALUES (make_timestamp(CAST(? AS BIGINT) * 1000)` + strings.Repeat(", ?", 25) + `)`)
 	require.NoError(t, err)
 	defer stmt.Close()
 	for _, e := range entries {
@@ -177,7 +224,11 @@ func vsLoad(t *testing.T, db *sql.DB, tsType string, entries []entry.Entry) {
 		if e.TimeUnixNano%1_000_000 < 0 {
 			ms--
 		}
-		_, err := stmt.Exec(ms, e.TimeUnixNano, e.ChainID, e.Seq,
+		var end any
+		if e.EndTimeUnixNano != nil {
+			end = *e.EndTimeUnixNano
+		}
+		_, err := stmt.Exec(ms, e.TimeUnixNano, end, e.ChainID, e.Seq,
 			e.ExecutionID, e.TraceID, e.SpanID, vsNull(e.ParentSpanID), vsNull(e.AgentID),
 			vsNull(e.AgentName), vsNull(e.ServiceName), vsNull(e.Principal), e.ActionType,
 			e.TargetSystem, e.TargetResource, vsNull(e.ProposedValue), vsNull(e.PreviousValue),
@@ -192,8 +243,9 @@ func vsQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + 
 // vsWriteTrail writes vs_trail as Parquet below dir in the layout of
 // docs/FORMAT.md: per chain, seq below its split goes to dt=2026-03-09 and
 // the rest to dt=2026-03-10, one file each, named after the chain and the
-// file's first seq, with the agentaudit.* footer keys.
-func vsWriteTrail(t *testing.T, db *sql.DB, dir string) {
+// file's first seq, with the agentaudit.* footer keys. A file of format
+// version 1 (layout) has no column end_time_unix_nano.
+func vsWriteTrail(t *testing.T, db *sql.DB, dir string, layout vsLayout) {
 	t.Helper()
 	for _, c := range vsChains {
 		for _, part := range []struct {
@@ -212,11 +264,15 @@ func vsWriteTrail(t *testing.T, db *sql.DB, dir string) {
 				FROM vs_trail WHERE `+where).Scan(&first, &last, &count, &prevHash, &lastHash))
 			require.NoError(t, os.MkdirAll(filepath.Join(dir, "dt="+part.dt), 0o755))
 			path := filepath.Join(dir, "dt="+part.dt, fmt.Sprintf("%s-%020d.parquet", c.id, first))
-			_, err := db.Exec(fmt.Sprintf(`COPY (SELECT * FROM vs_trail WHERE %s ORDER BY seq) TO %s (FORMAT parquet, KV_METADATA {
-				'agentaudit.format_version': '1', 'agentaudit.chain_id': %s,
+			cols, version := "* EXCLUDE (end_time_unix_nano)", "1"
+			if layout.v2File(part.from) {
+				cols, version = "*", "2"
+			}
+			_, err := db.Exec(fmt.Sprintf(`COPY (SELECT %s FROM vs_trail WHERE %s ORDER BY seq) TO %s (FORMAT parquet, KV_METADATA {
+				'agentaudit.format_version': '%s', 'agentaudit.chain_id': %s,
 				'agentaudit.first_seq': '%d', 'agentaudit.last_seq': '%d', 'agentaudit.entry_count': '%d',
 				'agentaudit.prev_hash': %s, 'agentaudit.last_hash': %s})`,
-				where, vsQuote(filepath.ToSlash(path)), vsQuote(c.id), first, last, count, vsQuote(prevHash), vsQuote(lastHash)))
+				cols, where, vsQuote(filepath.ToSlash(path)), version, vsQuote(c.id), first, last, count, vsQuote(prevHash), vsQuote(lastHash)))
 			require.NoError(t, err)
 		}
 	}
@@ -226,8 +282,7 @@ func vsWriteTrail(t *testing.T, db *sql.DB, dir string) {
 // precondition say.
 func vsView(t *testing.T, db *sql.DB, dir string, hive bool) {
 	t.Helper()
-	_, err := db.Exec(fmt.Sprintf(`CREATE OR REPLACE VIEW audit_entries AS SELECT * FROM read_parquet(%s, hive_partitioning = %t)`,
-		vsQuote(filepath.ToSlash(dir)+"/**/*.parquet"), hive))
+	_, err := db.Exec(auditEntriesView(filepath.ToSlash(dir)+"/**/*.parquet", hive))
 	require.NoError(t, err)
 }
 
@@ -259,6 +314,31 @@ func vsVerify(t *testing.T, db *sql.DB) []vsViolation {
 	return out
 }
 
+// vsAuditctlKeys checks dir with auditctl's verifier and returns what it
+// reports of the kinds verify.sql knows, as vsKeys.
+func vsAuditctlKeys(t *testing.T, dir string) []vsViolation {
+	t.Helper()
+	out := []vsViolation{}
+	for _, k := range acKeys(acVerify(t, dir)) {
+		var v vsViolation
+		i, j := strings.Index(k, "/"), strings.LastIndex(k, "/")
+		_, err := fmt.Sscan(k[i+1:j], &v.Seq)
+		require.NoError(t, err, k)
+		v.ChainID, v.Violation = k[:i], k[j+1:]
+		out = append(out, v)
+	}
+	return out
+}
+
+// vsSorted is vs sorted as verify.sql orders its rows.
+func vsSorted(vs []vsViolation) []vsViolation {
+	out := slices.Clone(vs)
+	slices.SortFunc(out, func(a, b vsViolation) int {
+		return cmp.Or(strings.Compare(a.ChainID, b.ChainID), cmp.Compare(a.Seq, b.Seq), strings.Compare(a.Violation, b.Violation))
+	})
+	return out
+}
+
 // vsKeys drops the details, which tests check separately.
 func vsKeys(vs []vsViolation) []vsViolation {
 	out := []vsViolation{}
@@ -284,11 +364,23 @@ func TestVsDuckDBStringFunctions(t *testing.T) {
 }
 
 func TestVsIntactTrail(t *testing.T) {
-	entries := vsEntries(nil)
+	for _, layout := range vsLayouts {
+		t.Run(string(layout), func(t *testing.T) { vsIntactTrail(t, layout) })
+	}
+}
+
+func vsIntactTrail(t *testing.T, layout vsLayout) {
+	entries := vsEntries(layout, nil)
+	var withEnd int
+	for _, e := range entries {
+		if e.EndTimeUnixNano != nil {
+			withEnd++
+		}
+	}
 	db := vsOpenDB(t)
 	vsLoad(t, db, "TIMESTAMP_MS", entries)
 	dir := t.TempDir()
-	vsWriteTrail(t, db, dir)
+	vsWriteTrail(t, db, dir, layout)
 
 	files, err := filepath.Glob(filepath.Join(dir, "dt=*", "*.parquet"))
 	require.NoError(t, err)
@@ -299,22 +391,30 @@ func TestVsIntactTrail(t *testing.T) {
 		t.Run(fmt.Sprintf("hive_partitioning=%t", hive), func(t *testing.T) {
 			vsView(t, db, dir, hive)
 			// The view does (not) have dt, so the query runs both ways.
-			var dtCols int
-			require.NoError(t, db.QueryRow(`SELECT count(*) FROM (DESCRIBE audit_entries) WHERE column_name = 'dt'`).Scan(&dtCols))
+			var dtCols, endCols int
+			require.NoError(t, db.QueryRow(`SELECT count(*) FILTER (column_name = 'dt'), count(*) FILTER (column_name = 'end_time_unix_nano' AND column_type = 'BIGINT')
+				FROM (DESCRIBE audit_entries)`).Scan(&dtCols, &endCols))
 			assert.Equal(t, map[bool]int{true: 1, false: 0}[hive], dtCols)
+			assert.Equal(t, 1, endCols, "the view has end_time_unix_nano whichever files have it")
 
-			var rows, nulls, empties, big int
+			var rows, nulls, empties, big, ends int
 			require.NoError(t, db.QueryRow(`SELECT count(*), count(*) FILTER (approver IS NULL),
-				count(*) FILTER (proposed_value = ''), count(*) FILTER (strlen(proposed_value) >= 1048576)
-				FROM audit_entries`).Scan(&rows, &nulls, &empties, &big))
+				count(*) FILTER (proposed_value = ''), count(*) FILTER (strlen(proposed_value) >= 1048576),
+				count(end_time_unix_nano)
+				FROM audit_entries`).Scan(&rows, &nulls, &empties, &big, &ends))
 			require.Equal(t, len(entries), rows)
 			require.Positive(t, nulls)
 			require.Positive(t, empties)
 			require.Equal(t, 1, big)
+			require.Equal(t, withEnd, ends)
+			if layout != vsV1 {
+				require.Positive(t, ends)
+			}
 
 			assert.Empty(t, vsVerify(t, db))
 		})
 	}
+	assert.Empty(t, vsAuditctlKeys(t, dir), "auditctl verify")
 
 	// The footer keys are where FORMAT.md says to look for them.
 	var count string
@@ -329,9 +429,9 @@ func TestVsIntactTrailTimestampTZ(t *testing.T) {
 	db := vsOpenDB(t)
 	_, err := db.Exec(`SET TimeZone = 'UTC'`) // while loading: make_timestamp is UTC
 	require.NoError(t, err)
-	vsLoad(t, db, "TIMESTAMPTZ", vsEntries(nil))
+	vsLoad(t, db, "TIMESTAMPTZ", vsEntries(vsMixed, nil))
 	dir := t.TempDir()
-	vsWriteTrail(t, db, dir)
+	vsWriteTrail(t, db, dir, vsMixed)
 	_, err = db.Exec(`SET TimeZone = 'Asia/Kolkata'`) // the auditor's zone, 5:30 off UTC
 	require.NoError(t, err)
 	vsView(t, db, dir, true)
@@ -355,6 +455,8 @@ func TestVsTamperedTrail(t *testing.T) {
 		tamper []string
 		want   []vsViolation
 		detail map[vsViolation]string // substrings of details, where checked
+		// layouts are those the case applies to; nil: all.
+		layouts []vsLayout
 	}{
 		{
 			name:   "value rewritten",
@@ -442,6 +544,24 @@ func TestVsTamperedTrail(t *testing.T) {
 			want:   []vsViolation{v(2, "hash_mismatch")},
 		},
 		{
+			name:    "end time rewritten",
+			tamper:  []string{`UPDATE vs_trail SET end_time_unix_nano = end_time_unix_nano + 1 WHERE ` + at(7)},
+			want:    []vsViolation{v(7, "hash_mismatch")},
+			layouts: []vsLayout{vsV2, vsMixed},
+		},
+		{
+			name:    "end time set to NULL (a row downgraded to version 1)",
+			tamper:  []string{`UPDATE vs_trail SET end_time_unix_nano = NULL WHERE ` + at(7)},
+			want:    []vsViolation{v(7, "hash_mismatch")},
+			layouts: []vsLayout{vsV2, vsMixed},
+		},
+		{
+			name:    "end time given to a row of version 1",
+			tamper:  []string{`UPDATE vs_trail SET end_time_unix_nano = time_unix_nano WHERE ` + at(4)},
+			want:    []vsViolation{v(4, "hash_mismatch")},
+			layouts: []vsLayout{vsMixed},
+		},
+		{
 			name:   "row moved to another chain",
 			tamper: []string{`UPDATE vs_trail SET chain_id = 'chain-β-ünïcode' WHERE ` + at(7)},
 			// Lost from the end of chain-alpha: invisible (see below). In
@@ -469,29 +589,35 @@ func TestVsTamperedTrail(t *testing.T) {
 			want: []vsViolation{},
 		},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			db := vsOpenDB(t)
-			vsLoad(t, db, "TIMESTAMP_MS", vsEntries(tc.mutate))
-			for _, stmt := range tc.tamper {
-				res, err := db.Exec(stmt)
-				require.NoError(t, err, stmt)
-				n, err := res.RowsAffected()
-				require.NoError(t, err)
-				require.Positive(t, n, "tampering changed nothing: %s", stmt)
+		for _, layout := range vsLayouts {
+			if tc.layouts != nil && !slices.Contains(tc.layouts, layout) {
+				continue
 			}
-			dir := t.TempDir()
-			vsWriteTrail(t, db, dir)
-			vsView(t, db, dir, true)
-
-			got := vsVerify(t, db)
-			assert.Equal(t, tc.want, vsKeys(got))
-			for _, g := range got {
-				assert.NotEmpty(t, g.Detail, "%+v", g)
-				k := vsViolation{ChainID: g.ChainID, Seq: g.Seq, Violation: g.Violation}
-				if want, ok := tc.detail[k]; ok {
-					assert.Contains(t, g.Detail, want)
+			t.Run(tc.name+"/"+string(layout), func(t *testing.T) {
+				db := vsOpenDB(t)
+				vsLoad(t, db, "TIMESTAMP_MS", vsEntries(layout, tc.mutate))
+				for _, stmt := range tc.tamper {
+					res, err := db.Exec(stmt)
+					require.NoError(t, err, stmt)
+					n, err := res.RowsAffected()
+					require.NoError(t, err)
+					require.Positive(t, n, "tampering changed nothing: %s", stmt)
 				}
-			}
-		})
+				dir := t.TempDir()
+				vsWriteTrail(t, db, dir, layout)
+				vsView(t, db, dir, true)
+
+				got := vsVerify(t, db)
+				assert.Equal(t, tc.want, vsKeys(got))
+				for _, g := range got {
+					assert.NotEmpty(t, g.Detail, "%+v", g)
+					k := vsViolation{ChainID: g.ChainID, Seq: g.Seq, Violation: g.Violation}
+					if want, ok := tc.detail[k]; ok {
+						assert.Contains(t, g.Detail, want)
+					}
+				}
+				assert.Equal(t, vsSorted(tc.want), vsAuditctlKeys(t, dir), "auditctl verify reports what verify.sql reports")
+			})
+		}
 	}
 }
