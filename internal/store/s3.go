@@ -337,3 +337,110 @@ func httpStatus(err error) int {
 	}
 	return 0
 }
+
+// ErrObjectChanged: the object under a key is no longer the one a listing
+// saw (its ETag differs): it was replaced or deleted since. Check with
+// errors.Is.
+var ErrObjectChanged = errors.New("store: the object changed since it was listed")
+
+// ObjectInfo is what a listing says of one object.
+type ObjectInfo struct {
+	Key  string // relative to the store's prefix
+	Size int64
+	// ETag is the entity tag as S3 sends it, quotes included: it changes
+	// when the object is replaced.
+	ETag string
+}
+
+// ListInfo is ListAll with each object's size and ETag, sorted by key.
+func (s *S3) ListInfo(ctx context.Context, prefix string) ([]ObjectInfo, error) {
+	if err := validPrefix(prefix); err != nil {
+		return nil, err
+	}
+	var objs []ObjectInfo
+	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+		Bucket: &s.opts.Bucket,
+		Prefix: aws.String(s.prefix + prefix),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: listing s3://%s/%s: %w", s.opts.Bucket, s.prefix+prefix, err)
+		}
+		for _, o := range page.Contents {
+			objs = append(objs, ObjectInfo{
+				Key:  strings.TrimPrefix(aws.ToString(o.Key), s.prefix),
+				Size: aws.ToInt64(o.Size),
+				ETag: aws.ToString(o.ETag),
+			})
+		}
+	}
+	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
+	return objs, nil
+}
+
+// GetRange returns n bytes of the object under key (any key ListInfo
+// returns) from offset off. When etag is not "", the object must still have
+// it (If-Match), or the error wraps ErrObjectChanged. A missing object wraps
+// ErrNotFound; a range the object does not hold in full is an error.
+func (s *S3) GetRange(ctx context.Context, key string, off, n int64, etag string) ([]byte, error) {
+	if off < 0 || n <= 0 {
+		return nil, fmt.Errorf("store: reading s3://%s/%s: invalid range of %d bytes at %d", s.opts.Bucket, s.prefix+key, n, off)
+	}
+	body, err := s.open(ctx, key, etag, fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	// One byte more than asked: a server that ignores Range sends the
+	// whole object, which must not pass for the range.
+	data, err := io.ReadAll(io.LimitReader(body, n+1))
+	if err != nil {
+		return nil, fmt.Errorf("store: reading s3://%s/%s: %w", s.opts.Bucket, s.prefix+key, err)
+	}
+	if int64(len(data)) != n {
+		return nil, fmt.Errorf("store: reading s3://%s/%s: %d bytes at %d: got %d", s.opts.Bucket, s.prefix+key, n, off, len(data))
+	}
+	return data, nil
+}
+
+// Download copies the object under key (any key ListInfo returns) into w
+// and returns the number of bytes copied. When etag is not "", the object
+// must still have it (If-Match), or the error wraps ErrObjectChanged. A
+// missing object wraps ErrNotFound.
+func (s *S3) Download(ctx context.Context, key, etag string, w io.Writer) (int64, error) {
+	body, err := s.open(ctx, key, etag, "")
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	n, err := io.Copy(w, body)
+	if err != nil {
+		return n, fmt.Errorf("store: reading s3://%s/%s: %w", s.opts.Bucket, s.prefix+key, err)
+	}
+	return n, nil
+}
+
+// open starts a GetObject, of the range rng unless "", on the condition
+// that the object has etag unless "".
+func (s *S3) open(ctx context.Context, key, etag, rng string) (io.ReadCloser, error) {
+	in := &s3.GetObjectInput{Bucket: &s.opts.Bucket, Key: aws.String(s.prefix + key)}
+	if etag != "" {
+		in.IfMatch = aws.String(etag)
+	}
+	if rng != "" {
+		in.Range = aws.String(rng)
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		where := "s3://" + s.opts.Bucket + "/" + s.prefix + key
+		switch httpStatus(err) {
+		case http.StatusNotFound:
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, where)
+		case http.StatusPreconditionFailed:
+			return nil, fmt.Errorf("%w: %s no longer has ETag %s", ErrObjectChanged, where, etag)
+		}
+		return nil, fmt.Errorf("store: reading %s: %w", where, err)
+	}
+	return out.Body, nil
+}
