@@ -84,6 +84,7 @@ var crmRun = []step{
 type row struct {
 	Timestamp                                                time.Time
 	TimeUnixNano                                             int64
+	EndTimeUnixNano                                          sql.NullInt64
 	ChainID                                                  string
 	Seq                                                      int64
 	ExecutionID, TraceID, SpanID                             string
@@ -97,7 +98,7 @@ type row struct {
 
 func readRows(t *testing.T, db *sql.DB, where string) []row {
 	t.Helper()
-	rows, err := db.Query(`SELECT timestamp, time_unix_nano, chain_id, seq, execution_id, trace_id, span_id,
+	rows, err := db.Query(`SELECT timestamp, time_unix_nano, end_time_unix_nano, chain_id, seq, execution_id, trace_id, span_id,
 		parent_span_id, agent_id, agent_name, service_name, principal, action_type, target_system, target_resource,
 		proposed_value, previous_value, reasoning, approver, result, status_code, attributes, validation,
 		prev_hash, entry_hash FROM audit_entries ` + where + ` ORDER BY chain_id, seq`)
@@ -106,7 +107,7 @@ func readRows(t *testing.T, db *sql.DB, where string) []row {
 	var out []row
 	for rows.Next() {
 		var r row
-		require.NoError(t, rows.Scan(&r.Timestamp, &r.TimeUnixNano, &r.ChainID, &r.Seq, &r.ExecutionID, &r.TraceID, &r.SpanID,
+		require.NoError(t, rows.Scan(&r.Timestamp, &r.TimeUnixNano, &r.EndTimeUnixNano, &r.ChainID, &r.Seq, &r.ExecutionID, &r.TraceID, &r.SpanID,
 			&r.ParentSpanID, &r.AgentID, &r.AgentName, &r.ServiceName, &r.Principal, &r.ActionType, &r.TargetSystem, &r.TargetResource,
 			&r.ProposedValue, &r.PreviousValue, &r.Reasoning, &r.Approver, &r.Result, &r.StatusCode, &r.Attributes, &r.Validation,
 			&r.PrevHash, &r.EntryHash))
@@ -127,6 +128,7 @@ func nullStr(p *string) sql.NullString {
 type sentSpan struct {
 	step   step
 	start  time.Time
+	end    time.Time
 	sc     trace.SpanContext
 	execID string
 }
@@ -283,8 +285,9 @@ func sendCRMRun(t *testing.T, ctx context.Context, c *collector, execID string) 
 		if s.status != codes.Unset {
 			span.SetStatus(s.status, s.statusMsg)
 		}
-		span.End(trace.WithTimestamp(start.Add(300 * time.Millisecond)))
-		sent = append(sent, sentSpan{step: s, start: start, sc: span.SpanContext(), execID: execID})
+		end := start.Add(300 * time.Millisecond)
+		span.End(trace.WithTimestamp(end))
+		sent = append(sent, sentSpan{step: s, start: start, end: end, sc: span.SpanContext(), execID: execID})
 	}
 	run.End()
 	require.NoError(t, tp.ForceFlush(ctx))
@@ -307,6 +310,7 @@ func checkCRMRows(t *testing.T, got []row, sent []sentSpan, runSC trace.SpanCont
 			wantResult = "200"
 		}
 		assert.Equal(t, s.start.UnixNano(), r.TimeUnixNano, "time_unix_nano of %s", want.name)
+		assert.Equal(t, sql.NullInt64{Int64: s.end.UnixNano(), Valid: true}, r.EndTimeUnixNano, "end_time_unix_nano of %s", want.name)
 		assert.True(t, s.start.Truncate(time.Millisecond).Equal(r.Timestamp), "timestamp of %s: %v", want.name, r.Timestamp)
 		assert.Equal(t, chainID, r.ChainID)
 		assert.Equal(t, firstSeq+int64(i), r.Seq)
