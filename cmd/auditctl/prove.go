@@ -35,7 +35,8 @@ type proofBundle struct {
 	ChainID string `json:"chain_id"`
 	Seq     int64  `json:"seq"`
 	// Canonical is the entry's canonical encoding (docs/FORMAT.md, "The
-	// entry hash"), base64.
+	// entry hash"), base64: version 2, or version 1 for an entry without an
+	// end time.
 	Canonical string `json:"canonical"`
 	EntryHash string `json:"entry_hash"`
 	// LeafIndex is the entry's position in its batch (seq - batch_first),
@@ -308,15 +309,21 @@ func checkProof(b *proofBundle, vkeys []string) *checkResult {
 	return r
 }
 
-// entryFields lists the entry's columns in docs/FORMAT.md order.
+// entryFields lists the entry's columns in docs/FORMAT.md order;
+// end_time_unix_nano is NULL for an entry of version 1.
 func entryFields(e *entry.Entry) (map[string]*string, []string) {
 	str := func(s string) *string { return &s }
+	var end *string
+	if e.EndTimeUnixNano != nil {
+		end = str(strconv.FormatInt(*e.EndTimeUnixNano, 10))
+	}
 	pairs := []struct {
 		name  string
 		value *string
 	}{
 		{"chain_id", str(e.ChainID)}, {"seq", str(strconv.FormatInt(e.Seq, 10))},
-		{"time_unix_nano", str(strconv.FormatInt(e.TimeUnixNano, 10))}, {"execution_id", str(e.ExecutionID)},
+		{"time_unix_nano", str(strconv.FormatInt(e.TimeUnixNano, 10))}, {"end_time_unix_nano", end},
+		{"execution_id", str(e.ExecutionID)},
 		{"trace_id", str(e.TraceID)}, {"span_id", str(e.SpanID)}, {"parent_span_id", e.ParentSpanID},
 		{"agent_id", e.AgentID}, {"agent_name", e.AgentName}, {"service_name", e.ServiceName},
 		{"principal", e.Principal}, {"action_type", str(e.ActionType)}, {"target_system", str(e.TargetSystem)},
