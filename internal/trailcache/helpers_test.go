@@ -33,16 +33,28 @@ type batch struct {
 // file returns what Files should say of b.
 func (b *batch) file() File {
 	first, last := b.entries[0], b.entries[len(b.entries)-1]
-	return File{
+	f := File{
 		Key: b.key, Size: int64(len(b.data)),
 		ChainID: first.ChainID, FirstSeq: first.Seq, LastSeq: last.Seq, Rows: int64(len(b.entries)),
 		MinTime: first.TimeUnixNano, MaxTime: last.TimeUnixNano, HasTimeStats: true,
 	}
+	for _, e := range b.entries {
+		if e.EndTimeUnixNano == nil {
+			continue
+		}
+		end := *e.EndTimeUnixNano
+		if !f.HasEndStats {
+			f.MinEnd, f.MaxEnd, f.HasEndStats = end, end, true
+		}
+		f.MinEnd, f.MaxEnd = min(f.MinEnd, end), max(f.MaxEnd, end)
+	}
+	return f
 }
 
 // appendBatch appends n entries to c, the i-th stamped t0+i ms with
-// execution id exec(i), and encodes them as one batch file.
-func appendBatch(t testing.TB, c *chain.Chain, n int, t0 time.Time, exec func(i int) string) *batch {
+// execution id exec(i) and changed by each of more, and encodes them as one
+// batch file.
+func appendBatch(t testing.TB, c *chain.Chain, n int, t0 time.Time, exec func(i int) string, more ...func(i int, e *entry.Entry)) *batch {
 	t.Helper()
 	es := make([]entry.Entry, n)
 	for i := range es {
@@ -60,13 +72,16 @@ func appendBatch(t testing.TB, c *chain.Chain, n int, t0 time.Time, exec func(i 
 			StatusCode:     "Unset",
 			Attributes:     fmt.Sprintf(`{"http.request.method":"GET","n":%d}`, seq),
 		}
+		for _, f := range more {
+			f(i, &es[i])
+		}
 		c.Append(&es[i])
 	}
 	var buf bytes.Buffer
 	if _, err := parquetfile.Encode(&buf, es); err != nil {
 		t.Fatal(err)
 	}
-	return &batch{key: store.BatchKey(c.ID(), es[0].Seq, day), data: buf.Bytes(), entries: es}
+	return &batch{key: store.BatchKey(es[0].ChainID, es[0].Seq, day), data: buf.Bytes(), entries: es}
 }
 
 // ids returns an exec function: the i-th of n entries gets prefix and one
@@ -141,7 +156,14 @@ func buildTrail(t testing.TB) *testTrail {
 		}
 		return ids("b-", rowsPerFile, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)(i)
 	}))
-	tr.b = append(tr.b, appendBatch(t, cb, rowsPerFile, day.Add(31*time.Minute), ids("b-", rowsPerFile, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19)))
+	// Some spans of this file have an end time (format v2).
+	tr.b = append(tr.b, appendBatch(t, cb, rowsPerFile, day.Add(31*time.Minute), ids("b-", rowsPerFile, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19),
+		func(i int, e *entry.Entry) {
+			if i >= 10 && i < 20 && i%3 == 1 {
+				end := e.TimeUnixNano + int64(20-i)*int64(time.Second)
+				e.EndTimeUnixNano = &end
+			}
+		}))
 
 	// A readable Parquet file that is not an audit batch, garbage, and a
 	// batch file cut in half.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,6 +70,14 @@ func TestFilesOfADirectory(t *testing.T) {
 			got.Problem = ""
 		}
 		assert.Equal(t, want[i], got)
+	}
+	b1 := files[len(files)-1]
+	require.Equal(t, tr.b[1].key, b1.Key)
+	assert.True(t, b1.HasEndStats, "end_time_unix_nano of the rows that have one")
+	assert.Equal(t, day.Add(31*time.Minute+19*time.Millisecond+time.Second).UnixNano(), b1.MinEnd)
+	assert.Equal(t, day.Add(31*time.Minute+10*time.Millisecond+10*time.Second).UnixNano(), b1.MaxEnd)
+	for _, f := range files[:len(files)-1] {
+		assert.False(t, f.HasEndStats, "%s: every end time NULL", f.Key)
 	}
 	problems := map[string]string{}
 	for _, f := range files[:len(tr.problems)] {
@@ -179,42 +189,11 @@ func TestColumnsByNameAndRowGroups(t *testing.T) {
 			{TimeUnixNano: 2100, ExecutionID: "m-9"},
 		},
 	}
-	hash := strings.Repeat("0", 64)
-	var buf bytes.Buffer
-	w := parquet.NewGenericWriter[v2Row](&buf,
-		parquet.DataPageStatistics(true),
-		parquet.BloomFilters(parquet.SplitBlockFilter(10, "execution_id")),
-		parquet.KeyValueMetadata(parquetfile.KeyFormatVersion, parquetfile.FormatVersion),
-		parquet.KeyValueMetadata(parquetfile.KeyChainID, "chain-v"),
-		parquet.KeyValueMetadata(parquetfile.KeyFirstSeq, "0"),
-		parquet.KeyValueMetadata(parquetfile.KeyLastSeq, "5"),
-		parquet.KeyValueMetadata(parquetfile.KeyEntryCount, "6"),
-		parquet.KeyValueMetadata(parquetfile.KeyPrevHash, hash),
-		parquet.KeyValueMetadata(parquetfile.KeyLastHash, hash),
-		parquet.KeyValueMetadata(parquetfile.KeyMerkleRoot, hash),
-	)
-	seq := int64(0)
-	for _, rg := range rows {
-		for i := range rg {
-			rg[i].ChainID, rg[i].Seq = "chain-v", seq
-			seq++
-		}
-		_, err := w.Write(rg)
-		require.NoError(t, err)
-		require.NoError(t, w.Flush(), "one row group per Flush")
-	}
-	require.NoError(t, w.Close())
-	dir := t.TempDir()
-	key := "dt=2026-03-09/chain-v-00000000000000000000.parquet"
-	writeDir(t, dir, map[string][]byte{key: buf.Bytes()})
-
-	trail, err := Open(ctx, dir, Options{})
-	require.NoError(t, err)
-	files, err := trail.Files(ctx)
-	require.NoError(t, err)
+	data := writeRowGroups(t, parquetfile.FormatVersion, rows)
+	trail, files := oneFileTrail(t, data)
 	require.Len(t, files, 1)
 	assert.Equal(t, File{
-		Key: key, Size: int64(buf.Len()), ChainID: "chain-v", FirstSeq: 0, LastSeq: 5, Rows: 6,
+		Key: oneFileKey, Size: int64(len(data)), ChainID: "chain-v", FirstSeq: 0, LastSeq: 5, Rows: 6,
 		MinTime: 1000, MaxTime: 2100, HasTimeStats: true,
 		MinEnd: 1500, MaxEnd: 1700, HasEndStats: true,
 	}, files[0])
@@ -231,6 +210,84 @@ func TestColumnsByNameAndRowGroups(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, len(got) == 1, id)
 	}
+}
+
+// v1Row has the columns of format v1 that matter here: no end time.
+type v1Row struct {
+	Timestamp    int64  `parquet:"timestamp,timestamp(millisecond:utc)"`
+	TimeUnixNano int64  `parquet:"time_unix_nano"`
+	ChainID      string `parquet:"chain_id,dict"`
+	Seq          int64  `parquet:"seq"`
+	ExecutionID  string `parquet:"execution_id,dict"`
+}
+
+func TestVersion1File(t *testing.T) {
+	rows := [][]v1Row{{{TimeUnixNano: 10, ExecutionID: "e-1"}, {TimeUnixNano: 20, ExecutionID: "e-3"}}}
+	data := writeRowGroups(t, parquetfile.FormatVersion1, rows)
+	trail, files := oneFileTrail(t, data)
+	assert.Equal(t, []File{{
+		Key: oneFileKey, Size: int64(len(data)), ChainID: "chain-v", FirstSeq: 0, LastSeq: 1, Rows: 2,
+		MinTime: 10, MaxTime: 20, HasTimeStats: true,
+	}}, files, "no end_time_unix_nano: no end stats")
+	for id, want := range map[string]bool{"e-1": true, "e-3": true, "e-2": false, "e-0": false} {
+		got, err := trail.Select(ctx, Filter{ExecutionIDs: []string{id}})
+		require.NoError(t, err)
+		assert.Equal(t, want, len(got) == 1, id)
+	}
+}
+
+const oneFileKey = "dt=2026-03-09/chain-v-00000000000000000000.parquet"
+
+// oneFileTrail opens a trail of the one file data and reads its footer.
+func oneFileTrail(t *testing.T, data []byte) (*Trail, []File) {
+	t.Helper()
+	dir := t.TempDir()
+	writeDir(t, dir, map[string][]byte{oneFileKey: data})
+	trail, err := Open(ctx, dir, Options{})
+	require.NoError(t, err)
+	files, err := trail.Files(ctx)
+	require.NoError(t, err)
+	return trail, files
+}
+
+// writeRowGroups writes a Parquet file of the given row groups, with the
+// writer options and footer keys of a batch file of the format version;
+// chain_id and seq are filled in. Encode writes only whole batches of the
+// current version: this writes what it cannot.
+func writeRowGroups[T any](t *testing.T, version string, groups [][]T) []byte {
+	t.Helper()
+	n := 0
+	for _, g := range groups {
+		n += len(g)
+	}
+	hash := strings.Repeat("0", 64)
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[T](&buf,
+		parquet.DataPageStatistics(true),
+		parquet.BloomFilters(parquet.SplitBlockFilter(10, "execution_id")),
+		parquet.KeyValueMetadata(parquetfile.KeyFormatVersion, version),
+		parquet.KeyValueMetadata(parquetfile.KeyChainID, "chain-v"),
+		parquet.KeyValueMetadata(parquetfile.KeyFirstSeq, "0"),
+		parquet.KeyValueMetadata(parquetfile.KeyLastSeq, strconv.Itoa(n-1)),
+		parquet.KeyValueMetadata(parquetfile.KeyEntryCount, strconv.Itoa(n)),
+		parquet.KeyValueMetadata(parquetfile.KeyPrevHash, hash),
+		parquet.KeyValueMetadata(parquetfile.KeyLastHash, hash),
+		parquet.KeyValueMetadata(parquetfile.KeyMerkleRoot, hash),
+	)
+	seq := int64(0)
+	for _, g := range groups {
+		for i := range g {
+			v := reflect.ValueOf(&g[i]).Elem()
+			v.FieldByName("ChainID").SetString("chain-v")
+			v.FieldByName("Seq").SetInt(seq)
+			seq++
+		}
+		_, err := w.Write(g)
+		require.NoError(t, err)
+		require.NoError(t, w.Flush(), "one row group per Flush")
+	}
+	require.NoError(t, w.Close())
+	return buf.Bytes()
 }
 
 func TestOpenErrors(t *testing.T) {
