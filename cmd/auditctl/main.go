@@ -5,6 +5,10 @@
 //	auditctl prove [--chain ID] [--json] [--key PUBKEY_FILE] TARGET SEQ
 //	auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
 //	auditctl wal accept-loss --by NAME --reason TEXT [--chain ID] [--json] SPOOL_DIRECTORY
+//	auditctl runs [--status S] [--agent A] [--since T] [--until T] [--approver P] [--target-system X] [--search TEXT] [--json] TARGET
+//	auditctl show [--json] TARGET EXEC_ID
+//	auditctl export (--exec ID | --since T [--until T] [filters]) --format csv|jsonl|html -o FILE TARGET
+//	auditctl serve [--listen 127.0.0.1:8080] [--allow-remote --token-file FILE] TARGET
 //
 // TARGET is a local directory or s3://bucket/prefix (credentials from the AWS
 // SDK's default chain). verify checks every chain found under TARGET (one
@@ -17,6 +21,13 @@
 // entry, which prove --check checks without the trail. Exit status: 0
 // intact (valid), 1 violations found (invalid), 2 could not run (bad usage,
 // unreadable target, no files, no key).
+//
+// runs, show, export and serve are the review verbs (README, "Reviewing
+// runs"): they query the trail with DuckDB (internal/review), which needs
+// cgo; an auditctl built without cgo has every other verb. Each verifies the
+// files its answer comes from. Exit status: 0 printed, 1 the files holding
+// the answer fail verification (the answer is still printed, marked), 2
+// could not run or nothing matched.
 package main
 
 import (
@@ -74,6 +85,20 @@ const usage = `usage:
   auditctl wal accept-loss --by NAME --reason TEXT [--chain ID] [--json] SPOOL_DIRECTORY
       accept the loss of a corrupt write-ahead log segment's entries, which the
       collector then records in the trail; exit 0 accepted, 1 nothing corrupt
+  auditctl runs [--status S,...] [--agent A] [--since T] [--until T] [--approver P]
+                [--target-system X] [--search TEXT] [--json] TARGET
+      one line per run: id, agent, principal, start, end, duration, status
+      (in_progress, awaiting_approval, completed, failed, abandoned), counts
+  auditctl show [--json] TARGET EXEC_ID
+      one run's timeline, and the integrity of the files holding it
+  auditctl export (--exec ID... | --since T [--until T] [filters]) --format csv|jsonl|html -o FILE TARGET
+      a run (or the runs of a period) for external review
+  auditctl serve [--listen 127.0.0.1:8080] [--allow-remote --token-file FILE] TARGET
+      a read-only web view of runs and timelines
+      review verbs: exit 0 printed, 1 the files holding the answer fail
+      verification (still printed, marked), 2 could not run or nothing matched;
+      T is RFC 3339, YYYY-MM-DD or a duration ago (24h); also --key, --cache,
+      --abandon-after (default 24h), --as-of, --endpoint, --region
   Without --key (a file of verifier keys, one per line), the keys published
   beside the trail (or, for --check, in the proof) are trusted on first use.
 `
@@ -94,6 +119,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 		return runProve(ctx, args[1:], stdout, stderr)
 	case "wal":
 		return runWAL(ctx, args[1:], stdout, stderr)
+	case "runs":
+		return runRuns(ctx, args[1:], stdout, stderr, progress)
+	case "show":
+		return runShow(ctx, args[1:], stdout, stderr, progress)
+	case "export":
+		return runExport(ctx, args[1:], stdout, stderr, progress)
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr, progress)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitIntact

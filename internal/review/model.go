@@ -77,8 +77,9 @@ type Run struct {
 	AfterEnd int64 `json:"after_end"`
 	// Chains are the chains holding the run's entries.
 	Chains []string `json:"chains"`
-	// Intact is false when a file holding the run's entries, or one of
-	// its entries, failed verification; Violations counts them.
+	// Intact is false when a file holding the run's entries failed
+	// verification (the run's own entries or others); Violations counts
+	// the violations of those files.
 	Intact     bool `json:"intact"`
 	Violations int  `json:"violations"`
 }
