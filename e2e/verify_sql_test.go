@@ -621,3 +621,28 @@ func TestVsTamperedTrail(t *testing.T) {
 		}
 	}
 }
+
+// TestVsEndTimeColumnRemoved: a file of version 2 rewritten without its
+// end_time_unix_nano column (its rows then read as NULL there, as version
+// 1): every row of it that had an end time is a hash_mismatch, in
+// verify.sql and auditctl verify alike.
+func TestVsEndTimeColumnRemoved(t *testing.T) {
+	db := vsOpenDB(t)
+	vsLoad(t, db, "TIMESTAMP_MS", vsEntries(vsMixed, nil))
+	dir := t.TempDir()
+	vsWriteTrail(t, db, dir, vsMixed)
+	file := filepath.ToSlash(filepath.Join(dir, "dt=2026-03-10", "chain-alpha-00000000000000000004.parquet"))
+	tmp := file + ".tmp"
+	_, err := db.Exec(`COPY (SELECT * EXCLUDE (end_time_unix_nano) FROM read_parquet(` + vsQuote(file) + `)) TO ` + vsQuote(tmp) + ` (FORMAT parquet)`)
+	require.NoError(t, err)
+	require.NoError(t, os.Rename(tmp, file))
+
+	vsView(t, db, dir, true)
+	// Seq 4 of the file is of version 1 (no end time): it still verifies.
+	want := []vsViolation{}
+	for seq := int64(5); seq < 8; seq++ {
+		want = append(want, vsViolation{ChainID: "chain-alpha", Seq: seq, Violation: "hash_mismatch"})
+	}
+	assert.Equal(t, want, vsKeys(vsVerify(t, db)))
+	assert.Equal(t, want, vsAuditctlKeys(t, dir))
+}
