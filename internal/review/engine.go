@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/duckdb/duckdb-go/v2" // the "duckdb" database/sql driver
@@ -25,6 +26,9 @@ var runsSQL string
 // Files is the trail's batch files, chosen by what they can hold and
 // brought local (*trailcache.Trail).
 type Files interface {
+	// Files lists the trail anew (new batches appear as the collector
+	// seals them).
+	Files(ctx context.Context) ([]trailcache.File, error)
 	Select(ctx context.Context, f trailcache.Filter) ([]trailcache.File, error)
 	Local(ctx context.Context, files []trailcache.File) ([]string, error)
 }
@@ -60,7 +64,15 @@ type Engine struct {
 	opts    Options
 	db      *sql.DB
 	checker *checker
+
+	mu     sync.Mutex
+	listed time.Time // when the trail was last listed
 }
+
+// relist is how old a listing may be before a question lists the trail
+// again: a long-lived reviewer (serve) sees the batches sealed since,
+// without a listing per request.
+var relist = 2 * time.Second
 
 var _ Reviewer = (*Engine)(nil)
 
@@ -106,6 +118,20 @@ func (a *answer) close() { a.conn.Close() }
 // open selects the files f can match, verifies them and creates the view
 // audit_entries over the readable ones, restricted to ids when given.
 func (e *Engine) open(ctx context.Context, f trailcache.Filter, ids []string) (*answer, error) {
+	e.mu.Lock()
+	stale := time.Since(e.listed) > relist
+	if stale {
+		e.listed = time.Now()
+	}
+	e.mu.Unlock()
+	if stale {
+		if _, err := e.opts.Files.Files(ctx); err != nil {
+			e.mu.Lock()
+			e.listed = time.Time{}
+			e.mu.Unlock()
+			return nil, err
+		}
+	}
 	files, err := e.opts.Files.Select(ctx, f)
 	if err != nil {
 		return nil, err

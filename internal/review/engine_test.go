@@ -454,3 +454,34 @@ func TestEngineV1Trail(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineSeesNewBatches: a long-lived engine (serve) lists the trail
+// again, so that batches sealed after it started show.
+func TestEngineSeesNewBatches(t *testing.T) {
+	old := relist
+	relist = 0
+	defer func() { relist = old }()
+	dir := t.TempDir()
+	wa, _ := writeScenario(t, dir)
+	e := openEngine(t, dir)
+	runs, _, err := e.Runs(context.Background(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 5 {
+		t.Fatalf("%d runs", len(runs))
+	}
+	if err := wa.Add(act{exec: "run-new", action: "start", at: 20 * time.Minute, dur: time.Second, span: "x"}.entry()); err != nil {
+		t.Fatal(err)
+	}
+	if err := wa.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	runs, integ, err := e.Runs(context.Background(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 6 || runs[0].ExecutionID != "run-new" || !integ.Intact {
+		t.Errorf("after a new batch: %s, intact %v", runIDs(runs), integ.Intact)
+	}
+}

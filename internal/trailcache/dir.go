@@ -32,7 +32,7 @@ func (d dirSource) list(ctx context.Context) ([]object, error) {
 			return nil, fmt.Errorf("trailcache: %w", err)
 		}
 		if fi.Mode().IsRegular() {
-			objs = append(objs, object{key: k, size: fi.Size()})
+			objs = append(objs, object{key: k, size: fi.Size(), mtime: fi.ModTime().UnixNano()})
 		}
 	}
 	return objs, nil

@@ -80,8 +80,9 @@ type Trail struct {
 	opts   Options
 	src    source
 
-	mu    sync.Mutex
-	files []*fileState // of the last Files, sorted
+	mu     sync.Mutex
+	files  []*fileState     // of the last Files, sorted
+	mtimes map[string]int64 // of the last Files' objects, by key (directories)
 
 	progressMu sync.Mutex // serializes Options.Progress
 
@@ -145,8 +146,21 @@ func (t *Trail) Files(ctx context.Context) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Files are written once: what the last listing read of an object of
+	// the same size and ETag (or modification time) holds.
+	t.mu.Lock()
+	known := make(map[string]*fileState, len(t.files))
+	for _, fs := range t.files {
+		known[fs.Key] = fs
+	}
+	mtimes := t.mtimes
+	t.mu.Unlock()
 	states := make([]*fileState, len(objs))
 	err = t.forEach(ctx, StageFooters, len(objs), func(ctx context.Context, i int) (err error) {
+		if fs := known[objs[i].key]; fs != nil && fs.Size == objs[i].size && fs.etag == objs[i].etag && mtimes[fs.Key] == objs[i].mtime {
+			states[i] = fs
+			return nil
+		}
 		states[i], err = t.readFooter(ctx, objs[i])
 		return err
 	})
@@ -156,8 +170,12 @@ func (t *Trail) Files(ctx context.Context) ([]File, error) {
 	slices.SortFunc(states, func(a, b *fileState) int {
 		return cmp.Or(cmp.Compare(a.ChainID, b.ChainID), cmp.Compare(a.FirstSeq, b.FirstSeq), cmp.Compare(a.Key, b.Key))
 	})
+	stamps := make(map[string]int64, len(objs))
+	for _, o := range objs {
+		stamps[o.key] = o.mtime
+	}
 	t.mu.Lock()
-	t.files = states
+	t.files, t.mtimes = states, stamps
 	t.mu.Unlock()
 	out := make([]File, len(states))
 	for i, s := range states {
@@ -303,6 +321,9 @@ type object struct {
 	key  string
 	size int64
 	etag string // "" for a directory
+	// mtime is a directory file's modification time: a file rewritten in
+	// place gets its footer read again.
+	mtime int64
 }
 
 // source is where a trail's files are.
