@@ -63,7 +63,7 @@ func openReviewer(ctx context.Context, target string, f *reviewFlags, stderr io.
 	}
 	opts := trailcache.Options{CacheDir: f.cache, Endpoint: f.endpoint, Region: f.region, PathStyle: f.pathStyle}
 	var bar *stageBar
-	if progress && !f.noProgress && !f.json {
+	if progress && !f.noProgress {
 		bar = &stageBar{w: stderr}
 		opts.Progress = bar.update
 	}

@@ -281,3 +281,19 @@ func TestReviewEngineStaysOut(t *testing.T) {
 	assert.Equal(t, exitError, ee.ExitCode())
 	assert.Contains(t, stderr.String(), "built without cgo")
 }
+
+// TestReviewProgressBar: on a terminal, the stages of a review verb show
+// on stderr and are cleared before the answer.
+func TestReviewProgressBar(t *testing.T) {
+	dir := t.TempDir()
+	reviewTrail(t, dir)
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), append([]string{"runs", "--json"}, append(reviewArgs, dir)...), &stdout, &stderr, true)
+	require.Equal(t, exitIntact, code, stderr.String())
+	assert.Contains(t, stderr.String(), "footers 2/2")
+	assert.True(t, json.Valid(stdout.Bytes()))
+	stderr.Reset()
+	code = run(context.Background(), append([]string{"runs", "--no-progress"}, append(reviewArgs, dir)...), &stdout, &stderr, true)
+	require.Equal(t, exitIntact, code)
+	assert.NotContains(t, stderr.String(), "footers")
+}
