@@ -30,6 +30,7 @@ func addSpan(ss ptrace.ScopeSpans, name string, n byte, attrs map[string]any) pt
 	span.SetTraceID(traceID)
 	span.SetSpanID(pcommon.SpanID{0, 0, 0, 0, 0, 0, 0, n})
 	span.SetStartTimestamp(1_700_000_000_000_000_000)
+	span.SetEndTimestamp(1_700_000_000_250_000_000)
 	span.Status().SetCode(ptrace.StatusCodeOk)
 	if err := span.Attributes().FromRaw(attrs); err != nil {
 		panic(err)
