@@ -37,8 +37,13 @@ const (
 )
 
 // The action types the contract names. Other values are kept verbatim and
-// flagged in the entry's validation.
-var KnownActionTypes = []string{"start", "read", "write", "request_approval", "approve", "reject", "error", "end"}
+// flagged in the entry's validation. tool_call is a tool call whose effect
+// (read or write) is unknown: what framework capture (internal/capture)
+// records when no tool rule names the tool.
+var KnownActionTypes = []string{"start", "read", "write", "request_approval", "approve", "reject", "error", "end", "tool_call"}
+
+// IsKnownActionType reports whether s is one of KnownActionTypes.
+func IsKnownActionType(s string) bool { return isKnownActionType(s) }
 
 // DefaultMaxValueBytes is the default limit on one attribute value: longer
 // values are truncated and the SHA-256 of the full value is recorded.

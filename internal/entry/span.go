@@ -218,6 +218,31 @@ func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
 	}
 }
 
+// AddProblems adds ps to the problems in attrs' audit.validation, as
+// Normalize writes them: merged, sorted, without duplicates. An
+// audit.validation that is not a JSON array of problems is replaced, its
+// text kept (cut to 1 KiB) in an unknown_value problem, as mapping records
+// it; one longer than DefaultMaxEntryBytes is recorded as truncated.
+func AddProblems(attrs pcommon.Map, ps []Problem) {
+	var all []Problem
+	if v, ok := attrs.Get(KeyValidation); ok {
+		raw := asString(v)
+		switch old, err := parseProblems(raw); {
+		case len(raw) > DefaultMaxEntryBytes:
+			full := strings.ToValidUTF8(raw, "\uFFFD")
+			all = append(all, Problem{Field: KeyValidation, Kind: ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
+				OriginalBytes: int64(len(full)), SHA256: sha256Hex(full)})
+		case err == nil:
+			all = append(all, old...)
+		default:
+			all = append(all, Problem{Field: KeyValidation, Kind: ProblemUnknownValue,
+				Detail: truncate(strings.ToValidUTF8(raw, "\uFFFD"), maxValidationDetail)})
+		}
+	}
+	all = sortProblems(append(all, ps...))
+	attrs.PutStr(KeyValidation, string(appendProblems(nil, all)))
+}
+
 // removeDuplicateKeys removes from m every key (after UTF-8 repair) that
 // an earlier one already has: what mapping dropped.
 func removeDuplicateKeys(m pcommon.Map) {
@@ -455,7 +480,7 @@ func isMappedKey(key string) bool {
 
 func isKnownActionType(s string) bool {
 	switch s {
-	case "start", "read", "write", "request_approval", "approve", "reject", "error", "end":
+	case "start", "read", "write", "request_approval", "approve", "reject", "error", "end", "tool_call":
 		return true
 	}
 	return false
