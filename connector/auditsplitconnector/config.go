@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/pipeline"
 
+	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
@@ -26,9 +27,19 @@ type Config struct {
 	MonitoringPipelines []pipeline.ID `mapstructure:"monitoring_pipelines"`
 
 	// Action is what monitoring pipelines get of an audit-tagged span:
-	// "strip" (the default when empty) removes audit.value.* and
-	// audit.reasoning, "drop" removes the span.
+	// "strip" (the default when empty) removes the keys Strip lists, "drop"
+	// removes the span.
 	Action string `mapstructure:"action"`
+
+	// Strip lists the attributes "strip" removes (globs, with
+	// exceptions). Default: every audit.* key but audit.action.type,
+	// audit.execution.id, audit.target.system and audit.result, and the
+	// payload keys of captured framework spans.
+	Strip capture.StripConfig `mapstructure:"strip"`
+
+	// Capture turns the tool and agent spans of agent frameworks into
+	// audit spans (internal/capture); off by default.
+	Capture capture.Config `mapstructure:"capture"`
 
 	// MaxValueBytes limits one attribute value of an audit-tagged span;
 	// longer values are truncated and the SHA-256 of the full value is
@@ -84,6 +95,8 @@ func (cfg *Config) Validate() error {
 	} else if cfg.MaxEntryBytes < cfg.MaxValueBytes {
 		errs = append(errs, fmt.Errorf("\"max_entry_bytes\" %d must be at least \"max_value_bytes\" %d", cfg.MaxEntryBytes, cfg.MaxValueBytes))
 	}
+	// Strip and Capture validate themselves: the collector calls the
+	// Validate of every nested section.
 	return errors.Join(errs...)
 }
 

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/pipeline"
 
 	"github.com/agentaudit/agentaudit/connector/auditsplitconnector/internal/metadata"
+	"github.com/agentaudit/agentaudit/internal/capture"
 )
 
 func traces(name string) pipeline.ID { return pipeline.NewIDWithName(pipeline.SignalTraces, name) }
@@ -42,6 +43,18 @@ func TestUnmarshalConfig(t *testing.T) {
 				Action:              "drop",
 				MaxValueBytes:       1024,
 				MaxEntryBytes:       256 << 10,
+			},
+		},
+		{
+			id: component.NewIDWithName(metadata.Type, "capture"),
+			expected: &Config{
+				AuditPipelines:      []pipeline.ID{traces("audit")},
+				MonitoringPipelines: []pipeline.ID{traces("monitoring")},
+				MaxValueBytes:       65536,
+				MaxEntryBytes:       1 << 20,
+				Capture: capture.Config{Conventions: []string{"genai", "openinference", "vercel_ai"},
+					Tools: []capture.ToolRule{{Match: "crm_update_*", Action: "write"}, {Match: "search_*", Action: "ignore"}}},
+				Strip: capture.StripConfig{Keys: []string{"audit.*", "gen_ai.tool.call.*"}, Except: []string{"audit.action.type"}},
 			},
 		},
 		{
@@ -77,6 +90,10 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 		{name: "zero_max_value_bytes", errorMsg: `"max_value_bytes" must be positive`},
 		{name: "zero_max_entry_bytes", errorMsg: `"max_entry_bytes" 0 is below the minimum 65536`},
 		{name: "entry_below_value", errorMsg: `"max_entry_bytes" 131072 must be at least "max_value_bytes" 262144`},
+		{name: "bad_capture", errorMsg: `strip: "keys": "audit.[" is not a glob` + "\n" +
+			`capture: "conventions": "langsmith" is not a convention: use genai, openinference, vercel_ai` + "\n" +
+			`"tools" rule 1: "match" "crm_[" is not a glob: syntax error in pattern` + "\n" +
+			`"tools" rule 1: "action" "delete": use ignore or one of start, read, write, request_approval, approve, reject, error, end, tool_call`},
 		{name: "everything_wrong", errorMsg: `"audit_pipelines" must list at least one traces pipeline` + "\n" +
 			`"monitoring_pipelines" lists "logs/m": only traces pipelines can be fed` + "\n" +
 			`"action" "keep" is invalid: use "strip" or "drop"` + "\n" +

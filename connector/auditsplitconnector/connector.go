@@ -10,12 +10,14 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pipeline"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/agentaudit/agentaudit/connector/auditsplitconnector/internal/metadata"
+	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
@@ -42,9 +44,12 @@ type splitConnector struct {
 	monitoring consumer.Traces // nil without monitoring pipelines
 	drop       bool
 	opts       entry.Options
+	capture    *capture.Capturer
+	strip      *capture.Stripper
 
 	spans    metric.Int64Counter
 	outcomes [numOutcomes]metric.AddOption
+	misses   *capture.Misses
 }
 
 func newSplitConnector(cfg *Config, set component.TelemetrySettings, next consumer.Traces) (*splitConnector, error) {
@@ -56,8 +61,10 @@ func newSplitConnector(cfg *Config, set component.TelemetrySettings, next consum
 		return nil, err
 	}
 	c := &splitConnector{
-		drop: cfg.Action == actionDrop,
-		opts: entry.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
+		drop:    cfg.Action == actionDrop,
+		opts:    entry.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
+		capture: capture.New(cfg.Capture),
+		strip:   capture.NewStripper(cfg.Strip),
 	}
 	var err error
 	if c.audit, err = router.Consumer(cfg.AuditPipelines...); err != nil {
@@ -77,6 +84,9 @@ func newSplitConnector(cfg *Config, set component.TelemetrySettings, next consum
 	}
 	for o, name := range outcomeNames {
 		c.outcomes[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", name)))
+	}
+	if c.misses, err = capture.NewMisses(set, metadata.ScopeName); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -120,12 +130,14 @@ func (c *splitConnector) Capabilities() consumer.Capabilities {
 // and the monitoring backend keeps receiving meanwhile.
 func (c *splitConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	var n [numOutcomes]int
-	audit, found := c.split(td, &n)
+	var missed capture.MissCount
+	audit, found := c.split(td, &n, &missed)
 	for o, k := range n {
 		if k > 0 {
 			c.spans.Add(ctx, int64(k), c.outcomes[o])
 		}
 	}
+	c.misses.Record(ctx, &missed)
 	var auditErr, monitoringErr error
 	if found {
 		auditErr = c.audit.ConsumeTraces(ctx, audit)
@@ -142,11 +154,21 @@ func (c *splitConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) er
 	return errors.Join(auditErr, monitoringErr)
 }
 
+// normalize normalizes an audit span and counts it.
+func (c *splitConnector) normalize(res pcommon.Resource, span ptrace.Span, n *[numOutcomes]int) {
+	entry.Normalize(res, span, c.opts)
+	if _, ok := span.Attributes().Get(entry.KeyValidation); ok {
+		n[outcomeWithProblems]++
+	} else {
+		n[outcomeKeptAudit]++
+	}
+}
+
 // split returns the audit-tagged spans of td, normalized, under copies of
 // their resource and scope; found is false when there are none. It leaves
 // td as the monitoring pipelines get it: audit-tagged spans stripped, or
 // removed. A span no monitoring pipeline gets is moved, not copied.
-func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int) (out ptrace.Traces, found bool) {
+func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int, missed *capture.MissCount) (out ptrace.Traces, found bool) {
 	move := c.drop || c.monitoring == nil
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
@@ -159,10 +181,17 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int) (out ptrac
 			ss := sss.At(j)
 			var dst ptrace.SpanSlice
 			hasSS := false
+			// Agent runs' start entries, added after the scope's other
+			// spans (as the processor adds them).
+			var starts ptrace.SpanSlice
 			// take handles one span and reports whether it leaves td.
 			take := func(span ptrace.Span) bool {
+				var m capture.Match
 				if !entry.IsAudit(span) {
-					return false
+					if m = c.capture.Match(span); m.Outcome != capture.Captured {
+						missed.Add(m)
+						return false
+					}
 				}
 				if !found {
 					out, found = ptrace.NewTraces(), true
@@ -186,15 +215,18 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int) (out ptrac
 					// audit.validation): the copy keeps the capacity.
 					a.Attributes().EnsureCapacity(span.Attributes().Len() + 2)
 					span.CopyTo(a)
-					entry.StripPayload(span)
+					c.strip.Strip(span)
 					n[outcomeStripped]++
 				}
-				entry.Normalize(res, a, c.opts)
-				if _, ok := a.Attributes().Get(entry.KeyValidation); ok {
-					n[outcomeWithProblems]++
-				} else {
-					n[outcomeKeptAudit]++
+				if m.Outcome == capture.Captured {
+					c.capture.Apply(a, m, func() ptrace.Span {
+						if starts == (ptrace.SpanSlice{}) {
+							starts = ptrace.NewSpanSlice()
+						}
+						return starts.AppendEmpty()
+					})
 				}
+				c.normalize(res, a, n)
 				return move
 			}
 			spans := ss.Spans()
@@ -206,10 +238,16 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int) (out ptrac
 				if c.monitoring != nil {
 					n[outcomeDroppedAudit] += before - spans.Len()
 				}
-				continue
+			} else {
+				for k := 0; k < spans.Len(); k++ {
+					take(spans.At(k))
+				}
 			}
-			for k := 0; k < spans.Len(); k++ {
-				take(spans.At(k))
+			if starts != (ptrace.SpanSlice{}) {
+				for k := 0; k < starts.Len(); k++ {
+					c.normalize(res, starts.At(k), n)
+				}
+				starts.MoveAndAppendTo(dst)
 			}
 		}
 	}

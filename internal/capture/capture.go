@@ -96,24 +96,24 @@ func (c *Config) Validate() error {
 	for _, cv := range c.Conventions {
 		switch {
 		case !slices.Contains(Conventions, cv):
-			errs = append(errs, fmt.Errorf("\"capture::conventions\": %q is not a convention: use %s", cv, strings.Join(Conventions, ", ")))
+			errs = append(errs, fmt.Errorf("\"conventions\": %q is not a convention: use %s", cv, strings.Join(Conventions, ", ")))
 		case seen[cv]:
-			errs = append(errs, fmt.Errorf("\"capture::conventions\" lists %q twice", cv))
+			errs = append(errs, fmt.Errorf("\"conventions\" lists %q twice", cv))
 		}
 		seen[cv] = true
 	}
 	for i, r := range c.Tools {
 		if r.Match == "" {
-			errs = append(errs, fmt.Errorf("\"capture::tools\" rule %d: \"match\" is empty", i+1))
+			errs = append(errs, fmt.Errorf("\"tools\" rule %d: \"match\" is empty", i+1))
 		} else if _, err := path.Match(r.Match, ""); err != nil {
-			errs = append(errs, fmt.Errorf("\"capture::tools\" rule %d: \"match\" %q is not a glob: %w", i+1, r.Match, err))
+			errs = append(errs, fmt.Errorf("\"tools\" rule %d: \"match\" %q is not a glob: %w", i+1, r.Match, err))
 		}
 		if r.Action != ActionIgnore && !entry.IsKnownActionType(r.Action) {
-			errs = append(errs, fmt.Errorf("\"capture::tools\" rule %d: \"action\" %q: use ignore or one of %s", i+1, r.Action, strings.Join(entry.KnownActionTypes, ", ")))
+			errs = append(errs, fmt.Errorf("\"tools\" rule %d: \"action\" %q: use ignore or one of %s", i+1, r.Action, strings.Join(entry.KnownActionTypes, ", ")))
 		}
 	}
 	if len(c.Tools) > 0 && len(c.Conventions) == 0 {
-		errs = append(errs, errors.New("\"capture::tools\" is set but \"capture::conventions\" is empty: nothing is captured"))
+		errs = append(errs, errors.New("\"tools\" is set but \"conventions\" is empty: nothing is captured"))
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 
+	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
@@ -35,9 +36,19 @@ type Config struct {
 	MaxEntryBytes int `mapstructure:"max_entry_bytes"`
 
 	// Action applies to mode "monitoring" only: "strip" (the default when
-	// empty) removes audit.value.* and audit.reasoning from audit-tagged
-	// spans, "drop" removes audit-tagged spans.
+	// empty) removes the keys Strip lists from audit spans (hand-tagged or
+	// captured), "drop" removes audit spans.
 	Action string `mapstructure:"action"`
+
+	// Strip lists the attributes "strip" removes (globs, with
+	// exceptions), as the connector's. Default: every audit.* key but
+	// audit.action.type, audit.execution.id, audit.target.system and
+	// audit.result, and the payload keys of captured framework spans.
+	Strip capture.StripConfig `mapstructure:"strip"`
+
+	// Capture turns the tool and agent spans of agent frameworks into
+	// audit spans (internal/capture), as the connector's; off by default.
+	Capture capture.Config `mapstructure:"capture"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -69,5 +80,7 @@ func (cfg *Config) Validate() error {
 	} else if cfg.MaxEntryBytes < cfg.MaxValueBytes {
 		errs = append(errs, fmt.Errorf("\"max_entry_bytes\" %d must be at least \"max_value_bytes\" %d", cfg.MaxEntryBytes, cfg.MaxValueBytes))
 	}
+	// Strip and Capture validate themselves: the collector calls the
+	// Validate of every nested section.
 	return errors.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor/internal/metadata"
 )
@@ -26,9 +27,12 @@ const (
 )
 
 type auditProcessor struct {
-	mode   string
-	action string
-	opts   entry.Options
+	mode     string
+	action   string
+	opts     entry.Options
+	capture  *capture.Capturer
+	stripper *capture.Stripper
+	misses   *capture.Misses
 
 	spans    metric.Int64Counter
 	outcomes map[string]metric.AddOption
@@ -43,6 +47,8 @@ func newAuditProcessor(cfg *Config, set component.TelemetrySettings) (*auditProc
 		mode:     cfg.Mode,
 		action:   action,
 		opts:     entry.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
+		capture:  capture.New(cfg.Capture),
+		stripper: capture.NewStripper(cfg.Strip),
 		outcomes: map[string]metric.AddOption{},
 	}
 	var err error
@@ -55,6 +61,9 @@ func newAuditProcessor(cfg *Config, set component.TelemetrySettings) (*auditProc
 	}
 	for _, o := range []string{outcomeKeptAudit, outcomeWithProblems, outcomeDroppedUnaudited, outcomeStripped, outcomeDroppedAudit} {
 		p.outcomes[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("outcome", o)))
+	}
+	if p.misses, err = capture.NewMisses(set, metadata.ScopeName); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -76,36 +85,73 @@ func (p *auditProcessor) processTraces(ctx context.Context, td ptrace.Traces) (p
 	}
 }
 
-// audit keeps audit-tagged spans only, each normalized in place.
+// audit keeps audit spans only, each normalized in place: hand-tagged
+// ones, and the framework spans capture takes, an agent run's start entry
+// added at the end of its scope (as the connector adds it).
 func (p *auditProcessor) audit(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	var clean, withProblems, dropped int
-	removeSpans(td, func(res pcommon.Resource, span ptrace.Span) bool {
-		if !entry.IsAudit(span) {
-			dropped++
-			return true
-		}
+	var missed capture.MissCount
+	normalize := func(res pcommon.Resource, span ptrace.Span) {
 		entry.Normalize(res, span, p.opts)
 		if _, ok := span.Attributes().Get(entry.KeyValidation); ok {
 			withProblems++
 		} else {
 			clean++
 		}
-		return false
+	}
+	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
+		res := rs.Resource()
+		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
+			var starts ptrace.SpanSlice
+			ss.Spans().RemoveIf(func(span ptrace.Span) bool {
+				if !entry.IsAudit(span) {
+					m := p.capture.Match(span)
+					if m.Outcome != capture.Captured {
+						missed.Add(m)
+						dropped++
+						return true
+					}
+					p.capture.Apply(span, m, func() ptrace.Span {
+						if starts == (ptrace.SpanSlice{}) {
+							starts = ptrace.NewSpanSlice()
+						}
+						return starts.AppendEmpty()
+					})
+				}
+				normalize(res, span)
+				return false
+			})
+			if starts != (ptrace.SpanSlice{}) {
+				for i := 0; i < starts.Len(); i++ {
+					normalize(res, starts.At(i))
+				}
+				starts.MoveAndAppendTo(ss.Spans())
+			}
+			return ss.Spans().Len() == 0
+		})
+		return rs.ScopeSpans().Len() == 0
 	})
 	p.count(ctx, outcomeKeptAudit, clean)
 	p.count(ctx, outcomeWithProblems, withProblems)
 	p.count(ctx, outcomeDroppedUnaudited, dropped)
+	p.misses.Record(ctx, &missed)
 	if td.ResourceSpans().Len() == 0 {
 		return td, processorhelper.ErrSkipProcessingData
 	}
 	return td, nil
 }
 
-// dropAudit removes audit-tagged spans.
+// isAudit reports whether span goes to the audit trail: hand-tagged, or a
+// framework span capture takes.
+func (p *auditProcessor) isAudit(span ptrace.Span) bool {
+	return entry.IsAudit(span) || p.capture.Enabled() && p.capture.Match(span).Outcome == capture.Captured
+}
+
+// dropAudit removes audit spans.
 func (p *auditProcessor) dropAudit(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	var dropped int
 	removeSpans(td, func(_ pcommon.Resource, span ptrace.Span) bool {
-		if entry.IsAudit(span) {
+		if p.isAudit(span) {
 			dropped++
 			return true
 		}
@@ -118,8 +164,8 @@ func (p *auditProcessor) dropAudit(ctx context.Context, td ptrace.Traces) (ptrac
 	return td, nil
 }
 
-// strip removes the audit payload from audit-tagged spans and keeps every
-// span. Plain index loops: an untagged span costs one lookup.
+// strip removes the keys of the strip list from audit spans and keeps
+// every span. Plain index loops: an untagged span costs one lookup.
 func (p *auditProcessor) strip(ctx context.Context, td ptrace.Traces) ptrace.Traces {
 	var stripped int
 	rss := td.ResourceSpans()
@@ -129,8 +175,8 @@ func (p *auditProcessor) strip(ctx context.Context, td ptrace.Traces) ptrace.Tra
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
 				span := spans.At(k)
-				if entry.IsAudit(span) {
-					entry.StripPayload(span)
+				if p.isAudit(span) {
+					p.stripper.Strip(span)
 					stripped++
 				}
 			}

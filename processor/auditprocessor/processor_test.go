@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/processor/processortest"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor/internal/metadata"
 )
@@ -274,14 +275,24 @@ func TestMonitoringStrip(t *testing.T) {
 
 	assert.Equal(t, []int{2, 1, 1}, shape(td))
 	assert.Equal(t, []spanView{
+		// The default strip list: every audit.* key but the action, run,
+		// system and result.
 		{Service: "a", Scope: "s1", Name: "audit-clean", Attrs: with(cleanAudit, nil,
-			"audit.value.proposed", "audit.value.previous", "audit.reasoning")},
+			"audit.value.proposed", "audit.value.previous", "audit.reasoning", "audit.approver", "audit.target.resource")},
 		{Service: "a", Scope: "s1", Name: "plain-1", Attrs: untagged},
 		{Service: "a", Scope: "s2", Name: "plain-2", Attrs: untagged},
 		{Service: "b", Name: "plain-3", Attrs: untagged},
-		{Service: "c", Name: "audit-faulty", Attrs: with(faultyAudit, nil, "audit.value.previous")},
+		{Service: "c", Name: "audit-faulty", Attrs: with(faultyAudit, nil, "audit.value.previous", "audit.extra")},
 	}, flatten(td))
 	assert.Equal(t, map[string]int64{"stripped": 2}, counts(t, tel))
+
+	// A configured list.
+	p, _ = newTestProcessor(t, &Config{Mode: "monitoring", MaxValueBytes: 1024,
+		Strip: capture.StripConfig{Keys: []string{"audit.value.*", "http.*"}}})
+	td, err = p.processTraces(context.Background(), testTraces())
+	require.NoError(t, err)
+	assert.Equal(t, with(cleanAudit, nil, "audit.value.proposed", "audit.value.previous", "http.request.method"), flatten(td)[0].Attrs)
+	assert.Equal(t, untagged, flatten(td)[1].Attrs, "only audit spans are stripped")
 }
 
 func TestMonitoringDrop(t *testing.T) {
