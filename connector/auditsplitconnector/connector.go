@@ -170,6 +170,7 @@ func (c *splitConnector) normalize(res pcommon.Resource, span ptrace.Span, n *[n
 // removed. A span no monitoring pipeline gets is moved, not copied.
 func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int, missed *capture.MissCount) (out ptrace.Traces, found bool) {
 	move := c.drop || c.monitoring == nil
+	ex := c.capture.Executions(td)
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
@@ -224,7 +225,7 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int, missed *ca
 							starts = ptrace.NewSpanSlice()
 						}
 						return starts.AppendEmpty()
-					})
+					}, ex)
 				}
 				c.normalize(res, a, n)
 				return move

@@ -7,18 +7,22 @@
 //     gen_ai.operation.name is execute_tool is a tool call (gen_ai.tool.name,
 //     gen_ai.tool.call.id, gen_ai.tool.call.arguments,
 //     gen_ai.tool.call.result); invoke_agent is an agent run; the execution
-//     is gen_ai.conversation.id.
+//     is gen_ai.conversation.id, which the conventions put on invoke_agent
+//     and chat spans but not on execute_tool: a tool span takes that of
+//     another span of its trace in the same request (Executions).
 //   - "openinference": Arize's OpenInference conventions, which the
 //     LangChain/LangGraph, CrewAI, OpenAI Agents SDK and other
 //     instrumentations emit: openinference.span.kind TOOL (tool.name,
-//     input.value, output.value) and AGENT (agent.name); the execution is
+//     input.value, output.value) and AGENT (agent.name), or, as LangGraph
+//     has no AGENT span, a trace's root CHAIN span; the execution is
 //     session.id.
 //   - "vercel_ai": the Vercel AI SDK's telemetry: ai.toolCall spans
 //     (ai.toolCall.name, ai.toolCall.id, ai.toolCall.args,
 //     ai.toolCall.result) and the generateText / streamText /
 //     generateObject / streamObject spans around them; the agent is
 //     ai.telemetry.functionId, the execution
-//     ai.telemetry.metadata.conversationId or .sessionId.
+//     ai.telemetry.metadata.conversationId or .sessionId, the principal
+//     ai.telemetry.metadata.userId.
 //
 // A span that already has audit.action.type is hand-tagged and never
 // derived. Otherwise a captured span gets the audit.* keys it lacks (keys
@@ -193,6 +197,10 @@ func (c *Capturer) Match(span ptrace.Span) Match {
 		}
 	case strAttr(attrs, "openinference.span.kind") == "AGENT":
 		m = Match{Convention: OpenInference, agent: true}
+	case strAttr(attrs, "openinference.span.kind") == "CHAIN" && span.ParentSpanID().IsEmpty():
+		// LangGraph and LangChain agents have no AGENT span: the graph or
+		// chain invoked is the trace's root CHAIN span.
+		m = Match{Convention: OpenInference, agent: true}
 	default:
 		switch op := vercelOperation(span); {
 		case op == "ai.toolCall":
@@ -262,6 +270,12 @@ var executionKeys = map[string][]string{
 	VercelAI:      {"ai.telemetry.metadata.conversationId", "ai.telemetry.metadata.sessionId"},
 }
 
+// principalKeys are, per convention, keys naming the person the agent
+// acts for when enduser.id is absent.
+var principalKeys = map[string][]string{
+	VercelAI: {"ai.telemetry.metadata.userId"},
+}
+
 // agentNameKeys are, per convention, keys naming the agent when
 // gen_ai.agent.name is absent.
 var agentNameKeys = map[string][]string{
@@ -278,10 +292,47 @@ var PayloadKeys = []string{
 	"ai.toolCall.args", "ai.toolCall.result",
 }
 
+// Executions are the execution ids the spans of a request name, by trace:
+// a GenAI execute_tool span carries no gen_ai.conversation.id, the
+// invoke_agent and chat spans of its trace do.
+type Executions map[pcommon.TraceID]string
+
+// Executions returns, when GenAI capture is on, the gen_ai.conversation.id
+// of each trace of td that has a span naming one (the first), else nil.
+func (c *Capturer) Executions(td ptrace.Traces) Executions {
+	if !c.Enabled() || !c.on[GenAI] {
+		return nil
+	}
+	var ex Executions
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				span := spans.At(k)
+				id := strAttr(span.Attributes(), "gen_ai.conversation.id")
+				if id == "" {
+					continue
+				}
+				if ex == nil {
+					ex = Executions{}
+				}
+				if _, ok := ex[span.TraceID()]; !ok {
+					ex[span.TraceID()] = id
+				}
+			}
+		}
+	}
+	return ex
+}
+
 // Apply tags span, which Match found Captured, with the audit.* keys it
-// derives, in place. For an agent run span becomes the run's end entry and
-// start is called for a new span, which becomes its start entry.
-func (c *Capturer) Apply(span ptrace.Span, m Match, start func() ptrace.Span) {
+// derives, in place; ex (from Executions of the span's request) names the
+// execution of a span without its own id key. For an agent run span
+// becomes the run's end entry and start is called for a new span, which
+// becomes its start entry.
+func (c *Capturer) Apply(span ptrace.Span, m Match, start func() ptrace.Span, ex Executions) {
 	attrs := span.Attributes()
 	var derived []entry.Problem
 	set := func(key, val, detail string) {
@@ -302,10 +353,23 @@ func (c *Capturer) Apply(span ptrace.Span, m Match, start func() ptrace.Span) {
 		}
 		attrs.Remove(from)
 	}
+	found := false
 	for _, k := range executionKeys[m.Convention] {
 		if id := strAttr(attrs, k); id != "" {
 			set(entry.KeyExecutionID, id, "from "+k)
+			found = true
 			break
+		}
+	}
+	if id, ok := ex[span.TraceID()]; ok && !found && m.Convention == GenAI {
+		set(entry.KeyExecutionID, id, "from gen_ai.conversation.id of another span of the trace, in the same request")
+	}
+	if _, ok := attrs.Get(entry.KeyEndUserID); !ok {
+		for _, k := range principalKeys[m.Convention] {
+			if p := strAttr(attrs, k); p != "" {
+				set(entry.KeyEndUserID, p, "from "+k)
+				break
+			}
 		}
 	}
 	if _, ok := attrs.Get(entry.KeyAgentName); !ok {
@@ -327,7 +391,7 @@ func (c *Capturer) Apply(span ptrace.Span, m Match, start func() ptrace.Span) {
 			}
 			move(s.audit, s.from)
 		}
-		addDerived(attrs, derived)
+		addDerived(span, derived)
 		return
 	}
 
@@ -356,11 +420,11 @@ func (c *Capturer) Apply(span ptrace.Span, m Match, start func() ptrace.Span) {
 		if _, ok := sa.Get(entry.KeyResult); !ok {
 			sa.PutStr(entry.KeyResult, "started")
 		}
-		addDerived(sa, startDerived)
+		addDerived(s, startDerived)
 	}
 	span.SetStartTimestamp(span.EndTimestamp())
 	attrs.PutStr(entry.KeyActionType, "end")
-	addDerived(attrs, endDerived)
+	addDerived(span, endDerived)
 }
 
 func kindOf(m Match) string {
@@ -386,11 +450,11 @@ func ruleOf(m Match) string {
 	return "tool rule: " + m.action
 }
 
-// addDerived records the derived keys in audit.validation, after any
-// problems already there.
-func addDerived(attrs pcommon.Map, ps []entry.Problem) {
+// addDerived records the derived keys in audit.validation, sealed, after
+// any problems the pipeline already recorded there.
+func addDerived(span ptrace.Span, ps []entry.Problem) {
 	if len(ps) == 0 {
 		return
 	}
-	entry.AddProblems(attrs, ps)
+	entry.AddProblems(span, ps)
 }

@@ -117,7 +117,7 @@ func TestToolCalls(t *testing.T) {
 			assert.Equal(t, tc.conv, m.Convention)
 			assert.False(t, m.Agent())
 			assert.Equal(t, tc.tool, m.tool)
-			c.Apply(tc.span, m, nil)
+			c.Apply(tc.span, m, nil, nil)
 			attrs := tc.span.Attributes()
 			for k, v := range tc.want {
 				got, ok := attrs.Get(k)
@@ -154,7 +154,7 @@ func TestToolCallError(t *testing.T) {
 		"gen_ai.tool.call.result": "partial", "error.type": "CardDeclined"})
 	s.Status().SetCode(ptrace.StatusCodeError)
 	c := New(all)
-	c.Apply(s, c.Match(s), nil)
+	c.Apply(s, c.Match(s), nil, nil)
 	_, ok := s.Attributes().Get(entry.KeyResult)
 	assert.False(t, ok)
 	e := entry.FromSpan(pcommon.NewResource(), s, entry.Options{})
@@ -181,7 +181,7 @@ func TestAgentRuns(t *testing.T) {
 			tc.span.Status().SetCode(ptrace.StatusCodeError)
 			tc.span.Attributes().PutStr("error.type", "Timeout")
 			slice := ptrace.NewSpanSlice()
-			c.Apply(tc.span, m, slice.AppendEmpty)
+			c.Apply(tc.span, m, slice.AppendEmpty, nil)
 			require.Equal(t, 1, slice.Len())
 			start := slice.At(0)
 			res := pcommon.NewResource()
@@ -237,4 +237,42 @@ func TestConfigValidate(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "nothing is captured"))
 	require.NoError(t, (&Config{}).Validate())
+}
+
+// TestExecutionsOfATrace: a GenAI tool span takes the conversation id of
+// another span of its trace in the request; another trace's does not
+// leak; an OpenInference root CHAIN is an agent run, a nested one is not;
+// the AI SDK's userId names the principal.
+func TestExecutionsOfATrace(t *testing.T) {
+	td := ptrace.NewTraces()
+	spans := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+	agent := spans.AppendEmpty()
+	span("invoke_agent", map[string]any{"gen_ai.operation.name": "invoke_agent", "gen_ai.conversation.id": "conv-1"}).CopyTo(agent)
+	tool := spans.AppendEmpty()
+	span("execute_tool x", map[string]any{"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "x"}).CopyTo(tool)
+	other := spans.AppendEmpty()
+	span("execute_tool y", map[string]any{"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "y"}).CopyTo(other)
+	other.SetTraceID(pcommon.TraceID{7})
+	c := New(all)
+	ex := c.Executions(td)
+	require.Equal(t, Executions{tool.TraceID(): "conv-1"}, ex)
+	c.Apply(tool, c.Match(tool), nil, ex)
+	c.Apply(other, c.Match(other), nil, ex)
+	id, _ := tool.Attributes().Get(entry.KeyExecutionID)
+	assert.Equal(t, "conv-1", id.Str())
+	assert.Contains(t, derivedOf(t, tool)[entry.KeyExecutionID], "another span of the trace")
+	_, ok := other.Attributes().Get(entry.KeyExecutionID)
+	assert.False(t, ok, "another trace: the trace id, defaulted later")
+	assert.Nil(t, New(Config{Conventions: []string{OpenInference}}).Executions(td), "GenAI off: no scan")
+
+	root := span("graph", map[string]any{"openinference.span.kind": "CHAIN"})
+	nested := span("agent", map[string]any{"openinference.span.kind": "CHAIN"})
+	nested.SetParentSpanID(pcommon.SpanID{1})
+	assert.True(t, c.Match(root).Agent())
+	assert.Equal(t, NotFramework, c.Match(nested).Outcome)
+
+	v := span("ai.toolCall", map[string]any{"ai.operationId": "ai.toolCall", "ai.toolCall.name": "t", "ai.telemetry.metadata.userId": "maria@example.com"})
+	c.Apply(v, c.Match(v), nil, nil)
+	p, _ := v.Attributes().Get(entry.KeyEndUserID)
+	assert.Equal(t, "maria@example.com", p.Str())
 }

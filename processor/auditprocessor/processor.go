@@ -99,6 +99,7 @@ func (p *auditProcessor) audit(ctx context.Context, td ptrace.Traces) (ptrace.Tr
 			clean++
 		}
 	}
+	ex := p.capture.Executions(td)
 	td.ResourceSpans().RemoveIf(func(rs ptrace.ResourceSpans) bool {
 		res := rs.Resource()
 		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
@@ -116,7 +117,7 @@ func (p *auditProcessor) audit(ctx context.Context, td ptrace.Traces) (ptrace.Tr
 							starts = ptrace.NewSpanSlice()
 						}
 						return starts.AppendEmpty()
-					})
+					}, ex)
 				}
 				normalize(res, span)
 				return false
