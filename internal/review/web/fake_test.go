@@ -117,7 +117,7 @@ const (
 	idAbandoned = "exec-abandoned-01"
 	idTampered  = "exec-tampered-01"
 	idDot       = ".."
-	weirdID     = "run/1 ?a=b#frag %2F<script>alert(1)</script>\x00‮evil ملف"
+	weirdID     = "run/1 ?a=b#frag %2F<script>alert(1)</script>\x00\u202eevil ملف"
 )
 
 // bigValue is a 1 MiB value with a marker at its very end.
@@ -269,7 +269,7 @@ func fixture() *fakeReviewer {
 	// Hostile values: markup, NUL, bidi override, 1 MiB.
 	w := []review.Step{
 		step(weirdID, 20, 6000, 0, "start", "<img src=x onerror=alert(1)>", "", "ok"),
-		step(weirdID, 21, 6100, 1, "write", "Files\x00system", "path/‮gpj.exe", "<script>alert('result')</script>"),
+		step(weirdID, 21, 6100, 1, "write", "Files\x00system", "path/\u202egpj.exe", "<script>alert('result')</script>"),
 	}
 	w[1].ProposedValue = sp(bigValue)
 	w[1].PreviousValue = sp("line one\nline two\x00with NUL\u202Eright-to-left\u2066isolate")
