@@ -7,18 +7,20 @@
 --
 --   CREATE VIEW audit_entries AS
 --   SELECT * FROM read_parquet('<dir>/**/*.parquet', hive_partitioning = true, union_by_name = true)
---   UNION ALL BY NAME SELECT NULL::BIGINT AS end_time_unix_nano WHERE false;
+--   UNION ALL BY NAME SELECT NULL::BIGINT AS end_time_unix_nano, NULL::VARCHAR AS sender WHERE false;
 --
--- union_by_name reads files of version 1 (without end_time_unix_nano) and
--- of version 2 together, their rows NULL there; the empty UNION adds the
--- column when no file has it (a trail of version 1 only). Only the 26
--- columns of FORMAT.md are used; a dt column may be there or not.
+-- union_by_name reads files of version 1 (without end_time_unix_nano and
+-- sender) and of version 2 together, their rows NULL there; the empty
+-- UNION adds the columns when no file has them (a trail of version 1
+-- only). Only the 27 columns of FORMAT.md are used; a dt column may be
+-- there or not.
 --
 -- Result: one row per violation, columns (chain_id, seq, violation, detail),
 -- ordered by chain_id, seq, violation. No rows: the trail is intact.
 --
 --   hash_mismatch       entry_hash is not the SHA-256 of the row's canonical
---                       encoding (recomputed below)
+--                       encoding (recomputed below), or a row of version 1
+--                       has a sender, which no hash covers
 --   broken_link         prev_hash is not the entry_hash of the row with the
 --                       next lower seq of the chain, or at seq 0 not the
 --                       genesis hash (64 '0's)
@@ -43,7 +45,7 @@ WITH
 -- NULL is '-', a string is its BYTE length (strlen, not length), ':' and its
 -- bytes; integers are their decimal digits encoded as strings. A row whose
 -- end_time_unix_nano is NULL is hashed as version 1: its tag, and no end
--- time field; any other row as version 2.
+-- time nor sender field; any other row as version 2, with both.
 entries AS (
     SELECT
         chain_id,
@@ -56,6 +58,7 @@ entries AS (
         -- negative remainder takes one more millisecond off. Never
         -- overflows: no bigger intermediate than time_unix_nano itself.
         time_unix_nano // 1000000 - CASE WHEN time_unix_nano % 1000000 < 0 THEN 1 ELSE 0 END AS want_ms,
+        end_time_unix_nano IS NULL AND sender IS NOT NULL AS unhashed_sender,
         sha256(array_to_string(list_transform(list_concat(CASE
             WHEN end_time_unix_nano IS NULL THEN [
                 'agentaudit.entry.v1',
@@ -76,7 +79,8 @@ entries AS (
             agent_id,
             agent_name,
             service_name,
-            principal,
+            principal
+        ], CASE WHEN end_time_unix_nano IS NULL THEN []::VARCHAR[] ELSE [sender] END, [
             action_type,
             target_system,
             target_resource,
@@ -118,9 +122,10 @@ violations AS (
         chain_id,
         seq,
         'hash_mismatch' AS violation,
-        'got entry_hash ' || coalesce(entry_hash, 'NULL') || ', want ' || recomputed_hash AS detail
+        'got entry_hash ' || coalesce(entry_hash, 'NULL') || ', want ' || recomputed_hash
+            || CASE WHEN unhashed_sender THEN ' and no sender: a sender on a row without end_time_unix_nano (version 1), which no hash covers' ELSE '' END AS detail
     FROM entries
-    WHERE entry_hash IS DISTINCT FROM recomputed_hash
+    WHERE entry_hash IS DISTINCT FROM recomputed_hash OR unhashed_sender
 
     UNION ALL
 

@@ -26,9 +26,10 @@ func trailDB(t *testing.T, dir string) *sql.DB {
 
 // auditEntriesView is the statement docs/FORMAT.md gives auditors, over the
 // files of glob: union_by_name reads files of format versions 1 and 2
-// together, and the empty UNION adds end_time_unix_nano when no file has it.
+// together, and the empty UNION adds end_time_unix_nano and sender when no
+// file has them.
 func auditEntriesView(glob string, hive bool) string {
-	return fmt.Sprintf(`CREATE OR REPLACE VIEW audit_entries AS SELECT * FROM read_parquet('%s', hive_partitioning = %t, union_by_name = true) UNION ALL BY NAME SELECT NULL::BIGINT AS end_time_unix_nano WHERE false`,
+	return fmt.Sprintf(`CREATE OR REPLACE VIEW audit_entries AS SELECT * FROM read_parquet('%s', hive_partitioning = %t, union_by_name = true) UNION ALL BY NAME SELECT NULL::BIGINT AS end_time_unix_nano, NULL::VARCHAR AS sender WHERE false`,
 		strings.ReplaceAll(glob, "'", "''"), hive)
 }
 

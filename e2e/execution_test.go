@@ -89,6 +89,7 @@ type row struct {
 	Seq                                                      int64
 	ExecutionID, TraceID, SpanID                             string
 	ParentSpanID, AgentID, AgentName, ServiceName, Principal sql.NullString
+	Sender                                                   sql.NullString
 	ActionType, TargetSystem, TargetResource                 string
 	ProposedValue, PreviousValue, Reasoning, Approver        sql.NullString
 	Result, StatusCode, Attributes                           string
@@ -99,7 +100,7 @@ type row struct {
 func readRows(t *testing.T, db *sql.DB, where string) []row {
 	t.Helper()
 	rows, err := db.Query(`SELECT timestamp, time_unix_nano, end_time_unix_nano, chain_id, seq, execution_id, trace_id, span_id,
-		parent_span_id, agent_id, agent_name, service_name, principal, action_type, target_system, target_resource,
+		parent_span_id, agent_id, agent_name, service_name, principal, sender, action_type, target_system, target_resource,
 		proposed_value, previous_value, reasoning, approver, result, status_code, attributes, validation,
 		prev_hash, entry_hash FROM audit_entries ` + where + ` ORDER BY chain_id, seq`)
 	require.NoError(t, err)
@@ -108,7 +109,7 @@ func readRows(t *testing.T, db *sql.DB, where string) []row {
 	for rows.Next() {
 		var r row
 		require.NoError(t, rows.Scan(&r.Timestamp, &r.TimeUnixNano, &r.EndTimeUnixNano, &r.ChainID, &r.Seq, &r.ExecutionID, &r.TraceID, &r.SpanID,
-			&r.ParentSpanID, &r.AgentID, &r.AgentName, &r.ServiceName, &r.Principal, &r.ActionType, &r.TargetSystem, &r.TargetResource,
+			&r.ParentSpanID, &r.AgentID, &r.AgentName, &r.ServiceName, &r.Principal, &r.Sender, &r.ActionType, &r.TargetSystem, &r.TargetResource,
 			&r.ProposedValue, &r.PreviousValue, &r.Reasoning, &r.Approver, &r.Result, &r.StatusCode, &r.Attributes, &r.Validation,
 			&r.PrevHash, &r.EntryHash))
 		out = append(out, r)
@@ -324,6 +325,7 @@ func checkCRMRows(t *testing.T, got []row, sent []sentSpan, runSC trace.SpanCont
 		assert.Equal(t, nullStr(strp("CRM Assistant")), r.AgentName)
 		assert.Equal(t, nullStr(strp("crm-agent")), r.ServiceName)
 		assert.Equal(t, nullStr(strp("user-42")), r.Principal)
+		assert.False(t, r.Sender.Valid, "the embedded default authenticates no one: sender NULL")
 		assert.Equal(t, want.action, r.ActionType, "action_type of %s", want.name)
 		assert.Equal(t, want.system, r.TargetSystem, "target_system of %s", want.name)
 		assert.Equal(t, want.resource, r.TargetResource, "target_resource of %s", want.name)

@@ -25,14 +25,15 @@ func pqI64(v int64) *int64 { return &v }
 
 // pqEntries is one batch with every optional column both NULL and set, ""
 // distinct from NULL, and non-ASCII text; seq 0..n-1 of chain "pq-chain-1".
-// One entry has no end time (one of format version 1).
+// One entry has no end time nor sender (one of format version 1), one a
+// version 2 entry without a sender.
 func pqEntries() []entry.Entry {
 	base := time.Date(2026, 11, 27, 6, 30, 0, 987654321, time.UTC).UnixNano()
 	es := []entry.Entry{
 		{
 			TimeUnixNano: base, EndTimeUnixNano: pqI64(base + 1_250_000_000), ExecutionID: "exec-1", TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8),
 			ParentSpanID: pqPtr(strings.Repeat("ef", 8)), AgentID: pqPtr("agent-7"), AgentName: pqPtr("billing-bot"),
-			ServiceName: pqPtr("billing"), Principal: pqPtr("alice@example.com"), ActionType: "write",
+			ServiceName: pqPtr("billing"), Principal: pqPtr("alice@example.com"), Sender: pqPtr("svc-billing"), ActionType: "write",
 			TargetSystem: "postgres", TargetResource: "invoices/42", ProposedValue: pqPtr(`{"amount":10}`),
 			PreviousValue: pqPtr(`{"amount":9}`), Reasoning: pqPtr("customer asked"), Approver: pqPtr("bob"),
 			Result: "ok", StatusCode: "Ok", Attributes: `{"k":"v"}`, Validation: pqPtr(`[{"field":"x","problem":"empty"}]`),
@@ -43,7 +44,7 @@ func pqEntries() []entry.Entry {
 		},
 		{
 			TimeUnixNano: base + 1_500_000, EndTimeUnixNano: pqI64(0), ExecutionID: "exec-2",
-			ParentSpanID: pqPtr(""), AgentID: pqPtr(""), AgentName: pqPtr(""), ServiceName: pqPtr(""), Principal: pqPtr(""),
+			ParentSpanID: pqPtr(""), AgentID: pqPtr(""), AgentName: pqPtr(""), ServiceName: pqPtr(""), Principal: pqPtr(""), Sender: pqPtr(""),
 			ProposedValue: pqPtr(""), PreviousValue: pqPtr(""), Reasoning: pqPtr(""), Approver: pqPtr(""), Validation: pqPtr(""),
 		},
 		{
@@ -113,7 +114,7 @@ func TestPqDuckDBReadsBatchFile(t *testing.T) {
 		// instant rather than a wall-clock time.
 		want := [][2]string{{"timestamp", "TIMESTAMP WITH TIME ZONE"}, {"time_unix_nano", "BIGINT"}, {"end_time_unix_nano", "BIGINT"}, {"chain_id", "VARCHAR"}, {"seq", "BIGINT"}}
 		for _, name := range []string{"execution_id", "trace_id", "span_id", "parent_span_id", "agent_id", "agent_name",
-			"service_name", "principal", "action_type", "target_system", "target_resource", "proposed_value",
+			"service_name", "principal", "sender", "action_type", "target_system", "target_resource", "proposed_value",
 			"previous_value", "reasoning", "approver", "result", "status_code", "attributes", "validation",
 			"prev_hash", "entry_hash"} {
 			want = append(want, [2]string{name, "VARCHAR"})
@@ -136,11 +137,11 @@ func TestPqDuckDBReadsBatchFile(t *testing.T) {
 				chainID, execID, traceID, spanID                                string
 				actionType, targetSystem, targetResource, result, status, attrs string
 				prevHash, entryHash                                             string
-				parent, agentID, agentName, service, principal                  sql.NullString
+				parent, agentID, agentName, service, principal, sender          sql.NullString
 				proposed, previous, reasoning, approver, validation             sql.NullString
 			)
 			require.NoError(t, rows.Scan(&ts, &tun, &end, &chainID, &seq, &execID, &traceID, &spanID,
-				&parent, &agentID, &agentName, &service, &principal,
+				&parent, &agentID, &agentName, &service, &principal, &sender,
 				&actionType, &targetSystem, &targetResource, &proposed, &previous, &reasoning, &approver,
 				&result, &status, &attrs, &validation, &prevHash, &entryHash))
 			got := entry.Entry{
@@ -163,6 +164,7 @@ func TestPqDuckDBReadsBatchFile(t *testing.T) {
 				"agent_name":     {pqNull(want.AgentName), agentName},
 				"service_name":   {pqNull(want.ServiceName), service},
 				"principal":      {pqNull(want.Principal), principal},
+				"sender":         {pqNull(want.Sender), sender},
 				"proposed_value": {pqNull(want.ProposedValue), proposed},
 				"previous_value": {pqNull(want.PreviousValue), previous},
 				"reasoning":      {pqNull(want.Reasoning), reasoning},
@@ -172,7 +174,7 @@ func TestPqDuckDBReadsBatchFile(t *testing.T) {
 				assert.Equal(t, pair[0], pair[1], "seq %d column %s", seq, name)
 			}
 			// With the optional columns compared, the rest must match exactly.
-			want.ParentSpanID, want.AgentID, want.AgentName, want.ServiceName, want.Principal = nil, nil, nil, nil, nil
+			want.ParentSpanID, want.AgentID, want.AgentName, want.ServiceName, want.Principal, want.Sender = nil, nil, nil, nil, nil, nil
 			want.ProposedValue, want.PreviousValue, want.Reasoning, want.Approver, want.Validation = nil, nil, nil, nil, nil
 			assert.Equal(t, want, got, "seq %d", seq)
 			i++

@@ -4,9 +4,9 @@ package e2e
 // and of our Parquet writer: the trail is built in Go with chain.Append and
 // written to Parquet by DuckDB itself (COPY ... TO), in the Hive layout of
 // docs/FORMAT.md, then read back through the view FORMAT.md tells auditors to
-// create. Trails of format version 1 (no end_time_unix_nano), version 2, and
-// both (a chain going on from files of version 1 into files of version 2)
-// are checked alike, and auditctl verify must report what verify.sql reports.
+// create. Trails of format version 1 (no end_time_unix_nano nor sender),
+// version 2, and both (a chain going on from files of version 1 into files
+// of version 2) are checked alike, and auditctl verify must report what verify.sql reports.
 // Every identifier here starts with "vs" (this package is shared).
 
 import (
@@ -76,9 +76,9 @@ var vsChains = []struct {
 // character count: a length prefix computed from characters would not match.
 var vsMiB = strings.Repeat("€", 1<<20/3) + "ab"
 
-// vsEntry is entry i of a chain, before chain.Append, with an end time.
-// NULLs, empty strings and non-ASCII text vary with i; chain-big carries 1
-// MiB values.
+// vsEntry is entry i of a chain, before chain.Append, with an end time and
+// a sender but for every fourth (NULL). NULLs, empty strings and non-ASCII
+// text vary with i; chain-big carries 1 MiB values.
 func vsEntry(chainID string, i int64) entry.Entry {
 	start := 1773048600000000000 + i*137_123_457
 	end := start + 250_000_000 + i
@@ -118,6 +118,12 @@ func vsEntry(chainID string, i int64) entry.Entry {
 	if i%3 != 0 {
 		e.Principal = vsStrp("用户@example.com")
 	}
+	switch i % 4 {
+	case 0:
+		e.Sender = vsStrp("svc-payments")
+	case 1, 3:
+		e.Sender = vsStrp("CN=Zahlungs-Agent Ω,O=Beispiel GmbH")
+	}
 	e.Reasoning = vsStrp(fmt.Sprintf("Begründung ✓ %d", i))
 	if i == 4 {
 		e.Approver = vsStrp("maria")
@@ -150,7 +156,7 @@ func vsEntries(layout vsLayout, mutate func(*entry.Entry)) []entry.Entry {
 		for i := range c.n {
 			e := vsEntry(c.id, i)
 			if !layout.hasEnd(i, c.split) {
-				e.EndTimeUnixNano = nil
+				e.EndTimeUnixNano, e.Sender = nil, nil // version 1 has neither
 			}
 			e.ChainID, e.Seq = c.id, i // for mutate; Append sets them again
 			if mutate != nil {
@@ -178,6 +184,7 @@ const vsColumns = `
 	agent_name VARCHAR,
 	service_name VARCHAR,
 	principal VARCHAR,
+	sender VARCHAR,
 	action_type VARCHAR,
 	target_system VARCHAR,
 	target_resource VARCHAR,
@@ -216,7 +223,7 @@ func vsLoad(t *testing.T, db *sql.DB, tsType string, entries []entry.Entry) {
 	t.Helper()
 	_, err := db.Exec(`CREATE OR REPLACE TABLE vs_trail (` + fmt.Sprintf(vsColumns, tsType) + `)`)
 	require.NoError(t, err)
-	stmt, err := db.Prepare(`INSERT INTO vs_trail VALUES (make_timestamp(CAST(? AS BIGINT) * 1000)` + strings.Repeat(", ?", 25) + `)`)
+	stmt, err := db.Prepare(`INSERT INTO vs_trail VALUES (make_timestamp(CAST(? AS BIGINT) * 1000)` + strings.Repeat(", ?", 26) + `)`)
 	require.NoError(t, err)
 	defer stmt.Close()
 	for _, e := range entries {
@@ -230,7 +237,7 @@ func vsLoad(t *testing.T, db *sql.DB, tsType string, entries []entry.Entry) {
 		}
 		_, err := stmt.Exec(ms, e.TimeUnixNano, end, e.ChainID, e.Seq,
 			e.ExecutionID, e.TraceID, e.SpanID, vsNull(e.ParentSpanID), vsNull(e.AgentID),
-			vsNull(e.AgentName), vsNull(e.ServiceName), vsNull(e.Principal), e.ActionType,
+			vsNull(e.AgentName), vsNull(e.ServiceName), vsNull(e.Principal), vsNull(e.Sender), e.ActionType,
 			e.TargetSystem, e.TargetResource, vsNull(e.ProposedValue), vsNull(e.PreviousValue),
 			vsNull(e.Reasoning), vsNull(e.Approver), e.Result, e.StatusCode, e.Attributes,
 			vsNull(e.Validation), e.PrevHash, e.EntryHash)
@@ -244,7 +251,7 @@ func vsQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + 
 // docs/FORMAT.md: per chain, seq below its split goes to dt=2026-03-09 and
 // the rest to dt=2026-03-10, one file each, named after the chain and the
 // file's first seq, with the agentaudit.* footer keys. A file of format
-// version 1 (layout) has no column end_time_unix_nano.
+// version 1 (layout) has no columns end_time_unix_nano and sender.
 func vsWriteTrail(t *testing.T, db *sql.DB, dir string, layout vsLayout) {
 	t.Helper()
 	for _, c := range vsChains {
@@ -264,7 +271,7 @@ func vsWriteTrail(t *testing.T, db *sql.DB, dir string, layout vsLayout) {
 				FROM vs_trail WHERE `+where).Scan(&first, &last, &count, &prevHash, &lastHash))
 			require.NoError(t, os.MkdirAll(filepath.Join(dir, "dt="+part.dt), 0o755))
 			path := filepath.Join(dir, "dt="+part.dt, fmt.Sprintf("%s-%020d.parquet", c.id, first))
-			cols, version := "* EXCLUDE (end_time_unix_nano)", "1"
+			cols, version := "* EXCLUDE (end_time_unix_nano, sender)", "1"
 			if layout.v2File(part.from) {
 				cols, version = "*", "2"
 			}
@@ -371,10 +378,13 @@ func TestVsIntactTrail(t *testing.T) {
 
 func vsIntactTrail(t *testing.T, layout vsLayout) {
 	entries := vsEntries(layout, nil)
-	var withEnd int
+	var withEnd, withSender int
 	for _, e := range entries {
 		if e.EndTimeUnixNano != nil {
 			withEnd++
+		}
+		if e.Sender != nil {
+			withSender++
 		}
 	}
 	db := vsOpenDB(t)
@@ -391,24 +401,29 @@ func vsIntactTrail(t *testing.T, layout vsLayout) {
 		t.Run(fmt.Sprintf("hive_partitioning=%t", hive), func(t *testing.T) {
 			vsView(t, db, dir, hive)
 			// The view does (not) have dt, so the query runs both ways.
-			var dtCols, endCols int
-			require.NoError(t, db.QueryRow(`SELECT count(*) FILTER (column_name = 'dt'), count(*) FILTER (column_name = 'end_time_unix_nano' AND column_type = 'BIGINT')
-				FROM (DESCRIBE audit_entries)`).Scan(&dtCols, &endCols))
+			var dtCols, endCols, senderCols int
+			require.NoError(t, db.QueryRow(`SELECT count(*) FILTER (column_name = 'dt'), count(*) FILTER (column_name = 'end_time_unix_nano' AND column_type = 'BIGINT'),
+				count(*) FILTER (column_name = 'sender' AND column_type = 'VARCHAR')
+				FROM (DESCRIBE audit_entries)`).Scan(&dtCols, &endCols, &senderCols))
 			assert.Equal(t, map[bool]int{true: 1, false: 0}[hive], dtCols)
 			assert.Equal(t, 1, endCols, "the view has end_time_unix_nano whichever files have it")
+			assert.Equal(t, 1, senderCols, "the view has sender whichever files have it")
 
-			var rows, nulls, empties, big, ends int
+			var rows, nulls, empties, big, ends, senders int
 			require.NoError(t, db.QueryRow(`SELECT count(*), count(*) FILTER (approver IS NULL),
 				count(*) FILTER (proposed_value = ''), count(*) FILTER (strlen(proposed_value) >= 1048576),
-				count(end_time_unix_nano)
-				FROM audit_entries`).Scan(&rows, &nulls, &empties, &big, &ends))
+				count(end_time_unix_nano), count(sender)
+				FROM audit_entries`).Scan(&rows, &nulls, &empties, &big, &ends, &senders))
 			require.Equal(t, len(entries), rows)
 			require.Positive(t, nulls)
 			require.Positive(t, empties)
 			require.Equal(t, 1, big)
 			require.Equal(t, withEnd, ends)
+			require.Equal(t, withSender, senders)
 			if layout != vsV1 {
 				require.Positive(t, ends)
+				require.Positive(t, senders)
+				require.Less(t, senders, ends, "some entries of version 2 have no sender")
 			}
 
 			assert.Empty(t, vsVerify(t, db))
@@ -562,6 +577,32 @@ func TestVsTamperedTrail(t *testing.T) {
 			layouts: []vsLayout{vsMixed},
 		},
 		{
+			name:    "sender rewritten",
+			tamper:  []string{`UPDATE vs_trail SET sender = 'svc-other' WHERE ` + at(7)},
+			want:    []vsViolation{v(7, "hash_mismatch")},
+			layouts: []vsLayout{vsV2, vsMixed},
+		},
+		{
+			name:    "sender set to NULL",
+			tamper:  []string{`UPDATE vs_trail SET sender = NULL WHERE ` + at(5)},
+			want:    []vsViolation{v(5, "hash_mismatch")},
+			layouts: []vsLayout{vsV2, vsMixed},
+		},
+		{
+			name:    "sender given to a row without one",
+			tamper:  []string{`UPDATE vs_trail SET sender = 'svc-payments' WHERE sender IS NULL AND ` + at(6)},
+			want:    []vsViolation{v(6, "hash_mismatch")},
+			layouts: []vsLayout{vsV2, vsMixed},
+		},
+		{
+			// Version 1 hashes no sender: one there is reported, not ignored.
+			name:    "sender given to a row of version 1",
+			tamper:  []string{`UPDATE vs_trail SET sender = 'svc-payments' WHERE end_time_unix_nano IS NULL AND ` + at(4)},
+			want:    []vsViolation{v(4, "hash_mismatch")},
+			detail:  map[vsViolation]string{v(4, "hash_mismatch"): "and no sender: a sender on a row without end_time_unix_nano (version 1), which no hash covers"},
+			layouts: []vsLayout{vsMixed},
+		},
+		{
 			name:   "row moved to another chain",
 			tamper: []string{`UPDATE vs_trail SET chain_id = 'chain-β-ünïcode' WHERE ` + at(7)},
 			// Lost from the end of chain-alpha: invisible (see below). In
@@ -642,6 +683,30 @@ func TestVsEndTimeColumnRemoved(t *testing.T) {
 	want := []vsViolation{}
 	for seq := int64(5); seq < 8; seq++ {
 		want = append(want, vsViolation{ChainID: "chain-alpha", Seq: seq, Violation: "hash_mismatch"})
+	}
+	assert.Equal(t, want, vsKeys(vsVerify(t, db)))
+	assert.Equal(t, want, vsAuditctlKeys(t, dir))
+}
+
+// TestVsSenderColumnRemoved: a file of version 2 rewritten without its
+// sender column (its rows then read as NULL there): every row of it that
+// had a sender is a hash_mismatch, in verify.sql and auditctl verify alike.
+func TestVsSenderColumnRemoved(t *testing.T) {
+	db := vsOpenDB(t)
+	vsLoad(t, db, "TIMESTAMP_MS", vsEntries(vsMixed, nil))
+	dir := t.TempDir()
+	vsWriteTrail(t, db, dir, vsMixed)
+	file := filepath.ToSlash(filepath.Join(dir, "dt=2026-03-10", "chain-alpha-00000000000000000004.parquet"))
+	tmp := file + ".tmp"
+	_, err := db.Exec(`COPY (SELECT * EXCLUDE (sender) FROM read_parquet(` + vsQuote(file) + `)) TO ` + vsQuote(tmp) + ` (FORMAT parquet)`)
+	require.NoError(t, err)
+	require.NoError(t, os.Rename(tmp, file))
+
+	vsView(t, db, dir, true)
+	// Seq 4 is of version 1 and seq 6 had no sender: they still verify.
+	want := []vsViolation{
+		{ChainID: "chain-alpha", Seq: 5, Violation: "hash_mismatch"},
+		{ChainID: "chain-alpha", Seq: 7, Violation: "hash_mismatch"},
 	}
 	assert.Equal(t, want, vsKeys(vsVerify(t, db)))
 	assert.Equal(t, want, vsAuditctlKeys(t, dir))

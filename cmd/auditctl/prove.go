@@ -309,8 +309,9 @@ func checkProof(b *proofBundle, vkeys []string) *checkResult {
 	return r
 }
 
-// entryFields lists the entry's columns in docs/FORMAT.md order;
-// end_time_unix_nano is NULL for an entry of version 1.
+// entryFields lists the entry's columns in the order they are hashed
+// (docs/FORMAT.md); end_time_unix_nano and sender are NULL for an entry of
+// version 1.
 func entryFields(e *entry.Entry) (map[string]*string, []string) {
 	str := func(s string) *string { return &s }
 	var end *string
@@ -326,7 +327,7 @@ func entryFields(e *entry.Entry) (map[string]*string, []string) {
 		{"execution_id", str(e.ExecutionID)},
 		{"trace_id", str(e.TraceID)}, {"span_id", str(e.SpanID)}, {"parent_span_id", e.ParentSpanID},
 		{"agent_id", e.AgentID}, {"agent_name", e.AgentName}, {"service_name", e.ServiceName},
-		{"principal", e.Principal}, {"action_type", str(e.ActionType)}, {"target_system", str(e.TargetSystem)},
+		{"principal", e.Principal}, {"sender", e.Sender}, {"action_type", str(e.ActionType)}, {"target_system", str(e.TargetSystem)},
 		{"target_resource", str(e.TargetResource)}, {"proposed_value", e.ProposedValue},
 		{"previous_value", e.PreviousValue}, {"reasoning", e.Reasoning}, {"approver", e.Approver},
 		{"result", str(e.Result)}, {"status_code", str(e.StatusCode)}, {"attributes", str(e.Attributes)},

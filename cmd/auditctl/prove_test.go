@@ -28,7 +28,8 @@ var proveV1Trail = filepath.Join("..", "..", "internal", "verify", "testdata", "
 
 // proveMixedTrail copies proveV1Trail into dir and continues its chain with two
 // files of format version 2, seq 80 to 89 and 90 to 99, whose entries end
-// 250 ms after they start. It returns every file's key.
+// 250 ms after they start and were sent by svc-crm-agent. It returns every
+// file's key.
 func proveMixedTrail(t *testing.T, dir string) []string {
 	t.Helper()
 	var keys []string
@@ -49,7 +50,7 @@ func proveMixedTrail(t *testing.T, dir string) []string {
 		start := day.UnixNano() + int64(i)*1e9
 		end := start + 250e6
 		es[i] = entry.Entry{
-			TimeUnixNano: start, EndTimeUnixNano: &end, ExecutionID: "exec-2",
+			TimeUnixNano: start, EndTimeUnixNano: &end, Sender: provePtr("svc-crm-agent"), ExecutionID: "exec-2",
 			TraceID: strings.Repeat("cd", 16), SpanID: fmt.Sprintf("%016x", i+1),
 			ActionType: "read", TargetSystem: "crm", TargetResource: fmt.Sprintf("contact/%d", 80+i),
 			Result: "ok", StatusCode: "Unset", Attributes: "{}",
@@ -69,8 +70,9 @@ func proveMixedTrail(t *testing.T, dir string) []string {
 
 // TestProveBothVersions: entries of a file of format version 1 and of a
 // file of version 2, in one chain, are proved and checked, each with the
-// canonical encoding of its own version; the end time is shown, NULL for an
-// entry of version 1, and a changed end time does not check.
+// canonical encoding of its own version; the end time and the sender are
+// shown, NULL for an entry of version 1, and a changed end time or sender
+// does not check.
 func TestProveBothVersions(t *testing.T) {
 	dir := t.TempDir()
 	vkeys := signTrail(t, dir, proveMixedTrail(t, dir))
@@ -84,11 +86,12 @@ func TestProveBothVersions(t *testing.T) {
 		seq    int64
 		tag    string
 		end    *string // in the checked entry
+		sender *string
 		leaf   int64
 		leaves int64
 	}{
-		{13, chain.FormatTagV1, nil, 13, 40},
-		{85, chain.FormatTagV2, provePtr(strconv.FormatInt(day.UnixNano()+5e9+250e6, 10)), 5, 10},
+		{13, chain.FormatTagV1, nil, nil, 13, 40},
+		{85, chain.FormatTagV2, provePtr(strconv.FormatInt(day.UnixNano()+5e9+250e6, 10)), provePtr("svc-crm-agent"), 5, 10},
 	} {
 		t.Run(tc.tag, func(t *testing.T) {
 			out, errOut, code := auditctl(t, nil, "prove", dir, strconv.FormatInt(tc.seq, 10))
@@ -110,6 +113,8 @@ func TestProveBothVersions(t *testing.T) {
 			assert.True(t, res.Valid)
 			require.Contains(t, res.Entry, "end_time_unix_nano")
 			assert.Equal(t, tc.end, res.Entry["end_time_unix_nano"])
+			require.Contains(t, res.Entry, "sender")
+			assert.Equal(t, tc.sender, res.Entry["sender"])
 
 			out, _, code = auditctl(t, nil, "prove", "--check", bundle, "--key", keyFile)
 			require.Equal(t, exitIntact, code, out)
@@ -119,11 +124,16 @@ func TestProveBothVersions(t *testing.T) {
 			}
 			assert.Contains(t, out, "  time_unix_nano: ")
 			assert.Contains(t, out, want)
+			want = "  sender: NULL\n  action_type: "
+			if tc.sender != nil {
+				want = "  sender: " + strconv.Quote(*tc.sender) + "\n  action_type: "
+			}
+			assert.Contains(t, out, want)
 		})
 	}
 
-	// The end time of the version 2 entry changed, its hash recomputed:
-	// the audit path no longer leads to the signed root.
+	// The end time or the sender of the version 2 entry changed, its hash
+	// recomputed: the audit path no longer leads to the signed root.
 	out, _, code = auditctl(t, nil, "prove", dir, "85")
 	require.Equal(t, exitIntact, code, out)
 	var b proofBundle
@@ -133,10 +143,17 @@ func TestProveBothVersions(t *testing.T) {
 	end := strconv.FormatInt(day.UnixNano()+5e9+250e6, 10)
 	moved := bytes.Replace(c, []byte("19:"+end), []byte("19:"+strconv.FormatInt(day.UnixNano()+5e9+1, 10)), 1)
 	require.NotEqual(t, c, moved)
-	// Or dropped: the entry passed off as one of version 1.
+	// Or dropped with the sender: the entry passed off as one of version 1.
+	const sender = "13:svc-crm-agent"
 	dropped := bytes.Replace(bytes.Replace(c, []byte("19:"+end), nil, 1), []byte(chain.FormatTagV2), []byte(chain.FormatTagV1), 1)
-	require.Len(t, dropped, len(c)-len("19:"+end))
-	for name, changed := range map[string][]byte{"end time moved": moved, "end time dropped": dropped} {
+	dropped = bytes.Replace(dropped, []byte(sender), nil, 1)
+	require.Len(t, dropped, len(c)-len("19:"+end)-len(sender))
+	otherSender := bytes.Replace(c, []byte(sender), []byte("13:svc-erp-agent"), 1)
+	noSender := bytes.Replace(c, []byte(sender), []byte("-"), 1)
+	require.NotEqual(t, c, otherSender)
+	require.NotEqual(t, c, noSender)
+	for name, changed := range map[string][]byte{"end time moved": moved, "end time dropped": dropped,
+		"sender changed": otherSender, "sender removed": noSender} {
 		tb := b
 		tb.Canonical = base64.StdEncoding.EncodeToString(changed)
 		sum := sha256.Sum256(changed)

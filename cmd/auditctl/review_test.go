@@ -110,7 +110,7 @@ func TestRunsAndShow(t *testing.T) {
 	assert.Equal(t, "completed", tl.Status)
 	require.Len(t, tl.Steps, 3)
 	for _, c := range []string{"timestamp", "time_unix_nano", "end_time_unix_nano", "chain_id", "seq", "execution_id", "trace_id", "span_id",
-		"parent_span_id", "agent_id", "agent_name", "service_name", "principal", "action_type", "target_system", "target_resource",
+		"parent_span_id", "agent_id", "agent_name", "service_name", "principal", "sender", "action_type", "target_system", "target_resource",
 		"proposed_value", "previous_value", "reasoning", "approver", "result", "status_code", "attributes", "validation",
 		"prev_hash", "entry_hash", "duration_ms", "depth"} {
 		assert.Contains(t, tl.Steps[1], c)

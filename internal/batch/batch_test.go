@@ -46,7 +46,9 @@ func (f *feed) add(size int, now time.Time) *Batch {
 
 func strp(s string) *string { return &s }
 
-// sample is a realistic entry, some optional fields set and some not.
+// sample is a realistic entry, some optional fields set and some not;
+// of format version 2 (an end time, a sender or NULL) but every fourth,
+// of version 1 (neither).
 func sample(i int) entry.Entry {
 	e := entry.Entry{
 		TimeUnixNano: 1_700_000_000_000_000_000 + int64(i), ExecutionID: fmt.Sprintf("run-%d", i/3),
@@ -61,6 +63,13 @@ func sample(i int) entry.Entry {
 	}
 	if i%3 == 0 {
 		e.Reasoning = strp("")
+	}
+	if i%4 != 1 {
+		end := e.TimeUnixNano + 250_000_000
+		e.EndTimeUnixNano = &end
+		if i%2 == 0 {
+			e.Sender = strp("svc-crm ✓")
+		}
 	}
 	return e
 }

@@ -102,13 +102,16 @@ func Hash(e *entry.Entry) string {
 //	field(end_time_unix_nano) ||
 //	field(execution_id) || field(trace_id) || field(span_id) || field(parent_span_id) ||
 //	field(agent_id) || field(agent_name) || field(service_name) || field(principal) ||
+//	field(sender) ||
 //	field(action_type) || field(target_system) || field(target_resource) ||
 //	field(proposed_value) || field(previous_value) || field(reasoning) ||
 //	field(approver) || field(result) || field(status_code) || field(attributes) ||
 //	field(validation) || field(prev_hash)
 //
 // Without one, version 1: the same with field(FormatTagV1) first and no
-// field(end_time_unix_nano).
+// field(end_time_unix_nano) nor field(sender). Version 1 has no sender: an
+// entry without an end time must have none (parquetfile.Encode refuses
+// one that has), or the sender would be stored but not hashed.
 //
 // field(NULL) is the single byte '-' and field(s) is the decimal byte
 // length of s, a ':' and the bytes of s. Integers are encoded as the string of
@@ -134,6 +137,9 @@ func AppendCanonical(dst []byte, e *entry.Entry) []byte {
 	dst = appendOptional(dst, e.AgentName)
 	dst = appendOptional(dst, e.ServiceName)
 	dst = appendOptional(dst, e.Principal)
+	if e.EndTimeUnixNano != nil {
+		dst = appendOptional(dst, e.Sender)
+	}
 	dst = appendString(dst, e.ActionType)
 	dst = appendString(dst, e.TargetSystem)
 	dst = appendString(dst, e.TargetResource)
@@ -175,9 +181,10 @@ var ErrMalformed = errors.New("chain: malformed canonical encoding")
 
 // DecodeCanonical parses one canonical encoding at the start of b, as
 // AppendCanonical writes it, of either version (its tag says which: a
-// version 2 entry has an end time, a version 1 entry none), and returns the
-// entry (with EntryHash recomputed from the bytes) and the rest of b. It is
-// the inverse of AppendCanonical; errors wrap ErrMalformed.
+// version 2 entry has an end time and a sender field, a version 1 entry
+// neither), and returns the entry (with EntryHash recomputed from the
+// bytes) and the rest of b. It is the inverse of AppendCanonical; errors
+// wrap ErrMalformed.
 func DecodeCanonical(b []byte) (entry.Entry, []byte, error) {
 	d := decoder{b: b, start: b}
 	var e entry.Entry
@@ -218,6 +225,10 @@ func (d *decoder) entry(e *entry.Entry) {
 	e.AgentName = d.opt()
 	e.ServiceName = d.opt()
 	e.Principal = d.opt()
+	e.Sender = nil
+	if v2 {
+		e.Sender = d.opt()
+	}
 	e.ActionType = d.str()
 	e.TargetSystem = d.str()
 	e.TargetResource = d.str()
@@ -242,8 +253,9 @@ type decoder struct {
 	nopt int
 }
 
-// NumOptional is the number of optional (nullable) fields of an entry.
-const NumOptional = 10
+// NumOptional is the number of optional (nullable) string fields of an
+// entry of version 2 (a version 1 entry has one fewer: no sender).
+const NumOptional = 11
 
 // DecodeView parses one canonical encoding at the start of b into e, like
 // DecodeCanonical, but without copying or hashing: e's strings alias b,

@@ -77,28 +77,34 @@ func fullEntry() entry.Entry {
 }
 
 // nullsEntryV2 is nullsEntry with an end time 100 ms after its start: an
-// entry of version 2.
+// entry of version 2, without a sender (NULL).
 func nullsEntryV2() entry.Entry {
 	e := nullsEntry()
 	e.EndTimeUnixNano = i64p(1773048600223456789)
 	return e
 }
 
-// fullEntryV2 is fullEntry with an end time 1 s after its start.
+// fullEntryV2 is fullEntry with an end time 1 s after its start and a
+// sender, the subject of a client certificate (non-ASCII: 35 characters,
+// 36 bytes).
 func fullEntryV2() entry.Entry {
 	e := fullEntry()
 	e.EndTimeUnixNano = i64p(1773048601987654321)
+	e.Sender = strp("CN=Zahlungs-Agent Ü,O=Beispiel GmbH")
 	return e
 }
 
 // chainEntriesV2 are chainEntries with end times, appended to chain
 // "chain-d": the agent run's start and end span the run, the read takes
-// 150 ms.
+// 150 ms. The agent's sender authenticated as svc-agent-1.
 func chainEntriesV2() []entry.Entry {
 	es := chainEntries()
 	es[0].EndTimeUnixNano = i64p(1773048601000000000)
 	es[1].EndTimeUnixNano = i64p(1773048600400000000)
 	es[2].EndTimeUnixNano = i64p(1773048601000000000)
+	for i := range es {
+		es[i].Sender = strp("svc-agent-1")
+	}
 	return es
 }
 
@@ -169,41 +175,41 @@ var (
 	}
 )
 
-// Version 2: the same entries with end times.
+// Version 2: the same entries with end times, and senders.
 var (
-	// printf '%s' '19:agentaudit.entry.v27:chain-a1:019:177304860012345678919:17730486002234567896:exec-132:4bf92f3577b34da6a3ce929d0e0e473616:00f067aa0ba902b7-----4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000' | sha256sum
+	// printf '%s' '19:agentaudit.entry.v27:chain-a1:019:177304860012345678919:17730486002234567896:exec-132:4bf92f3577b34da6a3ce929d0e0e473616:00f067aa0ba902b7------4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000' | sha256sum
 	vectorNullsV2 = knownAnswer{
 		name:      "v2-nulls",
-		canonical: "19:agentaudit.entry.v27:chain-a1:019:177304860012345678919:17730486002234567896:exec-132:4bf92f3577b34da6a3ce929d0e0e473616:00f067aa0ba902b7-----4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000",
-		hash:      "95863402efe2fd5658b1ef45c6b1dc58d471b7989ecb0f61d1d4762c021d270a",
+		canonical: "19:agentaudit.entry.v27:chain-a1:019:177304860012345678919:17730486002234567896:exec-132:4bf92f3577b34da6a3ce929d0e0e473616:00f067aa0ba902b7------4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000",
+		hash:      "bcb3a60e9476c0f8b39a80b40a260c07b6c1b399f6caecd252774d67fd7e65c5",
 	}
 
-	// printf '%s' '19:agentaudit.entry.v28:chain-ä1:719:177304860098765432119:17730486019876543216:exec-232:0af7651916cd43dd8448eb211c80319c16:b7ad6b716920333116:53995c3f42cd8ad87:agent-717:Zahlungs-Agent Ü8:payments19:jürgen@example.com5:write6:ledger33:konto/DE89 3704 0044 0532 0130 0012:1.234,56 €0:31:Rechnung geprüft ✓ 請求書5:maria2:ok2:Ok49:{"http.response.status_code":200,"note":"naïve"}87:[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' | sha256sum
+	// printf '%s' '19:agentaudit.entry.v28:chain-ä1:719:177304860098765432119:17730486019876543216:exec-232:0af7651916cd43dd8448eb211c80319c16:b7ad6b716920333116:53995c3f42cd8ad87:agent-717:Zahlungs-Agent Ü8:payments19:jürgen@example.com36:CN=Zahlungs-Agent Ü,O=Beispiel GmbH5:write6:ledger33:konto/DE89 3704 0044 0532 0130 0012:1.234,56 €0:31:Rechnung geprüft ✓ 請求書5:maria2:ok2:Ok49:{"http.response.status_code":200,"note":"naïve"}87:[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' | sha256sum
 	vectorFullV2 = knownAnswer{
 		name:      "v2-full",
-		canonical: `19:agentaudit.entry.v28:chain-ä1:719:177304860098765432119:17730486019876543216:exec-232:0af7651916cd43dd8448eb211c80319c16:b7ad6b716920333116:53995c3f42cd8ad87:agent-717:Zahlungs-Agent Ü8:payments19:jürgen@example.com5:write6:ledger33:konto/DE89 3704 0044 0532 0130 0012:1.234,56 €0:31:Rechnung geprüft ✓ 請求書5:maria2:ok2:Ok49:{"http.response.status_code":200,"note":"naïve"}87:[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`,
-		hash:      "10245737d9f45ab5428fb0800e5b450a403c28b3695e0a8c8a66fc19ca5200bb",
+		canonical: `19:agentaudit.entry.v28:chain-ä1:719:177304860098765432119:17730486019876543216:exec-232:0af7651916cd43dd8448eb211c80319c16:b7ad6b716920333116:53995c3f42cd8ad87:agent-717:Zahlungs-Agent Ü8:payments19:jürgen@example.com36:CN=Zahlungs-Agent Ü,O=Beispiel GmbH5:write6:ledger33:konto/DE89 3704 0044 0532 0130 0012:1.234,56 €0:31:Rechnung geprüft ✓ 請求書5:maria2:ok2:Ok49:{"http.response.status_code":200,"note":"naïve"}87:[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"}]64:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855`,
+		hash:      "a4eeb6b656cf44a53cc4cf5359095360601a00a858f157dbb42a5cbe11ec35d3",
 	}
 
 	// The three entries of chainEntriesV2, in order, chain-d.
 	vectorChainV2 = []knownAnswer{
-		// printf '%s' '19:agentaudit.entry.v27:chain-d1:019:177304860000000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b174-7:agent-1---5:start5:agent5:run-9----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000' | sha256sum
+		// printf '%s' '19:agentaudit.entry.v27:chain-d1:019:177304860000000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b174-7:agent-1---11:svc-agent-15:start5:agent5:run-9----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000' | sha256sum
 		{
 			name:      "v2-chain-d/0",
-			canonical: "19:agentaudit.entry.v27:chain-d1:019:177304860000000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b174-7:agent-1---5:start5:agent5:run-9----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000",
-			hash:      "8c1c651d9fd9fbcdfffbf1a09023dea4374a08fe122e5b050f8906e04f6ffd6d",
+			canonical: "19:agentaudit.entry.v27:chain-d1:019:177304860000000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b174-7:agent-1---11:svc-agent-15:start5:agent5:run-9----2:ok5:Unset2:{}-64:0000000000000000000000000000000000000000000000000000000000000000",
+			hash:      "8835026bb46c0822d9db5ce82ad7d61027873514dc2d96a337eac5e685359e7a",
 		},
-		// printf '%s' '19:agentaudit.entry.v27:chain-d1:119:177304860025000000019:17730486004000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b17516:eee19b7ec3c1b1747:agent-1---4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:8c1c651d9fd9fbcdfffbf1a09023dea4374a08fe122e5b050f8906e04f6ffd6d' | sha256sum
+		// printf '%s' '19:agentaudit.entry.v27:chain-d1:119:177304860025000000019:17730486004000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b17516:eee19b7ec3c1b1747:agent-1---11:svc-agent-14:read3:crm11:customer/42----2:ok5:Unset2:{}-64:8835026bb46c0822d9db5ce82ad7d61027873514dc2d96a337eac5e685359e7a' | sha256sum
 		{
 			name:      "v2-chain-d/1",
-			canonical: "19:agentaudit.entry.v27:chain-d1:119:177304860025000000019:17730486004000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b17516:eee19b7ec3c1b1747:agent-1---4:read3:crm11:customer/42----2:ok5:Unset2:{}-64:8c1c651d9fd9fbcdfffbf1a09023dea4374a08fe122e5b050f8906e04f6ffd6d",
-			hash:      "b8284aaf742f8e5022063c0af0c8142374bf571bd5f1cbdf6b42c32f788c2988",
+			canonical: "19:agentaudit.entry.v27:chain-d1:119:177304860025000000019:17730486004000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b17516:eee19b7ec3c1b1747:agent-1---11:svc-agent-14:read3:crm11:customer/42----2:ok5:Unset2:{}-64:8835026bb46c0822d9db5ce82ad7d61027873514dc2d96a337eac5e685359e7a",
+			hash:      "9d51b52f43185838f162d7cb5b81e0c9f06b25a923c9fd5cdf968362f5aa2108",
 		},
-		// printf '%s' '19:agentaudit.entry.v27:chain-d1:219:177304860100000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b176-7:agent-1---3:end5:agent5:run-9----2:ok5:Unset2:{}-64:b8284aaf742f8e5022063c0af0c8142374bf571bd5f1cbdf6b42c32f788c2988' | sha256sum
+		// printf '%s' '19:agentaudit.entry.v27:chain-d1:219:177304860100000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b176-7:agent-1---11:svc-agent-13:end5:agent5:run-9----2:ok5:Unset2:{}-64:9d51b52f43185838f162d7cb5b81e0c9f06b25a923c9fd5cdf968362f5aa2108' | sha256sum
 		{
 			name:      "v2-chain-d/2",
-			canonical: "19:agentaudit.entry.v27:chain-d1:219:177304860100000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b176-7:agent-1---3:end5:agent5:run-9----2:ok5:Unset2:{}-64:b8284aaf742f8e5022063c0af0c8142374bf571bd5f1cbdf6b42c32f788c2988",
-			hash:      "4c3833119d639e3f990fa325b5ef582fcdcf2bdaa15ae22ea7151903628bf6d8",
+			canonical: "19:agentaudit.entry.v27:chain-d1:219:177304860100000000019:17730486010000000005:run-932:5b8efff798038103d269b633813fc60c16:eee19b7ec3c1b176-7:agent-1---11:svc-agent-13:end5:agent5:run-9----2:ok5:Unset2:{}-64:9d51b52f43185838f162d7cb5b81e0c9f06b25a923c9fd5cdf968362f5aa2108",
+			hash:      "a17ec5818b55009534ce01046db62ad121c075235b11ece94a6f1d20fef17f6d",
 		},
 	}
 )
@@ -291,7 +297,8 @@ func testKnownAnswerChain(t *testing.T, id string, entries []entry.Entry, vector
 // The version follows the entry: a chain of version 1 entries continues
 // with entries of version 2 (a collector upgraded over an old write-ahead
 // log), each hashed by its own version, and entries of version 2 are the
-// version 1 entries with the tag changed and the end time inserted.
+// version 1 entries with the tag changed, the end time inserted after the
+// start time and the sender after the principal.
 func TestVersionPerEntry(t *testing.T) {
 	v1, v2 := chainEntries(), chainEntriesV2()
 	c := chain.New("chain-c", chain.Genesis())
@@ -303,15 +310,38 @@ func TestVersionPerEntry(t *testing.T) {
 	assert.Equal(t, sha256Hex(chain.AppendCanonical(nil, &v2[1])), v2[1].EntryHash)
 	assert.Equal(t, v2[1].EntryHash, v1[2].PrevHash)
 
-	field := func(s string) string { return strconv.Itoa(len(s)) + ":" + s }
 	for _, pair := range [][2]entry.Entry{{nullsEntry(), nullsEntryV2()}, {fullEntry(), fullEntryV2()}} {
 		e := pair[0]
-		old, cur := string(chain.AppendCanonical(nil, &e)), string(chain.AppendCanonical(nil, &pair[1]))
-		head := field(e.ChainID) + field(strconv.FormatInt(e.Seq, 10)) + field(strconv.FormatInt(e.TimeUnixNano, 10))
-		require.True(t, strings.HasPrefix(old, field(chain.FormatTagV1)+head), old)
-		want := field(chain.FormatTagV2) + head + field(strconv.FormatInt(*pair[1].EndTimeUnixNano, 10)) + old[len(field(chain.FormatTagV1)+head):]
+		old, err := parseCanonical(string(chain.AppendCanonical(nil, &e)))
+		require.NoError(t, err)
+		cur, err := parseCanonical(string(chain.AppendCanonical(nil, &pair[1])))
+		require.NoError(t, err)
+		// tag, chain_id, seq, time_unix_nano | execution_id … principal | action_type … prev_hash
+		want := append([]*string{strp(chain.FormatTagV2)}, old[1:4]...)
+		want = append(want, strp(strconv.FormatInt(*pair[1].EndTimeUnixNano, 10)))
+		want = append(want, old[4:12]...)
+		want = append(want, pair[1].Sender)
+		want = append(want, old[12:]...)
 		assert.Equal(t, want, cur)
 	}
+}
+
+// Version 1 has no sender field: a version 1 entry (no end time) encodes
+// without it and decodes with none. (parquetfile.Encode refuses a version
+// 1 entry with a sender, which would be stored but not hashed.)
+func TestVersion1HasNoSender(t *testing.T) {
+	e := fullEntry()
+	without := chain.AppendCanonical(nil, &e)
+	e.Sender = strp("svc-agent-1")
+	assert.Equal(t, string(without), string(chain.AppendCanonical(nil, &e)))
+	back, _, err := chain.DecodeCanonical(without)
+	require.NoError(t, err)
+	assert.Nil(t, back.Sender)
+
+	v2 := fullEntryV2()
+	back, _, err = chain.DecodeCanonical(chain.AppendCanonical(nil, &v2))
+	require.NoError(t, err)
+	assert.Equal(t, v2.Sender, back.Sender)
 }
 
 // A chain resumed from a stored head continues exactly as an uninterrupted
@@ -414,6 +444,10 @@ var mutators = []struct {
 	{"ServiceName", func(e *entry.Entry) { e.ServiceName = nil }},
 	{"Principal", func(e *entry.Entry) { e.Principal = strp(*e.Principal + "x") }},
 	{"Principal", func(e *entry.Entry) { e.Principal = nil }},
+	{"Sender", func(e *entry.Entry) { e.Sender = strp(*e.Sender + "x") }},
+	{"Sender", func(e *entry.Entry) { e.Sender = strp(strings.Replace(*e.Sender, "Ü", "U", 1)) }},
+	{"Sender", func(e *entry.Entry) { e.Sender = nil }},
+	{"Sender", func(e *entry.Entry) { e.Sender = strp("") }},
 	{"ActionType", func(e *entry.Entry) { e.ActionType = "read" }},
 	{"TargetSystem", func(e *entry.Entry) { e.TargetSystem += "x" }},
 	{"TargetResource", func(e *entry.Entry) { e.TargetResource += "x" }},
@@ -475,6 +509,7 @@ var optionalFields = []struct {
 	{"AgentName", func(e *entry.Entry) **string { return &e.AgentName }},
 	{"ServiceName", func(e *entry.Entry) **string { return &e.ServiceName }},
 	{"Principal", func(e *entry.Entry) **string { return &e.Principal }},
+	{"Sender", func(e *entry.Entry) **string { return &e.Sender }},
 	{"ProposedValue", func(e *entry.Entry) **string { return &e.ProposedValue }},
 	{"PreviousValue", func(e *entry.Entry) **string { return &e.PreviousValue }},
 	{"Reasoning", func(e *entry.Entry) **string { return &e.Reasoning }},
@@ -485,11 +520,11 @@ var optionalFields = []struct {
 func TestNullDiffersFromEmptyAndDash(t *testing.T) {
 	for _, f := range optionalFields {
 		t.Run(f.name, func(t *testing.T) {
-			null := nullsEntry()
+			null := nullsEntryV2()
 			require.Nil(t, *f.ptr(&null))
-			empty := nullsEntry()
+			empty := nullsEntryV2()
 			*f.ptr(&empty) = strp("")
-			dash := nullsEntry()
+			dash := nullsEntryV2()
 			*f.ptr(&dash) = strp("-")
 
 			assert.NotEqual(t, chain.Hash(&null), chain.Hash(&empty), "NULL vs empty string")
@@ -517,6 +552,7 @@ var stringFields = []struct {
 	{"AgentName", func(e *entry.Entry, s string) { e.AgentName = &s }},
 	{"ServiceName", func(e *entry.Entry, s string) { e.ServiceName = &s }},
 	{"Principal", func(e *entry.Entry, s string) { e.Principal = &s }},
+	{"Sender", func(e *entry.Entry, s string) { e.Sender = &s }},
 	{"ActionType", func(e *entry.Entry, s string) { e.ActionType = s }},
 	{"TargetSystem", func(e *entry.Entry, s string) { e.TargetSystem = s }},
 	{"TargetResource", func(e *entry.Entry, s string) { e.TargetResource = s }},
@@ -535,7 +571,7 @@ func TestAdjacentFieldBoundary(t *testing.T) {
 	for i := 0; i+1 < len(stringFields); i++ {
 		left, right := stringFields[i], stringFields[i+1]
 		t.Run(left.name+"|"+right.name, func(t *testing.T) {
-			a, b := fullEntry(), fullEntry()
+			a, b := fullEntryV2(), fullEntryV2()
 			left.set(&a, "ab")
 			right.set(&a, "c")
 			left.set(&b, "a")
@@ -647,12 +683,13 @@ func FuzzCanonicalRoundTrip(f *testing.F) {
 		if reasoningNull {
 			e.Reasoning = nil
 		}
-		// Version 2 has the end time as field 4: the fields after it move
-		// up by one.
+		// Version 2 has the end time as field 4 and the sender after the
+		// principal: the fields after the sender move up by two.
 		tag, n, k := chain.FormatTagV1, 24, 0
 		if hasEnd {
 			e.EndTimeUnixNano = &end
-			tag, n, k = chain.FormatTagV2, 25, 1
+			e.Sender = &reasoning
+			tag, n, k = chain.FormatTagV2, 26, 2
 		}
 		enc := chain.AppendCanonical(nil, &e)
 		fields, err := parseCanonical(string(enc))
@@ -664,6 +701,7 @@ func FuzzCanonicalRoundTrip(f *testing.F) {
 		assert.Equal(t, strconv.FormatInt(seq, 10), str(2))
 		if hasEnd {
 			assert.Equal(t, strconv.FormatInt(end, 10), str(4))
+			assert.Equal(t, reasoning, str(13))
 		}
 		assert.Equal(t, resource, str(14+k))
 		assert.Equal(t, e.Reasoning, fields[17+k])
@@ -684,7 +722,7 @@ func TestParseKnownVectors(t *testing.T) {
 		fields, err := parseCanonical(v.canonical)
 		require.NoError(t, err, v.name)
 		require.NotNil(t, fields[0], v.name)
-		want := map[string]int{chain.FormatTagV1: 24, chain.FormatTagV2: 25}[*fields[0]]
+		want := map[string]int{chain.FormatTagV1: 24, chain.FormatTagV2: 26}[*fields[0]]
 		assert.Len(t, fields, want, v.name)
 	}
 }
@@ -695,7 +733,9 @@ func benchEntry(b *testing.B) entry.Entry {
 	e := fullEntryV2()
 	e.Validation = nil
 	e.Attributes = `{"retries":2}`
-	e.Reasoning = strp("Rechnung ✓") // 22 bytes fewer, for the end time
+	e.Reasoning = strp("Rechnung ✓")     // 22 bytes fewer, for the end time
+	e.Sender = strp("svc-payments")      // an OIDC subject, say
+	e.TargetResource = "konto/DE89 3704" // 18 bytes fewer, for the sender
 	if n := len(chain.AppendCanonical(nil, &e)); n != 400 {
 		b.Fatalf("bench entry encodes to %d bytes, want 400", n)
 	}

@@ -117,6 +117,7 @@ type Entry struct {
 	AgentName       *string
 	ServiceName     *string
 	Principal       *string // enduser.id: the person the agent acts for
+	Sender          *string // the sender's authenticated identity (SenderOf); nil when unauthenticated, and in a version 1 entry
 	ActionType      string
 	TargetSystem    string
 	TargetResource  string
@@ -172,7 +173,7 @@ const (
 func EntryBytes(e *Entry) int {
 	n := len(e.ExecutionID) + len(e.TraceID) + len(e.SpanID) + len(e.ActionType) + len(e.TargetSystem) +
 		len(e.TargetResource) + len(e.Result) + len(e.StatusCode) + len(e.Attributes)
-	for _, p := range [...]*string{e.ParentSpanID, e.AgentID, e.AgentName, e.ServiceName, e.Principal,
+	for _, p := range [...]*string{e.ParentSpanID, e.AgentID, e.AgentName, e.ServiceName, e.Principal, e.Sender,
 		e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Validation} {
 		if p != nil {
 			n += len(*p)

@@ -16,15 +16,16 @@ import (
 )
 
 // FormatVersion is the version of the batch file layout (columns, types and
-// footer keys) this package writes, version 2: the columns of version 1 and
-// end_time_unix_nano. It is stored under KeyFormatVersion; a reader refuses
-// versions it does not know.
+// footer keys) this package writes, version 2: the columns of version 1,
+// end_time_unix_nano and sender. It is stored under KeyFormatVersion; a
+// reader refuses versions it does not know.
 const FormatVersion = "2"
 
-// FormatVersion1 is the layout of files written before end times were
-// recorded: the columns of version 2 but end_time_unix_nano. ReadFooter and
-// ReadEntries read it; Encode never writes it. Its entries have no end time
-// (entry.Entry.EndTimeUnixNano nil), and are hashed as version 1.
+// FormatVersion1 is the layout of files written before end times and
+// senders were recorded: the columns of version 2 but end_time_unix_nano
+// and sender. ReadFooter and ReadEntries read it; Encode never writes it.
+// Its entries have no end time (entry.Entry.EndTimeUnixNano nil) nor
+// sender, and are hashed as version 1.
 const FormatVersion1 = "1"
 
 // Footer metadata keys: key-value metadata in the Parquet footer of every
@@ -70,7 +71,7 @@ var (
 // ErrInvalidBatch.
 type BatchError struct {
 	Index int    // position of the offending entry in the slice
-	Field string // "chain_id", "seq", "prev_hash" or "entry_hash"
+	Field string // "chain_id", "seq", "prev_hash", "entry_hash" or "sender"
 	Got   string
 	Want  string
 }
@@ -114,6 +115,7 @@ type row struct {
 	AgentName       *string `parquet:"agent_name,dict"`
 	ServiceName     *string `parquet:"service_name,dict"`
 	Principal       *string `parquet:"principal,dict"`
+	Sender          *string `parquet:"sender,dict"`
 	ActionType      string  `parquet:"action_type,dict"`
 	TargetSystem    string  `parquet:"target_system,dict"`
 	TargetResource  string  `parquet:"target_resource"`
@@ -130,7 +132,7 @@ type row struct {
 }
 
 // rowV1 is the Parquet schema of format version 1, read but never written:
-// row without end_time_unix_nano.
+// row without end_time_unix_nano and sender.
 type rowV1 struct {
 	Timestamp      int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
 	TimeUnixNano   int64   `parquet:"time_unix_nano"`
@@ -210,9 +212,11 @@ func writerOptions(f Footer) []parquet.WriterOption {
 // seq starting at 0 or more and increasing by one, already hashed. Encode
 // checks the form of the first prev_hash and the last entry_hash, which go
 // into the footer, but not the hashes themselves, so that tests can write
-// tampered files. It returns an error wrapping ErrEmptyBatch for no entries,
-// a *BatchError (ErrInvalidBatch) when the entries break these rules, in
-// both cases before writing anything, or the error of w.
+// tampered files. An entry without an end time (version 1) must have no
+// sender: version 1 does not hash one. It returns an error wrapping
+// ErrEmptyBatch for no entries, a *BatchError (ErrInvalidBatch) when the
+// entries break these rules, in both cases before writing anything, or the
+// error of w.
 func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
 	f, err := batchFooter(entries)
 	if err != nil {
@@ -256,10 +260,16 @@ func batchFooter(entries []entry.Entry) (Footer, error) {
 		return Footer{}, &BatchError{Index: len(entries) - 1, Field: "entry_hash", Got: strconv.Quote(last.EntryHash), Want: "64 lower-case hex digits"}
 	}
 	hashes := make([]string, len(entries))
-	hashes[0] = first.EntryHash
-	for i := 1; i < len(entries); i++ {
+	for i := range entries {
 		e := &entries[i]
 		hashes[i] = e.EntryHash
+		if e.EndTimeUnixNano == nil && e.Sender != nil {
+			// Stored but not hashed, and reported by every verifier.
+			return Footer{}, &BatchError{Index: i, Field: "sender", Got: strconv.Quote(*e.Sender), Want: "NULL in an entry without an end time (version 1)"}
+		}
+		if i == 0 {
+			continue
+		}
 		if e.ChainID != first.ChainID {
 			return Footer{}, &BatchError{Index: i, Field: "chain_id", Got: strconv.Quote(e.ChainID), Want: strconv.Quote(first.ChainID)}
 		}
@@ -308,6 +318,7 @@ func toRow(r *row, e *entry.Entry) {
 		AgentName:       e.AgentName,
 		ServiceName:     e.ServiceName,
 		Principal:       e.Principal,
+		Sender:          e.Sender,
 		ActionType:      e.ActionType,
 		TargetSystem:    e.TargetSystem,
 		TargetResource:  e.TargetResource,
@@ -339,6 +350,7 @@ func fromRow(e *entry.Entry, r *row) (ts, tun int64) {
 		AgentName:       r.AgentName,
 		ServiceName:     r.ServiceName,
 		Principal:       r.Principal,
+		Sender:          r.Sender,
 		ActionType:      r.ActionType,
 		TargetSystem:    r.TargetSystem,
 		TargetResource:  r.TargetResource,
@@ -356,7 +368,8 @@ func fromRow(e *entry.Entry, r *row) (ts, tun int64) {
 	return r.Timestamp, r.TimeUnixNano
 }
 
-// fromRowV1 is fromRow for a row of format version 1: no end time.
+// fromRowV1 is fromRow for a row of format version 1: no end time, no
+// sender.
 func fromRowV1(e *entry.Entry, r *rowV1) (ts, tun int64) {
 	*e = entry.Entry{
 		TimeUnixNano:   r.TimeUnixNano,
@@ -389,7 +402,7 @@ func fromRowV1(e *entry.Entry, r *rowV1) (ts, tun int64) {
 
 // fixedOverhead approximates the per-row bytes beside string contents: four
 // int64 columns, a length prefix per string, definition levels.
-const fixedOverhead = 4*8 + 22*4 + 10
+const fixedOverhead = 4*8 + 23*4 + 11
 
 // EstimatedSize returns the approximate number of bytes e adds to a batch
 // before compression: the lengths of its strings plus a fixed overhead. It is
@@ -400,7 +413,7 @@ func EstimatedSize(e *entry.Entry) int {
 		len(e.ActionType) + len(e.TargetSystem) + len(e.TargetResource) +
 		len(e.Result) + len(e.StatusCode) + len(e.Attributes) +
 		len(e.PrevHash) + len(e.EntryHash)
-	for _, p := range [...]*string{e.ParentSpanID, e.AgentID, e.AgentName, e.ServiceName, e.Principal,
+	for _, p := range [...]*string{e.ParentSpanID, e.AgentID, e.AgentName, e.ServiceName, e.Principal, e.Sender,
 		e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Validation} {
 		if p != nil {
 			n += len(*p)

@@ -39,13 +39,13 @@ func hashed(id string, es []entry.Entry) []entry.Entry {
 // varied returns entries covering nil, "" and non-empty optional fields,
 // unicode, a 1 MiB value, and end times at, after and before the start time
 // and one NULL (an entry of version 1, as an older collector's write-ahead
-// log leaves them).
+// log leaves them, without a sender).
 func varied() []entry.Entry {
 	base := time.Date(2026, 11, 27, 6, 0, 0, 123456789, time.UTC).UnixNano()
 	allSet := entry.Entry{
 		TimeUnixNano: base, EndTimeUnixNano: i64(base + 250_000_000), ExecutionID: "exec-1", TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8),
 		ParentSpanID: ptr(strings.Repeat("ef", 8)), AgentID: ptr("agent-7"), AgentName: ptr("billing-bot"),
-		ServiceName: ptr("billing"), Principal: ptr("alice@example.com"), ActionType: "write",
+		ServiceName: ptr("billing"), Principal: ptr("alice@example.com"), Sender: ptr("svc-billing"), ActionType: "write",
 		TargetSystem: "postgres", TargetResource: "invoices/42", ProposedValue: ptr(`{"amount":10}`),
 		PreviousValue: ptr(`{"amount":9}`), Reasoning: ptr("customer asked"), Approver: ptr("bob"),
 		Result: "ok", StatusCode: "Ok", Attributes: `{"k":"v"}`, Validation: ptr(`[{"field":"x","problem":"empty"}]`),
@@ -56,12 +56,12 @@ func varied() []entry.Entry {
 	}
 	allEmpty := entry.Entry{
 		TimeUnixNano: base + 1_000_000, EndTimeUnixNano: i64(0), ExecutionID: "", TraceID: "", SpanID: "",
-		ParentSpanID: ptr(""), AgentID: ptr(""), AgentName: ptr(""), ServiceName: ptr(""), Principal: ptr(""),
+		ParentSpanID: ptr(""), AgentID: ptr(""), AgentName: ptr(""), ServiceName: ptr(""), Principal: ptr(""), Sender: ptr(""),
 		ProposedValue: ptr(""), PreviousValue: ptr(""), Reasoning: ptr(""), Approver: ptr(""), Validation: ptr(""),
 	}
 	unicode := entry.Entry{
 		TimeUnixNano: base + 2_999_999, EndTimeUnixNano: i64(base + 2_999_999), ExecutionID: "exécution-✓", TraceID: strings.Repeat("0f", 16), SpanID: strings.Repeat("f0", 8),
-		AgentName: ptr("代理人 🤖"), Principal: ptr("Zoë Ångström"), ActionType: "request_approval",
+		AgentName: ptr("代理人 🤖"), Principal: ptr("Zoë Ångström"), Sender: ptr("CN=Zoë Ångström ✓,O=Beispiel"), ActionType: "request_approval",
 		TargetSystem: "crm", TargetResource: "клиенты/№5", Reasoning: ptr("naïve café — \u2028 \x00 nul byte"),
 		Result: "pending", StatusCode: "Error", Attributes: `{"emoji":"😀"}`,
 	}
@@ -109,6 +109,7 @@ func realistic(n int) []entry.Entry {
 			AgentName:       ptr(agent),
 			ServiceName:     ptr("svc-" + agent),
 			Principal:       ptr(fmt.Sprintf("user%d@example.com", (i/100)%50)),
+			Sender:          ptr("svc-" + agent),
 			ActionType:      actions[rng.IntN(len(actions))],
 			TargetSystem:    systems[rng.IntN(len(systems))],
 			TargetResource:  fmt.Sprintf("tables/orders/rows/%d", rng.IntN(1_000_000)),
@@ -123,6 +124,9 @@ func realistic(n int) []entry.Entry {
 		}
 		if e.ActionType == "approve" {
 			e.Approver = ptr("manager@example.com")
+		}
+		if (i/100)%7 == 3 {
+			e.Sender = nil // an unauthenticated sender
 		}
 		es[i] = e
 	}
@@ -153,10 +157,14 @@ func TestRoundTrip(t *testing.T) {
 	assert.Nil(t, got[1].Reasoning)
 	require.NotNil(t, got[2].Reasoning)
 	assert.Equal(t, "", *got[2].Reasoning)
-	// The same for the end time: NULL (version 1) versus 0.
+	// The same for the end time: NULL (version 1) versus 0, and the sender.
 	assert.Nil(t, got[1].EndTimeUnixNano)
 	require.NotNil(t, got[2].EndTimeUnixNano)
 	assert.Equal(t, int64(0), *got[2].EndTimeUnixNano)
+	assert.Nil(t, got[1].Sender)
+	require.NotNil(t, got[2].Sender)
+	assert.Equal(t, "", *got[2].Sender)
+	assert.Equal(t, "CN=Zoë Ångström ✓,O=Beispiel", *got[3].Sender)
 }
 
 // rowsV1Of is es as rows of format version 1: without their end times.
@@ -167,6 +175,50 @@ func rowsV1Of(es []entry.Entry) []rowV1 {
 		toRow(&r, &es[i])
 		rows[i] = rowV1{r.Timestamp, r.TimeUnixNano, r.ChainID, r.Seq, r.ExecutionID, r.TraceID, r.SpanID, r.ParentSpanID,
 			r.AgentID, r.AgentName, r.ServiceName, r.Principal, r.ActionType, r.TargetSystem, r.TargetResource,
+			r.ProposedValue, r.PreviousValue, r.Reasoning, r.Approver, r.Result, r.StatusCode, r.Attributes,
+			r.Validation, r.PrevHash, r.EntryHash}
+	}
+	return rows
+}
+
+// rowNoSender is row as format version 2 was before the sender column
+// (never released): ReadEntries refuses it.
+type rowNoSender struct {
+	Timestamp       int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
+	TimeUnixNano    int64   `parquet:"time_unix_nano"`
+	EndTimeUnixNano *int64  `parquet:"end_time_unix_nano"`
+	ChainID         string  `parquet:"chain_id,dict"`
+	Seq             int64   `parquet:"seq"`
+	ExecutionID     string  `parquet:"execution_id,dict"`
+	TraceID         string  `parquet:"trace_id"`
+	SpanID          string  `parquet:"span_id"`
+	ParentSpanID    *string `parquet:"parent_span_id"`
+	AgentID         *string `parquet:"agent_id,dict"`
+	AgentName       *string `parquet:"agent_name,dict"`
+	ServiceName     *string `parquet:"service_name,dict"`
+	Principal       *string `parquet:"principal,dict"`
+	ActionType      string  `parquet:"action_type,dict"`
+	TargetSystem    string  `parquet:"target_system,dict"`
+	TargetResource  string  `parquet:"target_resource"`
+	ProposedValue   *string `parquet:"proposed_value"`
+	PreviousValue   *string `parquet:"previous_value"`
+	Reasoning       *string `parquet:"reasoning"`
+	Approver        *string `parquet:"approver,dict"`
+	Result          string  `parquet:"result,dict"`
+	StatusCode      string  `parquet:"status_code,dict"`
+	Attributes      string  `parquet:"attributes"`
+	Validation      *string `parquet:"validation"`
+	PrevHash        string  `parquet:"prev_hash"`
+	EntryHash       string  `parquet:"entry_hash"`
+}
+
+func rowsWithoutSender(es []entry.Entry) []rowNoSender {
+	rows := make([]rowNoSender, len(es))
+	for i := range es {
+		var r row
+		toRow(&r, &es[i])
+		rows[i] = rowNoSender{r.Timestamp, r.TimeUnixNano, r.EndTimeUnixNano, r.ChainID, r.Seq, r.ExecutionID, r.TraceID, r.SpanID,
+			r.ParentSpanID, r.AgentID, r.AgentName, r.ServiceName, r.Principal, r.ActionType, r.TargetSystem, r.TargetResource,
 			r.ProposedValue, r.PreviousValue, r.Reasoning, r.Approver, r.Result, r.StatusCode, r.Attributes,
 			r.Validation, r.PrevHash, r.EntryHash}
 	}
@@ -189,11 +241,12 @@ func encodeV1(t testing.TB, es []entry.Entry) []byte {
 	return buf.Bytes()
 }
 
-// withoutEndTimes is es as entries of version 1, chained again.
+// withoutEndTimes is es as entries of version 1 (no end times, no
+// senders), chained again.
 func withoutEndTimes(es []entry.Entry) []entry.Entry {
 	out := make([]entry.Entry, len(es))
 	for i, e := range es {
-		e.EndTimeUnixNano = nil
+		e.EndTimeUnixNano, e.Sender = nil, nil
 		out[i] = e
 	}
 	return hashed(es[0].ChainID, out)
@@ -251,8 +304,10 @@ func TestReadVersionMismatch(t *testing.T) {
 	v1 := goodKV(es)
 	v1[KeyFormatVersion] = FormatVersion1
 	for name, data := range map[string][]byte{
-		"26 columns, want 25": writeRaw(t, rowsOf(es), v1),
-		"25 columns, want 26": writeRaw(t, rowsV1Of(es), goodKV(es)),
+		"27 columns, want 25": writeRaw(t, rowsOf(es), v1),
+		"25 columns, want 27": writeRaw(t, rowsV1Of(es), goodKV(es)),
+		// Version 2 as it was before senders (never released): refused.
+		"26 columns, want 27": writeRaw(t, rowsWithoutSender(es), goodKV(es)),
 	} {
 		_, err := ReadFooter(bytes.NewReader(data), int64(len(data)))
 		require.NoError(t, err, "the footer alone is fine")
@@ -357,6 +412,9 @@ func TestEncodeInvalid(t *testing.T) {
 		}, "seq", 0},
 		{"unhashed", func(es []entry.Entry) { es[2].EntryHash = "" }, "entry_hash", 2},
 		{"upper-case prev hash", func(es []entry.Entry) { es[0].PrevHash = strings.ToUpper(es[1].EntryHash) }, "prev_hash", 0},
+		// Version 1 hashes no sender: it would be stored unhashed.
+		{"sender without end time", func(es []entry.Entry) { es[1].EndTimeUnixNano = nil }, "sender", 1},
+		{"first: sender without end time", func(es []entry.Entry) { es[0].EndTimeUnixNano = nil }, "sender", 0},
 	} {
 		es := realistic(3)
 		tc.edit(es)
@@ -522,7 +580,7 @@ func TestReadFooterNotAuditFile(t *testing.T) {
 		require.NoError(t, err, "the footer alone looks fine")
 		_, _, err = ReadEntries(bytes.NewReader(data), int64(len(data)))
 		require.ErrorIs(t, err, ErrNotAuditFile)
-		assert.Contains(t, err.Error(), "2 columns, want 26")
+		assert.Contains(t, err.Error(), "2 columns, want 27")
 	})
 }
 
@@ -564,7 +622,7 @@ func TestSchema(t *testing.T) {
 		{"seq", format.Int64, "INT(64,true)", false},
 		str("execution_id", false), str("trace_id", false), str("span_id", false),
 		str("parent_span_id", true), str("agent_id", true), str("agent_name", true),
-		str("service_name", true), str("principal", true),
+		str("service_name", true), str("principal", true), str("sender", true),
 		str("action_type", false), str("target_system", false), str("target_resource", false),
 		str("proposed_value", true), str("previous_value", true), str("reasoning", true), str("approver", true),
 		str("result", false), str("status_code", false), str("attributes", false), str("validation", true),
@@ -594,7 +652,7 @@ func TestSchema(t *testing.T) {
 	chunks := md.RowGroups[0].Columns
 	require.Len(t, chunks, len(want))
 	dict := map[string]bool{"chain_id": true, "execution_id": true, "agent_id": true, "agent_name": true,
-		"service_name": true, "principal": true, "action_type": true, "target_system": true,
+		"service_name": true, "principal": true, "sender": true, "action_type": true, "target_system": true,
 		"approver": true, "result": true, "status_code": true}
 	blob := map[string]bool{"proposed_value": true, "previous_value": true, "reasoning": true, "attributes": true, "validation": true}
 	for i, c := range chunks {
@@ -629,6 +687,10 @@ func TestSchema(t *testing.T) {
 	assert.Equal(t, "", string(execStats.MinValue))
 	assert.Equal(t, "exécution-✓", string(execStats.MaxValue))
 	assert.Equal(t, int64(4), chunks[8].MetaData.Statistics.NullCount, "parent_span_id NULLs")
+	senderStats := chunks[13].MetaData.Statistics
+	assert.Equal(t, int64(3), senderStats.NullCount, "sender NULLs")
+	assert.Equal(t, "", string(senderStats.MinValue))
+	assert.Equal(t, "svc-billing", string(senderStats.MaxValue))
 
 	// The bloom filter answers for a present execution id.
 	bf := pf.RowGroups()[0].ColumnChunks()[5].BloomFilter()
@@ -653,7 +715,8 @@ func TestEstimatedSize(t *testing.T) {
 	assert.Equal(t, fixedOverhead, base)
 	e.Reasoning = ptr(strings.Repeat("r", 1000))
 	e.Attributes = "{}"
-	assert.Equal(t, base+1002, EstimatedSize(&e))
+	e.Sender = ptr("svc-billing")
+	assert.Equal(t, base+1013, EstimatedSize(&e))
 
 	es := realistic(1000)
 	sum := 0

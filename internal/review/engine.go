@@ -168,8 +168,8 @@ func (e *Engine) open(ctx context.Context, f trailcache.Filter, ids []string) (*
 }
 
 // createView points audit_entries at paths (none: an empty view), with the
-// end_time_unix_nano column even when every file is of format v1, and a
-// column file naming each row's file.
+// end_time_unix_nano and sender columns even when every file is of format
+// v1, and a column file naming each row's file.
 func (a *answer) createView(ctx context.Context, paths []string, ids []string) error {
 	var src string
 	if len(paths) == 0 {
@@ -181,7 +181,7 @@ func (a *answer) createView(ctx context.Context, paths []string, ids []string) e
 		}
 		src = "SELECT * RENAME (filename AS file) FROM read_parquet([" + strings.Join(quoted, ", ") +
 			"], union_by_name = true, hive_partitioning = false, filename = true)" +
-			" UNION ALL BY NAME SELECT NULL::BIGINT AS end_time_unix_nano WHERE false"
+			" UNION ALL BY NAME SELECT NULL::BIGINT AS end_time_unix_nano, NULL::VARCHAR AS sender WHERE false"
 	}
 	where := ""
 	if len(ids) > 0 {
@@ -205,7 +205,7 @@ const emptyEntries = `SELECT NULL::TIMESTAMP_MS AS "timestamp", NULL::BIGINT AS 
   NULL::BIGINT AS end_time_unix_nano, NULL::VARCHAR AS chain_id, NULL::BIGINT AS seq,
   NULL::VARCHAR AS execution_id, NULL::VARCHAR AS trace_id, NULL::VARCHAR AS span_id,
   NULL::VARCHAR AS parent_span_id, NULL::VARCHAR AS agent_id, NULL::VARCHAR AS agent_name,
-  NULL::VARCHAR AS service_name, NULL::VARCHAR AS principal, NULL::VARCHAR AS action_type,
+  NULL::VARCHAR AS service_name, NULL::VARCHAR AS principal, NULL::VARCHAR AS sender, NULL::VARCHAR AS action_type,
   NULL::VARCHAR AS target_system, NULL::VARCHAR AS target_resource, NULL::VARCHAR AS proposed_value,
   NULL::VARCHAR AS previous_value, NULL::VARCHAR AS reasoning, NULL::VARCHAR AS approver,
   NULL::VARCHAR AS result, NULL::VARCHAR AS status_code, NULL::VARCHAR AS attributes,
@@ -632,7 +632,7 @@ func (e *UnreadableError) Error() string {
 }
 
 const stepColumns = `"timestamp", time_unix_nano, end_time_unix_nano, chain_id, seq, execution_id, trace_id, span_id,
-  parent_span_id, agent_id, agent_name, service_name, principal, action_type, target_system, target_resource,
+  parent_span_id, agent_id, agent_name, service_name, principal, sender, action_type, target_system, target_resource,
   proposed_value, previous_value, reasoning, approver, result, status_code, attributes, validation,
   prev_hash, entry_hash, file`
 
@@ -648,10 +648,10 @@ func (e *Engine) steps(ctx context.Context, a *answer) ([]Step, error) {
 	for rows.Next() {
 		var s Step
 		var end sql.NullInt64
-		var parent, agentID, agentName, service, principal, proposed, previous, reasoning, approver, validation sql.NullString
+		var parent, agentID, agentName, service, principal, sender, proposed, previous, reasoning, approver, validation sql.NullString
 		var file string
 		if err := rows.Scan(&s.Timestamp, &s.TimeUnixNano, &end, &s.ChainID, &s.Seq, &s.ExecutionID, &s.TraceID, &s.SpanID,
-			&parent, &agentID, &agentName, &service, &principal, &s.ActionType, &s.TargetSystem, &s.TargetResource,
+			&parent, &agentID, &agentName, &service, &principal, &sender, &s.ActionType, &s.TargetSystem, &s.TargetResource,
 			&proposed, &previous, &reasoning, &approver, &s.Result, &s.StatusCode, &s.Attributes, &validation,
 			&s.PrevHash, &s.EntryHash, &file); err != nil {
 			return nil, fmt.Errorf("review: steps: %w", err)
@@ -666,6 +666,7 @@ func (e *Engine) steps(ctx context.Context, a *answer) ([]Step, error) {
 			}
 		}
 		s.ParentSpanID, s.AgentID, s.AgentName, s.ServiceName, s.Principal = optString(parent), optString(agentID), optString(agentName), optString(service), optString(principal)
+		s.Sender = optString(sender)
 		s.ProposedValue, s.PreviousValue, s.Reasoning, s.Approver, s.Validation = optString(proposed), optString(previous), optString(reasoning), optString(approver), optString(validation)
 		if fc := a.byPath[file]; fc != nil {
 			s.File = fc.key

@@ -14,7 +14,7 @@ import (
 var Columns = []string{
 	"timestamp", "time_unix_nano", "end_time_unix_nano", "chain_id", "seq",
 	"execution_id", "trace_id", "span_id", "parent_span_id",
-	"agent_id", "agent_name", "service_name", "principal",
+	"agent_id", "agent_name", "service_name", "principal", "sender",
 	"action_type", "target_system", "target_resource",
 	"proposed_value", "previous_value", "reasoning", "approver",
 	"result", "status_code", "attributes", "validation", "prev_hash", "entry_hash",
@@ -84,6 +84,7 @@ func writeCSVRecord(w *bufio.Writer, s *Step) {
 	opt(s.AgentName)
 	opt(s.ServiceName)
 	opt(s.Principal)
+	opt(s.Sender)
 	str(s.ActionType)
 	str(s.TargetSystem)
 	str(s.TargetResource)

@@ -100,6 +100,7 @@ type Step struct {
 	AgentName       *string   `json:"agent_name"`
 	ServiceName     *string   `json:"service_name"`
 	Principal       *string   `json:"principal"`
+	Sender          *string   `json:"sender"`
 	ActionType      string    `json:"action_type"`
 	TargetSystem    string    `json:"target_system"`
 	TargetResource  string    `json:"target_resource"`

@@ -22,21 +22,21 @@ import (
 )
 
 // The columns of docs/FORMAT.md: the 25 of format version 1 in column
-// order, then end_time_unix_nano (version 2's column 3), which a file of
-// version 1 lacks.
+// order, then end_time_unix_nano (version 2's column 3) and sender (its
+// column 14), which a file of version 1 lacks.
 const (
 	colTimestamp = iota
 	colTimeUnixNano
 	colChainID
 	colSeq
-	colExecutionID // first of the columns 4..23 hashed in column order
+	colExecutionID // first of the columns 4..23 hashed in column order (sender, in version 2, after principal)
 	_
 	_
 	_
 	_
 	_
 	_
-	_
+	colPrincipal
 	colActionType
 	_
 	_
@@ -51,6 +51,7 @@ const (
 	colPrevHash
 	colEntryHash
 	colEndTimeUnixNano
+	colSender
 	numColumns
 )
 
@@ -59,7 +60,7 @@ var columnNames = [numColumns]string{
 	"parent_span_id", "agent_id", "agent_name", "service_name", "principal", "action_type",
 	"target_system", "target_resource", "proposed_value", "previous_value", "reasoning",
 	"approver", "result", "status_code", "attributes", "validation", "prev_hash", "entry_hash",
-	"end_time_unix_nano",
+	"end_time_unix_nano", "sender",
 }
 
 func isIntColumn(c int) bool {
@@ -171,8 +172,10 @@ type column struct {
 type fileReader struct {
 	cols [numColumns]column
 	// hasEnd: the file has the column end_time_unix_nano (format version
-	// 2); without it, every row is hashed as version 1.
-	hasEnd bool
+	// 2); without it, every row is hashed as version 1. hasSender: the
+	// file has the column sender (version 2); without it, every sender is
+	// NULL, as DuckDB's union_by_name reads it.
+	hasEnd, hasSender bool
 	// block holds the canonical encodings of rowBlock rows (padded for
 	// SHA-256), bufs those of two longer rows.
 	block *[rowBlock * rowSlot]byte
@@ -319,20 +322,22 @@ func (c *column) value(i int) []byte {
 }
 
 // bind finds the columns and checks their types: the 25 of format version
-// 1, and end_time_unix_nano when the file has it (version 2). Columns are
-// found by name, so that files rewritten by other tools (all columns
-// OPTIONAL, timestamps in microseconds) are read as well as they can be.
+// 1, and end_time_unix_nano and sender when the file has them (version 2).
+// Columns are found by name, so that files rewritten by other tools (all
+// columns OPTIONAL, timestamps in microseconds) are read as well as they
+// can be.
 func (r *fileReader) bind(s *parquet.Schema) error {
-	r.hasEnd = false
+	r.hasEnd, r.hasSender = false, false
 	for i, name := range columnNames {
 		leaf, ok := s.Lookup(name)
-		if !ok && i == colEndTimeUnixNano {
+		if !ok && (i == colEndTimeUnixNano || i == colSender) {
 			continue
 		}
 		if !ok {
 			return fmt.Errorf("no column %q: not an agentaudit batch", name)
 		}
 		r.hasEnd = r.hasEnd || i == colEndTimeUnixNano
+		r.hasSender = r.hasSender || i == colSender
 		if leaf.MaxRepetitionLevel != 0 || leaf.MaxDefinitionLevel > 1 {
 			return fmt.Errorf("column %q is repeated or nested", name)
 		}
@@ -361,6 +366,18 @@ func (r *fileReader) bind(s *parquet.Schema) error {
 		}
 	}
 	return nil
+}
+
+// has reports whether the file has column c: every column but the two of
+// version 2 only.
+func (r *fileReader) has(c int) bool {
+	switch c {
+	case colEndTimeUnixNano:
+		return r.hasEnd
+	case colSender:
+		return r.hasSender
+	}
+	return true
 }
 
 // release returns the pages of the last row group to parquet-go's pools.
@@ -395,7 +412,7 @@ func (r *fileReader) readRowGroup(rg parquet.RowGroup, data []byte, meta *format
 	chunks := rg.ColumnChunks()
 	n := int(rg.NumRows())
 	for i := range r.cols {
-		if i == colEndTimeUnixNano && !r.hasEnd {
+		if !r.has(i) {
 			continue
 		}
 		c := &r.cols[i]
@@ -456,6 +473,13 @@ func (c *column) read(cc parquet.ColumnChunk, isInt bool) error {
 	c.ints, c.strs, c.null = c.ints[:0], c.strs[:0], c.null[:0]
 	pages := cc.Pages()
 	c.chunks = append(c.chunks, pages)
+	// Where a row reader starts (parquet-go's, and ReadEntries): at the
+	// chunk's data page offset, the dictionary read apart. Reading on from
+	// the dictionary page instead would accept a data page offset that
+	// every row reader fails on, or that leads it to other pages.
+	if err := pages.SeekToRow(0); err != nil {
+		return err
+	}
 	maxDef := byte(c.leaf.MaxDefinitionLevel)
 	for {
 		p, err := pages.ReadPage()
@@ -639,24 +663,51 @@ func (c *column) isMilli(v, ms int64) bool {
 func (r *fileReader) canonical(b []byte, i int) []byte {
 	cols := &r.cols
 	b = r.appendHead(b, i)
+	v2 := r.isV2(i)
 	// appendField, inlined by hand: this loop runs 20 times per entry.
 	for c := colExecutionID; c <= colPrevHash; c++ {
 		v := cols[c].strs[i]
 		if v == nil { // NULL; an empty string is not nil
 			b = append(b, '-')
-			continue
+		} else {
+			switch n := len(v); {
+			case n < 10:
+				b = append(b, byte('0'+n), ':')
+			case n < 100:
+				b = append(b, byte('0'+n/10), byte('0'+n%10), ':')
+			default:
+				b = appendLen(b, n)
+			}
+			b = append(b, v...)
 		}
-		switch n := len(v); {
-		case n < 10:
-			b = append(b, byte('0'+n), ':')
-		case n < 100:
-			b = append(b, byte('0'+n/10), byte('0'+n%10), ':')
-		default:
-			b = appendLen(b, n)
+		if c == colPrincipal && v2 {
+			b = r.appendSender(b, i)
 		}
-		b = append(b, v...)
 	}
 	return b
+}
+
+// isV2 reports whether row i is of version 2: it has an end time.
+func (r *fileReader) isV2(i int) bool {
+	return r.hasEnd && !r.cols[colEndTimeUnixNano].null[i]
+}
+
+// sender returns row i's sender (nil for NULL, and in a file without the
+// column).
+func (r *fileReader) sender(i int) []byte {
+	if !r.hasSender {
+		return nil
+	}
+	return r.cols[colSender].strs[i]
+}
+
+// appendSender appends the sender field of row i, of version 2.
+func (r *fileReader) appendSender(b []byte, i int) []byte {
+	v := r.sender(i)
+	if v == nil {
+		return append(b, '-')
+	}
+	return append(appendLen(b, len(v)), v...)
 }
 
 // appendHead appends the fields of row i's canonical encoding before
@@ -665,8 +716,7 @@ func (r *fileReader) canonical(b []byte, i int) []byte {
 // the column, is hashed as version 1.
 func (r *fileReader) appendHead(b []byte, i int) []byte {
 	cols := &r.cols
-	end := &cols[colEndTimeUnixNano]
-	v2 := r.hasEnd && !end.null[i]
+	v2 := r.isV2(i)
 	if v2 {
 		b = append(b, tagV2...)
 	} else {
@@ -676,7 +726,7 @@ func (r *fileReader) appendHead(b []byte, i int) []byte {
 	b = appendIntField(b, &cols[colSeq], i)
 	b = appendIntField(b, &cols[colTimeUnixNano], i)
 	if v2 {
-		b = appendIntField(b, end, i)
+		b = appendIntField(b, &cols[colEndTimeUnixNano], i)
 	}
 	return b
 }
@@ -724,32 +774,49 @@ func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
 	}
 	for c := colExecutionID; c <= colPrevHash; c++ {
 		for k, v := range cols[c].strs[i0 : i0+m] {
-			// Every write stays inside slot k's room.
-			slot := buf[k*rowSlot : k*rowSlot+slotRoom]
-			p := pos[k]
-			if v == nil { // NULL; an empty string is not nil
-				if p >= len(slot) {
-					return false
-				}
-				slot[p] = '-'
-				pos[k] = p + 1
-				continue
+			if !putField(buf, k, pos, v) {
+				return false
 			}
-			n := len(v)
-			if n >= 1000 || n+4 > len(slot)-p {
-				if n > slotRoom || n+8 > len(slot)-p {
-					return false
-				}
-				p = len(appendLen(slot[:p], n))
-			} else {
-				// Four bytes written, the prefix's kept: the value or
-				// the next field overwrites the rest.
-				binary.LittleEndian.PutUint32(slot[p:p+4], lenPrefix[n])
-				p += int(lenPrefixSize[n])
+		}
+		if c != colPrincipal {
+			continue
+		}
+		for k := range m {
+			if r.isV2(i0+k) && !putField(buf, k, pos, r.sender(i0+k)) {
+				return false
 			}
-			pos[k] = p + copy(slot[p:p+n], v)
 		}
 	}
+	return true
+}
+
+// putField writes the field of value v (nil for NULL) at pos[k] of slot k
+// of buf and advances pos[k]; false when it does not fit the slot.
+func putField(buf []byte, k int, pos *[rowBlock]int, v []byte) bool {
+	// Every write stays inside slot k's room.
+	slot := buf[k*rowSlot : k*rowSlot+slotRoom]
+	p := pos[k]
+	if v == nil { // NULL; an empty string is not nil
+		if p >= len(slot) {
+			return false
+		}
+		slot[p] = '-'
+		pos[k] = p + 1
+		return true
+	}
+	n := len(v)
+	if n >= 1000 || n+4 > len(slot)-p {
+		if n > slotRoom || n+8 > len(slot)-p {
+			return false
+		}
+		p = len(appendLen(slot[:p], n))
+	} else {
+		// Four bytes written, the prefix's kept: the value or the next
+		// field overwrites the rest.
+		binary.LittleEndian.PutUint32(slot[p:p+4], lenPrefix[n])
+		p += int(lenPrefixSize[n])
+	}
+	pos[k] = p + copy(slot[p:p+n], v)
 	return true
 }
 
@@ -822,13 +889,21 @@ func (r *fileReader) checkRow(res *fileResult, i int, sum *[32]byte) (foreign bo
 	hexEncode(&hx, sum)
 	s := sq.ints[i]
 	ok := !eh.null[i] && bytes.Equal(eh.strs[i], hx[:])
-	if !ok {
+	// Version 1 has no sender field: a sender on a row without an end
+	// time is a value no hash covers.
+	unhashed := !r.isV2(i) && r.sender(i) != nil
+	if !ok || unhashed {
 		res.hashBad = true
 		got := "NULL"
 		if !eh.null[i] {
 			got = string(eh.strs[i])
 		}
-		res.add(s, HashMismatch, "got entry_hash %s, want %s", got, string(hx[:]))
+		if unhashed {
+			res.add(s, HashMismatch, "got entry_hash %s, want %s and no sender: sender %q on a row without end_time_unix_nano (version 1), which no hash covers", got, string(hx[:]), r.sender(i))
+		} else {
+			res.add(s, HashMismatch, "got entry_hash %s, want %s", got, string(hx[:]))
+		}
+		ok = false
 	}
 	if wantMs := floorMilli(tun.ints[i]); ts.null[i] || tun.null[i] || !ts.isMilli(ts.ints[i], wantMs) {
 		got := "NULL"

@@ -148,7 +148,13 @@ func (p *pageReader) readChunk(c *column, data []byte, cc *format.ColumnChunk, i
 	p.dict = p.dict[:0]
 	haveDict := false
 	maxDef := c.leaf.MaxDefinitionLevel
+	// off is where the page being read starts in data: parquet-go reads
+	// the data pages from md.DataPageOffset on, not from the end of the
+	// dictionary, so the first must start there (or parquet-go reads
+	// another stream of pages, or none).
+	off, sawData := start, false
 	for page := 0; len(chunk) > 0; page++ {
+		pageStart := off
 		h := &p.header
 		*h = format.PageHeader{}
 		p.resetThrift(chunk)
@@ -162,6 +168,7 @@ func (p *pageReader) readChunk(c *column, data []byte, cc *format.ColumnChunk, i
 		}
 		body := chunk[hl : hl+int(h.CompressedPageSize)]
 		chunk = chunk[hl+int(h.CompressedPageSize):]
+		off += int64(hl) + int64(h.CompressedPageSize)
 		if h.CRC != 0 && uint32(h.CRC) != crc32.ChecksumIEEE(body) {
 			return errOtherShape
 		}
@@ -201,9 +208,10 @@ func (p *pageReader) readChunk(c *column, data []byte, cc *format.ColumnChunk, i
 			haveDict = true
 		case h.Type == format.DataPage && h.DataPageHeader.Valid && !h.DictionaryPageHeader.Valid &&
 			!h.DataPageHeaderV2.Valid && !h.IndexPageHeader.Valid:
-			if page == 0 && wantDict {
+			if (page == 0 && wantDict) || (!sawData && pageStart != md.DataPageOffset) {
 				return errOtherShape
 			}
+			sawData = true
 			err = p.dataPage(c, &h.DataPageHeader.V, body, h.UncompressedPageSize, maxDef, isInt, haveDict)
 		default:
 			return errOtherShape

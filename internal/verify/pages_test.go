@@ -107,7 +107,7 @@ func TestTrailWrittenBeforeHexFrames(t *testing.T) {
 		require.NoError(t, err)
 		res, fast := readBoth(t, k, data)
 		assert.Empty(t, res.violations, k)
-		assert.Equal(t, numColumns-1, fast, "%s: every column chunk read directly (no end_time_unix_nano in version 1)", k)
+		assert.Equal(t, numColumns-2, fast, "%s: every column chunk read directly (no end_time_unix_nano nor sender in version 1)", k)
 		r := newFileReader()
 		r.read(k, data)
 		assert.Zero(t, r.pages.hexPages, k)
@@ -151,7 +151,7 @@ func TestDirectPagesCorruptBytes(t *testing.T) {
 func TestDirectPagesCraftedPages(t *testing.T) {
 	es := buildChain("replica-0", 40)
 	es[3].Approver = nil
-	es[4].EndTimeUnixNano = nil // a row of version 1: end_time_unix_nano has NULLs too
+	es[4].EndTimeUnixNano, es[4].Sender = nil, nil // a row of version 1: end_time_unix_nano has NULLs too
 	rehash(es)
 	orig, err := encode(es)
 	require.NoError(t, err)

@@ -27,7 +27,8 @@ func i64p(v int64) *int64 { return &v }
 var day = time.Date(2026, 3, 9, 9, 30, 0, 0, time.UTC)
 
 // testEntry is a realistic entry of about 400 canonical bytes; i varies its
-// values. It has an end time (format version 2).
+// values. It has an end time (format version 2) and a sender, but every
+// sixth (an unauthenticated sender, NULL).
 func testEntry(i int64) entry.Entry {
 	e := entry.Entry{
 		TimeUnixNano:    day.UnixNano() + i*1_234_567,
@@ -40,6 +41,7 @@ func testEntry(i int64) entry.Entry {
 		AgentName:       strp("CRM Assistant"),
 		ServiceName:     strp("crm-agent"),
 		Principal:       strp("user-42"),
+		Sender:          strp("svc-crm-agent"),
 		ActionType:      []string{"start", "read", "write", "request_approval", "approve", "write", "read", "end"}[i%8],
 		TargetSystem:    "HubSpot CRM",
 		TargetResource:  "Contact #" + strconv.FormatInt(48291+i%1000, 10) + " (email field)",
@@ -57,6 +59,9 @@ func testEntry(i int64) entry.Entry {
 	}
 	if i%7 == 0 {
 		e.Validation = strp(`[{"field":"audit.target.system","problem":"missing"}]`)
+	}
+	if i%6 == 5 {
+		e.Sender = nil
 	}
 	return e
 }
@@ -134,6 +139,7 @@ type rawRow struct {
 	AgentName       *string `parquet:"agent_name,dict"`
 	ServiceName     *string `parquet:"service_name,dict"`
 	Principal       *string `parquet:"principal,dict"`
+	Sender          *string `parquet:"sender,dict"`
 	ActionType      string  `parquet:"action_type,dict"`
 	TargetSystem    string  `parquet:"target_system,dict"`
 	TargetResource  string  `parquet:"target_resource"`
@@ -192,7 +198,7 @@ func writeRawWith(t testing.TB, dir, key string, es []entry.Entry, footer [][2]s
 	for i, e := range es {
 		ms := floorMilli(e.TimeUnixNano)
 		rows[i] = rawRow{ms, e.TimeUnixNano, e.EndTimeUnixNano, e.ChainID, e.Seq, e.ExecutionID, e.TraceID, e.SpanID, e.ParentSpanID,
-			e.AgentID, e.AgentName, e.ServiceName, e.Principal, e.ActionType, e.TargetSystem, e.TargetResource,
+			e.AgentID, e.AgentName, e.ServiceName, e.Principal, e.Sender, e.ActionType, e.TargetSystem, e.TargetResource,
 			e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Result, e.StatusCode, e.Attributes,
 			e.Validation, e.PrevHash, e.EntryHash}
 		if change != nil {

@@ -81,6 +81,57 @@ func writeRawV1(t *testing.T, dir, key string, es []entry.Entry, footer [][2]str
 	writeFile(t, dir, key, buf.Bytes())
 }
 
+// writeRawNoSender writes es as they are in the columns of format version
+// 2 but sender, zstd-compressed, with the given footer pairs.
+func writeRawNoSender(t *testing.T, dir, key string, es []entry.Entry, footer [][2]string) {
+	t.Helper()
+	type rowNoSender struct {
+		Timestamp       int64   `parquet:"timestamp,timestamp(millisecond:utc)"`
+		TimeUnixNano    int64   `parquet:"time_unix_nano"`
+		EndTimeUnixNano *int64  `parquet:"end_time_unix_nano"`
+		ChainID         string  `parquet:"chain_id,dict"`
+		Seq             int64   `parquet:"seq"`
+		ExecutionID     string  `parquet:"execution_id,dict"`
+		TraceID         string  `parquet:"trace_id"`
+		SpanID          string  `parquet:"span_id"`
+		ParentSpanID    *string `parquet:"parent_span_id"`
+		AgentID         *string `parquet:"agent_id,dict"`
+		AgentName       *string `parquet:"agent_name,dict"`
+		ServiceName     *string `parquet:"service_name,dict"`
+		Principal       *string `parquet:"principal,dict"`
+		ActionType      string  `parquet:"action_type,dict"`
+		TargetSystem    string  `parquet:"target_system,dict"`
+		TargetResource  string  `parquet:"target_resource"`
+		ProposedValue   *string `parquet:"proposed_value"`
+		PreviousValue   *string `parquet:"previous_value"`
+		Reasoning       *string `parquet:"reasoning"`
+		Approver        *string `parquet:"approver,dict"`
+		Result          string  `parquet:"result,dict"`
+		StatusCode      string  `parquet:"status_code,dict"`
+		Attributes      string  `parquet:"attributes"`
+		Validation      *string `parquet:"validation"`
+		PrevHash        string  `parquet:"prev_hash"`
+		EntryHash       string  `parquet:"entry_hash"`
+	}
+	opts := []parquet.WriterOption{parquet.Compression(&parquet.Zstd)}
+	for _, kv := range footer {
+		opts = append(opts, parquet.KeyValueMetadata(kv[0], kv[1]))
+	}
+	var buf bytes.Buffer
+	w := parquet.NewGenericWriter[rowNoSender](&buf, opts...)
+	rows := make([]rowNoSender, len(es))
+	for i, e := range es {
+		rows[i] = rowNoSender{floorMilli(e.TimeUnixNano), e.TimeUnixNano, e.EndTimeUnixNano, e.ChainID, e.Seq, e.ExecutionID, e.TraceID, e.SpanID,
+			e.ParentSpanID, e.AgentID, e.AgentName, e.ServiceName, e.Principal, e.ActionType, e.TargetSystem,
+			e.TargetResource, e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Result, e.StatusCode,
+			e.Attributes, e.Validation, e.PrevHash, e.EntryHash}
+	}
+	_, err := w.Write(rows)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	writeFile(t, dir, key, buf.Bytes())
+}
+
 // withVersion is footer with agentaudit.format_version set to v.
 func withVersion(footer [][2]string, v string) [][2]string {
 	out := slices.Clone(footer)
@@ -145,7 +196,7 @@ func TestVersion1Trail(t *testing.T) {
 		require.NoError(t, err)
 		res, fast := readBoth(t, k, data)
 		assert.Empty(t, res.violations, k)
-		assert.Equal(t, numColumns-1, fast, "%s: every column chunk read directly", k)
+		assert.Equal(t, numColumns-2, fast, "%s: every column chunk read directly (no end_time_unix_nano nor sender in version 1)", k)
 		r := newFileReader()
 		r.read(k, data)
 		assert.False(t, r.hasEnd, k)
@@ -155,9 +206,10 @@ func TestVersion1Trail(t *testing.T) {
 
 // mixedTrail copies testdata/trail-v1 and continues its chain with two
 // files of format version 2, seq 80 to 99 and 100 to 119; seq 105 to 109
-// are entries of version 1 (no end time), as a write-ahead log an older
-// collector wrote leaves them to be sealed after an upgrade. It returns the
-// directory, the new entries and their files' keys.
+// are entries of version 1 (no end time, no sender), as a write-ahead log
+// an older collector wrote leaves them to be sealed after an upgrade. Of
+// the others, seq 83, 89, 95, 101, 113 and 119 have no sender (NULL). It
+// returns the directory, the new entries and their files' keys.
 func mixedTrail(t *testing.T) (string, []entry.Entry, []string) {
 	t.Helper()
 	dir := copyTrail(t, v1Trail)
@@ -168,7 +220,7 @@ func mixedTrail(t *testing.T) (string, []entry.Entry, []string) {
 	for i := range es {
 		es[i] = testEntry(int64(v1Len + i))
 		if s := v1Len + i; s >= 105 && s < 110 {
-			es[i].EndTimeUnixNano = nil
+			es[i].EndTimeUnixNano, es[i].Sender = nil, nil
 		}
 		c.Append(&es[i])
 	}
@@ -180,7 +232,9 @@ func mixedTrail(t *testing.T) (string, []entry.Entry, []string) {
 // version 2, one of which holds rows of version 1, is intact, for both
 // readers; every change to an end time is a hash_mismatch of its row: one
 // nanosecond, a NULL for it (a row downgraded to version 1), one added to a
-// row of version 1, the column removed from a file.
+// row of version 1, the column removed from a file; and so is every change
+// to a sender: rewritten, set to NULL, given to a row without one, given to
+// a row of version 1 (which hashes none), the column removed.
 func TestMixedChain(t *testing.T) {
 	dir, es, keys := mixedTrail(t)
 	rep := verifyBoth(t, dir)
@@ -237,6 +291,45 @@ func TestMixedChain(t *testing.T) {
 			f := es[20:]
 			writeRawV1(t, dir, keys[1], f, footerOf(f))
 		}, append(mismatches(100, 104), append(mismatches(110, 119), v1Chain+"/100/"+string(FooterMismatch))...)},
+		{"sender rewritten", func(t *testing.T, dir string) {
+			f := slices.Clone(es[:20])
+			writeRawWith(t, dir, keys[0], f, footerOf(f), func(i int, r *rawRow) {
+				if i == 2 {
+					r.Sender = strp("svc-other-agent")
+				}
+			})
+		}, mismatches(82, 82)},
+		{"sender set to NULL", func(t *testing.T, dir string) {
+			f := slices.Clone(es[:20])
+			writeRawWith(t, dir, keys[0], f, footerOf(f), func(i int, r *rawRow) {
+				if i == 4 {
+					r.Sender = nil
+				}
+			})
+		}, mismatches(84, 84)},
+		{"sender given to a version 2 row without one", func(t *testing.T, dir string) {
+			f := slices.Clone(es[:20])
+			writeRawWith(t, dir, keys[0], f, footerOf(f), func(i int, r *rawRow) {
+				if i == 3 {
+					r.Sender = strp("svc-crm-agent")
+				}
+			})
+		}, mismatches(83, 83)},
+		{"sender given to a version 1 row", func(t *testing.T, dir string) {
+			f := slices.Clone(es[20:])
+			writeRawWith(t, dir, keys[1], f, footerOf(f), func(i int, r *rawRow) {
+				if i == 6 {
+					r.Sender = strp("svc-crm-agent")
+				}
+			})
+		}, mismatches(106, 106)},
+		{"sender column removed", func(t *testing.T, dir string) {
+			f := es[:20]
+			writeRawNoSender(t, dir, keys[0], f, footerOf(f))
+		}, slices.DeleteFunc(mismatches(80, 99), func(k string) bool {
+			// The rows whose sender was NULL read the same.
+			return k == v1Chain+"/83/hash_mismatch" || k == v1Chain+"/89/hash_mismatch" || k == v1Chain+"/95/hash_mismatch"
+		})},
 		{"a value of a version 1 file rewritten", func(t *testing.T, dir string) {
 			f := slices.Clone(v1Rows)
 			f[7].TargetResource += "x"
@@ -280,8 +373,12 @@ func TestEndTimeMismatchDetail(t *testing.T) {
 	moved, dropped := es[3], es[4]
 	moved.EndTimeUnixNano = i64p(*moved.EndTimeUnixNano - 1)
 	dropped.EndTimeUnixNano = nil
+	require.Nil(t, moved.Sender, "seq 83 has no sender")
+	require.NotNil(t, dropped.Sender, "seq 84 has a sender")
 	rep := verifyDir(t, dir)
 	require.Len(t, rep.Violations, 2, joinLines(rep.Violations))
 	assert.Equal(t, fmt.Sprintf("got entry_hash %s, want %s", es[3].EntryHash, chain.Hash(&moved)), rep.Violations[0].Detail)
-	assert.Equal(t, fmt.Sprintf("got entry_hash %s, want %s", es[4].EntryHash, chain.Hash(&dropped)), rep.Violations[1].Detail)
+	// Hashed as version 1, which has no sender: the sender is named.
+	assert.Equal(t, fmt.Sprintf(`got entry_hash %s, want %s and no sender: sender "svc-crm-agent" on a row without end_time_unix_nano (version 1), which no hash covers`,
+		es[4].EntryHash, chain.Hash(&dropped)), rep.Violations[1].Detail)
 }

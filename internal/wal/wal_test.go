@@ -73,6 +73,9 @@ func TestRecoverBothEntryVersions(t *testing.T) {
 		end := cur[i].TimeUnixNano + 1_000_000
 		cur[i].ChainID, cur[i].Seq, cur[i].PrevHash, cur[i].EntryHash = "", 0, "", ""
 		cur[i].EndTimeUnixNano = &end
+		if i != 1 {
+			cur[i].Sender = &[]string{"svc-a", "", "CN=Zoë,O=Beispiel"}[i]
+		}
 		c.Append(&cur[i])
 	}
 	for _, e := range old {
