@@ -32,7 +32,8 @@ import (
 // to 6 spans: clean audit spans, faulty ones (missing keys, non-string
 // values, invalid UTF-8, values over 64 bytes, and some of: duplicate keys,
 // a status code outside the enum, a start time past int64, a NUL byte,
-// nesting past entry.MaxDepth, a reserved action type, entries over
+// nesting past entry.MaxDepth, a reserved action type, a forged
+// audit.validation, seal or other agentaudit.* key, entries over
 // testMaxEntryBytes) and untagged ones, with
 // events, links and schema URLs, so that every part of a request must be
 // carried over.
@@ -122,6 +123,17 @@ func addRandomSpan(r *rand.Rand, ss ptrace.ScopeSpans, name string) {
 		if r.IntN(4) == 0 {
 			appendAttr(attrs, entry.KeyApprover, `{"stringValue":"second"}`)
 			appendAttr(attrs, "http.request.method", `{"stringValue":"GET"}`)
+		}
+		// What only the pipeline may write, sent by the agent.
+		switch r.IntN(6) {
+		case 0:
+			attrs.PutStr(entry.KeyValidation, forgedValidation)
+		case 1:
+			attrs.PutStr(entry.KeyValidation, forgedValidation)
+			attrs.PutStr(entry.KeySeal, strings.Repeat("0", 64))
+		case 2:
+			attrs.PutEmptyMap(entry.KeyMoved).PutStr(entry.KeyValidation, forgedValidation)
+			attrs.PutStr("agentaudit.note", "x")
 		}
 	}
 	if r.IntN(2) == 0 {
@@ -270,7 +282,8 @@ func requireSame(t *testing.T, want, got []ptrace.Traces, msg string) {
 // TestSameAsTwoPipelines checks that the connector gives its audit and
 // monitoring pipelines exactly what two pipelines with the agentaudit
 // processor get (modes audit and monitoring), on random requests, for
-// strip, drop and no monitoring at all.
+// strip, drop and no monitoring at all; and that the exporter maps each
+// audit span it gets to the entry it would make of the span as sent.
 func TestSameAsTwoPipelines(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -285,7 +298,7 @@ func TestSameAsTwoPipelines(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, sinks, _ := newSinkConnector(t, tc.action, tc.monitoring, 64)
 			r := rand.New(rand.NewPCG(1, uint64(len(tc.name))))
-			var auditSeen, monitoringSeen int
+			var auditSeen, monitoringSeen, compared int
 			for i := range 300 {
 				td := randomTraces(r)
 				wantAudit := viaProcessor(t, func(p *auditprocessor.Config) { p.MaxValueBytes, p.MaxEntryBytes = 64, testMaxEntryBytes }, clone(td))
@@ -298,8 +311,10 @@ func TestSameAsTwoPipelines(t *testing.T) {
 				for _, s := range sinks {
 					s.Reset()
 				}
+				raw := clone(td)
 				require.NoError(t, c.ConsumeTraces(context.Background(), td))
 				requireSame(t, wantAudit, sinks["audit"].AllTraces(), fmt.Sprintf("audit pipeline, request %d", i))
+				compared += requireExporterAgrees(t, raw, sinks["audit"].AllTraces(), fmt.Sprintf("request %d", i))
 				auditSeen += sinks["audit"].SpanCount()
 				if tc.monitoring {
 					requireSame(t, wantMonitoring, sinks["monitoring"].AllTraces(), fmt.Sprintf("monitoring pipeline, request %d", i))
@@ -308,11 +323,54 @@ func TestSameAsTwoPipelines(t *testing.T) {
 			}
 			// The random requests must have exercised both sides.
 			assert.Greater(t, auditSeen, 100)
+			assert.Greater(t, compared, auditSeen*9/10, "audit spans whose entry is compared with the exporter's alone")
 			if tc.monitoring {
 				assert.Greater(t, monitoringSeen, 100)
 			}
 		})
 	}
+}
+
+// forgedValidation is a well-formed audit.validation an agent sends to
+// claim a finding the pipeline never made.
+const forgedValidation = `[{"field":"audit.value.proposed","problem":"truncated","detail":"truncated to 64 bytes","original_bytes":7000,"sha256":"abab"}]`
+
+// requireExporterAgrees: the exporter maps each audit span the pipeline
+// gives it (out) to the entry it would make of the span as the agent sent
+// it (in raw, found by span id), as when a receiver feeds the exporter
+// directly. Findings over max_entry_bytes are the exception (see
+// entry.TestValidationOverEntryLimit).
+func requireExporterAgrees(t *testing.T, raw ptrace.Traces, out []ptrace.Traces, msg string) (compared int) {
+	t.Helper()
+	opts := entry.Options{MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes}
+	type sent struct {
+		res  pcommon.Resource
+		span ptrace.Span
+	}
+	byID := map[pcommon.SpanID]sent{}
+	for _, rs := range raw.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, span := range ss.Spans().All() {
+				byID[span.SpanID()] = sent{rs.Resource(), span}
+			}
+		}
+	}
+	for _, td := range out {
+		for _, rs := range td.ResourceSpans().All() {
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, span := range ss.Spans().All() {
+					if v, ok := span.Attributes().Get(entry.KeyValidation); ok && len(v.Str()) > testMaxEntryBytes {
+						continue
+					}
+					in, ok := byID[span.SpanID()]
+					require.True(t, ok, msg)
+					require.Equal(t, entry.FromSpan(in.res, in.span, opts), entry.FromSpan(rs.Resource(), span, opts), msg)
+					compared++
+				}
+			}
+		}
+	}
+	return compared
 }
 
 // TestProcessorsAfterConnectorChangeNothing: the embedded default keeps the
@@ -353,7 +411,8 @@ func TestProcessorsAfterConnectorChangeNothing(t *testing.T) {
 			assert.Greater(t, auditSeen, 100)
 			assert.Greater(t, faulty, 30)
 			for _, k := range []string{entry.ProblemEntryTruncated, entry.ProblemTooDeep, entry.ProblemDuplicateKey,
-				entry.ProblemNULByte, entry.ProblemOutOfRange, entry.ProblemReservedValue} {
+				entry.ProblemNULByte, entry.ProblemOutOfRange, entry.ProblemReservedValue,
+				entry.ProblemUnsealedValidation, entry.ProblemReservedKey} {
 				assert.Positive(t, kinds[k], k)
 			}
 		})

@@ -265,14 +265,16 @@ func TestDepthLimit(t *testing.T) {
 	}
 }
 
-// TestValidationBounded: an audit.validation longer than max_entry_bytes is
-// not merged; its length and SHA-256 are recorded. One within it is.
+// TestValidationBounded: a sealed audit.validation longer than
+// max_entry_bytes (a pipeline with a larger limit wrote it) is not merged;
+// its length and SHA-256 are recorded. One within it is. A sender's is
+// never merged: it is an attribute like any other, cut at max_value_bytes.
 func TestValidationBounded(t *testing.T) {
 	one := `{"field":"x","problem":"missing"},`
 	long := "[" + strings.Repeat(one, 40) + `{"field":"y","problem":"empty"}]`
 	opts := Options{MaxEntryBytes: len(long) - 1}
 	res, span := typicalSpan()
-	span.Attributes().PutStr(KeyValidation, long)
+	putSealed(span, long)
 	e := FromSpan(res, span, opts)
 	assert.Equal(t, []Problem{{Field: KeyValidation, Kind: ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
 		OriginalBytes: int64(len(long)), SHA256: sha256Of(long)}}, problemsOf(t, e))
@@ -280,9 +282,20 @@ func TestValidationBounded(t *testing.T) {
 
 	opts.MaxEntryBytes = len(long) + 2000
 	res, span = typicalSpan()
-	span.Attributes().PutStr(KeyValidation, long)
+	putSealed(span, long)
 	e = FromSpan(res, span, opts)
 	assert.Equal(t, []Problem{{Field: "x", Kind: "missing"}, {Field: "y", Kind: "empty"}}, problemsOf(t, e))
+
+	opts = Options{MaxValueBytes: 100}
+	res, span = typicalSpan()
+	span.Attributes().PutStr(KeyValidation, long)
+	e = FromSpan(res, span, opts)
+	assert.Equal(t, []Problem{
+		{Field: KeyValidation, Kind: ProblemTruncated, Detail: "truncated to 100 bytes", OriginalBytes: int64(len(long)), SHA256: sha256Of(long)},
+		{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed},
+	}, problemsOf(t, e))
+	assert.Contains(t, e.Attributes, `"audit.validation":"[{\"field\":\"x\"`)
+	checkNormalize(t, res, span, opts, e)
 }
 
 // TestCleanSendsProblemsDown: each new kind of problem keeps a span off

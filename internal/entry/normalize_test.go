@@ -14,7 +14,8 @@ import (
 // against the full path on random spans: the same attributes afterwards,
 // hence the same entry. The generator mixes every contract key with values
 // of every type, invalid UTF-8, values at and over the limit, nested
-// containers, unknown audit.* keys, audit.validation, empty ids, every
+// containers, unknown audit.* keys, audit.validation (forged, well-formed
+// or not), seals and other keys of the collector's namespace, empty ids, every
 // status and codes outside the enum, start and end times past int64, end
 // times before the start or unset, NUL bytes,
 // reserved action types, duplicate keys, nesting past MaxDepth and entry
@@ -112,6 +113,7 @@ func randomAuditSpan(rng *rand.Rand) (pcommon.Resource, ptrace.Span) {
 		KeyValuePrevious, KeyReasoning, KeyApprover, KeyResult, KeyValidation, KeyAgentID,
 		KeyAgentName, KeyEndUserID, KeyServiceName, KeyErrorType, KeyHTTPStatus,
 		"audit.unknown", "tool.input", "k\xff", "list", "obj",
+		KeySeal, KeyMoved, "agentaudit.x", "AgentAudit.x\xff",
 	}
 	for range rng.IntN(4) {
 		putRandom(rng, a, pick(rng, keys...), 0)
@@ -169,7 +171,7 @@ func randomString(rng *rand.Rand) string {
 	case 3:
 		return pick(rng, KnownActionTypes...)
 	case 4:
-		return pick(rng, `[{"field":"x","problem":"missing"}]`, "nul\x00", ActionLoss, "AgentAudit.x")
+		return pick(rng, `[{"field":"x","problem":"missing"}]`, forged, "nul\x00", ActionLoss, "AgentAudit.x")
 	default:
 		return strings.Repeat("v", rng.IntN(50))
 	}
@@ -196,4 +198,27 @@ func BenchmarkNormalize(b *testing.B) {
 			normalizeFully(res, span, Options{})
 		}
 	})
+	// A span with a problem, normalized again: its audit.validation is
+	// checked (and sealed) each time.
+	res, span = typicalSpan()
+	span.Attributes().Remove(KeyTargetSystem)
+	Normalize(res, span, Options{})
+	b.Run("faulty", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			Normalize(res, span, Options{})
+		}
+	})
+}
+
+// BenchmarkFromSpanFaulty maps a normalized span with a problem, as the
+// exporter does.
+func BenchmarkFromSpanFaulty(b *testing.B) {
+	res, span := typicalSpan()
+	span.Attributes().Remove(KeyTargetSystem)
+	Normalize(res, span, Options{})
+	b.ReportAllocs()
+	for b.Loop() {
+		FromSpan(res, span, Options{})
+	}
 }

@@ -113,9 +113,14 @@ func isPayloadKey(k string, _ pcommon.Value) bool {
 //   - TraceID, SpanID: lower-case hex; an empty id is stored as zeros and
 //     flagged invalid_id. ParentSpanID: hex, nil when empty.
 //   - Attributes: every span attribute except the contract keys,
-//     audit.validation, gen_ai.agent.id, gen_ai.agent.name and enduser.id, as
-//     canonical JSON (see appendCanonical). Unknown audit.* keys stay there and
-//     are flagged unknown_key.
+//     gen_ai.agent.id, gen_ai.agent.name, enduser.id and, on a sealed span,
+//     the pipeline's audit.validation, KeySeal and KeyMoved, as canonical
+//     JSON (see appendCanonical). Unknown audit.* keys stay there and are
+//     flagged unknown_key; an audit.validation without a seal that verifies
+//     stays there, flagged unsealed_validation; a key starting with
+//     ReservedKeyPrefix stays there, flagged reserved_key. The sender's
+//     values KeyMoved holds on a sealed span are there under their own keys,
+//     flagged the same way.
 //
 // Non-string values become their string form (Int decimal, Double shortest
 // 'g', Bool true/false, Bytes standard base64, Slice and Map canonical JSON,
@@ -132,11 +137,22 @@ func isPayloadKey(k string, _ pcommon.Value) bool {
 // SHA-256 of its string form. An entry over opts.MaxEntryBytes has its
 // largest values emptied (see cutEntry), each flagged entry_truncated.
 //
-// Problems already recorded in audit.validation by Normalize are merged with
-// the new ones; an audit.validation longer than opts.MaxEntryBytes is not
-// merged but flagged truncated.
+// Problems that the pipeline (Normalize, AddProblems) recorded in
+// audit.validation are merged with the new ones when its seal verifies (see
+// seal.go); an audit.validation sealed but longer than opts.MaxEntryBytes is
+// not merged but flagged truncated. Without a seal that verifies,
+// audit.validation is the sender's and never parsed.
 func FromSpan(res pcommon.Resource, span ptrace.Span, opts Options) Entry {
 	m := opts.mapper()
+	return m.fromSpan(res, span)
+}
+
+// FromOwnSpan is FromSpan for a span the collector built itself, such as
+// the record of a loss the operator accepted: its keys starting with
+// ReservedKeyPrefix are its own, kept in attributes and not flagged.
+func FromOwnSpan(res pcommon.Resource, span ptrace.Span, opts Options) Entry {
+	m := opts.mapper()
+	m.own = true
 	return m.fromSpan(res, span)
 }
 
@@ -146,9 +162,11 @@ func FromSpan(res pcommon.Resource, span ptrace.Span, opts Options) Entry {
 // result derived, target system "" when missing, action type marked when
 // reserved), every other string value is repaired and truncated, arrays
 // and maps past MaxDepth are emptied, the dropped values of duplicate keys
-// are removed, values cut to fit MaxEntryBytes are emptied, and
-// audit.validation holds the problems as JSON (removed when there are
-// none). Non-string values outside the contract keep their type, keys are
+// are removed, values cut to fit MaxEntryBytes are emptied, the sender's
+// audit.validation (unsealed) and keys starting with ReservedKeyPrefix are
+// moved aside into KeyMoved, and audit.validation holds the problems as
+// JSON, sealed in KeySeal (all three removed when there is no problem).
+// Non-string values outside the contract keep their type, keys are
 // not renamed (a repaired key could collide with an existing one), and the
 // span's times and status are left as they are: FromSpan repairs them
 // again, flagging the same problem. Normalize is idempotent and does
@@ -179,16 +197,34 @@ func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
 	}
 
 	q := mapper{max: opts.maxValueBytes(), quiet: true}
-	attrs.Range(func(k string, v pcommon.Value) bool {
-		switch {
-		case isMappedKey(k):
-		case len(m.cut) > 0 && m.isCut(q.sanitizeKey("", k)):
+	repair := func(k string, v pcommon.Value) bool {
+		if len(m.cut) > 0 && m.isCut(q.sanitizeKey("", k)) {
 			v.SetStr("")
-		default:
+		} else {
 			q.repairInPlace(v, 1)
 		}
 		return true
+	}
+	var own [numSlots - slotValidation]bool // a sealed span's pipeline keys seen
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		slot := slotOf(k)
+		switch {
+		case isMapped(slot):
+		case m.sealed && slot >= slotValidation && !own[slot-slotValidation]:
+			own[slot-slotValidation] = true
+			if slot == slotMoved {
+				// The sender's values moved aside: each as the attribute
+				// it was.
+				v.Map().Range(repair)
+			}
+		default:
+			repair(k, v)
+		}
+		return true
 	})
+	// Where the pipeline writes, the sender's values make room.
+	// (A duplicate it removes, mapping flagged.)
+	moved, _ := moveAside(attrs, m.sealed)
 
 	putStr(attrs, KeyActionType, e.ActionType)
 	putStr(attrs, KeyExecutionID, e.ExecutionID)
@@ -212,35 +248,44 @@ func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
 		}
 	}
 	if e.Validation != nil {
-		putStr(attrs, KeyValidation, *e.Validation)
+		// A span normalized again (the processor after the connector)
+		// keeps its seal when nothing it covers changed.
+		if v, _ := attrs.Get(KeyValidation); !m.sealed || moved || m.hasMoved || v.Str() != *e.Validation {
+			putStr(attrs, KeyValidation, *e.Validation)
+			putSeal(span)
+		}
 	} else {
-		attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k == KeyValidation })
+		// Only a sealed span can hold these without a problem to record.
+		attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k == KeyValidation || k == KeySeal || k == KeyMoved })
 	}
 }
 
-// AddProblems adds ps to the problems in attrs' audit.validation, as
-// Normalize writes them: merged, sorted, without duplicates. An
-// audit.validation that is not a JSON array of problems is replaced, its
-// text kept (cut to 1 KiB) in an unknown_value problem, as mapping records
-// it; one longer than DefaultMaxEntryBytes is recorded as truncated.
-func AddProblems(attrs pcommon.Map, ps []Problem) {
+// AddProblems adds ps to the pipeline's findings on span, as Normalize
+// writes them: merged with the sealed audit.validation, if any, sorted,
+// without duplicates, and sealed (see seal.go). A sender's audit.validation
+// or reserved keys are moved aside into KeyMoved first, as Normalize moves
+// them (mapping flags them), a later duplicate of one removed and flagged
+// duplicate_key here, as mapping would. Framework capture calls it before
+// Normalize.
+func AddProblems(span ptrace.Span, ps []Problem) {
+	attrs := span.Attributes()
 	var all []Problem
-	if v, ok := attrs.Get(KeyValidation); ok {
-		raw := asString(v)
-		switch old, err := parseProblems(raw); {
-		case len(raw) > DefaultMaxEntryBytes:
-			full := strings.ToValidUTF8(raw, "\uFFFD")
-			all = append(all, Problem{Field: KeyValidation, Kind: ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
-				OriginalBytes: int64(len(full)), SHA256: sha256Hex(full)})
-		case err == nil:
+	sealed := isSealed(span)
+	if sealed {
+		v, _ := attrs.Get(KeyValidation)
+		if old, err := parseProblems(v.Str()); err == nil {
 			all = append(all, old...)
-		default:
+		} else {
+			// Not what the pipeline writes: kept as mapping keeps it.
 			all = append(all, Problem{Field: KeyValidation, Kind: ProblemUnknownValue,
-				Detail: truncate(strings.ToValidUTF8(raw, "\uFFFD"), maxValidationDetail)})
+				Detail: truncate(strings.ToValidUTF8(v.Str(), "\uFFFD"), maxValidationDetail)})
 		}
 	}
+	_, dups := moveAside(attrs, sealed)
+	all = append(all, dups...)
 	all = sortProblems(append(all, ps...))
 	attrs.PutStr(KeyValidation, string(appendProblems(nil, all)))
+	putSeal(span)
 }
 
 // removeDuplicateKeys removes from m every key (after UTF-8 repair) that
@@ -305,9 +350,10 @@ const (
 // times within int64, the end not before the start; a status code of the
 // enum; action type, execution id and
 // target system non-empty strings, the action type a known one; every other
-// contract and identity value a string; no audit.validation, no unknown
-// audit.* key and no key twice (a filter of the keys' bits proves most spans
-// free of duplicates without comparing keys); every string (nested ones
+// contract and identity value a string; no audit.validation (so no seal is
+// computed for a clean span), no unknown audit.* key, no key starting with
+// ReservedKeyPrefix and no key twice (a filter of the keys' bits proves
+// most spans free of duplicates without comparing keys); every string (nested ones
 // included) valid UTF-8 within max bytes, the column values without a NUL
 // byte, every key valid UTF-8; nothing nested deeper than MaxDepth; and a
 // bound on the entry's size (cleanEscapeFactor) within MaxEntryBytes. Where
@@ -339,7 +385,7 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 			collision = collision || filter&bit != 0
 			filter |= bit
 			size += cleanEscapeFactor*len(k) + cleanValueOverhead
-			ok = validUTF8(k) && !strings.HasPrefix(k, KeyPrefix) && cleanValue(v, max, 1, &size)
+			ok = validUTF8(k) && !strings.HasPrefix(k, KeyPrefix) && !IsReservedKey(k) && cleanValue(v, max, 1, &size)
 			return ok
 		}
 		if seen&(1<<slot) != 0 {
@@ -355,7 +401,7 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 		case slotExecutionID, slotTargetSystem:
 			s, ok = cleanColumn(v, max)
 			ok = ok && s != ""
-		case slotValidation:
+		case slotValidation, slotSeal, slotMoved:
 			ok = false
 		case slotErrorType, slotHTTPStatus:
 			size += cleanEscapeFactor*len(k) + cleanValueOverhead
@@ -471,10 +517,16 @@ func putOptional(attrs pcommon.Map, key string, s *string) {
 	}
 }
 
-// isMappedKey reports whether key has its own column (or is
-// audit.validation) and is therefore left out of the attributes column.
-func isMappedKey(key string) bool {
+// feedsColumn reports whether key, kept in attributes, is also read for a
+// column: service.name, error.type, http.response.status_code.
+func feedsColumn(key string) bool {
 	slot := slotOf(key)
+	return slot >= slotUnmapped && slot < slotValidation
+}
+
+// isMapped reports whether the key of slot has its own column and is
+// therefore left out of the attributes column.
+func isMapped(slot int) bool {
 	return slot != slotOther && slot < slotUnmapped
 }
 
@@ -495,8 +547,11 @@ type mapper struct {
 	problems []Problem
 
 	// What fromSpan did that Normalize must do to the span too.
-	dups bool                // a top-level key occurred twice
-	cut  map[string]struct{} // the attributes (repaired keys) emptied by cutEntry
+	dups     bool                // a top-level key occurred twice
+	cut      map[string]struct{} // the attributes (repaired keys) emptied by cutEntry
+	sealed   bool                // audit.validation is the pipeline's (see seal.go)
+	hasMoved bool                // and the span has KeyMoved, which repairs may change
+	own      bool                // the collector built the span: its reserved keys are its own
 }
 
 func (m *mapper) isCut(key string) bool {
@@ -516,7 +571,7 @@ const maxPooledBuf = 64 << 10
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // Attribute slots: the keys fromSpan reads, found in one pass over the
-// span's attributes. The first slotUnmapped are mapped keys (isMappedKey):
+// span's attributes. The first slotUnmapped are mapped keys (isMapped):
 // they have their own column and stay out of the attributes column.
 const (
 	slotActionType = iota
@@ -528,13 +583,16 @@ const (
 	slotReasoning
 	slotApprover
 	slotResult
-	slotValidation
 	slotAgentID
 	slotAgentName
 	slotEndUserID
 	slotServiceName
 	slotErrorType
 	slotHTTPStatus
+	// The pipeline's keys: kept in attributes unless the span is sealed.
+	slotValidation
+	slotSeal
+	slotMoved
 	numSlots
 
 	slotUnmapped = slotServiceName // keys from here on are also kept in attributes
@@ -564,6 +622,10 @@ func slotOf(key string) int {
 		return slotResult
 	case KeyValidation:
 		return slotValidation
+	case KeySeal:
+		return slotSeal
+	case KeyMoved:
+		return slotMoved
 	case KeyAgentID:
 		return slotAgentID
 	case KeyAgentName:
@@ -636,8 +698,9 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 			}
 		}
 		k = m.sanitizeKey(fieldAttributes, k)
-		if strings.HasPrefix(k, KeyPrefix) {
-			m.add(Problem{Field: k, Kind: ProblemUnknownKey, Detail: "kept in attributes"})
+		if slot == slotOther {
+			// The pipeline's keys are flagged once the seal is checked.
+			m.flagKey(k)
 		}
 		kvs = append(kvs, keyValue{key: k, val: v})
 		return true
@@ -663,6 +726,24 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 	if !pid.IsEmpty() {
 		slots[0] = ids[48:64]
 		e.ParentSpanID = &slots[0]
+	}
+
+	validation, hasValidation := sa.get(slotValidation)
+	seal, hasSeal := sa.get(slotSeal)
+	moved, hasMoved := sa.get(slotMoved)
+	m.sealed = hasValidation && hasSeal && verifySeal(tid, sid, validation, seal, moved, hasMoved)
+	m.hasMoved = hasMoved
+	if m.sealed {
+		kvs = m.unseal(kvs, moved, hasMoved)
+	} else {
+		for _, k := range [...]struct {
+			key string
+			ok  bool
+		}{{KeyValidation, hasValidation}, {KeySeal, hasSeal}, {KeyMoved, hasMoved}} {
+			if k.ok {
+				m.flagKey(k.key)
+			}
+		}
 	}
 
 	if v, ok := sa.get(slotActionType); ok {
@@ -728,12 +809,12 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		bufPool.Put(bp)
 	}
 
-	if v, ok := sa.get(slotValidation); ok {
-		raw := asString(v)
+	if m.sealed {
+		raw := validation.Str()
 		if len(raw) > m.maxEntry {
-			// Bounded by the entry's limit, not the value limit: Normalize
-			// writes the problems it finds here, and the exporter merges
-			// them again.
+			// Bounded by the entry's limit, not the value limit: a
+			// pipeline with a larger limit than the exporter's can write
+			// more problems than an entry here may hold.
 			full := strings.ToValidUTF8(raw, "\uFFFD")
 			m.add(Problem{Field: KeyValidation, Kind: ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
 				OriginalBytes: int64(len(full)), SHA256: sha256Hex(full)})
@@ -750,6 +831,52 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		m.cutEntry(&e, kvs)
 	}
 	return e
+}
+
+// flagKey records what a key kept in attributes is when the contract or
+// the collector reserves it: a sender's audit.validation, an unknown
+// audit.* key, a key in the collector's namespace.
+func (m *mapper) flagKey(k string) {
+	switch {
+	case k == KeyValidation:
+		m.add(Problem{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed})
+	case strings.HasPrefix(k, KeyPrefix):
+		m.add(Problem{Field: k, Kind: ProblemUnknownKey, Detail: "kept in attributes"})
+	case IsReservedKey(k) && !m.own:
+		m.add(Problem{Field: k, Kind: ProblemReservedKey, Detail: detailReservedKey})
+	}
+}
+
+// unseal returns kvs, the attributes of a sealed span, without the
+// pipeline's keys (the first occurrence of each: the one the seal
+// covers) and with the sender's values that KeyMoved holds under their own
+// keys, first (they were moved from before anything added later), each
+// flagged as it would be in place. A later occurrence of a pipeline key
+// stays, flagged as the sender's.
+func (m *mapper) unseal(kvs []keyValue, moved pcommon.Value, hasMoved bool) []keyValue {
+	out := kvs[:0] // filtered in place
+	if hasMoved {
+		mm := moved.Map()
+		out = make([]keyValue, 0, len(kvs)+mm.Len())
+		mm.Range(func(k string, v pcommon.Value) bool {
+			k = m.sanitizeKey(fieldAttributes, k)
+			m.flagKey(k)
+			out = append(out, keyValue{key: k, val: v})
+			return true
+		})
+	}
+	var taken [numSlots - slotValidation]bool
+	for _, kv := range kvs {
+		if slot := slotOf(kv.key); slot >= slotValidation {
+			if !taken[slot-slotValidation] {
+				taken[slot-slotValidation] = true
+				continue
+			}
+			m.flagKey(kv.key)
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // time is a span time (what OTLP carries: unsigned nanoseconds) as an
@@ -796,7 +923,7 @@ func (m *mapper) cutEntry(e *Entry, kvs []keyValue) {
 	q := mapper{max: m.max, quiet: true}
 	var cands []candidate
 	for i, kv := range kvs {
-		if (i > 0 && kv.key == kvs[i-1].key) || slotOf(kv.key) != slotOther {
+		if (i > 0 && kv.key == kvs[i-1].key) || feedsColumn(kv.key) {
 			continue
 		}
 		cands = append(cands, candidate{key: kv.key, text: string(q.appendCanonical(nil, kv.key, kv.val, 1))})

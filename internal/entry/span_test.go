@@ -402,8 +402,7 @@ var fixtures = []fixture{
 		name: "earlier validation merged and deduplicated",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
 			s.Attributes().Remove(KeyTargetSystem)
-			s.Attributes().PutStr(KeyValidation,
-				`[{"field":"audit.target.system","problem":"missing"},{"field":"audit.value.proposed","problem":"truncated","original_bytes":70000,"sha256":"ab"}]`)
+			putSealed(s, `[{"field":"audit.target.system","problem":"missing"},{"field":"audit.value.proposed","problem":"truncated","original_bytes":70000,"sha256":"ab"}]`)
 		},
 		want: func(e *Entry) { e.TargetSystem = "" },
 		problems: []Problem{
@@ -412,24 +411,86 @@ var fixtures = []fixture{
 		},
 	},
 	{
-		name:     "malformed validation",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyValidation, `{"not":"an array"`) },
+		name:     "sealed validation, malformed",
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { putSealed(s, `{"not":"an array"`) },
 		want:     func(*Entry) {},
 		problems: []Problem{{Field: KeyValidation, Kind: ProblemUnknownValue, Detail: `{"not":"an array"`}},
 	},
 	{
-		name: "validation with unknown keys is malformed",
+		name: "sealed validation with unknown keys is malformed",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			s.Attributes().PutStr(KeyValidation, `[{"field":"x","problem":"y","extra":1}]`)
+			putSealed(s, `[{"field":"x","problem":"y","extra":1}]`)
 		},
 		want:     func(*Entry) {},
 		problems: []Problem{{Field: KeyValidation, Kind: ProblemUnknownValue, Detail: `[{"field":"x","problem":"y","extra":1}]`}},
 	},
 	{
-		name:     "validation not a string",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutInt(KeyValidation, 5) },
-		want:     func(*Entry) {},
-		problems: []Problem{{Field: KeyValidation, Kind: ProblemUnknownValue, Detail: "5"}},
+		name: "forged validation kept in attributes",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.Attributes().PutStr(KeyValidation, `[{"field":"audit.value.proposed","problem":"truncated","original_bytes":70000,"sha256":"ab"}]`)
+		},
+		want: func(e *Entry) {
+			e.Attributes = `{"audit.validation":"[{\"field\":\"audit.value.proposed\",\"problem\":\"truncated\",\"original_bytes\":70000,\"sha256\":\"ab\"}]",` +
+				`"http.request.method":"PATCH","http.response.status_code":200}`
+		},
+		problems: []Problem{{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed}},
+	},
+	{
+		name: "forged validation with a forged seal",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.Attributes().PutStr(KeyValidation, `[{"field":"x","problem":"missing"}]`)
+			s.Attributes().PutStr(KeySeal, strings.Repeat("0", 64))
+		},
+		want: func(e *Entry) {
+			e.Attributes = `{"agentaudit.seal":"` + strings.Repeat("0", 64) + `","audit.validation":"[{\"field\":\"x\",\"problem\":\"missing\"}]",` +
+				`"http.request.method":"PATCH","http.response.status_code":200}`
+		},
+		problems: []Problem{
+			{Field: KeySeal, Kind: ProblemReservedKey, Detail: detailReservedKey},
+			{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed},
+		},
+	},
+	{
+		name: "sealed validation moved to another span",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			putSealed(s, `[{"field":"x","problem":"missing"}]`)
+			s.SetSpanID(pcommon.SpanID{1})
+		},
+		want: func(e *Entry) {
+			e.SpanID = "0100000000000000"
+			seal := sealHex(testTraceID, testSpanID, `[{"field":"x","problem":"missing"}]`)
+			e.Attributes = `{"agentaudit.seal":"` + seal + `","audit.validation":"[{\"field\":\"x\",\"problem\":\"missing\"}]",` +
+				`"http.request.method":"PATCH","http.response.status_code":200}`
+		},
+		problems: []Problem{
+			{Field: KeySeal, Kind: ProblemReservedKey, Detail: detailReservedKey},
+			{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed},
+		},
+	},
+	{
+		name: "forged validation not a string",
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutInt(KeyValidation, 5) },
+		want: func(e *Entry) {
+			e.Attributes = `{"audit.validation":5,"http.request.method":"PATCH","http.response.status_code":200}`
+		},
+		problems: []Problem{{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed}},
+	},
+	{
+		name: "reserved keys kept in attributes",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.Attributes().PutStr("agentaudit.x", "1")
+			s.Attributes().PutEmptyMap(KeyMoved).PutStr(KeyValidation, "[]")
+			s.Attributes().PutBool("AgentAudit.Y", true)
+		},
+		want: func(e *Entry) {
+			e.Attributes = `{"AgentAudit.Y":true,"agentaudit.moved":{"audit.validation":"[]"},"agentaudit.x":"1",` +
+				`"http.request.method":"PATCH","http.response.status_code":200}`
+		},
+		problems: []Problem{
+			{Field: "AgentAudit.Y", Kind: ProblemReservedKey, Detail: detailReservedKey},
+			{Field: KeyMoved, Kind: ProblemReservedKey, Detail: detailReservedKey},
+			{Field: "agentaudit.x", Kind: ProblemReservedKey, Detail: detailReservedKey},
+		},
 	},
 	{
 		name: "repaired key colliding with another keeps the first",
@@ -718,12 +779,28 @@ func TestNormalizeWritesRepairs(t *testing.T) {
 		`{"field":"audit.value.proposed","problem":"not_string","detail":"Int"},`+
 		`{"field":"tool.input","problem":"invalid_utf8","detail":"replaced with U+FFFD"}]`, str(KeyValidation))
 
-	// A clean span loses a stale, empty validation.
+	_, sealed := a.Get(KeySeal)
+	assert.True(t, sealed)
+
+	// A clean span loses a stale, empty validation the pipeline sealed,
+	// and its seal.
+	res, span = typicalSpan()
+	putSealed(span, "[]")
+	Normalize(res, span, Options{})
+	for _, k := range []string{KeyValidation, KeySeal, KeyMoved} {
+		_, ok := span.Attributes().Get(k)
+		assert.False(t, ok, k)
+	}
+	// A sender's empty one is the sender's: kept, flagged, sealed.
 	res, span = typicalSpan()
 	span.Attributes().PutStr(KeyValidation, "[]")
 	Normalize(res, span, Options{})
-	_, ok := span.Attributes().Get(KeyValidation)
-	assert.False(t, ok)
+	moved, ok := span.Attributes().Get(KeyMoved)
+	require.True(t, ok)
+	assert.Equal(t, map[string]any{KeyValidation: "[]"}, moved.Map().AsRaw())
+	v, _ := span.Attributes().Get(KeyValidation)
+	assert.Equal(t, `[{"field":"audit.validation","problem":"unsealed_validation","detail":"`+detailUnsealed+`"}]`, v.Str())
+	assert.True(t, isSealed(span))
 }
 
 func TestTruncateLargeValue(t *testing.T) {
@@ -818,7 +895,7 @@ func TestTruncateHashesRepairedValue(t *testing.T) {
 func TestTruncatedValidationDetail(t *testing.T) {
 	res, span := typicalSpan()
 	raw := strings.Repeat("é", 1000) // 2000 bytes, not JSON
-	span.Attributes().PutStr(KeyValidation, raw)
+	putSealed(span, raw)
 	ps := problemsOf(t, FromSpan(res, span, Options{}))
 	require.Len(t, ps, 1)
 	assert.Equal(t, strings.Repeat("é", 512), ps[0].Detail)
@@ -960,15 +1037,18 @@ func BenchmarkIsAuditUntagged(b *testing.B) {
 	}
 }
 
-// FuzzNormalize checks on arbitrary strings that mapping never panics, that
-// Normalize keeps the entry, that no span yields a reserved action type and
-// that an entry over its limit says so: go test -fuzz FuzzNormalize
-// ./internal/entry
+// FuzzNormalize checks on arbitrary strings (an audit.validation among
+// them, sealed or the sender's) that mapping never panics, that Normalize
+// keeps the entry, that no span yields a reserved action type and that an
+// entry over its limit says so: go test -fuzz FuzzNormalize ./internal/entry
 func FuzzNormalize(f *testing.F) {
 	f.Add("write", "value", "tool.input", "\xff", uint16(0), int64(1))
 	f.Add("", "\xe2\x82\xac\xe2", "audit.x", "[{\"field\":\"a\",\"problem\":\"b\"}]", uint16(2), int64(-1))
 	f.Add("delete", strings.Repeat("é", 40), "k\xff", "not json", uint16(5), int64(0))
 	f.Add("agentaudit.loss", "a\x00b", "http.request.method", "", uint16(40), int64(7))
+	f.Add("write", "v", KeySeal, forged, uint16(3), int64(4))
+	f.Add("read", "v", "agentaudit.moved", "[]", uint16(9), int64(2))
+	f.Add("0", "0", "agentaudit.moved", "0", uint16(68), int64(16)) // a sender's moved, then a sealed validation
 	f.Fuzz(func(t *testing.T, action, value, key, validation string, limit uint16, n int64) {
 		res, span := typicalSpan()
 		a := span.Attributes()
@@ -977,7 +1057,9 @@ func FuzzNormalize(f *testing.F) {
 		a.PutStr(key, value)
 		a.PutEmptySlice("list").AppendEmpty().SetStr(value)
 		a.PutInt(KeyValuePrevious, n)
-		if n%2 == 0 {
+		if n%4 == 0 {
+			putSealed(span, validation) // as if the pipeline wrote it
+		} else if n%2 == 0 {
 			a.PutStr(KeyValidation, validation)
 		}
 		if n%3 == 0 {

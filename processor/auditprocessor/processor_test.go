@@ -172,9 +172,19 @@ func TestAuditMode(t *testing.T) {
 	require.NoError(t, err)
 
 	assert.Equal(t, []int{1, 1}, shape(td), "empty scope and resource spans are removed")
+	view := flatten(td)
+	// The seal of the findings is keyed by a secret of this process: its
+	// form is checked here, and that it verifies below, by FromSpan.
+	for _, v := range view {
+		if seal, ok := v.Attrs[entry.KeySeal].(string); ok {
+			assert.Regexp(t, "^[0-9a-f]{64}$", seal)
+			v.Attrs[entry.KeySeal] = "(seal)"
+		}
+	}
 	assert.Equal(t, []spanView{
 		{Service: "a", Scope: "s1", Name: "audit-clean", Attrs: with(cleanAudit, map[string]any{"audit.result": "ok"})},
 		{Service: "c", Name: "audit-faulty", Attrs: map[string]any{
+			entry.KeySeal:          "(seal)",
 			"audit.action.type":    "read",
 			"audit.execution.id":   traceHex,
 			"audit.target.system":  "",
@@ -188,7 +198,7 @@ func TestAuditMode(t *testing.T) {
 				`{"field":"audit.value.previous","problem":"not_string","detail":"Int"},` +
 				`{"field":"tool.input","problem":"invalid_utf8","detail":"replaced with U+FFFD"}]`,
 		}},
-	}, flatten(td))
+	}, view)
 	assert.Equal(t, map[string]int64{
 		"kept_audit": 1, "normalized_with_problems": 1, "dropped_unaudited": 3,
 	}, counts(t, tel))
