@@ -127,7 +127,7 @@ func lossEntry(chainID string, seg wal.Segment, acc *wal.Acceptance, result stri
 	attrs.PutStr("agentaudit.loss.segment", seg.Name)
 	attrs.PutInt("agentaudit.loss.offset", seg.Corrupt.Offset)
 	attrs.PutStr("agentaudit.loss.corruption", seg.Corrupt.Reason)
-	en := entry.FromSpan(res, span, entry.Options{})
+	en := entry.FromOwnSpan(res, span, entry.Options{}) // its agentaudit.loss.* keys are the collector's own
 	en.ActionType = entry.ActionLoss
 	return en
 }
