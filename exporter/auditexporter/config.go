@@ -1,9 +1,13 @@
 package auditexporter // import "github.com/agentaudit/agentaudit/exporter/auditexporter"
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -47,8 +51,58 @@ type Config struct {
 	// Checkpoint configures the signed checkpoints written after each batch.
 	Checkpoint CheckpointConfig `mapstructure:"checkpoint"`
 
+	// RequireAuthenticatedSource refuses the audit spans of a request
+	// whose sender the collector did not authenticate (see sender.go), with
+	// a permanent error (gRPC UNAUTHENTICATED, HTTP 401); nothing of them
+	// is written. Off by default: their sender is then NULL.
+	RequireAuthenticatedSource bool `mapstructure:"require_authenticated_source"`
+
+	// Senders names authenticated senders, by their identity (an OIDC
+	// subject, a certificate subject, or a name for a bearer token), with
+	// the agents each may write for. When it is set, an entry naming an
+	// agent its sender may not write for, or sent by a sender not listed,
+	// is recorded and flagged sender_mismatch.
+	Senders map[string]SenderConfig `mapstructure:"senders"`
+
 	// prevent unkeyed literal initialization
 	_ struct{}
+}
+
+// SenderConfig is one authenticated sender.
+type SenderConfig struct {
+	// Agents are globs (path.Match: *, ?, [a-z]) over the agent an entry
+	// names (agent_id and agent_name, or service_name when it has
+	// neither); "*" allows any agent.
+	Agents []string `mapstructure:"agents"`
+	// TokenSHA256 is the SHA-256 (hex) of this sender's bearer token: a
+	// request carrying that token (the receiver's include_metadata: true
+	// hands it on) is sent by this sender. bearertokenauth checks tokens
+	// but names no one.
+	TokenSHA256 string `mapstructure:"token_sha256"`
+
+	_ struct{}
+}
+
+// problems are what is wrong with sender id. (Config.Validate calls it,
+// for every sender in order: a Validate method would be called by the
+// collector in the map's random order.)
+func (cfg *SenderConfig) problems(id string) []error {
+	var errs []error
+	where := fmt.Sprintf("\"senders\" %q: ", id)
+	if len(cfg.Agents) == 0 {
+		errs = append(errs, errors.New(where+`"agents" must list at least one glob ("*": any agent)`))
+	}
+	for _, g := range cfg.Agents {
+		if _, err := path.Match(g, ""); err != nil || g == "" {
+			errs = append(errs, fmt.Errorf("%s\"agents\" %q is not a glob", where, g))
+		}
+	}
+	if cfg.TokenSHA256 != "" {
+		if b, err := hex.DecodeString(cfg.TokenSHA256); err != nil || len(b) != sha256.Size {
+			errs = append(errs, fmt.Errorf("%s\"token_sha256\" %q is not a SHA-256 in hex (64 digits): printf '%%s' \"$TOKEN\" | sha256sum", where, cfg.TokenSHA256))
+		}
+	}
+	return errs
 }
 
 // BatchConfig bounds a batch. The first limit reached seals it.
@@ -90,6 +144,22 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, errors.New("no store is configured: set \"file\" or \"s3\""))
 	case cfg.File != nil && cfg.S3 != nil:
 		errs = append(errs, errors.New("\"file\" and \"s3\" are both set: choose one store"))
+	}
+	tokens := map[string]string{}
+	for _, id := range slices.Sorted(maps.Keys(cfg.Senders)) {
+		sc := cfg.Senders[id]
+		if id == "" {
+			errs = append(errs, errors.New("\"senders\": a sender's identity must not be empty"))
+		}
+		errs = append(errs, sc.problems(id)...)
+		t := strings.ToLower(sc.TokenSHA256)
+		if t == "" {
+			continue
+		}
+		if other, ok := tokens[t]; ok {
+			errs = append(errs, fmt.Errorf("\"senders\": %q and %q have the same \"token_sha256\"", other, id))
+		}
+		tokens[t] = id
 	}
 	return errors.Join(errs...)
 }

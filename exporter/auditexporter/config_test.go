@@ -56,6 +56,22 @@ func TestUnmarshalConfig(t *testing.T) {
 				Batch: BatchConfig{MaxEntries: defaultMaxEntries, MaxBytes: defaultMaxBytes, MaxAge: defaultMaxAge},
 			},
 		},
+		{
+			id: component.NewIDWithName(metadata.Type, "senders"),
+			expected: &Config{
+				ChainID:                    "collector-1",
+				MaxValueBytes:              64 << 10,
+				MaxEntryBytes:              1 << 20,
+				File:                       &FileConfig{Directory: "./audit-data"},
+				Spool:                      SpoolConfig{Directory: defaultSpoolDirectory, MaxBytes: defaultSpoolMaxBytes, CommitDelay: defaultCommitDelay},
+				Batch:                      BatchConfig{MaxEntries: defaultMaxEntries, MaxBytes: defaultMaxBytes, MaxAge: defaultMaxAge},
+				RequireAuthenticatedSource: true,
+				Senders: map[string]SenderConfig{
+					"billing-bot":            {Agents: []string{"billing-*", "Billing agent"}, TokenSHA256: "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"},
+					"CN=crm-agent,O=Example": {Agents: []string{"*"}},
+				},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {
@@ -70,6 +86,8 @@ func TestUnmarshalConfig(t *testing.T) {
 
 func TestDefaultConfigNeedsAStore(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
+	assert.False(t, cfg.RequireAuthenticatedSource, "unauthenticated senders are accepted by default")
+	assert.Nil(t, cfg.Senders, "no senders policy by default")
 	assert.NotEmpty(t, cfg.ChainID, "the chain id defaults to the host name")
 	assert.EqualError(t, confmap.Validate(cfg), `no store is configured: set "file" or "s3"`)
 	cfg.File = &FileConfig{Directory: "./audit-data"}
@@ -94,6 +112,12 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 		{name: "bad_s3", errorMsg: "s3: \"bucket\" must not be empty\n\"prefix\" \"a/../b\" must be a clean path\n\"endpoint\" \"127.0.0.1:7070\" must be an http or https URL\n\"storage_class\" \"FAST\" is not an S3 storage class"},
 		{name: "bad_object_lock", errorMsg: "s3::object_lock: \"mode\" \"forever\" is invalid: use \"compliance\" or \"governance\"\n\"retention_days\" must be positive"},
 		{name: "two_keys", errorMsg: `checkpoint: "key_file" and "key_env" are both set: choose one`},
+		{name: "bad_senders", errorMsg: "\"senders\": a sender's identity must not be empty\n" +
+			"\"senders\" \"bad-glob\": \"agents\" \"crm-[\" is not a glob\n" +
+			"\"senders\" \"bad-glob\": \"agents\" \"\" is not a glob\n" +
+			"\"senders\" \"no-agents\": \"agents\" must list at least one glob (\"*\": any agent)\n" +
+			"\"senders\" \"no-agents\": \"token_sha256\" \"9f86\" is not a SHA-256 in hex (64 digits): printf '%s' \"$TOKEN\" | sha256sum\n" +
+			"\"senders\": \"bad-glob\" and \"same-token\" have the same \"token_sha256\""},
 		{name: "empty_spool", errorMsg: "spool: \"directory\" must not be empty\n\"max_bytes\" must be positive\n\"commit_delay\" 1s must be between 0 and 100ms"},
 	}
 	for _, tt := range tests {

@@ -126,6 +126,7 @@ type auditExporter struct {
 	cfg    *Config
 	logger *zap.Logger
 	opts   entry.Options
+	sender *senders // who sent a request, and the senders policy
 	open   storeOpener
 	now    func() time.Time
 	tel    *telemetry
@@ -164,6 +165,7 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 		cfg:    cfg,
 		logger: set.Logger,
 		opts:   entry.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
+		sender: newSenders(cfg.Senders),
 		open:   open,
 		now:    time.Now,
 		batcher: batch.New(batch.Limits{
@@ -277,7 +279,9 @@ const maxPooledEntries = 1 << 12
 
 // consumeTraces turns every audit-tagged span of td into a chained entry
 // and returns once the entries are durable in the write-ahead log. Spans
-// without audit tags are counted and ignored.
+// without audit tags are counted and ignored. Each entry's sender is who
+// sent the request, as ctx says (sender.go); without one, under
+// require_authenticated_source, the request's audit spans are refused.
 func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) error {
 	// Mapping is the costly part and needs no order: do it outside the lock.
 	// The entries are copied into the open batch below, so their slice goes
@@ -315,6 +319,14 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 	if len(entries) == 0 {
 		return nil
 	}
+	mismatched := 0
+	switch sender, ok := e.sender.identify(ctx); {
+	case ok:
+		mismatched = e.sender.setSenders(entries, sender, e.opts)
+	case e.cfg.RequireAuthenticatedSource:
+		e.tel.unauthenticated(ctx, len(entries))
+		return errUnauthenticated
+	}
 
 	e.mu.Lock()
 	if e.closed || e.chain == nil {
@@ -347,7 +359,7 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 		e.walFailed(err)
 		return unavailable(fmt.Sprintf("agentaudit exporter: %v; restart the collector to recover", err))
 	}
-	e.tel.entriesAccepted(ctx, entries)
+	e.tel.entriesAccepted(ctx, entries, mismatched)
 	return nil
 }
 

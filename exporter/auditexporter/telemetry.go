@@ -23,6 +23,8 @@ type telemetry struct {
 	withProblems  metric.Int64Counter
 	ignored       metric.Int64Counter
 	refusedCount  metric.Int64Counter
+	unauthCount   metric.Int64Counter
+	mismatchCount metric.Int64Counter
 	entriesSealed metric.Int64Counter
 	batchesStored metric.Int64Counter
 	entriesStored metric.Int64Counter
@@ -50,6 +52,8 @@ func newTelemetry(set component.TelemetrySettings, observe observer) (*telemetry
 		{&t.withProblems, "otelcol_agentaudit_entries_with_problems", "Accepted entries whose span had missing or malformed fields (see the validation column).", "{entry}"},
 		{&t.ignored, "otelcol_agentaudit_spans_ignored", "Spans without audit tags that reached the exporter and were not recorded.", "{span}"},
 		{&t.refusedCount, "otelcol_agentaudit_entries_refused", "Audit entries refused with a retryable error (spool full or write-ahead log failed).", "{entry}"},
+		{&t.unauthCount, "otelcol_agentaudit_entries_unauthenticated", "Audit entries refused, not retryable, because no sender was authenticated (require_authenticated_source).", "{entry}"},
+		{&t.mismatchCount, "otelcol_agentaudit_entries_sender_mismatch", "Accepted entries naming an agent their sender may not write for (senders), flagged sender_mismatch.", "{entry}"},
 		{&t.entriesSealed, "otelcol_agentaudit_entries_sealed", "Entries sealed into Parquet batches on local disk (the spool, or the file store).", "{entry}"},
 		{&t.batchesStored, "otelcol_agentaudit_batches_stored", "Sealed batches written to the store.", "{batch}"},
 		{&t.entriesStored, "otelcol_agentaudit_entries_stored", "Audit entries written to the store.", "{entry}"},
@@ -111,8 +115,15 @@ func (t *telemetry) spansIgnored(ctx context.Context, n int) {
 
 func (t *telemetry) refused(ctx context.Context, n int) { t.refusedCount.Add(ctx, int64(n)) }
 
-func (t *telemetry) entriesAccepted(ctx context.Context, es []entry.Entry) {
+func (t *telemetry) unauthenticated(ctx context.Context, n int) { t.unauthCount.Add(ctx, int64(n)) }
+
+// entriesAccepted counts es accepted, mismatched of them flagged
+// sender_mismatch.
+func (t *telemetry) entriesAccepted(ctx context.Context, es []entry.Entry, mismatched int) {
 	t.accepted.Add(ctx, int64(len(es)))
+	if mismatched > 0 {
+		t.mismatchCount.Add(ctx, int64(mismatched))
+	}
 	problems := 0
 	for i := range es {
 		if es[i].Validation != nil {
