@@ -113,7 +113,7 @@ var frameworkAgents = []frameworkAgent{
 		// session.id, from LangGraph's configurable.thread_id. No AGENT span:
 		// the run is the root CHAIN span, which names no agent (its name is
 		// the runName).
-		executionID: "conv_langgraph_0001", runTarget: "agent",
+		executionID: "conv_langgraph_0001", runTarget: "crm-email-fix",
 	},
 	{
 		// The GenAI semantic conventions (v1.41.0's invoke_agent and
@@ -629,7 +629,7 @@ func trailRows(t *testing.T, c *collector) []row {
 // output.value is the serialized ToolMessage, not the tool's result; a
 // one-argument tool's input.value is the bare value (text/plain); a
 // failure's status message, so its result, carries the stack; the run
-// (the root CHAIN) names no agent, so its target system is "agent".
+// (the root CHAIN) names no agent: its target system is the graph's name.
 func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *collector, sent []ptrace.Traces) {
 	t.Helper()
 	spans := emittedSpans(t, a, sent...)

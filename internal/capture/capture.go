@@ -400,6 +400,10 @@ func (c *Capturer) Apply(span ptrace.Span, m Match, start func() ptrace.Span, ex
 	if target == "" {
 		target = strAttr(attrs, entry.KeyAgentID)
 	}
+	if target == "" && m.Convention == OpenInference && span.Name() != "" {
+		// A root CHAIN (LangGraph) is named after the graph invoked.
+		target = span.Name()
+	}
 	if target == "" {
 		target = "agent"
 	}

@@ -172,6 +172,7 @@ func TestAgentRuns(t *testing.T) {
 		{"openinference", OpenInference, span("agent", map[string]any{"openinference.span.kind": "AGENT", "agent.name": "Researcher"}), "Researcher"},
 		{"vercel ai", VercelAI, span("ai.generateText", map[string]any{"ai.operationId": "ai.generateText", "ai.telemetry.functionId": "planner"}), "planner"},
 		{"no name", GenAI, span("invoke_agent", map[string]any{"gen_ai.operation.name": "invoke_agent"}), "agent"},
+		{"langgraph: the root chain's name", OpenInference, span("crm-email-fix", map[string]any{"openinference.span.kind": "CHAIN"}), "crm-email-fix"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := New(all)
