@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/bearertokenauthextension"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/oidcauthextension"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/debugexporter"
@@ -27,9 +29,10 @@ import (
 // receiver, our processor, connector and exporter, our intake guard for the
 // receiver (agentaudit_intake), and what a user needs around them to forward
 // monitoring telemetry (otlp_grpc, otlp_http, debug), protect memory
-// (memory_limiter), batch the monitoring pipeline (batch),
-// benchmark (nop) and inspect a running collector (zpages). builder-config.yaml lists the
-// same set for the collector builder.
+// (memory_limiter), batch the monitoring pipeline (batch), authenticate
+// senders on the OTLP receiver (bearertokenauth, oidc: the audit trail's
+// sender column), benchmark (nop) and inspect a running collector (zpages).
+// builder-config.yaml lists the same set for the collector builder.
 func components() (otelcol.Factories, error) {
 	var err error
 	factories := otelcol.Factories{Telemetry: otelconftelemetry.NewFactory()}
@@ -37,6 +40,8 @@ func components() (otelcol.Factories, error) {
 	factories.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](
 		intakeextension.NewFactory(),
 		zpagesextension.NewFactory(),
+		bearertokenauthextension.NewFactory(),
+		oidcauthextension.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,29 @@ func TestBuilderConfigBuilds(t *testing.T) {
 	require.NoError(t, err, "%s", logs)
 	require.Contains(t, string(logs), "agentaudit", "the ocb-built collector lists our components")
 	require.Contains(t, string(logs), "agentaudit_split", "the ocb-built collector lists the connector")
+	ours, err := exec.CommandContext(ctx, collectorBin, "components").CombinedOutput()
+	require.NoError(t, err, "%s", ours)
+	require.Equal(t, componentNames(string(ours)), componentNames(string(logs)),
+		"builder-config.yaml lists the components of components.go")
+	require.Contains(t, componentNames(string(logs)), "extensions/bearertokenauth")
+	require.Contains(t, componentNames(string(logs)), "extensions/oidc")
+}
+
+// componentNames reads the output of the collector's components command:
+// each component as kind/name ("extensions/zpages"), sorted.
+func componentNames(out string) []string {
+	var names []string
+	kind := ""
+	for _, line := range strings.Split(out, "\n") {
+		if line != "" && line[0] != ' ' && strings.HasSuffix(line, ":") {
+			kind = strings.TrimSuffix(line, ":")
+		}
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "- name: "); ok && kind != "buildinfo" {
+			names = append(names, kind+"/"+name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // TestExampleConfigsValidate: every configuration in testdata, the

@@ -666,47 +666,37 @@ func TestVsTamperedTrail(t *testing.T) {
 // TestVsEndTimeColumnRemoved: a file of version 2 rewritten without its
 // end_time_unix_nano column (its rows then read as NULL there, as version
 // 1): every row of it that had an end time is a hash_mismatch, in
-// verify.sql and auditctl verify alike.
+// verify.sql and auditctl verify alike. Seq 4 of the file is of version 1
+// (no end time): it still verifies.
 func TestVsEndTimeColumnRemoved(t *testing.T) {
-	db := vsOpenDB(t)
-	vsLoad(t, db, "TIMESTAMP_MS", vsEntries(vsMixed, nil))
-	dir := t.TempDir()
-	vsWriteTrail(t, db, dir, vsMixed)
-	file := filepath.ToSlash(filepath.Join(dir, "dt=2026-03-10", "chain-alpha-00000000000000000004.parquet"))
-	tmp := file + ".tmp"
-	_, err := db.Exec(`COPY (SELECT * EXCLUDE (end_time_unix_nano) FROM read_parquet(` + vsQuote(file) + `)) TO ` + vsQuote(tmp) + ` (FORMAT parquet)`)
-	require.NoError(t, err)
-	require.NoError(t, os.Rename(tmp, file))
-
-	vsView(t, db, dir, true)
-	// Seq 4 of the file is of version 1 (no end time): it still verifies.
-	want := []vsViolation{}
-	for seq := int64(5); seq < 8; seq++ {
-		want = append(want, vsViolation{ChainID: "chain-alpha", Seq: seq, Violation: "hash_mismatch"})
-	}
-	assert.Equal(t, want, vsKeys(vsVerify(t, db)))
-	assert.Equal(t, want, vsAuditctlKeys(t, dir))
+	vsColumnRemoved(t, "end_time_unix_nano", 5, 6, 7)
 }
 
-// TestVsSenderColumnRemoved: a file of version 2 rewritten without its
-// sender column (its rows then read as NULL there): every row of it that
-// had a sender is a hash_mismatch, in verify.sql and auditctl verify alike.
+// TestVsSenderColumnRemoved: the same without the sender column (its rows
+// then read NULL there): every row that had a sender is a hash_mismatch.
+// Seq 4 is of version 1 and seq 6 had no sender: they still verify.
 func TestVsSenderColumnRemoved(t *testing.T) {
+	vsColumnRemoved(t, "sender", 5, 7)
+}
+
+// vsColumnRemoved rewrites chain-alpha's file of version 2 of the mixed
+// trail (seq 4 to 7) without column, and checks that both verifiers report
+// a hash_mismatch for exactly the seqs given.
+func vsColumnRemoved(t *testing.T, column string, seqs ...int64) {
 	db := vsOpenDB(t)
 	vsLoad(t, db, "TIMESTAMP_MS", vsEntries(vsMixed, nil))
 	dir := t.TempDir()
 	vsWriteTrail(t, db, dir, vsMixed)
 	file := filepath.ToSlash(filepath.Join(dir, "dt=2026-03-10", "chain-alpha-00000000000000000004.parquet"))
 	tmp := file + ".tmp"
-	_, err := db.Exec(`COPY (SELECT * EXCLUDE (sender) FROM read_parquet(` + vsQuote(file) + `)) TO ` + vsQuote(tmp) + ` (FORMAT parquet)`)
+	_, err := db.Exec(`COPY (SELECT * EXCLUDE (` + column + `) FROM read_parquet(` + vsQuote(file) + `)) TO ` + vsQuote(tmp) + ` (FORMAT parquet)`)
 	require.NoError(t, err)
 	require.NoError(t, os.Rename(tmp, file))
 
 	vsView(t, db, dir, true)
-	// Seq 4 is of version 1 and seq 6 had no sender: they still verify.
-	want := []vsViolation{
-		{ChainID: "chain-alpha", Seq: 5, Violation: "hash_mismatch"},
-		{ChainID: "chain-alpha", Seq: 7, Violation: "hash_mismatch"},
+	want := []vsViolation{}
+	for _, seq := range seqs {
+		want = append(want, vsViolation{ChainID: "chain-alpha", Seq: seq, Violation: "hash_mismatch"})
 	}
 	assert.Equal(t, want, vsKeys(vsVerify(t, db)))
 	assert.Equal(t, want, vsAuditctlKeys(t, dir))
