@@ -564,6 +564,7 @@ func TestAcceptedLossIsRecordedInTheTrail(t *testing.T) {
 	assert.Equal(t, "lost seq 3; seq 4 to 5 renumbered 4 to 5", loss.Result)
 	assert.Equal(t, "ops@example.com", *loss.Approver)
 	assert.Equal(t, "ops@example.com", *loss.Principal)
+	assert.Nil(t, loss.Sender, "the collector's own entry: no sender (the approver names the operator)")
 	assert.Equal(t, "disk replaced", *loss.Reasoning)
 	assert.Equal(t, fmt.Sprintf("%s@%d", name, 8+rec), loss.TargetResource)
 	assert.Equal(t, accepted.UnixNano(), loss.TimeUnixNano)
