@@ -205,12 +205,23 @@ func TestS3OutageUnderLoad(t *testing.T) {
 	close(stop)
 	results := wait()
 
-	requests := 0
+	requests, slowDisk := 0, 0
 	for _, rs := range results {
 		for _, r := range rs {
-			require.True(t, r.acked, "request %d-%d: with room in the spool nothing is refused: %v", r.client, r.req, r.err)
+			if !r.acked {
+				// The bound on sealed batches waiting for the local disk
+				// may refuse (retryably) on a starved machine; the spool's
+				// limit, the outage's, must not.
+				require.ErrorContains(t, r.err, "sealed batches wait to be written to disk",
+					"request %d-%d: with room in the spool nothing is refused for the outage", r.client, r.req)
+				slowDisk++
+				continue
+			}
 			requests++
 		}
+	}
+	if slowDisk > 0 {
+		t.Logf("%d requests refused while sealed batches waited for the local disk (a loaded machine)", slowDisk)
 	}
 	// Every full batch reaches the bucket before the collector is asked to
 	// stop, so that its shutdown grace has only the last batch to upload.
