@@ -423,7 +423,9 @@ func rbUpload(b *testing.B, client *s3.Client, dir, bucket, prefix string) (int,
 				}
 				if err != nil {
 					mu.Lock()
-					firstErr = cmpOr(firstErr, fmt.Errorf("uploading %s: %w", k, err))
+					if firstErr == nil {
+						firstErr = fmt.Errorf("uploading %s: %w", k, err)
+					}
 					mu.Unlock()
 				}
 			}
@@ -438,13 +440,6 @@ func rbUpload(b *testing.B, client *s3.Client, dir, bucket, prefix string) (int,
 		b.Fatal(firstErr)
 	}
 	return len(keys), size
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // rbPrint prints the results as a table.
