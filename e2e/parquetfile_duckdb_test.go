@@ -248,6 +248,6 @@ func TestPqDuckDBReadsBatchFile(t *testing.T) {
 			return excludes
 		}
 		assert.False(t, probe("exec-2"), "a present execution id is never excluded")
-		assert.True(t, probe("exec-absent-0123456789"), "an absent one is (10 bits per value: ~1% false positives)")
+		assert.True(t, probe("exec-absent-0123456789"), "an absent one is (20 bits per value: well under 0.1% false positives)")
 	})
 }

@@ -168,9 +168,12 @@ var (
 	schemaV1 = withCodecs(parquet.SchemaOf(rowV1{}), columnCodecs, pageCodec)
 )
 
-// bloomBitsPerValue sizes the execution_id bloom filter: 10 bits per
-// distinct value gives about 1% false positives.
-const bloomBitsPerValue = 10
+// bloomBitsPerValue sizes the execution_id bloom filter: 20 bits per
+// distinct value gives well under 0.1% false positives, so that a
+// reviewer's lookup of one run among a thousand files reads the files that
+// hold it and hardly ever one more (at 10 bits, about 1%: ten more), for
+// about 0.05% of the file's size (docs/PERFORMANCE.md, "Reviewing runs").
+const bloomBitsPerValue = 20
 
 // blobColumns hold free text up to entry.DefaultMaxValueBytes: their min/max
 // would bloat the footer and no query prunes on them.

@@ -115,9 +115,57 @@ type answer struct {
 
 func (a *answer) close() { a.conn.Close() }
 
-// open selects the files f can match, verifies them and creates the view
-// audit_entries over the readable ones, restricted to ids when given.
+// open selects the files f can match and brings them local, keeps those
+// holding a row of ids when ids are given, verifies the files kept and
+// creates the view audit_entries over the readable ones, restricted to ids
+// when given.
 func (e *Engine) open(ctx context.Context, f trailcache.Filter, ids []string) (*answer, error) {
+	files, paths, err := e.selectLocal(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("review: DuckDB: %w", err)
+	}
+	a := &answer{conn: conn, byPath: map[string]*fileCheck{}}
+	if len(ids) > 0 {
+		if err := a.setIDs(ctx, ids); err != nil {
+			a.close()
+			return nil, err
+		}
+		if files, paths, err = a.holding(ctx, files, paths); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
+	keys := make([]string, len(files))
+	for i := range files {
+		keys[i] = files[i].Key
+	}
+	if a.checks, err = e.checker.check(ctx, keys, paths); err != nil {
+		a.close()
+		return nil, err
+	}
+	a.links = links(a.checks)
+	var readable []string
+	for _, fc := range a.checks {
+		a.byPath[fc.path] = fc
+		if fc.readable {
+			readable = append(readable, fc.path)
+		}
+	}
+	if err := a.createView(ctx, readable, len(ids) > 0); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// selectLocal lists the trail again when the last listing is older than
+// relist, and returns the files that may hold a row matching f with their
+// local paths.
+func (e *Engine) selectLocal(ctx context.Context, f trailcache.Filter) ([]trailcache.File, []string, error) {
 	e.mu.Lock()
 	stale := time.Since(e.listed) > relist
 	if stale {
@@ -129,68 +177,90 @@ func (e *Engine) open(ctx context.Context, f trailcache.Filter, ids []string) (*
 			e.mu.Lock()
 			e.listed = time.Time{}
 			e.mu.Unlock()
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	files, err := e.opts.Files.Select(ctx, f)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	paths, err := e.opts.Files.Local(ctx, files)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	keys := make([]string, len(files))
+	return files, paths, nil
+}
+
+// setIDs fills the table wanted_ids with ids.
+func (a *answer) setIDs(ctx context.Context, ids []string) error {
+	if _, err := a.conn.ExecContext(ctx, "CREATE OR REPLACE TEMP TABLE wanted_ids (id VARCHAR)"); err != nil {
+		return fmt.Errorf("review: DuckDB: %w", err)
+	}
+	return insertStrings(ctx, a.conn, "wanted_ids", ids)
+}
+
+// holding keeps, of files (and their local paths), those with a row whose
+// execution_id is in wanted_ids, and those whose footer could not be read
+// (verification says why): the bloom filters that selected them have
+// false positives, and verifying a file costs more than reading its
+// execution_id column. When DuckDB cannot read one of them, it keeps them
+// all: verification finds which cannot be read.
+func (a *answer) holding(ctx context.Context, files []trailcache.File, paths []string) ([]trailcache.File, []string, error) {
+	var probe []string
 	for i := range files {
-		keys[i] = files[i].Key
-	}
-	checks, err := e.checker.check(ctx, keys, paths)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := e.db.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("review: DuckDB: %w", err)
-	}
-	a := &answer{conn: conn, checks: checks, byPath: map[string]*fileCheck{}, links: links(checks)}
-	var readable []string
-	for _, fc := range checks {
-		a.byPath[fc.path] = fc
-		if fc.readable {
-			readable = append(readable, fc.path)
+		if files[i].Problem == "" {
+			probe = append(probe, paths[i])
 		}
 	}
-	if err := a.createView(ctx, readable, ids); err != nil {
-		a.close()
-		return nil, err
+	if len(probe) == 0 {
+		return files, paths, nil
 	}
-	return a, nil
+	held, err := queryStrings(ctx, a.conn, "SELECT DISTINCT filename FROM read_parquet("+pathList(probe)+
+		", union_by_name = true, hive_partitioning = false, filename = true)"+
+		" WHERE execution_id IN (SELECT id FROM wanted_ids)")
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return files, paths, nil
+	}
+	has := make(map[string]bool, len(held))
+	for _, p := range held {
+		has[p] = true
+	}
+	var keptFiles []trailcache.File
+	var keptPaths []string
+	for i := range files {
+		if files[i].Problem != "" || has[paths[i]] {
+			keptFiles = append(keptFiles, files[i])
+			keptPaths = append(keptPaths, paths[i])
+		}
+	}
+	return keptFiles, keptPaths, nil
+}
+
+// pathList is paths as a DuckDB list of string literals.
+func pathList(paths []string) string {
+	quoted := make([]string, len(paths))
+	for i, p := range paths {
+		quoted[i] = sqlString(p)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
 }
 
 // createView points audit_entries at paths (none: an empty view), with the
 // end_time_unix_nano and sender columns even when every file is of format
-// v1, and a column file naming each row's file.
-func (a *answer) createView(ctx context.Context, paths []string, ids []string) error {
-	var src string
-	if len(paths) == 0 {
-		src = emptyEntries
-	} else {
-		quoted := make([]string, len(paths))
-		for i, p := range paths {
-			quoted[i] = sqlString(p)
-		}
-		src = "SELECT * RENAME (filename AS file) FROM read_parquet([" + strings.Join(quoted, ", ") +
-			"], union_by_name = true, hive_partitioning = false, filename = true)" +
+// v1, and a column file naming each row's file; restricted to the rows of
+// wanted_ids when byID.
+func (a *answer) createView(ctx context.Context, paths []string, byID bool) error {
+	src := emptyEntries
+	if len(paths) > 0 {
+		src = "SELECT * RENAME (filename AS file) FROM read_parquet(" + pathList(paths) +
+			", union_by_name = true, hive_partitioning = false, filename = true)" +
 			" UNION ALL BY NAME SELECT NULL::BIGINT AS end_time_unix_nano, NULL::VARCHAR AS sender WHERE false"
 	}
 	where := ""
-	if len(ids) > 0 {
-		if _, err := a.conn.ExecContext(ctx, "CREATE OR REPLACE TEMP TABLE wanted_ids (id VARCHAR)"); err != nil {
-			return fmt.Errorf("review: DuckDB: %w", err)
-		}
-		if err := insertStrings(ctx, a.conn, "wanted_ids", ids); err != nil {
-			return err
-		}
+	if byID {
 		where = " WHERE execution_id IN (SELECT id FROM wanted_ids)"
 	}
 	q := "CREATE OR REPLACE TEMP VIEW audit_entries AS SELECT * FROM (" + src + ")" + where
@@ -250,13 +320,8 @@ func (e *Engine) Runs(ctx context.Context, f Filter) ([]Run, Integrity, error) {
 		// Two passes: the runs with an entry in the window, then every
 		// entry of those runs, wherever it is.
 		tf.Since, tf.Until = nanos(f.Since), nanos(f.Until)
-		a, err := e.open(ctx, tf, nil)
-		if err != nil {
-			return nil, Integrity{}, err
-		}
-		ids, err = windowIDs(ctx, a.conn, tf.Since, tf.Until)
-		a.close()
-		if err != nil {
+		var err error
+		if ids, err = e.windowIDs(ctx, tf); err != nil {
 			return nil, Integrity{}, err
 		}
 		if len(ids) == 0 {
@@ -296,31 +361,57 @@ func nanos(t *time.Time) *int64 {
 	return &n
 }
 
-func windowIDs(ctx context.Context, conn *sql.Conn, since, until *int64) ([]string, error) {
+// windowIDs returns the ids of the runs with an entry in f's time window.
+// It verifies nothing: every file holding such an entry holds a row of
+// the ids, so the second pass verifies it. Only when DuckDB cannot read a
+// file does it verify them all, to read the others.
+func (e *Engine) windowIDs(ctx context.Context, f trailcache.Filter) ([]string, error) {
+	files, paths, err := e.selectLocal(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	var readable []string
+	for i := range files {
+		if files[i].Problem == "" {
+			readable = append(readable, paths[i])
+		}
+	}
+	conn, err := e.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("review: DuckDB: %w", err)
+	}
+	a := &answer{conn: conn}
+	defer a.close()
 	q := "SELECT DISTINCT execution_id FROM audit_entries WHERE true"
 	var args []any
-	if since != nil {
+	if f.Since != nil {
 		q += " AND time_unix_nano >= ?"
-		args = append(args, *since)
+		args = append(args, *f.Since)
 	}
-	if until != nil {
+	if f.Until != nil {
 		q += " AND time_unix_nano < ?"
-		args = append(args, *until)
+		args = append(args, *f.Until)
 	}
-	rows, err := conn.QueryContext(ctx, q+" ORDER BY 1", args...)
+	q += " ORDER BY 1"
+	err = a.createView(ctx, readable, false)
+	var ids []string
+	if err == nil {
+		ids, err = queryStrings(ctx, a.conn, q, args...)
+	}
+	if err == nil || ctx.Err() != nil {
+		return ids, err
+	}
+	// A file DuckDB cannot read: verification tells which.
+	a2, err := e.open(ctx, f, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer a2.close()
+	ids, err = queryStrings(ctx, a2.conn, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("review: runs: %w", err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // where is the SQL condition on the runs relation that f adds, with its

@@ -254,24 +254,7 @@ func TestEngineTampered(t *testing.T) {
 	_, wb := writeScenario(t, dir)
 	// Rewrite chain-b's second batch (run-fail's error, run-nasty's write)
 	// with run-fail's result changed and the hashes left as they were.
-	key := wb.Files[1]
-	p := filepath.Join(dir, filepath.FromSlash(key))
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, _, err := parquetfile.ReadEntries(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	es[0].Result = "200 OK"
-	var buf bytes.Buffer
-	if _, err := parquetfile.Encode(&buf, es); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tamper(t, filepath.Join(dir, filepath.FromSlash(wb.Files[1])))
 	if err := os.WriteFile(filepath.Join(dir, "dt=2026-03-09", "chain-c-00000000000000000000.parquet"), []byte("not parquet"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +293,28 @@ func TestEngineTampered(t *testing.T) {
 	// rows as they are, and the badge says they were changed.
 	if tl.Status != StatusFailed {
 		t.Errorf("status %s", tl.Status)
+	}
+}
+
+// tamper rewrites the batch file at p with its first entry's result
+// changed and the hashes left as they were.
+func tamper(t *testing.T, p string) {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _, err := parquetfile.ReadEntries(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es[0].Result = "200 OK"
+	var buf bytes.Buffer
+	if _, err := parquetfile.Encode(&buf, es); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -483,5 +488,94 @@ func TestEngineSeesNewBatches(t *testing.T) {
 	}
 	if len(runs) != 6 || runs[0].ExecutionID != "run-new" || !integ.Intact {
 		t.Errorf("after a new batch: %s, intact %v", runIDs(runs), integ.Intact)
+	}
+}
+
+// everyFile selects every file whatever the filter, as bloom filters that
+// admit every id would.
+type everyFile struct{ *trailcache.Trail }
+
+func (f everyFile) Select(ctx context.Context, _ trailcache.Filter) ([]trailcache.File, error) {
+	return f.Trail.Select(ctx, trailcache.Filter{})
+}
+
+// TestEngineVerifiesFilesHoldingTheRun: of the files the footers select,
+// show verifies those that hold rows of the run; a file that does not,
+// tampered or not, is neither read for the answer nor verified.
+func TestEngineVerifiesFilesHoldingTheRun(t *testing.T) {
+	dir := t.TempDir()
+	_, wb := writeScenario(t, dir)
+	// chain-b's second batch holds run-fail and run-nasty only.
+	tamper(t, filepath.Join(dir, filepath.FromSlash(wb.Files[1])))
+	trail, err := trailcache.Open(context.Background(), dir, trailcache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(Options{Target: dir, Files: everyFile{trail}, Source: verify.Dir(dir), Now: func() time.Time { return t0.Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	tl, err := e.Timeline(context.Background(), "run-done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tl.Steps) != 7 || !tl.Integrity.Intact || len(tl.Integrity.Files) != 4 {
+		t.Errorf("run-done: %d steps, integrity %+v", len(tl.Steps), tl.Integrity)
+	}
+	if n := len(e.checker.done); n != 4 {
+		t.Errorf("%d files verified, want the 4 that hold run-done", n)
+	}
+	tl, err = e.Timeline(context.Background(), "run-fail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.Integrity.Intact || tl.Status != StatusFailed {
+		t.Errorf("run-fail: status %s, integrity %+v", tl.Status, tl.Integrity)
+	}
+}
+
+// TestEngineUnreadablePages: a file whose footer reads but whose pages do
+// not is reported by runs of a window and by show, and the runs in the
+// other files still answer.
+func TestEngineUnreadablePages(t *testing.T) {
+	dir := t.TempDir()
+	_, wb := writeScenario(t, dir)
+	p := filepath.Join(dir, filepath.FromSlash(wb.Files[1]))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Overwrite the data pages, keeping the footer.
+	for i := 4; i < len(data)/2; i++ {
+		data[i] = 0xA5
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := openEngine(t, dir)
+	runs, integ, err := e.Runs(context.Background(), Filter{Since: ptime(t0), Until: ptime(t0.Add(11 * time.Minute))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := runIDs(runs), "run-fail=in_progress run-wait=awaiting_approval run-done=completed"; got != want {
+		t.Errorf("runs:\n got %s\nwant %s", got, want)
+	}
+	if integ.Intact || !slices.ContainsFunc(integ.Violations, func(v verify.Violation) bool {
+		return v.File == wb.Files[1] && v.Kind == verify.NotAuditFile
+	}) {
+		t.Errorf("integrity: intact %v, violations %v", integ.Intact, integ.Violations)
+	}
+	// run-fail's error is in the unreadable file, its start in chain-a.
+	tl, err := e.Timeline(context.Background(), "run-fail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tl.Steps) != 1 || tl.Integrity.Intact {
+		t.Errorf("run-fail: %d steps, intact %v (a file that may hold it cannot be read)", len(tl.Steps), tl.Integrity.Intact)
+	}
+	// run-done is not in it: the bloom filters rule the file out.
+	if tl, err = e.Timeline(context.Background(), "run-done"); err != nil || len(tl.Steps) != 7 || !tl.Integrity.Intact {
+		t.Errorf("run-done: %v, %+v", err, tl)
 	}
 }

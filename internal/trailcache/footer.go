@@ -27,8 +27,8 @@ const (
 const bloomHeaderBytes = 64
 
 // maxBloomBytes bounds the bloom filter bits read per row group; a larger
-// filter excludes nothing. The writer's filters take 10 bits per distinct
-// execution id: 8 MiB is 6.7 million ids in one row group.
+// filter excludes nothing. The writer's filters take 20 bits per distinct
+// execution id: 8 MiB is 3.3 million ids in one row group.
 const maxBloomBytes = 8 << 20
 
 // bloomJoinGap: bloom filters closer than this to each other or to the
