@@ -436,56 +436,67 @@ var magic = []byte("PAR1")
 // ErrCorrupt when the bytes are not a Parquet file (truncated, garbage),
 // ErrNotAuditFile naming the key when a footer key is missing or malformed,
 // ErrUnsupportedVersion for an unknown format version, or the read error of r.
-func ReadFooter(r io.ReaderAt, size int64) (f Footer, err error) {
+func ReadFooter(r io.ReaderAt, size int64) (Footer, error) {
+	f, _, err := ReadMetadata(r, size)
+	return f, err
+}
+
+// ReadMetadata is ReadFooter that also returns the file's whole Parquet
+// metadata (row groups, statistics, bloom filter offsets), decoded once.
+func ReadMetadata(r io.ReaderAt, size int64) (f Footer, md *format.FileMetaData, err error) {
 	if size < int64(len(magic))+footerTail {
-		return Footer{}, fmt.Errorf("%w: %d bytes is too short", ErrCorrupt, size)
+		return Footer{}, nil, fmt.Errorf("%w: %d bytes is too short", ErrCorrupt, size)
 	}
 	var head [4]byte
 	if _, err := r.ReadAt(head[:], 0); err != nil {
-		return Footer{}, fmt.Errorf("parquetfile: read header: %w", err)
+		return Footer{}, nil, fmt.Errorf("parquetfile: read header: %w", err)
 	}
 	if !bytes.Equal(head[:], magic) {
-		return Footer{}, fmt.Errorf("%w: header magic %q, want %q", ErrCorrupt, head[:], magic)
+		return Footer{}, nil, fmt.Errorf("%w: header magic %q, want %q", ErrCorrupt, head[:], magic)
 	}
 	var tail [footerTail]byte
 	if _, err := r.ReadAt(tail[:], size-footerTail); err != nil {
-		return Footer{}, fmt.Errorf("parquetfile: read footer length: %w", err)
+		return Footer{}, nil, fmt.Errorf("parquetfile: read footer length: %w", err)
 	}
 	if !bytes.Equal(tail[4:], magic) {
-		return Footer{}, fmt.Errorf("%w: footer magic %q, want %q (truncated file?)", ErrCorrupt, tail[4:], magic)
+		return Footer{}, nil, fmt.Errorf("%w: footer magic %q, want %q (truncated file?)", ErrCorrupt, tail[4:], magic)
 	}
 	// Checked before allocating: a garbage length must not cost 4 GiB.
 	footerLen := int64(binary.LittleEndian.Uint32(tail[:4]))
 	if footerLen > size-int64(len(magic))-footerTail {
-		return Footer{}, fmt.Errorf("%w: footer length %d exceeds file size %d", ErrCorrupt, footerLen, size)
+		return Footer{}, nil, fmt.Errorf("%w: footer length %d exceeds file size %d", ErrCorrupt, footerLen, size)
 	}
 	data := make([]byte, footerLen)
 	if _, err := r.ReadAt(data, size-footerTail-footerLen); err != nil {
-		return Footer{}, fmt.Errorf("parquetfile: read footer: %w", err)
+		return Footer{}, nil, fmt.Errorf("parquetfile: read footer: %w", err)
 	}
 
 	defer func() {
 		// parquet-go is pre-v1 and these bytes are untrusted: a decoder
 		// panic is a corrupt file, not a crash.
 		if p := recover(); p != nil {
-			f, err = Footer{}, fmt.Errorf("%w: decoding footer: %v", ErrCorrupt, p)
+			f, md, err = Footer{}, nil, fmt.Errorf("%w: decoding footer: %v", ErrCorrupt, p)
 		}
 	}()
 	// Before parquet-go decodes it: a footer may declare lists it does not
 	// hold (FooterCost).
 	cost, err := FooterCost(data)
 	if err != nil {
-		return Footer{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return Footer{}, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if cost > maxFooterCost {
-		return Footer{}, fmt.Errorf("%w: %w: decoding it would take %d bytes, more than %d", ErrCorrupt, errFooter, cost, maxFooterCost)
+		return Footer{}, nil, fmt.Errorf("%w: %w: decoding it would take %d bytes, more than %d", ErrCorrupt, errFooter, cost, maxFooterCost)
 	}
 	var dec format.FooterDecoder
-	md, _, err := dec.Decode(data)
+	md, _, err = dec.Decode(data)
 	if err != nil {
-		return Footer{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return Footer{}, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	return footerFromKV(md.KeyValueMetadata)
+	f, err = footerFromKV(md.KeyValueMetadata)
+	if err != nil {
+		return Footer{}, nil, err
+	}
+	return f, md, nil
 }
 
 // footerFromKV parses and checks the audit keys. The strings it keeps are

@@ -3,10 +3,8 @@ package trailcache
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 
-	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/bloom"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
@@ -84,15 +82,10 @@ func analyze(r *sparseReader, f *File) (_ *index, err error) {
 		}
 		f.Problem, err = err.Error(), nil
 	}()
-	ft, err := parquetfile.ReadFooter(r, r.size)
+	ft, md, err := parquetfile.ReadMetadata(r, r.size)
 	if err != nil {
 		return nil, err
 	}
-	pf, err := openParquet(r)
-	if err != nil {
-		return nil, err
-	}
-	md := pf.Metadata()
 	f.ChainID, f.FirstSeq, f.LastSeq, f.Rows = ft.ChainID, ft.FirstSeq, ft.LastSeq, md.NumRows
 
 	f.MinTime, f.MaxTime, f.HasTimeStats = int64Bounds(md, colTime)
@@ -132,24 +125,6 @@ func analyze(r *sparseReader, f *File) (_ *index, err error) {
 		x.groups = append(x.groups, g)
 	}
 	return x, nil
-}
-
-// openParquet opens the file's metadata with parquet-go. Its decoder is
-// pre-v1 and the bytes are untrusted: a panic is a malformed file.
-func openParquet(r *sparseReader) (pf *parquet.File, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			pf, err = nil, fmt.Errorf("%w: opening: %v", parquetfile.ErrCorrupt, p)
-		}
-	}()
-	pf, err = parquet.OpenFile(r, r.size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
-	if err != nil {
-		if _, ok := errors.AsType[*fetchError](err); ok {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %w", parquetfile.ErrCorrupt, err)
-	}
-	return pf, nil
 }
 
 // readBloom reads the bloom filter at off: a thrift BloomFilterHeader, then
