@@ -76,9 +76,15 @@ type frameworkAgent struct {
 	// executionID is the run's id in the framework's attributes.
 	executionID string
 	// runTarget is the target system of the run's start and end entries
-	// (the agent), agentName their agent_name ("": none), principal the
-	// person the derived entries name ("": none).
-	runTarget, agentName, principal string
+	// (the agent), agentName and agentID the agent_name and agent_id of
+	// every derived entry ("": none), principal the person they name
+	// ("": none).
+	runTarget, agentName, agentID, principal string
+	// agentFrom is the source of a tool call entry's agent_name, as its
+	// derived marker says: "" when the tool span names it itself.
+	agentFrom string
+	// callIDKey is the attribute that keeps a tool call's id.
+	callIDKey string
 }
 
 var frameworkAgents = []frameworkAgent{
@@ -93,6 +99,7 @@ var frameworkAgents = []frameworkAgent{
 		// ai.telemetry.metadata.sessionId; the agent, ai.telemetry.functionId;
 		// the principal, ai.telemetry.metadata.userId.
 		executionID: "conv_ai_sdk_0001", runTarget: "crm-email-fix", agentName: "crm-email-fix", principal: "ops@company.com",
+		agentFrom: "vercel_ai: from ai.telemetry.functionId", callIDKey: "ai.toolCall.id",
 	},
 	{
 		// LangGraph.js, a StateGraph with a ToolNode, traced by
@@ -111,20 +118,26 @@ var frameworkAgents = []frameworkAgent{
 		},
 		checkRoot: checkLangGraphRoot,
 		// session.id, from LangGraph's configurable.thread_id. No AGENT span:
-		// the run is the root CHAIN span, which names no agent (its name is
-		// the runName).
-		executionID: "conv_langgraph_0001", runTarget: "crm-email-fix",
+		// the run is the root CHAIN span, named after the graph (its
+		// runName), which names the agent of the run and of the TOOL spans
+		// it encloses. The tool call id is output.value's (the
+		// ToolMessage's), kept as tool_call.id.
+		executionID: "conv_langgraph_0001", runTarget: "crm-email-fix", agentName: "crm-email-fix",
+		agentFrom: "openinference: from the name of the enclosing root CHAIN span, in the same request", callIDKey: "tool_call.id",
 	},
 	{
 		// The GenAI semantic conventions (v1.41.0's invoke_agent and
 		// execute_tool spans) with the plain OpenTelemetry JS SDK.
 		name: "genai", service: "crm-agent-genai", convention: "genai",
-		root:        "invoke_agent CRM Assistant",
-		isTool:      func(s ptrace.Span) bool { return attrStr(s, "gen_ai.operation.name") == "execute_tool" },
-		readTool:    readGenAIToolCall,
-		calls:       crmToolCalls,
-		checkRoot:   checkGenAIRoot,
-		executionID: "conv_genai_0001", runTarget: "CRM Assistant", agentName: "CRM Assistant",
+		root:      "invoke_agent CRM Assistant",
+		isTool:    func(s ptrace.Span) bool { return attrStr(s, "gen_ai.operation.name") == "execute_tool" },
+		readTool:  readGenAIToolCall,
+		calls:     crmToolCalls,
+		checkRoot: checkGenAIRoot,
+		// execute_tool names neither the conversation nor the agent: both
+		// come from the invoke_agent span that encloses it.
+		executionID: "conv_genai_0001", runTarget: "CRM Assistant", agentName: "CRM Assistant", agentID: "agent_crm_7f3b",
+		agentFrom: "genai: from gen_ai.agent.name of the enclosing invoke_agent span, in the same request", callIDKey: "gen_ai.tool.call.id",
 	},
 	{
 		// The Vercel AI SDK's streamText; crm_update_contact sets audit.*
@@ -139,6 +152,7 @@ var frameworkAgents = []frameworkAgent{
 		},
 		checkRoot:   checkExplicitRoot,
 		executionID: "conv_explicit_0001", runTarget: "crm-email-fix", agentName: "crm-email-fix", principal: "ops@company.com",
+		agentFrom: "vercel_ai: from ai.telemetry.functionId", callIDKey: "ai.toolCall.id",
 	},
 }
 
@@ -619,17 +633,15 @@ func trailRows(t *testing.T, c *collector) []row {
 // checkFrameworkEntries checks the entries capture made of a's run, as the
 // README's "Capturing framework spans" says: one per tool call, in order
 // (action type by tool rule, the tool as target system, the arguments as
-// proposed value, the result or the error as result), the run's start
-// first and its end last, one execution id for the run (but where the
+// proposed value, the tool's result, or the error's message without a
+// stack, as result; the tool call id kept), the run's start first and its
+// end last, one execution id and one agent for the run (but where the
 // sender tagged a span by hand), the principal; and that monitoring holds
 // no tool payload.
 //
-// TODO(issue 15): what capture makes of OpenInference's spans is checked
-// as it is, so that changing it fails here and the check changes with it:
-// output.value is the serialized ToolMessage, not the tool's result; a
-// one-argument tool's input.value is the bare value (text/plain); a
-// failure's status message, so its result, carries the stack; the run
-// (the root CHAIN) names no agent: its target system is the graph's name.
+// What capture makes of OpenInference's spans is checked as it is: a
+// one-argument tool's input.value is the bare value (text/plain), and
+// becomes the proposed value as it is.
 func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *collector, sent []ptrace.Traces) {
 	t.Helper()
 	spans := emittedSpans(t, a, sent...)
@@ -719,29 +731,44 @@ func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *collector, sent []
 		assert.Contains(t, r.Validation.String, `"problem":"derived"`, "entry %d: derived entries say so", i)
 		assert.Equal(t, a.executionID, r.ExecutionID, "entry %d: execution id", i)
 		assert.Equal(t, a.principal, r.Principal.String, "entry %d: principal", i)
+		// The agent: the run's, on every tool call, derived and saying so.
+		assert.Equal(t, a.agentName, r.AgentName.String, "entry %d: agent name", i)
+		assert.Equal(t, a.agentID, r.AgentID.String, "entry %d: agent id", i)
+		ps := problemsOf(t, r)
+		assert.Equal(t, a.agentFrom, ps["gen_ai.agent.name/derived"], "entry %d: the agent name's derived marker", i)
+		if a.agentID != "" {
+			assert.Equal(t, "genai: from gen_ai.agent.id of the enclosing invoke_agent span, in the same request", ps["gen_ai.agent.id/derived"], "entry %d", i)
+		}
+		var attrs map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.Attributes), &attrs), "entry %d: attributes", i)
+		if want.ID != "" {
+			assert.Equal(t, want.ID, attrs[a.callIDKey], "entry %d: the tool call id, %s", i, a.callIDKey)
+		} else {
+			assert.NotContains(t, attrs, a.callIDKey, "entry %d", i)
+		}
 		if want.Err != "" {
 			assert.Equal(t, "Error", r.StatusCode, "entry %d: status", i)
 			switch a.convention {
 			case "genai":
 				assert.Equal(t, "error: RateLimitError", r.Result, "entry %d: error.type gives the result", i)
 			case "openinference":
-				assert.True(t, strings.HasPrefix(r.Result, "error: "+want.Err+"\n\nRateLimitError: "+want.Err+"\n    at "), "entry %d: result %q", i, r.Result)
+				// LangChain's status message is the message, a blank line
+				// and the stack: the result is its first line.
+				assert.Equal(t, "error: "+want.Err, r.Result, "entry %d: the status message's first line gives the result", i)
+				assert.Contains(t, ps["audit.result/derived"], "the first line of the status message", "entry %d", i)
 			default:
 				assert.Equal(t, "error: "+want.Err, r.Result, "entry %d: the status message gives the result", i)
 			}
+			assert.NotContains(t, r.Result, "\n", "entry %d: no stack in the result", i)
 			continue
 		}
-		if a.convention == "openinference" {
-			var out struct {
-				Output struct {
-					Kwargs struct{ Content string } `json:"kwargs"`
-				} `json:"output"`
-			}
-			require.NoError(t, json.Unmarshal([]byte(r.Result), &out), "entry %d: result", i)
-			assertSameValue(t, want.Result, out.Output.Kwargs.Content, "entry %d: the result holds the tool's output", i)
-			continue
-		}
+		// The tool's result: for OpenInference, the content of the
+		// ToolMessage output.value holds, and its tool call id.
 		assertSameValue(t, want.Result, r.Result, "entry %d: the result is the tool's", i)
+		if a.convention == "openinference" {
+			assert.Equal(t, "openinference: from output.value: the content of the ToolMessage it holds", ps["audit.result/derived"], "entry %d", i)
+			assert.Equal(t, "openinference: from output.value: the ToolMessage's tool_call_id", ps["tool_call.id/derived"], "entry %d", i)
+		}
 	}
 
 	// The run: its start first, its end last, instants at the root span's
@@ -762,6 +789,7 @@ func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *collector, sent []
 	for _, r := range runs {
 		assert.Equal(t, a.runTarget, r.TargetSystem, "%s: the agent is the run's target system", r.ActionType)
 		assert.Equal(t, a.agentName, r.AgentName.String, "%s: agent name", r.ActionType)
+		assert.Equal(t, a.agentID, r.AgentID.String, "%s: agent id", r.ActionType)
 		assert.Equal(t, a.executionID, r.ExecutionID, "%s: execution id", r.ActionType)
 		assert.Equal(t, a.principal, r.Principal.String, "%s: principal", r.ActionType)
 		assert.Equal(t, a.service, r.ServiceName.String, "%s: service", r.ActionType)
@@ -770,4 +798,20 @@ func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *collector, sent []
 	if t.Failed() {
 		t.Logf("what arrived:\n%s", fixtureJSON(t, normalizeFixture(sent)))
 	}
+}
+
+// problemsOf returns the problems of r's validation by "field/problem",
+// each with its detail.
+func problemsOf(t *testing.T, r row) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	if !r.Validation.Valid {
+		return out
+	}
+	var ps []struct{ Field, Problem, Detail string }
+	require.NoError(t, json.Unmarshal([]byte(r.Validation.String), &ps), "validation")
+	for _, p := range ps {
+		out[p.Field+"/"+p.Problem] = p.Detail
+	}
+	return out
 }

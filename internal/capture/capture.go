@@ -9,13 +9,18 @@
 //     gen_ai.tool.call.result); invoke_agent is an agent run; the execution
 //     is gen_ai.conversation.id, which the conventions put on invoke_agent
 //     and chat spans but not on execute_tool: a tool span takes that of
-//     another span of its trace in the same request (Executions).
+//     another span of its trace in the same request, and its agent
+//     (gen_ai.agent.id, gen_ai.agent.name) from the nearest invoke_agent
+//     span that encloses it in the request (Executions).
 //   - "openinference": Arize's OpenInference conventions, which the
 //     LangChain/LangGraph, CrewAI, OpenAI Agents SDK and other
 //     instrumentations emit: openinference.span.kind TOOL (tool.name,
 //     input.value, output.value) and AGENT (agent.name), or, as LangGraph
-//     has no AGENT span, a trace's root CHAIN span; the execution is
-//     session.id.
+//     has no AGENT span, a trace's root CHAIN span, named after the graph;
+//     the execution is session.id. A TOOL span takes its agent from the
+//     nearest AGENT or root CHAIN span that encloses it in the request.
+//     LangChain's output.value is the ToolMessage it made of the tool's
+//     return value, serialized: the result is its content.
 //   - "vercel_ai": the Vercel AI SDK's telemetry: ai.toolCall spans
 //     (ai.toolCall.name, ai.toolCall.id, ai.toolCall.args,
 //     ai.toolCall.result) and the generateText / streamText /
@@ -25,22 +30,28 @@
 //     ai.telemetry.metadata.userId.
 //
 // A span that already has audit.action.type is hand-tagged and never
-// derived. Otherwise a captured span gets the audit.* keys it lacks (keys
-// the sender set win), the framework keys it took a column from are moved
-// there, and each derived key is recorded in audit.validation as problem
-// "derived", whose detail names the convention and the source key: an
-// auditor tells derived entries from hand-tagged ones. A tool call's action
+// derived. Otherwise a captured span gets the audit.* keys it lacks, and
+// gen_ai.agent.id, gen_ai.agent.name, enduser.id and tool_call.id where
+// the spans tell them (keys the sender set win); the framework keys it
+// took a column from are moved there, and each derived key is recorded in
+// audit.validation as problem "derived", whose detail names the
+// convention and the source: an auditor tells derived entries from
+// hand-tagged ones. A tool call's action
 // type comes from the tool rules (by tool name, first matching glob):
 // read, write, another known type, or ignore (not audited); without a
 // matching rule it is tool_call, an action whose effect is unknown. An agent
 // run becomes two entries: start at the span's start, end at its end, the
-// end's result from the span's status.
+// end's result from the span's status. A failure's result is its
+// error.type, else the first line of its status message: LangChain
+// appends the stack trace there.
 //
 // The README ("Capturing framework spans") documents the mapping key by
 // key; the tests in e2e/frameworks_* run the real frameworks.
 package capture // import "github.com/agentaudit/agentaudit/internal/capture"
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -143,6 +154,7 @@ type Match struct {
 	Outcome    Outcome
 	Convention string
 	agent      bool   // an agent run (two entries), else a tool call
+	rootChain  bool   // an OpenInference root CHAIN span (LangGraph's run)
 	tool       string // the tool's name
 	action     string // the tool call's action type
 }
@@ -200,7 +212,7 @@ func (c *Capturer) Match(span ptrace.Span) Match {
 	case strAttr(attrs, "openinference.span.kind") == "CHAIN" && span.ParentSpanID().IsEmpty():
 		// LangGraph and LangChain agents have no AGENT span: the graph or
 		// chain invoked is the trace's root CHAIN span.
-		m = Match{Convention: OpenInference, agent: true}
+		m = Match{Convention: OpenInference, agent: true, rootChain: true}
 	default:
 		switch op := vercelOperation(span); {
 		case op == "ai.toolCall":
@@ -292,39 +304,149 @@ var PayloadKeys = []string{
 	"ai.toolCall.args", "ai.toolCall.result",
 }
 
-// Executions are the execution ids the spans of a request name, by trace:
-// a GenAI execute_tool span carries no gen_ai.conversation.id, the
-// invoke_agent and chat spans of its trace do.
-type Executions map[pcommon.TraceID]string
+// Executions are what the spans of one request say of the runs
+// (executions) their tool calls belong to, for the tool spans that do not
+// say it themselves: a GenAI execute_tool span carries neither
+// gen_ai.conversation.id nor gen_ai.agent.*, an OpenInference TOOL span
+// no agent. The invoke_agent and chat spans of its trace name the
+// conversation; the enclosing agent span (invoke_agent; AGENT, or
+// LangGraph's root CHAIN) names the agent. The zero value knows nothing.
+type Executions struct {
+	// ids are the first gen_ai.conversation.id of each trace.
+	ids map[pcommon.TraceID]string
+	// agents are the agent spans, parents every span's parent (only when
+	// there is an agent span): a tool span's ancestors are walked to the
+	// nearest agent span of its convention.
+	agents  map[spanRef]agentSpan
+	parents map[spanRef]pcommon.SpanID
+}
 
-// Executions returns, when GenAI capture is on, the gen_ai.conversation.id
-// of each trace of td that has a span naming one (the first), else nil.
-func (c *Capturer) Executions(td ptrace.Traces) Executions {
-	if !c.Enabled() || !c.on[GenAI] {
-		return nil
+type spanRef struct {
+	trace pcommon.TraceID
+	span  pcommon.SpanID
+}
+
+// agentSpan is what an agent span says of its agent.
+type agentSpan struct {
+	convention string
+	kind       string // invoke_agent, AGENT, root CHAIN
+	id, name   string
+	nameFrom   string // the key name came from, or "its name"
+}
+
+// agentOf reports whether span is an agent span of a convention c
+// captures, and what it names: GenAI invoke_agent (gen_ai.agent.id,
+// gen_ai.agent.name); OpenInference AGENT or a root CHAIN
+// (gen_ai.agent.name, agent.name, else the span's name: LangGraph names
+// its root chain after the graph's runName).
+func (c *Capturer) agentOf(span ptrace.Span) (agentSpan, bool) {
+	attrs := span.Attributes()
+	var a agentSpan
+	switch kind := strAttr(attrs, "openinference.span.kind"); {
+	case c.on[GenAI] && strAttr(attrs, "gen_ai.operation.name") == "invoke_agent":
+		a = agentSpan{convention: GenAI, kind: "invoke_agent"}
+	case c.on[OpenInference] && kind == "AGENT":
+		a = agentSpan{convention: OpenInference, kind: "AGENT"}
+	case c.on[OpenInference] && kind == "CHAIN" && span.ParentSpanID().IsEmpty():
+		a = agentSpan{convention: OpenInference, kind: "root CHAIN"}
+	default:
+		return agentSpan{}, false
 	}
+	a.id = strAttr(attrs, entry.KeyAgentID)
+	if a.name = strAttr(attrs, entry.KeyAgentName); a.name != "" {
+		a.nameFrom = entry.KeyAgentName
+	} else if a.convention == OpenInference {
+		if a.name = strAttr(attrs, "agent.name"); a.name != "" {
+			a.nameFrom = "agent.name"
+		} else if a.name = span.Name(); a.name != "" {
+			a.nameFrom = "its name"
+		}
+	}
+	return a, true
+}
+
+// Executions returns, when GenAI or OpenInference capture is on, what the
+// spans of td say of their runs (see Executions), else the zero value.
+func (c *Capturer) Executions(td ptrace.Traces) Executions {
 	var ex Executions
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				span := spans.At(k)
-				id := strAttr(span.Attributes(), "gen_ai.conversation.id")
-				if id == "" {
-					continue
-				}
-				if ex == nil {
-					ex = Executions{}
-				}
-				if _, ok := ex[span.TraceID()]; !ok {
-					ex[span.TraceID()] = id
+	if !c.Enabled() || !c.on[GenAI] && !c.on[OpenInference] {
+		return ex
+	}
+	each := func(f func(ptrace.Span)) {
+		rss := td.ResourceSpans()
+		for i := 0; i < rss.Len(); i++ {
+			sss := rss.At(i).ScopeSpans()
+			for j := 0; j < sss.Len(); j++ {
+				spans := sss.At(j).Spans()
+				for k := 0; k < spans.Len(); k++ {
+					f(spans.At(k))
 				}
 			}
 		}
 	}
+	each(func(span ptrace.Span) {
+		if a, ok := c.agentOf(span); ok {
+			if ex.agents == nil {
+				ex.agents = map[spanRef]agentSpan{}
+			}
+			ex.agents[spanRef{span.TraceID(), span.SpanID()}] = a
+		}
+		if !c.on[GenAI] {
+			return
+		}
+		id := strAttr(span.Attributes(), "gen_ai.conversation.id")
+		if id == "" {
+			return
+		}
+		if ex.ids == nil {
+			ex.ids = map[pcommon.TraceID]string{}
+		}
+		if _, ok := ex.ids[span.TraceID()]; !ok {
+			ex.ids[span.TraceID()] = id
+		}
+	})
+	if ex.agents != nil {
+		// A second pass, only for a request with an agent span: the
+		// parents of the spans of its traces.
+		ex.parents = map[spanRef]pcommon.SpanID{}
+		traces := map[pcommon.TraceID]bool{}
+		for r := range ex.agents {
+			traces[r.trace] = true
+		}
+		each(func(span ptrace.Span) {
+			if traces[span.TraceID()] && !span.ParentSpanID().IsEmpty() {
+				ex.parents[spanRef{span.TraceID(), span.SpanID()}] = span.ParentSpanID()
+			}
+		})
+	}
 	return ex
+}
+
+// agent returns the nearest agent span of convention cv that encloses
+// span, among the spans of the request, walking up its parents; false
+// when its ancestors in the request reach none.
+func (ex Executions) agent(span ptrace.Span, cv string) (agentSpan, bool) {
+	if ex.agents == nil {
+		return agentSpan{}, false
+	}
+	tr := span.TraceID()
+	p := span.ParentSpanID()
+	// At most one step per span known, so that a cycle of parent ids (a
+	// sender can send any) ends.
+	for range len(ex.parents) + 1 {
+		if p.IsEmpty() {
+			break
+		}
+		if a, ok := ex.agents[spanRef{tr, p}]; ok && a.convention == cv {
+			return a, true
+		}
+		next, ok := ex.parents[spanRef{tr, p}]
+		if !ok {
+			break
+		}
+		p = next
+	}
+	return agentSpan{}, false
 }
 
 // Apply tags span, which Match found Captured, with the audit.* keys it
@@ -361,7 +483,7 @@ func (c *Capturer) Apply(span ptrace.Span, m Match, start func() ptrace.Span, ex
 			break
 		}
 	}
-	if id, ok := ex[span.TraceID()]; ok && !found && m.Convention == GenAI {
+	if id, ok := ex.ids[span.TraceID()]; ok && !found && m.Convention == GenAI {
 		set(entry.KeyExecutionID, id, "from gen_ai.conversation.id of another span of the trace, in the same request")
 	}
 	if _, ok := attrs.Get(entry.KeyEndUserID); !ok {
@@ -380,6 +502,28 @@ func (c *Capturer) Apply(span ptrace.Span, m Match, start func() ptrace.Span, ex
 			}
 		}
 	}
+	_, hasID := attrs.Get(entry.KeyAgentID)
+	_, hasName := attrs.Get(entry.KeyAgentName)
+	switch {
+	case hasID || hasName:
+		// The span names its agent: nothing of another is mixed in.
+	case m.agent && m.Convention == OpenInference && span.Name() != "":
+		// LangGraph's root CHAIN is named after the graph (its runName).
+		set(entry.KeyAgentName, span.Name(), "the "+kindOf(m)+" span's name")
+	case !m.agent:
+		if a, ok := ex.agent(span, m.Convention); ok {
+			of := " of the enclosing " + a.kind + " span, in the same request"
+			if a.id != "" {
+				set(entry.KeyAgentID, a.id, "from "+entry.KeyAgentID+of)
+			}
+			if a.nameFrom == "its name" {
+				set(entry.KeyAgentName, a.name, "from the name"+of)
+			} else if a.name != "" {
+				set(entry.KeyAgentName, a.name, "from "+a.nameFrom+of)
+			}
+		}
+	}
+	errResult, errFrom := errorResult(span)
 	if !m.agent {
 		set(entry.KeyActionType, m.action, kindOf(m)+" span, tool "+m.tool+", "+ruleOf(m))
 		set(entry.KeyTargetSystem, m.tool, "the tool's name")
@@ -389,7 +533,20 @@ func (c *Capturer) Apply(span ptrace.Span, m Match, start func() ptrace.Span, ex
 				// message); the tool's output, if any, stays an attribute.
 				continue
 			}
+			if s.audit == entry.KeyResult && m.Convention == OpenInference {
+				if content, callID, ok := toolMessage(attrs); ok {
+					set(entry.KeyResult, content, "from "+s.from+": the content of the ToolMessage it holds")
+					if callID != "" {
+						set(keyToolCallID, callID, "from "+s.from+": the ToolMessage's tool_call_id")
+					}
+					attrs.Remove(s.from)
+					continue
+				}
+			}
 			move(s.audit, s.from)
+		}
+		if errResult != "" {
+			set(entry.KeyResult, errResult, errFrom)
 		}
 		addDerived(span, derived)
 		return
@@ -428,7 +585,114 @@ func (c *Capturer) Apply(span ptrace.Span, m Match, start func() ptrace.Span, ex
 	}
 	span.SetStartTimestamp(span.EndTimestamp())
 	attrs.PutStr(entry.KeyActionType, "end")
+	if _, ok := attrs.Get(entry.KeyResult); !ok && errResult != "" {
+		attrs.PutStr(entry.KeyResult, errResult)
+		endDerived = append(endDerived, entry.Problem{Field: entry.KeyResult, Kind: ProblemDerived, Detail: m.Convention + ": " + errFrom})
+	}
 	addDerived(span, endDerived)
+}
+
+// keyToolCallID is OpenInference's key of a tool call's id, which
+// LangChain's TOOL spans carry only inside output.value.
+const keyToolCallID = "tool_call.id"
+
+// toolMessage returns the content of the LangChain ToolMessage that an
+// OpenInference TOOL span's output.value holds when its output.mime_type
+// is application/json, and its tool_call_id: LangChain.js records the
+// message LangChain made of the tool's return value, serialized
+// ({"output":{"lc":1,"type":"constructor","id":[…,"ToolMessage"],
+// "kwargs":{"content":…,"tool_call_id":…}}}), others its plain form
+// ({"type":"tool","content":…}). A string content is returned as is,
+// another (content blocks) as its JSON. ok is false for any other value,
+// which is then the result as it is.
+func toolMessage(attrs pcommon.Map) (content, callID string, ok bool) {
+	mime, _, _ := strings.Cut(strAttr(attrs, "output.mime_type"), ";")
+	if !strings.EqualFold(strings.TrimSpace(mime), "application/json") {
+		return "", "", false
+	}
+	raw := []byte(strAttr(attrs, "output.value"))
+	var wrapped map[string]json.RawMessage
+	if json.Unmarshal(raw, &wrapped) != nil {
+		return "", "", false
+	}
+	if out, ok := wrapped["output"]; ok && len(wrapped) == 1 {
+		raw = out
+	}
+	type fields struct {
+		Content    json.RawMessage `json:"content"`
+		ToolCallID string          `json:"tool_call_id"`
+	}
+	var msg struct {
+		fields
+		LC     json.RawMessage `json:"lc"`
+		Type   string          `json:"type"`
+		ID     []string        `json:"id"`
+		Kwargs *fields         `json:"kwargs"`
+	}
+	if json.Unmarshal(raw, &msg) != nil {
+		return "", "", false
+	}
+	var f fields
+	switch {
+	case msg.LC != nil && msg.Type == "constructor" && len(msg.ID) > 0 && msg.ID[len(msg.ID)-1] == "ToolMessage" && msg.Kwargs != nil:
+		f = *msg.Kwargs
+	case msg.LC == nil && msg.Type == "tool":
+		f = msg.fields
+	default:
+		return "", "", false
+	}
+	if len(f.Content) == 0 || string(f.Content) == "null" {
+		return "", "", false
+	}
+	if json.Unmarshal(f.Content, &content) == nil {
+		return content, f.ToolCallID, true
+	}
+	var compact bytes.Buffer
+	if json.Compact(&compact, f.Content) != nil {
+		return "", "", false
+	}
+	return compact.String(), f.ToolCallID, true
+}
+
+// errorResult returns the result of a span with status Error whose error
+// gives no short one: with neither audit.result nor error.type, the
+// result comes from the status message (entry.FromSpan), which LangChain
+// (OpenInference) fills with the message, a blank line and the stack
+// trace. It returns "error: " and the message's first line, and where it
+// came from; "" when the status message is already that line.
+func errorResult(span ptrace.Span) (result, from string) {
+	st := span.Status()
+	if st.Code() != ptrace.StatusCodeError {
+		return "", ""
+	}
+	attrs := span.Attributes()
+	if _, ok := attrs.Get(entry.KeyResult); ok {
+		return "", ""
+	}
+	if v, ok := attrs.Get(entry.KeyErrorType); ok && v.AsString() != "" {
+		return "", ""
+	}
+	msg, from := st.Message(), "the status message"
+	if msg == "" {
+		// No status message: the last exception event's message.
+		evs := span.Events()
+		for i := evs.Len() - 1; i >= 0 && msg == ""; i-- {
+			if evs.At(i).Name() == "exception" {
+				msg, from = strAttr(evs.At(i).Attributes(), "exception.message"), "exception.message"
+			}
+		}
+	}
+	line, rest, _ := strings.Cut(msg, "\n")
+	line = strings.TrimSpace(line)
+	if line == "" || line == st.Message() {
+		return "", ""
+	}
+	if strings.TrimSpace(rest) != "" {
+		from = "the first line of " + from + " (the stack trace after it left out)"
+	} else {
+		from = "from " + from
+	}
+	return "error: " + line, from
 }
 
 func kindOf(m Match) string {
@@ -437,6 +701,8 @@ func kindOf(m Match) string {
 		return "invoke_agent"
 	case m.Convention == GenAI:
 		return "execute_tool"
+	case m.Convention == OpenInference && m.rootChain:
+		return "root CHAIN"
 	case m.Convention == OpenInference && m.agent:
 		return "AGENT"
 	case m.Convention == OpenInference:

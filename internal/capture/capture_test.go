@@ -117,7 +117,7 @@ func TestToolCalls(t *testing.T) {
 			assert.Equal(t, tc.conv, m.Convention)
 			assert.False(t, m.Agent())
 			assert.Equal(t, tc.tool, m.tool)
-			c.Apply(tc.span, m, nil, nil)
+			c.Apply(tc.span, m, nil, Executions{})
 			attrs := tc.span.Attributes()
 			for k, v := range tc.want {
 				got, ok := attrs.Get(k)
@@ -154,7 +154,7 @@ func TestToolCallError(t *testing.T) {
 		"gen_ai.tool.call.result": "partial", "error.type": "CardDeclined"})
 	s.Status().SetCode(ptrace.StatusCodeError)
 	c := New(all)
-	c.Apply(s, c.Match(s), nil, nil)
+	c.Apply(s, c.Match(s), nil, Executions{})
 	_, ok := s.Attributes().Get(entry.KeyResult)
 	assert.False(t, ok)
 	e := entry.FromSpan(pcommon.NewResource(), s, entry.Options{})
@@ -182,7 +182,7 @@ func TestAgentRuns(t *testing.T) {
 			tc.span.Status().SetCode(ptrace.StatusCodeError)
 			tc.span.Attributes().PutStr("error.type", "Timeout")
 			slice := ptrace.NewSpanSlice()
-			c.Apply(tc.span, m, slice.AppendEmpty, nil)
+			c.Apply(tc.span, m, slice.AppendEmpty, Executions{})
 			require.Equal(t, 1, slice.Len())
 			start := slice.At(0)
 			res := pcommon.NewResource()
@@ -256,7 +256,7 @@ func TestExecutionsOfATrace(t *testing.T) {
 	other.SetTraceID(pcommon.TraceID{7})
 	c := New(all)
 	ex := c.Executions(td)
-	require.Equal(t, Executions{tool.TraceID(): "conv-1"}, ex)
+	require.Equal(t, map[pcommon.TraceID]string{tool.TraceID(): "conv-1"}, ex.ids)
 	c.Apply(tool, c.Match(tool), nil, ex)
 	c.Apply(other, c.Match(other), nil, ex)
 	id, _ := tool.Attributes().Get(entry.KeyExecutionID)
@@ -264,7 +264,8 @@ func TestExecutionsOfATrace(t *testing.T) {
 	assert.Contains(t, derivedOf(t, tool)[entry.KeyExecutionID], "another span of the trace")
 	_, ok := other.Attributes().Get(entry.KeyExecutionID)
 	assert.False(t, ok, "another trace: the trace id, defaulted later")
-	assert.Nil(t, New(Config{Conventions: []string{OpenInference}}).Executions(td), "GenAI off: no scan")
+	assert.Nil(t, New(Config{Conventions: []string{OpenInference}}).Executions(td).ids, "GenAI off: no conversation id")
+	assert.Equal(t, Executions{}, New(Config{Conventions: []string{VercelAI}}).Executions(td), "neither GenAI nor OpenInference: no scan")
 
 	root := span("graph", map[string]any{"openinference.span.kind": "CHAIN"})
 	nested := span("agent", map[string]any{"openinference.span.kind": "CHAIN"})
@@ -273,7 +274,284 @@ func TestExecutionsOfATrace(t *testing.T) {
 	assert.Equal(t, NotFramework, c.Match(nested).Outcome)
 
 	v := span("ai.toolCall", map[string]any{"ai.operationId": "ai.toolCall", "ai.toolCall.name": "t", "ai.telemetry.metadata.userId": "maria@example.com"})
-	c.Apply(v, c.Match(v), nil, nil)
+	c.Apply(v, c.Match(v), nil, Executions{})
 	p, _ := v.Attributes().Get(entry.KeyEndUserID)
 	assert.Equal(t, "maria@example.com", p.Str())
+}
+
+// tree is one request's spans, all of trace 1 unless moved: each with its
+// id and its parent's (0: a root).
+type tree struct {
+	td    ptrace.Traces
+	spans ptrace.SpanSlice
+}
+
+func newTree() *tree {
+	td := ptrace.NewTraces()
+	return &tree{td: td, spans: td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()}
+}
+
+func (tr *tree) add(name string, id, parent byte, attrs map[string]any) ptrace.Span {
+	s := tr.spans.AppendEmpty()
+	span(name, attrs).CopyTo(s)
+	s.SetSpanID(pcommon.SpanID{id})
+	if parent != 0 {
+		s.SetParentSpanID(pcommon.SpanID{parent})
+	}
+	return s
+}
+
+func strOf(s ptrace.Span, key string) string {
+	v, ok := s.Attributes().Get(key)
+	if !ok {
+		return "<none>"
+	}
+	return v.Str()
+}
+
+// TestAgentOfEnclosingSpan: a GenAI execute_tool span and an OpenInference
+// TOOL span, which name no agent, take the agent of the nearest agent span
+// of their convention that encloses them in the request, marked derived;
+// a tool span that names its agent keeps it, and nothing of another trace,
+// another convention or a span outside the request is taken.
+func TestAgentOfEnclosingSpan(t *testing.T) {
+	tr := newTree()
+	invoke := func(id, name string) map[string]any {
+		return map[string]any{"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.id": id, "gen_ai.agent.name": name}
+	}
+	tool := func(name string, more ...string) map[string]any {
+		m := map[string]any{"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+		for i := 0; i+1 < len(more); i += 2 {
+			m[more[i]] = more[i+1]
+		}
+		return m
+	}
+	// Sent as OTel SDKs send them: a span when it ends, the agents last.
+	inner := tr.add("execute_tool search", 4, 3, tool("search"))
+	viaStep := tr.add("execute_tool plan", 6, 5, tool("plan"))
+	outer := tr.add("execute_tool notify", 7, 1, tool("notify"))
+	own := tr.add("execute_tool own", 8, 3, tool("own", "gen_ai.agent.name", "Hand-named"))
+	orphan := tr.add("execute_tool orphan", 9, 99, tool("orphan"))
+	other := tr.add("execute_tool other", 10, 1, tool("other"))
+	other.SetTraceID(pcommon.TraceID{7})
+	tr.add("step", 5, 3, map[string]any{})
+	tr.add("invoke_agent Researcher", 3, 1, invoke("agent_r", "Researcher"))
+	tr.add("invoke_agent Orchestrator", 1, 0, invoke("agent_o", "Orchestrator"))
+	// OpenInference: LangGraph's root CHAIN (the graph) > tools > TOOL,
+	// and an AGENT span inside another graph.
+	oiTool := tr.add("crm_lookup", 22, 21, map[string]any{"openinference.span.kind": "TOOL", "tool.name": "crm_lookup"})
+	tr.add("tools", 21, 20, map[string]any{"openinference.span.kind": "CHAIN"})
+	tr.add("crm-email-fix", 20, 0, map[string]any{"openinference.span.kind": "CHAIN"})
+	agentTool := tr.add("web_search", 32, 31, map[string]any{"openinference.span.kind": "TOOL", "tool.name": "web_search"})
+	tr.add("Researcher", 31, 30, map[string]any{"openinference.span.kind": "AGENT", "agent.name": "Research agent"})
+	tr.add("research-graph", 30, 0, map[string]any{"openinference.span.kind": "CHAIN"})
+	// A GenAI tool under an OpenInference agent only: another convention.
+	mixed := tr.add("execute_tool mixed", 33, 31, tool("mixed"))
+
+	c := New(all)
+	ex := c.Executions(tr.td)
+	for _, s := range []ptrace.Span{inner, viaStep, outer, own, orphan, other, oiTool, agentTool, mixed} {
+		c.Apply(s, c.Match(s), nil, ex)
+	}
+	for _, tc := range []struct {
+		span         ptrace.Span
+		id, name     string
+		idFrom, from string // the derived details; "" when not derived
+	}{
+		{inner, "agent_r", "Researcher", "genai: from gen_ai.agent.id of the enclosing invoke_agent span, in the same request",
+			"genai: from gen_ai.agent.name of the enclosing invoke_agent span, in the same request"},
+		{viaStep, "agent_r", "Researcher", "genai: from gen_ai.agent.id of the enclosing invoke_agent span, in the same request",
+			"genai: from gen_ai.agent.name of the enclosing invoke_agent span, in the same request"},
+		{outer, "agent_o", "Orchestrator", "genai: from gen_ai.agent.id of the enclosing invoke_agent span, in the same request",
+			"genai: from gen_ai.agent.name of the enclosing invoke_agent span, in the same request"},
+		{own, "<none>", "Hand-named", "", ""},
+		{orphan, "<none>", "<none>", "", ""},
+		{other, "<none>", "<none>", "", ""},
+		{oiTool, "<none>", "crm-email-fix", "", "openinference: from the name of the enclosing root CHAIN span, in the same request"},
+		{agentTool, "<none>", "Research agent", "", "openinference: from agent.name of the enclosing AGENT span, in the same request"},
+		{mixed, "<none>", "<none>", "", ""},
+	} {
+		name := tc.span.Name()
+		assert.Equal(t, tc.id, strOf(tc.span, entry.KeyAgentID), "%s: agent id", name)
+		assert.Equal(t, tc.name, strOf(tc.span, entry.KeyAgentName), "%s: agent name", name)
+		d := derivedOf(t, tc.span)
+		assert.Equal(t, tc.idFrom, d[entry.KeyAgentID], "%s: agent id derived", name)
+		assert.Equal(t, tc.from, d[entry.KeyAgentName], "%s: agent name derived", name)
+	}
+
+	// Only the conventions captured: with GenAI alone, an OpenInference
+	// root CHAIN is no agent span.
+	gen := New(Config{Conventions: []string{GenAI}})
+	assert.Len(t, gen.Executions(tr.td).agents, 2)
+
+	// A cycle of parent ids (a sender can send any) ends.
+	cyc := newTree()
+	a := cyc.add("execute_tool a", 1, 2, tool("a"))
+	cyc.add("execute_tool b", 2, 1, tool("b"))
+	cyc.add("invoke_agent X", 3, 0, invoke("x", "X"))
+	ex = c.Executions(cyc.td)
+	c.Apply(a, c.Match(a), nil, ex)
+	assert.Equal(t, "<none>", strOf(a, entry.KeyAgentName))
+}
+
+// TestRootChainNamesTheAgent: LangGraph's run, a root CHAIN span, names
+// its agent after the graph (its name), in both of its entries, as its
+// tool calls do; an agent.name wins.
+func TestRootChainNamesTheAgent(t *testing.T) {
+	c := New(all)
+	for _, tc := range []struct {
+		span       ptrace.Span
+		name, from string
+	}{
+		{span("crm-email-fix", map[string]any{"openinference.span.kind": "CHAIN"}), "crm-email-fix", "openinference: the root CHAIN span's name"},
+		{span("Researcher", map[string]any{"openinference.span.kind": "AGENT"}), "Researcher", "openinference: the AGENT span's name"},
+		{span("graph", map[string]any{"openinference.span.kind": "CHAIN", "agent.name": "Planner"}), "Planner", "openinference: from agent.name"},
+	} {
+		starts := ptrace.NewSpanSlice()
+		c.Apply(tc.span, c.Match(tc.span), starts.AppendEmpty, Executions{})
+		for _, s := range []ptrace.Span{starts.At(0), tc.span} {
+			e := entry.FromSpan(pcommon.NewResource(), s, entry.Options{})
+			require.NotNil(t, e.AgentName)
+			assert.Equal(t, tc.name, *e.AgentName)
+			assert.Equal(t, tc.name, e.TargetSystem)
+			assert.Equal(t, tc.from, derivedOf(t, s)[entry.KeyAgentName])
+		}
+	}
+}
+
+// langChainToolOutput is output.value of a TOOL span of LangGraph.js
+// 1.7.3 with @arizeai/openinference-instrumentation-langchain 4.1.1, as
+// e2e/testdata/frameworks/langgraph.json has it: the ToolMessage
+// LangChain made of the tool's return value (a string), serialized.
+const langChainToolOutput = `{"output":{"lc":1,"type":"constructor","id":["langchain_core","messages","ToolMessage"],"kwargs":{"status":"success","content":"{\"contactId\":\"48291\",\"name\":\"Jane Doe\",\"email\":\"jane@olddomain.com\"}","tool_call_id":"call_lookup_1","name":"crm_lookup_contact","metadata":{"versions":{"@langchain/core":"1.4.0"}},"additional_kwargs":{},"response_metadata":{}}}}`
+
+// TestToolMessageResult: an OpenInference TOOL span whose output.value is
+// a serialized LangChain ToolMessage (output.mime_type application/json)
+// records the message's content as the result and its tool_call_id as
+// tool_call.id, both marked derived; any other output.value is the result
+// as it is.
+func TestToolMessageResult(t *testing.T) {
+	const lookup = `{"contactId":"48291","name":"Jane Doe","email":"jane@olddomain.com"}`
+	for _, tc := range []struct {
+		name, mime, output string
+		more               map[string]any
+		result, callID     string // callID "<none>": no tool_call.id
+		derivedFrom        string
+	}{
+		{"LangChain.js, as sent", "application/json", langChainToolOutput, nil, lookup, "call_lookup_1",
+			"openinference: from output.value: the content of the ToolMessage it holds"},
+		{"mime type with parameters", "application/json; charset=utf-8", langChainToolOutput, nil, lookup, "call_lookup_1",
+			"openinference: from output.value: the content of the ToolMessage it holds"},
+		{"unwrapped", "application/json", `{"lc":1,"type":"constructor","id":["langchain_core","messages","ToolMessage"],"kwargs":{"content":"done","tool_call_id":"c9"}}`, nil, "done", "c9",
+			"openinference: from output.value: the content of the ToolMessage it holds"},
+		{"plain form", "application/json", `{"type":"tool","content":"done","tool_call_id":"c9","name":"x"}`, nil, "done", "c9",
+			"openinference: from output.value: the content of the ToolMessage it holds"},
+		{"content blocks", "application/json", `{"type":"tool","content":[ {"type":"text", "text":"done"} ]}`, nil, `[{"type":"text","text":"done"}]`, "<none>",
+			"openinference: from output.value: the content of the ToolMessage it holds"},
+		{"the sender's tool_call.id wins", "application/json", langChainToolOutput, map[string]any{"tool_call.id": "mine"}, lookup, "mine",
+			"openinference: from output.value: the content of the ToolMessage it holds"},
+		{"text/plain: as it is", "text/plain", langChainToolOutput, nil, langChainToolOutput, "<none>", "openinference: from output.value"},
+		{"no mime type: as it is", "", langChainToolOutput, nil, langChainToolOutput, "<none>", "openinference: from output.value"},
+		{"another message: as it is", "application/json", `{"output":{"lc":1,"type":"constructor","id":["langchain_core","messages","AIMessage"],"kwargs":{"content":"hi"}}}`, nil,
+			`{"output":{"lc":1,"type":"constructor","id":["langchain_core","messages","AIMessage"],"kwargs":{"content":"hi"}}}`, "<none>", "openinference: from output.value"},
+		{"JSON of the tool's own: as it is", "application/json", `{"output":{"content":"x"}}`, nil, `{"output":{"content":"x"}}`, "<none>", "openinference: from output.value"},
+		{"not JSON: as it is", "application/json", `{"output":`, nil, `{"output":`, "<none>", "openinference: from output.value"},
+		{"no content: as it is", "application/json", `{"type":"tool","tool_call_id":"c9"}`, nil, `{"type":"tool","tool_call_id":"c9"}`, "<none>", "openinference: from output.value"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			attrs := map[string]any{"openinference.span.kind": "TOOL", "tool.name": "crm_lookup_contact", "input.value": "jane@olddomain.com", "output.value": tc.output}
+			if tc.mime != "" {
+				attrs["output.mime_type"] = tc.mime
+			}
+			for k, v := range tc.more {
+				attrs[k] = v
+			}
+			s := span("crm_lookup_contact", attrs)
+			s.Status().SetCode(ptrace.StatusCodeOk)
+			c := New(all)
+			c.Apply(s, c.Match(s), nil, Executions{})
+			assert.Equal(t, tc.result, strOf(s, entry.KeyResult))
+			assert.Equal(t, tc.callID, strOf(s, "tool_call.id"))
+			_, ok := s.Attributes().Get("output.value")
+			assert.False(t, ok, "output.value moved")
+			d := derivedOf(t, s)
+			assert.Equal(t, tc.derivedFrom, d[entry.KeyResult])
+			if tc.callID != "<none>" && tc.more == nil {
+				assert.Equal(t, "openinference: from output.value: the ToolMessage's tool_call_id", d["tool_call.id"])
+			} else {
+				assert.NotContains(t, d, "tool_call.id")
+			}
+		})
+	}
+}
+
+// TestErrorWithoutStack: a failed tool call or agent run whose error has
+// no error.type gets, as its result, the error's message without the
+// stack trace LangChain appends to the status message; a short status
+// message, error.type or the sender's audit.result is left as it is.
+func TestErrorWithoutStack(t *testing.T) {
+	const msg = "HubSpot API 429: rate limited, retry after 1s"
+	// As LangGraph.js 1.7.3 with OpenInference 4.1.1 sends it.
+	const withStack = msg + "\n\nRateLimitError: " + msg + "\n    at Object.run (file:///agents/crm.mjs:57:13)\n    at async DynamicStructuredTool.call"
+	oiTool := func() ptrace.Span {
+		return span("crm_update_contact", map[string]any{"openinference.span.kind": "TOOL", "tool.name": "crm_update_contact",
+			"input.value": `{"contactId":"48291"}`, "input.mime_type": "application/json"})
+	}
+	withException := func(s ptrace.Span, text string) ptrace.Span {
+		ev := s.Events().AppendEmpty()
+		ev.SetName("exception")
+		ev.Attributes().PutStr("exception.message", text)
+		return s
+	}
+	for _, tc := range []struct {
+		name    string
+		span    ptrace.Span
+		status  string
+		result  string
+		derived string // "": the result is not derived by capture
+	}{
+		{"status message with a stack", withException(oiTool(), withStack), withStack, "error: " + msg,
+			"openinference: the first line of the status message (the stack trace after it left out)"},
+		{"no status message: exception.message", withException(oiTool(), withStack), "", "error: " + msg,
+			"openinference: the first line of exception.message (the stack trace after it left out)"},
+		{"no status message, a one-line exception.message", withException(oiTool(), msg), "", "error: " + msg, "openinference: from exception.message"},
+		{"a one-line status message", oiTool(), msg, "error: " + msg, ""},
+		{"error.type wins", span("execute_tool pay", map[string]any{"gen_ai.operation.name": "execute_tool", "error.type": "RateLimitError"}), withStack, "error: RateLimitError", ""},
+		{"nothing at all", oiTool(), "", "error", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.span.Status().SetCode(ptrace.StatusCodeError)
+			tc.span.Status().SetMessage(tc.status)
+			c := New(all)
+			c.Apply(tc.span, c.Match(tc.span), nil, Executions{})
+			e := entry.FromSpan(pcommon.NewResource(), tc.span, entry.Options{})
+			assert.Equal(t, tc.result, e.Result)
+			assert.Equal(t, "Error", e.StatusCode)
+			if tc.derived == "" {
+				_, ok := tc.span.Attributes().Get(entry.KeyResult)
+				assert.False(t, ok, "no audit.result: the entry derives it")
+			} else {
+				assert.Equal(t, tc.derived, derivedOf(t, tc.span)[entry.KeyResult])
+			}
+		})
+	}
+
+	// A hand-set audit.result wins.
+	s := oiTool()
+	s.Attributes().PutStr(entry.KeyResult, "429")
+	s.Status().SetCode(ptrace.StatusCodeError)
+	s.Status().SetMessage(withStack)
+	c := New(all)
+	c.Apply(s, c.Match(s), nil, Executions{})
+	assert.Equal(t, "429", strOf(s, entry.KeyResult))
+
+	// A run that failed: its end, not its start.
+	run := span("crm-email-fix", map[string]any{"openinference.span.kind": "CHAIN"})
+	run.Status().SetCode(ptrace.StatusCodeError)
+	run.Status().SetMessage(withStack)
+	starts := ptrace.NewSpanSlice()
+	c.Apply(run, c.Match(run), starts.AppendEmpty, Executions{})
+	assert.Equal(t, "error: "+msg, entry.FromSpan(pcommon.NewResource(), run, entry.Options{}).Result)
+	assert.Equal(t, "started", entry.FromSpan(pcommon.NewResource(), starts.At(0), entry.Options{}).Result)
+	assert.Equal(t, "openinference: the first line of the status message (the stack trace after it left out)", derivedOf(t, run)[entry.KeyResult])
 }
