@@ -164,6 +164,27 @@ func TestBrowserRunPage(t *testing.T) {
 	verdict, err := b.VisibleTexts(`.verdict`)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"✓ Intact — signed checkpoint at size 42 by key agentaudit-test (a1b2c3d4)"}, verdict)
+
+	// Who sent each step; the step another service sent, which the senders
+	// policy flagged, and the step sent unauthenticated stand out.
+	senders, err := b.VisibleTexts(`ol.timeline > li.step dd.sender`)
+	require.NoError(t, err)
+	assert.Equal(t, []string{
+		senderCRM, senderCRM,
+		senderBilling + " may not write for this agent (sender_mismatch, see Validation)",
+		senderCRM, senderCRM,
+		"no sender not authenticated, while other steps of this run were",
+		senderCRM,
+	}, senders)
+	summary, err := b.VisibleTexts(`.summary .senders dd`)
+	require.NoError(t, err)
+	assert.Equal(t, []string{senderCRM + " (5 steps), " + senderBilling + " (1 step) · 1 step without a sender · 1 sender mismatch"}, summary)
+	flagged, err := b.Eval(`return Array.from(document.querySelectorAll("ol.timeline > li.step.flagged"), e => [e.id, e.querySelector(".step-head .badge").innerText, getComputedStyle(e).borderLeftColor])`)
+	require.NoError(t, err)
+	assert.Equal(t, []any{
+		[]any{"step-3", "⚠ sender mismatch", "rgb(125, 78, 0)"},
+		[]any{"step-6", "⚠ no sender", "rgb(125, 78, 0)"},
+	}, flagged, "flagged in the warning colour")
 	screenshot(t, b, "run.png")
 	noConsoleErrors(t, b)
 
@@ -282,15 +303,36 @@ func TestBrowserReport(t *testing.T) {
 	big, err := b.Eval(`return document.body.innerText.includes("END-OF-BIG-VALUE")`)
 	require.NoError(t, err)
 	assert.Equal(t, true, big)
-	// Printing starts each run on a new page.
-	brk, err := b.Eval(`for (const r of document.styleSheets[0].cssRules) {
-		if (r.media && r.media.mediaText === "print") {
-			for (const s of r.cssRules) if (s.selectorText === ".run-report") return s.style.breakBefore;
-		}
-	} return null`)
+	// Who sent each step, and the flags, as on the run page.
+	senders, err := b.VisibleTexts(`#run-0 li.step dd.sender`)
 	require.NoError(t, err)
-	assert.Equal(t, "page", brk)
+	require.Len(t, senders, len(f.timelines[0].Steps))
+	assert.Equal(t, senderCRM, senders[0])
+	assert.Equal(t, senderBilling+" may not write for this agent (sender_mismatch, see Validation)", senders[2])
+	badges, err := b.VisibleTexts(`#run-0 li.step.flagged .step-head .badge`)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"⚠ sender mismatch", "⚠ no sender"}, badges)
+	summary, err := b.VisibleTexts(`#run-0 .summary .senders dd`)
+	require.NoError(t, err)
+	assert.Equal(t, []string{senderCRM + " (5 steps), " + senderBilling + " (1 step) · 1 step without a sender · 1 sender mismatch"}, summary)
+	// Printing starts each run on a new page; in black and white a flagged
+	// step keeps a mark of its own.
+	assert.Equal(t, "page", printStyle(t, b, ".run-report", "break-before"))
+	assert.Equal(t, "dashed", printStyle(t, b, ".step.flagged:not(.tampered)", "border-left-style"))
 	noConsoleErrors(t, b)
+}
+
+// printStyle is the value of property in the page's print rule for
+// selector; nil when there is none.
+func printStyle(t *testing.T, b *browsertest.Browser, selector, property string) any {
+	t.Helper()
+	v, err := b.Eval(`for (const r of document.styleSheets[0].cssRules) {
+		if (r.media && r.media.mediaText === "print") {
+			for (const s of r.cssRules) if (s.selectorText === arguments[0]) return s.style.getPropertyValue(arguments[1]);
+		}
+	} return null`, selector, property)
+	require.NoError(t, err)
+	return v
 }
 
 // plainMarks is s as markText shows it, in text.

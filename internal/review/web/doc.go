@@ -36,6 +36,19 @@
 // An unknown run is a 404 page; a trail that cannot be read a 500 page that
 // says so in one line. Times are UTC, RFC 3339 with milliseconds.
 //
+// # Who sent it
+//
+// A run's summary, on its page and in the report, names who sent its steps:
+// the sender column, the identity the collector authenticated (README,
+// "Who sent it"), each distinct sender with its number of steps, or that
+// none was authenticated. When the run has a sender, every step says who
+// sent it, and two cases are flagged ⚠ on the step and counted in the
+// summary: a step without a sender (not authenticated, while other steps
+// were) and a step whose validation holds sender_mismatch (the collector's
+// senders policy: this sender may not write for this agent). An entry of
+// format version 1, which has no sender column, and the collector's own
+// entries (agentaudit.loss) say why they have none, unflagged.
+//
 // # Read-only, no JavaScript, no outside resources
 //
 // Only GET and HEAD are served; any other method is 405 with

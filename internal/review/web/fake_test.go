@@ -120,6 +120,12 @@ const (
 	weirdID     = "run/1 ?a=b#frag %2F<script>alert(1)</script>\x00\u202eevil ملف"
 )
 
+// Fixture senders: an mTLS client certificate's subject, a bearer token's name.
+const (
+	senderCRM     = "CN=crm-agent,O=Example Corp"
+	senderBilling = "svc-billing"
+)
+
 // bigValue is a 1 MiB value with a marker at its very end.
 var bigValue = strings.Repeat("0123456789abcdef", 65536-1) + "END-OF-BIG-VALUE"
 
@@ -217,6 +223,16 @@ func fixture() *fakeReviewer {
 	c[4].Reasoning = sp("Email bounced; found updated address via Clearbit")
 	c[4].Validation = sp(`[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"},{"field":"audit.value.proposed","problem":"truncated","original_bytes":70000,"sha256":"ab12"}]`)
 	c[5].Validation = sp(`not json at all <b>`)
+	// Who sent them, as the collector authenticated it: the agent's client
+	// certificate, but the approval request came with another service's
+	// token (flagged by the senders policy), and the nested read came
+	// unauthenticated.
+	for i := range c {
+		c[i].Sender = sp(senderCRM)
+	}
+	c[2].Sender = sp(senderBilling)
+	c[2].Validation = sp(`[{"field":"sender","problem":"sender_mismatch","detail":"sender \"svc-billing\" may not write for agent_name \"crm-agent\""}]`)
+	c[5].Sender = nil
 	rc := run(idCompleted, review.StatusCompleted, t0, tp(t0.Add(750*time.Millisecond)), c)
 	rc.Approvals, rc.ApprovalRequests = 1, 1
 	tls = append(tls, timeline(rc, c, intactIntegrity(review.SeqRange{ChainID: "chain-a", FirstSeq: 0, LastSeq: 6})))
@@ -227,6 +243,10 @@ func fixture() *fakeReviewer {
 		step(idFailed, 9, 1200, 0, "end", "billing-agent", "", "error"),
 	}
 	f[1].StatusCode = "Error"
+	// The run began on a collector of format version 1 (no end time, no
+	// sender column); the rest came from an authenticated sender.
+	f[0].EndTimeUnixNano, f[0].DurationMS = nil, nil
+	f[1].Sender, f[2].Sender = sp("billing-bot"), sp("billing-bot")
 	rf := run(idFailed, review.StatusFailed, t0.Add(-time.Hour), tp(t0.Add(-time.Hour+3*time.Second)), f)
 	rf.Agent, rf.AgentName = sp("billing-agent"), sp("billing-agent")
 	tls = append(tls, timeline(rf, f, intactIntegrity()))
@@ -275,6 +295,7 @@ func fixture() *fakeReviewer {
 	w[1].PreviousValue = sp("line one\nline two\x00with NUL\u202Eright-to-left\u2066isolate")
 	w[1].Reasoning = sp("عربى نص — mixed with English, and a zero width space\u200b.")
 	w[1].Approver = sp(`"><script>alert('approver')</script>`)
+	w[1].Sender = sp("<script>alert('sender')</script>\u202eCN=x")
 	rw := run(weirdID, review.StatusCompleted, t0.Add(-5*time.Hour), tp(t0.Add(-5*time.Hour+time.Second)), w)
 	rw.Agent, rw.AgentName = sp("<b>bold agent</b>"), sp("<b>bold agent</b>")
 	tls = append(tls, timeline(rw, w, intactIntegrity()))

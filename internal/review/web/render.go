@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/review"
 	"github.com/agentaudit/agentaudit/internal/verify"
 )
@@ -73,8 +74,6 @@ var funcs = template.FuncMap{
 	"txtp":       inlineTextPtr,
 	"val":        blockText,
 	"valp":       blockTextPtr,
-	"problems":   parseProblems,
-	"step":       newStepView,
 	"plural":     plural,
 	"seqs":       violationSeqs,
 	"shell":      shellQuote,
@@ -456,13 +455,56 @@ type stepView struct {
 	N        int // 1-based position in the timeline
 	Indent   int
 	Collapse bool
+	// Problems is the step's validation column, parsed; nil when empty.
+	Problems *problems
 	// OtherAgent: the step's agent or principal is not the run's, so the
 	// step names them.
 	OtherAgent bool
+	// ShowSender: the step says who sent it (every step of a run with a
+	// sender; in a run without one the summary says so once).
+	ShowSender bool
+	// SenderMismatch: the collector's senders policy flagged the step
+	// (docs/FORMAT.md, sender_mismatch).
+	SenderMismatch bool
+	// NoSender says why a step without a sender has none: senderMissing
+	// is flagged, the others are expected.
+	NoSender noSender
 }
 
-func newStepView(s review.Step, i int, sec section) stepView {
-	r := sec.TL.Run
+// noSender is why a step has no sender.
+type noSender string
+
+const (
+	// senderMissing: not authenticated, while other steps of the run were.
+	senderMissing noSender = "missing"
+	// senderV1: an entry of format version 1, which has no sender column.
+	senderV1 noSender = "v1"
+	// senderOwn: an entry the collector wrote itself (agentaudit.loss).
+	senderOwn noSender = "own"
+	// senderNone: not authenticated, like every step of the run.
+	senderNone noSender = "none"
+)
+
+// Flagged: the missing sender needs the reviewer's attention.
+func (n noSender) Flagged() bool { return n == senderMissing }
+
+// Note says why the step has no sender.
+func (n noSender) Note() string {
+	switch n {
+	case senderMissing:
+		return "not authenticated, while other steps of this run were"
+	case senderV1:
+		return "none: an entry of format version 1, which has no sender column"
+	case senderOwn:
+		return "none: the collector's own entry"
+	}
+	return "not authenticated"
+}
+
+// Flagged: the step's sender needs the reviewer's attention.
+func (v stepView) Flagged() bool { return v.SenderMismatch || v.NoSender.Flagged() }
+
+func newStepView(s review.Step, i int, r review.Run, senders senderSummary, collapse bool) stepView {
 	agent := s.AgentName
 	if agent == nil {
 		agent = s.AgentID
@@ -470,16 +512,77 @@ func newStepView(s review.Step, i int, sec section) stepView {
 	if agent == nil {
 		agent = s.ServiceName
 	}
-	return stepView{
-		Step: s, N: i + 1, Indent: min(max(s.Depth, 0), maxIndent), Collapse: sec.Collapse,
+	v := stepView{
+		Step: s, N: i + 1, Indent: min(max(s.Depth, 0), maxIndent), Collapse: collapse,
+		Problems:   parseProblems(s.Validation),
 		OtherAgent: deref(agent) != deref(r.Agent) || deref(s.Principal) != deref(r.Principal),
 	}
+	if v.Problems != nil {
+		for _, p := range v.Problems.List {
+			v.SenderMismatch = v.SenderMismatch || p.Problem == entry.ProblemSenderMismatch
+		}
+	}
+	if s.Sender == nil {
+		switch {
+		case entry.IsReservedActionType(s.ActionType):
+			v.NoSender = senderOwn
+		case s.EndTimeUnixNano == nil: // a row of version 1 (docs/FORMAT.md)
+			v.NoSender = senderV1
+		case len(senders.List) > 0:
+			v.NoSender = senderMissing
+		default:
+			v.NoSender = senderNone
+		}
+	}
+	v.ShowSender = len(senders.List) > 0 || v.SenderMismatch
+	return v
+}
+
+// senderSummary is who sent a run's steps, for its summary.
+type senderSummary struct {
+	// List holds the distinct senders, in the order of their first step.
+	List []senderCount
+	// Missing counts the steps flagged for having no sender (senderMissing);
+	// Mismatches the steps flagged sender_mismatch.
+	Missing, Mismatches int
+	// AllV1: every step is of format version 1, which has no sender.
+	AllV1 bool
+}
+
+type senderCount struct {
+	Name  string
+	Steps int
+}
+
+func newSenderSummary(steps []review.Step) senderSummary {
+	var sum senderSummary
+	at := map[string]int{}
+	v1 := 0
+	for _, s := range steps {
+		if s.EndTimeUnixNano == nil {
+			v1++
+		}
+		if s.Sender == nil {
+			continue
+		}
+		i, ok := at[*s.Sender]
+		if !ok {
+			i = len(sum.List)
+			at[*s.Sender] = i
+			sum.List = append(sum.List, senderCount{Name: *s.Sender})
+		}
+		sum.List[i].Steps++
+	}
+	sum.AllV1 = len(steps) > 0 && v1 == len(steps)
+	return sum
 }
 
 // section is one run as the shared partials show it, on the run page or in
 // the report.
 type section struct {
 	TL       *review.Timeline
+	Steps    []stepView
+	Senders  senderSummary
 	Collapse bool // fold long values (the run page); the report shows all
 	Report   bool
 	Target   string
@@ -489,9 +592,20 @@ type section struct {
 }
 
 func newSection(tl *review.Timeline, now time.Time, report bool, target string) section {
-	s := section{TL: tl, Collapse: !report, Report: report, Target: target}
+	s := section{TL: tl, Collapse: !report, Report: report, Target: target, Senders: newSenderSummary(tl.Steps)}
 	if tl.Run.End == nil && !now.IsZero() && !tl.Run.LastActivity.IsZero() {
 		s.Ago = humanDuration(float64(now.Sub(tl.Run.LastActivity)) / float64(time.Millisecond))
+	}
+	s.Steps = make([]stepView, len(tl.Steps))
+	for i, st := range tl.Steps {
+		v := newStepView(st, i, tl.Run, s.Senders, s.Collapse)
+		if v.NoSender.Flagged() {
+			s.Senders.Missing++
+		}
+		if v.SenderMismatch {
+			s.Senders.Mismatches++
+		}
+		s.Steps[i] = v
 	}
 	return s
 }

@@ -529,6 +529,128 @@ func TestRunPage(t *testing.T) {
 	has(t, progress, "3 h 29 min before now", "time since the last activity, by Options.Now")
 }
 
+// TestSenders: who sent each step, as the collector authenticated it, on
+// every step of a run with a sender and in its summary; a step without one
+// in such a run, and a step the senders policy flagged, are marked.
+func TestSenders(t *testing.T) {
+	f := fixture()
+	h := newHandler(f, "")
+	stepsOf := func(body string) []string {
+		i := strings.Index(body, `<ol class="timeline">`)
+		require.GreaterOrEqual(t, i, 0)
+		return strings.Split(body[i:], `<li class="step `)[1:]
+	}
+
+	body := do(h, "GET", "/runs/"+idCompleted).Body.String()
+	has(t, body, `<div class="senders"><dt>Sent by</dt><dd><span class="mono"><span class="v">CN=crm-agent,O=Example Corp</span></span> <span class="sub">(5 steps)</span>, `+
+		`<span class="mono"><span class="v">svc-billing</span></span> <span class="sub">(1 step)</span> · <strong class="warn">1 step without a sender</strong> · <strong class="warn">1 sender mismatch</strong></dd></div>`)
+	steps := stepsOf(body)
+	require.Len(t, steps, 7)
+	for i, st := range steps {
+		has(t, st, `<dt>Sent by</dt><dd class="sender">`, "step %d", i+1)
+		switch i + 1 {
+		case 3:
+			assert.True(t, strings.HasPrefix(st, `in1 flagged" id="step-3"`), st[:40])
+			has(t, st, `<span class="badge warn" title="the collector's senders policy says this sender may not write for this agent"><span aria-hidden="true">⚠</span> sender mismatch</span>`)
+			has(t, st, `<dd class="sender"><span class="mono"><span class="v">svc-billing</span></span> <strong class="warn">may not write for this agent</strong>`)
+			has(t, st, `<strong><span class="v">sender_mismatch</span></strong> — <span class="v">sender &#34;svc-billing&#34; may not write for agent_name &#34;crm-agent&#34;</span>`)
+			hasNot(t, st, "no sender")
+		case 6:
+			assert.True(t, strings.HasPrefix(st, `in2 flagged" id="step-6"`), st[:40])
+			has(t, st, `<span class="badge warn" title="not authenticated, while other steps of this run were"><span aria-hidden="true">⚠</span> no sender</span>`)
+			has(t, st, `<dd class="sender"><strong class="warn">no sender</strong> <span class="sub">not authenticated, while other steps of this run were</span></dd>`)
+		default:
+			hasNot(t, st[:40], "flagged", "step %d", i+1)
+			hasNot(t, st, `badge warn`, "step %d", i+1)
+			has(t, st, `<dd class="sender"><span class="mono"><span class="v">CN=crm-agent,O=Example Corp</span></span></dd>`, "step %d", i+1)
+		}
+	}
+
+	// An entry of format version 1 has no sender column: said, not flagged.
+	failed := do(h, "GET", "/runs/"+idFailed).Body.String()
+	has(t, failed, `<dt>Sent by</dt><dd><span class="mono"><span class="v">billing-bot</span></span> <span class="sub">(2 steps)</span></dd>`)
+	steps = stepsOf(failed)
+	require.Len(t, steps, 3)
+	has(t, steps[0], `<dd class="sender"><span class="none">none: an entry of format version 1, which has no sender column</span></dd>`)
+	for _, st := range steps {
+		hasNot(t, st, "flagged")
+		hasNot(t, st, "badge warn")
+	}
+
+	// A run no step of which was authenticated says so once, in its summary.
+	progress := do(h, "GET", "/runs/"+idProgress).Body.String()
+	has(t, progress, `<dt>Sent by</dt><dd><span class="none">no authenticated sender</span></dd>`)
+	for _, st := range stepsOf(progress) {
+		hasNot(t, st, "Sent by")
+		hasNot(t, st, "flagged")
+	}
+
+	// A sender is a value from the trail like any other.
+	weird := do(h, "GET", "/runs/"+url.PathEscape(weirdID)).Body.String()
+	has(t, weird, `<dd class="sender"><span class="mono"><span class="v">&lt;script&gt;alert(&#39;sender&#39;)&lt;/script&gt;<span class="ctl" title="invisible or bidirectional-text control character">[U+202E]</span>CN=x</span></span></dd>`)
+}
+
+// TestSenderStates: why a step has no sender, and what is flagged.
+func TestSenderStates(t *testing.T) {
+	end := t0.UnixNano()
+	mismatch := `[{"field":"sender","problem":"sender_mismatch","detail":"sender \"a\" may not write for agent_id \"b\""}]`
+	mk := func(sender *string, v1 bool, action string, validation *string) review.Step {
+		s := review.Step{Sender: sender, ActionType: action, Validation: validation, EndTimeUnixNano: &end}
+		if v1 {
+			s.EndTimeUnixNano = nil
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name     string
+		steps    []review.Step
+		want     noSender // of the last step
+		show     bool     // the last step says who sent it
+		mismatch bool
+		summary  senderSummary
+	}{
+		{"sent", []review.Step{mk(sp("a"), false, "read", nil)}, "", true, false,
+			senderSummary{List: []senderCount{{"a", 1}}}},
+		{"no sender anywhere", []review.Step{mk(nil, false, "read", nil), mk(nil, false, "write", nil)}, senderNone, false, false,
+			senderSummary{}},
+		{"missing", []review.Step{mk(sp("a"), false, "read", nil), mk(nil, false, "write", nil)}, senderMissing, true, false,
+			senderSummary{List: []senderCount{{"a", 1}}, Missing: 1}},
+		{"version 1", []review.Step{mk(sp("a"), false, "read", nil), mk(nil, true, "write", nil)}, senderV1, true, false,
+			senderSummary{List: []senderCount{{"a", 1}}}},
+		{"all version 1", []review.Step{mk(nil, true, "read", nil)}, senderV1, false, false,
+			senderSummary{AllV1: true}},
+		{"the collector's own", []review.Step{mk(sp("a"), false, "read", nil), mk(nil, false, "AgentAudit.loss", nil)}, senderOwn, true, false,
+			senderSummary{List: []senderCount{{"a", 1}}}},
+		{"a span's reserved action type", []review.Step{mk(sp("a"), false, "read", nil), mk(nil, false, "reserved:agentaudit.loss", nil)}, senderMissing, true, false,
+			senderSummary{List: []senderCount{{"a", 1}}, Missing: 1}},
+		{"mismatch", []review.Step{mk(sp("a"), false, "read", nil), mk(sp("b"), false, "read", sp(mismatch)), mk(sp("a"), false, "read", sp(mismatch))}, "", true, true,
+			senderSummary{List: []senderCount{{"a", 2}, {"b", 1}}, Mismatches: 2}},
+		{"mismatch without a sender", []review.Step{mk(nil, false, "read", sp(mismatch))}, senderNone, true, true,
+			senderSummary{Mismatches: 1}},
+		{"not a problem list", []review.Step{mk(sp("a"), false, "read", sp(`sender_mismatch`))}, "", true, false,
+			senderSummary{List: []senderCount{{"a", 1}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sec := newSection(&review.Timeline{Steps: tc.steps}, time.Time{}, false, "")
+			assert.Equal(t, tc.summary, sec.Senders)
+			last := sec.Steps[len(sec.Steps)-1]
+			assert.Equal(t, tc.want, last.NoSender)
+			assert.Equal(t, tc.show, last.ShowSender)
+			assert.Equal(t, tc.mismatch, last.SenderMismatch)
+			assert.Equal(t, tc.mismatch || tc.want == senderMissing, last.Flagged())
+		})
+	}
+	// What a run without a sender says of it in its summary.
+	for want, steps := range map[string][]review.Step{
+		`<span class="none">no authenticated sender</span>`:                  {mk(nil, false, "read", nil), mk(nil, true, "read", nil)},
+		`<span class="none">no sender: format version 1 records none</span>`: {mk(nil, true, "read", nil)},
+	} {
+		var b bytes.Buffer
+		require.NoError(t, runTmpl.ExecuteTemplate(&b, "senders", newSenderSummary(steps)))
+		assert.Equal(t, want, b.String())
+	}
+}
+
 func TestExports(t *testing.T) {
 	f := fixture()
 	h := newHandler(f, "")
@@ -640,6 +762,12 @@ func TestReport(t *testing.T) {
 	has(t, out, "2026-03-09T15:53:07.123Z")
 	assert.Equal(t, len(f.timelines), strings.Count(out, `<section class="run-report"`))
 	has(t, out, "seq 30–41", "the checkpoint's batch range")
+	// Who sent each step, and the flags, as on the run page.
+	has(t, out, `<dt>Sent by</dt><dd><span class="mono"><span class="v">CN=crm-agent,O=Example Corp</span></span> <span class="sub">(5 steps)</span>`)
+	assert.Equal(t, 7+3+2, strings.Count(out, `<dt>Sent by</dt><dd class="sender">`), "every step of the three runs with a sender")
+	assert.Equal(t, 2+1, strings.Count(out, ` flagged" id="step-`), "the completed run's two, the hostile run's unauthenticated start")
+	has(t, out, `<span aria-hidden="true">⚠</span> sender mismatch</span>`)
+	has(t, out, `<span aria-hidden="true">⚠</span> no sender</span>`)
 	has(t, out, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "the checkpoint's head")
 
 	var empty bytes.Buffer
