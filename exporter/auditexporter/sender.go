@@ -24,7 +24,11 @@ import (
 //
 //  1. the receiver's auth extension's attribute "subject" (oidcauth: the
 //     token's sub claim, or its username_claim), else "username" (basicauth),
-//     a non-empty string;
+//     a non-empty string. A subject is unique only within the issuer that
+//     issued it, and oidcauth takes tokens of several issuers: when the
+//     extension also gives the token's iss claim (oidcauth's attribute
+//     "claims.iss"), the sender is "<issuer>#<subject>", the form
+//     Kubernetes gives an OIDC user;
 //  2. over OTLP/gRPC with mTLS, the subject of the client certificate, when
 //     the TLS handshake verified it (configtls client_ca_file); the OTLP/HTTP
 //     receiver does not hand the TLS state on, so mTLS alone names no sender
@@ -38,6 +42,10 @@ import (
 
 // Auth attributes read as the sender, in this order.
 var authAttributes = [...]string{"subject", "username"}
+
+// authIssuer is the auth attribute of the issuer of a subject: oidcauth
+// gives every claim of the token as "claims.<name>".
+const authIssuer = "claims.iss"
 
 // authorization is the metadata key of the bearer token, and bearerScheme
 // the scheme before it (bearertokenauth's default).
@@ -83,6 +91,9 @@ func (s *senders) identify(ctx context.Context) (string, bool) {
 	if info.Auth != nil {
 		for _, name := range authAttributes {
 			if v, ok := info.Auth.GetAttribute(name).(string); ok && v != "" {
+				if iss, ok := info.Auth.GetAttribute(authIssuer).(string); ok && iss != "" && name == "subject" {
+					return iss + "#" + v, true
+				}
 				return v, true
 			}
 		}

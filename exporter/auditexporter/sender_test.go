@@ -9,19 +9,25 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"math/big"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/oidcauthextension"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/client"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/extension/extensiontest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -99,6 +105,8 @@ func TestSenderFromContext(t *testing.T) {
 		{"unauthenticated", context.Background(), nil},
 		{"client info without auth", withAuth(nil), nil},
 		{"oidcauth subject", withAuth(fakeAuth{"subject": "alice@idp.example", "membership": []string{"agents"}, "raw": "eyJ..."}), new("alice@idp.example")},
+		{"oidcauth subject and issuer", withAuth(fakeAuth{"subject": "alice", "claims.iss": "https://idp.example", "claims.sub": "alice"}), new("https://idp.example#alice")},
+		{"an issuer does not name a username", withAuth(fakeAuth{"username": "bob", "claims.iss": "https://idp.example"}), new("bob")},
 		{"subject before username", withAuth(fakeAuth{"subject": "sub-1", "username": "bob"}), new("sub-1")},
 		{"basicauth username", withAuth(fakeAuth{"username": "bob", "raw": "Ym9i"}), new("bob")},
 		{"empty subject", withAuth(fakeAuth{"subject": ""}), nil},
@@ -120,6 +128,7 @@ func TestSenderFromContext(t *testing.T) {
 				// is about who, not what.
 				"alice@idp.example": {Agents: []string{"*"}}, "sub-1": {Agents: []string{"*"}}, "bob": {Agents: []string{"*"}},
 				"alice": {Agents: []string{"*"}}, "CN=crm-agent,O=Example": {Agents: []string{"*"}},
+				"https://idp.example#alice": {Agents: []string{"*"}},
 			}
 			st := store.NewMemory()
 			_, te := newTestExporter(t, cfg, st)
@@ -271,4 +280,69 @@ func TestSenderTokenHexCase(t *testing.T) {
 	got, ok := s.identify(withMetadata(map[string][]string{"Authorization": {"Bearer t0ken"}}))
 	assert.True(t, ok)
 	assert.Equal(t, "svc", got)
+}
+
+// TestSenderOIDC: with the real oidc extension (contrib v0.165.1), whose
+// auth data gives the token's claims as "claims.<name>", the sender is
+// "<issuer>#<subject>": the same sub of two issuers names two senders.
+func TestSenderOIDC(t *testing.T) {
+	dir := t.TempDir()
+	type idp struct {
+		issuer string
+		key    *ecdsa.PrivateKey
+	}
+	var idps []idp
+	var providers []oidcauthextension.ProviderCfg
+	for i, issuer := range []string{"https://idp-a.example", "https://idp-b.example"} {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		idps = append(idps, idp{issuer, key})
+		// A JWKS file: the extension verifies with it, offline.
+		jwk := map[string]string{"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "k1",
+			"x": b64(key.X.FillBytes(make([]byte, 32))), "y": b64(key.Y.FillBytes(make([]byte, 32)))}
+		jwks, err := json.Marshal(map[string]any{"keys": []any{jwk}})
+		require.NoError(t, err)
+		file := filepath.Join(dir, fmt.Sprintf("jwks-%d.json", i))
+		require.NoError(t, os.WriteFile(file, jwks, 0o600))
+		providers = append(providers, oidcauthextension.ProviderCfg{IssuerURL: issuer, Audience: "agentaudit", PublicKeysFile: file})
+	}
+	f := oidcauthextension.NewFactory()
+	cfg := f.CreateDefaultConfig().(*oidcauthextension.Config)
+	cfg.Providers = providers
+	require.NoError(t, cfg.Validate())
+	ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), cfg)
+	require.NoError(t, err)
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, ext.Shutdown(context.Background())) }()
+	// extensionauth.Server, which the OTLP receiver calls.
+	auth := ext.(interface {
+		Authenticate(context.Context, map[string][]string) (context.Context, error)
+	})
+
+	s := newSenders(nil)
+	for _, p := range idps {
+		token := signES256(t, p.key, map[string]any{"iss": p.issuer, "sub": "alice", "aud": "agentaudit",
+			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
+		ctx, err := auth.Authenticate(context.Background(), map[string][]string{"authorization": {"Bearer " + token}})
+		require.NoError(t, err)
+		sender, ok := s.identify(ctx)
+		assert.True(t, ok)
+		assert.Equal(t, p.issuer+"#alice", sender)
+	}
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// signES256 is a JWT of claims signed with key (ES256, kid k1).
+func signES256(t *testing.T, key *ecdsa.PrivateKey, claims map[string]any) string {
+	t.Helper()
+	header, err := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": "k1"})
+	require.NoError(t, err)
+	payload, err := json.Marshal(claims)
+	require.NoError(t, err)
+	signed := b64(header) + "." + b64(payload)
+	sum := sha256.Sum256([]byte(signed))
+	r, sig, err := ecdsa.Sign(rand.Reader, key, sum[:])
+	require.NoError(t, err)
+	return signed + "." + b64(append(r.FillBytes(make([]byte, 32)), sig.FillBytes(make([]byte, 32))...))
 }
