@@ -719,6 +719,8 @@ func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *collector, sent []
 			assert.Equal(t, explicitAudit["audit.approver"], r.Approver.String)
 			assert.Equal(t, explicitAudit["audit.result"], r.Result)
 			assert.False(t, r.Validation.Valid, "a hand-tagged span is never derived: %s", r.Validation.String)
+			assert.False(t, r.AgentName.Valid, "no agent derived: %s", r.AgentName.String)
+			assert.False(t, r.Principal.Valid, "no principal derived: %s", r.Principal.String)
 			continue
 		}
 		action := "read"
