@@ -129,12 +129,13 @@ func (e *Engine) open(ctx context.Context, f trailcache.Filter, ids []string) (*
 		return nil, fmt.Errorf("review: DuckDB: %w", err)
 	}
 	a := &answer{conn: conn, byPath: map[string]*fileCheck{}}
+	prove := make([]bool, len(files))
 	if len(ids) > 0 {
 		if err := a.setIDs(ctx, ids); err != nil {
 			a.close()
 			return nil, err
 		}
-		if files, paths, err = a.holding(ctx, files, paths); err != nil {
+		if files, paths, prove, err = a.holding(ctx, files, paths); err != nil {
 			a.close()
 			return nil, err
 		}
@@ -143,7 +144,7 @@ func (e *Engine) open(ctx context.Context, f trailcache.Filter, ids []string) (*
 	for i := range files {
 		keys[i] = files[i].Key
 	}
-	if a.checks, err = e.checker.check(ctx, keys, paths); err != nil {
+	if a.checks, err = e.checker.check(ctx, keys, paths, prove); err != nil {
 		a.close()
 		return nil, err
 	}
@@ -158,6 +159,26 @@ func (e *Engine) open(ctx context.Context, f trailcache.Filter, ids []string) (*
 	if err := a.createView(ctx, readable, len(ids) > 0); err != nil {
 		a.close()
 		return nil, err
+	}
+	if err := e.prove(ctx, a); err != nil {
+		a.close()
+		return nil, err
+	}
+	if len(ids) > 0 {
+		// A file verified whole after a failed proof may no longer be
+		// readable.
+		var still []string
+		for _, fc := range a.checks {
+			if fc.readable {
+				still = append(still, fc.path)
+			}
+		}
+		if len(still) != len(readable) {
+			if err := a.createView(ctx, still, true); err != nil {
+				a.close()
+				return nil, err
+			}
+		}
 	}
 	return a, nil
 }
@@ -203,41 +224,68 @@ func (a *answer) setIDs(ctx context.Context, ids []string) error {
 // execution_id is in wanted_ids, and those whose footer could not be read
 // (verification says why): the bloom filters that selected them have
 // false positives, and verifying a file costs more than reading its
-// execution_id column. When DuckDB cannot read one of them, it keeps them
-// all: verification finds which cannot be read.
-func (a *answer) holding(ctx context.Context, files []trailcache.File, paths []string) ([]trailcache.File, []string, error) {
+// execution_id column. It says which files to prove the answer's entries
+// of rather than verify whole (proveRatio). When DuckDB cannot read one of
+// the files, it keeps them all, to be verified whole: verification finds
+// which cannot be read.
+func (a *answer) holding(ctx context.Context, files []trailcache.File, paths []string) ([]trailcache.File, []string, []bool, error) {
 	var probe []string
 	for i := range files {
 		if files[i].Problem == "" {
 			probe = append(probe, paths[i])
 		}
 	}
-	if len(probe) == 0 {
-		return files, paths, nil
+	all := func() ([]trailcache.File, []string, []bool, error) {
+		return files, paths, make([]bool, len(files)), nil
 	}
-	held, err := queryStrings(ctx, a.conn, "SELECT DISTINCT filename FROM read_parquet("+pathList(probe)+
+	if len(probe) == 0 {
+		return all()
+	}
+	rows, err := a.conn.QueryContext(ctx, "SELECT filename, count(*) FROM read_parquet("+pathList(probe)+
 		", union_by_name = true, hive_partitioning = false, filename = true)"+
-		" WHERE execution_id IN (SELECT id FROM wanted_ids)")
+		" WHERE execution_id IN (SELECT id FROM wanted_ids) GROUP BY filename")
+	held := map[string]int64{}
+	if err == nil {
+		for rows.Next() {
+			var p string
+			var n int64
+			if err = rows.Scan(&p, &n); err != nil {
+				break
+			}
+			held[p] = n
+		}
+		if err == nil {
+			err = rows.Err()
+		}
+		rows.Close()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
+			return nil, nil, nil, ctx.Err()
 		}
-		return files, paths, nil
-	}
-	has := make(map[string]bool, len(held))
-	for _, p := range held {
-		has[p] = true
+		return all()
 	}
 	var keptFiles []trailcache.File
 	var keptPaths []string
+	var prove []bool
 	for i := range files {
-		if files[i].Problem != "" || has[paths[i]] {
+		n, ok := held[paths[i]]
+		if files[i].Problem != "" || ok {
 			keptFiles = append(keptFiles, files[i])
 			keptPaths = append(keptPaths, paths[i])
+			prove = append(prove, ok && n*proveRatio <= files[i].Rows)
 		}
 	}
-	return keptFiles, keptPaths, nil
+	return keptFiles, keptPaths, prove, nil
 }
+
+// proveRatio: the answer's entries in a file are proven (prove.go) when
+// they are at most 1/proveRatio of its rows; past that, verifying the file
+// whole costs less. Proving costs about 2.4 µs a row of the file (its
+// entry_hash) and 10 µs an entry of the answer (every column through
+// database/sql, hashed); verifying, about 4.5 µs a row (docs/PERFORMANCE.md,
+// "Reviewing runs"). A variable for tests, whose files are small.
+var proveRatio int64 = 5
 
 // pathList is paths as a DuckDB list of string literals.
 func pathList(paths []string) string {
@@ -325,7 +373,7 @@ func (e *Engine) Runs(ctx context.Context, f Filter) ([]Run, Integrity, error) {
 			return nil, Integrity{}, err
 		}
 		if len(ids) == 0 {
-			return []Run{}, Integrity{Intact: true, Violations: []verify.Violation{}, Command: e.command()}, nil
+			return []Run{}, e.integrityOf(nil, nil), nil
 		}
 		tf = trailcache.Filter{}
 		if len(ids) <= maxBloomIDs {
@@ -574,11 +622,14 @@ func queryStrings(ctx context.Context, conn *sql.Conn, q string, args ...any) ([
 
 // integrityOf summarizes checks.
 func (e *Engine) integrityOf(checks []*fileCheck, linkViolations []verify.Violation) Integrity {
-	integ := Integrity{Violations: []verify.Violation{}, Checkpoints: []Checkpoint{}, Files: []string{}, Ranges: []SeqRange{},
+	integ := Integrity{Violations: []verify.Violation{}, Checkpoints: []Checkpoint{}, Files: []string{}, Proven: []string{}, Ranges: []SeqRange{},
 		Command: e.command(), TrustedOnFirstUse: len(e.opts.Keys) == 0}
 	ranges := map[string]*SeqRange{}
 	for _, fc := range checks {
 		integ.Files = append(integ.Files, fc.key)
+		if fc.proven {
+			integ.Proven = append(integ.Proven, fc.key)
+		}
 		integ.Violations = append(integ.Violations, fc.violations...)
 		integ.Notes = append(integ.Notes, fc.notes...)
 		if fc.checkpoint != nil {
@@ -738,27 +789,10 @@ func (e *Engine) steps(ctx context.Context, a *answer) ([]Step, error) {
 	var steps []Step
 	for rows.Next() {
 		var s Step
-		var end sql.NullInt64
-		var parent, agentID, agentName, service, principal, sender, proposed, previous, reasoning, approver, validation sql.NullString
 		var file string
-		if err := rows.Scan(&s.Timestamp, &s.TimeUnixNano, &end, &s.ChainID, &s.Seq, &s.ExecutionID, &s.TraceID, &s.SpanID,
-			&parent, &agentID, &agentName, &service, &principal, &sender, &s.ActionType, &s.TargetSystem, &s.TargetResource,
-			&proposed, &previous, &reasoning, &approver, &s.Result, &s.StatusCode, &s.Attributes, &validation,
-			&s.PrevHash, &s.EntryHash, &file); err != nil {
-			return nil, fmt.Errorf("review: steps: %w", err)
+		if err := scanStep(rows, &s, &file); err != nil {
+			return nil, err
 		}
-		s.Timestamp = s.Timestamp.UTC()
-		if end.Valid {
-			v := end.Int64
-			s.EndTimeUnixNano = &v
-			if v >= s.TimeUnixNano {
-				d := float64(v-s.TimeUnixNano) / 1e6
-				s.DurationMS = &d
-			}
-		}
-		s.ParentSpanID, s.AgentID, s.AgentName, s.ServiceName, s.Principal = optString(parent), optString(agentID), optString(agentName), optString(service), optString(principal)
-		s.Sender = optString(sender)
-		s.ProposedValue, s.PreviousValue, s.Reasoning, s.Approver, s.Validation = optString(proposed), optString(previous), optString(reasoning), optString(approver), optString(validation)
 		if fc := a.byPath[file]; fc != nil {
 			s.File = fc.key
 		} else {
@@ -770,4 +804,31 @@ func (e *Engine) steps(ctx context.Context, a *answer) ([]Step, error) {
 		return nil, err
 	}
 	return steps, nil
+}
+
+// scanStep scans a row of stepColumns into s, and the local path of its
+// file into file.
+func scanStep(rows *sql.Rows, s *Step, file *string) error {
+	*s = Step{}
+	var end sql.NullInt64
+	var parent, agentID, agentName, service, principal, sender, proposed, previous, reasoning, approver, validation sql.NullString
+	if err := rows.Scan(&s.Timestamp, &s.TimeUnixNano, &end, &s.ChainID, &s.Seq, &s.ExecutionID, &s.TraceID, &s.SpanID,
+		&parent, &agentID, &agentName, &service, &principal, &sender, &s.ActionType, &s.TargetSystem, &s.TargetResource,
+		&proposed, &previous, &reasoning, &approver, &s.Result, &s.StatusCode, &s.Attributes, &validation,
+		&s.PrevHash, &s.EntryHash, file); err != nil {
+		return fmt.Errorf("review: steps: %w", err)
+	}
+	s.Timestamp = s.Timestamp.UTC()
+	if end.Valid {
+		v := end.Int64
+		s.EndTimeUnixNano = &v
+		if v >= s.TimeUnixNano {
+			d := float64(v-s.TimeUnixNano) / 1e6
+			s.DurationMS = &d
+		}
+	}
+	s.ParentSpanID, s.AgentID, s.AgentName, s.ServiceName, s.Principal = optString(parent), optString(agentID), optString(agentName), optString(service), optString(principal)
+	s.Sender = optString(sender)
+	s.ProposedValue, s.PreviousValue, s.Reasoning, s.Approver, s.Validation = optString(proposed), optString(previous), optString(reasoning), optString(approver), optString(validation)
+	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/trailcache"
 	"github.com/agentaudit/agentaudit/internal/trailtest"
@@ -228,6 +230,10 @@ func TestEngineTimeline(t *testing.T) {
 	}
 	if tl.Status != StatusCompleted || !tl.Integrity.Intact {
 		t.Errorf("status %s, integrity %+v", tl.Status, tl.Integrity)
+	}
+	// The run is more than a fifth of each file: verified whole.
+	if len(tl.Integrity.Proven) != 0 {
+		t.Errorf("proven %v, want none", tl.Integrity.Proven)
 	}
 	// The files holding it: chain-a's first two batches, chain-b's first
 	// and third (the second holds other runs); the checkpoint the latest.
@@ -499,10 +505,19 @@ func (f everyFile) Select(ctx context.Context, _ trailcache.Filter) ([]trailcach
 	return f.Trail.Select(ctx, trailcache.Filter{})
 }
 
+// proveAll makes the engine prove entries in every file that has a signed
+// checkpoint, however much of the file they are, for the test.
+func proveAll(t *testing.T) {
+	old := proveRatio
+	proveRatio = 0
+	t.Cleanup(func() { proveRatio = old })
+}
+
 // TestEngineVerifiesFilesHoldingTheRun: of the files the footers select,
 // show verifies those that hold rows of the run; a file that does not,
 // tampered or not, is neither read for the answer nor verified.
 func TestEngineVerifiesFilesHoldingTheRun(t *testing.T) {
+	proveAll(t)
 	dir := t.TempDir()
 	_, wb := writeScenario(t, dir)
 	// chain-b's second batch holds run-fail and run-nasty only.
@@ -523,8 +538,8 @@ func TestEngineVerifiesFilesHoldingTheRun(t *testing.T) {
 	if len(tl.Steps) != 7 || !tl.Integrity.Intact || len(tl.Integrity.Files) != 4 {
 		t.Errorf("run-done: %d steps, integrity %+v", len(tl.Steps), tl.Integrity)
 	}
-	if n := len(e.checker.done); n != 4 {
-		t.Errorf("%d files verified, want the 4 that hold run-done", n)
+	if n := len(e.checker.done); n != 0 || !reflect.DeepEqual(tl.Integrity.Proven, tl.Integrity.Files) {
+		t.Errorf("%d files verified whole, %v proven; want the entries in the 4 files proven", n, tl.Integrity.Proven)
 	}
 	tl, err = e.Timeline(context.Background(), "run-fail")
 	if err != nil {
@@ -577,5 +592,77 @@ func TestEngineUnreadablePages(t *testing.T) {
 	// run-done is not in it: the bloom filters rule the file out.
 	if tl, err = e.Timeline(context.Background(), "run-done"); err != nil || len(tl.Steps) != 7 || !tl.Integrity.Intact {
 		t.Errorf("run-done: %v, %+v", err, tl)
+	}
+}
+
+// TestEngineProofs: show proves a run's entries against the signed
+// checkpoints; a batch rewritten with every hash recomputed passes on its
+// own and is caught by its checkpoint; a batch without a checkpoint is
+// verified whole.
+func TestEngineProofs(t *testing.T) {
+	proveAll(t)
+	dir := t.TempDir()
+	_, wb := writeScenario(t, dir)
+	// chain-b's second batch (run-fail's error, run-nasty's write), with
+	// run-fail's result changed and the chain recomputed from its first
+	// entry: consistent on its own, not what was signed.
+	p := filepath.Join(dir, filepath.FromSlash(wb.Files[1]))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _, err := parquetfile.ReadEntries(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es[0].Result = "200 OK"
+	for i := range es {
+		if i > 0 {
+			es[i].PrevHash = es[i-1].EntryHash
+		}
+		es[i].EntryHash = chain.Hash(&es[i])
+	}
+	var buf bytes.Buffer
+	if _, err := parquetfile.Encode(&buf, es); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if errs := verify.CheckFile(wb.Files[1], buf.Bytes()); len(errs) != 0 {
+		t.Fatalf("the rewritten batch is not consistent on its own: %v", errs)
+	}
+	// chain-a's second batch loses its checkpoint (it holds run-done's
+	// approve and run-wait's start).
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(checkpoint.ObjectKey("chain-a", 6)))); err != nil {
+		t.Fatal(err)
+	}
+
+	e := openEngine(t, dir)
+	tl, err := e.Timeline(context.Background(), "run-fail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[verify.Kind]int{}
+	for _, v := range tl.Integrity.Violations {
+		kinds[v.Kind]++
+	}
+	if tl.Integrity.Intact || kinds[verify.CheckpointMismatch] != 1 || kinds[verify.HashMismatch] != 0 || tl.Steps[1].Result != "200 OK" {
+		t.Errorf("run-fail: violations %v, steps %+v", tl.Integrity.Violations, tl.Steps)
+	}
+	// Its start, in chain-a's third batch, is proven; the rewritten batch
+	// was verified whole.
+	if got := strings.Join(tl.Integrity.Proven, " "); got != "dt=2026-03-09/chain-a-00000000000000000006.parquet" {
+		t.Errorf("proven: %s", got)
+	}
+
+	tl, err = e.Timeline(context.Background(), "run-done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tl.Integrity.Intact || len(tl.Integrity.Files) != 4 || len(tl.Integrity.Proven) != 3 ||
+		slices.Contains(tl.Integrity.Proven, "dt=2026-03-09/chain-a-00000000000000000003.parquet") ||
+		!slices.ContainsFunc(tl.Integrity.Notes, func(n string) bool { return strings.Contains(n, "no signed checkpoint for batch chain-a 3-5") }) {
+		t.Errorf("run-done: %+v", tl.Integrity)
 	}
 }

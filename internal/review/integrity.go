@@ -32,6 +32,10 @@ type fileCheck struct {
 	// cpObject is the key of the checkpoint sealed with the batch.
 	cpObject string
 	notes    []string
+	// prove: the batch's checkpoint verified and matches its footer; the
+	// answer's entries in it are to be proven against it (Engine.prove)
+	// rather than the file verified whole. proven: they were.
+	prove, proven bool
 }
 
 // checker verifies the files answers come from. The trail's files are
@@ -67,8 +71,10 @@ func (c *checker) loadKeys(ctx context.Context) (verify.Keys, error) {
 }
 
 // check verifies keys (below the target) whose local copies are paths, in
-// parallel, and returns their checks in the same order.
-func (c *checker) check(ctx context.Context, keys, paths []string) ([]*fileCheck, error) {
+// parallel, and returns their checks in the same order. A file to prove
+// whose signed checkpoint verifies is left for Engine.prove (its check has
+// prove set), unless it was verified whole before.
+func (c *checker) check(ctx context.Context, keys, paths []string, prove []bool) ([]*fileCheck, error) {
 	keys2, err := c.loadKeys(ctx)
 	if err != nil {
 		return nil, err
@@ -81,7 +87,11 @@ func (c *checker) check(ctx context.Context, keys, paths []string) ([]*fileCheck
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				out[i] = c.checkOne(ctx, keys2, keys[i], paths[i])
+				if prove[i] {
+					out[i] = c.checkEntries(ctx, keys2, keys[i], paths[i])
+				} else {
+					out[i] = c.checkOne(ctx, keys2, keys[i], paths[i])
+				}
 			}
 		}()
 	}
@@ -99,19 +109,59 @@ func (c *checker) check(ctx context.Context, keys, paths []string) ([]*fileCheck
 	return out, nil
 }
 
-func (c *checker) checkOne(ctx context.Context, keys verify.Keys, key, path string) *fileCheck {
-	st, statErr := os.Stat(path)
-	memo := ""
-	if statErr == nil {
-		memo = fmt.Sprintf("%s\x00%d\x00%d", path, st.Size(), st.ModTime().UnixNano())
-		c.mu.Lock()
-		fc := c.done[memo]
-		c.mu.Unlock()
-		if fc != nil {
-			return fc
-		}
+// checkEntries checks the footer of the file and the checkpoint sealed
+// with it, leaving the entries to prove; a file it cannot prove entries
+// of is verified whole.
+func (c *checker) checkEntries(ctx context.Context, keys verify.Keys, key, path string) *fileCheck {
+	memo, fc := c.memo(path)
+	if fc != nil {
+		return fc
 	}
-	fc := &fileCheck{key: key, path: path}
+	if memo == "" {
+		return c.checkOne(ctx, keys, key, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return c.checkOne(ctx, keys, key, path)
+	}
+	st, err := f.Stat()
+	if err == nil {
+		fc = &fileCheck{key: key, path: path}
+		fc.footer, err = parquetfile.ReadFooter(f, st.Size())
+	}
+	f.Close()
+	if err != nil {
+		return c.checkOne(ctx, keys, key, path)
+	}
+	fc.footerOK = true
+	c.checkCheckpoint(ctx, keys, fc)
+	if fc.checkpoint == nil || len(fc.violations) > 0 {
+		return c.checkOne(ctx, keys, key, path)
+	}
+	fc.readable, fc.prove = true, true
+	return fc
+}
+
+// memo returns the key of the file at path in c.done, "" when it cannot be
+// stat'ed, and its whole check when it was verified before.
+func (c *checker) memo(path string) (string, *fileCheck) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", nil
+	}
+	memo := fmt.Sprintf("%s\x00%d\x00%d", path, st.Size(), st.ModTime().UnixNano())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return memo, c.done[memo]
+}
+
+// checkOne verifies the file whole (verify.CheckFile) and its checkpoint.
+func (c *checker) checkOne(ctx context.Context, keys verify.Keys, key, path string) *fileCheck {
+	memo, fc := c.memo(path)
+	if fc != nil {
+		return fc
+	}
+	fc = &fileCheck{key: key, path: path}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		fc.violations = []verify.Violation{{File: key, Seq: verify.NoSeq, Kind: verify.NotAuditFile, Detail: err.Error()}}

@@ -150,6 +150,13 @@ type Integrity struct {
 	Checkpoints []Checkpoint `json:"checkpoints"`
 	// Files are the batch files checked.
 	Files []string `json:"files"`
+	// Proven are the files of Files whose entries in the answer were
+	// proven against the signed checkpoint sealed with them: each entry
+	// hashes to its entry_hash, and the file's entry hashes, seq first to
+	// last, give the Merkle root the checkpoint signs. The other entries
+	// of these files are not recomputed (auditctl verify does); the other
+	// files were verified whole.
+	Proven []string `json:"proven"`
 	// Ranges are the seq ranges of the answer's entries, per chain.
 	Ranges []SeqRange `json:"ranges"`
 	// Command re-verifies the whole trail, for the record.
