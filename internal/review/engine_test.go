@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
+	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/trailcache"
 	"github.com/agentaudit/agentaudit/internal/trailtest"
