@@ -259,7 +259,16 @@ func isControl(r rune) bool {
 // printIntegrity writes what verification found of the files read.
 func printIntegrity(w io.Writer, integ review.Integrity) {
 	if integ.Intact {
-		msg := fmt.Sprintf("verified %s: intact", plural(len(integ.Files), "file"))
+		var msg string
+		switch p := len(integ.Proven); {
+		case p == 0:
+			msg = fmt.Sprintf("verified %s: intact", plural(len(integ.Files), "file"))
+		case p == len(integ.Files):
+			msg = fmt.Sprintf("checked %s: intact, the entries read proven against each batch's signed checkpoint", plural(len(integ.Files), "file"))
+		default:
+			msg = fmt.Sprintf("checked %s: intact, the entries read in %d proven against their batches' signed checkpoints, %d verified whole",
+				plural(len(integ.Files), "file"), p, len(integ.Files)-p)
+		}
 		if cp := integ.Checkpoint; cp != nil {
 			msg += fmt.Sprintf("; signed checkpoint of chain %s at size %d by key %s (%s)", cp.ChainID, cp.Size, cp.KeyName, cp.KeyID)
 		}

@@ -495,7 +495,7 @@ func (f Filter) where() (string, []any) {
 	}
 	if f.Text != "" {
 		like := "%" + escapeLike(strings.ToLower(f.Text)) + "%"
-		cols := []string{"execution_id", "agent_id", "agent_name", "service_name", "principal", "action_type",
+		cols := []string{"execution_id", "agent_id", "agent_name", "service_name", "principal", "sender", "action_type",
 			"target_system", "target_resource", "proposed_value", "previous_value", "reasoning", "approver", "result", "attributes"}
 		parts := make([]string, len(cols))
 		vals := make([]any, len(cols))

@@ -60,6 +60,9 @@ func (a act) entry() entry.Entry {
 	if a.status != "" {
 		e.StatusCode = a.status
 	}
+	if a.exec == "run-fail" {
+		e.Sender = sp("CN=erp-sync,O=Example")
+	}
 	return e
 }
 
@@ -185,6 +188,7 @@ func TestEngineRuns(t *testing.T) {
 		{"target system", Filter{TargetSystem: "erp"}, "run-fail=failed"},
 		{"text, any case", Filter{Text: "JANE@NEW"}, "run-done=completed"},
 		{"text with LIKE wildcards is literal", Filter{Text: "c_1"}, ""},
+		{"text matches the sender", Filter{Text: "ERP-SYNC"}, "run-fail=failed"},
 		{"window: only run-done has entries in [t0+10m, t0+11m)", Filter{Since: ptime(t0.Add(10 * time.Minute)), Until: ptime(t0.Add(11 * time.Minute))}, "run-done=completed"},
 		{"window before everything", Filter{Until: ptime(t0.Add(-40 * time.Hour))}, ""},
 	} {

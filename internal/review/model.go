@@ -14,6 +14,7 @@ package review // import "github.com/agentaudit/agentaudit/internal/review"
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/agentaudit/agentaudit/internal/verify"
@@ -175,6 +176,10 @@ type SeqRange struct {
 	LastSeq  int64  `json:"last_seq"`
 }
 
+// IsProven reports whether the answer's entries in file were proven (a
+// file of Proven).
+func (i Integrity) IsProven(file string) bool { return slices.Contains(i.Proven, file) }
+
 // Checkpoint is a signed checkpoint that verified.
 type Checkpoint struct {
 	ChainID    string `json:"chain_id"`
@@ -205,7 +210,7 @@ type Filter struct {
 	Approver     string // a run any of whose entries has this approver
 	TargetSystem string // a run any of whose entries has this target_system
 	// Text matches, case-insensitively, a run whose execution id, agent,
-	// principal, target, approver or any value contains it.
+	// principal, sender, target, approver or any value contains it.
 	Text string
 }
 

@@ -12,8 +12,8 @@
 //     files holding the run verified (✓ intact, or ✗ and the number of
 //     violations). Above the table: the number of runs in each status (each
 //     a link that selects that status) and a form, an ordinary GET form, to
-//     select by status, by any text (execution id, agent, principal, target,
-//     approver, any value: parameter q), agent, approver, target_system, and
+//     select by status, by any text (execution id, agent, principal, sender,
+//     target, approver, any value: parameter q), agent, approver, target_system, and
 //     since/until (RFC 3339, or YYYY-MM-DD: since from the start of that day,
 //     until through the end of that day, UTC). At most 500 runs show at
 //     once; a link leads to the next ones.

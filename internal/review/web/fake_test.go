@@ -45,8 +45,8 @@ func (f *fakeReviewer) Runs(_ context.Context, flt review.Filter) ([]review.Run,
 }
 
 // matches implements the parts of Filter the tests use: Statuses, Agent
-// and Text (case-insensitive, over ids, agent, principal, targets,
-// approvers and values).
+// and Text (case-insensitive, over ids, agent, principal, senders,
+// targets, approvers and values).
 func matches(tl *review.Timeline, flt review.Filter) bool {
 	if len(flt.Statuses) > 0 && !slices.Contains(flt.Statuses, tl.Status) {
 		return false
@@ -57,7 +57,7 @@ func matches(tl *review.Timeline, flt review.Filter) bool {
 	if flt.Text != "" {
 		hay := []string{tl.ExecutionID, deref(tl.Run.Agent), deref(tl.Run.Principal)}
 		for _, s := range tl.Steps {
-			hay = append(hay, s.TargetSystem, s.TargetResource, deref(s.Approver), deref(s.ProposedValue), deref(s.PreviousValue), deref(s.Reasoning), s.Result)
+			hay = append(hay, deref(s.Sender), s.TargetSystem, s.TargetResource, deref(s.Approver), deref(s.ProposedValue), deref(s.PreviousValue), deref(s.Reasoning), s.Result)
 		}
 		needle := strings.ToLower(flt.Text)
 		found := false
@@ -143,6 +143,7 @@ func intactIntegrity(ranges ...review.SeqRange) review.Integrity {
 	return review.Integrity{
 		Intact: true, Checkpoint: &cp, Checkpoints: []review.Checkpoint{cp},
 		Files:   []string{"dt=2026-03-09/chain-a-00000000000000000030.parquet"},
+		Proven:  []string{"dt=2026-03-09/chain-a-00000000000000000030.parquet"},
 		Ranges:  ranges,
 		Command: "auditctl verify /var/audit-data",
 	}

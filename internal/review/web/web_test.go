@@ -500,7 +500,8 @@ func TestRunPage(t *testing.T) {
 		// Verification.
 		"<pre class=\"cmd\">auditctl verify /var/audit-data</pre>",
 		"<pre class=\"cmd\">auditctl verify &#39;s3://audit-bucket/prod trail&#39;</pre>",
-		"dt=2026-03-09/chain-a-00000000000000000030.parquet",
+		`dt=2026-03-09/chain-a-00000000000000000030.parquet</span> <span class="sub">(entries proven)</span>`,
+		"the file's entry hashes give the Merkle root its batch's signed checkpoint states",
 		noteText[:30],
 		`<a href="/runs/exec-a7f3b2c1/export.html">HTML report</a>`,
 		`<a href="/runs/exec-a7f3b2c1/export.jsonl">JSONL</a>`,
