@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/review"
 	"github.com/agentaudit/agentaudit/internal/s3test"
 	"github.com/agentaudit/agentaudit/internal/trailtest"
 )
@@ -296,4 +297,21 @@ func TestReviewProgressBar(t *testing.T) {
 	code = run(context.Background(), append([]string{"runs", "--no-progress"}, append(reviewArgs, dir)...), &stdout, &stderr, true)
 	require.Equal(t, exitIntact, code)
 	assert.NotContains(t, stderr.String(), "footers")
+}
+
+// TestPrintIntegrity: the summary line says how the files were checked.
+func TestPrintIntegrity(t *testing.T) {
+	files := []string{"a.parquet", "b.parquet", "c.parquet"}
+	for _, tc := range []struct {
+		proven []string
+		want   string
+	}{
+		{nil, "verified 3 files: intact\n"},
+		{files, "checked 3 files: intact, the entries read proven against each batch's signed checkpoint\n"},
+		{files[:1], "checked 3 files: intact, the entries read in 1 proven against their batches' signed checkpoints, 2 verified whole\n"},
+	} {
+		var b strings.Builder
+		printIntegrity(&b, review.Integrity{Intact: true, Files: files, Proven: tc.proven})
+		assert.Equal(t, tc.want, b.String())
+	}
 }
