@@ -87,8 +87,8 @@ func (e *Engine) prove(ctx context.Context, a *answer) error {
 // proof is one file's proof in progress.
 type proof struct {
 	fc     *fileCheck
-	read   bool       // DuckDB read the file's entry hashes
-	leaves [][32]byte // the entry hashes, in seq order
+	read   bool              // DuckDB read the file's entry hashes
+	leaves [][32]byte        // the entry hashes, in seq order
 	failed *verify.Violation // the first finding, nil while proven
 }
 
