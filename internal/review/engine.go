@@ -95,6 +95,12 @@ func Open(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("review: starting DuckDB: %w", err)
 	}
+	// parquet_metadata_cache: an answer reads the same files in several
+	// queries; their footers are decoded once.
+	if _, err := db.Exec("LOAD parquet; SET GLOBAL parquet_metadata_cache = true"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("review: starting DuckDB: %w", err)
+	}
 	return &Engine{opts: opts, db: db, checker: newChecker(opts.Source, opts.Keys, opts.Workers)}, nil
 }
 
@@ -107,7 +113,11 @@ func (e *Engine) Target() string { return e.opts.Target }
 // answer is the files an answer is read from, checked, on one DuckDB
 // connection whose view audit_entries shows their rows.
 type answer struct {
-	conn   *sql.Conn
+	conn *sql.Conn
+	// materialized: the answer's rows are in the temp table answer_rows.
+	materialized bool
+	// idCond selects the rows of the ids asked for ("": join wanted_ids).
+	idCond string
 	checks []*fileCheck
 	byPath map[string]*fileCheck
 	links  []verify.Violation
@@ -116,10 +126,11 @@ type answer struct {
 func (a *answer) close() { a.conn.Close() }
 
 // open selects the files f can match and brings them local, keeps those
-// holding a row of ids when ids are given, verifies the files kept and
-// creates the view audit_entries over the readable ones, restricted to ids
-// when given.
-func (e *Engine) open(ctx context.Context, f trailcache.Filter, ids []string) (*answer, error) {
+// holding a row of ids when ids are given, checks the files kept (proving
+// the answer's entries or verifying whole) and creates the view
+// audit_entries over the readable ones, restricted to ids when given (and
+// then over a copy of their rows with table).
+func (e *Engine) open(ctx context.Context, f trailcache.Filter, ids []string, table bool) (*answer, error) {
 	files, paths, err := e.selectLocal(ctx, f)
 	if err != nil {
 		return nil, err
@@ -135,7 +146,7 @@ func (e *Engine) open(ctx context.Context, f trailcache.Filter, ids []string) (*
 			a.close()
 			return nil, err
 		}
-		if files, paths, prove, err = a.holding(ctx, files, paths); err != nil {
+		if files, paths, prove, err = a.gather(ctx, files, paths, ids, table); err != nil {
 			a.close()
 			return nil, err
 		}
@@ -220,15 +231,16 @@ func (a *answer) setIDs(ctx context.Context, ids []string) error {
 	return insertStrings(ctx, a.conn, "wanted_ids", ids)
 }
 
-// holding keeps, of files (and their local paths), those with a row whose
-// execution_id is in wanted_ids, and those whose footer could not be read
-// (verification says why): the bloom filters that selected them have
-// false positives, and verifying a file costs more than reading its
-// execution_id column. It says which files to prove the answer's entries
-// of rather than verify whole (proveRatio). When DuckDB cannot read one of
-// the files, it keeps them all, to be verified whole: verification finds
-// which cannot be read.
-func (a *answer) holding(ctx context.Context, files []trailcache.File, paths []string) ([]trailcache.File, []string, []bool, error) {
+// gather finds the rows of ids (also in wanted_ids), copied into the table
+// answer_rows with table (materialize), and keeps, of files (and their local paths), those holding
+// some, and those whose footer could not be read (verification says why):
+// the bloom filters that selected them have false positives, and checking
+// a file costs more than reading it for the answer. It says which files to
+// prove the answer's entries of rather than verify whole (proveRatio).
+// When DuckDB cannot read one of the files, it keeps them all, to be
+// verified whole (verification finds which cannot be read), and the view
+// joins with wanted_ids.
+func (a *answer) gather(ctx context.Context, files []trailcache.File, paths []string, ids []string, table bool) ([]trailcache.File, []string, []bool, error) {
 	var probe []string
 	for i := range files {
 		if files[i].Problem == "" {
@@ -241,28 +253,12 @@ func (a *answer) holding(ctx context.Context, files []trailcache.File, paths []s
 	if len(probe) == 0 {
 		return all()
 	}
-	rows, err := a.conn.QueryContext(ctx, "SELECT filename, count(*) FROM read_parquet("+pathList(probe)+
-		", union_by_name = true, hive_partitioning = false, filename = true)"+
-		" WHERE execution_id IN (SELECT id FROM wanted_ids) GROUP BY filename")
-	held := map[string]int64{}
-	if err == nil {
-		for rows.Next() {
-			var p string
-			var n int64
-			if err = rows.Scan(&p, &n); err != nil {
-				break
-			}
-			held[p] = n
-		}
-		if err == nil {
-			err = rows.Err()
-		}
-		rows.Close()
-	}
+	held, err := a.materialize(ctx, probe, ids, table)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, nil, ctx.Err()
 		}
+		a.materialized, a.idCond = false, ""
 		return all()
 	}
 	var keptFiles []trailcache.File
@@ -277,6 +273,74 @@ func (a *answer) holding(ctx context.Context, files []trailcache.File, paths []s
 		}
 	}
 	return keptFiles, keptPaths, prove, nil
+}
+
+// literalIDs: up to this many ids are written into the query as a list,
+// which DuckDB applies in the Parquet scan (it reads the other columns of
+// the matching rows only); more are joined with wanted_ids, after a scan
+// of execution_id alone has found the files that hold them. A variable
+// for tests.
+var literalIDs = 1000
+
+// materialize finds which of paths hold rows whose execution_id is in
+// ids, and how many each (files holding none are absent). With table, it
+// copies those rows into the table answer_rows: worth it when the answer
+// is read several times and is small (a run's timeline), not when it is
+// large and its queries need a few columns (runs).
+func (a *answer) materialize(ctx context.Context, paths, ids []string, table bool) (map[string]int64, error) {
+	if len(ids) <= literalIDs {
+		a.idCond = "execution_id IN (" + strings.Join(quoteAll(ids), ", ") + ")"
+	} else {
+		a.idCond = "execution_id IN (SELECT id FROM wanted_ids)"
+	}
+	if !table || len(ids) > literalIDs {
+		held, err := perFile(ctx, a.conn, "SELECT filename, count(*) FROM read_parquet("+pathList(paths)+
+			", union_by_name = true, hive_partitioning = false, filename = true) WHERE "+a.idCond+" GROUP BY filename")
+		if err != nil || !table {
+			return held, err
+		}
+		paths = paths[:0:0]
+		for p := range held {
+			paths = append(paths, p)
+		}
+		slices.Sort(paths)
+	}
+	src := emptyEntries
+	if len(paths) > 0 {
+		src = entriesFrom(paths)
+	}
+	if _, err := a.conn.ExecContext(ctx, "CREATE OR REPLACE TEMP TABLE answer_rows AS SELECT * FROM ("+src+") WHERE "+a.idCond); err != nil {
+		return nil, err
+	}
+	a.materialized = true
+	return perFile(ctx, a.conn, "SELECT file, count(*) FROM answer_rows GROUP BY file")
+}
+
+// perFile runs q, whose rows are a file and a count.
+func perFile(ctx context.Context, conn *sql.Conn, q string) (map[string]int64, error) {
+	rows, err := conn.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var p string
+		var n int64
+		if err := rows.Scan(&p, &n); err != nil {
+			return nil, err
+		}
+		out[p] = n
+	}
+	return out, rows.Err()
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = sqlString(s)
+	}
+	return out
 }
 
 // proveRatio: the answer's entries in a file are proven (prove.go) when
@@ -296,26 +360,41 @@ func pathList(paths []string) string {
 	return "[" + strings.Join(quoted, ", ") + "]"
 }
 
-// createView points audit_entries at paths (none: an empty view), with the
-// end_time_unix_nano and sender columns even when every file is of format
-// v1, and a column file naming each row's file; restricted to the rows of
-// wanted_ids when byID.
+// createView points audit_entries at the rows of paths (none: an empty
+// view): those of answer_rows when the answer was materialized, else the
+// files' rows, restricted to wanted_ids when byID.
 func (a *answer) createView(ctx context.Context, paths []string, byID bool) error {
-	src := emptyEntries
-	if len(paths) > 0 {
-		src = "SELECT * RENAME (filename AS file) FROM read_parquet(" + pathList(paths) +
-			", union_by_name = true, hive_partitioning = false, filename = true)" +
-			" UNION ALL BY NAME SELECT NULL::BIGINT AS end_time_unix_nano, NULL::VARCHAR AS sender WHERE false"
+	var q string
+	switch {
+	case a.materialized && len(paths) == 0:
+		q = "SELECT * FROM answer_rows WHERE false"
+	case a.materialized:
+		q = "SELECT * FROM answer_rows WHERE file IN (SELECT unnest(" + pathList(paths) + "))"
+	case len(paths) == 0:
+		q = emptyEntries
+	default:
+		q = entriesFrom(paths)
+		if byID {
+			cond := a.idCond
+			if cond == "" {
+				cond = "execution_id IN (SELECT id FROM wanted_ids)"
+			}
+			q = "SELECT * FROM (" + q + ") WHERE " + cond
+		}
 	}
-	where := ""
-	if byID {
-		where = " WHERE execution_id IN (SELECT id FROM wanted_ids)"
-	}
-	q := "CREATE OR REPLACE TEMP VIEW audit_entries AS SELECT * FROM (" + src + ")" + where
-	if _, err := a.conn.ExecContext(ctx, q); err != nil {
+	if _, err := a.conn.ExecContext(ctx, "CREATE OR REPLACE TEMP VIEW audit_entries AS "+q); err != nil {
 		return fmt.Errorf("review: reading the trail's files: %w", err)
 	}
 	return nil
+}
+
+// entriesFrom is the rows of the files at paths, with the
+// end_time_unix_nano and sender columns even when every file is of format
+// v1, and a column file naming each row's file.
+func entriesFrom(paths []string) string {
+	return "SELECT * RENAME (filename AS file) FROM read_parquet(" + pathList(paths) +
+		", union_by_name = true, hive_partitioning = false, filename = true)" +
+		" UNION ALL BY NAME SELECT NULL::BIGINT AS end_time_unix_nano, NULL::VARCHAR AS sender WHERE false"
 }
 
 // emptyEntries is a relation with the trail's columns and no row.
@@ -380,7 +459,7 @@ func (e *Engine) Runs(ctx context.Context, f Filter) ([]Run, Integrity, error) {
 			tf.ExecutionIDs = ids
 		}
 	}
-	a, err := e.open(ctx, tf, ids)
+	a, err := e.open(ctx, tf, ids, false)
 	if err != nil {
 		return nil, Integrity{}, err
 	}
@@ -450,7 +529,7 @@ func (e *Engine) windowIDs(ctx context.Context, f trailcache.Filter) ([]string, 
 		return ids, err
 	}
 	// A file DuckDB cannot read: verification tells which.
-	a2, err := e.open(ctx, f, nil)
+	a2, err := e.open(ctx, f, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -699,7 +778,7 @@ func (e *Engine) Timelines(ctx context.Context, ids []string) ([]*Timeline, erro
 	if len(ids) <= maxBloomIDs {
 		f.ExecutionIDs = ids
 	}
-	a, err := e.open(ctx, f, ids)
+	a, err := e.open(ctx, f, ids, true)
 	if err != nil {
 		return nil, err
 	}

@@ -670,3 +670,38 @@ func TestEngineProofs(t *testing.T) {
 		t.Errorf("run-done: %+v", tl.Integrity)
 	}
 }
+
+// TestEngineManyIDs: past literalIDs, ids are joined from a table; the
+// answers are the same.
+func TestEngineManyIDs(t *testing.T) {
+	dir := t.TempDir()
+	writeScenario(t, dir)
+	e := openEngine(t, dir)
+	ctx := context.Background()
+	window := Filter{Since: ptime(t0), Until: ptime(t0.Add(11 * time.Minute))}
+	runs, _, err := e.Runs(ctx, window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tls, err := e.Timelines(ctx, []string{"run-done", "run-fail", "run-nasty"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := literalIDs
+	literalIDs = 0
+	t.Cleanup(func() { literalIDs = old })
+	runs2, _, err := e.Runs(ctx, window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tls2, err := e.Timelines(ctx, []string{"run-done", "run-fail", "run-nasty"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runIDs(runs) != runIDs(runs2) || len(runs) != 4 {
+		t.Errorf("runs: %s, then %s", runIDs(runs), runIDs(runs2))
+	}
+	if !reflect.DeepEqual(tls, tls2) || len(tls) != 3 || len(tls[0].Steps) != 7 {
+		t.Errorf("timelines differ: %+v\n%+v", tls, tls2)
+	}
+}
