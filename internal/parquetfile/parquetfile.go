@@ -454,6 +454,18 @@ func ReadMetadata(r io.ReaderAt, size int64) (f Footer, md *format.FileMetaData,
 	if !bytes.Equal(head[:], magic) {
 		return Footer{}, nil, fmt.Errorf("%w: header magic %q, want %q", ErrCorrupt, head[:], magic)
 	}
+	return ReadTailMetadata(r, size)
+}
+
+// ReadTailMetadata is ReadMetadata without reading the magic number a
+// Parquet file starts with: it reads only the footer at the end of r, so
+// that a reader over the network fetches one range. It makes the same
+// checks of the footer and returns the same errors. Use it to select
+// files, not to verify them: bytes before the footer are not looked at.
+func ReadTailMetadata(r io.ReaderAt, size int64) (f Footer, md *format.FileMetaData, err error) {
+	if size < int64(len(magic))+footerTail {
+		return Footer{}, nil, fmt.Errorf("%w: %d bytes is too short", ErrCorrupt, size)
+	}
 	var tail [footerTail]byte
 	if _, err := r.ReadAt(tail[:], size-footerTail); err != nil {
 		return Footer{}, nil, fmt.Errorf("parquetfile: read footer length: %w", err)

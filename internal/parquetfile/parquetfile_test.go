@@ -458,6 +458,8 @@ func TestReadFooterCorrupt(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := ReadFooter(bytes.NewReader(b), int64(len(b)))
 			require.ErrorIs(t, err, ErrCorrupt)
+			_, _, err = ReadTailMetadata(bytes.NewReader(b), int64(len(b)))
+			require.ErrorIs(t, err, ErrCorrupt)
 			_, _, err = ReadEntries(bytes.NewReader(b), int64(len(b)))
 			require.ErrorIs(t, err, ErrCorrupt)
 		})
@@ -468,6 +470,42 @@ func TestReadFooterCorrupt(t *testing.T) {
 		_, err := ReadFooter(bytes.NewReader(data[:n]), int64(n))
 		require.Error(t, err, "prefix %d", n)
 	}
+}
+
+// offsetsReader records the lowest offset read.
+type offsetsReader struct {
+	r      *bytes.Reader
+	lowest int64
+}
+
+func (o *offsetsReader) ReadAt(p []byte, off int64) (int, error) {
+	o.lowest = min(o.lowest, off)
+	return o.r.ReadAt(p, off)
+}
+
+func TestReadTailMetadata(t *testing.T) {
+	data, want := encode(t, realistic(50))
+	f, md, err := ReadMetadata(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	require.Equal(t, want, f)
+
+	r := &offsetsReader{r: bytes.NewReader(data), lowest: int64(len(data))}
+	tf, tmd, err := ReadTailMetadata(r, int64(len(data)))
+	require.NoError(t, err)
+	assert.Equal(t, f, tf)
+	assert.Equal(t, md, tmd)
+	footerLen := int64(binary.LittleEndian.Uint32(data[len(data)-8:]))
+	assert.Equal(t, int64(len(data))-8-footerLen, r.lowest, "the footer and nothing before it")
+
+	// The head is not read: a file with another head magic passes here,
+	// not in ReadMetadata.
+	headless := bytes.Clone(data)
+	copy(headless, "XXXX")
+	_, _, err = ReadMetadata(bytes.NewReader(headless), int64(len(headless)))
+	require.ErrorIs(t, err, ErrCorrupt)
+	tf, _, err = ReadTailMetadata(bytes.NewReader(headless), int64(len(headless)))
+	require.NoError(t, err)
+	assert.Equal(t, f, tf)
 }
 
 func TestReadEntriesBitFlipsNeverPanic(t *testing.T) {
