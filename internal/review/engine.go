@@ -345,10 +345,12 @@ func quoteAll(ss []string) []string {
 
 // proveRatio: the answer's entries in a file are proven (prove.go) when
 // they are at most 1/proveRatio of its rows; past that, verifying the file
-// whole costs less. Proving costs about 2.4 µs a row of the file (its
-// entry_hash) and 10 µs an entry of the answer (every column through
-// database/sql, hashed); verifying, about 4.5 µs a row (docs/PERFORMANCE.md,
-// "Reviewing runs"). A variable for tests, whose files are small.
+// whole costs less. Proving costs little a row of the file (its seq and
+// entry_hash columns) but about 10 µs an entry of the answer (every column
+// through database/sql, then hashed); verifying, about 4 µs a row of the
+// file. Measured on runs of a day (docs/PERFORMANCE.md, "Reviewing runs"):
+// 1 (prove every file) takes twice as long as 5; 3 to 10 are alike. A
+// variable for tests, whose files are small.
 var proveRatio int64 = 5
 
 // pathList is paths as a DuckDB list of string literals.
