@@ -47,7 +47,8 @@ func showcaseTrail(t *testing.T, dir string) []string {
 		e := entry.Entry{TimeUnixNano: start, EndTimeUnixNano: &end, ExecutionID: exec, TraceID: strings.Repeat("cd", 16),
 			SpanID: fmt.Sprintf("%016x", n), ActionType: action,
 			TargetSystem: system, TargetResource: resource, Result: "ok", StatusCode: "Unset", Attributes: "{}",
-			AgentID: s("agent-7"), AgentName: s("Billing agent"), ServiceName: s("billing"), Principal: s("maria@example.com")}
+			AgentID: s("agent-7"), AgentName: s("Billing agent"), ServiceName: s("billing"), Principal: s("maria@example.com"),
+			Sender: s("CN=billing-agent,O=Example Corp")}
 		if parent > 0 {
 			e.ParentSpanID = s(fmt.Sprintf("%016x", parent))
 		}
