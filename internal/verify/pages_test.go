@@ -114,6 +114,77 @@ func TestTrailWrittenBeforeHexFrames(t *testing.T) {
 	}
 }
 
+// TestTrailWrittenWithHexzstdFrames verifies testdata/trail-hexzstd, written
+// by 865b82e's writer, the last whose hash columns' pages were zstd frames
+// built by hand (internal/hexzstd's fixed shape from 16 values on, one raw
+// block below): chain replica-hz, seq 0 to 3999 (each hash column in pages
+// of 3,840 and 160 values) and 4000 to 4009 (pages of 10), a signed
+// checkpoint after each file and the chain's published verifier key. It is
+// intact, for both readers, every column chunk read directly.
+func TestTrailWrittenWithHexzstdFrames(t *testing.T) {
+	dir := "testdata/trail-hexzstd"
+	rep := verifyBoth(t, dir)
+	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
+	assert.Equal(t, int64(4010), rep.Entries)
+	assert.Equal(t, 2, rep.Files)
+	assert.Equal(t, 2, rep.StoredCheckpoints)
+	assert.Equal(t, []string{"agentaudit-replica-hz+bfc27509"}, rep.TrustedOnFirstUse)
+	require.Len(t, rep.Chains, 1)
+	assert.Equal(t, "eab92aae5ef56e9987fc83ecee479456df31608d81ec9dd1b25990e9b6cd8f65", rep.Chains[0].LastHash)
+	assert.Equal(t, int64(4010), rep.Chains[0].CheckpointSize)
+
+	keys, err := Dir(dir).List(context.Background())
+	require.NoError(t, err)
+	require.Len(t, keys, 2)
+	for i, k := range keys {
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(k)))
+		require.NoError(t, err)
+		res, fast := readBoth(t, k, data)
+		assert.Empty(t, res.violations, k)
+		assert.Equal(t, numColumns, fast, "%s: every column chunk read directly", k)
+		// The testdata holds what it is kept for.
+		for _, col := range []int{colPrevHash, colEntryHash} {
+			var hex, raw int
+			rewritePages(t, data, col, func(_ int, _ *format.PageHeader, body []byte) []byte {
+				switch handBuiltFrame(body) {
+				case "hexzstd":
+					hex++
+				case "raw":
+					raw++
+				}
+				return body
+			})
+			if i == 0 {
+				assert.Equal(t, 2, hex, "%s %s: hexzstd frames", k, columnNames[col])
+			} else {
+				assert.Equal(t, 1, raw, "%s %s: frames of one raw block", k, columnNames[col])
+			}
+		}
+	}
+}
+
+// handBuiltFrame names the shape of a zstd frame as internal/hexzstd and
+// internal/parquetfile's literal frames wrote it up to 865b82e: the frame
+// header is the magic number, descriptor 0xA0 (single segment, 4-byte
+// content size) and the size; a "hexzstd" frame's first block is raw and
+// holds the first value's length prefix, 64 (block header 0x20 0x00 0x00,
+// then 40 00 00 00); a "raw" frame is one last raw block of the whole
+// content. Anything else is "".
+func handBuiltFrame(f []byte) string {
+	if len(f) < 12 || binary.LittleEndian.Uint32(f) != 0xFD2FB528 || f[4] != 0xA0 {
+		return ""
+	}
+	size := binary.LittleEndian.Uint32(f[5:])
+	block := uint32(f[9]) | uint32(f[10])<<8 | uint32(f[11])<<16
+	switch {
+	case len(f) >= 16 && string(f[9:16]) == "\x20\x00\x00\x40\x00\x00\x00":
+		return "hexzstd"
+	case block == size<<3|1 && len(f) == 12+int(size):
+		return "raw"
+	}
+	return ""
+}
+
 // TestDirectPagesTamperMatrix runs every case of the tamper matrix through
 // both readers.
 func TestDirectPagesTamperMatrix(t *testing.T) {
