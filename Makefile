@@ -17,7 +17,7 @@ fmt:
 # Microbenchmarks (ratios side by side; see docs/PERFORMANCE.md).
 bench:
 	go test -run '^$$' -bench . -benchmem -count 5 \
-		./processor/auditprocessor/ ./connector/auditsplitconnector/ ./internal/entry/ ./internal/chain/ ./internal/parquetfile/ \
+		./processor/auditprocessor/ ./connector/auditsplitconnector/ ./internal/auditspan/ ./internal/chain/ ./internal/parquetfile/ \
 		./internal/wal/ ./internal/merkle/ ./internal/verify/
 
 build:

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/pipeline"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor"
@@ -76,7 +77,7 @@ func TestCaptureSameAsTwoPipelines(t *testing.T) {
 	res := sinks["audit"].AllTraces()[0].ResourceSpans().At(0).Resource()
 	var got []string
 	for i := 0; i < audit.Len(); i++ {
-		e := entry.FromSpan(res, audit.At(i), entry.Options{})
+		e := auditspan.FromSpan(res, audit.At(i), auditspan.Options{})
 		got = append(got, e.ActionType+" "+e.TargetSystem+" "+e.ExecutionID+" "+e.Result)
 	}
 	assert.Equal(t, []string{

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/agentaudit/agentaudit/connector/auditsplitconnector/internal/metadata"
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
@@ -43,7 +44,7 @@ type splitConnector struct {
 	audit      consumer.Traces
 	monitoring consumer.Traces // nil without monitoring pipelines
 	drop       bool
-	opts       entry.Options
+	opts       auditspan.Options
 	capture    *capture.Capturer
 	strip      *capture.Stripper
 
@@ -62,7 +63,7 @@ func newSplitConnector(cfg *Config, set component.TelemetrySettings, next consum
 	}
 	c := &splitConnector{
 		drop:    cfg.Action == actionDrop,
-		opts:    entry.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
+		opts:    auditspan.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
 		capture: capture.New(cfg.Capture),
 		strip:   capture.NewStripper(cfg.Strip),
 	}
@@ -156,7 +157,7 @@ func (c *splitConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) er
 
 // normalize normalizes an audit span and counts it.
 func (c *splitConnector) normalize(res pcommon.Resource, span ptrace.Span, n *[numOutcomes]int) {
-	entry.Normalize(res, span, c.opts)
+	auditspan.Normalize(res, span, c.opts)
 	if _, ok := span.Attributes().Get(entry.KeyValidation); ok {
 		n[outcomeWithProblems]++
 	} else {
@@ -188,7 +189,7 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int, missed *ca
 			// take handles one span and reports whether it leaves td.
 			take := func(span ptrace.Span) bool {
 				var m capture.Match
-				if !entry.IsAudit(span) {
+				if !auditspan.IsAudit(span) {
 					if m = c.capture.Match(span); m.Outcome != capture.Captured {
 						missed.Add(m)
 						return false

@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/agentaudit/agentaudit/connector/auditsplitconnector/internal/metadata"
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor"
 )
@@ -130,9 +131,9 @@ func addRandomSpan(r *rand.Rand, ss ptrace.ScopeSpans, name string) {
 			attrs.PutStr(entry.KeyValidation, forgedValidation)
 		case 1:
 			attrs.PutStr(entry.KeyValidation, forgedValidation)
-			attrs.PutStr(entry.KeySeal, strings.Repeat("0", 64))
+			attrs.PutStr(auditspan.KeySeal, strings.Repeat("0", 64))
 		case 2:
-			attrs.PutEmptyMap(entry.KeyMoved).PutStr(entry.KeyValidation, forgedValidation)
+			attrs.PutEmptyMap(auditspan.KeyMoved).PutStr(entry.KeyValidation, forgedValidation)
 			attrs.PutStr("agentaudit.note", "x")
 		}
 	}
@@ -339,10 +340,10 @@ const forgedValidation = `[{"field":"audit.value.proposed","problem":"truncated"
 // gives it (out) to the entry it would make of the span as the agent sent
 // it (in raw, found by span id), as when a receiver feeds the exporter
 // directly. Findings over max_entry_bytes are the exception (see
-// entry.TestValidationOverEntryLimit).
+// auditspan.TestValidationOverEntryLimit).
 func requireExporterAgrees(t *testing.T, raw ptrace.Traces, out []ptrace.Traces, msg string) (compared int) {
 	t.Helper()
-	opts := entry.Options{MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes}
+	opts := auditspan.Options{MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes}
 	type sent struct {
 		res  pcommon.Resource
 		span ptrace.Span
@@ -364,7 +365,7 @@ func requireExporterAgrees(t *testing.T, raw ptrace.Traces, out []ptrace.Traces,
 					}
 					in, ok := byID[span.SpanID()]
 					require.True(t, ok, msg)
-					require.Equal(t, entry.FromSpan(in.res, in.span, opts), entry.FromSpan(rs.Resource(), span, opts), msg)
+					require.Equal(t, auditspan.FromSpan(in.res, in.span, opts), auditspan.FromSpan(rs.Resource(), span, opts), msg)
 					compared++
 				}
 			}
@@ -412,7 +413,7 @@ func TestProcessorsAfterConnectorChangeNothing(t *testing.T) {
 			assert.Greater(t, faulty, 30)
 			for _, k := range []string{entry.ProblemEntryTruncated, entry.ProblemTooDeep, entry.ProblemDuplicateKey,
 				entry.ProblemNULByte, entry.ProblemOutOfRange, entry.ProblemReservedValue,
-				entry.ProblemUnsealedValidation, entry.ProblemReservedKey} {
+				auditspan.ProblemUnsealedValidation, auditspan.ProblemReservedKey} {
 				assert.Positive(t, kinds[k], k)
 			}
 		})

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pipeline"
 
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor"
@@ -56,7 +57,7 @@ func sealTraces() ptrace.Traces {
 	a.PutStr(entry.KeyValueProposed, strings.Repeat("p", 300))
 	a = add(idForgedSeal)
 	putCleanAudit(a)
-	a.PutStr(entry.KeySeal, strings.Repeat("0", 64))
+	a.PutStr(auditspan.KeySeal, strings.Repeat("0", 64))
 	a = add(idCaptured)
 	a.PutStr("gen_ai.operation.name", "execute_tool")
 	a.PutStr("gen_ai.tool.name", "crm_lookup")
@@ -69,13 +70,13 @@ func sealTraces() ptrace.Traces {
 // span id.
 func entriesByID(t *testing.T, tds []ptrace.Traces) map[byte]entry.Entry {
 	t.Helper()
-	opts := entry.Options{MaxValueBytes: sealLimit}
+	opts := auditspan.Options{MaxValueBytes: sealLimit}
 	out := map[byte]entry.Entry{}
 	for _, td := range tds {
 		for _, rs := range td.ResourceSpans().All() {
 			for _, ss := range rs.ScopeSpans().All() {
 				for _, span := range ss.Spans().All() {
-					out[span.SpanID()[7]] = entry.FromSpan(rs.Resource(), span, opts)
+					out[span.SpanID()[7]] = auditspan.FromSpan(rs.Resource(), span, opts)
 				}
 			}
 		}
@@ -120,7 +121,7 @@ func TestPipelineFindingsUnforgeable(t *testing.T) {
 	}
 	assert.Equal(t, processor[idCaptured], both[idCaptured], "captured span")
 
-	unsealed := entry.Problem{Field: entry.KeyValidation, Kind: entry.ProblemUnsealedValidation,
+	unsealed := entry.Problem{Field: entry.KeyValidation, Kind: auditspan.ProblemUnsealedValidation,
 		Detail: "supplied by the sender; kept in attributes, not taken as findings"}
 	forgedText, err := json.Marshal(forgedValidation)
 	require.NoError(t, err)
@@ -139,7 +140,7 @@ func TestPipelineFindingsUnforgeable(t *testing.T) {
 	assert.Equal(t, []entry.Problem{{Field: entry.KeyValueProposed, Kind: entry.ProblemTruncated, Detail: "truncated to 200 bytes",
 		OriginalBytes: 300, SHA256: hex.EncodeToString(sum[:])}}, problemsOf(t, both[idGenuine]))
 
-	assert.Equal(t, []entry.Problem{{Field: entry.KeySeal, Kind: entry.ProblemReservedKey,
+	assert.Equal(t, []entry.Problem{{Field: auditspan.KeySeal, Kind: auditspan.ProblemReservedKey,
 		Detail: "reserved for the collector, supplied by the sender; kept in attributes, not trusted"}}, problemsOf(t, both[idForgedSeal]))
 	assert.Contains(t, both[idForgedSeal].Attributes, `"agentaudit.seal":"`+strings.Repeat("0", 64)+`"`)
 

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/agentaudit/agentaudit/exporter/auditexporter/internal/metadata"
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
@@ -284,7 +285,7 @@ func TestDiskFullRefusesAndLosesNothingAcknowledged(t *testing.T) {
 	big := traces(4, "acked")
 	spans := big.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
 	for i := 0; i < spans.Len(); i++ {
-		if entry.IsAudit(spans.At(i)) {
+		if auditspan.IsAudit(spans.At(i)) {
 			spans.At(i).Attributes().PutStr(entry.KeyValueProposed, strings.Repeat("x", 4<<10))
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/batch"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
@@ -125,7 +126,7 @@ type spooled struct {
 type auditExporter struct {
 	cfg    *Config
 	logger *zap.Logger
-	opts   entry.Options
+	opts   auditspan.Options
 	sender *senders // who sent a request, and the senders policy
 	open   storeOpener
 	now    func() time.Time
@@ -164,7 +165,7 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 	e := &auditExporter{
 		cfg:    cfg,
 		logger: set.Logger,
-		opts:   entry.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
+		opts:   auditspan.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
 		sender: newSenders(cfg.Senders),
 		open:   open,
 		now:    time.Now,
@@ -303,14 +304,14 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
 				span := spans.At(k)
-				if !entry.IsAudit(span) {
+				if !auditspan.IsAudit(span) {
 					ignored++
 					continue
 				}
 				if cap(entries) == 0 {
 					entries = make([]entry.Entry, 0, td.SpanCount())
 				}
-				entries = append(entries, entry.FromSpan(rs.Resource(), span, e.opts))
+				entries = append(entries, auditspan.FromSpan(rs.Resource(), span, e.opts))
 			}
 		}
 	}

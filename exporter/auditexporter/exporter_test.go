@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/agentaudit/agentaudit/exporter/auditexporter/internal/metadata"
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
@@ -198,7 +199,7 @@ func TestUnauditedSpansAreIgnored(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	td := traces(2, "x")
-	td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().RemoveIf(func(s ptrace.Span) bool { return entry.IsAudit(s) })
+	td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().RemoveIf(func(s ptrace.Span) bool { return auditspan.IsAudit(s) })
 	require.NoError(t, te.ConsumeTraces(ctx, td))
 	require.NoError(t, te.Shutdown(ctx))
 	keys, err := st.List(ctx, "")

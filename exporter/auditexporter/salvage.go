@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/wal"
@@ -127,7 +128,7 @@ func lossEntry(chainID string, seg wal.Segment, acc *wal.Acceptance, result stri
 	attrs.PutStr("agentaudit.loss.segment", seg.Name)
 	attrs.PutInt("agentaudit.loss.offset", seg.Corrupt.Offset)
 	attrs.PutStr("agentaudit.loss.corruption", seg.Corrupt.Reason)
-	en := entry.FromOwnSpan(res, span, entry.Options{}) // its agentaudit.loss.* keys are the collector's own
+	en := auditspan.FromOwnSpan(res, span, auditspan.Options{}) // its agentaudit.loss.* keys are the collector's own
 	en.ActionType = entry.ActionLoss
 	return en
 }

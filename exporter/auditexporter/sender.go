@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
@@ -132,7 +133,7 @@ func (s *senders) check(sender string, e *entry.Entry) []entry.Problem {
 	var ps []entry.Problem
 	claim := func(field string, v *string) {
 		if v != nil && !matchesAny(globs, *v) {
-			ps = append(ps, entry.SenderMismatch(sender, field, *v, listed))
+			ps = append(ps, auditspan.SenderMismatch(sender, field, *v, listed))
 		}
 	}
 	claim("agent_id", e.AgentID)
@@ -156,8 +157,8 @@ func matchesAny(globs []string, v string) bool {
 // setSenders sets the sender of entries, sent by sender, and merges the
 // problems of storing it and of the policy into their validation. It
 // returns how many entries the policy flagged.
-func (s *senders) setSenders(entries []entry.Entry, sender string, opts entry.Options) (mismatched int) {
-	col, stored := entry.SenderColumn(sender, opts)
+func (s *senders) setSenders(entries []entry.Entry, sender string, opts auditspan.Options) (mismatched int) {
+	col, stored := auditspan.SenderColumn(sender, opts)
 	for i := range entries {
 		e := &entries[i]
 		e.Sender = &col
@@ -166,7 +167,7 @@ func (s *senders) setSenders(entries []entry.Entry, sender string, opts entry.Op
 			mismatched++
 		}
 		if len(ps)+len(stored) > 0 {
-			entry.MergeProblems(e, append(ps, stored...)...)
+			auditspan.MergeProblems(e, append(ps, stored...)...)
 		}
 	}
 	return mismatched

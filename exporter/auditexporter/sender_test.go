@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/wal"
@@ -174,7 +175,7 @@ func TestRequireAuthenticatedSource(t *testing.T) {
 	}
 
 	unaudited := traces(2, "x")
-	unaudited.ResourceSpans().At(0).ScopeSpans().At(0).Spans().RemoveIf(entry.IsAudit)
+	unaudited.ResourceSpans().At(0).ScopeSpans().At(0).Spans().RemoveIf(auditspan.IsAudit)
 	require.NoError(t, te.ConsumeTraces(ctx, unaudited), "no audit span: nothing to refuse")
 
 	require.NoError(t, te.ConsumeTraces(withAuth(fakeAuth{"subject": "svc-crm"}), traces(4, "exec-auth")))
@@ -253,9 +254,9 @@ func TestSenderMismatchMergesSorted(t *testing.T) {
 	span.Attributes().PutStr(entry.KeyAgentID, "crm")
 	span.Attributes().PutStr(entry.KeyAgentName, "a-1")
 	span.Attributes().PutStr("audit.unknown", "x")
-	es := []entry.Entry{entry.FromSpan(td.ResourceSpans().At(0).Resource(), span, entry.Options{})}
+	es := []entry.Entry{auditspan.FromSpan(td.ResourceSpans().At(0).Resource(), span, auditspan.Options{})}
 	require.NotNil(t, es[0].Validation)
-	assert.Equal(t, 1, s.setSenders(es, "svc\xff", entry.Options{}), "one entry flagged")
+	assert.Equal(t, 1, s.setSenders(es, "svc\xff", auditspan.Options{}), "one entry flagged")
 	assert.Equal(t, "svc\uFFFD", *es[0].Sender)
 	// The repaired sender is not the one listed: neither agent is allowed.
 	assert.Equal(t, `[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"},`+

@@ -61,6 +61,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
@@ -656,7 +657,7 @@ func toolMessage(attrs pcommon.Map) (content, callID string, ok bool) {
 
 // errorResult returns the result of a span with status Error whose error
 // gives no short one: with neither audit.result nor error.type, the
-// result comes from the status message (entry.FromSpan), which LangChain
+// result comes from the status message (auditspan.FromSpan), which LangChain
 // (OpenInference) fills with the message, a blank line and the stack
 // trace. It returns "error: " and the message's first line, and where it
 // came from; "" when the status message is already that line.
@@ -726,5 +727,5 @@ func addDerived(span ptrace.Span, ps []entry.Problem) {
 	if len(ps) == 0 {
 		return
 	}
-	entry.AddProblems(span, ps)
+	auditspan.AddProblems(span, ps)
 }

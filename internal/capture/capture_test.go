@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
@@ -157,7 +158,7 @@ func TestToolCallError(t *testing.T) {
 	c.Apply(s, c.Match(s), nil, Executions{})
 	_, ok := s.Attributes().Get(entry.KeyResult)
 	assert.False(t, ok)
-	e := entry.FromSpan(pcommon.NewResource(), s, entry.Options{})
+	e := auditspan.FromSpan(pcommon.NewResource(), s, auditspan.Options{})
 	assert.Equal(t, "error: CardDeclined", e.Result)
 	assert.Contains(t, e.Attributes, `"gen_ai.tool.call.result":"partial"`)
 }
@@ -186,8 +187,8 @@ func TestAgentRuns(t *testing.T) {
 			require.Equal(t, 1, slice.Len())
 			start := slice.At(0)
 			res := pcommon.NewResource()
-			se := entry.FromSpan(res, start, entry.Options{})
-			ee := entry.FromSpan(res, tc.span, entry.Options{})
+			se := auditspan.FromSpan(res, start, auditspan.Options{})
+			ee := auditspan.FromSpan(res, tc.span, auditspan.Options{})
 			assert.Equal(t, "start", se.ActionType)
 			assert.Equal(t, "end", ee.ActionType)
 			assert.Equal(t, tc.target, se.TargetSystem)
@@ -410,7 +411,7 @@ func TestRootChainNamesTheAgent(t *testing.T) {
 		starts := ptrace.NewSpanSlice()
 		c.Apply(tc.span, c.Match(tc.span), starts.AppendEmpty, Executions{})
 		for _, s := range []ptrace.Span{starts.At(0), tc.span} {
-			e := entry.FromSpan(pcommon.NewResource(), s, entry.Options{})
+			e := auditspan.FromSpan(pcommon.NewResource(), s, auditspan.Options{})
 			require.NotNil(t, e.AgentName)
 			assert.Equal(t, tc.name, *e.AgentName)
 			assert.Equal(t, tc.name, e.TargetSystem)
@@ -524,7 +525,7 @@ func TestErrorWithoutStack(t *testing.T) {
 			tc.span.Status().SetMessage(tc.status)
 			c := New(all)
 			c.Apply(tc.span, c.Match(tc.span), nil, Executions{})
-			e := entry.FromSpan(pcommon.NewResource(), tc.span, entry.Options{})
+			e := auditspan.FromSpan(pcommon.NewResource(), tc.span, auditspan.Options{})
 			assert.Equal(t, tc.result, e.Result)
 			assert.Equal(t, "Error", e.StatusCode)
 			if tc.derived == "" {
@@ -551,7 +552,7 @@ func TestErrorWithoutStack(t *testing.T) {
 	run.Status().SetMessage(withStack)
 	starts := ptrace.NewSpanSlice()
 	c.Apply(run, c.Match(run), starts.AppendEmpty, Executions{})
-	assert.Equal(t, "error: "+msg, entry.FromSpan(pcommon.NewResource(), run, entry.Options{}).Result)
-	assert.Equal(t, "started", entry.FromSpan(pcommon.NewResource(), starts.At(0), entry.Options{}).Result)
+	assert.Equal(t, "error: "+msg, auditspan.FromSpan(pcommon.NewResource(), run, auditspan.Options{}).Result)
+	assert.Equal(t, "started", auditspan.FromSpan(pcommon.NewResource(), starts.At(0), auditspan.Options{}).Result)
 	assert.Equal(t, "openinference: the first line of the status message (the stack trace after it left out)", derivedOf(t, run)[entry.KeyResult])
 }

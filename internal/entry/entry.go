@@ -1,9 +1,14 @@
-// Package entry holds the audit entry model and the mapping from an
-// audit-tagged OpenTelemetry span to an entry.
+// Package entry holds the audit entry model: the Entry, the problems its
+// validation column records, and the attribute keys and action types of the
+// contract agents use.
 //
 // An Entry is what one row of the audit trail holds. Its fields map one to one
 // onto the Parquet columns named in docs/FORMAT.md; the chain package assigns
-// ChainID, Seq, PrevHash and EntryHash, everything else comes from the span.
+// ChainID, Seq, PrevHash and EntryHash, everything else comes from the span
+// (the mapping is package auditspan).
+//
+// The package imports no OpenTelemetry package: the verifier an auditor runs
+// (cmd/auditctl) depends on it, and on nothing of the collector.
 package entry // import "github.com/agentaudit/agentaudit/internal/entry"
 
 // Attribute keys of the contract agents use. They are part of the product's
@@ -44,6 +49,14 @@ var KnownActionTypes = []string{"start", "read", "write", "request_approval", "a
 
 // IsKnownActionType reports whether s is one of KnownActionTypes.
 func IsKnownActionType(s string) bool { return isKnownActionType(s) }
+
+func isKnownActionType(s string) bool {
+	switch s {
+	case "start", "read", "write", "request_approval", "approve", "reject", "error", "end", "tool_call":
+		return true
+	}
+	return false
+}
 
 // DefaultMaxValueBytes is the default limit on one attribute value: longer
 // values are truncated and the SHA-256 of the full value is recorded.
@@ -166,6 +179,11 @@ const (
 	ProblemReservedValue  = "reserved_value"  // an action type in the reserved namespace, stored marked
 	ProblemBeforeStart    = "before_start"    // an end time before the start time (or unset), stored as given
 )
+
+// ProblemSenderMismatch: the authenticated sender may not write for the
+// agent the entry names (the exporter's senders policy). The entry is
+// recorded as it was sent.
+const ProblemSenderMismatch = "sender_mismatch"
 
 // EntryBytes is the size that Options.MaxEntryBytes bounds: the sum of the
 // byte lengths of e's text columns from execution_id to validation (the

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor/internal/metadata"
@@ -29,7 +30,7 @@ const (
 type auditProcessor struct {
 	mode     string
 	action   string
-	opts     entry.Options
+	opts     auditspan.Options
 	capture  *capture.Capturer
 	stripper *capture.Stripper
 	misses   *capture.Misses
@@ -46,7 +47,7 @@ func newAuditProcessor(cfg *Config, set component.TelemetrySettings) (*auditProc
 	p := &auditProcessor{
 		mode:     cfg.Mode,
 		action:   action,
-		opts:     entry.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
+		opts:     auditspan.Options{MaxValueBytes: cfg.MaxValueBytes, MaxEntryBytes: cfg.MaxEntryBytes},
 		capture:  capture.New(cfg.Capture),
 		stripper: capture.NewStripper(cfg.Strip),
 		outcomes: map[string]metric.AddOption{},
@@ -92,7 +93,7 @@ func (p *auditProcessor) audit(ctx context.Context, td ptrace.Traces) (ptrace.Tr
 	var clean, withProblems, dropped int
 	var missed capture.MissCount
 	normalize := func(res pcommon.Resource, span ptrace.Span) {
-		entry.Normalize(res, span, p.opts)
+		auditspan.Normalize(res, span, p.opts)
 		if _, ok := span.Attributes().Get(entry.KeyValidation); ok {
 			withProblems++
 		} else {
@@ -105,7 +106,7 @@ func (p *auditProcessor) audit(ctx context.Context, td ptrace.Traces) (ptrace.Tr
 		rs.ScopeSpans().RemoveIf(func(ss ptrace.ScopeSpans) bool {
 			var starts ptrace.SpanSlice
 			ss.Spans().RemoveIf(func(span ptrace.Span) bool {
-				if !entry.IsAudit(span) {
+				if !auditspan.IsAudit(span) {
 					m := p.capture.Match(span)
 					if m.Outcome != capture.Captured {
 						missed.Add(m)
@@ -145,7 +146,7 @@ func (p *auditProcessor) audit(ctx context.Context, td ptrace.Traces) (ptrace.Tr
 // isAudit reports whether span goes to the audit trail: hand-tagged, or a
 // framework span capture takes.
 func (p *auditProcessor) isAudit(span ptrace.Span) bool {
-	return entry.IsAudit(span) || p.capture.Enabled() && p.capture.Match(span).Outcome == capture.Captured
+	return auditspan.IsAudit(span) || p.capture.Enabled() && p.capture.Match(span).Outcome == capture.Captured
 }
 
 // dropAudit removes audit spans.

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/processor/processortest"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor/internal/metadata"
@@ -176,15 +177,15 @@ func TestAuditMode(t *testing.T) {
 	// The seal of the findings is keyed by a secret of this process: its
 	// form is checked here, and that it verifies below, by FromSpan.
 	for _, v := range view {
-		if seal, ok := v.Attrs[entry.KeySeal].(string); ok {
+		if seal, ok := v.Attrs[auditspan.KeySeal].(string); ok {
 			assert.Regexp(t, "^[0-9a-f]{64}$", seal)
-			v.Attrs[entry.KeySeal] = "(seal)"
+			v.Attrs[auditspan.KeySeal] = "(seal)"
 		}
 	}
 	assert.Equal(t, []spanView{
 		{Service: "a", Scope: "s1", Name: "audit-clean", Attrs: with(cleanAudit, map[string]any{"audit.result": "ok"})},
 		{Service: "c", Name: "audit-faulty", Attrs: map[string]any{
-			entry.KeySeal:          "(seal)",
+			auditspan.KeySeal:      "(seal)",
 			"audit.action.type":    "read",
 			"audit.execution.id":   traceHex,
 			"audit.target.system":  "",
@@ -206,9 +207,9 @@ func TestAuditMode(t *testing.T) {
 	// What the exporter will record from the normalized span is what it
 	// would have recorded from the original.
 	orig := testTraces().ResourceSpans().At(2)
-	want := entry.FromSpan(orig.Resource(), orig.ScopeSpans().At(0).Spans().At(0), entry.Options{MaxValueBytes: 1024})
+	want := auditspan.FromSpan(orig.Resource(), orig.ScopeSpans().At(0).Spans().At(0), auditspan.Options{MaxValueBytes: 1024})
 	got := td.ResourceSpans().At(1)
-	assert.Equal(t, want, entry.FromSpan(got.Resource(), got.ScopeSpans().At(0).Spans().At(0), entry.Options{MaxValueBytes: 1024}))
+	assert.Equal(t, want, auditspan.FromSpan(got.Resource(), got.ScopeSpans().At(0).Spans().At(0), auditspan.Options{MaxValueBytes: 1024}))
 }
 
 func TestAuditModeTruncates(t *testing.T) {
@@ -241,9 +242,9 @@ func TestAuditModeBoundsEntry(t *testing.T) {
 		addSpan(addResource(td, "a").ScopeSpans().AppendEmpty(), "big", 1, attrs)
 		return td
 	}
-	opts := entry.Options{MaxValueBytes: 1024, MaxEntryBytes: 64 << 10}
+	opts := auditspan.Options{MaxValueBytes: 1024, MaxEntryBytes: 64 << 10}
 	orig := build().ResourceSpans().At(0)
-	want := entry.FromSpan(orig.Resource(), orig.ScopeSpans().At(0).Spans().At(0), opts)
+	want := auditspan.FromSpan(orig.Resource(), orig.ScopeSpans().At(0).Spans().At(0), opts)
 
 	p, tel := newTestProcessor(t, &Config{Mode: "audit", MaxValueBytes: 1024, MaxEntryBytes: 64 << 10})
 	td, err := p.processTraces(context.Background(), build())
@@ -257,7 +258,7 @@ func TestAuditModeBoundsEntry(t *testing.T) {
 	v, ok := span.Attributes().Get(entry.KeyValidation)
 	require.True(t, ok)
 	assert.Contains(t, v.Str(), `{"field":"tool.out.79","problem":"entry_truncated","detail":"emptied to fit max_entry_bytes","original_bytes":981,`)
-	assert.Equal(t, want, entry.FromSpan(got.Resource(), span, opts))
+	assert.Equal(t, want, auditspan.FromSpan(got.Resource(), span, opts))
 	assert.LessOrEqual(t, entry.EntryBytes(&want), 64<<10)
 	assert.Equal(t, map[string]int64{"normalized_with_problems": 1}, counts(t, tel))
 

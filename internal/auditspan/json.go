@@ -1,4 +1,4 @@
-package entry
+package auditspan
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
 // The canonical JSON written here is the byte-exact form of the attributes
@@ -84,7 +86,7 @@ func appendJSONFloat(dst []byte, f float64) []byte {
 
 // compareProblems orders problems by Field, then Kind, then the remaining
 // fields so that the order is total and the encoding deterministic.
-func compareProblems(a, b Problem) int {
+func compareProblems(a, b entry.Problem) int {
 	if c := cmp.Compare(a.Field, b.Field); c != 0 {
 		return c
 	}
@@ -101,14 +103,14 @@ func compareProblems(a, b Problem) int {
 }
 
 // sortProblems sorts ps and removes duplicates in place.
-func sortProblems(ps []Problem) []Problem {
+func sortProblems(ps []entry.Problem) []entry.Problem {
 	slices.SortFunc(ps, compareProblems)
 	return slices.Compact(ps)
 }
 
 // appendProblems appends ps as a compact JSON array of objects with the keys
 // of Problem's JSON tags, in declaration order, empty optional keys omitted.
-func appendProblems(dst []byte, ps []Problem) []byte {
+func appendProblems(dst []byte, ps []entry.Problem) []byte {
 	dst = append(dst, '[')
 	for i, p := range ps {
 		if i > 0 {
@@ -140,14 +142,14 @@ var errMalformedValidation = errors.New("not a JSON array of problems")
 // parseProblems reads a validation value: a JSON array of problem objects,
 // each with a non-empty problem kind, and no other keys than Problem's. The
 // field may be empty: an attribute key can be.
-func parseProblems(s string) ([]Problem, error) {
+func parseProblems(s string) ([]entry.Problem, error) {
 	trimmed := bytes.TrimSpace([]byte(s))
 	if len(trimmed) == 0 || trimmed[0] != '[' {
 		return nil, errMalformedValidation
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
-	var ps []Problem
+	var ps []entry.Problem
 	if err := dec.Decode(&ps); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package entry
+package auditspan
 
 import (
 	"crypto/hmac"
@@ -14,6 +14,8 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
 // Sealing: the pipeline's findings reach the exporter in a way no sender
@@ -88,7 +90,7 @@ const (
 // starts with ReservedKeyPrefix, ASCII letter case ignored.
 func IsReservedKey(k string) bool {
 	// Most keys fail on the first byte.
-	return len(k) >= len(ReservedKeyPrefix) && k[0]|0x20 == 'a' && IsReservedActionType(k)
+	return len(k) >= len(ReservedKeyPrefix) && k[0]|0x20 == 'a' && entry.IsReservedActionType(k)
 }
 
 // sealKey is the process's secret: see above.
@@ -163,7 +165,7 @@ func verifySeal(tid pcommon.TraceID, sid pcommon.SpanID, validation, seal, moved
 // verifies.
 func isSealed(span ptrace.Span) bool {
 	attrs := span.Attributes()
-	v, ok := attrs.Get(KeyValidation)
+	v, ok := attrs.Get(entry.KeyValidation)
 	if !ok {
 		return false
 	}
@@ -179,7 +181,7 @@ func isSealed(span ptrace.Span) bool {
 // has just written.
 func putSeal(span ptrace.Span) {
 	attrs := span.Attributes()
-	v, _ := attrs.Get(KeyValidation)
+	v, _ := attrs.Get(entry.KeyValidation)
 	var m []byte
 	if moved, ok := attrs.Get(KeyMoved); ok && moved.Type() == pcommon.ValueTypeMap {
 		m = appendMoved(nil, moved.Map())
@@ -201,10 +203,10 @@ func putSeal(span ptrace.Span) {
 // KeyMoved already holds (after UTF-8 repair) is a later duplicate: it is
 // removed, as Normalize removes duplicates, and the duplicate_key problem
 // mapping records for it is returned. It reports whether it changed attrs.
-func moveAside(attrs pcommon.Map, sealed bool) (changed bool, dups []Problem) {
+func moveAside(attrs pcommon.Map, sealed bool) (changed bool, dups []entry.Problem) {
 	var own [numSlots - slotValidation]bool
 	senders := func(k string) bool {
-		if k != KeyValidation && !IsReservedKey(k) {
+		if k != entry.KeyValidation && !IsReservedKey(k) {
 			return false
 		}
 		if slot := slotOf(k); sealed && slot >= slotValidation && !own[slot-slotValidation] {

@@ -1,4 +1,4 @@
-package entry
+package auditspan
 
 import (
 	"cmp"
@@ -15,6 +15,8 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
 // Options control normalization.
@@ -28,14 +30,14 @@ type Options struct {
 
 func (o Options) maxValueBytes() int {
 	if o.MaxValueBytes <= 0 {
-		return DefaultMaxValueBytes
+		return entry.DefaultMaxValueBytes
 	}
 	return o.MaxValueBytes
 }
 
 func (o Options) maxEntryBytes() int {
 	if o.MaxEntryBytes <= 0 {
-		return DefaultMaxEntryBytes
+		return entry.DefaultMaxEntryBytes
 	}
 	return o.MaxEntryBytes
 }
@@ -62,7 +64,7 @@ const maxValidationDetail = 1 << 10
 // IsAudit reports whether span is audit-tagged: it carries the key
 // audit.action.type, with a value of any type. It costs one attribute lookup.
 func IsAudit(span ptrace.Span) bool {
-	_, ok := span.Attributes().Get(KeyActionType)
+	_, ok := span.Attributes().Get(entry.KeyActionType)
 	return ok
 }
 
@@ -74,7 +76,7 @@ func StripPayload(span ptrace.Span) {
 }
 
 func isPayloadKey(k string, _ pcommon.Value) bool {
-	return k == KeyReasoning || strings.HasPrefix(k, KeyValuePrefix)
+	return k == entry.KeyReasoning || strings.HasPrefix(k, entry.KeyValuePrefix)
 }
 
 // FromSpan maps an audit-tagged span and its resource to an Entry. It never
@@ -142,7 +144,7 @@ func isPayloadKey(k string, _ pcommon.Value) bool {
 // seal.go); an audit.validation sealed but longer than opts.MaxEntryBytes is
 // not merged but flagged truncated. Without a seal that verifies,
 // audit.validation is the sender's and never parsed.
-func FromSpan(res pcommon.Resource, span ptrace.Span, opts Options) Entry {
+func FromSpan(res pcommon.Resource, span ptrace.Span, opts Options) entry.Entry {
 	m := opts.mapper()
 	return m.fromSpan(res, span)
 }
@@ -150,7 +152,7 @@ func FromSpan(res pcommon.Resource, span ptrace.Span, opts Options) Entry {
 // FromOwnSpan is FromSpan for a span the collector built itself, such as
 // the record of a loss the operator accepted: its keys starting with
 // ReservedKeyPrefix are its own, kept in attributes and not flagged.
-func FromOwnSpan(res pcommon.Resource, span ptrace.Span, opts Options) Entry {
+func FromOwnSpan(res pcommon.Resource, span ptrace.Span, opts Options) entry.Entry {
 	m := opts.mapper()
 	m.own = true
 	return m.fromSpan(res, span)
@@ -180,7 +182,7 @@ func Normalize(res pcommon.Resource, span ptrace.Span, opts Options) {
 	// missing audit.result remains to fill in.
 	if result, ok := clean(res, span, opts); ok {
 		if result != "" {
-			span.Attributes().PutStr(KeyResult, result)
+			span.Attributes().PutStr(entry.KeyResult, result)
 		}
 		return
 	}
@@ -226,23 +228,23 @@ func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
 	// (A duplicate it removes, mapping flagged.)
 	moved, _ := moveAside(attrs, m.sealed)
 
-	putStr(attrs, KeyActionType, e.ActionType)
-	putStr(attrs, KeyExecutionID, e.ExecutionID)
-	putStr(attrs, KeyTargetSystem, e.TargetSystem)
-	if _, ok := attrs.Get(KeyTargetResource); ok {
-		putStr(attrs, KeyTargetResource, e.TargetResource)
+	putStr(attrs, entry.KeyActionType, e.ActionType)
+	putStr(attrs, entry.KeyExecutionID, e.ExecutionID)
+	putStr(attrs, entry.KeyTargetSystem, e.TargetSystem)
+	if _, ok := attrs.Get(entry.KeyTargetResource); ok {
+		putStr(attrs, entry.KeyTargetResource, e.TargetResource)
 	}
-	putOptional(attrs, KeyValueProposed, e.ProposedValue)
-	putOptional(attrs, KeyValuePrevious, e.PreviousValue)
-	putOptional(attrs, KeyReasoning, e.Reasoning)
-	putOptional(attrs, KeyApprover, e.Approver)
-	putStr(attrs, KeyResult, e.Result)
+	putOptional(attrs, entry.KeyValueProposed, e.ProposedValue)
+	putOptional(attrs, entry.KeyValuePrevious, e.PreviousValue)
+	putOptional(attrs, entry.KeyReasoning, e.Reasoning)
+	putOptional(attrs, entry.KeyApprover, e.Approver)
+	putStr(attrs, entry.KeyResult, e.Result)
 	// Identity keys found on the span were taken from it; those on the
 	// resource are left alone (the resource is shared by many spans).
 	for _, id := range [...]struct {
 		key string
 		val *string
-	}{{KeyAgentID, e.AgentID}, {KeyAgentName, e.AgentName}, {KeyEndUserID, e.Principal}} {
+	}{{entry.KeyAgentID, e.AgentID}, {entry.KeyAgentName, e.AgentName}, {entry.KeyEndUserID, e.Principal}} {
 		if _, ok := attrs.Get(id.key); ok && id.val != nil {
 			putStr(attrs, id.key, *id.val)
 		}
@@ -250,13 +252,13 @@ func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
 	if e.Validation != nil {
 		// A span normalized again (the processor after the connector)
 		// keeps its seal when nothing it covers changed.
-		if v, _ := attrs.Get(KeyValidation); !m.sealed || moved || m.hasMoved || v.Str() != *e.Validation {
-			putStr(attrs, KeyValidation, *e.Validation)
+		if v, _ := attrs.Get(entry.KeyValidation); !m.sealed || moved || m.hasMoved || v.Str() != *e.Validation {
+			putStr(attrs, entry.KeyValidation, *e.Validation)
 			putSeal(span)
 		}
 	} else {
 		// Only a sealed span can hold these without a problem to record.
-		attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k == KeyValidation || k == KeySeal || k == KeyMoved })
+		attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k == entry.KeyValidation || k == KeySeal || k == KeyMoved })
 	}
 }
 
@@ -267,24 +269,24 @@ func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
 // them (mapping flags them), a later duplicate of one removed and flagged
 // duplicate_key here, as mapping would. Framework capture calls it before
 // Normalize.
-func AddProblems(span ptrace.Span, ps []Problem) {
+func AddProblems(span ptrace.Span, ps []entry.Problem) {
 	attrs := span.Attributes()
-	var all []Problem
+	var all []entry.Problem
 	sealed := isSealed(span)
 	if sealed {
-		v, _ := attrs.Get(KeyValidation)
+		v, _ := attrs.Get(entry.KeyValidation)
 		if old, err := parseProblems(v.Str()); err == nil {
 			all = append(all, old...)
 		} else {
 			// Not what the pipeline writes: kept as mapping keeps it.
-			all = append(all, Problem{Field: KeyValidation, Kind: ProblemUnknownValue,
+			all = append(all, entry.Problem{Field: entry.KeyValidation, Kind: entry.ProblemUnknownValue,
 				Detail: truncate(strings.ToValidUTF8(v.Str(), "\uFFFD"), maxValidationDetail)})
 		}
 	}
 	_, dups := moveAside(attrs, sealed)
 	all = append(all, dups...)
 	all = sortProblems(append(all, ps...))
-	attrs.PutStr(KeyValidation, string(appendProblems(nil, all)))
+	attrs.PutStr(entry.KeyValidation, string(appendProblems(nil, all)))
 	putSeal(span)
 }
 
@@ -385,7 +387,7 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 			collision = collision || filter&bit != 0
 			filter |= bit
 			size += cleanEscapeFactor*len(k) + cleanValueOverhead
-			ok = validUTF8(k) && !strings.HasPrefix(k, KeyPrefix) && !IsReservedKey(k) && cleanValue(v, max, 1, &size)
+			ok = validUTF8(k) && !strings.HasPrefix(k, entry.KeyPrefix) && !IsReservedKey(k) && cleanValue(v, max, 1, &size)
 			return ok
 		}
 		if seen&(1<<slot) != 0 {
@@ -397,7 +399,7 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 		switch slot {
 		case slotActionType:
 			s, ok = cleanColumn(v, max)
-			ok = ok && isKnownActionType(s)
+			ok = ok && entry.IsKnownActionType(s)
 		case slotExecutionID, slotTargetSystem:
 			s, ok = cleanColumn(v, max)
 			ok = ok && s != ""
@@ -420,7 +422,7 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 	}
 	// The resource's identity keys are read when the span lacks them.
 	resAttrs := res.Attributes()
-	for _, k := range [...]string{KeyAgentID, KeyAgentName, KeyServiceName, KeyEndUserID} {
+	for _, k := range [...]string{entry.KeyAgentID, entry.KeyAgentName, entry.KeyServiceName, entry.KeyEndUserID} {
 		if v, found := resAttrs.Get(k); found {
 			s, good := cleanColumn(v, max)
 			if !good {
@@ -471,7 +473,7 @@ func cleanValue(v pcommon.Value, max, depth int, size *int) bool {
 	case pcommon.ValueTypeSlice:
 		sl := v.Slice()
 		*size += cleanValueOverhead
-		if depth > MaxDepth && sl.Len() > 0 {
+		if depth > entry.MaxDepth && sl.Len() > 0 {
 			return false
 		}
 		for i := 0; i < sl.Len(); i++ {
@@ -482,7 +484,7 @@ func cleanValue(v pcommon.Value, max, depth int, size *int) bool {
 	case pcommon.ValueTypeMap:
 		mm := v.Map()
 		*size += cleanValueOverhead
-		if depth > MaxDepth && mm.Len() > 0 {
+		if depth > entry.MaxDepth && mm.Len() > 0 {
 			return false
 		}
 		ok := true
@@ -530,21 +532,13 @@ func isMapped(slot int) bool {
 	return slot != slotOther && slot < slotUnmapped
 }
 
-func isKnownActionType(s string) bool {
-	switch s {
-	case "start", "read", "write", "request_approval", "approve", "reject", "error", "end", "tool_call":
-		return true
-	}
-	return false
-}
-
 // mapper carries the limits and collects problems while one span is mapped.
 // A quiet mapper only transforms values and records nothing.
 type mapper struct {
 	max      int
 	maxEntry int
 	quiet    bool
-	problems []Problem
+	problems []entry.Problem
 
 	// What fromSpan did that Normalize must do to the span too.
 	dups     bool                // a top-level key occurred twice
@@ -559,7 +553,7 @@ func (m *mapper) isCut(key string) bool {
 	return ok
 }
 
-func (m *mapper) add(p Problem) {
+func (m *mapper) add(p entry.Problem) {
 	if !m.quiet {
 		m.problems = append(m.problems, p)
 	}
@@ -602,41 +596,41 @@ const (
 // slotOf returns the slot of key, or slotOther.
 func slotOf(key string) int {
 	switch key {
-	case KeyActionType:
+	case entry.KeyActionType:
 		return slotActionType
-	case KeyExecutionID:
+	case entry.KeyExecutionID:
 		return slotExecutionID
-	case KeyTargetSystem:
+	case entry.KeyTargetSystem:
 		return slotTargetSystem
-	case KeyTargetResource:
+	case entry.KeyTargetResource:
 		return slotTargetResource
-	case KeyValueProposed:
+	case entry.KeyValueProposed:
 		return slotProposed
-	case KeyValuePrevious:
+	case entry.KeyValuePrevious:
 		return slotPrevious
-	case KeyReasoning:
+	case entry.KeyReasoning:
 		return slotReasoning
-	case KeyApprover:
+	case entry.KeyApprover:
 		return slotApprover
-	case KeyResult:
+	case entry.KeyResult:
 		return slotResult
-	case KeyValidation:
+	case entry.KeyValidation:
 		return slotValidation
 	case KeySeal:
 		return slotSeal
 	case KeyMoved:
 		return slotMoved
-	case KeyAgentID:
+	case entry.KeyAgentID:
 		return slotAgentID
-	case KeyAgentName:
+	case entry.KeyAgentName:
 		return slotAgentName
-	case KeyEndUserID:
+	case entry.KeyEndUserID:
 		return slotEndUserID
-	case KeyServiceName:
+	case entry.KeyServiceName:
 		return slotServiceName
-	case KeyErrorType:
+	case entry.KeyErrorType:
 		return slotErrorType
-	case KeyHTTPStatus:
+	case entry.KeyHTTPStatus:
 		return slotHTTPStatus
 	}
 	return slotOther
@@ -653,9 +647,9 @@ func (a *spanAttrs) get(slot int) (pcommon.Value, bool) {
 	return a.vals[slot], a.found&(1<<slot) != 0
 }
 
-func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
+func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) entry.Entry {
 	resAttrs := res.Attributes()
-	var e Entry
+	var e entry.Entry
 	start, end := uint64(span.StartTimestamp()), uint64(span.EndTimestamp())
 	e.TimeUnixNano = m.time(fieldTime, "start", start)
 	// One allocation for the optional fields and the end time: the
@@ -668,14 +662,14 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 	opt.end = m.time(fieldEndTime, "end", end)
 	e.EndTimeUnixNano = &opt.end
 	if end < start {
-		m.add(Problem{Field: fieldEndTime, Kind: ProblemBeforeStart, Detail: "end time before start time"})
+		m.add(entry.Problem{Field: fieldEndTime, Kind: entry.ProblemBeforeStart, Detail: "end time before start time"})
 	}
 	switch code := span.Status().Code(); code {
 	case ptrace.StatusCodeUnset, ptrace.StatusCodeOk, ptrace.StatusCodeError:
 		e.StatusCode = code.String()
 	default:
 		e.StatusCode = "Code(" + strconv.Itoa(int(code)) + ")"
-		m.add(Problem{Field: fieldStatusCode, Kind: ProblemUnknownValue, Detail: "stored as " + e.StatusCode})
+		m.add(entry.Problem{Field: fieldStatusCode, Kind: entry.ProblemUnknownValue, Detail: "stored as " + e.StatusCode})
 	}
 
 	// One pass over the attributes finds the keys of the contract and
@@ -717,11 +711,11 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 
 	e.TraceID = ids[0:32]
 	if tid.IsEmpty() {
-		m.add(Problem{Field: fieldTraceID, Kind: ProblemInvalidID, Detail: "empty trace id"})
+		m.add(entry.Problem{Field: fieldTraceID, Kind: entry.ProblemInvalidID, Detail: "empty trace id"})
 	}
 	e.SpanID = ids[32:48]
 	if sid.IsEmpty() {
-		m.add(Problem{Field: fieldSpanID, Kind: ProblemInvalidID, Detail: "empty span id"})
+		m.add(entry.Problem{Field: fieldSpanID, Kind: entry.ProblemInvalidID, Detail: "empty span id"})
 	}
 	if !pid.IsEmpty() {
 		slots[0] = ids[48:64]
@@ -739,7 +733,7 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 		for _, k := range [...]struct {
 			key string
 			ok  bool
-		}{{KeyValidation, hasValidation}, {KeySeal, hasSeal}, {KeyMoved, hasMoved}} {
+		}{{entry.KeyValidation, hasValidation}, {KeySeal, hasSeal}, {KeyMoved, hasMoved}} {
 			if k.ok {
 				m.flagKey(k.key)
 			}
@@ -747,58 +741,58 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 	}
 
 	if v, ok := sa.get(slotActionType); ok {
-		e.ActionType = m.valueString(KeyActionType, v)
-		if IsReservedActionType(e.ActionType) {
-			m.add(Problem{Field: KeyActionType, Kind: ProblemReservedValue, Detail: e.ActionType})
-			e.ActionType = truncate(ReservedActionMark+e.ActionType, m.max)
+		e.ActionType = m.valueString(entry.KeyActionType, v)
+		if entry.IsReservedActionType(e.ActionType) {
+			m.add(entry.Problem{Field: entry.KeyActionType, Kind: entry.ProblemReservedValue, Detail: e.ActionType})
+			e.ActionType = truncate(entry.ReservedActionMark+e.ActionType, m.max)
 		}
 		switch {
 		case e.ActionType == "":
-			m.add(Problem{Field: KeyActionType, Kind: ProblemEmpty})
-		case !isKnownActionType(e.ActionType):
-			m.add(Problem{Field: KeyActionType, Kind: ProblemUnknownValue, Detail: "kept verbatim"})
+			m.add(entry.Problem{Field: entry.KeyActionType, Kind: entry.ProblemEmpty})
+		case !entry.IsKnownActionType(e.ActionType):
+			m.add(entry.Problem{Field: entry.KeyActionType, Kind: entry.ProblemUnknownValue, Detail: "kept verbatim"})
 		}
 	} else {
-		m.add(Problem{Field: KeyActionType, Kind: ProblemMissing})
+		m.add(entry.Problem{Field: entry.KeyActionType, Kind: entry.ProblemMissing})
 	}
 
 	if v, ok := sa.get(slotExecutionID); ok {
-		e.ExecutionID = m.valueString(KeyExecutionID, v)
+		e.ExecutionID = m.valueString(entry.KeyExecutionID, v)
 		if e.ExecutionID == "" {
-			m.add(Problem{Field: KeyExecutionID, Kind: ProblemEmpty})
+			m.add(entry.Problem{Field: entry.KeyExecutionID, Kind: entry.ProblemEmpty})
 		}
 	}
 	if e.ExecutionID == "" {
 		// Sanitized like any value so that a tiny limit cuts it the same
 		// way here as when FromSpan reads it back from a normalized span.
-		e.ExecutionID = m.sanitize(KeyExecutionID, e.TraceID)
-		m.add(Problem{Field: KeyExecutionID, Kind: ProblemDefaulted, Detail: "defaulted to trace id"})
+		e.ExecutionID = m.sanitize(entry.KeyExecutionID, e.TraceID)
+		m.add(entry.Problem{Field: entry.KeyExecutionID, Kind: entry.ProblemDefaulted, Detail: "defaulted to trace id"})
 	}
 
 	if v, ok := sa.get(slotTargetSystem); ok {
-		e.TargetSystem = m.valueString(KeyTargetSystem, v)
+		e.TargetSystem = m.valueString(entry.KeyTargetSystem, v)
 	}
 	if e.TargetSystem == "" {
-		m.add(Problem{Field: KeyTargetSystem, Kind: ProblemMissing})
+		m.add(entry.Problem{Field: entry.KeyTargetSystem, Kind: entry.ProblemMissing})
 	}
 	if v, ok := sa.get(slotTargetResource); ok {
-		e.TargetResource = m.valueString(KeyTargetResource, v)
+		e.TargetResource = m.valueString(entry.KeyTargetResource, v)
 	}
 
-	e.ProposedValue = m.optional(&sa, slotProposed, KeyValueProposed, &slots[1])
-	e.PreviousValue = m.optional(&sa, slotPrevious, KeyValuePrevious, &slots[2])
-	e.Reasoning = m.optional(&sa, slotReasoning, KeyReasoning, &slots[3])
-	e.Approver = m.optional(&sa, slotApprover, KeyApprover, &slots[4])
+	e.ProposedValue = m.optional(&sa, slotProposed, entry.KeyValueProposed, &slots[1])
+	e.PreviousValue = m.optional(&sa, slotPrevious, entry.KeyValuePrevious, &slots[2])
+	e.Reasoning = m.optional(&sa, slotReasoning, entry.KeyReasoning, &slots[3])
+	e.Approver = m.optional(&sa, slotApprover, entry.KeyApprover, &slots[4])
 
-	e.AgentID = m.identity(&sa, resAttrs, slotAgentID, KeyAgentID, &slots[5])
-	e.AgentName = m.identity(&sa, resAttrs, slotAgentName, KeyAgentName, &slots[6])
-	e.ServiceName = m.identity(&sa, resAttrs, slotServiceName, KeyServiceName, &slots[7])
-	e.Principal = m.identity(&sa, resAttrs, slotEndUserID, KeyEndUserID, &slots[8])
+	e.AgentID = m.identity(&sa, resAttrs, slotAgentID, entry.KeyAgentID, &slots[5])
+	e.AgentName = m.identity(&sa, resAttrs, slotAgentName, entry.KeyAgentName, &slots[6])
+	e.ServiceName = m.identity(&sa, resAttrs, slotServiceName, entry.KeyServiceName, &slots[7])
+	e.Principal = m.identity(&sa, resAttrs, slotEndUserID, entry.KeyEndUserID, &slots[8])
 
 	if v, ok := sa.get(slotResult); ok {
-		e.Result = m.valueString(KeyResult, v)
+		e.Result = m.valueString(entry.KeyResult, v)
 	} else {
-		e.Result = m.column(KeyResult, deriveResultOf(span, &sa))
+		e.Result = m.column(entry.KeyResult, deriveResultOf(span, &sa))
 	}
 
 	bp := bufPool.Get().(*[]byte)
@@ -816,18 +810,18 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 			// pipeline with a larger limit than the exporter's can write
 			// more problems than an entry here may hold.
 			full := strings.ToValidUTF8(raw, "\uFFFD")
-			m.add(Problem{Field: KeyValidation, Kind: ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
+			m.add(entry.Problem{Field: entry.KeyValidation, Kind: entry.ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
 				OriginalBytes: int64(len(full)), SHA256: sha256Hex(full)})
 		} else if ps, err := parseProblems(raw); err == nil {
 			m.problems = append(m.problems, ps...)
 		} else {
 			detail := truncate(strings.ToValidUTF8(raw, "\uFFFD"), maxValidationDetail)
-			m.add(Problem{Field: KeyValidation, Kind: ProblemUnknownValue, Detail: detail})
+			m.add(entry.Problem{Field: entry.KeyValidation, Kind: entry.ProblemUnknownValue, Detail: detail})
 		}
 	}
 
 	m.setValidation(&e)
-	if EntryBytes(&e) > m.maxEntry {
+	if entry.EntryBytes(&e) > m.maxEntry {
 		m.cutEntry(&e, kvs)
 	}
 	return e
@@ -838,12 +832,12 @@ func (m *mapper) fromSpan(res pcommon.Resource, span ptrace.Span) Entry {
 // audit.* key, a key in the collector's namespace.
 func (m *mapper) flagKey(k string) {
 	switch {
-	case k == KeyValidation:
-		m.add(Problem{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed})
-	case strings.HasPrefix(k, KeyPrefix):
-		m.add(Problem{Field: k, Kind: ProblemUnknownKey, Detail: "kept in attributes"})
+	case k == entry.KeyValidation:
+		m.add(entry.Problem{Field: entry.KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed})
+	case strings.HasPrefix(k, entry.KeyPrefix):
+		m.add(entry.Problem{Field: k, Kind: entry.ProblemUnknownKey, Detail: "kept in attributes"})
 	case IsReservedKey(k) && !m.own:
-		m.add(Problem{Field: k, Kind: ProblemReservedKey, Detail: detailReservedKey})
+		m.add(entry.Problem{Field: k, Kind: ProblemReservedKey, Detail: detailReservedKey})
 	}
 }
 
@@ -885,7 +879,7 @@ func (m *mapper) unseal(kvs []keyValue, moved pcommon.Value, hasMoved bool) []ke
 // its original value.
 func (m *mapper) time(field, which string, ns uint64) int64 {
 	if ns > math.MaxInt64 {
-		m.add(Problem{Field: field, Kind: ProblemOutOfRange,
+		m.add(entry.Problem{Field: field, Kind: entry.ProblemOutOfRange,
 			Detail: which + " time " + strconv.FormatUint(ns, 10) + " ns clamped to the largest int64"})
 		return math.MaxInt64
 	}
@@ -893,7 +887,7 @@ func (m *mapper) time(field, which string, ns uint64) int64 {
 }
 
 // setValidation encodes m's problems into e.Validation.
-func (m *mapper) setValidation(e *Entry) {
+func (m *mapper) setValidation(e *entry.Entry) {
 	if len(m.problems) > 0 {
 		m.problems = sortProblems(m.problems)
 		s := string(appendProblems(nil, m.problems))
@@ -914,7 +908,7 @@ func (m *mapper) setValidation(e *Entry) {
 // (keys, problems and the other columns are never cut), one more
 // entry_truncated problem under "entry" says so. kvs are the attributes,
 // sorted as appendObject left them.
-func (m *mapper) cutEntry(e *Entry, kvs []keyValue) {
+func (m *mapper) cutEntry(e *entry.Entry, kvs []keyValue) {
 	type candidate struct {
 		key  string
 		text string  // the bytes removed
@@ -931,7 +925,7 @@ func (m *mapper) cutEntry(e *Entry, kvs []keyValue) {
 	bySize := func(a, b candidate) int { return cmp.Compare(len(b.text), len(a.text)) }
 	slices.SortStableFunc(cands, bySize)
 	var payload []candidate
-	for _, c := range [...]candidate{{key: KeyValueProposed, col: e.ProposedValue}, {key: KeyValuePrevious, col: e.PreviousValue}, {key: KeyReasoning, col: e.Reasoning}} {
+	for _, c := range [...]candidate{{key: entry.KeyValueProposed, col: e.ProposedValue}, {key: entry.KeyValuePrevious, col: e.PreviousValue}, {key: entry.KeyReasoning, col: e.Reasoning}} {
 		if c.col != nil {
 			c.text = *c.col
 			payload = append(payload, c)
@@ -940,16 +934,16 @@ func (m *mapper) cutEntry(e *Entry, kvs []keyValue) {
 	slices.SortStableFunc(payload, bySize)
 	cands = append(cands, payload...)
 
-	size := EntryBytes(e)
+	size := entry.EntryBytes(e)
 	const emptyJSON = `""`
-	var added []Problem
+	var added []entry.Problem
 	for _, c := range cands {
 		if size <= m.maxEntry {
 			break
 		}
-		p := Problem{Field: c.key, Kind: ProblemEntryTruncated, Detail: "emptied to fit max_entry_bytes",
+		p := entry.Problem{Field: c.key, Kind: entry.ProblemEntryTruncated, Detail: "emptied to fit max_entry_bytes",
 			OriginalBytes: int64(len(c.text)), SHA256: strings.Repeat("0", 64)}
-		cost := len(appendProblems(nil, []Problem{p})) - 1 // with its comma, or both brackets less one
+		cost := len(appendProblems(nil, []entry.Problem{p})) - 1 // with its comma, or both brackets less one
 		if e.Validation == nil && len(added) == 0 {
 			cost++
 		}
@@ -973,7 +967,7 @@ func (m *mapper) cutEntry(e *Entry, kvs []keyValue) {
 		}
 	}
 	if size > m.maxEntry {
-		added = append(added, Problem{Field: fieldEntry, Kind: ProblemEntryTruncated,
+		added = append(added, entry.Problem{Field: fieldEntry, Kind: entry.ProblemEntryTruncated,
 			Detail: "still over max_entry_bytes: keys, problems and other columns are not cut"})
 	}
 	if len(m.cut) > 0 {
@@ -1003,10 +997,10 @@ func (m *mapper) cutEntry(e *Entry, kvs []keyValue) {
 func deriveResult(span ptrace.Span) string {
 	attrs := span.Attributes()
 	var sa spanAttrs
-	if v, ok := attrs.Get(KeyErrorType); ok {
+	if v, ok := attrs.Get(entry.KeyErrorType); ok {
 		sa.found, sa.vals[slotErrorType] = sa.found|1<<slotErrorType, v
 	}
-	if v, ok := attrs.Get(KeyHTTPStatus); ok {
+	if v, ok := attrs.Get(entry.KeyHTTPStatus); ok {
 		sa.found, sa.vals[slotHTTPStatus] = sa.found|1<<slotHTTPStatus, v
 	}
 	return deriveResultOf(span, &sa)
@@ -1084,7 +1078,7 @@ func (m *mapper) duplicate(field string, nested bool, v pcommon.Value) {
 	if nested {
 		detail = "kept the first value of a nested key"
 	}
-	m.add(Problem{Field: field, Kind: ProblemDuplicateKey, Detail: detail, OriginalBytes: int64(len(s)), SHA256: sha256Hex(s)})
+	m.add(entry.Problem{Field: field, Kind: entry.ProblemDuplicateKey, Detail: detail, OriginalBytes: int64(len(s)), SHA256: sha256Hex(s)})
 }
 
 // optional stores the string form of the slot's value in dst and returns
@@ -1130,7 +1124,7 @@ func (m *mapper) valueString(field string, v pcommon.Value) string {
 	default:
 		s = plainString(v)
 	}
-	m.add(Problem{Field: field, Kind: ProblemNotString, Detail: v.Type().String()})
+	m.add(entry.Problem{Field: field, Kind: entry.ProblemNotString, Detail: v.Type().String()})
 	return m.sanitize(field, s)
 }
 
@@ -1139,7 +1133,7 @@ func (m *mapper) valueString(field string, v pcommon.Value) string {
 func (m *mapper) column(field, s string) string {
 	s = m.sanitize(field, s)
 	if strings.IndexByte(s, 0) >= 0 {
-		m.add(Problem{Field: field, Kind: ProblemNULByte, Detail: "kept"})
+		m.add(entry.Problem{Field: field, Kind: entry.ProblemNULByte, Detail: "kept"})
 	}
 	return s
 }
@@ -1150,13 +1144,13 @@ func (m *mapper) column(field, s string) string {
 func (m *mapper) sanitize(field, s string) string {
 	if !validUTF8(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
-		m.add(Problem{Field: field, Kind: ProblemInvalidUTF8, Detail: "replaced with U+FFFD"})
+		m.add(entry.Problem{Field: field, Kind: entry.ProblemInvalidUTF8, Detail: "replaced with U+FFFD"})
 	}
 	if len(s) > m.max {
 		if !m.quiet {
-			m.add(Problem{
+			m.add(entry.Problem{
 				Field:         field,
-				Kind:          ProblemTruncated,
+				Kind:          entry.ProblemTruncated,
 				Detail:        "truncated to " + strconv.Itoa(m.max) + " bytes",
 				OriginalBytes: int64(len(s)),
 				SHA256:        sha256Hex(s),
@@ -1195,7 +1189,7 @@ func (m *mapper) repairInPlace(v pcommon.Value, depth int) {
 		}
 	case pcommon.ValueTypeSlice:
 		sl := v.Slice()
-		if depth > MaxDepth && sl.Len() > 0 {
+		if depth > entry.MaxDepth && sl.Len() > 0 {
 			v.SetEmptySlice()
 			return
 		}
@@ -1204,7 +1198,7 @@ func (m *mapper) repairInPlace(v pcommon.Value, depth int) {
 		}
 	case pcommon.ValueTypeMap:
 		mm := v.Map()
-		if depth > MaxDepth && mm.Len() > 0 {
+		if depth > entry.MaxDepth && mm.Len() > 0 {
 			v.SetEmptyMap()
 			return
 		}
@@ -1228,7 +1222,7 @@ func (m *mapper) sanitizeKey(field, k string) string {
 	if validUTF8(k) {
 		return k
 	}
-	m.add(Problem{Field: field, Kind: ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"})
+	m.add(entry.Problem{Field: field, Kind: entry.ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"})
 	return strings.ToValidUTF8(k, "\uFFFD")
 }
 
@@ -1293,7 +1287,7 @@ func (m *mapper) appendCanonical(dst []byte, field string, v pcommon.Value, dept
 		return append(dst, '"')
 	case pcommon.ValueTypeSlice:
 		sl := v.Slice()
-		if depth > MaxDepth && sl.Len() > 0 {
+		if depth > entry.MaxDepth && sl.Len() > 0 {
 			m.tooDeep(field)
 			return append(dst, "[]"...)
 		}
@@ -1306,7 +1300,7 @@ func (m *mapper) appendCanonical(dst []byte, field string, v pcommon.Value, dept
 		}
 		return append(dst, ']')
 	case pcommon.ValueTypeMap:
-		if depth > MaxDepth && v.Map().Len() > 0 {
+		if depth > entry.MaxDepth && v.Map().Len() > 0 {
 			m.tooDeep(field)
 			return append(dst, "{}"...)
 		}
@@ -1322,5 +1316,5 @@ func (m *mapper) appendCanonical(dst []byte, field string, v pcommon.Value, dept
 }
 
 func (m *mapper) tooDeep(field string) {
-	m.add(Problem{Field: field, Kind: ProblemTooDeep, Detail: "nested deeper than " + strconv.Itoa(MaxDepth) + " levels: stored empty"})
+	m.add(entry.Problem{Field: field, Kind: entry.ProblemTooDeep, Detail: "nested deeper than " + strconv.Itoa(entry.MaxDepth) + " levels: stored empty"})
 }

@@ -1,4 +1,4 @@
-package entry
+package auditspan
 
 import (
 	"crypto/hmac"
@@ -14,13 +14,15 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
 // putSealed sets span's audit.validation to text, sealed, as the pipeline
 // writes it: the sender's values of its keys moved aside first.
 func putSealed(span ptrace.Span, text string) {
 	moveAside(span.Attributes(), isSealed(span))
-	span.Attributes().PutStr(KeyValidation, text)
+	span.Attributes().PutStr(entry.KeyValidation, text)
 	putSeal(span)
 }
 
@@ -57,7 +59,7 @@ func TestSealBytes(t *testing.T) {
 	assert.True(t, isSealed(span))
 
 	m := span.Attributes().PutEmptyMap(KeyMoved)
-	m.PutStr(KeyValidation, "x")
+	m.PutStr(entry.KeyValidation, "x")
 	m.PutInt("agentaudit.n", 1)
 	putSeal(span)
 	seal, _ = span.Attributes().Get(KeySeal)
@@ -66,8 +68,8 @@ func TestSealBytes(t *testing.T) {
 
 	// The seal binds each part: change one and it no longer verifies.
 	for name, edit := range map[string]func(ptrace.Span){
-		"validation": func(s ptrace.Span) { s.Attributes().PutStr(KeyValidation, "[]") },
-		"moved":      func(s ptrace.Span) { m, _ := s.Attributes().Get(KeyMoved); m.Map().PutStr(KeyValidation, "y") },
+		"validation": func(s ptrace.Span) { s.Attributes().PutStr(entry.KeyValidation, "[]") },
+		"moved":      func(s ptrace.Span) { m, _ := s.Attributes().Get(KeyMoved); m.Map().PutStr(entry.KeyValidation, "y") },
 		"no moved":   func(s ptrace.Span) { s.Attributes().Remove(KeyMoved) },
 		"trace id":   func(s ptrace.Span) { s.SetTraceID(pcommon.TraceID{1}) },
 		"span id":    func(s ptrace.Span) { s.SetSpanID(pcommon.SpanID{1}) },
@@ -97,16 +99,16 @@ func TestIsReservedKey(t *testing.T) {
 // attributes, flagged unsealed_validation, and both give one entry.
 func TestForgedValidation(t *testing.T) {
 	res, span := typicalSpan()
-	span.Attributes().PutStr(KeyValidation, forged)
+	span.Attributes().PutStr(entry.KeyValidation, forged)
 	raw := FromSpan(res, span, Options{})
-	assert.Equal(t, []Problem{{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed}}, problemsOf(t, raw))
+	assert.Equal(t, []entry.Problem{{Field: entry.KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed}}, problemsOf(t, raw))
 	assert.Contains(t, raw.Attributes, `"audit.validation":"[{\"field\":\"audit.value.proposed\",\"problem\":\"truncated\"`)
 	checkNormalize(t, res, span, Options{}, raw)
 
 	// Normalize moved the sender's text aside and sealed its own findings.
 	moved, ok := span.Attributes().Get(KeyMoved)
 	require.True(t, ok)
-	assert.Equal(t, map[string]any{KeyValidation: forged}, moved.Map().AsRaw())
+	assert.Equal(t, map[string]any{entry.KeyValidation: forged}, moved.Map().AsRaw())
 	assert.True(t, isSealed(span))
 }
 
@@ -116,11 +118,11 @@ func TestForgedValidation(t *testing.T) {
 func TestGenuineFindingSurvives(t *testing.T) {
 	res, span := typicalSpan()
 	full := strings.Repeat("v", 100)
-	span.Attributes().PutStr(KeyValueProposed, full)
+	span.Attributes().PutStr(entry.KeyValueProposed, full)
 	opts := Options{MaxValueBytes: 50}
 	want := FromSpan(res, span, opts)
-	truncated := Problem{Field: KeyValueProposed, Kind: ProblemTruncated, Detail: "truncated to 50 bytes", OriginalBytes: 100, SHA256: sha256Of(full)}
-	assert.Equal(t, []Problem{truncated}, problemsOf(t, want))
+	truncated := entry.Problem{Field: entry.KeyValueProposed, Kind: entry.ProblemTruncated, Detail: "truncated to 50 bytes", OriginalBytes: 100, SHA256: sha256Of(full)}
+	assert.Equal(t, []entry.Problem{truncated}, problemsOf(t, want))
 	checkNormalize(t, res, span, opts, want)
 	assert.True(t, isSealed(span))
 
@@ -128,7 +130,7 @@ func TestGenuineFindingSurvives(t *testing.T) {
 	span.Attributes().Remove(KeySeal)
 	got := FromSpan(res, span, opts)
 	assert.NotContains(t, problemsOf(t, got), truncated)
-	assert.Contains(t, problemsOf(t, got), Problem{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed})
+	assert.Contains(t, problemsOf(t, got), entry.Problem{Field: entry.KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed})
 }
 
 // TestForgedSeal: a seal from the sender, with or without an
@@ -138,10 +140,10 @@ func TestForgedSeal(t *testing.T) {
 	for _, withValidation := range []bool{false, true} {
 		res, span := typicalSpan()
 		span.Attributes().PutStr(KeySeal, strings.Repeat("ab", 32))
-		want := []Problem{{Field: KeySeal, Kind: ProblemReservedKey, Detail: detailReservedKey}}
+		want := []entry.Problem{{Field: KeySeal, Kind: ProblemReservedKey, Detail: detailReservedKey}}
 		if withValidation {
-			span.Attributes().PutStr(KeyValidation, forged)
-			want = append(want, Problem{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed})
+			span.Attributes().PutStr(entry.KeyValidation, forged)
+			want = append(want, entry.Problem{Field: entry.KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed})
 		}
 		_, clean := clean(res, span, Options{})
 		assert.False(t, clean)
@@ -174,23 +176,23 @@ func TestSealedSpanAttributes(t *testing.T) {
 // aside first, and the entry after Normalize is the sender's span's entry
 // plus the added problems.
 func TestAddProblems(t *testing.T) {
-	derived := []Problem{{Field: KeyActionType, Kind: "derived", Detail: "genai: execute_tool span"}}
+	derived := []entry.Problem{{Field: entry.KeyActionType, Kind: "derived", Detail: "genai: execute_tool span"}}
 	res, span := typicalSpan()
-	span.Attributes().PutStr(KeyValidation, forged)
+	span.Attributes().PutStr(entry.KeyValidation, forged)
 	span.Attributes().PutStr(KeySeal, "forged")
 	want := FromSpan(res, span, Options{})
 
 	AddProblems(span, derived)
 	assert.True(t, isSealed(span))
-	v, _ := span.Attributes().Get(KeyValidation)
+	v, _ := span.Attributes().Get(entry.KeyValidation)
 	assert.Equal(t, string(appendProblems(nil, derived)), v.Str())
 	moved, _ := span.Attributes().Get(KeyMoved)
-	assert.Equal(t, map[string]any{KeyValidation: forged, KeySeal: "forged"}, moved.Map().AsRaw())
+	assert.Equal(t, map[string]any{entry.KeyValidation: forged, KeySeal: "forged"}, moved.Map().AsRaw())
 
-	more := []Problem{{Field: KeyResult, Kind: "derived", Detail: "genai: started"}}
+	more := []entry.Problem{{Field: entry.KeyResult, Kind: "derived", Detail: "genai: started"}}
 	AddProblems(span, more)
 	assert.True(t, isSealed(span))
-	v, _ = span.Attributes().Get(KeyValidation)
+	v, _ = span.Attributes().Get(entry.KeyValidation)
 	assert.Equal(t, string(appendProblems(nil, sortProblems(append(slices.Clone(derived), more...)))), v.Str())
 
 	Normalize(res, span, Options{})
@@ -209,7 +211,7 @@ func TestAddProblems(t *testing.T) {
 // Normalize changes nothing.
 func TestAddProblemsRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	added := []Problem{{Field: KeyTargetSystem, Kind: "derived", Detail: "genai: the tool's name"}}
+	added := []entry.Problem{{Field: entry.KeyTargetSystem, Kind: "derived", Detail: "genai: the tool's name"}}
 	n := 0
 	for i := range 5000 {
 		res, span := randomAuditSpan(rng)
@@ -218,14 +220,14 @@ func TestAddProblemsRandom(t *testing.T) {
 		AddProblems(span, added)
 		require.True(t, isSealed(span), "span %d", i)
 		Normalize(res, span, opts)
-		if v, _ := span.Attributes().Get(KeyValidation); len(v.Str()) > opts.maxEntryBytes() {
+		if v, _ := span.Attributes().Get(entry.KeyValidation); len(v.Str()) > opts.maxEntryBytes() {
 			continue // not merged: see TestValidationOverEntryLimit
 		}
 		got := FromSpan(res, span, opts)
 		// The added problem takes room: where the entry's bound comes
 		// into play the two entries are cut differently (each as
 		// TestNormalizeShortcutAgrees checks).
-		if !strings.Contains(*got.Validation, ProblemEntryTruncated) && len(*got.Validation) <= opts.maxEntryBytes() {
+		if !strings.Contains(*got.Validation, entry.ProblemEntryTruncated) && len(*got.Validation) <= opts.maxEntryBytes() {
 			n++
 			require.Equal(t, sortProblems(append(problemsOf(t, want), added...)), problemsOf(t, got), "span %d", i)
 			got.Validation, want.Validation = nil, nil
@@ -260,7 +262,7 @@ func TestFromOwnSpan(t *testing.T) {
 	assert.Nil(t, own.Validation)
 	assert.Contains(t, own.Attributes, `"agentaudit.loss.segment":"00000001.wal"`)
 	sent := FromSpan(res, span, Options{})
-	assert.Equal(t, []Problem{{Field: "agentaudit.loss.segment", Kind: ProblemReservedKey, Detail: detailReservedKey}}, problemsOf(t, sent))
+	assert.Equal(t, []entry.Problem{{Field: "agentaudit.loss.segment", Kind: ProblemReservedKey, Detail: detailReservedKey}}, problemsOf(t, sent))
 	sent.Validation = nil
 	assert.Equal(t, own, sent)
 }

@@ -1,4 +1,4 @@
-package entry
+package auditspan
 
 import (
 	"math/rand/v2"
@@ -8,6 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
 // TestNormalizeShortcutAgrees checks Normalize's shortcut for clean spans
@@ -41,7 +43,7 @@ func TestNormalizeShortcutAgrees(t *testing.T) {
 		require.Equal(t, slow.Attributes().AsRaw(), fast.Attributes().AsRaw(), "span %d: %v", i, span.Attributes().AsRaw())
 		require.Equal(t, FromSpan(res, slow, opts), FromSpan(res, fast, opts), "span %d", i)
 		want := FromSpan(res, span, opts)
-		require.False(t, IsReservedActionType(want.ActionType), "span %d", i)
+		require.False(t, entry.IsReservedActionType(want.ActionType), "span %d", i)
 		if want.Validation == nil || len(*want.Validation) <= opts.maxEntryBytes() {
 			// Beyond that, see TestValidationOverEntryLimit.
 			require.Equal(t, want, FromSpan(res, fast, opts), "span %d: FromSpan(Normalize(span)) = FromSpan(span)", i)
@@ -62,10 +64,10 @@ func TestNormalizeShortcutTypical(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "200", result)
 	Normalize(res, span, Options{})
-	v, found := span.Attributes().Get(KeyResult)
+	v, found := span.Attributes().Get(entry.KeyResult)
 	require.True(t, found)
 	require.Equal(t, "200", v.Str())
-	_, found = span.Attributes().Get(KeyValidation)
+	_, found = span.Attributes().Get(entry.KeyValidation)
 	require.False(t, found)
 }
 
@@ -101,17 +103,17 @@ func randomAuditSpan(rng *rand.Rand) (pcommon.Resource, ptrace.Span) {
 	}
 	a := span.Attributes()
 	// The shape of a good span, most of the time, so that clean ones occur.
-	a.PutStr(KeyActionType, pick(rng, KnownActionTypes...))
+	a.PutStr(entry.KeyActionType, pick(rng, entry.KnownActionTypes...))
 	if rng.IntN(10) != 0 {
-		a.PutStr(KeyExecutionID, pick(rng, "run-1", "r"))
+		a.PutStr(entry.KeyExecutionID, pick(rng, "run-1", "r"))
 	}
 	if rng.IntN(10) != 0 {
-		a.PutStr(KeyTargetSystem, pick(rng, "crm", "salesforce"))
+		a.PutStr(entry.KeyTargetSystem, pick(rng, "crm", "salesforce"))
 	}
 	keys := []string{
-		KeyActionType, KeyExecutionID, KeyTargetSystem, KeyTargetResource, KeyValueProposed,
-		KeyValuePrevious, KeyReasoning, KeyApprover, KeyResult, KeyValidation, KeyAgentID,
-		KeyAgentName, KeyEndUserID, KeyServiceName, KeyErrorType, KeyHTTPStatus,
+		entry.KeyActionType, entry.KeyExecutionID, entry.KeyTargetSystem, entry.KeyTargetResource, entry.KeyValueProposed,
+		entry.KeyValuePrevious, entry.KeyReasoning, entry.KeyApprover, entry.KeyResult, entry.KeyValidation, entry.KeyAgentID,
+		entry.KeyAgentName, entry.KeyEndUserID, entry.KeyServiceName, entry.KeyErrorType, entry.KeyHTTPStatus,
 		"audit.unknown", "tool.input", "k\xff", "list", "obj",
 		KeySeal, KeyMoved, "agentaudit.x", "AgentAudit.x\xff",
 	}
@@ -119,13 +121,13 @@ func randomAuditSpan(rng *rand.Rand) (pcommon.Resource, ptrace.Span) {
 		putRandom(rng, a, pick(rng, keys...), 0)
 	}
 	for range rng.IntN(2) {
-		putRandom(rng, res.Attributes(), pick(rng, KeyAgentID, KeyAgentName, KeyServiceName, KeyEndUserID), 0)
+		putRandom(rng, res.Attributes(), pick(rng, entry.KeyAgentID, entry.KeyAgentName, entry.KeyServiceName, entry.KeyEndUserID), 0)
 	}
 	if rng.IntN(10) == 0 {
 		appendAttr(a, pick(rng, keys...), pick(rng, `{"stringValue":"dup"}`, `{"intValue":"3"}`, `{"kvlistValue":{"values":[{"key":"k","value":{}},{"key":"k","value":{}}]}}`))
 	}
 	if rng.IntN(30) == 0 {
-		deepMap(a, pick(rng, "deep", KeyValueProposed), MaxDepth-1+rng.IntN(4))
+		deepMap(a, pick(rng, "deep", entry.KeyValueProposed), entry.MaxDepth-1+rng.IntN(4))
 	}
 	return res, span
 }
@@ -169,9 +171,9 @@ func randomString(rng *rand.Rand) string {
 	case 2:
 		return strings.Repeat("é", rng.IntN(30))
 	case 3:
-		return pick(rng, KnownActionTypes...)
+		return pick(rng, entry.KnownActionTypes...)
 	case 4:
-		return pick(rng, `[{"field":"x","problem":"missing"}]`, forged, "nul\x00", ActionLoss, "AgentAudit.x")
+		return pick(rng, `[{"field":"x","problem":"missing"}]`, forged, "nul\x00", entry.ActionLoss, "AgentAudit.x")
 	default:
 		return strings.Repeat("v", rng.IntN(50))
 	}
@@ -182,7 +184,7 @@ func pick(rng *rand.Rand, s ...string) string { return s[rng.IntN(len(s))] }
 // BenchmarkNormalize compares Normalize on a well-formed span (the
 // shortcut) with the full path on the same span, side by side:
 //
-//	go test -run '^$' -bench Normalize -benchmem ./internal/entry/
+//	go test -run '^$' -bench Normalize -benchmem ./internal/auditspan/
 func BenchmarkNormalize(b *testing.B) {
 	res, span := typicalSpan()
 	Normalize(res, span, Options{}) // fills in audit.result once
@@ -201,7 +203,7 @@ func BenchmarkNormalize(b *testing.B) {
 	// A span with a problem, normalized again: its audit.validation is
 	// checked (and sealed) each time.
 	res, span = typicalSpan()
-	span.Attributes().Remove(KeyTargetSystem)
+	span.Attributes().Remove(entry.KeyTargetSystem)
 	Normalize(res, span, Options{})
 	b.Run("faulty", func(b *testing.B) {
 		b.ReportAllocs()
@@ -215,7 +217,7 @@ func BenchmarkNormalize(b *testing.B) {
 // exporter does.
 func BenchmarkFromSpanFaulty(b *testing.B) {
 	res, span := typicalSpan()
-	span.Attributes().Remove(KeyTargetSystem)
+	span.Attributes().Remove(entry.KeyTargetSystem)
 	Normalize(res, span, Options{})
 	b.ReportAllocs()
 	for b.Loop() {

@@ -1,4 +1,4 @@
-package entry
+package auditspan
 
 import (
 	"encoding/json"
@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
 // appendAttr appends key with value (OTLP JSON, e.g. {"stringValue":"x"})
@@ -75,7 +77,7 @@ func bigSpan(n, size int) (pcommon.Resource, ptrace.Span) {
 // checkNormalize checks that FromSpan of the normalized span gives want,
 // that Normalize is idempotent, and that the shortcut agrees with the full
 // path.
-func checkNormalize(t *testing.T, res pcommon.Resource, span ptrace.Span, opts Options, want Entry) {
+func checkNormalize(t *testing.T, res pcommon.Resource, span ptrace.Span, opts Options, want entry.Entry) {
 	t.Helper()
 	slow := ptrace.NewSpan()
 	span.CopyTo(slow)
@@ -96,8 +98,8 @@ func TestEntryBound(t *testing.T) {
 	const n, size = 300, 60 << 10 // under the value limit: only the entry bound cuts
 	res, span := bigSpan(n, size)
 	e := FromSpan(res, span, Options{})
-	require.LessOrEqual(t, EntryBytes(&e), DefaultMaxEntryBytes)
-	require.Greater(t, EntryBytes(&e), DefaultMaxEntryBytes-2*(size+n), "no more cut than needed")
+	require.LessOrEqual(t, entry.EntryBytes(&e), entry.DefaultMaxEntryBytes)
+	require.Greater(t, entry.EntryBytes(&e), entry.DefaultMaxEntryBytes-2*(size+n), "no more cut than needed")
 
 	var attrs map[string]any
 	require.NoError(t, json.Unmarshal([]byte(e.Attributes), &attrs))
@@ -106,7 +108,7 @@ func TestEntryBound(t *testing.T) {
 	for i := range n { // smallest first
 		k := fmt.Sprintf("big.%03d", i)
 		full := strings.Repeat("x", size+i)
-		p := Problem{Field: k, Kind: ProblemEntryTruncated, Detail: "emptied to fit max_entry_bytes",
+		p := entry.Problem{Field: k, Kind: entry.ProblemEntryTruncated, Detail: "emptied to fit max_entry_bytes",
 			OriginalBytes: int64(size + i + 2), SHA256: sha256Of(`"` + full + `"`)}
 		got, ok := attrs[k]
 		require.True(t, ok, "key %s is kept", k)
@@ -140,9 +142,9 @@ func TestEntryBoundPayload(t *testing.T) {
 	res, span := typicalSpan()
 	a := span.Attributes()
 	a.PutStr("tool.output", strings.Repeat("o", 3000))
-	a.PutStr(KeyValueProposed, strings.Repeat("p", 2000))
-	a.PutStr(KeyValuePrevious, strings.Repeat("q", 2500))
-	a.PutStr(KeyReasoning, strings.Repeat("r", 100))
+	a.PutStr(entry.KeyValueProposed, strings.Repeat("p", 2000))
+	a.PutStr(entry.KeyValuePrevious, strings.Repeat("q", 2500))
+	a.PutStr(entry.KeyReasoning, strings.Repeat("r", 100))
 	opts := Options{MaxEntryBytes: 3000}
 	e := FromSpan(res, span, opts)
 
@@ -150,11 +152,11 @@ func TestEntryBoundPayload(t *testing.T) {
 	assert.Equal(t, ptr(""), e.PreviousValue, "the largest payload value goes first")
 	assert.Equal(t, ptr(strings.Repeat("p", 2000)), e.ProposedValue, "and no more than needed")
 	assert.Equal(t, ptr(strings.Repeat("r", 100)), e.Reasoning)
-	assert.Equal(t, []Problem{
-		{Field: KeyValuePrevious, Kind: ProblemEntryTruncated, Detail: "emptied to fit max_entry_bytes", OriginalBytes: 2500, SHA256: sha256Of(strings.Repeat("q", 2500))},
-		{Field: "tool.output", Kind: ProblemEntryTruncated, Detail: "emptied to fit max_entry_bytes", OriginalBytes: 3002, SHA256: sha256Of(`"` + strings.Repeat("o", 3000) + `"`)},
+	assert.Equal(t, []entry.Problem{
+		{Field: entry.KeyValuePrevious, Kind: entry.ProblemEntryTruncated, Detail: "emptied to fit max_entry_bytes", OriginalBytes: 2500, SHA256: sha256Of(strings.Repeat("q", 2500))},
+		{Field: "tool.output", Kind: entry.ProblemEntryTruncated, Detail: "emptied to fit max_entry_bytes", OriginalBytes: 3002, SHA256: sha256Of(`"` + strings.Repeat("o", 3000) + `"`)},
 	}, problemsOf(t, e))
-	assert.LessOrEqual(t, EntryBytes(&e), 3000)
+	assert.LessOrEqual(t, entry.EntryBytes(&e), 3000)
 	checkNormalize(t, res, span, opts, e)
 }
 
@@ -168,9 +170,9 @@ func TestEntryBoundResidue(t *testing.T) {
 	}
 	opts := Options{MaxEntryBytes: 2000}
 	e := FromSpan(res, span, opts)
-	assert.Greater(t, EntryBytes(&e), 2000)
+	assert.Greater(t, entry.EntryBytes(&e), 2000)
 	assert.NotContains(t, e.Attributes, `""`)
-	assert.Equal(t, []Problem{{Field: "entry", Kind: ProblemEntryTruncated,
+	assert.Equal(t, []entry.Problem{{Field: "entry", Kind: entry.ProblemEntryTruncated,
 		Detail: "still over max_entry_bytes: keys, problems and other columns are not cut"}}, problemsOf(t, e))
 	checkNormalize(t, res, span, opts, e)
 }
@@ -193,8 +195,8 @@ func TestTooDeep(t *testing.T) {
 	build := func() (pcommon.Resource, ptrace.Span) {
 		res, span := typicalSpan()
 		deepMap(span.Attributes(), "deep", 100_000)
-		deepMap(span.Attributes(), KeyValueProposed, 100_000)
-		deepMap(span.Attributes(), KeyErrorType, 100_000) // read by the derived result
+		deepMap(span.Attributes(), entry.KeyValueProposed, 100_000)
+		deepMap(span.Attributes(), entry.KeyErrorType, 100_000) // read by the derived result
 		sl := span.Attributes().PutEmptySlice("list")
 		for range 100_000 {
 			sl = sl.AppendEmpty().SetEmptySlice()
@@ -206,18 +208,18 @@ func TestTooDeep(t *testing.T) {
 	res, span := build()
 	e := FromSpan(res, span, Options{})
 
-	wantDeep := `{"a":` + strings.Repeat(`{"a":`, MaxDepth-1) + `{}` + strings.Repeat("}", MaxDepth)
-	wantList := strings.Repeat("[", MaxDepth) + "[]" + strings.Repeat("]", MaxDepth)
+	wantDeep := `{"a":` + strings.Repeat(`{"a":`, entry.MaxDepth-1) + `{}` + strings.Repeat("}", entry.MaxDepth)
+	wantList := strings.Repeat("[", entry.MaxDepth) + "[]" + strings.Repeat("]", entry.MaxDepth)
 	require.Equal(t, `{"deep":`+wantDeep+`,"error.type":`+wantDeep+`,"http.request.method":"PATCH","http.response.status_code":200,"list":`+wantList+`}`, e.Attributes)
 	require.Equal(t, ptr(wantDeep), e.ProposedValue)
 	require.Equal(t, "error: "+wantDeep, e.Result)
 	detail := "nested deeper than 64 levels: stored empty"
-	require.Equal(t, []Problem{
-		{Field: KeyValueProposed, Kind: ProblemNotString, Detail: "Map"},
-		{Field: KeyValueProposed, Kind: ProblemTooDeep, Detail: detail},
-		{Field: "deep", Kind: ProblemTooDeep, Detail: detail},
-		{Field: KeyErrorType, Kind: ProblemTooDeep, Detail: detail},
-		{Field: "list", Kind: ProblemTooDeep, Detail: detail},
+	require.Equal(t, []entry.Problem{
+		{Field: entry.KeyValueProposed, Kind: entry.ProblemNotString, Detail: "Map"},
+		{Field: entry.KeyValueProposed, Kind: entry.ProblemTooDeep, Detail: detail},
+		{Field: "deep", Kind: entry.ProblemTooDeep, Detail: detail},
+		{Field: entry.KeyErrorType, Kind: entry.ProblemTooDeep, Detail: detail},
+		{Field: "list", Kind: entry.ProblemTooDeep, Detail: detail},
 	}, problemsOf(t, e))
 
 	_, ok := clean(res, span, Options{})
@@ -226,7 +228,7 @@ func TestTooDeep(t *testing.T) {
 	require.Equal(t, e, FromSpan(res, span, Options{}))
 	// The span now holds 64 levels of maps and an empty one.
 	v, _ := span.Attributes().Get("deep")
-	for range MaxDepth {
+	for range entry.MaxDepth {
 		require.Equal(t, pcommon.ValueTypeMap, v.Type())
 		v, ok = v.Map().Get("a")
 		require.True(t, ok)
@@ -242,7 +244,7 @@ func TestDepthLimit(t *testing.T) {
 	for _, tc := range []struct {
 		levels int
 		cut    bool
-	}{{MaxDepth, false}, {MaxDepth + 1, false}, {MaxDepth + 2, true}} {
+	}{{entry.MaxDepth, false}, {entry.MaxDepth + 1, false}, {entry.MaxDepth + 2, true}} {
 		t.Run(fmt.Sprint(tc.levels), func(t *testing.T) {
 			res, span := typicalSpan()
 			m := span.Attributes().PutEmptyMap("deep")
@@ -254,8 +256,8 @@ func TestDepthLimit(t *testing.T) {
 			_, clean := clean(res, span, Options{})
 			assert.Equal(t, !tc.cut, clean)
 			if tc.cut {
-				assert.Equal(t, []Problem{{Field: "deep", Kind: ProblemTooDeep, Detail: "nested deeper than 64 levels: stored empty"}}, problemsOf(t, e))
-				assert.Equal(t, MaxDepth+1, strings.Count(e.Attributes, "{")-1)
+				assert.Equal(t, []entry.Problem{{Field: "deep", Kind: entry.ProblemTooDeep, Detail: "nested deeper than 64 levels: stored empty"}}, problemsOf(t, e))
+				assert.Equal(t, entry.MaxDepth+1, strings.Count(e.Attributes, "{")-1)
 			} else {
 				assert.Nil(t, e.Validation)
 				assert.Equal(t, tc.levels, strings.Count(e.Attributes, "{")-1)
@@ -276,7 +278,7 @@ func TestValidationBounded(t *testing.T) {
 	res, span := typicalSpan()
 	putSealed(span, long)
 	e := FromSpan(res, span, opts)
-	assert.Equal(t, []Problem{{Field: KeyValidation, Kind: ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
+	assert.Equal(t, []entry.Problem{{Field: entry.KeyValidation, Kind: entry.ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
 		OriginalBytes: int64(len(long)), SHA256: sha256Of(long)}}, problemsOf(t, e))
 	checkNormalize(t, res, span, opts, e)
 
@@ -284,15 +286,15 @@ func TestValidationBounded(t *testing.T) {
 	res, span = typicalSpan()
 	putSealed(span, long)
 	e = FromSpan(res, span, opts)
-	assert.Equal(t, []Problem{{Field: "x", Kind: "missing"}, {Field: "y", Kind: "empty"}}, problemsOf(t, e))
+	assert.Equal(t, []entry.Problem{{Field: "x", Kind: "missing"}, {Field: "y", Kind: "empty"}}, problemsOf(t, e))
 
 	opts = Options{MaxValueBytes: 100}
 	res, span = typicalSpan()
-	span.Attributes().PutStr(KeyValidation, long)
+	span.Attributes().PutStr(entry.KeyValidation, long)
 	e = FromSpan(res, span, opts)
-	assert.Equal(t, []Problem{
-		{Field: KeyValidation, Kind: ProblemTruncated, Detail: "truncated to 100 bytes", OriginalBytes: int64(len(long)), SHA256: sha256Of(long)},
-		{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed},
+	assert.Equal(t, []entry.Problem{
+		{Field: entry.KeyValidation, Kind: entry.ProblemTruncated, Detail: "truncated to 100 bytes", OriginalBytes: int64(len(long)), SHA256: sha256Of(long)},
+		{Field: entry.KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed},
 	}, problemsOf(t, e))
 	assert.Contains(t, e.Attributes, `"audit.validation":"[{\"field\":\"x\"`)
 	checkNormalize(t, res, span, opts, e)
@@ -307,8 +309,8 @@ func TestCleanSendsProblemsDown(t *testing.T) {
 		"end time":         func(s ptrace.Span) { s.SetEndTimestamp(math.MaxUint64) },
 		"end before start": func(s ptrace.Span) { s.SetEndTimestamp(s.StartTimestamp() - 1) },
 		"end unset":        func(s ptrace.Span) { s.SetEndTimestamp(0) },
-		"NUL in a column":  func(s ptrace.Span) { s.Attributes().PutStr(KeyTargetResource, "\x00") },
-		"duplicate slot":   func(s ptrace.Span) { appendAttr(s.Attributes(), KeyHTTPStatus, `{"intValue":"201"}`) },
+		"NUL in a column":  func(s ptrace.Span) { s.Attributes().PutStr(entry.KeyTargetResource, "\x00") },
+		"duplicate slot":   func(s ptrace.Span) { appendAttr(s.Attributes(), entry.KeyHTTPStatus, `{"intValue":"201"}`) },
 		"duplicate other":  func(s ptrace.Span) { appendAttr(s.Attributes(), "http.request.method", `{"stringValue":"GET"}`) },
 		"duplicate nested": func(s ptrace.Span) {
 			m := s.Attributes().PutEmptyMap("m")
@@ -341,16 +343,6 @@ func TestCleanSendsProblemsDown(t *testing.T) {
 	assert.True(t, ok, "distinct keys")
 }
 
-func TestIsReservedActionType(t *testing.T) {
-	for s, want := range map[string]bool{
-		ActionLoss: true, "agentaudit.": true, "AGENTAUDIT.x": true, "agentaudit": false,
-		"agentaudit-loss": false, "xagentaudit.loss": false, "reserved:agentaudit.loss": false, "": false,
-	} {
-		assert.Equal(t, want, IsReservedActionType(s), s)
-	}
-	assert.True(t, strings.HasPrefix(ActionLoss, ReservedActionPrefix))
-}
-
 // TestValidationOverEntryLimit: when a span's problems alone take more
 // than max_entry_bytes (thousands of problems: only a hand-made span), the
 // exporter does not merge what Normalize wrote into audit.validation; its
@@ -365,15 +357,15 @@ func TestValidationOverEntryLimit(t *testing.T) {
 	e := FromSpan(res, span, opts)
 	require.Greater(t, len(*e.Validation), 2000)
 	Normalize(res, span, opts)
-	written, ok := span.Attributes().Get(KeyValidation)
+	written, ok := span.Attributes().Get(entry.KeyValidation)
 	require.True(t, ok)
 	require.Equal(t, *e.Validation, written.Str())
 
 	again := FromSpan(res, span, opts)
 	ps := problemsOf(t, again)
-	assert.Contains(t, ps, Problem{Field: KeyValidation, Kind: ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
+	assert.Contains(t, ps, entry.Problem{Field: entry.KeyValidation, Kind: entry.ProblemTruncated, Detail: "not merged: longer than max_entry_bytes",
 		OriginalBytes: int64(len(*e.Validation)), SHA256: sha256Of(*e.Validation)})
-	assert.Contains(t, ps, Problem{Field: "audit.extra.07", Kind: ProblemUnknownKey, Detail: "kept in attributes"})
+	assert.Contains(t, ps, entry.Problem{Field: "audit.extra.07", Kind: entry.ProblemUnknownKey, Detail: "kept in attributes"})
 	again.Validation, e.Validation = nil, nil
 	assert.Equal(t, e, again, "every other column is the same")
 }

@@ -1,4 +1,4 @@
-package entry
+package auditspan
 
 import (
 	"crypto/sha256"
@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
 var (
@@ -35,8 +37,8 @@ func i64(v int64) *int64 { return &v }
 // typicalSpan is a well-formed write action: no problems.
 func typicalSpan() (pcommon.Resource, ptrace.Span) {
 	res := pcommon.NewResource()
-	res.Attributes().PutStr(KeyServiceName, "crm-agent-svc")
-	res.Attributes().PutStr(KeyAgentID, "agent-7")
+	res.Attributes().PutStr(entry.KeyServiceName, "crm-agent-svc")
+	res.Attributes().PutStr(entry.KeyAgentID, "agent-7")
 
 	span := ptrace.NewSpan()
 	span.SetName("update phone")
@@ -46,24 +48,24 @@ func typicalSpan() (pcommon.Resource, ptrace.Span) {
 	span.SetStartTimestamp(1_700_000_000_123_456_789)
 	span.SetEndTimestamp(1_700_000_000_223_456_789)
 	a := span.Attributes()
-	a.PutStr(KeyActionType, "write")
-	a.PutStr(KeyExecutionID, "run-42")
-	a.PutStr(KeyTargetSystem, "salesforce")
-	a.PutStr(KeyTargetResource, "Account/001/Phone")
-	a.PutStr(KeyValueProposed, "+1 555 0100")
-	a.PutStr(KeyValuePrevious, "+1 555 0199")
-	a.PutStr(KeyReasoning, "customer asked to update the phone number")
-	a.PutStr(KeyApprover, "auto:low-risk")
-	a.PutStr(KeyAgentName, "crm-agent")
-	a.PutStr(KeyEndUserID, "alice@example.com")
+	a.PutStr(entry.KeyActionType, "write")
+	a.PutStr(entry.KeyExecutionID, "run-42")
+	a.PutStr(entry.KeyTargetSystem, "salesforce")
+	a.PutStr(entry.KeyTargetResource, "Account/001/Phone")
+	a.PutStr(entry.KeyValueProposed, "+1 555 0100")
+	a.PutStr(entry.KeyValuePrevious, "+1 555 0199")
+	a.PutStr(entry.KeyReasoning, "customer asked to update the phone number")
+	a.PutStr(entry.KeyApprover, "auto:low-risk")
+	a.PutStr(entry.KeyAgentName, "crm-agent")
+	a.PutStr(entry.KeyEndUserID, "alice@example.com")
 	a.PutStr("http.request.method", "PATCH")
-	a.PutInt(KeyHTTPStatus, 200)
+	a.PutInt(entry.KeyHTTPStatus, 200)
 	span.Status().SetCode(ptrace.StatusCodeOk)
 	return res, span
 }
 
-func typicalEntry() Entry {
-	return Entry{
+func typicalEntry() entry.Entry {
+	return entry.Entry{
 		TimeUnixNano:    1_700_000_000_123_456_789,
 		EndTimeUnixNano: i64(1_700_000_000_223_456_789),
 		ExecutionID:     "run-42",
@@ -91,103 +93,103 @@ type fixture struct {
 	name string
 	// edit changes the typical span; want changes the typical entry.
 	edit func(res pcommon.Resource, span ptrace.Span)
-	want func(e *Entry)
+	want func(e *entry.Entry)
 	// problems are the expected problems, in Validation order.
-	problems []Problem
+	problems []entry.Problem
 }
 
 var fixtures = []fixture{
 	{
 		name: "typical",
 		edit: func(pcommon.Resource, ptrace.Span) {},
-		want: func(*Entry) {},
+		want: func(*entry.Entry) {},
 	},
 	{
 		name:     "action type missing",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().Remove(KeyActionType) },
-		want:     func(e *Entry) { e.ActionType = "" },
-		problems: []Problem{{Field: KeyActionType, Kind: ProblemMissing}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().Remove(entry.KeyActionType) },
+		want:     func(e *entry.Entry) { e.ActionType = "" },
+		problems: []entry.Problem{{Field: entry.KeyActionType, Kind: entry.ProblemMissing}},
 	},
 	{
 		name:     "action type empty",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyActionType, "") },
-		want:     func(e *Entry) { e.ActionType = "" },
-		problems: []Problem{{Field: KeyActionType, Kind: ProblemEmpty}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(entry.KeyActionType, "") },
+		want:     func(e *entry.Entry) { e.ActionType = "" },
+		problems: []entry.Problem{{Field: entry.KeyActionType, Kind: entry.ProblemEmpty}},
 	},
 	{
 		name:     "action type unknown",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyActionType, "delete") },
-		want:     func(e *Entry) { e.ActionType = "delete" },
-		problems: []Problem{{Field: KeyActionType, Kind: ProblemUnknownValue, Detail: "kept verbatim"}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(entry.KeyActionType, "delete") },
+		want:     func(e *entry.Entry) { e.ActionType = "delete" },
+		problems: []entry.Problem{{Field: entry.KeyActionType, Kind: entry.ProblemUnknownValue, Detail: "kept verbatim"}},
 	},
 	{
 		name: "action type int",
-		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutInt(KeyActionType, 7) },
-		want: func(e *Entry) { e.ActionType = "7" },
-		problems: []Problem{
-			{Field: KeyActionType, Kind: ProblemNotString, Detail: "Int"},
-			{Field: KeyActionType, Kind: ProblemUnknownValue, Detail: "kept verbatim"},
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutInt(entry.KeyActionType, 7) },
+		want: func(e *entry.Entry) { e.ActionType = "7" },
+		problems: []entry.Problem{
+			{Field: entry.KeyActionType, Kind: entry.ProblemNotString, Detail: "Int"},
+			{Field: entry.KeyActionType, Kind: entry.ProblemUnknownValue, Detail: "kept verbatim"},
 		},
 	},
 	{
 		name:     "execution id missing",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().Remove(KeyExecutionID) },
-		want:     func(e *Entry) { e.ExecutionID = testTraceHex },
-		problems: []Problem{{Field: KeyExecutionID, Kind: ProblemDefaulted, Detail: "defaulted to trace id"}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().Remove(entry.KeyExecutionID) },
+		want:     func(e *entry.Entry) { e.ExecutionID = testTraceHex },
+		problems: []entry.Problem{{Field: entry.KeyExecutionID, Kind: entry.ProblemDefaulted, Detail: "defaulted to trace id"}},
 	},
 	{
 		name: "execution id empty",
-		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyExecutionID, "") },
-		want: func(e *Entry) { e.ExecutionID = testTraceHex },
-		problems: []Problem{
-			{Field: KeyExecutionID, Kind: ProblemDefaulted, Detail: "defaulted to trace id"},
-			{Field: KeyExecutionID, Kind: ProblemEmpty},
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(entry.KeyExecutionID, "") },
+		want: func(e *entry.Entry) { e.ExecutionID = testTraceHex },
+		problems: []entry.Problem{
+			{Field: entry.KeyExecutionID, Kind: entry.ProblemDefaulted, Detail: "defaulted to trace id"},
+			{Field: entry.KeyExecutionID, Kind: entry.ProblemEmpty},
 		},
 	},
 	{
 		name:     "target system missing",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().Remove(KeyTargetSystem) },
-		want:     func(e *Entry) { e.TargetSystem = "" },
-		problems: []Problem{{Field: KeyTargetSystem, Kind: ProblemMissing}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().Remove(entry.KeyTargetSystem) },
+		want:     func(e *entry.Entry) { e.TargetSystem = "" },
+		problems: []entry.Problem{{Field: entry.KeyTargetSystem, Kind: entry.ProblemMissing}},
 	},
 	{
 		name:     "target system empty",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyTargetSystem, "") },
-		want:     func(e *Entry) { e.TargetSystem = "" },
-		problems: []Problem{{Field: KeyTargetSystem, Kind: ProblemMissing}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(entry.KeyTargetSystem, "") },
+		want:     func(e *entry.Entry) { e.TargetSystem = "" },
+		problems: []entry.Problem{{Field: entry.KeyTargetSystem, Kind: entry.ProblemMissing}},
 	},
 	{
 		name: "target resource missing",
-		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().Remove(KeyTargetResource) },
-		want: func(e *Entry) { e.TargetResource = "" },
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().Remove(entry.KeyTargetResource) },
+		want: func(e *entry.Entry) { e.TargetResource = "" },
 	},
 	{
 		name: "optional values missing",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			for _, k := range []string{KeyValueProposed, KeyValuePrevious, KeyReasoning, KeyApprover} {
+			for _, k := range []string{entry.KeyValueProposed, entry.KeyValuePrevious, entry.KeyReasoning, entry.KeyApprover} {
 				s.Attributes().Remove(k)
 			}
 		},
-		want: func(e *Entry) { e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver = nil, nil, nil, nil },
+		want: func(e *entry.Entry) { e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver = nil, nil, nil, nil },
 	},
 	{
 		name: "optional values empty strings",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			for _, k := range []string{KeyValueProposed, KeyValuePrevious, KeyReasoning, KeyApprover} {
+			for _, k := range []string{entry.KeyValueProposed, entry.KeyValuePrevious, entry.KeyReasoning, entry.KeyApprover} {
 				s.Attributes().PutStr(k, "")
 			}
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver = ptr(""), ptr(""), ptr(""), ptr("")
 		},
 	},
 	{
 		name: "identity from span wins over resource",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			s.Attributes().PutStr(KeyAgentID, "agent-span")
-			s.Attributes().PutStr(KeyServiceName, "svc-span")
+			s.Attributes().PutStr(entry.KeyAgentID, "agent-span")
+			s.Attributes().PutStr(entry.KeyServiceName, "svc-span")
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.AgentID = ptr("agent-span")
 			e.ServiceName = ptr("svc-span")
 			// service.name is not one of the keys taken out of the attributes.
@@ -197,47 +199,47 @@ var fixtures = []fixture{
 	{
 		name: "identity from resource only",
 		edit: func(r pcommon.Resource, s ptrace.Span) {
-			s.Attributes().Remove(KeyAgentName)
-			s.Attributes().Remove(KeyEndUserID)
-			r.Attributes().PutStr(KeyAgentName, "res-name")
-			r.Attributes().PutStr(KeyEndUserID, "bob")
+			s.Attributes().Remove(entry.KeyAgentName)
+			s.Attributes().Remove(entry.KeyEndUserID)
+			r.Attributes().PutStr(entry.KeyAgentName, "res-name")
+			r.Attributes().PutStr(entry.KeyEndUserID, "bob")
 		},
-		want: func(e *Entry) { e.AgentName, e.Principal = ptr("res-name"), ptr("bob") },
+		want: func(e *entry.Entry) { e.AgentName, e.Principal = ptr("res-name"), ptr("bob") },
 	},
 	{
 		name: "identity absent on both",
 		edit: func(r pcommon.Resource, s ptrace.Span) {
 			r.Attributes().Clear()
-			s.Attributes().Remove(KeyAgentName)
-			s.Attributes().Remove(KeyEndUserID)
+			s.Attributes().Remove(entry.KeyAgentName)
+			s.Attributes().Remove(entry.KeyEndUserID)
 		},
-		want: func(e *Entry) { e.AgentID, e.AgentName, e.ServiceName, e.Principal = nil, nil, nil, nil },
+		want: func(e *entry.Entry) { e.AgentID, e.AgentName, e.ServiceName, e.Principal = nil, nil, nil, nil },
 	},
 	{
 		name:     "identity not string on resource",
-		edit:     func(r pcommon.Resource, _ ptrace.Span) { r.Attributes().PutInt(KeyAgentID, 99) },
-		want:     func(e *Entry) { e.AgentID = ptr("99") },
-		problems: []Problem{{Field: KeyAgentID, Kind: ProblemNotString, Detail: "Int"}},
+		edit:     func(r pcommon.Resource, _ ptrace.Span) { r.Attributes().PutInt(entry.KeyAgentID, 99) },
+		want:     func(e *entry.Entry) { e.AgentID = ptr("99") },
+		problems: []entry.Problem{{Field: entry.KeyAgentID, Kind: entry.ProblemNotString, Detail: "Int"}},
 	},
 	{
 		name:     "identity not string on span",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutBool(KeyEndUserID, true) },
-		want:     func(e *Entry) { e.Principal = ptr("true") },
-		problems: []Problem{{Field: KeyEndUserID, Kind: ProblemNotString, Detail: "Bool"}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutBool(entry.KeyEndUserID, true) },
+		want:     func(e *entry.Entry) { e.Principal = ptr("true") },
+		problems: []entry.Problem{{Field: entry.KeyEndUserID, Kind: entry.ProblemNotString, Detail: "Bool"}},
 	},
 	{
 		name: "result given",
-		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyResult, "updated") },
-		want: func(e *Entry) { e.Result = "updated" },
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(entry.KeyResult, "updated") },
+		want: func(e *entry.Entry) { e.Result = "updated" },
 	},
 	{
 		name: "result error with error.type",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
 			s.Status().SetCode(ptrace.StatusCodeError)
 			s.Status().SetMessage("upstream said no")
-			s.Attributes().PutStr(KeyErrorType, "timeout")
+			s.Attributes().PutStr(entry.KeyErrorType, "timeout")
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Result, e.StatusCode = "error: timeout", "Error"
 			e.Attributes = `{"error.type":"timeout","http.request.method":"PATCH","http.response.status_code":200}`
 		},
@@ -248,36 +250,36 @@ var fixtures = []fixture{
 			s.Status().SetCode(ptrace.StatusCodeError)
 			s.Status().SetMessage("upstream said no")
 		},
-		want: func(e *Entry) { e.Result, e.StatusCode = "error: upstream said no", "Error" },
+		want: func(e *entry.Entry) { e.Result, e.StatusCode = "error: upstream said no", "Error" },
 	},
 	{
 		name: "result error bare",
 		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Status().SetCode(ptrace.StatusCodeError) },
-		want: func(e *Entry) { e.Result, e.StatusCode = "error", "Error" },
+		want: func(e *entry.Entry) { e.Result, e.StatusCode = "error", "Error" },
 	},
 	{
 		name: "result http status string without status",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
 			s.Status().SetCode(ptrace.StatusCodeUnset)
-			s.Attributes().PutStr(KeyHTTPStatus, "503")
+			s.Attributes().PutStr(entry.KeyHTTPStatus, "503")
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Result, e.StatusCode = "503", "Unset"
 			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":"503"}`
 		},
 	},
 	{
 		name: "result ok",
-		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().Remove(KeyHTTPStatus) },
-		want: func(e *Entry) { e.Result, e.Attributes = "ok", `{"http.request.method":"PATCH"}` },
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().Remove(entry.KeyHTTPStatus) },
+		want: func(e *entry.Entry) { e.Result, e.Attributes = "ok", `{"http.request.method":"PATCH"}` },
 	},
 	{
 		name: "result unset",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			s.Attributes().Remove(KeyHTTPStatus)
+			s.Attributes().Remove(entry.KeyHTTPStatus)
 			s.Status().SetCode(ptrace.StatusCodeUnset)
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Result, e.StatusCode, e.Attributes = "unset", "Unset", `{"http.request.method":"PATCH"}`
 		},
 	},
@@ -288,19 +290,21 @@ var fixtures = []fixture{
 			s.SetSpanID(pcommon.NewSpanIDEmpty())
 			s.SetParentSpanID(pcommon.NewSpanIDEmpty())
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.TraceID, e.SpanID, e.ParentSpanID = strings.Repeat("0", 32), strings.Repeat("0", 16), nil
 		},
-		problems: []Problem{
-			{Field: "span_id", Kind: ProblemInvalidID, Detail: "empty span id"},
-			{Field: "trace_id", Kind: ProblemInvalidID, Detail: "empty trace id"},
+		problems: []entry.Problem{
+			{Field: "span_id", Kind: entry.ProblemInvalidID, Detail: "empty span id"},
+			{Field: "trace_id", Kind: entry.ProblemInvalidID, Detail: "empty trace id"},
 		},
 	},
 	{
-		name:     "invalid utf8 in contract value",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyReasoning, "bad \xff\xfe byte") },
-		want:     func(e *Entry) { e.Reasoning = ptr("bad \uFFFD byte") },
-		problems: []Problem{{Field: KeyReasoning, Kind: ProblemInvalidUTF8, Detail: "replaced with U+FFFD"}},
+		name: "invalid utf8 in contract value",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.Attributes().PutStr(entry.KeyReasoning, "bad \xff\xfe byte")
+		},
+		want:     func(e *entry.Entry) { e.Reasoning = ptr("bad \uFFFD byte") },
+		problems: []entry.Problem{{Field: entry.KeyReasoning, Kind: entry.ProblemInvalidUTF8, Detail: "replaced with U+FFFD"}},
 	},
 	{
 		name: "invalid utf8 in other attributes",
@@ -311,13 +315,13 @@ var fixtures = []fixture{
 			sl.AppendEmpty().SetStr("ok")
 			sl.AppendEmpty().SetStr("\xe2\x82")
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"k` + "\uFFFD" + `ey":"v","tool.args":["ok","` + "\uFFFD" + `"],"tool.input":"x` + "\uFFFD" + `"}`
 		},
-		problems: []Problem{
-			{Field: "attributes", Kind: ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"},
-			{Field: "tool.args", Kind: ProblemInvalidUTF8, Detail: "replaced with U+FFFD"},
-			{Field: "tool.input", Kind: ProblemInvalidUTF8, Detail: "replaced with U+FFFD"},
+		problems: []entry.Problem{
+			{Field: "attributes", Kind: entry.ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"},
+			{Field: "tool.args", Kind: entry.ProblemInvalidUTF8, Detail: "replaced with U+FFFD"},
+			{Field: "tool.input", Kind: entry.ProblemInvalidUTF8, Detail: "replaced with U+FFFD"},
 		},
 	},
 	{
@@ -325,129 +329,129 @@ var fixtures = []fixture{
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
 			s.Attributes().PutEmptyMap("tool.args").PutStr("q\xff", "v")
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"tool.args":{"q` + "\uFFFD" + `":"v"}}`
 		},
-		problems: []Problem{{Field: "tool.args", Kind: ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"}},
+		problems: []entry.Problem{{Field: "tool.args", Kind: entry.ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"}},
 	},
 	{
 		name: "unknown audit key",
 		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutInt("audit.cost.usd", 3) },
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"audit.cost.usd":3,"http.request.method":"PATCH","http.response.status_code":200}`
 		},
-		problems: []Problem{{Field: "audit.cost.usd", Kind: ProblemUnknownKey, Detail: "kept in attributes"}},
+		problems: []entry.Problem{{Field: "audit.cost.usd", Kind: entry.ProblemUnknownKey, Detail: "kept in attributes"}},
 	},
 	{
 		name:     "proposed Int",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutInt(KeyValueProposed, -42) },
-		want:     func(e *Entry) { e.ProposedValue = ptr("-42") },
-		problems: []Problem{{Field: KeyValueProposed, Kind: ProblemNotString, Detail: "Int"}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutInt(entry.KeyValueProposed, -42) },
+		want:     func(e *entry.Entry) { e.ProposedValue = ptr("-42") },
+		problems: []entry.Problem{{Field: entry.KeyValueProposed, Kind: entry.ProblemNotString, Detail: "Int"}},
 	},
 	{
 		name:     "proposed Double",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutDouble(KeyValueProposed, 0.1) },
-		want:     func(e *Entry) { e.ProposedValue = ptr("0.1") },
-		problems: []Problem{{Field: KeyValueProposed, Kind: ProblemNotString, Detail: "Double"}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutDouble(entry.KeyValueProposed, 0.1) },
+		want:     func(e *entry.Entry) { e.ProposedValue = ptr("0.1") },
+		problems: []entry.Problem{{Field: entry.KeyValueProposed, Kind: entry.ProblemNotString, Detail: "Double"}},
 	},
 	{
 		name:     "proposed Double large",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutDouble(KeyValueProposed, 1e21) },
-		want:     func(e *Entry) { e.ProposedValue = ptr("1e+21") },
-		problems: []Problem{{Field: KeyValueProposed, Kind: ProblemNotString, Detail: "Double"}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutDouble(entry.KeyValueProposed, 1e21) },
+		want:     func(e *entry.Entry) { e.ProposedValue = ptr("1e+21") },
+		problems: []entry.Problem{{Field: entry.KeyValueProposed, Kind: entry.ProblemNotString, Detail: "Double"}},
 	},
 	{
 		name:     "proposed Bool",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutBool(KeyValueProposed, false) },
-		want:     func(e *Entry) { e.ProposedValue = ptr("false") },
-		problems: []Problem{{Field: KeyValueProposed, Kind: ProblemNotString, Detail: "Bool"}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutBool(entry.KeyValueProposed, false) },
+		want:     func(e *entry.Entry) { e.ProposedValue = ptr("false") },
+		problems: []entry.Problem{{Field: entry.KeyValueProposed, Kind: entry.ProblemNotString, Detail: "Bool"}},
 	},
 	{
 		name: "proposed Bytes",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			s.Attributes().PutEmptyBytes(KeyValueProposed).FromRaw([]byte{0xde, 0xad, 0xbe, 0xef, 0xff})
+			s.Attributes().PutEmptyBytes(entry.KeyValueProposed).FromRaw([]byte{0xde, 0xad, 0xbe, 0xef, 0xff})
 		},
-		want:     func(e *Entry) { e.ProposedValue = ptr("3q2+7/8=") },
-		problems: []Problem{{Field: KeyValueProposed, Kind: ProblemNotString, Detail: "Bytes"}},
+		want:     func(e *entry.Entry) { e.ProposedValue = ptr("3q2+7/8=") },
+		problems: []entry.Problem{{Field: entry.KeyValueProposed, Kind: entry.ProblemNotString, Detail: "Bytes"}},
 	},
 	{
 		name: "proposed Slice",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			sl := s.Attributes().PutEmptySlice(KeyValueProposed)
+			sl := s.Attributes().PutEmptySlice(entry.KeyValueProposed)
 			sl.AppendEmpty().SetStr("a<b>")
 			sl.AppendEmpty().SetInt(1)
 			sl.AppendEmpty()
 		},
-		want:     func(e *Entry) { e.ProposedValue = ptr(`["a<b>",1,null]`) },
-		problems: []Problem{{Field: KeyValueProposed, Kind: ProblemNotString, Detail: "Slice"}},
+		want:     func(e *entry.Entry) { e.ProposedValue = ptr(`["a<b>",1,null]`) },
+		problems: []entry.Problem{{Field: entry.KeyValueProposed, Kind: entry.ProblemNotString, Detail: "Slice"}},
 	},
 	{
 		name: "proposed Map",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			m := s.Attributes().PutEmptyMap(KeyValueProposed)
+			m := s.Attributes().PutEmptyMap(entry.KeyValueProposed)
 			m.PutStr("phone", "+1 555 0100")
 			m.PutBool("verified", true)
 			m.PutDouble("amount", 12.5)
 		},
-		want:     func(e *Entry) { e.ProposedValue = ptr(`{"amount":12.5,"phone":"+1 555 0100","verified":true}`) },
-		problems: []Problem{{Field: KeyValueProposed, Kind: ProblemNotString, Detail: "Map"}},
+		want:     func(e *entry.Entry) { e.ProposedValue = ptr(`{"amount":12.5,"phone":"+1 555 0100","verified":true}`) },
+		problems: []entry.Problem{{Field: entry.KeyValueProposed, Kind: entry.ProblemNotString, Detail: "Map"}},
 	},
 	{
 		name:     "proposed Empty",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutEmpty(KeyValueProposed) },
-		want:     func(e *Entry) { e.ProposedValue = ptr("") },
-		problems: []Problem{{Field: KeyValueProposed, Kind: ProblemNotString, Detail: "Empty"}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutEmpty(entry.KeyValueProposed) },
+		want:     func(e *entry.Entry) { e.ProposedValue = ptr("") },
+		problems: []entry.Problem{{Field: entry.KeyValueProposed, Kind: entry.ProblemNotString, Detail: "Empty"}},
 	},
 	{
 		name: "earlier validation merged and deduplicated",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			s.Attributes().Remove(KeyTargetSystem)
+			s.Attributes().Remove(entry.KeyTargetSystem)
 			putSealed(s, `[{"field":"audit.target.system","problem":"missing"},{"field":"audit.value.proposed","problem":"truncated","original_bytes":70000,"sha256":"ab"}]`)
 		},
-		want: func(e *Entry) { e.TargetSystem = "" },
-		problems: []Problem{
-			{Field: KeyTargetSystem, Kind: ProblemMissing},
-			{Field: KeyValueProposed, Kind: ProblemTruncated, OriginalBytes: 70000, SHA256: "ab"},
+		want: func(e *entry.Entry) { e.TargetSystem = "" },
+		problems: []entry.Problem{
+			{Field: entry.KeyTargetSystem, Kind: entry.ProblemMissing},
+			{Field: entry.KeyValueProposed, Kind: entry.ProblemTruncated, OriginalBytes: 70000, SHA256: "ab"},
 		},
 	},
 	{
 		name:     "sealed validation, malformed",
 		edit:     func(_ pcommon.Resource, s ptrace.Span) { putSealed(s, `{"not":"an array"`) },
-		want:     func(*Entry) {},
-		problems: []Problem{{Field: KeyValidation, Kind: ProblemUnknownValue, Detail: `{"not":"an array"`}},
+		want:     func(*entry.Entry) {},
+		problems: []entry.Problem{{Field: entry.KeyValidation, Kind: entry.ProblemUnknownValue, Detail: `{"not":"an array"`}},
 	},
 	{
 		name: "sealed validation with unknown keys is malformed",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
 			putSealed(s, `[{"field":"x","problem":"y","extra":1}]`)
 		},
-		want:     func(*Entry) {},
-		problems: []Problem{{Field: KeyValidation, Kind: ProblemUnknownValue, Detail: `[{"field":"x","problem":"y","extra":1}]`}},
+		want:     func(*entry.Entry) {},
+		problems: []entry.Problem{{Field: entry.KeyValidation, Kind: entry.ProblemUnknownValue, Detail: `[{"field":"x","problem":"y","extra":1}]`}},
 	},
 	{
 		name: "forged validation kept in attributes",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			s.Attributes().PutStr(KeyValidation, `[{"field":"audit.value.proposed","problem":"truncated","original_bytes":70000,"sha256":"ab"}]`)
+			s.Attributes().PutStr(entry.KeyValidation, `[{"field":"audit.value.proposed","problem":"truncated","original_bytes":70000,"sha256":"ab"}]`)
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"audit.validation":"[{\"field\":\"audit.value.proposed\",\"problem\":\"truncated\",\"original_bytes\":70000,\"sha256\":\"ab\"}]",` +
 				`"http.request.method":"PATCH","http.response.status_code":200}`
 		},
-		problems: []Problem{{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed}},
+		problems: []entry.Problem{{Field: entry.KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed}},
 	},
 	{
 		name: "forged validation with a forged seal",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			s.Attributes().PutStr(KeyValidation, `[{"field":"x","problem":"missing"}]`)
+			s.Attributes().PutStr(entry.KeyValidation, `[{"field":"x","problem":"missing"}]`)
 			s.Attributes().PutStr(KeySeal, strings.Repeat("0", 64))
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"agentaudit.seal":"` + strings.Repeat("0", 64) + `","audit.validation":"[{\"field\":\"x\",\"problem\":\"missing\"}]",` +
 				`"http.request.method":"PATCH","http.response.status_code":200}`
 		},
-		problems: []Problem{
+		problems: []entry.Problem{
 			{Field: KeySeal, Kind: ProblemReservedKey, Detail: detailReservedKey},
-			{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed},
+			{Field: entry.KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed},
 		},
 	},
 	{
@@ -456,37 +460,37 @@ var fixtures = []fixture{
 			putSealed(s, `[{"field":"x","problem":"missing"}]`)
 			s.SetSpanID(pcommon.SpanID{1})
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.SpanID = "0100000000000000"
 			seal := sealHex(testTraceID, testSpanID, `[{"field":"x","problem":"missing"}]`)
 			e.Attributes = `{"agentaudit.seal":"` + seal + `","audit.validation":"[{\"field\":\"x\",\"problem\":\"missing\"}]",` +
 				`"http.request.method":"PATCH","http.response.status_code":200}`
 		},
-		problems: []Problem{
+		problems: []entry.Problem{
 			{Field: KeySeal, Kind: ProblemReservedKey, Detail: detailReservedKey},
-			{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed},
+			{Field: entry.KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed},
 		},
 	},
 	{
 		name: "forged validation not a string",
-		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutInt(KeyValidation, 5) },
-		want: func(e *Entry) {
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutInt(entry.KeyValidation, 5) },
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"audit.validation":5,"http.request.method":"PATCH","http.response.status_code":200}`
 		},
-		problems: []Problem{{Field: KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed}},
+		problems: []entry.Problem{{Field: entry.KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed}},
 	},
 	{
 		name: "reserved keys kept in attributes",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
 			s.Attributes().PutStr("agentaudit.x", "1")
-			s.Attributes().PutEmptyMap(KeyMoved).PutStr(KeyValidation, "[]")
+			s.Attributes().PutEmptyMap(KeyMoved).PutStr(entry.KeyValidation, "[]")
 			s.Attributes().PutBool("AgentAudit.Y", true)
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"AgentAudit.Y":true,"agentaudit.moved":{"audit.validation":"[]"},"agentaudit.x":"1",` +
 				`"http.request.method":"PATCH","http.response.status_code":200}`
 		},
-		problems: []Problem{
+		problems: []entry.Problem{
 			{Field: "AgentAudit.Y", Kind: ProblemReservedKey, Detail: detailReservedKey},
 			{Field: KeyMoved, Kind: ProblemReservedKey, Detail: detailReservedKey},
 			{Field: "agentaudit.x", Kind: ProblemReservedKey, Detail: detailReservedKey},
@@ -498,25 +502,25 @@ var fixtures = []fixture{
 			s.Attributes().PutStr("dup\xff", "first")
 			s.Attributes().PutStr("dup\uFFFD", "second")
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"dup` + "\uFFFD" + `":"first","http.request.method":"PATCH","http.response.status_code":200}`
 		},
-		problems: []Problem{
-			{Field: "attributes", Kind: ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"},
-			{Field: "dup\uFFFD", Kind: ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 6, SHA256: sha256Of("second")},
+		problems: []entry.Problem{
+			{Field: "attributes", Kind: entry.ProblemInvalidUTF8, Detail: "key repaired with U+FFFD"},
+			{Field: "dup\uFFFD", Kind: entry.ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 6, SHA256: sha256Of("second")},
 		},
 	},
 	{
 		name:     "status code outside the enum",
 		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Status().SetCode(7) },
-		want:     func(e *Entry) { e.StatusCode = "Code(7)" },
-		problems: []Problem{{Field: "status_code", Kind: ProblemUnknownValue, Detail: "stored as Code(7)"}},
+		want:     func(e *entry.Entry) { e.StatusCode = "Code(7)" },
+		problems: []entry.Problem{{Field: "status_code", Kind: entry.ProblemUnknownValue, Detail: "stored as Code(7)"}},
 	},
 	{
 		name:     "status code negative",
 		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Status().SetCode(-1) },
-		want:     func(e *Entry) { e.StatusCode = "Code(-1)" },
-		problems: []Problem{{Field: "status_code", Kind: ProblemUnknownValue, Detail: "stored as Code(-1)"}},
+		want:     func(e *entry.Entry) { e.StatusCode = "Code(-1)" },
+		problems: []entry.Problem{{Field: "status_code", Kind: entry.ProblemUnknownValue, Detail: "stored as Code(-1)"}},
 	},
 	{
 		name: "start time past int64",
@@ -524,10 +528,10 @@ var fixtures = []fixture{
 			s.SetStartTimestamp(1<<63 + 5)
 			s.SetEndTimestamp(1<<63 + 6)
 		},
-		want: func(e *Entry) { e.TimeUnixNano, e.EndTimeUnixNano = math.MaxInt64, i64(math.MaxInt64) },
-		problems: []Problem{
-			{Field: "end_time_unix_nano", Kind: ProblemOutOfRange, Detail: "end time 9223372036854775814 ns clamped to the largest int64"},
-			{Field: "time_unix_nano", Kind: ProblemOutOfRange, Detail: "start time 9223372036854775813 ns clamped to the largest int64"},
+		want: func(e *entry.Entry) { e.TimeUnixNano, e.EndTimeUnixNano = math.MaxInt64, i64(math.MaxInt64) },
+		problems: []entry.Problem{
+			{Field: "end_time_unix_nano", Kind: entry.ProblemOutOfRange, Detail: "end time 9223372036854775814 ns clamped to the largest int64"},
+			{Field: "time_unix_nano", Kind: entry.ProblemOutOfRange, Detail: "start time 9223372036854775813 ns clamped to the largest int64"},
 		},
 	},
 	{
@@ -536,30 +540,30 @@ var fixtures = []fixture{
 			s.SetStartTimestamp(math.MaxInt64)
 			s.SetEndTimestamp(math.MaxInt64)
 		},
-		want: func(e *Entry) { e.TimeUnixNano, e.EndTimeUnixNano = math.MaxInt64, i64(math.MaxInt64) },
+		want: func(e *entry.Entry) { e.TimeUnixNano, e.EndTimeUnixNano = math.MaxInt64, i64(math.MaxInt64) },
 	},
 	{
 		name:     "end time past int64",
 		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.SetEndTimestamp(math.MaxUint64) },
-		want:     func(e *Entry) { e.EndTimeUnixNano = i64(math.MaxInt64) },
-		problems: []Problem{{Field: "end_time_unix_nano", Kind: ProblemOutOfRange, Detail: "end time 18446744073709551615 ns clamped to the largest int64"}},
+		want:     func(e *entry.Entry) { e.EndTimeUnixNano = i64(math.MaxInt64) },
+		problems: []entry.Problem{{Field: "end_time_unix_nano", Kind: entry.ProblemOutOfRange, Detail: "end time 18446744073709551615 ns clamped to the largest int64"}},
 	},
 	{
 		name: "end time equal to the start time",
 		edit: func(_ pcommon.Resource, s ptrace.Span) { s.SetEndTimestamp(s.StartTimestamp()) },
-		want: func(e *Entry) { e.EndTimeUnixNano = i64(e.TimeUnixNano) },
+		want: func(e *entry.Entry) { e.EndTimeUnixNano = i64(e.TimeUnixNano) },
 	},
 	{
 		name:     "end time one nanosecond before the start time",
 		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.SetEndTimestamp(s.StartTimestamp() - 1) },
-		want:     func(e *Entry) { e.EndTimeUnixNano = i64(e.TimeUnixNano - 1) },
-		problems: []Problem{{Field: "end_time_unix_nano", Kind: ProblemBeforeStart, Detail: "end time before start time"}},
+		want:     func(e *entry.Entry) { e.EndTimeUnixNano = i64(e.TimeUnixNano - 1) },
+		problems: []entry.Problem{{Field: "end_time_unix_nano", Kind: entry.ProblemBeforeStart, Detail: "end time before start time"}},
 	},
 	{
 		name:     "end time unset",
 		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.SetEndTimestamp(0) },
-		want:     func(e *Entry) { e.EndTimeUnixNano = i64(0) },
-		problems: []Problem{{Field: "end_time_unix_nano", Kind: ProblemBeforeStart, Detail: "end time before start time"}},
+		want:     func(e *entry.Entry) { e.EndTimeUnixNano = i64(0) },
+		problems: []entry.Problem{{Field: "end_time_unix_nano", Kind: entry.ProblemBeforeStart, Detail: "end time before start time"}},
 	},
 	{
 		// Compared as the span carries them: both clamp to the same
@@ -569,24 +573,26 @@ var fixtures = []fixture{
 			s.SetStartTimestamp(math.MaxUint64)
 			s.SetEndTimestamp(1<<63 + 1)
 		},
-		want: func(e *Entry) { e.TimeUnixNano, e.EndTimeUnixNano = math.MaxInt64, i64(math.MaxInt64) },
-		problems: []Problem{
-			{Field: "end_time_unix_nano", Kind: ProblemBeforeStart, Detail: "end time before start time"},
-			{Field: "end_time_unix_nano", Kind: ProblemOutOfRange, Detail: "end time 9223372036854775809 ns clamped to the largest int64"},
-			{Field: "time_unix_nano", Kind: ProblemOutOfRange, Detail: "start time 18446744073709551615 ns clamped to the largest int64"},
+		want: func(e *entry.Entry) { e.TimeUnixNano, e.EndTimeUnixNano = math.MaxInt64, i64(math.MaxInt64) },
+		problems: []entry.Problem{
+			{Field: "end_time_unix_nano", Kind: entry.ProblemBeforeStart, Detail: "end time before start time"},
+			{Field: "end_time_unix_nano", Kind: entry.ProblemOutOfRange, Detail: "end time 9223372036854775809 ns clamped to the largest int64"},
+			{Field: "time_unix_nano", Kind: entry.ProblemOutOfRange, Detail: "start time 18446744073709551615 ns clamped to the largest int64"},
 		},
 	},
 	{
-		name:     "NUL byte in a column is kept",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyReasoning, "approve\x00 and delete") },
-		want:     func(e *Entry) { e.Reasoning = ptr("approve\x00 and delete") },
-		problems: []Problem{{Field: KeyReasoning, Kind: ProblemNULByte, Detail: "kept"}},
+		name: "NUL byte in a column is kept",
+		edit: func(_ pcommon.Resource, s ptrace.Span) {
+			s.Attributes().PutStr(entry.KeyReasoning, "approve\x00 and delete")
+		},
+		want:     func(e *entry.Entry) { e.Reasoning = ptr("approve\x00 and delete") },
+		problems: []entry.Problem{{Field: entry.KeyReasoning, Kind: entry.ProblemNULByte, Detail: "kept"}},
 	},
 	{
 		name:     "NUL byte in a resource identity",
-		edit:     func(r pcommon.Resource, _ ptrace.Span) { r.Attributes().PutStr(KeyAgentID, "\x00") },
-		want:     func(e *Entry) { e.AgentID = ptr("\x00") },
-		problems: []Problem{{Field: KeyAgentID, Kind: ProblemNULByte, Detail: "kept"}},
+		edit:     func(r pcommon.Resource, _ ptrace.Span) { r.Attributes().PutStr(entry.KeyAgentID, "\x00") },
+		want:     func(e *entry.Entry) { e.AgentID = ptr("\x00") },
+		problems: []entry.Problem{{Field: entry.KeyAgentID, Kind: entry.ProblemNULByte, Detail: "kept"}},
 	},
 	{
 		name: "NUL byte in a derived result",
@@ -594,57 +600,57 @@ var fixtures = []fixture{
 			s.Status().SetCode(ptrace.StatusCodeError)
 			s.Status().SetMessage("no\x00")
 		},
-		want:     func(e *Entry) { e.Result, e.StatusCode = "error: no\x00", "Error" },
-		problems: []Problem{{Field: KeyResult, Kind: ProblemNULByte, Detail: "kept"}},
+		want:     func(e *entry.Entry) { e.Result, e.StatusCode = "error: no\x00", "Error" },
+		problems: []entry.Problem{{Field: entry.KeyResult, Kind: entry.ProblemNULByte, Detail: "kept"}},
 	},
 	{
 		name: "NUL byte in attributes is escaped, not a problem",
 		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr("tool.input", "a\x00b") },
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"tool.input":"a\u0000b"}`
 		},
 	},
 	{
 		name: "reserved action type",
-		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyActionType, ActionLoss) },
-		want: func(e *Entry) { e.ActionType = "reserved:agentaudit.loss" },
-		problems: []Problem{
-			{Field: KeyActionType, Kind: ProblemReservedValue, Detail: "agentaudit.loss"},
-			{Field: KeyActionType, Kind: ProblemUnknownValue, Detail: "kept verbatim"},
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(entry.KeyActionType, entry.ActionLoss) },
+		want: func(e *entry.Entry) { e.ActionType = "reserved:agentaudit.loss" },
+		problems: []entry.Problem{
+			{Field: entry.KeyActionType, Kind: entry.ProblemReservedValue, Detail: "agentaudit.loss"},
+			{Field: entry.KeyActionType, Kind: entry.ProblemUnknownValue, Detail: "kept verbatim"},
 		},
 	},
 	{
 		name: "reserved action type in other letter case",
-		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyActionType, "AgentAudit.Loss") },
-		want: func(e *Entry) { e.ActionType = "reserved:AgentAudit.Loss" },
-		problems: []Problem{
-			{Field: KeyActionType, Kind: ProblemReservedValue, Detail: "AgentAudit.Loss"},
-			{Field: KeyActionType, Kind: ProblemUnknownValue, Detail: "kept verbatim"},
+		edit: func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(entry.KeyActionType, "AgentAudit.Loss") },
+		want: func(e *entry.Entry) { e.ActionType = "reserved:AgentAudit.Loss" },
+		problems: []entry.Problem{
+			{Field: entry.KeyActionType, Kind: entry.ProblemReservedValue, Detail: "AgentAudit.Loss"},
+			{Field: entry.KeyActionType, Kind: entry.ProblemUnknownValue, Detail: "kept verbatim"},
 		},
 	},
 	{
 		name:     "action type agentaudit without the dot is not reserved",
-		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(KeyActionType, "agentaudit-loss") },
-		want:     func(e *Entry) { e.ActionType = "agentaudit-loss" },
-		problems: []Problem{{Field: KeyActionType, Kind: ProblemUnknownValue, Detail: "kept verbatim"}},
+		edit:     func(_ pcommon.Resource, s ptrace.Span) { s.Attributes().PutStr(entry.KeyActionType, "agentaudit-loss") },
+		want:     func(e *entry.Entry) { e.ActionType = "agentaudit-loss" },
+		problems: []entry.Problem{{Field: entry.KeyActionType, Kind: entry.ProblemUnknownValue, Detail: "kept verbatim"}},
 	},
 	{
 		name: "duplicate contract key keeps the first",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			appendAttr(s.Attributes(), KeyApprover, `{"stringValue":"mallory"}`)
+			appendAttr(s.Attributes(), entry.KeyApprover, `{"stringValue":"mallory"}`)
 		},
-		want:     func(*Entry) {},
-		problems: []Problem{{Field: KeyApprover, Kind: ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 7, SHA256: sha256Of("mallory")}},
+		want:     func(*entry.Entry) {},
+		problems: []entry.Problem{{Field: entry.KeyApprover, Kind: entry.ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 7, SHA256: sha256Of("mallory")}},
 	},
 	{
 		name: "duplicate action type",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			appendAttr(s.Attributes(), KeyActionType, `{"stringValue":"delete"}`)
-			appendAttr(s.Attributes(), KeyActionType, `{"stringValue":"delete"}`)
+			appendAttr(s.Attributes(), entry.KeyActionType, `{"stringValue":"delete"}`)
+			appendAttr(s.Attributes(), entry.KeyActionType, `{"stringValue":"delete"}`)
 		},
-		want: func(*Entry) {},
+		want: func(*entry.Entry) {},
 		// Two equal dropped values are one problem.
-		problems: []Problem{{Field: KeyActionType, Kind: ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 6, SHA256: sha256Of("delete")}},
+		problems: []entry.Problem{{Field: entry.KeyActionType, Kind: entry.ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 6, SHA256: sha256Of("delete")}},
 	},
 	{
 		name: "duplicate attribute of another type",
@@ -652,10 +658,10 @@ var fixtures = []fixture{
 			s.Attributes().PutStr("tool.input", "a")
 			appendAttr(s.Attributes(), "tool.input", `{"kvlistValue":{"values":[{"key":"z","value":{"intValue":"5"}},{"key":"b","value":{"stringValue":"\u0000"}}]}}`)
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"tool.input":"a"}`
 		},
-		problems: []Problem{{Field: "tool.input", Kind: ProblemDuplicateKey, Detail: "kept the first value",
+		problems: []entry.Problem{{Field: "tool.input", Kind: entry.ProblemDuplicateKey, Detail: "kept the first value",
 			OriginalBytes: int64(len(`{"b":"\u0000","z":5}`)), SHA256: sha256Of(`{"b":"\u0000","z":5}`)}},
 	},
 	{
@@ -665,22 +671,22 @@ var fixtures = []fixture{
 			m.PutStr("q", "1")
 			appendAttr(m, "q", `{"stringValue":"2"}`)
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"tool.args":{"q":"1"}}`
 		},
-		problems: []Problem{{Field: "tool.args", Kind: ProblemDuplicateKey, Detail: "kept the first value of a nested key", OriginalBytes: 1, SHA256: sha256Of("2")}},
+		problems: []entry.Problem{{Field: "tool.args", Kind: entry.ProblemDuplicateKey, Detail: "kept the first value of a nested key", OriginalBytes: 1, SHA256: sha256Of("2")}},
 	},
 	{
 		name: "duplicate service.name keeps the first for the column and in attributes",
 		edit: func(_ pcommon.Resource, s ptrace.Span) {
-			s.Attributes().PutStr(KeyServiceName, "svc-span")
-			appendAttr(s.Attributes(), KeyServiceName, `{"stringValue":"svc-other"}`)
+			s.Attributes().PutStr(entry.KeyServiceName, "svc-span")
+			appendAttr(s.Attributes(), entry.KeyServiceName, `{"stringValue":"svc-other"}`)
 		},
-		want: func(e *Entry) {
+		want: func(e *entry.Entry) {
 			e.ServiceName = ptr("svc-span")
 			e.Attributes = `{"http.request.method":"PATCH","http.response.status_code":200,"service.name":"svc-span"}`
 		},
-		problems: []Problem{{Field: KeyServiceName, Kind: ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 9, SHA256: sha256Of("svc-other")}},
+		problems: []entry.Problem{{Field: entry.KeyServiceName, Kind: entry.ProblemDuplicateKey, Detail: "kept the first value", OriginalBytes: 9, SHA256: sha256Of("svc-other")}},
 	},
 }
 
@@ -689,7 +695,7 @@ func sha256Of(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func buildFixture(f fixture) (pcommon.Resource, ptrace.Span, Entry) {
+func buildFixture(f fixture) (pcommon.Resource, ptrace.Span, entry.Entry) {
 	res, span := typicalSpan()
 	f.edit(res, span)
 	want := typicalEntry()
@@ -697,12 +703,12 @@ func buildFixture(f fixture) (pcommon.Resource, ptrace.Span, Entry) {
 	return res, span, want
 }
 
-func problemsOf(t *testing.T, e Entry) []Problem {
+func problemsOf(t *testing.T, e entry.Entry) []entry.Problem {
 	t.Helper()
 	if e.Validation == nil {
 		return nil
 	}
-	var ps []Problem
+	var ps []entry.Problem
 	require.NoError(t, json.Unmarshal([]byte(*e.Validation), &ps), *e.Validation)
 	require.NotEmpty(t, ps, "validation must be nil rather than an empty array")
 	return ps
@@ -735,7 +741,7 @@ func TestNormalize(t *testing.T) {
 
 			Normalize(res, span, Options{})
 			if f.name == "action type missing" {
-				_, tagged := span.Attributes().Get(KeyActionType)
+				_, tagged := span.Attributes().Get(entry.KeyActionType)
 				assert.False(t, tagged, "Normalize must not tag an untagged span")
 			}
 			assert.Equal(t, want, FromSpan(res, span, Options{}))
@@ -751,10 +757,10 @@ func TestNormalize(t *testing.T) {
 func TestNormalizeWritesRepairs(t *testing.T) {
 	res, span := typicalSpan()
 	a := span.Attributes()
-	a.Remove(KeyExecutionID)
-	a.Remove(KeyTargetSystem)
-	a.PutInt(KeyValueProposed, 5)
-	a.PutStr(KeyReasoning, "r\xff")
+	a.Remove(entry.KeyExecutionID)
+	a.Remove(entry.KeyTargetSystem)
+	a.PutInt(entry.KeyValueProposed, 5)
+	a.PutStr(entry.KeyReasoning, "r\xff")
 	a.PutStr("tool.input", "in\xff")
 	a.PutInt("tool.count", 3)
 	Normalize(res, span, Options{})
@@ -766,18 +772,18 @@ func TestNormalizeWritesRepairs(t *testing.T) {
 		}
 		return v.AsRaw()
 	}
-	assert.Equal(t, testTraceHex, str(KeyExecutionID))
-	assert.Equal(t, "", str(KeyTargetSystem))
-	assert.Equal(t, "5", str(KeyValueProposed))
-	assert.Equal(t, "r\uFFFD", str(KeyReasoning))
+	assert.Equal(t, testTraceHex, str(entry.KeyExecutionID))
+	assert.Equal(t, "", str(entry.KeyTargetSystem))
+	assert.Equal(t, "5", str(entry.KeyValueProposed))
+	assert.Equal(t, "r\uFFFD", str(entry.KeyReasoning))
 	assert.Equal(t, "in\uFFFD", str("tool.input"))
 	assert.Equal(t, int64(3), str("tool.count"), "non-string values outside the contract keep their type")
-	assert.Equal(t, "200", str(KeyResult))
+	assert.Equal(t, "200", str(entry.KeyResult))
 	assert.Equal(t, `[{"field":"audit.execution.id","problem":"defaulted","detail":"defaulted to trace id"},`+
 		`{"field":"audit.reasoning","problem":"invalid_utf8","detail":"replaced with U+FFFD"},`+
 		`{"field":"audit.target.system","problem":"missing"},`+
 		`{"field":"audit.value.proposed","problem":"not_string","detail":"Int"},`+
-		`{"field":"tool.input","problem":"invalid_utf8","detail":"replaced with U+FFFD"}]`, str(KeyValidation))
+		`{"field":"tool.input","problem":"invalid_utf8","detail":"replaced with U+FFFD"}]`, str(entry.KeyValidation))
 
 	_, sealed := a.Get(KeySeal)
 	assert.True(t, sealed)
@@ -787,18 +793,18 @@ func TestNormalizeWritesRepairs(t *testing.T) {
 	res, span = typicalSpan()
 	putSealed(span, "[]")
 	Normalize(res, span, Options{})
-	for _, k := range []string{KeyValidation, KeySeal, KeyMoved} {
+	for _, k := range []string{entry.KeyValidation, KeySeal, KeyMoved} {
 		_, ok := span.Attributes().Get(k)
 		assert.False(t, ok, k)
 	}
 	// A sender's empty one is the sender's: kept, flagged, sealed.
 	res, span = typicalSpan()
-	span.Attributes().PutStr(KeyValidation, "[]")
+	span.Attributes().PutStr(entry.KeyValidation, "[]")
 	Normalize(res, span, Options{})
 	moved, ok := span.Attributes().Get(KeyMoved)
 	require.True(t, ok)
-	assert.Equal(t, map[string]any{KeyValidation: "[]"}, moved.Map().AsRaw())
-	v, _ := span.Attributes().Get(KeyValidation)
+	assert.Equal(t, map[string]any{entry.KeyValidation: "[]"}, moved.Map().AsRaw())
+	v, _ := span.Attributes().Get(entry.KeyValidation)
 	assert.Equal(t, `[{"field":"audit.validation","problem":"unsealed_validation","detail":"`+detailUnsealed+`"}]`, v.Str())
 	assert.True(t, isSealed(span))
 }
@@ -811,13 +817,13 @@ func TestTruncateLargeValue(t *testing.T) {
 	fullSHA := hex.EncodeToString(sum[:])
 
 	res, span := typicalSpan()
-	span.Attributes().PutStr(KeyValueProposed, full)
+	span.Attributes().PutStr(entry.KeyValueProposed, full)
 	span.Attributes().PutStr("tool.output", full)
 
 	for _, limit := range []int{0, 1000} {
 		max := limit
 		if max == 0 {
-			max = DefaultMaxValueBytes
+			max = entry.DefaultMaxValueBytes
 		}
 		e := FromSpan(res, span, Options{MaxValueBytes: limit})
 		require.NotNil(t, e.ProposedValue)
@@ -832,9 +838,9 @@ func TestTruncateLargeValue(t *testing.T) {
 		assert.Equal(t, got, attrs["tool.output"])
 
 		detail := "truncated to " + itoa(max) + " bytes"
-		assert.Equal(t, []Problem{
-			{Field: KeyValueProposed, Kind: ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: fullSHA},
-			{Field: "tool.output", Kind: ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: fullSHA},
+		assert.Equal(t, []entry.Problem{
+			{Field: entry.KeyValueProposed, Kind: entry.ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: fullSHA},
+			{Field: "tool.output", Kind: entry.ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: fullSHA},
 		}, problemsOf(t, e))
 	}
 }
@@ -863,9 +869,9 @@ func TestTruncateLargeBytes(t *testing.T) {
 	assert.Equal(t, map[string]any{"s": []any{full[:1000]}}, attrs["nested"])
 	assert.Equal(t, "AQID", attrs["small"])
 	detail := "truncated to 1000 bytes"
-	assert.Equal(t, []Problem{
-		{Field: "nested", Kind: ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: hex.EncodeToString(sum[:])},
-		{Field: "tool.output", Kind: ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: hex.EncodeToString(sum[:])},
+	assert.Equal(t, []entry.Problem{
+		{Field: "nested", Kind: entry.ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: hex.EncodeToString(sum[:])},
+		{Field: "tool.output", Kind: entry.ProblemTruncated, Detail: detail, OriginalBytes: int64(len(full)), SHA256: hex.EncodeToString(sum[:])},
 	}, problemsOf(t, e))
 
 	Normalize(res, span, opts)
@@ -880,15 +886,15 @@ func TestTruncateHashesRepairedValue(t *testing.T) {
 	span := ptrace.NewSpan()
 	span.SetTraceID(testTraceID)
 	span.SetSpanID(testSpanID)
-	span.Attributes().PutStr(KeyActionType, "read")
-	span.Attributes().PutStr(KeyExecutionID, "run")
-	span.Attributes().PutStr(KeyTargetSystem, "crm")
-	span.Attributes().PutStr(KeyReasoning, raw)
+	span.Attributes().PutStr(entry.KeyActionType, "read")
+	span.Attributes().PutStr(entry.KeyExecutionID, "run")
+	span.Attributes().PutStr(entry.KeyTargetSystem, "crm")
+	span.Attributes().PutStr(entry.KeyReasoning, raw)
 	e := FromSpan(pcommon.NewResource(), span, Options{MaxValueBytes: 10})
 	assert.Equal(t, ptr(strings.Repeat("a", 10)), e.Reasoning)
-	assert.Equal(t, []Problem{
-		{Field: KeyReasoning, Kind: ProblemInvalidUTF8, Detail: "replaced with U+FFFD"},
-		{Field: KeyReasoning, Kind: ProblemTruncated, Detail: "truncated to 10 bytes", OriginalBytes: int64(len(repaired)), SHA256: hex.EncodeToString(sum[:])},
+	assert.Equal(t, []entry.Problem{
+		{Field: entry.KeyReasoning, Kind: entry.ProblemInvalidUTF8, Detail: "replaced with U+FFFD"},
+		{Field: entry.KeyReasoning, Kind: entry.ProblemTruncated, Detail: "truncated to 10 bytes", OriginalBytes: int64(len(repaired)), SHA256: hex.EncodeToString(sum[:])},
 	}, problemsOf(t, e))
 }
 
@@ -915,9 +921,9 @@ func TestIsAudit(t *testing.T) {
 	assert.False(t, IsAudit(span))
 	span.Attributes().PutStr("audit.target.system", "x")
 	assert.False(t, IsAudit(span), "only audit.action.type tags a span")
-	span.Attributes().PutInt(KeyActionType, 1)
+	span.Attributes().PutInt(entry.KeyActionType, 1)
 	assert.True(t, IsAudit(span), "any value type tags a span")
-	span.Attributes().PutEmpty(KeyActionType)
+	span.Attributes().PutEmpty(entry.KeyActionType)
 	assert.True(t, IsAudit(span))
 }
 
@@ -926,7 +932,7 @@ func TestCanonicalAttributes(t *testing.T) {
 	res, span := typicalSpan()
 	a := span.Attributes()
 	a.Remove("http.request.method")
-	a.Remove(KeyHTTPStatus)
+	a.Remove(entry.KeyHTTPStatus)
 	a.PutStr("z", "last")
 	a.PutStr("a", "<b>&\"quote\"\\ \n\t\u0001\u2028é")
 	a.PutInt("int", -9007199254740993)
@@ -958,7 +964,7 @@ func TestCanonicalAttributes(t *testing.T) {
 
 	res, span = typicalSpan()
 	span.Attributes().Remove("http.request.method")
-	span.Attributes().Remove(KeyHTTPStatus)
+	span.Attributes().Remove(entry.KeyHTTPStatus)
 	assert.Equal(t, "{}", FromSpan(res, span, Options{}).Attributes)
 }
 
@@ -979,7 +985,7 @@ func TestJSONStringMatchesEncodingJSON(t *testing.T) {
 }
 
 func TestProblemsJSON(t *testing.T) {
-	ps := sortProblems([]Problem{
+	ps := sortProblems([]entry.Problem{
 		{Field: "b", Kind: "x"},
 		{Field: "a", Kind: "z", Detail: "<&>"},
 		{Field: "a", Kind: "y", OriginalBytes: 70000, SHA256: "ab"},
@@ -994,7 +1000,7 @@ func TestProblemsJSON(t *testing.T) {
 	}
 	got, err := parseProblems(` [{"field":"a","problem":"b","detail":"c"}] `)
 	require.NoError(t, err)
-	assert.Equal(t, []Problem{{Field: "a", Kind: "b", Detail: "c"}}, got)
+	assert.Equal(t, []entry.Problem{{Field: "a", Kind: "b", Detail: "c"}}, got)
 }
 
 func TestFromSpanNeverPanics(t *testing.T) {
@@ -1002,8 +1008,8 @@ func TestFromSpanNeverPanics(t *testing.T) {
 	// type must map without panicking.
 	assert.NotPanics(t, func() { FromSpan(pcommon.NewResource(), ptrace.NewSpan(), Options{}) })
 	span := ptrace.NewSpan()
-	for _, k := range []string{KeyActionType, KeyExecutionID, KeyTargetSystem, KeyTargetResource, KeyValueProposed,
-		KeyValuePrevious, KeyReasoning, KeyApprover, KeyResult, KeyValidation, KeyAgentID, KeyErrorType, KeyHTTPStatus} {
+	for _, k := range []string{entry.KeyActionType, entry.KeyExecutionID, entry.KeyTargetSystem, entry.KeyTargetResource, entry.KeyValueProposed,
+		entry.KeyValuePrevious, entry.KeyReasoning, entry.KeyApprover, entry.KeyResult, entry.KeyValidation, entry.KeyAgentID, entry.KeyErrorType, entry.KeyHTTPStatus} {
 		span.Attributes().PutEmptyMap(k).PutEmptySlice("s").AppendEmpty().SetEmptyBytes()
 	}
 	span.Status().SetCode(ptrace.StatusCodeError)
@@ -1027,7 +1033,7 @@ func BenchmarkIsAuditUntagged(b *testing.B) {
 	a := span.Attributes()
 	a.PutStr("http.request.method", "GET")
 	a.PutStr("url.full", "https://example.com/x")
-	a.PutInt(KeyHTTPStatus, 200)
+	a.PutInt(entry.KeyHTTPStatus, 200)
 	a.PutStr("server.address", "example.com")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -1040,7 +1046,7 @@ func BenchmarkIsAuditUntagged(b *testing.B) {
 // FuzzNormalize checks on arbitrary strings (an audit.validation among
 // them, sealed or the sender's) that mapping never panics, that Normalize
 // keeps the entry, that no span yields a reserved action type and that an
-// entry over its limit says so: go test -fuzz FuzzNormalize ./internal/entry
+// entry over its limit says so: go test -fuzz FuzzNormalize ./internal/auditspan
 func FuzzNormalize(f *testing.F) {
 	f.Add("write", "value", "tool.input", "\xff", uint16(0), int64(1))
 	f.Add("", "\xe2\x82\xac\xe2", "audit.x", "[{\"field\":\"a\",\"problem\":\"b\"}]", uint16(2), int64(-1))
@@ -1052,20 +1058,20 @@ func FuzzNormalize(f *testing.F) {
 	f.Fuzz(func(t *testing.T, action, value, key, validation string, limit uint16, n int64) {
 		res, span := typicalSpan()
 		a := span.Attributes()
-		a.PutStr(KeyActionType, action)
-		a.PutStr(KeyReasoning, value)
+		a.PutStr(entry.KeyActionType, action)
+		a.PutStr(entry.KeyReasoning, value)
 		a.PutStr(key, value)
 		a.PutEmptySlice("list").AppendEmpty().SetStr(value)
-		a.PutInt(KeyValuePrevious, n)
+		a.PutInt(entry.KeyValuePrevious, n)
 		if n%4 == 0 {
 			putSealed(span, validation) // as if the pipeline wrote it
 		} else if n%2 == 0 {
-			a.PutStr(KeyValidation, validation)
+			a.PutStr(entry.KeyValidation, validation)
 		}
 		if n%3 == 0 {
-			a.Remove(KeyExecutionID)
+			a.Remove(entry.KeyExecutionID)
 			span.Status().SetCode(ptrace.StatusCodeError)
-			a.PutStr(KeyErrorType, value)
+			a.PutStr(entry.KeyErrorType, value)
 		}
 		if n%5 == 0 {
 			appendAttr(a, key, `{"stringValue":"second"}`)
@@ -1073,17 +1079,17 @@ func FuzzNormalize(f *testing.F) {
 			span.SetStartTimestamp(pcommon.Timestamp(uint64(n) * 1e12))
 		}
 		if n%7 == 0 {
-			deepMap(a, value, MaxDepth+int(n%3))
+			deepMap(a, value, entry.MaxDepth+int(n%3))
 		}
 		opts := Options{MaxValueBytes: int(limit), MaxEntryBytes: 4 * int(limit)}
 		want := FromSpan(res, span, opts)
 		require.True(t, utf8.ValidString(want.Attributes))
 		require.True(t, json.Valid([]byte(want.Attributes)), want.Attributes)
-		require.False(t, IsReservedActionType(want.ActionType), want.ActionType)
+		require.False(t, entry.IsReservedActionType(want.ActionType), want.ActionType)
 		if want.Validation != nil {
 			require.True(t, json.Valid([]byte(*want.Validation)), *want.Validation)
 		}
-		if EntryBytes(&want) > opts.maxEntryBytes() {
+		if entry.EntryBytes(&want) > opts.maxEntryBytes() {
 			require.Contains(t, *want.Validation, `{"field":"entry","problem":"entry_truncated"`)
 		}
 		Normalize(res, span, opts)

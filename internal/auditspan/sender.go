@@ -1,8 +1,10 @@
-package entry
+package auditspan
 
 import (
 	"strconv"
 	"strings"
+
+	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
 // The sender column: who sent an entry's span, as the collector
@@ -13,11 +15,6 @@ import (
 // FieldSender is the field of the problems about the sender column.
 const FieldSender = "sender"
 
-// ProblemSenderMismatch: the authenticated sender may not write for the
-// agent the entry names (the exporter's senders policy). The entry is
-// recorded as it was sent.
-const ProblemSenderMismatch = "sender_mismatch"
-
 // maxDetailValue bounds each value a sender_mismatch detail quotes: the
 // values are in their own columns already.
 const maxDetailValue = 256
@@ -27,20 +24,20 @@ const maxDetailValue = 256
 // (invalid_utf8), cut to opts' value limit (truncated, with the length and
 // SHA-256 of the whole), a NUL byte kept (nul_byte), as for any value a
 // column stores.
-func SenderColumn(identity string, opts Options) (string, []Problem) {
-	var ps []Problem
+func SenderColumn(identity string, opts Options) (string, []entry.Problem) {
+	var ps []entry.Problem
 	if !validUTF8(identity) {
 		identity = strings.ToValidUTF8(identity, "\uFFFD")
-		ps = append(ps, Problem{Field: FieldSender, Kind: ProblemInvalidUTF8, Detail: "replaced with U+FFFD"})
+		ps = append(ps, entry.Problem{Field: FieldSender, Kind: entry.ProblemInvalidUTF8, Detail: "replaced with U+FFFD"})
 	}
 	if limit := opts.maxValueBytes(); len(identity) > limit {
-		ps = append(ps, Problem{Field: FieldSender, Kind: ProblemTruncated,
+		ps = append(ps, entry.Problem{Field: FieldSender, Kind: entry.ProblemTruncated,
 			Detail:        "truncated to " + strconv.Itoa(limit) + " bytes",
 			OriginalBytes: int64(len(identity)), SHA256: sha256Hex(identity)})
 		identity = truncate(identity, limit)
 	}
 	if strings.IndexByte(identity, 0) >= 0 {
-		ps = append(ps, Problem{Field: FieldSender, Kind: ProblemNULByte, Detail: "kept"})
+		ps = append(ps, entry.Problem{Field: FieldSender, Kind: entry.ProblemNULByte, Detail: "kept"})
 	}
 	return identity, ps
 }
@@ -50,14 +47,14 @@ func SenderColumn(identity string, opts Options) (string, []Problem) {
 // (agent_id, agent_name or service_name). listed says whether the sender
 // is in the policy at all. The detail quotes both values, each cut to 256
 // bytes.
-func SenderMismatch(sender, field, claimed string, listed bool) Problem {
+func SenderMismatch(sender, field, claimed string, listed bool) entry.Problem {
 	s := strconv.Quote(truncate(sender, maxDetailValue))
 	c := field + " " + strconv.Quote(truncate(claimed, maxDetailValue))
 	detail := "sender " + s + " may not write for " + c
 	if !listed {
 		detail = "sender " + s + " is not listed in senders, so may not write for " + c
 	}
-	return Problem{Field: FieldSender, Kind: ProblemSenderMismatch, Detail: detail}
+	return entry.Problem{Field: FieldSender, Kind: entry.ProblemSenderMismatch, Detail: detail}
 }
 
 // MergeProblems adds ps to e's validation: merged with the problems it
@@ -67,15 +64,15 @@ func SenderMismatch(sender, field, claimed string, listed bool) Problem {
 // validation that is not a JSON array of problems (never one the mapping
 // wrote) is replaced, its text kept in an unknown_value problem, as
 // AddProblems does for a span's.
-func MergeProblems(e *Entry, ps ...Problem) {
+func MergeProblems(e *entry.Entry, ps ...entry.Problem) {
 	if len(ps) == 0 {
 		return
 	}
-	var all []Problem
+	var all []entry.Problem
 	if e.Validation != nil {
 		old, err := parseProblems(*e.Validation)
 		if err != nil {
-			old = []Problem{{Field: KeyValidation, Kind: ProblemUnknownValue,
+			old = []entry.Problem{{Field: entry.KeyValidation, Kind: entry.ProblemUnknownValue,
 				Detail: truncate(strings.ToValidUTF8(*e.Validation, "\uFFFD"), maxValidationDetail)}}
 		}
 		all = old
