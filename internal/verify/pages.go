@@ -11,8 +11,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
-
-	"github.com/agentaudit/agentaudit/internal/hexzstd"
 )
 
 // The direct page reader: column chunks in exactly the shape
@@ -91,8 +89,6 @@ type pageReader struct {
 	zdec    *zstd.Decoder
 	budget  budget
 	scratch []byte
-	// hexPages counts the pages decoded by hexzstd (for tests).
-	hexPages int
 }
 
 // resetThrift makes p.dec read b.
@@ -232,13 +228,6 @@ func (p *pageReader) readChunk(c *column, data []byte, cc *format.ColumnChunk, i
 // reports it.
 func (p *pageReader) decompress(body []byte, size int32) ([]byte, error) {
 	dst := p.arena.get(int(size))
-	// The writer's pages of SHA-256 hex (entry_hash, prev_hash) are frames
-	// of one fixed shape, decoded here without a general decoder.
-	if out, ok := hexzstd.Decode(dst[:0], body, int(size)); ok {
-		p.hexPages++
-		p.arena.keep(out)
-		return out, nil
-	}
 	out, err := decodeZstd(p.zstd(), dst, body, int(size))
 	if err != nil {
 		if errors.Is(err, errBomb) {

@@ -175,8 +175,8 @@ func copyTrail(t *testing.T, src string) string {
 }
 
 // TestVersion1Trail: a trail the writer of format version 1 wrote verifies
-// as before, every column chunk of its files read directly and its hash
-// pages by hexzstd, every row hashed as version 1.
+// as before, every column chunk of its files read directly, every row
+// hashed as version 1.
 func TestVersion1Trail(t *testing.T) {
 	rep := verifyBoth(t, v1Trail)
 	require.True(t, rep.Intact, joinLines(rep.Violations))
@@ -200,7 +200,6 @@ func TestVersion1Trail(t *testing.T) {
 		r := newFileReader()
 		r.read(k, data)
 		assert.False(t, r.hasEnd, k)
-		assert.GreaterOrEqual(t, r.pages.hexPages, 2, k)
 	}
 }
 
