@@ -2,24 +2,28 @@ package merkle
 
 import (
 	"crypto/sha256"
-	"slices"
 
-	"github.com/agentaudit/agentaudit/internal/sha2x"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 )
 
-// Fold computes RFC 6962 Merkle tree hashes fast, for the writer (RootHex)
-// and the verifier: it hashes level by level, pairing neighbours and moving
-// an odd last node up unchanged, which gives RFC 6962's tree (split at the
-// largest power of two below the size). The hashes of a level are
-// independent, so they are computed two at a time (sha2x.Sum2Padded). A
-// Fold reuses its buffers: after the first tree of a size, no allocation.
-// The zero Fold is ready to use; it is not safe for concurrent use.
+// Fold computes RFC 6962 Merkle tree hashes for the writer (RootHex), the
+// verifier and review's proofs: transparency-dev/merkle's compact range
+// builds the tree, leaf by leaf, and crypto/sha256 hashes each leaf and node
+// from a buffer the Fold keeps. The hashes live in an arena the Fold reuses,
+// not in a slice per node as rfc6962.Hasher returns them: after the first
+// tree of a size, no allocation. The zero Fold is ready to use; it is not
+// safe for concurrent use.
 type Fold struct {
-	level [][32]byte
-	// Padded SHA-256 inputs: two leaves (0x00 || entry hash), two nodes
-	// (0x01 || left || right).
-	leaf [2][64]byte
-	node [2][128]byte
+	self *Fold // the Fold whose arena empty hashes into; nil or another after a copy
+	// empty is an empty range whose hashes' backing array has room for 64,
+	// one per level: r starts as a copy of it, for each tree.
+	empty, r *compact.Range
+	// arena holds the tree's hashes, 32 bytes each, every one in its own
+	// slot: the range may keep any of them until Root returns.
+	arena []byte
+	// msg is one hash's input: 0x00 || entry hash, or 0x01 || left || right.
+	msg [1 + 2*sha256.Size]byte
 }
 
 // Root returns the Merkle tree hash of n entry hashes. entryHash(i, dst)
@@ -30,45 +34,51 @@ func (f *Fold) Root(n int, entryHash func(i int, dst *[32]byte) error) ([32]byte
 	if n == 0 {
 		return sha256.Sum256(nil), nil
 	}
-	// Pad in place (the arrays have the room); only the hashes between the
-	// prefix byte and the padding change below.
-	for k := range 2 {
-		f.leaf[k] = [64]byte{}
-		sha2x.AppendPadding(f.leaf[k][:1+32])
-		f.node[k] = [128]byte{0: 0x01}
-		sha2x.AppendPadding(f.node[k][:1+64])
+	if f.self != f {
+		f.self = f
+		rf := &compact.RangeFactory{Hash: f.hashChildren}
+		// NewRange of no hashes cannot fail.
+		f.empty, _ = rf.NewRange(0, 0, make([][]byte, 0, 64))
+		f.r = new(compact.Range)
 	}
-	f.level = slices.Grow(f.level[:0], n)[:n]
-	lv := f.level
-	for i := 0; i < n; i += 2 {
-		for k := 0; k < 2 && i+k < n; k++ {
-			if err := entryHash(i+k, (*[32]byte)(f.leaf[k][1:33])); err != nil {
-				return [32]byte{}, err
-			}
-		}
-		if i+1 < n {
-			lv[i], lv[i+1] = sha2x.Sum2Padded(f.leaf[0][:], 33, f.leaf[1][:], 33)
-		} else {
-			lv[i] = sha2x.SumPadded(f.leaf[0][:], 33)
-		}
+	// A tree of n leaves has n leaf hashes and n-1 node hashes.
+	if need := (2*n - 1) * sha256.Size; cap(f.arena) < need {
+		f.arena = make([]byte, 0, need)
 	}
-	for n > 1 {
-		half := n / 2
-		for j := 0; j < half; j += 2 {
-			copy(f.node[0][1:33], lv[2*j][:])
-			copy(f.node[0][33:65], lv[2*j+1][:])
-			if j+1 < half {
-				copy(f.node[1][1:33], lv[2*j+2][:])
-				copy(f.node[1][33:65], lv[2*j+3][:])
-				lv[j], lv[j+1] = sha2x.Sum2Padded(f.node[0][:], 65, f.node[1][:], 65)
-			} else {
-				lv[j] = sha2x.SumPadded(f.node[0][:], 65)
-			}
+	f.arena = f.arena[:0]
+	r := f.r
+	*r = *f.empty
+	for i := range n {
+		f.msg[0] = rfc6962.RFC6962LeafHashPrefix
+		if err := entryHash(i, (*[32]byte)(f.msg[1:33])); err != nil {
+			return [32]byte{}, err
 		}
-		if n%2 == 1 {
-			lv[half] = lv[n-1]
-		}
-		n = half + n%2
+		// Append fails only on a corrupt range, which one built leaf by
+		// leaf from empty is not.
+		_ = r.Append(f.sum(f.msg[:1+sha256.Size]), nil)
 	}
-	return lv[0], nil
+	root, _ := r.GetRootHash(nil) // begins at 0: no error
+	return [32]byte(root), nil
+}
+
+// hashChildren is the RFC 6962 node hash, SHA-256(0x01 || l || r), for the
+// compact range.
+func (f *Fold) hashChildren(l, r []byte) []byte {
+	f.msg[0] = rfc6962.RFC6962NodeHashPrefix
+	copy(f.msg[1:33], l)
+	copy(f.msg[33:65], r)
+	return f.sum(f.msg[:])
+}
+
+// sum returns SHA-256 of m in the arena's next slot.
+func (f *Fold) sum(m []byte) []byte {
+	s := sha256.Sum256(m)
+	if len(f.arena)+sha256.Size > cap(f.arena) {
+		// More hashes than a tree has: a new arena, the old one's hashes
+		// stay where the range holds them.
+		f.arena = make([]byte, 0, 2*cap(f.arena)+sha256.Size)
+	}
+	n := len(f.arena)
+	f.arena = append(f.arena, s[:]...)
+	return f.arena[n : n+sha256.Size : n+sha256.Size]
 }
