@@ -7,7 +7,7 @@
 // (internal/parquetfile.ReadFooter), the row group statistics of
 // time_unix_nano, end_time_unix_nano and execution_id, and the execution_id
 // bloom filters, looking columns up by name. From S3 it reads only each
-// file's first bytes and its tail (range requests), and caches what it read
+// file's tail (one range request), and caches what it read
 // (see s3Source for the layout) keyed by object key and checked against the
 // listing's size and ETag, so that a second run over an unchanged bucket
 // makes only the LIST requests. Select keeps the files whose statistics and

@@ -82,7 +82,7 @@ func analyze(r *sparseReader, f *File) (_ *index, err error) {
 		}
 		f.Problem, err = err.Error(), nil
 	}()
-	ft, md, err := parquetfile.ReadMetadata(r, r.size)
+	ft, md, err := parquetfile.ReadTailMetadata(r, r.size)
 	if err != nil {
 		return nil, err
 	}

@@ -138,9 +138,9 @@ func (t *Trail) Fetched() (footers, files int, bytes int64) {
 // Files lists the trail and reads the footer of every batch file (every
 // .parquet regular file or object below the target), sorted by chain, then
 // first seq, then key; files with a Problem, which have no chain, come
-// first. For S3 it reads only each file's head and footer bytes (range
-// requests), or takes them from the cache when the object's size and ETag
-// are unchanged, and caches what it fetched.
+// first. It reads only each file's tail (for S3, one range request), or
+// takes it from the cache when the object's size and ETag are unchanged,
+// and caches what it fetched.
 func (t *Trail) Files(ctx context.Context) ([]File, error) {
 	objs, err := t.src.list(ctx)
 	if err != nil {
@@ -195,8 +195,9 @@ func (t *Trail) readFooter(ctx context.Context, o object) (*fileState, error) {
 	defer done()
 	r := newSparseReader(o.size, fetch)
 	// Most files' footer, page index and bloom filters lie in their last
-	// tailBytes: one request instead of one per structure.
-	if err := r.prefetch([]extent{{0, headBytes}, {o.size - tailBytes, o.size}}, 0); err != nil {
+	// tailBytes: one request instead of one per structure. The head is
+	// not read: selecting is not verifying, which reads the file whole.
+	if err := r.prefetch([]extent{{o.size - tailBytes, o.size}}, 0); err != nil {
 		return nil, t.fetchFailed(o, err)
 	}
 	x, err := analyze(r, &fs.File)
@@ -220,9 +221,6 @@ func (t *Trail) fetchFailed(o object, err error) error {
 	}
 	return fmt.Errorf("trailcache: reading the footer of %s/%s: %w", t.target, o.key, err)
 }
-
-// headBytes: the magic number a Parquet file starts with.
-const headBytes = 4
 
 // tailBytes is how much of a file's end the first read of its footer
 // fetches. A batch file of 10,000 entries keeps its bloom filter, page
