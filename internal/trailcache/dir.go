@@ -94,9 +94,7 @@ func (d dirSource) open(key string) (*os.File, error) {
 	return f, nil
 }
 
-func (dirSource) remote() bool                         { return false }
-func (dirSource) cachedFooter(object) *fileState       { return nil }
-func (dirSource) storeFooter(object, *fileState) error { return nil }
+func (dirSource) remote() bool { return false }
 func (d dirSource) local(_ context.Context, o object) (string, bool, int64, error) {
 	return filepath.Join(string(d), filepath.FromSlash(o.key)), false, 0, nil
 }

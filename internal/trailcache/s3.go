@@ -12,9 +12,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"unicode/utf8"
-
-	"github.com/parquet-go/parquet-go/bloom"
 
 	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/verify"
@@ -26,9 +23,7 @@ import (
 //
 //	s3/<bucket>/<prefix>/<key>         a downloaded object
 //	s3/<bucket>/<prefix>/<key>.meta    its size, ETag and SHA-256 (JSON)
-//	s3/<bucket>/<prefix>/<key>.footer  what Files found in its footer: facts,
-//	                                    statistics, bloom filter bits (JSON)
-//	s3-other/<bucket>/<sha256 of prefix NUL key>.parquet[.meta|.footer]
+//	s3-other/<bucket>/<sha256 of prefix NUL key>.parquet[.meta]
 //	                                    the same for a key that is not a
 //	                                    plain relative path ("a//b", "..")
 //
@@ -37,7 +32,8 @@ import (
 // downloaded object is used again only when its .meta has the listing's
 // size and ETag and the bytes have the SHA-256 it records: if two processes
 // race to replace a file, the loser's .meta no longer matches and the
-// object is downloaded again.
+// object is downloaded again. What Files reads of the footers is kept in
+// the trail's footer index (see indexMagic).
 type s3Source struct {
 	store *store.S3
 	url   string // s3://bucket/prefix
@@ -45,6 +41,7 @@ type s3Source struct {
 	// <CacheDir>/s3-other/<bucket>.
 	base, other string
 	prefix      string
+	cacheDir    string // Options.CacheDir or its default
 }
 
 func openS3(ctx context.Context, target string, opts Options) (*s3Source, error) {
@@ -68,11 +65,9 @@ func openS3(ctx context.Context, target string, opts Options) (*s3Source, error)
 	}
 	dir := opts.CacheDir
 	if dir == "" {
-		user, err := os.UserCacheDir()
-		if err != nil {
+		if dir, err = DefaultCacheDir(); err != nil {
 			return nil, fmt.Errorf("trailcache: no cache directory given and none found: %w", err)
 		}
-		dir = filepath.Join(user, "agentaudit")
 	}
 	if !plainKey(bucket) || (prefix != "" && !plainKey(prefix)) {
 		return nil, fmt.Errorf("trailcache: cannot cache %s: the bucket and prefix must be a plain relative path", target)
@@ -86,11 +81,12 @@ func openS3(ctx context.Context, target string, opts Options) (*s3Source, error)
 		url += "/" + prefix
 	}
 	return &s3Source{
-		store:  st,
-		url:    url,
-		base:   filepath.Join(dir, "s3", bucket, filepath.FromSlash(prefix)),
-		other:  filepath.Join(dir, "s3-other", bucket),
-		prefix: prefix,
+		store:    st,
+		url:      url,
+		base:     filepath.Join(dir, "s3", bucket, filepath.FromSlash(prefix)),
+		cacheDir: dir,
+		other:    filepath.Join(dir, "s3-other", bucket),
+		prefix:   prefix,
 	}, nil
 }
 
@@ -127,7 +123,8 @@ func (s *s3Source) path(key string) string {
 	return filepath.Join(s.other, hex.EncodeToString(sum[:])+".parquet")
 }
 
-// Sidecar suffixes.
+// Sidecar suffixes. Earlier versions kept each object's footer in a
+// .footer file beside it: a key must not be taken for one either.
 const (
 	metaSuffix   = ".meta"
 	footerSuffix = ".footer"
@@ -147,98 +144,6 @@ func plainKey(key string) bool {
 		}
 	}
 	return true
-}
-
-// footerVersion is the version of the .footer layout and of what it is
-// derived with; an entry of another version is read again.
-const footerVersion = 1
-
-// footerEntry is a .footer file: what reading an object's footer found.
-type footerEntry struct {
-	Version int         `json:"version"`
-	Size    int64       `json:"size"`
-	ETag    string      `json:"etag"`
-	File    footerFacts `json:"file"`
-	IDKnown bool        `json:"id_known"`
-	Groups  []groupFact `json:"groups,omitempty"`
-}
-
-type footerFacts struct {
-	ChainID      string `json:"chain_id,omitempty"`
-	FirstSeq     int64  `json:"first_seq,omitempty"`
-	LastSeq      int64  `json:"last_seq,omitempty"`
-	Rows         int64  `json:"rows,omitempty"`
-	MinTime      int64  `json:"min_time,omitempty"`
-	MaxTime      int64  `json:"max_time,omitempty"`
-	HasTimeStats bool   `json:"has_time_stats,omitempty"`
-	MinEnd       int64  `json:"min_end,omitempty"`
-	MaxEnd       int64  `json:"max_end,omitempty"`
-	HasEndStats  bool   `json:"has_end_stats,omitempty"`
-	Problem      string `json:"problem,omitempty"`
-}
-
-// groupFact is an idGroup; ids are bytes, which JSON strings need not hold.
-type groupFact struct {
-	HasStats bool   `json:"has_stats,omitempty"`
-	Min      []byte `json:"min,omitempty"`
-	Max      []byte `json:"max,omitempty"`
-	Bloom    []byte `json:"bloom,omitempty"`
-}
-
-func (s *s3Source) cachedFooter(o object) *fileState {
-	b, err := os.ReadFile(s.path(o.key) + footerSuffix)
-	if err != nil {
-		return nil
-	}
-	var e footerEntry
-	if json.Unmarshal(b, &e) != nil || e.Version != footerVersion || e.Size != o.size || e.ETag != o.etag {
-		return nil
-	}
-	ff := e.File
-	fs := &fileState{File: File{
-		Key: o.key, Size: o.size, etag: o.etag,
-		ChainID: ff.ChainID, FirstSeq: ff.FirstSeq, LastSeq: ff.LastSeq, Rows: ff.Rows,
-		MinTime: ff.MinTime, MaxTime: ff.MaxTime, HasTimeStats: ff.HasTimeStats,
-		MinEnd: ff.MinEnd, MaxEnd: ff.MaxEnd, HasEndStats: ff.HasEndStats,
-		Problem: ff.Problem,
-	}}
-	if fs.Problem != "" {
-		return fs
-	}
-	fs.index = &index{idKnown: e.IDKnown}
-	for _, g := range e.Groups {
-		if len(g.Bloom)%bloom.BlockSize != 0 {
-			return nil
-		}
-		ig := idGroup{hasStats: g.HasStats, min: string(g.Min), max: string(g.Max)}
-		if len(g.Bloom) > 0 {
-			ig.bloom = bloom.MakeSplitBlockFilter(g.Bloom)
-		}
-		fs.index.groups = append(fs.index.groups, ig)
-	}
-	return fs
-}
-
-// storeFooter caches what was read of o's footer, unless a string of it
-// would not survive JSON (not UTF-8): then it is read again next time.
-func (s *s3Source) storeFooter(o object, fs *fileState) error {
-	if !utf8.ValidString(fs.ChainID) || !utf8.ValidString(fs.Problem) {
-		return nil
-	}
-	f := &fs.File
-	e := footerEntry{Version: footerVersion, Size: o.size, ETag: o.etag, File: footerFacts{
-		ChainID: f.ChainID, FirstSeq: f.FirstSeq, LastSeq: f.LastSeq, Rows: f.Rows,
-		MinTime: f.MinTime, MaxTime: f.MaxTime, HasTimeStats: f.HasTimeStats,
-		MinEnd: f.MinEnd, MaxEnd: f.MaxEnd, HasEndStats: f.HasEndStats,
-		Problem: f.Problem,
-	}}
-	if x := fs.index; x != nil {
-		e.IDKnown = x.idKnown
-		for _, g := range x.groups {
-			e.Groups = append(e.Groups, groupFact{HasStats: g.hasStats, Min: []byte(g.min), Max: []byte(g.max), Bloom: g.bloom.Bytes()})
-		}
-	}
-	return writeJSON(s.path(o.key)+footerSuffix, e)
 }
 
 // fileMeta is a .meta file: what the downloaded object beside it is.
@@ -285,7 +190,11 @@ func (s *s3Source) download(ctx context.Context, o object, p string) (int64, err
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return n, fmt.Errorf("trailcache: %w", err)
 	}
-	return n, writeJSON(p+metaSuffix, fileMeta{Size: o.size, ETag: o.etag, SHA256: hex.EncodeToString(h.Sum(nil))})
+	b, err := json.Marshal(fileMeta{Size: o.size, ETag: o.etag, SHA256: hex.EncodeToString(h.Sum(nil))})
+	if err != nil {
+		return n, fmt.Errorf("trailcache: %w", err)
+	}
+	return n, writeFile(p+metaSuffix, b)
 }
 
 // cached reports whether p holds the object o, as its .meta says and its
@@ -315,12 +224,8 @@ func (s *s3Source) cached(p string, o object) bool {
 	return err == nil && bytes.Equal(h.Sum(nil), want)
 }
 
-// writeJSON writes v to p through a temporary file and a rename.
-func writeJSON(p string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("trailcache: %w", err)
-	}
+// writeFile writes b to p through a temporary file and a rename.
+func writeFile(p string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("trailcache: %w", err)
 	}

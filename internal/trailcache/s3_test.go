@@ -195,7 +195,10 @@ func TestS3FetchesOnlyWhatItNeedsAndCaches(t *testing.T) {
 	assert.Equal(t, [2]int{0, len(objs)}, fx.prog.calls[StageFooters][0])
 	assert.Len(t, fx.prog.calls[StageFooters], len(objs)+1)
 
-	// A second process: only the LIST, and bloom filters from the cache.
+	// A second process: only the LIST, and bloom filters from the footer
+	// index, one file.
+	index := indexPath(fx.cache, s3IndexID(fx.srv.Endpoint, "s3://trail/agents"))
+	require.FileExists(t, index)
 	again := fx.open(t)
 	files2, err := again.Files(ctx)
 	require.NoError(t, err)
@@ -289,8 +292,11 @@ func TestS3CacheDamage(t *testing.T) {
 	damaged := bytes.Clone(tr.a[0].data)
 	damaged[100] ^= 1
 	require.NoError(t, os.WriteFile(p, damaged, 0o644))
-	// A .footer that does not parse is read again.
-	require.NoError(t, os.WriteFile(p+footerSuffix, []byte("{"), 0o644))
+	// A footer index that does not decode: every footer is read again.
+	index := indexPath(fx.cache, s3IndexID(fx.srv.Endpoint, "s3://trail/agents"))
+	b, err := os.ReadFile(index)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(index, b[:len(b)/2], 0o644))
 
 	again := fx.open(t)
 	sel2, err := again.Select(ctx, Filter{ExecutionIDs: []string{"a-04"}})
@@ -298,7 +304,10 @@ func TestS3CacheDamage(t *testing.T) {
 	assert.Equal(t, sel, sel2)
 	_, err = again.Local(ctx, sel2)
 	require.NoError(t, err)
-	assert.Equal(t, [2]int{1, 1}, fetched(again))
+	assert.Equal(t, [2]int{len(tr.objects()), 1}, fetched(again))
+	b2, err := os.ReadFile(index)
+	require.NoError(t, err)
+	assert.Equal(t, b, b2, "the index written again")
 	got, err := os.ReadFile(p)
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(tr.a[0].data, got))

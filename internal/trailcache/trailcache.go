@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -26,9 +27,12 @@ const DefaultFetchers = 16
 // Options configure Open. The zero value reads a directory, or S3 with the
 // AWS SDK's default configuration and the default cache directory.
 type Options struct {
-	// CacheDir holds the files and footers read from S3, under
-	// <CacheDir>/s3/<bucket>/<prefix>/<key>. Default:
-	// os.UserCacheDir()/agentaudit. Unused for a directory.
+	// CacheDir holds the files downloaded from S3, under
+	// <CacheDir>/s3/<bucket>/<prefix>/<key>, and each trail's footer index
+	// (what Files read of its footers), under <CacheDir>/footers. For S3
+	// its default is DefaultCacheDir; a directory trail keeps no footer
+	// index unless it is set. A footer index that cannot be read or
+	// written is read again or not kept, never an error.
 	CacheDir string
 	// Endpoint and Region of S3 (s3:// targets only). With an Endpoint and
 	// no Region anywhere, the region is us-east-1.
@@ -80,19 +84,35 @@ type Trail struct {
 	opts   Options
 	src    source
 
-	mu     sync.Mutex
-	files  []*fileState     // of the last Files, sorted
-	mtimes map[string]int64 // of the last Files' objects, by key (directories)
+	// indexPath is where the footer index is kept ("": none) and
+	// indexID what it names the trail by.
+	indexPath, indexID string
+
+	mu    sync.Mutex
+	files []*fileState // of the last Files, sorted
 
 	progressMu sync.Mutex // serializes Options.Progress
 
 	footers, downloads, bytes atomic.Int64
+	parsed                    atomic.Int64 // footers read, from anywhere
 }
 
 // fileState is a File with the index Select uses.
 type fileState struct {
 	File
+	// mtime is a directory file's modification time, as listed.
+	mtime int64
 	index *index // nil for a Problem
+}
+
+// DefaultCacheDir returns os.UserCacheDir()/agentaudit, the cache
+// directory of S3 trails when Options.CacheDir is "".
+func DefaultCacheDir() (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "agentaudit"), nil
 }
 
 // Open returns the trail at target, a directory or s3://bucket/prefix. It
@@ -114,6 +134,14 @@ func Open(ctx context.Context, target string, opts Options) (*Trail, error) {
 			return nil, fmt.Errorf("trailcache: %s is not a directory", target)
 		}
 		t.src = dirSource(target)
+		if opts.CacheDir != "" {
+			abs, err := filepath.Abs(target)
+			if err != nil {
+				return nil, fmt.Errorf("trailcache: %w", err)
+			}
+			t.indexID = dirIndexID(abs)
+			t.indexPath = indexPath(opts.CacheDir, t.indexID)
+		}
 		return t, nil
 	}
 	src, err := openS3(ctx, target, opts)
@@ -121,6 +149,8 @@ func Open(ctx context.Context, target string, opts Options) (*Trail, error) {
 		return nil, err
 	}
 	t.target, t.src = src.url, src
+	t.indexID = s3IndexID(opts.Endpoint, src.url)
+	t.indexPath = indexPath(src.cacheDir, t.indexID)
 	return t, nil
 }
 
@@ -138,9 +168,11 @@ func (t *Trail) Fetched() (footers, files int, bytes int64) {
 // Files lists the trail and reads the footer of every batch file (every
 // .parquet regular file or object below the target), sorted by chain, then
 // first seq, then key; files with a Problem, which have no chain, come
-// first. It reads only each file's tail (for S3, one range request), or
-// takes it from the cache when the object's size and ETag are unchanged,
-// and caches what it fetched.
+// first. It reads only each file's tail (for S3, a range request), and
+// not even that for a file that the last Files, or the trail's footer
+// index in Options.CacheDir, read at the same size and ETag (S3) or
+// modification time (directory). It writes the footer index again when it
+// read a footer.
 func (t *Trail) Files(ctx context.Context) ([]File, error) {
 	objs, err := t.src.list(ctx)
 	if err != nil {
@@ -149,19 +181,27 @@ func (t *Trail) Files(ctx context.Context) ([]File, error) {
 	// Files are written once: what the last listing read of an object of
 	// the same size and ETag (or modification time) holds.
 	t.mu.Lock()
-	known := make(map[string]*fileState, len(t.files))
-	for _, fs := range t.files {
-		known[fs.Key] = fs
-	}
-	mtimes := t.mtimes
+	last := t.files
 	t.mu.Unlock()
+	var known map[string]*fileState
+	if last == nil && t.indexPath != "" {
+		known = loadIndex(t.indexPath, t.indexID)
+	} else {
+		known = make(map[string]*fileState, len(last))
+		for _, fs := range last {
+			known[fs.Key] = fs
+		}
+	}
 	states := make([]*fileState, len(objs))
+	var read atomic.Int64
 	err = t.forEach(ctx, StageFooters, len(objs), func(ctx context.Context, i int) (err error) {
-		if fs := known[objs[i].key]; fs != nil && fs.Size == objs[i].size && fs.etag == objs[i].etag && mtimes[fs.Key] == objs[i].mtime {
+		o := objs[i]
+		if fs := known[o.key]; fs != nil && fs.Size == o.size && fs.etag == o.etag && fs.mtime == o.mtime {
 			states[i] = fs
 			return nil
 		}
-		states[i], err = t.readFooter(ctx, objs[i])
+		read.Add(1)
+		states[i], err = t.readFooter(ctx, o)
 		return err
 	})
 	if err != nil {
@@ -170,12 +210,12 @@ func (t *Trail) Files(ctx context.Context) ([]File, error) {
 	slices.SortFunc(states, func(a, b *fileState) int {
 		return cmp.Or(cmp.Compare(a.ChainID, b.ChainID), cmp.Compare(a.FirstSeq, b.FirstSeq), cmp.Compare(a.Key, b.Key))
 	})
-	stamps := make(map[string]int64, len(objs))
-	for _, o := range objs {
-		stamps[o.key] = o.mtime
+	if read.Load() > 0 && t.indexPath != "" {
+		// Not kept (a read-only cache, a full disk): read again next time.
+		_ = storeIndex(t.indexPath, t.indexID, states)
 	}
 	t.mu.Lock()
-	t.files, t.mtimes = states, stamps
+	t.files = states
 	t.mu.Unlock()
 	out := make([]File, len(states))
 	for i, s := range states {
@@ -184,13 +224,9 @@ func (t *Trail) Files(ctx context.Context) ([]File, error) {
 	return out, nil
 }
 
-// readFooter reads one object's facts and index, from the cache when it
-// has them.
+// readFooter reads one object's facts and index.
 func (t *Trail) readFooter(ctx context.Context, o object) (*fileState, error) {
-	if fs := t.src.cachedFooter(o); fs != nil {
-		return fs, nil
-	}
-	fs := &fileState{File: File{Key: o.key, Size: o.size, etag: o.etag}}
+	fs := &fileState{File: File{Key: o.key, Size: o.size, etag: o.etag}, mtime: o.mtime}
 	fetch, done := t.src.fetcher(ctx, o)
 	defer done()
 	r := newSparseReader(o.size, fetch)
@@ -205,12 +241,10 @@ func (t *Trail) readFooter(ctx context.Context, o object) (*fileState, error) {
 		return nil, t.fetchFailed(o, err)
 	}
 	fs.index = x
+	t.parsed.Add(1)
 	if t.src.remote() {
 		t.footers.Add(1)
 		t.bytes.Add(r.bytesFetched())
-		if err := t.src.storeFooter(o, fs); err != nil {
-			return nil, err
-		}
 	}
 	return fs, nil
 }
@@ -333,10 +367,6 @@ type source interface {
 	// fetcher returns a function that reads n bytes at off of o, until
 	// done is called.
 	fetcher(ctx context.Context, o object) (fetch func(off, n int64) ([]byte, error), done func())
-	// cachedFooter returns what a previous read of o's footer found, if
-	// cached for this size and ETag, else nil; storeFooter caches it.
-	cachedFooter(o object) *fileState
-	storeFooter(o object, fs *fileState) error
 	// local returns a local path holding o, whether it downloaded o, and
 	// the bytes it downloaded.
 	local(ctx context.Context, o object) (path string, downloaded bool, n int64, err error)

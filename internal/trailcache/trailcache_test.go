@@ -342,33 +342,6 @@ func TestCachePath(t *testing.T) {
 	assert.NotEqual(t, src.path("a//b.parquet"), src.path("../../escape.parquet"))
 }
 
-func TestFooterCacheRoundTrip(t *testing.T) {
-	_, _, trail := dirTrail(t)
-	_, err := trail.Files(ctx)
-	require.NoError(t, err)
-	src, err := openS3(ctx, "s3://trail/agents", Options{CacheDir: t.TempDir()})
-	require.NoError(t, err)
-	for _, fs := range trail.files {
-		o := object{key: fs.Key, size: fs.Size, etag: `"e1"`}
-		fs.etag = o.etag
-		require.NoError(t, src.storeFooter(o, fs))
-		assert.Equal(t, fs, src.cachedFooter(o), fs.Key)
-		assert.Nil(t, src.cachedFooter(object{key: fs.Key, size: fs.Size, etag: `"e2"`}), "another ETag")
-		assert.Nil(t, src.cachedFooter(object{key: fs.Key, size: fs.Size + 1, etag: o.etag}), "another size")
-	}
-
-	// Ids are bytes: an execution id that is not UTF-8 survives.
-	odd := &fileState{File: File{Key: "odd.parquet", Size: 1, ChainID: "c", etag: `"e"`}, index: &index{idKnown: true, groups: []idGroup{{hasStats: true, min: "\xff\xfe", max: "\xff\xff"}}}}
-	o := object{key: odd.Key, size: 1, etag: `"e"`}
-	require.NoError(t, src.storeFooter(o, odd))
-	assert.Equal(t, odd, src.cachedFooter(o))
-	// A chain id that is not UTF-8 would not: not cached.
-	odd.ChainID = "\xff"
-	require.NoError(t, os.Remove(src.path(o.key)+footerSuffix))
-	require.NoError(t, src.storeFooter(o, odd))
-	assert.Nil(t, src.cachedFooter(o))
-}
-
 func TestCanceled(t *testing.T) {
 	_, _, trail := dirTrail(t)
 	cctx, cancel := context.WithCancel(ctx)
