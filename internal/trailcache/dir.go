@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"syscall"
 
@@ -25,9 +26,27 @@ func (d dirSource) list(ctx context.Context) ([]object, error) {
 		return nil, fmt.Errorf("trailcache: %w", err)
 	}
 	defer root.Close()
+	// Each directory opened once: a name in it is then one fstatat, not
+	// an open of every directory on its path.
+	dirs := map[string]*os.Root{}
+	defer func() {
+		for _, r := range dirs {
+			r.Close()
+		}
+	}()
 	var objs []object
 	for _, k := range keys {
-		fi, err := root.Lstat(filepath.FromSlash(k))
+		dir, name := path.Split(k)
+		r := root
+		if dir != "" {
+			if r = dirs[dir]; r == nil {
+				if r, err = root.OpenRoot(filepath.FromSlash(dir)); err != nil {
+					return nil, fmt.Errorf("trailcache: %w", err)
+				}
+				dirs[dir] = r
+			}
+		}
+		fi, err := r.Lstat(name)
 		if err != nil {
 			return nil, fmt.Errorf("trailcache: %w", err)
 		}
