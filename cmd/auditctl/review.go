@@ -32,7 +32,7 @@ type reviewFlags struct {
 func (f *reviewFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.json, "json", false, "print JSON (the documented contract) instead of text")
 	fs.StringVar(&f.key, "key", "", "file of the checkpoint signers' verifier keys, one per line (default: the published keys, trusted on first use)")
-	fs.StringVar(&f.cache, "cache", "", "where files downloaded from S3 are kept (default: the user cache directory, agentaudit/)")
+	fs.StringVar(&f.cache, "cache", "", "where files downloaded from S3 and each trail's footer index are kept (default: the user cache directory, agentaudit/)")
 	fs.DurationVar(&f.abandonAfter, "abandon-after", review.DefaultAbandonAfter, "a run with no end and no entry for this long is abandoned")
 	fs.StringVar(&f.asOf, "as-of", "", "compute statuses as of this time (RFC 3339 or YYYY-MM-DD; default now)")
 	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress bar, even on a terminal")
@@ -61,7 +61,13 @@ func openReviewer(ctx context.Context, target string, f *reviewFlags, stderr io.
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := trailcache.Options{CacheDir: f.cache, Endpoint: f.endpoint, Region: f.region, PathStyle: f.pathStyle}
+	// A directory's footers are indexed in the cache directory too; with
+	// none found, S3 fails in Open and a directory is read without one.
+	cache := f.cache
+	if cache == "" {
+		cache, _ = trailcache.DefaultCacheDir()
+	}
+	opts := trailcache.Options{CacheDir: cache, Endpoint: f.endpoint, Region: f.region, PathStyle: f.pathStyle}
 	var bar *stageBar
 	if progress && !f.noProgress {
 		bar = &stageBar{w: stderr}
