@@ -66,6 +66,64 @@ func TestInclusionProofsVerify(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// TestInclusionProofMatchesPath: the library's proof nodes give RFC 6962's
+// PATH (section 2.1.1, path below), node for node, for every leaf of every
+// tree up to 70 leaves and some leaves of larger ones.
+func TestInclusionProofMatchesPath(t *testing.T) {
+	all := hashes(1000)
+	for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 69, 70, 257, 1000} {
+		hs := all[:n]
+		leaves := make([][]byte, n)
+		for i, h := range hs {
+			leaves[i] = LeafHash(h)
+		}
+		for i := range n {
+			if n > 70 && i%37 != 0 && i != n-1 {
+				continue
+			}
+			got, err := InclusionProof(hs, i)
+			require.NoError(t, err)
+			want := path(i, leaves)
+			require.Len(t, got, len(want), "n=%d i=%d", n, i)
+			for k := range want {
+				require.Equal(t, want[k], got[k], "n=%d i=%d node %d", n, i, k)
+			}
+		}
+	}
+}
+
+// path is PATH(m, D[n]) of RFC 6962 section 2.1.1 over leaf hashes, from
+// the leaf upwards.
+func path(m int, leaves [][]byte) [][]byte {
+	n := len(leaves)
+	if n <= 1 {
+		return nil
+	}
+	k := splitPoint(n)
+	if m < k {
+		return append(path(m, leaves[:k]), subtree(leaves[k:]))
+	}
+	return append(path(m-k, leaves[k:]), subtree(leaves[:k]))
+}
+
+// subtree is MTH of RFC 6962 section 2.1 over leaf hashes.
+func subtree(leaves [][]byte) []byte {
+	if len(leaves) == 1 {
+		return leaves[0]
+	}
+	k := splitPoint(len(leaves))
+	return sum([]byte{1}, subtree(leaves[:k]), subtree(leaves[k:]))
+}
+
+// splitPoint is the largest power of two smaller than n (n > 1).
+func splitPoint(n int) int {
+	k := 1
+	for k<<1 < n {
+		k <<= 1
+	}
+	return k
+}
+
 func TestRootHex(t *testing.T) {
 	// The folding RootHex agrees with the library's compact range for every
 	// shape of tree.
