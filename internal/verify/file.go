@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -17,7 +18,6 @@ import (
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
-	"github.com/agentaudit/agentaudit/internal/sha2x"
 	"github.com/agentaudit/agentaudit/internal/store"
 )
 
@@ -176,10 +176,10 @@ type fileReader struct {
 	// file has the column sender (version 2); without it, every sender is
 	// NULL, as DuckDB's union_by_name reads it.
 	hasEnd, hasSender bool
-	// block holds the canonical encodings of rowBlock rows (padded for
-	// SHA-256), bufs those of two longer rows.
+	// block holds the canonical encodings of rowBlock rows, long that of
+	// a longer row.
 	block *[rowBlock * rowSlot]byte
-	bufs  [2][]byte
+	long  []byte
 	recs  []rec
 	file  []byte // the bytes of the last local file read
 	tree  merkleFold
@@ -738,9 +738,6 @@ func (r *fileReader) appendHead(b []byte, i int) []byte {
 const (
 	rowBlock = 32
 	rowSlot  = 2048
-	// slotRoom is what a slot holds of a canonical encoding: the rest is
-	// room for the SHA-256 padding.
-	slotRoom = rowSlot - 72
 )
 
 // lenPrefix[n] is the encoded length n < 1000 ("n:"), in the low
@@ -765,9 +762,9 @@ func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
 	buf := r.block[:]
 	cols := &r.cols
 	for k := range m {
-		b := buf[k*rowSlot : k*rowSlot : k*rowSlot+slotRoom]
+		b := buf[k*rowSlot : k*rowSlot : (k+1)*rowSlot]
 		b = r.appendHead(b, i0+k)
-		if len(b) > slotRoom || cap(b) != slotRoom {
+		if len(b) > rowSlot || cap(b) != rowSlot {
 			return false // did not fit: append moved it
 		}
 		pos[k] = len(b)
@@ -794,7 +791,7 @@ func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
 // of buf and advances pos[k]; false when it does not fit the slot.
 func putField(buf []byte, k int, pos *[rowBlock]int, v []byte) bool {
 	// Every write stays inside slot k's room.
-	slot := buf[k*rowSlot : k*rowSlot+slotRoom]
+	slot := buf[k*rowSlot : (k+1)*rowSlot]
 	p := pos[k]
 	if v == nil { // NULL; an empty string is not nil
 		if p >= len(slot) {
@@ -806,7 +803,7 @@ func putField(buf []byte, k int, pos *[rowBlock]int, v []byte) bool {
 	}
 	n := len(v)
 	if n >= 1000 || n+4 > len(slot)-p {
-		if n > slotRoom || n+8 > len(slot)-p {
+		if n > rowSlot || n+8 > len(slot)-p {
 			return false
 		}
 		p = len(appendLen(slot[:p], n))
@@ -828,34 +825,20 @@ func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain
 	for i0 := 0; i0 < n; i0 += rowBlock {
 		m := min(rowBlock, n-i0)
 		inBlock := r.canonicalBlock(i0, m, &pos)
-		// Two rows at a time: their hashes are independent (sha2x.Sum2Padded).
-		for k := 0; k < m; k += 2 {
-			var sums [2][32]byte
-			var msg [2][]byte
-			var size [2]int
-			for j := 0; j < 2 && k+j < m; j++ {
-				var b []byte
-				if inBlock {
-					b = r.block[(k+j)*rowSlot : (k+j)*rowSlot+pos[k+j] : (k+j+1)*rowSlot]
-				} else {
-					b = r.canonical(r.bufs[j][:0], i0+k+j)
-					r.bufs[j] = b
-				}
-				size[j] = len(b)
-				msg[j] = sha2x.AppendPadding(b)
-			}
-			if k+1 < m {
-				sums[0], sums[1] = sha2x.Sum2Padded(msg[0], size[0], msg[1], size[1])
+		for k := range m {
+			var b []byte
+			if inBlock {
+				b = r.block[k*rowSlot : k*rowSlot+pos[k]]
 			} else {
-				sums[0] = sha2x.SumPadded(msg[0], size[0])
+				r.long = r.canonical(r.long[:0], i0+k)
+				b = r.long
 			}
-			for j := 0; j < 2 && k+j < m; j++ {
-				if f, c, s := r.checkRow(res, i0+k+j, &sums[j]); f {
-					if foreign == 0 {
-						firstChain, firstSeq = c, s
-					}
-					foreign++
+			sum := sha256.Sum256(b)
+			if f, c, s := r.checkRow(res, i0+k, &sum); f {
+				if foreign == 0 {
+					firstChain, firstSeq = c, s
 				}
+				foreign++
 			}
 		}
 	}
