@@ -1,29 +1,25 @@
 package parquetfile
 
 import (
-	"fmt"
 	"sync"
 
-	"github.com/klauspost/compress/huff0"
 	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/format"
-
-	"github.com/agentaudit/agentaudit/internal/hexzstd"
 )
 
 // zstdCodec is a ZSTD compress.Codec for the writer with encoder options
-// parquet-go's own codec does not expose. It writes standard zstd frames
-// that any zstd decoder reads.
+// parquet-go's own codec does not expose. Its pages are klauspost's
+// encoder's frames as they come: standard zstd that any decoder reads.
 type zstdCodec struct {
 	opts     []zstd.EOption
 	encoders freeList[*zstd.Encoder]
 	decoders freeList[*zstd.Decoder]
 }
 
-// keepIdle is how many idle encoders (or decoders, or scratch spaces) a
-// codec keeps: one per batch encoded at once is enough.
+// keepIdle is how many idle encoders (or decoders) a codec keeps: one per
+// batch encoded at once is enough.
 const keepIdle = 4
 
 // freeList keeps up to keepIdle idle values between uses. Unlike a
@@ -90,118 +86,27 @@ func (c *zstdCodec) Decode(dst, src []byte) ([]byte, error) {
 }
 
 // pageCodec compresses the pages of every column but those tagged otherwise
-// in row. zstd's fastest level costs about half the CPU of its default level
-// on these pages for about the same size, provided that blocks in which it
-// finds no match still get their literals Huffman-coded: the hex hash and
-// span id columns are such blocks, and stored raw they would double in size.
-// A 1 MiB window is more than a page needs (pages are about 256 KiB unless a
-// value is larger) and keeps each pooled encoder's history at 2 MiB instead
-// of the 16 MiB of the default 8 MiB window.
+// in columnCodecs. zstd's fastest level costs about half the CPU of its
+// default level on these pages for about the same size, provided that
+// blocks in which it finds no match still get their literals Huffman-coded:
+// the hex hash and span id columns are such blocks, and stored raw they
+// would double in size. A 1 MiB window is more than a page needs (pages are
+// about 256 KiB unless a value is larger) and keeps each pooled encoder's
+// history at 2 MiB instead of the 16 MiB of the default 8 MiB window.
+//
+// The SHA-256 hex columns (entry_hash and prev_hash, 70 of a realistic
+// entry's 112 bytes) take it too: on their pages it writes about 278 bits
+// per value, the default level 279 and the better level 274.5, at about a
+// third and a sixth of their CPU.
 var pageCodec = newZstdCodec(zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithAllLitEntropyCompression(true), zstd.WithWindowSize(1<<20))
 
-// literalsCodec is a ZSTD compress.Codec for pages in which zstd finds
-// almost nothing to match, like PLAIN pages of random hex: it skips the match
-// search and writes each block of at most 128 KiB as a compressed block of
-// Huffman-coded literals and no sequences (or as an RLE or raw block when
-// that is smaller). The frames are standard zstd (RFC 8878) that any decoder
-// reads. It suits columns whose values never repeat. A page that Huffman
-// coding shrinks to less than fallbackRatio of its size is not random hex
-// (empty strings, say, in a tampered or test file): it is compressed by
-// fallback instead.
-type literalsCodec struct {
-	scratch  freeList[*huff0.Scratch]
-	fallback *zstdCodec
-}
-
-// fallbackRatio: random hex Huffman-codes to about 52% of its size.
-const fallbackRatio = 0.4
-
-// zstd frame layout constants (RFC 8878).
-const (
-	zstdMaxBlock   = 128 << 10
-	zstdMinHuffman = 1024
-)
-
-func (c *literalsCodec) String() string { return "ZSTD" }
-
-func (c *literalsCodec) CompressionCodec() format.CompressionCodec { return format.Zstd }
-
-func (c *literalsCodec) Decode(dst, src []byte) ([]byte, error) { return c.fallback.Decode(dst, src) }
-
-func (c *literalsCodec) Encode(dst, src []byte) ([]byte, error) {
-	if out, ok := hexzstd.Append(dst[:0], src); ok {
-		return out, nil
-	}
-	dst, err := c.encodeLiterals(dst, src)
-	if err == nil && float64(len(dst)) < fallbackRatio*float64(len(src)) {
-		return c.fallback.Encode(dst, src)
-	}
-	return dst, err
-}
-
-// encodeLiterals writes src as one zstd frame of literal-only blocks.
-func (c *literalsCodec) encodeLiterals(dst, src []byte) ([]byte, error) {
-	if uint64(len(src)) > 1<<32-1 {
-		return dst[:0], fmt.Errorf("parquetfile: page of %d bytes is too large", len(src))
-	}
-	s, ok := c.scratch.get()
-	if !ok {
-		s = &huff0.Scratch{}
-	}
-	defer c.scratch.put(s)
-
-	dst = hexzstd.AppendFrameHeader(dst[:0], len(src))
-	if len(src) == 0 {
-		return hexzstd.AppendBlockHeader(dst, true, hexzstd.BlockRaw, 0), nil
-	}
-	for len(src) > 0 {
-		n := min(len(src), zstdMaxBlock)
-		block, last := src[:n], n == len(src)
-		src = src[n:]
-		var out []byte
-		var err error
-		if n >= zstdMinHuffman {
-			// No table reuse across blocks: every block carries its own
-			// tree, so no block depends on another.
-			s.Reuse = huff0.ReusePolicyNone
-			out, _, err = huff0.Compress4X(block, s)
-		}
-		if err == huff0.ErrUseRLE {
-			// One byte value n times.
-			dst = hexzstd.AppendBlockHeader(dst, last, hexzstd.BlockRLE, n)
-			dst = append(dst, block[0])
-			continue
-		}
-		lhSize := hexzstd.LiteralsHeaderSize(len(out), n)
-		if out == nil || err != nil || lhSize+len(out)+1 >= n {
-			dst = hexzstd.AppendBlockHeader(dst, last, hexzstd.BlockRaw, n)
-			dst = append(dst, block...)
-			continue
-		}
-		dst = hexzstd.AppendBlockHeader(dst, last, hexzstd.BlockCompressed, lhSize+len(out)+1)
-		dst = hexzstd.AppendLiteralsHeader(dst, len(out), n)
-		dst = append(dst, out...)
-		dst = append(dst, 0) // Number_of_Sequences: 0
-	}
-	return dst, nil
-}
-
-// columnCodecs are the codecs of the columns that pageCodec does not suit,
-// all ZSTD. entry_hash and prev_hash are SHA-256 hex, never repeated within a
-// chain: their pages are all Huffman-coded literals whatever the level, and
-// literalsCodec writes them at a third of the CPU of zstd's match search.
-// (Span ids are random hex too, but a parent span id is shared by sibling
-// spans: those columns keep pageCodec, which finds the repeats.)
+// columnCodecs are the codecs of the columns that pageCodec does not suit:
 // time_unix_nano's and end_time_unix_nano's nanosecond increments need the
 // default level's match finder to compress at all.
 var columnCodecs = map[string]compress.Codec{
 	"time_unix_nano":     timeCodec,
 	"end_time_unix_nano": timeCodec,
-	"prev_hash":          hexCodec,
-	"entry_hash":         hexCodec,
 }
-
-var hexCodec = &literalsCodec{fallback: pageCodec}
 
 // timeCodec writes what parquet-go's own ZSTD codec (parquet.Zstd) writes,
 // byte for byte (same options), but keeps its encoders across garbage
