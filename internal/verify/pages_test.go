@@ -104,11 +104,12 @@ func TestTrailWrittenBeforeHexFrames(t *testing.T) {
 
 // TestTrailWrittenWithHexzstdFrames verifies testdata/trail-hexzstd, written
 // by 865b82e's writer, the last whose hash columns' pages were zstd frames
-// built by hand (internal/hexzstd's fixed shape from 16 values on, one raw
-// block below): chain replica-hz, seq 0 to 3999 (each hash column in pages
-// of 3,840 and 160 values) and 4000 to 4009 (pages of 10), a signed
-// checkpoint after each file and the chain's published verifier key. It is
-// intact, for both readers, every column chunk read directly.
+// built by hand (the fixed shape of internal/hexzstd, removed since, from 16
+// values on, one raw block below): chain replica-hz, seq 0 to 3999 (each
+// hash column in pages of 3,840 and 160 values) and 4000 to 4009 (pages of
+// 10), a signed checkpoint after each file and the chain's published
+// verifier key. It is intact, for both readers, every column chunk read
+// directly.
 func TestTrailWrittenWithHexzstdFrames(t *testing.T) {
 	dir := "testdata/trail-hexzstd"
 	rep := verifyBoth(t, dir)
