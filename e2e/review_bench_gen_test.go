@@ -36,7 +36,7 @@ import (
 
 // rbGenVersion changes whenever the generator's output does, so that a
 // cached trail of an older generator is written again.
-const rbGenVersion = 4
+const rbGenVersion = 5
 
 // rbParams say which trail to generate; equal params give equal entries.
 type rbParams struct {
