@@ -45,6 +45,12 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "building auditctl:", err)
 		return 1
 	}
+	// The review verbs keep a cache (a directory trail's footer index,
+	// S3 downloads) in the user cache directory: the tests' go to dir.
+	if err := os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return m.Run()
 }
 
