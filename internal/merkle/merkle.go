@@ -11,7 +11,9 @@
 // is crypto/sha256. Fold, the roots' hot path (one per sealed batch, one
 // per verified file), hashes with crypto/sha256 into buffers it reuses
 // rather than with rfc6962.Hasher, which allocates three times per hash:
-// BenchmarkRoot10k (the Hasher) against BenchmarkRootHex10k (a Fold).
+// for 10,000 entries, 60,000 allocations (3.8 MiB) and 2.3 to 2.9 times
+// the time (BenchmarkRoot10k, the Hasher, against BenchmarkRootHex10k, a
+// Fold, in one run).
 package merkle // import "github.com/agentaudit/agentaudit/internal/merkle"
 
 import (
