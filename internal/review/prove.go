@@ -42,22 +42,17 @@ import (
 // checks are pending proof (fileCheck.prove), and verifies whole each
 // file whose proof fails.
 func (e *Engine) prove(ctx context.Context, a *answer) error {
-	var pending []*fileCheck
+	var proofs []*proof
+	byPath := map[string]*proof{}
 	for _, fc := range a.checks {
 		if fc.prove {
-			pending = append(pending, fc)
+			p := &proof{fc: fc}
+			proofs = append(proofs, p)
+			byPath[fc.path] = p
 		}
 	}
-	if len(pending) == 0 {
+	if len(proofs) == 0 {
 		return nil
-	}
-	byPath := make(map[string]*proof, len(pending))
-	for _, fc := range pending {
-		byPath[fc.path] = &proof{fc: fc}
-	}
-	proofs := make([]*proof, 0, len(byPath))
-	for _, p := range byPath {
-		proofs = append(proofs, p)
 	}
 	if err := e.leaves(ctx, proofs); err != nil {
 		return err
@@ -72,7 +67,7 @@ func (e *Engine) prove(ctx context.Context, a *answer) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range byPath {
+	for _, p := range proofs {
 		fc := p.fc
 		fc.prove = false
 		if p.failed == nil {
