@@ -58,7 +58,7 @@ func (c *StripConfig) Validate() error {
 
 // Stripper removes the configured keys. The zero value strips nothing.
 type Stripper struct {
-	keys, except []string
+	keys, except globs
 }
 
 // NewStripper returns the stripper of a valid cfg; the zero StripConfig
@@ -67,7 +67,7 @@ func NewStripper(cfg StripConfig) *Stripper {
 	if len(cfg.Keys) == 0 && len(cfg.Except) == 0 {
 		cfg = DefaultStripConfig()
 	}
-	return &Stripper{keys: slices.Clone(cfg.Keys), except: slices.Clone(cfg.Except)}
+	return &Stripper{keys: compileGlobs(cfg.Keys), except: compileGlobs(cfg.Except)}
 }
 
 // Strip removes from span's attributes every key the configuration strips.
@@ -76,19 +76,78 @@ func (s *Stripper) Strip(span ptrace.Span) {
 }
 
 func (s *Stripper) strips(k string) bool {
-	return matchAny(s.keys, k) && !matchAny(s.except, k)
+	return s.keys.match(k) && !s.except.match(k)
 }
 
-func matchAny(globs []string, k string) bool {
-	for _, g := range globs {
-		if g == k {
-			return true
+// globs match keys as matchGlob does, each compiled once: a glob without
+// wildcards is compared, one ending in a run of '*' after a plain prefix
+// (the default's "audit.*") is a prefix test, and only the others go
+// through path.Match for each key. Monitoring strips every audit span.
+type globs []glob
+
+type glob struct {
+	kind    globKind
+	literal string // the whole glob (globExact), the part before the stars (globPrefix)
+	pattern string // the glob as configured (globPattern)
+}
+
+type globKind uint8
+
+const (
+	globExact globKind = iota
+	globPrefix
+	globPattern
+)
+
+func compileGlobs(patterns []string) globs {
+	gs := make(globs, 0, len(patterns))
+	for _, p := range patterns {
+		stem := strings.TrimRight(p, "*")
+		switch {
+		case strings.ContainsAny(stem, plainExcluded):
+			gs = append(gs, glob{kind: globPattern, pattern: p})
+		case stem == p:
+			gs = append(gs, glob{kind: globExact, literal: p})
+		default:
+			gs = append(gs, glob{kind: globPrefix, literal: stem})
 		}
-		// path.Match treats '/' specially; attribute keys rarely hold one,
-		// and a '*' should match it too.
-		if ok, _ := path.Match(g, strings.ReplaceAll(k, "/", "\x00")); ok {
-			return true
+	}
+	return gs
+}
+
+// plainExcluded are the bytes that keep a glob from the fast paths:
+// path.Match's special characters, its separator, and the byte matchGlob
+// puts in a key's separators' place.
+const plainExcluded = "*?[\\/\x00"
+
+func (gs globs) match(k string) bool {
+	for _, g := range gs {
+		switch g.kind {
+		case globExact:
+			if k == g.literal {
+				return true
+			}
+		case globPrefix:
+			if strings.HasPrefix(k, g.literal) {
+				return true
+			}
+		default:
+			if matchGlob(g.pattern, k) {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+// matchGlob reports whether key k matches glob g: equal to it, or matched
+// by path.Match with every '/' of k counted as an ordinary character.
+func matchGlob(g, k string) bool {
+	if g == k {
+		return true
+	}
+	// path.Match treats '/' specially; attribute keys rarely hold one,
+	// and a '*' should match it too.
+	ok, _ := path.Match(g, strings.ReplaceAll(k, "/", "\x00"))
+	return ok
 }

@@ -37,3 +37,35 @@ func TestStripConfigured(t *testing.T) {
 	assert.Contains(t, err.Error(), `"keys": "[" is not a glob`)
 	assert.Contains(t, err.Error(), `"keys": "" is not a glob`)
 }
+
+// The compiled globs' fast paths (exact, prefix) answer as path.Match
+// does, for globs of every kind and keys with separators, NUL bytes and
+// invalid UTF-8.
+func TestGlobsMatchAsPathMatch(t *testing.T) {
+	patterns := []string{"audit.*", "audit.**", "*", "**", "audit.value.proposed", "", "a/b", "a/*", "a\x00*", "a\x00b",
+		"audit.?alue.*", "audit.[v]alue.*", `audit.\*`, `audit\.x*`, "*.value", "a*b*", "[", "gen_ai.tool.call.*", "\xff*"}
+	keys := []string{"", "audit.", "audit.value.proposed", "audit.valuex", "audit", "auditx", "a/b", "a/bc", "a\x00b", "a/", "a\x00",
+		"audit.*", `audit\x`, "x.value", "ab", "axxb", "gen_ai.tool.call.arguments", "\xff", "\xffz", "audit./x", "*"}
+	fast := 0
+	for _, p := range patterns {
+		gs := compileGlobs([]string{p})
+		if gs[0].kind != globPattern {
+			fast++
+		}
+		for _, k := range keys {
+			assert.Equal(t, matchGlob(p, k), gs.match(k), "glob %q, key %q", p, k)
+		}
+	}
+	assert.Equal(t, 8, fast, "globs on the fast paths")
+}
+
+func FuzzGlobsMatchAsPathMatch(f *testing.F) {
+	f.Add("audit.*", "audit.value.proposed")
+	f.Add("a/*", "a/b")
+	f.Add("x**", "x\x00/")
+	f.Fuzz(func(t *testing.T, p, k string) {
+		if got, want := compileGlobs([]string{p}).match(k), matchGlob(p, k); got != want {
+			t.Fatalf("glob %q, key %q: compiled %v, path.Match %v", p, k, got, want)
+		}
+	})
+}
