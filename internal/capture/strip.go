@@ -82,8 +82,14 @@ func (s *Stripper) strips(k string) bool {
 // globs match keys as matchGlob does, each compiled once: a glob without
 // wildcards is compared, one ending in a run of '*' after a plain prefix
 // (the default's "audit.*") is a prefix test, and only the others go
-// through path.Match for each key. Monitoring strips every audit span.
-type globs []glob
+// through path.Match for each key. When every glob is compared or a
+// prefix test, a key whose first byte starts none of them matches none
+// (first). Monitoring strips every audit span.
+type globs struct {
+	list  []glob
+	any   bool      // a glob may match a key of any first byte
+	first [4]uint64 // the first bytes of the literals, when !any
+}
 
 type glob struct {
 	kind    globKind
@@ -100,16 +106,21 @@ const (
 )
 
 func compileGlobs(patterns []string) globs {
-	gs := make(globs, 0, len(patterns))
+	var gs globs
 	for _, p := range patterns {
 		stem := strings.TrimRight(p, "*")
+		g := glob{kind: globPrefix, literal: stem}
 		switch {
 		case strings.ContainsAny(stem, plainExcluded):
-			gs = append(gs, glob{kind: globPattern, pattern: p})
+			g = glob{kind: globPattern, pattern: p}
 		case stem == p:
-			gs = append(gs, glob{kind: globExact, literal: p})
-		default:
-			gs = append(gs, glob{kind: globPrefix, literal: stem})
+			g.kind = globExact
+		}
+		gs.list = append(gs.list, g)
+		if g.kind == globPattern || g.literal == "" {
+			gs.any = true
+		} else {
+			gs.first[g.literal[0]>>6] |= 1 << (g.literal[0] & 63)
 		}
 	}
 	return gs
@@ -120,8 +131,11 @@ func compileGlobs(patterns []string) globs {
 // puts in a key's separators' place.
 const plainExcluded = "*?[\\/\x00"
 
-func (gs globs) match(k string) bool {
-	for _, g := range gs {
+func (gs *globs) match(k string) bool {
+	if !gs.any && (k == "" || gs.first[k[0]>>6]&(1<<(k[0]&63)) == 0) {
+		return false
+	}
+	for _, g := range gs.list {
 		switch g.kind {
 		case globExact:
 			if k == g.literal {
