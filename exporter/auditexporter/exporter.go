@@ -345,9 +345,9 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 			e.sealLocked(e.batcher.Flush())
 		}
 		e.chain.Append(&entries[i])
-		enc := e.chain.Canonical()
-		e.wal.AppendCanonical(entries[i].Seq, enc)
-		if full := e.batcher.Add(&entries[i], enc, parquetfile.EstimatedSize(&entries[i]), now); full != nil {
+		e.wal.AppendCanonical(entries[i].Seq, e.chain.Canonical())
+		sum := e.chain.Sum()
+		if full := e.batcher.Add(&entries[i], &sum, parquetfile.EstimatedSize(&entries[i]), now); full != nil {
 			e.sealLocked(full)
 		}
 	}
@@ -521,9 +521,11 @@ func (e *auditExporter) writeLoop() {
 			return
 		}
 		e.recordHead(chain.Head{Size: s.footer.LastSeq + 1, Hash: s.footer.LastHash})
-		e.tel.batchSealed(next.b.Len())
+		n := int(s.footer.EntryCount)
+		e.tel.batchSealed(n)
 		e.qmu.Lock()
 		e.sealQ = e.sealQ[1:]
+		next.b.Release() // its buffers go to a later batch
 		if e.spool != nil {
 			e.uploadQ = append(e.uploadQ, spooled{key: s.key, size: int64(len(s.data)), since: next.b.Opened, batch: true})
 			e.spoolBytes += int64(len(s.data))
@@ -537,7 +539,7 @@ func (e *auditExporter) writeLoop() {
 			signal(e.wakeUpload)
 		} else {
 			e.tel.queued.Add(-1)
-			e.tel.batchStored(next.b.Len())
+			e.tel.batchStored(n)
 		}
 		if next.segment != "" {
 			// A segment left behind is harmless: recovery drops entries
@@ -582,6 +584,7 @@ func (e *auditExporter) keepDurable(p *pending) bool {
 	e.qmu.Lock()
 	e.sealQ = e.sealQ[1:]
 	e.qmu.Unlock()
+	p.b.Release()
 	e.tel.queued.Add(-1)
 	return false
 }
@@ -594,14 +597,10 @@ type sealed struct {
 	footer parquetfile.Footer
 }
 
-// seal encodes b as a Parquet object.
+// seal encodes b as a Parquet object, from the columns it holds.
 func (e *auditExporter) seal(b *batch.Batch) (*sealed, error) {
-	entries, err := b.Entries()
-	if err != nil {
-		return nil, err
-	}
 	var buf bytes.Buffer
-	f, err := parquetfile.Encode(&buf, entries)
+	f, err := b.Encode(&buf)
 	if err != nil {
 		return nil, err
 	}

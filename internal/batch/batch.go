@@ -2,17 +2,22 @@
 // bytes, age and UTC day. Each batch becomes one immutable Parquet object.
 //
 // The batcher only groups: the chain package has already fixed every
-// entry's seq and hash, and encoding and storing happen elsewhere.
+// entry's seq and hash. A batch holds its entries column by column
+// (parquetfile.Columns) from the moment each is chained, so that sealing
+// it writes those columns as they are: nothing is encoded and decoded back
+// on the way to the file.
 package batch // import "github.com/agentaudit/agentaudit/internal/batch"
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
-	"unsafe"
 
-	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/parquetfile"
 )
 
 // Limits bound a batch. A batch is sealed when it reaches MaxEntries or
@@ -25,11 +30,13 @@ type Limits struct {
 	MaxAge     time.Duration
 }
 
-// Batch is a run of consecutive entries of one chain. It keeps each entry
-// as its canonical encoding (chain.AppendCanonical, which the chain hashed
-// and the write-ahead log wrote) and its hex entry hash, back to back in
-// pointer-free buffers: a batch waiting to be encoded costs the garbage
-// collector nothing to scan and about half the memory of decoded entries.
+// maxBatchBytes caps MaxBytes: a column's buffer holds at most 4 GiB
+// (parquetfile.Columns), and a batch's estimated size bounds each column's.
+const maxBatchBytes = 1 << 31
+
+// Batch is a run of consecutive entries of one chain, kept column by
+// column in pointer-free buffers (nothing for the garbage collector to
+// scan), with each entry's hash as the chain computed it.
 type Batch struct {
 	// Opened is when the first entry was added; its UTC date names the
 	// batch's dt= partition.
@@ -37,29 +44,30 @@ type Batch struct {
 	// Bytes is the sum of the sizes given to Add.
 	Bytes int
 
-	firstSeq int64
-	enc      []byte // canonical encodings, back to back
-	ends     []int  // ends[i]: end of entry i's encoding in enc
-	hashes   []byte // hex entry hashes, hashLen bytes each
+	cols *parquetfile.Columns
 }
-
-const hashLen = 64
 
 // NewBatch returns a batch of entries, which must be consecutive entries of
 // one chain with their hashes set (as the write-ahead log returns them).
 func NewBatch(opened time.Time, entries []entry.Entry) (*Batch, error) {
-	b := &Batch{Opened: opened}
-	var buf []byte
+	b := &Batch{Opened: opened, cols: spareColumns()}
 	for i := range entries {
 		e := &entries[i]
-		if n := b.Len(); n > 0 && e.Seq != b.firstSeq+int64(n) {
-			return nil, fmt.Errorf("%w: seq %d after seq %d", ErrNotConsecutive, e.Seq, b.firstSeq+int64(n)-1)
+		if n := b.Len(); n > 0 && e.Seq != b.FirstSeq()+int64(n) {
+			last := b.FirstSeq() + int64(n) - 1
+			b.Release()
+			return nil, fmt.Errorf("%w: seq %d after seq %d", ErrNotConsecutive, e.Seq, last)
 		}
-		if len(e.EntryHash) != hashLen {
+		var sum [32]byte
+		if len(e.EntryHash) != hex.EncodedLen(len(sum)) {
+			b.Release()
 			return nil, fmt.Errorf("batch: entry seq %d has no entry hash", e.Seq)
 		}
-		buf = chain.AppendCanonical(buf[:0], e)
-		b.add(e, buf)
+		if _, err := hex.Decode(sum[:], []byte(e.EntryHash)); err != nil {
+			b.Release()
+			return nil, fmt.Errorf("batch: entry seq %d: entry hash %q is not hex", e.Seq, e.EntryHash)
+		}
+		b.cols.AppendHashed(e, &sum)
 	}
 	return b, nil
 }
@@ -67,56 +75,56 @@ func NewBatch(opened time.Time, entries []entry.Entry) (*Batch, error) {
 // ErrNotConsecutive: an entry does not follow the batch's last one.
 var ErrNotConsecutive = errors.New("batch: entry does not follow the batch")
 
-// add appends e, which follows the batch's last entry and has its hash.
-func (b *Batch) add(e *entry.Entry, canonical []byte) {
-	if len(b.ends) == 0 {
-		b.firstSeq = e.Seq
-	}
-	b.enc = append(b.enc, canonical...)
-	b.ends = append(b.ends, len(b.enc))
-	b.hashes = append(b.hashes, e.EntryHash...)
-}
-
 // Len returns the number of entries.
-func (b *Batch) Len() int { return len(b.ends) }
+func (b *Batch) Len() int { return b.cols.Len() }
 
 // FirstSeq returns the seq of the first entry.
-func (b *Batch) FirstSeq() int64 { return b.firstSeq }
+func (b *Batch) FirstSeq() int64 { return b.cols.FirstSeq() }
 
-// Truncate keeps the first n entries of a sealed batch (nothing is added
-// to a batch after it: the bytes it drops may still back decoded entries).
-func (b *Batch) Truncate(n int) {
-	if n >= len(b.ends) {
+// Truncate keeps the first n entries of a sealed batch.
+func (b *Batch) Truncate(n int) { b.cols.Truncate(n) }
+
+// Encode writes the batch as one Parquet file into w and returns its
+// footer (parquetfile.Columns.Encode).
+func (b *Batch) Encode(w io.Writer) (parquetfile.Footer, error) { return b.cols.Encode(w) }
+
+// Release gives the batch's buffers back for a later batch to fill. The
+// batch must not be used after.
+func (b *Batch) Release() {
+	if b.cols == nil {
 		return
 	}
-	end := 0
-	if n > 0 {
-		end = b.ends[n-1]
+	c := b.cols
+	b.cols = nil
+	c.Reset()
+	spare.mu.Lock()
+	defer spare.mu.Unlock()
+	if len(spare.idle) < keepIdle {
+		spare.idle = append(spare.idle, c)
 	}
-	b.enc, b.ends, b.hashes = b.enc[:end], b.ends[:n], b.hashes[:n*hashLen]
 }
 
-// Entries decodes the batch. The entries' strings alias the batch's
-// buffers, which never change once written: they stay valid as long as the
-// entries are in use, whatever happens to the batch.
-func (b *Batch) Entries() ([]entry.Entry, error) {
-	out := make([]entry.Entry, len(b.ends))
-	opts := make([][chain.NumOptional]string, len(b.ends))
-	start := 0
-	for i, end := range b.ends {
-		e := &out[i]
-		rest, err := chain.DecodeView(b.enc[start:end], e, &opts[i])
-		if err != nil {
-			return nil, fmt.Errorf("batch: entry %d: %w", b.firstSeq+int64(i), err)
-		}
-		if len(rest) != 0 {
-			return nil, fmt.Errorf("batch: entry %d: %d bytes after the encoding", b.firstSeq+int64(i), len(rest))
-		}
-		h := b.hashes[i*hashLen : (i+1)*hashLen]
-		e.EntryHash = unsafe.String(&h[0], hashLen)
-		start = end
+// keepIdle is how many released batches' buffers are kept for the next
+// batches: one being filled while another is sealed is the steady state.
+const keepIdle = 2
+
+// spare holds released buffers. Unlike a sync.Pool, garbage collections do
+// not empty it: under load many run between two batches, and a batch's
+// buffers (megabytes) would be allocated and cleared again for each.
+var spare struct {
+	mu   sync.Mutex
+	idle []*parquetfile.Columns
+}
+
+func spareColumns() *parquetfile.Columns {
+	spare.mu.Lock()
+	defer spare.mu.Unlock()
+	if n := len(spare.idle); n > 0 {
+		c := spare.idle[n-1]
+		spare.idle = spare.idle[:n-1]
+		return c
 	}
-	return out, nil
+	return new(parquetfile.Columns)
 }
 
 // Batcher accumulates entries into the open batch. It is not safe for
@@ -127,43 +135,33 @@ type Batcher struct {
 }
 
 // New returns a Batcher with the given limits. Zero limits are treated as
-// "no limit" for MaxBytes and MaxAge and as 1 for MaxEntries.
+// "no limit" for MaxBytes (up to 2 GiB) and MaxAge and as 1 for
+// MaxEntries.
 func New(limits Limits) *Batcher {
 	if limits.MaxEntries < 1 {
 		limits.MaxEntries = 1
 	}
+	if limits.MaxBytes <= 0 || limits.MaxBytes > maxBatchBytes {
+		limits.MaxBytes = maxBatchBytes
+	}
 	return &Batcher{limits: limits}
 }
 
-// maxPrealloc and maxPreallocBytes bound the room a new batch has before
-// it grows.
-const (
-	maxPrealloc      = 1 << 14
-	maxPreallocBytes = 16 << 20
-)
-
-// Add appends e, whose canonical encoding is canonical (copied) and whose
-// estimated encoded size is size, at time now, and returns the batch when e
-// filled it (nil otherwise). e must be the chain's next entry after the
-// last one added, with its hash set (chain.Append does both). Callers first
-// seal the open batch when Due(now) says so, which keeps a batch within one
-// UTC day.
-func (b *Batcher) Add(e *entry.Entry, canonical []byte, size int, now time.Time) *Batch {
+// Add appends e, whose entry hash is sum (the raw SHA-256 the chain
+// computed, chain.Sum) and whose estimated encoded size is size, at time
+// now, and returns the batch when e filled it (nil otherwise). e must be
+// the chain's next entry after the last one added, with its hash set
+// (chain.Append does both); its values are copied. Callers first seal the
+// open batch when Due(now) says so, which keeps a batch within one UTC day.
+func (b *Batcher) Add(e *entry.Entry, sum *[32]byte, size int, now time.Time) *Batch {
 	if b.open == nil {
-		// Room for a full batch at once (up to a bound): growing the
-		// buffers entry by entry copies each entry several times under load.
-		n := min(b.limits.MaxEntries, maxPrealloc)
-		b.open = &Batch{
-			Opened: now,
-			// Later entries may be longer than the first: a quarter more.
-			enc:    make([]byte, 0, min(n*len(canonical)*5/4, maxPreallocBytes)),
-			ends:   make([]int, 0, n),
-			hashes: make([]byte, 0, n*hashLen),
-		}
+		// A released batch's buffers have room for a full batch already:
+		// growing them entry by entry would copy each entry several times.
+		b.open = &Batch{Opened: now, cols: spareColumns()}
 	}
-	b.open.add(e, canonical)
+	b.open.cols.AppendHashed(e, sum)
 	b.open.Bytes += size
-	if b.open.Len() < b.limits.MaxEntries && (b.limits.MaxBytes <= 0 || b.open.Bytes < b.limits.MaxBytes) {
+	if b.open.Len() < b.limits.MaxEntries && b.open.Bytes < b.limits.MaxBytes {
 		return nil
 	}
 	full := b.open

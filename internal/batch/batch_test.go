@@ -1,7 +1,9 @@
 package batch
 
 import (
+	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,16 +12,25 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
+	"github.com/agentaudit/agentaudit/internal/parquetfile"
 )
 
 var t0 = time.Date(2026, 3, 9, 14, 23, 7, 0, time.UTC)
 
-// seqs decodes b and returns the seqs of its entries.
-func seqs(b *Batch) []int64 {
-	entries, err := b.Entries()
-	if err != nil {
-		panic(err)
-	}
+// entriesOf encodes b as its batch file and reads the file's entries back.
+func entriesOf(t testing.TB, b *Batch) []entry.Entry {
+	t.Helper()
+	var buf bytes.Buffer
+	_, err := b.Encode(&buf)
+	require.NoError(t, err)
+	entries, _, err := parquetfile.ReadEntries(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	require.NoError(t, err)
+	return entries
+}
+
+// seqs returns the seqs of b's entries, as its file holds them.
+func seqs(t testing.TB, b *Batch) []int64 {
+	entries := entriesOf(t, b)
 	var out []int64
 	for _, e := range entries {
 		out = append(out, e.Seq)
@@ -41,7 +52,8 @@ func newFeed(limits Limits) *feed {
 func (f *feed) add(size int, now time.Time) *Batch {
 	e := sample(int(f.c.Head().Size))
 	f.c.Append(&e)
-	return f.b.Add(&e, f.c.Canonical(), size, now)
+	sum := f.c.Sum()
+	return f.b.Add(&e, &sum, size, now)
 }
 
 func strp(s string) *string { return &s }
@@ -83,13 +95,13 @@ func TestAddSealsByCount(t *testing.T) {
 		}
 	}
 	require.Len(t, sealed, 2)
-	assert.Equal(t, []int64{0, 1, 2}, seqs(sealed[0]))
-	assert.Equal(t, []int64{3, 4, 5}, seqs(sealed[1]))
+	assert.Equal(t, []int64{0, 1, 2}, seqs(t, sealed[0]))
+	assert.Equal(t, []int64{3, 4, 5}, seqs(t, sealed[1]))
 	assert.Equal(t, 30, sealed[0].Bytes)
 	assert.Equal(t, 1, f.b.Len())
 	last := f.b.Flush()
 	require.NotNil(t, last)
-	assert.Equal(t, []int64{6}, seqs(last))
+	assert.Equal(t, []int64{6}, seqs(t, last))
 	assert.Nil(t, f.b.Flush(), "nothing is open after a flush")
 }
 
@@ -99,11 +111,11 @@ func TestAddSealsByBytes(t *testing.T) {
 	assert.Nil(t, f.add(10, t0))
 	full := f.add(10, t0)
 	require.NotNil(t, full)
-	assert.Equal(t, []int64{0, 1, 2}, seqs(full))
+	assert.Equal(t, []int64{0, 1, 2}, seqs(t, full))
 	// An entry larger than the limit is a batch of its own.
 	full = f.add(1000, t0)
 	require.NotNil(t, full)
-	assert.Equal(t, []int64{3}, seqs(full))
+	assert.Equal(t, []int64{3}, seqs(t, full))
 }
 
 func TestDueByAge(t *testing.T) {
@@ -121,10 +133,10 @@ func TestNewDayMakesBatchDue(t *testing.T) {
 	f.add(1, late)
 	assert.False(t, f.b.Due(late.Add(500*time.Millisecond)))
 	assert.True(t, f.b.Due(late.Add(2*time.Second)), "a new UTC day makes the batch due before MaxAge")
-	assert.Equal(t, []int64{0}, seqs(f.b.Flush()))
+	assert.Equal(t, []int64{0}, seqs(t, f.b.Flush()))
 	f.add(1, late.Add(2*time.Second))
 	next := f.b.Flush()
-	assert.Equal(t, []int64{1}, seqs(next))
+	assert.Equal(t, []int64{1}, seqs(t, next))
 	assert.Equal(t, "2026-03-10", next.Opened.UTC().Format(time.DateOnly))
 }
 
@@ -138,9 +150,9 @@ func TestDayIsUTC(t *testing.T) {
 	assert.Equal(t, 2, f.b.Len())
 }
 
-// TestBatchKeepsEntriesExactly: a batch gives back exactly the entries it
-// was given, hashes and optional fields included, decoded from its buffers;
-// truncation keeps a prefix.
+// TestBatchKeepsEntriesExactly: a batch's file holds exactly the entries it
+// was given, hashes and optional fields included; truncation keeps a
+// prefix; a released batch's buffers hold nothing of it in the next batch.
 func TestBatchKeepsEntriesExactly(t *testing.T) {
 	f := newFeed(Limits{MaxEntries: 7, MaxBytes: 1 << 20, MaxAge: time.Minute})
 	c := chain.New("c", chain.Genesis())
@@ -153,24 +165,30 @@ func TestBatchKeepsEntriesExactly(t *testing.T) {
 		full = f.add(1, t0)
 	}
 	require.NotNil(t, full)
-	got, err := full.Entries()
-	require.NoError(t, err)
-	assert.Equal(t, want, got)
+	assert.Equal(t, want, entriesOf(t, full))
 	assert.Equal(t, int64(0), full.FirstSeq())
 
 	again, err := NewBatch(t0, want)
 	require.NoError(t, err)
-	got, err = again.Entries()
-	require.NoError(t, err)
-	assert.Equal(t, want, got)
+	assert.Equal(t, want, entriesOf(t, again))
 
 	full.Truncate(3)
 	assert.Equal(t, 3, full.Len())
-	got, err = full.Entries()
-	require.NoError(t, err)
-	assert.Equal(t, want[:3], got)
+	assert.Equal(t, want[:3], entriesOf(t, full))
 	full.Truncate(0)
 	assert.Equal(t, 0, full.Len())
+
+	// The next batch may reuse a released batch's buffers.
+	full.Release()
+	again.Release()
+	var next *Batch
+	for next == nil {
+		next = f.add(1, t0)
+	}
+	got := entriesOf(t, next)
+	require.Len(t, got, 7)
+	assert.Equal(t, int64(7), got[0].Seq)
+	assert.Equal(t, want[6].EntryHash, got[0].PrevHash)
 }
 
 func TestNewBatchRefusesGapsAndUnhashedEntries(t *testing.T) {
@@ -184,21 +202,49 @@ func TestNewBatchRefusesGapsAndUnhashedEntries(t *testing.T) {
 	es[1].EntryHash = ""
 	_, err = NewBatch(t0, es)
 	require.ErrorContains(t, err, "no entry hash")
+	es[1].EntryHash = strings.Repeat("g", 64)
+	_, err = NewBatch(t0, es)
+	require.ErrorContains(t, err, "not hex")
 }
 
-// BenchmarkEntries decodes a full batch of 10,000 realistic entries, as the
-// exporter does before encoding it:
+// BenchmarkAdd chains 10,000 realistic entries and adds them to a
+// batcher, as the exporter does under its lock (the write-ahead log aside):
 //
-//	go test -run '^$' -bench Entries -benchmem ./internal/batch/
-func BenchmarkEntries(b *testing.B) {
+//	go test -run '^$' -bench 'Add|Seal' -benchmem ./internal/batch/
+func BenchmarkAdd(b *testing.B) {
+	es := make([]entry.Entry, 10_000)
+	for i := range es {
+		es[i] = sample(i)
+	}
+	bt := New(Limits{MaxEntries: len(es), MaxBytes: 1 << 30, MaxAge: time.Hour})
+	b.ReportAllocs()
+	for b.Loop() {
+		c := chain.New("c", chain.Genesis())
+		for i := range es {
+			e := es[i]
+			c.Append(&e)
+			sum := c.Sum()
+			if full := bt.Add(&e, &sum, parquetfile.EstimatedSize(&e), t0); full != nil {
+				full.Release()
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(es)), "ns/entry")
+}
+
+// BenchmarkSeal10k writes a full batch of 10,000 realistic entries as its
+// Parquet file, as the exporter's writer does.
+func BenchmarkSeal10k(b *testing.B) {
 	f := newFeed(Limits{MaxEntries: 10000, MaxBytes: 1 << 30, MaxAge: time.Hour})
 	var full *Batch
 	for full == nil {
 		full = f.add(1, t0)
 	}
+	var buf bytes.Buffer
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := full.Entries(); err != nil {
+		buf.Reset()
+		if _, err := full.Encode(&buf); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -59,6 +59,7 @@ type Chain struct {
 	id   string
 	head Head
 	buf  []byte
+	sum  [sha256.Size]byte
 }
 
 // New returns a chain named id that continues from head.
@@ -79,14 +80,19 @@ func (c *Chain) Append(e *entry.Entry) {
 	e.Seq = c.head.Size
 	e.PrevHash = c.head.Hash
 	c.buf = AppendCanonical(c.buf[:0], e)
-	sum := sha256.Sum256(c.buf)
-	e.EntryHash = hex.EncodeToString(sum[:])
+	c.sum = sha256.Sum256(c.buf)
+	e.EntryHash = hex.EncodeToString(c.sum[:])
 	c.head = Head{Size: e.Seq + 1, Hash: e.EntryHash}
 }
 
 // Canonical returns the canonical encoding of the entry last appended. It
 // is valid until the next Append: copy it to keep it.
 func (c *Chain) Canonical() []byte { return c.buf }
+
+// Sum returns the entry hash of the entry last appended as the raw 32
+// bytes of its SHA-256 (its EntryHash is their hex), for whoever needs the
+// digest itself, such as a batch's Merkle tree: nothing hashes twice.
+func (c *Chain) Sum() [sha256.Size]byte { return c.sum }
 
 // Hash returns the hex SHA-256 of e's canonical encoding, the value its
 // entry_hash must have. It reads e.PrevHash and ignores e.EntryHash.

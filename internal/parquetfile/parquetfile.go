@@ -12,7 +12,6 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/agentaudit/agentaudit/internal/entry"
-	"github.com/agentaudit/agentaudit/internal/merkle"
 )
 
 // FormatVersion is the version of the batch file layout (columns, types and
@@ -179,9 +178,20 @@ const bloomBitsPerValue = 20
 // would bloat the footer and no query prunes on them.
 var blobColumns = []string{"proposed_value", "previous_value", "reasoning", "attributes", "validation"}
 
-// writeChunk is how many rows are converted and handed to the writer at a
-// time, bounding the conversion buffer.
-const writeChunk = 512
+// footerKV is the footer's key-value metadata, in the order of the Key*
+// constants.
+func footerKV(f Footer) [8][2]string {
+	return [8][2]string{
+		{KeyFormatVersion, f.FormatVersion},
+		{KeyChainID, f.ChainID},
+		{KeyFirstSeq, strconv.FormatInt(f.FirstSeq, 10)},
+		{KeyLastSeq, strconv.FormatInt(f.LastSeq, 10)},
+		{KeyEntryCount, strconv.FormatInt(f.EntryCount, 10)},
+		{KeyPrevHash, f.PrevHash},
+		{KeyLastHash, f.LastHash},
+		{KeyMerkleRoot, f.MerkleRoot},
+	}
+}
 
 func writerOptions(f Footer) []parquet.WriterOption {
 	opts := []parquet.WriterOption{
@@ -195,14 +205,9 @@ func writerOptions(f Footer) []parquet.WriterOption {
 		parquet.DefaultEncodingFor(parquet.ByteArray, &parquet.Plain),
 		parquet.DataPageStatistics(true),
 		parquet.BloomFilters(parquet.SplitBlockFilter(bloomBitsPerValue, "execution_id")),
-		parquet.KeyValueMetadata(KeyFormatVersion, f.FormatVersion),
-		parquet.KeyValueMetadata(KeyChainID, f.ChainID),
-		parquet.KeyValueMetadata(KeyFirstSeq, strconv.FormatInt(f.FirstSeq, 10)),
-		parquet.KeyValueMetadata(KeyLastSeq, strconv.FormatInt(f.LastSeq, 10)),
-		parquet.KeyValueMetadata(KeyEntryCount, strconv.FormatInt(f.EntryCount, 10)),
-		parquet.KeyValueMetadata(KeyPrevHash, f.PrevHash),
-		parquet.KeyValueMetadata(KeyLastHash, f.LastHash),
-		parquet.KeyValueMetadata(KeyMerkleRoot, f.MerkleRoot),
+	}
+	for _, kv := range footerKV(f) {
+		opts = append(opts, parquet.KeyValueMetadata(kv[0], kv[1]))
 	}
 	for _, c := range blobColumns {
 		opts = append(opts, parquet.SkipPageBounds(c))
@@ -214,86 +219,19 @@ func writerOptions(f Footer) []parquet.WriterOption {
 // wrote. The entries must be one run of one chain: same non-empty ChainID,
 // seq starting at 0 or more and increasing by one, already hashed. Encode
 // checks the form of the first prev_hash and the last entry_hash, which go
-// into the footer, but not the hashes themselves, so that tests can write
-// tampered files. An entry without an end time (version 1) must have no
-// sender: version 1 does not hash one. It returns an error wrapping
+// into the footer, and that every entry_hash is 64 hex digits (the Merkle
+// root is built of them), but not the hashes themselves, so that tests can
+// write tampered files. An entry without an end time (version 1) must have
+// no sender: version 1 does not hash one. It returns an error wrapping
 // ErrEmptyBatch for no entries, a *BatchError (ErrInvalidBatch) when the
 // entries break these rules, in both cases before writing anything, or the
-// error of w.
+// error of w. It is Columns.Encode of the entries appended one by one.
 func Encode(w io.Writer, entries []entry.Entry) (Footer, error) {
-	f, err := batchFooter(entries)
-	if err != nil {
-		return Footer{}, err
-	}
-	pw := parquet.NewGenericWriter[row](w, append(writerOptions(f), schema)...)
-	buf := make([]row, min(len(entries), writeChunk))
-	for start := 0; start < len(entries); start += len(buf) {
-		chunk := entries[start:min(start+len(buf), len(entries))]
-		rows := buf[:len(chunk)]
-		for i := range chunk {
-			toRow(&rows[i], &chunk[i])
-		}
-		if _, err := pw.Write(rows); err != nil {
-			return Footer{}, fmt.Errorf("parquetfile: write rows: %w", err)
-		}
-	}
-	if err := pw.Close(); err != nil {
-		return Footer{}, fmt.Errorf("parquetfile: close writer: %w", err)
-	}
-	return f, nil
-}
-
-// batchFooter checks that entries are one run of one chain, as Encode
-// documents, and returns the footer of their batch file.
-func batchFooter(entries []entry.Entry) (Footer, error) {
-	if len(entries) == 0 {
-		return Footer{}, ErrEmptyBatch
-	}
-	first := &entries[0]
-	last := &entries[len(entries)-1]
-	// What ReadFooter checks, so that no file is written that it refuses.
-	switch {
-	case first.ChainID == "":
-		return Footer{}, &BatchError{Index: 0, Field: "chain_id", Got: `""`, Want: "a chain id"}
-	case first.Seq < 0:
-		return Footer{}, &BatchError{Index: 0, Field: "seq", Got: strconv.FormatInt(first.Seq, 10), Want: "a seq >= 0"}
-	case !isHexHash(first.PrevHash):
-		return Footer{}, &BatchError{Index: 0, Field: "prev_hash", Got: strconv.Quote(first.PrevHash), Want: "64 lower-case hex digits"}
-	case !isHexHash(last.EntryHash):
-		return Footer{}, &BatchError{Index: len(entries) - 1, Field: "entry_hash", Got: strconv.Quote(last.EntryHash), Want: "64 lower-case hex digits"}
-	}
-	hashes := make([]string, len(entries))
+	var c Columns
 	for i := range entries {
-		e := &entries[i]
-		hashes[i] = e.EntryHash
-		if e.EndTimeUnixNano == nil && e.Sender != nil {
-			// Stored but not hashed, and reported by every verifier.
-			return Footer{}, &BatchError{Index: i, Field: "sender", Got: strconv.Quote(*e.Sender), Want: "NULL in an entry without an end time (version 1)"}
-		}
-		if i == 0 {
-			continue
-		}
-		if e.ChainID != first.ChainID {
-			return Footer{}, &BatchError{Index: i, Field: "chain_id", Got: strconv.Quote(e.ChainID), Want: strconv.Quote(first.ChainID)}
-		}
-		if want := first.Seq + int64(i); e.Seq != want {
-			return Footer{}, &BatchError{Index: i, Field: "seq", Got: strconv.FormatInt(e.Seq, 10), Want: strconv.FormatInt(want, 10)}
-		}
+		c.Append(&entries[i])
 	}
-	root, err := merkle.RootHex(hashes)
-	if err != nil {
-		return Footer{}, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
-	}
-	return Footer{
-		FormatVersion: FormatVersion,
-		ChainID:       first.ChainID,
-		FirstSeq:      first.Seq,
-		LastSeq:       last.Seq,
-		EntryCount:    int64(len(entries)),
-		PrevHash:      first.PrevHash,
-		LastHash:      last.EntryHash,
-		MerkleRoot:    root,
-	}, nil
+	return c.Encode(w)
 }
 
 // unixMilli is nanoseconds since the epoch truncated to milliseconds,
@@ -304,38 +242,6 @@ func unixMilli(nanos int64) int64 {
 		ms--
 	}
 	return ms
-}
-
-func toRow(r *row, e *entry.Entry) {
-	*r = row{
-		Timestamp:       unixMilli(e.TimeUnixNano),
-		TimeUnixNano:    e.TimeUnixNano,
-		EndTimeUnixNano: e.EndTimeUnixNano,
-		ChainID:         e.ChainID,
-		Seq:             e.Seq,
-		ExecutionID:     e.ExecutionID,
-		TraceID:         e.TraceID,
-		SpanID:          e.SpanID,
-		ParentSpanID:    e.ParentSpanID,
-		AgentID:         e.AgentID,
-		AgentName:       e.AgentName,
-		ServiceName:     e.ServiceName,
-		Principal:       e.Principal,
-		Sender:          e.Sender,
-		ActionType:      e.ActionType,
-		TargetSystem:    e.TargetSystem,
-		TargetResource:  e.TargetResource,
-		ProposedValue:   e.ProposedValue,
-		PreviousValue:   e.PreviousValue,
-		Reasoning:       e.Reasoning,
-		Approver:        e.Approver,
-		Result:          e.Result,
-		StatusCode:      e.StatusCode,
-		Attributes:      e.Attributes,
-		Validation:      e.Validation,
-		PrevHash:        e.PrevHash,
-		EntryHash:       e.EntryHash,
-	}
 }
 
 // fromRow sets e from r and returns r's timestamp and time_unix_nano.

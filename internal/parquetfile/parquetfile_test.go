@@ -3,12 +3,14 @@ package parquetfile
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -230,7 +232,7 @@ func rowsWithoutSender(es []entry.Entry) []rowNoSender {
 // naming version 1. The end times of es are not written.
 func encodeV1(t testing.TB, es []entry.Entry) []byte {
 	t.Helper()
-	f, err := batchFooter(es)
+	f, err := rowsFooter(es)
 	require.NoError(t, err)
 	f.FormatVersion = FormatVersion1
 	var buf bytes.Buffer
@@ -636,6 +638,83 @@ func TestUnixMilliMatchesTime(t *testing.T) {
 	for _, n := range []int64{0, 1, 999_999, 1_000_000, -1, -999_999, -1_000_000, -1_000_001, 1764223200123456789} {
 		assert.Equal(t, time.Unix(0, n).UnixMilli(), unixMilli(n), "nanos %d", n)
 	}
+}
+
+// TestColumnsMatchRowWriter: Encode, which hands each column's values to
+// parquet-go's column writers, writes the same bytes as parquet-go's row
+// writer given the same entries as rows (the encoder before Columns), for
+// realistic entries, for entries with NULLs, empty and long values, for a
+// batch cut short by Truncate, and with an encoder reused from an earlier
+// batch of another size.
+func TestColumnsMatchRowWriter(t *testing.T) {
+	long := varied()
+	long[1].Attributes = strings.Repeat(`{"k":"v"}`, 40_000) // past a page
+	long = hashed("collector-7f3a-pod-1", long)
+	for round := range 2 {
+		for name, es := range map[string][]entry.Entry{
+			"realistic": realistic(10_000), "varied": varied(), "long": long, "one": realistic(1),
+			"odd": realistic(64*3 + 17),
+		} {
+			var want, got bytes.Buffer
+			wf, err := encodeRows(&want, es)
+			require.NoError(t, err, name)
+			gf, err := Encode(&got, es)
+			require.NoError(t, err, name)
+			assert.Equal(t, wf, gf, "%s, round %d", name, round)
+			require.True(t, bytes.Equal(want.Bytes(), got.Bytes()), "%s, round %d: %d bytes, want %d", name, round, got.Len(), want.Len())
+		}
+	}
+
+	// Truncated: the first n entries, as if appended alone.
+	es := realistic(300)
+	var c Columns
+	for i := range es {
+		c.Append(&es[i])
+	}
+	c.Truncate(130)
+	require.Equal(t, 130, c.Len())
+	var want, got bytes.Buffer
+	_, err := encodeRows(&want, es[:130])
+	require.NoError(t, err)
+	_, err = c.Encode(&got)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(want.Bytes(), got.Bytes()), "truncated")
+
+	// Reset keeps nothing of the entries before.
+	c.Reset()
+	for i := range es[:5] {
+		c.Append(&es[i])
+	}
+	got.Reset()
+	want.Reset()
+	_, err = c.Encode(&got)
+	require.NoError(t, err)
+	_, err = encodeRows(&want, es[:5])
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(want.Bytes(), got.Bytes()), "after Reset")
+}
+
+// TestAppendHashedRoot: the Merkle root of entries appended with the
+// chain's sums is the root of their hex entry hashes, and Encode refuses
+// an entry_hash that is not hex.
+func TestAppendHashedRoot(t *testing.T) {
+	es := realistic(100)
+	var c Columns
+	for i := range es {
+		sum, err := hex.DecodeString(es[i].EntryHash)
+		require.NoError(t, err)
+		c.AppendHashed(&es[i], (*[32]byte)(sum))
+	}
+	var buf bytes.Buffer
+	f, err := c.Encode(&buf)
+	require.NoError(t, err)
+	assert.Equal(t, batchRoot(t, es), f.MerkleRoot)
+
+	es[40].EntryHash = strings.Repeat("z", 64)
+	_, err = Encode(&buf, es)
+	var be *BatchError
+	require.ErrorAs(t, err, &be)
+	assert.Equal(t, BatchError{Index: 40, Field: "entry_hash", Got: strconv.Quote(es[40].EntryHash), Want: "64 lower-case hex digits"}, *be)
 }
 
 func TestSchema(t *testing.T) {
