@@ -66,7 +66,7 @@ func BenchmarkAuditPath(b *testing.B) {
 	for _, shape := range []struct {
 		name  string
 		every int
-	}{{"all-audit", 1}, {"mixed10", 10}} {
+	}{{"all-audit", 1}, {"mixed2", 2}, {"mixed10", 10}} {
 		const perReq = 100 // spans per request
 		payloads, auditPerReq, _ := tpPayloads(b, 16, perReq, shape.every)
 		b.Run(shape.name+"/decode", func(b *testing.B) {

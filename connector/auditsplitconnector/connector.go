@@ -19,7 +19,6 @@ import (
 	"github.com/agentaudit/agentaudit/connector/auditsplitconnector/internal/metadata"
 	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/capture"
-	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
 // Outcomes of the spans counter, one per audit-tagged span, plus one when
@@ -141,7 +140,10 @@ func (c *splitConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) er
 	c.misses.Record(ctx, &missed)
 	var auditErr, monitoringErr error
 	if found {
-		auditErr = c.audit.ConsumeTraces(ctx, audit)
+		// The agentaudit processor behind takes what was done here
+		// instead of checking every span again (auditspan.WithNormalized).
+		actx := auditspan.WithNormalized(ctx, audit, c.opts, n[outcomeKeptAudit], n[outcomeWithProblems])
+		auditErr = c.audit.ConsumeTraces(actx, audit)
 	}
 	if c.monitoring != nil && td.ResourceSpans().Len() > 0 {
 		monitoringErr = c.monitoring.ConsumeTraces(ctx, td)
@@ -157,8 +159,7 @@ func (c *splitConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) er
 
 // normalize normalizes an audit span and counts it.
 func (c *splitConnector) normalize(res pcommon.Resource, span ptrace.Span, n *[numOutcomes]int) {
-	auditspan.Normalize(res, span, c.opts)
-	if _, ok := span.Attributes().Get(entry.KeyValidation); ok {
+	if auditspan.Normalize(res, span, c.opts) {
 		n[outcomeWithProblems]++
 	} else {
 		n[outcomeKeptAudit]++

@@ -420,6 +420,69 @@ func TestProcessorsAfterConnectorChangeNothing(t *testing.T) {
 	}
 }
 
+// TestProcessorBehindTakesTheNote: the connector notes what it did to the
+// audit spans it sends (auditspan.WithNormalized), so that the agentaudit
+// processor behind it does not check them again. On random requests the
+// note holds for what reaches the audit pipeline, its counts are what the
+// processor counts on its own (no note), and the processor behind the
+// connector passes on what it would without the note, with the connector's
+// outcomes as its own.
+func TestProcessorBehindTakesTheNote(t *testing.T) {
+	ctx := context.Background()
+	opts := auditspan.Options{MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes}
+	limits := func(p *auditprocessor.Config) { p.MaxValueBytes, p.MaxEntryBytes = 64, testMaxEntryBytes }
+
+	f := auditprocessor.NewFactory()
+	pcfg := f.CreateDefaultConfig().(*auditprocessor.Config)
+	limits(pcfg)
+	ptel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, ptel.Shutdown(ctx)) })
+	set := processortest.NewNopSettings(f.Type())
+	set.TelemetrySettings = ptel.NewTelemetrySettings()
+	sink := new(consumertest.TracesSink)
+	p, err := f.CreateTraces(ctx, set, pcfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx, componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, p.Shutdown(ctx)) })
+
+	var want []ptrace.Traces
+	noted := 0
+	probe, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
+		clean, problems, ok := auditspan.NormalizedIn(ctx, td, opts)
+		require.True(t, ok, "the note holds for what the connector sends")
+		alone := viaProcessor(t, limits, clone(td))
+		n := 0
+		for _, out := range alone {
+			n += withValidation(out, map[string]int{})
+		}
+		require.Equal(t, [2]int{td.SpanCount() - n, n}, [2]int{clean, problems}, "the note's counts: clean, with problems")
+		want = append(want, alone...)
+		noted++
+		return p.ConsumeTraces(ctx, td)
+	})
+	require.NoError(t, err)
+	c, tel := newTestConnector(t, &Config{AuditPipelines: []pipeline.ID{traces("audit")}, MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes},
+		connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{traces("audit"): probe}))
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 300 {
+		require.NoError(t, c.ConsumeTraces(ctx, randomTraces(r)))
+	}
+	assert.Greater(t, noted, 100)
+	requireSame(t, want, sink.AllTraces(), "the processor behind the connector")
+
+	m, err := ptel.GetMetric("otelcol_processor_agentaudit_spans")
+	require.NoError(t, err)
+	got := map[string]int64{}
+	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		o, _ := dp.Attributes.Value("outcome")
+		got[o.AsString()] = dp.Value
+	}
+	connectorCounts := counts(t, tel)
+	assert.Positive(t, connectorCounts["kept_audit"])
+	assert.Positive(t, connectorCounts["normalized_with_problems"])
+	assert.Equal(t, connectorCounts, got, "the processor's outcomes are the connector's")
+}
+
 // withValidation counts the spans of td that carry audit.validation, and
 // the spans with each kind of problem in kinds.
 func withValidation(td ptrace.Traces, kinds map[string]int) int {

@@ -33,8 +33,11 @@ func TestNormalizeShortcutAgrees(t *testing.T) {
 		span.CopyTo(fast)
 		slow := ptrace.NewSpan()
 		span.CopyTo(slow)
-		Normalize(res, fast, opts)
-		normalizeFully(res, slow, opts)
+		fastProblems := Normalize(res, fast, opts)
+		slowProblems := normalizeFully(res, slow, opts)
+		_, hasValidation := fast.Attributes().Get(entry.KeyValidation)
+		require.Equal(t, hasValidation, fastProblems, "span %d: Normalize reports whether audit.validation is left", i)
+		require.Equal(t, hasValidation, slowProblems, "span %d: normalizeFully reports whether audit.validation is left", i)
 		if _, ok := clean(res, span, opts); ok {
 			shortcut++
 		} else {

@@ -173,9 +173,13 @@ func FromOwnSpan(res pcommon.Resource, span ptrace.Span, opts Options) entry.Ent
 // span's times and status are left as they are: FromSpan repairs them
 // again, flagging the same problem. Normalize is idempotent and does
 // nothing to a span that is not audit-tagged.
-func Normalize(res pcommon.Resource, span ptrace.Span, opts Options) {
+//
+// It reports whether the span holds problems afterwards: whether it has
+// audit.validation, which callers count without looking it up again.
+func Normalize(res pcommon.Resource, span ptrace.Span, opts Options) (problems bool) {
 	if !IsAudit(span) {
-		return
+		_, problems = span.Attributes().Get(entry.KeyValidation)
+		return problems
 	}
 	// Most spans are well-formed: one pass over the attributes proves that
 	// mapping would find no problem and change no value, and then only a
@@ -184,13 +188,13 @@ func Normalize(res pcommon.Resource, span ptrace.Span, opts Options) {
 		if result != "" {
 			span.Attributes().PutStr(entry.KeyResult, result)
 		}
-		return
+		return false
 	}
-	normalizeFully(res, span, opts)
+	return normalizeFully(res, span, opts)
 }
 
 // normalizeFully is Normalize without the shortcut for clean spans.
-func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
+func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) (problems bool) {
 	m := opts.mapper()
 	e := m.fromSpan(res, span)
 	attrs := span.Attributes()
@@ -260,6 +264,7 @@ func normalizeFully(res pcommon.Resource, span ptrace.Span, opts Options) {
 		// Only a sealed span can hold these without a problem to record.
 		attrs.RemoveIf(func(k string, _ pcommon.Value) bool { return k == entry.KeyValidation || k == KeySeal || k == KeyMoved })
 	}
+	return e.Validation != nil
 }
 
 // AddProblems adds ps to the pipeline's findings on span, as Normalize

@@ -12,7 +12,6 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/capture"
-	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor/internal/metadata"
 )
 
@@ -89,12 +88,21 @@ func (p *auditProcessor) processTraces(ctx context.Context, td ptrace.Traces) (p
 // audit keeps audit spans only, each normalized in place: hand-tagged
 // ones, and the framework spans capture takes, an agent run's start entry
 // added at the end of its scope (as the connector adds it).
+//
+// Behind the agentaudit_split connector, whose note says that every span
+// of td is an audit span it normalized with the same limits, the
+// processor would find its work done: it counts the connector's outcomes
+// and passes td on as it is (auditspan.NormalizedIn).
 func (p *auditProcessor) audit(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+	if clean, withProblems, ok := auditspan.NormalizedIn(ctx, td, p.opts); ok && clean+withProblems > 0 {
+		p.count(ctx, outcomeKeptAudit, clean)
+		p.count(ctx, outcomeWithProblems, withProblems)
+		return td, nil
+	}
 	var clean, withProblems, dropped int
 	var missed capture.MissCount
 	normalize := func(res pcommon.Resource, span ptrace.Span) {
-		auditspan.Normalize(res, span, p.opts)
-		if _, ok := span.Attributes().Get(entry.KeyValidation); ok {
+		if auditspan.Normalize(res, span, p.opts) {
 			withProblems++
 		} else {
 			clean++

@@ -212,6 +212,47 @@ func TestAuditMode(t *testing.T) {
 	assert.Equal(t, want, auditspan.FromSpan(got.Resource(), got.ScopeSpans().At(0).Spans().At(0), auditspan.Options{MaxValueBytes: 1024}))
 }
 
+// TestAuditModeTakesTheNote: with the agentaudit_split connector's note
+// for td and its own limits, the processor counts the note's outcomes and
+// passes td on as it is, without checking a span again (the note here
+// claims a faulty span clean, to show it is not checked); without a note
+// that holds, it normalizes as before.
+func TestAuditModeTakesTheNote(t *testing.T) {
+	opts := auditspan.Options{MaxValueBytes: 1024}
+	faultyOnly := func() ptrace.Traces {
+		td := ptrace.NewTraces()
+		addSpan(addResource(td, "c").ScopeSpans().AppendEmpty(), "audit-faulty", 5, faultyAudit)
+		return td
+	}
+
+	p, tel := newTestProcessor(t, &Config{Mode: "audit", MaxValueBytes: 1024})
+	td := faultyOnly()
+	ctx := auditspan.WithNormalized(context.Background(), td, opts, 1, 0)
+	out, err := p.processTraces(ctx, td)
+	require.NoError(t, err)
+	assert.Equal(t, flatten(faultyOnly()), flatten(out), "passed on as it is")
+	assert.Equal(t, map[string]int64{"kept_audit": 1}, counts(t, tel))
+
+	for name, note := range map[string]func(td ptrace.Traces) context.Context{
+		"no note": func(ptrace.Traces) context.Context { return context.Background() },
+		"other limits": func(td ptrace.Traces) context.Context {
+			return auditspan.WithNormalized(context.Background(), td, auditspan.Options{}, 1, 0)
+		},
+		"other traces": func(ptrace.Traces) context.Context {
+			return auditspan.WithNormalized(context.Background(), faultyOnly(), opts, 1, 0)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, tel := newTestProcessor(t, &Config{Mode: "audit", MaxValueBytes: 1024})
+			td := faultyOnly()
+			out, err := p.processTraces(note(td), td)
+			require.NoError(t, err)
+			assert.Contains(t, flatten(out)[0].Attrs, "audit.validation")
+			assert.Equal(t, map[string]int64{"normalized_with_problems": 1}, counts(t, tel))
+		})
+	}
+}
+
 func TestAuditModeTruncates(t *testing.T) {
 	p, _ := newTestProcessor(t, &Config{Mode: "audit", MaxValueBytes: 4})
 	td := ptrace.NewTraces()
