@@ -146,7 +146,13 @@ func (c *splitConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) er
 		auditErr = c.audit.ConsumeTraces(actx, audit)
 	}
 	if c.monitoring != nil && td.ResourceSpans().Len() > 0 {
-		monitoringErr = c.monitoring.ConsumeTraces(ctx, td)
+		mctx := ctx
+		if !c.drop {
+			// And the processor behind does not strip them again
+			// (capture.WithStripped).
+			mctx = capture.WithStripped(ctx, td, c.strip, c.capture)
+		}
+		monitoringErr = c.monitoring.ConsumeTraces(mctx, td)
 	}
 	switch {
 	case monitoringErr == nil:

@@ -25,6 +25,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/connector/auditsplitconnector/internal/metadata"
 	"github.com/agentaudit/agentaudit/internal/auditspan"
+	"github.com/agentaudit/agentaudit/internal/capture"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor"
 )
@@ -420,57 +421,73 @@ func TestProcessorsAfterConnectorChangeNothing(t *testing.T) {
 	}
 }
 
-// TestProcessorBehindTakesTheNote: the connector notes what it did to the
-// audit spans it sends (auditspan.WithNormalized), so that the agentaudit
-// processor behind it does not check them again. On random requests the
-// note holds for what reaches the audit pipeline, its counts are what the
-// processor counts on its own (no note), and the processor behind the
-// connector passes on what it would without the note, with the connector's
-// outcomes as its own.
-func TestProcessorBehindTakesTheNote(t *testing.T) {
+// TestProcessorsBehindTakeTheNotes: the connector notes what it did to the
+// spans it sends (auditspan.WithNormalized, capture.WithStripped), so that
+// the agentaudit processors behind it (modes audit and monitoring) do not
+// check or strip them again. On random requests each note holds for what
+// reaches its pipeline, the audit note's counts are what the processor
+// counts on its own (no note), and each processor behind the connector
+// passes on what it would without the note, the audit one with the
+// connector's outcomes as its own.
+func TestProcessorsBehindTakeTheNotes(t *testing.T) {
 	ctx := context.Background()
 	opts := auditspan.Options{MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes}
-	limits := func(p *auditprocessor.Config) { p.MaxValueBytes, p.MaxEntryBytes = 64, testMaxEntryBytes }
+	auditMode := func(p *auditprocessor.Config) { p.MaxValueBytes, p.MaxEntryBytes = 64, testMaxEntryBytes }
+	monitoringMode := func(p *auditprocessor.Config) { auditMode(p); p.Mode = "monitoring" }
+	newProcessor := func(set func(*auditprocessor.Config)) (consumer.Traces, *consumertest.TracesSink, *componenttest.Telemetry) {
+		f := auditprocessor.NewFactory()
+		cfg := f.CreateDefaultConfig().(*auditprocessor.Config)
+		set(cfg)
+		tel := componenttest.NewTelemetry()
+		t.Cleanup(func() { require.NoError(t, tel.Shutdown(ctx)) })
+		settings := processortest.NewNopSettings(f.Type())
+		settings.TelemetrySettings = tel.NewTelemetrySettings()
+		sink := new(consumertest.TracesSink)
+		p, err := f.CreateTraces(ctx, settings, cfg, sink)
+		require.NoError(t, err)
+		require.NoError(t, p.Start(ctx, componenttest.NewNopHost()))
+		t.Cleanup(func() { require.NoError(t, p.Shutdown(ctx)) })
+		return p, sink, tel
+	}
+	audit, auditSink, auditTel := newProcessor(auditMode)
+	monitoring, monitoringSink, _ := newProcessor(monitoringMode)
 
-	f := auditprocessor.NewFactory()
-	pcfg := f.CreateDefaultConfig().(*auditprocessor.Config)
-	limits(pcfg)
-	ptel := componenttest.NewTelemetry()
-	t.Cleanup(func() { require.NoError(t, ptel.Shutdown(ctx)) })
-	set := processortest.NewNopSettings(f.Type())
-	set.TelemetrySettings = ptel.NewTelemetrySettings()
-	sink := new(consumertest.TracesSink)
-	p, err := f.CreateTraces(ctx, set, pcfg, sink)
-	require.NoError(t, err)
-	require.NoError(t, p.Start(ctx, componenttest.NewNopHost()))
-	t.Cleanup(func() { require.NoError(t, p.Shutdown(ctx)) })
-
-	var want []ptrace.Traces
+	var wantAudit, wantMonitoring []ptrace.Traces
 	noted := 0
-	probe, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
+	auditProbe, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
 		clean, problems, ok := auditspan.NormalizedIn(ctx, td, opts)
 		require.True(t, ok, "the note holds for what the connector sends")
-		alone := viaProcessor(t, limits, clone(td))
+		alone := viaProcessor(t, auditMode, clone(td))
 		n := 0
 		for _, out := range alone {
 			n += withValidation(out, map[string]int{})
 		}
 		require.Equal(t, [2]int{td.SpanCount() - n, n}, [2]int{clean, problems}, "the note's counts: clean, with problems")
-		want = append(want, alone...)
+		wantAudit = append(wantAudit, alone...)
 		noted++
-		return p.ConsumeTraces(ctx, td)
+		return audit.ConsumeTraces(ctx, td)
 	})
 	require.NoError(t, err)
-	c, tel := newTestConnector(t, &Config{AuditPipelines: []pipeline.ID{traces("audit")}, MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes},
-		connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{traces("audit"): probe}))
+	monitoringProbe, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
+		// The processor's default strip list and capture configuration.
+		require.True(t, capture.StrippedIn(ctx, td, capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{})), "the note holds for what the connector sends")
+		wantMonitoring = append(wantMonitoring, viaProcessor(t, monitoringMode, clone(td))...)
+		return monitoring.ConsumeTraces(ctx, td)
+	})
+	require.NoError(t, err)
+	c, tel := newTestConnector(t, &Config{
+		AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")},
+		MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes,
+	}, connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{traces("audit"): auditProbe, traces("monitoring"): monitoringProbe}))
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 300 {
 		require.NoError(t, c.ConsumeTraces(ctx, randomTraces(r)))
 	}
 	assert.Greater(t, noted, 100)
-	requireSame(t, want, sink.AllTraces(), "the processor behind the connector")
+	requireSame(t, wantAudit, auditSink.AllTraces(), "the audit processor behind the connector")
+	requireSame(t, wantMonitoring, monitoringSink.AllTraces(), "the monitoring processor behind the connector")
 
-	m, err := ptel.GetMetric("otelcol_processor_agentaudit_spans")
+	m, err := auditTel.GetMetric("otelcol_processor_agentaudit_spans")
 	require.NoError(t, err)
 	got := map[string]int64{}
 	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
@@ -480,7 +497,8 @@ func TestProcessorBehindTakesTheNote(t *testing.T) {
 	connectorCounts := counts(t, tel)
 	assert.Positive(t, connectorCounts["kept_audit"])
 	assert.Positive(t, connectorCounts["normalized_with_problems"])
-	assert.Equal(t, connectorCounts, got, "the processor's outcomes are the connector's")
+	delete(connectorCounts, "stripped")
+	assert.Equal(t, connectorCounts, got, "the audit processor's outcomes are the connector's")
 }
 
 // withValidation counts the spans of td that carry audit.validation, and

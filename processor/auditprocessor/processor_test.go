@@ -347,6 +347,44 @@ func TestMonitoringStrip(t *testing.T) {
 	assert.Equal(t, untagged, flatten(td)[1].Attrs, "only audit spans are stripped")
 }
 
+// TestMonitoringStripTakesTheNote: with the connector's note that td's
+// audit spans are stripped by an equal strip list and capture
+// configuration, the processor counts them and strips nothing again (the
+// note here is given for an unstripped span, to show it is not stripped);
+// without a note that holds, it strips as before.
+func TestMonitoringStripTakesTheNote(t *testing.T) {
+	cfg := &Config{Mode: "monitoring", MaxValueBytes: 1024}
+	p, tel := newTestProcessor(t, cfg)
+	td := testTraces()
+	ctx := capture.WithStripped(context.Background(), td, capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{}))
+	out, err := p.processTraces(ctx, td)
+	require.NoError(t, err)
+	assert.Equal(t, flatten(testTraces()), flatten(out), "nothing stripped again")
+	assert.Equal(t, map[string]int64{"stripped": 2}, counts(t, tel))
+
+	for name, note := range map[string]func(td ptrace.Traces) context.Context{
+		"no note": func(ptrace.Traces) context.Context { return context.Background() },
+		"other strip list": func(td ptrace.Traces) context.Context {
+			return capture.WithStripped(context.Background(), td, capture.NewStripper(capture.StripConfig{Keys: []string{"audit.value.*"}}), capture.New(capture.Config{}))
+		},
+		"other capture": func(td ptrace.Traces) context.Context {
+			return capture.WithStripped(context.Background(), td, capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{Conventions: []string{capture.GenAI}}))
+		},
+		"other traces": func(ptrace.Traces) context.Context {
+			return capture.WithStripped(context.Background(), testTraces(), capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{}))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, tel := newTestProcessor(t, cfg)
+			td := testTraces()
+			out, err := p.processTraces(note(td), td)
+			require.NoError(t, err)
+			assert.NotContains(t, flatten(out)[0].Attrs, "audit.value.proposed")
+			assert.Equal(t, map[string]int64{"stripped": 2}, counts(t, tel))
+		})
+	}
+}
+
 func TestMonitoringDrop(t *testing.T) {
 	p, tel := newTestProcessor(t, &Config{Mode: "monitoring", Action: "drop", MaxValueBytes: 1024})
 	td, err := p.processTraces(context.Background(), testTraces())
