@@ -69,7 +69,7 @@ func acCopyTree(t *testing.T, src string) string {
 // acVerify runs the verifier library over dir.
 func acVerify(t *testing.T, dir string) *verify.Report {
 	t.Helper()
-	rep, err := verify.Verify(context.Background(), verify.Dir(dir), verify.Options{})
+	rep, err := verify.Verify(context.Background(), store.Dir(dir), verify.Options{})
 	require.NoError(t, err)
 	return rep
 }
@@ -305,7 +305,7 @@ func BenchmarkVerifyVsSQL(b *testing.B) {
 			old := runtime.GOMAXPROCS(threads)
 			defer runtime.GOMAXPROCS(old)
 			for b.Loop() {
-				rep, err := verify.Verify(context.Background(), verify.Dir(dir), verify.Options{Workers: threads})
+				rep, err := verify.Verify(context.Background(), store.Dir(dir), verify.Options{Workers: threads})
 				if err != nil {
 					b.Fatal(err)
 				}

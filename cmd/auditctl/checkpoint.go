@@ -8,7 +8,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/agentaudit/agentaudit/internal/verify"
+	"github.com/agentaudit/agentaudit/internal/checkpoint"
+	"github.com/agentaudit/agentaudit/internal/store"
 )
 
 // checkpointJSON is one chain's latest checkpoint in `checkpoint --json`.
@@ -36,13 +37,13 @@ func addSourceFlags(fs *flag.FlagSet, f *verifyFlags) {
 
 // trailKeys returns the --key keys, or else the keys published beside the
 // trail, telling stderr which published keys it trusts on first use.
-func trailKeys(ctx context.Context, src verify.Source, keyFile string) (verify.Keys, error) {
+func trailKeys(ctx context.Context, src store.Reader, keyFile string) (checkpoint.Keys, error) {
 	given, err := readKeys(keyFile)
 	if err != nil || len(given) > 0 {
-		return verify.Keys{Given: given}, err
+		return checkpoint.Keys{Given: given}, err
 	}
-	pub, _, err := verify.PublishedKeys(ctx, src)
-	return verify.Keys{Published: pub}, err
+	pub, _, err := checkpoint.PublishedKeys(ctx, src)
+	return checkpoint.Keys{Published: pub}, err
 }
 
 // runCheckpoint prints the latest stored checkpoint of each chain after
@@ -74,24 +75,26 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "auditctl checkpoint: %v\n", err)
 		return exitError
 	}
-	names, err := src.ListUnder(ctx, "checkpoints/")
+	names, err := src.List(ctx, store.CheckpointsPrefix)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditctl checkpoint: %v\n", err)
 		return exitError
 	}
-	// The latest of each chain: names sort by size (20 digits).
+	// The latest of each chain: the largest size.
 	latest := map[string]string{}
+	sizes := map[string]int64{}
 	var chains []string
 	for _, n := range names {
-		rest, _ := strings.CutPrefix(n, "checkpoints/")
-		id, file, ok := strings.Cut(rest, "/")
-		if !ok || strings.Contains(file, "/") || !strings.HasSuffix(file, ".checkpoint") || (chainID != "" && id != chainID) {
+		id, size, err := store.ParseCheckpointKey(n)
+		if err != nil || (chainID != "" && id != chainID) {
 			continue
 		}
 		if _, seen := latest[id]; !seen {
 			chains = append(chains, id)
+		} else if size < sizes[id] {
+			continue
 		}
-		latest[id] = n
+		latest[id], sizes[id] = n, size
 	}
 	if len(chains) == 0 {
 		what := "no checkpoints"
@@ -102,7 +105,7 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitError
 	}
 	if keys.Empty() {
-		fmt.Fprintf(stderr, "auditctl checkpoint: no verifier key: none given with --key and none published under %s/keys/\n", target)
+		fmt.Fprintf(stderr, "auditctl checkpoint: no verifier key: none given with --key and none published under %s/%s\n", target, store.KeysPrefix)
 		return exitError
 	}
 	slices.Sort(chains)
@@ -110,7 +113,7 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	tofu := map[string]bool{}
 	code = exitIntact
 	for _, id := range chains {
-		msg, err := src.ReadFile(ctx, latest[id])
+		msg, err := src.Get(ctx, latest[id])
 		if err != nil {
 			fmt.Fprintf(stderr, "auditctl checkpoint: %v\n", err)
 			return exitError
@@ -121,7 +124,7 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 			code = exitViolations
 			continue
 		}
-		c, signer, err := verify.OpenCheckpoint(msg, vkeys)
+		c, signer, err := checkpoint.Open(msg, vkeys...)
 		if err == nil && c.ChainID != id {
 			err = fmt.Errorf("it states chain %q", c.ChainID)
 		}
@@ -132,7 +135,7 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		if len(keys.Given) == 0 && !tofu[signer] {
 			tofu[signer] = true
-			fmt.Fprintf(stderr, "note: %s\n", verify.TOFUNote(signer))
+			fmt.Fprintf(stderr, "note: %s\n", checkpoint.TOFUNote(signer))
 		}
 		out = append(out, checkpointJSON{ChainID: c.ChainID, Size: c.Size, Head: c.Head, BatchFirst: c.BatchFirst,
 			BatchLast: c.BatchLast, BatchRoot: c.BatchRoot, Note: string(msg), Key: signer, File: latest[id]})

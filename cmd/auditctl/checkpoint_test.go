@@ -22,7 +22,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/s3test"
-	"github.com/agentaudit/agentaudit/internal/verify"
+	"github.com/agentaudit/agentaudit/internal/store"
 )
 
 // signTrail writes, beside the trail of writeTrail, what the exporter
@@ -44,12 +44,12 @@ func signTrail(t *testing.T, dir string, keys []string) map[string]string {
 			s, err = note.NewSigner(skey)
 			require.NoError(t, err)
 			signers[f.ChainID], vkeys[f.ChainID] = s, vkey
-			writeKeyFile(t, dir, checkpoint.VerifierObjectKey(f.ChainID, vkey), vkey+"\n")
+			writeKeyFile(t, dir, store.VerifierKeyKey(f.ChainID, vkey), vkey+"\n")
 		}
 		msg, err := checkpoint.Sign(checkpoint.Checkpoint{ChainID: f.ChainID, Size: f.LastSeq + 1, Head: es[len(es)-1].EntryHash,
 			BatchFirst: f.FirstSeq, BatchLast: f.LastSeq, BatchRoot: f.MerkleRoot}, s)
 		require.NoError(t, err)
-		writeKeyFile(t, dir, checkpoint.ObjectKey(f.ChainID, f.LastSeq+1), string(msg))
+		writeKeyFile(t, dir, store.CheckpointKey(f.ChainID, f.LastSeq+1), string(msg))
 	}
 	return vkeys
 }
@@ -79,7 +79,7 @@ func TestVerifyWithCheckpoints(t *testing.T) {
 	saved, errOut, code := auditctl(t, nil, "checkpoint", dir)
 	require.Equal(t, exitIntact, code, errOut)
 	assert.Contains(t, errOut, "trusting the published key agentaudit-replica-b+")
-	cpA, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(checkpoint.ObjectKey("replica-a", 30))))
+	cpA, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(store.CheckpointKey("replica-a", 30))))
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(saved, string(cpA)+"\n"), saved)
 	keptFile := filepath.Join(t.TempDir(), "kept.checkpoint")
@@ -104,7 +104,7 @@ func TestVerifyWithCheckpoints(t *testing.T) {
 	// Tail truncated, its stored checkpoint removed too: the kept one
 	// catches it.
 	require.NoError(t, os.Remove(filepath.Join(dir, filepath.FromSlash(keys[2]))))
-	require.NoError(t, os.Remove(filepath.Join(dir, filepath.FromSlash(checkpoint.ObjectKey("replica-a", 30)))))
+	require.NoError(t, os.Remove(filepath.Join(dir, filepath.FromSlash(store.CheckpointKey("replica-a", 30)))))
 	out, _, code = auditctl(t, nil, "verify", "--checkpoint", keptFile, "--key", keyFile, dir)
 	require.Equal(t, exitViolations, code, out)
 	assert.Contains(t, out, keptFile+"#1: seq 29: ends_before_checkpoint: checkpoint records 30 entries")
@@ -119,14 +119,14 @@ func TestVerifyWithCheckpoints(t *testing.T) {
 	forged, err := checkpoint.Sign(checkpoint.Checkpoint{ChainID: "replica-b", Size: 30, Head: strings.Repeat("ab", 32),
 		BatchFirst: 20, BatchLast: 29, BatchRoot: strings.Repeat("cd", 32)}, s)
 	require.NoError(t, err)
-	writeKeyFile(t, dir, checkpoint.ObjectKey("replica-b", 30), string(forged))
+	writeKeyFile(t, dir, store.CheckpointKey("replica-b", 30), string(forged))
 	out, _, code = auditctl(t, nil, "verify", "--json", "--key", keyFile, dir)
 	require.Equal(t, exitViolations, code, out)
 	var rep jsonReport
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	require.Len(t, rep.Violations, 1)
 	assert.Equal(t, "bad_signature", rep.Violations[0].Kind)
-	assert.Equal(t, checkpoint.ObjectKey("replica-b", 30), rep.Violations[0].File)
+	assert.Equal(t, store.CheckpointKey("replica-b", 30), rep.Violations[0].File)
 	_, errOut, code = auditctl(t, nil, "checkpoint", dir)
 	assert.Equal(t, exitViolations, code)
 	assert.Contains(t, errOut, "bad_signature")
@@ -221,7 +221,7 @@ func TestProve(t *testing.T) {
 	_, errOut, code = auditctl(t, nil, "prove", "--chain", "replica-a", dir, "30")
 	assert.Equal(t, exitViolations, code)
 	assert.Contains(t, errOut, "cannot prove")
-	require.NoError(t, os.Remove(filepath.Join(dir, filepath.FromSlash(checkpoint.ObjectKey("replica-a", 20)))))
+	require.NoError(t, os.Remove(filepath.Join(dir, filepath.FromSlash(store.CheckpointKey("replica-a", 20)))))
 	_, errOut, code = auditctl(t, nil, "prove", "--chain", "replica-a", dir, "13")
 	assert.Equal(t, exitViolations, code)
 	assert.Contains(t, errOut, "the checkpoint of the batch")
@@ -279,7 +279,7 @@ func TestCheckpointsS3(t *testing.T) {
 
 	out, errOut, code = auditctl(t, env, "checkpoint", "--endpoint", srv.Endpoint, target)
 	require.Equal(t, exitIntact, code, errOut)
-	assert.Len(t, verify.SplitNotes([]byte(out)), 2)
+	assert.Len(t, checkpoint.SplitNotes([]byte(out)), 2)
 
 	out, errOut, code = auditctl(t, env, "prove", "--endpoint", srv.Endpoint, "--chain", "replica-b", target, "29")
 	require.Equal(t, exitIntact, code, errOut)

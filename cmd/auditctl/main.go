@@ -43,6 +43,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/verify"
 )
@@ -178,7 +179,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, pro
 			fmt.Fprintf(stderr, "auditctl verify: --checkpoint: %v\n", err)
 			return exitError
 		}
-		notes := verify.SplitNotes(data)
+		notes := checkpoint.SplitNotes(data)
 		if len(notes) == 0 {
 			fmt.Fprintf(stderr, "auditctl verify: --checkpoint: %s holds no signed checkpoint\n", f.checkpoint)
 			return exitError
@@ -208,7 +209,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, pro
 		bar.clear()
 	}
 	if errors.Is(err, verify.ErrNoKey) {
-		fmt.Fprintf(stderr, "auditctl verify: cannot check %s: no verifier key: none given with --key and none published under %s/keys/\n", f.checkpoint, target)
+		fmt.Fprintf(stderr, "auditctl verify: cannot check %s: no verifier key: none given with --key and none published under %s/%s\n", f.checkpoint, target, store.KeysPrefix)
 		return exitError
 	}
 	if err != nil {
@@ -266,7 +267,7 @@ func readKeys(file string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--key: %w", err)
 	}
-	keys, err := verify.ParseKeys(string(data))
+	keys, err := checkpoint.ParseKeys(string(data))
 	if err != nil {
 		return nil, fmt.Errorf("--key %s: %w", file, err)
 	}
@@ -276,14 +277,14 @@ func readKeys(file string) ([]string, error) {
 	return keys, nil
 }
 
-func openSource(ctx context.Context, target string, f verifyFlags) (verify.Source, int, error) {
+func openSource(ctx context.Context, target string, f verifyFlags) (store.Reader, int, error) {
 	if !strings.HasPrefix(target, "s3://") {
 		if f.endpoint != "" || f.region != "" {
 			return nil, 0, fmt.Errorf("--endpoint and --region are for s3:// targets, not %s", target)
 		}
-		return verify.Dir(target), f.workers, nil
+		return store.Dir(target), f.workers, nil
 	}
-	bucket, prefix, err := verify.ParseS3URL(target)
+	bucket, prefix, err := store.ParseS3URL(target)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -300,7 +301,7 @@ func openSource(ctx context.Context, target string, f verifyFlags) (verify.Sourc
 	if opts.Region == "" && opts.Endpoint != "" && os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
 		opts.Region = "us-east-1" // S3-compatible servers rarely care; the SDK insists on one
 	}
-	src, err := verify.NewS3(ctx, opts)
+	src, err := store.NewS3(ctx, opts)
 	if err != nil {
 		return nil, 0, err
 	}

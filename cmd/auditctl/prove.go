@@ -21,6 +21,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/merkle"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/verify"
 )
 
@@ -112,8 +113,8 @@ func runProve(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 var errUnprovable = errors.New("cannot prove")
 
 // prove builds the bundle of entry seq. The code goes with a non-nil error.
-func prove(ctx context.Context, src verify.Source, chainID string, seq int64, keyFile string, stderr io.Writer) (*proofBundle, int, error) {
-	keys, err := src.List(ctx)
+func prove(ctx context.Context, src store.Reader, chainID string, seq int64, keyFile string, stderr io.Writer) (*proofBundle, int, error) {
+	keys, err := src.Batches(ctx)
 	if err != nil {
 		return nil, exitError, err
 	}
@@ -122,7 +123,7 @@ func prove(ctx context.Context, src verify.Source, chainID string, seq int64, ke
 	var chains []string
 	file, fileFirst := "", int64(-1)
 	for _, k := range keys {
-		id, first, err := verify.ParseFileKey(k)
+		id, first, _, err := store.ParseBatchName(k)
 		if err != nil {
 			continue
 		}
@@ -147,7 +148,7 @@ func prove(ctx context.Context, src verify.Source, chainID string, seq int64, ke
 	if file == "" {
 		return nil, exitViolations, fmt.Errorf("%w: no batch file of chain %s holds seq %d", errUnprovable, chainID, seq)
 	}
-	data, err := src.ReadFile(ctx, file)
+	data, err := src.Get(ctx, file)
 	if err != nil {
 		return nil, exitError, err
 	}
@@ -189,8 +190,8 @@ func prove(ctx context.Context, src verify.Source, chainID string, seq int64, ke
 		b.AuditPath[i] = hex.EncodeToString(p)
 	}
 
-	cpKey := checkpoint.ObjectKey(chainID, last.Seq+1)
-	msg, err := src.ReadFile(ctx, cpKey)
+	cpKey := store.CheckpointKey(chainID, last.Seq+1)
+	msg, err := src.Get(ctx, cpKey)
 	if err != nil {
 		return nil, exitViolations, fmt.Errorf("%w: the checkpoint of the batch, %s: %v", errUnprovable, cpKey, err)
 	}
@@ -202,13 +203,13 @@ func prove(ctx context.Context, src verify.Source, chainID string, seq int64, ke
 	if len(vkeys) == 0 {
 		return nil, exitError, fmt.Errorf("no verifier key: none given with --key and none published for chain %s", chainID)
 	}
-	_, signer, err := verify.OpenCheckpoint(msg, vkeys)
+	_, signer, err := checkpoint.Open(msg, vkeys...)
 	if err != nil {
 		return nil, exitViolations, fmt.Errorf("%w: %s: bad_signature: %v", errUnprovable, cpKey, err)
 	}
 	b.Checkpoint, b.Key, b.KeyName = string(msg), signer, strings.SplitN(signer, "+", 2)[0]
 	if len(ks.Given) == 0 {
-		fmt.Fprintf(stderr, "note: %s\n", verify.TOFUNote(signer))
+		fmt.Fprintf(stderr, "note: %s\n", checkpoint.TOFUNote(signer))
 	}
 	// What a checker will find: nothing, or the trail is not what it seems.
 	if res := checkProof(b, []string{b.Key}); !res.Valid {
@@ -290,12 +291,12 @@ func checkProof(b *proofBundle, vkeys []string) *checkResult {
 		}
 	}
 	// 3. The checkpoint is signed, and seals that batch of that chain.
-	c, signer, err := verify.OpenCheckpoint([]byte(b.Checkpoint), vkeys)
+	c, signer, err := checkpoint.Open([]byte(b.Checkpoint), vkeys...)
 	if err != nil {
 		bad("checkpoint: %v", err)
 		return r
 	}
-	ok("checkpoint signature verifies with %s", verify.KeyID(signer))
+	ok("checkpoint signature verifies with %s", checkpoint.KeyID(signer))
 	switch {
 	case c.ChainID != b.ChainID:
 		bad("checkpoint is of chain %q, the proof of chain %q", c.ChainID, b.ChainID)
@@ -365,12 +366,12 @@ func runCheckProof(file string, f verifyFlags, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "auditctl prove --check: no verifier key: none given with --key and none in the proof")
 			return exitError
 		}
-		if _, err := verify.ParseKeys(b.Key); err != nil {
+		if _, err := checkpoint.ParseKeys(b.Key); err != nil {
 			fmt.Fprintf(stderr, "auditctl prove --check: the proof's key: %v\n", err)
 			return exitError
 		}
 		vkeys = []string{b.Key}
-		fmt.Fprintf(stderr, "note: trusting the key in the proof %s on first use: obtain the operator's key and pass it with --key\n", verify.KeyID(b.Key))
+		fmt.Fprintf(stderr, "note: trusting the key in the proof %s on first use: obtain the operator's key and pass it with --key\n", checkpoint.KeyID(b.Key))
 	}
 	r := checkProof(&b, vkeys)
 	if f.json {

@@ -92,7 +92,7 @@ func (e *auditExporter) setUpCheckpoints() error {
 // retrying until it is written. It returns the key, or false when shutdown
 // gave up.
 func (e *auditExporter) publishKey(target store.Store, where string) (string, bool) {
-	key := checkpoint.VerifierObjectKey(e.cfg.ChainID, e.vkey)
+	key := store.VerifierKeyKey(e.cfg.ChainID, e.vkey)
 	data := []byte(e.vkey + "\n")
 	ctx := context.Background()
 	if !e.retry(where, key, func() error { return target.Put(ctx, key, data) }) {
@@ -117,7 +117,7 @@ func (e *auditExporter) writeCheckpoint(target store.Store, where string, f parq
 		e.logger.Error("Cannot sign a checkpoint", zap.Error(err))
 		return "", nil, true
 	}
-	key := checkpoint.ObjectKey(f.ChainID, f.LastSeq+1)
+	key := store.CheckpointKey(f.ChainID, f.LastSeq+1)
 	ctx := context.Background()
 	if !e.retry(where, key, func() error { return target.Put(ctx, key, msg) }) {
 		return "", nil, false

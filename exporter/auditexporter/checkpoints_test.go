@@ -15,6 +15,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/storetest"
 )
 
 // published returns the verifier keys published in st.
@@ -32,7 +33,7 @@ func published(t *testing.T, st store.Store) []string {
 }
 
 func TestCheckpointsAreSignedAfterEachBatch(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	cfg := testConfig(t)
 	cfg.Checkpoint.Mirror = &FileConfig{Directory: t.TempDir()}
 	ctx := context.Background()
@@ -79,7 +80,7 @@ func TestCheckpointsAreSignedAfterEachBatch(t *testing.T) {
 	for _, k := range cps {
 		msg, err := mem.Get(ctx, k)
 		require.NoError(t, err)
-		cp, err := checkpoint.Open(msg, vkeys...)
+		cp, _, err := checkpoint.Open(msg, vkeys...)
 		require.NoError(t, err, k)
 		f := footers[cp.Size]
 		assert.Equal(t, checkpoint.Checkpoint{
@@ -97,7 +98,7 @@ func TestCheckpointKeyFromEnvironment(t *testing.T) {
 	skey, vkey, err := checkpoint.GenerateKey("collector-1")
 	require.NoError(t, err)
 	t.Setenv("AGENTAUDIT_TEST_KEY", skey)
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	cfg := testConfig(t)
 	cfg.Checkpoint.KeyEnv = "AGENTAUDIT_TEST_KEY"
 	ctx := context.Background()
@@ -106,9 +107,9 @@ func TestCheckpointKeyFromEnvironment(t *testing.T) {
 	require.NoError(t, te.ConsumeTraces(ctx, traces(2, "exec")))
 	require.NoError(t, te.Shutdown(ctx))
 	assert.Equal(t, []string{vkey}, published(t, mem))
-	msg, err := mem.Get(ctx, checkpoint.ObjectKey("collector-1", 1))
+	msg, err := mem.Get(ctx, store.CheckpointKey("collector-1", 1))
 	require.NoError(t, err)
-	_, err = checkpoint.Open(msg, vkey)
+	_, _, err = checkpoint.Open(msg, vkey)
 	assert.NoError(t, err)
 	_, err = os.Stat(filepath.Join(cfg.Spool.Directory, "keys"))
 	assert.ErrorIs(t, err, os.ErrNotExist, "no key is generated when one is given")
@@ -127,7 +128,7 @@ func TestCheckpointKeyErrorsNameTheKey(t *testing.T) {
 	} {
 		cfg := testConfig(t)
 		set(cfg)
-		_, te := newTestExporter(t, cfg, store.NewMemory())
+		_, te := newTestExporter(t, cfg, storetest.NewMemory())
 		err := te.Start(ctx, componenttest.NewNopHost())
 		require.Error(t, err, name)
 		assert.Contains(t, err.Error(), "checkpoint", name)

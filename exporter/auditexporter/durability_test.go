@@ -27,6 +27,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/storetest"
 	"github.com/agentaudit/agentaudit/internal/verify"
 	"github.com/agentaudit/agentaudit/internal/wal"
 )
@@ -46,7 +47,7 @@ func crash(t *testing.T, e *auditExporter) {
 }
 
 func TestAcknowledgedEntriesSurviveACrash(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	cfg := testConfig(t)
 	ctx := context.Background()
 
@@ -70,7 +71,7 @@ func TestAcknowledgedEntriesSurviveACrash(t *testing.T) {
 }
 
 func TestRecoveryDropsATornTail(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	cfg := testConfig(t)
 	ctx := context.Background()
 	exp, te := newTestExporter(t, cfg, mem)
@@ -93,7 +94,7 @@ func TestRecoveryDropsATornTail(t *testing.T) {
 }
 
 func TestRecoveryRefusesToFork(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	cfg := testConfig(t)
 	ctx := context.Background()
 	// The log holds entries of a chain that does not continue the store's.
@@ -134,7 +135,7 @@ func TestRecoveryRefusesToFork(t *testing.T) {
 // says are stored, but which another writer's entries displaced, is refused
 // rather than dropped.
 func TestRecoveryComparesEntriesBelowTheHead(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	ctx := context.Background()
 	cfgA := testConfig(t)
 	expA, te := newTestExporter(t, cfgA, mem)
@@ -183,7 +184,7 @@ func TestRecoveryComparesEntriesBelowTheHead(t *testing.T) {
 }
 
 func TestSpoolFullRefusesWithARetryableError(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	down := &flakyStore{Store: mem, failures: 1 << 30, attempts: map[string][][]byte{}}
 	dir := t.TempDir()
 	set := exportertest.NewNopSettings(metadata.Type)
@@ -232,7 +233,7 @@ func TestSpoolFullRefusesWithARetryableError(t *testing.T) {
 }
 
 func TestGroupCommitSharesFsyncs(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	cfg := testConfig(t)
 	cfg.Batch.MaxEntries = 10_000
 	te, tel := newObservedExporter(t, cfg, mem)
@@ -273,7 +274,7 @@ func mountTmpfs(t *testing.T, size int) string {
 
 func TestDiskFullRefusesAndLosesNothingAcknowledged(t *testing.T) {
 	dir := mountTmpfs(t, 64<<10)
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	cfg := testConfig(t)
 	cfg.Spool.Directory = dir
 	cfg.Batch.MaxEntries = 10_000
@@ -326,7 +327,7 @@ func TestDiskFullRefusesAndLosesNothingAcknowledged(t *testing.T) {
 var errOutage = fmt.Errorf("%w: connection refused", store.ErrUnavailable)
 
 func TestStartDuringAnOutageResumesFromLocalState(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	down := &flakyStore{Store: mem, failures: 1 << 30, attempts: map[string][][]byte{}}
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -358,7 +359,7 @@ func TestStartDuringAnOutageResumesFromLocalState(t *testing.T) {
 }
 
 func TestStartDuringAnOutageWithoutLocalStateRefuses(t *testing.T) {
-	te := newSpooledExporterOffline(t, store.NewMemory(), t.TempDir(), errOutage)
+	te := newSpooledExporterOffline(t, storetest.NewMemory(), t.TempDir(), errOutage)
 	ctx := context.Background()
 	err := te.Start(ctx, componenttest.NewNopHost())
 	require.Error(t, err)
@@ -426,7 +427,7 @@ func TestFlippedLogBytesAreRefusedOrRecovered(t *testing.T) {
 				require.NoError(t, os.WriteFile(filepath.Join(walDir, n), data, 0o640))
 			}
 			before := readDir(t, walDir)
-			mem := store.NewMemory()
+			mem := storetest.NewMemory()
 			_, te := newTestExporter(t, cfg, mem)
 			err := te.Start(ctx, componenttest.NewNopHost())
 			if err == nil {
@@ -488,7 +489,7 @@ func readDir(t *testing.T, dir string) map[string]string {
 // refuses to start, naming the directory and the holder; once the first
 // shuts down, the directory is free again.
 func TestOneWriterPerSpool(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	cfg := testConfig(t)
 	ctx := context.Background()
 	_, first := newTestExporter(t, cfg, mem)
@@ -532,7 +533,7 @@ func TestAcceptedLossIsRecordedInTheTrail(t *testing.T) {
 	data[8+rec+40] ^= 0x10
 	require.NoError(t, os.WriteFile(path, data, 0o640))
 
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	_, te := newTestExporter(t, cfg, mem)
 	err = te.Start(ctx, componenttest.NewNopHost())
 	require.ErrorContains(t, err, fmt.Sprintf("%s is corrupt at byte offset %d: record payload checksum mismatch", path, 8+rec))
@@ -609,7 +610,7 @@ func TestVersion1LogIsSealed(t *testing.T) {
 		require.Contains(t, string(chain.AppendCanonical(nil, &e)), "19:agentaudit.entry.v1")
 	}
 
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	_, te := newTestExporter(t, cfg, mem)
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	require.NoError(t, te.ConsumeTraces(ctx, traces(4, "after"))) // 2 entries
@@ -678,7 +679,7 @@ func TestStartRemovesTemporaryFiles(t *testing.T) {
 // trail lacks: the start checks what it can read against the store, keeps
 // the file under lost/ and goes on.
 func TestCorruptSegmentOfStoredEntriesIsRetired(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	cfg := testConfig(t)
 	ctx := context.Background()
 	exp, te := newTestExporter(t, cfg, mem)
@@ -751,7 +752,7 @@ func TestAcceptedLossCoversEveryDamage(t *testing.T) {
 	also := wal.Damage{Segment: newest, Offset: rot(newest, 4, 2)}
 
 	require.NoError(t, wal.WriteAcceptance(walDir, "collector-1", acc))
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	_, te := newTestExporter(t, cfg, mem)
 	err = te.Start(ctx, componenttest.NewNopHost())
 	require.ErrorContains(t, err, "(and 0 more), not the damage found now", "an acceptance of the first damage only covers nothing")
@@ -801,7 +802,7 @@ func TestAcceptedLossChangesNothingWhenAStartIsRefused(t *testing.T) {
 	require.NoError(t, wal.WriteAcceptance(walDir, "collector-1", wal.Acceptance{Segment: name, Offset: segs[0].Corrupt.Offset, By: "ops", Reason: "r", At: t0}))
 	before := readDir(t, walDir)
 
-	_, te := newTestExporter(t, cfg, store.NewMemory())
+	_, te := newTestExporter(t, cfg, storetest.NewMemory())
 	err = te.Start(ctx, componenttest.NewNopHost())
 	require.ErrorContains(t, err, "entries 0 to 4 are missing")
 	require.NoError(t, te.Shutdown(ctx))
@@ -827,7 +828,7 @@ func TestAcceptedLossOfTheLastRecord(t *testing.T) {
 	require.NotNil(t, segs[1].Corrupt, "a flipped bit in the newest record is corruption, not a torn tail")
 	require.NoError(t, wal.WriteAcceptance(walDir, "collector-1", wal.Acceptance{Segment: name, Offset: segs[1].Corrupt.Offset, By: "ops", Reason: "r", At: t0}))
 
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	_, te := newTestExporter(t, cfg, mem)
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	require.NoError(t, te.Shutdown(ctx))

@@ -28,6 +28,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/storetest"
 	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
@@ -164,7 +165,7 @@ func readTrail(t *testing.T, st store.Store, id string) []entry.Entry {
 }
 
 func TestExportWritesChainedBatches(t *testing.T) {
-	st := store.NewMemory()
+	st := storetest.NewMemory()
 	te, tel := newObservedExporter(t, testConfig(t), st)
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
@@ -194,7 +195,7 @@ func TestExportWritesChainedBatches(t *testing.T) {
 }
 
 func TestUnauditedSpansAreIgnored(t *testing.T) {
-	st := store.NewMemory()
+	st := storetest.NewMemory()
 	_, te := newTestExporter(t, testConfig(t), st)
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
@@ -208,7 +209,7 @@ func TestUnauditedSpansAreIgnored(t *testing.T) {
 }
 
 func TestMaxAgeSealsIdleBatch(t *testing.T) {
-	st := store.NewMemory()
+	st := storetest.NewMemory()
 	cfg := testConfig(t)
 	cfg.Batch.MaxAge = 20 * time.Millisecond
 	exp, te := newTestExporter(t, cfg, st)
@@ -228,7 +229,7 @@ func TestMaxAgeSealsIdleBatch(t *testing.T) {
 }
 
 func TestRestartResumesChain(t *testing.T) {
-	st := store.NewMemory()
+	st := storetest.NewMemory()
 	ctx := context.Background()
 	for range 3 {
 		_, te := newTestExporter(t, testConfig(t), st)
@@ -242,7 +243,7 @@ func TestRestartResumesChain(t *testing.T) {
 }
 
 func TestOtherChainsAreLeftAlone(t *testing.T) {
-	st := store.NewMemory()
+	st := storetest.NewMemory()
 	ctx := context.Background()
 	for _, id := range []string{"collector-1", "collector-2", "collector-1"} {
 		cfg := testConfig(t)
@@ -257,7 +258,7 @@ func TestOtherChainsAreLeftAlone(t *testing.T) {
 }
 
 func TestStartRefusesUnreadableHead(t *testing.T) {
-	st := store.NewMemory()
+	st := storetest.NewMemory()
 	ctx := context.Background()
 	require.NoError(t, st.Put(ctx, store.BatchKey("collector-1", 0, t0), []byte("not parquet")))
 	_, te := newTestExporter(t, testConfig(t), st)
@@ -296,7 +297,7 @@ func (f *flakyStore) Put(ctx context.Context, key string, data []byte) error {
 }
 
 func TestStoreFailuresAreRetriedWithTheSameBytes(t *testing.T) {
-	st := &flakyStore{Store: store.NewMemory(), failures: 3, attempts: map[string][][]byte{}}
+	st := &flakyStore{Store: storetest.NewMemory(), failures: 3, attempts: map[string][][]byte{}}
 	_, te := newTestExporter(t, testConfig(t), st)
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
@@ -314,7 +315,7 @@ func TestStoreFailuresAreRetriedWithTheSameBytes(t *testing.T) {
 }
 
 func TestShutdownKeepsUnwrittenEntriesInTheLog(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	down := &flakyStore{Store: mem, failures: 1 << 30, attempts: map[string][][]byte{}}
 	cfg := testConfig(t)
 	_, te := newTestExporter(t, cfg, down)
@@ -343,7 +344,7 @@ func TestShutdownKeepsUnwrittenEntriesInTheLog(t *testing.T) {
 }
 
 func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	ctx := context.Background()
 	cfg := testConfig(t)
 	te, tel := newObservedExporter(t, cfg, mem)
@@ -370,7 +371,7 @@ func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
 }
 
 func TestConsumeAfterShutdownFails(t *testing.T) {
-	_, te := newTestExporter(t, testConfig(t), store.NewMemory())
+	_, te := newTestExporter(t, testConfig(t), storetest.NewMemory())
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 	require.NoError(t, te.Shutdown(ctx))
@@ -440,7 +441,7 @@ func batchKeys(keys []string) []string {
 }
 
 func TestSpoolUploadsInOrderAndEmpties(t *testing.T) {
-	remote := &flakyStore{Store: store.NewMemory(), failures: 3, attempts: map[string][][]byte{}}
+	remote := &flakyStore{Store: storetest.NewMemory(), failures: 3, attempts: map[string][][]byte{}}
 	dir := t.TempDir()
 	te := newSpooledExporter(t, remote, dir)
 	ctx := context.Background()
@@ -452,7 +453,7 @@ func TestSpoolUploadsInOrderAndEmpties(t *testing.T) {
 }
 
 func TestSpoolKeepsBatchesThroughAnOutageAndRestart(t *testing.T) {
-	mem := store.NewMemory()
+	mem := storetest.NewMemory()
 	down := &flakyStore{Store: mem, failures: 1 << 30, attempts: map[string][][]byte{}}
 	dir := t.TempDir()
 	ctx := context.Background()

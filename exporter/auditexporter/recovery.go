@@ -10,18 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
-	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/agentaudit/agentaudit/internal/batch"
 	"github.com/agentaudit/agentaudit/internal/chain"
-	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
@@ -34,21 +30,15 @@ import (
 // are touched. It is best effort: what is left takes space, nothing else.
 func (e *auditExporter) removeTemporary(st stores) {
 	id := e.cfg.ChainID
-	checkpoints := path.Dir(checkpoint.ObjectKey(id, 0)) + "/"
-	keys := path.Dir(checkpoint.VerifierObjectKey(id, "")) + "/"
 	mine := func(key string) bool {
 		if cid, _, _, err := store.ParseBatchKey(key); err == nil {
 			return cid == id
 		}
-		if strings.HasPrefix(key, checkpoints) {
-			return true
+		if cid, _, err := store.ParseCheckpointKey(key); err == nil {
+			return cid == id
 		}
-		// keys/<chain_id>-<key hash>.vkey; chain ids may hold '-'.
-		if rest, ok := strings.CutPrefix(key, keys); ok {
-			dash := strings.LastIndexByte(rest, '-')
-			return dash > 0 && rest[:dash] == id
-		}
-		return false
+		cid, _, err := store.ParseVerifierKeyKey(key)
+		return err == nil && cid == id
 	}
 	trail, _ := st.trail.(*store.FS)
 	for _, local := range []*store.FS{st.spool, e.mirror, trail} {
@@ -78,7 +68,7 @@ func (e *auditExporter) recoverSpool(ctx context.Context, spool *store.FS) (chai
 		if err != nil {
 			return chain.Head{}, err
 		}
-		isBatch := strings.HasSuffix(k, ".parquet")
+		isBatch := store.IsBatchKey(k)
 		e.uploadQ = append(e.uploadQ, spooled{key: k, size: info.Size(), since: info.ModTime(), batch: isBatch})
 		e.spoolBytes += info.Size()
 		if isBatch {
@@ -104,13 +94,9 @@ func sortUploads(keys []string) {
 		if id, first, _, err := store.ParseBatchKey(k); err == nil {
 			return rank{id, first, 1}
 		}
-		if rest, ok := strings.CutPrefix(k, "checkpoints/"); ok {
-			if id, size, ok := strings.Cut(strings.TrimSuffix(rest, ".checkpoint"), "/"); ok {
-				if n, err := strconv.ParseInt(size, 10, 64); err == nil {
-					// After the batch that ends at size-1, before the next.
-					return rank{id, n - 1, 2}
-				}
-			}
+		if id, size, err := store.ParseCheckpointKey(k); err == nil {
+			// After the batch that ends at size-1, before the next.
+			return rank{id, size - 1, 2}
 		}
 		return rank{"", -1, 0}
 	}

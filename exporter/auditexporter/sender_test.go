@@ -35,7 +35,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/entry"
-	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/storetest"
 	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
@@ -131,7 +131,7 @@ func TestSenderFromContext(t *testing.T) {
 				"alice": {Agents: []string{"*"}}, "CN=crm-agent,O=Example": {Agents: []string{"*"}},
 				"https://idp.example#alice": {Agents: []string{"*"}},
 			}
-			st := store.NewMemory()
+			st := storetest.NewMemory()
 			_, te := newTestExporter(t, cfg, st)
 			require.NoError(t, te.Start(context.Background(), componenttest.NewNopHost()))
 			require.NoError(t, te.ConsumeTraces(tc.ctx, traces(4, "exec-1")))
@@ -153,7 +153,7 @@ func TestSenderFromContext(t *testing.T) {
 func TestRequireAuthenticatedSource(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.RequireAuthenticatedSource = true
-	st := store.NewMemory()
+	st := storetest.NewMemory()
 	te, tel := newObservedExporter(t, cfg, st)
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
@@ -199,7 +199,7 @@ func TestSenderMismatch(t *testing.T) {
 	cfg.Senders = map[string]SenderConfig{
 		"svc-billing": {Agents: []string{"billing-*", "Billing agent"}},
 	}
-	st := store.NewMemory()
+	st := storetest.NewMemory()
 	te, tel := newObservedExporter(t, cfg, st)
 	ctx := context.Background()
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))

@@ -16,9 +16,13 @@
 //	batch <first seq> <last seq> <batch Merkle root, base64>
 //
 // followed by a blank line and the signature lines of the note format.
+//
+// Where checkpoints and verifier keys are stored beside the trail is the
+// store's layout (store.CheckpointKey, store.VerifierKeyKey).
 package checkpoint // import "github.com/agentaudit/agentaudit/internal/checkpoint"
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -40,6 +44,8 @@ var (
 	ErrMalformed = errors.New("checkpoint: malformed")
 	// ErrBadSignature: no signature verifies with the keys given.
 	ErrBadSignature = errors.New("checkpoint: bad signature")
+	// ErrBadKey: a verifier key given is not a note verifier key.
+	ErrBadKey = errors.New("checkpoint: not a verifier key")
 )
 
 // Checkpoint is what a signed checkpoint states about one chain.
@@ -114,22 +120,73 @@ func Sign(c Checkpoint, s note.Signer) ([]byte, error) {
 }
 
 // Open checks a signed checkpoint against the verifier keys (note format,
-// "name+hash+key") and returns it. A note that no key verifies wraps
-// ErrBadSignature.
-func Open(msg []byte, vkeys ...string) (Checkpoint, error) {
+// "name+hash+key", surrounding space ignored) and returns it with the
+// verifier key whose signature verified. A key that is not a verifier key
+// wraps ErrBadKey; a note that no key verifies, ErrBadSignature; one whose
+// signed text is not a checkpoint, ErrMalformed.
+func Open(msg []byte, vkeys ...string) (Checkpoint, string, error) {
 	var vs []note.Verifier
+	byID := map[string]string{}
 	for _, k := range vkeys {
-		v, err := note.NewVerifier(strings.TrimSpace(k))
+		k = strings.TrimSpace(k)
+		v, err := note.NewVerifier(k)
 		if err != nil {
-			return Checkpoint{}, fmt.Errorf("checkpoint: verifier key %q: %w", k, err)
+			return Checkpoint{}, "", fmt.Errorf("%w: %q: %w", ErrBadKey, k, err)
 		}
 		vs = append(vs, v)
+		byID[KeyID(k)] = k
 	}
 	n, err := note.Open(msg, note.VerifierList(vs...))
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadSignature, err)
+		return Checkpoint{}, "", fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
-	return Parse(n.Text)
+	c, err := Parse(n.Text)
+	if err != nil {
+		return Checkpoint{}, "", err
+	}
+	s := n.Sigs[0]
+	return c, byID[fmt.Sprintf("%s+%08x", s.Name, s.Hash)], nil
+}
+
+// UnverifiedChain is the chain id a signed checkpoint claims, read without
+// checking its signature (to choose the keys to check it with, and to file
+// a bad signature under a chain); "" when it does not parse.
+func UnverifiedChain(msg []byte) string {
+	text, _, ok := bytes.Cut(msg, []byte("\n\n"))
+	if !ok {
+		return ""
+	}
+	c, err := Parse(string(text) + "\n")
+	if err != nil {
+		return ""
+	}
+	return c.ChainID
+}
+
+// SplitNotes splits text holding one or more signed notes, each followed by
+// a blank line (or the end), as `auditctl checkpoint` prints them.
+func SplitNotes(text []byte) [][]byte {
+	var notes [][]byte
+	var cur []byte
+	inSigs := false
+	for line := range bytes.Lines(text) {
+		blank := len(bytes.TrimSpace(line)) == 0
+		switch {
+		case blank && !inSigs && len(cur) > 0:
+			inSigs = true
+		case blank && inSigs:
+			notes = append(notes, cur)
+			cur, inSigs = nil, false
+			continue
+		case blank:
+			continue // blank lines between notes
+		}
+		cur = append(cur, line...)
+	}
+	if len(cur) > 0 {
+		notes = append(notes, cur)
+	}
+	return notes
 }
 
 // KeyName is the signer name of chainID's key.
@@ -154,22 +211,6 @@ func VerifierKey(skey string) (string, error) {
 	}
 	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
 	return note.NewEd25519VerifierKey(parts[2], pub)
-}
-
-// ObjectKey is where the checkpoint of chainID at size is stored beside the
-// trail: checkpoints/<chain_id>/<size, 20 digits>.checkpoint.
-func ObjectKey(chainID string, size int64) string {
-	return fmt.Sprintf("checkpoints/%s/%020d.checkpoint", chainID, size)
-}
-
-// VerifierObjectKey is where a verifier key of chainID is published beside
-// the trail: keys/<chain_id>-<key hash>.vkey.
-func VerifierObjectKey(chainID, vkey string) string {
-	hash := "unknown"
-	if parts := strings.SplitN(vkey, "+", 3); len(parts) == 3 {
-		hash = parts[1]
-	}
-	return fmt.Sprintf("keys/%s-%s.vkey", chainID, hash)
 }
 
 func hash32(h string) ([]byte, error) {

@@ -38,21 +38,22 @@ func TestSignOpen(t *testing.T) {
 	require.NoError(t, err)
 	msg, err := Sign(cp, s)
 	require.NoError(t, err)
-	got, err := Open(msg, vkey)
+	got, signer, err := Open(msg, vkey)
 	require.NoError(t, err)
 	assert.Equal(t, cp, got)
+	assert.Equal(t, vkey, signer)
 
 	// A forged signature, another key, an altered body: all refused.
 	_, other, err := GenerateKey("collector-1")
 	require.NoError(t, err)
-	_, err = Open(msg, other)
+	_, _, err = Open(msg, other)
 	assert.ErrorIs(t, err, ErrBadSignature)
 	altered := []byte(strings.Replace(string(msg), "\n10\n", "\n11\n", 1))
-	_, err = Open(altered, vkey)
+	_, _, err = Open(altered, vkey)
 	assert.ErrorIs(t, err, ErrBadSignature)
 	sigAt := strings.LastIndex(string(msg), " ") + 1
 	forged := []byte(string(msg[:sigAt]) + "A" + string(msg[sigAt+1:]))
-	_, err = Open(forged, vkey)
+	_, _, err = Open(forged, vkey)
 	assert.ErrorIs(t, err, ErrBadSignature)
 }
 
@@ -70,12 +71,4 @@ func TestParseRejects(t *testing.T) {
 		_, err := Parse(text)
 		assert.ErrorIs(t, err, ErrMalformed, name)
 	}
-}
-
-func TestObjectKeys(t *testing.T) {
-	assert.Equal(t, "checkpoints/collector-1/00000000000000000010.checkpoint", ObjectKey("collector-1", 10))
-	_, vkey, err := GenerateKey("collector-1")
-	require.NoError(t, err)
-	k := VerifierObjectKey("collector-1", vkey)
-	assert.Regexp(t, `^keys/collector-1-[0-9a-f]{8}\.vkey$`, k)
 }

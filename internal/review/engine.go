@@ -14,6 +14,7 @@ import (
 
 	_ "github.com/duckdb/duckdb-go/v2" // the "duckdb" database/sql driver
 
+	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/trailcache"
 	"github.com/agentaudit/agentaudit/internal/verify"
 )
@@ -39,7 +40,7 @@ type Options struct {
 	Target string
 	Files  Files
 	// Source reads the checkpoints and keys stored beside the trail.
-	Source verify.Source
+	Source store.Reader
 	// Keys are verifier keys the reviewer gave; none: the keys published
 	// beside the trail, trusted on first use.
 	Keys []string

@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/agentaudit/agentaudit/internal/chain"
-	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/trailcache"
 	"github.com/agentaudit/agentaudit/internal/trailtest"
 	"github.com/agentaudit/agentaudit/internal/verify"
@@ -138,7 +138,7 @@ func openEngine(t *testing.T, dir string) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := Open(Options{Target: dir, Files: trail, Source: verify.Dir(dir), Now: func() time.Time { return t0.Add(time.Hour) }})
+	e, err := Open(Options{Target: dir, Files: trail, Source: store.Dir(dir), Now: func() time.Time { return t0.Add(time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +530,7 @@ func TestEngineVerifiesFilesHoldingTheRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := Open(Options{Target: dir, Files: everyFile{trail}, Source: verify.Dir(dir), Now: func() time.Time { return t0.Add(time.Hour) }})
+	e, err := Open(Options{Target: dir, Files: everyFile{trail}, Source: store.Dir(dir), Now: func() time.Time { return t0.Add(time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -638,7 +638,7 @@ func TestEngineProofs(t *testing.T) {
 	}
 	// chain-a's second batch loses its checkpoint (it holds run-done's
 	// approve and run-wait's start).
-	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(checkpoint.ObjectKey("chain-a", 6)))); err != nil {
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(store.CheckpointKey("chain-a", 6)))); err != nil {
 		t.Fatal(err)
 	}
 

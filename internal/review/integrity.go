@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -42,11 +41,11 @@ type fileCheck struct {
 // written once, so a check is kept for the life of the checker, keyed by
 // the local file and its size and modification time.
 type checker struct {
-	src      verify.Source
+	src      store.Reader
 	given    []string // verifier keys the reviewer gave
 	workers  int
 	keysOnce sync.Once
-	keys     verify.Keys
+	keys     checkpoint.Keys
 	keysErr  error
 	keyNotes []string
 
@@ -54,18 +53,18 @@ type checker struct {
 	done map[string]*fileCheck
 }
 
-func newChecker(src verify.Source, given []string, workers int) *checker {
+func newChecker(src store.Reader, given []string, workers int) *checker {
 	return &checker{src: src, given: given, workers: max(workers, 1), done: map[string]*fileCheck{}}
 }
 
-func (c *checker) loadKeys(ctx context.Context) (verify.Keys, error) {
+func (c *checker) loadKeys(ctx context.Context) (checkpoint.Keys, error) {
 	c.keysOnce.Do(func() {
 		if len(c.given) > 0 {
-			c.keys = verify.Keys{Given: c.given}
+			c.keys = checkpoint.Keys{Given: c.given}
 			return
 		}
-		pub, problems, err := verify.PublishedKeys(ctx, c.src)
-		c.keys, c.keyNotes, c.keysErr = verify.Keys{Published: pub}, problems, err
+		pub, problems, err := checkpoint.PublishedKeys(ctx, c.src)
+		c.keys, c.keyNotes, c.keysErr = checkpoint.Keys{Published: pub}, problems, err
 	})
 	return c.keys, c.keysErr
 }
@@ -112,7 +111,7 @@ func (c *checker) check(ctx context.Context, keys, paths []string, prove []bool)
 // checkEntries checks the footer of the file and the checkpoint sealed
 // with it, leaving the entries to prove; a file it cannot prove entries
 // of is verified whole.
-func (c *checker) checkEntries(ctx context.Context, keys verify.Keys, key, path string) *fileCheck {
+func (c *checker) checkEntries(ctx context.Context, keys checkpoint.Keys, key, path string) *fileCheck {
 	memo, fc := c.memo(path)
 	if fc != nil {
 		return fc
@@ -156,7 +155,7 @@ func (c *checker) memo(path string) (string, *fileCheck) {
 }
 
 // checkOne verifies the file whole (verify.CheckFile) and its checkpoint.
-func (c *checker) checkOne(ctx context.Context, keys verify.Keys, key, path string) *fileCheck {
+func (c *checker) checkOne(ctx context.Context, keys checkpoint.Keys, key, path string) *fileCheck {
 	memo, fc := c.memo(path)
 	if fc != nil {
 		return fc
@@ -182,13 +181,13 @@ func (c *checker) checkOne(ctx context.Context, keys verify.Keys, key, path stri
 }
 
 // checkCheckpoint compares the checkpoint sealed with fc's batch with it.
-func (c *checker) checkCheckpoint(ctx context.Context, keys verify.Keys, fc *fileCheck) {
+func (c *checker) checkCheckpoint(ctx context.Context, keys checkpoint.Keys, fc *fileCheck) {
 	f := fc.footer
-	obj := checkpoint.ObjectKey(f.ChainID, f.LastSeq+1)
+	obj := store.CheckpointKey(f.ChainID, f.LastSeq+1)
 	fc.cpObject = obj
-	msg, err := c.src.ReadFile(ctx, obj)
+	msg, err := c.src.Get(ctx, obj)
 	switch {
-	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound):
 		fc.notes = append(fc.notes, fmt.Sprintf("no signed checkpoint for batch %s %d-%d (%s)", f.ChainID, f.FirstSeq, f.LastSeq, obj))
 		return
 	case err != nil:
@@ -200,7 +199,7 @@ func (c *checker) checkCheckpoint(ctx context.Context, keys verify.Keys, fc *fil
 		fc.notes = append(fc.notes, fmt.Sprintf("no verifier key for chain %s: its checkpoints are not checked", f.ChainID))
 		return
 	}
-	cp, signer, err := verify.OpenCheckpoint(msg, vkeys)
+	cp, signer, err := checkpoint.Open(msg, vkeys...)
 	if err != nil {
 		fc.violations = append(fc.violations, verify.Violation{File: obj, ChainID: f.ChainID, Seq: verify.NoSeq, Kind: verify.BadSignature, Detail: err.Error()})
 		return
@@ -216,7 +215,7 @@ func (c *checker) checkCheckpoint(ctx context.Context, keys verify.Keys, fc *fil
 	fc.checkpoint = &Checkpoint{
 		ChainID: cp.ChainID, Size: cp.Size, Head: cp.Head,
 		BatchFirst: cp.BatchFirst, BatchLast: cp.BatchLast, BatchRoot: cp.BatchRoot,
-		KeyName: name, KeyID: verify.KeyID(signer), Key: signer, Object: obj, Text: string(msg),
+		KeyName: name, KeyID: checkpoint.KeyID(signer), Key: signer, Object: obj, Text: string(msg),
 	}
 }
 

@@ -20,7 +20,7 @@ const (
 )
 
 // FS is a Store on a local directory. Object keys are paths below the
-// directory. It is safe for concurrent use, including by several processes
+// directory; it reads them as Dir does. It is safe for concurrent use, including by several processes
 // sharing the directory.
 type FS struct {
 	dir string
@@ -222,71 +222,23 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// Get returns the object's bytes, or an error wrapping ErrNotFound.
+// Get reads the regular file under key; see Dir.Get.
 func (s *FS) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := ValidKey(key); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	p := s.path(key)
-	data, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, p)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: get %s: %w", key, err)
-	}
-	return data, nil
+	return Dir(s.dir).Get(ctx, key)
 }
 
-// List returns the keys of all regular files under prefix, sorted, skipping
-// dot-files and dot-directories (temporary files). It walks only the
-// directory the prefix names, not the whole tree.
+// List returns the keys of the regular files under prefix; see Dir.List.
 func (s *FS) List(ctx context.Context, prefix string) ([]string, error) {
-	if err := validPrefix(prefix); err != nil {
-		return nil, err
-	}
-	root := s.dir
-	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
-		root = s.path(prefix[:i])
-	}
-	var keys []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == root && errors.Is(err, fs.ErrNotExist) {
-				return fs.SkipAll
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if p != root && strings.HasPrefix(d.Name(), ".") {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		rel, err := filepath.Rel(s.dir, p)
-		if err != nil {
-			return err
-		}
-		if key := filepath.ToSlash(rel); strings.HasPrefix(key, prefix) {
-			keys = append(keys, key)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: list %q: %w", prefix, err)
-	}
-	slices.Sort(keys)
-	return keys, nil
+	return Dir(s.dir).List(ctx, prefix)
 }
+
+// Batches lists what a reader's glob reads as batches; see Dir.Batches.
+func (s *FS) Batches(ctx context.Context) ([]string, error) {
+	return Dir(s.dir).Batches(ctx)
+}
+
+// String is the directory's path.
+func (s *FS) String() string { return s.dir }
 
 // Delete removes the object under key and fsyncs its directory. It is for
 // spools, whose objects leave once a remote store has them; a trail's own

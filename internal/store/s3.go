@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -260,17 +261,14 @@ func (s *S3) holds(ctx context.Context, key, checksum string, data []byte) (bool
 	return bytes.Equal(stored, data), nil
 }
 
-// Get returns the object under key, or an error wrapping ErrNotFound.
+// Get returns the object under key (see ValidName: also the names Batches
+// returns that agentaudit never writes), or an error wrapping ErrNotFound.
 func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
-	if err := ValidKey(key); err != nil {
+	if err := ValidName(key); err != nil {
 		return nil, err
 	}
 	return s.get(ctx, key)
 }
-
-// GetAny is Get for any key ListAll returns, valid or not: a verifier must
-// read what a reader of the bucket can.
-func (s *S3) GetAny(ctx context.Context, key string) ([]byte, error) { return s.get(ctx, key) }
 
 func (s *S3) get(ctx context.Context, key string) ([]byte, error) {
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.opts.Bucket, Key: aws.String(s.prefix + key)})
@@ -291,20 +289,43 @@ func (s *S3) get(ctx context.Context, key string) ([]byte, error) {
 // List returns every key under prefix, relative to the store's prefix,
 // sorted. Objects whose names are not valid keys are skipped.
 func (s *S3) List(ctx context.Context, prefix string) ([]string, error) {
-	if err := validPrefix(prefix); err != nil {
+	if err := ValidPrefix(prefix); err != nil {
 		return nil, err
 	}
 	return s.list(ctx, prefix, true)
 }
 
-// ListAll is List without skipping the objects whose names are not valid
-// keys (".x.parquet", "a//b"), which agentaudit never writes but a reader
-// of the bucket may read: a verifier must see them.
-func (s *S3) ListAll(ctx context.Context, prefix string) ([]string, error) {
-	if err := validPrefix(prefix); err != nil {
+// Batches lists the objects a reader's glob reads as batches (see
+// IsBatchKey), also those whose names agentaudit never writes
+// (".x.parquet", "a//b.parquet"): a verifier must see them.
+func (s *S3) Batches(ctx context.Context) ([]string, error) {
+	keys, err := s.list(ctx, "", false)
+	if err != nil {
 		return nil, err
 	}
-	return s.list(ctx, prefix, false)
+	return slices.DeleteFunc(keys, func(k string) bool { return !IsBatchKey(k) }), nil
+}
+
+// String is the store's URL: s3://bucket or s3://bucket/prefix.
+func (s *S3) String() string {
+	if s.prefix == "" {
+		return "s3://" + s.opts.Bucket
+	}
+	return "s3://" + s.opts.Bucket + "/" + strings.TrimSuffix(s.prefix, "/")
+}
+
+// ParseS3URL splits "s3://bucket/prefix" into bucket and prefix, the
+// prefix without a leading or trailing '/'.
+func ParseS3URL(u string) (bucket, prefix string, err error) {
+	rest, ok := strings.CutPrefix(u, "s3://")
+	if !ok {
+		return "", "", fmt.Errorf("store: %q is not an s3:// URL", u)
+	}
+	bucket, prefix, _ = strings.Cut(rest, "/")
+	if bucket == "" {
+		return "", "", fmt.Errorf("store: %q names no bucket", u)
+	}
+	return bucket, strings.Trim(prefix, "/"), nil
 }
 
 func (s *S3) list(ctx context.Context, prefix string, validOnly bool) ([]string, error) {
@@ -352,9 +373,10 @@ type ObjectInfo struct {
 	ETag string
 }
 
-// ListInfo is ListAll with each object's size and ETag, sorted by key.
+// ListInfo lists every object under prefix, also those whose names are not
+// valid keys (as Batches does), with its size and ETag, sorted by key.
 func (s *S3) ListInfo(ctx context.Context, prefix string) ([]ObjectInfo, error) {
-	if err := validPrefix(prefix); err != nil {
+	if err := ValidPrefix(prefix); err != nil {
 		return nil, err
 	}
 	var objs []ObjectInfo

@@ -42,7 +42,7 @@ func TestS3ListInfo(t *testing.T) {
 		assert.NotEmpty(t, o.ETag, o.Key)
 	}
 	assert.Equal(t, []string{".hidden.parquet", "dt=2026-03-09/a.parquet", "dt=2026-03-09/b.parquet"}, keys,
-		"sorted, relative to the prefix, dot-named keys included like ListAll")
+		"sorted, relative to the prefix, dot-named keys included like Batches")
 	assert.Equal(t, []int64{7, 1, 4}, []int64{objs[0].Size, objs[1].Size, objs[2].Size})
 
 	objs, err = s.ListInfo(ctx, "dt=2026-03-09/")

@@ -1,9 +1,15 @@
-// Package store writes sealed batch objects exactly once and reads them back.
+// Package store holds a trail's objects and owns their key layout
+// (layout.go): the one place that builds and parses batch, checkpoint and
+// verifier key names.
 //
-// A batch object is immutable: once a key holds bytes, a second Put with the
-// same bytes is a no-op (a retried upload) and a Put with different bytes is
-// a conflict, which means two writers share a chain id. The local filesystem
-// implementation (FS) and an in-memory fake (Memory) share these semantics.
+// A Store writes objects exactly once: once a key holds bytes, a second
+// Put with the same bytes is a no-op (a retried upload) and a Put with
+// different bytes is a conflict, which means two writers share a chain id.
+// Its read side, Reader, is what an auditor's tools need: a read-only
+// directory (Dir) is one, and every Store is one. Implementations: FS (a
+// local directory), Dir (read-only) and S3; an in-memory fake for tests is
+// in internal/storetest, with the behaviour table every implementation
+// passes.
 package store // import "github.com/agentaudit/agentaudit/internal/store"
 
 import (
@@ -12,21 +18,38 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 )
 
-// Store writes sealed batch objects once and reads them back. Keys are
-// slash-separated relative paths (see ValidKey).
-type Store interface {
-	// Put stores data under key exactly once. If key already holds identical
-	// bytes, Put returns nil (a retried upload is idempotent). If it holds
-	// different bytes, Put returns an error wrapping ErrConflict (two
-	// writers share a chain id) and changes nothing.
-	Put(ctx context.Context, key string, data []byte) error
-	// Get returns the object's bytes, or an error wrapping ErrNotFound.
+// Reader reads a trail. Keys are slash-separated relative paths.
+type Reader interface {
+	// Get returns the bytes of the object under key: any key List or
+	// Batches returns, dot-named ones included. A missing object gives an
+	// error wrapping ErrNotFound; a name that is not a relative path
+	// inside the store (see ValidName), one wrapping ErrInvalidKey.
 	Get(ctx context.Context, key string) ([]byte, error)
-	// List returns every key under prefix ("" for all), sorted.
+	// List returns every key under prefix ("" for all, else a key or
+	// part of one; see ValidKey), sorted. Names that are not keys
+	// (dot-files: temporary files) are left out.
 	List(ctx context.Context, prefix string) ([]string, error)
+	// Batches returns every name a reader of the trail reads as a batch
+	// file (read_parquet('<root>/**/*.parquet'), see IsBatchKey), sorted:
+	// also names agentaudit never writes (".x.parquet"), and in a
+	// directory names that are not regular files, which Get refuses with
+	// a *NotRegularError. Nothing a reader sees may be skipped silently.
+	Batches(ctx context.Context) ([]string, error)
+	// String names the store for reports: a path or s3://bucket/prefix.
+	String() string
+}
+
+// Store is a Reader that also writes objects, each exactly once.
+type Store interface {
+	Reader
+	// Put stores data under key (see ValidKey) exactly once. If key
+	// already holds identical bytes, Put returns nil (a retried upload is
+	// idempotent). If it holds different bytes, Put returns an error
+	// wrapping ErrConflict (two writers share a chain id) and changes
+	// nothing.
+	Put(ctx context.Context, key string, data []byte) error
 }
 
 // Errors. Check with errors.Is; they come back wrapped with the key or path.
@@ -38,8 +61,6 @@ var (
 	ErrNotFound = errors.New("store: object not found")
 	// ErrInvalidKey: the key (or List prefix) is not a clean relative path.
 	ErrInvalidKey = errors.New("store: invalid key")
-	// ErrNotBatchKey: ParseBatchKey was given a key BatchKey does not make.
-	ErrNotBatchKey = errors.New("store: not a batch key")
 )
 
 // maxKeyLen bounds keys well below common filesystem and object store limits.
@@ -75,8 +96,36 @@ func ValidKey(key string) error {
 	return nil
 }
 
-// validPrefix checks a List prefix: "" or a key, optionally ending in '/'.
-func validPrefix(prefix string) error {
+// ValidName returns nil if name can be read from a store: what ValidKey
+// checks, except that segments may start with '.' and be empty, and may
+// hold a backslash (an S3 bucket and a directory written by other tools
+// hold such names, and a reader of the trail reads them). It still refuses
+// "", absolute paths, "." and ".." segments and NUL bytes, so that no name
+// leaves the store. Otherwise it returns an error wrapping ErrInvalidKey.
+func ValidName(name string) error {
+	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrInvalidKey, name, why) }
+	switch {
+	case name == "":
+		return bad("empty")
+	case len(name) > maxKeyLen:
+		return bad("longer than " + strconv.Itoa(maxKeyLen) + " bytes")
+	case strings.HasPrefix(name, "/"):
+		return bad("absolute path")
+	case strings.ContainsRune(name, 0):
+		return bad("contains a NUL byte")
+	}
+	for seg := range strings.SplitSeq(name, "/") {
+		if seg == "." || seg == ".." {
+			return bad("contains a " + strconv.Quote(seg) + " segment")
+		}
+	}
+	return nil
+}
+
+// ValidPrefix returns nil if prefix is usable with List: "" or a key,
+// optionally ending in '/'. Otherwise it returns an error wrapping
+// ErrInvalidKey.
+func ValidPrefix(prefix string) error {
 	if prefix == "" {
 		return nil
 	}
@@ -84,78 +133,4 @@ func validPrefix(prefix string) error {
 		return fmt.Errorf("prefix: %w", err)
 	}
 	return nil
-}
-
-// maxChainIDLen bounds chain ids so that batch keys stay short.
-const maxChainIDLen = 128
-
-// ValidChainID reports whether id is usable in batch keys: 1 to 128
-// characters of [A-Za-z0-9._-], not starting with '.' (which also excludes
-// "." and ".."): a batch file named ".x-…" would be skipped by List and by
-// some readers (Athena skips names that start with '.' or '_'), though not
-// by others (DuckDB's globs read it).
-func ValidChainID(id string) bool {
-	if id == "" || len(id) > maxChainIDLen || id[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-const (
-	dayPrefix  = "dt="
-	dayLayout  = "2006-01-02"
-	batchExt   = ".parquet"
-	seqDigits  = 20 // math.MaxInt64 has 19 digits
-	seqPadding = "%020d"
-)
-
-// BatchKey returns the object key of the batch of chain chainID starting at
-// firstSeq: "dt=YYYY-MM-DD/<chainID>-<firstSeq as 20 zero-padded
-// digits>.parquet", dt the UTC date of t. The padding keeps lexical order
-// equal to seq order. chainID must satisfy ValidChainID and firstSeq must not
-// be negative, or ParseBatchKey will not accept the key.
-func BatchKey(chainID string, firstSeq int64, t time.Time) string {
-	return dayPrefix + t.UTC().Format(dayLayout) + "/" + chainID + "-" + fmt.Sprintf(seqPadding, firstSeq) + batchExt
-}
-
-// ParseBatchKey is the inverse of BatchKey: it returns the chain id, the
-// first seq and the day ("YYYY-MM-DD") of a batch key. Chain ids may contain
-// '-': the seq follows the last one. Any other key gives an error wrapping
-// ErrNotBatchKey.
-func ParseBatchKey(key string) (chainID string, firstSeq int64, day string, err error) {
-	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrNotBatchKey, key, why) }
-	dir, name, ok := strings.Cut(key, "/")
-	if !ok || !strings.HasPrefix(dir, dayPrefix) {
-		return "", 0, "", bad(`want "dt=YYYY-MM-DD/<chain>-<seq>.parquet"`)
-	}
-	day = dir[len(dayPrefix):]
-	if _, perr := time.Parse(dayLayout, day); perr != nil || len(day) != len(dayLayout) {
-		return "", 0, "", bad("day " + strconv.Quote(day) + " is not YYYY-MM-DD")
-	}
-	base, ok := strings.CutSuffix(name, batchExt)
-	if !ok {
-		return "", 0, "", bad("no " + batchExt + " suffix")
-	}
-	dash := strings.LastIndexByte(base, '-')
-	if dash < 0 {
-		return "", 0, "", bad("no '-' before the seq")
-	}
-	chainID, digits := base[:dash], base[dash+1:]
-	if !ValidChainID(chainID) {
-		return "", 0, "", bad("invalid chain id " + strconv.Quote(chainID))
-	}
-	if len(digits) != seqDigits || strings.Trim(digits, "0123456789") != "" {
-		return "", 0, "", bad("seq " + strconv.Quote(digits) + " is not 20 digits")
-	}
-	firstSeq, perr := strconv.ParseInt(digits, 10, 64)
-	if perr != nil {
-		return "", 0, "", bad("seq " + digits + " out of range")
-	}
-	return chainID, firstSeq, day, nil
 }

@@ -8,16 +8,16 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/agentaudit/agentaudit/internal/verify"
+	"github.com/agentaudit/agentaudit/internal/store"
 )
 
 // dirSource is a trail in a local directory.
 type dirSource string
 
-// list keeps the regular files of what verify.Dir lists: a symbolic link,
+// list keeps the regular files of what store.Dir's Batches lists: a symbolic link,
 // a named pipe or a directory named *.parquet is not part of a trail.
 func (d dirSource) list(ctx context.Context) ([]object, error) {
-	keys, err := verify.Dir(d).List(ctx)
+	keys, err := store.Dir(d).Batches(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("trailcache: %w", err)
 	}

@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/agentaudit/agentaudit/internal/store"
-	"github.com/agentaudit/agentaudit/internal/verify"
 )
 
 // s3Source is a trail under an S3 prefix, with its local cache.
@@ -45,7 +44,7 @@ type s3Source struct {
 }
 
 func openS3(ctx context.Context, target string, opts Options) (*s3Source, error) {
-	bucket, prefix, err := verify.ParseS3URL(target)
+	bucket, prefix, err := store.ParseS3URL(target)
 	if err != nil {
 		return nil, fmt.Errorf("trailcache: %w", err)
 	}
@@ -101,7 +100,7 @@ func (s *s3Source) list(ctx context.Context) ([]object, error) {
 	}
 	var objs []object
 	for _, in := range infos {
-		if isBatchKey(in.Key) {
+		if store.IsBatchKey(in.Key) {
 			objs = append(objs, object{key: in.Key, size: in.Size, etag: in.ETag})
 		}
 	}

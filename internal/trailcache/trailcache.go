@@ -371,6 +371,3 @@ type source interface {
 	// the bytes it downloaded.
 	local(ctx context.Context, o object) (path string, downloaded bool, n int64, err error)
 }
-
-// isBatchKey reports whether a listed name is a batch file's: *.parquet.
-func isBatchKey(key string) bool { return strings.HasSuffix(key, ".parquet") }

@@ -50,7 +50,7 @@ func New(dir, chainID string, batchSize int, day time.Time) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{Dir: dir, BatchSize: batchSize, Day: day, VerifierKey: vkey, chain: chain.New(chainID, chain.Genesis()), signer: signer}
-	if err := w.write(checkpoint.VerifierObjectKey(chainID, vkey), []byte(vkey+"\n")); err != nil {
+	if err := w.write(store.VerifierKeyKey(chainID, vkey), []byte(vkey+"\n")); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -88,7 +88,7 @@ func (w *Writer) Flush() error {
 	if err != nil {
 		return err
 	}
-	if err := w.write(checkpoint.ObjectKey(f.ChainID, cp.Size), msg); err != nil {
+	if err := w.write(store.CheckpointKey(f.ChainID, cp.Size), msg); err != nil {
 		return err
 	}
 	w.Files = append(w.Files, key)

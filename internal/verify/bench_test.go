@@ -7,6 +7,7 @@ import (
 
 	"context"
 	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/store"
 	"os"
 	"sync"
 	"syscall"
@@ -50,7 +51,7 @@ func BenchmarkVerify(b *testing.B) {
 	var n int64
 	cpu0 := cpuTime()
 	for b.Loop() {
-		rep, err := Verify(context.Background(), Dir(dir), Options{})
+		rep, err := Verify(context.Background(), store.Dir(dir), Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -136,7 +137,7 @@ func BenchmarkVerifyRemote(b *testing.B) {
 	workers := runtime.GOMAXPROCS(0)
 	for _, fetchers := range []int{workers, DefaultFetchers} {
 		b.Run(fmt.Sprintf("fetchers=%d", fetchers), func(b *testing.B) {
-			src := remoteSource{Dir: Dir(dir), delay: 20 * time.Millisecond}
+			src := remoteSource{Dir: store.Dir(dir), delay: 20 * time.Millisecond}
 			var n int64
 			for b.Loop() {
 				rep, err := Verify(context.Background(), src, Options{Workers: workers, Fetchers: fetchers})

@@ -17,6 +17,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/merkle"
+	"github.com/agentaudit/agentaudit/internal/store"
 )
 
 // signedTrail is a trail with the checkpoints and keys the exporter writes
@@ -33,9 +34,9 @@ func newSignedTrail(t *testing.T) *signedTrail {
 		skey, vkey, err := checkpoint.GenerateKey(id)
 		require.NoError(t, err)
 		st.skeys[id], st.vkeys[id] = skey, vkey
-		writeFile(t, st.dir, checkpoint.VerifierObjectKey(id, vkey), []byte(vkey+"\n"))
+		writeFile(t, st.dir, store.VerifierKeyKey(id, vkey), []byte(vkey+"\n"))
 		for i := range st.keys[id] {
-			writeFile(t, st.dir, checkpoint.ObjectKey(id, int64((i+1)*perFile)), st.sign(t, id, st.file(id, i)))
+			writeFile(t, st.dir, store.CheckpointKey(id, int64((i+1)*perFile)), st.sign(t, id, st.file(id, i)))
 		}
 	}
 	return st
@@ -69,7 +70,7 @@ func signBatch(t *testing.T, skey string, es []entry.Entry) []byte {
 func verifyWith(t *testing.T, dir string, opts Options) *Report {
 	t.Helper()
 	opts.Workers = 3
-	rep, err := Verify(context.Background(), Dir(dir), opts)
+	rep, err := Verify(context.Background(), store.Dir(dir), opts)
 	require.NoError(t, err)
 	return rep
 }
@@ -99,8 +100,8 @@ func TestCheckpointsCleanTrail(t *testing.T) {
 	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
 	assert.Equal(t, 10, rep.StoredCheckpoints)
 	assert.False(t, rep.Checkpoint)
-	assert.Equal(t, []string{KeyID(st.vkeys["replica-0"]), KeyID(st.vkeys["replica-1"])}, rep.TrustedOnFirstUse)
-	assert.Equal(t, []string{TOFUNote(st.vkeys["replica-0"]), TOFUNote(st.vkeys["replica-1"]), NoCheckpointNote}, rep.Notes)
+	assert.Equal(t, []string{checkpoint.KeyID(st.vkeys["replica-0"]), checkpoint.KeyID(st.vkeys["replica-1"])}, rep.TrustedOnFirstUse)
+	assert.Equal(t, []string{checkpoint.TOFUNote(st.vkeys["replica-0"]), checkpoint.TOFUNote(st.vkeys["replica-1"]), NoCheckpointNote}, rep.Notes)
 	assert.Contains(t, rep.Notes[0], "trusting the published key agentaudit-replica-0+")
 	for _, c := range rep.Chains {
 		assert.Equal(t, int64(chainLen), c.CheckpointSize)
@@ -123,7 +124,7 @@ func TestCheckpointsCleanTrail(t *testing.T) {
 // TestCheckpointTamperMatrix: each change is caught with exactly these
 // violations.
 func TestCheckpointTamperMatrix(t *testing.T) {
-	last0 := checkpoint.ObjectKey("replica-0", chainLen)
+	last0 := store.CheckpointKey("replica-0", chainLen)
 	tests := []struct {
 		name   string
 		tamper func(t *testing.T, st *signedTrail) Options
@@ -133,34 +134,34 @@ func TestCheckpointTamperMatrix(t *testing.T) {
 		{
 			name: "signature byte changed",
 			tamper: func(t *testing.T, st *signedTrail) Options {
-				p := st.path(checkpoint.ObjectKey("replica-0", 20))
+				p := st.path(store.CheckpointKey("replica-0", 20))
 				msg, err := os.ReadFile(p)
 				require.NoError(t, err)
 				require.NoError(t, os.WriteFile(p, flipSignature(t, msg), 0o644))
 				return Options{}
 			},
 			want: []string{"replica-0/-1/bad_signature"},
-			file: checkpoint.ObjectKey("replica-0", 20),
+			file: store.CheckpointKey("replica-0", 20),
 		},
 		{
 			name: "checkpoint signed with another key",
 			tamper: func(t *testing.T, st *signedTrail) Options {
 				other, _, err := checkpoint.GenerateKey("replica-1")
 				require.NoError(t, err)
-				writeFile(t, st.dir, checkpoint.ObjectKey("replica-1", 30), signBatch(t, other, st.file("replica-1", 2)))
+				writeFile(t, st.dir, store.CheckpointKey("replica-1", 30), signBatch(t, other, st.file("replica-1", 2)))
 				return Options{}
 			},
 			want: []string{"replica-1/-1/bad_signature"},
-			file: checkpoint.ObjectKey("replica-1", 30),
+			file: store.CheckpointKey("replica-1", 30),
 		},
 		{
 			name: "checkpoint signed with another chain's published key",
 			tamper: func(t *testing.T, st *signedTrail) Options {
-				writeFile(t, st.dir, checkpoint.ObjectKey("replica-1", 30), signBatch(t, st.skeys["replica-0"], st.file("replica-1", 2)))
+				writeFile(t, st.dir, store.CheckpointKey("replica-1", 30), signBatch(t, st.skeys["replica-0"], st.file("replica-1", 2)))
 				return Options{}
 			},
 			want: []string{"replica-1/-1/bad_signature"},
-			file: checkpoint.ObjectKey("replica-1", 30),
+			file: store.CheckpointKey("replica-1", 30),
 		},
 		{
 			name: "tail truncated, stored checkpoints kept",
@@ -194,7 +195,7 @@ func TestCheckpointTamperMatrix(t *testing.T) {
 				"replica-1/9/ends_before_checkpoint", "replica-1/19/ends_before_checkpoint", "replica-1/29/ends_before_checkpoint",
 				"replica-1/39/ends_before_checkpoint", "replica-1/49/ends_before_checkpoint",
 			},
-			file: checkpoint.ObjectKey("replica-1", 10),
+			file: store.CheckpointKey("replica-1", 10),
 		},
 		{
 			name: "history rewritten, stored checkpoints kept",
@@ -207,7 +208,7 @@ func TestCheckpointTamperMatrix(t *testing.T) {
 				"replica-0/30/checkpoint_mismatch", "replica-0/39/checkpoint_mismatch",
 				"replica-0/40/checkpoint_mismatch", "replica-0/49/checkpoint_mismatch",
 			},
-			file: checkpoint.ObjectKey("replica-0", 30),
+			file: store.CheckpointKey("replica-0", 30),
 		},
 		{
 			name: "history rewritten, stored checkpoints removed, kept checkpoint given",
@@ -240,11 +241,11 @@ func TestCheckpointTamperMatrix(t *testing.T) {
 		{
 			name: "stored checkpoint renamed",
 			tamper: func(t *testing.T, st *signedTrail) Options {
-				require.NoError(t, os.Rename(st.path(checkpoint.ObjectKey("replica-0", 20)), st.path(checkpoint.ObjectKey("replica-0", 21))))
+				require.NoError(t, os.Rename(st.path(store.CheckpointKey("replica-0", 20)), st.path(store.CheckpointKey("replica-0", 21))))
 				return Options{}
 			},
 			want: []string{"replica-0/19/checkpoint_mismatch"},
-			file: checkpoint.ObjectKey("replica-0", 21),
+			file: store.CheckpointKey("replica-0", 21),
 		},
 		{
 			name: "trail re-batched: head inside a file",
@@ -259,7 +260,7 @@ func TestCheckpointTamperMatrix(t *testing.T) {
 				return Options{}
 			},
 			want: []string{"replica-0/30/checkpoint_mismatch", "replica-0/40/checkpoint_mismatch"},
-			file: checkpoint.ObjectKey("replica-0", 40),
+			file: store.CheckpointKey("replica-0", 40),
 		},
 	}
 	for _, tc := range tests {
@@ -298,35 +299,16 @@ func TestCheckpointKeys(t *testing.T) {
 
 	// A kept checkpoint and no key: an error, not a pass.
 	kept := KeptCheckpoint{Name: "kept", Note: st.sign(t, "replica-0", st.file("replica-0", 4))}
-	_, err := Verify(context.Background(), Dir(st.dir), Options{Checkpoints: []KeptCheckpoint{kept}})
+	_, err := Verify(context.Background(), store.Dir(st.dir), Options{Checkpoints: []KeptCheckpoint{kept}})
 	require.ErrorIs(t, err, ErrNoKey)
 
 	// A bad key given: an error.
-	_, err = Verify(context.Background(), Dir(st.dir), Options{Keys: []string{"not a key"}})
-	require.ErrorIs(t, err, ErrBadKey)
+	_, err = Verify(context.Background(), store.Dir(st.dir), Options{Keys: []string{"not a key"}})
+	require.ErrorIs(t, err, checkpoint.ErrBadKey)
 
 	// The keys given: all checked.
 	rep = verifyWith(t, st.dir, Options{Keys: []string{st.vkeys["replica-0"], st.vkeys["replica-1"]}, Checkpoints: []KeptCheckpoint{kept}})
 	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
 	assert.True(t, rep.Checkpoint)
 	assert.Equal(t, []string{}, append([]string{}, rep.TrustedOnFirstUse...))
-
-	keys, err := ParseKeys("# keys\n" + st.vkeys["replica-0"] + "\n\n" + st.vkeys["replica-1"] + "\n")
-	require.NoError(t, err)
-	assert.Equal(t, []string{st.vkeys["replica-0"], st.vkeys["replica-1"]}, keys)
-	_, err = ParseKeys("garbage\n")
-	require.ErrorIs(t, err, ErrBadKey)
-}
-
-func TestSplitNotes(t *testing.T) {
-	st := newSignedTrail(t)
-	a := st.sign(t, "replica-0", st.file("replica-0", 4))
-	b := st.sign(t, "replica-1", st.file("replica-1", 4))
-	joined := append(append(append([]byte{}, a...), '\n'), b...)
-	assert.Equal(t, [][]byte{a, b}, SplitNotes(joined))
-	assert.Equal(t, [][]byte{a}, SplitNotes(a))
-	c, signer, err := OpenCheckpoint(a, []string{st.vkeys["replica-1"], st.vkeys["replica-0"]})
-	require.NoError(t, err)
-	assert.Equal(t, st.vkeys["replica-0"], signer)
-	assert.Equal(t, int64(chainLen), c.Size)
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/agentaudit/agentaudit/internal/store"
 )
 
 // TestNotRegularFilesAreViolations: every name a reader's glob matches as
@@ -55,7 +57,7 @@ func TestNotRegularFilesAreViolations(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rep, err := Verify(ctx, Dir(tr.dir), Options{Workers: 2})
+	rep, err := Verify(ctx, store.Dir(tr.dir), Options{Workers: 2})
 	require.NoError(t, err, "a name that is not a regular file is a violation, not an error")
 	require.False(t, rep.Intact)
 
@@ -101,20 +103,4 @@ func TestNotRegularFilesAreViolations(t *testing.T) {
 	}
 	assert.Contains(t, dupFiles, ".hidden/replica-1-00000000000000000000.parquet")
 	assert.Contains(t, dupFiles, "dir.parquet/.replica-1-00000000000000000000.parquet")
-}
-
-// TestDirReadFileRefusesNonRegular: ReadFile, which checkpoints and proofs
-// read through, neither follows a link nor blocks on a pipe.
-func TestDirReadFileRefusesNonRegular(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "real"), []byte("x"), 0o644))
-	require.NoError(t, os.Symlink("real", filepath.Join(dir, "link")))
-	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
-	b, err := Dir(dir).ReadFile(context.Background(), "real")
-	require.NoError(t, err)
-	assert.Equal(t, "x", string(b))
-	_, err = Dir(dir).ReadFile(context.Background(), "link")
-	assert.ErrorContains(t, err, "link is not a regular file: symlink to real")
-	_, err = Dir(dir).ReadFile(context.Background(), "fifo")
-	assert.ErrorContains(t, err, "fifo is not a regular file: named pipe (FIFO)")
 }

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/agentaudit/agentaudit/internal/store"
 )
 
 // Kind names what is wrong. The values are part of the --json output: never
@@ -195,7 +197,7 @@ type Options struct {
 	// Workers is how many files are read at once; 0 means GOMAXPROCS.
 	Workers int
 	// Fetchers is how many files of a remote source (anything but a local
-	// Dir) are downloaded at once, ahead of the workers; 0 means
+	// store.Dir) are downloaded at once, ahead of the workers; 0 means
 	// DefaultFetchers. Downloads, not the CPU, bound a verification over
 	// S3: each file waits a round trip or more.
 	Fetchers int
@@ -231,14 +233,15 @@ func CheckFile(key string, data []byte) []Violation {
 	return r.read(key, data).violations
 }
 
-// Verify checks every .parquet file of src, then every signed checkpoint
-// stored beside the trail (checkpoints/<chain_id>/*.checkpoint) and given in
+// Verify checks every batch file src lists (src.Batches: every .parquet
+// name a reader reads), then every signed checkpoint stored beside the
+// trail (checkpoints/<chain_id>/*.checkpoint) and given in
 // opts, and returns the report. An error means the trail could not be
 // verified (the source could not be listed or a file could not be fetched;
 // ErrNoFiles; ErrNoKey; ErrBadKey); problems with the files' contents are
 // violations in the report, never errors.
-func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
-	keys, err := src.List(ctx)
+func Verify(ctx context.Context, src store.Reader, opts Options) (*Report, error) {
+	keys, err := src.Batches(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -284,9 +287,9 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 	// readErr handles an error reading file i: a name that is not a regular
 	// file is a violation, anything else makes the verification fail.
 	readErr := func(i int, err error) {
-		var nr *notRegularError
+		var nr *store.NotRegularError
 		if errors.As(err, &nr) {
-			record(i, notRegular(keys[i], nr.what))
+			record(i, notRegular(keys[i], nr.What))
 			return
 		}
 		fail(err)
@@ -310,7 +313,7 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 			}()
 		}
 	}
-	if d, ok := src.(Dir); ok {
+	if d, ok := src.(store.Dir); ok {
 		// Local files: each worker reads the next file itself, into the
 		// buffer of the one before (the bytes are not kept past read).
 		work(func(r *fileReader) (int, []byte, bool) {
@@ -319,7 +322,7 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 				if i >= len(keys) || ctx.Err() != nil {
 					return 0, nil, false
 				}
-				data, err := d.readFileInto(keys[i], r.file)
+				data, err := d.GetInto(ctx, keys[i], r.file)
 				if err != nil {
 					readErr(i, err)
 					continue
@@ -350,7 +353,7 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 					if i >= len(keys) || ctx.Err() != nil {
 						return
 					}
-					data, err := src.ReadFile(ctx, keys[i])
+					data, err := src.Get(ctx, keys[i])
 					if err != nil {
 						readErr(i, err)
 						continue

@@ -39,7 +39,7 @@ func newTrail(t *testing.T) *trail {
 
 func verifyDir(t *testing.T, dir string) *Report {
 	t.Helper()
-	rep, err := Verify(context.Background(), Dir(dir), Options{Workers: 3})
+	rep, err := Verify(context.Background(), store.Dir(dir), Options{Workers: 3})
 	require.NoError(t, err)
 	return rep
 }
@@ -360,9 +360,9 @@ func TestTruncatedTailNeedsCheckpoint(t *testing.T) {
 func TestNoFilesIsAnError(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "README"), []byte("x"), 0o644))
-	_, err := Verify(context.Background(), Dir(dir), Options{})
+	_, err := Verify(context.Background(), store.Dir(dir), Options{})
 	require.ErrorIs(t, err, ErrNoFiles)
-	_, err = Verify(context.Background(), Dir(filepath.Join(dir, "missing")), Options{})
+	_, err = Verify(context.Background(), store.Dir(filepath.Join(dir, "missing")), Options{})
 	require.Error(t, err)
 }
 
@@ -394,15 +394,15 @@ func TestReportJSON(t *testing.T) {
 		doc.Violations[1]["detail"])
 }
 
-type failingSource struct{ Dir }
+type failingSource struct{ store.Dir }
 
-func (failingSource) ReadFile(context.Context, string) ([]byte, error) {
+func (failingSource) Get(context.Context, string) ([]byte, error) {
 	return nil, errors.New("connection reset")
 }
 
 func TestUnreadableSourceIsAnError(t *testing.T) {
 	tr := newTrail(t)
-	_, err := Verify(context.Background(), failingSource{Dir(tr.dir)}, Options{})
+	_, err := Verify(context.Background(), failingSource{store.Dir(tr.dir)}, Options{})
 	require.ErrorContains(t, err, "connection reset")
 }
 
@@ -504,12 +504,12 @@ func TestMerkleRootMatchesWriter(t *testing.T) {
 // S3 is: files are fetched ahead of the workers. failAt, when set, makes
 // that key's download fail; delay is each download's latency.
 type remoteSource struct {
-	Dir
+	store.Dir
 	failAt string
 	delay  time.Duration
 }
 
-func (s remoteSource) ReadFile(ctx context.Context, key string) ([]byte, error) {
+func (s remoteSource) Get(ctx context.Context, key string) ([]byte, error) {
 	if key == s.failAt {
 		return nil, errors.New("connection reset")
 	}
@@ -520,7 +520,7 @@ func (s remoteSource) ReadFile(ctx context.Context, key string) ([]byte, error) 
 			return nil, ctx.Err()
 		}
 	}
-	return s.Dir.ReadFile(ctx, key)
+	return s.Dir.Get(ctx, key)
 }
 
 // TestRemoteSourceSameReport: fetching ahead changes nothing in the report,
@@ -532,7 +532,7 @@ func TestRemoteSourceSameReport(t *testing.T) {
 			tt.tamper(t, tr)
 			want := verifyDir(t, tr.dir)
 			for _, fetchers := range []int{1, 3, 64} {
-				got, err := Verify(context.Background(), remoteSource{Dir: Dir(tr.dir)}, Options{Workers: 2, Fetchers: fetchers})
+				got, err := Verify(context.Background(), remoteSource{Dir: store.Dir(tr.dir)}, Options{Workers: 2, Fetchers: fetchers})
 				require.NoError(t, err)
 				assert.Equal(t, want, got, "fetchers=%d", fetchers)
 			}
@@ -544,10 +544,10 @@ func TestRemoteSourceSameReport(t *testing.T) {
 // and no goroutine is left behind.
 func TestRemoteSourceFailure(t *testing.T) {
 	tr := newTrail(t)
-	keys, err := Dir(tr.dir).List(context.Background())
+	keys, err := store.Dir(tr.dir).Batches(context.Background())
 	require.NoError(t, err)
 	require.Greater(t, len(keys), 4)
-	src := remoteSource{Dir: Dir(tr.dir), failAt: keys[len(keys)/2], delay: time.Millisecond}
+	src := remoteSource{Dir: store.Dir(tr.dir), failAt: keys[len(keys)/2], delay: time.Millisecond}
 	_, err = Verify(context.Background(), src, Options{Workers: 2, Fetchers: 3})
 	require.ErrorContains(t, err, "connection reset")
 	goleak.VerifyNone(t)

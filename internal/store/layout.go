@@ -1,0 +1,219 @@
+package store
+
+// The trail's object-key layout, a contract on disk and in S3 (see
+// docs/FORMAT.md): this file is the one place that builds and parses it.
+//
+//	dt=YYYY-MM-DD/<chain_id>-<first seq, 20 digits>.parquet  a sealed batch
+//	checkpoints/<chain_id>/<size, 20 digits>.checkpoint      its signed checkpoint
+//	keys/<chain_id>-<key hash>.vkey                          a published verifier key
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Where checkpoints and published verifier keys are stored beside the
+// trail: List with these prefixes finds them.
+const (
+	CheckpointsPrefix = "checkpoints/"
+	KeysPrefix        = "keys/"
+)
+
+// Errors of the Parse functions. Check with errors.Is.
+var (
+	// ErrNotBatchKey: ParseBatchKey was given a key BatchKey does not make.
+	ErrNotBatchKey = errors.New("store: not a batch key")
+	// ErrNotCheckpointKey: ParseCheckpointKey was given a key
+	// CheckpointKey does not make.
+	ErrNotCheckpointKey = errors.New("store: not a checkpoint key")
+	// ErrNotVerifierKeyKey: ParseVerifierKeyKey was given a key
+	// VerifierKeyKey does not make.
+	ErrNotVerifierKeyKey = errors.New("store: not a verifier key's key")
+)
+
+const (
+	dayPrefix     = "dt="
+	dayLayout     = "2006-01-02"
+	batchExt      = ".parquet"
+	checkpointExt = ".checkpoint"
+	vkeyExt       = ".vkey"
+	seqDigits     = 20 // math.MaxInt64 has 19 digits
+	seqPadding    = "%020d"
+	// unknownKeyHash names a verifier key that is not "name+hash+key".
+	unknownKeyHash = "unknown"
+)
+
+// maxChainIDLen bounds chain ids so that batch keys stay short.
+const maxChainIDLen = 128
+
+// ValidChainID reports whether id is usable in batch keys: 1 to 128
+// characters of [A-Za-z0-9._-], not starting with '.' (which also excludes
+// "." and ".."): a batch file named ".x-…" would be skipped by List and by
+// some readers (Athena skips names that start with '.' or '_'), though not
+// by others (DuckDB's globs read it).
+func ValidChainID(id string) bool {
+	if id == "" || len(id) > maxChainIDLen || id[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// BatchKey returns the object key of the batch of chain chainID starting at
+// firstSeq: "dt=YYYY-MM-DD/<chainID>-<firstSeq as 20 zero-padded
+// digits>.parquet", dt the UTC date of t. The padding keeps lexical order
+// equal to seq order. chainID must satisfy ValidChainID and firstSeq must not
+// be negative, or ParseBatchKey will not accept the key.
+func BatchKey(chainID string, firstSeq int64, t time.Time) string {
+	return dayPrefix + t.UTC().Format(dayLayout) + "/" + chainID + "-" + fmt.Sprintf(seqPadding, firstSeq) + batchExt
+}
+
+// ParseBatchKey is the inverse of BatchKey: it returns the chain id, the
+// first seq and the day ("YYYY-MM-DD") of a batch key. Chain ids may contain
+// '-': the seq follows the last one. Any other key gives an error wrapping
+// ErrNotBatchKey.
+func ParseBatchKey(key string) (chainID string, firstSeq int64, day string, err error) {
+	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrNotBatchKey, key, why) }
+	dir, name, ok := strings.Cut(key, "/")
+	if !ok || !strings.HasPrefix(dir, dayPrefix) {
+		return "", 0, "", bad(`want "dt=YYYY-MM-DD/<chain>-<seq>.parquet"`)
+	}
+	day = dir[len(dayPrefix):]
+	if _, perr := time.Parse(dayLayout, day); perr != nil || len(day) != len(dayLayout) {
+		return "", 0, "", bad("day " + strconv.Quote(day) + " is not YYYY-MM-DD")
+	}
+	base, ok := strings.CutSuffix(name, batchExt)
+	if !ok {
+		return "", 0, "", bad("no " + batchExt + " suffix")
+	}
+	dash := strings.LastIndexByte(base, '-')
+	if dash < 0 {
+		return "", 0, "", bad("no '-' before the seq")
+	}
+	chainID, digits := base[:dash], base[dash+1:]
+	if !ValidChainID(chainID) {
+		return "", 0, "", bad("invalid chain id " + strconv.Quote(chainID))
+	}
+	firstSeq, why := parseDigits(digits)
+	if why != "" {
+		return "", 0, "", bad("seq " + why)
+	}
+	return chainID, firstSeq, day, nil
+}
+
+// ParseBatchName is ParseBatchKey for a name a listing returns, which may
+// lie deeper than a batch key (a copy under another directory,
+// ".hidden/dt=…/…"): it parses the name's last two segments.
+func ParseBatchName(name string) (chainID string, firstSeq int64, day string, err error) {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		if j := strings.LastIndexByte(name[:i], '/'); j >= 0 {
+			name = name[j+1:]
+		}
+	}
+	return ParseBatchKey(name)
+}
+
+// IsBatchKey reports whether a listed name is read as a batch file by a
+// reader's glob (read_parquet('<dir>/**/*.parquet')): any name ending in
+// .parquet. ParseBatchKey says whether it is also a name BatchKey makes.
+func IsBatchKey(name string) bool { return strings.HasSuffix(name, batchExt) }
+
+// CheckpointKey returns where the checkpoint of chainID at size (entries,
+// the last seq + 1) is stored beside the trail:
+// "checkpoints/<chainID>/<size as 20 zero-padded digits>.checkpoint". The
+// padding keeps lexical order equal to size order within a chain.
+func CheckpointKey(chainID string, size int64) string {
+	return CheckpointsPrefix + chainID + "/" + fmt.Sprintf(seqPadding, size) + checkpointExt
+}
+
+// ParseCheckpointKey is the inverse of CheckpointKey: it returns the chain
+// id and the size of a checkpoint key. Any other key gives an error
+// wrapping ErrNotCheckpointKey.
+func ParseCheckpointKey(key string) (chainID string, size int64, err error) {
+	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrNotCheckpointKey, key, why) }
+	rest, ok := strings.CutPrefix(key, CheckpointsPrefix)
+	if !ok {
+		return "", 0, bad(`want "checkpoints/<chain>/<size>.checkpoint"`)
+	}
+	chainID, name, ok := strings.Cut(rest, "/")
+	if !ok || !ValidChainID(chainID) {
+		return "", 0, bad("invalid chain id " + strconv.Quote(chainID))
+	}
+	digits, ok := strings.CutSuffix(name, checkpointExt)
+	if !ok {
+		return "", 0, bad("no " + checkpointExt + " suffix")
+	}
+	size, why := parseDigits(digits)
+	if why != "" {
+		return "", 0, bad("size " + why)
+	}
+	return chainID, size, nil
+}
+
+// IsCheckpointKey reports whether a listed name is a stored checkpoint's
+// as a verifier reads them: a name under CheckpointsPrefix ending in
+// .checkpoint, whatever else it holds (a checkpoint stored under another
+// name is checked, and its name reported, not skipped). ParseCheckpointKey
+// says whether it is also a name CheckpointKey makes.
+func IsCheckpointKey(name string) bool {
+	return strings.HasPrefix(name, CheckpointsPrefix) && strings.HasSuffix(name, checkpointExt)
+}
+
+// VerifierKeyKey returns where a verifier key of chainID (note format,
+// "name+hash+key") is published beside the trail:
+// "keys/<chainID>-<key hash>.vkey", the hash "unknown" when vkey is not in
+// the note format.
+func VerifierKeyKey(chainID, vkey string) string {
+	hash := unknownKeyHash
+	if parts := strings.SplitN(vkey, "+", 3); len(parts) == 3 {
+		hash = parts[1]
+	}
+	return KeysPrefix + chainID + "-" + hash + vkeyExt
+}
+
+// ParseVerifierKeyKey is the inverse of VerifierKeyKey: it returns the
+// chain id and the key hash of "keys/<chain_id>-<key hash>.vkey". Chain ids
+// may contain '-': the hash follows the last one. Any other key, among them
+// a *.vkey name without a chain id, gives an error wrapping
+// ErrNotVerifierKeyKey.
+func ParseVerifierKeyKey(key string) (chainID, keyHash string, err error) {
+	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrNotVerifierKeyKey, key, why) }
+	if !IsVerifierKeyKey(key) {
+		return "", "", bad(`want "keys/<chain>-<key hash>.vkey"`)
+	}
+	base := strings.TrimSuffix(strings.TrimPrefix(key, KeysPrefix), vkeyExt)
+	dash := strings.LastIndexByte(base, '-')
+	if dash <= 0 {
+		return "", "", bad("no chain id before a '-'")
+	}
+	return base[:dash], base[dash+1:], nil
+}
+
+// IsVerifierKeyKey reports whether a listed name is where a verifier key
+// would be published: a *.vkey name directly under KeysPrefix.
+// ParseVerifierKeyKey says whether it also names a chain.
+func IsVerifierKeyKey(name string) bool {
+	rest, ok := strings.CutPrefix(name, KeysPrefix)
+	return ok && strings.HasSuffix(rest, vkeyExt) && !strings.Contains(rest, "/")
+}
+
+// parseDigits reads a seq or size of exactly 20 decimal digits; why says
+// what is wrong, "" when nothing is.
+func parseDigits(digits string) (n int64, why string) {
+	if len(digits) != seqDigits || strings.Trim(digits, "0123456789") != "" {
+		return 0, strconv.Quote(digits) + " is not 20 digits"
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return 0, digits + " out of range"
+	}
+	return n, ""
+}
