@@ -187,18 +187,13 @@ type fileReader struct {
 	// seq into picked (for a checkpoint head inside a file).
 	pickSeq int64
 	picked  hash64
-	// pages is the direct page reader; slow, when set, makes every column
-	// chunk go through parquet-go instead (for tests comparing the two).
-	pages pageReader
-	slow  bool
-	// fastChunks and slowChunks count the column chunks each way read.
-	fastChunks, slowChunks int
-	// malformed is the last page the direct reader refused as malformed.
-	malformed error
+	// check bounds what each column chunk may make parquet-go allocate,
+	// before parquet-go reads it, and checks the pages it decodes.
+	check parquetfile.ChunkChecker
 }
 
 func newFileReader() *fileReader {
-	return &fileReader{pickSeq: NoSeq, slow: slowPages}
+	return &fileReader{pickSeq: NoSeq}
 }
 
 // readers keeps file readers, with their buffers, between verifications.
@@ -210,7 +205,7 @@ func getFileReader() *fileReader {
 	if !ok {
 		return newFileReader()
 	}
-	r.pickSeq, r.picked, r.slow, r.malformed = NoSeq, nil, slowPages, nil
+	r.pickSeq, r.picked = NoSeq, nil
 	return r
 }
 
@@ -233,7 +228,7 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 		}
 		r.release()
 	}()
-	if err := checkFooterCost(data); err != nil {
+	if err := parquetfile.CheckFooter(data); err != nil {
 		res.add(NoSeq, NotAuditFile, "undecodable footer: %v", err)
 		return res
 	}
@@ -248,11 +243,7 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 		return res
 	}
 	r.recs = r.recs[:0]
-	r.pages.arena.reset()
-	r.pages.budget.reset(len(data))
-	if cap(r.pages.scratch) > maxKept {
-		r.pages.scratch = nil
-	}
+	r.check.Reset(len(data))
 	meta := pf.Metadata()
 	var foreign int64
 	var foreignFirst string
@@ -406,8 +397,8 @@ func (r *fileReader) release() {
 }
 
 // readRowGroup decodes every column of rg, the row group g of the file
-// data with metadata meta, into r.cols: directly when the chunk has the
-// writer's shape, through parquet-go otherwise.
+// data with metadata meta, into r.cols: each column chunk is checked
+// (parquetfile.ChunkChecker), then read by parquet-go.
 func (r *fileReader) readRowGroup(rg parquet.RowGroup, data []byte, meta *format.FileMetaData, g int) (int, error) {
 	chunks := rg.ColumnChunks()
 	n := int(rg.NumRows())
@@ -416,48 +407,10 @@ func (r *fileReader) readRowGroup(rg parquet.RowGroup, data []byte, meta *format
 			continue
 		}
 		c := &r.cols[i]
-		j := c.leaf.ColumnIndex
-		// parquet-go reads every chunk of the column with the codec of
-		// its first chunk.
-		var cc *format.ColumnChunk
-		var codec0 format.CompressionCodec
-		if g < len(meta.RowGroups) && j < len(meta.RowGroups[g].Columns) && j < len(meta.RowGroups[0].Columns) {
-			cc, codec0 = &meta.RowGroups[g].Columns[j], meta.RowGroups[0].Columns[j].MetaData.Codec
-		}
-		if !r.slow && cc != nil {
-			err := errOtherShape
-			if chunkFast(meta, cc, codec0) {
-				// A chunk handed on to parquet-go takes none of what
-				// the direct reader charged or decompressed.
-				budget, pages := r.pages.budget, r.pages.arena.n
-				err = r.pages.readChunk(c, data, cc, isIntColumn(i))
-				if err == errOtherShape {
-					r.pages.budget, r.pages.arena.n = budget, pages
-				}
-			}
-			if err != errOtherShape {
-				r.fastChunks++
-				if err != nil {
-					r.malformed = err
-					return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
-				}
-				if len(c.null) != n {
-					return 0, fmt.Errorf("column %q has %d values in a row group of %d rows", columnNames[i], len(c.null), n)
-				}
-				continue
-			}
-		}
-		r.slowChunks++
-		if cc == nil {
-			// parquet-go's column chunks come from the same metadata: it
-			// has no chunk where this reader found none.
-			return 0, fmt.Errorf("column %q: no column chunk in row group %d", columnNames[i], g)
-		}
-		if err := r.pages.scanChunk(data, cc, codec0, plainColumn{isInt: isIntColumn(i), maxDef: c.leaf.MaxDefinitionLevel}); err != nil {
-			r.malformed = err
+		if err := r.check.Check(data, meta, g, c.leaf); err != nil {
 			return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
 		}
-		if err := c.read(chunks[j], isIntColumn(i)); err != nil {
+		if err := c.read(chunks[c.leaf.ColumnIndex], isIntColumn(i), &r.check); err != nil {
 			return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
 		}
 		if len(c.null) != n {
@@ -467,9 +420,10 @@ func (r *fileReader) readRowGroup(rg parquet.RowGroup, data []byte, meta *format
 	return n, nil
 }
 
-// read decodes all pages of one column chunk. The pages stay alive (and the
-// strings point into them) until release.
-func (c *column) read(cc parquet.ColumnChunk, isInt bool) error {
+// read decodes all pages of one column chunk, which check has just
+// checked, and checks each page before its values are used. The pages stay
+// alive (and the strings point into them) until release.
+func (c *column) read(cc parquet.ColumnChunk, isInt bool, check *parquetfile.ChunkChecker) error {
 	c.ints, c.strs, c.null = c.ints[:0], c.strs[:0], c.null[:0]
 	pages := cc.Pages()
 	c.chunks = append(c.chunks, pages)
@@ -481,7 +435,7 @@ func (c *column) read(cc parquet.ColumnChunk, isInt bool) error {
 		return err
 	}
 	maxDef := byte(c.leaf.MaxDefinitionLevel)
-	for {
+	for page := 0; ; page++ {
 		p, err := pages.ReadPage()
 		if err == io.EOF {
 			return nil
@@ -490,6 +444,9 @@ func (c *column) read(cc parquet.ColumnChunk, isInt bool) error {
 			return err
 		}
 		c.pages = append(c.pages, p)
+		if err := check.CheckPage(page, p, int(maxDef)); err != nil {
+			return err
+		}
 		n := int(p.NumValues())
 		def := p.DefinitionLevels()
 		if def != nil && len(def) != n {

@@ -41,7 +41,7 @@ func TestHashRowsValueLengths(t *testing.T) {
 	data, err := encode(es)
 	require.NoError(t, err)
 	const key = "dt=2026-03-09/replica-0-00000000000000000000.parquet"
-	res, _ := readBoth(t, key, data)
+	res := readTwice(t, key, data)
 	require.Empty(t, res.violations)
 	require.Equal(t, int64(len(es)), res.rows)
 
@@ -50,7 +50,7 @@ func TestHashRowsValueLengths(t *testing.T) {
 		bad[i].TargetSystem += "x"
 		data, err := encode(bad)
 		require.NoError(t, err)
-		res, _ := readBoth(t, key, data)
+		res := readTwice(t, key, data)
 		require.Len(t, res.violations, 1, "row %d", i)
 		assert.Equal(t, HashMismatch, res.violations[0].Kind)
 		assert.Equal(t, int64(i), res.violations[0].Seq)

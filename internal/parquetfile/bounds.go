@@ -1,0 +1,763 @@
+package parquetfile
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding/rle"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
+	"github.com/pierrec/lz4/v4"
+)
+
+// Reading a file an attacker may have written. parquet-go (v0.32) trusts
+// what a file declares: it allocates a footer's lists at their declared
+// length, a page's buffer at its declared size, and a zstd frame's content
+// size up front; its decoders do not bound what a page decompresses to; and
+// a page whose values run short is filled from its pooled buffers, so that
+// what it returns depends on what was read before. A verifier must neither
+// crash nor give a verdict that depends on such memory. The checks here
+// run on the bytes before parquet-go reads them (CheckFooter, then
+// ChunkChecker.Check for each column chunk), and on each page it decodes
+// before its values are used (ChunkChecker.CheckPage):
+//
+//   - a footer may not declare more than it holds, nor cost more than the
+//     file's budget (FooterCost);
+//   - a page header likewise (it is thrift too), and its body must lie in
+//     its column chunk;
+//   - a page's declared uncompressed size may not exceed what its
+//     compressed bytes can hold in its codec (maxExpansion), and what it
+//     decompresses to may not exceed its declared size: zstd frames are
+//     walked block by block without decompressing (a frame's content size,
+//     raw and RLE blocks are exact, a compressed block makes at most 128
+//     KiB), pages of other codecs are decompressed into a bounded buffer;
+//   - INT64 values cut short (PLAIN, BYTE_STREAM_SPLIT, DELTA_BINARY_PACKED)
+//     are refused before parquet-go reads past them; a page of strings
+//     must hold a value for each non-NULL row (CheckPage);
+//   - what a file's pages declare (sizes, values) must fit its budget:
+//     BudgetFloor plus BudgetRatio times the file's size.
+//
+// Each refusal wraps ErrBomb or ErrValuesCut. Rows are never decoded here:
+// parquet-go decodes them, and the checks only bound what it is handed.
+
+const (
+	// BudgetFloor and BudgetRatio give the memory reading a file may take:
+	// BudgetFloor plus BudgetRatio times its size. The writer's files take
+	// about four times their size (batches are bounded by max_bytes, 16 MiB
+	// by default); a file that needs more than 64 times is refused.
+	BudgetFloor = 256 << 20
+	BudgetRatio = 64
+	// ValueCost is what a reader holds per value of a page: the column's
+	// value (24 bytes), its null flag, level and dictionary index, and
+	// parquet-go's copies.
+	ValueCost = 48
+	// zstdSlack is spare capacity past a page: with it, the zstd decoder
+	// uses its faster copies, which may write up to 16 bytes past the
+	// output.
+	zstdSlack = 64
+	// zstdMaxBlock is the most a zstd block decompresses to (RFC 8878,
+	// Block_Maximum_Size).
+	zstdMaxBlock = 128 << 10
+)
+
+var (
+	// ErrBomb wraps every refusal of a file that declares, or decompresses
+	// to, more than it may. Check with errors.Is.
+	ErrBomb = errors.New("decompression bound exceeded")
+	// ErrValuesCut wraps the refusal of a page whose values run short of
+	// what its header and levels promise. Check with errors.Is.
+	ErrValuesCut = errors.New("values cut short")
+)
+
+// Budget is what is left of a file's memory budget.
+type Budget struct{ left, total int64 }
+
+// Reset gives the budget of a file of size bytes.
+func (b *Budget) Reset(size int) {
+	b.total = BudgetFloor + BudgetRatio*int64(size)
+	b.left = b.total
+}
+
+// Take charges n bytes for what, or fails (ErrBomb) when they do not fit.
+func (b *Budget) Take(n int64, what string) error {
+	if n < 0 || n > b.left {
+		return fmt.Errorf("%w: %s need %d bytes, past the file's budget of %d", ErrBomb, what, n, b.total)
+	}
+	b.left -= n
+	return nil
+}
+
+// CheckFooter refuses, before parquet-go decodes it, the footer of the
+// Parquet file data when it declares more than it holds or costs more than
+// the file's budget (FooterCost): a 24-byte file could otherwise make
+// parquet-go allocate 190 GB. A file too short to have a footer, or whose
+// footer length is past its start, is left to parquet.OpenFile to report.
+func CheckFooter(data []byte) error {
+	n := len(data)
+	if n < 12 {
+		return nil
+	}
+	fl := int64(binary.LittleEndian.Uint32(data[n-8:]))
+	if fl > int64(n-12) {
+		return nil
+	}
+	cost, err := FooterCost(data[n-8-int(fl) : n-8])
+	if err != nil {
+		return err
+	}
+	if limit := BudgetFloor + BudgetRatio*int64(n); cost > limit {
+		return fmt.Errorf("%w: decoding the footer would take %d bytes, past the file's budget of %d", ErrBomb, cost, limit)
+	}
+	return nil
+}
+
+// ChunkChecker checks the column chunks of one file, and the pages
+// parquet-go decodes from them. Use one per goroutine: it keeps its
+// buffers from file to file.
+type ChunkChecker struct {
+	budget  Budget
+	zdec    *zstd.Decoder
+	scratch []byte
+	levels  []byte
+	header  format.PageHeader
+	tr      thrift.BytesReader
+	dec     *thrift.Decoder
+	// pages are the data pages of the chunk last checked, in the order
+	// parquet-go returns them.
+	pages []pageFacts
+	int64 bool
+}
+
+// pageFacts is what CheckPage needs of a data page's header.
+type pageFacts struct {
+	values int32
+	enc    format.Encoding
+}
+
+var compact thrift.CompactProtocol
+
+// Reset starts a file of size bytes: its budget is whole again.
+func (c *ChunkChecker) Reset(size int) {
+	c.budget.Reset(size)
+	if cap(c.scratch) > maxKeptScratch {
+		c.scratch = nil
+	}
+}
+
+// maxKeptScratch is the largest scratch buffer kept for the next file.
+const maxKeptScratch = 8 << 20
+
+// Check checks column chunk leaf.ColumnIndex of row group rg of the
+// Parquet file data, whose footer is md, before parquet-go reads it: every
+// page parquet-go will read (the dictionary page at the chunk's dictionary
+// offset, then the pages from its data page offset to its end), with the
+// codec parquet-go reads the column with (that of its chunk in the first
+// row group). It returns an error wrapping ErrBomb or ErrValuesCut for a
+// chunk parquet-go must not read. Pages that are merely malformed are left
+// to parquet-go, which reports them.
+func (c *ChunkChecker) Check(data []byte, md *format.FileMetaData, rg int, leaf parquet.LeafColumn) error {
+	c.pages = c.pages[:0]
+	j := leaf.ColumnIndex
+	if rg < 0 || rg >= len(md.RowGroups) || j < 0 || j >= len(md.RowGroups[rg].Columns) || j >= len(md.RowGroups[0].Columns) {
+		return fmt.Errorf("no column chunk %d in row group %d", j, rg)
+	}
+	meta := &md.RowGroups[rg].Columns[j].MetaData
+	codec := md.RowGroups[0].Columns[j].MetaData.Codec
+	c.int64 = leaf.Node.Type().Kind() == parquet.Int64
+	maxDef := leaf.MaxDefinitionLevel
+	base := meta.DataPageOffset
+	if meta.DictionaryPageOffset != 0 {
+		base = meta.DictionaryPageOffset
+	}
+	if base < 0 || base >= int64(len(data)) || meta.TotalCompressedSize <= 0 {
+		return nil // parquet-go reads no page of it
+	}
+	section := data[base:min(int64(len(data)), base+min(meta.TotalCompressedSize, int64(len(data))))]
+	if meta.DictionaryPageOffset != 0 && meta.DictionaryPageOffset != meta.DataPageOffset {
+		// parquet-go reads this page alone, as the dictionary.
+		if _, err := c.page(section, 0, codec, maxDef); err != nil {
+			return fmt.Errorf("dictionary page: %w", err)
+		}
+	}
+	off := meta.DataPageOffset - base
+	if off < 0 || off > int64(len(section)) {
+		return nil // parquet-go cannot seek there: it reads no data page
+	}
+	for page := 0; off < int64(len(section)); page++ {
+		n, err := c.page(section, int(off), codec, maxDef)
+		if err != nil {
+			return fmt.Errorf("page %d: %w", page, err)
+		}
+		off += int64(n)
+	}
+	return nil
+}
+
+// page checks the page at off in section (the bytes parquet-go reads of
+// the chunk) and returns its length, header included.
+func (c *ChunkChecker) page(section []byte, off int, codec format.CompressionCodec, maxDef int) (int, error) {
+	rest := section[off:]
+	// The header is thrift: it may declare strings (statistics) it does
+	// not hold, which parquet-go would allocate before reading them.
+	cost, err := FooterCost(rest)
+	if err != nil {
+		return 0, fmt.Errorf("%w: page header: %w", ErrBomb, err)
+	}
+	if err := c.budget.Take(cost, "its page header"); err != nil {
+		return 0, err
+	}
+	h := &c.header
+	*h = format.PageHeader{}
+	if c.dec == nil {
+		c.tr = compact.NewReaderFromBytes(rest)
+		c.dec = thrift.NewDecoder(c.tr)
+	} else {
+		c.tr.ResetBytes(rest)
+	}
+	if err := c.dec.Decode(h); err != nil {
+		return 0, fmt.Errorf("%w: unreadable page header: %w", ErrBomb, err)
+	}
+	hl := c.tr.BytesRead()
+	if hl <= 0 || hl > len(rest) || h.CompressedPageSize < 0 || int(h.CompressedPageSize) > len(rest)-hl {
+		// parquet-go allocates the body before it finds it missing.
+		return 0, fmt.Errorf("%w: a body of %d bytes past the chunk's end", ErrBomb, h.CompressedPageSize)
+	}
+	body := rest[hl : hl+int(h.CompressedPageSize)]
+	var values int32
+	var enc format.Encoding
+	// regions are what parquet-go may decompress of the page: its values,
+	// and the whole body when the page is also read as the dictionary (a
+	// page at the chunk's start whose header has a dictionary header too).
+	var regions [2][]byte
+	regions[0] = body
+	var stored []byte // v2's values when stored uncompressed
+	switch {
+	case h.Type == format.DataPage && h.DataPageHeader.Valid:
+		values, enc = h.DataPageHeader.V.NumValues, h.DataPageHeader.V.Encoding
+		c.pages = append(c.pages, pageFacts{values: values, enc: enc})
+	case h.Type == format.DictionaryPage && h.DictionaryPageHeader.Valid:
+		// PLAIN_DICTIONARY is deprecated, but parquet-go reads it as
+		// PLAIN, and so must this check.
+		values, enc = h.DictionaryPageHeader.V.NumValues, format.Plain
+	case h.Type == format.DataPageV2 && h.DataPageHeaderV2.Valid:
+		v := &h.DataPageHeaderV2.V
+		values, enc = v.NumValues, v.Encoding
+		c.pages = append(c.pages, pageFacts{values: v.NumValues, enc: enc})
+		ll := int64(v.RepetitionLevelsByteLength) + int64(v.DefinitionLevelsByteLength)
+		if v.RepetitionLevelsByteLength < 0 || v.DefinitionLevelsByteLength < 0 || ll > int64(len(body)) {
+			return 0, fmt.Errorf("%w: levels past the page's end", ErrBomb)
+		}
+		regions[0] = body[ll:]
+		if v.IsCompressed.Valid && !v.IsCompressed.V {
+			regions[0], stored = nil, body[ll:]
+		}
+		if h.DictionaryPageHeader.Valid {
+			regions[1] = body
+		}
+	default:
+		// parquet-go reads no values of it: it skips a dictionary page it
+		// has, and fails on any other.
+		return hl + len(body), nil
+	}
+	if values < 0 {
+		return 0, fmt.Errorf("%w: %d values", ErrBomb, values)
+	}
+	if err := c.budget.Take(ValueCost*int64(values), "its values"); err != nil {
+		return 0, err
+	}
+	// The values are looked at but where they are dictionary indices
+	// (RLE_DICTIONARY, or PLAIN_DICTIONARY in a data page, which
+	// parquet-go reads so): PLAIN values, which parquet-go reads past the
+	// end of when they run short, and the headers of the delta encodings,
+	// which declare how many values parquet-go allocates.
+	//lint:ignore SA1019 read as parquet-go reads it
+	look := h.Type == format.DictionaryPage || enc != format.RLEDictionary && enc != format.PlainDictionary
+	vals := stored
+	for r, region := range regions {
+		if region == nil {
+			continue
+		}
+		out, err := c.decompress(codec, region, h.UncompressedPageSize, look && r == 0)
+		if err != nil {
+			return 0, err
+		}
+		if r == 0 {
+			vals = out
+		}
+	}
+	if look && vals != nil {
+		if err := c.checkValues(h, enc, vals, maxDef); err != nil {
+			return 0, err
+		}
+	}
+	return hl + len(body), nil
+}
+
+// isDelta reports whether enc is one of the delta encodings, whose values
+// start with a DELTA_BINARY_PACKED header.
+func isDelta(enc format.Encoding) bool {
+	return enc == format.DeltaBinaryPacked || enc == format.DeltaLengthByteArray || enc == format.DeltaByteArray
+}
+
+// decompress bounds what region, compressed with codec, decompresses to:
+// at most declared bytes. It returns what region decompresses to when that
+// was needed to bound it, or when want is set (nil for pages of a codec
+// parquet-go cannot read).
+func (c *ChunkChecker) decompress(codec format.CompressionCodec, region []byte, declared int32, want bool) ([]byte, error) {
+	if codec == format.Uncompressed {
+		return region, nil
+	}
+	if !decompresses(codec) {
+		return nil, nil // parquet-go fails on the codec
+	}
+	if err := checkDeclared(codec, declared, len(region)); err != nil {
+		return nil, err
+	}
+	if err := c.budget.Take(int64(declared)+zstdSlack, "its decompressed pages"); err != nil {
+		return nil, err
+	}
+	switch codec {
+	case format.Zstd:
+		bound, err := zstdBound(region, int64(declared))
+		if err != nil {
+			return nil, err
+		}
+		if bound > int64(declared) {
+			// Compressed blocks may make more than declared: parquet-go
+			// then grows its buffer to what they make.
+			if err := c.budget.Take(2*bound, "its compressed blocks"); err != nil {
+				return nil, err
+			}
+		}
+		if !want {
+			return nil, nil
+		}
+	case format.Snappy:
+		n, err := snappy.DecodedLen(region)
+		if err != nil {
+			return nil, fmt.Errorf("undecodable SNAPPY: %w", err)
+		}
+		if n > int(declared) {
+			return nil, fmt.Errorf("%w: decompresses to %d bytes, more than the %d its header declares", ErrBomb, n, declared)
+		}
+		if !want {
+			return nil, nil
+		}
+	}
+	c.scratch = growCap(c.scratch, int(declared)+zstdSlack)
+	if codec == format.Zstd && c.zdec == nil {
+		c.zdec = newZstdDecoder()
+	}
+	return checkDecompress(c.zdec, codec, c.scratch, region, int(declared))
+}
+
+// checkValues checks the values of a data page as parquet-go will decode
+// them: vals is the page decompressed (v1, levels first) or its values
+// (v2). INT64 values must not run short of those parquet-go takes the page
+// to hold (it reads the missing ones from its buffer's spare capacity),
+// and a delta header may not declare more values than its page (parquet-go
+// allocates them all before decoding one).
+func (c *ChunkChecker) checkValues(h *format.PageHeader, enc format.Encoding, vals []byte, maxDef int) error {
+	var n int // the values parquet-go takes the page to hold
+	switch h.Type {
+	case format.DataPage:
+		n = int(h.DataPageHeader.V.NumValues)
+		if maxDef > 0 {
+			// The levels, as parquet-go reads them; pages whose levels
+			// do not decode are refused by parquet-go.
+			if len(vals) < 4 || uint64(binary.LittleEndian.Uint32(vals)) > uint64(len(vals)-4) {
+				return nil
+			}
+			l := binary.LittleEndian.Uint32(vals)
+			if c.int64 {
+				e := rle.Encoding{BitWidth: bits.Len8(uint8(maxDef))}
+				lv, err := e.DecodeLevels(c.levels[:0], vals[4:4+l])
+				c.levels = lv
+				if err != nil || len(lv) < n {
+					return nil
+				}
+				for _, d := range lv[:n] {
+					if int(d) != maxDef {
+						n--
+					}
+				}
+			}
+			vals = vals[4+l:]
+		}
+	case format.DataPageV2:
+		n = int(h.DataPageHeaderV2.V.NumValues) - int(h.DataPageHeaderV2.V.NumNulls)
+	case format.DictionaryPage:
+		n = int(h.DictionaryPageHeader.V.NumValues)
+	default:
+		return nil
+	}
+	if !c.int64 && enc == format.Plain {
+		return plainByteArrays(vals)
+	}
+	if isDelta(enc) {
+		total, ok := deltaTotal(vals)
+		if !ok {
+			return nil // parquet-go refuses it
+		}
+		if m := pageValues(h); total > uint64(m) {
+			return fmt.Errorf("%w: a %s header declares %d values in a page of %d", ErrBomb, enc, total, m)
+		}
+		if c.int64 && enc == format.DeltaBinaryPacked && (n < 0 || total < uint64(n)) {
+			return fmt.Errorf("%s %w: %d INT64 values for %d", enc, ErrValuesCut, total, n)
+		}
+		return nil
+	}
+	if c.int64 && (enc == format.Plain || enc == format.ByteStreamSplit) && (n < 0 || len(vals) < 8*n) {
+		return fmt.Errorf("%s %w: %d INT64 values in %d bytes", enc, ErrValuesCut, n, len(vals))
+	}
+	return nil
+}
+
+// plainByteArrays refuses PLAIN byte arrays (each a 4-byte little-endian
+// length and the bytes) that run past the end of vals: parquet-go's PLAIN
+// decoder (v0.32) bounds a length by the whole page rather than by what is
+// left of it, and copies the bytes past the page's end from its buffer's
+// spare capacity. It decodes every value the page holds, whatever its
+// header says, so every one is checked.
+func plainByteArrays(vals []byte) error {
+	for i := 0; len(vals) > 0; i++ {
+		if len(vals) < 4 {
+			return nil // parquet-go refuses it
+		}
+		if l := uint64(binary.LittleEndian.Uint32(vals)); l > uint64(len(vals)-4) {
+			return fmt.Errorf("PLAIN %w: byte array %d, %d bytes long, past the page's end", ErrValuesCut, i, l)
+		}
+		vals = vals[4+binary.LittleEndian.Uint32(vals):]
+	}
+	return nil
+}
+
+// pageValues is the value count of a data page's header.
+func pageValues(h *format.PageHeader) int32 {
+	if h.Type == format.DataPageV2 {
+		return h.DataPageHeaderV2.V.NumValues
+	}
+	return h.DataPageHeader.V.NumValues
+}
+
+// deltaTotal reads the total value count of a DELTA_BINARY_PACKED header
+// (block size, miniblocks per block, total count, each a ULEB128).
+func deltaTotal(b []byte) (uint64, bool) {
+	var v uint64
+	for range 3 {
+		var k int
+		if v, k = binary.Uvarint(b); k <= 0 {
+			return 0, false
+		}
+		b = b[k:]
+	}
+	return v, true
+}
+
+// CheckPage checks page i (counting data pages from 0) of the chunk last
+// checked, as parquet-go decoded it, before its values are used: it must
+// hold a value for each row its definition levels (at maxDef) say is not
+// NULL, and a dictionary-encoded page's indices must lie in its
+// dictionary. parquet-go returns a page of strings with the values it
+// found, which may be fewer (ErrValuesCut).
+func (c *ChunkChecker) CheckPage(i int, p parquet.Page, maxDef int) error {
+	if i >= len(c.pages) {
+		return fmt.Errorf("page %d: not in the chunk checked", i)
+	}
+	f := c.pages[i]
+	want := int(f.values) // values not NULL
+	if def := p.DefinitionLevels(); maxDef > 0 {
+		if len(def) != int(f.values) {
+			return fmt.Errorf("page %d: %d definition levels for %d values", i, len(def), f.values)
+		}
+		for _, d := range def {
+			if int(d) != maxDef {
+				want--
+			}
+		}
+	}
+	vals := p.Data()
+	if dict := p.Dictionary(); dict != nil {
+		idx := vals.Int32()
+		if len(idx) < want {
+			return fmt.Errorf("page %d: %w: %d dictionary indices for %d values", i, ErrValuesCut, len(idx), want)
+		}
+		n := int32(dict.Len())
+		for _, k := range idx[:want] {
+			if k < 0 || k >= n {
+				return fmt.Errorf("page %d: dictionary index %d past the dictionary's %d values", i, k, n)
+			}
+		}
+		return nil
+	}
+	var have int
+	switch p.Type().Kind() {
+	case parquet.ByteArray:
+		_, off := vals.ByteArray()
+		have = max(len(off)-1, 0)
+	case parquet.Int64:
+		have = len(vals.Int64())
+	default:
+		return nil
+	}
+	if have < want {
+		return fmt.Errorf("page %d: %s %w: %d values for %d rows not NULL", i, f.enc, ErrValuesCut, have, want)
+	}
+	return nil
+}
+
+// maxExpansion is the most that n compressed bytes can decompress to in
+// codec, from the format's densest encoding; -1 when the format has no
+// useful bound (brotli).
+func maxExpansion(codec format.CompressionCodec, n int) int64 {
+	switch codec {
+	case format.Zstd:
+		// An RLE block: a 3-byte header and a byte make 128 KiB.
+		return 32768 * int64(n)
+	case format.Snappy:
+		// A 3-byte copy makes 64 bytes.
+		return 22*int64(n) + 16
+	case format.Gzip:
+		// Deflate's densest: 258 bytes in 2 bits.
+		return 1032*int64(n) + 64
+	case format.Lz4Raw:
+		// A length byte of 255 makes 255 bytes.
+		return 256*int64(n) + 64
+	}
+	return -1
+}
+
+// checkDeclared refuses a page whose declared uncompressed size is negative
+// or more than its compressed body can hold.
+func checkDeclared(codec format.CompressionCodec, declared int32, body int) error {
+	if declared < 0 {
+		return fmt.Errorf("%w: uncompressed size %d", ErrBomb, declared)
+	}
+	if m := maxExpansion(codec, body); m >= 0 && int64(declared) > m {
+		return fmt.Errorf("%w: declares %d uncompressed bytes, more than %d compressed bytes of %s can hold", ErrBomb, declared, body, codec)
+	}
+	return nil
+}
+
+// decompresses reports whether parquet-go decompresses pages of codec.
+func decompresses(codec format.CompressionCodec) bool {
+	switch codec {
+	case format.Snappy, format.Gzip, format.Brotli, format.Zstd, format.Lz4Raw:
+		return true
+	}
+	return false
+}
+
+// zstdBound walks the zstd frames of b (RFC 8878) without decompressing
+// them and returns the most they can decompress to. klauspost's decoder
+// makes at most a frame's content size when the frame declares one (and
+// allocates it before it decodes a block); otherwise raw and RLE blocks
+// make their size and a compressed block at most Block_Maximum_Size.
+// Frames that declare, or whose raw and RLE blocks make, more than
+// declared are refused (ErrBomb). Bytes that are not zstd frames end the
+// walk: the decoder fails on them.
+func zstdBound(b []byte, declared int64) (int64, error) {
+	var sure, bound int64 // sure: what the frames make at least, or declare
+	for len(b) >= 8 {
+		magic := binary.LittleEndian.Uint32(b)
+		if magic&0xFFFFFFF0 == 0x184D2A50 { // a skippable frame
+			n := int64(binary.LittleEndian.Uint32(b[4:]))
+			if n > int64(len(b)-8) {
+				break
+			}
+			b = b[8+n:]
+			continue
+		}
+		if magic != 0xFD2FB528 {
+			break
+		}
+		fhd := b[4]
+		single := fhd&0x20 != 0
+		hl := 5
+		window := int64(0)
+		if !single {
+			wd := b[hl]
+			hl++
+			wlog := 10 + uint(wd>>3)
+			window = int64(1)<<wlog + (int64(1)<<wlog)/8*int64(wd&7)
+		}
+		hl += [4]int{0, 1, 2, 4}[fhd&3] // dictionary id
+		fcsSize := [4]int{0, 2, 4, 8}[fhd>>6]
+		if fhd>>6 == 0 && single {
+			fcsSize = 1
+		}
+		if hl+fcsSize > len(b) {
+			break
+		}
+		fcs := int64(-1)
+		switch fcsSize {
+		case 1:
+			fcs = int64(b[hl])
+		case 2:
+			fcs = int64(binary.LittleEndian.Uint16(b[hl:])) + 256
+		case 4:
+			fcs = int64(binary.LittleEndian.Uint32(b[hl:]))
+		case 8:
+			fcs = int64(min(binary.LittleEndian.Uint64(b[hl:]), 1<<62))
+		}
+		if fcs > declared-sure {
+			return 0, fmt.Errorf("%w: a zstd frame declares %d bytes, more than the %d its page declares", ErrBomb, fcs, declared)
+		}
+		if single {
+			window = max(fcs, 1<<10)
+		}
+		blockMax := min(window, zstdMaxBlock)
+		b = b[hl+fcsSize:]
+		var exact, blocks int64
+		for last := false; !last; {
+			if len(b) < 3 {
+				return bound + max(fcs, blocks), nil
+			}
+			h := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16
+			b = b[3:]
+			last = h&1 == 1
+			size := int64(h >> 3)
+			switch h >> 1 & 3 {
+			case 0: // raw
+				if size > int64(len(b)) {
+					return bound + max(fcs, blocks), nil
+				}
+				b = b[size:]
+				exact += size
+				blocks += size
+			case 1: // RLE
+				if len(b) < 1 {
+					return bound + max(fcs, blocks), nil
+				}
+				b = b[1:]
+				exact += size
+				blocks += size
+			case 2: // compressed
+				if size > int64(len(b)) {
+					return bound + max(fcs, blocks), nil
+				}
+				b = b[size:]
+				blocks += blockMax
+			default: // reserved: the decoder fails
+				return bound + max(fcs, blocks), nil
+			}
+			if sure+exact > declared {
+				return 0, fmt.Errorf("%w: decompresses to more than the %d bytes its header declares", ErrBomb, declared)
+			}
+		}
+		if fcs >= 0 {
+			// The decoder stops at the content size.
+			sure += fcs
+			bound += fcs
+		} else {
+			sure += exact
+			bound += blocks
+		}
+		if fhd&4 != 0 { // content checksum
+			if len(b) < 4 {
+				break
+			}
+			b = b[4:]
+		}
+	}
+	return bound, nil
+}
+
+// newZstdDecoder returns a decoder for DecodeAll whose output never
+// exceeds the capacity of the buffer it is given.
+func newZstdDecoder() *zstd.Decoder {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecodeAllCapLimit(true))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return d
+}
+
+// decodeZstd decompresses body into dst[:0], whose capacity must be
+// declared plus zstdSlack: no more is ever allocated. Output beyond declared
+// (or a frame that says it holds more) is ErrBomb.
+func decodeZstd(d *zstd.Decoder, dst, body []byte, declared int) ([]byte, error) {
+	out, err := d.DecodeAll(body, dst[:0])
+	switch {
+	case errors.Is(err, zstd.ErrDecoderSizeExceeded) || err == nil && len(out) > declared:
+		return nil, fmt.Errorf("%w: decompresses to more than the %d bytes its header declares", ErrBomb, declared)
+	case err != nil:
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkDecompress decompresses body with codec, as parquet-go is about to,
+// into scratch (of capacity at least declared plus zstdSlack), and refuses
+// it unless it decodes to at most declared bytes: parquet-go's decoders do
+// not bound their output (zstd's up to 64 GiB, gzip's and brotli's not at
+// all, and its lz4 loop doubles its buffer on any error). It returns what
+// body decompresses to, in scratch.
+func checkDecompress(d *zstd.Decoder, codec format.CompressionCodec, scratch, body []byte, declared int) ([]byte, error) {
+	var out []byte
+	var err error
+	switch codec {
+	case format.Zstd:
+		out, err = decodeZstd(d, scratch, body, declared)
+	case format.Snappy:
+		var n int
+		if n, err = snappy.DecodedLen(body); err == nil && n > declared {
+			return nil, fmt.Errorf("%w: decompresses to %d bytes, more than the %d its header declares", ErrBomb, n, declared)
+		}
+		if err == nil {
+			out, err = snappy.Decode(scratch[:declared], body)
+		}
+	case format.Gzip:
+		var r *gzip.Reader
+		if r, err = gzip.NewReader(bytes.NewReader(body)); err == nil {
+			out, err = readAtMost(r, scratch, declared)
+		}
+	case format.Brotli:
+		out, err = readAtMost(brotli.NewReader(bytes.NewReader(body)), scratch, declared)
+	case format.Lz4Raw:
+		// parquet-go's buffer holds declared bytes: the block must fit.
+		var n int
+		n, err = lz4.UncompressBlock(body, scratch[:declared])
+		out = scratch[:n]
+	}
+	if err != nil && !errors.Is(err, ErrBomb) {
+		err = fmt.Errorf("undecodable %s: %w", codec, err)
+	}
+	return out, err
+}
+
+// readAtMost reads r to its end into scratch (of capacity at least n+1),
+// refusing more than n bytes.
+func readAtMost(r io.Reader, scratch []byte, n int) ([]byte, error) {
+	buf := scratch[:n+1]
+	got := 0
+	for {
+		k, err := r.Read(buf[got:])
+		got += k
+		switch {
+		case got > n:
+			return nil, fmt.Errorf("%w: decompresses to more than the %d bytes its header declares", ErrBomb, n)
+		case err == io.EOF:
+			return buf[:got], nil
+		case err != nil:
+			return nil, err
+		}
+	}
+}
+
+// growCap returns b[:0] with a capacity of at least n.
+func growCap(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, 0, n)
+	}
+	return b[:0]
+}
