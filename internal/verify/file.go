@@ -989,13 +989,7 @@ func checkFooter(res *fileResult, kv []format.KeyValue, version, merkleRoot stri
 // ParseFileKey parses the last two segments of a file's key as a batch
 // file name (dt=YYYY-MM-DD/<chain_id>-<first seq, 20 digits>.parquet).
 func ParseFileKey(key string) (chainID string, firstSeq int64, err error) {
-	k := key
-	if i := strings.LastIndexByte(k, '/'); i >= 0 {
-		if j := strings.LastIndexByte(k[:i], '/'); j >= 0 {
-			k = k[j+1:]
-		}
-	}
-	chainID, firstSeq, _, err = store.ParseBatchKey(k)
+	chainID, firstSeq, _, err = store.ParseBatchName(key)
 	return chainID, firstSeq, err
 }
 

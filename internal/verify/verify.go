@@ -235,10 +235,10 @@ func CheckFile(key string, data []byte) []Violation {
 
 // Verify checks every batch file src lists (src.Batches: every .parquet
 // name a reader reads), then every signed checkpoint stored beside the
-// trail (checkpoints/<chain_id>/*.checkpoint) and given in
-// opts, and returns the report. An error means the trail could not be
-// verified (the source could not be listed or a file could not be fetched;
-// ErrNoFiles; ErrNoKey; ErrBadKey); problems with the files' contents are
+// trail (checkpoints/<chain_id>/*.checkpoint) and given in opts, and
+// returns the report. An error means the trail could not be verified (the
+// source could not be listed or a file could not be fetched; ErrNoFiles;
+// ErrNoKey; checkpoint.ErrBadKey); problems with the files' contents are
 // violations in the report, never errors.
 func Verify(ctx context.Context, src store.Reader, opts Options) (*Report, error) {
 	keys, err := src.Batches(ctx)
