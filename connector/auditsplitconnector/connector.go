@@ -131,7 +131,7 @@ func (c *splitConnector) Capabilities() consumer.Capabilities {
 func (c *splitConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	var n [numOutcomes]int
 	var missed capture.MissCount
-	audit, found := c.split(td, &n, &missed)
+	audit, found, stillAudit := c.split(td, &n, &missed)
 	for o, k := range n {
 		if k > 0 {
 			c.spans.Add(ctx, int64(k), c.outcomes[o])
@@ -150,7 +150,7 @@ func (c *splitConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) er
 		if !c.drop {
 			// And the processor behind does not strip them again
 			// (capture.WithStripped).
-			mctx = capture.WithStripped(ctx, td, c.strip, c.capture)
+			mctx = capture.WithStripped(ctx, td, c.strip, c.capture, stillAudit)
 		}
 		monitoringErr = c.monitoring.ConsumeTraces(mctx, td)
 	}
@@ -176,7 +176,9 @@ func (c *splitConnector) normalize(res pcommon.Resource, span ptrace.Span, n *[n
 // their resource and scope; found is false when there are none. It leaves
 // td as the monitoring pipelines get it: audit-tagged spans stripped, or
 // removed. A span no monitoring pipeline gets is moved, not copied.
-func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int, missed *capture.MissCount) (out ptrace.Traces, found bool) {
+// stillAudit counts the stripped spans that are audit spans as stripped
+// (audit-tagged or captured): what the processor behind counts.
+func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int, missed *capture.MissCount) (out ptrace.Traces, found bool, stillAudit int) {
 	move := c.drop || c.monitoring == nil
 	ex := c.capture.Executions(td)
 	rss := td.ResourceSpans()
@@ -226,6 +228,9 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int, missed *ca
 					span.CopyTo(a)
 					c.strip.Strip(span)
 					n[outcomeStripped]++
+					if auditspan.IsAudit(span) || c.capture.Enabled() && c.capture.Match(span).Outcome == capture.Captured {
+						stillAudit++
+					}
 				}
 				if m.Outcome == capture.Captured {
 					c.capture.Apply(a, m, func() ptrace.Span {
@@ -268,5 +273,5 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int, missed *ca
 			return rs.ScopeSpans().Len() == 0
 		})
 	}
-	return out, found
+	return out, found, stillAudit
 }

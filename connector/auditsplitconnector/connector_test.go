@@ -424,81 +424,109 @@ func TestProcessorsAfterConnectorChangeNothing(t *testing.T) {
 // TestProcessorsBehindTakeTheNotes: the connector notes what it did to the
 // spans it sends (auditspan.WithNormalized, capture.WithStripped), so that
 // the agentaudit processors behind it (modes audit and monitoring) do not
-// check or strip them again. On random requests each note holds for what
-// reaches its pipeline, the audit note's counts are what the processor
-// counts on its own (no note), and each processor behind the connector
-// passes on what it would without the note, the audit one with the
-// connector's outcomes as its own.
+// check or strip them again. On random requests (and framework spans, with
+// capture on) each note holds for what reaches its pipeline, and each
+// processor behind the connector passes on what the same processor passes
+// on without the note, with the same outcomes: with the default strip list
+// and one that strips audit.action.type (the stripped spans are no longer
+// audit spans to the monitoring processor).
 func TestProcessorsBehindTakeTheNotes(t *testing.T) {
-	ctx := context.Background()
-	opts := auditspan.Options{MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes}
-	auditMode := func(p *auditprocessor.Config) { p.MaxValueBytes, p.MaxEntryBytes = 64, testMaxEntryBytes }
-	monitoringMode := func(p *auditprocessor.Config) { auditMode(p); p.Mode = "monitoring" }
-	newProcessor := func(set func(*auditprocessor.Config)) (consumer.Traces, *consumertest.TracesSink, *componenttest.Telemetry) {
-		f := auditprocessor.NewFactory()
-		cfg := f.CreateDefaultConfig().(*auditprocessor.Config)
-		set(cfg)
-		tel := componenttest.NewTelemetry()
-		t.Cleanup(func() { require.NoError(t, tel.Shutdown(ctx)) })
-		settings := processortest.NewNopSettings(f.Type())
-		settings.TelemetrySettings = tel.NewTelemetrySettings()
-		sink := new(consumertest.TracesSink)
-		p, err := f.CreateTraces(ctx, settings, cfg, sink)
-		require.NoError(t, err)
-		require.NoError(t, p.Start(ctx, componenttest.NewNopHost()))
-		t.Cleanup(func() { require.NoError(t, p.Shutdown(ctx)) })
-		return p, sink, tel
-	}
-	audit, auditSink, auditTel := newProcessor(auditMode)
-	monitoring, monitoringSink, _ := newProcessor(monitoringMode)
+	capCfg := capture.Config{Conventions: []string{capture.GenAI}, Tools: []capture.ToolRule{{Match: "crm_update_*", Action: "write"}}}
+	for _, tc := range []struct {
+		name    string
+		strip   capture.StripConfig
+		capture capture.Config
+	}{
+		{"default", capture.StripConfig{}, capture.Config{}},
+		{"action type stripped", capture.StripConfig{Keys: []string{"audit.*"}}, capture.Config{}},
+		{"capture", capture.StripConfig{}, capCfg},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			opts := auditspan.Options{MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes}
+			auditMode := func(p *auditprocessor.Config) {
+				p.MaxValueBytes, p.MaxEntryBytes, p.Strip, p.Capture = 64, testMaxEntryBytes, tc.strip, tc.capture
+			}
+			monitoringMode := func(p *auditprocessor.Config) { auditMode(p); p.Mode = "monitoring" }
+			newProcessor := func(set func(*auditprocessor.Config)) (consumer.Traces, *consumertest.TracesSink, *componenttest.Telemetry) {
+				f := auditprocessor.NewFactory()
+				cfg := f.CreateDefaultConfig().(*auditprocessor.Config)
+				set(cfg)
+				tel := componenttest.NewTelemetry()
+				t.Cleanup(func() { require.NoError(t, tel.Shutdown(ctx)) })
+				settings := processortest.NewNopSettings(f.Type())
+				settings.TelemetrySettings = tel.NewTelemetrySettings()
+				sink := new(consumertest.TracesSink)
+				p, err := f.CreateTraces(ctx, settings, cfg, sink)
+				require.NoError(t, err)
+				require.NoError(t, p.Start(ctx, componenttest.NewNopHost()))
+				t.Cleanup(func() { require.NoError(t, p.Shutdown(ctx)) })
+				return p, sink, tel
+			}
+			// Behind the connector, and alone (the same data, no note).
+			audit, auditSink, auditTel := newProcessor(auditMode)
+			monitoring, monitoringSink, monitoringTel := newProcessor(monitoringMode)
+			auditAlone, auditAloneSink, auditAloneTel := newProcessor(auditMode)
+			monitoringAlone, monitoringAloneSink, monitoringAloneTel := newProcessor(monitoringMode)
 
-	var wantAudit, wantMonitoring []ptrace.Traces
-	noted := 0
-	auditProbe, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
-		clean, problems, ok := auditspan.NormalizedIn(ctx, td, opts)
-		require.True(t, ok, "the note holds for what the connector sends")
-		alone := viaProcessor(t, auditMode, clone(td))
-		n := 0
-		for _, out := range alone {
-			n += withValidation(out, map[string]int{})
-		}
-		require.Equal(t, [2]int{td.SpanCount() - n, n}, [2]int{clean, problems}, "the note's counts: clean, with problems")
-		wantAudit = append(wantAudit, alone...)
-		noted++
-		return audit.ConsumeTraces(ctx, td)
-	})
-	require.NoError(t, err)
-	monitoringProbe, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
-		// The processor's default strip list and capture configuration.
-		require.True(t, capture.StrippedIn(ctx, td, capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{})), "the note holds for what the connector sends")
-		wantMonitoring = append(wantMonitoring, viaProcessor(t, monitoringMode, clone(td))...)
-		return monitoring.ConsumeTraces(ctx, td)
-	})
-	require.NoError(t, err)
-	c, tel := newTestConnector(t, &Config{
-		AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")},
-		MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes,
-	}, connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{traces("audit"): auditProbe, traces("monitoring"): monitoringProbe}))
-	r := rand.New(rand.NewPCG(3, 4))
-	for range 300 {
-		require.NoError(t, c.ConsumeTraces(ctx, randomTraces(r)))
+			noted := 0
+			auditProbe, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
+				_, _, ok := auditspan.NormalizedIn(ctx, td, opts)
+				require.True(t, ok, "the note holds for what the connector sends")
+				require.NoError(t, auditAlone.ConsumeTraces(context.Background(), clone(td)))
+				noted++
+				return audit.ConsumeTraces(ctx, td)
+			})
+			require.NoError(t, err)
+			monitoringProbe, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
+				_, ok := capture.StrippedIn(ctx, td, capture.NewStripper(tc.strip), capture.New(tc.capture))
+				require.True(t, ok, "the note holds for what the connector sends")
+				require.NoError(t, monitoringAlone.ConsumeTraces(context.Background(), clone(td)))
+				return monitoring.ConsumeTraces(ctx, td)
+			})
+			require.NoError(t, err)
+			c, _ := newTestConnector(t, &Config{
+				AuditPipelines: []pipeline.ID{traces("audit")}, MonitoringPipelines: []pipeline.ID{traces("monitoring")},
+				MaxValueBytes: 64, MaxEntryBytes: testMaxEntryBytes, Strip: tc.strip, Capture: tc.capture,
+			}, connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{traces("audit"): auditProbe, traces("monitoring"): monitoringProbe}))
+			r := rand.New(rand.NewPCG(3, 4))
+			for i := range 300 {
+				td := randomTraces(r)
+				if i%10 == 0 {
+					frameworkTraces().ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
+				}
+				require.NoError(t, c.ConsumeTraces(ctx, td))
+			}
+			assert.Greater(t, noted, 100)
+			requireSame(t, auditAloneSink.AllTraces(), auditSink.AllTraces(), "the audit processor behind the connector")
+			requireSame(t, monitoringAloneSink.AllTraces(), monitoringSink.AllTraces(), "the monitoring processor behind the connector")
+			want := processorCounts(t, auditAloneTel)
+			assert.Positive(t, want["kept_audit"])
+			assert.Positive(t, want["normalized_with_problems"])
+			assert.Equal(t, want, processorCounts(t, auditTel), "the audit processor's outcomes")
+			want = processorCounts(t, monitoringAloneTel)
+			if tc.strip.Keys == nil {
+				assert.Positive(t, want["stripped"])
+			}
+			assert.Equal(t, want, processorCounts(t, monitoringTel), "the monitoring processor's outcomes")
+		})
 	}
-	assert.Greater(t, noted, 100)
-	requireSame(t, wantAudit, auditSink.AllTraces(), "the audit processor behind the connector")
-	requireSame(t, wantMonitoring, monitoringSink.AllTraces(), "the monitoring processor behind the connector")
+}
 
-	m, err := auditTel.GetMetric("otelcol_processor_agentaudit_spans")
-	require.NoError(t, err)
-	got := map[string]int64{}
+// processorCounts returns the agentaudit processor's spans counter by
+// outcome.
+func processorCounts(t *testing.T, tel *componenttest.Telemetry) map[string]int64 {
+	t.Helper()
+	m, err := tel.GetMetric("otelcol_processor_agentaudit_spans")
+	if err != nil {
+		return map[string]int64{}
+	}
+	out := map[string]int64{}
 	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
 		o, _ := dp.Attributes.Value("outcome")
-		got[o.AsString()] = dp.Value
+		out[o.AsString()] = dp.Value
 	}
-	connectorCounts := counts(t, tel)
-	assert.Positive(t, connectorCounts["kept_audit"])
-	assert.Positive(t, connectorCounts["normalized_with_problems"])
-	delete(connectorCounts, "stripped")
-	assert.Equal(t, connectorCounts, got, "the audit processor's outcomes are the connector's")
+	return out
 }
 
 // withValidation counts the spans of td that carry audit.validation, and

@@ -10,38 +10,45 @@ import (
 
 // The agentaudit_split connector strips the audit spans it passes to the
 // monitoring pipelines; the agentaudit processor in mode monitoring behind
-// it, configured alike, would strip the same spans of the same keys again
-// and find nothing to remove. So the connector notes in the context what
-// it did (WithStripped), and the processor does not strip again when the
-// note holds for the data it is given (StrippedIn): the very traces the
-// connector sent, as many spans, stripped by an equal strip list with an
-// equal capture configuration (so that the same spans are audit spans).
-// Data that reaches the processor some other way has no note that holds,
-// and is stripped as before.
+// it, configured alike, would strip the same spans of the same keys again,
+// find nothing to remove, and count the spans that are still audit spans.
+// So the connector notes in the context what it did and that count
+// (WithStripped), and the processor takes the count instead of looking at
+// every span when the note holds for the data it is given (StrippedIn):
+// the very traces the connector sent, as many spans, stripped by an equal
+// strip list with an equal capture configuration (so that the same spans
+// are audit spans). Data that reaches the processor some other way has no
+// note that holds, and is stripped as before.
 
 type strippedNote struct {
 	td      ptrace.Traces
 	spans   int
 	strip   *Stripper
 	capture *Capturer
+	audit   int
 }
 
 type strippedKey struct{}
 
-// WithStripped returns ctx noting that s stripped every span of td that is
-// audit-tagged or that c captures. It is for the agentaudit_split
-// connector.
-func WithStripped(ctx context.Context, td ptrace.Traces, s *Stripper, c *Capturer) context.Context {
-	return context.WithValue(ctx, strippedKey{}, &strippedNote{td: td, spans: td.SpanCount(), strip: s, capture: c})
+// WithStripped returns ctx noting that s stripped every span of td that was
+// audit-tagged or that c captured, and that audit of td's spans are audit
+// spans as stripped (audit-tagged, or captured by c). It is for the
+// agentaudit_split connector.
+func WithStripped(ctx context.Context, td ptrace.Traces, s *Stripper, c *Capturer, audit int) context.Context {
+	return context.WithValue(ctx, strippedKey{}, &strippedNote{td: td, spans: td.SpanCount(), strip: s, capture: c, audit: audit})
 }
 
-// StrippedIn reports whether ctx notes (WithStripped) that td's audit spans
-// are stripped as s would strip them, c telling which spans are audit
-// spans: the same traces, as many spans, an equal strip list and an equal
-// capture configuration.
-func StrippedIn(ctx context.Context, td ptrace.Traces, s *Stripper, c *Capturer) bool {
+// StrippedIn returns the number of audit spans WithStripped noted in ctx
+// for td, when the note holds: the same traces, as many spans, an equal
+// strip list and an equal capture configuration. td's audit spans are
+// then stripped as s would strip them, c telling which spans are audit
+// spans.
+func StrippedIn(ctx context.Context, td ptrace.Traces, s *Stripper, c *Capturer) (audit int, ok bool) {
 	n, _ := ctx.Value(strippedKey{}).(*strippedNote)
-	return n != nil && n.td == td && s.equal(n.strip) && c.equal(n.capture) && td.SpanCount() == n.spans
+	if n == nil || n.td != td || !s.equal(n.strip) || !c.equal(n.capture) || td.SpanCount() != n.spans {
+		return 0, false
+	}
+	return n.audit, true
 }
 
 func (s *Stripper) equal(o *Stripper) bool {

@@ -17,23 +17,27 @@ func TestStrippedNote(t *testing.T) {
 	spans.AppendEmpty()
 	spans.AppendEmpty()
 	tools := []ToolRule{{Match: "crm_*", Action: "write"}}
-	ctx := WithStripped(context.Background(), td, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI}, Tools: tools}))
+	ctx := WithStripped(context.Background(), td, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI}, Tools: tools}), 1)
 
-	assert.True(t, StrippedIn(ctx, td, NewStripper(DefaultStripConfig()), New(Config{Conventions: []string{GenAI}, Tools: tools})))
+	audit, ok := StrippedIn(ctx, td, NewStripper(DefaultStripConfig()), New(Config{Conventions: []string{GenAI}, Tools: tools}))
+	assert.True(t, ok)
+	assert.Equal(t, 1, audit)
 
 	other := ptrace.NewTraces()
 	td.CopyTo(other)
+	holds := func(_ int, ok bool) bool { return ok }
 	for name, ok := range map[string]bool{
-		"no note":           StrippedIn(context.Background(), td, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI}, Tools: tools})),
-		"other traces":      StrippedIn(ctx, other, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI}, Tools: tools})),
-		"other keys":        StrippedIn(ctx, td, NewStripper(StripConfig{Keys: []string{"audit.*"}, Except: DefaultStripExcept}), New(Config{Conventions: []string{GenAI}, Tools: tools})),
-		"other exceptions":  StrippedIn(ctx, td, NewStripper(StripConfig{Keys: DefaultStripKeys}), New(Config{Conventions: []string{GenAI}, Tools: tools})),
-		"other conventions": StrippedIn(ctx, td, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI, OpenInference}, Tools: tools})),
-		"other tools":       StrippedIn(ctx, td, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI}})),
+		"no note":           holds(StrippedIn(context.Background(), td, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI}, Tools: tools}))),
+		"other traces":      holds(StrippedIn(ctx, other, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI}, Tools: tools}))),
+		"other keys":        holds(StrippedIn(ctx, td, NewStripper(StripConfig{Keys: []string{"audit.*"}, Except: DefaultStripExcept}), New(Config{Conventions: []string{GenAI}, Tools: tools}))),
+		"other exceptions":  holds(StrippedIn(ctx, td, NewStripper(StripConfig{Keys: DefaultStripKeys}), New(Config{Conventions: []string{GenAI}, Tools: tools}))),
+		"other conventions": holds(StrippedIn(ctx, td, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI, OpenInference}, Tools: tools}))),
+		"other tools":       holds(StrippedIn(ctx, td, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI}}))),
 	} {
 		assert.False(t, ok, name)
 	}
 	first := true
 	spans.RemoveIf(func(ptrace.Span) bool { removed := first; first = false; return removed })
-	assert.False(t, StrippedIn(ctx, td, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI}, Tools: tools})), "a span removed since")
+	_, ok = StrippedIn(ctx, td, NewStripper(StripConfig{}), New(Config{Conventions: []string{GenAI}, Tools: tools}))
+	assert.False(t, ok, "a span removed since")
 }

@@ -177,10 +177,13 @@ func (p *auditProcessor) dropAudit(ctx context.Context, td ptrace.Traces) (ptrac
 // strip removes the keys of the strip list from audit spans and keeps
 // every span. Plain index loops: an untagged span costs one lookup.
 // Behind the agentaudit_split connector, whose note says it stripped td's
-// audit spans as this processor would (capture.StrippedIn), it only counts
-// them.
+// audit spans as this processor would (capture.StrippedIn), it counts them
+// as the note says and passes td on.
 func (p *auditProcessor) strip(ctx context.Context, td ptrace.Traces) ptrace.Traces {
-	done := capture.StrippedIn(ctx, td, p.stripper, p.capture)
+	if n, ok := capture.StrippedIn(ctx, td, p.stripper, p.capture); ok {
+		p.count(ctx, outcomeStripped, n)
+		return td
+	}
 	var stripped int
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
@@ -190,9 +193,7 @@ func (p *auditProcessor) strip(ctx context.Context, td ptrace.Traces) ptrace.Tra
 			for k := 0; k < spans.Len(); k++ {
 				span := spans.At(k)
 				if p.isAudit(span) {
-					if !done {
-						p.stripper.Strip(span)
-					}
+					p.stripper.Strip(span)
 					stripped++
 				}
 			}

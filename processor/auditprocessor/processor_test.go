@@ -349,29 +349,30 @@ func TestMonitoringStrip(t *testing.T) {
 
 // TestMonitoringStripTakesTheNote: with the connector's note that td's
 // audit spans are stripped by an equal strip list and capture
-// configuration, the processor counts them and strips nothing again (the
-// note here is given for an unstripped span, to show it is not stripped);
-// without a note that holds, it strips as before.
+// configuration, the processor counts them as the note says and strips
+// nothing again (the note here is given for unstripped spans, with a count
+// of its own, to show that neither is looked at); without a note that
+// holds, it strips and counts as before.
 func TestMonitoringStripTakesTheNote(t *testing.T) {
 	cfg := &Config{Mode: "monitoring", MaxValueBytes: 1024}
 	p, tel := newTestProcessor(t, cfg)
 	td := testTraces()
-	ctx := capture.WithStripped(context.Background(), td, capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{}))
+	ctx := capture.WithStripped(context.Background(), td, capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{}), 3)
 	out, err := p.processTraces(ctx, td)
 	require.NoError(t, err)
 	assert.Equal(t, flatten(testTraces()), flatten(out), "nothing stripped again")
-	assert.Equal(t, map[string]int64{"stripped": 2}, counts(t, tel))
+	assert.Equal(t, map[string]int64{"stripped": 3}, counts(t, tel), "the note's count")
 
 	for name, note := range map[string]func(td ptrace.Traces) context.Context{
 		"no note": func(ptrace.Traces) context.Context { return context.Background() },
 		"other strip list": func(td ptrace.Traces) context.Context {
-			return capture.WithStripped(context.Background(), td, capture.NewStripper(capture.StripConfig{Keys: []string{"audit.value.*"}}), capture.New(capture.Config{}))
+			return capture.WithStripped(context.Background(), td, capture.NewStripper(capture.StripConfig{Keys: []string{"audit.value.*"}}), capture.New(capture.Config{}), 3)
 		},
 		"other capture": func(td ptrace.Traces) context.Context {
-			return capture.WithStripped(context.Background(), td, capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{Conventions: []string{capture.GenAI}}))
+			return capture.WithStripped(context.Background(), td, capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{Conventions: []string{capture.GenAI}}), 3)
 		},
 		"other traces": func(ptrace.Traces) context.Context {
-			return capture.WithStripped(context.Background(), testTraces(), capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{}))
+			return capture.WithStripped(context.Background(), testTraces(), capture.NewStripper(capture.StripConfig{}), capture.New(capture.Config{}), 3)
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
