@@ -26,6 +26,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/recorder"
 	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/storetest"
 	"github.com/agentaudit/agentaudit/internal/verify"
@@ -36,14 +37,8 @@ import (
 // sealed or flushed, the open batch is simply gone from memory.
 func crash(t *testing.T, e *auditExporter) {
 	t.Helper()
-	e.mu.Lock()
-	e.closed = true
-	e.mu.Unlock()
-	close(e.stopTick)
-	close(e.abort)
-	e.wg.Wait()
+	e.rec.Abandon() // the spool's lock released as the kernel releases a dead process's
 	_ = e.tel.registration.Unregister()
-	e.lock.Release() // as the kernel releases a dead process's locks
 }
 
 func TestAcknowledgedEntriesSurviveACrash(t *testing.T) {
@@ -191,9 +186,9 @@ func TestSpoolFullRefusesWithARetryableError(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Spool.Directory = dir
 	cfg.Spool.MaxBytes = 1 // one spooled batch fills it
-	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (stores, error) {
+	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (recorder.Stores, error) {
 		spool, err := store.NewFS(filepath.Join(dir, "batches"))
-		return stores{walDir: filepath.Join(dir, "wal"), trail: down, spool: spool}, err
+		return recorder.Stores{WALDir: filepath.Join(dir, "wal"), Trail: down, Spool: spool}, err
 	})
 	require.NoError(t, err)
 	exp.now = func() time.Time { return t0 }
@@ -203,7 +198,7 @@ func TestSpoolFullRefusesWithARetryableError(t *testing.T) {
 	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
 
 	require.NoError(t, te.ConsumeTraces(ctx, traces(8, "fills"))) // one batch of 4, spooled
-	require.Eventually(t, func() bool { used, _, _ := exp.observe(); return used > 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { used, _, _ := exp.rec.Stats(); return used > 0 }, 10*time.Second, 5*time.Millisecond)
 	assert.Len(t, spoolKeys(t, dir), 1)
 
 	err = te.ConsumeTraces(ctx, traces(2, "refused"))
@@ -366,25 +361,6 @@ func TestStartDuringAnOutageWithoutLocalStateRefuses(t *testing.T) {
 	assert.Contains(t, err.Error(), "refusing to start rather than fork the chain")
 	assert.ErrorIs(t, err, store.ErrUnavailable)
 	require.NoError(t, te.Shutdown(ctx))
-}
-
-func TestHeadMarkerOfAnotherStoreIsIgnored(t *testing.T) {
-	dir := t.TempDir()
-	h := chain.Head{Size: 6, Hash: strings.Repeat("ab", 32)}
-	require.NoError(t, writeHeadMarker(dir, "collector-1", "file:/trail-a", h))
-	got, ok, err := readHeadMarker(dir, "collector-1", "file:/trail-a")
-	require.NoError(t, err)
-	require.True(t, ok)
-	assert.Equal(t, h, got)
-	_, ok, err = readHeadMarker(dir, "collector-1", "file:/trail-b")
-	require.NoError(t, err)
-	assert.False(t, ok, "a spool reused for another trail must not move that trail's chain")
-	_, ok, err = readHeadMarker(dir, "collector-2", "file:/trail-a")
-	require.NoError(t, err)
-	assert.False(t, ok)
-	require.NoError(t, os.WriteFile(headMarkerPath(dir, "collector-1"), []byte("garbage"), 0o640))
-	_, _, err = readHeadMarker(dir, "collector-1", "file:/trail-a")
-	assert.Error(t, err, "a corrupt marker is an error naming the path, not a silent restart from genesis")
 }
 
 // TestFlippedLogBytesAreRefusedOrRecovered flips bytes of the write-ahead

@@ -27,6 +27,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/recorder"
 	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/storetest"
 	"github.com/agentaudit/agentaudit/internal/wal"
@@ -118,8 +119,8 @@ func metricValue(t *testing.T, tel *componenttest.Telemetry, name string, want .
 
 func newTestExporterWithSettings(t *testing.T, cfg *Config, st store.Store, set exporter.Settings) (*auditExporter, exporter.Traces) {
 	t.Helper()
-	exp, err := newAuditExporter(cfg, set, func(_ context.Context, cfg *Config) (stores, error) {
-		return stores{walDir: filepath.Join(cfg.Spool.Directory, "wal"), trail: st}, nil
+	exp, err := newAuditExporter(cfg, set, func(_ context.Context, cfg *Config) (recorder.Stores, error) {
+		return recorder.Stores{WALDir: filepath.Join(cfg.Spool.Directory, "wal"), Trail: st}, nil
 	})
 	require.NoError(t, err)
 	exp.now = func() time.Time { return t0 }
@@ -409,9 +410,9 @@ func newSpooledExporterOffline(t *testing.T, remote store.Store, spoolDir string
 	set := exportertest.NewNopSettings(metadata.Type)
 	cfg := testConfig(t)
 	cfg.Spool.Directory = spoolDir
-	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (stores, error) {
+	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (recorder.Stores, error) {
 		spool, err := store.NewFS(filepath.Join(spoolDir, "batches"))
-		return stores{walDir: filepath.Join(spoolDir, "wal"), trail: remote, spool: spool, offline: offline}, err
+		return recorder.Stores{WALDir: filepath.Join(spoolDir, "wal"), Trail: remote, Spool: spool, Offline: offline}, err
 	})
 	require.NoError(t, err)
 	exp.now = func() time.Time { return t0 }
@@ -480,26 +481,4 @@ func TestSpoolKeepsBatchesThroughAnOutageAndRestart(t *testing.T) {
 	assert.Equal(t, "before", es[5].ExecutionID)
 	assert.Equal(t, "after", es[6].ExecutionID)
 	assert.Empty(t, spoolKeys(t, dir))
-}
-
-func TestSortUploadsPutsCheckpointsAfterTheirBatches(t *testing.T) {
-	keys := []string{
-		"checkpoints/c/00000000000000000008.checkpoint",
-		"checkpoints/c/00000000000000000004.checkpoint",
-		"dt=2026-03-10/c-00000000000000000004.parquet",
-		"dt=2026-03-09/c-00000000000000000000.parquet",
-		"keys/c-1234abcd.vkey",
-		"checkpoints/b/00000000000000000002.checkpoint",
-		"dt=2026-03-09/b-00000000000000000000.parquet",
-	}
-	sortUploads(keys)
-	assert.Equal(t, []string{
-		"keys/c-1234abcd.vkey",
-		"dt=2026-03-09/b-00000000000000000000.parquet",
-		"checkpoints/b/00000000000000000002.checkpoint",
-		"dt=2026-03-09/c-00000000000000000000.parquet",
-		"checkpoints/c/00000000000000000004.checkpoint",
-		"dt=2026-03-10/c-00000000000000000004.parquet",
-		"checkpoints/c/00000000000000000008.checkpoint",
-	}, keys)
 }

@@ -14,7 +14,8 @@ import (
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
-// observer reports the gauges read from the exporter's queues.
+// observer reports the gauges read from the recorder's queues
+// (recorder.Recorder.Stats).
 type observer func() (spoolBytes int64, oldest time.Duration, walSyncs int64)
 
 // telemetry is the exporter's own metrics. The hot path only counts.
@@ -29,8 +30,8 @@ type telemetry struct {
 	batchesStored metric.Int64Counter
 	entriesStored metric.Int64Counter
 	storeErrors   metric.Int64Counter
-	headSeq       atomic.Int64 // seq of the last entry, -1 when none
-	queued        atomic.Int64 // sealed batches not yet in the store
+	headSeq       atomic.Int64 // seq of the last entry, -1 when none (recorder.Metrics.Head)
+	queued        atomic.Int64 // sealed batches not yet in the store (recorder.Metrics.Queued)
 	conflictAttr  metric.MeasurementOption
 	transientAttr metric.MeasurementOption
 	registration  metric.Registration
@@ -105,7 +106,15 @@ func newTelemetry(set component.TelemetrySettings, observe observer) (*telemetry
 	return t, nil
 }
 
-func (t *telemetry) setHead(h chain.Head) { t.headSeq.Store(h.Size - 1) }
+// recorderMetrics is the exporter as the recorder's recorder.Metrics: what
+// the recorder does, counted in the exporter's telemetry.
+type recorderMetrics auditExporter
+
+func (m *recorderMetrics) Head(h chain.Head)        { m.tel.headSeq.Store(h.Size - 1) }
+func (m *recorderMetrics) Queued(n int64)           { m.tel.queued.Add(n) }
+func (m *recorderMetrics) Sealed(entries int)       { m.tel.batchSealed(entries) }
+func (m *recorderMetrics) Stored(entries int)       { m.tel.batchStored(entries) }
+func (m *recorderMetrics) StoreError(conflict bool) { m.tel.storeError(conflict) }
 
 func (t *telemetry) spansIgnored(ctx context.Context, n int) {
 	if n > 0 {

@@ -1,4 +1,4 @@
-package auditexporter // import "github.com/agentaudit/agentaudit/exporter/auditexporter"
+package recorder
 
 import (
 	"context"
@@ -19,8 +19,8 @@ import (
 
 // signingKey returns the checkpoint signer key the configuration names, or
 // the one generated on first start under <spool.directory>/keys.
-func (e *auditExporter) signingKey() (string, error) {
-	cfg := e.cfg.Checkpoint
+func (r *Recorder) signingKey() (string, error) {
+	cfg := r.cfg.Checkpoint
 	switch {
 	case cfg.KeyFile != "":
 		b, err := os.ReadFile(cfg.KeyFile)
@@ -35,7 +35,7 @@ func (e *auditExporter) signingKey() (string, error) {
 		}
 		return k, nil
 	}
-	path := filepath.Join(e.cfg.Spool.Directory, "keys", e.cfg.ChainID+".key")
+	path := filepath.Join(r.cfg.SpoolDir, "keys", r.cfg.ChainID+".key")
 	b, err := os.ReadFile(path)
 	if err == nil {
 		return strings.TrimSpace(string(b)), nil
@@ -43,7 +43,7 @@ func (e *auditExporter) signingKey() (string, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("checkpoint: reading the generated key: %w", err)
 	}
-	skey, vkey, err := checkpoint.GenerateKey(e.cfg.ChainID)
+	skey, vkey, err := checkpoint.GenerateKey(r.cfg.ChainID)
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: generating a key: %w", err)
 	}
@@ -58,15 +58,15 @@ func (e *auditExporter) signingKey() (string, error) {
 	if err := os.Chmod(path, 0o400); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
-	e.logger.Info("Generated a checkpoint signing key; its public key is published beside the trail",
+	r.logger.Info("Generated a checkpoint signing key; its public key is published beside the trail",
 		zap.String("key_file", path), zap.String("verifier_key", vkey))
 	return skey, nil
 }
 
 // setUpCheckpoints loads the signing key; the writer publishes its verifier
 // key beside the trail (and in the mirror) before the first batch.
-func (e *auditExporter) setUpCheckpoints() error {
-	skey, err := e.signingKey()
+func (r *Recorder) setUpCheckpoints() error {
+	skey, err := r.signingKey()
 	if err != nil {
 		return err
 	}
@@ -78,27 +78,27 @@ func (e *auditExporter) setUpCheckpoints() error {
 	if err != nil {
 		return err
 	}
-	if m := e.cfg.Checkpoint.Mirror; m != nil {
-		if e.mirror, err = store.NewFS(m.Directory); err != nil {
-			return fmt.Errorf("checkpoint: mirror: \"directory\" %q: %w", m.Directory, err)
+	if m := r.cfg.Checkpoint.MirrorDir; m != "" {
+		if r.mirror, err = store.NewFS(m); err != nil {
+			return fmt.Errorf("checkpoint: mirror: \"directory\" %q: %w", m, err)
 		}
 	}
-	e.vkey = vkey
-	e.signer = signer
+	r.vkey = vkey
+	r.signer = signer
 	return nil
 }
 
 // publishKey writes the verifier key where batches go, and to the mirror,
 // retrying until it is written. It returns the key, or false when shutdown
 // gave up.
-func (e *auditExporter) publishKey(target store.Store, where string) (string, bool) {
-	key := store.VerifierKeyKey(e.cfg.ChainID, e.vkey)
-	data := []byte(e.vkey + "\n")
+func (r *Recorder) publishKey(target store.Store, where string) (string, bool) {
+	key := store.VerifierKeyKey(r.cfg.ChainID, r.vkey)
+	data := []byte(r.vkey + "\n")
 	ctx := context.Background()
-	if !e.retry(where, key, func() error { return target.Put(ctx, key, data) }) {
+	if !r.retry(where, key, func() error { return target.Put(ctx, key, data) }) {
 		return "", false
 	}
-	if e.mirror != nil && !e.retry("mirror", key, func() error { return e.mirror.Put(ctx, key, data) }) {
+	if r.mirror != nil && !r.retry("mirror", key, func() error { return r.mirror.Put(ctx, key, data) }) {
 		return "", false
 	}
 	return key, true
@@ -107,22 +107,22 @@ func (e *auditExporter) publishKey(target store.Store, where string) (string, bo
 // writeCheckpoint signs the checkpoint of the batch whose footer is f and
 // writes it where the batch went, and to the mirror. It returns the key, or
 // "" when shutdown gave up.
-func (e *auditExporter) writeCheckpoint(target store.Store, where string, f parquetfile.Footer) (string, []byte, bool) {
+func (r *Recorder) writeCheckpoint(target store.Store, where string, f parquetfile.Footer) (string, []byte, bool) {
 	msg, err := checkpoint.Sign(checkpoint.Checkpoint{
 		ChainID: f.ChainID, Size: f.LastSeq + 1, Head: f.LastHash,
 		BatchFirst: f.FirstSeq, BatchLast: f.LastSeq, BatchRoot: f.MerkleRoot,
-	}, e.signer)
+	}, r.signer)
 	if err != nil {
 		// Only a malformed footer makes signing fail; the batch is written.
-		e.logger.Error("Cannot sign a checkpoint", zap.Error(err))
+		r.logger.Error("Cannot sign a checkpoint", zap.Error(err))
 		return "", nil, true
 	}
 	key := store.CheckpointKey(f.ChainID, f.LastSeq+1)
 	ctx := context.Background()
-	if !e.retry(where, key, func() error { return target.Put(ctx, key, msg) }) {
+	if !r.retry(where, key, func() error { return target.Put(ctx, key, msg) }) {
 		return "", nil, false
 	}
-	if e.mirror != nil && !e.retry("mirror", key, func() error { return e.mirror.Put(ctx, key, msg) }) {
+	if r.mirror != nil && !r.retry("mirror", key, func() error { return r.mirror.Put(ctx, key, msg) }) {
 		return "", nil, false
 	}
 	return key, msg, true

@@ -1,16 +1,11 @@
-package auditexporter // import "github.com/agentaudit/agentaudit/exporter/auditexporter"
+package recorder
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"strings"
 
-	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/ptrace"
-
-	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/wal"
@@ -36,10 +31,10 @@ type salvaged struct {
 // once its checks pass, before anything is acknowledged. It is
 // deterministic, so that a replacement a crash undid is derived again the
 // same.
-func (e *auditExporter) salvage(ctx context.Context, st stores, segs []wal.Segment, k int, before chain.Head, acc *wal.Acceptance) (salvaged, error) {
-	dir, seg := st.walDir, segs[k]
+func (r *Recorder) salvage(ctx context.Context, st Stores, segs []wal.Segment, k int, before chain.Head, acc *wal.Acceptance) (salvaged, error) {
+	dir, seg := st.WALDir, segs[k]
 	var out salvaged
-	found, err := wal.AfterDamage(dir, e.cfg.ChainID, segs[k:])
+	found, err := wal.AfterDamage(dir, r.cfg.ChainID, segs[k:])
 	if err != nil {
 		return salvaged{}, err
 	}
@@ -56,7 +51,7 @@ func (e *auditExporter) salvage(ctx context.Context, st stores, segs []wal.Segme
 		case seg.FirstSeq == 0:
 			head = chain.Genesis()
 		default:
-			hash, _, err := e.storedHash(ctx, st, seg.FirstSeq-1)
+			hash, _, err := r.storedHash(ctx, st, seg.FirstSeq-1)
 			if err != nil {
 				return salvaged{}, fmt.Errorf("salvaging %s: the entry before it, seq %d: %w", filepath.Join(dir, seg.Name), seg.FirstSeq-1, err)
 			}
@@ -80,9 +75,9 @@ func (e *auditExporter) salvage(ctx context.Context, st stores, segs []wal.Segme
 		result += fmt.Sprintf("; seq %d to %d renumbered %d to %d", rest[0].Seq, rest[len(rest)-1].Seq, head.Size+1, head.Size+int64(len(rest)))
 	}
 
-	c := chain.New(e.cfg.ChainID, head)
+	c := chain.New(r.cfg.ChainID, head)
 	out.entries = append(out.entries, prefix...)
-	loss := lossEntry(e.cfg.ChainID, seg, acc, result)
+	loss := r.cfg.LossEntry(seg, acc, result)
 	c.Append(&loss)
 	out.entries = append(out.entries, loss)
 	for _, r := range rest {
@@ -98,37 +93,4 @@ func seqRange(first, last int64) string {
 		return fmt.Sprint(first)
 	}
 	return fmt.Sprintf("%d to %d", first, last)
-}
-
-// lossEntry is the entry that records, in the trail itself, the loss the
-// operator accepted: action type entry.ActionLoss; principal and approver
-// the operator; reasoning the operator's reason; target the segment and
-// offset; result what was lost and renumbered; attributes the facts as
-// agentaudit.loss.* keys. It is mapped from a span, like every entry, so
-// that its columns are what the mapping makes of them.
-func lossEntry(chainID string, seg wal.Segment, acc *wal.Acceptance, result string) entry.Entry {
-	id := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d", chainID, seg.Name, seg.Corrupt.Offset)))
-	res := pcommon.NewResource()
-	res.Attributes().PutStr(entry.KeyServiceName, "agentaudit")
-	span := ptrace.NewSpan()
-	span.SetName(entry.ActionLoss)
-	span.SetTraceID(pcommon.TraceID(id[:16]))
-	span.SetSpanID(pcommon.SpanID(id[16:24]))
-	span.SetStartTimestamp(pcommon.NewTimestampFromTime(acc.At))
-	span.SetEndTimestamp(pcommon.NewTimestampFromTime(acc.At))
-	attrs := span.Attributes()
-	attrs.PutStr(entry.KeyActionType, "error") // replaced below: no span can carry ActionLoss
-	attrs.PutStr(entry.KeyExecutionID, fmt.Sprintf("agentaudit.loss/%s/%d", chainID, seg.FirstSeq))
-	attrs.PutStr(entry.KeyTargetSystem, "agentaudit write-ahead log")
-	attrs.PutStr(entry.KeyTargetResource, fmt.Sprintf("%s@%d", seg.Name, seg.Corrupt.Offset))
-	attrs.PutStr(entry.KeyReasoning, acc.Reason)
-	attrs.PutStr(entry.KeyApprover, acc.By)
-	attrs.PutStr(entry.KeyEndUserID, acc.By)
-	attrs.PutStr(entry.KeyResult, result)
-	attrs.PutStr("agentaudit.loss.segment", seg.Name)
-	attrs.PutInt("agentaudit.loss.offset", seg.Corrupt.Offset)
-	attrs.PutStr("agentaudit.loss.corruption", seg.Corrupt.Reason)
-	en := auditspan.FromOwnSpan(res, span, auditspan.Options{}) // its agentaudit.loss.* keys are the collector's own
-	en.ActionType = entry.ActionLoss
-	return en
 }

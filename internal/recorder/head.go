@@ -1,4 +1,4 @@
-package auditexporter // import "github.com/agentaudit/agentaudit/exporter/auditexporter"
+package recorder
 
 import (
 	"errors"
@@ -81,20 +81,4 @@ func writeHeadMarker(spoolDir, chainID, storeID string, h chain.Head) error {
 		return fmt.Errorf("writing the chain head marker %s: %w", path, err)
 	}
 	return nil
-}
-
-// storeID names the store the configuration points at, for the head
-// marker: the file store's absolute directory, or the S3 endpoint, bucket
-// and prefix.
-func storeID(cfg *Config) string {
-	if cfg.File != nil {
-		if abs, err := filepath.Abs(cfg.File.Directory); err == nil {
-			return "file:" + abs
-		}
-		return "file:" + cfg.File.Directory
-	}
-	if cfg.S3 != nil {
-		return "s3:" + cfg.S3.Endpoint + "/" + cfg.S3.Bucket + "/" + strings.Trim(cfg.S3.Prefix, "/")
-	}
-	return ""
 }
