@@ -34,6 +34,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/connector/auditsplitconnector"
 	"github.com/agentaudit/agentaudit/exporter/auditexporter"
+	"github.com/agentaudit/agentaudit/internal/auditspan"
 	"github.com/agentaudit/agentaudit/processor/auditprocessor"
 )
 
@@ -56,7 +57,11 @@ import (
 // (file store, fsynced write-ahead log; 8 requests in flight so that group
 // commit works as under load) and the processor in mode monitoring into a
 // sink; the timing includes shutting the exporter down, so every batch is
-// encoded and written. "split" is the same without the two processors.
+// encoded and written. "front" is "default" up to the exporter's mapping:
+// the connector, the processors and auditspan.FromSpan of each audit span,
+// without the chain, the log or the batches (the part of an audit span's
+// cost before the trail's). "split" is the same as "default" without the
+// two processors.
 // "processors" has no connector: it copies the request (the collector's
 // fan-out to two pipelines whose processors both change data) and runs the
 // two processors on the receiver's stream. cpu-ns/span is the process's CPU
@@ -87,6 +92,9 @@ func BenchmarkAuditPath(b *testing.B) {
 		})
 		b.Run(shape.name+"/default", func(b *testing.B) {
 			benchSplit(b, payloads, true)
+		})
+		b.Run(shape.name+"/front", func(b *testing.B) {
+			benchFront(b, payloads)
 		})
 		b.Run(shape.name+"/split", func(b *testing.B) {
 			benchSplit(b, payloads, false)
@@ -122,20 +130,64 @@ func benchSplit(b *testing.B, payloads [][]byte, withProcessors bool) {
 		auditNext, monitoringNext = audit, monitoring
 		comps = append(comps, audit, monitoring)
 	}
+	split := benchConnector(b, auditNext, monitoringNext)
+	measurePath(b, payloads, append(comps, split), func(td ptrace.Traces) error {
+		return split.ConsumeTraces(ctx, td)
+	})
+}
+
+// benchFront measures the embedded default's layout in front of the
+// exporter (the connector, the two processors) and the span → entry
+// mapping the exporter does first, without chaining, logging or writing:
+// the part of an audit span's cost that is not the trail's.
+func benchFront(b *testing.B, payloads [][]byte) {
+	ctx := context.Background()
+	var mapped atomic.Int64
+	mapping, err := consumer.NewTraces(func(_ context.Context, td ptrace.Traces) error {
+		n := 0
+		for _, rs := range td.ResourceSpans().All() {
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, span := range ss.Spans().All() {
+					if auditspan.IsAudit(span) {
+						e := auditspan.FromSpan(rs.Resource(), span, auditspan.Options{})
+						n += len(e.Attributes)
+					}
+				}
+			}
+		}
+		mapped.Add(int64(n))
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	audit := benchProcessor(b, "audit", mapping)
+	monitoring := benchProcessor(b, "monitoring", consumertest.NewNop())
+	split := benchConnector(b, audit, monitoring)
+	measurePath(b, payloads, []component.Component{audit, monitoring, split}, func(td ptrace.Traces) error {
+		return split.ConsumeTraces(ctx, td)
+	})
+	if mapped.Load() == 0 {
+		b.Fatal("no audit span mapped")
+	}
+}
+
+// benchConnector returns the agentaudit_split connector in its default
+// configuration, feeding audit and monitoring.
+func benchConnector(b *testing.B, audit, monitoring consumer.Traces) connector.Traces {
+	b.Helper()
 	cf := auditsplitconnector.NewFactory()
 	ccfg := cf.CreateDefaultConfig().(*auditsplitconnector.Config)
 	auditID := pipeline.NewIDWithName(pipeline.SignalTraces, "audit")
 	monitoringID := pipeline.NewIDWithName(pipeline.SignalTraces, "monitoring")
 	ccfg.AuditPipelines = []pipeline.ID{auditID}
 	ccfg.MonitoringPipelines = []pipeline.ID{monitoringID}
-	split, err := cf.CreateTracesToTraces(ctx, connectortest.NewNopSettings(cf.Type()), ccfg,
-		connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{auditID: auditNext, monitoringID: monitoringNext}))
+	split, err := cf.CreateTracesToTraces(context.Background(), connectortest.NewNopSettings(cf.Type()), ccfg,
+		connector.NewTracesRouter(map[pipeline.ID]consumer.Traces{auditID: audit, monitoringID: monitoring}))
 	if err != nil {
 		b.Fatal(err)
 	}
-	measurePath(b, payloads, append(comps, split), func(td ptrace.Traces) error {
-		return split.ConsumeTraces(ctx, td)
-	})
+	return split
 }
 
 // measurePath starts comps in order, decodes the payloads in parallel into

@@ -381,6 +381,7 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 	max := opts.maxValueBytes()
 	const required = 1<<slotActionType | 1<<slotExecutionID | 1<<slotTargetSystem
 	var seen uint32 // the slots found
+	var errorType, httpStatus pcommon.Value // for the result; zero when absent
 	var filter uint64
 	collision := false
 	size := cleanFixedBytes
@@ -411,6 +412,11 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 		case slotValidation, slotSeal, slotMoved:
 			ok = false
 		case slotErrorType, slotHTTPStatus:
+			if slot == slotErrorType {
+				errorType = v
+			} else {
+				httpStatus = v
+			}
 			size += cleanEscapeFactor*len(k) + cleanValueOverhead
 			ok = cleanValue(v, max, 1, &size)
 		case slotServiceName: // a column and an attribute
@@ -437,7 +443,10 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 		}
 	}
 	if seen&(1<<slotResult) == 0 {
-		result = deriveResult(span)
+		var sa spanAttrs
+		sa.vals[slotErrorType], sa.vals[slotHTTPStatus] = errorType, httpStatus
+		sa.found = seen & (1<<slotErrorType | 1<<slotHTTPStatus)
+		result = deriveResultOf(span, &sa)
 		if !validText(result) || len(result) > max {
 			return "", false
 		}
@@ -998,21 +1007,9 @@ func (m *mapper) cutEntry(e *entry.Entry, kvs []keyValue) {
 	m.setValidation(e)
 }
 
-// deriveResult is the result of a span without audit.result; see FromSpan.
-func deriveResult(span ptrace.Span) string {
-	attrs := span.Attributes()
-	var sa spanAttrs
-	if v, ok := attrs.Get(entry.KeyErrorType); ok {
-		sa.found, sa.vals[slotErrorType] = sa.found|1<<slotErrorType, v
-	}
-	if v, ok := attrs.Get(entry.KeyHTTPStatus); ok {
-		sa.found, sa.vals[slotHTTPStatus] = sa.found|1<<slotHTTPStatus, v
-	}
-	return deriveResultOf(span, &sa)
-}
-
-// deriveResultOf is deriveResult with the span's error.type and
-// http.response.status_code already looked up.
+// deriveResultOf is the result of a span without audit.result (see
+// FromSpan), given the span's error.type and http.response.status_code as
+// found in sa.
 func deriveResultOf(span ptrace.Span, sa *spanAttrs) string {
 	status := span.Status()
 	if status.Code() == ptrace.StatusCodeError {
