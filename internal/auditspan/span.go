@@ -380,7 +380,7 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 	}
 	max := opts.maxValueBytes()
 	const required = 1<<slotActionType | 1<<slotExecutionID | 1<<slotTargetSystem
-	var seen uint32 // the slots found
+	var seen uint32                         // the slots found
 	var errorType, httpStatus pcommon.Value // for the result; zero when absent
 	var filter uint64
 	collision := false
