@@ -187,35 +187,59 @@ func (c *Capturer) Enabled() bool { return c != nil && len(c.on) > 0 }
 var vercelRuns = []string{"ai.generateText", "ai.streamText", "ai.generateObject", "ai.streamObject"}
 
 // Match says whether span is a framework span and what a rule makes of it.
-// A hand-tagged span (audit.action.type) is NotFramework. It reads at most
-// three attributes of a span that is none.
+// A hand-tagged span (audit.action.type) is NotFramework. It finds the
+// attributes it decides on in one pass over a span's attributes (the first
+// of each key, as pcommon.Map.Get), and reads the tool's name from a
+// tool span.
 func (c *Capturer) Match(span ptrace.Span) Match {
 	attrs := span.Attributes()
-	if _, ok := attrs.Get(entry.KeyActionType); ok {
+	var fa frameworkAttrs
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		switch k {
+		case entry.KeyActionType:
+			fa.tagged = true
+			return false
+		case "gen_ai.operation.name":
+			fa.first(&fa.operation, fa.seenOperation, v)
+			fa.seenOperation = true
+		case "openinference.span.kind":
+			fa.first(&fa.kind, fa.seenKind, v)
+			fa.seenKind = true
+		case "ai.operationId":
+			fa.first(&fa.aiOperation, fa.seenAIOperation, v)
+			fa.seenAIOperation = true
+		}
+		return true
+	})
+	if fa.tagged {
 		return Match{}
 	}
 	var m Match
 	switch {
-	case strAttr(attrs, "gen_ai.operation.name") == "execute_tool":
+	case fa.operation == "execute_tool":
 		m = Match{Convention: GenAI, tool: strAttr(attrs, "gen_ai.tool.name")}
 		if m.tool == "" {
 			m.tool = strings.TrimSpace(strings.TrimPrefix(span.Name(), "execute_tool"))
 		}
-	case strAttr(attrs, "gen_ai.operation.name") == "invoke_agent":
+	case fa.operation == "invoke_agent":
 		m = Match{Convention: GenAI, agent: true}
-	case strAttr(attrs, "openinference.span.kind") == "TOOL":
+	case fa.kind == "TOOL":
 		m = Match{Convention: OpenInference, tool: strAttr(attrs, "tool.name")}
 		if m.tool == "" {
 			m.tool = span.Name()
 		}
-	case strAttr(attrs, "openinference.span.kind") == "AGENT":
+	case fa.kind == "AGENT":
 		m = Match{Convention: OpenInference, agent: true}
-	case strAttr(attrs, "openinference.span.kind") == "CHAIN" && span.ParentSpanID().IsEmpty():
+	case fa.kind == "CHAIN" && span.ParentSpanID().IsEmpty():
 		// LangGraph and LangChain agents have no AGENT span: the graph or
 		// chain invoked is the trace's root CHAIN span.
 		m = Match{Convention: OpenInference, agent: true, rootChain: true}
 	default:
-		switch op := vercelOperation(span); {
+		op := fa.aiOperation
+		if n := span.Name(); op == "" && strings.HasPrefix(n, "ai.") {
+			op = n // as vercelOperation
+		}
+		switch {
 		case op == "ai.toolCall":
 			m = Match{Convention: VercelAI, tool: strAttr(attrs, "ai.toolCall.name")}
 		case slices.Contains(vercelRuns, op):
@@ -244,16 +268,21 @@ func (c *Capturer) Match(span ptrace.Span) Match {
 	return m
 }
 
-// vercelOperation is the AI SDK's operation id of span: ai.operationId,
-// else the span name when it is one of the SDK's.
-func vercelOperation(span ptrace.Span) string {
-	if op := strAttr(span.Attributes(), "ai.operationId"); op != "" {
-		return op
+// frameworkAttrs are the string values (strAttr) of the keys Match
+// decides on.
+type frameworkAttrs struct {
+	tagged                                   bool // audit.action.type
+	operation, kind, aiOperation             string
+	seenOperation, seenKind, seenAIOperation bool
+}
+
+// first sets *dst to v's string, "" when v is not one, unless an earlier
+// occurrence of the key was seen: the first one counts, as with
+// pcommon.Map.Get.
+func (frameworkAttrs) first(dst *string, seen bool, v pcommon.Value) {
+	if !seen && v.Type() == pcommon.ValueTypeStr {
+		*dst = v.Str()
 	}
-	if n := span.Name(); strings.HasPrefix(n, "ai.") {
-		return n
-	}
-	return ""
 }
 
 func strAttr(attrs pcommon.Map, key string) string {
