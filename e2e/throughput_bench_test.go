@@ -58,9 +58,16 @@ import (
 // (2 s) each, which resists the VM's drift far better (tpRunInterleaved);
 // TP_TARGETS picks collectors (a comma-separated list of discard,
 // agentaudit, agentaudit-split, agentaudit-processors, the first four by
-// default, and agentaudit-nodelay); TP_COLLECTOR runs that collector binary
-// instead of the one built from the working tree (to measure a given
-// commit).
+// default, agentaudit-nodelay, and agentaudit-baseline); TP_COLLECTOR runs
+// that collector binary instead of the one built from the working tree
+// (to measure a given commit); TP_BASELINE is the binary of
+// agentaudit-baseline, the default's configuration run by another build,
+// so that a change and the commit before it are measured side by side in
+// one run (TP_SLICES):
+//
+//	git worktree add /tmp/before HEAD~1 && (cd /tmp/before && go build -o /tmp/agentaudit-before .)
+//	TP_SLICES=6 TP_TARGETS=discard,agentaudit,agentaudit-baseline TP_BASELINE=/tmp/agentaudit-before \
+//	  go test -run '^$' -bench OTLPThroughput -benchtime 1x ./e2e/
 //
 // "all-audit" loads tag every span for audit; "mixed2" tags one span in
 // two (an agent step that emits an LLM span and an audit span, as in the
@@ -278,7 +285,7 @@ func tpLaunch(b *testing.B, target string) (c *tpCollector, addr, trail string) 
 	addr = tpFreeAddr(b)
 	cfg := strings.NewReplacer("{{GRPC}}", addr, "{{TRAIL}}", trail,
 		"{{SPOOL}}", filepath.Join(dir, "spool")).Replace(tpConfigs[target])
-	return tpStart(b, dir, cfg, addr), addr, trail
+	return tpStart(b, tpBinary(b, target), dir, cfg, addr), addr, trail
 }
 
 // tpRun starts a collector of the given kind, loads it and stops it.
@@ -358,20 +365,36 @@ var tpConfigs = map[string]string{
 	// TP_TARGETS=discard,agentaudit,agentaudit-nodelay.
 	"agentaudit-nodelay": strings.Replace(tpSplitConfig("connector+processors"), "    spool:\n", "    spool:\n      commit_delay: 0s\n", 1),
 	"agentaudit-split":   tpSplitConfig("connector"),
+	// The default run by the binary TP_BASELINE names (tpBinary).
+	"agentaudit-baseline": tpSplitConfig("connector+processors"),
+}
+
+// tpBinary is the collector binary of a target: TP_BASELINE's for
+// agentaudit-baseline, else TP_COLLECTOR's, else the one built for the
+// tests.
+func tpBinary(b *testing.B, target string) string {
+	b.Helper()
+	if target == "agentaudit-baseline" {
+		bin := os.Getenv("TP_BASELINE")
+		if bin == "" {
+			b.Fatal("agentaudit-baseline needs TP_BASELINE, the path of the collector binary to compare with")
+		}
+		return bin
+	}
+	if v := os.Getenv("TP_COLLECTOR"); v != "" {
+		return v
+	}
+	return collectorBin
 }
 
 // tpCollector is a collector process started by tpStart.
 type tpCollector struct{ *process }
 
-func tpStart(b *testing.B, dir, cfg, addr string) *tpCollector {
+func tpStart(b *testing.B, bin, dir, cfg, addr string) *tpCollector {
 	b.Helper()
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
-	}
-	bin := collectorBin
-	if v := os.Getenv("TP_COLLECTOR"); v != "" {
-		bin = v
 	}
 	c := &tpCollector{startProcess(b, bin, cfgPath, dir, nil)}
 	c.waitListening(b, addr)
