@@ -20,8 +20,8 @@ const (
 )
 
 // FS is a Store on a local directory. Object keys are paths below the
-// directory; it reads them as Dir does. It is safe for concurrent use, including by several processes
-// sharing the directory.
+// directory; it reads them as Dir does. It is safe for concurrent use,
+// including by several processes sharing the directory.
 type FS struct {
 	dir string
 }

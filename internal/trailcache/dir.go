@@ -14,8 +14,9 @@ import (
 // dirSource is a trail in a local directory.
 type dirSource string
 
-// list keeps the regular files of what store.Dir's Batches lists: a symbolic link,
-// a named pipe or a directory named *.parquet is not part of a trail.
+// list keeps the regular files of what store.Dir's Batches lists: a
+// symbolic link, a named pipe or a directory named *.parquet is not part of
+// a trail.
 func (d dirSource) list(ctx context.Context) ([]object, error) {
 	keys, err := store.Dir(d).Batches(ctx)
 	if err != nil {
