@@ -72,23 +72,17 @@ const maxKeyLen = 1024
 // the namespace of temporary files apart), without backslashes or NUL bytes.
 // Otherwise it returns an error wrapping ErrInvalidKey.
 func ValidKey(key string) error {
+	if err := ValidName(key); err != nil {
+		return err
+	}
 	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrInvalidKey, key, why) }
-	switch {
-	case key == "":
-		return bad("empty")
-	case len(key) > maxKeyLen:
-		return bad("longer than " + strconv.Itoa(maxKeyLen) + " bytes")
-	case strings.HasPrefix(key, "/"):
-		return bad("absolute path")
-	case strings.ContainsAny(key, "\\\x00"):
-		return bad("contains a backslash or NUL byte")
+	if strings.ContainsRune(key, '\\') {
+		return bad("contains a backslash")
 	}
 	for seg := range strings.SplitSeq(key, "/") {
 		switch {
 		case seg == "":
 			return bad("empty path segment")
-		case seg == "." || seg == "..":
-			return bad("contains a " + strconv.Quote(seg) + " segment")
 		case seg[0] == '.':
 			return bad("segment starts with '.'")
 		}
