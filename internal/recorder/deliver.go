@@ -7,6 +7,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,32 +27,118 @@ type spooled struct {
 	batch bool
 }
 
-// uploadLoop copies spooled batches to the remote store, oldest first, and
-// removes each from the spool once the store has it.
-func (r *Recorder) uploadLoop() {
-	defer r.wg.Done()
+// delivery copies the objects in the spool to the remote store, in the
+// order they were queued, and removes each from the spool once the store
+// has it. Its queue, and the bytes the queue holds, are its own: the sealer
+// adds to it (add), the intake asks whether it is full (refusal).
+type delivery struct {
+	spool    *store.FS
+	remote   store.Store
+	maxBytes int64 // past it, refusal refuses new entries
+	retry    *retrier
+	metrics  Metrics
+	logger   *zap.Logger
+
+	mu     sync.Mutex
+	q      []spooled // in the spool, not yet in the remote store
+	bytes  int64     // bytes of q
+	closed bool      // nothing more will be queued
+	wake   chan struct{}
+}
+
+func newDelivery(spool *store.FS, remote store.Store, maxBytes int64, retry *retrier, m Metrics, logger *zap.Logger) *delivery {
+	return &delivery{spool: spool, remote: remote, maxBytes: maxBytes, retry: retry, metrics: m, logger: logger, wake: make(chan struct{}, 1)}
+}
+
+// resume queues what an earlier run left in the spool, in order, before
+// anything new; its batches count as queued.
+func (d *delivery) resume(objs []spooled) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, o := range objs {
+		d.q = append(d.q, o)
+		d.bytes += o.size
+		if o.batch {
+			d.metrics.Queued(1)
+		}
+	}
+}
+
+// add queues objects just written to the spool, in order. A batch was
+// counted as queued when it was sealed. An object other than a batch that
+// is queued already (the verifier key, left in the spool) is not queued
+// twice.
+func (d *delivery) add(objs ...spooled) {
+	d.mu.Lock()
+	for _, o := range objs {
+		if !o.batch && slices.ContainsFunc(d.q, func(s spooled) bool { return s.key == o.key }) {
+			continue
+		}
+		d.q = append(d.q, o)
+		d.bytes += o.size
+	}
+	d.mu.Unlock()
+	signal(d.wake)
+}
+
+// close says that nothing more will be queued: run returns once the queue
+// is empty.
+func (d *delivery) close() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	signal(d.wake)
+}
+
+// refusal refuses new entries while the spool is over its limit: the
+// remote store is not taking batches.
+func (d *delivery) refusal() error {
+	d.mu.Lock()
+	used := d.bytes
+	d.mu.Unlock()
+	if used < d.maxBytes {
+		return nil
+	}
+	return &RefusedError{Msg: fmt.Sprintf("agentaudit exporter: the spool %s is full (%d of %d bytes): the S3 store is not taking batches; retry later",
+		d.spool.Dir(), used, d.maxBytes)}
+}
+
+// backlog returns the bytes waiting in the spool, the number of objects,
+// and since when the oldest waits (zero when none does).
+func (d *delivery) backlog() (bytes int64, objects int, since time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.q) > 0 {
+		since = d.q[0].since
+	}
+	return d.bytes, len(d.q), since
+}
+
+// run uploads queued objects until the queue is empty after close, or
+// shutdown gives up.
+func (d *delivery) run() {
 	ctx := context.Background()
 	for {
-		r.qmu.Lock()
+		d.mu.Lock()
 		var next spooled
-		if len(r.uploadQ) > 0 {
-			next = r.uploadQ[0]
+		if len(d.q) > 0 {
+			next = d.q[0]
 		}
-		done := r.writerDone && next.key == ""
-		r.qmu.Unlock()
+		done := d.closed && next.key == ""
+		d.mu.Unlock()
 		if done {
 			return
 		}
 		if next.key == "" {
-			if !r.wait(r.wakeUpload) {
+			if !d.retry.wait(d.wake) {
 				return
 			}
 			continue
 		}
 		var data []byte
 		missing := false
-		ok := r.retry("spool", next.key, func() (err error) {
-			data, err = r.spool.Get(ctx, next.key)
+		ok := d.retry.retry("spool", next.key, func() (err error) {
+			data, err = d.spool.Get(ctx, next.key)
 			if errors.Is(err, store.ErrNotFound) {
 				missing = true
 				return nil
@@ -58,89 +147,35 @@ func (r *Recorder) uploadLoop() {
 		})
 		if ok && missing {
 			// Someone removed it from the spool: nothing to upload.
-			r.logger.Error("A spooled object is gone before it was uploaded", zap.String("spool", next.key))
-			r.dequeueUpload(next)
+			d.logger.Error("A spooled object is gone before it was uploaded", zap.String("spool", next.key))
+			d.dequeue(next)
 			continue
 		}
-		ok = ok && r.retry("store", next.key, func() error {
-			return r.store.Put(ctx, next.key, data)
-		}) && r.retry("spool", next.key, func() error {
-			return r.spool.Delete(ctx, next.key)
+		ok = ok && d.retry.retry("store", next.key, func() error {
+			return d.remote.Put(ctx, next.key, data)
+		}) && d.retry.retry("spool", next.key, func() error {
+			return d.spool.Delete(ctx, next.key)
 		})
 		if !ok {
 			return
 		}
-		r.dequeueUpload(next)
+		d.dequeue(next)
 		if !next.batch {
 			continue
 		}
 		if f, err := parquetfile.ReadFooter(bytes.NewReader(data), int64(len(data))); err == nil {
-			r.metrics.Stored(int(f.EntryCount))
+			d.metrics.Stored(int(f.EntryCount))
 		}
 	}
 }
 
-// dequeueUpload removes the head of the upload queue, which is next.
-func (r *Recorder) dequeueUpload(next spooled) {
-	r.qmu.Lock()
-	r.uploadQ = r.uploadQ[1:]
-	r.spoolBytes -= next.size
-	r.qmu.Unlock()
+// dequeue removes the head of the queue, which is next.
+func (d *delivery) dequeue(next spooled) {
+	d.mu.Lock()
+	d.q = d.q[1:]
+	d.bytes -= next.size
+	d.mu.Unlock()
 	if next.batch {
-		r.metrics.Queued(-1)
-	}
-}
-
-// retry calls fn until it succeeds, backing off between attempts, and
-// reports false when shutdown gave up meanwhile. It logs the first failure
-// and the recovery, not every attempt, and counts every failure.
-func (r *Recorder) retry(where, key string, fn func() error) bool {
-	delay := minRetryDelay
-	failing := false
-	for {
-		err := fn()
-		if err == nil {
-			if failing {
-				r.logger.Info("Audit batch written after retries", zap.String(where, key))
-			}
-			return true
-		}
-		conflict := errors.Is(err, store.ErrConflict)
-		r.metrics.StoreError(conflict)
-		if !failing {
-			level := zap.WarnLevel
-			if conflict {
-				level = zap.ErrorLevel
-			}
-			r.logger.Log(level, "Cannot write audit batch; retrying until it is written",
-				zap.String(where, key), zap.Error(err))
-			failing = true
-		}
-		if !r.sleep(delay) {
-			return false
-		}
-		delay = min(delay*2, maxRetryDelay)
-	}
-}
-
-// wait blocks until c is signalled and reports false when shutdown gave up.
-func (r *Recorder) wait(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	case <-r.abort:
-		return false
-	}
-}
-
-// sleep waits for d and reports false when shutdown gave up meanwhile.
-func (r *Recorder) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.abort:
-		return false
+		d.metrics.Queued(-1)
 	}
 }

@@ -21,14 +21,19 @@ import (
 // store (the configuration now points elsewhere) is ignored.
 const headMarkerTag = "agentaudit-head v2"
 
-func headMarkerPath(spoolDir, chainID string) string {
-	return filepath.Join(spoolDir, "head-"+chainID)
+// headMarker is where one chain's head marker for one store is kept.
+type headMarker struct {
+	spoolDir, chainID, storeID string
 }
 
-// readHeadMarker returns the head recorded for storeID, or ok false when
-// there is none.
-func readHeadMarker(spoolDir, chainID, storeID string) (h chain.Head, ok bool, err error) {
-	path := headMarkerPath(spoolDir, chainID)
+func (m headMarker) path() string {
+	return filepath.Join(m.spoolDir, "head-"+m.chainID)
+}
+
+// read returns the head recorded for the store, or ok false when there is
+// none.
+func (m headMarker) read() (h chain.Head, ok bool, err error) {
+	path := m.path()
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return chain.Head{}, false, nil
@@ -37,10 +42,10 @@ func readHeadMarker(spoolDir, chainID, storeID string) (h chain.Head, ok bool, e
 		return chain.Head{}, false, fmt.Errorf("reading the chain head marker: %w", err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	if len(lines) != 5 || lines[0] != headMarkerTag || lines[1] != chainID {
+	if len(lines) != 5 || lines[0] != headMarkerTag || lines[1] != m.chainID {
 		return chain.Head{}, false, fmt.Errorf("chain head marker %s is malformed", path)
 	}
-	if lines[2] != storeID {
+	if lines[2] != m.storeID {
 		return chain.Head{}, false, nil
 	}
 	size, err := strconv.ParseInt(lines[3], 10, 64)
@@ -50,12 +55,12 @@ func readHeadMarker(spoolDir, chainID, storeID string) (h chain.Head, ok bool, e
 	return chain.Head{Size: size, Hash: lines[4]}, true, nil
 }
 
-// writeHeadMarker records h atomically: a temporary file, fsync, rename,
-// fsync of the directory.
-func writeHeadMarker(spoolDir, chainID, storeID string, h chain.Head) error {
-	path := headMarkerPath(spoolDir, chainID)
+// write records h atomically: a temporary file, fsync, rename, fsync of
+// the directory.
+func (m headMarker) write(h chain.Head) error {
+	path := m.path()
 	tmp := path + ".tmp"
-	data := fmt.Sprintf("%s\n%s\n%s\n%d\n%s\n", headMarkerTag, chainID, storeID, h.Size, h.Hash)
+	data := fmt.Sprintf("%s\n%s\n%s\n%d\n%s\n", headMarkerTag, m.chainID, m.storeID, h.Size, h.Hash)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return fmt.Errorf("writing the chain head marker: %w", err)
@@ -72,7 +77,7 @@ func writeHeadMarker(spoolDir, chainID, storeID string, h chain.Head) error {
 	}
 	if err == nil {
 		var d *os.File
-		if d, err = os.Open(spoolDir); err == nil {
+		if d, err = os.Open(m.spoolDir); err == nil {
 			err = d.Sync()
 			d.Close()
 		}
@@ -82,3 +87,6 @@ func writeHeadMarker(spoolDir, chainID, storeID string, h chain.Head) error {
 	}
 	return nil
 }
+
+// remove removes the marker, so that a stale one cannot be read.
+func (m headMarker) remove() { _ = os.Remove(m.path()) }

@@ -4,128 +4,183 @@ package recorder
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/agentaudit/agentaudit/internal/batch"
+	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
+	"github.com/agentaudit/agentaudit/internal/wal"
 )
+
+// sealQueue takes the batches the intake seals, in chain order (the
+// sealer).
+type sealQueue interface {
+	push(p pending)
+}
+
+// backlog is a part downstream of the intake that may fall behind:
+// refusal says why new entries must wait (a *RefusedError), or nil.
+type backlog interface {
+	refusal() error
+}
+
+// intake chains entries, appends them to the write-ahead log, adds them to
+// the open batch and hands each sealed batch on, in chain order. The
+// chain, the log's appends and the batcher are guarded by mu, which fixes
+// the order of the chain; the fsync that acknowledges them (group commit)
+// is outside it.
+type intake struct {
+	batcher  *batch.Batcher
+	now      func() time.Time
+	metrics  Metrics
+	logger   *zap.Logger
+	failed   func(error) // told once that the log broke; may be nil
+	failOnce sync.Once
+
+	mu     sync.Mutex
+	chain  *chain.Chain // nil until started
+	log    *wal.Log
+	out    sealQueue
+	behind []backlog // asked, in order, before entries are taken
+	closed bool
+}
+
+// start opens the intake: the chain continues from c, into log, and sealed
+// batches go to out.
+func (in *intake) start(c *chain.Chain, log *wal.Log, out sealQueue, behind ...backlog) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.chain, in.log, in.out, in.behind = c, log, out, behind
+}
 
 // Append chains entries, in order, at the end of the chain (setting their
 // chain id, seq and hashes), appends them to the write-ahead log and adds
 // them to the open batch, and returns once they are durable in the log:
 // then, and only then, may they be acknowledged. It returns ErrShutdown
-// after shutdown began, and a *RefusedError, with nothing chained, while the
-// spool is full, sealed batches wait for the disk or the log has failed; an
-// fsync that fails is a *RefusedError too, the entries then unacknowledged.
-func (r *Recorder) Append(entries []entry.Entry) error {
-	r.mu.Lock()
-	if r.closed || r.chain == nil {
-		r.mu.Unlock()
+// before start and after close, and a *RefusedError, with nothing chained,
+// while a part downstream is behind or the log has failed; an fsync that
+// fails is a *RefusedError too, the entries then unacknowledged.
+func (in *intake) Append(entries []entry.Entry) error {
+	in.mu.Lock()
+	if in.closed || in.chain == nil {
+		in.mu.Unlock()
 		return ErrShutdown
 	}
-	if err := r.admit(); err != nil {
-		r.mu.Unlock()
+	if err := in.admit(); err != nil {
+		in.mu.Unlock()
 		return err
 	}
-	now := r.now()
+	now := in.now()
 	for i := range entries {
-		if r.batcher.Due(now) {
-			r.sealLocked(r.batcher.Flush())
+		if in.batcher.Due(now) {
+			in.sealLocked(in.batcher.Flush())
 		}
 		e := &entries[i]
-		r.chain.Append(e)
-		r.wal.AppendCanonical(e.Seq, r.chain.Canonical())
-		sum := r.chain.Sum()
-		if full := r.batcher.Add(e, &sum, parquetfile.EstimatedSize(e), now); full != nil {
-			r.sealLocked(full)
+		in.chain.Append(e)
+		in.log.AppendCanonical(e.Seq, in.chain.Canonical())
+		sum := in.chain.Sum()
+		if full := in.batcher.Add(e, &sum, parquetfile.EstimatedSize(e), now); full != nil {
+			in.sealLocked(full)
 		}
 	}
-	end := r.wal.End()
-	r.metrics.Head(r.chain.Head())
-	r.mu.Unlock()
+	end := in.log.End()
+	in.metrics.Head(in.chain.Head())
+	in.mu.Unlock()
 
 	// Group commit: one fsync covers every request that waits meanwhile.
-	if err := r.wal.Sync(end); err != nil {
-		r.walFailed(err)
+	if err := in.log.Sync(end); err != nil {
+		in.walFailed(err)
 		return &RefusedError{Msg: fmt.Sprintf("agentaudit exporter: %v; restart the collector to recover", err), Chained: true}
 	}
 	return nil
 }
 
+// close seals the open batch and takes no more entries. It reports whether
+// the intake was started and open until now.
+func (in *intake) close() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return false
+	}
+	in.closed = true
+	if in.chain == nil {
+		return false
+	}
+	in.sealLocked(in.batcher.Flush())
+	return true
+}
+
+// abandon takes no more entries and leaves the open batch unsealed.
+func (in *intake) abandon() {
+	in.mu.Lock()
+	in.closed = true
+	in.mu.Unlock()
+}
+
 // walFailed reports, once, that the write-ahead log broke: the recorder
 // refuses audit data from now on (the rest of the collector keeps working)
 // until a restart recovers the log.
-func (r *Recorder) walFailed(err error) {
-	r.failOnce.Do(func() {
-		r.logger.Error("The write-ahead log failed; audit data is refused until the collector restarts", zap.Error(err))
-		if r.cfg.Failed != nil {
-			r.cfg.Failed(err)
+func (in *intake) walFailed(err error) {
+	in.failOnce.Do(func() {
+		in.logger.Error("The write-ahead log failed; audit data is refused until the collector restarts", zap.Error(err))
+		if in.failed != nil {
+			in.failed(err)
 		}
 	})
 }
 
-// admit refuses new data while the spool is over its limit (the remote
-// store is not taking batches) or the write-ahead log has failed. Callers
-// hold mu.
-func (r *Recorder) admit() error {
-	if err := r.wal.Err(); err != nil {
-		r.walFailed(err)
+// admit refuses new data while the write-ahead log has failed or a part
+// downstream is behind (sealed batches wait for the disk, the spool is
+// full). Callers hold mu.
+func (in *intake) admit() error {
+	if err := in.log.Err(); err != nil {
+		in.walFailed(err)
 		return &RefusedError{Msg: fmt.Sprintf("agentaudit exporter: %v; restart the collector to recover", err)}
 	}
-	r.qmu.Lock()
-	used, sealing := r.spoolBytes, len(r.sealQ)
-	r.qmu.Unlock()
-	if sealing >= maxSealQueue {
-		// The writer is behind (the disk is slow or failing): bound memory.
-		return &RefusedError{Msg: fmt.Sprintf("agentaudit exporter: %d sealed batches wait to be written to disk; retry later", sealing)}
+	for _, b := range in.behind {
+		if err := b.refusal(); err != nil {
+			return err
+		}
 	}
-	if r.spool == nil || used < r.cfg.SpoolMaxBytes {
-		return nil
-	}
-	return &RefusedError{Msg: fmt.Sprintf("agentaudit exporter: the spool %s is full (%d of %d bytes): the S3 store is not taking batches; retry later",
-		r.spool.Dir(), used, r.cfg.SpoolMaxBytes)}
+	return nil
 }
 
-// sealLocked closes b's log segment and queues b for the writer. Callers
-// hold mu, so batches are queued in chain order. When the log has failed,
-// b is still queued (its entries may yet reach the trail) and the failure
+// sealLocked closes b's log segment and hands b on. Callers hold mu, so
+// batches are handed on in chain order. When the log has failed, b is
+// still handed on (its entries may yet reach the trail) and the failure
 // surfaces in the requests' Sync.
-func (r *Recorder) sealLocked(b *batch.Batch) {
+func (in *intake) sealLocked(b *batch.Batch) {
 	if b == nil {
 		return
 	}
-	segment, err := r.wal.Rotate(r.chain.Head().Size)
+	segment, err := in.log.Rotate(in.chain.Head().Size)
 	if err != nil {
-		r.walFailed(err)
+		in.walFailed(err)
 		segment = ""
 	}
-	r.qmu.Lock()
-	r.sealQ = append(r.sealQ, pending{b: b, segment: segment})
-	r.qmu.Unlock()
-	r.metrics.Queued(1)
-	signal(r.wakeWriter)
+	in.out.push(pending{b: b, segment: segment})
 }
 
-// tickLoop seals the open batch when it reaches its maximum age or a new
-// UTC day begins.
-func (r *Recorder) tickLoop() {
-	defer r.wg.Done()
-	period := min(max(r.cfg.Batch.MaxAge/4, 10*time.Millisecond), time.Second)
+// tick seals the open batch when it reaches its maximum age or a new UTC
+// day begins, every period, until stop is closed.
+func (in *intake) tick(period time.Duration, stop <-chan struct{}) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
-		case <-r.stopTick:
+		case <-stop:
 			return
 		case <-t.C:
-			r.mu.Lock()
-			if r.batcher.Due(r.now()) {
-				r.sealLocked(r.batcher.Flush())
+			in.mu.Lock()
+			if in.batcher.Due(in.now()) {
+				in.sealLocked(in.batcher.Flush())
 			}
-			r.mu.Unlock()
+			in.mu.Unlock()
 		}
 	}
 }

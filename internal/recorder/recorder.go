@@ -2,21 +2,24 @@
 // logs them durably, seals them into Parquet batches and delivers the
 // batches, with their signed checkpoints, to the trail's store.
 //
-// Its rooms, each in its own file:
+// Its parts, each a type of its own in its own file, which the Recorder
+// composes; each hands work on to the next through a small interface and
+// keeps its own state under its own lock:
 //
 //   - intake (intake.go): Append chains a request's entries, appends them
 //     to the write-ahead log (internal/wal) and returns once they are
-//     fsynced (group commit), or refuses them;
+//     fsynced (group commit), or refuses them while a part downstream is
+//     behind (backlog); each sealed batch goes to the sealer (sealQueue);
 //   - recovery (recovery.go, salvage.go, head.go): at Start, the chain
 //     resumes from the newest of the store's head, the spool's and the
-//     log's, and what the log holds that no durable batch does is sealed
-//     again;
-//   - sealing (seal.go, checkpoints.go): each sealed batch is written as a
-//     Parquet file from the columns it holds (internal/batch), with its
-//     signed checkpoint, to the store or, for a remote store, to the local
-//     spool;
+//     log's; what the log holds that no durable batch does is handed to
+//     the sealer again, and what the spool holds to the delivery;
+//   - sealing (seal.go, checkpoints.go): the sealer writes each sealed
+//     batch as a Parquet file from the columns it holds (internal/batch),
+//     with its signed checkpoint, to the store or, for a remote store, to
+//     the local spool, whose objects go to the delivery (spoolQueue);
 //   - delivery (deliver.go): spooled objects are copied to the remote
-//     store, oldest first, retried until they are written.
+//     store, oldest first, retried until they are written (retry.go).
 //
 // The recorder knows entries, not spans: mapping spans and the collector's
 // interfaces are the exporter's (exporter/auditexporter), which tells the
@@ -31,7 +34,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentaudit/agentaudit/internal/batch"
 	"github.com/agentaudit/agentaudit/internal/chain"
@@ -135,47 +137,31 @@ type Metrics interface {
 // Recorder records one chain. Start it, Append to it, Shutdown it.
 //
 // An Append returns once its entries are chained and fsynced in the
-// write-ahead log (group commit). The chain, the log's appends and the
-// batcher are guarded by mu, which fixes the order of the chain. Each
-// sealed batch goes, in chain order, to the writer goroutine (seal.go),
-// which encodes it and writes it to the store, or with a remote store to
-// the local spool, and then removes its log segment; the uploader goroutine
-// (deliver.go) copies spooled objects to the remote store, oldest first,
-// and removes them from the spool. A batch that fails is retried with the
-// same key and bytes, and later ones wait behind it, so a store never holds
-// a later part of a chain without the earlier.
+// write-ahead log (group commit). The intake hands each sealed batch, in
+// chain order, to the sealer's goroutine, which encodes it and writes it to
+// the store, or with a remote store to the local spool, and then removes
+// its log segment; the delivery's goroutine copies spooled objects to the
+// remote store, oldest first, and removes them from the spool. A batch
+// that fails is retried with the same key and bytes, and later ones wait
+// behind it, so a store never holds a later part of a chain without the
+// earlier.
 type Recorder struct {
 	cfg     Config
 	logger  *zap.Logger
 	metrics Metrics
 	now     func() time.Time
 
-	failOnce sync.Once
-	signer   note.Signer     // signs a checkpoint after each batch
-	vkey     string          // its verifier key, published beside the trail
-	mirror   *store.FS       // a second place for checkpoints, or nil
-	lock     *spoollock.Lock // held from Start to Shutdown
+	in       *intake
+	retry    *retrier
+	abort    chan struct{} // closed when shutdown gives up waiting
+	stopTick chan struct{}
+	wg       sync.WaitGroup
 
-	store store.Store
-	spool *store.FS
-	wal   *wal.Log
-
-	mu      sync.Mutex
-	chain   *chain.Chain
-	batcher *batch.Batcher
-	closed  bool
-
-	qmu        sync.Mutex
-	sealQ      []pending // sealed, not yet written to the spool or store
-	uploadQ    []spooled // in the spool, not yet in the remote store
-	spoolBytes int64     // bytes of uploadQ
-	sealDone   bool      // no more batches will be sealed
-	writerDone bool      // the writer has written everything sealed
-	wakeWriter chan struct{}
-	wakeUpload chan struct{}
-	abort      chan struct{} // closed when shutdown gives up waiting
-	stopTick   chan struct{}
-	wg         sync.WaitGroup
+	mu      sync.Mutex // guards what Start opens
+	log     *wal.Log
+	lock    *spoollock.Lock // held from Start to Shutdown
+	sealer  *sealer
+	deliver *delivery // nil without a spool
 }
 
 // New returns a recorder of cfg's chain that reports to m and logs to
@@ -185,23 +171,25 @@ func New(cfg Config, logger *zap.Logger, m Metrics) *Recorder {
 	if now == nil {
 		now = time.Now
 	}
+	abort := make(chan struct{})
 	return &Recorder{
-		cfg:        cfg,
-		logger:     logger,
-		metrics:    m,
-		now:        now,
-		batcher:    batch.New(cfg.Batch),
-		wakeWriter: make(chan struct{}, 1),
-		wakeUpload: make(chan struct{}, 1),
-		abort:      make(chan struct{}),
-		stopTick:   make(chan struct{}),
+		cfg:     cfg,
+		logger:  logger,
+		metrics: m,
+		now:     now,
+		in: &intake{
+			batcher: batch.New(cfg.Batch), now: now, metrics: m, logger: logger, failed: cfg.Failed,
+		},
+		retry:    &retrier{logger: logger, metrics: m, abort: abort},
+		abort:    abort,
+		stopTick: make(chan struct{}),
 	}
 }
 
-// Start opens the stores (open), resumes the chain and recovers the
-// write-ahead log (recovery.go), then starts the writer, the ticker and,
-// with a spool, the uploader. It refuses to start rather than fork the
-// chain when something does not line up.
+// Start opens the stores (open), resumes the chain and recovers what an
+// earlier run left (recovery.go), then starts the sealer, the intake's
+// ticker and, with a spool, the delivery. It refuses to start rather than
+// fork the chain when something does not line up.
 func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores, error)) (err error) {
 	// One writer per spool, before anything in it is read.
 	lock, err := spoollock.Acquire(r.cfg.SpoolDir)
@@ -217,62 +205,77 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 	if err != nil {
 		return err
 	}
-	if err := r.setUpCheckpoints(); err != nil {
-		return err
-	}
-	head, err := r.recover(ctx, st)
+	cp, err := newCheckpointer(r.cfg, r.logger)
 	if err != nil {
 		return err
 	}
-	log, err := wal.Open(st.WALDir, r.cfg.ChainID, head.Size)
+	work, err := recoverStores(ctx, r.cfg, st, cp.mirror, r.logger, r.now)
+	if err != nil {
+		return err
+	}
+	log, err := wal.Open(st.WALDir, r.cfg.ChainID, work.head.Size)
 	if err != nil {
 		return err
 	}
 	log.SetCommitDelay(r.cfg.CommitDelay)
-	r.qmu.Lock()
-	r.store, r.spool, r.wal, r.lock = st.Trail, st.Spool, log, lock
-	r.qmu.Unlock()
+
+	s := &sealer{
+		target: st.Trail, where: "store", log: log, cp: cp,
+		head:  headMarker{r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID},
+		retry: r.retry, metrics: r.metrics, logger: r.logger, now: r.now,
+		wake: make(chan struct{}, 1),
+	}
+	behind := []backlog{s}
+	var d *delivery
+	if st.Spool != nil {
+		d = newDelivery(st.Spool, st.Trail, r.cfg.SpoolMaxBytes, r.retry, r.metrics, r.logger)
+		d.resume(work.uploads)
+		s.target, s.where, s.spool = st.Spool, "spool", d
+		behind = append(behind, d)
+	}
+	for _, p := range work.seal {
+		s.push(p)
+	}
 	r.mu.Lock()
-	r.chain = chain.New(r.cfg.ChainID, head)
+	r.log, r.lock, r.sealer, r.deliver = log, lock, s, d
 	r.mu.Unlock()
+	head := work.head
+	r.in.start(chain.New(r.cfg.ChainID, head), log, s, behind...)
 	r.metrics.Head(head)
 	if head.Size > 0 {
 		r.logger.Info("Resuming audit chain", zap.String("chain_id", r.cfg.ChainID), zap.Int64("next_seq", head.Size))
 	}
-	r.wg.Add(2)
-	go r.writeLoop()
-	go r.tickLoop()
-	if r.spool != nil {
-		r.wg.Add(1)
-		go r.uploadLoop()
+	r.wg.Go(func() {
+		s.run()
+		if d != nil {
+			d.close() // the sealer is done: nothing more is spooled
+		}
+	})
+	period := min(max(r.cfg.Batch.MaxAge/4, 10*time.Millisecond), time.Second)
+	r.wg.Go(func() { r.in.tick(period, r.stopTick) })
+	if d != nil {
+		r.wg.Go(d.run)
 	}
 	return nil
 }
+
+// Append chains entries and returns once they are durable; see
+// intake.Append.
+func (r *Recorder) Append(entries []entry.Entry) error { return r.in.Append(entries) }
 
 // Shutdown seals the open batch and waits until every sealed batch is
 // written, and with a spool uploaded, or ctx ends. Nothing acknowledged is
 // lost either way: entries not yet in a batch are in the write-ahead log
 // and spooled batches in the spool, and the next start picks both up.
 func (r *Recorder) Shutdown(ctx context.Context) error {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil
-	}
-	r.closed = true
-	started := r.chain != nil
-	if started {
-		r.sealLocked(r.batcher.Flush())
-	}
-	r.mu.Unlock()
-	if !started {
+	if !r.in.close() {
 		return nil
 	}
 	close(r.stopTick)
-	r.qmu.Lock()
-	r.sealDone = true
-	r.qmu.Unlock()
-	signal(r.wakeWriter)
+	r.mu.Lock()
+	s, d, log, lock := r.sealer, r.deliver, r.log, r.lock
+	r.mu.Unlock()
+	s.finish()
 
 	finished := make(chan struct{})
 	go func() {
@@ -294,17 +297,17 @@ func (r *Recorder) Shutdown(ctx context.Context) error {
 		close(r.abort)
 		<-finished
 	}
-	walErr := r.wal.Close()
-	r.qmu.Lock()
-	defer r.qmu.Unlock()
-	defer r.lock.Release()
-	if n := len(r.uploadQ); n > 0 {
-		r.logger.Warn("Audit batches wait in the spool; they are uploaded at the next start",
-			zap.Int("batches", n), zap.String("spool", r.spool.Dir()))
+	walErr := log.Close()
+	defer lock.Release()
+	if d != nil {
+		if _, n, _ := d.backlog(); n > 0 {
+			r.logger.Warn("Audit batches wait in the spool; they are uploaded at the next start",
+				zap.Int("batches", n), zap.String("spool", d.spool.Dir()))
+		}
 	}
-	if n := len(r.sealQ); n > 0 {
+	if n, first, _ := s.backlog(); n > 0 {
 		r.logger.Warn("Audit entries wait in the write-ahead log; they are sealed at the next start",
-			zap.Int("batches", n), zap.Int64("first_seq", r.sealQ[0].b.FirstSeq()), zap.String("wal", r.wal.Dir()))
+			zap.Int("batches", n), zap.Int64("first_seq", first), zap.String("wal", log.Dir()))
 	}
 	return walErr
 }
@@ -314,39 +317,34 @@ func (r *Recorder) Shutdown(ctx context.Context) error {
 // spool's lock is released as the kernel releases a dead process's. For
 // tests of recovery.
 func (r *Recorder) Abandon() {
-	r.mu.Lock()
-	r.closed = true
-	r.mu.Unlock()
+	r.in.abandon()
 	close(r.stopTick)
 	close(r.abort)
 	r.wg.Wait()
-	r.lock.Release()
+	r.mu.Lock()
+	lock := r.lock
+	r.mu.Unlock()
+	lock.Release()
 }
 
 // Stats reports the queue gauges: spool bytes, the age of the oldest
 // batch not yet in the store, and the write-ahead log's fsyncs.
 func (r *Recorder) Stats() (spoolBytes int64, oldest time.Duration, walSyncs int64) {
-	r.qmu.Lock()
-	defer r.qmu.Unlock()
-	if r.wal != nil {
-		walSyncs = r.wal.Syncs()
+	r.mu.Lock()
+	log, s, d := r.log, r.sealer, r.deliver
+	r.mu.Unlock()
+	if log != nil {
+		walSyncs = log.Syncs()
 	}
 	var since time.Time
-	switch {
-	case len(r.uploadQ) > 0:
-		since = r.uploadQ[0].since
-	case len(r.sealQ) > 0:
-		since = r.sealQ[0].b.Opened
+	if d != nil {
+		spoolBytes, _, since = d.backlog()
+	}
+	if since.IsZero() && s != nil {
+		_, _, since = s.backlog()
 	}
 	if !since.IsZero() {
 		oldest = r.now().Sub(since)
 	}
-	return r.spoolBytes, oldest, walSyncs
-}
-
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
+	return spoolBytes, oldest, walSyncs
 }

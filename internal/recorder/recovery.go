@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -24,22 +25,61 @@ import (
 	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
-// recover resumes the chain and recovers what an earlier run left: the
-// chain continues from the newest of the store's head, the head marker's,
-// the spool's head and the write-ahead log's last entry. Logged entries not
-// yet in a durable batch are queued to be sealed again, and spooled objects
-// to be uploaded first. It returns the head the chain continues from, and
-// refuses rather than fork the chain when something does not line up.
-func (r *Recorder) recover(ctx context.Context, st Stores) (chain.Head, error) {
-	r.removeTemporary(st)
+// resumed is what recovery hands on: the head the chain continues from,
+// the batches to seal again (in chain order), and the objects an earlier
+// run left in the spool, to be uploaded first.
+type resumed struct {
+	head    chain.Head
+	seal    []pending
+	uploads []spooled
+}
+
+// recovery reads what an earlier run left in the stores of one chain.
+type recovery struct {
+	chainID, spoolDir string
+	marker            headMarker
+	lossEntry         func(seg wal.Segment, acc *wal.Acceptance, result string) entry.Entry
+	st                Stores
+	mirror            *store.FS // the checkpoint mirror, or nil
+	logger            *zap.Logger
+	now               func() time.Time
+
+	out resumed
+}
+
+// recoverStores resumes the chain and recovers what an earlier run left:
+// the chain continues from the newest of the store's head, the head
+// marker's, the spool's head and the write-ahead log's last entry. Logged
+// entries not yet in a durable batch are to be sealed again, and spooled
+// objects to be uploaded first. It refuses rather than fork the chain when
+// something does not line up.
+func recoverStores(ctx context.Context, cfg Config, st Stores, mirror *store.FS, logger *zap.Logger, now func() time.Time) (resumed, error) {
+	rc := &recovery{
+		chainID: cfg.ChainID, spoolDir: cfg.SpoolDir,
+		marker:    headMarker{cfg.SpoolDir, cfg.ChainID, cfg.StoreID},
+		lossEntry: cfg.LossEntry,
+		st:        st, mirror: mirror, logger: logger, now: now,
+	}
+	head, err := rc.recover(ctx)
+	if err != nil {
+		return resumed{}, err
+	}
+	rc.out.head = head
+	return rc.out, nil
+}
+
+// recover returns the head the chain continues from, and fills rc.out.
+func (rc *recovery) recover(ctx context.Context) (chain.Head, error) {
+	st := rc.st
+	rc.removeTemporary()
 	head := chain.Genesis()
 	if st.Offline == nil {
 		var err error
-		if head, err = resumeHead(ctx, st.Trail, r.cfg.ChainID); err != nil {
+		if head, err = resumeHead(ctx, st.Trail, rc.chainID); err != nil {
 			return chain.Head{}, err
 		}
 	}
-	marker, known, err := readHeadMarker(r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID)
+	marker, known, err := rc.marker.read()
 	if err != nil {
 		return chain.Head{}, err
 	}
@@ -51,13 +91,13 @@ func (r *Recorder) recover(ctx context.Context, st Stores) (chain.Head, error) {
 			// Without the store or a local record, a chain that already
 			// has batches would be forked from genesis.
 			return chain.Head{}, fmt.Errorf("the store is unavailable and %s holds no record of chain %q: refusing to start rather than fork the chain: %w",
-				r.cfg.SpoolDir, r.cfg.ChainID, st.Offline)
+				rc.spoolDir, rc.chainID, st.Offline)
 		}
-		r.logger.Warn("The store is unavailable at start; resuming the chain from local state, batches wait in the spool",
+		rc.logger.Warn("The store is unavailable at start; resuming the chain from local state, batches wait in the spool",
 			zap.Int64("next_seq", head.Size), zap.Error(st.Offline))
 	}
 	if st.Spool != nil {
-		spoolHead, err := r.recoverSpool(ctx, st.Spool)
+		spoolHead, err := rc.recoverSpool(ctx, st.Spool)
 		if err != nil {
 			return chain.Head{}, fmt.Errorf("spool %s: %w", st.Spool.Dir(), err)
 		}
@@ -65,15 +105,16 @@ func (r *Recorder) recover(ctx context.Context, st Stores) (chain.Head, error) {
 			head = spoolHead
 		}
 	}
-	return r.recoverLog(ctx, st, head)
+	return rc.recoverLog(ctx, head)
 }
 
 // removeTemporary removes the temporary files of this chain's objects that
 // a crash left in the local stores (readers never see them). A store
 // directory may be shared by several collectors: only this chain's keys
 // are touched. It is best effort: what is left takes space, nothing else.
-func (r *Recorder) removeTemporary(st Stores) {
-	id := r.cfg.ChainID
+func (rc *recovery) removeTemporary() {
+	st := rc.st
+	id := rc.chainID
 	mine := func(key string) bool {
 		if cid, _, _, err := store.ParseBatchKey(key); err == nil {
 			return cid == id
@@ -85,23 +126,23 @@ func (r *Recorder) removeTemporary(st Stores) {
 		return err == nil && cid == id
 	}
 	trail, _ := st.Trail.(*store.FS)
-	for _, local := range []*store.FS{st.Spool, r.mirror, trail} {
+	for _, local := range []*store.FS{st.Spool, rc.mirror, trail} {
 		if local == nil {
 			continue
 		}
 		n, err := local.RemoveTemporary(mine)
 		if err != nil {
-			r.logger.Warn("Cannot remove temporary files a crash left", zap.Error(err))
+			rc.logger.Warn("Cannot remove temporary files a crash left", zap.Error(err))
 		}
 		if n > 0 {
-			r.logger.Info("Removed temporary files a crash left", zap.Int("files", n), zap.String("directory", local.Dir()))
+			rc.logger.Info("Removed temporary files a crash left", zap.Int("files", n), zap.String("directory", local.Dir()))
 		}
 	}
 }
 
-// recoverSpool queues the batches an earlier run left in the spool and
-// returns the head they reach for this chain.
-func (r *Recorder) recoverSpool(ctx context.Context, spool *store.FS) (chain.Head, error) {
+// recoverSpool queues the objects an earlier run left in the spool for
+// upload and returns the head they reach for this chain.
+func (rc *recovery) recoverSpool(ctx context.Context, spool *store.FS) (chain.Head, error) {
 	keys, err := spool.List(ctx, "")
 	if err != nil {
 		return chain.Head{}, err
@@ -112,17 +153,12 @@ func (r *Recorder) recoverSpool(ctx context.Context, spool *store.FS) (chain.Hea
 		if err != nil {
 			return chain.Head{}, err
 		}
-		isBatch := store.IsBatchKey(k)
-		r.uploadQ = append(r.uploadQ, spooled{key: k, size: info.Size(), since: info.ModTime(), batch: isBatch})
-		r.spoolBytes += info.Size()
-		if isBatch {
-			r.metrics.Queued(1)
-		}
+		rc.out.uploads = append(rc.out.uploads, spooled{key: k, size: info.Size(), since: info.ModTime(), batch: store.IsBatchKey(k)})
 	}
 	if len(keys) > 0 {
-		r.logger.Info("Uploading batches left in the spool", zap.Int("batches", len(keys)), zap.String("spool", spool.Dir()))
+		rc.logger.Info("Uploading batches left in the spool", zap.Int("batches", len(keys)), zap.String("spool", spool.Dir()))
 	}
-	return resumeHead(ctx, spool, r.cfg.ChainID)
+	return resumeHead(ctx, spool, rc.chainID)
 }
 
 // sortUploads orders spooled keys the way they were written: per chain, the
@@ -163,25 +199,25 @@ func sortUploads(keys []string) {
 // batches again, one per segment. It returns the head after them. It
 // changes nothing on disk before it has checked every segment, and refuses
 // to start when something does not line up.
-func (r *Recorder) recoverLog(ctx context.Context, st Stores, head chain.Head) (chain.Head, error) {
-	dir := st.WALDir
-	if err := wal.FinishReplace(dir, r.cfg.ChainID); err != nil {
+func (rc *recovery) recoverLog(ctx context.Context, head chain.Head) (chain.Head, error) {
+	st, dir := rc.st, rc.st.WALDir
+	if err := wal.FinishReplace(dir, rc.chainID); err != nil {
 		return chain.Head{}, err
 	}
-	segs, err := wal.Recover(dir, r.cfg.ChainID)
+	segs, err := wal.Recover(dir, rc.chainID)
 	if err != nil {
 		return chain.Head{}, err
 	}
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%s; nothing was changed on disk: stop, keep a copy of %s, and see the README's \"Recovery\"",
-			fmt.Sprintf(format, args...), r.cfg.SpoolDir)
+			fmt.Sprintf(format, args...), rc.spoolDir)
 	}
 	// A corrupt segment followed by one that starts at or below the head
 	// holds only entries already in a durable batch (a crash came between
 	// storing its batch and removing it): nothing of it is lost. It is
 	// checked against the store like any other and then kept under lost/.
 	redundant := func(i int) bool { return i+1 < len(segs) && segs[i+1].FirstSeq <= head.Size }
-	acc, err := wal.ReadAcceptance(dir, r.cfg.ChainID)
+	acc, err := wal.ReadAcceptance(dir, rc.chainID)
 	if err != nil {
 		return chain.Head{}, err
 	}
@@ -195,10 +231,10 @@ func (r *Recorder) recoverLog(ctx context.Context, st Stores, head chain.Head) (
 	}
 	switch {
 	case k >= 0 && acc == nil:
-		return chain.Head{}, refuse("%v; to record the loss in the trail and go on, run auditctl wal accept-loss %s", segs[k].Corrupt, r.cfg.SpoolDir)
+		return chain.Head{}, refuse("%v; to record the loss in the trail and go on, run auditctl wal accept-loss %s", segs[k].Corrupt, rc.spoolDir)
 	case k >= 0 && !acc.Covers(segs[k:]):
 		return chain.Head{}, refuse("%v; %s accepts a loss in %s at byte offset %d (and %d more), not the damage found now: remove it and accept again",
-			segs[k].Corrupt, filepath.Join(dir, wal.AcceptanceName(r.cfg.ChainID)), acc.Segment, acc.Offset, len(acc.Also))
+			segs[k].Corrupt, filepath.Join(dir, wal.AcceptanceName(rc.chainID)), acc.Segment, acc.Offset, len(acc.Also))
 	case k >= 0 && segs[k].FirstSeq < head.Size:
 		return chain.Head{}, refuse("%v; the segment holds entries the store has (the chain's head is seq %d) and others it may not: restore the segment from a backup, or compare it with the store by hand",
 			segs[k].Corrupt, head.Size-1)
@@ -212,16 +248,16 @@ func (r *Recorder) recoverLog(ctx context.Context, st Stores, head chain.Head) (
 		} else if k == 0 {
 			before = head
 		}
-		s, err := r.salvage(ctx, st, segs, k, before, acc)
+		s, err := rc.salvage(ctx, segs, k, before, acc)
 		if err != nil {
 			return chain.Head{}, refuse("%v", err)
 		}
 		replace = &s
 		segs = append(segs[:k:k], wal.Segment{Name: segs[k].Name, FirstSeq: segs[k].FirstSeq, Entries: s.entries})
 	case acc != nil:
-		r.logger.Warn("An acceptance of a loss matches no corrupt segment; it is kept under the log's lost directory",
-			zap.String("acceptance", filepath.Join(dir, wal.AcceptanceName(r.cfg.ChainID))), zap.String("segment", acc.Segment), zap.Int64("offset", acc.Offset))
-		if err := wal.Retire(dir, wal.AcceptanceName(r.cfg.ChainID)); err != nil {
+		rc.logger.Warn("An acceptance of a loss matches no corrupt segment; it is kept under the log's lost directory",
+			zap.String("acceptance", filepath.Join(dir, wal.AcceptanceName(rc.chainID))), zap.String("segment", acc.Segment), zap.Int64("offset", acc.Offset))
+		if err := wal.Retire(dir, wal.AcceptanceName(rc.chainID)); err != nil {
 			return chain.Head{}, err
 		}
 	}
@@ -246,12 +282,12 @@ func (r *Recorder) recoverLog(ctx context.Context, st Stores, head chain.Head) (
 		p.rest = seg.Entries[below:]
 		if below > 0 {
 			last := seg.Entries[below-1]
-			stored, where, err := r.storedHash(ctx, st, last.Seq)
+			stored, where, err := rc.storedHash(ctx, last.Seq)
 			switch {
 			case err != nil && st.Offline != nil && len(p.rest) == 0:
 				// Checked at the next start, with the store.
 				p.keep = true
-				r.logger.Warn("Cannot check write-ahead log entries against the store, which is unavailable; the segment is left in place",
+				rc.logger.Warn("Cannot check write-ahead log entries against the store, which is unavailable; the segment is left in place",
 					zap.String("segment", path), zap.Error(err))
 			case errors.Is(err, store.ErrNotFound):
 				return chain.Head{}, refuse("write-ahead log %s holds seq %d, which the chain's head (seq %d) says is stored, but the store does not hold it: %v",
@@ -260,7 +296,7 @@ func (r *Recorder) recoverLog(ctx context.Context, st Stores, head chain.Head) (
 				return chain.Head{}, fmt.Errorf("checking write-ahead log %s against the store: %w; start again once the store can be read", path, err)
 			case stored != last.EntryHash:
 				return chain.Head{}, refuse("write-ahead log %s holds seq %d with entry_hash %s, but %s holds entry_hash %s at that seq: another writer stored entries of chain %q (two collectors on one spool directory, or sharing a chain_id?), and the log's entries from seq %d on are not in the trail",
-					path, last.Seq, last.EntryHash, where, stored, r.cfg.ChainID, seg.Entries[0].Seq)
+					path, last.Seq, last.EntryHash, where, stored, rc.chainID, seg.Entries[0].Seq)
 			}
 		}
 		for _, en := range p.rest {
@@ -276,10 +312,10 @@ func (r *Recorder) recoverLog(ctx context.Context, st Stores, head chain.Head) (
 		}
 	}
 	if replace != nil {
-		if err := wal.Replace(dir, r.cfg.ChainID, segs[k].FirstSeq, acc, replace.entries, replace.retire); err != nil {
+		if err := wal.Replace(dir, rc.chainID, segs[k].FirstSeq, acc, replace.entries, replace.retire); err != nil {
 			return chain.Head{}, err
 		}
-		r.logger.Warn("Recorded the loss the operator accepted in the write-ahead log; the damaged segments are kept under its lost directory",
+		rc.logger.Warn("Recorded the loss the operator accepted in the write-ahead log; the damaged segments are kept under its lost directory",
 			zap.String("segment", filepath.Join(dir, segs[k].Name)), zap.Int64("offset", acc.Offset),
 			zap.String("accepted_by", acc.By), zap.String("wal", dir))
 	}
@@ -293,14 +329,14 @@ func (r *Recorder) recoverLog(ctx context.Context, st Stores, head chain.Head) (
 		if seg.Torn {
 			// The tail of a write that a crash interrupted: it was never
 			// acknowledged. Cut it so that nothing follows garbage.
-			r.logger.Warn("Dropping the torn tail of a write-ahead log segment",
+			rc.logger.Warn("Dropping the torn tail of a write-ahead log segment",
 				zap.String("segment", path), zap.Int64("valid_bytes", seg.ValidBytes), zap.Int64("torn_bytes", seg.TornBytes))
 			if err := wal.Truncate(dir, seg.Name, seg.ValidBytes); err != nil {
 				return chain.Head{}, err
 			}
 		}
 		if p.retire {
-			r.logger.Warn("A corrupt write-ahead log segment holds only entries the store has; it is kept under the log's lost directory",
+			rc.logger.Warn("A corrupt write-ahead log segment holds only entries the store has; it is kept under the log's lost directory",
 				zap.Error(seg.Corrupt))
 			if err := wal.Retire(dir, seg.Name); err != nil {
 				return chain.Head{}, err
@@ -313,26 +349,26 @@ func (r *Recorder) recoverLog(ctx context.Context, st Stores, head chain.Head) (
 			}
 			continue
 		}
-		b, err := batch.NewBatch(r.now(), p.rest)
+		b, err := batch.NewBatch(rc.now(), p.rest)
 		if err != nil {
 			return chain.Head{}, fmt.Errorf("write-ahead log %s: %w", path, err)
 		}
 		for i := range p.rest {
 			b.Bytes += parquetfile.EstimatedSize(&p.rest[i])
 		}
-		r.sealQ = append(r.sealQ, pending{b: b, segment: seg.Name})
-		r.metrics.Queued(1)
+		rc.out.seal = append(rc.out.seal, pending{b: b, segment: seg.Name})
 		recovered += len(p.rest)
 	}
 	if recovered > 0 {
-		r.logger.Info("Recovered entries from the write-ahead log", zap.Int("entries", recovered), zap.String("wal", dir))
+		rc.logger.Info("Recovered entries from the write-ahead log", zap.Int("entries", recovered), zap.String("wal", dir))
 	}
 	return head, nil
 }
 
 // storedHash returns the entry_hash stored at seq of this chain, and where:
 // from the spool when it holds the batch, else from the trail's store.
-func (r *Recorder) storedHash(ctx context.Context, st Stores, seq int64) (hash, where string, err error) {
+func (rc *recovery) storedHash(ctx context.Context, seq int64) (hash, where string, err error) {
+	st := rc.st
 	var places []store.Store
 	if st.Spool != nil {
 		places = append(places, st.Spool)
@@ -348,7 +384,7 @@ func (r *Recorder) storedHash(ctx context.Context, st Stores, seq int64) (hash, 
 		}
 		key, first := "", int64(-1)
 		for _, k := range keys {
-			if cid, f, _, perr := store.ParseBatchKey(k); perr == nil && cid == r.cfg.ChainID && f <= seq && f > first {
+			if cid, f, _, perr := store.ParseBatchKey(k); perr == nil && cid == rc.chainID && f <= seq && f > first {
 				key, first = k, f
 			}
 		}

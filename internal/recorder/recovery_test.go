@@ -14,19 +14,20 @@ import (
 func TestHeadMarkerOfAnotherStoreIsIgnored(t *testing.T) {
 	dir := t.TempDir()
 	h := chain.Head{Size: 6, Hash: strings.Repeat("ab", 32)}
-	require.NoError(t, writeHeadMarker(dir, "collector-1", "file:/trail-a", h))
-	got, ok, err := readHeadMarker(dir, "collector-1", "file:/trail-a")
+	a := headMarker{dir, "collector-1", "file:/trail-a"}
+	require.NoError(t, a.write(h))
+	got, ok, err := a.read()
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.Equal(t, h, got)
-	_, ok, err = readHeadMarker(dir, "collector-1", "file:/trail-b")
+	_, ok, err = headMarker{dir, "collector-1", "file:/trail-b"}.read()
 	require.NoError(t, err)
 	assert.False(t, ok, "a spool reused for another trail must not move that trail's chain")
-	_, ok, err = readHeadMarker(dir, "collector-2", "file:/trail-a")
+	_, ok, err = headMarker{dir, "collector-2", "file:/trail-a"}.read()
 	require.NoError(t, err)
 	assert.False(t, ok)
-	require.NoError(t, os.WriteFile(headMarkerPath(dir, "collector-1"), []byte("garbage"), 0o640))
-	_, _, err = readHeadMarker(dir, "collector-1", "file:/trail-a")
+	require.NoError(t, os.WriteFile(a.path(), []byte("garbage"), 0o640))
+	_, _, err = a.read()
 	assert.Error(t, err, "a corrupt marker is an error naming the path, not a silent restart from genesis")
 }
 

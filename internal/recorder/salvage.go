@@ -31,10 +31,10 @@ type salvaged struct {
 // once its checks pass, before anything is acknowledged. It is
 // deterministic, so that a replacement a crash undid is derived again the
 // same.
-func (r *Recorder) salvage(ctx context.Context, st Stores, segs []wal.Segment, k int, before chain.Head, acc *wal.Acceptance) (salvaged, error) {
-	dir, seg := st.WALDir, segs[k]
+func (rc *recovery) salvage(ctx context.Context, segs []wal.Segment, k int, before chain.Head, acc *wal.Acceptance) (salvaged, error) {
+	dir, seg := rc.st.WALDir, segs[k]
 	var out salvaged
-	found, err := wal.AfterDamage(dir, r.cfg.ChainID, segs[k:])
+	found, err := wal.AfterDamage(dir, rc.chainID, segs[k:])
 	if err != nil {
 		return salvaged{}, err
 	}
@@ -51,7 +51,7 @@ func (r *Recorder) salvage(ctx context.Context, st Stores, segs []wal.Segment, k
 		case seg.FirstSeq == 0:
 			head = chain.Genesis()
 		default:
-			hash, _, err := r.storedHash(ctx, st, seg.FirstSeq-1)
+			hash, _, err := rc.storedHash(ctx, seg.FirstSeq-1)
 			if err != nil {
 				return salvaged{}, fmt.Errorf("salvaging %s: the entry before it, seq %d: %w", filepath.Join(dir, seg.Name), seg.FirstSeq-1, err)
 			}
@@ -75,9 +75,9 @@ func (r *Recorder) salvage(ctx context.Context, st Stores, segs []wal.Segment, k
 		result += fmt.Sprintf("; seq %d to %d renumbered %d to %d", rest[0].Seq, rest[len(rest)-1].Seq, head.Size+1, head.Size+int64(len(rest)))
 	}
 
-	c := chain.New(r.cfg.ChainID, head)
+	c := chain.New(rc.chainID, head)
 	out.entries = append(out.entries, prefix...)
-	loss := r.cfg.LossEntry(seg, acc, result)
+	loss := rc.lossEntry(seg, acc, result)
 	c.Append(&loss)
 	out.entries = append(out.entries, loss)
 	for _, r := range rest {

@@ -6,8 +6,9 @@ package recorder
 import (
 	"bytes"
 	"context"
-	"os"
-	"slices"
+	"fmt"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -24,111 +25,189 @@ type pending struct {
 	segment string // "" when no segment is left to remove
 }
 
-// writeLoop encodes sealed batches one at a time, in chain order, writes
-// each to the spool, or to the store when there is no spool, and then
-// removes its write-ahead log segment.
-func (r *Recorder) writeLoop() {
-	defer r.wg.Done()
-	defer func() {
-		r.qmu.Lock()
-		r.writerDone = true
-		r.qmu.Unlock()
-		signal(r.wakeUpload)
-	}()
-	target, where := r.store, "store"
-	if r.spool != nil {
-		target, where = r.spool, "spool"
+// segmentLog is what the sealer needs of the write-ahead log: whether it
+// failed, how far it was durable, and the removal of a segment whose batch
+// is written.
+type segmentLog interface {
+	Err() error
+	DurableSeq() int64
+	Remove(segment string) error
+}
+
+// spoolQueue takes the objects the sealer wrote to the spool, in order,
+// for the remote store (the delivery).
+type spoolQueue interface {
+	add(objs ...spooled)
+}
+
+// sealer writes sealed batches, one at a time and in chain order, as
+// Parquet files with their checkpoints, to the store or, for a remote
+// store, to the spool, and then removes their log segments. Its queue is
+// its own: the intake pushes to it, in chain order.
+type sealer struct {
+	target  store.Store
+	where   string     // "store" or "spool", for the logs
+	spool   spoolQueue // takes what is written to the spool; nil without one
+	log     segmentLog
+	cp      *checkpointer
+	head    headMarker // recorded after each batch
+	retry   *retrier
+	metrics Metrics
+	logger  *zap.Logger
+	now     func() time.Time
+
+	mu   sync.Mutex
+	q    []pending // sealed, not yet written to the spool or store
+	done bool      // nothing more will be pushed
+	wake chan struct{}
+}
+
+// push queues a sealed batch after the others.
+func (s *sealer) push(p pending) {
+	s.mu.Lock()
+	s.q = append(s.q, p)
+	s.mu.Unlock()
+	s.metrics.Queued(1)
+	signal(s.wake)
+}
+
+// finish says that nothing more will be pushed: run returns once the queue
+// is written.
+func (s *sealer) finish() {
+	s.mu.Lock()
+	s.done = true
+	s.mu.Unlock()
+	signal(s.wake)
+}
+
+// refusal refuses new entries while too many sealed batches wait (the disk
+// is slow or failing), to bound memory.
+func (s *sealer) refusal() error {
+	s.mu.Lock()
+	n := len(s.q)
+	s.mu.Unlock()
+	if n < maxSealQueue {
+		return nil
 	}
-	key, ok := r.publishKey(target, where)
-	if !ok {
+	return &RefusedError{Msg: fmt.Sprintf("agentaudit exporter: %d sealed batches wait to be written to disk; retry later", n)}
+}
+
+// backlog returns the batches waiting, the first seq of the oldest and
+// when it was opened (zero when none waits).
+func (s *sealer) backlog() (batches int, firstSeq int64, since time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.q) == 0 {
+		return 0, 0, time.Time{}
+	}
+	return len(s.q), s.q[0].b.FirstSeq(), s.q[0].b.Opened
+}
+
+// run publishes the verifier key, then writes queued batches until the
+// queue is empty after finish, or shutdown gives up.
+func (s *sealer) run() {
+	key, data := s.cp.verifierKey()
+	if !s.write(key, data, true) {
 		return
 	}
-	if r.spool != nil {
-		r.qmu.Lock()
-		if !slices.ContainsFunc(r.uploadQ, func(s spooled) bool { return s.key == key }) {
-			r.uploadQ = append(r.uploadQ, spooled{key: key, since: r.now()})
-		}
-		r.qmu.Unlock()
-		signal(r.wakeUpload)
+	if s.spool != nil {
+		s.spool.add(spooled{key: key, since: s.now()})
 	}
 	for {
-		r.qmu.Lock()
+		s.mu.Lock()
 		var next pending
-		if len(r.sealQ) > 0 {
-			next = r.sealQ[0]
+		if len(s.q) > 0 {
+			next = s.q[0]
 		}
-		done := r.sealDone && next.b == nil
-		r.qmu.Unlock()
+		done := s.done && next.b == nil
+		s.mu.Unlock()
 		if done {
 			return
 		}
 		if next.b == nil {
-			if !r.wait(r.wakeWriter) {
+			if !s.retry.wait(s.wake) {
 				return
 			}
 			continue
 		}
-		if r.wal.Err() != nil && !r.keepDurable(&next) {
+		if s.log.Err() != nil && !s.keepDurable(&next) {
 			continue
 		}
-		s, err := r.seal(next.b)
-		if err != nil {
-			// Our own entries always encode unless the batch is
-			// malformed, which is a bug: keep the batch and say so.
-			r.logger.Error("Cannot encode audit batch; it stays queued", zap.Error(err))
-			if !r.sleep(maxRetryDelay) {
-				return
-			}
-			continue
-		}
-		if !r.retry(where, s.key, func() error { return target.Put(context.Background(), s.key, s.data) }) {
+		if !s.writeBatch(next) {
 			return
-		}
-		cpKey, cpMsg, ok := r.writeCheckpoint(target, where, s.footer)
-		if !ok {
-			return
-		}
-		r.recordHead(chain.Head{Size: s.footer.LastSeq + 1, Hash: s.footer.LastHash})
-		n := int(s.footer.EntryCount)
-		r.metrics.Sealed(n)
-		r.qmu.Lock()
-		r.sealQ = r.sealQ[1:]
-		next.b.Release() // its buffers go to a later batch
-		if r.spool != nil {
-			r.uploadQ = append(r.uploadQ, spooled{key: s.key, size: int64(len(s.data)), since: next.b.Opened, batch: true})
-			r.spoolBytes += int64(len(s.data))
-			if cpKey != "" {
-				r.uploadQ = append(r.uploadQ, spooled{key: cpKey, size: int64(len(cpMsg)), since: next.b.Opened})
-				r.spoolBytes += int64(len(cpMsg))
-			}
-		}
-		r.qmu.Unlock()
-		if r.spool != nil {
-			signal(r.wakeUpload)
-		} else {
-			r.metrics.Queued(-1)
-			r.metrics.Stored(n)
-		}
-		if next.segment != "" {
-			// A segment left behind is harmless: recovery drops entries
-			// that a durable batch holds.
-			if err := r.wal.Remove(next.segment); err != nil {
-				r.logger.Warn("Cannot remove a write-ahead log segment", zap.Error(err))
-			}
 		}
 	}
+}
+
+// writeBatch encodes p's batch, writes it and its checkpoint, dequeues it
+// and removes its log segment. It reports false when shutdown gave up.
+func (s *sealer) writeBatch(p pending) bool {
+	sb, err := seal(p.b)
+	if err != nil {
+		// Our own entries always encode unless the batch is malformed,
+		// which is a bug: keep the batch and say so.
+		s.logger.Error("Cannot encode audit batch; it stays queued", zap.Error(err))
+		return s.retry.sleep(maxRetryDelay)
+	}
+	if !s.write(sb.key, sb.data, false) {
+		return false
+	}
+	cpKey, cpMsg, err := s.cp.sign(sb.footer)
+	if err != nil {
+		// Only a malformed footer makes signing fail; the batch is written.
+		s.logger.Error("Cannot sign a checkpoint", zap.Error(err))
+		cpKey, cpMsg = "", nil
+	} else if !s.write(cpKey, cpMsg, true) {
+		return false
+	}
+	s.recordHead(chain.Head{Size: sb.footer.LastSeq + 1, Hash: sb.footer.LastHash})
+	n := int(sb.footer.EntryCount)
+	s.metrics.Sealed(n)
+	opened := p.b.Opened
+	s.mu.Lock()
+	s.q = s.q[1:]
+	s.mu.Unlock()
+	p.b.Release() // its buffers go to a later batch
+	if s.spool != nil {
+		objs := []spooled{{key: sb.key, size: int64(len(sb.data)), since: opened, batch: true}}
+		if cpKey != "" {
+			objs = append(objs, spooled{key: cpKey, size: int64(len(cpMsg)), since: opened})
+		}
+		s.spool.add(objs...)
+	} else {
+		s.metrics.Queued(-1)
+		s.metrics.Stored(n)
+	}
+	if p.segment != "" {
+		// A segment left behind is harmless: recovery drops entries that a
+		// durable batch holds.
+		if err := s.log.Remove(p.segment); err != nil {
+			s.logger.Warn("Cannot remove a write-ahead log segment", zap.Error(err))
+		}
+	}
+	return true
+}
+
+// write writes an object where batches go, retrying until it is written,
+// and with mirror, to the checkpoint mirror too. It reports false when
+// shutdown gave up.
+func (s *sealer) write(key string, data []byte, mirror bool) bool {
+	ctx := context.Background()
+	if !s.retry.retry(s.where, key, func() error { return s.target.Put(ctx, key, data) }) {
+		return false
+	}
+	m := s.cp.mirror
+	return !mirror || m == nil || s.retry.retry("mirror", key, func() error { return m.Put(ctx, key, data) })
 }
 
 // recordHead updates the head marker. It is best effort: when it cannot be
 // written, it is removed instead, so that a stale marker never makes an
 // offline start resume from an old head (and fork the chain).
-func (r *Recorder) recordHead(h chain.Head) {
-	err := writeHeadMarker(r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID, h)
-	if err == nil {
-		return
+func (s *sealer) recordHead(h chain.Head) {
+	if err := s.head.write(h); err != nil {
+		s.head.remove()
+		s.logger.Warn("Cannot record the chain head locally; a restart while the store is unavailable will refuse to start", zap.Error(err))
 	}
-	_ = os.Remove(headMarkerPath(r.cfg.SpoolDir, r.cfg.ChainID))
-	r.logger.Warn("Cannot record the chain head locally; a restart while the store is unavailable will refuse to start", zap.Error(err))
 }
 
 // keepDurable trims a batch, once the write-ahead log has failed, to the
@@ -137,23 +216,23 @@ func (r *Recorder) recordHead(h chain.Head) {
 // client's retry would record them twice. It reports false, and drops the
 // batch, when nothing is left. The restart recovers the same prefix from the
 // log and continues the chain after it.
-func (r *Recorder) keepDurable(p *pending) bool {
-	last := r.wal.DurableSeq()
+func (s *sealer) keepDurable(p *pending) bool {
+	last := s.log.DurableSeq()
 	n := int(min(max(last-p.b.FirstSeq()+1, 0), int64(p.b.Len())))
 	if n == p.b.Len() {
 		return true
 	}
-	r.logger.Error("Dropping audit entries that were refused to their clients after the write-ahead log failed",
+	s.logger.Error("Dropping audit entries that were refused to their clients after the write-ahead log failed",
 		zap.Int64("first_seq", p.b.FirstSeq()+int64(n)), zap.Int("entries", p.b.Len()-n))
 	p.b.Truncate(n)
 	if n > 0 {
 		return true
 	}
-	r.qmu.Lock()
-	r.sealQ = r.sealQ[1:]
-	r.qmu.Unlock()
+	s.mu.Lock()
+	s.q = s.q[1:]
+	s.mu.Unlock()
 	p.b.Release()
-	r.metrics.Queued(-1)
+	s.metrics.Queued(-1)
 	return false
 }
 
@@ -166,7 +245,7 @@ type sealed struct {
 }
 
 // seal encodes b as a Parquet object, from the columns it holds.
-func (r *Recorder) seal(b *batch.Batch) (*sealed, error) {
+func seal(b *batch.Batch) (*sealed, error) {
 	var buf bytes.Buffer
 	f, err := b.Encode(&buf)
 	if err != nil {
