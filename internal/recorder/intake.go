@@ -22,9 +22,9 @@ type sealQueue interface {
 	push(p pending)
 }
 
-// backlog is a part downstream of the intake that may fall behind:
+// downstream is a part after the intake that may fall behind:
 // refusal says why new entries must wait (a *RefusedError), or nil.
-type backlog interface {
+type downstream interface {
 	refusal() error
 }
 
@@ -45,13 +45,13 @@ type intake struct {
 	chain  *chain.Chain // nil until started
 	log    *wal.Log
 	out    sealQueue
-	behind []backlog // asked, in order, before entries are taken
+	behind []downstream // asked, in order, before entries are taken
 	closed bool
 }
 
 // start opens the intake: the chain continues from c, into log, and sealed
 // batches go to out.
-func (in *intake) start(c *chain.Chain, log *wal.Log, out sealQueue, behind ...backlog) {
+func (in *intake) start(c *chain.Chain, log *wal.Log, out sealQueue, behind ...downstream) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.chain, in.log, in.out, in.behind = c, log, out, behind

@@ -8,8 +8,8 @@
 //
 //   - intake (intake.go): Append chains a request's entries, appends them
 //     to the write-ahead log (internal/wal) and returns once they are
-//     fsynced (group commit), or refuses them while a part downstream is
-//     behind (backlog); each sealed batch goes to the sealer (sealQueue);
+//     fsynced (group commit), or refuses them while a part after it is
+//     behind (downstream); each sealed batch goes to the sealer (sealQueue);
 //   - recovery (recovery.go, salvage.go, head.go): at Start, the chain
 //     resumes from the newest of the store's head, the spool's and the
 //     log's; what the log holds that no durable batch does is handed to
@@ -21,6 +21,9 @@
 //   - delivery (deliver.go): spooled objects are copied to the remote
 //     store, oldest first, retried until they are written (retry.go).
 //
+// What the recorder is given and tells (Config, Stores, Metrics, its
+// errors) is in config.go, which every part reads.
+//
 // The recorder knows entries, not spans: mapping spans and the collector's
 // interfaces are the exporter's (exporter/auditexporter), which tells the
 // recorder what to count through Metrics.
@@ -28,7 +31,6 @@ package recorder // import "github.com/agentaudit/agentaudit/internal/recorder"
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -39,100 +41,11 @@ import (
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/spoollock"
-	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
-// ErrShutdown is returned for entries that arrive after shutdown began.
-var ErrShutdown = errors.New("agentaudit exporter is shut down")
-
-// RefusedError is a refusal the client may retry later: the spool is full,
-// sealed batches wait for the disk, or the write-ahead log failed. Msg says
-// why, for the client.
-type RefusedError struct {
-	Msg string
-	// Chained: the entries were chained, but the log failed before they
-	// were durable; otherwise nothing of them was.
-	Chained bool
-}
-
-func (e *RefusedError) Error() string { return e.Msg }
-
-const (
-	// Retry delays for writing a sealed batch to the spool or the store.
-	minRetryDelay = 100 * time.Millisecond
-	maxRetryDelay = 30 * time.Second
-
-	// shutdownGrace bounds how long shutdown waits for the store.
-	shutdownGrace = 10 * time.Second
-
-	// maxSealQueue bounds the sealed batches held in memory before the
-	// writer encodes them; past it, new data is refused (retryable).
-	maxSealQueue = 16
-)
-
-// Config is what the recorder needs of the exporter's configuration.
-type Config struct {
-	ChainID string
-	// SpoolDir holds the recorder's local state: the lock, the head
-	// marker, a generated signing key.
-	SpoolDir string
-	// StoreID names the store the chain is written to, for the head marker
-	// (a marker of another store is ignored).
-	StoreID string
-	Batch   batch.Limits
-	// SpoolMaxBytes bounds the batches waiting in the spool for a remote
-	// store; past it, Append refuses.
-	SpoolMaxBytes int64
-	CommitDelay   time.Duration
-	Checkpoint    CheckpointConfig
-	// LossEntry maps what an operator's acceptance of a loss says into the
-	// entry that records the loss in the trail (salvage.go).
-	LossEntry func(seg wal.Segment, acc *wal.Acceptance, result string) entry.Entry
-	// Now is the clock; nil is time.Now.
-	Now func() time.Time
-	// Failed is told, once, that the write-ahead log broke: audit data is
-	// refused until a restart. Optional.
-	Failed func(error)
-}
-
-// CheckpointConfig names the checkpoints' signing key and mirror.
-type CheckpointConfig struct {
-	// KeyFile or KeyEnv holds the signer key; with neither, one is
-	// generated under SpoolDir/keys on first start.
-	KeyFile, KeyEnv string
-	// MirrorDir is a second place for checkpoints, or "".
-	MirrorDir string
-}
-
-// Stores are where entries and batches go: the write-ahead log directory,
-// the trail's store and, for a remote store, the local spool where sealed
-// batches wait until the store has them.
-type Stores struct {
-	WALDir string
-	Trail  store.Store
-	Spool  *store.FS // nil when Trail is itself local
-	// Offline is why the remote store could not be reached at start (an
-	// outage, store.ErrUnavailable), or nil.
-	Offline error
-}
-
-// Metrics is told what the recorder does, for the exporter's telemetry.
-// Its methods must be cheap and safe for concurrent use.
-type Metrics interface {
-	// Head is the chain's head after entries were appended.
-	Head(chain.Head)
-	// Queued adds n (may be negative) to the sealed batches not yet in
-	// the store.
-	Queued(n int64)
-	// Sealed counts a batch of n entries sealed to local disk.
-	Sealed(n int)
-	// Stored counts a batch of n entries written to the store.
-	Stored(n int)
-	// StoreError counts a failed write; conflict when another writer
-	// holds the key.
-	StoreError(conflict bool)
-}
+// shutdownGrace bounds how long shutdown waits for the store.
+const shutdownGrace = 10 * time.Second
 
 // Recorder records one chain. Start it, Append to it, Shutdown it.
 //
@@ -225,7 +138,7 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 		retry: r.retry, metrics: r.metrics, logger: r.logger, now: r.now,
 		wake: make(chan struct{}, 1),
 	}
-	behind := []backlog{s}
+	behind := []downstream{s}
 	var d *delivery
 	if st.Spool != nil {
 		d = newDelivery(st.Spool, st.Trail, r.cfg.SpoolMaxBytes, r.retry, r.metrics, r.logger)

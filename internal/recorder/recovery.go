@@ -248,7 +248,11 @@ func (rc *recovery) recoverLog(ctx context.Context, head chain.Head) (chain.Head
 		} else if k == 0 {
 			before = head
 		}
-		s, err := rc.salvage(ctx, segs, k, before, acc)
+		sv := salvager{dir: dir, chainID: rc.chainID, lossEntry: rc.lossEntry, storedHash: func(seq int64) (string, error) {
+			hash, _, err := rc.storedHash(ctx, seq)
+			return hash, err
+		}}
+		s, err := sv.salvage(segs, k, before, acc)
 		if err != nil {
 			return chain.Head{}, refuse("%v", err)
 		}

@@ -12,6 +12,12 @@ import (
 	"github.com/agentaudit/agentaudit/internal/store"
 )
 
+// Retry delays for writing to the spool or the store.
+const (
+	minRetryDelay = 100 * time.Millisecond
+	maxRetryDelay = 30 * time.Second
+)
+
 // retrier retries writes until they succeed or abort is closed.
 type retrier struct {
 	logger  *zap.Logger

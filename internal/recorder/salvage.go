@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -23,18 +22,28 @@ type salvaged struct {
 	retire []string
 }
 
+// salvager salvages one chain's write-ahead log in dir, once an operator
+// accepted a loss in it.
+type salvager struct {
+	dir, chainID string
+	// lossEntry makes the entry that records the loss (Config.LossEntry).
+	lossEntry func(seg wal.Segment, acc *wal.Acceptance, result string) entry.Entry
+	// storedHash returns the entry_hash the trail holds at seq.
+	storedHash func(seq int64) (string, error)
+}
+
 // salvage applies acc to segs[k], which is corrupt, and to the segments
 // after it. before is the chain's head just before segs[k]'s first entry
 // when it is known without the store (the previous segment, or the
 // store's head); otherwise the entry before is looked up in the store. It
-// changes nothing: recoverLog writes the entries to the log (wal.Replace)
+// changes nothing: recovery writes the entries to the log (wal.Replace)
 // once its checks pass, before anything is acknowledged. It is
 // deterministic, so that a replacement a crash undid is derived again the
 // same.
-func (rc *recovery) salvage(ctx context.Context, segs []wal.Segment, k int, before chain.Head, acc *wal.Acceptance) (salvaged, error) {
-	dir, seg := rc.st.WALDir, segs[k]
+func (sv salvager) salvage(segs []wal.Segment, k int, before chain.Head, acc *wal.Acceptance) (salvaged, error) {
+	dir, seg := sv.dir, segs[k]
 	var out salvaged
-	found, err := wal.AfterDamage(dir, rc.chainID, segs[k:])
+	found, err := wal.AfterDamage(dir, sv.chainID, segs[k:])
 	if err != nil {
 		return salvaged{}, err
 	}
@@ -51,7 +60,7 @@ func (rc *recovery) salvage(ctx context.Context, segs []wal.Segment, k int, befo
 		case seg.FirstSeq == 0:
 			head = chain.Genesis()
 		default:
-			hash, _, err := rc.storedHash(ctx, seg.FirstSeq-1)
+			hash, err := sv.storedHash(seg.FirstSeq - 1)
 			if err != nil {
 				return salvaged{}, fmt.Errorf("salvaging %s: the entry before it, seq %d: %w", filepath.Join(dir, seg.Name), seg.FirstSeq-1, err)
 			}
@@ -75,9 +84,9 @@ func (rc *recovery) salvage(ctx context.Context, segs []wal.Segment, k int, befo
 		result += fmt.Sprintf("; seq %d to %d renumbered %d to %d", rest[0].Seq, rest[len(rest)-1].Seq, head.Size+1, head.Size+int64(len(rest)))
 	}
 
-	c := chain.New(rc.chainID, head)
+	c := chain.New(sv.chainID, head)
 	out.entries = append(out.entries, prefix...)
-	loss := rc.lossEntry(seg, acc, result)
+	loss := sv.lossEntry(seg, acc, result)
 	c.Append(&loss)
 	out.entries = append(out.entries, loss)
 	for _, r := range rest {

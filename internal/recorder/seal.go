@@ -18,6 +18,10 @@ import (
 	"github.com/agentaudit/agentaudit/internal/store"
 )
 
+// maxSealQueue bounds the sealed batches held in memory before the sealer
+// encodes them; past it, new data is refused (retryable).
+const maxSealQueue = 16
+
 // pending is a sealed batch not yet written to the spool or the store, with
 // the write-ahead log segment that holds its entries until then.
 type pending struct {
