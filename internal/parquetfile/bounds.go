@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/bits"
+	"slices"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
@@ -25,24 +27,28 @@ import (
 // size up front; its decoders do not bound what a page decompresses to; and
 // a page whose values run short is filled from its pooled buffers, so that
 // what it returns depends on what was read before. A verifier must neither
-// crash nor give a verdict that depends on such memory. The checks here
-// run on the bytes before parquet-go reads them (CheckFooter, then
-// ChunkChecker.Check for each column chunk), and on each page it decodes
-// before its values are used (ChunkChecker.CheckPage):
+// crash nor give a verdict that depends on such memory. So parquet-go
+// decompresses nothing here: CheckFooter checks the footer before
+// parquet-go decodes it, ChunkChecker.Check checks each page of a column
+// chunk and decompresses it once, bounded, into an image of the row group
+// (a Parquet file in memory whose pages are stored uncompressed), and
+// parquet-go decodes the rows from that image, exactly the bytes checked;
+// ChunkChecker.CheckPage checks each page it decodes before its values are
+// used:
 //
 //   - a footer may not declare more than it holds, nor cost more than the
 //     file's budget (FooterCost);
 //   - a page header likewise (it is thrift too), and its body must lie in
-//     its column chunk;
+//     its column chunk (and match its CRC, when it has one);
 //   - a page's declared uncompressed size may not exceed what its
 //     compressed bytes can hold in its codec (maxExpansion), and what it
 //     decompresses to may not exceed its declared size: zstd frames are
-//     walked block by block without decompressing (a frame's content size,
-//     raw and RLE blocks are exact, a compressed block makes at most 128
-//     KiB), pages of other codecs are decompressed into a bounded buffer;
+//     walked block by block first (a frame's content size, raw and RLE
+//     blocks are exact), and every decoder writes into a buffer of the
+//     declared size that it may not grow;
 //   - INT64 values cut short (PLAIN, BYTE_STREAM_SPLIT, DELTA_BINARY_PACKED)
-//     are refused before parquet-go reads past them; a page of strings
-//     must hold a value for each non-NULL row (CheckPage);
+//     and PLAIN strings that run past their page are refused; a page of
+//     strings must hold a value for each non-NULL row (CheckPage);
 //   - what a file's pages declare (sizes, values) must fit its budget:
 //     BudgetFloor plus BudgetRatio times the file's size.
 //
@@ -120,8 +126,12 @@ func CheckFooter(data []byte) error {
 	return nil
 }
 
-// ChunkChecker checks the column chunks of one file, and the pages
-// parquet-go decodes from them. Use one per goroutine: it keeps its
+// ChunkChecker checks the column chunks of one file and unpacks them: each
+// page parquet-go would read is checked, decompressed once (bounded), and
+// written uncompressed into an image of the row group, a Parquet file in
+// memory whose footer says UNCOMPRESSED (see Begin). parquet-go reads the
+// rows from the image (RowGroup): it decodes exactly the bytes the checks
+// saw, and decompresses nothing. Use one per goroutine: it keeps its
 // buffers from file to file.
 type ChunkChecker struct {
 	budget  Budget
@@ -131,16 +141,35 @@ type ChunkChecker struct {
 	header  format.PageHeader
 	tr      thrift.BytesReader
 	dec     *thrift.Decoder
-	// pages are the data pages of the chunk last checked, in the order
-	// parquet-go returns them.
-	pages []pageFacts
-	int64 bool
+	int64   bool
+	// facts[j] are the data pages of column j of the row group, in the
+	// order parquet-go returns them.
+	facts [][]pageFacts
+	// The image of the row group: its bytes (w.b), the footer being built
+	// (md), what writes page headers and the footer into it, and what
+	// parquet-go reads it through.
+	w      appender
+	enc    *thrift.Encoder
+	md     format.FileMetaData
+	out    format.PageHeader
+	reader bytes.Reader
+	data   []byte
+	src    *format.FileMetaData
+	rg     int
 }
 
 // pageFacts is what CheckPage needs of a data page's header.
 type pageFacts struct {
 	values int32
 	enc    format.Encoding
+}
+
+// appender is an io.Writer that appends to b.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
 }
 
 var compact thrift.CompactProtocol
@@ -151,27 +180,71 @@ func (c *ChunkChecker) Reset(size int) {
 	if cap(c.scratch) > maxKeptScratch {
 		c.scratch = nil
 	}
+	if cap(c.w.b) > maxKeptImage {
+		c.w.b = nil
+	}
 }
 
-// maxKeptScratch is the largest scratch buffer kept for the next file.
-const maxKeptScratch = 8 << 20
+// maxKeptScratch and maxKeptImage are the largest buffers kept for the
+// next file.
+const (
+	maxKeptScratch = 8 << 20
+	maxKeptImage   = 64 << 20
+)
 
-// Check checks column chunk leaf.ColumnIndex of row group rg of the
-// Parquet file data, whose footer is md, before parquet-go reads it: every
-// page parquet-go will read (the dictionary page at the chunk's dictionary
-// offset, then the pages from its data page offset to its end), with the
-// codec parquet-go reads the column with (that of its chunk in the first
-// row group). It returns an error wrapping ErrBomb or ErrValuesCut for a
-// chunk parquet-go must not read. Pages that are merely malformed are left
-// to parquet-go, which reports them.
-func (c *ChunkChecker) Check(data []byte, md *format.FileMetaData, rg int, leaf parquet.LeafColumn) error {
-	c.pages = c.pages[:0]
-	j := leaf.ColumnIndex
-	if rg < 0 || rg >= len(md.RowGroups) || j < 0 || j >= len(md.RowGroups[rg].Columns) || j >= len(md.RowGroups[0].Columns) {
-		return fmt.Errorf("no column chunk %d in row group %d", j, rg)
+// Begin starts the image of row group rg of the Parquet file data, whose
+// footer is md: a file of the same schema whose only row group holds the
+// chunks Check unpacks, uncompressed, and no pages of other columns.
+func (c *ChunkChecker) Begin(data []byte, md *format.FileMetaData, rg int) error {
+	if rg < 0 || rg >= len(md.RowGroups) {
+		return fmt.Errorf("no row group %d", rg)
 	}
-	meta := &md.RowGroups[rg].Columns[j].MetaData
-	codec := md.RowGroups[0].Columns[j].MetaData.Codec
+	c.data, c.src, c.rg = data, md, rg
+	c.w.b = append(c.w.b[:0], "PAR1"...)
+	cols := md.RowGroups[rg].Columns
+	if c.md.RowGroups == nil {
+		c.md.RowGroups = make([]format.RowGroup, 1)
+	}
+	img := &c.md.RowGroups[0]
+	img.Columns = slices.Grow(img.Columns[:0], len(cols))[:len(cols)]
+	for j := range cols {
+		// A chunk not unpacked is empty: parquet-go reads no page of it.
+		img.Columns[j] = format.ColumnChunk{MetaData: format.ColumnMetaData{
+			Type:           cols[j].MetaData.Type,
+			PathInSchema:   cols[j].MetaData.PathInSchema,
+			Codec:          format.Uncompressed,
+			DataPageOffset: 4, // after "PAR1"
+		}}
+	}
+	c.facts = slices.Grow(c.facts[:0], len(cols))[:len(cols)]
+	for j := range c.facts {
+		c.facts[j] = c.facts[j][:0]
+	}
+	return nil
+}
+
+// Check checks column chunk leaf.ColumnIndex of the row group begun, before
+// parquet-go reads it: every page parquet-go would read of it (the
+// dictionary page at the chunk's dictionary offset, then the pages from its
+// data page offset to its end), each decompressed with the chunk's codec,
+// and writes them into the image, in that order, uncompressed. It returns
+// an error wrapping ErrBomb or ErrValuesCut for a chunk that must not be
+// read, and others for pages that cannot be read (a codec not known, a
+// checksum that does not match).
+func (c *ChunkChecker) Check(leaf parquet.LeafColumn) error {
+	data, rg, j := c.data, c.src.RowGroups[c.rg], leaf.ColumnIndex
+	if j < 0 || j >= len(rg.Columns) {
+		return fmt.Errorf("no column chunk %d in row group %d", j, c.rg)
+	}
+	meta := &rg.Columns[j].MetaData
+	img := &c.md.RowGroups[0].Columns[j].MetaData
+	img.Encoding, img.NumValues = meta.Encoding, meta.NumValues
+	start := int64(len(c.w.b))
+	img.DataPageOffset = start
+	defer func() {
+		img.TotalCompressedSize = int64(len(c.w.b)) - start
+		img.TotalUncompressedSize = img.TotalCompressedSize
+	}()
 	c.int64 = leaf.Node.Type().Kind() == parquet.Int64
 	maxDef := leaf.MaxDefinitionLevel
 	base := meta.DataPageOffset
@@ -183,17 +256,18 @@ func (c *ChunkChecker) Check(data []byte, md *format.FileMetaData, rg int, leaf 
 	}
 	section := data[base:min(int64(len(data)), base+min(meta.TotalCompressedSize, int64(len(data))))]
 	if meta.DictionaryPageOffset != 0 && meta.DictionaryPageOffset != meta.DataPageOffset {
-		// parquet-go reads this page alone, as the dictionary.
-		if _, err := c.page(section, 0, codec, maxDef); err != nil {
+		// parquet-go reads this page alone, as the dictionary. The image
+		// has it first, where parquet-go reads it as the dictionary too.
+		if _, err := c.page(section, 0, meta.Codec, maxDef, j, true); err != nil {
 			return fmt.Errorf("dictionary page: %w", err)
 		}
 	}
 	off := meta.DataPageOffset - base
 	if off < 0 || off > int64(len(section)) {
-		return nil // parquet-go cannot seek there: it reads no data page
+		return fmt.Errorf("data page offset %d outside the column chunk", meta.DataPageOffset)
 	}
 	for page := 0; off < int64(len(section)); page++ {
-		n, err := c.page(section, int(off), codec, maxDef)
+		n, err := c.page(section, int(off), meta.Codec, maxDef, j, false)
 		if err != nil {
 			return fmt.Errorf("page %d: %w", page, err)
 		}
@@ -202,9 +276,40 @@ func (c *ChunkChecker) Check(data []byte, md *format.FileMetaData, rg int, leaf 
 	return nil
 }
 
+// RowGroup returns the image's row group, with the chunks Check unpacked,
+// for parquet-go to read. Its pages hold the bytes the checks saw; the
+// image is valid until the next Begin.
+func (c *ChunkChecker) RowGroup() (parquet.RowGroup, error) {
+	src := c.src
+	c.md.Version, c.md.Schema, c.md.ColumnOrders = src.Version, src.Schema, src.ColumnOrders
+	c.md.NumRows = src.RowGroups[c.rg].NumRows
+	c.md.RowGroups[0].NumRows = c.md.NumRows
+	n := len(c.w.b)
+	if err := c.encode(&c.md); err != nil {
+		return nil, err
+	}
+	c.w.b = binary.LittleEndian.AppendUint32(c.w.b, uint32(len(c.w.b)-n))
+	c.w.b = append(c.w.b, "PAR1"...)
+	c.reader.Reset(c.w.b)
+	f, err := parquet.OpenFile(&c.reader, int64(len(c.w.b)), parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
+	if err != nil {
+		return nil, err
+	}
+	return f.RowGroups()[0], nil
+}
+
+// encode appends v, thrift-encoded, to the image.
+func (c *ChunkChecker) encode(v any) error {
+	if c.enc == nil {
+		c.enc = thrift.NewEncoder(compact.NewWriter(&c.w))
+	}
+	return c.enc.Encode(v)
+}
+
 // page checks the page at off in section (the bytes parquet-go reads of
-// the chunk) and returns its length, header included.
-func (c *ChunkChecker) page(section []byte, off int, codec format.CompressionCodec, maxDef int) (int, error) {
+// column j's chunk), writes it into the image, and returns its length,
+// header included. asDict: the page is read as the chunk's dictionary.
+func (c *ChunkChecker) page(section []byte, off int, codec format.CompressionCodec, maxDef, j int, asDict bool) (int, error) {
 	rest := section[off:]
 	// The header is thrift: it may declare strings (statistics) it does
 	// not hold, which parquet-go would allocate before reading them.
@@ -231,47 +336,66 @@ func (c *ChunkChecker) page(section []byte, off int, codec format.CompressionCod
 		// parquet-go allocates the body before it finds it missing.
 		return 0, fmt.Errorf("%w: a body of %d bytes past the chunk's end", ErrBomb, h.CompressedPageSize)
 	}
+	if h.UncompressedPageSize < 0 {
+		return 0, fmt.Errorf("%w: uncompressed size %d", ErrBomb, h.UncompressedPageSize)
+	}
 	body := rest[hl : hl+int(h.CompressedPageSize)]
+	if h.CRC != 0 && crc32.ChecksumIEEE(body) != uint32(h.CRC) {
+		// What parquet-go checks of a page it reads (the image's pages
+		// have none).
+		return 0, fmt.Errorf("crc32 checksum mismatch: want 0x%08X, got 0x%08X", uint32(h.CRC), crc32.ChecksumIEEE(body))
+	}
+	// The image's header: the page's type and the header of that type
+	// alone (without statistics), sizes those of the unpacked body.
+	out := &c.out
+	*out = format.PageHeader{Type: h.Type}
 	var values int32
 	var enc format.Encoding
-	// regions are what parquet-go may decompress of the page: its values,
-	// and the whole body when the page is also read as the dictionary (a
-	// page at the chunk's start whose header has a dictionary header too).
-	var regions [2][]byte
-	regions[0] = body
-	var stored []byte // v2's values when stored uncompressed
+	var levels []byte // v2's levels, stored uncompressed
+	region := body    // what is decompressed
 	switch {
 	case h.Type == format.DataPage && h.DataPageHeader.Valid:
 		values, enc = h.DataPageHeader.V.NumValues, h.DataPageHeader.V.Encoding
-		c.pages = append(c.pages, pageFacts{values: values, enc: enc})
-	case h.Type == format.DictionaryPage && h.DictionaryPageHeader.Valid:
+		c.facts[j] = append(c.facts[j], pageFacts{values: values, enc: enc})
+		out.DataPageHeader = h.DataPageHeader
+		out.DataPageHeader.V.Statistics = format.Statistics{}
+	case (asDict || h.Type == format.DictionaryPage) && h.DictionaryPageHeader.Valid:
 		// PLAIN_DICTIONARY is deprecated, but parquet-go reads it as
 		// PLAIN, and so must this check.
 		values, enc = h.DictionaryPageHeader.V.NumValues, format.Plain
+		out.Type, out.DictionaryPageHeader = format.DictionaryPage, h.DictionaryPageHeader
+	case asDict:
+		// Not a dictionary: parquet-go fails on it when a data page needs
+		// the dictionary, and so on the image, which has none.
+		return hl + len(body), nil
 	case h.Type == format.DataPageV2 && h.DataPageHeaderV2.Valid:
 		v := &h.DataPageHeaderV2.V
 		values, enc = v.NumValues, v.Encoding
-		c.pages = append(c.pages, pageFacts{values: v.NumValues, enc: enc})
+		c.facts[j] = append(c.facts[j], pageFacts{values: v.NumValues, enc: enc})
 		ll := int64(v.RepetitionLevelsByteLength) + int64(v.DefinitionLevelsByteLength)
 		if v.RepetitionLevelsByteLength < 0 || v.DefinitionLevelsByteLength < 0 || ll > int64(len(body)) {
 			return 0, fmt.Errorf("%w: levels past the page's end", ErrBomb)
 		}
-		regions[0] = body[ll:]
+		levels, region = body[:ll], body[ll:]
 		if v.IsCompressed.Valid && !v.IsCompressed.V {
-			regions[0], stored = nil, body[ll:]
+			codec = format.Uncompressed
 		}
-		if h.DictionaryPageHeader.Valid {
-			regions[1] = body
-		}
+		out.DataPageHeaderV2 = h.DataPageHeaderV2
+		out.DataPageHeaderV2.V.Statistics = format.Statistics{}
+		out.DataPageHeaderV2.V.IsCompressed = thrift.Null[bool]{}
 	default:
 		// parquet-go reads no values of it: it skips a dictionary page it
-		// has, and fails on any other.
-		return hl + len(body), nil
+		// has, and fails on any other. The image keeps its type alone.
+		return hl + len(body), c.encode(out)
 	}
 	if values < 0 {
 		return 0, fmt.Errorf("%w: %d values", ErrBomb, values)
 	}
 	if err := c.budget.Take(ValueCost*int64(values), "its values"); err != nil {
+		return 0, err
+	}
+	vals, err := c.unpack(codec, levels, region, h.UncompressedPageSize)
+	if err != nil {
 		return 0, err
 	}
 	// The values are looked at but where they are dictionary indices
@@ -280,21 +404,7 @@ func (c *ChunkChecker) page(section []byte, off int, codec format.CompressionCod
 	// end of when they run short, and the headers of the delta encodings,
 	// which declare how many values parquet-go allocates.
 	//lint:ignore SA1019 read as parquet-go reads it
-	look := h.Type == format.DictionaryPage || enc != format.RLEDictionary && enc != format.PlainDictionary
-	vals := stored
-	for r, region := range regions {
-		if region == nil {
-			continue
-		}
-		out, err := c.decompress(codec, region, h.UncompressedPageSize, look && r == 0)
-		if err != nil {
-			return 0, err
-		}
-		if r == 0 {
-			vals = out
-		}
-	}
-	if look && vals != nil {
+	if h.Type == format.DictionaryPage || enc != format.RLEDictionary && enc != format.PlainDictionary {
 		if err := c.checkValues(h, enc, vals, maxDef); err != nil {
 			return 0, err
 		}
@@ -302,44 +412,40 @@ func (c *ChunkChecker) page(section []byte, off int, codec format.CompressionCod
 	return hl + len(body), nil
 }
 
-// isDelta reports whether enc is one of the delta encodings, whose values
-// start with a DELTA_BINARY_PACKED header.
-func isDelta(enc format.Encoding) bool {
-	return enc == format.DeltaBinaryPacked || enc == format.DeltaLengthByteArray || enc == format.DeltaByteArray
-}
-
-// decompress bounds what region, compressed with codec, decompresses to:
-// at most declared bytes. It returns what region decompresses to when that
-// was needed to bound it, or when want is set (nil for pages of a codec
-// parquet-go cannot read).
-func (c *ChunkChecker) decompress(codec format.CompressionCodec, region []byte, declared int32, want bool) ([]byte, error) {
-	if codec == format.Uncompressed {
-		return region, nil
-	}
-	if !decompresses(codec) {
-		return nil, nil // parquet-go fails on the codec
-	}
-	if err := checkDeclared(codec, declared, len(region)); err != nil {
-		return nil, err
-	}
-	if err := c.budget.Take(int64(declared)+zstdSlack, "its decompressed pages"); err != nil {
-		return nil, err
+// unpack writes the page whose header is c.out into the image: the header,
+// with the page's unpacked size, then levels (v2's, nil for others), then
+// what region, compressed with codec, decompresses to: at most declared
+// bytes, or ErrBomb. It returns the decompressed bytes, in the image. When
+// their size is known before they are decompressed (uncompressed pages,
+// zstd frames that declare their content size, snappy), they are
+// decompressed into the image; others into c.scratch first.
+func (c *ChunkChecker) unpack(codec format.CompressionCodec, levels, region []byte, declared int32) ([]byte, error) {
+	size := -1
+	switch codec {
+	case format.Uncompressed:
+		size = len(region)
+	case format.Snappy, format.Gzip, format.Brotli, format.Zstd, format.Lz4Raw:
+		if err := checkDeclared(codec, declared, len(region)); err != nil {
+			return nil, err
+		}
+		if err := c.budget.Take(int64(declared)+zstdSlack, "its decompressed pages"); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unsupported compression codec: %s", codec)
 	}
 	switch codec {
 	case format.Zstd:
-		bound, err := zstdBound(region, int64(declared))
+		// Frames that declare more are refused before they are decoded.
+		bound, sized, err := zstdBound(region, int64(declared))
 		if err != nil {
 			return nil, err
 		}
-		if bound > int64(declared) {
-			// Compressed blocks may make more than declared: parquet-go
-			// then grows its buffer to what they make.
-			if err := c.budget.Take(2*bound, "its compressed blocks"); err != nil {
-				return nil, err
-			}
+		if sized {
+			size = int(bound)
 		}
-		if !want {
-			return nil, nil
+		if c.zdec == nil {
+			c.zdec = newZstdDecoder()
 		}
 	case format.Snappy:
 		n, err := snappy.DecodedLen(region)
@@ -349,15 +455,47 @@ func (c *ChunkChecker) decompress(codec format.CompressionCodec, region []byte, 
 		if n > int(declared) {
 			return nil, fmt.Errorf("%w: decompresses to %d bytes, more than the %d its header declares", ErrBomb, n, declared)
 		}
-		if !want {
-			return nil, nil
+		size = n
+	}
+	var vals []byte
+	if size < 0 {
+		c.scratch = growCap(c.scratch, int(declared)+zstdSlack)
+		out, err := checkDecompress(c.zdec, codec, c.scratch, region, int(declared))
+		if err != nil {
+			return nil, err
 		}
+		size, vals = len(out), out
 	}
-	c.scratch = growCap(c.scratch, int(declared)+zstdSlack)
-	if codec == format.Zstd && c.zdec == nil {
-		c.zdec = newZstdDecoder()
+	n := int32(len(levels) + size)
+	c.out.CompressedPageSize, c.out.UncompressedPageSize = n, n
+	if err := c.encode(&c.out); err != nil {
+		return nil, err
 	}
-	return checkDecompress(c.zdec, codec, c.scratch, region, int(declared))
+	c.w.b = append(c.w.b, levels...)
+	p := len(c.w.b)
+	switch {
+	case vals != nil:
+		c.w.b = append(c.w.b, vals...)
+	case codec == format.Uncompressed:
+		c.w.b = append(c.w.b, region...)
+	default:
+		c.w.b = slices.Grow(c.w.b, size+zstdSlack)
+		out, err := checkDecompress(c.zdec, codec, c.w.b[p:p:p+size+zstdSlack], region, size)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) != size || size > 0 && &out[0] != &c.w.b[p : p+1][0] {
+			return nil, fmt.Errorf("undecodable %s: %d bytes, %d declared", codec, len(out), size)
+		}
+		c.w.b = c.w.b[:p+size]
+	}
+	return c.w.b[p:], nil
+}
+
+// isDelta reports whether enc is one of the delta encodings, whose values
+// start with a DELTA_BINARY_PACKED header.
+func isDelta(enc format.Encoding) bool {
+	return enc == format.DeltaBinaryPacked || enc == format.DeltaLengthByteArray || enc == format.DeltaByteArray
 }
 
 // checkValues checks the values of a data page as parquet-go will decode
@@ -463,17 +601,17 @@ func deltaTotal(b []byte) (uint64, bool) {
 	return v, true
 }
 
-// CheckPage checks page i (counting data pages from 0) of the chunk last
-// checked, as parquet-go decoded it, before its values are used: it must
-// hold a value for each row its definition levels (at maxDef) say is not
-// NULL, and a dictionary-encoded page's indices must lie in its
+// CheckPage checks page i (counting data pages from 0) of column j's chunk
+// in the image, as parquet-go decoded it, before its values are used: it
+// must hold a value for each row its definition levels (at maxDef) say is
+// not NULL, and a dictionary-encoded page's indices must lie in its
 // dictionary. parquet-go returns a page of strings with the values it
 // found, which may be fewer (ErrValuesCut).
-func (c *ChunkChecker) CheckPage(i int, p parquet.Page, maxDef int) error {
-	if i >= len(c.pages) {
+func (c *ChunkChecker) CheckPage(j, i int, p parquet.Page, maxDef int) error {
+	if j < 0 || j >= len(c.facts) || i >= len(c.facts[j]) {
 		return fmt.Errorf("page %d: not in the chunk checked", i)
 	}
-	f := c.pages[i]
+	f := c.facts[j][i]
 	want := int(f.values) // values not NULL
 	if def := p.DefinitionLevels(); maxDef > 0 {
 		if len(def) != int(f.values) {
@@ -548,15 +686,6 @@ func checkDeclared(codec format.CompressionCodec, declared int32, body int) erro
 	return nil
 }
 
-// decompresses reports whether parquet-go decompresses pages of codec.
-func decompresses(codec format.CompressionCodec) bool {
-	switch codec {
-	case format.Snappy, format.Gzip, format.Brotli, format.Zstd, format.Lz4Raw:
-		return true
-	}
-	return false
-}
-
 // zstdBound walks the zstd frames of b (RFC 8878) without decompressing
 // them and returns the most they can decompress to. klauspost's decoder
 // makes at most a frame's content size when the frame declares one (and
@@ -564,20 +693,26 @@ func decompresses(codec format.CompressionCodec) bool {
 // make their size and a compressed block at most Block_Maximum_Size.
 // Frames that declare, or whose raw and RLE blocks make, more than
 // declared are refused (ErrBomb). Bytes that are not zstd frames end the
-// walk: the decoder fails on them.
-func zstdBound(b []byte, declared int64) (int64, error) {
-	var sure, bound int64 // sure: what the frames make at least, or declare
+// walk: the decoder fails on them. sized reports whether every frame
+// declares its content size and b holds nothing else: then the bound is
+// what b decompresses to (klauspost's decoder fails on a frame that makes
+// other than it declares).
+func zstdBound(b []byte, declared int64) (bound int64, sized bool, err error) {
+	var sure int64 // what the frames make at least, or declare
+	sized = true
 	for len(b) >= 8 {
 		magic := binary.LittleEndian.Uint32(b)
 		if magic&0xFFFFFFF0 == 0x184D2A50 { // a skippable frame
 			n := int64(binary.LittleEndian.Uint32(b[4:]))
 			if n > int64(len(b)-8) {
+				sized = false
 				break
 			}
 			b = b[8+n:]
 			continue
 		}
 		if magic != 0xFD2FB528 {
+			sized = false
 			break
 		}
 		fhd := b[4]
@@ -596,6 +731,7 @@ func zstdBound(b []byte, declared int64) (int64, error) {
 			fcsSize = 1
 		}
 		if hl+fcsSize > len(b) {
+			sized = false
 			break
 		}
 		fcs := int64(-1)
@@ -610,7 +746,7 @@ func zstdBound(b []byte, declared int64) (int64, error) {
 			fcs = int64(min(binary.LittleEndian.Uint64(b[hl:]), 1<<62))
 		}
 		if fcs > declared-sure {
-			return 0, fmt.Errorf("%w: a zstd frame declares %d bytes, more than the %d its page declares", ErrBomb, fcs, declared)
+			return 0, false, fmt.Errorf("%w: a zstd frame declares %d bytes, more than the %d its page declares", ErrBomb, fcs, declared)
 		}
 		if single {
 			window = max(fcs, 1<<10)
@@ -620,7 +756,7 @@ func zstdBound(b []byte, declared int64) (int64, error) {
 		var exact, blocks int64
 		for last := false; !last; {
 			if len(b) < 3 {
-				return bound + max(fcs, blocks), nil
+				return bound + max(fcs, blocks), false, nil
 			}
 			h := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16
 			b = b[3:]
@@ -629,29 +765,29 @@ func zstdBound(b []byte, declared int64) (int64, error) {
 			switch h >> 1 & 3 {
 			case 0: // raw
 				if size > int64(len(b)) {
-					return bound + max(fcs, blocks), nil
+					return bound + max(fcs, blocks), false, nil
 				}
 				b = b[size:]
 				exact += size
 				blocks += size
 			case 1: // RLE
 				if len(b) < 1 {
-					return bound + max(fcs, blocks), nil
+					return bound + max(fcs, blocks), false, nil
 				}
 				b = b[1:]
 				exact += size
 				blocks += size
 			case 2: // compressed
 				if size > int64(len(b)) {
-					return bound + max(fcs, blocks), nil
+					return bound + max(fcs, blocks), false, nil
 				}
 				b = b[size:]
 				blocks += blockMax
 			default: // reserved: the decoder fails
-				return bound + max(fcs, blocks), nil
+				return bound + max(fcs, blocks), false, nil
 			}
 			if sure+exact > declared {
-				return 0, fmt.Errorf("%w: decompresses to more than the %d bytes its header declares", ErrBomb, declared)
+				return 0, false, fmt.Errorf("%w: decompresses to more than the %d bytes its header declares", ErrBomb, declared)
 			}
 		}
 		if fcs >= 0 {
@@ -661,15 +797,17 @@ func zstdBound(b []byte, declared int64) (int64, error) {
 		} else {
 			sure += exact
 			bound += blocks
+			sized = false
 		}
 		if fhd&4 != 0 { // content checksum
 			if len(b) < 4 {
+				sized = false
 				break
 			}
 			b = b[4:]
 		}
 	}
-	return bound, nil
+	return bound, sized && len(b) == 0, nil
 }
 
 // newZstdDecoder returns a decoder for DecodeAll whose output never

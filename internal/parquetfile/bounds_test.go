@@ -142,30 +142,36 @@ func TestZstdBound(t *testing.T) {
 			raw[j] = byte('a' + rng.IntN(1+i%16))
 		}
 		frame := enc.EncodeAll(raw, nil)
-		bound, err := zstdBound(frame, int64(n))
+		bound, sized, err := zstdBound(frame, int64(n))
 		require.NoError(t, err, "%d bytes", n)
 		assert.GreaterOrEqual(t, bound, int64(n), "%d bytes", n)
 		// Two frames, and a skippable one between.
 		skip := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 0x184D2A53), 3)
 		two := slices.Concat(frame, skip, []byte{1, 2, 3}, frame)
-		bound2, err := zstdBound(two, int64(2*n))
+		bound2, sized2, err := zstdBound(two, int64(2*n))
 		require.NoError(t, err)
 		assert.Equal(t, 2*bound, bound2)
+		assert.Equal(t, sized, sized2)
+		_, sized3, err := zstdBound(append(slices.Clone(frame), 0), int64(n+1))
+		require.NoError(t, err)
+		assert.False(t, sized3, "a byte after the frame")
 		if fhd := frame[4]; fhd>>6 != 0 || fhd&0x20 != 0 {
 			withSize++
 			assert.Equal(t, int64(n), bound, "a frame with its content size is bounded by it")
-			_, err = zstdBound(frame, int64(n-1))
+			assert.True(t, sized, "a frame with its content size is sized")
+			_, _, err = zstdBound(frame, int64(n-1))
 			require.ErrorIs(t, err, ErrBomb, "%d bytes declared %d", n, n-1)
 		}
 	}
 	assert.Positive(t, withSize, "frames with a content size")
 	// Without a content size: raw and RLE blocks are exact.
-	bound, err := zstdBound(zstdRLEFrame(300<<10, -1), 300<<10)
+	bound, sized, err := zstdBound(zstdRLEFrame(300<<10, -1), 300<<10)
 	require.NoError(t, err)
 	assert.Equal(t, int64(300<<10), bound)
-	_, err = zstdBound(zstdRLEFrame(1<<30, -1), 1<<20)
+	assert.False(t, sized, "a frame without its content size")
+	_, _, err = zstdBound(zstdRLEFrame(1<<30, -1), 1<<20)
 	require.ErrorIs(t, err, ErrBomb)
-	_, err = zstdBound(zstdRLEFrame(100, 4<<30), 100)
+	_, _, err = zstdBound(zstdRLEFrame(100, 4<<30), 100)
 	require.ErrorIs(t, err, ErrBomb)
 	// A compressed block counts as Block_Maximum_Size: 128 KiB, or the
 	// window when smaller.
@@ -178,10 +184,10 @@ func TestZstdBound(t *testing.T) {
 		f[len(f)-8] |= 1 // the last
 		return f
 	}
-	bound, err = zstdBound(block(7<<3), 100) // window 128 KiB
+	bound, _, err = zstdBound(block(7<<3), 100) // window 128 KiB
 	require.NoError(t, err)
 	assert.Equal(t, int64(3*128<<10), bound)
-	bound, err = zstdBound(block(0), 100) // window 1 KiB
+	bound, _, err = zstdBound(block(0), 100) // window 1 KiB
 	require.NoError(t, err)
 	assert.Equal(t, int64(3<<10), bound)
 }

@@ -248,8 +248,8 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 	var foreign int64
 	var foreignFirst string
 	foreignSeq := NoSeq
-	for i, rg := range pf.RowGroups() {
-		n, err := r.readRowGroup(rg, data, meta, i)
+	for i := range meta.RowGroups {
+		n, err := r.readRowGroup(data, meta, i)
 		if err != nil {
 			res.add(NoSeq, NotAuditFile, "undecodable rows: %v", err)
 			return res
@@ -396,20 +396,33 @@ func (r *fileReader) release() {
 	}
 }
 
-// readRowGroup decodes every column of rg, the row group g of the file
-// data with metadata meta, into r.cols: each column chunk is checked
-// (parquetfile.ChunkChecker), then read by parquet-go.
-func (r *fileReader) readRowGroup(rg parquet.RowGroup, data []byte, meta *format.FileMetaData, g int) (int, error) {
+// readRowGroup decodes every column of row group g of the file data with
+// metadata meta into r.cols: each column chunk is checked and unpacked
+// (parquetfile.ChunkChecker), then read by parquet-go from the unpacked
+// image.
+func (r *fileReader) readRowGroup(data []byte, meta *format.FileMetaData, g int) (int, error) {
+	if err := r.check.Begin(data, meta, g); err != nil {
+		return 0, err
+	}
+	for i := range r.cols {
+		if !r.has(i) {
+			continue
+		}
+		if err := r.check.Check(r.cols[i].leaf); err != nil {
+			return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
+		}
+	}
+	rg, err := r.check.RowGroup()
+	if err != nil {
+		return 0, err
+	}
 	chunks := rg.ColumnChunks()
-	n := int(rg.NumRows())
+	n := int(meta.RowGroups[g].NumRows)
 	for i := range r.cols {
 		if !r.has(i) {
 			continue
 		}
 		c := &r.cols[i]
-		if err := r.check.Check(data, meta, g, c.leaf); err != nil {
-			return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
-		}
 		if err := c.read(chunks[c.leaf.ColumnIndex], isIntColumn(i), &r.check); err != nil {
 			return 0, fmt.Errorf("column %q: %w", columnNames[i], err)
 		}
@@ -444,7 +457,7 @@ func (c *column) read(cc parquet.ColumnChunk, isInt bool, check *parquetfile.Chu
 			return err
 		}
 		c.pages = append(c.pages, p)
-		if err := check.CheckPage(page, p, int(maxDef)); err != nil {
+		if err := check.CheckPage(c.leaf.ColumnIndex, page, p, int(maxDef)); err != nil {
 			return err
 		}
 		n := int(p.NumValues())
