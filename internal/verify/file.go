@@ -724,8 +724,9 @@ var lenPrefix, lenPrefixSize = func() (p [1000]uint32, size [1000]uint8) {
 }()
 
 // canonicalBlock encodes rows i0 to i0+m-1 into r.block, row k in slot k,
-// pos[k] bytes; false when one of them does not fit its slot.
-func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
+// up to end[k] (an offset in r.block); false when one of them does not fit
+// its slot.
+func (r *fileReader) canonicalBlock(i0, m int, end *[rowBlock]int) bool {
 	if r.block == nil {
 		r.block = new([rowBlock * rowSlot]byte)
 	}
@@ -737,19 +738,41 @@ func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
 		if len(b) > rowSlot || cap(b) != rowSlot {
 			return false // did not fit: append moved it
 		}
-		pos[k] = len(b)
+		end[k] = k*rowSlot + len(b)
 	}
 	for c := colExecutionID; c <= colPrevHash; c++ {
+		// The field of each row's value, written at end[k] of its slot:
+		// '-' for NULL, else the length, ':' and the value. Every write
+		// stays inside slot k (below limit).
 		for k, v := range cols[c].strs[i0 : i0+m] {
-			if !putField(buf, k, pos, v) {
-				return false
+			p, limit := end[k], (k+1)*rowSlot
+			if v == nil { // NULL; an empty string is not nil
+				if p >= limit {
+					return false
+				}
+				buf[p] = '-'
+				end[k] = p + 1
+				continue
 			}
+			n := len(v)
+			if n < 1000 && n+4 <= limit-p {
+				// Four bytes written, the prefix's kept: the value or
+				// the next field overwrites the rest.
+				binary.LittleEndian.PutUint32(buf[p:p+4], lenPrefix[n])
+				p += int(lenPrefixSize[n])
+			} else {
+				if n > rowSlot || n+8 > limit-p {
+					return false
+				}
+				p = len(appendLen(buf[:p], n))
+			}
+			end[k] = p + copy(buf[p:p+n], v)
 		}
 		if c != colPrincipal {
 			continue
 		}
 		for k := range m {
-			if r.isV2(i0+k) && !putField(buf, k, pos, r.sender(i0+k)) {
+			if r.isV2(i0+k) && !putField(buf, k, end, r.sender(i0+k)) {
 				return false
 			}
 		}
@@ -757,33 +780,24 @@ func (r *fileReader) canonicalBlock(i0, m int, pos *[rowBlock]int) bool {
 	return true
 }
 
-// putField writes the field of value v (nil for NULL) at pos[k] of slot k
-// of buf and advances pos[k]; false when it does not fit the slot.
-func putField(buf []byte, k int, pos *[rowBlock]int, v []byte) bool {
-	// Every write stays inside slot k's room.
-	slot := buf[k*rowSlot : (k+1)*rowSlot]
-	p := pos[k]
+// putField writes the field of value v (nil for NULL) at end[k] of slot k
+// of buf and advances end[k]; false when it does not fit the slot.
+func putField(buf []byte, k int, end *[rowBlock]int, v []byte) bool {
+	p, limit := end[k], (k+1)*rowSlot
 	if v == nil { // NULL; an empty string is not nil
-		if p >= len(slot) {
+		if p >= limit {
 			return false
 		}
-		slot[p] = '-'
-		pos[k] = p + 1
+		buf[p] = '-'
+		end[k] = p + 1
 		return true
 	}
 	n := len(v)
-	if n >= 1000 || n+4 > len(slot)-p {
-		if n > rowSlot || n+8 > len(slot)-p {
-			return false
-		}
-		p = len(appendLen(slot[:p], n))
-	} else {
-		// Four bytes written, the prefix's kept: the value or the next
-		// field overwrites the rest.
-		binary.LittleEndian.PutUint32(slot[p:p+4], lenPrefix[n])
-		p += int(lenPrefixSize[n])
+	if n > rowSlot || n+8 > limit-p {
+		return false
 	}
-	pos[k] = p + copy(slot[p:p+n], v)
+	p = len(appendLen(buf[:p], n))
+	end[k] = p + copy(buf[p:p+n], v)
 	return true
 }
 
@@ -791,14 +805,14 @@ func putField(buf []byte, k int, pos *[rowBlock]int, v []byte) bool {
 // timestamps and records the rows of res.chainID. It returns how many rows
 // belong to another chain, and the chain and seq of the first.
 func (r *fileReader) hashRows(res *fileResult, n int) (foreign int64, firstChain string, firstSeq int64) {
-	var pos [rowBlock]int
+	var end [rowBlock]int
 	for i0 := 0; i0 < n; i0 += rowBlock {
 		m := min(rowBlock, n-i0)
-		inBlock := r.canonicalBlock(i0, m, &pos)
+		inBlock := r.canonicalBlock(i0, m, &end)
 		for k := range m {
 			var b []byte
 			if inBlock {
-				b = r.block[k*rowSlot : k*rowSlot+pos[k]]
+				b = r.block[k*rowSlot : end[k]]
 			} else {
 				r.long = r.canonical(r.long[:0], i0+k)
 				b = r.long
