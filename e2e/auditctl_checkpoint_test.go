@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,22 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/verify"
 )
-
-// ckRun runs auditctl and returns its stdout, stderr and exit status.
-func ckRun(t *testing.T, bin string, args ...string) (string, string, int) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return stdout.String(), stderr.String(), ee.ExitCode()
-	}
-	require.NoError(t, err)
-	return stdout.String(), stderr.String(), 0
-}
 
 // TestCkCheckpointCatchesTruncation: a collector writes a trail with signed
 // checkpoints; an auditor keeps `auditctl checkpoint`; the trail's last file
@@ -42,21 +27,21 @@ func TestCkCheckpointCatchesTruncation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const chainID = "ck-replica"
-	c := startCollector(t, collectorOptions{chainID: chainID, maxEntries: 3})
-	sendCRMRun(t, ctx, c, "exec-ck-a")
-	sendCRMRun(t, ctx, c, "exec-ck-b")
-	n := 2 * len(crmRun)
-	c.waitMetric(ctx, "otelcol_agentaudit_entries_accepted", float64(n))
-	c.stop()
-	trail := c.dataDir
-	bin := acBuild(t, t.TempDir())
+	c := harness.StartCollector(t, harness.CollectorOptions{ChainID: chainID, MaxEntries: 3})
+	harness.SendCRMRun(t, ctx, c, "exec-ck-a")
+	harness.SendCRMRun(t, ctx, c, "exec-ck-b")
+	n := 2 * len(harness.CRMRun)
+	c.WaitMetric(ctx, "otelcol_agentaudit_entries_accepted", float64(n))
+	c.Stop()
+	trail := c.DataDir
+	bin := harness.BuildAuditctl(t, t.TempDir())
 
-	out, errOut, code := ckRun(t, bin, "verify", trail)
+	out, errOut, code := harness.RunAuditctl(t, bin, "verify", trail)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	assert.Contains(t, out, "note: trusting the published key agentaudit-"+chainID+"+")
 	assert.NotContains(t, out, "has no stored checkpoint")
 
-	kept, errOut, code := ckRun(t, bin, "checkpoint", trail)
+	kept, errOut, code := harness.RunAuditctl(t, bin, "checkpoint", trail)
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, errOut, "trusting the published key")
 	assert.True(t, strings.HasPrefix(kept, "agentaudit/"+chainID+"\n"), kept)
@@ -68,11 +53,11 @@ func TestCkCheckpointCatchesTruncation(t *testing.T) {
 	keyFile := keys[0]
 
 	// An inclusion proof of one entry, checked without the trail.
-	proof, errOut, code := ckRun(t, bin, "prove", trail, "4")
+	proof, errOut, code := harness.RunAuditctl(t, bin, "prove", trail, "4")
 	require.Equal(t, 0, code, errOut)
 	proofFile := filepath.Join(t.TempDir(), "proof.json")
 	require.NoError(t, os.WriteFile(proofFile, []byte(proof), 0o644))
-	out, errOut, code = ckRun(t, bin, "prove", "--check", proofFile, "--key", keyFile)
+	out, errOut, code = harness.RunAuditctl(t, bin, "prove", "--check", proofFile, "--key", keyFile)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	assert.Contains(t, out, "VALID")
 	var bundle map[string]any
@@ -83,12 +68,12 @@ func TestCkCheckpointCatchesTruncation(t *testing.T) {
 	tampered, err := json.Marshal(bundle)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(proofFile, tampered, 0o644))
-	out, _, code = ckRun(t, bin, "prove", "--check", proofFile, "--key", keyFile)
+	out, _, code = harness.RunAuditctl(t, bin, "prove", "--check", proofFile, "--key", keyFile)
 	assert.Equal(t, 1, code, out)
 	assert.Contains(t, out, "INVALID")
 
 	// The tail truncated: the last batch and its checkpoint removed.
-	files := parquetFiles(t, trail)
+	files := harness.ParquetFiles(t, trail)
 	slices.Sort(files)
 	last := files[len(files)-1]
 	require.NoError(t, os.Remove(last))
@@ -96,10 +81,10 @@ func TestCkCheckpointCatchesTruncation(t *testing.T) {
 	require.NoError(t, err)
 	slices.Sort(cps)
 	require.NoError(t, os.Remove(cps[len(cps)-1]))
-	_, _, code = ckRun(t, bin, "verify", trail)
+	_, _, code = harness.RunAuditctl(t, bin, "verify", trail)
 	assert.Equal(t, 0, code, "on its own the shortened trail verifies")
 
-	out, errOut, code = ckRun(t, bin, "verify", "--json", "--checkpoint", keptFile, "--key", keyFile, trail)
+	out, errOut, code = harness.RunAuditctl(t, bin, "verify", "--json", "--checkpoint", keptFile, "--key", keyFile, trail)
 	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	var rep verify.Report
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))

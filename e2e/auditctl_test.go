@@ -20,22 +20,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/verify"
 )
-
-// acBuild builds cmd/auditctl into dir and returns the binary's path.
-func acBuild(t testing.TB, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "auditctl")
-	build := exec.Command("go", "build", "-o", bin, "github.com/agentaudit/agentaudit/cmd/auditctl")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "building auditctl: %s", out)
-	return bin
-}
 
 // acCopyTree copies the trail in src to a new directory, files writable so
 // that tests can tamper with them.
@@ -66,42 +57,6 @@ func acCopyTree(t *testing.T, src string) string {
 	return dst
 }
 
-// acVerify runs the verifier library over dir.
-func acVerify(t *testing.T, dir string) *verify.Report {
-	t.Helper()
-	rep, err := verify.Verify(context.Background(), store.Dir(dir), verify.Options{})
-	require.NoError(t, err)
-	return rep
-}
-
-// acSQLKeys is the (chain_id, seq, violation) set of docs/verify.sql.
-func acSQLKeys(vs []violation) []string {
-	var out []string
-	for _, v := range vs {
-		out = append(out, v.ChainID+"/"+strconv.FormatInt(v.Seq, 10)+"/"+v.Violation)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
-// acKeys is the same set from auditctl's report: its violations of the
-// kinds verify.sql knows, a missing file counting as the gap SQL sees.
-func acKeys(rep *verify.Report) []string {
-	var out []string
-	for _, v := range rep.Violations {
-		kind := v.Kind
-		if kind == verify.MissingFile {
-			kind = verify.Gap
-		}
-		if !slices.Contains(verify.SQLKinds, kind) {
-			continue
-		}
-		out = append(out, v.ChainID+"/"+strconv.FormatInt(v.Seq, 10)+"/"+string(kind))
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
 // acRewrite replaces the file of dir holding (chainID, seq) with the result
 // of query, where {src} stands for the file, the way an attacker with
 // DuckDB and write access would.
@@ -110,7 +65,7 @@ func acRewrite(t *testing.T, dir, chainID string, seq int64, query string) {
 	db, err := sql.Open("duckdb", "")
 	require.NoError(t, err)
 	defer db.Close()
-	for _, f := range parquetFiles(t, dir) {
+	for _, f := range harness.ParquetFiles(t, dir) {
 		src := filepath.ToSlash(f)
 		var n int
 		require.NoError(t, db.QueryRow(`SELECT count(*) FROM read_parquet('`+src+`') WHERE chain_id = ? AND seq = ?`, chainID, seq).Scan(&n))
@@ -137,18 +92,18 @@ func acCollectorTrail(t *testing.T) string {
 	defer cancel()
 	merged := t.TempDir()
 	for _, id := range []string{"replica-1", "replica-2"} {
-		c := startCollector(t, collectorOptions{chainID: id, maxEntries: 3})
-		sendCRMRun(t, ctx, c, "exec-"+id+"-a")
-		sendCRMRun(t, ctx, c, "exec-"+id+"-b")
-		c.waitMetric(ctx, "otelcol_agentaudit_entries_accepted", float64(2*len(crmRun)))
-		c.stop()
+		c := harness.StartCollector(t, harness.CollectorOptions{ChainID: id, MaxEntries: 3})
+		harness.SendCRMRun(t, ctx, c, "exec-"+id+"-a")
+		harness.SendCRMRun(t, ctx, c, "exec-"+id+"-b")
+		c.WaitMetric(ctx, "otelcol_agentaudit_entries_accepted", float64(2*len(harness.CRMRun)))
+		c.Stop()
 		// The collector's own directory, whatever else it holds beside the
 		// batches (checkpoints, keys), verifies as it is.
-		rep := acVerify(t, c.dataDir)
+		rep := harness.Verify(t, c.DataDir)
 		require.True(t, rep.Intact, "%+v", rep.Violations)
 		require.Len(t, rep.Chains, 1)
-		for _, f := range parquetFiles(t, c.dataDir) {
-			rel, err := filepath.Rel(c.dataDir, f)
+		for _, f := range harness.ParquetFiles(t, c.DataDir) {
+			rel, err := filepath.Rel(c.DataDir, f)
 			require.NoError(t, err)
 			data, err := os.ReadFile(f)
 			require.NoError(t, err)
@@ -165,9 +120,9 @@ func acCollectorTrail(t *testing.T) string {
 // set, on a fresh copy of the trail each time.
 func TestAcCollectorTrail(t *testing.T) {
 	trail := acCollectorTrail(t)
-	n := 2 * len(crmRun) // entries per chain
+	n := 2 * len(harness.CRMRun) // entries per chain
 
-	bin := acBuild(t, t.TempDir())
+	bin := harness.BuildAuditctl(t, t.TempDir())
 	cmd := exec.Command(bin, "verify", "--json", trail)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -182,7 +137,7 @@ func TestAcCollectorTrail(t *testing.T) {
 		assert.Equal(t, n/3, c.Files)
 		assert.Equal(t, int64(n-1), c.LastSeq)
 	}
-	assert.Empty(t, runVerifySQL(t, trailDB(t, trail)))
+	assert.Empty(t, harness.VerifySQL(t, harness.TrailDB(t, trail)))
 
 	const c1 = "replica-1"
 	for _, tc := range []struct {
@@ -200,15 +155,15 @@ func TestAcCollectorTrail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := acCopyTree(t, trail)
 			acRewrite(t, dir, c1, tc.seq, tc.query)
-			sqlKeys := acSQLKeys(runVerifySQL(t, trailDB(t, dir)))
-			rep := acVerify(t, dir)
+			sqlKeys := harness.SQLKeys(harness.VerifySQL(t, harness.TrailDB(t, dir)))
+			rep := harness.Verify(t, dir)
 			require.NotEmpty(t, sqlKeys, "verify.sql sees this tampering")
 			assert.False(t, rep.Intact)
 			var lines []string
 			for _, v := range rep.Violations {
 				lines = append(lines, v.String())
 			}
-			assert.Equal(t, sqlKeys, acKeys(rep), "auditctl and docs/verify.sql agree; auditctl says:\n%s", strings.Join(lines, "\n"))
+			assert.Equal(t, sqlKeys, harness.ReportKeys(rep), "auditctl and docs/verify.sql agree; auditctl says:\n%s", strings.Join(lines, "\n"))
 			// DuckDB does not carry the footer over: auditctl says so.
 			assert.Contains(t, lines, fmt.Sprintf("%s: seq %d: footer_missing: footer key \"agentaudit.chain_id\" missing",
 				rep.Violations[slices.IndexFunc(rep.Violations, func(v verify.Violation) bool { return v.Kind == verify.FooterMissing })].File,
@@ -218,37 +173,6 @@ func TestAcCollectorTrail(t *testing.T) {
 			}
 		})
 	}
-}
-
-// acEntry is a realistic entry of about 400 canonical bytes.
-func acEntry(i int64) entry.Entry {
-	s := func(v string) *string { return &v }
-	e := entry.Entry{
-		TimeUnixNano:   1773048600000000000 + i*1_234_567,
-		ExecutionID:    "exec_" + strconv.FormatInt(i/8, 36),
-		TraceID:        fmt.Sprintf("%032x", i*7919+1),
-		SpanID:         fmt.Sprintf("%016x", i*104729+1),
-		ParentSpanID:   s(fmt.Sprintf("%016x", i*104729)),
-		AgentID:        s("agent-7"),
-		AgentName:      s("CRM Assistant"),
-		ServiceName:    s("crm-agent"),
-		Principal:      s("user-42"),
-		ActionType:     entry.KnownActionTypes[i%int64(len(entry.KnownActionTypes))],
-		TargetSystem:   "HubSpot CRM",
-		TargetResource: "Contact #" + strconv.FormatInt(48291+i%1000, 10) + " (email field)",
-		Result:         "200 OK",
-		StatusCode:     "Unset",
-		Attributes:     `{"http.request.method":"GET","http.response.status_code":200}`,
-	}
-	if i%3 == 0 {
-		e.ProposedValue = s("jane@newdomain.com")
-		e.PreviousValue = s("jane@olddomain.com")
-		e.Reasoning = s("Email bounced; found updated address via Clearbit")
-	}
-	if i%5 == 0 {
-		e.Approver = s("ops@company.com")
-	}
-	return e
 }
 
 // acBenchTrail writes chains*perChain entries, perFile to a file, below
@@ -261,7 +185,7 @@ func acBenchTrail(b *testing.B, dir string, chains, perChain, perFile int) int64
 		c := chain.New(id, chain.Genesis())
 		es := make([]entry.Entry, perChain)
 		for i := range es {
-			es[i] = acEntry(int64(i))
+			es[i] = harness.SampleEntry(int64(i))
 			c.Append(&es[i])
 			canonical += int64(len(chain.AppendCanonical(nil, &es[i])))
 		}
@@ -324,7 +248,7 @@ func BenchmarkVerifyVsSQL(b *testing.B) {
 			db.SetMaxOpenConns(1) // one connection: SET applies to the query
 			for _, stmt := range []string{
 				"SET threads = " + strconv.Itoa(threads),
-				auditEntriesView(filepath.ToSlash(dir)+"/**/*.parquet", true),
+				harness.AuditEntriesView(filepath.ToSlash(dir)+"/**/*.parquet", true),
 			} {
 				if _, err := db.Exec(stmt); err != nil {
 					b.Fatal(err)

@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -189,19 +190,19 @@ func TestAuthSender(t *testing.T) {
 	// One token per line; what follows it is a comment (bearertokenauth).
 	require.NoError(t, os.WriteFile(tokens, []byte(billingToken+" billing-bot\n"+crmToken+" crm-bot\n"), 0o600))
 	dataDir := filepath.Join(tmp, "audit-data")
-	httpAddr, openAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	httpAddr, openAddr, metricsAddr := harness.FreeAddr(t), harness.FreeAddr(t), harness.FreeAddr(t)
 	_, metricsPort, _ := net.SplitHostPort(metricsAddr)
-	mon := newBackend(t)
+	mon := harness.NewBackend(t)
 	cfg := strings.NewReplacer(
 		"{{TOKENS}}", tokens, "{{HTTP}}", httpAddr, "{{OPEN}}", openAddr,
 		"{{DATA}}", dataDir, "{{SPOOL}}", filepath.Join(tmp, "spool"),
 		"{{BILLING_SHA}}", auSHA(billingToken), "{{CRM_SHA}}", auSHA(crmToken),
-		"{{MONITORING}}", mon.url, "{{METRICS_PORT}}", metricsPort,
+		"{{MONITORING}}", mon.URL, "{{METRICS_PORT}}", metricsPort,
 	).Replace(auConfig)
 	cfgPath := filepath.Join(tmp, "config.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
-	p := startProcess(t, collectorBin, cfgPath, tmp, nil)
-	p.waitListening(t, httpAddr, openAddr, metricsAddr)
+	p := harness.StartProcess(t, harness.CollectorBin(), cfgPath, tmp, nil)
+	p.WaitListening(t, httpAddr, openAddr, metricsAddr)
 
 	// The authenticated receiver: the extension refuses what it cannot
 	// authenticate before any pipeline sees it.
@@ -246,7 +247,7 @@ func TestAuthSender(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code, body)
 
 	var monitored []string
-	for _, s := range mon.received() {
+	for _, s := range mon.Received() {
 		monitored = append(monitored, s.Name())
 		if s.Name() == "anon-write" {
 			_, payload := s.Attributes().Get("audit.value.proposed")
@@ -258,12 +259,12 @@ func TestAuthSender(t *testing.T) {
 	}
 	assert.NotContains(t, monitored, "no-token", "the receiver's authentication refused it")
 
-	samples := scrapeSamples(t, metricsAddr)
+	samples := harness.ScrapeSamples(t, metricsAddr)
 	metric := func(name string) float64 {
 		sum := 0.0
 		for _, s := range samples {
-			if s.name == name {
-				sum += s.value
+			if s.Name == name {
+				sum += s.Value
 			}
 		}
 		return sum
@@ -271,9 +272,9 @@ func TestAuthSender(t *testing.T) {
 	assert.Equal(t, 2.0, metric("otelcol_agentaudit_entries_unauthenticated"), "anon-write and unknown-write")
 	assert.Equal(t, 1.0, metric("otelcol_agentaudit_entries_sender_mismatch"))
 	assert.Equal(t, 3.0, metric("otelcol_agentaudit_entries_accepted"))
-	p.terminate(t)
+	p.Terminate(t)
 
-	db := trailDB(t, dataDir)
+	db := harness.TrailDB(t, dataDir)
 	rows, err := db.Query(`SELECT execution_id, agent_id, sender, coalesce(validation, '') FROM audit_entries ORDER BY seq`)
 	require.NoError(t, err)
 	defer rows.Close()
@@ -290,10 +291,10 @@ func TestAuthSender(t *testing.T) {
 		{"exec-crm", "crm-1", "crm-bot", ""},
 	}, got, "nothing of the refused requests is written")
 
-	assert.Empty(t, runVerifySQL(t, db), "verify.sql")
-	rep := acVerify(t, dataDir)
+	assert.Empty(t, harness.VerifySQL(t, db), "verify.sql")
+	rep := harness.Verify(t, dataDir)
 	assert.True(t, rep.Intact, "auditctl verify: %v", rep.Violations)
-	assert.Empty(t, acKeys(rep))
+	assert.Empty(t, harness.ReportKeys(rep))
 }
 
 // auCert is a certificate signed by parent (itself when nil) and its key.
@@ -379,15 +380,15 @@ func TestAuthSenderMTLS(t *testing.T) {
 	serverCrt, serverKey := server.write(t, tmp, "server")
 
 	dataDir := filepath.Join(tmp, "audit-data")
-	grpcAddr := freeAddr(t)
+	grpcAddr := harness.FreeAddr(t)
 	cfg := strings.NewReplacer(
 		"{{GRPC}}", grpcAddr, "{{SERVER_CRT}}", serverCrt, "{{SERVER_KEY}}", serverKey, "{{CA_CRT}}", caCrt,
 		"{{DATA}}", dataDir, "{{SPOOL}}", filepath.Join(tmp, "spool"),
 	).Replace(auMTLSConfig)
 	cfgPath := filepath.Join(tmp, "config.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
-	p := startProcess(t, collectorBin, cfgPath, tmp, nil)
-	p.waitListening(t, grpcAddr)
+	p := harness.StartProcess(t, harness.CollectorBin(), cfgPath, tmp, nil)
+	p.WaitListening(t, grpcAddr)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
@@ -405,11 +406,11 @@ func TestAuthSenderMTLS(t *testing.T) {
 	defer cancel()
 	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, req)
 	require.NoError(t, err)
-	p.terminate(t)
+	p.Terminate(t)
 
-	db := trailDB(t, dataDir)
+	db := harness.TrailDB(t, dataDir)
 	var sender string
 	require.NoError(t, db.QueryRow(`SELECT sender FROM audit_entries WHERE execution_id = 'exec-mtls'`).Scan(&sender))
 	assert.Equal(t, "CN=crm-agent,O=Example Corp", sender)
-	assert.Empty(t, runVerifySQL(t, db), "verify.sql")
+	assert.Empty(t, harness.VerifySQL(t, db), "verify.sql")
 }

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -21,25 +18,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/s3test"
 )
-
-// postTraces sends td as one OTLP/HTTP protobuf request and returns the
-// response's status code and Retry-After header.
-func postTraces(t *testing.T, ctx context.Context, c *collector, td ptrace.Traces) (int, string) {
-	t.Helper()
-	body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
-	require.NoError(t, err)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.httpAddr+"/v1/traces", bytes.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	_, err = io.Copy(io.Discard, resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, resp.Header.Get("Retry-After")
-}
 
 // requireRefused asserts that err is the exporter's retryable refusal:
 // UNAVAILABLE with a retry delay.
@@ -66,13 +47,13 @@ func spoolBatches(t *testing.T, spool string) int {
 	if _, err := os.Stat(dir); err != nil {
 		return 0
 	}
-	return len(parquetFiles(t, dir))
+	return len(harness.ParquetFiles(t, dir))
 }
 
 // TestSpoolFullRefusesThenRecovers runs once per way to split the stream
-// (see splitConfigs): the refusal must reach the client through each.
+// (see harness.SplitConfigs): the refusal must reach the client through each.
 func TestSpoolFullRefusesThenRecovers(t *testing.T) {
-	eachSplit(t, testSpoolFull)
+	harness.EachSplit(t, testSpoolFull)
 }
 
 func testSpoolFull(t *testing.T, split string) {
@@ -83,31 +64,31 @@ func testSpoolFull(t *testing.T, split string) {
 	spool := t.TempDir()
 	const chainID = "spool-full"
 	// One request is one batch, and one batch in the spool fills it.
-	c := startCollector(t, collectorOptions{
-		chainID: chainID, maxEntries: loadAuditSpans,
-		store: s3Store(srv, "audit-trail", spool, true) + "\n      max_bytes: 1",
-		env:   srv.Env(),
-		split: split,
+	c := harness.StartCollector(t, harness.CollectorOptions{
+		ChainID: chainID, MaxEntries: harness.LoadAuditSpans,
+		Store: harness.S3Store(srv, "audit-trail", spool, true) + "\n      max_bytes: 1",
+		Env:   srv.Env(),
+		Split: split,
 	})
-	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
 	client := ptraceotlp.NewGRPCClient(conn)
 	const grpcClient, httpClient = 0, 1
-	results := make([][]loadResult, 2)
+	results := make([][]harness.LoadResult, 2)
 	export := func(req int) error {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		_, err := client.Export(rctx, ptraceotlp.NewExportRequestFromTraces(loadTraces(grpcClient, req)))
+		_, err := client.Export(rctx, ptraceotlp.NewExportRequestFromTraces(harness.LoadTraces(grpcClient, req)))
 		return err
 	}
 	record := func(client, req int, err error) {
-		results[client] = append(results[client], loadResult{client: client, req: req, acked: err == nil, err: err})
+		results[client] = append(results[client], harness.LoadResult{Client: client, Req: req, Acked: err == nil, Err: err})
 	}
 
 	require.NoError(t, export(0))
 	record(grpcClient, 0, nil)
-	c.waitMetric(ctx, "otelcol_agentaudit_entries_stored", loadAuditSpans)
+	c.WaitMetric(ctx, "otelcol_agentaudit_entries_stored", harness.LoadAuditSpans)
 
 	// The bucket goes away: the next batch stays in the spool, which is
 	// then full, and new data is refused.
@@ -126,13 +107,13 @@ func testSpoolFull(t *testing.T, split string) {
 	}
 	requireRefused(t, refused)
 	assert.Positive(t, spoolBatches(t, spool), "batches wait in the spool")
-	code, retryAfter := postTraces(t, ctx, c, loadTraces(httpClient, 0))
+	code, retryAfter := harness.PostTraces(t, ctx, c, harness.LoadTraces(httpClient, 0))
 	assert.Equal(t, http.StatusServiceUnavailable, code, "OTLP/HTTP refuses with 503")
 	secs, err := strconv.Atoi(retryAfter)
 	require.NoError(t, err, "Retry-After %q is a number of seconds", retryAfter)
 	assert.Positive(t, secs, "Retry-After")
-	refusedEntries, _ := c.metric("otelcol_agentaudit_entries_refused")
-	assert.GreaterOrEqual(t, refusedEntries, float64(2*loadAuditSpans), "refused entries are counted")
+	refusedEntries, _ := c.Metric("otelcol_agentaudit_entries_refused")
+	assert.GreaterOrEqual(t, refusedEntries, float64(2*harness.LoadAuditSpans), "refused entries are counted")
 	requireRefused(t, export(req)) // still full while the bucket is away
 
 	// The bucket is back: the spool drains and the clients' retries of the
@@ -147,7 +128,7 @@ func testSpoolFull(t *testing.T, split string) {
 	}
 	record(grpcClient, req, nil)
 	for {
-		code, _ := postTraces(t, ctx, c, loadTraces(httpClient, 0))
+		code, _ := harness.PostTraces(t, ctx, c, harness.LoadTraces(httpClient, 0))
 		if code == http.StatusOK {
 			break
 		}
@@ -163,17 +144,17 @@ func testSpoolFull(t *testing.T, split string) {
 	for _, rs := range results {
 		acked += len(rs)
 	}
-	c.waitMetric(ctx, "otelcol_agentaudit_entries_stored", float64(acked*loadAuditSpans))
-	c.stop()
+	c.WaitMetric(ctx, "otelcol_agentaudit_entries_stored", float64(acked*harness.LoadAuditSpans))
+	c.Stop()
 	assert.Zero(t, spoolBatches(t, spool), "the spool is empty once the bucket has everything")
 
 	dir := t.TempDir()
-	require.NotEmpty(t, download(t, ctx, srv.Client(), "audit-trail", "agents", dir))
-	db := trailDB(t, dir)
-	trail := readLoadTrail(t, db)
-	checkLoadTrail(t, trail, chainID, results, true)
-	assert.Len(t, trail, acked*loadAuditSpans, "every acknowledged span once, nothing of the refusals")
-	assert.Empty(t, runVerifySQL(t, db), "docs/verify.sql finds the downloaded trail intact")
+	require.NotEmpty(t, harness.Download(t, ctx, srv.Client(), "audit-trail", "agents", dir))
+	db := harness.TrailDB(t, dir)
+	trail := harness.ReadLoadTrail(t, db)
+	harness.CheckLoadTrail(t, trail, chainID, results, true)
+	assert.Len(t, trail, acked*harness.LoadAuditSpans, "every acknowledged span once, nothing of the refusals")
+	assert.Empty(t, harness.VerifySQL(t, db), "docs/verify.sql finds the downloaded trail intact")
 }
 
 func TestS3OutageUnderLoad(t *testing.T) {
@@ -184,20 +165,21 @@ func TestS3OutageUnderLoad(t *testing.T) {
 	srv.CreateBucket("audit-trail", true)
 	spool := t.TempDir()
 	const chainID, clients = "outage-1", 4
-	c := startCollector(t, collectorOptions{
-		chainID: chainID, maxEntries: 50,
-		store: s3Store(srv, "audit-trail", spool, true), // the default spool limit, 1 GiB
-		env:   srv.Env(),
+	c := harness.StartCollector(t, harness.CollectorOptions{
+		ChainID: chainID, MaxEntries: 50,
+		Store: harness.S3Store(srv, "audit-trail", spool, true), // the default spool limit, 1 GiB
+		Env:   srv.Env(),
 	})
 
-	g := &loadGen{timeout: 20 * time.Second, pause: 30 * time.Millisecond, addr: c.grpcAddr}
+	g := &harness.LoadGen{Timeout: 20 * time.Second, Pause: 30 * time.Millisecond}
+	g.SetTarget(c.GRPCAddr)
 	stop := make(chan struct{})
-	wait := g.run(t, clients, stop)
-	c.waitMetric(ctx, "otelcol_agentaudit_batches_stored", 2)
+	wait := g.Run(t, clients, stop)
+	c.WaitMetric(ctx, "otelcol_agentaudit_batches_stored", 2)
 	srv.Stop()
 	// Wait until the outage has made an upload fail, so that batches
 	// surely wait in the spool, then keep the bucket away a little longer.
-	c.waitMetric(ctx, "otelcol_agentaudit_store_errors", 1)
+	c.WaitMetric(ctx, "otelcol_agentaudit_store_errors", 1)
 	time.Sleep(time.Second)
 	waiting := spoolBatches(t, spool)
 	srv.Restart()
@@ -208,12 +190,12 @@ func TestS3OutageUnderLoad(t *testing.T) {
 	requests, slowDisk := 0, 0
 	for _, rs := range results {
 		for _, r := range rs {
-			if !r.acked {
+			if !r.Acked {
 				// The bound on sealed batches waiting for the local disk
 				// may refuse (retryably) on a starved machine; the spool's
 				// limit, the outage's, must not.
-				require.ErrorContains(t, r.err, "sealed batches wait to be written to disk",
-					"request %d-%d: with room in the spool nothing is refused for the outage", r.client, r.req)
+				require.ErrorContains(t, r.Err, "sealed batches wait to be written to disk",
+					"request %d-%d: with room in the spool nothing is refused for the outage", r.Client, r.Req)
 				slowDisk++
 				continue
 			}
@@ -225,16 +207,16 @@ func TestS3OutageUnderLoad(t *testing.T) {
 	}
 	// Every full batch reaches the bucket before the collector is asked to
 	// stop, so that its shutdown grace has only the last batch to upload.
-	c.waitMetric(ctx, "otelcol_agentaudit_entries_stored", float64(requests*loadAuditSpans/50*50))
-	c.stop()
+	c.WaitMetric(ctx, "otelcol_agentaudit_entries_stored", float64(requests*harness.LoadAuditSpans/50*50))
+	c.Stop()
 	assert.Zero(t, spoolBatches(t, spool), "the spool is empty once the bucket has everything")
 
 	dir := t.TempDir()
-	keys := download(t, ctx, srv.Client(), "audit-trail", "agents", dir)
-	db := trailDB(t, dir)
-	trail := readLoadTrail(t, db)
-	checkLoadTrail(t, trail, chainID, results, true)
-	assert.Empty(t, runVerifySQL(t, db), "docs/verify.sql finds the downloaded trail intact")
+	keys := harness.Download(t, ctx, srv.Client(), "audit-trail", "agents", dir)
+	db := harness.TrailDB(t, dir)
+	trail := harness.ReadLoadTrail(t, db)
+	harness.CheckLoadTrail(t, trail, chainID, results, true)
+	assert.Empty(t, harness.VerifySQL(t, db), "docs/verify.sql finds the downloaded trail intact")
 	t.Logf("%d requests acknowledged, %d batches waited in the spool during the outage, %d objects, in %v",
 		requests, waiting, len(keys), time.Since(started).Round(time.Millisecond))
 	assert.Positive(t, waiting, "batches waited in the spool during the outage")

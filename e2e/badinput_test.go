@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -21,9 +22,9 @@ import (
 
 // sendRaw sends td as one OTLP/gRPC request, bypassing the SDK, which
 // refuses some of the malformed input an agent can still produce.
-func sendRaw(t *testing.T, ctx context.Context, c *collector, td ptrace.Traces) {
+func sendRaw(t *testing.T, ctx context.Context, c *harness.Collector, td ptrace.Traces) {
 	t.Helper()
-	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(c.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(256<<20)))
 	require.NoError(t, err)
 	defer conn.Close()
@@ -53,7 +54,7 @@ func problems(t *testing.T, v string) map[string]problem {
 func TestMalformedInputIsRecordedNotLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c := startCollector(t, collectorOptions{chainID: "bad-input", maxEntries: 5000})
+	c := harness.StartCollector(t, harness.CollectorOptions{ChainID: "bad-input", MaxEntries: 5000})
 
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
@@ -111,20 +112,20 @@ func TestMalformedInputIsRecordedNotLost(t *testing.T) {
 		}
 	}
 	sendRaw(t, ctx, c, td)
-	c.stop()
+	c.Stop()
 
-	files := parquetFiles(t, c.dataDir)
+	files := harness.ParquetFiles(t, c.DataDir)
 	require.NotEmpty(t, files)
-	db := trailDB(t, c.dataDir)
+	db := harness.TrailDB(t, c.DataDir)
 	var n int
 	require.NoError(t, db.QueryRow(`SELECT count(*) FROM audit_entries`).Scan(&n))
 	assert.Equal(t, 4+bulk/2, n, "every audit-tagged span is an entry; no other span is")
 	require.NoError(t, db.QueryRow(`SELECT count(DISTINCT json_extract(attributes, '$."bulk.index"')) FROM audit_entries WHERE execution_id = 'bulk-run'`).Scan(&n))
 	assert.Equal(t, bulk/2, n, "no bulk entry lost or duplicated")
-	assert.Empty(t, runVerifySQL(t, db))
+	assert.Empty(t, harness.VerifySQL(t, db))
 
-	byMarker := map[string]row{}
-	for _, r := range readRows(t, db, "WHERE execution_id <> 'bulk-run'") {
+	byMarker := map[string]harness.Row{}
+	for _, r := range harness.ReadRows(t, db, "WHERE execution_id <> 'bulk-run'") {
 		byMarker[r.TargetResource] = r
 	}
 	require.Len(t, byMarker, 4)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/stretchr/testify/require"
 )
 
@@ -53,7 +54,7 @@ func TestBuilderConfigBuilds(t *testing.T) {
 	require.NoError(t, err, "%s", logs)
 	require.Contains(t, string(logs), "agentaudit", "the ocb-built collector lists our components")
 	require.Contains(t, string(logs), "agentaudit_split", "the ocb-built collector lists the connector")
-	ours, err := exec.CommandContext(ctx, collectorBin, "components").CombinedOutput()
+	ours, err := exec.CommandContext(ctx, harness.CollectorBin(), "components").CombinedOutput()
 	require.NoError(t, err, "%s", ours)
 	require.Equal(t, componentNames(string(ours)), componentNames(string(logs)),
 		"builder-config.yaml lists the components of components.go")
@@ -87,7 +88,7 @@ func TestExampleConfigsValidate(t *testing.T) {
 	require.GreaterOrEqual(t, len(files), 2)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			out, err := exec.Command(collectorBin, "validate", "--config", f).CombinedOutput()
+			out, err := exec.Command(harness.CollectorBin(), "validate", "--config", f).CombinedOutput()
 			require.NoError(t, err, "%s:\n%s", f, out)
 		})
 	}
@@ -102,7 +103,7 @@ func TestConnectorMiswiredRefused(t *testing.T) {
 	require.NotEqual(t, string(cfg), bad)
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(bad), 0o600))
-	out, err := exec.Command(collectorBin, "validate", "--config", path).CombinedOutput()
+	out, err := exec.Command(harness.CollectorBin(), "validate", "--config", path).CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), `connectors::agentaudit_split: "monitoring_pipelines" lists "traces/other", which does not have this connector among its receivers`)
 	require.Contains(t, string(out), `pipelines traces/monitoring receive from this connector but are in neither "audit_pipelines" nor "monitoring_pipelines"`)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
@@ -37,8 +38,8 @@ func TestEmbeddedDefault(t *testing.T) {
 		require.NoError(t, l.Close())
 	}
 	dir := t.TempDir()
-	p := startProcess(t, collectorBin, "", dir, nil)
-	p.waitListening(t, grpcAddr, httpAddr, metricsAddr)
+	p := harness.StartProcess(t, harness.CollectorBin(), "", dir, nil)
+	p.WaitListening(t, grpcAddr, httpAddr, metricsAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -54,7 +55,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	require.NoError(t, err)
 	req = ptraceotlp.NewExportRequest()
 	require.NoError(t, req.UnmarshalProto(payloads[1]))
-	code, _ := postTraces(t, ctx, &collector{httpAddr: httpAddr}, req.Traces())
+	code, _ := harness.PostTraces(t, ctx, &harness.Collector{HTTPAddr: httpAddr}, req.Traces())
 	require.Equal(t, http.StatusOK, code)
 
 	// Each layer of the default saw the audit-tagged spans: the connector
@@ -70,10 +71,10 @@ func TestEmbeddedDefault(t *testing.T) {
 	assert.Equal(t, audited, metrics[`otelcol_processor_agentaudit_spans{outcome="stripped"}`], "processor, mode monitoring")
 	assert.Zero(t, metrics[`otelcol_processor_agentaudit_spans{outcome="dropped_unaudited"}`], "the connector sends traces/audit only audit-tagged spans")
 
-	p.terminate(t)
+	p.Terminate(t)
 
 	// The trail holds exactly the audit-tagged spans and verifies.
-	rep := acVerify(t, filepath.Join(dir, "audit-data"))
+	rep := harness.Verify(t, filepath.Join(dir, "audit-data"))
 	assert.True(t, rep.Intact, "%+v", rep.Violations)
 	assert.EqualValues(t, 2*auditPerReq, rep.Entries)
 	_, err = os.Stat(filepath.Join(dir, "audit-spool"))
@@ -82,7 +83,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	// The debug exporter (basic verbosity) logged every span of both
 	// requests, audit-tagged or not.
 	total := 0
-	for _, m := range regexp.MustCompile(`"spans": (\d+)`).FindAllStringSubmatch(p.logs.String(), -1) {
+	for _, m := range regexp.MustCompile(`"spans": (\d+)`).FindAllStringSubmatch(p.Logs(), -1) {
 		n, err := strconv.Atoi(m[1])
 		require.NoError(t, err)
 		total += n
@@ -97,15 +98,15 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
 	outcome := regexp.MustCompile(`outcome="[a-z_]+"`)
 	out := map[string]float64{}
-	for _, smp := range scrapeSamples(t, addr) {
-		if !strings.Contains(smp.name, "agentaudit") {
+	for _, smp := range harness.ScrapeSamples(t, addr) {
+		if !strings.Contains(smp.Name, "agentaudit") {
 			continue
 		}
-		key := smp.name
-		if o := outcome.FindString(smp.labels); o != "" {
+		key := smp.Name
+		if o := outcome.FindString(smp.Labels); o != "" {
 			key += "{" + o + "}"
 		}
-		out[key] += smp.value
+		out[key] += smp.Value
 	}
 	return out
 }

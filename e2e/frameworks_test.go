@@ -4,14 +4,12 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -204,8 +202,8 @@ func TestFrameworks(t *testing.T) {
 	for _, a := range frameworkAgents {
 		t.Run(a.name, func(t *testing.T) {
 			// Capture off: the collector's default.
-			c := startCollector(t, collectorOptions{chainID: "e2e-" + a.name})
-			rec := newOTLPRecorder(t, "http://"+c.httpAddr)
+			c := harness.StartCollector(t, harness.CollectorOptions{ChainID: "e2e-" + a.name})
+			rec := newOTLPRecorder(t, "http://"+c.HTTPAddr)
 			runAgent(t, dir, a.name+".mjs", rec.url)
 			reqs, answers := rec.received()
 			require.NotEmpty(t, reqs, "the agent sent nothing")
@@ -219,7 +217,7 @@ func TestFrameworks(t *testing.T) {
 
 			// Capture on.
 			c = startFrameworkCollector(t, "e2e-capture-"+a.name)
-			rec = newOTLPRecorder(t, "http://"+c.httpAddr)
+			rec = newOTLPRecorder(t, "http://"+c.HTTPAddr)
 			runAgent(t, dir, a.name+".mjs", rec.url)
 			reqs, answers = rec.received()
 			for _, code := range answers {
@@ -230,37 +228,12 @@ func TestFrameworks(t *testing.T) {
 	}
 }
 
-// startFrameworkCollector runs the collector as startCollector does, with
-// frameworkCaptureConfig.
-func startFrameworkCollector(t *testing.T, chainID string) *collector {
+// startFrameworkCollector runs the collector as harness.StartCollector
+// does, with frameworkCaptureConfig in place of the default's connectors and
+// processors.
+func startFrameworkCollector(t *testing.T, chainID string) *harness.Collector {
 	t.Helper()
-	dataDir := filepath.Join(t.TempDir(), "audit-data")
-	c := &collector{
-		monitoring: newBackend(t),
-		t:          t,
-		dataDir:    dataDir,
-		grpcAddr:   freeAddr(t),
-		httpAddr:   freeAddr(t),
-		metrics:    freeAddr(t),
-	}
-	_, metricsPort, _ := net.SplitHostPort(c.metrics)
-	pipelines := splitConfigs["connector+processors"][1]
-	cfg := strings.NewReplacer(
-		"{{SPLIT}}", frameworkCaptureConfig,
-		"{{PIPELINES}}", pipelines,
-		"{{STORE}}", "    file:\n      directory: "+dataDir+"\n    spool:\n      directory: "+filepath.Join(filepath.Dir(dataDir), "spool"),
-		"{{GRPC}}", c.grpcAddr,
-		"{{HTTP}}", c.httpAddr,
-		"{{CHAIN}}", chainID,
-		"{{MAX_ENTRIES}}", "10000",
-		"{{METRICS_PORT}}", metricsPort,
-		"{{MONITORING}}", c.monitoring.url,
-	).Replace(collectorConfig)
-	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
-	c.process = startProcess(t, collectorBin, cfgPath, t.TempDir(), nil)
-	c.waitListening(t, c.grpcAddr, c.httpAddr)
-	return c
+	return harness.StartCollector(t, harness.CollectorOptions{ChainID: chainID, SplitConfig: frameworkCaptureConfig})
 }
 
 // emittedSpans lists the spans of tds in order (for a fixture, its tree
@@ -535,20 +508,20 @@ func checkExplicitRoot(t *testing.T, spans []ptrace.Span, root ptrace.Span, tool
 // becomes an entry (only explicit's hand-tagged one does), monitoring gets
 // every span, the framework ones unchanged, and the collector counts what
 // it did not capture. sent is what arrived, as sent.
-func checkCaptureOff(t *testing.T, a frameworkAgent, c *collector, sent []ptrace.Traces) {
+func checkCaptureOff(t *testing.T, a frameworkAgent, c *harness.Collector, sent []ptrace.Traces) {
 	spans := emittedSpans(t, a, sent...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	mon := waitMonitoring(t, ctx, c, len(spans))
 
 	misses := 0.0
-	for _, smp := range scrapeSamples(t, c.metrics) {
-		if strings.Contains(smp.name, "uncaptured_spans") && strings.Contains(smp.labels, `convention="`+a.convention+`"`) {
-			misses += smp.value
+	for _, smp := range harness.ScrapeSamples(t, c.MetricsAddr) {
+		if strings.Contains(smp.Name, "uncaptured_spans") && strings.Contains(smp.Labels, `convention="`+a.convention+`"`) {
+			misses += smp.Value
 		}
 	}
 	assert.Positive(t, misses, "otelcol_agentaudit_uncaptured_spans{convention=%q}", a.convention)
-	c.stop()
+	c.Stop()
 
 	monByID := map[pcommon.SpanID]ptrace.Span{}
 	for _, m := range mon {
@@ -597,10 +570,10 @@ func checkCaptureOff(t *testing.T, a frameworkAgent, c *collector, sent []ptrace
 }
 
 // waitMonitoring waits until the monitoring backend has n spans.
-func waitMonitoring(t *testing.T, ctx context.Context, c *collector, n int) []ptrace.Span {
+func waitMonitoring(t *testing.T, ctx context.Context, c *harness.Collector, n int) []ptrace.Span {
 	t.Helper()
 	for {
-		mon := c.monitoring.received()
+		mon := c.Monitoring.Received()
 		if len(mon) >= n {
 			require.Len(t, mon, n, "monitoring gets every span once")
 			return mon
@@ -616,15 +589,15 @@ func waitMonitoring(t *testing.T, ctx context.Context, c *collector, n int) []pt
 // trailRows returns the entries of the trail of c, which has stopped, in
 // true order (time_unix_nano, then seq: one chain), none when it wrote no
 // file, after checking the chain with docs/verify.sql.
-func trailRows(t *testing.T, c *collector) []row {
+func trailRows(t *testing.T, c *harness.Collector) []harness.Row {
 	t.Helper()
-	if len(parquetFiles(t, c.dataDir)) == 0 {
+	if len(harness.ParquetFiles(t, c.DataDir)) == 0 {
 		return nil
 	}
-	db := trailDB(t, c.dataDir)
-	assert.Empty(t, runVerifySQL(t, db), "docs/verify.sql")
-	rows := readRows(t, db, "")
-	slices.SortStableFunc(rows, func(a, b row) int {
+	db := harness.TrailDB(t, c.DataDir)
+	assert.Empty(t, harness.VerifySQL(t, db), "docs/verify.sql")
+	rows := harness.ReadRows(t, db, "")
+	slices.SortStableFunc(rows, func(a, b harness.Row) int {
 		return cmp.Or(cmp.Compare(a.TimeUnixNano, b.TimeUnixNano), cmp.Compare(a.Seq, b.Seq))
 	})
 	return rows
@@ -642,7 +615,7 @@ func trailRows(t *testing.T, c *collector) []row {
 // What capture makes of OpenInference's spans is checked as it is: a
 // one-argument tool's input.value is the bare value (text/plain), and
 // becomes the proposed value as it is.
-func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *collector, sent []ptrace.Traces) {
+func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *harness.Collector, sent []ptrace.Traces) {
 	t.Helper()
 	spans := emittedSpans(t, a, sent...)
 	var root ptrace.Span
@@ -655,13 +628,13 @@ func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *collector, sent []
 	defer cancel()
 	// Monitoring gets every span (and may get the copy capture makes of an
 	// agent span for its start).
-	mon := c.monitoring.received()
+	mon := c.Monitoring.Received()
 	for len(mon) < len(spans) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
-		mon = c.monitoring.received()
+		mon = c.Monitoring.Received()
 	}
 	require.GreaterOrEqual(t, len(mon), len(spans), "monitoring gets every span")
-	c.stop()
+	c.Stop()
 
 	// Monitoring holds none of what the tools were given and returned.
 	for _, s := range mon {
@@ -679,7 +652,7 @@ func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *collector, sent []
 	}
 
 	rows := trailRows(t, c)
-	var tools, runs []row
+	var tools, runs []harness.Row
 	for _, r := range rows {
 		if r.ActionType == "start" || r.ActionType == "end" {
 			runs = append(runs, r)
@@ -804,7 +777,7 @@ func checkFrameworkEntries(t *testing.T, a frameworkAgent, c *collector, sent []
 
 // problemsOf returns the problems of r's validation by "field/problem",
 // each with its detail.
-func problemsOf(t *testing.T, r row) map[string]string {
+func problemsOf(t *testing.T, r harness.Row) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	if !r.Validation.Valid {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -47,10 +48,10 @@ const hostileRSSBoundMiB = 512
 func TestHostileInputBoundedMemory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	grpcAddr, httpAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr, metricsAddr := harness.FreeAddr(t), harness.FreeAddr(t), harness.FreeAddr(t)
 	dir := t.TempDir()
-	p := startProcess(t, collectorBin, defaultConfigOn(t, grpcAddr, httpAddr, metricsAddr), dir, nil)
-	p.waitListening(t, grpcAddr, httpAddr, metricsAddr)
+	p := harness.StartProcess(t, harness.CollectorBin(), defaultConfigOn(t, grpcAddr, httpAddr, metricsAddr), dir, nil)
+	p.WaitListening(t, grpcAddr, httpAddr, metricsAddr)
 	rss := sampleRSS(t, p)
 
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -175,17 +176,17 @@ func TestHostileInputBoundedMemory(t *testing.T) {
 		return last == nil || !retryable(last)
 	}, 20*time.Second, 200*time.Millisecond)
 	require.NoError(t, last, "accepted after the flood; refusals meanwhile only retryable")
-	for _, smp := range scrapeSamples(t, metricsAddr) {
-		if strings.Contains(smp.name, "intake_refused") || strings.Contains(smp.name, "refused_spans") {
-			t.Logf("%s%s %v", smp.name, smp.labels, smp.value)
+	for _, smp := range harness.ScrapeSamples(t, metricsAddr) {
+		if strings.Contains(smp.Name, "intake_refused") || strings.Contains(smp.Name, "refused_spans") {
+			t.Logf("%s%s %v", smp.Name, smp.Labels, smp.Value)
 		}
 	}
 	peak := rss.stop()
 	t.Logf("RSS: peak (VmHWM) %d MiB, highest sample %d MiB over %d samples", peak>>20, rss.max>>20, rss.n)
 	assert.Less(t, peak, uint64(hostileRSSBoundMiB)<<20, "peak RSS %d MiB", peak>>20)
 
-	p.terminate(t)
-	rep := acVerify(t, filepath.Join(dir, "audit-data"))
+	p.Terminate(t)
+	rep := harness.Verify(t, filepath.Join(dir, "audit-data"))
 	assert.True(t, rep.Intact, "%+v", rep.Violations)
 	assert.EqualValues(t, accepted.Load()+1, rep.Entries, "the trail holds every acknowledged audit span, and nothing refused")
 }
@@ -199,11 +200,11 @@ func TestHostileInputBoundedMemory(t *testing.T) {
 func TestStalledClientsLoseTheirPlace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	grpcAddr, httpAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr, metricsAddr := harness.FreeAddr(t), harness.FreeAddr(t), harness.FreeAddr(t)
 	cfg := defaultConfigOn(t, grpcAddr, httpAddr, metricsAddr,
 		"max_in_flight: 8", "max_in_flight: 4", "max_request_duration: 30s", "max_request_duration: 10s")
-	p := startProcess(t, collectorBin, cfg, t.TempDir(), nil)
-	p.waitListening(t, grpcAddr, httpAddr, metricsAddr)
+	p := harness.StartProcess(t, harness.CollectorBin(), cfg, t.TempDir(), nil)
+	p.WaitListening(t, grpcAddr, httpAddr, metricsAddr)
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
 	require.NoError(t, err)
@@ -313,9 +314,9 @@ type rssSampler struct {
 	n         int
 }
 
-func sampleRSS(t *testing.T, p *process) *rssSampler {
+func sampleRSS(t *testing.T, p *harness.Process) *rssSampler {
 	t.Helper()
-	s := &rssSampler{pid: p.cmd.Process.Pid, done: make(chan struct{})}
+	s := &rssSampler{pid: p.Pid(), done: make(chan struct{})}
 	_, err := s.read("VmRSS")
 	require.NoError(t, err, "reading the collector's resident memory")
 	s.stopped.Go(func() {

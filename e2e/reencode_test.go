@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/trailtest"
 	"github.com/agentaudit/agentaudit/internal/verify"
@@ -121,7 +122,7 @@ func reQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + 
 // rewrite with one value changed in one file of each chain exits 1 with
 // exactly those seqs' hash_mismatch.
 func TestReencodedByDuckDB(t *testing.T) {
-	bin := acBuild(t, t.TempDir())
+	bin := harness.BuildAuditctl(t, t.TempDir())
 	db, err := sql.Open("duckdb", "")
 	require.NoError(t, err)
 	defer db.Close()
@@ -131,7 +132,7 @@ func TestReencodedByDuckDB(t *testing.T) {
 	for _, k := range keys {
 		reRewrite(t, db, filepath.Join(dir, filepath.FromSlash(k)), "SELECT * FROM {src}")
 	}
-	out, errOut, code := ckRun(t, bin, "verify", "--json", dir)
+	out, errOut, code := harness.RunAuditctl(t, bin, "verify", "--json", dir)
 	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errOut)
 	var rep verify.Report
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
@@ -153,7 +154,7 @@ func TestReencodedByDuckDB(t *testing.T) {
 		}
 		reRewrite(t, db, filepath.Join(dir, filepath.FromSlash(k)), q)
 	}
-	out, errOut, code = ckRun(t, bin, "verify", "--json", dir)
+	out, errOut, code = harness.RunAuditctl(t, bin, "verify", "--json", dir)
 	require.Equal(t, 1, code, "stdout: %s\nstderr: %s", out, errOut)
 	rep = verify.Report{}
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/s3test"
 	"github.com/agentaudit/agentaudit/internal/trailcache"
 )
@@ -81,7 +82,7 @@ func BenchmarkReviewVsSQL(b *testing.B) {
 	}
 
 	bin := b.TempDir()
-	auditctl := acBuild(b, bin)
+	auditctl := harness.BuildAuditctl(b, bin)
 	reviewsql := filepath.Join(bin, "reviewsql")
 	if out, err := exec.Command("go", "build", "-o", reviewsql, "review_bench_sql.go").CombinedOutput(); err != nil {
 		b.Fatalf("building review_bench_sql.go: %v\n%s", err, out)

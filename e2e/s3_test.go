@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,47 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/s3test"
 )
-
-// s3Store is the exporter's store configuration for bucket on srv.
-func s3Store(srv *s3test.Server, bucket, spool string, locked bool) string {
-	y := fmt.Sprintf(`    s3:
-      bucket: %s
-      prefix: agents
-      region: %s
-      endpoint: %s
-      force_path_style: true
-`, bucket, s3test.Region, srv.Endpoint)
-	if locked {
-		y += "      object_lock: {mode: compliance, retention_days: 1}\n"
-	}
-	return y + "    spool:\n      directory: " + spool
-}
-
-// download copies every object under prefix/ to dir, keeping the layout
-// below the prefix, as an auditor would before reading the trail.
-func download(t *testing.T, ctx context.Context, c *s3.Client, bucket, prefix, dir string) []string {
-	t.Helper()
-	var keys []string
-	p := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(prefix + "/")})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		require.NoError(t, err)
-		for _, o := range page.Contents {
-			keys = append(keys, *o.Key)
-			out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: o.Key})
-			require.NoError(t, err)
-			data, err := io.ReadAll(out.Body)
-			out.Body.Close()
-			require.NoError(t, err)
-			path := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(*o.Key, prefix+"/")))
-			require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o750))
-			require.NoError(t, os.WriteFile(path, data, 0o444))
-		}
-	}
-	return keys
-}
 
 func TestS3TrailUnderObjectLockSurvivesOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -65,24 +25,24 @@ func TestS3TrailUnderObjectLockSurvivesOutage(t *testing.T) {
 	srv := s3test.Start(t)
 	srv.CreateBucket("audit-trail", true)
 	spool := t.TempDir()
-	c := startCollector(t, collectorOptions{
-		chainID: "collector-1", maxEntries: 3,
-		store: s3Store(srv, "audit-trail", spool, true), env: srv.Env(),
+	c := harness.StartCollector(t, harness.CollectorOptions{
+		ChainID: "collector-1", MaxEntries: 3,
+		Store: harness.S3Store(srv, "audit-trail", spool, true), Env: srv.Env(),
 	})
 
 	type run struct {
-		sent  []sentSpan
+		sent  []harness.SentSpan
 		runSC trace.SpanContext
 	}
 	var runs []run
-	sent, sc := sendCRMRun(t, ctx, c, "exec-before")
+	sent, sc := harness.SendCRMRun(t, ctx, c, "exec-before")
 	runs = append(runs, run{sent, sc})
-	c.waitMetric(ctx, "otelcol_agentaudit_entries_stored", 9)
+	c.WaitMetric(ctx, "otelcol_agentaudit_entries_stored", 9)
 
 	// The server goes away mid-run: the collector keeps accepting, and the
 	// sealed batches wait in the spool.
 	srv.Stop()
-	sent, sc = sendCRMRun(t, ctx, c, "exec-outage")
+	sent, sc = harness.SendCRMRun(t, ctx, c, "exec-outage")
 	runs = append(runs, run{sent, sc})
 	require.Eventually(t, func() bool {
 		n := 0
@@ -96,13 +56,13 @@ func TestS3TrailUnderObjectLockSurvivesOutage(t *testing.T) {
 	}, time.Minute, 20*time.Millisecond, "three sealed batches wait on local disk")
 
 	srv.Restart()
-	sent, sc = sendCRMRun(t, ctx, c, "exec-after")
+	sent, sc = harness.SendCRMRun(t, ctx, c, "exec-after")
 	runs = append(runs, run{sent, sc})
-	c.stop()
-	assert.Empty(t, parquetFiles(t, spool), "the spool is empty once the bucket has everything")
+	c.Stop()
+	assert.Empty(t, harness.ParquetFiles(t, spool), "the spool is empty once the bucket has everything")
 
 	dir := t.TempDir()
-	keys := download(t, ctx, srv.Client(), "audit-trail", "agents", dir)
+	keys := harness.Download(t, ctx, srv.Client(), "audit-trail", "agents", dir)
 	var batches []string
 	for _, k := range keys {
 		if strings.HasSuffix(k, ".parquet") {
@@ -120,27 +80,27 @@ func TestS3TrailUnderObjectLockSurvivesOutage(t *testing.T) {
 		assert.WithinDuration(t, time.Now().AddDate(0, 0, 1), *ret.Retention.RetainUntilDate, 5*time.Minute)
 	}
 
-	db := trailDB(t, dir)
-	got := readRows(t, db, "")
+	db := harness.TrailDB(t, dir)
+	got := harness.ReadRows(t, db, "")
 	require.Len(t, got, 27, "nothing lost, nothing duplicated")
 	prev := strings.Repeat("0", 64)
 	for i, r := range runs {
 		rows := got[9*i : 9*i+9]
-		checkCRMRows(t, rows, r.sent, r.runSC, "collector-1", int64(9*i), prev)
+		harness.CheckCRMRows(t, rows, r.sent, r.runSC, "collector-1", int64(9*i), prev)
 		prev = rows[8].EntryHash
 	}
-	assert.Empty(t, runVerifySQL(t, db), "docs/verify.sql finds the downloaded trail intact")
+	assert.Empty(t, harness.VerifySQL(t, db), "docs/verify.sql finds the downloaded trail intact")
 }
 
 func TestS3UnlockedBucketIsRefusedAtStart(t *testing.T) {
 	srv := s3test.Start(t)
 	srv.CreateBucket("plain", false)
-	c := launchCollector(t, collectorOptions{
-		store: s3Store(srv, "plain", t.TempDir(), true), env: srv.Env(),
+	c := harness.LaunchCollector(t, harness.CollectorOptions{
+		Store: harness.S3Store(srv, "plain", t.TempDir(), true), Env: srv.Env(),
 	})
-	err := c.waitExit()
+	err := c.WaitExit()
 	require.Error(t, err, "the collector must not run against a bucket without Object Lock")
-	logs := c.logs.String()
+	logs := c.Logs()
 	assert.Contains(t, logs, `bucket "plain"`)
 	assert.Contains(t, logs, "does not have Object Lock enabled")
 	assert.NotContains(t, logs, s3test.SecretKey, "secrets are never logged")
@@ -152,27 +112,27 @@ func TestS3CollectorRestartsDuringAnOutage(t *testing.T) {
 	srv := s3test.Start(t)
 	srv.CreateBucket("audit-trail", true)
 	spool := t.TempDir()
-	opts := collectorOptions{chainID: "collector-1", maxEntries: 3,
-		store: s3Store(srv, "audit-trail", spool, true), env: srv.Env()}
-	c := startCollector(t, opts)
-	sent, sc := sendCRMRun(t, ctx, c, "exec-before")
-	c.stop()
+	opts := harness.CollectorOptions{ChainID: "collector-1", MaxEntries: 3,
+		Store: harness.S3Store(srv, "audit-trail", spool, true), Env: srv.Env()}
+	c := harness.StartCollector(t, opts)
+	sent, sc := harness.SendCRMRun(t, ctx, c, "exec-before")
+	c.Stop()
 
 	// The bucket goes down, and the collector restarts meanwhile: it resumes
 	// from its local state and keeps accepting.
 	srv.Stop()
-	c = startCollector(t, opts)
-	assert.Contains(t, c.logs.String(), "resuming the chain from local state")
-	sent2, sc2 := sendCRMRun(t, ctx, c, "exec-during")
+	c = harness.StartCollector(t, opts)
+	assert.Contains(t, c.Logs(), "resuming the chain from local state")
+	sent2, sc2 := harness.SendCRMRun(t, ctx, c, "exec-during")
 	srv.Restart()
-	c.stop()
+	c.Stop()
 
 	dir := t.TempDir()
-	download(t, ctx, srv.Client(), "audit-trail", "agents", dir)
-	db := trailDB(t, dir)
-	got := readRows(t, db, "")
+	harness.Download(t, ctx, srv.Client(), "audit-trail", "agents", dir)
+	db := harness.TrailDB(t, dir)
+	got := harness.ReadRows(t, db, "")
 	require.Len(t, got, 18, "both runs, one chain")
-	checkCRMRows(t, got[:9], sent, sc, "collector-1", 0, strings.Repeat("0", 64))
-	checkCRMRows(t, got[9:], sent2, sc2, "collector-1", 9, got[8].EntryHash)
-	assert.Empty(t, runVerifySQL(t, db))
+	harness.CheckCRMRows(t, got[:9], sent, sc, "collector-1", 0, strings.Repeat("0", 64))
+	harness.CheckCRMRows(t, got[9:], sent2, sc2, "collector-1", 9, got[8].EntryHash)
+	assert.Empty(t, harness.VerifySQL(t, db))
 }

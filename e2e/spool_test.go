@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/wal"
 )
 
@@ -28,43 +29,43 @@ func TestSecondCollectorOnASpoolRefusesToStart(t *testing.T) {
 	const chainID = "shared-spool"
 	dataDir := filepath.Join(t.TempDir(), "audit-data")
 	spool := filepath.Join(filepath.Dir(dataDir), "spool") // where the harness puts it
-	opts := collectorOptions{chainID: chainID, maxEntries: 7, dataDir: dataDir}
-	first := startCollector(t, opts)
+	opts := harness.CollectorOptions{ChainID: chainID, MaxEntries: 7, DataDir: dataDir}
+	first := harness.StartCollector(t, opts)
 
-	conn, err := grpc.NewClient(first.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(first.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
 	client := ptraceotlp.NewGRPCClient(conn)
-	var results [][]loadResult = [][]loadResult{nil}
+	var results [][]harness.LoadResult = [][]harness.LoadResult{nil}
 	send := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		req := len(results[0])
-		_, err := client.Export(ctx, ptraceotlp.NewExportRequestFromTraces(loadTraces(0, req)))
+		_, err := client.Export(ctx, ptraceotlp.NewExportRequestFromTraces(harness.LoadTraces(0, req)))
 		require.NoError(t, err, "request %d to the first collector", req)
-		results[0] = append(results[0], loadResult{client: 0, req: req, acked: true})
+		results[0] = append(results[0], harness.LoadResult{Client: 0, Req: req, Acked: true})
 	}
 	for range 3 {
 		send()
 	}
 
-	second := launchCollector(t, opts)
-	err = second.waitExit()
-	require.Error(t, err, "the second collector exits non-zero\n%s", second.logs.String())
-	assert.Contains(t, second.logs.String(),
-		fmt.Sprintf(`spool: \"directory\" \"%s\" is in use by another collector (held by pid %d on host `, spool, first.cmd.Process.Pid))
+	second := harness.LaunchCollector(t, opts)
+	err = second.WaitExit()
+	require.Error(t, err, "the second collector exits non-zero\n%s", second.Logs())
+	assert.Contains(t, second.Logs(),
+		fmt.Sprintf(`spool: \"directory\" \"%s\" is in use by another collector (held by pid %d on host `, spool, first.Pid()))
 
 	for range 3 {
 		send()
 	}
-	first.stop()
+	first.Stop()
 
 	_, err = os.Stat(filepath.Join(spool, "wal", wal.SegmentName(chainID, 0)))
 	assert.True(t, os.IsNotExist(err), "the first collector sealed its log on shutdown")
-	db := trailDB(t, dataDir)
-	trail := readLoadTrail(t, db)
-	checkLoadTrail(t, trail, chainID, results, true)
-	assert.Empty(t, runVerifySQL(t, db), "docs/verify.sql finds the trail intact")
+	db := harness.TrailDB(t, dataDir)
+	trail := harness.ReadLoadTrail(t, db)
+	harness.CheckLoadTrail(t, trail, chainID, results, true)
+	assert.Empty(t, harness.VerifySQL(t, db), "docs/verify.sql finds the trail intact")
 }
 
 // TestAcceptedLossEndToEnd: a bit rots in the write-ahead log of a killed
@@ -75,18 +76,18 @@ func TestAcceptedLossEndToEnd(t *testing.T) {
 	const chainID = "loss-1"
 	dataDir := filepath.Join(t.TempDir(), "audit-data")
 	spool := filepath.Join(filepath.Dir(dataDir), "spool")
-	opts := collectorOptions{chainID: chainID, dataDir: dataDir}
-	c := startCollector(t, opts)
-	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := harness.CollectorOptions{ChainID: chainID, DataDir: dataDir}
+	c := harness.StartCollector(t, opts)
+	conn, err := grpc.NewClient(c.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for req := range 3 {
-		_, err := ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(loadTraces(0, req)))
+		_, err := ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(harness.LoadTraces(0, req)))
 		require.NoError(t, err)
 	}
 	conn.Close()
-	c.kill() // every entry is in the open batch's log segment
+	c.Kill() // every entry is in the open batch's log segment
 
 	// The record of seq 1 rots.
 	seg := filepath.Join(spool, "wal", wal.SegmentName(chainID, 0))
@@ -97,49 +98,49 @@ func TestAcceptedLossEndToEnd(t *testing.T) {
 	data[second+header+20] ^= 0x04
 	require.NoError(t, os.WriteFile(seg, data, 0o640))
 
-	refused := launchCollector(t, opts)
-	require.Error(t, refused.waitExit(), "the restart refuses\n%s", refused.logs.String())
-	assert.Contains(t, refused.logs.String(), fmt.Sprintf("%s is corrupt at byte offset %d: record payload checksum mismatch", seg, second))
+	refused := harness.LaunchCollector(t, opts)
+	require.Error(t, refused.WaitExit(), "the restart refuses\n%s", refused.Logs())
+	assert.Contains(t, refused.Logs(), fmt.Sprintf("%s is corrupt at byte offset %d: record payload checksum mismatch", seg, second))
 	after, err := os.ReadFile(seg)
 	require.NoError(t, err)
 	require.Equal(t, data, after, "the refused start changed nothing")
 
-	auditctl := acBuild(t, t.TempDir())
+	auditctl := harness.BuildAuditctl(t, t.TempDir())
 	out, err := exec.Command(auditctl, "wal", "accept-loss", "--by", "ops@example.com", "--reason", "bad sector on sdb", spool).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "lost: seq 1 to 1")
-	assert.Contains(t, string(out), fmt.Sprintf("readable after the damage: %d entries, seq 2 to %d", 3*loadAuditSpans-2, 3*loadAuditSpans-1))
+	assert.Contains(t, string(out), fmt.Sprintf("readable after the damage: %d entries, seq 2 to %d", 3*harness.LoadAuditSpans-2, 3*harness.LoadAuditSpans-1))
 
-	c = startCollector(t, opts)
-	assert.Contains(t, c.logs.String(), "Recorded the loss the operator accepted")
-	conn, err = grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c = harness.StartCollector(t, opts)
+	assert.Contains(t, c.Logs(), "Recorded the loss the operator accepted")
+	conn, err = grpc.NewClient(c.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	// A deadline of its own: building auditctl above can take most of the
 	// first one on a loaded machine.
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(loadTraces(0, 3)))
+	_, err = ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(harness.LoadTraces(0, 3)))
 	require.NoError(t, err, "the collector goes on after the loss")
 	conn.Close()
-	c.stop()
+	c.Stop()
 
-	db := trailDB(t, dataDir)
+	db := harness.TrailDB(t, dataDir)
 	var n int
 	require.NoError(t, db.QueryRow(`SELECT count(*) FROM audit_entries`).Scan(&n))
-	assert.Equal(t, 4*loadAuditSpans, n, "every entry but the lost one, the entry recording the loss, and the request after it")
+	assert.Equal(t, 4*harness.LoadAuditSpans, n, "every entry but the lost one, the entry recording the loss, and the request after it")
 	var lastID string
 	require.NoError(t, db.QueryRow(`SELECT json_extract_string(attributes, '$."load.id"') FROM audit_entries ORDER BY seq DESC LIMIT 1`).Scan(&lastID))
-	assert.Equal(t, loadID(0, 3, loadAuditSpans-1), lastID)
+	assert.Equal(t, harness.LoadID(0, 3, harness.LoadAuditSpans-1), lastID)
 	var action, result, approver string
 	require.NoError(t, db.QueryRow(`SELECT action_type, result, approver FROM audit_entries WHERE seq = 1`).Scan(&action, &result, &approver))
 	assert.Equal(t, "agentaudit.loss", action)
-	assert.Equal(t, fmt.Sprintf("lost seq 1; seq 2 to %d renumbered 2 to %d", 3*loadAuditSpans-1, 3*loadAuditSpans-1), result)
+	assert.Equal(t, fmt.Sprintf("lost seq 1; seq 2 to %d renumbered 2 to %d", 3*harness.LoadAuditSpans-1, 3*harness.LoadAuditSpans-1), result)
 	assert.Equal(t, "ops@example.com", approver)
 
 	want := []string{chainID + "/1/recorded_loss"}
-	assert.Equal(t, want, acSQLKeys(runVerifySQL(t, db)), "docs/verify.sql shows the loss, and nothing else")
-	rep := acVerify(t, dataDir)
-	assert.Equal(t, want, acKeys(rep), "auditctl verify shows the same")
+	assert.Equal(t, want, harness.SQLKeys(harness.VerifySQL(t, db)), "docs/verify.sql shows the loss, and nothing else")
+	rep := harness.Verify(t, dataDir)
+	assert.Equal(t, want, harness.ReportKeys(rep), "auditctl verify shows the same")
 	assert.Len(t, rep.Violations, 1)
 	cmd := exec.Command(auditctl, "verify", dataDir)
 	out, err = cmd.CombinedOutput()

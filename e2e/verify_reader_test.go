@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
@@ -66,26 +67,26 @@ func TestVrVerifierSeesWhatTheReaderSees(t *testing.T) {
 	c := chain.New("vr-a", chain.Genesis())
 	es := make([]entry.Entry, 15)
 	for i := range es {
-		es[i] = acEntry(int64(i))
+		es[i] = harness.SampleEntry(int64(i))
 		if i >= 10 {
-			es[i].Approver = strp("mallory@example.com")
+			es[i].Approver = harness.Strp("mallory@example.com")
 		}
 		c.Append(&es[i])
 	}
-	vrWrite(t, filepath.Join(dir, filepath.FromSlash(store.BatchKey("vr-a", 0, vtDay))), es[:10])
+	vrWrite(t, filepath.Join(dir, filepath.FromSlash(store.BatchKey("vr-a", 0, harness.Day))), es[:10])
 	forged := filepath.Join(outside, "forged.parquet")
 	vrWrite(t, forged, es[10:])
-	linkName := store.BatchKey("vr-a", 10, vtDay)
+	linkName := store.BatchKey("vr-a", 10, harness.Day)
 	require.NoError(t, os.Symlink(forged, filepath.Join(dir, filepath.FromSlash(linkName))))
 
-	db := trailDB(t, dir)
+	db := harness.TrailDB(t, dir)
 	var rows, mallory int
 	require.NoError(t, db.QueryRow(`SELECT count(*), count(*) FILTER (approver = 'mallory@example.com') FROM audit_entries`).Scan(&rows, &mallory))
 	assert.Equal(t, 15, rows, "DuckDB follows the link")
 	assert.Equal(t, 5, mallory)
-	assert.Empty(t, runVerifySQL(t, db), "the forged rows continue the chain: verify.sql sees nothing wrong")
+	assert.Empty(t, harness.VerifySQL(t, db), "the forged rows continue the chain: verify.sql sees nothing wrong")
 
-	rep := acVerify(t, dir)
+	rep := harness.Verify(t, dir)
 	assert.False(t, rep.Intact)
 	require.Len(t, rep.Violations, 1, "%v", rep.Violations)
 	v := rep.Violations[0]
@@ -98,7 +99,7 @@ func TestVrVerifierSeesWhatTheReaderSees(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(outside, "dir"), 0o755))
 	vrWrite(t, filepath.Join(outside, "dir", "vr-b-00000000000000000000.parquet"), es[:1])
 	require.NoError(t, os.Symlink(filepath.Join(outside, "dir"), filepath.Join(dir, "dt=2026-03-10")))
-	hidden := ".hidden/" + store.BatchKey("vr-a", 0, vtDay)
+	hidden := ".hidden/" + store.BatchKey("vr-a", 0, harness.Day)
 	vrWrite(t, filepath.Join(dir, filepath.FromSlash(hidden)), es[:10])
 	vrWrite(t, filepath.Join(dir, "d.parquet", "vr-c-00000000000000000000.parquet"), es[:1])
 
@@ -110,7 +111,7 @@ func TestVrVerifierSeesWhatTheReaderSees(t *testing.T) {
 	}, vrFiles(t, db, dir, "**/*.parquet"), "** reads dot-names and inside a directory named *.parquet, not the directory, and does not enter a linked directory")
 	assert.Contains(t, vrFiles(t, db, dir, "*/*.parquet"), "dt=2026-03-10/vr-b-00000000000000000000.parquet", "* enters a linked directory")
 
-	rep = acVerify(t, dir)
+	rep = harness.Verify(t, dir)
 	got := map[string]verify.Kind{}
 	for _, v := range rep.Violations {
 		if _, ok := got[v.File]; !ok || v.Kind == verify.NotRegularFile {

@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
@@ -289,7 +290,7 @@ func vsWriteTrail(t *testing.T, db *sql.DB, dir string, layout vsLayout) {
 // precondition say.
 func vsView(t *testing.T, db *sql.DB, dir string, hive bool) {
 	t.Helper()
-	_, err := db.Exec(auditEntriesView(filepath.ToSlash(dir)+"/**/*.parquet", hive))
+	_, err := db.Exec(harness.AuditEntriesView(filepath.ToSlash(dir)+"/**/*.parquet", hive))
 	require.NoError(t, err)
 }
 
@@ -326,7 +327,7 @@ func vsVerify(t *testing.T, db *sql.DB) []vsViolation {
 func vsAuditctlKeys(t *testing.T, dir string) []vsViolation {
 	t.Helper()
 	out := []vsViolation{}
-	for _, k := range acKeys(acVerify(t, dir)) {
+	for _, k := range harness.ReportKeys(harness.Verify(t, dir)) {
 		var v vsViolation
 		i, j := strings.Index(k, "/"), strings.LastIndex(k, "/")
 		_, err := fmt.Sscan(k[i+1:j], &v.Seq)

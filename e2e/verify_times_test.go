@@ -15,12 +15,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
@@ -52,8 +52,6 @@ var vtTimes = []struct{ ns, ms int64 }{
 	{math.MaxInt64, 9223372036854},
 }
 
-var vtDay = time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC)
-
 // vtEntries chains one entry per time.
 func vtEntries(chainID string, times []int64) []entry.Entry {
 	c := chain.New(chainID, chain.Genesis())
@@ -82,7 +80,7 @@ func TestVtWriterStoresFloor(t *testing.T) {
 	_, err := parquetfile.Encode(&buf, es)
 	require.NoError(t, err)
 	dir := t.TempDir()
-	p := filepath.Join(dir, filepath.FromSlash(store.BatchKey("vt-writer", 0, vtDay)))
+	p := filepath.Join(dir, filepath.FromSlash(store.BatchKey("vt-writer", 0, harness.Day)))
 	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
 	require.NoError(t, os.WriteFile(p, buf.Bytes(), 0o644))
 
@@ -93,7 +91,7 @@ func TestVtWriterStoresFloor(t *testing.T) {
 	rows, err := parquet.Read[tsRow](bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 	require.NoError(t, err)
 	require.Len(t, rows, len(vtTimes))
-	db := trailDB(t, dir)
+	db := harness.TrailDB(t, dir)
 	for i, tc := range vtTimes {
 		assert.Equal(t, tc.ns, rows[i].TimeUnixNano)
 		assert.Equal(t, tc.ms, rows[i].Timestamp, "stored timestamp of time_unix_nano %d", tc.ns)
@@ -102,9 +100,9 @@ func TestVtWriterStoresFloor(t *testing.T) {
 		assert.Equal(t, tc.ms, ms, "DuckDB's reading of time_unix_nano %d", tc.ns)
 	}
 
-	rep := acVerify(t, dir)
+	rep := harness.Verify(t, dir)
 	assert.True(t, rep.Intact, "auditctl: %v", rep.Violations)
-	assert.Empty(t, runVerifySQL(t, db))
+	assert.Empty(t, harness.VerifySQL(t, db))
 }
 
 // vtRowMS mirrors parquetfile's schema, to write timestamps the writer
@@ -163,7 +161,7 @@ func vtWrite[T any](t *testing.T, dir, chainID string, rows []T) {
 	_, err := w.Write(rows)
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
-	p := filepath.Join(dir, filepath.FromSlash(store.BatchKey(chainID, 0, vtDay)))
+	p := filepath.Join(dir, filepath.FromSlash(store.BatchKey(chainID, 0, harness.Day)))
 	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
 	require.NoError(t, os.WriteFile(p, buf.Bytes(), 0o644))
 }
@@ -268,17 +266,17 @@ func TestVtVerifiersAgreeOnTimestamps(t *testing.T) {
 	slices.Sort(want)
 	require.Greater(t, genuine, 3*12)
 
-	db := trailDB(t, dir)
+	db := harness.TrailDB(t, dir)
 	db.SetMaxOpenConns(1)
 	_, err := db.Exec(`SET TimeZone = 'Asia/Kolkata'`) // 1677 there is local mean time, +05:53:28
 	require.NoError(t, err)
-	sqlRows := runVerifySQL(t, db)
+	sqlRows := harness.VerifySQL(t, db)
 	for _, v := range sqlRows {
 		assert.NotEmpty(t, v.Detail, "%+v", v)
 	}
-	sqlKeys := acSQLKeys(sqlRows)
-	rep := acVerify(t, dir)
-	auditKeys := acKeys(rep)
+	sqlKeys := harness.SQLKeys(sqlRows)
+	rep := harness.Verify(t, dir)
+	auditKeys := harness.ReportKeys(rep)
 	assert.Equal(t, want, sqlKeys, "verify.sql")
 	assert.Equal(t, want, auditKeys, "auditctl verify")
 	assert.Equal(t, sqlKeys, auditKeys, "the two verifiers agree")
@@ -315,12 +313,12 @@ func TestVtTimestampBeyondDuckDB(t *testing.T) {
 			dir := t.TempDir()
 			es := vtEntries("vt-far", []int64{0, 1})
 			vtWrite(t, dir, "vt-far", []vtRowMS{vtRow(es[0], 0), vtRow(es[1], ts)})
-			rep := acVerify(t, dir)
-			assert.Equal(t, []string{"vt-far/1/timestamp_mismatch"}, acKeys(rep))
+			rep := harness.Verify(t, dir)
+			assert.Equal(t, []string{"vt-far/1/timestamp_mismatch"}, harness.ReportKeys(rep))
 
 			q, err := os.ReadFile(filepath.Join("..", "docs", "verify.sql"))
 			require.NoError(t, err)
-			_, err = trailDB(t, dir).Query(strings.TrimSpace(string(q)))
+			_, err = harness.TrailDB(t, dir).Query(strings.TrimSpace(string(q)))
 			require.ErrorContains(t, err, "Could not convert Timestamp(MS) to Timestamp(US)")
 		})
 	}

@@ -1,0 +1,127 @@
+package harness
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Process is a collector process started by StartProcess.
+type Process struct {
+	cmd     *exec.Cmd
+	logs    *syncBuffer
+	exited  chan struct{}
+	exitErr error
+}
+
+// StartProcess runs bin --config cfgPath (bin alone, on the embedded
+// default, when cfgPath is "") in dir with env added, and kills it when the
+// test ends (printing its logs if the test failed).
+func StartProcess(tb testing.TB, bin, cfgPath, dir string, env []string) *Process {
+	tb.Helper()
+	p := &Process{logs: &syncBuffer{}, exited: make(chan struct{})}
+	if cfgPath == "" {
+		p.cmd = exec.Command(bin)
+	} else {
+		p.cmd = exec.Command(bin, "--config", cfgPath)
+	}
+	p.cmd.Dir = dir // relative paths land there, never in the checkout
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	require.NoError(tb, p.cmd.Start())
+	go func() {
+		p.exitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	tb.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if tb.Failed() {
+			tb.Logf("collector logs:\n%s", p.logs.String())
+		}
+	})
+	return p
+}
+
+// WaitListening waits until the process accepts connections on every addr.
+func (p *Process) WaitListening(tb testing.TB, addrs ...string) {
+	tb.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for _, addr := range addrs {
+		for {
+			select {
+			case <-p.exited:
+				tb.Fatalf("collector exited at start: %v\n%s", p.exitErr, p.logs.String())
+			default:
+			}
+			if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				conn.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("collector did not open %s within 60s\n%s", addr, p.logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// Logs returns what the process wrote to stdout and stderr so far.
+func (p *Process) Logs() string { return p.logs.String() }
+
+// Cmd returns the running command.
+func (p *Process) Cmd() *exec.Cmd { return p.cmd }
+
+// Pid returns the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Terminate sends SIGTERM and waits for a clean exit: the collector seals
+// and writes everything it received before it exits.
+func (p *Process) Terminate(tb testing.TB) {
+	tb.Helper()
+	require.NoError(tb, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-p.exited:
+	case <-time.After(60 * time.Second):
+		tb.Fatalf("collector did not exit within 60s of SIGTERM\n%s", p.logs.String())
+	}
+	require.NoError(tb, p.exitErr, "collector exit status\n%s", p.logs.String())
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// FreeAddr returns a loopback address with a port free at the time of the
+// call.
+func FreeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
