@@ -354,11 +354,6 @@ func (c *ChunkChecker) page(section []byte, off int, codec format.CompressionCod
 	var levels []byte // v2's levels, stored uncompressed
 	region := body    // what is decompressed
 	switch {
-	case h.Type == format.DataPage && h.DataPageHeader.Valid:
-		values, enc = h.DataPageHeader.V.NumValues, h.DataPageHeader.V.Encoding
-		c.facts[j] = append(c.facts[j], pageFacts{values: values, enc: enc})
-		out.DataPageHeader = h.DataPageHeader
-		out.DataPageHeader.V.Statistics = format.Statistics{}
 	case (asDict || h.Type == format.DictionaryPage) && h.DictionaryPageHeader.Valid:
 		// PLAIN_DICTIONARY is deprecated, but parquet-go reads it as
 		// PLAIN, and so must this check.
@@ -368,6 +363,11 @@ func (c *ChunkChecker) page(section []byte, off int, codec format.CompressionCod
 		// Not a dictionary: parquet-go fails on it when a data page needs
 		// the dictionary, and so on the image, which has none.
 		return hl + len(body), nil
+	case h.Type == format.DataPage && h.DataPageHeader.Valid:
+		values, enc = h.DataPageHeader.V.NumValues, h.DataPageHeader.V.Encoding
+		c.facts[j] = append(c.facts[j], pageFacts{values: values, enc: enc})
+		out.DataPageHeader = h.DataPageHeader
+		out.DataPageHeader.V.Statistics = format.Statistics{}
 	case h.Type == format.DataPageV2 && h.DataPageHeaderV2.Valid:
 		v := &h.DataPageHeaderV2.V
 		values, enc = v.NumValues, v.Encoding
@@ -404,8 +404,8 @@ func (c *ChunkChecker) page(section []byte, off int, codec format.CompressionCod
 	// end of when they run short, and the headers of the delta encodings,
 	// which declare how many values parquet-go allocates.
 	//lint:ignore SA1019 read as parquet-go reads it
-	if h.Type == format.DictionaryPage || enc != format.RLEDictionary && enc != format.PlainDictionary {
-		if err := c.checkValues(h, enc, vals, maxDef); err != nil {
+	if out.Type == format.DictionaryPage || enc != format.RLEDictionary && enc != format.PlainDictionary {
+		if err := c.checkValues(out, enc, vals, maxDef); err != nil {
 			return 0, err
 		}
 	}
