@@ -13,13 +13,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/merkle"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 )
-
-func pqPtr(s string) *string { return &s }
 
 func pqI64(v int64) *int64 { return &v }
 
@@ -32,11 +31,11 @@ func pqEntries() []entry.Entry {
 	es := []entry.Entry{
 		{
 			TimeUnixNano: base, EndTimeUnixNano: pqI64(base + 1_250_000_000), ExecutionID: "exec-1", TraceID: strings.Repeat("ab", 16), SpanID: strings.Repeat("cd", 8),
-			ParentSpanID: pqPtr(strings.Repeat("ef", 8)), AgentID: pqPtr("agent-7"), AgentName: pqPtr("billing-bot"),
-			ServiceName: pqPtr("billing"), Principal: pqPtr("alice@example.com"), Sender: pqPtr("svc-billing"), ActionType: "write",
-			TargetSystem: "postgres", TargetResource: "invoices/42", ProposedValue: pqPtr(`{"amount":10}`),
-			PreviousValue: pqPtr(`{"amount":9}`), Reasoning: pqPtr("customer asked"), Approver: pqPtr("bob"),
-			Result: "ok", StatusCode: "Ok", Attributes: `{"k":"v"}`, Validation: pqPtr(`[{"field":"x","problem":"empty"}]`),
+			ParentSpanID: harness.Strp(strings.Repeat("ef", 8)), AgentID: harness.Strp("agent-7"), AgentName: harness.Strp("billing-bot"),
+			ServiceName: harness.Strp("billing"), Principal: harness.Strp("alice@example.com"), Sender: harness.Strp("svc-billing"), ActionType: "write",
+			TargetSystem: "postgres", TargetResource: "invoices/42", ProposedValue: harness.Strp(`{"amount":10}`),
+			PreviousValue: harness.Strp(`{"amount":9}`), Reasoning: harness.Strp("customer asked"), Approver: harness.Strp("bob"),
+			Result: "ok", StatusCode: "Ok", Attributes: `{"k":"v"}`, Validation: harness.Strp(`[{"field":"x","problem":"empty"}]`),
 		},
 		{
 			TimeUnixNano: base + 1, ExecutionID: "exec-1", TraceID: strings.Repeat("01", 16), SpanID: strings.Repeat("02", 8),
@@ -44,13 +43,13 @@ func pqEntries() []entry.Entry {
 		},
 		{
 			TimeUnixNano: base + 1_500_000, EndTimeUnixNano: pqI64(0), ExecutionID: "exec-2",
-			ParentSpanID: pqPtr(""), AgentID: pqPtr(""), AgentName: pqPtr(""), ServiceName: pqPtr(""), Principal: pqPtr(""), Sender: pqPtr(""),
-			ProposedValue: pqPtr(""), PreviousValue: pqPtr(""), Reasoning: pqPtr(""), Approver: pqPtr(""), Validation: pqPtr(""),
+			ParentSpanID: harness.Strp(""), AgentID: harness.Strp(""), AgentName: harness.Strp(""), ServiceName: harness.Strp(""), Principal: harness.Strp(""), Sender: harness.Strp(""),
+			ProposedValue: harness.Strp(""), PreviousValue: harness.Strp(""), Reasoning: harness.Strp(""), Approver: harness.Strp(""), Validation: harness.Strp(""),
 		},
 		{
 			TimeUnixNano: base + 2_999_999_999, EndTimeUnixNano: pqI64(base + 2_999_999_999), ExecutionID: "exécution-✓", TraceID: strings.Repeat("0f", 16), SpanID: strings.Repeat("f0", 8),
-			AgentName: pqPtr("代理人 🤖"), Principal: pqPtr("Zoë Ångström"), ActionType: "request_approval",
-			TargetSystem: "crm", TargetResource: "клиенты/№5", Reasoning: pqPtr("naïve café — line\nbreak"),
+			AgentName: harness.Strp("代理人 🤖"), Principal: harness.Strp("Zoë Ångström"), ActionType: "request_approval",
+			TargetSystem: "crm", TargetResource: "клиенты/№5", Reasoning: harness.Strp("naïve café — line\nbreak"),
 			Result: "pending", StatusCode: "Error", Attributes: `{"emoji":"😀"}`,
 		},
 	}
@@ -72,25 +71,10 @@ func pqWriteBatch(t *testing.T, dir string, es []entry.Entry) string {
 	return filepath.ToSlash(p)
 }
 
-func pqOpenDB(t *testing.T) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("duckdb", "")
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-func pqNull(p *string) sql.NullString {
-	if p == nil {
-		return sql.NullString{}
-	}
-	return sql.NullString{String: *p, Valid: true}
-}
-
 func TestPqDuckDBReadsBatchFile(t *testing.T) {
 	es := pqEntries()
 	file := pqWriteBatch(t, t.TempDir(), es)
-	db := pqOpenDB(t)
+	db := harness.OpenDB(t)
 
 	t.Run("column types", func(t *testing.T) {
 		rows, err := db.Query(`DESCRIBE SELECT * FROM read_parquet('` + file + `')`)
@@ -159,17 +143,17 @@ func TestPqDuckDBReadsBatchFile(t *testing.T) {
 			wantTS := time.Unix(0, want.TimeUnixNano).Truncate(time.Millisecond).UTC()
 			assert.True(t, wantTS.Equal(ts), "seq %d: timestamp %v, want %v", seq, ts, wantTS)
 			for name, pair := range map[string][2]sql.NullString{
-				"parent_span_id": {pqNull(want.ParentSpanID), parent},
-				"agent_id":       {pqNull(want.AgentID), agentID},
-				"agent_name":     {pqNull(want.AgentName), agentName},
-				"service_name":   {pqNull(want.ServiceName), service},
-				"principal":      {pqNull(want.Principal), principal},
-				"sender":         {pqNull(want.Sender), sender},
-				"proposed_value": {pqNull(want.ProposedValue), proposed},
-				"previous_value": {pqNull(want.PreviousValue), previous},
-				"reasoning":      {pqNull(want.Reasoning), reasoning},
-				"approver":       {pqNull(want.Approver), approver},
-				"validation":     {pqNull(want.Validation), validation},
+				"parent_span_id": {harness.NullString(want.ParentSpanID), parent},
+				"agent_id":       {harness.NullString(want.AgentID), agentID},
+				"agent_name":     {harness.NullString(want.AgentName), agentName},
+				"service_name":   {harness.NullString(want.ServiceName), service},
+				"principal":      {harness.NullString(want.Principal), principal},
+				"sender":         {harness.NullString(want.Sender), sender},
+				"proposed_value": {harness.NullString(want.ProposedValue), proposed},
+				"previous_value": {harness.NullString(want.PreviousValue), previous},
+				"reasoning":      {harness.NullString(want.Reasoning), reasoning},
+				"approver":       {harness.NullString(want.Approver), approver},
+				"validation":     {harness.NullString(want.Validation), validation},
 			} {
 				assert.Equal(t, pair[0], pair[1], "seq %d column %s", seq, name)
 			}

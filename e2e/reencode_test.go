@@ -101,20 +101,18 @@ func reRewrite(t *testing.T, db *sql.DB, path, query string) {
 		var k, v string
 		require.NoError(t, rows.Scan(&k, &v))
 		if strings.HasPrefix(k, "agentaudit.") {
-			kv = append(kv, reQuote(k)+": "+reQuote(v))
+			kv = append(kv, harness.Quote(k)+": "+harness.Quote(v))
 		}
 	}
 	require.NoError(t, rows.Err())
 	require.NoError(t, rows.Close())
 	require.Len(t, kv, 8, "footer keys")
-	q := strings.ReplaceAll(query, "{src}", "read_parquet("+reQuote(p)+")")
-	_, err = db.Exec("COPY (" + q + " ORDER BY seq) TO " + reQuote(p+".tmp") +
+	q := strings.ReplaceAll(query, "{src}", "read_parquet("+harness.Quote(p)+")")
+	_, err = db.Exec("COPY (" + q + " ORDER BY seq) TO " + harness.Quote(p+".tmp") +
 		" (FORMAT parquet, KV_METADATA {" + strings.Join(kv, ", ") + "})")
 	require.NoError(t, err, q)
 	require.NoError(t, os.Rename(path+".tmp", path))
 }
-
-func reQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // TestReencodedByDuckDB: every file of a two-chain trail rewritten by
 // DuckDB with the same rows and footer key-values verifies intact with

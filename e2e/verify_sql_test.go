@@ -31,8 +31,6 @@ import (
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
-func vsStrp(s string) *string { return &s }
-
 func vsI64p(v int64) *int64 { return &v }
 
 // vsLayout says which files of the test trail are of format version 1
@@ -97,8 +95,8 @@ func vsEntry(chainID string, i int64) entry.Entry {
 		ExecutionID:     "exec-" + chainID,
 		TraceID:         fmt.Sprintf("%032x", 0xa1b2c3+len(chainID)),
 		SpanID:          fmt.Sprintf("%016x", i+1),
-		AgentID:         vsStrp("agent-1"),
-		ServiceName:     vsStrp("payments"),
+		AgentID:         harness.Strp("agent-1"),
+		ServiceName:     harness.Strp("payments"),
 		ActionType:      entry.KnownActionTypes[i%int64(len(entry.KnownActionTypes))],
 		TargetSystem:    "ledger",
 		TargetResource:  fmt.Sprintf("konto/%d", i),
@@ -107,39 +105,39 @@ func vsEntry(chainID string, i int64) entry.Entry {
 		Attributes:      fmt.Sprintf(`{"i":%d,"note":"naïve"}`, i),
 	}
 	if i > 0 {
-		e.ParentSpanID = vsStrp(fmt.Sprintf("%016x", i))
+		e.ParentSpanID = harness.Strp(fmt.Sprintf("%016x", i))
 	}
 	if i%2 == 0 {
-		e.AgentName = vsStrp("Ágent Ωmega")
-		e.ProposedValue = vsStrp("") // empty, not NULL
+		e.AgentName = harness.Strp("Ágent Ωmega")
+		e.ProposedValue = harness.Strp("") // empty, not NULL
 	} else {
-		e.ProposedValue = vsStrp(fmt.Sprintf("新しい値 %d €", i))
-		e.PreviousValue = vsStrp("alter Wert")
+		e.ProposedValue = harness.Strp(fmt.Sprintf("新しい値 %d €", i))
+		e.PreviousValue = harness.Strp("alter Wert")
 	}
 	if i%3 != 0 {
-		e.Principal = vsStrp("用户@example.com")
+		e.Principal = harness.Strp("用户@example.com")
 	}
 	switch i % 4 {
 	case 0:
-		e.Sender = vsStrp("svc-payments")
+		e.Sender = harness.Strp("svc-payments")
 	case 1, 3:
-		e.Sender = vsStrp("CN=Zahlungs-Agent Ω,O=Beispiel GmbH")
+		e.Sender = harness.Strp("CN=Zahlungs-Agent Ω,O=Beispiel GmbH")
 	}
-	e.Reasoning = vsStrp(fmt.Sprintf("Begründung ✓ %d", i))
+	e.Reasoning = harness.Strp(fmt.Sprintf("Begründung ✓ %d", i))
 	if i == 4 {
-		e.Approver = vsStrp("maria")
+		e.Approver = harness.Strp("maria")
 	}
 	if i == 3 {
-		e.Validation = vsStrp(`[{"field":"audit.approver","problem":"missing"}]`)
+		e.Validation = harness.Strp(`[{"field":"audit.approver","problem":"missing"}]`)
 		e.StatusCode = "Error"
 	}
 	if chainID == "chain-big" {
 		switch i {
 		case 0:
-			e.ProposedValue = vsStrp(vsMiB)
+			e.ProposedValue = harness.Strp(vsMiB)
 		case 1:
-			e.Reasoning = vsStrp(strings.Repeat("r", 1<<20))
-			e.PreviousValue = vsStrp(vsMiB)
+			e.Reasoning = harness.Strp(strings.Repeat("r", 1<<20))
+			e.PreviousValue = harness.Strp(vsMiB)
 		case 2:
 			e.Attributes = `{"blob":"` + strings.Repeat("x", 1<<20) + `"}`
 		}
@@ -202,11 +200,9 @@ const vsColumns = `
 
 func vsOpenDB(t *testing.T) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("duckdb", "")
-	require.NoError(t, err)
+	db := harness.OpenDB(t)
 	// One connection: session settings (TimeZone) and tables stay put.
 	db.SetMaxOpenConns(1)
-	t.Cleanup(func() { db.Close() })
 	return db
 }
 
@@ -246,8 +242,6 @@ func vsLoad(t *testing.T, db *sql.DB, tsType string, entries []entry.Entry) {
 	}
 }
 
-func vsQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
 // vsWriteTrail writes vs_trail as Parquet below dir in the layout of
 // docs/FORMAT.md: per chain, seq below its split goes to dt=2026-03-09 and
 // the rest to dt=2026-03-10, one file each, named after the chain and the
@@ -263,7 +257,7 @@ func vsWriteTrail(t *testing.T, db *sql.DB, dir string, layout vsLayout) {
 			{"2026-03-09", 0, c.split},
 			{"2026-03-10", c.split, 1 << 62},
 		} {
-			where := fmt.Sprintf("chain_id = %s AND seq >= %d AND seq < %d", vsQuote(c.id), part.from, part.to)
+			where := fmt.Sprintf("chain_id = %s AND seq >= %d AND seq < %d", harness.Quote(c.id), part.from, part.to)
 			var (
 				first, last, count int64
 				prevHash, lastHash string
@@ -280,7 +274,7 @@ func vsWriteTrail(t *testing.T, db *sql.DB, dir string, layout vsLayout) {
 				'agentaudit.format_version': '%s', 'agentaudit.chain_id': %s,
 				'agentaudit.first_seq': '%d', 'agentaudit.last_seq': '%d', 'agentaudit.entry_count': '%d',
 				'agentaudit.prev_hash': %s, 'agentaudit.last_hash': %s})`,
-				cols, where, vsQuote(filepath.ToSlash(path)), version, vsQuote(c.id), first, last, count, vsQuote(prevHash), vsQuote(lastHash)))
+				cols, where, harness.Quote(filepath.ToSlash(path)), version, harness.Quote(c.id), first, last, count, harness.Quote(prevHash), harness.Quote(lastHash)))
 			require.NoError(t, err)
 		}
 	}
@@ -690,7 +684,7 @@ func vsColumnRemoved(t *testing.T, column string, seqs ...int64) {
 	vsWriteTrail(t, db, dir, vsMixed)
 	file := filepath.ToSlash(filepath.Join(dir, "dt=2026-03-10", "chain-alpha-00000000000000000004.parquet"))
 	tmp := file + ".tmp"
-	_, err := db.Exec(`COPY (SELECT * EXCLUDE (` + column + `) FROM read_parquet(` + vsQuote(file) + `)) TO ` + vsQuote(tmp) + ` (FORMAT parquet)`)
+	_, err := db.Exec(`COPY (SELECT * EXCLUDE (` + column + `) FROM read_parquet(` + harness.Quote(file) + `)) TO ` + harness.Quote(tmp) + ` (FORMAT parquet)`)
 	require.NoError(t, err)
 	require.NoError(t, os.Rename(tmp, file))
 

@@ -17,9 +17,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Strp returns a pointer to s, for an entry's optional fields.
-func Strp(s string) *string { return &s }
-
 // CRMStep is one action of the agent's run and the entry it must become.
 type CRMStep struct {
 	name               string
@@ -75,13 +72,6 @@ var CRMRun = []CRMStep{
 		result: Strp("delivered"), wantResult: "delivered", wantAttrs: `{}`},
 	{name: "agent.end", action: "end", system: "agent-runtime", resource: "run " + ExecID,
 		result: Strp("completed"), wantResult: "completed", wantAttrs: `{}`},
-}
-
-func nullStr(p *string) sql.NullString {
-	if p == nil {
-		return sql.NullString{}
-	}
-	return sql.NullString{String: *p, Valid: true}
 }
 
 // SentSpan records what the SDK sent for one step.
@@ -179,23 +169,23 @@ func CheckCRMRows(t *testing.T, got []Row, sent []SentSpan, runSC trace.SpanCont
 		sid := s.sc.SpanID()
 		assert.Equal(t, hex.EncodeToString(sid[:]), r.SpanID, "span_id of %s", want.name)
 		psid := runSC.SpanID()
-		assert.Equal(t, nullStr(Strp(hex.EncodeToString(psid[:]))), r.ParentSpanID, "parent_span_id of %s", want.name)
-		assert.Equal(t, nullStr(Strp("agent-7")), r.AgentID)
-		assert.Equal(t, nullStr(Strp("CRM Assistant")), r.AgentName)
-		assert.Equal(t, nullStr(Strp("crm-agent")), r.ServiceName)
-		assert.Equal(t, nullStr(Strp("user-42")), r.Principal)
+		assert.Equal(t, NullString(Strp(hex.EncodeToString(psid[:]))), r.ParentSpanID, "parent_span_id of %s", want.name)
+		assert.Equal(t, NullString(Strp("agent-7")), r.AgentID)
+		assert.Equal(t, NullString(Strp("CRM Assistant")), r.AgentName)
+		assert.Equal(t, NullString(Strp("crm-agent")), r.ServiceName)
+		assert.Equal(t, NullString(Strp("user-42")), r.Principal)
 		assert.False(t, r.Sender.Valid, "the embedded default authenticates no one: sender NULL")
 		assert.Equal(t, want.action, r.ActionType, "action_type of %s", want.name)
 		assert.Equal(t, want.system, r.TargetSystem, "target_system of %s", want.name)
 		assert.Equal(t, want.resource, r.TargetResource, "target_resource of %s", want.name)
-		assert.Equal(t, nullStr(want.proposed), r.ProposedValue, "proposed_value of %s", want.name)
-		assert.Equal(t, nullStr(want.previous), r.PreviousValue, "previous_value of %s", want.name)
-		assert.Equal(t, nullStr(want.reasoning), r.Reasoning, "reasoning of %s", want.name)
-		assert.Equal(t, nullStr(want.approver), r.Approver, "approver of %s", want.name)
+		assert.Equal(t, NullString(want.proposed), r.ProposedValue, "proposed_value of %s", want.name)
+		assert.Equal(t, NullString(want.previous), r.PreviousValue, "previous_value of %s", want.name)
+		assert.Equal(t, NullString(want.reasoning), r.Reasoning, "reasoning of %s", want.name)
+		assert.Equal(t, NullString(want.approver), r.Approver, "approver of %s", want.name)
 		assert.Equal(t, wantResult, r.Result, "result of %s", want.name)
 		assert.Equal(t, "Unset", r.StatusCode, "status_code of %s", want.name)
 		assert.Equal(t, want.wantAttrs, r.Attributes, "attributes of %s", want.name)
-		assert.Equal(t, nullStr(want.wantValid), r.Validation, "validation of %s", want.name)
+		assert.Equal(t, NullString(want.wantValid), r.Validation, "validation of %s", want.name)
 		assert.Equal(t, prev, r.PrevHash, "prev_hash of %s links to the previous entry", want.name)
 		assert.Regexp(t, `^[0-9a-f]{64}$`, r.EntryHash)
 		prev = r.EntryHash

@@ -41,3 +41,6 @@ func SampleEntry(i int64) entry.Entry {
 
 // Day is the UTC day of the hand-made trails' batch keys.
 var Day = time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC)
+
+// Strp returns a pointer to s, for an entry's optional fields.
+func Strp(s string) *string { return &s }

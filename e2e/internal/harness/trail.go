@@ -12,14 +12,24 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TrailDB opens an in-memory DuckDB with the audit_entries view over the
-// trail in dir, exactly as docs/FORMAT.md tells auditors to create it.
-func TrailDB(t *testing.T, dir string) *sql.DB {
+// OpenDB opens an in-memory DuckDB that closes when the test ends.
+func OpenDB(t *testing.T) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("duckdb", "")
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	_, err = db.Exec(AuditEntriesView(filepath.ToSlash(dir)+"/**/*.parquet", true))
+	return db
+}
+
+// Quote is s as a DuckDB string literal.
+func Quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// TrailDB opens an in-memory DuckDB with the audit_entries view over the
+// trail in dir, exactly as docs/FORMAT.md tells auditors to create it.
+func TrailDB(t *testing.T, dir string) *sql.DB {
+	t.Helper()
+	db := OpenDB(t)
+	_, err := db.Exec(AuditEntriesView(filepath.ToSlash(dir)+"/**/*.parquet", true))
 	require.NoError(t, err)
 	return db
 }
@@ -114,4 +124,13 @@ func ReadRows(t *testing.T, db *sql.DB, where string) []Row {
 	}
 	require.NoError(t, rows.Err())
 	return out
+}
+
+// NullString is p as DuckDB reads an optional column back: NULL when p is
+// nil.
+func NullString(p *string) sql.NullString {
+	if p == nil {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: *p, Valid: true}
 }
