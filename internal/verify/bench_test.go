@@ -7,6 +7,7 @@ import (
 
 	"context"
 	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/merkle"
 	"github.com/agentaudit/agentaudit/internal/store"
 	"os"
 	"sync"
@@ -100,6 +101,37 @@ func BenchmarkSHA256Baseline(b *testing.B) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
 	b.ReportMetric(float64(n)/cpu.Seconds(), "entries/cpu-s")
 	b.ReportMetric(float64(size)/float64(len(canon)), "canonical-bytes/entry")
+}
+
+// BenchmarkSHA256MerkleBaseline is BenchmarkSHA256Baseline plus the
+// Merkle root of the sums (internal/merkle's Fold): all the hashing
+// verification must do per entry with crypto/sha256, and nothing else.
+func BenchmarkSHA256MerkleBaseline(b *testing.B) {
+	es := buildChain("replica-0", benchPerFile)
+	canon := make([][]byte, len(es))
+	for i := range es {
+		canon[i] = chain.AppendCanonical(nil, &es[i])
+	}
+	sums := make([][32]byte, len(canon))
+	var fold merkle.Fold
+	b.ReportAllocs()
+	var n int64
+	cpu0 := cpuTime()
+	for b.Loop() {
+		for i, c := range canon {
+			sums[i] = sha256.Sum256(c)
+		}
+		if _, err := fold.Root(len(sums), func(i int, dst *[32]byte) error {
+			*dst = sums[i]
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		n += int64(len(canon))
+	}
+	cpu := cpuTime() - cpu0
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "entries/s")
+	b.ReportMetric(float64(n)/cpu.Seconds(), "entries/cpu-s")
 }
 
 // BenchmarkHashRows recomputes the entry hashes and the Merkle root of one

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -197,4 +200,82 @@ func TestReencodedTrailTampered(t *testing.T) {
 			assert.Equal(t, want, violationKeys(rep.Violations), joinLines(rep.Violations))
 		})
 	}
+}
+
+// TestDictionaryOffsets: the footer's dictionary page offset as writers
+// set it, or fail to. A file whose string columns are all in
+// dictionaries verifies intact whether each chunk's dictionary page offset
+// names the dictionary page, is 0 (the dictionary page read as the first
+// page of the chunk), or names the first data page instead (a page with no
+// dictionary header): not an audit file, with the same verdict whatever
+// was read before.
+func TestDictionaryOffsets(t *testing.T) {
+	dir, ws := reencodedTrail(t)
+	key := ws[0].Files[0]
+	path := filepath.Join(dir, filepath.FromSlash(key))
+	reencode(t, path, reencodings[1], nil) // every string in a dictionary, snappy
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	dicts := 0
+	for _, rg := range decodeFooter(t, data).RowGroups {
+		for _, c := range rg.Columns {
+			if c.MetaData.DictionaryPageOffset != 0 {
+				dicts++
+			}
+		}
+	}
+	require.Positive(t, dicts, "chunks with a dictionary page")
+	assert.Empty(t, readTwice(t, key, data).violations, "as written")
+
+	noOffset := changeFooter(t, data, func(md *format.FileMetaData) {
+		for g := range md.RowGroups {
+			for j := range md.RowGroups[g].Columns {
+				m := &md.RowGroups[g].Columns[j].MetaData
+				if m.DictionaryPageOffset != 0 {
+					m.DataPageOffset, m.DictionaryPageOffset = m.DictionaryPageOffset, 0
+				}
+			}
+		}
+	})
+	assert.Empty(t, readTwice(t, key, noOffset).violations, "dictionary page offsets 0")
+
+	wrong := changeFooter(t, data, func(md *format.FileMetaData) {
+		for g := range md.RowGroups {
+			for j := range md.RowGroups[g].Columns {
+				m := &md.RowGroups[g].Columns[j].MetaData
+				if m.DictionaryPageOffset != 0 {
+					// The dictionary page is skipped: the data pages find
+					// no dictionary.
+					m.TotalCompressedSize -= m.DataPageOffset - m.DictionaryPageOffset
+					m.DictionaryPageOffset = m.DataPageOffset
+				}
+			}
+		}
+	})
+	res := readTwice(t, key, wrong)
+	require.NotEmpty(t, res.violations, "dictionary page offsets on data pages")
+	assert.Equal(t, NotAuditFile, res.violations[0].Kind)
+}
+
+// decodeFooter decodes the footer of the Parquet file data.
+func decodeFooter(t *testing.T, data []byte) *format.FileMetaData {
+	t.Helper()
+	flen := int(binary.LittleEndian.Uint32(data[len(data)-8:]))
+	var md format.FileMetaData
+	require.NoError(t, thrift.Unmarshal(new(thrift.CompactProtocol), data[len(data)-8-flen:len(data)-8], &md))
+	return &md
+}
+
+// changeFooter returns the Parquet file data with its footer changed by
+// change.
+func changeFooter(t *testing.T, data []byte, change func(*format.FileMetaData)) []byte {
+	t.Helper()
+	md := decodeFooter(t, data)
+	change(md)
+	meta, err := thrift.Marshal(new(thrift.CompactProtocol), md)
+	require.NoError(t, err)
+	flen := int(binary.LittleEndian.Uint32(data[len(data)-8:]))
+	out := slices.Concat(data[:len(data)-8-flen], meta)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(meta)))
+	return append(out, "PAR1"...)
 }
