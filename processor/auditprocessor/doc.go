@@ -11,5 +11,9 @@
 //     errors stay visible without the data; with action "drop" it removes
 //     audit-tagged spans instead.
 //
-// A span without audit tags costs one attribute lookup.
+// A span without audit tags costs one attribute lookup. Behind the
+// agentaudit_split connector, which notes in the context what it did to
+// the spans it sends (auditspan.WithNormalized, capture.WithStripped), the
+// processor counts the connector's outcomes and looks at no span: it would
+// find its work done. Data from anywhere else is normalized or stripped.
 package auditprocessor // import "github.com/agentaudit/agentaudit/processor/auditprocessor"
