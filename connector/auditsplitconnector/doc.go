@@ -14,7 +14,8 @@
 // collector's fan-out copies data for each pipeline that changes it) and a
 // second pass over every span. The connector copies only the audit-tagged
 // spans and looks at each span once; a span without audit tags costs one
-// attribute lookup. It notes in the context what it did, so that the
+// attribute lookup and one pass over its attributes (is it a framework's
+// tool or agent span, captured or counted as missed). It notes in the context what it did, so that the
 // agentaudit processors the embedded default keeps behind it do not check
 // or strip the same spans again (see internal/auditspan's handoff.go).
 package auditsplitconnector // import "github.com/agentaudit/agentaudit/connector/auditsplitconnector"
