@@ -222,11 +222,11 @@ func (c *splitConnector) split(td ptrace.Traces, n *[numOutcomes]int, missed *ca
 				if move {
 					span.MoveTo(a)
 				} else {
-					// Room for what Normalize may add (audit.result,
-					// audit.validation): the copy keeps the capacity.
-					a.Attributes().EnsureCapacity(span.Attributes().Len() + 2)
-					span.CopyTo(a)
-					c.strip.Strip(span)
+					// The audit pipelines get the span as sent, the
+					// monitoring pipelines a copy without what strip
+					// removes (the stripped values are not copied).
+					span.MoveTo(a)
+					c.strip.CopyStripped(a, span)
 					n[outcomeStripped]++
 					if auditspan.IsAudit(span) || c.capture.Enabled() && c.capture.Match(span).Outcome == capture.Captured {
 						stillAudit++

@@ -72,9 +72,9 @@ func FuzzGlobsMatchAsPathMatch(f *testing.F) {
 	})
 }
 
-// BenchmarkStrip strips the default list from an audit span of the
-// throughput benchmark's shape (13 attributes), and strips it again: the
-// monitoring processor behind the connector.
+// BenchmarkStrip strips the default list from a copy of an audit span of
+// the throughput benchmark's shape (13 attributes) ("first"), copies it
+// stripped ("copy-stripped", as the connector does) and strips it again.
 //
 //	go test -run '^$' -bench Strip -benchmem ./internal/capture/
 func BenchmarkStrip(b *testing.B) {
@@ -89,6 +89,12 @@ func BenchmarkStrip(b *testing.B) {
 		for b.Loop() {
 			orig.CopyTo(sp)
 			s.Strip(sp)
+		}
+	})
+	b.Run("copy-stripped", func(b *testing.B) {
+		sp := ptrace.NewSpan()
+		for b.Loop() {
+			s.CopyStripped(orig, sp)
 		}
 	})
 	b.Run("copy-only", func(b *testing.B) {
@@ -108,4 +114,50 @@ func BenchmarkStrip(b *testing.B) {
 			b.Fatalf("%d attributes left, want 8", sp.Attributes().Len())
 		}
 	})
+}
+
+// TestCopyStripped: CopyStripped gives what Strip leaves of a copy, with
+// every kind of value, repeated keys and the span's other fields, and
+// leaves the span as it was; for the default list, a configured one, and
+// one that strips nothing.
+func TestCopyStripped(t *testing.T) {
+	var um ptrace.JSONUnmarshaler
+	td, err := um.UnmarshalTraces([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{
+		"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"1112131415161718","name":"s","kind":3,
+		"startTimeUnixNano":"1000","endTimeUnixNano":"2000","status":{"code":2,"message":"m"},
+		"events":[{"name":"e","attributes":[{"key":"audit.reasoning","value":{"stringValue":"kept in events"}}]}],
+		"attributes":[
+			{"key":"audit.action.type","value":{"stringValue":"write"}},
+			{"key":"audit.value.proposed","value":{"stringValue":"a@b"}},
+			{"key":"user.email","value":{"stringValue":"e"}},
+			{"key":"audit.reasoning","value":{"kvlistValue":{"values":[{"key":"k","value":{"intValue":"1"}}]}}},
+			{"key":"gen_ai.tool.call.arguments","value":{"arrayValue":{"values":[{"stringValue":"x"}]}}},
+			{"key":"http.response.status_code","value":{"intValue":"200"}},
+			{"key":"audit.value.proposed","value":{"boolValue":true}},
+			{"key":"user.id","value":{"doubleValue":1.5}},
+			{"key":"audit.approver","value":{"bytesValue":"AAE="}},
+			{"key":"audit.result","value":{}}]}]}]}]}`))
+	require.NoError(t, err)
+	span := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+	require.Equal(t, 10, span.Attributes().Len())
+	var pm ptrace.ProtoMarshaler
+	bytesOf := func(s ptrace.Span) []byte {
+		td := ptrace.NewTraces()
+		s.CopyTo(td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty())
+		b, err := pm.MarshalTraces(td)
+		require.NoError(t, err)
+		return b
+	}
+	before := bytesOf(span)
+	for _, cfg := range []StripConfig{{}, {Keys: []string{"audit.value.*", "user.*"}, Except: []string{"user.id"}}, {Keys: []string{"none"}}} {
+		s := NewStripper(cfg)
+		want := ptrace.NewSpan()
+		span.CopyTo(want)
+		s.Strip(want)
+		got := ptrace.NewSpan()
+		s.CopyStripped(span, got)
+		assert.Equal(t, bytesOf(want), bytesOf(got), "%+v", cfg)
+		assert.Equal(t, before, bytesOf(span), "the span as it was, %+v", cfg)
+	}
+	assert.Less(t, func() int { s := ptrace.NewSpan(); NewStripper(StripConfig{}).CopyStripped(span, s); return s.Attributes().Len() }(), 10)
 }
