@@ -159,5 +159,9 @@ func TestCopyStripped(t *testing.T) {
 		assert.Equal(t, bytesOf(want), bytesOf(got), "%+v", cfg)
 		assert.Equal(t, before, bytesOf(span), "the span as it was, %+v", cfg)
 	}
-	assert.Less(t, func() int { s := ptrace.NewSpan(); NewStripper(StripConfig{}).CopyStripped(span, s); return s.Attributes().Len() }(), 10)
+	assert.Less(t, func() int {
+		s := ptrace.NewSpan()
+		NewStripper(StripConfig{}).CopyStripped(span, s)
+		return s.Attributes().Len()
+	}(), 10)
 }
