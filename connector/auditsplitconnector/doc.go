@@ -2,7 +2,7 @@
 // one-pass alternative to two pipelines of the agentaudit processor. It
 // reads one stream of agent spans and feeds two sets of pipelines:
 //
-//   - audit_pipelines get a copy of the audit-tagged spans (those carrying
+//   - audit_pipelines get the audit-tagged spans (those carrying
 //     audit.action.type), each normalized as the processor's mode "audit"
 //     does, so that the agentaudit exporter records exactly what the
 //     connector saw;
