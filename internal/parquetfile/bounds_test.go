@@ -13,35 +13,9 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-// zstdRLEFrame is a zstd frame (RFC 8878) of n bytes 'a' in RLE blocks of
-// 128 KiB, 4 bytes each: 1 GiB in 32 KiB. fcs >= 0 is written as its
-// Frame_Content_Size, whatever n is.
-func zstdRLEFrame(n, fcs int64) []byte {
-	b := binary.LittleEndian.AppendUint32(nil, 0xFD2FB528)
-	fhd := byte(0) // no content size, not single segment
-	if fcs >= 0 {
-		fhd = 3 << 6 // an 8-byte content size
-	}
-	b = append(b, fhd, (17-10)<<3) // window 128 KiB
-	if fcs >= 0 {
-		b = binary.LittleEndian.AppendUint64(b, uint64(fcs))
-	}
-	if n == 0 {
-		return append(b, 1, 0, 0) // one empty last raw block
-	}
-	for n > 0 {
-		m := min(n, 128<<10)
-		n -= m
-		h := uint32(m)<<3 | 1<<1 // RLE
-		if n == 0 {
-			h |= 1
-		}
-		b = append(b, byte(h), byte(h>>8), byte(h>>16), 'a')
-	}
-	return b
-}
+	"github.com/agentaudit/agentaudit/internal/zstdtest"
+)
 
 // TestDecodeZstdBounded: decodeZstd gives klauspost's output for frames
 // that fit the declared size, and ErrBomb, without growing its buffer, for
@@ -64,10 +38,10 @@ func TestDecodeZstdBounded(t *testing.T) {
 		case 0:
 			frame = enc.EncodeAll(raw, nil)
 		case 1:
-			frame = zstdRLEFrame(int64(n), -1)
+			frame = zstdtest.RLEFrame(int64(n), -1)
 			raw = bytes.Repeat([]byte{'a'}, n)
 		default:
-			frame = zstdRLEFrame(int64(n), int64(n))
+			frame = zstdtest.RLEFrame(int64(n), int64(n))
 			raw = bytes.Repeat([]byte{'a'}, n)
 		}
 		want, err := ref.DecodeAll(frame, nil)
@@ -165,13 +139,13 @@ func TestZstdBound(t *testing.T) {
 	}
 	assert.Positive(t, withSize, "frames with a content size")
 	// Without a content size: raw and RLE blocks are exact.
-	bound, sized, err := zstdBound(zstdRLEFrame(300<<10, -1), 300<<10)
+	bound, sized, err := zstdBound(zstdtest.RLEFrame(300<<10, -1), 300<<10)
 	require.NoError(t, err)
 	assert.Equal(t, int64(300<<10), bound)
 	assert.False(t, sized, "a frame without its content size")
-	_, _, err = zstdBound(zstdRLEFrame(1<<30, -1), 1<<20)
+	_, _, err = zstdBound(zstdtest.RLEFrame(1<<30, -1), 1<<20)
 	require.ErrorIs(t, err, ErrBomb)
-	_, _, err = zstdBound(zstdRLEFrame(100, 4<<30), 100)
+	_, _, err = zstdBound(zstdtest.RLEFrame(100, 4<<30), 100)
 	require.ErrorIs(t, err, ErrBomb)
 	// A compressed block counts as Block_Maximum_Size: 128 KiB, or the
 	// window when smaller.

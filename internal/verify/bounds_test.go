@@ -20,35 +20,9 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-// zstdRLEFrame is a zstd frame (RFC 8878) of n bytes 'a' in RLE blocks of
-// 128 KiB, 4 bytes each: 1 GiB in 32 KiB. fcs >= 0 is written as its
-// Frame_Content_Size, whatever n is.
-func zstdRLEFrame(n, fcs int64) []byte {
-	b := binary.LittleEndian.AppendUint32(nil, 0xFD2FB528)
-	fhd := byte(0) // no content size, not single segment
-	if fcs >= 0 {
-		fhd = 3 << 6 // an 8-byte content size
-	}
-	b = append(b, fhd, (17-10)<<3) // window 128 KiB
-	if fcs >= 0 {
-		b = binary.LittleEndian.AppendUint64(b, uint64(fcs))
-	}
-	if n == 0 {
-		return append(b, 1, 0, 0) // one empty last raw block
-	}
-	for n > 0 {
-		m := min(n, 128<<10)
-		n -= m
-		h := uint32(m)<<3 | 1<<1 // RLE
-		if n == 0 {
-			h |= 1
-		}
-		b = append(b, byte(h), byte(h>>8), byte(h>>16), 'a')
-	}
-	return b
-}
+	"github.com/agentaudit/agentaudit/internal/zstdtest"
+)
 
 // allocated returns the bytes f allocates (the heap's cumulative count, so
 // that memory freed again still counts).
@@ -73,10 +47,10 @@ var bombs = []struct {
 	change func(h *format.PageHeader, body []byte) []byte
 }{
 	{"frame declares 4 GiB", func(h *format.PageHeader, _ []byte) []byte {
-		return zstdRLEFrame(int64(h.UncompressedPageSize), 4<<30)
+		return zstdtest.RLEFrame(int64(h.UncompressedPageSize), 4<<30)
 	}},
 	{"frame makes 1 GiB, declares none", func(_ *format.PageHeader, _ []byte) []byte {
-		return zstdRLEFrame(1<<30, -1)
+		return zstdtest.RLEFrame(1<<30, -1)
 	}},
 	{"header declares 2 GiB", func(h *format.PageHeader, body []byte) []byte {
 		h.UncompressedPageSize = math.MaxInt32
@@ -84,7 +58,7 @@ var bombs = []struct {
 	}},
 	{"header and frame agree on 1 GiB", func(h *format.PageHeader, _ []byte) []byte {
 		h.UncompressedPageSize = 1 << 30
-		return zstdRLEFrame(1<<30, 1<<30)
+		return zstdtest.RLEFrame(1<<30, 1<<30)
 	}},
 	{"header declares 2^31 values", func(h *format.PageHeader, body []byte) []byte {
 		if h.DataPageHeader.Valid {
