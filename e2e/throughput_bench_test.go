@@ -168,6 +168,7 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 							b.ReportMetric(res.collectorCPU, "collector-cores")
 							b.ReportMetric(res.generatorCPU, "generator-cores")
 							b.ReportMetric(res.otherCPU, "other-cores")
+							b.ReportMetric(res.peakRSS, "peak-rss-MiB")
 							rows = append(rows, row{run, shape.name, clients, target, res})
 						})
 					}
@@ -177,12 +178,12 @@ func BenchmarkOTLPThroughput(b *testing.B) {
 	}
 
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n| run | load | clients | collector | spans/s | p50 ms | p99 ms | max ms | failed | collector CPU | generator CPU | other CPU | spans per collector-CPU-s |\n")
-	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&sb, "\n| run | load | clients | collector | spans/s | p50 ms | p99 ms | max ms | failed | collector CPU | generator CPU | other CPU | spans per collector-CPU-s | peak RSS MiB |\n")
+	fmt.Fprintf(&sb, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&sb, "| %d | %s | %d | %s | %.0f | %.1f | %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.0f |\n",
+		fmt.Fprintf(&sb, "| %d | %s | %d | %s | %.0f | %.1f | %.1f | %.1f | %d | %.2f | %.2f | %.2f | %.0f | %.0f |\n",
 			r.run, r.load, r.clients, r.target, r.res.spansPerSec, tpMs(r.res.p50), tpMs(r.res.p99), tpMs(r.res.max),
-			r.res.failed, r.res.collectorCPU, r.res.generatorCPU, r.res.otherCPU, r.res.spansPerSec/max(r.res.collectorCPU, 1e-9))
+			r.res.failed, r.res.collectorCPU, r.res.generatorCPU, r.res.otherCPU, r.res.spansPerSec/max(r.res.collectorCPU, 1e-9), r.res.peakRSS)
 	}
 	median := func(load string, clients int, target string, f func(tpResult) float64) float64 {
 		var v []float64
@@ -273,6 +274,10 @@ type tpResult struct {
 	collectorCPU   float64
 	generatorCPU   float64
 	otherCPU       float64 // the rest of the machine: other processes, kernel threads
+	// peakRSS is the collector's peak resident memory (VmHWM) since it
+	// started, in MiB, read when the load ends. In interleaved mode the
+	// collector took every turn before this one too.
+	peakRSS float64
 }
 
 // tpLaunch starts a collector of the given kind (a key of tpConfigs) in a
@@ -423,6 +428,22 @@ func (c *tpCollector) cpu() time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	const clockTicks = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// peakRSS returns the collector's peak resident memory so far (VmHWM of
+// /proc/<pid>/status) in MiB, or 0 when it cannot be read.
+func (c *tpCollector) peakRSS() float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 // tpSelfCPU returns the CPU time of this process: the load generator.
@@ -643,6 +664,7 @@ func tpDrive(b *testing.B, c *tpCollector, addr string, load tpLoad) tpResult {
 	res.collectorCPU = (collCPU1 - collCPU0).Seconds() / secs
 	res.generatorCPU = (selfCPU1 - selfCPU0).Seconds() / secs
 	res.otherCPU = max((sysCPU1-sysCPU0).Seconds()/secs-res.collectorCPU-res.generatorCPU, 0)
+	res.peakRSS = c.peakRSS()
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		res.p50 = lat[len(lat)*50/100]
