@@ -31,35 +31,13 @@ import (
 // no end time nor sender every tenth (a row of format version 1).
 func reEntry(i int64) entry.Entry {
 	s := func(v string) *string { return &v }
-	end := int64(1773048600000000000 + i*1_234_567 + 900_000)
-	e := entry.Entry{
-		TimeUnixNano:    1773048600000000000 + i*1_234_567,
-		EndTimeUnixNano: &end,
-		ExecutionID:     "exec_" + strconv.FormatInt(i/8, 36),
-		TraceID:         fmt.Sprintf("%032x", i/8*7919+1),
-		SpanID:          fmt.Sprintf("%016x", i*104729+1),
-		ParentSpanID:    s(fmt.Sprintf("%016x", i/8*104729+1)),
-		AgentID:         s("agent-7"),
-		AgentName:       s("CRM Assistant"),
-		Principal:       s("user-42"),
-		Sender:          s("svc-crm-agent"),
-		ActionType:      entry.KnownActionTypes[i%int64(len(entry.KnownActionTypes))],
-		TargetSystem:    "HubSpot CRM",
-		TargetResource:  "Contact #" + strconv.FormatInt(48291+i%1000, 10) + " (email field)",
-		Result:          "200 OK",
-		StatusCode:      "Unset",
-		Attributes:      `{"http.request.method":"GET","http.response.status_code":200}`,
-	}
+	e := trailtest.Entry(i)
+	end := e.TimeUnixNano + 900_000
+	e.EndTimeUnixNano, e.Sender, e.ServiceName = &end, s("svc-crm-agent"), nil
+	e.TraceID = fmt.Sprintf("%032x", i/8*7919+1)
+	e.ParentSpanID = s(fmt.Sprintf("%016x", i/8*104729+1))
 	if i%8 == 0 {
 		e.ParentSpanID = nil
-	}
-	if i%3 == 0 {
-		e.ProposedValue = s("jane@newdomain.com")
-		e.PreviousValue = s("jane@olddomain.com")
-		e.Reasoning = s("Email bounced; found updated address via Clearbit")
-	}
-	if i%5 == 0 {
-		e.Approver = s("ops@company.com")
 	}
 	if i%7 == 0 {
 		e.ServiceName = s("")

@@ -2,7 +2,6 @@ package verify
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/merkle"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/trailtest"
 )
 
 func strp(s string) *string { return &s }
@@ -30,33 +30,10 @@ var day = time.Date(2026, 3, 9, 9, 30, 0, 0, time.UTC)
 // values. It has an end time (format version 2) and a sender, but every
 // sixth (an unauthenticated sender, NULL).
 func testEntry(i int64) entry.Entry {
-	e := entry.Entry{
-		TimeUnixNano:    day.UnixNano() + i*1_234_567,
-		EndTimeUnixNano: i64p(day.UnixNano() + i*1_234_567 + (i%5)*50_000_000 + 1),
-		ExecutionID:     "exec_" + strconv.FormatInt(i/8, 36),
-		TraceID:         fmt.Sprintf("%032x", i*7919+1),
-		SpanID:          fmt.Sprintf("%016x", i*104729+1),
-		ParentSpanID:    strp(fmt.Sprintf("%016x", i*104729)),
-		AgentID:         strp("agent-7"),
-		AgentName:       strp("CRM Assistant"),
-		ServiceName:     strp("crm-agent"),
-		Principal:       strp("user-42"),
-		Sender:          strp("svc-crm-agent"),
-		ActionType:      []string{"start", "read", "write", "request_approval", "approve", "write", "read", "end"}[i%8],
-		TargetSystem:    "HubSpot CRM",
-		TargetResource:  "Contact #" + strconv.FormatInt(48291+i%1000, 10) + " (email field)",
-		Result:          "200 OK",
-		StatusCode:      "Unset",
-		Attributes:      `{"http.request.method":"GET","http.response.status_code":200}`,
-	}
-	if i%3 == 0 {
-		e.ProposedValue = strp("jane@newdomain.com")
-		e.PreviousValue = strp("jane@olddomain.com")
-		e.Reasoning = strp("Email bounced; found updated address via Clearbit")
-	}
-	if i%5 == 0 {
-		e.Approver = strp("ops@company.com")
-	}
+	e := trailtest.Entry(i)
+	e.EndTimeUnixNano = i64p(e.TimeUnixNano + (i%5)*50_000_000 + 1)
+	e.Sender = strp("svc-crm-agent")
+	e.ActionType = []string{"start", "read", "write", "request_approval", "approve", "write", "read", "end"}[i%8]
 	if i%7 == 0 {
 		e.Validation = strp(`[{"field":"audit.target.system","problem":"missing"}]`)
 	}
