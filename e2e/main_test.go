@@ -19,6 +19,5 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer cleanup()
-	collectorBin = harness.CollectorBin()
 	return m.Run()
 }

@@ -24,6 +24,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
+
+	"github.com/agentaudit/agentaudit/e2e/internal/harness"
 )
 
 // BenchmarkOTLPThroughput measures acknowledged spans/s and per-request
@@ -324,7 +326,7 @@ service:
 
 // tpAuditConfig is testdata/agentaudit.yaml with test directories, the
 // monitoring pipeline ending in nop and no metrics server. {{SPLIT}} and
-// {{PIPELINES}} take one of splitConfigs (tpSplitConfig).
+// {{PIPELINES}} take one of harness.SplitConfigs (tpSplitConfig).
 const tpAuditConfig = `
 receivers:
   otlp:
@@ -353,10 +355,10 @@ service:
 {{PIPELINES}}
 `
 
-// tpSplitConfig is tpAuditConfig with the split of splitConfigs named
+// tpSplitConfig is tpAuditConfig with the split of harness.SplitConfigs named
 // split, its monitoring pipeline ending in nop.
 func tpSplitConfig(split string) string {
-	sc := splitConfigs[split]
+	sc := harness.SplitConfigs[split]
 	return strings.NewReplacer("{{SPLIT}}", sc[0],
 		"{{PIPELINES}}", strings.ReplaceAll(sc[1], "otlp_http/monitoring", "nop")).Replace(tpAuditConfig)
 }
@@ -389,11 +391,11 @@ func tpBinary(b *testing.B, target string) string {
 	if v := os.Getenv("TP_COLLECTOR"); v != "" {
 		return v
 	}
-	return collectorBin
+	return harness.CollectorBin()
 }
 
 // tpCollector is a collector process started by tpStart.
-type tpCollector struct{ *process }
+type tpCollector struct{ *harness.Process }
 
 func tpStart(b *testing.B, bin, dir, cfg, addr string) *tpCollector {
 	b.Helper()
@@ -401,20 +403,20 @@ func tpStart(b *testing.B, bin, dir, cfg, addr string) *tpCollector {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	c := &tpCollector{startProcess(b, bin, cfgPath, dir, nil)}
-	c.waitListening(b, addr)
+	c := &tpCollector{harness.StartProcess(b, bin, cfgPath, dir, nil)}
+	c.WaitListening(b, addr)
 	return c
 }
 
 // stop sends SIGTERM and waits for a clean exit.
 func (c *tpCollector) stop(b *testing.B) {
 	b.Helper()
-	c.terminate(b)
+	c.Terminate(b)
 }
 
 // cpu returns the CPU time (user + system) the collector used so far.
 func (c *tpCollector) cpu() time.Duration {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid()))
 	if err != nil {
 		return 0
 	}
@@ -433,7 +435,7 @@ func (c *tpCollector) cpu() time.Duration {
 // peakRSS returns the collector's peak resident memory so far (VmHWM of
 // /proc/<pid>/status) in MiB, or 0 when it cannot be read.
 func (c *tpCollector) peakRSS() float64 {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid()))
 	if err != nil {
 		return 0
 	}
