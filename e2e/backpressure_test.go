@@ -50,6 +50,23 @@ func spoolBatches(t *testing.T, spool string) int {
 	return len(harness.ParquetFiles(t, dir))
 }
 
+// waitSpoolEmpty waits until the collector's spool holds nothing: every
+// object queued so far is in the remote store.
+func waitSpoolEmpty(t *testing.T, ctx context.Context, c *harness.Collector) {
+	t.Helper()
+	for {
+		used, found := c.Metric("otelcol_agentaudit_spool_bytes")
+		if found && used == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the spool still holds %v bytes (metric found: %v)", used, found)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // TestSpoolFullRefusesThenRecovers runs once per way to split the stream
 // (see harness.SplitConfigs): the refusal must reach the client through each.
 func TestSpoolFullRefusesThenRecovers(t *testing.T) {
@@ -89,6 +106,9 @@ func testSpoolFull(t *testing.T, split string) {
 	require.NoError(t, export(0))
 	record(grpcClient, 0, nil)
 	c.WaitMetric(ctx, "otelcol_agentaudit_entries_stored", harness.LoadAuditSpans)
+	// The batch's checkpoint follows it to the bucket; were the bucket to go
+	// before, the checkpoint alone would fill the spool, with no batch in it.
+	waitSpoolEmpty(t, ctx, c)
 
 	// The bucket goes away: the next batch stays in the spool, which is
 	// then full, and new data is refused.
