@@ -24,6 +24,12 @@ const (
 	KeyApprover       = "audit.approver"
 	KeyResult         = "audit.result"
 
+	// KeyApprovalID names, on a write, the approval the approval service
+	// granted for it (docs/APPROVALS.md). It has no column: it is kept in
+	// the attributes column, where verify reads it, and is not flagged as
+	// an unknown audit.* key.
+	KeyApprovalID = "audit.approval.id"
+
 	// KeyValidation is written by the processor in audit mode: the problems it
 	// found and repaired, as the JSON array that lands in the validation column.
 	KeyValidation = "audit.validation"
@@ -39,7 +45,20 @@ const (
 	KeyEndUserID   = "enduser.id"
 	KeyErrorType   = "error.type"
 	KeyHTTPStatus  = "http.response.status_code"
+
+	// KeyToolName is the tool a write called (OpenTelemetry's GenAI
+	// conventions), which approval policies match by glob; without it a
+	// write's target system is its tool, where framework capture puts it.
+	KeyToolName = "gen_ai.tool.name"
 )
+
+// IsUnknownAuditKey reports whether k, an attribute key kept in the
+// attributes column, starts with KeyPrefix without being one of the
+// contract's keys that have no column (KeyApprovalID): the mapping flags
+// such a key ProblemUnknownKey.
+func IsUnknownAuditKey(k string) bool {
+	return len(k) >= len(KeyPrefix) && k[:len(KeyPrefix)] == KeyPrefix && k != KeyApprovalID
+}
 
 // The action types the contract names. Other values are kept verbatim and
 // flagged in the entry's validation. tool_call is a tool call whose effect
@@ -90,6 +109,33 @@ const (
 
 	// ActionLoss is the action type of an entry that records lost data.
 	ActionLoss = ReservedActionPrefix + "loss"
+
+	// ActionApprovalPolicy is the action type of the entry the approval
+	// service writes at every start: the policies in force in its chain
+	// from then on, as approvalpolicy's canonical JSON in proposed_value
+	// (docs/APPROVALS.md).
+	ActionApprovalPolicy = ReservedActionPrefix + "approval_policy"
+	// ActionApprovalExpired is the action type of the entry the approval
+	// service writes when a request expires undecided.
+	ActionApprovalExpired = ReservedActionPrefix + "approval_expired"
+)
+
+// The attributes of the entries the approval service writes
+// (docs/APPROVALS.md, "The entries the service writes"). They are in the
+// collector's reserved key namespace (ReservedActionPrefix): an agent that
+// sets one has it flagged reserved_key, and verify ignores the entry.
+const (
+	// AttrApprovalPrefix starts every one of them (not KeyApprovalID, the
+	// agent's: audit.approval.id).
+	AttrApprovalPrefix = ReservedActionPrefix + "approval."
+
+	AttrApprovalID          = AttrApprovalPrefix + "id"           // the approval's id, on its request, decision and expiry
+	AttrApprovalRequestHash = AttrApprovalPrefix + "request_hash" // on a decision or expiry: the request's entry_hash
+	AttrApprovalExpiresAt   = AttrApprovalPrefix + "expires_at"   // on a request: RFC 3339 with nanoseconds, UTC
+	AttrApprovalPolicy      = AttrApprovalPrefix + "policy"       // the policy that matched the request (or decided it, auto)
+	AttrApprovalTool        = AttrApprovalPrefix + "tool"         // on a request: the tool, when the agent named it
+	AttrApprovalAuto        = AttrApprovalPrefix + "auto"         // "true" on a decision an auto policy made
+	AttrApprovalReviewers   = AttrApprovalPrefix + "reviewers"    // on a policy entry: the reviewers, a JSON array
 )
 
 // IsReservedActionType reports whether s is in the reserved action-type

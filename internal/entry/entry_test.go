@@ -23,3 +23,19 @@ func TestEntryBytesCountsSender(t *testing.T) {
 	e.Sender = new("svc-billing")
 	assert.Equal(t, n+len("svc-billing"), EntryBytes(&e))
 }
+
+func TestIsUnknownAuditKey(t *testing.T) {
+	for k, want := range map[string]bool{
+		KeyApprovalID: false, "audit.approval.idx": true, "audit.approval": true, "audit.cost.usd": true,
+		"audit.": true, "audit": false, "AUDIT.x": false, AttrApprovalID: false, "gen_ai.tool.name": false,
+	} {
+		assert.Equal(t, want, IsUnknownAuditKey(k), k)
+	}
+	// The service's attributes are in the collector's namespace.
+	for _, k := range []string{AttrApprovalID, AttrApprovalRequestHash, AttrApprovalExpiresAt, AttrApprovalPolicy,
+		AttrApprovalTool, AttrApprovalAuto, AttrApprovalReviewers} {
+		assert.True(t, IsReservedActionType(k), k)
+	}
+	assert.True(t, IsReservedActionType(ActionApprovalPolicy))
+	assert.True(t, IsReservedActionType(ActionApprovalExpired))
+}
