@@ -247,7 +247,7 @@ func clean(res pcommon.Resource, span ptrace.Span, opts Options) (result string,
 			collision = collision || filter&bit != 0
 			filter |= bit
 			size += cleanEscapeFactor*len(k) + cleanValueOverhead
-			ok = validUTF8(k) && !strings.HasPrefix(k, entry.KeyPrefix) && !IsReservedKey(k) && cleanValue(v, max, 1, &size)
+			ok = validUTF8(k) && !entry.IsUnknownAuditKey(k) && !IsReservedKey(k) && cleanValue(v, max, 1, &size)
 			return ok
 		}
 		if seen&(1<<slot) != 0 {

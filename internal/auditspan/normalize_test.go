@@ -74,6 +74,28 @@ func TestNormalizeShortcutTypical(t *testing.T) {
 	require.False(t, found)
 }
 
+// TestApprovalIDKnown: audit.approval.id, the approval a write names
+// (docs/APPROVALS.md), is a key of the contract kept in attributes: the
+// span stays clean and its entry has no problem, where another audit.* key
+// is flagged unknown_key.
+func TestApprovalIDKnown(t *testing.T) {
+	res, span := typicalSpan()
+	span.Attributes().PutStr(entry.KeyApprovalID, "apr_01jf3k")
+	_, ok := clean(res, span, Options{})
+	require.True(t, ok)
+	Normalize(res, span, Options{})
+	e := FromSpan(res, span, Options{})
+	require.Nil(t, e.Validation)
+	require.Contains(t, e.Attributes, `"audit.approval.id":"apr_01jf3k"`)
+
+	span.Attributes().PutStr("audit.approval.idx", "x")
+	_, ok = clean(res, span, Options{})
+	require.False(t, ok)
+	e = FromSpan(res, span, Options{})
+	require.NotNil(t, e.Validation)
+	require.JSONEq(t, `[{"field":"audit.approval.idx","problem":"unknown_key","detail":"kept in attributes"}]`, *e.Validation)
+}
+
 func randomAuditSpan(rng *rand.Rand) (pcommon.Resource, ptrace.Span) {
 	res := pcommon.NewResource()
 	span := ptrace.NewSpan()
@@ -117,7 +139,7 @@ func randomAuditSpan(rng *rand.Rand) (pcommon.Resource, ptrace.Span) {
 		entry.KeyActionType, entry.KeyExecutionID, entry.KeyTargetSystem, entry.KeyTargetResource, entry.KeyValueProposed,
 		entry.KeyValuePrevious, entry.KeyReasoning, entry.KeyApprover, entry.KeyResult, entry.KeyValidation, entry.KeyAgentID,
 		entry.KeyAgentName, entry.KeyEndUserID, entry.KeyServiceName, entry.KeyErrorType, entry.KeyHTTPStatus,
-		"audit.unknown", "tool.input", "k\xff", "list", "obj",
+		"audit.unknown", entry.KeyApprovalID, "tool.input", "k\xff", "list", "obj",
 		KeySeal, KeyMoved, "agentaudit.x", "AgentAudit.x\xff",
 	}
 	for range rng.IntN(4) {

@@ -473,7 +473,7 @@ func (m *mapper) flagKey(k string) {
 	switch {
 	case k == entry.KeyValidation:
 		m.add(entry.Problem{Field: entry.KeyValidation, Kind: ProblemUnsealedValidation, Detail: detailUnsealed})
-	case strings.HasPrefix(k, entry.KeyPrefix):
+	case entry.IsUnknownAuditKey(k):
 		m.add(entry.Problem{Field: k, Kind: entry.ProblemUnknownKey, Detail: "kept in attributes"})
 	case IsReservedKey(k) && !m.own:
 		m.add(entry.Problem{Field: k, Kind: ProblemReservedKey, Detail: detailReservedKey})
