@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configoptional"
 
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/store"
@@ -63,6 +64,10 @@ type Config struct {
 	// agent its sender may not write for, or sent by a sender not listed,
 	// is recorded and flagged sender_mismatch.
 	Senders map[string]SenderConfig `mapstructure:"senders"`
+
+	// Approvals turns the approval service on (docs/APPROVALS.md): off
+	// when the section is absent.
+	Approvals configoptional.Optional[ApprovalsConfig] `mapstructure:"approvals"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -76,6 +77,11 @@ type auditExporter struct {
 	tel    *telemetry
 	host   component.Host
 	rec    *recorder.Recorder
+
+	telemetrySettings component.TelemetrySettings
+	// approvals is the approval service, when configured and started: set
+	// once by start, read by the recorder's sealer and by consumeTraces.
+	approvals atomic.Pointer[approvals]
 }
 
 func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*auditExporter, error) {
@@ -86,6 +92,8 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 		sender: newSenders(cfg.Senders),
 		open:   open,
 		now:    time.Now,
+
+		telemetrySettings: set.TelemetrySettings,
 	}
 	// The recorder reports to e.tel (recorderMetrics), which is set before
 	// the recorder starts.
@@ -115,6 +123,11 @@ func (e *auditExporter) recorderConfig() recorder.Config {
 		// Tests set e.now after creating the exporter.
 		Now:    func() time.Time { return e.now() },
 		Failed: e.failed,
+		Checkpointed: func(size int64, note []byte) {
+			if a := e.approvals.Load(); a != nil {
+				a.svc.Checkpointed(size, note)
+			}
+		},
 	}
 	if m := cfg.Checkpoint.Mirror; m != nil {
 		rc.Checkpoint.MirrorDir = m.Directory
@@ -136,6 +149,12 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 	err := e.rec.Start(ctx, func(ctx context.Context) (recorder.Stores, error) { return e.open(ctx, e.cfg) })
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
+	}
+	if e.cfg.Approvals.HasValue() {
+		if err := e.startApprovals(ctx, host); err != nil {
+			_ = e.rec.Shutdown(ctx)
+			return fmt.Errorf("agentaudit exporter: %w", err)
+		}
 	}
 	return nil
 }
@@ -206,6 +225,9 @@ func (e *auditExporter) consumeTraces(ctx context.Context, td ptrace.Traces) err
 		return unavailable(refused.Msg)
 	}
 	e.tel.entriesAccepted(ctx, entries, mismatched)
+	if a := e.approvals.Load(); a != nil {
+		a.svc.Observe(entries) // the runs' timelines the reviewers see
+	}
 	return nil
 }
 
@@ -223,6 +245,7 @@ func unavailable(msg string) error {
 // store, within a grace).
 func (e *auditExporter) shutdown(ctx context.Context) error {
 	_ = e.tel.registration.Unregister()
+	e.shutdownApprovals(ctx)
 	if err := e.rec.Shutdown(ctx); err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
@@ -45,6 +46,7 @@ func createDefaultConfig() component.Config {
 			MaxBytes:   defaultMaxBytes,
 			MaxAge:     defaultMaxAge,
 		},
+		Approvals: configoptional.Default(defaultApprovalsConfig()),
 	}
 }
 

@@ -53,6 +53,11 @@ type Config struct {
 	// Failed is told, once, that the write-ahead log broke: audit data is
 	// refused until a restart. Optional.
 	Failed func(error)
+	// Checkpointed is told each signed checkpoint once it is written (to
+	// the store, or with a remote store to the spool): the chain's size
+	// it covers and the signed note. It is called from the sealer's
+	// goroutine, in chain order, and must not block. Optional.
+	Checkpointed func(size int64, note []byte)
 }
 
 // CheckpointConfig names the checkpoints' signing key and mirror.

@@ -136,7 +136,8 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 		target: st.Trail, where: "store", log: log, cp: cp,
 		head:  headMarker{r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID},
 		retry: r.retry, metrics: r.metrics, logger: r.logger, now: r.now,
-		wake: make(chan struct{}, 1),
+		checkpointed: r.cfg.Checkpointed,
+		wake:         make(chan struct{}, 1),
 	}
 	behind := []downstream{s}
 	var d *delivery

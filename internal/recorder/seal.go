@@ -59,6 +59,9 @@ type sealer struct {
 	metrics Metrics
 	logger  *zap.Logger
 	now     func() time.Time
+	// checkpointed is told each checkpoint written (Config.Checkpointed);
+	// may be nil.
+	checkpointed func(size int64, note []byte)
 
 	mu   sync.Mutex
 	q    []pending // sealed, not yet written to the spool or store
@@ -163,6 +166,9 @@ func (s *sealer) writeBatch(p pending) bool {
 		cpKey, cpMsg = "", nil
 	} else if !s.write(cpKey, cpMsg, true) {
 		return false
+	}
+	if cpKey != "" && s.checkpointed != nil {
+		s.checkpointed(sb.footer.LastSeq+1, cpMsg)
 	}
 	s.recordHead(chain.Head{Size: sb.footer.LastSeq + 1, Hash: sb.footer.LastHash})
 	n := int(sb.footer.EntryCount)
