@@ -131,9 +131,7 @@ func (cfg *ApprovalsConfig) policies() ([]approvalpolicy.Policy, error) {
 	names := map[string]bool{}
 	for i, pc := range cfg.Policies {
 		where := fmt.Sprintf(`"policies" [%d]`, i)
-		if pc.Name == "" {
-			errs = append(errs, fmt.Errorf(`%s: "name" must not be empty`, where))
-		} else if names[pc.Name] {
+		if pc.Name != "" && names[pc.Name] {
 			errs = append(errs, fmt.Errorf(`%s: "name" %q is used twice`, where, pc.Name))
 		}
 		names[pc.Name] = true

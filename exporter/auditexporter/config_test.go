@@ -8,6 +8,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configauth"
+	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
@@ -35,6 +38,7 @@ func TestUnmarshalConfig(t *testing.T) {
 				File:          &FileConfig{Directory: "/var/lib/agentaudit"},
 				Batch:         BatchConfig{MaxEntries: 500, MaxBytes: 1 << 20, MaxAge: 2 * time.Second},
 				Spool:         SpoolConfig{Directory: defaultSpoolDirectory, MaxBytes: defaultSpoolMaxBytes, CommitDelay: defaultCommitDelay},
+				Approvals:     configoptional.Default(defaultApprovalsConfig()),
 			},
 		},
 		{
@@ -53,7 +57,8 @@ func TestUnmarshalConfig(t *testing.T) {
 					StorageClass:   "STANDARD",
 				},
 				Spool: SpoolConfig{Directory: "/var/lib/agentaudit/spool", MaxBytes: 2 << 30, CommitDelay: 500 * time.Microsecond},
-				Batch: BatchConfig{MaxEntries: defaultMaxEntries, MaxBytes: defaultMaxBytes, MaxAge: defaultMaxAge},
+				Batch:     BatchConfig{MaxEntries: defaultMaxEntries, MaxBytes: defaultMaxBytes, MaxAge: defaultMaxAge},
+				Approvals: configoptional.Default(defaultApprovalsConfig()),
 			},
 		},
 		{
@@ -70,7 +75,12 @@ func TestUnmarshalConfig(t *testing.T) {
 					"billing-bot":            {Agents: []string{"billing-*", "Billing agent"}, TokenSHA256: "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"},
 					"CN=crm-agent,O=Example": {Agents: []string{"*"}},
 				},
+				Approvals: configoptional.Default(defaultApprovalsConfig()),
 			},
+		},
+		{
+			id:       component.NewIDWithName(metadata.Type, "approvals"),
+			expected: approvalsExpected(),
 		},
 	}
 	for _, tt := range tests {
@@ -82,6 +92,33 @@ func TestUnmarshalConfig(t *testing.T) {
 			assert.Equal(t, tt.expected, cfg)
 		})
 	}
+}
+
+// approvalsExpected is agentaudit/approvals of testdata/config.yaml: the
+// defaults of the approvals section where it says nothing.
+func approvalsExpected() *Config {
+	cfg := createDefaultConfig().(*Config)
+	cfg.ChainID = "collector-1"
+	cfg.File = &FileConfig{Directory: "./audit-data"}
+	a := defaultApprovalsConfig()
+	a.Auth = configoptional.Some(confighttp.AuthConfig{Config: configauth.Config{AuthenticatorID: component.MustNewID("bearertokenauth")}})
+	a.Reviewers = []string{"alice@example.com"}
+	a.ReviewerClaim = &ReviewerClaimConfig{Name: "groups", Value: "approvers"}
+	a.Expiry.Default = 15 * time.Minute
+	a.Policies = []ApprovalPolicyConfig{
+		{Name: "crm-contact-writes", Decide: "person", Systems: []string{"HubSpot CRM"}, Resources: []string{"Contact *"}},
+		{Name: "sandbox", Decide: "auto", Tools: []string{"sandbox_*"}},
+	}
+	cfg.Approvals = configoptional.Some(a)
+	return cfg
+}
+
+func TestApprovalsOffByDefault(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	assert.False(t, cfg.Approvals.HasValue(), "the approval service is off unless its section is set")
+	a := defaultApprovalsConfig()
+	assert.Equal(t, "127.0.0.1:4320", a.NetAddr.Endpoint, "the API listens on loopback by default")
+	assert.Greater(t, a.WriteTimeout, maxApprovalWait, "a long poll answers before the server's write timeout")
 }
 
 func TestDefaultConfigNeedsAStore(t *testing.T) {
@@ -118,6 +155,13 @@ func TestUnmarshalInvalidConfig(t *testing.T) {
 			"\"senders\" \"no-agents\": \"agents\" must list at least one glob (\"*\": any agent)\n" +
 			"\"senders\" \"no-agents\": \"token_sha256\" \"9f86\" is not a SHA-256 in hex (64 digits): printf '%s' \"$TOKEN\" | sha256sum\n" +
 			"\"senders\": \"bad-glob\" and \"same-token\" have the same \"token_sha256\""},
+		{name: "approvals_no_auth", errorMsg: "approvals: \"auth\" must name an authenticator: a decision records the reviewer's authenticated identity\n" +
+			"\"reviewers\" or \"reviewer_claim\" must say who may decide"},
+		{name: "bad_approvals", errorMsg: "approvals: \"reviewers\" [1] is empty\n" +
+			"\"reviewer_claim\" needs a \"name\" and a \"value\"\n" +
+			"\"expiry\": \"default\" 48h0m0s is past \"max\" 24h0m0s\n" +
+			"\"policies\" [0]: invalid approval policy: \"name\" must not be empty\n" +
+			"\"policies\" [2]: \"name\" \"p\" is used twice"},
 		{name: "empty_spool", errorMsg: "spool: \"directory\" must not be empty\n\"max_bytes\" must be positive\n\"commit_delay\" 1s must be between 0 and 100ms"},
 	}
 	for _, tt := range tests {
