@@ -83,6 +83,17 @@ func (p *Process) Logs() string { return p.logs.String() }
 // Cmd returns the running command.
 func (p *Process) Cmd() *exec.Cmd { return p.cmd }
 
+// Kill ends the process with SIGKILL, as a crash would, and waits for it.
+func (p *Process) Kill(tb testing.TB) {
+	tb.Helper()
+	require.NoError(tb, p.cmd.Process.Kill())
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("collector did not die within 30s of SIGKILL")
+	}
+}
+
 // Pid returns the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
