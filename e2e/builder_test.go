@@ -43,7 +43,7 @@ func TestBuilderConfigBuilds(t *testing.T) {
 	require.NoError(t, err, "ocb failed:\n%s", logs)
 
 	bin := filepath.Join(out, "agentaudit")
-	for _, cfg := range []string{"agentaudit.yaml", "agentaudit-split.yaml", "agentaudit-frameworks.yaml"} {
+	for _, cfg := range []string{"agentaudit.yaml", "agentaudit-split.yaml", "agentaudit-frameworks.yaml", "agentaudit-approvals.yaml"} {
 		validate := exec.CommandContext(ctx, bin, "validate", "--config", filepath.Join(root, "testdata", cfg))
 		logs, err = validate.CombinedOutput()
 		require.NoError(t, err, "the ocb-built collector rejects testdata/%s:\n%s", cfg, logs)

@@ -218,9 +218,10 @@ func runAgent(t *testing.T, dir, script, endpoint string) string {
 	return string(out)
 }
 
-// agentModules are the agents' shared modules: the tracing setup and the
-// run they all do.
-var agentModules = []string{"otel.mjs", "crm.mjs"}
+// agentModules are the agents' shared modules (the tracing setup and the
+// run they all do) and the agents tested elsewhere (approval.mjs, by
+// approvals_test.go).
+var agentModules = []string{"otel.mjs", "crm.mjs", "approval.mjs"}
 
 // agentScriptNames lists the .mjs files under e2e/agents that are agents.
 func agentScriptNames() ([]string, error) {

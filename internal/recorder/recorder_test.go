@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,6 +62,10 @@ type fixture struct {
 	dir   string
 	trail *store.FS
 	m     *counts
+
+	cpMu  sync.Mutex
+	cps   []int64  // the sizes Config.Checkpointed was told, in order
+	notes [][]byte // and the notes
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -77,6 +82,11 @@ func (f *fixture) start(t *testing.T) *Recorder {
 		Batch:     batch.Limits{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour},
 		LossEntry: lossNotExpected,
 		Now:       func() time.Time { return t0 },
+		Checkpointed: func(size int64, note []byte) {
+			f.cpMu.Lock()
+			f.cps, f.notes = append(f.cps, size), append(f.notes, note)
+			f.cpMu.Unlock()
+		},
 	}, zap.NewNop(), f.m)
 	require.NoError(t, r.Start(context.Background(), func(context.Context) (Stores, error) {
 		return Stores{WALDir: filepath.Join(f.dir, "spool", "wal"), Trail: f.trail}, nil
@@ -129,6 +139,14 @@ func TestAppendSealsAndStores(t *testing.T) {
 	cps, err := f.trail.List(context.Background(), store.CheckpointsPrefix)
 	require.NoError(t, err)
 	assert.Len(t, cps, 2, "one checkpoint per batch")
+	f.cpMu.Lock()
+	defer f.cpMu.Unlock()
+	assert.Equal(t, []int64{4, 6}, f.cps, "each checkpoint is told, with the size it covers")
+	for i, k := range cps {
+		stored, err := f.trail.Get(context.Background(), k)
+		require.NoError(t, err)
+		assert.Equal(t, stored, f.notes[i], "the note told is the one stored")
+	}
 }
 
 // TestAbandonedRecorderRecovers: what a killed recorder acknowledged is
