@@ -146,6 +146,7 @@ type fileResult struct {
 	hashBad    bool   // some row's entry_hash is wrong
 	merkleRoot string // recomputed from the rows' entry_hash, hex
 	violations []Violation
+	ap         *fileApprovals // the approval rows, when collected
 }
 
 func (f *fileResult) add(seq int64, kind Kind, format string, args ...any) {
@@ -185,6 +186,11 @@ type fileReader struct {
 	// check bounds what each column chunk may make parquet-go allocate,
 	// before parquet-go reads it, and checks the pages it decodes.
 	check parquetfile.ChunkChecker
+	// apc, when set, has read keep each file's approval rows (approvals.go);
+	// apKnown, when set, has it check every write without approval id
+	// against these policies, per chain, and keep nothing.
+	apc     *approvalCollector
+	apKnown map[string][]policyAt
 }
 
 func newFileReader() *fileReader {

@@ -55,6 +55,9 @@ func (r *fileReader) checkRow(res *fileResult, i int, sum *[32]byte) (foreign bo
 		return true, string(cid.value(i)), s
 	}
 	r.recs = append(r.recs, rec{seq: s, tun: tun.ints[i], prev: prev.strs[i], eh: eh.strs[i], raw: *sum, rawOK: ok})
+	if r.apc != nil || r.apKnown != nil {
+		r.approvalRow(res, i)
+	}
 	return false, "", 0
 }
 

@@ -5,7 +5,8 @@
 // `auditctl verify`.
 //
 // The checks that docs/verify.sql makes (hash_mismatch, broken_link, gap,
-// duplicate, timestamp_mismatch) are made here with the same meaning, so that
+// duplicate, timestamp_mismatch, and the approval checks of
+// docs/APPROVALS.md in approvals.go) are made here with the same meaning, so that
 // both report the same (chain_id, seq) pairs; the checks SQL cannot make
 // (file names, footers, row order inside a file, files of another trail) have
 // kinds of their own. See docs/FORMAT.md, "What verification proves".
@@ -96,11 +97,42 @@ const (
 	// checkpoint seals has another Merkle root or seq range (or a stored
 	// checkpoint's name disagrees with its content). History was rewritten.
 	CheckpointMismatch Kind = "checkpoint_mismatch"
+
+	// The approval checks (docs/APPROVALS.md, "The checks"), which
+	// docs/verify.sql makes too. The service's entries are those whose
+	// agentaudit.approval.id is not flagged reserved_key; approvals are
+	// matched by id across every chain of the trail.
+
+	// SelfApproved: a person's approve or reject whose approver (or
+	// sender) is the sender of the request it decides. Reported at the
+	// decision.
+	SelfApproved Kind = "self_approved"
+	// ApprovalMismatch: a write whose audit.approval.id names no request
+	// of the trail; or whose approval was not approved (rejected, expired,
+	// undecided); or whose execution_id, target_system, target_resource
+	// or proposed_value differs from the request's (the detail names the
+	// fields); or that was recorded before the decision (same chain: lower
+	// seq; else an earlier time_unix_nano); or whose decision's
+	// request_hash is not the request's entry_hash. The first request and
+	// the first decision of an id count (by time_unix_nano, chain, seq).
+	ApprovalMismatch Kind = "approval_mismatch"
+	// ApprovalReused: a write naming an approval that a write recorded
+	// before it (same chain: lower seq; else an earlier time_unix_nano)
+	// already used without failing (status_code not Error, result not
+	// starting with "error"). A failed attempt may be retried.
+	ApprovalReused Kind = "approval_reused"
+	// UnapprovedWrite: a write without audit.approval.id that a policy in
+	// force in its chain covers: the latest agentaudit.approval_policy
+	// entry of the chain with a lower seq has a policy matching its target
+	// system, target resource and tool (gen_ai.tool.name, else the target
+	// system). The detail names the policy.
+	UnapprovedWrite Kind = "unapproved_write"
 )
 
 // SQLKinds are the kinds docs/verify.sql reports (MissingFile shows up there
 // as Gap).
-var SQLKinds = []Kind{HashMismatch, BrokenLink, Gap, Duplicate, TimestampMismatch, RecordedLoss}
+var SQLKinds = []Kind{HashMismatch, BrokenLink, Gap, Duplicate, TimestampMismatch, RecordedLoss,
+	SelfApproved, ApprovalMismatch, ApprovalReused, UnapprovedWrite}
 
 // NoSeq is Violation.Seq for a violation that concerns a whole file.
 const NoSeq int64 = -1
@@ -283,7 +315,13 @@ func Verify(ctx context.Context, src store.Reader, opts Options) (*Report, error
 		}
 		mu.Unlock()
 	}
-	check := func(r *fileReader, i int, data []byte) { record(i, r.read(keys[i], data)) }
+	apc := &approvalCollector{}
+	check := func(r *fileReader, i int, data []byte) {
+		r.apc = apc
+		res := r.read(keys[i], data)
+		r.apc = nil
+		record(i, res)
+	}
 	// readErr handles an error reading file i: a name that is not a regular
 	// file is a violation, anything else makes the verification fail.
 	readErr := func(i int, err error) {
@@ -389,6 +427,9 @@ func Verify(ctx context.Context, src store.Reader, opts Options) (*Report, error
 	}
 	rep, files := merge(results)
 	rep.Target = src.String()
+	if err := checkApprovals(ctx, src, results, rep); err != nil {
+		return nil, err
+	}
 	if err := checkCheckpoints(ctx, src, opts, rep, files, workers); err != nil {
 		return nil, err
 	}
