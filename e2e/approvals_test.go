@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/approvalclient"
 	"github.com/agentaudit/agentaudit/e2e/internal/harness"
+	"github.com/agentaudit/agentaudit/internal/browsertest"
 	"github.com/agentaudit/agentaudit/internal/verify"
 )
 
@@ -239,6 +242,32 @@ func TestApprovalAttacks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, approvalclient.Rejected, rejected.Status)
 
+	// What the service did, in its metrics.
+	events := map[string]float64{}
+	pending := -1.0
+	for _, smp := range harness.ScrapeSamples(t, c.metrics) {
+		switch smp.Name {
+		case "otelcol_agentaudit_approvals_total", "otelcol_agentaudit_approvals":
+			events[smp.Labels] += smp.Value
+		case "otelcol_agentaudit_approvals_pending":
+			pending = smp.Value
+		}
+	}
+	count := func(event string) float64 {
+		for labels, v := range events {
+			if strings.Contains(labels, `event="`+event+`"`) {
+				return v
+			}
+		}
+		return 0
+	}
+	assert.Equal(t, 5.0, count("requested"), "metrics: %v", events)
+	assert.Equal(t, 1.0, count("approve"))
+	assert.Equal(t, 1.0, count("reject"))
+	assert.Equal(t, 1.0, count("expire"))
+	assert.Equal(t, 1.0, count("self_approval_refused"))
+	assert.Equal(t, 2.0, pending, "the agent's and the reviewer's own requests wait")
+
 	// The writes.
 	c.writeApproved("write-failed-first", a, nil, true) // a failed try does not use the approval up
 	c.writeApproved("write-ok", a, nil, false)
@@ -319,4 +348,168 @@ func TestApprovalSurvivesRestart(t *testing.T) {
 	rep, code := c.verifyTrail()
 	assert.Empty(t, rep.Violations)
 	assert.Zero(t, code)
+}
+
+// agentEvent is a line the approval agent (e2e/agents/approval.mjs)
+// prints.
+type agentEvent struct {
+	Event  string `json:"event"`
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// TestApprovalInTheInbox is issue 17's end to end: a real agent (the
+// Vercel AI SDK with its mock model, e2e/agents/approval.mjs, through the
+// JavaScript helper of clients/js) asks before its CRM update and waits; a
+// reviewer signs in to the inbox in headless Chromium, sees the proposed
+// change and approves it with a comment; the agent's long poll returns and
+// its write lands. The trail holds the request, the decision and the
+// write, linked by hash, and verify finds it intact.
+func TestApprovalInTheInbox(t *testing.T) {
+	dir := agentScripts(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := newApprovalsCollector(t)
+	c.start()
+
+	// The agent, in the background, until it has written.
+	cmd := exec.CommandContext(ctx, nodeBin, "approval.mjs")
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "AGENTAUDIT_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+c.http,
+		"OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer "+agentToken,
+		"AGENTAUDIT_APPROVALS_URL="+c.url(),
+		"AGENTAUDIT_TOKEN="+agentToken)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	events := make(chan agentEvent, 16)
+	go func() {
+		defer close(events)
+		dec := json.NewDecoder(stdout)
+		for {
+			var ev agentEvent
+			if err := dec.Decode(&ev); err != nil {
+				return
+			}
+			events <- ev
+		}
+	}()
+	next := func(want string) agentEvent {
+		t.Helper()
+		for {
+			select {
+			case ev, ok := <-events:
+				require.True(t, ok, "the agent ended before %q: %s", want, stderr.String())
+				t.Logf("agent: %+v", ev)
+				if ev.Event == want {
+					return ev
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %q from the agent: %s", want, stderr.String())
+			}
+		}
+	}
+	id := next("approval_requested").ID
+	require.NotEmpty(t, id)
+
+	// The reviewer, in the inbox.
+	b := browsertest.Start(t)
+	require.NoError(t, b.Open(c.url()+"/"))
+	n, err := b.Count(".approval")
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing is shown before signing in")
+	require.NoError(t, b.Type("#token", reviewerToken))
+	require.NoError(t, b.Click("#signin"))
+	card := fmt.Sprintf(`.approval[data-id=%q]`, id)
+	require.NoError(t, b.WaitFor(card+`[data-status="pending"]`, 30*time.Second))
+	a := c.get(reviewerToken, id)
+	for sel, want := range map[string]*string{" .proposed": a.ProposedValue, " .previous": a.PreviousValue, " .reasoning": a.Reasoning} {
+		require.NotNil(t, want, sel)
+		texts, err := b.Texts(card + sel)
+		require.NoError(t, err)
+		assert.Equal(t, []string{*want}, texts, "the inbox shows%s as requested", sel)
+	}
+	require.NoError(t, b.Click(card+" details.context summary"))
+	require.NoError(t, b.WaitText(card+" table.timeline", "request_approval", 10*time.Second), "the run's timeline so far")
+	require.NoError(t, b.Type(card+" textarea.comment", "Checked against Clearbit"))
+	require.NoError(t, b.Click(card+" .approve"))
+
+	// The agent hears it and writes.
+	assert.Equal(t, "approved", next("decided").Status)
+	next("written")
+	require.NoError(t, cmd.Wait(), "the agent: %s", stderr.String())
+
+	require.NoError(t, b.Click("#tab-decided"))
+	require.NoError(t, b.WaitText(card+`[data-status="approved"] .approver`, reviewerID, 10*time.Second))
+	errs, err := b.ConsoleErrors()
+	require.NoError(t, err)
+	assert.Empty(t, errs, "the inbox logs no errors")
+
+	// Once its batch is sealed, the approval comes with the signed
+	// checkpoint that covers the decision.
+	var cp string
+	require.Eventually(t, func() bool {
+		if a := c.get(agentToken, id); a.Checkpoint != nil {
+			cp = *a.Checkpoint
+			return true
+		}
+		return false
+	}, 30*time.Second, 100*time.Millisecond, "the checkpoint covering the decision")
+	lines := strings.Split(cp, "\n")
+	require.GreaterOrEqual(t, len(lines), 3, cp)
+	assert.Equal(t, "agentaudit/e2e-approvals", lines[0])
+	cpFile := filepath.Join(t.TempDir(), "approval.checkpoint")
+	require.NoError(t, os.WriteFile(cpFile, []byte(cp), 0o600))
+
+	rep, code := c.verifyTrail()
+	assert.Empty(t, rep.Violations)
+	assert.Zero(t, code, "verify finds the trail intact")
+	keys, err := filepath.Glob(filepath.Join(c.data, "keys", "e2e-approvals-*.vkey"))
+	require.NoError(t, err)
+	require.Len(t, keys, 1, "the published key")
+	out, errOut, code := harness.RunAuditctl(t, harness.BuildAuditctl(t, t.TempDir()), "verify", "--checkpoint", cpFile, "--key", keys[0], c.data)
+	assert.Zero(t, code, "the approval's checkpoint is signed and the trail extends it: %s%s", out, errOut)
+
+	// Request → decision → write, linked by hash.
+	var req, dec, write *harness.Row
+	rows := harness.ReadRows(t, harness.TrailDB(t, c.data), "")
+	for i := range rows {
+		r := &rows[i]
+		var attrs map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.Attributes), &attrs))
+		switch {
+		case r.ActionType == "request_approval" && attrs["agentaudit.approval.id"] == id:
+			req = r
+		case r.ActionType == "approve" && attrs["agentaudit.approval.id"] == id:
+			dec = r
+			require.NotNil(t, req, "the decision comes after the request")
+			assert.Equal(t, req.EntryHash, attrs["agentaudit.approval.request_hash"], "the decision names the request's hash")
+		case r.ActionType == "write" && attrs["audit.approval.id"] == id:
+			write = r
+		}
+	}
+	require.NotNil(t, req, "the request entry")
+	require.NotNil(t, dec, "the decision entry")
+	require.NotNil(t, write, "the write entry")
+	assert.Equal(t, agentID, req.Sender.String, "the request's sender is the agent's authenticated identity")
+	assert.Equal(t, reviewerID, dec.Approver.String, "the approver is the reviewer's authenticated identity")
+	assert.Equal(t, reviewerID, dec.Sender.String)
+	assert.Equal(t, "Checked against Clearbit", dec.Reasoning.String, "the comment is recorded")
+	assert.Equal(t, agentID, write.Sender.String)
+	assert.Equal(t, req.ProposedValue, write.ProposedValue, "the write is what was approved")
+	assert.Equal(t, req.TargetSystem, write.TargetSystem)
+	assert.Equal(t, req.TargetResource, write.TargetResource)
+	assert.Equal(t, req.ExecutionID, write.ExecutionID)
+	assert.Less(t, dec.Seq, write.Seq)
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	require.NoError(t, err)
+	assert.Greater(t, size, dec.Seq, "the checkpoint covers the decision")
 }

@@ -170,6 +170,7 @@ func (e *auditExporter) startApprovals(ctx context.Context, host component.Host)
 		MaxExpiry:     cfg.Expiry.Max,
 		MaxWait:       maxApprovalWait,
 		Now:           func() time.Time { return e.now() },
+		Count:         e.tel.approvalEvent,
 	}, approvalRecorder{e}, e.approvalEntry, e.logger)
 
 	// The API needs the auth extension; the page does not: the server
@@ -202,6 +203,10 @@ func (e *auditExporter) startApprovals(ctx context.Context, host component.Host)
 	}
 
 	if err := svc.Start(); err != nil {
+		return err
+	}
+	if err := e.tel.observeApprovals(e.telemetrySettings, svc.Pending); err != nil {
+		svc.Shutdown()
 		return err
 	}
 	ln, err := sc.ToListener(ctx)

@@ -245,6 +245,9 @@ func unavailable(msg string) error {
 // store, within a grace).
 func (e *auditExporter) shutdown(ctx context.Context) error {
 	_ = e.tel.registration.Unregister()
+	if e.tel.approvalsPending != nil {
+		_ = e.tel.approvalsPending.Unregister()
+	}
 	e.shutdownApprovals(ctx)
 	if err := e.rec.Shutdown(ctx); err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)

@@ -35,6 +35,11 @@ type telemetry struct {
 	conflictAttr  metric.MeasurementOption
 	transientAttr metric.MeasurementOption
 	registration  metric.Registration
+
+	// The approval service's (approvals.go), when it runs.
+	approvals        metric.Int64Counter
+	approvalAttrs    map[string]metric.MeasurementOption // by what the service counts
+	approvalsPending metric.Registration
 }
 
 func newTelemetry(set component.TelemetrySettings, observe observer) (*telemetry, error) {
@@ -59,6 +64,11 @@ func newTelemetry(set component.TelemetrySettings, observe observer) (*telemetry
 		{&t.batchesStored, "otelcol_agentaudit_batches_stored", "Sealed batches written to the store.", "{batch}"},
 		{&t.entriesStored, "otelcol_agentaudit_entries_stored", "Audit entries written to the store.", "{entry}"},
 		{&t.storeErrors, "otelcol_agentaudit_store_errors", "Failed attempts to write a sealed batch; kind=conflict means another writer uses this chain id.", "{error}"},
+		{&t.approvals, "otelcol_agentaudit_approvals", "What the approval service recorded or refused, by event: requested, approve, reject, expire, auto_approve, self_approval_refused.", "{event}"},
+	}
+	t.approvalAttrs = map[string]metric.MeasurementOption{}
+	for _, ev := range []string{"requested", "approve", "reject", "expire", "auto_approve", "self_approval_refused"} {
+		t.approvalAttrs[ev] = metric.WithAttributeSet(attribute.NewSet(attribute.String("event", ev)))
 	}
 	for _, c := range counters {
 		var err error
@@ -160,4 +170,26 @@ func (t *telemetry) storeError(conflict bool) {
 		return
 	}
 	t.storeErrors.Add(context.Background(), 1, t.transientAttr)
+}
+
+// approvalEvent counts what the approval service tells (approval.Config.Count).
+func (t *telemetry) approvalEvent(what string) {
+	if attrs, ok := t.approvalAttrs[what]; ok {
+		t.approvals.Add(context.Background(), 1, attrs)
+	}
+}
+
+// observeApprovals reports the approvals waiting for a decision.
+func (t *telemetry) observeApprovals(set component.TelemetrySettings, pending func() int) error {
+	m := set.MeterProvider.Meter(metadata.ScopeName)
+	g, err := m.Int64ObservableGauge("otelcol_agentaudit_approvals_pending",
+		metric.WithDescription("Approval requests waiting for a decision."), metric.WithUnit("{approval}"))
+	if err != nil {
+		return err
+	}
+	t.approvalsPending, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(g, int64(pending()))
+		return nil
+	}, g)
+	return err
 }

@@ -106,6 +106,10 @@ type Config struct {
 	Tick time.Duration
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Count is told what happens, for the collector's metrics: "requested",
+	// "approve", "reject", "expire", "auto_approve" (each recorded), and
+	// "self_approval_refused". It must be cheap; nil counts nothing.
+	Count func(what string)
 }
 
 // Service is the approval service. New, Start, Handler, Shutdown.
@@ -145,6 +149,9 @@ func New(cfg Config, rec Recorder, build Builder, logger *zap.Logger) *Service {
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = time.Second
+	}
+	if cfg.Count == nil {
+		cfg.Count = func(string) {}
 	}
 	return &Service{
 		cfg: cfg, rec: rec, build: build, logger: logger,
@@ -374,6 +381,7 @@ func (s *Service) Request(who Identity, in RequestInput) (Approval, bool, error)
 		return Approval{}, false, recordError(err)
 	}
 	s.timeline.add(es)
+	s.cfg.Count("requested")
 	a.Request = Ref{ChainID: es[0].ChainID, Seq: es[0].Seq, EntryHash: es[0].EntryHash}
 	s.byID[id] = a
 	if a.IdempotencyKey != "" {
@@ -389,6 +397,19 @@ func (s *Service) Request(who Identity, in RequestInput) (Approval, bool, error)
 		s.logger.Error("Cannot save an approval's state; it is recorded in the trail but a restart will forget it", zap.String("approval", id), zap.Error(err))
 	}
 	return a.public(), true, nil
+}
+
+// Pending returns how many approvals wait for a decision.
+func (s *Service) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, a := range s.byID {
+		if a.Status == Pending {
+			n++
+		}
+	}
+	return n
 }
 
 // IsReviewer reports whether who may decide approvals.
@@ -445,6 +466,7 @@ func (s *Service) Decide(who Identity, id, decision string, comment *string) (Ap
 		return Approval{}, &apiError{status: 404, msg: fmt.Sprintf("no approval %q", id)}
 	}
 	if a.Requester != nil && *a.Requester == who.ID {
+		s.cfg.Count("self_approval_refused")
 		return Approval{}, &apiError{status: 403, msg: "self_approval: the identity that requested an approval may not decide it"}
 	}
 	now := s.now()
@@ -488,6 +510,11 @@ func (s *Service) closeLocked(a *Approval, d *Decision, kind EventKind, sender *
 	}
 	s.timeline.add(es)
 	d.Ref = Ref{ChainID: es[0].ChainID, Seq: es[0].Seq, EntryHash: es[0].EntryHash}
+	what := d.Decision
+	if d.Auto {
+		what = "auto_approve"
+	}
+	s.cfg.Count(what)
 	switch d.Decision {
 	case "approve":
 		next.Status = Approved
