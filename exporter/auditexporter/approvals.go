@@ -370,7 +370,19 @@ func (e *auditExporter) approvalEntry(ev approval.Event) entry.Entry {
 	attrs.PutStr(entry.KeyActionType, "error") // replaced below: no span can carry a reserved action type
 	en := auditspan.FromOwnSpan(res, span, e.opts)
 	en.ActionType = action
-	if ev.Sender != nil {
+	switch {
+	case ev.Sender == nil:
+	case ev.Kind == approval.EventRequest:
+		// The agent names itself in the request as on a span: the senders
+		// policy applies (sender_mismatch).
+		es := []entry.Entry{en}
+		if e.sender.setSenders(es, *ev.Sender, e.opts) > 0 {
+			e.tel.mismatchCount.Add(context.Background(), 1)
+		}
+		en = es[0]
+	default:
+		// A reviewer decides about the agent's action; it does not write
+		// for the agent.
 		col, ps := auditspan.SenderColumn(*ev.Sender, e.opts)
 		en.Sender = &col
 		if len(ps) > 0 {
