@@ -33,7 +33,9 @@ ends AS (
   GROUP BY execution_id
 ),
 -- request_approval entries with no approve or reject for the same target
--- (target_system and target_resource) later in the run.
+-- (target_system and target_resource) later in the run, nor the approval
+-- service's record that the request expired undecided
+-- (agentaudit.approval_expired, docs/APPROVALS.md).
 pending AS (
   SELECT r.execution_id, count(*) AS pending_approvals
   FROM e r
@@ -41,7 +43,7 @@ pending AS (
     AND NOT EXISTS (
       SELECT 1 FROM e d
       WHERE d.execution_id = r.execution_id
-        AND d.action_type IN ('approve', 'reject')
+        AND d.action_type IN ('approve', 'reject', 'agentaudit.approval_expired')
         AND d.target_system = r.target_system
         AND d.target_resource = r.target_resource
         AND d.step > r.step)
