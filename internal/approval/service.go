@@ -225,8 +225,9 @@ func (s *Service) tick() {
 		}
 	}
 	now := s.now()
-	for _, a := range s.byID {
+	for id, a := range s.byID {
 		if a.Status != Pending {
+			s.forgetLocked(id, a, now)
 			continue
 		}
 		switch {
@@ -251,6 +252,26 @@ func (s *Service) recordPolicyLocked() error {
 	s.timeline.add(es)
 	s.policy = true
 	return nil
+}
+
+// History is how long a decided approval is kept, for its agent's reads
+// and the inbox's history; the trail keeps it for good.
+const History = 30 * 24 * time.Hour
+
+// forgetLocked drops a, decided, once it is older than History.
+func (s *Service) forgetLocked(id string, a *Approval, now time.Time) {
+	decided, err := time.Parse(timeFormat, a.Decision.At)
+	if err != nil || now.Sub(decided) < History {
+		return
+	}
+	if err := s.state.remove(id); err != nil {
+		s.logger.Warn("Cannot remove the state of an old approval", zap.String("approval", id), zap.Error(err))
+		return
+	}
+	delete(s.byID, id)
+	if a.IdempotencyKey != "" {
+		delete(s.byKey, idemKey(a.Requester, a.IdempotencyKey))
+	}
 }
 
 // autoPolicy is the auto policy that decides a, or nil.

@@ -334,6 +334,31 @@ func TestExpiry(t *testing.T) {
 	assert.Equal(t, Expired, w.Status)
 }
 
+func TestHistoryIsForgotten(t *testing.T) {
+	dir := t.TempDir()
+	rec, c := newChainRecorder(), &clock{t: time.Unix(1_800_000_000, 0)}
+	s := start(t, dir, rec, c)
+	in := contactChange()
+	in.IdempotencyKey = "k"
+	a, _, err := s.Request(agent, in)
+	require.NoError(t, err)
+	_, err = s.Decide(alice, a.ID, "approve", nil)
+	require.NoError(t, err)
+	c.add(History - time.Second)
+	s.tick()
+	_, err = s.Get(agent, a.ID, 0, nil)
+	require.NoError(t, err, "kept for History")
+	c.add(time.Second)
+	s.tick()
+	_, err = s.Get(agent, a.ID, 0, nil)
+	assert.Equal(t, 404, statusOf(t, err), "forgotten after History")
+	assert.NoFileExists(t, filepath.Join(dir, a.ID+".json"))
+	b, created, err := s.Request(agent, in)
+	require.NoError(t, err)
+	assert.True(t, created, "its idempotency key is forgotten too")
+	assert.NotEqual(t, a.ID, b.ID)
+}
+
 func TestRestartKeepsApprovals(t *testing.T) {
 	dir := t.TempDir()
 	rec, c := newChainRecorder(), &clock{t: time.Unix(1_800_000_000, 0)}
