@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"unsafe"
 
@@ -81,7 +82,9 @@ func (c *Chain) Append(e *entry.Entry) {
 	e.PrevHash = c.head.Hash
 	c.buf = AppendCanonical(c.buf[:0], e)
 	c.sum = sha256.Sum256(c.buf)
-	e.EntryHash = hex.EncodeToString(c.sum[:])
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], c.sum[:])
+	e.EntryHash = string(h[:]) // one allocation, where hex.EncodeToString makes two
 	c.head = Head{Size: e.Seq + 1, Hash: e.EntryHash}
 }
 
@@ -124,6 +127,9 @@ func Hash(e *entry.Entry) string {
 // their decimal digits (with a leading '-' when negative). entry_hash itself
 // is not part of the encoding.
 func AppendCanonical(dst []byte, e *entry.Entry) []byte {
+	// Room for the whole encoding at once: the appends below then never
+	// copy what is already written.
+	dst = slices.Grow(dst, canonicalBound(e))
 	if e.EndTimeUnixNano == nil {
 		dst = appendString(dst, FormatTagV1)
 	} else {
@@ -161,10 +167,38 @@ func AppendCanonical(dst []byte, e *entry.Entry) []byte {
 	return dst
 }
 
+// canonicalBound is at least the length of e's canonical encoding: the
+// bytes of its strings, the three integers' digits and sign, and for each of
+// the 26 fields at most a 20-digit length and a ':'.
+func canonicalBound(e *entry.Entry) int {
+	n := 26*21 + 3*20 + len(FormatTagV2) + len(e.ChainID) + len(e.ExecutionID) + len(e.TraceID) +
+		len(e.SpanID) + len(e.ActionType) + len(e.TargetSystem) + len(e.TargetResource) + len(e.Result) +
+		len(e.StatusCode) + len(e.Attributes) + len(e.PrevHash)
+	for _, p := range [...]*string{e.ParentSpanID, e.AgentID, e.AgentName, e.ServiceName, e.Principal, e.Sender,
+		e.ProposedValue, e.PreviousValue, e.Reasoning, e.Approver, e.Validation} {
+		if p != nil {
+			n += len(*p)
+		}
+	}
+	return n
+}
+
 func appendString(dst []byte, s string) []byte {
-	dst = strconv.AppendInt(dst, int64(len(s)), 10)
-	dst = append(dst, ':')
+	dst = appendLength(dst, len(s))
 	return append(dst, s...)
+}
+
+// appendLength appends n in decimal and a ':': for n below 100, most of a
+// canonical encoding's fields, without strconv.
+func appendLength(dst []byte, n int) []byte {
+	switch {
+	case n < 10:
+		return append(dst, byte('0'+n), ':')
+	case n < 100:
+		return append(dst, byte('0'+n/10), byte('0'+n%10), ':')
+	}
+	dst = strconv.AppendInt(dst, int64(n), 10)
+	return append(dst, ':')
 }
 
 func appendOptional(dst []byte, s *string) []byte {
@@ -177,8 +211,7 @@ func appendOptional(dst []byte, s *string) []byte {
 func appendInt(dst []byte, v int64) []byte {
 	var tmp [20]byte
 	digits := strconv.AppendInt(tmp[:0], v, 10)
-	dst = strconv.AppendInt(dst, int64(len(digits)), 10)
-	dst = append(dst, ':')
+	dst = appendLength(dst, len(digits))
 	return append(dst, digits...)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"math"
 	"os"
 	"reflect"
 	"strconv"
@@ -635,6 +636,42 @@ func TestAppendCanonicalAppends(t *testing.T) {
 	e := nullsEntry()
 	got := chain.AppendCanonical([]byte("prefix"), &e)
 	assert.Equal(t, "prefix"+vectorNulls.canonical, string(got))
+}
+
+// TestLengthPrefixes: a field's length prefix is its byte length in
+// decimal on each side of the one- and two-digit fast paths, up to lengths
+// past a value's limit, as strconv writes it.
+func TestLengthPrefixes(t *testing.T) {
+	for _, n := range []int{0, 1, 9, 10, 11, 42, 99, 100, 101, 999, 1000, 65536, 1 << 20} {
+		e := nullsEntry()
+		e.Attributes = strings.Repeat("x", n)
+		got := string(chain.AppendCanonical(nil, &e))
+		assert.Contains(t, got, "6:exec-1", n)
+		assert.Contains(t, got, strconv.Itoa(n)+":"+e.Attributes+"-64:", "attributes of %d bytes", n)
+		back, rest, err := chain.DecodeCanonical([]byte(got))
+		require.NoError(t, err, n)
+		assert.Empty(t, rest)
+		assert.Equal(t, e.Attributes, back.Attributes)
+	}
+}
+
+// TestAppendCanonicalOneGrowth: appending to an empty buffer allocates
+// once, whatever the entry's size (the encoding's room is reserved before
+// the first field).
+func TestAppendCanonicalOneGrowth(t *testing.T) {
+	for _, e := range []entry.Entry{fullEntry(), fullEntryV2(), nullsEntry()} {
+		e.Attributes = strings.Repeat("a", 5000)
+		e.Seq, e.TimeUnixNano = math.MinInt64, math.MinInt64
+		if e.EndTimeUnixNano != nil {
+			e.EndTimeUnixNano = i64p(math.MinInt64)
+		}
+		var got []byte
+		allocs := testing.AllocsPerRun(10, func() { got = chain.AppendCanonical(nil, &e) })
+		assert.Equal(t, 1.0, allocs)
+		back, _, err := chain.DecodeCanonical(got)
+		require.NoError(t, err)
+		assert.Equal(t, e.Attributes, back.Attributes)
+	}
 }
 
 func TestAppendCanonicalZeroAllocs(t *testing.T) {
