@@ -382,7 +382,6 @@ func TestApprovalInTheInbox(t *testing.T) {
 	}
 	cmd.Env = append(cmd.Env,
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+c.http,
-		"OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer "+agentToken,
 		"AGENTAUDIT_APPROVALS_URL="+c.url(),
 		"AGENTAUDIT_TOKEN="+agentToken)
 	stdout, err := cmd.StdoutPipe()

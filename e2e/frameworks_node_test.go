@@ -29,8 +29,19 @@ import (
 // one subdirectory per hash of package.json, package-lock.json and Node's
 // major version. A later test binary (or CI run on the same machine) finds
 // it installed and skips npm.
+//
+// The agents also depend on the repository's own JavaScript helper,
+// @agentaudit/approvals, as "file:../../clients/js": the install copies
+// it (localPackageFiles, also hashed) to the same place relative to the
+// agents' package.json, and npm links it into node_modules there.
 
 const agentsSrc = "agents" // relative to the package directory, where go test runs
+
+// localPackageFiles are the files of clients/js an install copies, by
+// their path relative to e2e/.
+var localPackageFiles = []string{
+	"../clients/js/package.json", "../clients/js/index.mjs", "../clients/js/index.d.ts", "../clients/js/README.md",
+}
 
 // minNodeMajor is the oldest Node.js the pinned packages support
 // (@langchain/core: node >=20).
@@ -125,8 +136,8 @@ func installAgentsWith(node string) (string, error) {
 	}
 
 	h := sha256.New()
-	for _, name := range []string{"package.json", "package-lock.json"} {
-		b, err := os.ReadFile(filepath.Join(agentsSrc, name))
+	for _, name := range append([]string{filepath.Join(agentsSrc, "package.json"), filepath.Join(agentsSrc, "package-lock.json")}, localPackageFiles...) {
+		b, err := os.ReadFile(name)
 		if err != nil {
 			return "", err
 		}
@@ -144,10 +155,13 @@ func installAgentsWith(node string) (string, error) {
 		}
 		root = filepath.Join(cache, "agentaudit", "e2e-agents")
 	}
+	// The install mirrors the checkout: <dir>/e2e/agents beside
+	// <dir>/clients/js.
 	final := filepath.Join(root, key)
-	done := filepath.Join(final, "node_modules", ".agentaudit-installed")
+	modules := filepath.Join(final, "e2e", "agents", "node_modules")
+	done := filepath.Join(modules, ".agentaudit-installed")
 	if _, err := os.Stat(done); err == nil {
-		return filepath.Join(final, "node_modules"), nil
+		return modules, nil
 	}
 
 	// Install into a fresh directory and rename it into place: a test
@@ -161,12 +175,23 @@ func installAgentsWith(node string) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	for _, name := range []string{"package.json", "package-lock.json"} {
-		b, err := os.ReadFile(filepath.Join(agentsSrc, name))
+	agentsDir := filepath.Join(tmp, "e2e", "agents")
+	copies := map[string]string{
+		filepath.Join(agentsSrc, "package.json"):      filepath.Join(agentsDir, "package.json"),
+		filepath.Join(agentsSrc, "package-lock.json"): filepath.Join(agentsDir, "package-lock.json"),
+	}
+	for _, name := range localPackageFiles {
+		copies[name] = filepath.Join(tmp, "e2e", name)
+	}
+	for from, to := range copies {
+		b, err := os.ReadFile(from)
 		if err != nil {
 			return "", err
 		}
-		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(to, b, 0o644); err != nil {
 			return "", err
 		}
 	}
@@ -175,13 +200,13 @@ func installAgentsWith(node string) (string, error) {
 	// No package of the lock file has an install script; --ignore-scripts
 	// keeps it that way.
 	cmd := exec.CommandContext(ctx, npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error")
-	cmd.Dir = tmp
+	cmd.Dir = agentsDir
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("npm ci in %s: %w\n%s", tmp, err, logs.String())
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "node_modules", ".agentaudit-installed"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(agentsDir, "node_modules", ".agentaudit-installed"), nil, 0o644); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -190,7 +215,7 @@ func installAgentsWith(node string) (string, error) {
 			return "", fmt.Errorf("moving the install into place: %w", errors.Join(err, statErr))
 		}
 	}
-	return filepath.Join(final, "node_modules"), nil
+	return modules, nil
 }
 
 // runAgent runs the agent script in dir with node, sending OTLP/HTTP to
