@@ -58,7 +58,7 @@ func Example() {
 	span.End()
 
 	for _, kv := range spans.Ended()[0].Attributes() {
-		fmt.Printf("%s=%s\n", kv.Key, kv.Value.Emit())
+		fmt.Printf("%s=%s\n", kv.Key, kv.Value.AsString())
 	}
 	// Output:
 	// requested: apr_0001 pending
