@@ -321,11 +321,16 @@ func (e *auditExporter) approvalEntry(ev approval.Event) entry.Entry {
 			reviewers.AppendEmpty().SetStr(r)
 		}
 	default:
+		// The entries are children of the agent's span the request names
+		// (or of none), each with a span id of its own.
 		a := ev.Approval
 		tid, _ := hex.DecodeString(a.TraceID)
-		sid, _ := hex.DecodeString(a.SpanID)
 		span.SetTraceID(pcommon.TraceID(tid))
-		span.SetSpanID(pcommon.SpanID(sid))
+		if pid, err := hex.DecodeString(a.SpanID); err == nil && len(pid) == 8 {
+			span.SetParentSpanID(pcommon.SpanID(pid))
+		}
+		own := sha256.Sum256([]byte(fmt.Sprintf("agentaudit.approval\x00%s\x00%d", a.ID, ev.Kind)))
+		span.SetSpanID(pcommon.SpanID(own[:8]))
 		attrs.PutStr(entry.KeyExecutionID, a.ExecutionID)
 		attrs.PutStr(entry.KeyTargetSystem, a.TargetSystem)
 		attrs.PutStr(entry.KeyTargetResource, a.TargetResource)

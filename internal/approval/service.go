@@ -349,6 +349,8 @@ func (s *Service) Request(who Identity, in RequestInput) (Approval, bool, error)
 		return Approval{}, false, badRequest(`"trace_id" %q is not 32 hex digits`, in.TraceID)
 	case in.SpanID != "" && !isHex(in.SpanID, 16):
 		return Approval{}, false, badRequest(`"span_id" %q is not 16 hex digits`, in.SpanID)
+	case in.SpanID != "" && in.TraceID == "":
+		return Approval{}, false, badRequest(`"span_id" needs "trace_id": it names a span of that trace`)
 	case len(in.IdempotencyKey) > maxIdempotencyKey:
 		return Approval{}, false, badRequest(`"idempotency_key" is longer than %d bytes`, maxIdempotencyKey)
 	}
@@ -368,7 +370,11 @@ func (s *Service) Request(who Identity, in RequestInput) (Approval, bool, error)
 	defer s.mu.Unlock()
 	if in.IdempotencyKey != "" {
 		if id, ok := s.byKey[idemKey(requester, in.IdempotencyKey)]; ok {
-			return s.byID[id].public(), false, nil
+			a := s.byID[id]
+			if field := a.differs(in); field != "" {
+				return Approval{}, false, &apiError{status: 409, msg: fmt.Sprintf(`"idempotency_key" %q was used for approval %s, whose %q differs: use a new key for another request`, in.IdempotencyKey, id, field)}
+			}
+			return a.public(), false, nil
 		}
 	}
 	if !s.policy {
@@ -385,9 +391,9 @@ func (s *Service) Request(who Identity, in RequestInput) (Approval, bool, error)
 		Requester: requester, RequestedAt: formatTime(now), ExpiresAt: formatTime(now.Add(life)),
 		IdempotencyKey: in.IdempotencyKey,
 	}
-	if a.TraceID == "" || a.SpanID == "" {
+	if a.TraceID == "" {
 		sum := sha256.Sum256([]byte("agentaudit.approval\x00" + id))
-		a.TraceID, a.SpanID = hex.EncodeToString(sum[:16]), hex.EncodeToString(sum[16:24])
+		a.TraceID = hex.EncodeToString(sum[:16])
 	}
 	tool := a.TargetSystem
 	if a.Tool != nil {
@@ -431,6 +437,25 @@ func (s *Service) Pending() int {
 		}
 	}
 	return n
+}
+
+// differs names the first field of the action in that a does not hold, or
+// "" when in asks for a's action again.
+func (a *Approval) differs(in RequestInput) string {
+	eq := func(x, y *string) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	switch {
+	case !eq(&a.ExecutionID, in.ExecutionID):
+		return "execution_id"
+	case !eq(&a.TargetSystem, in.TargetSystem):
+		return "target_system"
+	case !eq(&a.TargetResource, in.TargetResource):
+		return "target_resource"
+	case !eq(a.ProposedValue, in.ProposedValue):
+		return "proposed_value"
+	case !eq(a.PreviousValue, in.PreviousValue):
+		return "previous_value"
+	}
+	return ""
 }
 
 // IsReviewer reports whether who may decide approvals.

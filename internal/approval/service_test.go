@@ -271,6 +271,11 @@ func TestIdempotentRetry(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, created, "a retry is the same request")
 	assert.Equal(t, a.ID, b.ID)
+	other := in
+	other.ProposedValue = ptr("someone@else.example")
+	_, _, err = s.Request(agent, other)
+	assert.Equal(t, 409, statusOf(t, err), "a key used for another action is a conflict, not that action's approval")
+	assert.Contains(t, err.Error(), `"proposed_value"`)
 	o, created, err := s.Request(mallory, in)
 	require.NoError(t, err)
 	assert.True(t, created, "the key is the requester's own")
