@@ -19,9 +19,11 @@ import (
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
 
-// page is one page of a file as stored: its column and its compressed body.
+// page is one page of a file as stored: its column, its header and its
+// compressed body.
 type page struct {
 	column string
+	header format.PageHeader
 	body   []byte
 }
 
@@ -45,7 +47,7 @@ func pagesOf(t *testing.T, data []byte) []page {
 				r := proto.NewReaderFromBytes(chunk)
 				require.NoError(t, thrift.NewDecoder(r).Decode(&h))
 				n := r.BytesRead()
-				out = append(out, page{column: cc.MetaData.PathInSchema[0], body: chunk[n : n+int(h.CompressedPageSize)]})
+				out = append(out, page{column: cc.MetaData.PathInSchema[0], header: h, body: chunk[n : n+int(h.CompressedPageSize)]})
 				chunk = chunk[n+int(h.CompressedPageSize):]
 			}
 		}
@@ -79,6 +81,34 @@ func TestPagesAreStandardZstd(t *testing.T) {
 		}
 		assert.Len(t, seen, len(schema.Fields()), name)
 	}
+}
+
+// TestPageHeaderStatistics: the data page headers of the blob, id and hash
+// columns carry no statistics; those of the other columns carry their
+// page's min and max. The footer's statistics and page index are those
+// TestSchema checks either way.
+func TestPageHeaderStatistics(t *testing.T) {
+	none := map[string]bool{}
+	for _, c := range noPageStatistics {
+		none[c] = true
+	}
+	require.Len(t, none, 10)
+	data, _ := encode(t, realistic(10_000))
+	seen := map[string]bool{}
+	for _, p := range pagesOf(t, data) {
+		if p.header.Type != format.DataPage {
+			continue
+		}
+		st := p.header.DataPageHeader.V.Statistics
+		if none[p.column] {
+			assert.Equal(t, format.Statistics{}, st, p.column)
+		} else if p.column != "validation" {
+			assert.NotNil(t, st.MinValue, p.column)
+			assert.NotNil(t, st.MaxValue, p.column)
+		}
+		seen[p.column] = true
+	}
+	assert.Len(t, seen, len(schema.Fields()))
 }
 
 // TestPagesReferenceDecoder decodes every page of a file Encode writes with

@@ -178,6 +178,14 @@ const bloomBitsPerValue = 20
 // would bloat the footer and no query prunes on them.
 var blobColumns = []string{"proposed_value", "previous_value", "reasoning", "attributes", "validation"}
 
+// noPageStatistics are the columns whose data page headers carry no
+// statistics: the blobs, whose min and max would be whole values, and the
+// uniformly spread hex ids and hashes, whose min and max exclude nothing.
+// Page header statistics are an older, optional place for what the page
+// index (kept for every column) already holds; leaving them out of these
+// columns saves one pass over each page's values at sealing.
+var noPageStatistics = append([]string{"trace_id", "span_id", "parent_span_id", "prev_hash", "entry_hash"}, blobColumns...)
+
 // footerKV is the footer's key-value metadata, in the order of the Key*
 // constants.
 func footerKV(f Footer) [8][2]string {
@@ -211,6 +219,9 @@ func writerOptions(f Footer) []parquet.WriterOption {
 	}
 	for _, c := range blobColumns {
 		opts = append(opts, parquet.SkipPageBounds(c))
+	}
+	for _, c := range noPageStatistics {
+		opts = append(opts, parquet.SkipPageStatistics(c))
 	}
 	return opts
 }
