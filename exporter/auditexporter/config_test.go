@@ -56,7 +56,7 @@ func TestUnmarshalConfig(t *testing.T) {
 					ObjectLock:     &ObjectLockConfig{Mode: "compliance", RetentionDays: 2557},
 					StorageClass:   "STANDARD",
 				},
-				Spool: SpoolConfig{Directory: "/var/lib/agentaudit/spool", MaxBytes: 2 << 30, CommitDelay: 500 * time.Microsecond},
+				Spool:     SpoolConfig{Directory: "/var/lib/agentaudit/spool", MaxBytes: 2 << 30, CommitDelay: 500 * time.Microsecond},
 				Batch:     BatchConfig{MaxEntries: defaultMaxEntries, MaxBytes: defaultMaxBytes, MaxAge: defaultMaxAge},
 				Approvals: configoptional.Default(defaultApprovalsConfig()),
 			},
