@@ -6,6 +6,7 @@ package store
 //	dt=YYYY-MM-DD/<chain_id>-<first seq, 20 digits>.parquet  a sealed batch
 //	checkpoints/<chain_id>/<size, 20 digits>.checkpoint      its signed checkpoint
 //	keys/<chain_id>-<key hash>.vkey                          a published verifier key
+//	tiles/<chain_id>/tile/8/<L>/<N>[.p/<W>]                  a tile of the chain's tree
 
 import (
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Where checkpoints and published verifier keys are stored beside the
@@ -216,4 +219,51 @@ func parseDigits(digits string) (n int64, why string) {
 		return 0, digits + " out of range"
 	}
 	return n, ""
+}
+
+// TilesPrefix is where the tiles of each chain's tree are stored beside
+// the trail: List with it (or with TilesPrefix + chain id + "/") finds
+// them.
+const TilesPrefix = "tiles/"
+
+// TileHeight is the height of the stored tiles: each holds up to 256
+// hashes of one level of the tree (C2SP tlog-tiles, Go's checksum
+// database).
+const TileHeight = 8
+
+// ErrNotTileKey: ParseTileKey was given a key TileKey does not make.
+var ErrNotTileKey = errors.New("store: not a tile key")
+
+// TileKey returns where tile t of chain chainID's tree is stored:
+// "tiles/<chainID>/" followed by t.Path() ("tile/8/<L>/<N>[.p/<W>]", N in
+// groups of three digits, "x001/234"), the layout of
+// golang.org/x/mod/sumdb/tlog. A partial tile of width W has a key of its
+// own, so that no object is ever rewritten. chainID must satisfy
+// ValidChainID and t be a hash tile of height TileHeight, or ParseTileKey
+// will not accept the key.
+func TileKey(chainID string, t tlog.Tile) string {
+	return TilesPrefix + chainID + "/" + t.Path()
+}
+
+// ParseTileKey is the inverse of TileKey: it returns the chain id and the
+// tile of a tile key. Any other key, among them one of a tile of another
+// height or a data tile, gives an error wrapping ErrNotTileKey.
+func ParseTileKey(key string) (chainID string, t tlog.Tile, err error) {
+	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrNotTileKey, key, why) }
+	rest, ok := strings.CutPrefix(key, TilesPrefix)
+	if !ok {
+		return "", tlog.Tile{}, bad(`want "tiles/<chain>/tile/8/<L>/<N>[.p/<W>]"`)
+	}
+	chainID, path, ok := strings.Cut(rest, "/")
+	if !ok || !ValidChainID(chainID) {
+		return "", tlog.Tile{}, bad("invalid chain id " + strconv.Quote(chainID))
+	}
+	t, perr := tlog.ParseTilePath(path)
+	if perr != nil {
+		return "", tlog.Tile{}, bad(perr.Error())
+	}
+	if t.H != TileHeight || t.L < 0 {
+		return "", tlog.Tile{}, bad(fmt.Sprintf("not a hash tile of height %d", TileHeight))
+	}
+	return chainID, t, nil
 }
