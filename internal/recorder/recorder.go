@@ -75,6 +75,9 @@ type Recorder struct {
 	lock    *spoollock.Lock // held from Start to Shutdown
 	sealer  *sealer
 	deliver *delivery // nil without a spool
+	// previous is how the run before this one ended (stopped.go), set by
+	// Start.
+	previous Previous
 }
 
 // New returns a recorder of cfg's chain that reports to m and logs to
@@ -126,6 +129,10 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 	if err != nil {
 		return err
 	}
+	previous, err := readStopped(r.cfg.SpoolDir, r.cfg.ChainID, work.head)
+	if err != nil {
+		return err
+	}
 	log, err := wal.Open(st.WALDir, r.cfg.ChainID, work.head.Size)
 	if err != nil {
 		return err
@@ -151,7 +158,7 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 		s.push(p)
 	}
 	r.mu.Lock()
-	r.log, r.lock, r.sealer, r.deliver = log, lock, s, d
+	r.log, r.lock, r.sealer, r.deliver, r.previous = log, lock, s, d, previous
 	r.mu.Unlock()
 	head := work.head
 	r.in.start(chain.New(r.cfg.ChainID, head), log, s, behind...)
@@ -171,6 +178,13 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 		r.wg.Go(d.run)
 	}
 	return nil
+}
+
+// Previous says how the run before this one ended; valid after Start.
+func (r *Recorder) Previous() Previous {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.previous
 }
 
 // Append chains entries and returns once they are durable; see
@@ -213,6 +227,16 @@ func (r *Recorder) Shutdown(ctx context.Context) error {
 	}
 	walErr := log.Close()
 	defer lock.Release()
+	if walErr == nil {
+		// Everything acknowledged is durable: a clean stop, whatever is
+		// still in the spool or the log.
+		r.in.mu.Lock()
+		head := r.in.chain.Head()
+		r.in.mu.Unlock()
+		if err := writeStopped(r.cfg.SpoolDir, r.cfg.ChainID, head); err != nil {
+			r.logger.Warn("Cannot record the clean stop; the next start will record an unclean one", zap.Error(err))
+		}
+	}
 	if d != nil {
 		if _, n, _ := d.backlog(); n > 0 {
 			r.logger.Warn("Audit batches wait in the spool; they are uploaded at the next start",

@@ -120,6 +120,7 @@ func (f *fixture) trailEntries(t *testing.T) []entry.Entry {
 func TestAppendSealsAndStores(t *testing.T) {
 	f := newFixture(t)
 	r := f.start(t)
+	assert.Equal(t, FirstStart, r.Previous())
 	es := entries(6, "run-1")
 	require.NoError(t, r.Append(es))
 	assert.Equal(t, int64(5), es[5].Seq, "chained in order")
@@ -140,13 +141,20 @@ func TestAppendSealsAndStores(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, cps, 2, "one checkpoint per batch")
 	f.cpMu.Lock()
-	defer f.cpMu.Unlock()
 	assert.Equal(t, []int64{4, 6}, f.cps, "each checkpoint is told, with the size it covers")
 	for i, k := range cps {
 		stored, err := f.trail.Get(context.Background(), k)
 		require.NoError(t, err)
 		assert.Equal(t, stored, f.notes[i], "the note told is the one stored")
 	}
+	f.cpMu.Unlock()
+
+	r = f.start(t)
+	assert.Equal(t, CleanStop, r.Previous(), "the run before shut down cleanly")
+	r.Abandon()
+	r = f.start(t)
+	assert.Equal(t, UncleanStop, r.Previous(), "the run before was killed")
+	require.NoError(t, r.Shutdown(context.Background()))
 }
 
 // TestAbandonedRecorderRecovers: what a killed recorder acknowledged is
@@ -159,6 +167,7 @@ func TestAbandonedRecorderRecovers(t *testing.T) {
 	r.Abandon()
 
 	r = f.start(t)
+	assert.Equal(t, UncleanStop, r.Previous())
 	more := entries(1, "after")
 	require.NoError(t, r.Append(more))
 	assert.Equal(t, int64(6), more[0].Seq)

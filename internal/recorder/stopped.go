@@ -1,0 +1,111 @@
+package recorder
+
+// Whether the previous run stopped cleanly: Shutdown records the chain's
+// head in <spool.directory>/stopped-<chain_id> once everything
+// acknowledged is durable and the log is closed; Start reads the record
+// and removes it. A start that finds the record matching the head it
+// resumes from follows a clean stop; one that finds none, or another
+// head, follows a crash, a kill or a failed shutdown. The exporter records
+// which in the start marker entry (docs/FORMAT.md, "Coverage").
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/agentaudit/agentaudit/internal/chain"
+)
+
+// Previous says how the run before this one ended.
+type Previous string
+
+const (
+	// FirstStart: the chain is empty; no run recorded anything before.
+	FirstStart Previous = "first"
+	// CleanStop: the previous run shut down cleanly at the head this run
+	// resumes from.
+	CleanStop Previous = "clean"
+	// UncleanStop: the previous run ended without a clean shutdown (a
+	// crash, a kill, a power loss, a shutdown that failed): what it
+	// acknowledged was recovered from the write-ahead log, but spans sent
+	// to it while it was dying may not have been acknowledged.
+	UncleanStop Previous = "unclean"
+)
+
+const stoppedTag = "agentaudit-stopped v1"
+
+func stoppedPath(spoolDir, chainID string) string {
+	return filepath.Join(spoolDir, "stopped-"+chainID)
+}
+
+// readStopped reads and removes the record of a clean stop, and says how
+// the previous run ended given the head this run resumes from.
+func readStopped(spoolDir, chainID string, head chain.Head) (Previous, error) {
+	path := stoppedPath(spoolDir, chainID)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if head.Size == 0 {
+			return FirstStart, nil
+		}
+		return UncleanStop, nil
+	case err != nil:
+		return "", fmt.Errorf("reading the record of the last stop: %w", err)
+	}
+	// Removed before anything is appended: should this run crash, the
+	// next start must not find it.
+	if err := os.Remove(path); err != nil {
+		return "", fmt.Errorf("removing the record of the last stop: %w", err)
+	}
+	if err := syncDir(spoolDir); err != nil {
+		return "", err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) == 4 && lines[0] == stoppedTag && lines[1] == chainID {
+		if size, err := strconv.ParseInt(lines[2], 10, 64); err == nil && size == head.Size && lines[3] == head.Hash {
+			if head.Size == 0 {
+				return FirstStart, nil
+			}
+			return CleanStop, nil
+		}
+	}
+	return UncleanStop, nil
+}
+
+// writeStopped records a clean stop at head.
+func writeStopped(spoolDir, chainID string, head chain.Head) error {
+	path := stoppedPath(spoolDir, chainID)
+	tmp := path + ".tmp"
+	data := fmt.Sprintf("%s\n%s\n%d\n%s\n", stoppedTag, chainID, head.Size, head.Hash)
+	err := os.WriteFile(tmp, []byte(data), 0o640)
+	if err == nil {
+		var f *os.File
+		if f, err = os.Open(tmp); err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(spoolDir)
+	}
+	if err != nil {
+		return fmt.Errorf("recording the clean stop in %s: %w", path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
