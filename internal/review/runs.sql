@@ -25,6 +25,9 @@ e AS (
     (action_type = 'error' OR status_code = 'Error' OR lower(result) LIKE 'error%') AS is_error,
     row_number() OVER (PARTITION BY execution_id ORDER BY time_unix_nano, chain_id, seq) AS step
   FROM audit_entries
+  -- The collector's records about itself are no agent's run: the
+  -- approval service's policies in force (docs/APPROVALS.md).
+  WHERE action_type <> 'agentaudit.approval_policy'
 ),
 -- The entry that decides a run's end: its last end entry, in step order.
 ends AS (

@@ -220,3 +220,39 @@ func TestRunStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestCollectorRecordsAreNoRuns: the approval service's policy entries
+// (docs/APPROVALS.md) are in the trail but are no agent's run.
+func TestCollectorRecordsAreNoRuns(t *testing.T) {
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	loadSteps(t, conn, []step{
+		{exec: "agentaudit.approvals/c", at: 0, dur: time.Millisecond, action: "agentaudit.approval_policy"},
+		{exec: "run", at: time.Minute, dur: time.Millisecond, action: "start"},
+		{exec: "agentaudit.approvals/c", at: 2 * time.Minute, dur: time.Millisecond, action: "agentaudit.approval_policy"},
+	})
+	e := &Engine{opts: Options{Now: func() time.Time { return t0.Add(time.Hour) }, AbandonAfter: DefaultAbandonAfter}}
+	if err := e.setParams(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.QueryContext(ctx, runsSQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, err := scanRuns(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || runs[0].ExecutionID != "run" {
+		t.Fatalf("runs %+v, want only the agent's run", runs)
+	}
+}
