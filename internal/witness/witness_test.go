@@ -21,6 +21,8 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"go.uber.org/goleak"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentaudit/agentaudit/internal/witness/witnesstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -41,12 +43,12 @@ type testWitness struct {
 	state string
 }
 
-func newTestWitness(t *testing.T, name string, logs ...*testLog) *testWitness {
+func newTestWitness(t *testing.T, name string, logs ...*witnesstest.Log) *testWitness {
 	skey, vkey, err := GenerateKey(name, false)
 	require.NoError(t, err)
 	w := &testWitness{t: t, dir: t.TempDir(), skey: skey, vkey: vkey}
 	for _, l := range logs {
-		w.logs = append(w.logs, Log{Origin: l.origin, Verifiers: []note.Verifier{l.verifier()}})
+		w.logs = append(w.logs, Log{Origin: l.Origin, Verifiers: []note.Verifier{l.Verifier()}})
 	}
 	// The verifier from transparency-dev/formats, not ours: the answers
 	// must verify for anyone's code.
@@ -80,20 +82,20 @@ func (w *testWitness) restart() {
 }
 
 // add submits l's checkpoint at size with a proof from old.
-func (w *testWitness) add(l *testLog, old, size uint64) ([]byte, error) {
+func (w *testWitness) add(l *witnesstest.Log, old, size uint64) ([]byte, error) {
 	var p [][]byte
 	if old > 0 {
-		p = l.proof(old, size)
+		p = l.Proof(old, size)
 	}
-	return w.cl.Add(context.Background(), w.url, old, p, l.checkpoint(size))
+	return w.cl.Add(context.Background(), w.url, old, p, l.Checkpoint(size))
 }
 
 // requireCosigned checks that cosigs is one valid cosignature of w on
 // l's checkpoint at size, made just now.
-func (w *testWitness) requireCosigned(l *testLog, size uint64, cosigs []byte) {
+func (w *testWitness) requireCosigned(l *witnesstest.Log, size uint64, cosigs []byte) {
 	w.t.Helper()
 	require.Equal(w.t, 1, bytes.Count(cosigs, []byte("\n")), "one line per witness key: %q", cosigs)
-	n, err := note.Open(append(l.checkpoint(size), cosigs...), note.VerifierList(w.vrfr))
+	n, err := note.Open(append(l.Checkpoint(size), cosigs...), note.VerifierList(w.vrfr))
 	require.NoError(w.t, err)
 	require.Len(w.t, n.Sigs, 1)
 	ts, err := fnote.CoSigV1Timestamp(n.Sigs[0])
@@ -102,18 +104,18 @@ func (w *testWitness) requireCosigned(l *testLog, size uint64, cosigs []byte) {
 }
 
 func TestAddCheckpoint(t *testing.T) {
-	l := newTestLog(t, "agentaudit/chain-a")
+	l := witnesstest.New(t, "agentaudit/chain-a")
 	w := newTestWitness(t, "witness.test/w1", l)
 	ctx := context.Background()
 
 	// First checkpoint: old 0, no proof, trusted on first use.
-	l.grow(10)
+	l.Grow(10)
 	cosigs, err := w.add(l, 0, 10)
 	require.NoError(t, err)
 	w.requireCosigned(l, 10, cosigs)
 
 	// A consistent extension.
-	l.grow(15)
+	l.Grow(15)
 	cosigs, err = w.add(l, 10, 25)
 	require.NoError(t, err)
 	w.requireCosigned(l, 25, cosigs)
@@ -124,7 +126,7 @@ func TestAddCheckpoint(t *testing.T) {
 	w.requireCosigned(l, 25, cosigs)
 
 	// A stale old size: 409 with the witness's size.
-	l.grow(7)
+	l.Grow(7)
 	_, err = w.add(l, 10, 32)
 	var conflict *ConflictError
 	require.ErrorAs(t, err, &conflict)
@@ -132,9 +134,9 @@ func TestAddCheckpoint(t *testing.T) {
 
 	// Submit resends from the witness's size.
 	var asked []uint64
-	cosigs, had, err := w.cl.Submit(ctx, w.url, 10, l.checkpoint(32), func(_ context.Context, old uint64) ([][]byte, error) {
+	cosigs, had, err := w.cl.Submit(ctx, w.url, 10, l.Checkpoint(32), func(_ context.Context, old uint64) ([][]byte, error) {
 		asked = append(asked, old)
-		return l.proof(old, 32), nil
+		return l.Proof(old, 32), nil
 	})
 	require.NoError(t, err)
 	assert.Equal(t, []uint64{10, 25}, asked)
@@ -144,33 +146,33 @@ func TestAddCheckpoint(t *testing.T) {
 	// The operator rewrites the whole log (a new tree, longer, signed with
 	// its own key) and proves consistency within the rewritten tree: the
 	// witness holds the root it cosigned and refuses.
-	forged := newTestLogWithKey(t, l.origin, l.signer, l.vkey).grow(40)
-	_, err = w.cl.Add(ctx, w.url, 32, forged.proof(32, 40), forged.checkpoint(40))
+	forged := witnesstest.NewWithKey(t, l.Origin, l.Signer, l.VKey).Grow(40)
+	_, err = w.cl.Add(ctx, w.url, 32, forged.Proof(32, 40), forged.Checkpoint(40))
 	require.ErrorIs(t, err, ErrBadProof)
 	// Nor does it accept the rewritten tree at the size it cosigned.
-	_, err = w.cl.Add(ctx, w.url, 32, nil, forged.checkpoint(32))
+	_, err = w.cl.Add(ctx, w.url, 32, nil, forged.Checkpoint(32))
 	require.ErrorIs(t, err, ErrBadProof)
 	// A truncated log: an old size past the checkpoint's is malformed,
 	// and a smaller checkpoint from the witness's size is a conflict no
 	// proof can settle.
-	_, err = w.cl.Add(ctx, w.url, 32, nil, l.checkpoint(25))
+	_, err = w.cl.Add(ctx, w.url, 32, nil, l.Checkpoint(25))
 	require.ErrorIs(t, err, ErrMalformed)
-	_, _, err = w.cl.Submit(ctx, w.url, 0, l.checkpoint(25), func(context.Context, uint64) ([][]byte, error) {
+	_, _, err = w.cl.Submit(ctx, w.url, 0, l.Checkpoint(25), func(context.Context, uint64) ([][]byte, error) {
 		t.Fatal("no proof can go backwards")
 		return nil, nil
 	})
 	require.ErrorAs(t, err, &conflict)
 	assert.Equal(t, uint64(32), conflict.Size)
 	// A proof with a hash altered.
-	l.grow(8)
-	bad := l.proof(32, 40)
+	l.Grow(8)
+	bad := l.Proof(32, 40)
 	bad[len(bad)-1] = bytes.Clone(bad[len(bad)-1])
 	bad[len(bad)-1][0] ^= 1
-	_, err = w.cl.Add(ctx, w.url, 32, bad, l.checkpoint(40))
+	_, err = w.cl.Add(ctx, w.url, 32, bad, l.Checkpoint(40))
 	require.ErrorIs(t, err, ErrBadProof)
 
 	// None of the refusals moved the witness.
-	size, ok := w.srv.Size(l.origin)
+	size, ok := w.srv.Size(l.Origin)
 	require.True(t, ok)
 	assert.Equal(t, uint64(32), size)
 
@@ -180,7 +182,7 @@ func TestAddCheckpoint(t *testing.T) {
 	_, err = w.add(l, 0, 40)
 	require.ErrorAs(t, err, &conflict)
 	assert.Equal(t, uint64(32), conflict.Size)
-	_, err = w.cl.Add(ctx, w.url, 32, forged.proof(32, 40), forged.checkpoint(40))
+	_, err = w.cl.Add(ctx, w.url, 32, forged.Proof(32, 40), forged.Checkpoint(40))
 	require.ErrorIs(t, err, ErrBadProof)
 	cosigs, err = w.add(l, 32, 40)
 	require.NoError(t, err)
@@ -188,16 +190,16 @@ func TestAddCheckpoint(t *testing.T) {
 }
 
 func TestAddCheckpointRefusals(t *testing.T) {
-	l := newTestLog(t, "agentaudit/chain-a").grow(5)
+	l := witnesstest.New(t, "agentaudit/chain-a").Grow(5)
 	w := newTestWitness(t, "witness.test/w1", l)
 	ctx := context.Background()
 
 	// Signed by another key under the log's name: 403.
-	impostor := newTestLog(t, l.origin).grow(5)
-	_, err := w.cl.Add(ctx, w.url, 0, nil, impostor.checkpoint(5))
+	impostor := witnesstest.New(t, l.Origin).Grow(5)
+	_, err := w.cl.Add(ctx, w.url, 0, nil, impostor.Checkpoint(5))
 	require.ErrorIs(t, err, ErrBadSignature)
 	// The log's key name and hash with a broken signature: 403.
-	cp := l.checkpoint(5)
+	cp := l.Checkpoint(5)
 	i := bytes.LastIndex(cp, []byte(" "))
 	sig, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(string(cp[i+1:]), "\n"))
 	require.NoError(t, err)
@@ -206,26 +208,26 @@ func TestAddCheckpointRefusals(t *testing.T) {
 	_, err = w.cl.Add(ctx, w.url, 0, nil, broken)
 	require.ErrorIs(t, err, ErrBadSignature)
 	// An unknown log: 404.
-	other := newTestLog(t, "agentaudit/chain-b").grow(3)
-	_, err = w.cl.Add(ctx, w.url, 0, nil, other.checkpoint(3))
+	other := witnesstest.New(t, "agentaudit/chain-b").Grow(3)
+	_, err = w.cl.Add(ctx, w.url, 0, nil, other.Checkpoint(3))
 	require.ErrorIs(t, err, ErrUnknownLog)
 	// A proof from size 0: 422.
-	_, err = w.cl.Add(ctx, w.url, 0, [][]byte{make([]byte, 32)}, l.checkpoint(5))
+	_, err = w.cl.Add(ctx, w.url, 0, [][]byte{make([]byte, 32)}, l.Checkpoint(5))
 	require.ErrorIs(t, err, ErrBadProof)
 	// Size 0 with another root than the empty tree's: 422.
-	_, err = w.cl.Add(ctx, w.url, 0, nil, l.signText(l.origin+"\n0\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"))
+	_, err = w.cl.Add(ctx, w.url, 0, nil, l.SignText(l.Origin+"\n0\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"))
 	require.ErrorIs(t, err, ErrBadProof)
 	// Nothing was cosigned.
-	size, _ := w.srv.Size(l.origin)
+	size, _ := w.srv.Size(l.Origin)
 	assert.Zero(t, size)
-	_, err = os.Stat(stateFile(w.dir, l.origin))
+	_, err = os.Stat(stateFile(w.dir, l.Origin))
 	require.ErrorIs(t, err, os.ErrNotExist)
 
 	// Another signature besides the log's (another witness's) is ignored.
-	extra := newTestLog(t, "witness.test/other")
-	n, err := note.Open(l.checkpoint(5), note.VerifierList(l.verifier()))
+	extra := witnesstest.New(t, "witness.test/other")
+	n, err := note.Open(l.Checkpoint(5), note.VerifierList(l.Verifier()))
 	require.NoError(t, err)
-	both, err := note.Sign(n, extra.signer)
+	both, err := note.Sign(n, extra.Signer)
 	require.NoError(t, err)
 	cosigs, err := w.cl.Add(ctx, w.url, 0, nil, both)
 	require.NoError(t, err)
@@ -235,9 +237,9 @@ func TestAddCheckpointRefusals(t *testing.T) {
 // TestHTTPAnswers checks the answers on the wire, byte for byte where
 // the spec fixes them, for requests our client would never send.
 func TestHTTPAnswers(t *testing.T) {
-	l := newTestLog(t, "agentaudit/chain-a").grow(4)
+	l := witnesstest.New(t, "agentaudit/chain-a").Grow(4)
 	w := newTestWitness(t, "witness.test/w1", l)
-	cp := l.checkpoint(4)
+	cp := l.Checkpoint(4)
 	post := func(body string) (int, string, string) {
 		resp, err := w.http.Client().Post(w.url+AddCheckpointPath, "text/plain", strings.NewReader(body))
 		require.NoError(t, err)
@@ -258,8 +260,8 @@ func TestHTTPAnswers(t *testing.T) {
 		{"too many proof lines", "old 0\n" + strings.Repeat("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", 64) + "\n" + string(cp)},
 		{"not a note", "old 0\n\nagentaudit/chain-a\n4\n"},
 		{"old past size", "old 5\n\n" + string(cp)},
-		{"size not decimal", "old 0\n\n" + string(l.signText(l.origin+"\n04\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"))},
-		{"root not a hash", "old 0\n\n" + string(l.signText(l.origin+"\n4\nAAAA\n"))},
+		{"size not decimal", "old 0\n\n" + string(l.SignText(l.Origin+"\n04\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"))},
+		{"root not a hash", "old 0\n\n" + string(l.SignText(l.Origin+"\n4\nAAAA\n"))},
 	} {
 		code, _, msg := post(tc.body)
 		assert.Equal(t, http.StatusBadRequest, code, "%s: %s", tc.name, msg)
@@ -276,16 +278,16 @@ func TestHTTPAnswers(t *testing.T) {
 
 	// The monitoring endpoint serves what was cosigned; the state file
 	// holds it byte for byte.
-	resp, err := w.http.Client().Get(w.url + "/" + originHash(l.origin) + "/checkpoint")
+	resp, err := w.http.Client().Get(w.url + "/" + originHash(l.Origin) + "/checkpoint")
 	require.NoError(t, err)
 	served, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	stored, err := os.ReadFile(stateFile(w.dir, l.origin))
+	stored, err := os.ReadFile(stateFile(w.dir, l.Origin))
 	require.NoError(t, err)
 	assert.Equal(t, stored, served)
-	_, err = note.Open(served, note.VerifierList(l.verifier(), w.vrfr))
+	_, err = note.Open(served, note.VerifierList(l.Verifier(), w.vrfr))
 	require.NoError(t, err)
 	cs, err := RequireCosignatures(served, nil, 1, w.vrfr)
 	require.NoError(t, err)
@@ -301,11 +303,11 @@ func TestHTTPAnswers(t *testing.T) {
 // exactly one wins, the others learn its size, and the witness never
 // goes back (the spec's rollback race).
 func TestConcurrentSubmissions(t *testing.T) {
-	l := newTestLog(t, "agentaudit/chain-a").grow(16)
+	l := witnesstest.New(t, "agentaudit/chain-a").Grow(16)
 	w := newTestWitness(t, "witness.test/w1", l)
 	_, err := w.add(l, 0, 16)
 	require.NoError(t, err)
-	l.grow(48)
+	l.Grow(48)
 	const n = 24
 	type result struct {
 		size uint64
@@ -315,7 +317,7 @@ func TestConcurrentSubmissions(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		size := uint64(17 + 2*i)
-		p, cp := l.proof(16, size), l.checkpoint(size)
+		p, cp := l.Proof(16, size), l.Checkpoint(size)
 		wg.Go(func() {
 			_, err := w.cl.Add(context.Background(), w.url, 16, p, cp)
 			results[i] = result{size, err}
@@ -334,7 +336,7 @@ func TestConcurrentSubmissions(t *testing.T) {
 		}
 	}
 	require.Len(t, won, 1)
-	size, _ := w.srv.Size(l.origin)
+	size, _ := w.srv.Size(l.Origin)
 	assert.Equal(t, won[0], size)
 	for _, r := range results {
 		var conflict *ConflictError
@@ -345,7 +347,7 @@ func TestConcurrentSubmissions(t *testing.T) {
 }
 
 func TestClientUnavailable(t *testing.T) {
-	l := newTestLog(t, "agentaudit/chain-a").grow(2)
+	l := witnesstest.New(t, "agentaudit/chain-a").Grow(2)
 	ctx := context.Background()
 	var cl Client
 
@@ -354,7 +356,7 @@ func TestClientUnavailable(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
-	_, err = cl.Add(ctx, "http://"+addr, 0, nil, l.checkpoint(2))
+	_, err = cl.Add(ctx, "http://"+addr, 0, nil, l.Checkpoint(2))
 	require.ErrorIs(t, err, ErrUnavailable)
 
 	// 503, 429: retry later. 200 with something that is not signature
@@ -374,7 +376,7 @@ func TestClientUnavailable(t *testing.T) {
 			w.WriteHeader(tc.code)
 			fmt.Fprint(w, tc.body)
 		}))
-		_, err := cl.Add(ctx, srv.URL, 0, nil, l.checkpoint(2))
+		_, err := cl.Add(ctx, srv.URL, 0, nil, l.Checkpoint(2))
 		srv.Close()
 		require.Error(t, err, "%d %q", tc.code, tc.body)
 		if tc.wantErr != nil {
@@ -396,13 +398,13 @@ func TestClientUnavailable(t *testing.T) {
 	defer close(release)
 	tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	_, err = cl.Add(tctx, slow.URL, 0, nil, l.checkpoint(2))
+	_, err = cl.Add(tctx, slow.URL, 0, nil, l.Checkpoint(2))
 	require.ErrorIs(t, err, ErrUnavailable)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
 func TestRequireCosignatures(t *testing.T) {
-	l := newTestLog(t, "agentaudit/chain-a").grow(9)
+	l := witnesstest.New(t, "agentaudit/chain-a").Grow(9)
 	w1 := newTestWitness(t, "witness.test/w1", l)
 	w2 := newTestWitness(t, "witness.test/w2", l)
 	w3 := newTestWitness(t, "witness.test/w3", l) // not asked
@@ -410,7 +412,7 @@ func TestRequireCosignatures(t *testing.T) {
 	require.NoError(t, err)
 	c2, err := w2.add(l, 0, 9)
 	require.NoError(t, err)
-	cp := l.checkpoint(9)
+	cp := l.Checkpoint(9)
 	sigs := append(bytes.Clone(c1), c2...)
 
 	v1, err := NewVerifier(w1.vkey)
@@ -442,7 +444,7 @@ func TestRequireCosignatures(t *testing.T) {
 	require.ErrorIs(t, err, ErrTooFewCosignatures)
 	// Cosignatures of another checkpoint (the rewritten log's) do not
 	// verify.
-	_, err = RequireCosignatures(newTestLogWithKey(t, l.origin, l.signer, l.vkey).grow(9).checkpoint(9), sigs, 1, v1)
+	_, err = RequireCosignatures(witnesstest.NewWithKey(t, l.Origin, l.Signer, l.VKey).Grow(9).Checkpoint(9), sigs, 1, v1)
 	require.ErrorIs(t, err, ErrBadCosignature)
 	// An unknown witness's cosignature is ignored.
 	cs, err = VerifyCosignatures(cp, c1, v2)
@@ -453,7 +455,7 @@ func TestRequireCosignatures(t *testing.T) {
 	require.NoError(t, err)
 	pq, err := NewSigner(sk)
 	require.NoError(t, err)
-	srv, err := NewServer(Config{StateDir: t.TempDir(), Signers: []note.Signer{pq}, Logs: []Log{{Origin: l.origin, Verifiers: []note.Verifier{l.verifier()}}}})
+	srv, err := NewServer(Config{StateDir: t.TempDir(), Signers: []note.Signer{pq}, Logs: []Log{{Origin: l.Origin, Verifiers: []note.Verifier{l.Verifier()}}}})
 	require.NoError(t, err)
 	c3, err := srv.AddCheckpoint(0, nil, cp)
 	require.NoError(t, err)
@@ -464,19 +466,19 @@ func TestRequireCosignatures(t *testing.T) {
 }
 
 func TestNewServerRefuses(t *testing.T) {
-	l := newTestLog(t, "agentaudit/chain-a").grow(3)
+	l := witnesstest.New(t, "agentaudit/chain-a").Grow(3)
 	skey, _, err := GenerateKey("witness.test/w1", false)
 	require.NoError(t, err)
 	signer, err := NewSigner(skey)
 	require.NoError(t, err)
-	logs := []Log{{Origin: l.origin, Verifiers: []note.Verifier{l.verifier()}}}
+	logs := []Log{{Origin: l.Origin, Verifiers: []note.Verifier{l.Verifier()}}}
 	dir := t.TempDir()
 	for _, cfg := range []Config{
 		{Signers: []note.Signer{signer}, Logs: logs},
 		{StateDir: dir, Logs: logs},
 		{StateDir: dir, Signers: []note.Signer{signer}},
 		{StateDir: dir, Signers: []note.Signer{signer}, Logs: append(logs, logs...)},
-		{StateDir: dir, Signers: []note.Signer{signer}, Logs: []Log{{Origin: l.origin}}},
+		{StateDir: dir, Signers: []note.Signer{signer}, Logs: []Log{{Origin: l.Origin}}},
 		{StateDir: dir, Signers: []note.Signer{signer}, Logs: []Log{{Origin: "a\nb", Verifiers: logs[0].Verifiers}}},
 	} {
 		_, err := NewServer(cfg)
@@ -484,11 +486,11 @@ func TestNewServerRefuses(t *testing.T) {
 	}
 	// A state file that is not the log's: refuse to start rather than
 	// forget.
-	require.NoError(t, os.WriteFile(stateFile(dir, l.origin), []byte("garbage"), 0o600))
+	require.NoError(t, os.WriteFile(stateFile(dir, l.Origin), []byte("garbage"), 0o600))
 	_, err = NewServer(Config{StateDir: dir, Signers: []note.Signer{signer}, Logs: logs})
 	require.ErrorIs(t, err, ErrMalformed)
-	other := newTestLog(t, "agentaudit/other").grow(1)
-	require.NoError(t, os.WriteFile(stateFile(dir, l.origin), other.checkpoint(1), 0o600))
+	other := witnesstest.New(t, "agentaudit/other").Grow(1)
+	require.NoError(t, os.WriteFile(stateFile(dir, l.Origin), other.Checkpoint(1), 0o600))
 	_, err = NewServer(Config{StateDir: dir, Signers: []note.Signer{signer}, Logs: logs})
 	require.ErrorContains(t, err, "holds a checkpoint of")
 }

@@ -1,0 +1,10 @@
+// Package interop tests agentaudit's tlog-witness client and server
+// against an implementation written elsewhere: transparency-dev's witness
+// (github.com/transparency-dev/witness, the library behind omniwitness),
+// served over HTTP on 127.0.0.1 with its in-memory persistence.
+//
+// It is a separate module (go.mod beside this file, the main module
+// replaced by the checkout) so that the witness's dependencies never
+// enter the collector's build; the main module's go test ./... does not
+// descend into it, so internal/witness's TestInterop runs go test here.
+package interop
