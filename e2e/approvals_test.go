@@ -359,8 +359,9 @@ type agentEvent struct {
 }
 
 // TestApprovalInTheInbox is issue 17's end to end: a real agent (the
-// Vercel AI SDK with its mock model, e2e/agents/approval.mjs, through the
-// JavaScript helper of clients/js) asks before its CRM update and waits; a
+// Vercel AI SDK with its mock model, e2e/agents/approval.mjs) stops at the
+// SDK's own tool-approval hook (needsApproval) before its CRM update, asks
+// through the JavaScript helper of clients/js and waits; a
 // reviewer signs in to the inbox in headless Chromium, sees the proposed
 // change and approves it with a comment; the agent's long poll returns and
 // its write lands. The trail holds the request, the decision and the
