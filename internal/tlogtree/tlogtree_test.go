@@ -181,6 +181,17 @@ func TestChunksGiveTheSameTiles(t *testing.T) {
 	hs := entryHashes("chunks", 1200)
 	one := newTiles(t)
 	roots := grow(t, one, hs)
+	// Each partial tile is the start of every wider one of its place.
+	for k, d := range one.m {
+		_, tl, err := store.ParseTileKey(k)
+		require.NoError(t, err)
+		for w := tl.W + 1; w <= 256; w++ {
+			wider, ok := one.m[store.TileKey("c", tlog.Tile{H: 8, L: tl.L, N: tl.N, W: w})]
+			if ok {
+				require.Equal(t, d, wider[:len(d)], "%s in width %d", k, w)
+			}
+		}
+	}
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for range 5 {
 		s := newTiles(t)
