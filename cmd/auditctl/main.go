@@ -9,6 +9,8 @@
 //	auditctl show [--json] TARGET EXEC_ID
 //	auditctl export (--exec ID | --since T [--until T] [filters]) --format csv|jsonl|html -o FILE TARGET
 //	auditctl serve [--listen 127.0.0.1:8080] [--allow-remote --token-file FILE] TARGET
+//	auditctl witness serve --state DIR --key KEY_FILE --log ORIGIN=VKEY_FILE [--log ...] [--listen 127.0.0.1:8090]
+//	auditctl witness keygen [--ml-dsa] [--out KEY_FILE] NAME
 //
 // TARGET is a local directory or s3://bucket/prefix (credentials from the AWS
 // SDK's default chain). verify checks every chain found under TARGET (one
@@ -28,6 +30,10 @@
 // files its answer comes from. Exit status: 0 printed, 1 the files holding
 // the answer fail verification (the answer is still printed, marked), 2
 // could not run or nothing matched.
+//
+// witness serve is a C2SP tlog-witness an auditor runs (internal/witness):
+// it cosigns a chain's checkpoints only while each consistently extends
+// the last one it cosigned. Exit status: 0 stopped, 2 could not run.
 package main
 
 import (
@@ -102,6 +108,11 @@ const usage = `usage:
       --abandon-after (default 24h), --as-of, --endpoint, --region
   Without --key (a file of verifier keys, one per line), the keys published
   beside the trail (or, for --check, in the proof) are trusted on first use.
+  auditctl witness serve --state DIR --key KEY_FILE --log ORIGIN=VKEY_FILE [--log ...] [--listen 127.0.0.1:8090]
+      a witness (C2SP tlog-witness) cosigning only consistent extensions of
+      each log's checkpoints (--key: its signer key); exit 0 stopped, 2 could not run
+  auditctl witness keygen [--ml-dsa] [--out KEY_FILE] NAME
+      a new witness key pair (auditctl witness help: more)
 `
 
 // run is the command with its environment passed in; it returns the exit
@@ -128,6 +139,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 		return runExport(ctx, args[1:], stdout, stderr, progress)
 	case "serve":
 		return runServe(ctx, args[1:], stdout, stderr, progress)
+	case "witness":
+		return runWitness(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitIntact

@@ -2,10 +2,17 @@ package witness
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"filippo.io/mldsa"
 
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
@@ -57,6 +64,48 @@ func GenerateKey(name string, mldsa bool) (skey, vkey string, err error) {
 	vkey, err = fnote.VKeyToCosignatureV1(vkey)
 	return skey, vkey, err
 }
+
+// VerifierKey derives the cosignature v1 verifier key of a witness's
+// signer key, as GenerateKey prints it: what a witness operator hands to
+// logs and auditors.
+func VerifierKey(skey string) (string, error) {
+	parts := strings.SplitN(strings.TrimSpace(skey), "+", 5)
+	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
+		return "", errors.New("witness signer key: not PRIVATE+KEY+<name>+<hash>+<key>")
+	}
+	name := parts[2]
+	key, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(key) == 0 {
+		return "", errors.New("witness signer key: key is not base64")
+	}
+	var pub []byte
+	switch alg, k := key[0], key[1:]; {
+	case (alg == algEd25519 || alg == algEd25519CosignatureV1) && len(k) == ed25519.SeedSize:
+		pub = append([]byte{algEd25519CosignatureV1}, ed25519.NewKeyFromSeed(k).Public().(ed25519.PublicKey)...)
+	case alg == algMLDSA44:
+		sk, err := mldsa.NewPrivateKey(mldsa.MLDSA44(), k)
+		if err != nil {
+			return "", fmt.Errorf("witness signer key: %w", err)
+		}
+		pub = append([]byte{algMLDSA44}, sk.PublicKey().Bytes()...)
+	default:
+		return "", fmt.Errorf("witness signer key: unknown algorithm %d or key size %d", alg, len(k))
+	}
+	// The key ID of tlog-cosignature: SHA-256(name || "\n" || type || key)[:4].
+	h := sha256.Sum256(append([]byte(name+"\n"), pub...))
+	vkey := fmt.Sprintf("%s+%08x+%s", name, binary.BigEndian.Uint32(h[:4]), base64.StdEncoding.EncodeToString(pub))
+	if _, err := NewVerifier(vkey); err != nil {
+		return "", err
+	}
+	return vkey, nil
+}
+
+// Key types of C2SP signed-note and tlog-cosignature.
+const (
+	algEd25519              = 1
+	algEd25519CosignatureV1 = 4
+	algMLDSA44              = 6
+)
 
 // VerifyCosignatures checks cosignature lines against a checkpoint and
 // returns the valid ones of the given witness keys, one per key. The

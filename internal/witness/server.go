@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -39,6 +42,13 @@ type Config struct {
 	// Logs are the logs it witnesses.
 	Logs []Log
 }
+
+// EvidenceDir is the folder of the state directory where the witness
+// keeps the add-checkpoint requests it refused as inconsistent although
+// the log had signed their checkpoint (the spec allows logging them):
+// <hex SHA-256 of origin>.<size>.<unix nanoseconds>.request, each the
+// request body as received.
+const EvidenceDir = "inconsistent"
 
 // Server is a C2SP tlog-witness: an http.Handler for
 // POST /add-checkpoint and, for monitors, GET /<origin hash>/checkpoint
@@ -168,7 +178,9 @@ func (s *Server) AddCheckpoint(oldSize uint64, proofHashes [][]byte, checkpoint 
 			return nil, fmt.Errorf("%w: a proof from size 0 must be empty, got %d hashes", ErrBadProof, len(proofHashes))
 		}
 	} else if err := proof.VerifyConsistency(rfc6962.DefaultHasher, st.size, c.size, proofHashes, st.root, c.root); err != nil {
-		return nil, fmt.Errorf("%w: from size %d to %d: %v", ErrBadProof, st.size, c.size, err)
+		err = fmt.Errorf("%w: from size %d to %d: %v", ErrBadProof, st.size, c.size, err)
+		s.keepEvidence(st, c.size, EncodeRequest(oldSize, proofHashes, checkpoint))
+		return nil, err
 	}
 
 	cosigs, err := s.cosign(n.Text)
@@ -189,6 +201,19 @@ func (s *Server) AddCheckpoint(oldSize uint64, proofHashes [][]byte, checkpoint 
 	}
 	st.size, st.root, st.note = c.size, c.root, stored.Bytes()
 	return cosigs, nil
+}
+
+// keepEvidence stores a refused request whose checkpoint the log signed:
+// a checkpoint inconsistent with one the log signed before is the log's
+// own signed proof of a fork or a rewrite, worth more than a status code.
+// Best effort: the refusal stands whether or not it is stored.
+func (s *Server) keepEvidence(st *logState, size uint64, request []byte) {
+	dir := filepath.Join(s.dir, EvidenceDir)
+	if os.MkdirAll(dir, 0o750) != nil {
+		return
+	}
+	name := fmt.Sprintf("%s.%d.%d.request", originHash(st.origin), size, time.Now().UnixNano())
+	_ = writeFileAtomic(filepath.Join(dir, name), request)
 }
 
 // cosign returns one signature line per signer over text.

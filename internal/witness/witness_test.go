@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +171,19 @@ func TestAddCheckpoint(t *testing.T) {
 	bad[len(bad)-1][0] ^= 1
 	_, err = w.cl.Add(ctx, w.url, 32, bad, l.Checkpoint(40))
 	require.ErrorIs(t, err, ErrBadProof)
+
+	// The log-signed refusals are kept as evidence: the fork, the
+	// rewrite at the same size, the altered proof.
+	evidence, err := os.ReadDir(filepath.Join(w.dir, EvidenceDir))
+	require.NoError(t, err)
+	require.Len(t, evidence, 3)
+	first, err := os.ReadFile(filepath.Join(w.dir, EvidenceDir, evidence[0].Name()))
+	require.NoError(t, err)
+	old, _, cp, err := ParseRequest(first)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(32), old)
+	_, err = note.Open(cp, note.VerifierList(l.Verifier()))
+	require.NoError(t, err, "the evidence carries the log's signature")
 
 	// None of the refusals moved the witness.
 	size, ok := w.srv.Size(l.Origin)
@@ -463,6 +477,25 @@ func TestRequireCosignatures(t *testing.T) {
 	require.NoError(t, err)
 	_, err = RequireCosignatures(cp, c3, 1, vpq)
 	require.NoError(t, err)
+}
+
+func TestVerifierKey(t *testing.T) {
+	for _, mldsa := range []bool{false, true} {
+		skey, vkey, err := GenerateKey("witness.test/w1", mldsa)
+		require.NoError(t, err)
+		got, err := VerifierKey(skey)
+		require.NoError(t, err)
+		assert.Equal(t, vkey, got, "ml-dsa %v", mldsa)
+		signer, err := NewSigner(skey)
+		require.NoError(t, err)
+		v, err := NewVerifier(got)
+		require.NoError(t, err)
+		assert.Equal(t, signer.KeyHash(), v.KeyHash())
+	}
+	_, err := VerifierKey("PRIVATE+KEY+x+00000000+AAAA")
+	require.Error(t, err)
+	_, err = VerifierKey("x+00000000+AAAA")
+	require.Error(t, err)
 }
 
 func TestNewServerRefuses(t *testing.T) {
