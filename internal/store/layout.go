@@ -6,7 +6,7 @@ package store
 //	dt=YYYY-MM-DD/<chain_id>-<first seq, 20 digits>.parquet  a sealed batch
 //	checkpoints/<chain_id>/<size, 20 digits>.checkpoint      its signed checkpoint
 //	keys/<chain_id>-<key hash>.vkey                          a published verifier key
-//	tiles/<chain_id>/tile/8/<L>/<N>[.p/<W>]                  a tile of the chain's tree
+//	tiles/<chain_id>/tile/<L>/<N>[.p/<W>]                    a tile of the chain's tree
 
 import (
 	"errors"
@@ -235,15 +235,18 @@ const TileHeight = 8
 var ErrNotTileKey = errors.New("store: not a tile key")
 
 // TileKey returns where tile t of chain chainID's tree is stored:
-// "tiles/<chainID>/" followed by t.Path() ("tile/8/<L>/<N>[.p/<W>]", N in
-// groups of three digits, "x001/234"), the layout of
-// golang.org/x/mod/sumdb/tlog. A partial tile of width W has a key of its
-// own, so that no object is ever rewritten. chainID must satisfy
-// ValidChainID and t be a hash tile of height TileHeight, or ParseTileKey
-// will not accept the key.
+// "tiles/<chainID>/tile/<L>/<N>[.p/<W>]" (N in groups of three digits,
+// "x001/234"), the layout of C2SP tlog-tiles, which is
+// golang.org/x/mod/sumdb/tlog's Tile.Path without its height (always
+// TileHeight). A partial tile of width W has a key of its own, so that no
+// object is ever rewritten. chainID must satisfy ValidChainID and t be a
+// hash tile of height TileHeight, or ParseTileKey will not accept the key.
 func TileKey(chainID string, t tlog.Tile) string {
-	return TilesPrefix + chainID + "/" + t.Path()
+	return TilesPrefix + chainID + "/" + strings.Replace(t.Path(), tileHeightDir, "tile/", 1)
 }
+
+// tileHeightDir starts tlog's path of a tile of height TileHeight.
+var tileHeightDir = fmt.Sprintf("tile/%d/", TileHeight)
 
 // ParseTileKey is the inverse of TileKey: it returns the chain id and the
 // tile of a tile key. Any other key, among them one of a tile of another
@@ -252,13 +255,17 @@ func ParseTileKey(key string) (chainID string, t tlog.Tile, err error) {
 	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrNotTileKey, key, why) }
 	rest, ok := strings.CutPrefix(key, TilesPrefix)
 	if !ok {
-		return "", tlog.Tile{}, bad(`want "tiles/<chain>/tile/8/<L>/<N>[.p/<W>]"`)
+		return "", tlog.Tile{}, bad(`want "tiles/<chain>/tile/<L>/<N>[.p/<W>]"`)
 	}
 	chainID, path, ok := strings.Cut(rest, "/")
 	if !ok || !ValidChainID(chainID) {
 		return "", tlog.Tile{}, bad("invalid chain id " + strconv.Quote(chainID))
 	}
-	t, perr := tlog.ParseTilePath(path)
+	rest, ok = strings.CutPrefix(path, "tile/")
+	if !ok || strings.HasPrefix(rest, "data/") {
+		return "", tlog.Tile{}, bad("not a hash tile")
+	}
+	t, perr := tlog.ParseTilePath(tileHeightDir + rest)
 	if perr != nil {
 		return "", tlog.Tile{}, bad(perr.Error())
 	}

@@ -15,10 +15,10 @@ func TestTileKey(t *testing.T) {
 		tile tlog.Tile
 		key  string
 	}{
-		{tlog.Tile{H: 8, L: 0, N: 0, W: 256}, "tiles/c-1/tile/8/0/000"},
-		{tlog.Tile{H: 8, L: 0, N: 0, W: 5}, "tiles/c-1/tile/8/0/000.p/5"},
-		{tlog.Tile{H: 8, L: 2, N: 1234067, W: 256}, "tiles/c-1/tile/8/2/x001/x234/067"},
-		{tlog.Tile{H: 8, L: 1, N: 1234, W: 255}, "tiles/c-1/tile/8/1/x001/234.p/255"},
+		{tlog.Tile{H: 8, L: 0, N: 0, W: 256}, "tiles/c-1/tile/0/000"},
+		{tlog.Tile{H: 8, L: 0, N: 0, W: 5}, "tiles/c-1/tile/0/000.p/5"},
+		{tlog.Tile{H: 8, L: 2, N: 1234067, W: 256}, "tiles/c-1/tile/2/x001/x234/067"},
+		{tlog.Tile{H: 8, L: 1, N: 1234, W: 255}, "tiles/c-1/tile/1/x001/234.p/255"},
 	} {
 		k := TileKey("c-1", c.tile)
 		assert.Equal(t, c.key, k)
@@ -63,16 +63,16 @@ func TestParseTileKeyForeign(t *testing.T) {
 		"tiles/",
 		"tiles/c",
 		"tiles/c/",
-		"tile/8/0/000",               // no prefix
-		"tiles/.c/tile/8/0/000",      // invalid chain id
-		"tiles/c/tile/4/0/000",       // another height
-		"tiles/c/tile/8/data/000",    // a data tile
-		"tiles/c/tile/8/0/000.p/256", // a partial tile as wide as a full one
-		"tiles/c/tile/8/0/000.p/0",   // no width
-		"tiles/c/tile/8/0/1000",      // N not in groups of three digits
-		"tiles/c/tile/8/0/001/002",   // groups without 'x'
-		"tiles/c/tile/8/-1/000",      // negative level
-		"tiles/c/x/tile/8/0/000",     // deeper
+		"tile/0/000",               // no prefix
+		"tiles/.c/tile/0/000",      // invalid chain id
+		"tiles/c/tile/8/0/000",     // a height in the path (tlog's layout, not C2SP's)
+		"tiles/c/tile/data/000",    // a data tile
+		"tiles/c/tile/0/000.p/256", // a partial tile as wide as a full one
+		"tiles/c/tile/0/000.p/0",   // no width
+		"tiles/c/tile/0/1000",      // N not in groups of three digits
+		"tiles/c/tile/0/001/002",   // groups without 'x'
+		"tiles/c/tile/-1/000",      // negative level
+		"tiles/c/x/tile/0/000",     // deeper
 		"checkpoints/c/00000000000000000001.checkpoint",
 	} {
 		_, _, err := ParseTileKey(k)

@@ -18,7 +18,7 @@
 // with the height in the path): a tile of level L holds up to 256
 // consecutive hashes of the tree's level 8L, the leaf hashes at L = 0. The
 // key of tile t of chain c is store.TileKey(c, t),
-// "tiles/<c>/tile/8/<L>/<N>[.p/<W>]". A full tile is written once; a
+// "tiles/<c>/tile/<L>/<N>[.p/<W>]" (C2SP tlog-tiles). A full tile is written once; a
 // partial tile of width W is an object of its own, written once, and never
 // rewritten: the next width is the next object. A proof reads O(log n)
 // tiles, never the entries.
