@@ -21,7 +21,7 @@ func TestInterop(t *testing.T) {
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS="+os.Getenv("GOFLAGS")+" -mod=readonly")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("go test in interop/: %v\n%s", err, out)
+		t.Fatalf("go test in interop/ (after a change of the main go.mod, run go mod tidy there): %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
 }

@@ -7,4 +7,11 @@
 // replaced by the checkout) so that the witness's dependencies never
 // enter the collector's build; the main module's go test ./... does not
 // descend into it, so internal/witness's TestInterop runs go test here.
+// It builds with the main module's requirements merged into its own:
+// when a change of the main go.mod makes go test here ask for updates to
+// go.mod, run go mod tidy in this folder.
+//
+// Known deviation (pinned version): for a checkpoint without a valid
+// signature of the log's key transparency-dev's witness answers 500, not
+// the spec's 403.
 package interop
