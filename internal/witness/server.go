@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -46,8 +45,8 @@ type Config struct {
 // EvidenceDir is the folder of the state directory where the witness
 // keeps the add-checkpoint requests it refused as inconsistent although
 // the log had signed their checkpoint (the spec allows logging them):
-// <hex SHA-256 of origin>.<size>.<unix nanoseconds>.request, each the
-// request body as received.
+// <hex SHA-256 of origin>.<size>.<hex of the first 8 bytes of the
+// request's SHA-256>.request, each the request body as received.
 const EvidenceDir = "inconsistent"
 
 // Server is a C2SP tlog-witness: an http.Handler for
@@ -212,8 +211,15 @@ func (s *Server) keepEvidence(st *logState, size uint64, request []byte) {
 	if os.MkdirAll(dir, 0o750) != nil {
 		return
 	}
-	name := fmt.Sprintf("%s.%d.%d.request", originHash(st.origin), size, time.Now().UnixNano())
-	_ = writeFileAtomic(filepath.Join(dir, name), request)
+	// Named by content: a client resending the same refused request
+	// (retrying) leaves one file.
+	sum := sha256.Sum256(request)
+	name := fmt.Sprintf("%s.%d.%s.request", originHash(st.origin), size, hex.EncodeToString(sum[:8]))
+	path := filepath.Join(dir, name)
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	_ = writeFileAtomic(path, request)
 }
 
 // cosign returns one signature line per signer over text.

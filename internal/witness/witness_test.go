@@ -171,9 +171,11 @@ func TestAddCheckpoint(t *testing.T) {
 	bad[len(bad)-1][0] ^= 1
 	_, err = w.cl.Add(ctx, w.url, 32, bad, l.Checkpoint(40))
 	require.ErrorIs(t, err, ErrBadProof)
+	_, err = w.cl.Add(ctx, w.url, 32, bad, l.Checkpoint(40)) // a retry
+	require.ErrorIs(t, err, ErrBadProof)
 
-	// The log-signed refusals are kept as evidence: the fork, the
-	// rewrite at the same size, the altered proof.
+	// The log-signed refusals are kept as evidence, once each: the fork,
+	// the rewrite at the same size, the altered proof.
 	evidence, err := os.ReadDir(filepath.Join(w.dir, EvidenceDir))
 	require.NoError(t, err)
 	require.Len(t, evidence, 3)
