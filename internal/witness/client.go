@@ -97,7 +97,8 @@ type ProofFunc func(ctx context.Context, oldSize uint64) ([][]byte, error)
 // size no larger than the checkpoint's, sends it once more with a proof
 // from that size. It returns the cosignature lines and the size the
 // witness had. A witness ahead of the checkpoint (it cosigned a larger
-// tree) is a *ConflictError: no proof can go backwards.
+// tree) is a *ConflictError: no proof can go backwards. proofFrom is
+// called only for a non-zero old size.
 func (c *Client) Submit(ctx context.Context, witnessURL string, oldSize uint64, checkpoint []byte, proofFrom ProofFunc) (cosigs []byte, witnessSize uint64, err error) {
 	text, _, err := splitNote(checkpoint)
 	if err != nil {
