@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,26 +23,19 @@ import (
 
 // The TSA the tests run is sigstore's timestamp-authority v2.1.3 with its
 // in-memory signer, built from the module in ./tsatest (its own go.mod, so
-// the server's dependencies stay out of the collector's). The binary is
-// built once per test process, into a directory TestMain removes.
+// the server's dependencies stay out of the collector's).
 
 var build struct {
 	once sync.Once
-	dir  string
 	bin  string
 	err  error
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
-	}
-	os.Exit(code)
-}
-
-// serverBinary builds ./tsatest once; the first build compiles the server
-// and its dependencies (a few minutes on 2 cores), later ones hit the cache.
+// serverBinary builds ./tsatest once per test process. The first build on
+// a machine compiles the server and its dependencies (about 280 CPU
+// seconds); later ones hit Go's build cache, and the binary is kept in the
+// user cache directory (one per checkout) because go build leaves an
+// up-to-date target alone instead of linking it again.
 func serverBinary() (string, error) {
 	build.once.Do(func() {
 		goBin, err := exec.LookPath("go") // go test puts its GOROOT/bin first
@@ -48,16 +43,22 @@ func serverBinary() (string, error) {
 			build.err = err
 			return
 		}
-		build.dir, build.err = os.MkdirTemp("", "tsatest-")
-		if build.err != nil {
+		src, err := filepath.Abs("tsatest")
+		if err != nil {
+			build.err = err
 			return
 		}
-		bin := filepath.Join(build.dir, "tsatest")
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			cache = os.TempDir()
+		}
+		sum := sha256.Sum256([]byte(src))
+		bin := filepath.Join(cache, "agentaudit-tsatest", hex.EncodeToString(sum[:6]), "tsatest")
 		cmd := exec.Command(goBin, "build", "-o", bin, ".")
-		cmd.Dir = "tsatest"
+		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build in tsatest: %v\n%s", err, out)
+			build.err = fmt.Errorf("go build in %s: %v\n%s", src, err, out)
 			return
 		}
 		build.bin = bin

@@ -188,6 +188,20 @@ func TestVerifyRefusesChangedCheckpoint(t *testing.T) {
 	}
 }
 
+func TestVerifyLeafOnlyToken(t *testing.T) {
+	// sigstore's default: the token carries the TSA certificate but not
+	// its issuers, so the intermediate must be configured with the root.
+	a := startTSA(t, "-include-chain=false")
+	msg := []byte(checkpoint)
+	token, nb, na := stamp(t, a, msg)
+	if _, err := tsa.Verify(token, msg, tsa.VerifyOptions{TSA: []*x509.Certificate{a.root()}, NotBefore: nb, NotAfter: na}); !errors.Is(err, tsa.ErrUntrustedTSA) {
+		t.Errorf("Verify with only the root configured: %v, want ErrUntrustedTSA (no path to it)", err)
+	}
+	if _, err := tsa.Verify(token, msg, tsa.VerifyOptions{TSA: a.Chain[1:], NotBefore: nb, NotAfter: na}); err != nil {
+		t.Errorf("Verify with intermediate and root configured: %v", err)
+	}
+}
+
 func TestVerifyWithoutEmbeddedCertificates(t *testing.T) {
 	// Asked without certReq, a TSA names its certificate only by issuer
 	// and serial; the configured certificate then supplies it.
