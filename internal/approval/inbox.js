@@ -97,6 +97,7 @@
     try {
       await api("POST", "/v1/approvals/" + encodeURIComponent(id) + "/decision", { decision, comment });
       status("");
+      document.activeElement.blur();
       await refresh();
     } catch (e) {
       status(e.message);
@@ -111,10 +112,18 @@
       const lists = await Promise.all(states.map((s) => api("GET", "/v1/approvals?status=" + s + "&limit=200")));
       const all = lists.flatMap((l) => l.approvals).sort((a, b) => (a.requested_at < b.requested_at ? 1 : -1));
       const list = $("#list");
-      // Keep a comment being typed: a pending card is replaced only once decided.
+      // The cards are rebuilt only when what they show changed, so that a
+      // comment being typed, an open timeline or an element a reviewer is
+      // about to click stays as it is.
+      const shown = view + "|" + all.map((a) => [a.id, a.status, a.decision ? a.decision.entry_hash : "", a.checkpoint ? 1 : 0].join(",")).join(";");
+      if (shown === list.dataset.shown) return;
       const typing = document.activeElement && document.activeElement.classList.contains("comment");
-      if (typing && view === "pending") return;
+      if (typing && view === "pending" && list.dataset.shown && list.dataset.shown.startsWith("pending|")) {
+        // Keep the comment: only a decided card goes, new ones come at the next quiet refresh.
+        return;
+      }
       list.replaceChildren(...(all.length ? all.map(card) : [el("p", { class: "empty" }, view === "pending" ? "Nothing waits for a decision." : "Nothing decided yet.")]));
+      list.dataset.shown = shown;
       list.dataset.loaded = view;
     } catch (e) { if (e.message !== "unauthenticated") status(e.message); }
   }
@@ -124,11 +133,13 @@
     $("#signin-form").hidden = false;
     $("#signout").hidden = true;
     $("#list").replaceChildren();
+    delete $("#list").dataset.shown;
     status(msg);
   }
 
   function show(v) {
     view = v;
+    delete $("#list").dataset.shown;
     $("#tab-pending").setAttribute("aria-pressed", String(v === "pending"));
     $("#tab-decided").setAttribute("aria-pressed", String(v === "decided"));
     refresh();

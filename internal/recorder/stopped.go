@@ -29,10 +29,12 @@ const (
 	// CleanStop: the previous run shut down cleanly at the head this run
 	// resumes from.
 	CleanStop Previous = "clean"
-	// UncleanStop: the previous run ended without a clean shutdown (a
-	// crash, a kill, a power loss, a shutdown that failed): what it
-	// acknowledged was recovered from the write-ahead log, but spans sent
-	// to it while it was dying may not have been acknowledged.
+	// UncleanStop: the spool holds no record of a clean stop at this
+	// head: the previous run crashed, was killed, lost power or failed to
+	// shut down (what it acknowledged was recovered from the write-ahead
+	// log, but spans sent to it while it was dying may not have been
+	// acknowledged), or it ran with another spool directory. The trail
+	// tells which: a clean stop left its stop marker as the last entry.
 	UncleanStop Previous = "unclean"
 )
 
