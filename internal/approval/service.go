@@ -131,6 +131,7 @@ type Service struct {
 	policy  bool                     // the policy entry is recorded
 
 	timeline *timelines
+	warned   map[string]time.Time // when each kind of retried failure was last logged (under mu)
 
 	cpMu   sync.Mutex
 	cpSize int64 // the newest checkpoint not yet applied to approvals
@@ -156,7 +157,7 @@ func New(cfg Config, rec Recorder, build Builder, logger *zap.Logger) *Service {
 	return &Service{
 		cfg: cfg, rec: rec, build: build, logger: logger,
 		state: stateDir{cfg.StateDir}, now: now,
-		byID: map[string]*Approval{}, byKey: map[string]string{}, changed: map[string]chan struct{}{},
+		byID: map[string]*Approval{}, byKey: map[string]string{}, changed: map[string]chan struct{}{}, warned: map[string]time.Time{},
 		timeline: newTimelines(maxTimelineExecutions, maxTimelineEntries),
 		cpWake:   make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -220,7 +221,7 @@ func (s *Service) tick() {
 	defer s.mu.Unlock()
 	if !s.policy {
 		if err := s.recordPolicyLocked(); err != nil {
-			s.logger.Warn("Cannot record the approval policy entry yet; approval requests are refused until it is", zap.Error(err))
+			s.warnLocked("policy", "Cannot record the approval policy entry yet; approval requests are refused until it is", zap.Error(err))
 			return
 		}
 	}
@@ -233,14 +234,28 @@ func (s *Service) tick() {
 		switch {
 		case !now.Before(a.expiresAt()):
 			if err := s.expireLocked(a, now); err != nil {
-				s.logger.Warn("Cannot record the expiry of an approval; retrying", zap.String("approval", a.ID), zap.Error(err))
+				s.warnLocked("expiry", "Cannot record the expiry of an approval; retrying", zap.String("approval", a.ID), zap.Error(err))
 			}
 		case s.autoPolicy(a) != nil:
 			if err := s.decideLocked(a, "approve", nil, nil, s.autoPolicy(a), now); err != nil {
-				s.logger.Warn("Cannot record an automatic approval; retrying", zap.String("approval", a.ID), zap.Error(err))
+				s.warnLocked("auto", "Cannot record an automatic approval; retrying", zap.String("approval", a.ID), zap.Error(err))
 			}
 		}
 	}
+}
+
+// warnEvery is how often a failure retried every tick is logged.
+const warnEvery = time.Minute
+
+// warnLocked logs a failure the ticks retry, at most once per warnEvery
+// for each kind, so that an outage of the trail does not flood the log.
+func (s *Service) warnLocked(kind, msg string, fields ...zap.Field) {
+	now := time.Now()
+	if last, ok := s.warned[kind]; ok && now.Sub(last) < warnEvery {
+		return
+	}
+	s.warned[kind] = now
+	s.logger.Warn(msg, fields...)
 }
 
 func (s *Service) recordPolicyLocked() error {
