@@ -55,17 +55,25 @@ func (m headMarker) read() (h chain.Head, ok bool, err error) {
 	return chain.Head{Size: size, Hash: lines[4]}, true, nil
 }
 
-// write records h atomically: a temporary file, fsync, rename, fsync of
-// the directory.
+// write records h atomically (writeAtomic).
 func (m headMarker) write(h chain.Head) error {
 	path := m.path()
-	tmp := path + ".tmp"
 	data := fmt.Sprintf("%s\n%s\n%s\n%d\n%s\n", headMarkerTag, m.chainID, m.storeID, h.Size, h.Hash)
+	if err := writeAtomic(m.spoolDir, path, []byte(data)); err != nil {
+		return fmt.Errorf("writing the chain head marker %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeAtomic writes data to path in dir, whole or not at all: a
+// temporary file, fsynced, renamed over path, and the directory fsynced.
+func writeAtomic(dir, path string, data []byte) error {
+	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
-		return fmt.Errorf("writing the chain head marker: %w", err)
+		return err
 	}
-	_, err = f.WriteString(data)
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -76,16 +84,9 @@ func (m headMarker) write(h chain.Head) error {
 		err = os.Rename(tmp, path)
 	}
 	if err == nil {
-		var d *os.File
-		if d, err = os.Open(m.spoolDir); err == nil {
-			err = d.Sync()
-			d.Close()
-		}
+		err = syncDir(dir)
 	}
-	if err != nil {
-		return fmt.Errorf("writing the chain head marker %s: %w", path, err)
-	}
-	return nil
+	return err
 }
 
 // remove removes the marker, so that a stale one cannot be read.

@@ -78,26 +78,11 @@ func readStopped(spoolDir, chainID string, head chain.Head) (Previous, error) {
 	return UncleanStop, nil
 }
 
-// writeStopped records a clean stop at head.
+// writeStopped records a clean stop at head (writeAtomic).
 func writeStopped(spoolDir, chainID string, head chain.Head) error {
 	path := stoppedPath(spoolDir, chainID)
-	tmp := path + ".tmp"
 	data := fmt.Sprintf("%s\n%s\n%d\n%s\n", stoppedTag, chainID, head.Size, head.Hash)
-	err := os.WriteFile(tmp, []byte(data), 0o640)
-	if err == nil {
-		var f *os.File
-		if f, err = os.Open(tmp); err == nil {
-			err = f.Sync()
-			f.Close()
-		}
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(spoolDir)
-	}
-	if err != nil {
+	if err := writeAtomic(spoolDir, path, []byte(data)); err != nil {
 		return fmt.Errorf("recording the clean stop in %s: %w", path, err)
 	}
 	return nil
