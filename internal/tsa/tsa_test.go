@@ -178,7 +178,7 @@ func TestVerifyRefusesChangedCheckpoint(t *testing.T) {
 	// Rewriting the imprint inside the token to match the changed
 	// checkpoint breaks the TSA's signature instead.
 	i := bytes.Index(token, orig[:])
-	if i < 0 || bytes.Index(token[i+1:], orig[:]) >= 0 {
+	if i < 0 || bytes.Contains(token[i+1:], orig[:]) {
 		t.Fatalf("the imprint occurs %d times in the token, want once", bytes.Count(token, orig[:]))
 	}
 	forged := bytes.Clone(token)

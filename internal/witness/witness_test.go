@@ -31,17 +31,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // testWitness is a Server on a real HTTP listener on 127.0.0.1, with its
 // key pair, restartable on the same state directory.
 type testWitness struct {
-	t     *testing.T
-	dir   string
-	skey  string
-	vkey  string
-	logs  []Log
-	srv   *Server
-	http  *httptest.Server
-	url   string
-	vrfr  note.Verifier
-	cl    Client
-	state string
+	t    *testing.T
+	dir  string
+	skey string
+	vkey string
+	logs []Log
+	srv  *Server
+	http *httptest.Server
+	url  string
+	vrfr note.Verifier
+	cl   Client
 }
 
 func newTestWitness(t *testing.T, name string, logs ...*witnesstest.Log) *testWitness {
