@@ -79,8 +79,6 @@ type auditExporter struct {
 	rec    *recorder.Recorder
 
 	telemetrySettings component.TelemetrySettings
-	version           string      // the collector's, for the markers
-	started           atomic.Bool // the recorder started: shutdown writes the stop marker
 	// approvals is the approval service, when configured and started: set
 	// once by start, read by the recorder's sealer and by consumeTraces.
 	approvals atomic.Pointer[approvals]
@@ -96,7 +94,6 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 		now:    time.Now,
 
 		telemetrySettings: set.TelemetrySettings,
-		version:           set.BuildInfo.Version,
 	}
 	// The recorder reports to e.tel (recorderMetrics), which is set before
 	// the recorder starts.
@@ -153,8 +150,6 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
-	e.started.Store(true)
-	e.mark(entry.ActionRecorderStart, e.rec.Previous())
 	if e.cfg.Approvals.HasValue() {
 		if err := e.startApprovals(ctx, host); err != nil {
 			_ = e.rec.Shutdown(ctx)
@@ -254,9 +249,6 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 		_ = e.tel.approvalsPending.Unregister()
 	}
 	e.shutdownApprovals(ctx)
-	if e.started.Load() {
-		e.mark(entry.ActionRecorderStop, "")
-	}
 	if err := e.rec.Shutdown(ctx); err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}

@@ -110,14 +110,6 @@ const (
 	// ActionLoss is the action type of an entry that records lost data.
 	ActionLoss = ReservedActionPrefix + "loss"
 
-	// ActionRecorderStart and ActionRecorderStop are the action types of
-	// the markers the collector writes into its chain when it starts and
-	// when it stops cleanly, so that the trail shows when recording was
-	// off: a start whose result says the previous run stopped uncleanly
-	// follows a crash (docs/FORMAT.md, "Coverage").
-	ActionRecorderStart = ReservedActionPrefix + "recorder_start"
-	ActionRecorderStop  = ReservedActionPrefix + "recorder_stop"
-
 	// ActionApprovalPolicy is the action type of the entry the approval
 	// service writes at every start: the policies in force in its chain
 	// from then on, as approvalpolicy's canonical JSON in proposed_value
