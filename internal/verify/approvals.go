@@ -159,6 +159,27 @@ type pendingWrite struct {
 	system, res, tool string
 }
 
+// pendingWriteCost is what one pending write costs the budget: a seq
+// and three string headers.
+const pendingWriteCost = 8 + 3*16
+
+// internCost is what a distinct string of the pending writes costs the
+// budget beyond its bytes: its map entry and headers.
+const internCost = 64
+
+// intern returns b as a string, one copy per distinct value of the file.
+func (fa *fileApprovals) intern(b []byte) string {
+	if s, ok := fa.strs[string(b)]; ok {
+		return s
+	}
+	if fa.strs == nil {
+		fa.strs = map[string]string{}
+	}
+	s := string(b)
+	fa.strs[s] = s
+	return s
+}
+
 // fileApprovals is what one file keeps for the approval checks.
 type fileApprovals struct {
 	requests  []apRequest
@@ -166,6 +187,7 @@ type fileApprovals struct {
 	writes    []apWrite
 	policies  []policyAt
 	pending   []pendingWrite
+	strs      map[string]string // the pending writes' distinct strings
 	// overflow: the budget ran out; the file keeps no pending write and is
 	// read again if policies are in force at its start.
 	overflow bool
@@ -280,13 +302,20 @@ func (r *fileReader) coverage(res *fileResult, fa *fileApprovals, i int, seq int
 		if fa.overflow {
 			return
 		}
-		n := int64(64 + len(system) + len(resource) + len(tool))
+		// The file's targets repeat: each distinct value is kept once
+		// (the lookups by string(b) do not allocate).
+		n := int64(pendingWriteCost)
+		for _, b := range [...][]byte{system, resource, tool} {
+			if _, ok := fa.strs[string(b)]; !ok {
+				n += int64(len(b)) + internCost
+			}
+		}
 		if r.apc.pending.Add(n) > pendingBudget {
 			r.apc.pending.Add(-n)
-			fa.overflow, fa.pending = true, nil
+			fa.overflow, fa.pending, fa.strs = true, nil, nil
 			return
 		}
-		fa.pending = append(fa.pending, pendingWrite{seq: seq, system: string(system), res: string(resource), tool: string(tool)})
+		fa.pending = append(fa.pending, pendingWrite{seq: seq, system: fa.intern(system), res: fa.intern(resource), tool: fa.intern(tool)})
 		return
 	}
 	if in == nil {
