@@ -381,7 +381,7 @@ func TestRestartKeepsApprovals(t *testing.T) {
 	s.Shutdown()
 
 	// A write cut short left a temporary file: it is ignored and removed.
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "."+pending.ID+"-1.tmp"), []byte("{"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "."+pending.ID+".json.tmp-1"), []byte("{"), 0o600))
 	s2 := start(t, dir, rec, c)
 	w, err := s2.Get(agent, pending.ID, 0, nil)
 	require.NoError(t, err)

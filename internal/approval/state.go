@@ -1,7 +1,7 @@
 package approval
 
 // The approvals' state on disk: one JSON file per approval under the
-// state directory, written whole and renamed into place, so that a crash
+// state directory, replaced whole (internal/atomicfile), so that a crash
 // leaves either the old or the new file.
 
 import (
@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/agentaudit/agentaudit/internal/atomicfile"
 )
 
 // Status is where an approval stands.
@@ -99,33 +101,13 @@ type stateDir struct{ dir string }
 
 func (d stateDir) path(id string) string { return filepath.Join(d.dir, id+".json") }
 
-// save writes a's file durably: a temporary file, fsynced, renamed over
-// the old one, and the directory fsynced.
+// save writes a's file durably (atomicfile).
 func (d stateDir) save(a *Approval) error {
 	b, err := json.Marshal(a)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(d.dir, "."+a.ID+"-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after the rename, there is none
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), d.path(a.ID)); err != nil {
-		return err
-	}
-	return syncDir(d.dir)
+	return atomicfile.WriteFile(d.path(a.ID), b, 0o600)
 }
 
 // remove deletes a's file.
@@ -149,7 +131,7 @@ func (d stateDir) load() ([]*Approval, error) {
 	var out []*Approval
 	for _, n := range names {
 		name := n.Name()
-		if strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp") {
+		if atomicfile.IsTemp(name) {
 			os.Remove(filepath.Join(d.dir, name)) // a write cut short: the file it was to replace is intact
 			continue
 		}
@@ -170,13 +152,4 @@ func (d stateDir) load() ([]*Approval, error) {
 		out = append(out, a)
 	}
 	return out, nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

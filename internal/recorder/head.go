@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentaudit/agentaudit/internal/atomicfile"
 	"github.com/agentaudit/agentaudit/internal/chain"
 )
 
@@ -55,38 +56,14 @@ func (m headMarker) read() (h chain.Head, ok bool, err error) {
 	return chain.Head{Size: size, Hash: lines[4]}, true, nil
 }
 
-// write records h atomically (writeAtomic).
+// write records h durably (atomicfile).
 func (m headMarker) write(h chain.Head) error {
 	path := m.path()
 	data := fmt.Sprintf("%s\n%s\n%s\n%d\n%s\n", headMarkerTag, m.chainID, m.storeID, h.Size, h.Hash)
-	if err := writeAtomic(m.spoolDir, path, []byte(data)); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(data), 0o640); err != nil {
 		return fmt.Errorf("writing the chain head marker %s: %w", path, err)
 	}
 	return nil
-}
-
-// writeAtomic writes data to path in dir, whole or not at all: a
-// temporary file, fsynced, renamed over path, and the directory fsynced.
-func writeAtomic(dir, path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	return err
 }
 
 // remove removes the marker, so that a stale one cannot be read.

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentaudit/agentaudit/internal/atomicfile"
 	"github.com/agentaudit/agentaudit/internal/chain"
 )
 
@@ -64,7 +65,7 @@ func readStopped(spoolDir, chainID string, head chain.Head) (Previous, error) {
 	if err := os.Remove(path); err != nil {
 		return "", fmt.Errorf("removing the record of the last stop: %w", err)
 	}
-	if err := syncDir(spoolDir); err != nil {
+	if err := atomicfile.SyncDir(spoolDir); err != nil {
 		return "", err
 	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
@@ -79,21 +80,12 @@ func readStopped(spoolDir, chainID string, head chain.Head) (Previous, error) {
 	return UncleanStop, nil
 }
 
-// writeStopped records a clean stop at head (writeAtomic).
+// writeStopped records a clean stop at head (atomicfile).
 func writeStopped(spoolDir, chainID string, head chain.Head) error {
 	path := stoppedPath(spoolDir, chainID)
 	data := fmt.Sprintf("%s\n%s\n%d\n%s\n", stoppedTag, chainID, head.Size, head.Hash)
-	if err := writeAtomic(spoolDir, path, []byte(data)); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(data), 0o640); err != nil {
 		return fmt.Errorf("recording the clean stop in %s: %w", path, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/agentaudit/agentaudit/internal/atomicfile"
+
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
@@ -195,7 +197,7 @@ func (s *Server) AddCheckpoint(oldSize uint64, proofHashes [][]byte, checkpoint 
 		fmt.Fprintf(&stored, "— %s %s\n", sig.Name, sig.Base64)
 	}
 	stored.Write(cosigs)
-	if err := writeFileAtomic(st.file, stored.Bytes()); err != nil {
+	if err := atomicfile.WriteFile(st.file, stored.Bytes(), 0o600); err != nil {
 		return nil, fmt.Errorf("witness: storing the cosigned checkpoint of %q: %w", st.origin, err)
 	}
 	st.size, st.root, st.note = c.size, c.root, stored.Bytes()
@@ -219,7 +221,7 @@ func (s *Server) keepEvidence(st *logState, size uint64, request []byte) {
 	if _, err := os.Stat(path); err == nil {
 		return
 	}
-	_ = writeFileAtomic(path, request)
+	_ = atomicfile.WriteFile(path, request, 0o600)
 }
 
 // cosign returns one signature line per signer over text.

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/agentaudit/agentaudit/internal/atomicfile"
 )
 
 // stateFile is where the last cosigned checkpoint of origin is kept:
@@ -44,53 +46,10 @@ func (st *logState) load() error {
 	return nil
 }
 
-// writeFileAtomic replaces path with data so that a crash leaves either
-// the old or the new content, and the new one is on disk when it
-// returns: a temporary file in the same directory, fsynced, renamed over
-// path, then the directory fsynced so that the rename is durable too.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
 // ensureDir creates dir (and its parents) and makes its entry durable.
 func ensureDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(filepath.Clean(dir)))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
+	return atomicfile.SyncDir(filepath.Dir(filepath.Clean(dir)))
 }
