@@ -174,8 +174,12 @@ var (
 // about 0.05% of the file's size (docs/PERFORMANCE.md, "Reviewing runs").
 const bloomBitsPerValue = 20
 
-// blobColumns hold free text up to entry.DefaultMaxValueBytes: their min/max
-// would bloat the footer and no query prunes on them.
+// blobColumns hold free text up to max_value_bytes (entry.DefaultMaxValueBytes
+// by default). Their page index bounds are kept like every column's: readers
+// that prune pages by it (Trino and Athena engine 3, Spark) would skip the
+// pages of a filter such as proposed_value = '...' if the bounds were empty.
+// parquet-go cuts those bounds to 16 bytes but keeps whole values in the
+// column chunk's statistics: at most two values per column per file.
 var blobColumns = []string{"proposed_value", "previous_value", "reasoning", "attributes", "validation"}
 
 // noPageStatistics are the columns whose data page headers carry no
@@ -216,9 +220,6 @@ func writerOptions(f Footer) []parquet.WriterOption {
 	}
 	for _, kv := range footerKV(f) {
 		opts = append(opts, parquet.KeyValueMetadata(kv[0], kv[1]))
-	}
-	for _, c := range blobColumns {
-		opts = append(opts, parquet.SkipPageBounds(c))
 	}
 	for _, c := range noPageStatistics {
 		opts = append(opts, parquet.SkipPageStatistics(c))
