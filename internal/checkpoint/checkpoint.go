@@ -2,20 +2,33 @@
 // writes after each batch, in the C2SP signed-note format
 // (golang.org/x/mod/sumdb/note) with Ed25519 keys.
 //
-// A checkpoint commits to the whole chain up to a point (its size and the
-// hash of its last entry) and to the batch just sealed (its seq range and
-// Merkle root). An auditor who keeps one can later prove that the trail
-// still reaches it and agrees with it: a truncated tail or rewritten history
-// no longer matches, and the signature shows who wrote it.
+// A checkpoint commits to the whole chain up to a point (its size, the root
+// of the chain's tree and the hash of its last entry) and to the batch just
+// sealed (its seq range and Merkle root). An auditor who keeps one can later
+// prove that the trail still reaches it and agrees with it: a truncated tail
+// or rewritten history no longer matches, and the signature shows who wrote
+// it.
 //
-// The signed text has four lines:
+// A checkpoint of format 2 is a C2SP tlog-checkpoint of the chain's tree
+// (internal/tlogtree), its first three lines those a witness cosigns,
+// followed by two extension lines:
 //
 //	agentaudit/<chain_id>
 //	<size: number of entries, last seq + 1>
+//	<root of the chain's tree at size, base64>
+//	agentaudit-head <entry_hash of entry size-1, base64>
+//	agentaudit-batch <first seq> <last seq> <batch Merkle root, base64>
+//
+// A checkpoint of format 1, written before the chain had a tree, has four
+// lines: the same first two, then the head and the batch:
+//
+//	agentaudit/<chain_id>
+//	<size>
 //	<entry_hash of entry size-1, base64>
 //	batch <first seq> <last seq> <batch Merkle root, base64>
 //
-// followed by a blank line and the signature lines of the note format.
+// The two are told apart by their lines. Either is followed by a blank
+// line and the signature lines of the note format.
 //
 // Where checkpoints and verifier keys are stored beside the trail is the
 // store's layout (store.CheckpointKey, store.VerifierKeyKey).
@@ -53,6 +66,9 @@ type Checkpoint struct {
 	ChainID string
 	// Size is the number of entries in the chain: the last seq + 1.
 	Size int64
+	// Root is the hex root of the chain's tree at Size (format 2); "" in a
+	// checkpoint of format 1.
+	Root string
 	// Head is the hex entry_hash of entry Size-1.
 	Head string
 	// BatchFirst and BatchLast are the seq range of the batch sealed with
@@ -62,28 +78,54 @@ type Checkpoint struct {
 	BatchRoot             string
 }
 
-// Text returns the signed body of c.
+// Format returns 2 for a checkpoint with the chain's tree root, 1 for one
+// without.
+func (c Checkpoint) Format() int {
+	if c.Root != "" {
+		return 2
+	}
+	return 1
+}
+
+// Text returns the signed body of c: of format 2 when c has a Root, of
+// format 1 when not.
 func (c Checkpoint) Text() (string, error) {
 	head, err := hash32(c.Head)
 	if err != nil {
 		return "", fmt.Errorf("%w: head: %w", ErrMalformed, err)
 	}
-	root, err := hash32(c.BatchRoot)
+	broot, err := hash32(c.BatchRoot)
 	if err != nil {
 		return "", fmt.Errorf("%w: batch root: %w", ErrMalformed, err)
 	}
-	return fmt.Sprintf("%s%s\n%d\n%s\nbatch %d %d %s\n", OriginPrefix, c.ChainID, c.Size,
-		base64.StdEncoding.EncodeToString(head), c.BatchFirst, c.BatchLast, base64.StdEncoding.EncodeToString(root)), nil
+	b64 := base64.StdEncoding.EncodeToString
+	if c.Root == "" {
+		return fmt.Sprintf("%s%s\n%d\n%s\nbatch %d %d %s\n", OriginPrefix, c.ChainID, c.Size,
+			b64(head), c.BatchFirst, c.BatchLast, b64(broot)), nil
+	}
+	root, err := hash32(c.Root)
+	if err != nil {
+		return "", fmt.Errorf("%w: root: %w", ErrMalformed, err)
+	}
+	return fmt.Sprintf("%s%s\n%d\n%s\n%s %s\n%s %d %d %s\n", OriginPrefix, c.ChainID, c.Size, b64(root),
+		headExt, b64(head), batchExt, c.BatchFirst, c.BatchLast, b64(broot)), nil
 }
 
-// Parse reads a checkpoint body (the text of a note, signatures removed).
+// The extension lines' keywords (format 2).
+const (
+	headExt  = "agentaudit-head"
+	batchExt = "agentaudit-batch"
+)
+
+// Parse reads a checkpoint body (the text of a note, signatures removed)
+// of either format.
 func Parse(text string) (Checkpoint, error) {
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	if len(lines) != 4 {
-		return Checkpoint{}, fmt.Errorf("%w: %d lines, want 4", ErrMalformed, len(lines))
-	}
 	var c Checkpoint
 	var ok bool
+	if len(lines) < 2 {
+		return Checkpoint{}, fmt.Errorf("%w: %d lines", ErrMalformed, len(lines))
+	}
 	if c.ChainID, ok = strings.CutPrefix(lines[0], OriginPrefix); !ok || c.ChainID == "" {
 		return Checkpoint{}, fmt.Errorf("%w: origin %q does not start with %q", ErrMalformed, lines[0], OriginPrefix)
 	}
@@ -91,14 +133,37 @@ func Parse(text string) (Checkpoint, error) {
 	if c.Size, err = strconv.ParseInt(lines[1], 10, 64); err != nil || c.Size < 1 {
 		return Checkpoint{}, fmt.Errorf("%w: size %q", ErrMalformed, lines[1])
 	}
-	if c.Head, err = unb64(lines[2]); err != nil {
-		return Checkpoint{}, fmt.Errorf("%w: head: %w", ErrMalformed, err)
+	var batchLine string
+	switch {
+	case len(lines) == 4 && strings.HasPrefix(lines[3], "batch "): // format 1
+		if c.Head, err = unb64(lines[2]); err != nil {
+			return Checkpoint{}, fmt.Errorf("%w: head: %w", ErrMalformed, err)
+		}
+		batchLine = lines[3]
+	case len(lines) == 5: // format 2
+		if c.Root, err = unb64(lines[2]); err != nil {
+			return Checkpoint{}, fmt.Errorf("%w: root: %w", ErrMalformed, err)
+		}
+		h, ok := strings.CutPrefix(lines[3], headExt+" ")
+		if !ok {
+			return Checkpoint{}, fmt.Errorf("%w: head line %q", ErrMalformed, lines[3])
+		}
+		if c.Head, err = unb64(h); err != nil {
+			return Checkpoint{}, fmt.Errorf("%w: head: %w", ErrMalformed, err)
+		}
+		b, ok := strings.CutPrefix(lines[4], batchExt+" ")
+		if !ok {
+			return Checkpoint{}, fmt.Errorf("%w: batch line %q", ErrMalformed, lines[4])
+		}
+		batchLine = "batch " + b
+	default:
+		return Checkpoint{}, fmt.Errorf("%w: %d lines, want 5 (or 4, format 1)", ErrMalformed, len(lines))
 	}
-	f := strings.Fields(lines[3])
+	f := strings.Split(batchLine, " ")
 	if len(f) != 4 || f[0] != "batch" {
-		return Checkpoint{}, fmt.Errorf("%w: batch line %q", ErrMalformed, lines[3])
+		return Checkpoint{}, fmt.Errorf("%w: batch line %q", ErrMalformed, batchLine)
 	}
-	if c.BatchFirst, err = strconv.ParseInt(f[1], 10, 64); err != nil {
+	if c.BatchFirst, err = strconv.ParseInt(f[1], 10, 64); err != nil || c.BatchFirst < 0 {
 		return Checkpoint{}, fmt.Errorf("%w: batch first seq %q", ErrMalformed, f[1])
 	}
 	if c.BatchLast, err = strconv.ParseInt(f[2], 10, 64); err != nil || c.BatchLast < c.BatchFirst || c.BatchLast != c.Size-1 {

@@ -1,11 +1,13 @@
 package checkpoint
 
 import (
+	"encoding/hex"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	tlog "github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -67,6 +69,60 @@ func TestParseRejects(t *testing.T) {
 		"batch line": strings.Replace(good, "batch 6 9", "batch 6", 1),
 		"last seq":   strings.Replace(good, "batch 6 9", "batch 6 8", 1),
 		"lines":      good + "extra\n",
+	} {
+		_, err := Parse(text)
+		assert.ErrorIs(t, err, ErrMalformed, name)
+	}
+}
+
+var cp2 = Checkpoint{
+	ChainID:    "collector-1",
+	Size:       10,
+	Root:       strings.Repeat("cd", 32),
+	Head:       strings.Repeat("ab", 32),
+	BatchFirst: 6, BatchLast: 9,
+	BatchRoot: strings.Repeat("01", 32),
+}
+
+func TestTextKnownAnswerFormat2(t *testing.T) {
+	text, err := cp2.Text()
+	require.NoError(t, err)
+	assert.Equal(t, "agentaudit/collector-1\n10\nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc0=\n"+
+		"agentaudit-head q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\n"+
+		"agentaudit-batch 6 9 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n", text)
+	got, err := Parse(text)
+	require.NoError(t, err)
+	assert.Equal(t, cp2, got)
+	assert.Equal(t, 2, got.Format())
+	assert.Equal(t, 1, cp.Format())
+}
+
+// TestFormat2IsATlogCheckpoint checks that the first three lines are a
+// C2SP tlog-checkpoint as transparency-dev/formats reads it, the extension
+// lines left as its "other data".
+func TestFormat2IsATlogCheckpoint(t *testing.T) {
+	text, err := cp2.Text()
+	require.NoError(t, err)
+	var c tlog.Checkpoint
+	rest, err := c.Unmarshal([]byte(text))
+	require.NoError(t, err)
+	assert.Equal(t, "agentaudit/collector-1", c.Origin)
+	assert.Equal(t, uint64(10), c.Size)
+	assert.Equal(t, strings.Repeat("cd", 32), hex.EncodeToString(c.Hash))
+	assert.Equal(t, "agentaudit-head q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\nagentaudit-batch 6 9 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n", string(rest))
+}
+
+func TestParseRejectsFormat2(t *testing.T) {
+	good, err := cp2.Text()
+	require.NoError(t, err)
+	for name, text := range map[string]string{
+		"root":        strings.Replace(good, "zc3Nzc3N", "!!", 1),
+		"head prefix": strings.Replace(good, "agentaudit-head ", "head ", 1),
+		"batch line":  strings.Replace(good, "agentaudit-batch 6 9", "agentaudit-batch 6", 1),
+		"batch kw":    strings.Replace(good, "agentaudit-batch ", "batch ", 1),
+		"double":      strings.Replace(good, "agentaudit-batch 6 9", "agentaudit-batch 6  9", 1),
+		"last seq":    strings.Replace(good, "agentaudit-batch 6 9", "agentaudit-batch 6 8", 1),
+		"lines":       good + "extra\n",
 	} {
 		_, err := Parse(text)
 		assert.ErrorIs(t, err, ErrMalformed, name)
