@@ -7,6 +7,8 @@ package store
 //	checkpoints/<chain_id>/<size, 20 digits>.checkpoint      its signed checkpoint
 //	keys/<chain_id>-<key hash>.vkey                          a published verifier key
 //	tiles/<chain_id>/tile/<L>/<N>[.p/<W>]                    a tile of the chain's tree
+//	checkpoints/<chain_id>/<size>.checkpoint.cosig.<witness> a witness's cosignature lines
+//	checkpoints/<chain_id>/<size>.checkpoint.tsr             an RFC 3161 timestamp token
 
 import (
 	"errors"
@@ -35,6 +37,12 @@ var (
 	// ErrNotVerifierKeyKey: ParseVerifierKeyKey was given a key
 	// VerifierKeyKey does not make.
 	ErrNotVerifierKeyKey = errors.New("store: not a verifier key's key")
+	// ErrNotCosignatureKey: ParseCosignatureKey was given a key
+	// CosignatureKey does not make.
+	ErrNotCosignatureKey = errors.New("store: not a cosignature key")
+	// ErrNotTimestampKey: ParseTimestampKey was given a key TimestampKey
+	// does not make.
+	ErrNotTimestampKey = errors.New("store: not a timestamp key")
 )
 
 const (
@@ -273,4 +281,85 @@ func ParseTileKey(key string) (chainID string, t tlog.Tile, err error) {
 		return "", tlog.Tile{}, bad(fmt.Sprintf("not a hash tile of height %d", TileHeight))
 	}
 	return chainID, t, nil
+}
+
+// Suffixes appended to a checkpoint's key for the objects stored beside
+// it: a name ending in one of them is not a checkpoint (IsCheckpointKey).
+const (
+	cosignatureExt = ".cosig."
+	timestampExt   = ".tsr"
+)
+
+// ValidWitnessName reports whether name is usable as the last part of a
+// cosignature key: the rules of ValidChainID (1 to 128 characters of
+// [A-Za-z0-9._-], not starting with '.').
+func ValidWitnessName(name string) bool { return ValidChainID(name) }
+
+// CosignatureKey returns where the cosignature lines of witness
+// witnessName for the checkpoint of chainID at size are stored: the
+// checkpoint's key (CheckpointKey) followed by ".cosig.<witnessName>".
+// witnessName must satisfy ValidWitnessName, or ParseCosignatureKey will
+// not accept the key.
+func CosignatureKey(chainID string, size int64, witnessName string) string {
+	return CheckpointKey(chainID, size) + cosignatureExt + witnessName
+}
+
+// ParseCosignatureKey is the inverse of CosignatureKey: it returns the
+// chain id, the size and the witness name of a cosignature key. Any other
+// key gives an error wrapping ErrNotCosignatureKey.
+func ParseCosignatureKey(key string) (chainID string, size int64, witnessName string, err error) {
+	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrNotCosignatureKey, key, why) }
+	// The witness name follows the first ".cosig." of the last segment:
+	// the size's digits and ".checkpoint" hold none.
+	seg := strings.LastIndexByte(key, '/') + 1
+	i := strings.Index(key[seg:], cosignatureExt)
+	if i < 0 {
+		return "", 0, "", bad(`want "checkpoints/<chain>/<size>.checkpoint.cosig.<witness>"`)
+	}
+	i += seg
+	witnessName = key[i+len(cosignatureExt):]
+	if !ValidWitnessName(witnessName) {
+		return "", 0, "", bad("invalid witness name " + strconv.Quote(witnessName))
+	}
+	chainID, size, err = ParseCheckpointKey(key[:i])
+	if err != nil {
+		return "", 0, "", fmt.Errorf("%w %q: %w", ErrNotCosignatureKey, key, err)
+	}
+	return chainID, size, witnessName, nil
+}
+
+// IsCosignatureKey reports whether a listed name is a stored cosignature's:
+// a name under CheckpointsPrefix holding ".checkpoint.cosig.".
+// ParseCosignatureKey says whether it is also a name CosignatureKey makes.
+func IsCosignatureKey(name string) bool {
+	return strings.HasPrefix(name, CheckpointsPrefix) && strings.Contains(name, checkpointExt+cosignatureExt)
+}
+
+// TimestampKey returns where the RFC 3161 timestamp token of the
+// checkpoint of chainID at size is stored: the checkpoint's key
+// (CheckpointKey) followed by ".tsr".
+func TimestampKey(chainID string, size int64) string {
+	return CheckpointKey(chainID, size) + timestampExt
+}
+
+// ParseTimestampKey is the inverse of TimestampKey: it returns the chain
+// id and the size of a timestamp key. Any other key gives an error
+// wrapping ErrNotTimestampKey.
+func ParseTimestampKey(key string) (chainID string, size int64, err error) {
+	base, ok := strings.CutSuffix(key, timestampExt)
+	if !ok {
+		return "", 0, fmt.Errorf("%w %q: want \"checkpoints/<chain>/<size>.checkpoint.tsr\"", ErrNotTimestampKey, key)
+	}
+	chainID, size, err = ParseCheckpointKey(base)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w %q: %w", ErrNotTimestampKey, key, err)
+	}
+	return chainID, size, nil
+}
+
+// IsTimestampKey reports whether a listed name is a stored timestamp
+// token's: a name under CheckpointsPrefix ending in ".checkpoint.tsr".
+// ParseTimestampKey says whether it is also a name TimestampKey makes.
+func IsTimestampKey(name string) bool {
+	return strings.HasPrefix(name, CheckpointsPrefix) && strings.HasSuffix(name, checkpointExt+timestampExt)
 }
