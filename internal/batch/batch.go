@@ -81,6 +81,9 @@ func (b *Batch) Len() int { return b.cols.Len() }
 // FirstSeq returns the seq of the first entry.
 func (b *Batch) FirstSeq() int64 { return b.cols.FirstSeq() }
 
+// EntryHashes returns the raw entry hashes of the entries, in seq order.
+func (b *Batch) EntryHashes() [][32]byte { return b.cols.EntryHashes(make([][32]byte, 0, b.Len())) }
+
 // Truncate keeps the first n entries of a sealed batch.
 func (b *Batch) Truncate(n int) { b.cols.Truncate(n) }
 

@@ -189,6 +189,15 @@ func (c *Columns) Truncate(n int) {
 	}
 }
 
+// EntryHashes appends the raw entry hashes of the rows, in seq order, to
+// dst and returns it: the leaves of the chain's tree (internal/tlogtree).
+func (c *Columns) EntryHashes(dst [][32]byte) [][32]byte {
+	for i := range c.n {
+		dst = append(dst, [32]byte(c.digests[i*32:(i+1)*32]))
+	}
+	return dst
+}
+
 // Append appends e, whose entry hash (e.EntryHash, hex) Append decodes for
 // the batch's Merkle root. The entries of one Columns must be one run of
 // one chain, as Encode documents; Append notes the first that is not, and

@@ -60,10 +60,11 @@ func (c *checkpointer) verifierKey() (key string, data []byte) {
 }
 
 // sign returns the signed checkpoint of the batch whose footer is f, and
-// its key.
-func (c *checkpointer) sign(f parquetfile.Footer) (key string, msg []byte, err error) {
+// its key: of format 2 with root, the hex root of the chain's tree after
+// the batch, or of format 1 when root is "" (the tree failed).
+func (c *checkpointer) sign(f parquetfile.Footer, root string) (key string, msg []byte, err error) {
 	msg, err = checkpoint.Sign(checkpoint.Checkpoint{
-		ChainID: f.ChainID, Size: f.LastSeq + 1, Head: f.LastHash,
+		ChainID: f.ChainID, Size: f.LastSeq + 1, Root: root, Head: f.LastHash,
 		BatchFirst: f.FirstSeq, BatchLast: f.LastSeq, BatchRoot: f.MerkleRoot,
 	}, c.signer)
 	if err != nil {

@@ -129,6 +129,10 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 	if err != nil {
 		return err
 	}
+	tree, rebuilt, err := resumeTree(ctx, r.cfg, st, work.durable, r.logger, r.now())
+	if err != nil {
+		return err
+	}
 	previous, err := readStopped(r.cfg.SpoolDir, r.cfg.ChainID, work.head)
 	if err != nil {
 		return err
@@ -142,6 +146,7 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 	s := &sealer{
 		target: st.Trail, where: "store", log: log, cp: cp,
 		head:  headMarker{r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID},
+		tree:  tree, treeRec: treeRecord{r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID},
 		retry: r.retry, metrics: r.metrics, logger: r.logger, now: r.now,
 		checkpointed: r.cfg.Checkpointed,
 		wake:         make(chan struct{}, 1),
@@ -150,7 +155,7 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 	var d *delivery
 	if st.Spool != nil {
 		d = newDelivery(st.Spool, st.Trail, r.cfg.SpoolMaxBytes, r.retry, r.metrics, r.logger)
-		d.resume(work.uploads)
+		d.resume(append(work.uploads, rebuilt...))
 		s.target, s.where, s.spool = st.Spool, "spool", d
 		behind = append(behind, d)
 	}

@@ -29,7 +29,10 @@ import (
 // the batches to seal again (in chain order), and the objects an earlier
 // run left in the spool, to be uploaded first.
 type resumed struct {
-	head    chain.Head
+	head chain.Head
+	// durable is the head of what the stores hold, before the entries of
+	// the write-ahead log to seal again: where the chain's tree resumes.
+	durable chain.Head
 	seal    []pending
 	uploads []spooled
 }
@@ -105,6 +108,7 @@ func (rc *recovery) recover(ctx context.Context) (chain.Head, error) {
 			head = spoolHead
 		}
 	}
+	rc.out.durable = head
 	return rc.recoverLog(ctx, head)
 }
 
@@ -120,6 +124,9 @@ func (rc *recovery) removeTemporary() {
 			return cid == id
 		}
 		if cid, _, err := store.ParseCheckpointKey(key); err == nil {
+			return cid == id
+		}
+		if cid, _, err := store.ParseTileKey(key); err == nil {
 			return cid == id
 		}
 		cid, _, err := store.ParseVerifierKeyKey(key)
@@ -162,8 +169,10 @@ func (rc *recovery) recoverSpool(ctx context.Context, spool *store.FS) (chain.He
 }
 
 // sortUploads orders spooled keys the way they were written: per chain, the
-// verifier keys, then each batch followed by its checkpoint. (Lexical order
-// would put every checkpoint before the batches it names.)
+// verifier keys, then each batch followed by the tiles of the chain's tree
+// it completes and its checkpoint. (Lexical order would put every
+// checkpoint before the batches it names.) A tile goes after the batch
+// that holds its last leaf: its place is that leaf's seq.
 func sortUploads(keys []string) {
 	type rank struct {
 		chain string
@@ -174,9 +183,15 @@ func sortUploads(keys []string) {
 		if id, first, _, err := store.ParseBatchKey(k); err == nil {
 			return rank{id, first, 1}
 		}
+		if id, t, err := store.ParseTileKey(k); err == nil {
+			// Leaves [0, end) are under the tile's W hashes.
+			end := (t.N*(1<<store.TileHeight) + int64(t.W)) << (store.TileHeight * t.L)
+			return rank{id, end - 1, 2}
+		}
 		if id, size, err := store.ParseCheckpointKey(k); err == nil {
-			// After the batch that ends at size-1, before the next.
-			return rank{id, size - 1, 2}
+			// After the batch that ends at size-1 and its tiles, before
+			// the next.
+			return rank{id, size - 1, 3}
 		}
 		return rank{"", -1, 0}
 	}

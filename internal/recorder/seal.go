@@ -6,6 +6,7 @@ package recorder
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/tlogtree"
 )
 
 // maxSealQueue bounds the sealed batches held in memory before the sealer
@@ -55,6 +57,11 @@ type sealer struct {
 	log     segmentLog
 	cp      *checkpointer
 	head    headMarker // recorded after each batch
+	// tree is the chain's tree, extended by each batch (tree.go); treeRec
+	// its local record, written after each batch. A tree that failed
+	// (a bug) is nil from then on, and checkpoints are of format 1.
+	tree    *tlogtree.Writer
+	treeRec treeRecord
 	retry   *retrier
 	metrics Metrics
 	logger  *zap.Logger
@@ -159,7 +166,13 @@ func (s *sealer) writeBatch(p pending) bool {
 	if !s.write(sb.key, sb.data, false) {
 		return false
 	}
-	cpKey, cpMsg, err := s.cp.sign(sb.footer)
+	root, tiles := s.extendTree(p.b)
+	for _, t := range tiles {
+		if !s.write(t.Key, t.Data, false) {
+			return false
+		}
+	}
+	cpKey, cpMsg, err := s.cp.sign(sb.footer, root)
 	if err != nil {
 		// Only a malformed footer makes signing fail; the batch is written.
 		s.logger.Error("Cannot sign a checkpoint", zap.Error(err))
@@ -171,6 +184,12 @@ func (s *sealer) writeBatch(p pending) bool {
 		s.checkpointed(sb.footer.LastSeq+1, cpMsg)
 	}
 	s.recordHead(chain.Head{Size: sb.footer.LastSeq + 1, Hash: sb.footer.LastHash})
+	if s.tree != nil {
+		if err := s.treeRec.write(s.tree, sb.footer.LastHash); err != nil {
+			// The next start rebuilds the tree from the batch files.
+			s.logger.Warn("Cannot record the chain's tree locally; a restart will rebuild it from the batch files", zap.Error(err))
+		}
+	}
 	n := int(sb.footer.EntryCount)
 	s.metrics.Sealed(n)
 	opened := p.b.Opened
@@ -180,6 +199,9 @@ func (s *sealer) writeBatch(p pending) bool {
 	p.b.Release() // its buffers go to a later batch
 	if s.spool != nil {
 		objs := []spooled{{key: sb.key, size: int64(len(sb.data)), since: opened, batch: true}}
+		for _, t := range tiles {
+			objs = append(objs, spooled{key: t.Key, size: int64(len(t.Data)), since: opened})
+		}
 		if cpKey != "" {
 			objs = append(objs, spooled{key: cpKey, size: int64(len(cpMsg)), since: opened})
 		}
@@ -196,6 +218,23 @@ func (s *sealer) writeBatch(p pending) bool {
 		}
 	}
 	return true
+}
+
+// extendTree appends the batch's entries to the chain's tree and returns
+// the tree's hex root and the tiles to write before the checkpoint. When
+// the tree fails, which only a bug can cause, it says so once and returns
+// "" from then on: the checkpoints go on, of format 1.
+func (s *sealer) extendTree(b *batch.Batch) (root string, tiles []tlogtree.Tile) {
+	if s.tree == nil {
+		return "", nil
+	}
+	tiles, r, err := s.tree.Append(b.EntryHashes())
+	if err != nil {
+		s.logger.Error("The chain's tree failed; checkpoints go on without its root (format 1) until a restart rebuilds it", zap.Error(err))
+		s.tree = nil
+		return "", nil
+	}
+	return hex.EncodeToString(r[:]), tiles
 }
 
 // write writes an object where batches go, retrying until it is written,

@@ -519,3 +519,33 @@ func TestProofArguments(t *testing.T) {
 	assert.Error(t, err)
 	assert.False(t, errors.Is(CheckConsistency(1, roots[1], 1, roots[1], nil), ErrProofFailed))
 }
+
+// TestPartialResumes checks that the partial tiles a Writer reports are
+// exactly what ResumeWriter needs: a Writer resumed from them alone
+// continues with the same tiles and roots as one that never stopped.
+func TestPartialResumes(t *testing.T) {
+	hs := entryHashes("partial", 70_000)
+	for _, size := range []int{1, 255, 256, 257, 65_535, 65_536, 65_537, 69_999} {
+		w := newWriter(t)
+		_, root, err := w.Append(hs[:size])
+		require.NoError(t, err)
+		only := map[string][]byte{}
+		for _, p := range w.Partial() {
+			assert.Less(t, p.W, 256, "size %d: a partial tile is not full", size)
+			only[p.Key] = p.Data
+		}
+		r, err := ResumeWriter("c", int64(size), root, func(key string) ([]byte, error) {
+			if d, ok := only[key]; ok {
+				return d, nil
+			}
+			return nil, fmt.Errorf("%s: %w", key, store.ErrNotFound)
+		})
+		require.NoError(t, err, "size %d", size)
+		wantTiles, wantRoot, err := w.Append(hs[size:])
+		require.NoError(t, err)
+		gotTiles, gotRoot, err := r.Append(hs[size:])
+		require.NoError(t, err)
+		assert.Equal(t, wantRoot, gotRoot, "size %d", size)
+		assert.Equal(t, wantTiles, gotTiles, "size %d", size)
+	}
+}

@@ -250,3 +250,21 @@ func (w *Writer) partialHashes(size int64, indexes []int64) ([]tlog.Hash, error)
 	}
 	return out, nil
 }
+
+// Partial returns the partial tiles of the tree at Size, one per level
+// whose width is not 0, levels in increasing order: what ResumeWriter
+// reads to continue the tree, so that a collector can keep them locally
+// and resume while the store is out of reach. Data is shared with the
+// Writer: store it, do not modify it.
+func (w *Writer) Partial() []Tile {
+	size := w.Size()
+	var tiles []Tile
+	for L, p := range w.part {
+		if len(p) == 0 {
+			continue
+		}
+		t := tlog.Tile{H: Height, L: L, N: size >> (Height * (L + 1)), W: len(p) / tlog.HashSize}
+		tiles = append(tiles, Tile{Tile: t, Key: store.TileKey(w.chainID, t), Data: p[:len(p):len(p)]})
+	}
+	return tiles
+}

@@ -1,0 +1,147 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/agentaudit/agentaudit/internal/checkpoint"
+	"github.com/agentaudit/agentaudit/internal/merkle"
+	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/tlogtree"
+)
+
+// checkTree checks every checkpoint stored for chain c1 against the
+// trail: format 2, its root that of the RFC 6962 tree of the first size
+// entry hashes (internal/merkle, computed apart from the recorder's
+// tree), the stored tiles giving the same root at that size, and a
+// consistency proof from each checkpoint to the next that checks.
+func (f *fixture) checkTree(t *testing.T, wantSizes []int64) {
+	t.Helper()
+	ctx := context.Background()
+	var raw [][]byte
+	for _, e := range f.trailEntries(t) {
+		h, err := hex.DecodeString(e.EntryHash)
+		require.NoError(t, err)
+		raw = append(raw, h)
+	}
+	keys, err := f.trail.List(ctx, store.CheckpointsPrefix)
+	require.NoError(t, err)
+	r, err := tlogtree.NewReader("c1", func(key string) ([]byte, error) { return f.trail.Get(ctx, key) })
+	require.NoError(t, err)
+	var sizes []int64
+	var prev checkpoint.Checkpoint
+	for _, k := range keys {
+		if !store.IsCheckpointKey(k) {
+			continue
+		}
+		msg, err := f.trail.Get(ctx, k)
+		require.NoError(t, err)
+		text, _, _ := bytes.Cut(msg, []byte("\n\n"))
+		c, err := checkpoint.Parse(string(text) + "\n")
+		require.NoError(t, err, k)
+		require.Equal(t, 2, c.Format(), k)
+		sizes = append(sizes, c.Size)
+		assert.Equal(t, hex.EncodeToString(merkle.Root(raw[:c.Size])), c.Root, "%s: the root of the chain's first %d entries", k, c.Size)
+		root := hashOf(t, c.Root)
+		got, err := r.Root(c.Size)
+		require.NoError(t, err, "%s: the tiles give a root", k)
+		assert.Equal(t, root, got, "%s: the tiles give the checkpoint's root", k)
+		if prev.Size > 0 {
+			p, err := r.ConsistencyProof(prev.Size, c.Size, root)
+			require.NoError(t, err)
+			assert.NoError(t, tlogtree.CheckConsistency(prev.Size, hashOf(t, prev.Root), c.Size, root, p),
+				"%s extends the checkpoint at %d", k, prev.Size)
+		}
+		prev = c
+	}
+	assert.Equal(t, wantSizes, sizes)
+}
+
+func hashOf(t *testing.T, h string) tlog.Hash {
+	b, err := hex.DecodeString(h)
+	require.NoError(t, err)
+	require.Len(t, b, tlog.HashSize)
+	return tlog.Hash(b)
+}
+
+// TestTreeCheckpoints: every checkpoint is of format 2, over one tree of
+// the whole chain, whose tiles are beside the trail; a restart continues
+// the tree from its local record.
+func TestTreeCheckpoints(t *testing.T) {
+	f := newFixture(t)
+	r := f.start(t)
+	require.NoError(t, r.Append(entries(10, "run-1"))) // batches of 4: 4, 8, then 10 at shutdown
+	require.NoError(t, r.Shutdown(context.Background()))
+	f.checkTree(t, []int64{4, 8, 10})
+	_, err := os.Stat(filepath.Join(f.dir, "spool", "tree-c1"))
+	require.NoError(t, err, "the tree is recorded locally")
+
+	r = f.start(t)
+	require.NoError(t, r.Append(entries(3, "run-2")))
+	require.NoError(t, r.Shutdown(context.Background()))
+	f.checkTree(t, []int64{4, 8, 10, 13})
+}
+
+// TestTreeRebuilt: without the local record (lost, or a chain begun before
+// the tree existed: no tiles either), the tree is rebuilt from the batch
+// files at start, its tiles written, and the chain's checkpoints go on
+// over the whole chain. A record that disagrees with the chain is not
+// used.
+func TestTreeRebuilt(t *testing.T) {
+	f := newFixture(t)
+	r := f.start(t)
+	require.NoError(t, r.Append(entries(9, "run-1")))
+	require.NoError(t, r.Shutdown(context.Background()))
+
+	// As a trail of before: no tiles, no record.
+	require.NoError(t, os.RemoveAll(filepath.Join(f.dir, "trail", "tiles")))
+	require.NoError(t, os.Remove(filepath.Join(f.dir, "spool", "tree-c1")))
+	r = f.start(t)
+	require.NoError(t, r.Append(entries(4, "run-2")))
+	require.NoError(t, r.Shutdown(context.Background()))
+	f.checkTree(t, []int64{4, 8, 9, 13})
+
+	// A record of another history at the same size.
+	rec := treeRecord{filepath.Join(f.dir, "spool"), "c1", "file:test"}
+	other, err := tlogtree.NewWriter("c1")
+	require.NoError(t, err)
+	fake := make([][32]byte, 13)
+	for i := range fake {
+		fake[i][0] = byte(i + 1)
+	}
+	_, _, err = other.Append(fake)
+	require.NoError(t, err)
+	require.NoError(t, rec.write(other, hex.EncodeToString(fake[12][:])))
+	r = f.start(t)
+	require.NoError(t, r.Append(entries(2, "run-3")))
+	require.NoError(t, r.Shutdown(context.Background()))
+	f.checkTree(t, []int64{4, 8, 9, 13, 15})
+}
+
+// TestSortUploadsTiles: a spooled tile goes after the batch that holds its
+// last leaf and before that batch's checkpoint (tiles that end at the same
+// leaf keep their order).
+func TestSortUploadsTiles(t *testing.T) {
+	tile := func(L int, N int64, W int) string {
+		return store.TileKey("c1", tlog.Tile{H: store.TileHeight, L: L, N: N, W: W})
+	}
+	b0 := store.BatchKey("c1", 0, t0)
+	b300 := store.BatchKey("c1", 300, t0)
+	keys := []string{
+		store.CheckpointKey("c1", 300), store.CheckpointKey("c1", 310), b300, b0,
+		tile(0, 1, 54), tile(0, 0, 256), tile(1, 0, 1), tile(0, 1, 44),
+	}
+	sortUploads(keys)
+	assert.Equal(t, []string{
+		b0, tile(0, 0, 256), tile(1, 0, 1), tile(0, 1, 44), store.CheckpointKey("c1", 300),
+		b300, tile(0, 1, 54), store.CheckpointKey("c1", 310),
+	}, keys)
+}
