@@ -145,8 +145,8 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 
 	s := &sealer{
 		target: st.Trail, where: "store", log: log, cp: cp,
-		head:  headMarker{r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID},
-		tree:  tree, treeRec: treeRecord{r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID},
+		head: headMarker{r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID},
+		tree: tree, treeRec: treeRecord{r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID},
 		retry: r.retry, metrics: r.metrics, logger: r.logger, now: r.now,
 		checkpointed: r.cfg.Checkpointed,
 		wake:         make(chan struct{}, 1),

@@ -51,12 +51,12 @@ type spoolQueue interface {
 // store, to the spool, and then removes their log segments. Its queue is
 // its own: the intake pushes to it, in chain order.
 type sealer struct {
-	target  store.Store
-	where   string     // "store" or "spool", for the logs
-	spool   spoolQueue // takes what is written to the spool; nil without one
-	log     segmentLog
-	cp      *checkpointer
-	head    headMarker // recorded after each batch
+	target store.Store
+	where  string     // "store" or "spool", for the logs
+	spool  spoolQueue // takes what is written to the spool; nil without one
+	log    segmentLog
+	cp     *checkpointer
+	head   headMarker // recorded after each batch
 	// tree is the chain's tree, extended by each batch (tree.go); treeRec
 	// its local record, written after each batch. A tree that failed
 	// (a bug) is nil from then on, and checkpoints are of format 1.
