@@ -397,7 +397,7 @@ func (rc *recovery) storedHash(ctx context.Context, seq int64) (hash, where stri
 	}
 	err = store.ErrNotFound
 	for _, s := range places {
-		keys, lerr := s.List(ctx, "")
+		keys, lerr := s.List(ctx, store.BatchesPrefix)
 		if lerr != nil {
 			return "", "", lerr
 		}
@@ -429,7 +429,7 @@ func (rc *recovery) storedHash(ctx context.Context, seq int64) (hash, where stri
 // resumeHead finds the newest batch of chain id in st and returns the head
 // recorded in its footer, or the genesis head when the chain has no batch.
 func resumeHead(ctx context.Context, st store.Store, id string) (chain.Head, error) {
-	keys, err := st.List(ctx, "")
+	keys, err := st.List(ctx, store.BatchesPrefix)
 	if err != nil {
 		return chain.Head{}, fmt.Errorf("listing the store: %w", err)
 	}

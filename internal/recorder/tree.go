@@ -272,7 +272,7 @@ func batchFiles(ctx context.Context, st Stores, chainID string, from, to int64) 
 	seen := map[int64]bool{}
 	var files []batchFile
 	for _, s := range places {
-		keys, err := s.List(ctx, "")
+		keys, err := s.List(ctx, store.BatchesPrefix)
 		if err != nil {
 			return nil, err
 		}

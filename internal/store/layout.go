@@ -25,6 +25,9 @@ import (
 const (
 	CheckpointsPrefix = "checkpoints/"
 	KeysPrefix        = "keys/"
+	// BatchesPrefix starts every key BatchKey makes: List with it finds
+	// the batches without the checkpoints and the tree's tiles.
+	BatchesPrefix = dayPrefix
 )
 
 // Errors of the Parse functions. Check with errors.Is.
