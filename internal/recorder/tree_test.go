@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/agentaudit/agentaudit/internal/batch"
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/merkle"
 	"github.com/agentaudit/agentaudit/internal/store"
@@ -144,4 +148,45 @@ func TestSortUploadsTiles(t *testing.T) {
 		b0, tile(0, 0, 256), tile(1, 0, 1), tile(0, 1, 44), store.CheckpointKey("c1", 300),
 		b300, tile(0, 1, 54), store.CheckpointKey("c1", 310),
 	}, keys)
+}
+
+// startSpooled starts a recorder of chain c1 whose trail is remote (a
+// spool in front of it); offline says the trail was unreachable at start.
+func (f *fixture) startSpooled(t *testing.T, offline error) (*Recorder, error) {
+	t.Helper()
+	spool, err := store.NewFS(filepath.Join(f.dir, "spool", "batches"))
+	require.NoError(t, err)
+	r := New(Config{
+		ChainID: "c1", SpoolDir: filepath.Join(f.dir, "spool"), StoreID: "s3:test", SpoolMaxBytes: 1 << 30,
+		Batch:     batch.Limits{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour},
+		LossEntry: lossNotExpected,
+		Now:       func() time.Time { return t0 },
+	}, zap.NewNop(), f.m)
+	return r, r.Start(context.Background(), func(context.Context) (Stores, error) {
+		return Stores{WALDir: filepath.Join(f.dir, "spool", "wal"), Trail: f.trail, Spool: spool, Offline: offline}, nil
+	})
+}
+
+// TestTreeOfflineStart: a collector restarted while the remote store is
+// unreachable continues the chain's tree from its local record; without
+// the record it cannot rebuild the tree and refuses to start, saying why.
+func TestTreeOfflineStart(t *testing.T) {
+	f := newFixture(t)
+	r, err := f.startSpooled(t, nil)
+	require.NoError(t, err)
+	require.NoError(t, r.Append(entries(6, "run-1")))
+	require.NoError(t, r.Shutdown(context.Background()))
+
+	outage := fmt.Errorf("bucket: %w", store.ErrUnavailable)
+	r, err = f.startSpooled(t, outage)
+	require.NoError(t, err, "resumes from the head marker and the tree record")
+	require.NoError(t, r.Append(entries(3, "run-2")))
+	require.NoError(t, r.Shutdown(context.Background()))
+	f.checkTree(t, []int64{4, 6, 9})
+
+	require.NoError(t, os.Remove(filepath.Join(f.dir, "spool", "tree-c1")))
+	r, err = f.startSpooled(t, outage)
+	require.ErrorContains(t, err, "rebuilding the tree of chain \"c1\" up to seq 8")
+	assert.ErrorContains(t, err, "the store is unavailable")
+	require.NoError(t, r.Shutdown(context.Background()))
 }
