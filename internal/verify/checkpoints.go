@@ -85,6 +85,8 @@ func checkCheckpoints(ctx context.Context, src store.Reader, opts Options, rep *
 	checked := map[string]bool{} // chains with a stored checkpoint
 	latest := map[string]int64{}
 	var hashReads []headRead
+	var roots []rootCheck // format 2: the tree's root to check
+	latestRoot := map[string]rootCheck{}
 	for _, ck := range checks {
 		chainID := checkpoint.UnverifiedChain(ck.msg)
 		if chainID == "" && ck.stored {
@@ -122,21 +124,31 @@ func checkCheckpoints(ctx context.Context, src store.Reader, opts Options, rep *
 			hr.add = add
 			hashReads = append(hashReads, hr)
 		}
+		if c.Format() == 2 {
+			rc := rootCheck{c: c, add: add}
+			roots = append(roots, rc)
+			if ck.stored && c.Size >= latestRoot[c.ChainID].c.Size {
+				latestRoot[c.ChainID] = rc
+			}
+		}
 	}
 	// Heads that no file ends at (the trail was re-batched) need the file
 	// read again.
 	for _, hr := range hashReads {
-		data, err := src.Get(ctx, hr.file)
+		r, err := reread(ctx, src, hr.file, hr.c.Size-1)
 		if err != nil {
 			return err
 		}
-		r := newFileReader()
-		r.pickSeq = hr.c.Size - 1
-		r.read(hr.file, data)
 		if !r.picked.eq(hash64(hr.c.Head)) {
 			hr.add(hr.c.Size-1, 0, CheckpointMismatch, "checkpoint head (entry_hash of seq %d) is %s, the trail has %s in %s: history rewritten",
 				hr.c.Size-1, hr.c.Head, r.picked, hr.file)
 		}
+	}
+	if err := checkRoots(ctx, src, files, roots, rep); err != nil {
+		return err
+	}
+	if err := checkTiles(ctx, src, latestRoot, rep); err != nil {
+		return err
 	}
 	slices.Sort(rep.TrustedOnFirstUse)
 	for _, k := range rep.TrustedOnFirstUse {
@@ -152,17 +164,33 @@ func checkCheckpoints(ctx context.Context, src store.Reader, opts Options, rep *
 	return nil
 }
 
+// addFunc adds a violation of one checkpoint to the report.
+type addFunc func(seq, through int64, kind Kind, format string, args ...any)
+
 // headRead is a checkpoint head found inside a file rather than at its end.
 type headRead struct {
 	c    checkpoint.Checkpoint
 	file string
-	add  func(seq, through int64, kind Kind, format string, args ...any)
+	add  addFunc
+}
+
+// reread reads file key of the trail again for what a checkpoint needs
+// inside it: the entry_hash of seq and the compact range up to it.
+func reread(ctx context.Context, src store.Reader, key string, seq int64) (*fileReader, error) {
+	data, err := src.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	r := newFileReader()
+	r.pickSeq = seq
+	r.read(key, data)
+	return r, nil
 }
 
 // compareCheckpoint compares a checkpoint whose signature verified with the
 // files of its chain. When its head lies inside a file rather than at the
 // end of one, it returns that file to be read again (ok true).
-func compareCheckpoint(c checkpoint.Checkpoint, files []*fileResult, add func(seq, through int64, kind Kind, format string, args ...any)) (headRead, bool) {
+func compareCheckpoint(c checkpoint.Checkpoint, files []*fileResult, add addFunc) (headRead, bool) {
 	head := c.Size - 1
 	if len(files) == 0 {
 		add(head, 0, EndsBeforeCheckpoint, "checkpoint records chain %q at %d entries (head %s), the trail holds no file of it", c.ChainID, c.Size, c.Head)

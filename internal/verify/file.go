@@ -11,6 +11,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
+	"github.com/transparency-dev/merkle/compact"
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
@@ -145,6 +146,9 @@ type fileResult struct {
 	lastTime   int64
 	hashBad    bool   // some row's entry_hash is wrong
 	merkleRoot string // recomputed from the rows' entry_hash, hex
+	// tree is the compact range of the chain's tree that the file's rows
+	// cover (tree.go), nil when they do not form one.
+	tree       *compact.Range
 	violations []Violation
 	ap         *fileApprovals // the approval rows, when collected
 }
@@ -179,10 +183,14 @@ type fileReader struct {
 	recs  []rec
 	file  []byte // the bytes of the last local file read
 	tree  merkleFold
+	chain treeFold
 	// pickSeq, when not NoSeq, asks read to copy the entry_hash of that
-	// seq into picked (for a checkpoint head inside a file).
-	pickSeq int64
-	picked  hash64
+	// seq into picked (for a checkpoint head inside a file), and the
+	// compact range of the file's rows up to it into pickedTree (for a
+	// checkpoint's root).
+	pickSeq    int64
+	picked     hash64
+	pickedTree *compact.Range
 	// check bounds what each column chunk may make parquet-go allocate,
 	// before parquet-go reads it, and checks the pages it decodes.
 	check parquetfile.ChunkChecker
@@ -206,7 +214,7 @@ func getFileReader() *fileReader {
 	if !ok {
 		return newFileReader()
 	}
-	r.pickSeq, r.picked = NoSeq, nil
+	r.pickSeq, r.picked, r.pickedTree = NoSeq, nil, nil
 	return r
 }
 
@@ -281,10 +289,12 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 		merkleRoot = string(root[:])
 		res.merkleRoot = merkleRoot
 	}
+	res.tree = r.chain.rangeOf(r.recs)
 	if r.pickSeq != NoSeq {
-		for _, x := range r.recs {
+		for i, x := range r.recs {
 			if x.seq == r.pickSeq {
 				r.picked = cloneHashes([]hash64{x.eh})[0]
+				r.pickedTree = r.chain.rangeOf(r.recs[:i+1])
 			}
 		}
 	}

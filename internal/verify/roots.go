@@ -1,0 +1,191 @@
+package verify
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/agentaudit/agentaudit/internal/checkpoint"
+	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/tlogtree"
+)
+
+// rootCheck is a checkpoint of format 2 whose signature verified: its
+// root is compared with the tree of the chain's entries (tree.go).
+type rootCheck struct {
+	c   checkpoint.Checkpoint
+	add addFunc
+}
+
+// rootRead is a root check whose size falls inside a file: the file is
+// read again for the range of its rows up to size (prefix holds the
+// chain's range up to the file's first seq).
+type rootRead struct {
+	rootCheck
+	file   string
+	prefix *compact.Range
+}
+
+// checkRoots compares each checkpoint's root with the chain's tree at its
+// size, computed from the files' ranges merged in seq order.
+func checkRoots(ctx context.Context, src store.Reader, files chainFiles, checks []rootCheck, rep *Report) error {
+	byChain := map[string][]rootCheck{}
+	for _, rc := range checks {
+		byChain[rc.c.ChainID] = append(byChain[rc.c.ChainID], rc)
+	}
+	ids := make([]string, 0, len(byChain))
+	for id := range byChain {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		cs := byChain[id]
+		slices.SortStableFunc(cs, func(a, b rootCheck) int { return cmp.Compare(a.c.Size, b.c.Size) })
+		reads, unchecked, at := walkTree(files[id], cs)
+		if unchecked > 0 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("chain %s: the tree root of %d checkpoints not checked: the chain's files do not line up after seq %d (see the violations)",
+				id, unchecked, at-1))
+		}
+		for _, rr := range reads {
+			r, err := reread(ctx, src, rr.file, rr.c.Size-1)
+			if err != nil {
+				return err
+			}
+			if r.pickedTree == nil {
+				continue // the file's rows do not line up: violations of their own
+			}
+			if err := rr.prefix.AppendRange(r.pickedTree, nil); err != nil {
+				return fmt.Errorf("verify: chain %s: merging %s into the tree: %w (bug)", id, rr.file, err)
+			}
+			compareRoot(rr.rootCheck, rr.prefix)
+		}
+	}
+	return nil
+}
+
+// walkTree merges the ranges of a chain's files (in seq order) and
+// compares the root at each checkpoint size that a file ends at. A size
+// inside a file is returned to be read again. Where the files stop lining
+// up (a gap, a duplicate, a file whose rows do not), the tree is unknown:
+// unchecked counts the checkpoints past at, the size it reached. Sizes
+// beyond the chain's end are left alone: ends_before_checkpoint reports
+// them.
+func walkTree(files []*fileResult, cs []rootCheck) (reads []rootRead, unchecked int, at int64) {
+	rng := chainRanges.NewEmptyRange(0)
+	i := 0
+	for _, f := range files {
+		end := int64(rng.End())
+		if i == len(cs) {
+			break
+		}
+		if f.tree == nil || f.firstSeq != end {
+			return reads, len(cs) - i, end
+		}
+		for ; i < len(cs) && cs[i].c.Size <= f.lastSeq; i++ {
+			reads = append(reads, rootRead{rootCheck: cs[i], file: f.key, prefix: cloneRange(rng)})
+		}
+		if err := rng.AppendRange(f.tree, nil); err != nil {
+			panic(fmt.Sprintf("verify: merging %s into the tree: %v", f.key, err)) // the same factory, adjacent: cannot fail
+		}
+		for ; i < len(cs) && cs[i].c.Size == f.lastSeq+1; i++ {
+			compareRoot(cs[i], rng)
+		}
+	}
+	return reads, 0, int64(rng.End())
+}
+
+// compareRoot compares rc's root with the root of rng, the chain's range
+// [0, size).
+func compareRoot(rc rootCheck, rng *compact.Range) {
+	root, err := rng.GetRootHash(nil)
+	if err != nil || int64(rng.End()) != rc.c.Size {
+		panic(fmt.Sprintf("verify: the tree at %d for a checkpoint at %d: %v", rng.End(), rc.c.Size, err)) // begins at 0, the size walkTree chose
+	}
+	if got := hex.EncodeToString(root); got != rc.c.Root {
+		rc.add(rc.c.Size-1, 0, CheckpointMismatch, "checkpoint root (the chain's tree at size %d) is %s, the trail's entries give %s: the tree root differs, history rewritten",
+			rc.c.Size, rc.c.Root, got)
+	}
+}
+
+// checkTiles checks that the tiles stored beside the trail support the
+// latest stored checkpoint of format 2 of each chain: the root they give
+// at its size is its root. The tiles are what consistency and inclusion
+// proofs are read from; altered tiles cannot prove anything.
+func checkTiles(ctx context.Context, src store.Reader, latest map[string]rootCheck, rep *Report) error {
+	ids := make([]string, 0, len(latest))
+	for id := range latest {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		rc := latest[id]
+		root, err := TilesRoot(ctx, src, id, rc.c.Size)
+		var missing *MissingTilesError
+		switch {
+		case errors.As(err, &missing) && missing.None:
+			rep.Notes = append(rep.Notes, fmt.Sprintf("chain %s has no tiles beside the trail (%s): no consistency or inclusion proof can be read from it", id, store.TilesPrefix+id+"/"))
+		case errors.As(err, &missing), errors.Is(err, tlogtree.ErrTilesMismatch):
+			rc.add(rc.c.Size-1, 0, CheckpointMismatch, "the stored tiles do not support the latest checkpoint (root %s at size %d): %v", rc.c.Root, rc.c.Size, err)
+		case err != nil:
+			return err
+		case hex.EncodeToString(root[:]) != rc.c.Root:
+			rc.add(rc.c.Size-1, 0, CheckpointMismatch, "the stored tiles give root %s at size %d, the latest checkpoint %s: the tiles were altered or are another tree's",
+				hex.EncodeToString(root[:]), rc.c.Size, rc.c.Root)
+		}
+	}
+	return nil
+}
+
+// MissingTilesError: a tile needed is not stored beside the trail. None:
+// the chain has no tiles at all (a trail written before the tree, or
+// copied without them).
+type MissingTilesError struct {
+	ChainID string
+	None    bool
+	Err     error // the read error, wrapping store.ErrNotFound
+}
+
+func (e *MissingTilesError) Error() string {
+	if e.None {
+		return fmt.Sprintf("chain %s has no tiles under %s", e.ChainID, store.TilesPrefix+e.ChainID+"/")
+	}
+	return e.Err.Error()
+}
+
+func (e *MissingTilesError) Unwrap() error { return e.Err }
+
+// Tiles returns a tlogtree.Reader of chain chainID's tree from the tiles
+// stored beside the trail src.
+func Tiles(ctx context.Context, src store.Reader, chainID string) (*tlogtree.Reader, error) {
+	return tlogtree.NewReader(chainID, func(key string) ([]byte, error) { return src.Get(ctx, key) })
+}
+
+// TilesRoot returns the root of chain chainID's tree at size as the tiles
+// stored beside src give it. A missing tile gives a *MissingTilesError.
+func TilesRoot(ctx context.Context, src store.Reader, chainID string, size int64) ([32]byte, error) {
+	tr, err := Tiles(ctx, src, chainID)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	root, err := tr.Root(size)
+	return [32]byte(root), TilesError(ctx, src, chainID, err)
+}
+
+// TilesError turns a tile read error (wrapping store.ErrNotFound) into a
+// *MissingTilesError, saying whether the chain has any tile; other errors
+// are returned as they are.
+func TilesError(ctx context.Context, src store.Reader, chainID string, err error) error {
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	names, lerr := src.List(ctx, store.TilesPrefix+chainID+"/")
+	if lerr != nil {
+		return lerr
+	}
+	return &MissingTilesError{ChainID: chainID, None: len(names) == 0, Err: err}
+}
