@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -135,38 +136,101 @@ func (d *delivery) run() {
 			}
 			continue
 		}
-		var data []byte
-		missing := false
-		ok := d.retry.retry("spool", next.key, func() (err error) {
-			data, err = d.spool.Get(ctx, next.key)
-			if errors.Is(err, store.ErrNotFound) {
-				missing = true
-				return nil
+		if store.IsTileKey(next.key) {
+			// The tiles a batch completes are many small objects that
+			// depend on nothing but their batch, before them: uploaded
+			// side by side, and all before the checkpoint after them.
+			run := d.tileRun(maxParallelTiles)
+			if !eachParallel(len(run), func(i int) bool { return d.upload(ctx, run[i]) }) {
+				return
 			}
-			return err
-		})
-		if ok && missing {
-			// Someone removed it from the spool: nothing to upload.
-			d.logger.Error("A spooled object is gone before it was uploaded", zap.String("spool", next.key))
-			d.dequeue(next)
+			for _, o := range run {
+				d.dequeue(o)
+			}
 			continue
 		}
-		ok = ok && d.retry.retry("store", next.key, func() error {
-			return d.remote.Put(ctx, next.key, data)
-		}) && d.retry.retry("spool", next.key, func() error {
-			return d.spool.Delete(ctx, next.key)
-		})
-		if !ok {
+		if !d.upload(ctx, next) {
 			return
 		}
 		d.dequeue(next)
-		if !next.batch {
-			continue
+	}
+}
+
+// maxParallelTiles bounds the tiles uploaded (or spooled) at once.
+const maxParallelTiles = 8
+
+// tileRun returns the tiles at the head of the queue, at most n.
+func (d *delivery) tileRun(n int) []spooled {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	run := make([]spooled, 0, n)
+	for _, o := range d.q {
+		if len(run) == n || !store.IsTileKey(o.key) {
+			break
 		}
+		run = append(run, o)
+	}
+	return run
+}
+
+// upload copies one spooled object to the remote store and removes it from
+// the spool, retrying until it is done; it reports false when shutdown
+// gave up. An object someone removed from the spool is not uploaded.
+func (d *delivery) upload(ctx context.Context, next spooled) bool {
+	var data []byte
+	missing := false
+	ok := d.retry.retry("spool", next.key, func() (err error) {
+		data, err = d.spool.Get(ctx, next.key)
+		if errors.Is(err, store.ErrNotFound) {
+			missing = true
+			return nil
+		}
+		return err
+	})
+	if ok && missing {
+		d.logger.Error("A spooled object is gone before it was uploaded", zap.String("spool", next.key))
+		return true
+	}
+	ok = ok && d.retry.retry("store", next.key, func() error {
+		return d.remote.Put(ctx, next.key, data)
+	}) && d.retry.retry("spool", next.key, func() error {
+		return d.spool.Delete(ctx, next.key)
+	})
+	if !ok {
+		return false
+	}
+	if next.batch {
 		if f, err := parquetfile.ReadFooter(bytes.NewReader(data), int64(len(data))); err == nil {
 			d.metrics.Stored(int(f.EntryCount))
 		}
 	}
+	return true
+}
+
+// eachParallel calls fn(i) for i in [0, n), at most maxParallelTiles at
+// once, and reports whether every call did.
+func eachParallel(n int, fn func(i int) bool) bool {
+	var (
+		wg   sync.WaitGroup
+		ok   atomic.Bool
+		next atomic.Int64
+	)
+	ok.Store(true)
+	for range min(n, maxParallelTiles) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || !ok.Load() {
+					return
+				}
+				if !fn(i) {
+					ok.Store(false)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return ok.Load()
 }
 
 // dequeue removes the head of the queue, which is next.

@@ -167,10 +167,8 @@ func (s *sealer) writeBatch(p pending) bool {
 		return false
 	}
 	root, tiles := s.extendTree(p.b)
-	for _, t := range tiles {
-		if !s.write(t.Key, t.Data, false) {
-			return false
-		}
+	if !eachParallel(len(tiles), func(i int) bool { return s.write(tiles[i].Key, tiles[i].Data, false) }) {
+		return false
 	}
 	cpKey, cpMsg, err := s.cp.sign(sb.footer, root)
 	if err != nil {

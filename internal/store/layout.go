@@ -259,6 +259,12 @@ func TileKey(chainID string, t tlog.Tile) string {
 // tileHeightDir starts tlog's path of a tile of height TileHeight.
 var tileHeightDir = fmt.Sprintf("tile/%d/", TileHeight)
 
+// IsTileKey reports whether key is a tile of a chain's tree (TileKey).
+func IsTileKey(key string) bool {
+	_, _, err := ParseTileKey(key)
+	return err == nil
+}
+
 // ParseTileKey is the inverse of TileKey: it returns the chain id and the
 // tile of a tile key. Any other key, among them one of a tile of another
 // height or a data tile, gives an error wrapping ErrNotTileKey.
