@@ -14,6 +14,7 @@ package verify // import "github.com/agentaudit/agentaudit/internal/verify"
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"runtime"
@@ -246,6 +247,17 @@ type Options struct {
 	// with the trail like the stored ones; the report's Checkpoint is then
 	// true. Without a key (given or published), Verify fails with ErrNoKey.
 	Checkpoints []KeptCheckpoint
+	// TSA are the certificates of the timestamp authority the auditor
+	// trusts (its signing certificate, or a root it chains to): every
+	// RFC 3161 token stored beside a checkpoint is checked with them
+	// (timestamps.go). None: the tokens are not checked, as a note says.
+	TSA []*x509.Certificate
+	// RequireTimestamps: the latest stored checkpoint of each chain must
+	// have a token beside it. Needs TSA, else Verify fails with ErrNoTSA.
+	RequireTimestamps bool
+	// TimestampMaxDelay is how much later than its batch's last entry a
+	// token's time may be; 0 means DefaultTimestampMaxDelay.
+	TimestampMaxDelay time.Duration
 }
 
 // ErrNoFiles: the target holds no .parquet file. Nothing was verified, which
@@ -431,6 +443,9 @@ func Verify(ctx context.Context, src store.Reader, opts Options) (*Report, error
 		return nil, err
 	}
 	if err := checkCheckpoints(ctx, src, opts, rep, files, workers); err != nil {
+		return nil, err
+	}
+	if err := checkTimestamps(ctx, src, opts, rep, files, workers); err != nil {
 		return nil, err
 	}
 	finish(rep)
