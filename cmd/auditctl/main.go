@@ -4,6 +4,8 @@
 //	auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
 //	auditctl prove [--chain ID] [--json] [--key PUBKEY_FILE] TARGET SEQ
 //	auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
+//	auditctl consistency [--key PUBKEY_FILE] OLD_CHECKPOINT NEW_CHECKPOINT TARGET
+//	auditctl consistency --check PROOF_FILE|- [--key PUBKEY_FILE] [--json] OLD_CHECKPOINT NEW_CHECKPOINT [TARGET]
 //	auditctl wal accept-loss --by NAME --reason TEXT [--chain ID] [--json] SPOOL_DIRECTORY
 //	auditctl runs [--status S] [--agent A] [--since T] [--until T] [--approver P] [--target-system X] [--search TEXT] [--json] TARGET
 //	auditctl show [--json] TARGET EXEC_ID
@@ -19,7 +21,9 @@
 // are checked against the rows, and every signed checkpoint stored beside
 // the trail (and the one given with --checkpoint) is checked against it.
 // checkpoint prints the latest signed checkpoint of each chain, for an
-// auditor to keep; prove prints a self-contained inclusion proof of one
+// auditor to keep; consistency prints the proof that a newer checkpoint's
+// tree extends an older one's, which consistency --check checks with the
+// two checkpoints alone; prove prints a self-contained inclusion proof of one
 // entry, which prove --check checks without the trail. Exit status: 0
 // intact (valid), 1 violations found (invalid), 2 could not run (bad usage,
 // unreadable target, no files, no key).
@@ -89,6 +93,15 @@ const usage = `usage:
   auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
       check an inclusion proof without the trail
       exit 0 valid, 1 invalid, 2 could not run
+  auditctl consistency [--key PUBKEY_FILE] OLD_CHECKPOINT NEW_CHECKPOINT TARGET
+      print the proof (one base64 hash a line) that NEW's tree extends OLD's,
+      read from TARGET's tiles (each file holds one checkpoint of format 2)
+      exit 0 printed, 1 the trail cannot prove it (a fork, tiles missing or
+      altered, a bad signature), 2 could not run (usage, other chains, format 1)
+  auditctl consistency --check PROOF_FILE|- [--key PUBKEY_FILE] [--json] OLD_CHECKPOINT NEW_CHECKPOINT [TARGET]
+      check a consistency proof (- : from standard input) with only the two
+      checkpoints; TARGET, without --key, only for its published keys
+      exit 0 valid, 1 invalid, 2 could not run
   auditctl wal accept-loss --by NAME --reason TEXT [--chain ID] [--json] SPOOL_DIRECTORY
       accept the loss of a corrupt write-ahead log segment's entries, which the
       collector then records in the trail; exit 0 accepted, 1 nothing corrupt
@@ -129,6 +142,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 		return runCheckpoint(ctx, args[1:], stdout, stderr)
 	case "prove":
 		return runProve(ctx, args[1:], stdout, stderr)
+	case "consistency":
+		return runConsistency(ctx, args[1:], stdout, stderr)
 	case "wal":
 		return runWAL(ctx, args[1:], stdout, stderr)
 	case "runs":
