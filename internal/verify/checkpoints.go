@@ -87,6 +87,7 @@ func checkCheckpoints(ctx context.Context, src store.Reader, opts Options, rep *
 	var hashReads []headRead
 	var roots []rootCheck // format 2: the tree's root to check
 	latestRoot := map[string]rootCheck{}
+	var kept []rootCheck // format 2, kept by the auditor
 	for _, ck := range checks {
 		chainID := checkpoint.UnverifiedChain(ck.msg)
 		if chainID == "" && ck.stored {
@@ -130,6 +131,9 @@ func checkCheckpoints(ctx context.Context, src store.Reader, opts Options, rep *
 			if ck.stored && c.Size >= latestRoot[c.ChainID].c.Size {
 				latestRoot[c.ChainID] = rc
 			}
+			if !ck.stored {
+				kept = append(kept, rc)
+			}
 		}
 	}
 	// Heads that no file ends at (the trail was re-batched) need the file
@@ -148,6 +152,9 @@ func checkCheckpoints(ctx context.Context, src store.Reader, opts Options, rep *
 		return err
 	}
 	if err := checkTiles(ctx, src, latestRoot, rep); err != nil {
+		return err
+	}
+	if err := checkKept(ctx, src, kept, latestRoot, rep); err != nil {
 		return err
 	}
 	slices.Sort(rep.TrustedOnFirstUse)

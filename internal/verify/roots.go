@@ -189,3 +189,40 @@ func TilesError(ctx context.Context, src store.Reader, chainID string, err error
 	}
 	return &MissingTilesError{ChainID: chainID, None: len(names) == 0, Err: err}
 }
+
+// checkKept proves each kept checkpoint of format 2 consistent with the
+// latest stored checkpoint of its chain, from the tiles: the trail's tree
+// must extend the kept one's (or, for a kept checkpoint newer than the
+// latest stored, the kept tree must extend the stored one's). A proof that
+// fails is a fork: the trail's history is not the one the auditor kept,
+// whatever its files say. Tiles that are missing or do not support the
+// root are said in a note (checkTiles reports the latest's own).
+func checkKept(ctx context.Context, src store.Reader, kept []rootCheck, latest map[string]rootCheck, rep *Report) error {
+	for _, k := range kept {
+		l, ok := latest[k.c.ChainID]
+		if !ok {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("kept checkpoint of chain %s at size %d: no stored checkpoint of format 2 to prove it consistent with", k.c.ChainID, k.c.Size))
+			continue
+		}
+		older, newer := k.c, l.c
+		if older.Size > newer.Size {
+			older, newer = newer, older
+		}
+		_, err := ConsistencyProof(ctx, src, older, newer)
+		var missing *MissingTilesError
+		switch {
+		case err == nil:
+		case errors.Is(err, tlogtree.ErrProofFailed):
+			k.add(k.c.Size-1, 0, CheckpointMismatch, "the trail's latest checkpoint (size %d, root %s) and this one (size %d, root %s) are not of one tree: the consistency proof from the stored tiles fails: history forked or rewritten",
+				l.c.Size, l.c.Root, k.c.Size, k.c.Root)
+		case errors.Is(err, tlogtree.ErrTilesMismatch) && newer == k.c:
+			k.add(k.c.Size-1, 0, CheckpointMismatch, "the stored tiles do not support this checkpoint's root %s at size %d (the trail's latest checkpoint is at size %d): the trail's tree is not the one kept: %v",
+				k.c.Root, k.c.Size, l.c.Size, err)
+		case errors.As(err, &missing), errors.Is(err, tlogtree.ErrTilesMismatch):
+			rep.Notes = append(rep.Notes, fmt.Sprintf("kept checkpoint of chain %s at size %d: not proved consistent with the trail's latest (size %d): %v", k.c.ChainID, k.c.Size, l.c.Size, err))
+		default:
+			return err
+		}
+	}
+	return nil
+}

@@ -198,6 +198,53 @@ func TestTreeRewrite(t *testing.T) {
 	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
 
 	rep = verifyWith(t, tt.dir, Options{Checkpoints: []KeptCheckpoint{kept}})
-	assert.Equal(t, []string{"replica-0/40/checkpoint_mismatch", "replica-0/49/checkpoint_mismatch", "replica-0/49/checkpoint_mismatch"},
+	// The batch, the head, the root, and the consistency with the latest.
+	assert.Equal(t, []string{"replica-0/40/checkpoint_mismatch", "replica-0/49/checkpoint_mismatch", "replica-0/49/checkpoint_mismatch", "replica-0/49/checkpoint_mismatch"},
 		violationKeys(rep.Violations), "violations:\n%s", joinLines(rep.Violations))
+}
+
+// TestTreeKeptConsistency: a kept checkpoint of format 2 is proved
+// consistent with the trail's latest stored checkpoint from the tiles.
+func TestTreeKeptConsistency(t *testing.T) {
+	tt := newTreeTrail(t)
+	kept30 := KeptCheckpoint{Name: "kept30", Note: tt.sign(t, "replica-0", tt.file("replica-0", 2))}
+	kept50 := KeptCheckpoint{Name: "kept50", Note: tt.sign(t, "replica-0", tt.file("replica-0", 4))}
+	rep := verifyWith(t, tt.dir, Options{Checkpoints: []KeptCheckpoint{kept30}})
+	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
+	for _, n := range rep.Notes {
+		assert.NotContains(t, n, "kept checkpoint")
+	}
+
+	// Newer than the latest stored checkpoint (those after 30 removed):
+	// the kept tree must extend the stored one's, from the tiles.
+	for _, size := range []int64{40, 50} {
+		require.NoError(t, os.Remove(tt.path(store.CheckpointKey("replica-0", size))))
+	}
+	rep = verifyWith(t, tt.dir, Options{Checkpoints: []KeptCheckpoint{kept50}})
+	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
+
+	// The operator rewrites history from seq 25, rebuilds the tree and
+	// re-signs every checkpoint: the trail verifies on its own, the kept
+	// checkpoints of the old tree are not of the new one.
+	tt = newTreeTrail(t)
+	kept20 := KeptCheckpoint{Name: "kept20", Note: tt.sign(t, "replica-0", tt.file("replica-0", 1))}
+	kept30 = KeptCheckpoint{Name: "kept30", Note: tt.sign(t, "replica-0", tt.file("replica-0", 2))}
+	es := tt.rewriteFrom(t, "replica-0", 25)
+	require.NoError(t, os.RemoveAll(filepath.Join(tt.dir, "tiles", "replica-0")))
+	tt.roots["replica-0"] = tt.grow(t, "replica-0", es, perFile)
+	for i := range tt.keys["replica-0"] {
+		writeFile(t, tt.dir, store.CheckpointKey("replica-0", int64((i+1)*perFile)), tt.sign(t, "replica-0", es[i*perFile:(i+1)*perFile]))
+	}
+	rep = verifyWith(t, tt.dir, Options{Checkpoints: []KeptCheckpoint{kept20, kept30}})
+	var fork []Violation
+	for _, v := range rep.Violations {
+		if strings.Contains(v.Detail, "not of one tree") {
+			fork = append(fork, v)
+		}
+	}
+	require.Len(t, fork, 1, "violations:\n%s", joinLines(rep.Violations))
+	assert.Equal(t, "kept30", fork[0].File, "before seq 25 the trees agree")
+	assert.Equal(t, int64(29), fork[0].Seq)
+	assert.Equal(t, CheckpointMismatch, fork[0].Kind)
+	assert.Contains(t, fork[0].Detail, "the consistency proof from the stored tiles fails: history forked or rewritten")
 }
