@@ -1,6 +1,6 @@
 // Command auditctl checks agentaudit trails for auditors.
 //
-//	auditctl verify [--checkpoint FILE] [--key PUBKEY_FILE] [--json] [--endpoint URL] [--region REGION] [--workers N] TARGET
+//	auditctl verify [--checkpoint FILE] [--key PUBKEY_FILE] [--tsa-cert PEM_FILE [--require-timestamps] [--tsa-max-delay D]] [--json] [--endpoint URL] [--region REGION] [--workers N] TARGET
 //	auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
 //	auditctl prove [--chain ID] [--json] [--key PUBKEY_FILE] TARGET SEQ
 //	auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
@@ -19,7 +19,8 @@
 // per collector replica): each entry hash is recomputed from its columns,
 // the links are followed across files in seq order, footers and file names
 // are checked against the rows, and every signed checkpoint stored beside
-// the trail (and the one given with --checkpoint) is checked against it.
+// the trail (and the one given with --checkpoint) is checked against it;
+// with --tsa-cert, so are the RFC 3161 timestamps stored beside them.
 // checkpoint prints the latest signed checkpoint of each chain, for an
 // auditor to keep; consistency prints the proof that a newer checkpoint's
 // tree extends an older one's, which consistency --check checks with the
@@ -42,6 +43,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -55,6 +57,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/tsa"
 	"github.com/agentaudit/agentaudit/internal/verify"
 )
 
@@ -83,6 +86,10 @@ const usage = `usage:
   auditctl verify [--checkpoint FILE] [--key PUBKEY_FILE] [--json] [--endpoint URL] [--region REGION] [--workers N] TARGET
       verify the trail under TARGET, a directory or s3://bucket/prefix, and the
       signed checkpoints beside it; --checkpoint: one you kept (auditctl checkpoint)
+      --tsa-cert PEM_FILE: check the RFC 3161 timestamps beside the checkpoints
+      against this TSA's certificate (or root); --require-timestamps: the latest
+      checkpoint of each chain must have one; --tsa-max-delay (24h): how long after
+      its batch a timestamp may be
       exit 0 intact, 1 violations found, 2 could not run
   auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
       print the latest signed checkpoint of each chain, to keep
@@ -173,6 +180,10 @@ type verifyFlags struct {
 	checkpoint string
 	key        string
 	noProgress bool
+	// The timestamps beside the checkpoints.
+	tsaCert           string
+	requireTimestamps bool
+	tsaMaxDelay       time.Duration
 }
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, progress bool) int {
@@ -186,6 +197,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, pro
 	fs.StringVar(&f.checkpoint, "checkpoint", "", "a signed checkpoint you kept (auditctl checkpoint output: one or more notes) to check the trail against")
 	fs.StringVar(&f.key, "key", "", "file of the checkpoint signers' verifier keys, one per line (default: the published keys, trusted on first use)")
 	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	fs.StringVar(&f.tsaCert, "tsa-cert", "", "PEM file of the timestamp authority's certificate (or its root and chain): check the RFC 3161 timestamps beside the checkpoints")
+	fs.BoolVar(&f.requireTimestamps, "require-timestamps", false, "the latest checkpoint of each chain must have a timestamp (needs --tsa-cert)")
+	fs.DurationVar(&f.tsaMaxDelay, "tsa-max-delay", verify.DefaultTimestampMaxDelay, "how much later than its batch's last entry a timestamp may be")
 	positional, code, ok := parseArgs(fs, args, stderr)
 	if !ok {
 		return code
@@ -194,13 +208,18 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, pro
 		fmt.Fprintf(stderr, "auditctl verify: want one TARGET, got %d\n%s", len(positional), usage)
 		return exitError
 	}
+	tsaCerts, err := readTSACert(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
+		return exitError
+	}
 	target := positional[0]
 	keys, err := readKeys(f.key)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 		return exitError
 	}
-	opts := verify.Options{Keys: keys}
+	opts := verify.Options{Keys: keys, TSA: tsaCerts, RequireTimestamps: f.requireTimestamps, TimestampMaxDelay: f.tsaMaxDelay}
 	if f.checkpoint != "" {
 		data, err := os.ReadFile(f.checkpoint)
 		if err != nil {
@@ -303,6 +322,27 @@ func readKeys(file string) ([]string, error) {
 		return nil, fmt.Errorf("--key %s: no verifier key in it", file)
 	}
 	return keys, nil
+}
+
+// readTSACert reads the --tsa-cert file: PEM certificates of the TSA.
+func readTSACert(f verifyFlags) ([]*x509.Certificate, error) {
+	switch {
+	case f.tsaCert == "" && f.requireTimestamps:
+		return nil, errors.New("--require-timestamps needs --tsa-cert: timestamps cannot be checked without the TSA's certificate")
+	case f.tsaCert == "":
+		return nil, nil
+	case f.tsaMaxDelay <= 0:
+		return nil, fmt.Errorf("--tsa-max-delay %v must be positive", f.tsaMaxDelay)
+	}
+	data, err := os.ReadFile(f.tsaCert)
+	if err != nil {
+		return nil, fmt.Errorf("--tsa-cert: %w", err)
+	}
+	certs, err := tsa.ParseCertificates(data)
+	if err != nil {
+		return nil, fmt.Errorf("--tsa-cert %s: %w", f.tsaCert, err)
+	}
+	return certs, nil
 }
 
 func openSource(ctx context.Context, target string, f verifyFlags) (store.Reader, int, error) {
