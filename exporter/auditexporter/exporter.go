@@ -79,6 +79,8 @@ type auditExporter struct {
 	rec    *recorder.Recorder
 
 	telemetrySettings component.TelemetrySettings
+	version           string      // the collector's, for the markers
+	started           atomic.Bool // the recorder started and no stop marker was written yet
 	// approvals is the approval service, when configured and started: set
 	// once by start, read by the recorder's sealer and by consumeTraces.
 	approvals atomic.Pointer[approvals]
@@ -94,6 +96,7 @@ func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*au
 		now:    time.Now,
 
 		telemetrySettings: set.TelemetrySettings,
+		version:           set.BuildInfo.Version,
 	}
 	// The recorder reports to e.tel (recorderMetrics), which is set before
 	// the recorder starts.
@@ -150,9 +153,11 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
+	e.started.Store(true)
+	e.mark(actionRecorderStart, e.rec.Previous())
 	if e.cfg.Approvals.HasValue() {
 		if err := e.startApprovals(ctx, host); err != nil {
-			_ = e.rec.Shutdown(ctx)
+			_ = e.stopRecorder(ctx)
 			return fmt.Errorf("agentaudit exporter: %w", err)
 		}
 	}
@@ -249,10 +254,20 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 		_ = e.tel.approvalsPending.Unregister()
 	}
 	e.shutdownApprovals(ctx)
-	if err := e.rec.Shutdown(ctx); err != nil {
+	if err := e.stopRecorder(ctx); err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
 	return nil
+}
+
+// stopRecorder writes the stop marker, once, and shuts the recorder down:
+// a clean shutdown records the clean stop the next start's marker reports,
+// so the stop marker must come first for the trail to agree with it.
+func (e *auditExporter) stopRecorder(ctx context.Context) error {
+	if e.started.Swap(false) {
+		e.mark(actionRecorderStop, "")
+	}
+	return e.rec.Shutdown(ctx)
 }
 
 // storeID names the store the configuration points at, for the recorder's

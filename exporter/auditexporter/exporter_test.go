@@ -129,9 +129,29 @@ func newTestExporterWithSettings(t *testing.T, cfg *Config, st store.Store, set 
 	return exp, te
 }
 
-// readTrail decodes every batch of chain id in st, in key order, and checks
-// that the files and the entries form one intact chain.
+// isMarker reports whether e is a coverage marker (markers.go), which
+// readTrail leaves out and readTrailAll keeps.
+func isMarker(e entry.Entry) bool {
+	return e.ActionType == actionRecorderStart || e.ActionType == actionRecorderStop
+}
+
+// readTrail is readTrailAll without the coverage markers: the entries the
+// senders' spans became.
 func readTrail(t *testing.T, st store.Store, id string) []entry.Entry {
+	t.Helper()
+	var out []entry.Entry
+	for _, e := range readTrailAll(t, st, id) {
+		if !isMarker(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// readTrailAll decodes every batch of chain id in st, in key order, and
+// checks that the files and the entries form one intact chain; it keeps
+// the coverage markers.
+func readTrailAll(t *testing.T, st store.Store, id string) []entry.Entry {
 	t.Helper()
 	ctx := context.Background()
 	keys, err := st.List(ctx, "")
@@ -139,7 +159,7 @@ func readTrail(t *testing.T, st store.Store, id string) []entry.Entry {
 	var all []entry.Entry
 	head := chain.Genesis()
 	for _, k := range keys {
-		if strings.HasPrefix(k, "checkpoints/") || strings.HasPrefix(k, "keys/") {
+		if !store.IsBatchKey(k) { // checkpoints, keys, tiles
 			continue
 		}
 		cid, first, _, err := store.ParseBatchKey(k)
@@ -174,16 +194,17 @@ func TestExportWritesChainedBatches(t *testing.T) {
 	require.NoError(t, te.ConsumeTraces(ctx, traces(6, "exec-2")))  // 3 more
 	assert.Equal(t, int64(8), metricValue(t, tel, "otelcol_agentaudit_entries_accepted"))
 	assert.Equal(t, int64(8), metricValue(t, tel, "otelcol_agentaudit_spans_ignored"), "unaudited spans are counted")
-	assert.Equal(t, int64(7), metricValue(t, tel, "otelcol_agentaudit_chain_head_seq"))
+	assert.Equal(t, int64(8), metricValue(t, tel, "otelcol_agentaudit_chain_head_seq"), "after the start marker, seq 0")
 	require.NoError(t, te.Shutdown(ctx))
-	assert.Equal(t, int64(8), metricValue(t, tel, "otelcol_agentaudit_entries_stored"))
-	assert.Equal(t, int64(2), metricValue(t, tel, "otelcol_agentaudit_batches_stored"))
+	assert.Equal(t, int64(10), metricValue(t, tel, "otelcol_agentaudit_entries_stored"), "8 and the start and stop markers")
+	assert.Equal(t, int64(3), metricValue(t, tel, "otelcol_agentaudit_batches_stored"))
 
 	keys, err := st.List(ctx, "")
 	require.NoError(t, err)
 	assert.Equal(t, []string{
 		"dt=2026-03-09/collector-1-00000000000000000000.parquet",
 		"dt=2026-03-09/collector-1-00000000000000000004.parquet",
+		"dt=2026-03-09/collector-1-00000000000000000008.parquet",
 	}, batchKeys(keys), "two full batches of 4; the last sealed at shutdown")
 	es := readTrail(t, st, "collector-1")
 	require.Len(t, es, 8)
@@ -204,9 +225,7 @@ func TestUnauditedSpansAreIgnored(t *testing.T) {
 	td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().RemoveIf(func(s ptrace.Span) bool { return auditspan.IsAudit(s) })
 	require.NoError(t, te.ConsumeTraces(ctx, td))
 	require.NoError(t, te.Shutdown(ctx))
-	keys, err := st.List(ctx, "")
-	require.NoError(t, err)
-	assert.Empty(t, batchKeys(keys))
+	assert.Empty(t, readTrail(t, st, "collector-1"), "nothing but the markers")
 }
 
 func TestMaxAgeSealsIdleBatch(t *testing.T) {
@@ -240,7 +259,20 @@ func TestRestartResumesChain(t *testing.T) {
 	}
 	es := readTrail(t, st, "collector-1")
 	require.Len(t, es, 9, "three runs of 3 entries continue one chain")
-	assert.Equal(t, int64(8), es[8].Seq)
+	assert.Equal(t, int64(13), es[8].Seq, "after 5 markers")
+	var markers []string
+	for _, e := range readTrailAll(t, st, "collector-1") {
+		if isMarker(e) {
+			markers = append(markers, e.ActionType+": "+e.Result)
+		}
+	}
+	// Each run has a spool of its own, which holds no record of the stop
+	// before: the stop markers in the trail show they were clean.
+	assert.Equal(t, []string{
+		"agentaudit.recorder_start: first start", "agentaudit.recorder_stop: clean stop",
+		"agentaudit.recorder_start: no record of a clean stop", "agentaudit.recorder_stop: clean stop",
+		"agentaudit.recorder_start: no record of a clean stop", "agentaudit.recorder_stop: clean stop",
+	}, markers, "each run's start and stop are in the trail")
 }
 
 func TestOtherChainsAreLeftAlone(t *testing.T) {
@@ -354,7 +386,7 @@ func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
 	// this one started.
 	key := "dt=2026-03-09/collector-1-00000000000000000000.parquet"
 	require.NoError(t, mem.Put(ctx, key, []byte("someone else's batch")))
-	require.NoError(t, te.ConsumeTraces(ctx, traces(8, "exec"))) // one full batch of 4
+	require.NoError(t, te.ConsumeTraces(ctx, traces(6, "exec"))) // one full batch of 4 with the start marker
 	require.Eventually(t, func() bool {
 		return metricValue(t, tel, "otelcol_agentaudit_store_errors", attribute.String("kind", "conflict")) > 0
 	}, 10*time.Second, 5*time.Millisecond, "the conflict is counted")
@@ -367,8 +399,13 @@ func TestConflictingBatchIsNeverOverwritten(t *testing.T) {
 	assert.Equal(t, "someone else's batch", string(got), "the other writer's object is never replaced")
 	segs, err := wal.Recover(filepath.Join(cfg.Spool.Directory, "wal"), "collector-1")
 	require.NoError(t, err)
-	require.Len(t, segs, 1, "our entries stay in the write-ahead log")
+	require.NotEmpty(t, segs, "our entries stay in the write-ahead log")
 	assert.Len(t, segs[0].Entries, 4)
+	for _, s := range segs[1:] {
+		for _, e := range s.Entries {
+			assert.True(t, isMarker(e), "only the stop marker after them: %+v", e)
+		}
+	}
 }
 
 func TestConsumeAfterShutdownFails(t *testing.T) {

@@ -167,11 +167,13 @@ func TestRequireAuthenticatedSource(t *testing.T) {
 	assert.Contains(t, err.Error(), `audit spans need an authenticated sender ("require_authenticated_source")`)
 	assert.Equal(t, int64(3), metricValue(t, tel, "otelcol_agentaudit_entries_unauthenticated"))
 	assert.Zero(t, metricValue(t, tel, "otelcol_agentaudit_entries_accepted"))
-	assert.Equal(t, int64(-1), metricValue(t, tel, "otelcol_agentaudit_chain_head_seq"), "nothing chained")
+	assert.Equal(t, int64(0), metricValue(t, tel, "otelcol_agentaudit_chain_head_seq"), "nothing chained but the start marker")
 	segs, err := wal.Recover(filepath.Join(cfg.Spool.Directory, "wal"), "collector-1")
 	require.NoError(t, err)
 	for _, s := range segs {
-		assert.Empty(t, s.Entries, "nothing of a refused request is in the write-ahead log")
+		for _, e := range s.Entries {
+			assert.True(t, isMarker(e), "nothing of a refused request is in the write-ahead log: %+v", e)
+		}
 	}
 
 	unaudited := traces(2, "x")
@@ -184,7 +186,7 @@ func TestRequireAuthenticatedSource(t *testing.T) {
 	es := readTrail(t, st, "collector-1")
 	require.Len(t, es, 2, "only the authenticated request's entries")
 	for i, e := range es {
-		assert.Equal(t, int64(i), e.Seq, "the chain starts with them")
+		assert.Equal(t, int64(i+1), e.Seq, "the chain starts with them, after the start marker")
 		assert.Equal(t, "exec-auth", e.ExecutionID)
 		assert.Equal(t, new("svc-crm"), e.Sender)
 	}

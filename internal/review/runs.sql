@@ -26,8 +26,9 @@ e AS (
     row_number() OVER (PARTITION BY execution_id ORDER BY time_unix_nano, chain_id, seq) AS step
   FROM audit_entries
   -- The collector's records about itself are no agent's run: the
-  -- approval service's policies in force (docs/APPROVALS.md).
-  WHERE action_type <> 'agentaudit.approval_policy'
+  -- approval service's policies in force (docs/APPROVALS.md) and the
+  -- markers of its starts and stops (docs/FORMAT.md, "Coverage").
+  WHERE action_type NOT IN ('agentaudit.approval_policy', 'agentaudit.recorder_start', 'agentaudit.recorder_stop')
 ),
 -- The entry that decides a run's end: its last end entry, in step order.
 ends AS (

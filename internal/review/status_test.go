@@ -222,7 +222,8 @@ func TestRunStatus(t *testing.T) {
 }
 
 // TestCollectorRecordsAreNoRuns: the approval service's policy entries
-// (docs/APPROVALS.md) are in the trail but are no agent's run.
+// (docs/APPROVALS.md) and the start and stop markers are in the trail but
+// are no agent's run.
 func TestCollectorRecordsAreNoRuns(t *testing.T) {
 	db, err := sql.Open("duckdb", "")
 	if err != nil {
@@ -239,6 +240,8 @@ func TestCollectorRecordsAreNoRuns(t *testing.T) {
 		{exec: "agentaudit.approvals/c", at: 0, dur: time.Millisecond, action: "agentaudit.approval_policy"},
 		{exec: "run", at: time.Minute, dur: time.Millisecond, action: "start"},
 		{exec: "agentaudit.approvals/c", at: 2 * time.Minute, dur: time.Millisecond, action: "agentaudit.approval_policy"},
+		{exec: "agentaudit.recorder/c", at: 3 * time.Minute, dur: time.Millisecond, action: "agentaudit.recorder_start"},
+		{exec: "agentaudit.recorder/c", at: 4 * time.Minute, dur: time.Millisecond, action: "agentaudit.recorder_stop"},
 	})
 	e := &Engine{opts: Options{Now: func() time.Time { return t0.Add(time.Hour) }, AbandonAfter: DefaultAbandonAfter}}
 	if err := e.setParams(ctx, conn); err != nil {
