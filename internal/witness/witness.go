@@ -8,8 +8,10 @@
 // the last checkpoint it cosigned, durably, and answers add-checkpoint
 // with tlog-cosignature v1 cosignatures (https://c2sp.org/tlog-cosignature)
 // from github.com/transparency-dev/formats/note. Client submits
-// checkpoints to witnesses (ours or anyone's), and VerifyCosignatures
-// checks the cosignatures an auditor requires.
+// checkpoints to witnesses (ours or anyone's); Submitter, the log's side,
+// keeps one witness cosigning a log's newest checkpoint in the background
+// (never making the log wait, retrying until the witness is back); and
+// VerifyCosignatures checks the cosignatures an auditor requires.
 //
 // The add-checkpoint request body is
 //
