@@ -16,18 +16,26 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/merkle"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/tlogtree"
 	"github.com/agentaudit/agentaudit/internal/verify"
 )
 
-// ProofFormat tags an inclusion proof bundle (docs/FORMAT.md, "Inclusion
-// proofs").
-const ProofFormat = "agentaudit.proof.v1"
+// ProofFormat tags an inclusion proof bundle against a checkpoint of
+// format 1, whose audit path leads to the batch's root; ProofFormatTree one
+// against a checkpoint of format 2, whose audit path leads to the root of
+// the chain's tree (docs/FORMAT.md, "Inclusion proofs").
+const (
+	ProofFormat     = "agentaudit.proof.v1"
+	ProofFormatTree = "agentaudit.proof.v2"
+)
 
 // proofBundle is what `auditctl prove` prints: everything needed to check
 // that one entry is part of a signed chain, without the trail.
@@ -40,15 +48,21 @@ type proofBundle struct {
 	// end time.
 	Canonical string `json:"canonical"`
 	EntryHash string `json:"entry_hash"`
-	// LeafIndex is the entry's position in its batch (seq - batch_first),
-	// BatchSize the batch's number of entries.
+	// LeafIndex is the entry's position in its batch (seq - batch_first)
+	// in v1, in the chain's tree (seq) in v2; BatchSize the batch's number
+	// of entries.
 	LeafIndex  int64 `json:"leaf_index"`
 	BatchSize  int64 `json:"batch_size"`
 	BatchFirst int64 `json:"batch_first"`
 	BatchLast  int64 `json:"batch_last"`
-	// AuditPath is the RFC 6962 inclusion proof, hex, from the leaf up.
+	// AuditPath is the RFC 6962 inclusion proof, hex, from the leaf up: in
+	// the batch's tree (v1), in the chain's tree at TreeSize (v2).
 	AuditPath []string `json:"audit_path"`
 	BatchRoot string   `json:"batch_root"`
+	// TreeSize and TreeRoot (v2) are the checkpoint's size and root: the
+	// chain's tree the audit path leads to.
+	TreeSize int64  `json:"tree_size,omitempty"`
+	TreeRoot string `json:"tree_root,omitempty"`
 	// BatchFile is where the batch is stored below the trail, for
 	// reference; it is not checked.
 	BatchFile string `json:"batch_file"`
@@ -174,48 +188,89 @@ func prove(ctx context.Context, src store.Reader, chainID string, seq int64, key
 		}
 		hashes[i], _ = hex.DecodeString(entries[i].EntryHash)
 	}
-	path, err := merkle.InclusionProof(hashes, idx)
-	if err != nil {
-		return nil, exitError, err
-	}
 	e := &entries[idx]
 	last := entries[len(entries)-1]
 	b := &proofBundle{
 		Format: ProofFormat, ChainID: chainID, Seq: seq,
 		Canonical: base64.StdEncoding.EncodeToString(chain.AppendCanonical(nil, e)), EntryHash: e.EntryHash,
 		LeafIndex: int64(idx), BatchSize: int64(len(entries)), BatchFirst: entries[0].Seq, BatchLast: last.Seq,
-		AuditPath: make([]string, len(path)), BatchRoot: hex.EncodeToString(merkle.Root(hashes)), BatchFile: file,
+		BatchRoot: hex.EncodeToString(merkle.Root(hashes)), BatchFile: file,
 	}
+	c, code, err := batchCheckpoint(ctx, src, b, keyFile, stderr)
+	if err != nil {
+		return nil, code, err
+	}
+	var path [][]byte
+	if c.Format() == 2 {
+		path, code, err = treePath(ctx, src, b, c)
+	} else {
+		path, err = merkle.InclusionProof(hashes, idx)
+		code = exitError
+	}
+	if err != nil {
+		return nil, code, err
+	}
+	b.AuditPath = make([]string, len(path))
 	for i, p := range path {
 		b.AuditPath[i] = hex.EncodeToString(p)
-	}
-
-	cpKey := store.CheckpointKey(chainID, last.Seq+1)
-	msg, err := src.Get(ctx, cpKey)
-	if err != nil {
-		return nil, exitViolations, fmt.Errorf("%w: the checkpoint of the batch, %s: %v", errUnprovable, cpKey, err)
-	}
-	ks, err := trailKeys(ctx, src, keyFile)
-	if err != nil {
-		return nil, exitError, err
-	}
-	vkeys := ks.For(chainID)
-	if len(vkeys) == 0 {
-		return nil, exitError, fmt.Errorf("no verifier key: none given with --key and none published for chain %s", chainID)
-	}
-	_, signer, err := checkpoint.Open(msg, vkeys...)
-	if err != nil {
-		return nil, exitViolations, fmt.Errorf("%w: %s: bad_signature: %v", errUnprovable, cpKey, err)
-	}
-	b.Checkpoint, b.Key, b.KeyName = string(msg), signer, strings.SplitN(signer, "+", 2)[0]
-	if len(ks.Given) == 0 {
-		fmt.Fprintf(stderr, "note: %s\n", checkpoint.TOFUNote(signer))
 	}
 	// What a checker will find: nothing, or the trail is not what it seems.
 	if res := checkProof(b, []string{b.Key}); !res.Valid {
 		return nil, exitViolations, fmt.Errorf("%w: the proof does not check: %s", errUnprovable, strings.Join(res.Problems, "; "))
 	}
 	return b, exitIntact, nil
+}
+
+// batchCheckpoint reads and opens the checkpoint sealed with b's batch
+// and puts it, with its signer's key, in b.
+func batchCheckpoint(ctx context.Context, src store.Reader, b *proofBundle, keyFile string, stderr io.Writer) (checkpoint.Checkpoint, int, error) {
+	cpKey := store.CheckpointKey(b.ChainID, b.BatchLast+1)
+	msg, err := src.Get(ctx, cpKey)
+	if err != nil {
+		return checkpoint.Checkpoint{}, exitViolations, fmt.Errorf("%w: the checkpoint of the batch, %s: %v", errUnprovable, cpKey, err)
+	}
+	ks, err := trailKeys(ctx, src, keyFile)
+	if err != nil {
+		return checkpoint.Checkpoint{}, exitError, err
+	}
+	vkeys := ks.For(b.ChainID)
+	if len(vkeys) == 0 {
+		return checkpoint.Checkpoint{}, exitError, fmt.Errorf("no verifier key: none given with --key and none published for chain %s", b.ChainID)
+	}
+	c, signer, err := checkpoint.Open(msg, vkeys...)
+	if err != nil {
+		return checkpoint.Checkpoint{}, exitViolations, fmt.Errorf("%w: %s: bad_signature: %v", errUnprovable, cpKey, err)
+	}
+	b.Checkpoint, b.Key, b.KeyName = string(msg), signer, strings.SplitN(signer, "+", 2)[0]
+	if len(ks.Given) == 0 {
+		fmt.Fprintf(stderr, "note: %s\n", checkpoint.TOFUNote(signer))
+	}
+	return c, exitIntact, nil
+}
+
+// treePath makes b a proof of format 2, against c's root (the chain's
+// tree): the entry's audit path in the tree at c's size, read from the
+// tiles beside the trail.
+func treePath(ctx context.Context, src store.Reader, b *proofBundle, c checkpoint.Checkpoint) ([][]byte, int, error) {
+	root, err := verify.TreeRoot(c)
+	if err != nil {
+		return nil, exitViolations, fmt.Errorf("%w: %v", errUnprovable, err)
+	}
+	tr, err := verify.Tiles(ctx, src, b.ChainID)
+	if err != nil {
+		return nil, exitError, err
+	}
+	p, err := tr.InclusionProof(b.Seq, c.Size, root)
+	if err != nil {
+		err = verify.TilesError(ctx, src, b.ChainID, err)
+		return nil, consistencyCode(err), fmt.Errorf("%w: the chain's tree at size %d: %v", errUnprovable, c.Size, err)
+	}
+	b.Format, b.LeafIndex, b.TreeSize, b.TreeRoot = ProofFormatTree, b.Seq, c.Size, c.Root
+	path := make([][]byte, len(p))
+	for i := range p {
+		path[i] = p[i][:]
+	}
+	return path, exitIntact, nil
 }
 
 // checkResult is what `prove --check --json` prints.
@@ -238,8 +293,8 @@ func checkProof(b *proofBundle, vkeys []string) *checkResult {
 	bad := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
 	defer func() { r.Valid = len(r.Problems) == 0 }()
 
-	if b.Format != ProofFormat {
-		bad("format %q, want %q", b.Format, ProofFormat)
+	if b.Format != ProofFormat && b.Format != ProofFormatTree {
+		bad("format %q, want %q or %q", b.Format, ProofFormat, ProofFormatTree)
 		return r
 	}
 	// 1. The entry: its canonical bytes hash to entry_hash.
@@ -266,8 +321,11 @@ func checkProof(b *proofBundle, vkeys []string) *checkResult {
 		ok("the canonical bytes decode to chain %s seq %d", e.ChainID, e.Seq)
 		r.Entry, r.fields = entryFields(&e)
 	}
-	// 2. The audit path leads from the entry to the batch root.
-	if b.LeafIndex != b.Seq-b.BatchFirst || b.BatchSize != b.BatchLast-b.BatchFirst+1 || b.LeafIndex < 0 || b.LeafIndex >= b.BatchSize {
+	// 2. The audit path leads from the entry to the batch root, or (v2)
+	// to the root of the chain's tree.
+	if b.Format == ProofFormatTree {
+		checkTreePath(b, ok, bad)
+	} else if b.LeafIndex != b.Seq-b.BatchFirst || b.BatchSize != b.BatchLast-b.BatchFirst+1 || b.LeafIndex < 0 || b.LeafIndex >= b.BatchSize {
 		bad("leaf %d of %d does not place seq %d in a batch of seq %d to %d", b.LeafIndex, b.BatchSize, b.Seq, b.BatchFirst, b.BatchLast)
 	} else {
 		leaf, err1 := hex.DecodeString(b.EntryHash)
@@ -300,6 +358,10 @@ func checkProof(b *proofBundle, vkeys []string) *checkResult {
 	switch {
 	case c.ChainID != b.ChainID:
 		bad("checkpoint is of chain %q, the proof of chain %q", c.ChainID, b.ChainID)
+	case b.Format == ProofFormatTree && (c.Size != b.TreeSize || c.Root != b.TreeRoot):
+		bad("checkpoint states the chain's tree at size %d with root %s, the proof's tree is of size %d with root %s", c.Size, c.Root, b.TreeSize, b.TreeRoot)
+	case b.Format == ProofFormatTree:
+		ok("checkpoint states chain %s at size %d with root %s (head %s)", c.ChainID, c.Size, c.Root, c.Head)
 	case c.BatchFirst != b.BatchFirst || c.BatchLast != b.BatchLast:
 		bad("checkpoint seals seq %d to %d, the proof's batch is seq %d to %d", c.BatchFirst, c.BatchLast, b.BatchFirst, b.BatchLast)
 	case c.BatchRoot != b.BatchRoot:
@@ -308,6 +370,39 @@ func checkProof(b *proofBundle, vkeys []string) *checkResult {
 		ok("checkpoint seals chain %s seq %d to %d with root %s (chain size %d, head %s)", c.ChainID, c.BatchFirst, c.BatchLast, c.BatchRoot, c.Size, c.Head)
 	}
 	return r
+}
+
+// checkTreePath checks the audit path of a proof of format 2: from the
+// entry's leaf (index seq) to the root of the chain's tree at TreeSize.
+func checkTreePath(b *proofBundle, ok, bad func(format string, args ...any)) {
+	if b.LeafIndex != b.Seq || b.Seq < 0 || b.Seq >= b.TreeSize {
+		bad("leaf %d of a tree of %d entries does not place seq %d", b.LeafIndex, b.TreeSize, b.Seq)
+		return
+	}
+	leaf, err1 := hex.DecodeString(b.EntryHash)
+	root, err2 := hex.DecodeString(b.TreeRoot)
+	path := make([]tlog.Hash, len(b.AuditPath))
+	var err3 error
+	for i, p := range b.AuditPath {
+		h, err := hex.DecodeString(p)
+		if err != nil || len(h) != tlog.HashSize {
+			err3 = fmt.Errorf("audit path hash %d %q is not 32 bytes of hex", i, p)
+		}
+		path[i] = tlog.Hash(h)
+	}
+	if err := errors.Join(err1, err2, err3); err != nil {
+		bad("hashes are not hex: %v", err)
+		return
+	}
+	if len(leaf) != 32 || len(root) != 32 {
+		bad("entry_hash or tree_root is not 32 bytes")
+		return
+	}
+	if err := tlogtree.CheckInclusion([32]byte(leaf), b.Seq, b.TreeSize, tlog.Hash(root), path); err != nil {
+		bad("the audit path does not lead to the root %s of the chain's tree at size %d: %v", b.TreeRoot, b.TreeSize, err)
+		return
+	}
+	ok("the audit path leads from leaf %d to the root %s of the chain's tree at size %d", b.Seq, b.TreeRoot, b.TreeSize)
 }
 
 // entryFields lists the entry's columns in the order they are hashed

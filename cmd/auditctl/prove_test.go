@@ -9,17 +9,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentaudit/agentaudit/internal/chain"
+	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/tlogtree"
 )
 
 // proveV1Trail is a trail the writer of format version 1 wrote (chain
@@ -170,3 +174,110 @@ func TestProveBothVersions(t *testing.T) {
 }
 
 func provePtr(s string) *string { return &s }
+
+// signTreeTrail writes, beside the trail of writeTrail, what the collector
+// writes since issue 18: each chain's tiles and a checkpoint of format 2
+// after each batch, and the published verifier key. keys are in seq order
+// per chain. It returns the verifier keys by chain.
+func signTreeTrail(t *testing.T, dir string, keys []string) map[string]string {
+	t.Helper()
+	vkeys := map[string]string{}
+	signers := map[string]note.Signer{}
+	writers := map[string]*tlogtree.Writer{}
+	for _, k := range keys {
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(k)))
+		require.NoError(t, err)
+		es, f, err := parquetfile.ReadEntries(bytes.NewReader(data), int64(len(data)))
+		require.NoError(t, err)
+		s, ok := signers[f.ChainID]
+		if !ok {
+			skey, vkey, err := checkpoint.GenerateKey(f.ChainID)
+			require.NoError(t, err)
+			s, err = note.NewSigner(skey)
+			require.NoError(t, err)
+			signers[f.ChainID], vkeys[f.ChainID] = s, vkey
+			writeKeyFile(t, dir, store.VerifierKeyKey(f.ChainID, vkey), vkey+"\n")
+			writers[f.ChainID], err = tlogtree.NewWriter(f.ChainID)
+			require.NoError(t, err)
+		}
+		hs := make([][32]byte, len(es))
+		for i := range es {
+			b, err := hex.DecodeString(es[i].EntryHash)
+			require.NoError(t, err)
+			hs[i] = [32]byte(b)
+		}
+		ts, root, err := writers[f.ChainID].Append(hs)
+		require.NoError(t, err)
+		for _, tl := range ts {
+			writeKeyFile(t, dir, tl.Key, string(tl.Data))
+		}
+		msg, err := checkpoint.Sign(checkpoint.Checkpoint{ChainID: f.ChainID, Size: f.LastSeq + 1, Root: hex.EncodeToString(root[:]),
+			Head: es[len(es)-1].EntryHash, BatchFirst: f.FirstSeq, BatchLast: f.LastSeq, BatchRoot: f.MerkleRoot}, s)
+		require.NoError(t, err)
+		writeKeyFile(t, dir, store.CheckpointKey(f.ChainID, f.LastSeq+1), string(msg))
+	}
+	return vkeys
+}
+
+// TestProveTree: against a checkpoint of format 2 the proof is of format
+// v2, its audit path in the chain's tree (from the tiles) leading to the
+// checkpoint's root; --check checks it, and tampering is caught.
+func TestProveTree(t *testing.T) {
+	dir := t.TempDir()
+	vkeys := signTreeTrail(t, dir, writeTrail(t, dir))
+	keyFile := filepath.Join(t.TempDir(), "keys.pub")
+	require.NoError(t, os.WriteFile(keyFile, []byte(vkeys["replica-a"]+"\n"), 0o644))
+
+	out, errOut, code := runCLI("prove", "--chain", "replica-a", "--key", keyFile, dir, "13")
+	require.Equal(t, exitIntact, code, errOut)
+	var b proofBundle
+	require.NoError(t, json.Unmarshal([]byte(out), &b))
+	assert.Equal(t, ProofFormatTree, b.Format)
+	assert.Equal(t, int64(13), b.LeafIndex)
+	assert.Equal(t, int64(20), b.TreeSize)
+	assert.Len(t, b.AuditPath, 5) // ceil(log2(20))
+	c, err := checkpoint.Parse(strings.SplitN(b.Checkpoint, "\n\n", 2)[0] + "\n")
+	require.NoError(t, err)
+	assert.Equal(t, c.Root, b.TreeRoot)
+	bundle := filepath.Join(t.TempDir(), "proof.json")
+	require.NoError(t, os.WriteFile(bundle, []byte(out), 0o644))
+	out, errOut, code = runCLI("prove", "--check", bundle, "--key", keyFile)
+	require.Equal(t, exitIntact, code, "%s%s", out, errOut)
+	assert.Contains(t, out, "ok: the audit path leads from leaf 13 to the root "+b.TreeRoot+" of the chain's tree at size 20")
+	assert.True(t, strings.HasSuffix(out, "VALID: the entry is part of the signed chain\n"), out)
+
+	for name, change := range map[string]func(b *proofBundle){
+		"audit path changed": func(b *proofBundle) { b.AuditPath[2] = strings.Repeat("00", 32) },
+		"leaf moved":         func(b *proofBundle) { b.LeafIndex, b.Seq = 12, 12 },
+		"tree root changed":  func(b *proofBundle) { b.TreeRoot = strings.Repeat("00", 32) },
+		"tree size changed":  func(b *proofBundle) { b.TreeSize = 30 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			tb := b
+			tb.AuditPath = slices.Clone(b.AuditPath)
+			change(&tb)
+			data, err := json.Marshal(tb)
+			require.NoError(t, err)
+			p := filepath.Join(t.TempDir(), "proof.json")
+			require.NoError(t, os.WriteFile(p, data, 0o644))
+			out, _, code := runCLI("prove", "--check", p, "--key", keyFile)
+			assert.Equal(t, exitViolations, code, out)
+			assert.Contains(t, out, "INVALID")
+		})
+	}
+
+	// Tiles the checkpoint's root does not support: the trail cannot
+	// prove it.
+	tile := filepath.Join(dir, "tiles", "replica-a", "tile", "0", "000.p", "20")
+	data, err := os.ReadFile(tile)
+	require.NoError(t, err)
+	data[13*32] ^= 1
+	require.NoError(t, os.WriteFile(tile, data, 0o644))
+	_, errOut, code = runCLI("prove", "--chain", "replica-a", "--key", keyFile, dir, "13")
+	assert.Equal(t, exitViolations, code)
+	assert.Contains(t, errOut, "cannot prove")
+	require.NoError(t, os.Remove(tile))
+	_, errOut, code = runCLI("prove", "--chain", "replica-a", "--key", keyFile, dir, "13")
+	assert.Equal(t, exitViolations, code)
+	assert.Contains(t, errOut, "000.p/20")
+}
