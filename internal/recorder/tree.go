@@ -7,8 +7,9 @@ package recorder
 //
 // At start the tree resumes at the durable head (what the stores hold)
 // from the local record of its partial tiles, <spool.directory>/tree-<chain_id>,
-// written after each batch like the head marker, so that a collector
-// restarted while the S3 bucket is unreachable continues its tree too. When
+// written after each batch (not fsynced: it is checked when read), so that
+// a collector restarted while the S3 bucket is unreachable continues its
+// tree too. When
 // the record is missing or behind (a crash between a batch and the record,
 // or a chain begun before the tree existed), the tree is rebuilt from the
 // entry hashes of the batch files, and the tiles it makes are written again
@@ -57,7 +58,7 @@ type treeAt struct {
 	tiles map[string][]byte
 }
 
-// write records w, whose last leaf's entry hash is head, durably.
+// write records w, whose last leaf's entry hash is head.
 func (t treeRecord) write(w *tlogtree.Writer, head string) error {
 	var b strings.Builder
 	root := w.Root()
@@ -65,7 +66,10 @@ func (t treeRecord) write(w *tlogtree.Writer, head string) error {
 	for _, p := range w.Partial() {
 		fmt.Fprintf(&b, "%s %s\n", p.Key, base64.StdEncoding.EncodeToString(p.Data))
 	}
-	if err := atomicfile.WriteFile(t.path(), []byte(b.String()), 0o640); err != nil {
+	// Not fsynced: the record is a hint, checked when it is read (its
+	// tiles must give its root, its head must be the chain's), and a tree
+	// it cannot resume is rebuilt from the batch files.
+	if err := atomicfile.Replace(t.path(), []byte(b.String()), 0o640); err != nil {
 		return fmt.Errorf("writing the chain's tree record %s: %w", t.path(), err)
 	}
 	return nil
