@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/agentaudit/agentaudit/internal/atomicfile"
 )
 
 // Modes of what FS creates. Objects are read-only from birth: sealed
@@ -208,15 +210,7 @@ func (s *FS) mkdirs(dir string) error {
 
 // syncDir flushes a directory's entries to stable storage.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil

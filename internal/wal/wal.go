@@ -78,6 +78,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentaudit/agentaudit/internal/atomicfile"
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/entry"
 )
@@ -557,12 +558,7 @@ func parseName(name, chainID string) (int64, bool) {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("wal: syncing directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("wal: syncing directory %s: %w", dir, err)
 	}
 	return nil
