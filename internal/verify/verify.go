@@ -258,6 +258,14 @@ type Options struct {
 	// TimestampMaxDelay is how much later than its batch's last entry a
 	// token's time may be; 0 means DefaultTimestampMaxDelay.
 	TimestampMaxDelay time.Duration
+	// Witnesses are witness verifier keys (note format, as auditctl
+	// witness keygen prints them): the latest stored checkpoint of each
+	// chain must carry valid cosignatures of Cosignatures of them
+	// (witnessed.go). None: cosignatures are not checked.
+	Witnesses []string
+	// Cosignatures is how many of Witnesses must have cosigned; 0 means 1.
+	// More than len(Witnesses) fails with ErrWitnesses.
+	Cosignatures int
 }
 
 // ErrNoFiles: the target holds no .parquet file. Nothing was verified, which
@@ -446,6 +454,9 @@ func Verify(ctx context.Context, src store.Reader, opts Options) (*Report, error
 		return nil, err
 	}
 	if err := checkTimestamps(ctx, src, opts, rep, files, workers); err != nil {
+		return nil, err
+	}
+	if err := checkCosignatures(ctx, src, opts, rep); err != nil {
 		return nil, err
 	}
 	finish(rep)

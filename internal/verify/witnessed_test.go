@@ -1,0 +1,165 @@
+package verify
+
+import (
+	"context"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/tlogtree"
+	"github.com/agentaudit/agentaudit/internal/witness"
+)
+
+// testWitness is a witness (internal/witness's Server, no HTTP) of the
+// chains of a treeTrail.
+type testWitness struct {
+	name string
+	vkey string
+	srv  *witness.Server
+}
+
+func newWitnessOf(t *testing.T, tt *treeTrail, name string) *testWitness {
+	t.Helper()
+	skey, vkey, err := witness.GenerateKey("witness.test/"+name, false)
+	require.NoError(t, err)
+	signer, err := witness.NewSigner(skey)
+	require.NoError(t, err)
+	var logs []witness.Log
+	for _, id := range chainIDs {
+		v, err := note.NewVerifier(tt.vkeys[id])
+		require.NoError(t, err)
+		logs = append(logs, witness.Log{Origin: "agentaudit/" + id, Verifiers: []note.Verifier{v}})
+	}
+	srv, err := witness.NewServer(witness.Config{StateDir: t.TempDir(), Signers: []note.Signer{signer}, Logs: logs})
+	require.NoError(t, err)
+	return &testWitness{name: name, vkey: vkey, srv: srv}
+}
+
+// cosign submits the stored checkpoint of chain id at size with a proof
+// from the size the witness has, read from the trail's tiles, and stores
+// the cosignature beside it as the collector does.
+func (w *testWitness) cosign(t *testing.T, tt *treeTrail, id string, size int64) error {
+	t.Helper()
+	key := store.CheckpointKey(id, size)
+	cp, err := os.ReadFile(tt.path(key))
+	require.NoError(t, err)
+	had, _ := w.srv.Size("agentaudit/" + id)
+	var proof [][]byte
+	if had > 0 {
+		r, err := tlogtree.NewReader(id, func(k string) ([]byte, error) { return store.Dir(tt.dir).Get(context.Background(), k) })
+		require.NoError(t, err)
+		p, err := r.ConsistencyProof(int64(had), size, tt.roots[id][size])
+		require.NoError(t, err)
+		for _, h := range p {
+			proof = append(proof, h[:])
+		}
+	}
+	cosigs, err := w.srv.AddCheckpoint(had, proof, cp)
+	if err != nil {
+		return err
+	}
+	writeFile(t, tt.dir, store.CosignatureKey(id, size, w.name), cosigs)
+	return nil
+}
+
+func TestCosignaturesRequired(t *testing.T) {
+	tt := newTreeTrail(t)
+	w1, w2 := newWitnessOf(t, tt, "w1"), newWitnessOf(t, tt, "w2")
+	for _, size := range []int64{20, chainLen} {
+		require.NoError(t, w1.cosign(t, tt, "replica-0", size))
+		require.NoError(t, w1.cosign(t, tt, "replica-1", size))
+	}
+	require.NoError(t, w2.cosign(t, tt, "replica-0", chainLen))
+
+	rep := verifyWith(t, tt.dir, Options{Witnesses: []string{w1.vkey}, Cosignatures: 1})
+	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
+	rep = verifyWith(t, tt.dir, Options{Witnesses: []string{w1.vkey, w2.vkey}}) // 0 means 1
+	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
+
+	// Two of two: replica-1's latest has w1's only.
+	rep = verifyWith(t, tt.dir, Options{Witnesses: []string{w1.vkey, w2.vkey}, Cosignatures: 2})
+	assert.Equal(t, []string{"replica-1/49/missing_cosignature"}, violationKeys(rep.Violations))
+	assert.Contains(t, rep.Violations[0].Detail, "valid cosignatures of 1 of the given witness keys, 2 required")
+	assert.Equal(t, store.CheckpointKey("replica-1", chainLen), rep.Violations[0].File)
+
+	// A newer checkpoint no witness saw.
+	writeFile(t, tt.dir, store.CheckpointKey("replica-1", chainLen+1), []byte("not even a checkpoint"))
+	rep = verifyWith(t, tt.dir, Options{Witnesses: []string{w1.vkey}})
+	assert.Contains(t, violationKeys(rep.Violations), "replica-1/50/missing_cosignature")
+	for _, v := range rep.Violations {
+		if v.Kind == MissingCosignature {
+			assert.Contains(t, v.Detail, "no cosignature is stored beside it")
+		}
+	}
+	require.NoError(t, os.Remove(tt.path(store.CheckpointKey("replica-1", chainLen+1))))
+
+	// A cosignature that does not verify (altered): not counted, named.
+	key := store.CosignatureKey("replica-0", chainLen, "w2")
+	lines, err := os.ReadFile(tt.path(key))
+	require.NoError(t, err)
+	name, sig, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(string(lines), "— "), "\n"), " ")
+	raw, err := base64.StdEncoding.DecodeString(sig)
+	require.NoError(t, err)
+	raw[len(raw)-1] ^= 1
+	writeFile(t, tt.dir, key, []byte("— "+name+" "+base64.StdEncoding.EncodeToString(raw)+"\n"))
+	rep = verifyWith(t, tt.dir, Options{Witnesses: []string{w1.vkey, w2.vkey}, Cosignatures: 2})
+	assert.Contains(t, violationKeys(rep.Violations), "replica-0/49/missing_cosignature")
+	assert.Contains(t, joinLines(rep.Violations), key+": "+witness.ErrBadCosignature.Error())
+}
+
+// TestCosignaturesCatchARewrite: the operator rewrites the whole chain,
+// its tiles and its checkpoints, re-signed with its own key. The trail
+// verifies on its own; the witness refuses to cosign the rewritten
+// checkpoint (it does not extend the one it holds), and verify requiring a
+// cosignature reports the latest checkpoint: the cosignature left beside
+// it is the old checkpoint's.
+func TestCosignaturesCatchARewrite(t *testing.T) {
+	tt := newTreeTrail(t)
+	w := newWitnessOf(t, tt, "w1")
+	require.NoError(t, w.cosign(t, tt, "replica-0", 30))
+	require.NoError(t, w.cosign(t, tt, "replica-0", chainLen))
+	require.NoError(t, w.cosign(t, tt, "replica-1", chainLen))
+
+	es := tt.rewriteFrom(t, "replica-0", 0)
+	require.NoError(t, os.RemoveAll(filepath.Join(tt.dir, "tiles", "replica-0")))
+	tt.roots["replica-0"] = tt.grow(t, "replica-0", es, perFile)
+	for i := range tt.keys["replica-0"] {
+		writeFile(t, tt.dir, store.CheckpointKey("replica-0", int64((i+1)*perFile)), tt.sign(t, "replica-0", es[i*perFile:(i+1)*perFile]))
+	}
+	rep := verifyWith(t, tt.dir, Options{})
+	require.True(t, rep.Intact, "the rewrite verifies on its own:\n%s", joinLines(rep.Violations))
+
+	// The witness holds size 50 of the old tree: no proof from there
+	// leads to the new root.
+	require.ErrorIs(t, w.cosign(t, tt, "replica-0", chainLen), witness.ErrBadProof)
+
+	rep = verifyWith(t, tt.dir, Options{Witnesses: []string{w.vkey}, Cosignatures: 1})
+	assert.Equal(t, []string{"replica-0/49/missing_cosignature"}, violationKeys(rep.Violations), "violations:\n%s", joinLines(rep.Violations))
+	assert.Contains(t, rep.Violations[0].Detail, "valid cosignatures of 0 of the given witness keys, 1 required")
+	assert.Contains(t, rep.Violations[0].Detail, witness.ErrBadCosignature.Error())
+}
+
+func TestCosignatureOptions(t *testing.T) {
+	tt := newTreeTrail(t)
+	w := newWitnessOf(t, tt, "w1")
+	for _, opts := range []Options{
+		{Cosignatures: 1},
+		{Witnesses: []string{w.vkey}, Cosignatures: 2},
+		{Witnesses: []string{w.vkey}, Cosignatures: -1},
+		{Witnesses: []string{"not a key"}},
+	} {
+		_, err := Verify(context.Background(), store.Dir(tt.dir), opts)
+		require.ErrorIs(t, err, ErrWitnesses, "%+v", opts)
+	}
+	// A chain with no stored checkpoint has no cosignature either.
+	require.NoError(t, os.RemoveAll(filepath.Join(tt.dir, "checkpoints", "replica-1")))
+	rep := verifyWith(t, tt.dir, Options{Witnesses: []string{w.vkey}})
+	assert.Contains(t, violationKeys(rep.Violations), "replica-1/-1/missing_cosignature")
+}
