@@ -328,6 +328,9 @@ type CheckpointConfig struct {
 	// Mirror also writes every checkpoint to a second location, a local
 	// directory (for example a volume that another team owns).
 	Mirror *FileConfig `mapstructure:"mirror"`
+	// Timestamp gets each checkpoint an RFC 3161 timestamp from a TSA,
+	// stored beside it (timestamps.go): off when absent.
+	Timestamp *TimestampConfig `mapstructure:"timestamp"`
 
 	_ struct{}
 }

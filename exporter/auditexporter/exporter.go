@@ -84,6 +84,8 @@ type auditExporter struct {
 	// approvals is the approval service, when configured and started: set
 	// once by start, read by the recorder's sealer and by consumeTraces.
 	approvals atomic.Pointer[approvals]
+	// stamps is the timestamp client (timestamps.go), when configured.
+	stamps atomic.Pointer[stamper]
 }
 
 func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*auditExporter, error) {
@@ -130,6 +132,9 @@ func (e *auditExporter) recorderConfig() recorder.Config {
 			if a := e.approvals.Load(); a != nil {
 				a.svc.Checkpointed(size, note)
 			}
+			if s := e.stamps.Load(); s != nil {
+				s.checkpointed(size, note)
+			}
 		},
 	}
 	if m := cfg.Checkpoint.Mirror; m != nil {
@@ -149,8 +154,12 @@ func (e *auditExporter) failed(err error) {
 // start starts the recorder over the stores the configuration names.
 func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 	e.host = host
+	if err := e.startTimestamps(); err != nil {
+		return fmt.Errorf("agentaudit exporter: %w", err)
+	}
 	err := e.rec.Start(ctx, func(ctx context.Context) (recorder.Stores, error) { return e.open(ctx, e.cfg) })
 	if err != nil {
+		e.shutdownTimestamps(ctx)
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
 	e.started.Store(true)
@@ -158,6 +167,7 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 	if e.cfg.Approvals.HasValue() {
 		if err := e.startApprovals(ctx, host); err != nil {
 			_ = e.stopRecorder(ctx)
+			e.shutdownTimestamps(ctx)
 			return fmt.Errorf("agentaudit exporter: %w", err)
 		}
 	}
@@ -254,7 +264,9 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 		_ = e.tel.approvalsPending.Unregister()
 	}
 	e.shutdownApprovals(ctx)
-	if err := e.stopRecorder(ctx); err != nil {
+	err := e.stopRecorder(ctx)
+	e.shutdownTimestamps(ctx) // after the recorder's last checkpoint
+	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
 	return nil
