@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
@@ -41,7 +42,7 @@ type chainFiles map[string][]*fileResult
 // checkCheckpoints opens every checkpoint stored beside the trail and every
 // kept one, and compares each with the trail. It adds violations and notes
 // to rep.
-func checkCheckpoints(ctx context.Context, src store.Reader, opts Options, rep *Report, files chainFiles, workers int) error {
+func checkCheckpoints(ctx context.Context, src store.Reader, opts Options, rep *Report, files chainFiles, workers int, starts map[string]*compact.Range) error {
 	keys := checkpoint.Keys{Given: opts.Keys}
 	for _, k := range opts.Keys {
 		if _, err := note.NewVerifier(k); err != nil {
@@ -126,7 +127,7 @@ func checkCheckpoints(ctx context.Context, src store.Reader, opts Options, rep *
 			hashReads = append(hashReads, hr)
 		}
 		if c.Format() == 2 {
-			rc := rootCheck{c: c, add: add}
+			rc := rootCheck{c: c, add: add, stored: ck.stored}
 			roots = append(roots, rc)
 			if ck.stored && c.Size >= latestRoot[c.ChainID].c.Size {
 				latestRoot[c.ChainID] = rc
@@ -148,7 +149,7 @@ func checkCheckpoints(ctx context.Context, src store.Reader, opts Options, rep *
 				hr.c.Size-1, hr.c.Head, r.picked, hr.file)
 		}
 	}
-	if err := checkRoots(ctx, src, files, roots, rep); err != nil {
+	if err := checkRoots(ctx, src, files, roots, starts, rep); err != nil {
 		return err
 	}
 	if err := checkTiles(ctx, src, latestRoot, rep); err != nil {

@@ -14,7 +14,7 @@ var genesis = hash64(chain.GenesisHash)
 
 // merge lines up the files of each chain in seq order, checks the links
 // between them and builds the report.
-func merge(results []*fileResult) (*Report, chainFiles) {
+func merge(results []*fileResult, from map[string]Start) (*Report, chainFiles) {
 	rep := &Report{Files: len(results), Chains: []Chain{}, Violations: []Violation{}}
 	byChain := map[string][]*fileResult{}
 	for _, r := range results {
@@ -30,7 +30,11 @@ func merge(results []*fileResult) (*Report, chainFiles) {
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
-		c, vs := mergeChain(id, byChain[id])
+		var start *Start
+		if s, ok := from[id]; ok {
+			start = &s
+		}
+		c, vs := mergeChain(id, byChain[id], start)
 		rep.Chains = append(rep.Chains, c)
 		rep.Violations = append(rep.Violations, vs...)
 	}
@@ -54,8 +58,8 @@ func finish(rep *Report) {
 }
 
 // mergeChain checks the links between the files of one chain, in the order
-// of their first seq.
-func mergeChain(id string, files []*fileResult) (Chain, []Violation) {
+// of their first seq; with a start, the first file's link to it.
+func mergeChain(id string, files []*fileResult, start *Start) (Chain, []Violation) {
 	slices.SortFunc(files, func(a, b *fileResult) int {
 		return cmp.Or(cmp.Compare(a.firstSeq, b.firstSeq), cmp.Compare(a.lastSeq, b.lastSeq), strings.Compare(a.key, b.key))
 	})
@@ -77,7 +81,9 @@ func mergeChain(id string, files []*fileResult) (Chain, []Violation) {
 		switch {
 		case i == 0:
 			c.FirstSeq, c.FirstTime = f.firstSeq, time.Unix(0, f.firstTime).UTC()
-			if f.firstSeq > 0 {
+			if start != nil {
+				linkStart(f, start, add)
+			} else if f.firstSeq > 0 {
 				add(f, f.firstSeq, 0, MissingFile, fmt.Sprintf("seq 0 to %d missing: the chain's first file starts at seq %d", f.firstSeq-1, f.firstSeq))
 			} else if f.firstSeq == 0 {
 				for _, p := range f.firstPrevs {

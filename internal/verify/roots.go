@@ -18,8 +18,9 @@ import (
 // rootCheck is a checkpoint of format 2 whose signature verified: its
 // root is compared with the tree of the chain's entries (tree.go).
 type rootCheck struct {
-	c   checkpoint.Checkpoint
-	add addFunc
+	c      checkpoint.Checkpoint
+	add    addFunc
+	stored bool
 }
 
 // rootRead is a root check whose size falls inside a file: the file is
@@ -32,8 +33,10 @@ type rootRead struct {
 }
 
 // checkRoots compares each checkpoint's root with the chain's tree at its
-// size, computed from the files' ranges merged in seq order.
-func checkRoots(ctx context.Context, src store.Reader, files chainFiles, checks []rootCheck, rep *Report) error {
+// size, computed from the files' ranges merged in seq order (from a
+// start's range, in an incremental verification). The range at each
+// stored checkpoint whose root matched is offered to rep (TreeRange).
+func checkRoots(ctx context.Context, src store.Reader, files chainFiles, checks []rootCheck, starts map[string]*compact.Range, rep *Report) error {
 	byChain := map[string][]rootCheck{}
 	for _, rc := range checks {
 		byChain[rc.c.ChainID] = append(byChain[rc.c.ChainID], rc)
@@ -46,7 +49,11 @@ func checkRoots(ctx context.Context, src store.Reader, files chainFiles, checks 
 	for _, id := range ids {
 		cs := byChain[id]
 		slices.SortStableFunc(cs, func(a, b rootCheck) int { return cmp.Compare(a.c.Size, b.c.Size) })
-		reads, unchecked, at := walkTree(files[id], cs)
+		var start *compact.Range
+		if r, ok := starts[id]; ok {
+			start = cloneRange(r)
+		}
+		reads, unchecked, at := walkTree(files[id], cs, start, rep.matched)
 		if unchecked > 0 {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("chain %s: the tree root of %d checkpoints not checked: the chain's files do not line up after seq %d (see the violations)",
 				id, unchecked, at-1))
@@ -62,21 +69,25 @@ func checkRoots(ctx context.Context, src store.Reader, files chainFiles, checks 
 			if err := rr.prefix.AppendRange(r.pickedTree, nil); err != nil {
 				return fmt.Errorf("verify: chain %s: merging %s into the tree: %w (bug)", id, rr.file, err)
 			}
-			compareRoot(rr.rootCheck, rr.prefix)
+			compareRoot(rr.rootCheck, rr.prefix, rep.matched)
 		}
 	}
 	return nil
 }
 
-// walkTree merges the ranges of a chain's files (in seq order) and
-// compares the root at each checkpoint size that a file ends at. A size
-// inside a file is returned to be read again. Where the files stop lining
-// up (a gap, a duplicate, a file whose rows do not), the tree is unknown:
-// unchecked counts the checkpoints past at, the size it reached. Sizes
-// beyond the chain's end are left alone: ends_before_checkpoint reports
-// them.
-func walkTree(files []*fileResult, cs []rootCheck) (reads []rootRead, unchecked int, at int64) {
-	rng := chainRanges.NewEmptyRange(0)
+// walkTree merges the ranges of a chain's files (in seq order), from
+// start (nil: the empty tree), and compares the root at each checkpoint
+// size that a file ends at, telling matched of each root that matched. A
+// size inside a file is returned to be read again. Where the files stop
+// lining up (a gap, a duplicate, a file whose rows do not), the tree is
+// unknown: unchecked counts the checkpoints past at, the size it reached.
+// Sizes beyond the chain's end are left alone: ends_before_checkpoint
+// reports them.
+func walkTree(files []*fileResult, cs []rootCheck, start *compact.Range, matched func(rootCheck, *compact.Range)) (reads []rootRead, unchecked int, at int64) {
+	rng := start
+	if rng == nil {
+		rng = chainRanges.NewEmptyRange(0)
+	}
 	i := 0
 	for _, f := range files {
 		end := int64(rng.End())
@@ -93,15 +104,15 @@ func walkTree(files []*fileResult, cs []rootCheck) (reads []rootRead, unchecked 
 			panic(fmt.Sprintf("verify: merging %s into the tree: %v", f.key, err)) // the same factory, adjacent: cannot fail
 		}
 		for ; i < len(cs) && cs[i].c.Size == f.lastSeq+1; i++ {
-			compareRoot(cs[i], rng)
+			compareRoot(cs[i], rng, matched)
 		}
 	}
 	return reads, 0, int64(rng.End())
 }
 
 // compareRoot compares rc's root with the root of rng, the chain's range
-// [0, size).
-func compareRoot(rc rootCheck, rng *compact.Range) {
+// [0, size), and tells matched when they agree.
+func compareRoot(rc rootCheck, rng *compact.Range, matched func(rootCheck, *compact.Range)) {
 	root, err := rng.GetRootHash(nil)
 	if err != nil || int64(rng.End()) != rc.c.Size {
 		panic(fmt.Sprintf("verify: the tree at %d for a checkpoint at %d: %v", rng.End(), rc.c.Size, err)) // begins at 0, the size walkTree chose
@@ -109,7 +120,42 @@ func compareRoot(rc rootCheck, rng *compact.Range) {
 	if got := hex.EncodeToString(root); got != rc.c.Root {
 		rc.add(rc.c.Size-1, 0, CheckpointMismatch, "checkpoint root (the chain's tree at size %d) is %s, the trail's entries give %s: the tree root differs, history rewritten",
 			rc.c.Size, rc.c.Root, got)
+		return
 	}
+	matched(rc, rng)
+}
+
+// treeAt is the compact range of a chain's tree at the size of a stored
+// checkpoint whose root the entries gave.
+type treeAt struct {
+	size   int64
+	hashes [][]byte
+}
+
+// matched keeps the range at the largest stored checkpoint of each chain
+// whose root matched.
+func (rep *Report) matched(rc rootCheck, rng *compact.Range) {
+	if !rc.stored || rc.c.Size <= rep.trees[rc.c.ChainID].size {
+		return
+	}
+	if rep.trees == nil {
+		rep.trees = map[string]treeAt{}
+	}
+	hashes := make([][]byte, len(rng.Hashes()))
+	for i, h := range rng.Hashes() {
+		hashes[i] = slices.Clone(h)
+	}
+	rep.trees[rc.c.ChainID] = treeAt{size: rc.c.Size, hashes: hashes}
+}
+
+// TreeRange returns the compact range of chain chainID's tree (the roots
+// of the perfect subtrees of [0, size), left to right) at the largest
+// stored checkpoint whose root the entries read gave, and its size; 0 and
+// nil when none. An incremental verification continues from it
+// (Start.Range).
+func (rep *Report) TreeRange(chainID string) (size int64, hashes [][]byte) {
+	t := rep.trees[chainID]
+	return t.size, t.hashes
 }
 
 // checkTiles checks that the tiles stored beside the trail support the

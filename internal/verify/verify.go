@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/transparency-dev/merkle/compact"
+
 	"github.com/agentaudit/agentaudit/internal/store"
 )
 
@@ -216,6 +218,9 @@ type Report struct {
 	TrustedOnFirstUse []string `json:"trusted_on_first_use,omitempty"`
 	// Notes are caveats for the reader, e.g. that no checkpoint was given.
 	Notes []string `json:"notes"`
+	// trees, by chain: the tree at the latest stored checkpoint whose
+	// root matched (TreeRange).
+	trees map[string]treeAt
 }
 
 // DefaultFetchers is how many files of a remote source Verify downloads at
@@ -266,6 +271,13 @@ type Options struct {
 	// Cosignatures is how many of Witnesses must have cosigned; 0 means 1.
 	// More than len(Witnesses) fails with ErrWitnesses.
 	Cosignatures int
+	// From, by chain id, verifies only what each chain added since a
+	// checkpoint verified before (incremental.go, auditctl watch): its
+	// files from the checkpoint's size on, linked to its head, and its
+	// stored checkpoints after it, their roots extending its tree. The
+	// approval checks, which need the whole trail, are not made. Nothing
+	// new is no error (ErrNoFiles is not returned).
+	From map[string]Start
 }
 
 // ErrNoFiles: the target holds no .parquet file. Nothing was verified, which
@@ -293,18 +305,28 @@ func CheckFile(key string, data []byte) []Violation {
 // ErrNoKey; checkpoint.ErrBadKey); problems with the files' contents are
 // violations in the report, never errors.
 func Verify(ctx context.Context, src store.Reader, opts Options) (*Report, error) {
-	keys, err := src.Batches(ctx)
+	// view is the trail as the checks see it: all of it, or (From) what
+	// was added since each start. Files are read from src.
+	view, starts := src, map[string]*compact.Range(nil)
+	if len(opts.From) > 0 {
+		var err error
+		if starts, err = checkStarts(opts.From); err != nil {
+			return nil, err
+		}
+		view = since{Reader: src, from: opts.From}
+	}
+	keys, err := view.Batches(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if len(keys) == 0 {
+	if len(keys) == 0 && starts == nil {
 		return nil, fmt.Errorf("%w %s", ErrNoFiles, src.String())
 	}
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	workers = min(workers, len(keys))
+	workers = max(1, min(workers, len(keys)))
 
 	results := make([]*fileResult, len(keys))
 	var (
@@ -445,18 +467,22 @@ func Verify(ctx context.Context, src store.Reader, opts Options) (*Report, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rep, files := merge(results)
+	rep, files := merge(results, opts.From)
 	rep.Target = src.String()
-	if err := checkApprovals(ctx, src, results, rep); err != nil {
+	if starts == nil {
+		if err := checkApprovals(ctx, src, results, rep); err != nil {
+			return nil, err
+		}
+	} else {
+		rep.Notes = append(rep.Notes, NoApprovalsNote)
+	}
+	if err := checkCheckpoints(ctx, view, opts, rep, files, workers, starts); err != nil {
 		return nil, err
 	}
-	if err := checkCheckpoints(ctx, src, opts, rep, files, workers); err != nil {
+	if err := checkTimestamps(ctx, view, opts, rep, files, workers); err != nil {
 		return nil, err
 	}
-	if err := checkTimestamps(ctx, src, opts, rep, files, workers); err != nil {
-		return nil, err
-	}
-	if err := checkCosignatures(ctx, src, opts, rep); err != nil {
+	if err := checkCosignatures(ctx, view, opts, rep); err != nil {
 		return nil, err
 	}
 	finish(rep)
