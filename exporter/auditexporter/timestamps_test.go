@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -247,6 +248,13 @@ func TestTimestampConfigValidate(t *testing.T) {
 		require.Error(t, err)
 		assert.Equal(t, strings.Join(tc.want, "\n"), err.Error())
 	}
+}
+
+func TestTimestampConfigValidatedAsPartOfTheConfig(t *testing.T) {
+	cfg := testConfig(t)
+	require.NoError(t, confmap.Validate(cfg))
+	cfg.Checkpoint.Timestamp = &TimestampConfig{URL: "tsa.example", CertificateFile: "tsa.pem"}
+	assert.EqualError(t, confmap.Validate(cfg), `checkpoint::timestamp: "url" "tsa.example" must be an http or https URL`)
 }
 
 func TestTimestampsBadCertificateFailsStart(t *testing.T) {
