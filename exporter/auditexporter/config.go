@@ -18,6 +18,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/witness"
 )
 
 // Config defines the configuration of the agentaudit exporter.
@@ -328,6 +329,10 @@ type CheckpointConfig struct {
 	// Mirror also writes every checkpoint to a second location, a local
 	// directory (for example a volume that another team owns).
 	Mirror *FileConfig `mapstructure:"mirror"`
+	// Witnesses get each checkpoint cosigned by witnesses speaking C2SP
+	// tlog-witness, and their cosignatures stored beside it (witnesses.go).
+	// None: no witness.
+	Witnesses []WitnessConfig `mapstructure:"witnesses"`
 	// Timestamp gets each checkpoint an RFC 3161 timestamp from a TSA,
 	// stored beside it (timestamps.go): off when absent.
 	Timestamp *TimestampConfig `mapstructure:"timestamp"`
@@ -335,10 +340,57 @@ type CheckpointConfig struct {
 	_ struct{}
 }
 
+// WitnessConfig is one witness the checkpoints are submitted to.
+type WitnessConfig struct {
+	// Name names the witness in the keys of its cosignatures
+	// (checkpoints/<chain_id>/<size>.checkpoint.cosig.<name>) and in the
+	// metrics.
+	Name string `mapstructure:"name"`
+	// URL is its submission prefix: checkpoints are POSTed to
+	// <url>/add-checkpoint.
+	URL string `mapstructure:"url"`
+	// Key is its cosignature verifier key (note format
+	// "name+hash+key", as auditctl witness keygen prints it).
+	Key string `mapstructure:"key"`
+	// Timeout bounds one submission. Default: 10s.
+	Timeout time.Duration `mapstructure:"timeout"`
+
+	_ struct{}
+}
+
 // Validate checks the checkpoint settings.
 func (cfg *CheckpointConfig) Validate() error {
+	var errs []error
 	if cfg.KeyFile != "" && cfg.KeyEnv != "" {
-		return errors.New("\"key_file\" and \"key_env\" are both set: choose one")
+		errs = append(errs, errors.New("\"key_file\" and \"key_env\" are both set: choose one"))
 	}
-	return nil
+	names := map[string]bool{}
+	for i, w := range cfg.Witnesses {
+		errs = append(errs, w.problems(i)...)
+		if names[w.Name] && w.Name != "" {
+			errs = append(errs, fmt.Errorf("\"witnesses\": %q is named twice", w.Name))
+		}
+		names[w.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// problems are what is wrong with witness i. (CheckpointConfig.Validate
+// calls it, to check the names across witnesses too.)
+func (cfg *WitnessConfig) problems(i int) []error {
+	var errs []error
+	where := fmt.Sprintf("\"witnesses\"[%d]: ", i)
+	if !store.ValidWitnessName(cfg.Name) {
+		errs = append(errs, fmt.Errorf("%s\"name\" %q is invalid: use 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'", where, cfg.Name))
+	}
+	if u, err := url.Parse(cfg.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("%s\"url\" %q must be an http or https URL", where, cfg.URL))
+	}
+	if _, err := witness.NewVerifier(cfg.Key); err != nil {
+		errs = append(errs, fmt.Errorf("%s\"key\" is not a witness verifier key (name+hash+key): %w", where, err))
+	}
+	if cfg.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("%s\"timeout\" %v must not be negative", where, cfg.Timeout))
+	}
+	return errs
 }

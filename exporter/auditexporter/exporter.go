@@ -86,6 +86,9 @@ type auditExporter struct {
 	approvals atomic.Pointer[approvals]
 	// stamps is the timestamp client (timestamps.go), when configured.
 	stamps atomic.Pointer[stamper]
+	// witnesses get the checkpoints cosigned (witnesses.go), when
+	// configured.
+	witnesses atomic.Pointer[witnesses]
 }
 
 func newAuditExporter(cfg *Config, set exporter.Settings, open storeOpener) (*auditExporter, error) {
@@ -135,6 +138,9 @@ func (e *auditExporter) recorderConfig() recorder.Config {
 			if s := e.stamps.Load(); s != nil {
 				s.checkpointed(size, note)
 			}
+			if w := e.witnesses.Load(); w != nil {
+				w.offer(note)
+			}
 		},
 	}
 	if m := cfg.Checkpoint.Mirror; m != nil {
@@ -157,9 +163,14 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 	if err := e.startTimestamps(); err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
+	if err := e.startWitnesses(); err != nil {
+		e.shutdownTimestamps(ctx)
+		return fmt.Errorf("agentaudit exporter: %w", err)
+	}
 	err := e.rec.Start(ctx, func(ctx context.Context) (recorder.Stores, error) { return e.open(ctx, e.cfg) })
 	if err != nil {
 		e.shutdownTimestamps(ctx)
+		e.shutdownWitnesses(ctx)
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
 	e.started.Store(true)
@@ -168,6 +179,7 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 		if err := e.startApprovals(ctx, host); err != nil {
 			_ = e.stopRecorder(ctx)
 			e.shutdownTimestamps(ctx)
+			e.shutdownWitnesses(ctx)
 			return fmt.Errorf("agentaudit exporter: %w", err)
 		}
 	}
@@ -266,6 +278,7 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 	e.shutdownApprovals(ctx)
 	err := e.stopRecorder(ctx)
 	e.shutdownTimestamps(ctx) // after the recorder's last checkpoint
+	e.shutdownWitnesses(ctx)
 	if err != nil {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}

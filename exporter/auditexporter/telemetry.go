@@ -2,6 +2,7 @@ package auditexporter // import "github.com/agentaudit/agentaudit/exporter/audit
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,12 @@ type telemetry struct {
 	approvals        metric.Int64Counter
 	approvalAttrs    map[string]metric.MeasurementOption // by what the service counts
 	approvalsPending metric.Registration
+
+	// The witnesses' (witnesses.go), when configured.
+	witnessErrors    metric.Int64Counter
+	witnessCosigned  metric.Int64Counter
+	witnessAttrs     sync.Map // witness name -> attribute.Set
+	witnessesObserve metric.Registration
 }
 
 func newTelemetry(set component.TelemetrySettings, observe observer) (*telemetry, error) {
@@ -64,6 +71,8 @@ func newTelemetry(set component.TelemetrySettings, observe observer) (*telemetry
 		{&t.batchesStored, "otelcol_agentaudit_batches_stored", "Sealed batches written to the store.", "{batch}"},
 		{&t.entriesStored, "otelcol_agentaudit_entries_stored", "Audit entries written to the store.", "{entry}"},
 		{&t.storeErrors, "otelcol_agentaudit_store_errors", "Failed attempts to write a sealed batch; kind=conflict means another writer uses this chain id.", "{error}"},
+		{&t.witnessErrors, "otelcol_agentaudit_witness_errors", "Failed attempts to get a checkpoint cosigned by a witness, by witness and kind: unavailable, refused, bad_cosignature, proof, store.", "{error}"},
+		{&t.witnessCosigned, "otelcol_agentaudit_witness_cosignatures", "Witness cosignatures verified and stored beside a checkpoint, by witness.", "{cosignature}"},
 		{&t.approvals, "otelcol_agentaudit_approvals", "What the approval service recorded or refused, by event: requested, approve, reject, expire, auto_approve, self_approval_refused.", "{event}"},
 	}
 	t.approvalAttrs = map[string]metric.MeasurementOption{}
@@ -191,5 +200,58 @@ func (t *telemetry) observeApprovals(set component.TelemetrySettings, pending fu
 		o.ObserveInt64(g, int64(pending()))
 		return nil
 	}, g)
+	return err
+}
+
+// witnessAttr is the attribute set naming a witness.
+func (t *telemetry) witnessAttr(name string) attribute.Set {
+	if a, ok := t.witnessAttrs.Load(name); ok {
+		return a.(attribute.Set)
+	}
+	a := attribute.NewSet(attribute.String("witness", name))
+	t.witnessAttrs.Store(name, a)
+	return a
+}
+
+// witnessError counts a failed attempt of a witness.
+func (t *telemetry) witnessError(name, kind string) {
+	t.witnessErrors.Add(context.Background(), 1, metric.WithAttributes(attribute.String("witness", name), attribute.String("kind", kind)))
+}
+
+// witnessCosignature counts a cosignature stored.
+func (t *telemetry) witnessCosignature(name string) {
+	t.witnessCosigned.Add(context.Background(), 1, metric.WithAttributeSet(t.witnessAttr(name)))
+}
+
+// observeWitnesses reports, per witness, the age of the newest checkpoint
+// it cosigned (since this start; none before the first) and how long the
+// oldest checkpoint it has not cosigned has waited (0 when none).
+func (t *telemetry) observeWitnesses(set component.TelemetrySettings, now func() time.Time, status func() []witnessStatus) error {
+	m := set.MeterProvider.Meter(metadata.ScopeName)
+	age, err := m.Float64ObservableGauge("otelcol_agentaudit_witness_cosigned_age_seconds",
+		metric.WithDescription("Age of the newest checkpoint the witness cosigned, by witness; absent until the first since the collector started."), metric.WithUnit("s"))
+	if err != nil {
+		return err
+	}
+	lag, err := m.Float64ObservableGauge("otelcol_agentaudit_witness_lag_seconds",
+		metric.WithDescription("How long the oldest checkpoint the witness has not cosigned has waited, by witness; 0 when it cosigned the newest."), metric.WithUnit("s"))
+	if err != nil {
+		return err
+	}
+	t.witnessesObserve, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		now := now()
+		for _, s := range status() {
+			attrs := metric.WithAttributeSet(t.witnessAttr(s.name))
+			if !s.Cosigned.IsZero() {
+				o.ObserveFloat64(age, now.Sub(s.Cosigned).Seconds(), attrs)
+			}
+			waited := 0.0
+			if !s.Waiting.IsZero() {
+				waited = now.Sub(s.Waiting).Seconds()
+			}
+			o.ObserveFloat64(lag, waited, attrs)
+		}
+		return nil
+	}, age, lag)
 	return err
 }
