@@ -1,6 +1,6 @@
 // Command auditctl checks agentaudit trails for auditors.
 //
-//	auditctl verify [--checkpoint FILE] [--key PUBKEY_FILE] [--tsa-cert PEM_FILE [--require-timestamps] [--tsa-max-delay D]] [--json] [--endpoint URL] [--region REGION] [--workers N] TARGET
+//	auditctl verify [--checkpoint FILE] [--key PUBKEY_FILE] [--tsa-cert PEM_FILE [--require-timestamps] [--tsa-max-delay D]] [--witness VKEY... [--cosignatures N]] [--json] [--endpoint URL] [--region REGION] [--workers N] TARGET
 //	auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
 //	auditctl prove [--chain ID] [--json] [--key PUBKEY_FILE] TARGET SEQ
 //	auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
@@ -59,6 +59,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/tsa"
 	"github.com/agentaudit/agentaudit/internal/verify"
+	"github.com/agentaudit/agentaudit/internal/witness"
 )
 
 // Exit statuses.
@@ -90,6 +91,9 @@ const usage = `usage:
       against this TSA's certificate (or root); --require-timestamps: the latest
       checkpoint of each chain must have one; --tsa-max-delay (24h): how long after
       its batch a timestamp may be
+      --witness VKEY (repeatable; a witness's verifier key or a file holding it):
+      the latest checkpoint of each chain must carry valid cosignatures of
+      --cosignatures N (default 1) of them
       exit 0 intact, 1 violations found, 2 could not run
   auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
       print the latest signed checkpoint of each chain, to keep
@@ -184,6 +188,31 @@ type verifyFlags struct {
 	tsaCert           string
 	requireTimestamps bool
 	tsaMaxDelay       time.Duration
+	// The witnesses' cosignatures beside the checkpoints.
+	witnesses    witnessKeys
+	cosignatures int
+}
+
+// witnessKeys is the --witness flag: witness verifier keys, each given
+// as the key or as a file holding it, checked as they are parsed.
+type witnessKeys []string
+
+func (w *witnessKeys) String() string { return strings.Join(*w, ",") }
+
+func (w *witnessKeys) Set(v string) error {
+	key := strings.TrimSpace(v)
+	if _, err := witness.NewVerifier(key); err != nil {
+		data, ferr := os.ReadFile(v)
+		if ferr != nil {
+			return fmt.Errorf("neither a witness verifier key (%v) nor a file holding one (%v)", err, ferr)
+		}
+		key = strings.TrimSpace(string(data))
+		if _, err := witness.NewVerifier(key); err != nil {
+			return fmt.Errorf("%s: %w", v, err)
+		}
+	}
+	*w = append(*w, key)
+	return nil
 }
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, progress bool) int {
@@ -200,6 +229,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, pro
 	fs.StringVar(&f.tsaCert, "tsa-cert", "", "PEM file of the timestamp authority's certificate (or its root and chain): check the RFC 3161 timestamps beside the checkpoints")
 	fs.BoolVar(&f.requireTimestamps, "require-timestamps", false, "the latest checkpoint of each chain must have a timestamp (needs --tsa-cert)")
 	fs.DurationVar(&f.tsaMaxDelay, "tsa-max-delay", verify.DefaultTimestampMaxDelay, "how much later than its batch's last entry a timestamp may be")
+	fs.Var(&f.witnesses, "witness", "a witness's verifier key, or a file holding it (repeatable): the latest checkpoint of each chain must be cosigned")
+	fs.IntVar(&f.cosignatures, "cosignatures", 0, "how many of the --witness keys must have cosigned the latest checkpoint of each chain (default 1)")
 	positional, code, ok := parseArgs(fs, args, stderr)
 	if !ok {
 		return code
@@ -213,13 +244,18 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer, pro
 		fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 		return exitError
 	}
+	if n := f.cosignatures; n < 0 || n > len(f.witnesses) {
+		fmt.Fprintf(stderr, "auditctl verify: --cosignatures %d: want 1 to the number of --witness keys (%d)\n", n, len(f.witnesses))
+		return exitError
+	}
 	target := positional[0]
 	keys, err := readKeys(f.key)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditctl verify: %v\n", err)
 		return exitError
 	}
-	opts := verify.Options{Keys: keys, TSA: tsaCerts, RequireTimestamps: f.requireTimestamps, TimestampMaxDelay: f.tsaMaxDelay}
+	opts := verify.Options{Keys: keys, TSA: tsaCerts, RequireTimestamps: f.requireTimestamps, TimestampMaxDelay: f.tsaMaxDelay,
+		Witnesses: f.witnesses, Cosignatures: f.cosignatures}
 	if f.checkpoint != "" {
 		data, err := os.ReadFile(f.checkpoint)
 		if err != nil {
