@@ -120,7 +120,7 @@ func acCollectorTrail(t *testing.T) string {
 // set, on a fresh copy of the trail each time.
 func TestAcCollectorTrail(t *testing.T) {
 	trail := acCollectorTrail(t)
-	n := 2 * len(harness.CRMRun) // entries per chain
+	n := 2*len(harness.CRMRun) + 2 // entries per chain: the runs and the start and stop markers
 
 	bin := harness.BuildAuditctl(t, t.TempDir())
 	cmd := exec.Command(bin, "verify", "--json", trail)
@@ -134,10 +134,12 @@ func TestAcCollectorTrail(t *testing.T) {
 	for i, c := range rep.Chains {
 		assert.Equal(t, fmt.Sprintf("replica-%d", i+1), c.ChainID)
 		assert.Equal(t, int64(n), c.Entries)
-		assert.Equal(t, n/3, c.Files)
+		assert.Equal(t, (n+2)/3, c.Files, "three entries to a file, the last one short")
 		assert.Equal(t, int64(n-1), c.LastSeq)
 	}
-	assert.Empty(t, harness.VerifySQL(t, harness.TrailDB(t, trail)))
+	db := harness.TrailDB(t, trail)
+	assert.Empty(t, harness.VerifySQL(t, db))
+	assert.Equal(t, slices.Concat(harness.OneCleanRun, harness.OneCleanRun), harness.TrailMarkers(t, db), "each replica's start and stop")
 
 	const c1 = "replica-1"
 	for _, tc := range []struct {
@@ -145,7 +147,7 @@ func TestAcCollectorTrail(t *testing.T) {
 		seq   int64
 		query string
 	}{
-		{"value rewritten", 4, `SELECT * REPLACE (CASE WHEN seq = 4 THEN 'mallory@company.com' ELSE approver END AS approver) FROM {src}`},
+		{"value rewritten", 5, `SELECT * REPLACE (CASE WHEN seq = 5 THEN 'mallory@company.com' ELSE approver END AS approver) FROM {src}`}, // the approval, after the start marker
 		{"row deleted", 7, `SELECT * FROM {src} WHERE seq <> 7`},
 		{"first row of a file deleted", 9, `SELECT * FROM {src} WHERE seq <> 9`},
 		{"row duplicated", 10, `SELECT * FROM (SELECT * FROM {src} UNION ALL SELECT * FROM {src} WHERE seq = 10) ORDER BY seq`},

@@ -275,20 +275,23 @@ func TestAuthSender(t *testing.T) {
 	p.Terminate(t)
 
 	db := harness.TrailDB(t, dataDir)
-	rows, err := db.Query(`SELECT execution_id, agent_id, sender, coalesce(validation, '') FROM audit_entries ORDER BY seq`)
+	rows, err := db.Query(`SELECT action_type, execution_id, coalesce(agent_id, ''), coalesce(sender, ''), coalesce(validation, '') FROM audit_entries ORDER BY seq`)
 	require.NoError(t, err)
 	defer rows.Close()
-	var got [][4]string
+	var got [][5]string
 	for rows.Next() {
-		var r [4]string
-		require.NoError(t, rows.Scan(&r[0], &r[1], &r[2], &r[3]))
+		var r [5]string
+		require.NoError(t, rows.Scan(&r[0], &r[1], &r[2], &r[3], &r[4]))
 		got = append(got, r)
 	}
 	require.NoError(t, rows.Err())
-	assert.Equal(t, [][4]string{
-		{"exec-billing", "billing-7", "billing-bot", ""},
-		{"exec-billing", "crm-1", "billing-bot", `[{"field":"sender","problem":"sender_mismatch","detail":"sender \"billing-bot\" may not write for agent_id \"crm-1\""}]`},
-		{"exec-crm", "crm-1", "crm-bot", ""},
+	const recorder = "agentaudit.recorder/e2e-auth"
+	assert.Equal(t, [][5]string{
+		{harness.ActionRecorderStart, recorder, "", "", ""}, // the collector's own: no sender
+		{"write", "exec-billing", "billing-7", "billing-bot", ""},
+		{"write", "exec-billing", "crm-1", "billing-bot", `[{"field":"sender","problem":"sender_mismatch","detail":"sender \"billing-bot\" may not write for agent_id \"crm-1\""}]`},
+		{"write", "exec-crm", "crm-1", "crm-bot", ""},
+		{harness.ActionRecorderStop, recorder, "", "", ""},
 	}, got, "nothing of the refused requests is written")
 
 	assert.Empty(t, harness.VerifySQL(t, db), "verify.sql")

@@ -118,14 +118,15 @@ func TestMalformedInputIsRecordedNotLost(t *testing.T) {
 	require.NotEmpty(t, files)
 	db := harness.TrailDB(t, c.DataDir)
 	var n int
-	require.NoError(t, db.QueryRow(`SELECT count(*) FROM audit_entries`).Scan(&n))
+	require.NoError(t, db.QueryRow(`SELECT count(*) FROM audit_entries WHERE `+harness.NoMarkers).Scan(&n))
 	assert.Equal(t, 4+bulk/2, n, "every audit-tagged span is an entry; no other span is")
+	assert.Equal(t, harness.OneCleanRun, harness.TrailMarkers(t, db), "and the collector's start and stop")
 	require.NoError(t, db.QueryRow(`SELECT count(DISTINCT json_extract(attributes, '$."bulk.index"')) FROM audit_entries WHERE execution_id = 'bulk-run'`).Scan(&n))
 	assert.Equal(t, bulk/2, n, "no bulk entry lost or duplicated")
 	assert.Empty(t, harness.VerifySQL(t, db))
 
 	byMarker := map[string]harness.Row{}
-	for _, r := range harness.ReadRows(t, db, "WHERE execution_id <> 'bulk-run'") {
+	for _, r := range harness.ReadRows(t, db, "WHERE execution_id <> 'bulk-run' AND "+harness.NoMarkers) {
 		byMarker[r.TargetResource] = r
 	}
 	require.Len(t, byMarker, 4)

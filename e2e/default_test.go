@@ -73,10 +73,12 @@ func TestEmbeddedDefault(t *testing.T) {
 
 	p.Terminate(t)
 
-	// The trail holds exactly the audit-tagged spans and verifies.
+	// The trail holds exactly the audit-tagged spans and the collector's
+	// start and stop, and verifies.
 	rep := harness.Verify(t, filepath.Join(dir, "audit-data"))
 	assert.True(t, rep.Intact, "%+v", rep.Violations)
-	assert.EqualValues(t, 2*auditPerReq, rep.Entries)
+	assert.EqualValues(t, 2*auditPerReq+2, rep.Entries)
+	assert.Equal(t, harness.OneCleanRun, harness.TrailMarkers(t, harness.TrailDB(t, filepath.Join(dir, "audit-data"))))
 	_, err = os.Stat(filepath.Join(dir, "audit-spool"))
 	require.NoError(t, err, "the write-ahead log lives in ./audit-spool")
 

@@ -56,7 +56,7 @@ func testAgentExecution(t *testing.T, split string) {
 	c.Stop()
 
 	files := harness.ParquetFiles(t, c.DataDir)
-	require.Len(t, files, 3, "9 entries in batches of 3")
+	require.Len(t, files, 4, "9 entries and the start and stop markers in batches of 3")
 	for _, f := range files {
 		rel, err := filepath.Rel(c.DataDir, f)
 		require.NoError(t, err)
@@ -67,9 +67,15 @@ func testAgentExecution(t *testing.T, split string) {
 	}
 
 	db := harness.TrailDB(t, c.DataDir)
-	got := harness.ReadRows(t, db, "")
+	all := harness.ReadRows(t, db, "")
+	got, markers := harness.SplitMarkers(all)
 	require.Len(t, got, len(harness.CRMRun), "only audit-tagged spans are recorded; LLM spans are not")
-	harness.CheckCRMRows(t, got, sent, runSC, "collector-1", 0, strings.Repeat("0", 64))
+	assert.Equal(t, harness.OneCleanRun, markers)
+	start, stop := all[0], all[len(all)-1]
+	assert.Equal(t, harness.ActionRecorderStart, start.ActionType, "the chain begins with the start marker")
+	assert.Equal(t, strings.Repeat("0", 64), start.PrevHash)
+	assert.Equal(t, harness.ActionRecorderStop, stop.ActionType, "and ends with the stop marker")
+	harness.CheckCRMRows(t, got, sent, runSC, "collector-1", 1, start.EntryHash)
 
 	// "Everything execution X did", the README's query.
 	var n int
@@ -86,11 +92,13 @@ func testAgentExecution(t *testing.T, split string) {
 	assert.Empty(t, harness.VerifySQL(t, db), "docs/verify.sql finds nothing wrong in an intact trail")
 
 	// Rewrite one value in place: the approver of the approval entry.
-	rewriteValue(t, db, files, 4, "approver", "'mallory@company.com'")
+	const approval = 5 // CRMRun[4], after the start marker
+	require.Equal(t, "approve", got[approval-1].ActionType)
+	rewriteValue(t, db, files, approval, "approver", "'mallory@company.com'")
 	db2 := harness.TrailDB(t, c.DataDir)
 	v := harness.VerifySQL(t, db2)
 	require.Len(t, v, 1, "verify.sql reports exactly the rewritten entry: %+v", v)
-	assert.Equal(t, harness.Violation{ChainID: "collector-1", Seq: 4, Violation: "hash_mismatch", Detail: v[0].Detail}, v[0])
+	assert.Equal(t, harness.Violation{ChainID: "collector-1", Seq: approval, Violation: "hash_mismatch", Detail: v[0].Detail}, v[0])
 }
 
 // rewriteValue replaces column col of entry seq with the SQL expression

@@ -586,17 +586,17 @@ func waitMonitoring(t *testing.T, ctx context.Context, c *harness.Collector, n i
 	}
 }
 
-// trailRows returns the entries of the trail of c, which has stopped, in
-// true order (time_unix_nano, then seq: one chain), none when it wrote no
-// file, after checking the chain with docs/verify.sql.
+// trailRows returns the entries the spans sent to c, which ran once and
+// has stopped, became, in true order (time_unix_nano, then seq: one
+// chain), after checking the chain with docs/verify.sql and that the
+// collector's start and stop markers are there, and nothing else of its
+// own.
 func trailRows(t *testing.T, c *harness.Collector) []harness.Row {
 	t.Helper()
-	if len(harness.ParquetFiles(t, c.DataDir)) == 0 {
-		return nil
-	}
 	db := harness.TrailDB(t, c.DataDir)
 	assert.Empty(t, harness.VerifySQL(t, db), "docs/verify.sql")
-	rows := harness.ReadRows(t, db, "")
+	rows, markers := harness.SplitMarkers(harness.ReadRows(t, db, ""))
+	require.Equal(t, harness.OneCleanRun, markers, "the collector's start and stop")
 	slices.SortStableFunc(rows, func(a, b harness.Row) int {
 		return cmp.Or(cmp.Compare(a.TimeUnixNano, b.TimeUnixNano), cmp.Compare(a.Seq, b.Seq))
 	})

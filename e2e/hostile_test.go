@@ -188,7 +188,8 @@ func TestHostileInputBoundedMemory(t *testing.T) {
 	p.Terminate(t)
 	rep := harness.Verify(t, filepath.Join(dir, "audit-data"))
 	assert.True(t, rep.Intact, "%+v", rep.Violations)
-	assert.EqualValues(t, accepted.Load()+1, rep.Entries, "the trail holds every acknowledged audit span, and nothing refused")
+	assert.EqualValues(t, accepted.Load()+1+2, rep.Entries, "the trail holds every acknowledged audit span, nothing refused, and the start and stop markers")
+	assert.Equal(t, harness.OneCleanRun, harness.TrailMarkers(t, harness.TrailDB(t, filepath.Join(dir, "audit-data"))))
 }
 
 // TestStalledClientsLoseTheirPlace: clients that take every place in the

@@ -37,6 +37,8 @@ func TestS3TrailUnderObjectLockSurvivesOutage(t *testing.T) {
 	var runs []run
 	sent, sc := harness.SendCRMRun(t, ctx, c, "exec-before")
 	runs = append(runs, run{sent, sc})
+	// The full batches are stored: the start marker and all of the run but
+	// its last entry.
 	c.WaitMetric(ctx, "otelcol_agentaudit_entries_stored", 9)
 
 	// The server goes away mid-run: the collector keeps accepting, and the
@@ -69,24 +71,27 @@ func TestS3TrailUnderObjectLockSurvivesOutage(t *testing.T) {
 			assert.Regexp(t, `^agents/dt=\d{4}-\d{2}-\d{2}/collector-1-\d{20}\.parquet$`, k)
 			batches = append(batches, k)
 		} else {
-			assert.Regexp(t, `^agents/(checkpoints/collector-1/\d{20}\.checkpoint|keys/collector-1-[0-9a-f]{8}\.vkey)$`, k)
+			assert.Regexp(t, `^agents/(checkpoints/collector-1/\d{20}\.checkpoint|keys/collector-1-[0-9a-f]{8}\.vkey|tiles/collector-1/tile/0/000(\.p/\d+)?)$`, k)
 		}
 	}
-	require.Len(t, batches, 9, "27 entries in batches of 3")
+	require.Len(t, batches, 10, "27 entries and the start and stop markers in batches of 3")
 	for _, k := range keys {
 		ret, err := srv.Client().GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: aws.String("audit-trail"), Key: aws.String(k)})
 		require.NoError(t, err)
-		assert.Equal(t, types.ObjectLockRetentionModeCompliance, ret.Retention.Mode, "%s is under COMPLIANCE retention (checkpoints and keys too)", k)
+		assert.Equal(t, types.ObjectLockRetentionModeCompliance, ret.Retention.Mode, "%s is under COMPLIANCE retention (checkpoints, keys and tiles too)", k)
 		assert.WithinDuration(t, time.Now().AddDate(0, 0, 1), *ret.Retention.RetainUntilDate, 5*time.Minute)
 	}
 
 	db := harness.TrailDB(t, dir)
-	got := harness.ReadRows(t, db, "")
+	all := harness.ReadRows(t, db, "")
+	got, markers := harness.SplitMarkers(all)
 	require.Len(t, got, 27, "nothing lost, nothing duplicated")
-	prev := strings.Repeat("0", 64)
+	assert.Equal(t, harness.OneCleanRun, markers)
+	require.Equal(t, harness.ActionRecorderStart, all[0].ActionType, "the chain begins with the start marker")
+	prev := all[0].EntryHash
 	for i, r := range runs {
 		rows := got[9*i : 9*i+9]
-		harness.CheckCRMRows(t, rows, r.sent, r.runSC, "collector-1", int64(9*i), prev)
+		harness.CheckCRMRows(t, rows, r.sent, r.runSC, "collector-1", int64(1+9*i), prev)
 		prev = rows[8].EntryHash
 	}
 	assert.Empty(t, harness.VerifySQL(t, db), "docs/verify.sql finds the downloaded trail intact")
@@ -130,9 +135,14 @@ func TestS3CollectorRestartsDuringAnOutage(t *testing.T) {
 	dir := t.TempDir()
 	harness.Download(t, ctx, srv.Client(), "audit-trail", "agents", dir)
 	db := harness.TrailDB(t, dir)
-	got := harness.ReadRows(t, db, "")
+	all := harness.ReadRows(t, db, "")
+	got, markers := harness.SplitMarkers(all)
 	require.Len(t, got, 18, "both runs, one chain")
-	harness.CheckCRMRows(t, got[:9], sent, sc, "collector-1", 0, strings.Repeat("0", 64))
-	harness.CheckCRMRows(t, got[9:], sent2, sc2, "collector-1", 9, got[8].EntryHash)
+	// One spool for both: the second start found the first's clean stop.
+	require.Equal(t, harness.Runs(false, false), markers)
+	// The chain: start, 9 entries, stop, start, 9 entries, stop.
+	require.Len(t, all, 22)
+	harness.CheckCRMRows(t, got[:9], sent, sc, "collector-1", 1, all[0].EntryHash)
+	harness.CheckCRMRows(t, got[9:], sent2, sc2, "collector-1", 12, all[11].EntryHash)
 	assert.Empty(t, harness.VerifySQL(t, db))
 }

@@ -163,33 +163,51 @@ type TrailEntry struct {
 	ChainID string
 	Seq     int64
 	LoadID  string
+	Marker  string // a coverage marker as Marker shows it; "" for a span's entry
 }
 
-// ReadLoadTrail returns the trail's entries in chain order.
+// ReadLoadTrail returns the trail's entries in chain order, the coverage
+// markers included.
 func ReadLoadTrail(t *testing.T, db *sql.DB) []TrailEntry {
 	t.Helper()
-	rows, err := db.Query(`SELECT chain_id, seq, coalesce(json_extract_string(attributes, '$."load.id"'), '')
+	rows, err := db.Query(`SELECT chain_id, seq, coalesce(json_extract_string(attributes, '$."load.id"'), ''), action_type, result
 		FROM audit_entries ORDER BY chain_id, seq`)
 	require.NoError(t, err)
 	defer rows.Close()
 	var out []TrailEntry
 	for rows.Next() {
 		var e TrailEntry
-		require.NoError(t, rows.Scan(&e.ChainID, &e.Seq, &e.LoadID))
+		var action, result string
+		require.NoError(t, rows.Scan(&e.ChainID, &e.Seq, &e.LoadID, &action, &result))
+		if IsMarker(action) {
+			e.Marker = Marker(action, result)
+		}
 		out = append(out, e)
 	}
 	require.NoError(t, rows.Err())
 	return out
 }
 
+// LoadEntries is trail without the coverage markers: the load's spans.
+func LoadEntries(trail []TrailEntry) []TrailEntry {
+	var out []TrailEntry
+	for _, e := range trail {
+		if e.Marker == "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // CheckLoadTrail asserts that trail, one chain's entries in chain order,
-// holds every span of every acknowledged request exactly once, no marker
+// holds exactly the coverage markers given, in this order, and besides
+// them every span of every acknowledged request exactly once, no load.id
 // twice, no untagged span, seq 0..n-1 without gaps, every request's spans
 // in the order sent, and every acknowledged request before each later
 // request of its client. When exact, it also asserts that nothing else is
 // there (every request not acknowledged was refused). It returns the
 // number of entries of requests that were not acknowledged.
-func CheckLoadTrail(t *testing.T, trail []TrailEntry, chainID string, results [][]LoadResult, exact bool) int {
+func CheckLoadTrail(t *testing.T, trail []TrailEntry, chainID string, results [][]LoadResult, exact bool, markers []string) int {
 	t.Helper()
 	type key struct{ client, req int }
 	type span struct {
@@ -198,9 +216,15 @@ func CheckLoadTrail(t *testing.T, trail []TrailEntry, chainID string, results []
 	}
 	seen := map[string]int64{}
 	byReq := map[key][]span{}
+	var gotMarkers []string
 	for i, e := range trail {
 		require.Equal(t, chainID, e.ChainID, "seq %d", e.Seq)
 		require.Equal(t, int64(i), e.Seq, "seq runs 0..n-1 without gaps")
+		if e.Marker != "" {
+			require.Empty(t, e.LoadID, "seq %d: a coverage marker with a load.id", e.Seq)
+			gotMarkers = append(gotMarkers, e.Marker)
+			continue
+		}
 		if prev, dup := seen[e.LoadID]; dup {
 			t.Fatalf("load.id %q appears at seq %d and %d", e.LoadID, prev, e.Seq)
 		}
@@ -250,6 +274,7 @@ func CheckLoadTrail(t *testing.T, trail []TrailEntry, chainID string, results []
 		require.Less(t, k.client, len(results), "entries of client %d, which never ran", k.client)
 		require.Less(t, k.req, len(results[k.client]), "entries of request %d-%d, which was never sent", k.client, k.req)
 	}
-	require.Equal(t, acked*LoadAuditSpans+unacked, len(trail))
+	require.Equal(t, markers, gotMarkers, "the coverage markers: each start and clean stop of a collector")
+	require.Equal(t, acked*LoadAuditSpans+unacked, len(trail)-len(gotMarkers))
 	return unacked
 }
