@@ -1,7 +1,9 @@
 // Package interop tests agentaudit's tlog-witness client and server
 // against an implementation written elsewhere: transparency-dev's witness
 // (github.com/transparency-dev/witness, the library behind omniwitness),
-// served over HTTP on 127.0.0.1 with its in-memory persistence.
+// served over HTTP on 127.0.0.1 with its in-memory persistence: our
+// Client and the exporter's path (Submitter) against it, and its client
+// against our Server.
 //
 // It is a separate module (go.mod beside this file, the main module
 // replaced by the checkout) so that the witness's dependencies never

@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -141,4 +143,98 @@ func TestTheirClientOurWitness(t *testing.T) {
 	forged := witnesstest.NewWithKey(t, l.Origin, l.Signer, l.VKey).Grow(20)
 	_, _, err = cl.Update(ctx, 17, forged.Checkpoint(20), forged.Proof(17, 20))
 	require.ErrorIs(t, err, tdwitness.ErrInvalidProof)
+}
+
+// TestOurSubmitterTheirWitness: the exporter's path (witness.Submitter:
+// the newest checkpoint, a proof from the witness's size learnt from its
+// 409, the answer verified before it is stored) against
+// transparency-dev's witness, also after a restart of the log's side
+// (which knows no size) and against a rewritten log.
+func TestOurSubmitterTheirWitness(t *testing.T) {
+	l := witnesstest.New(t, "agentaudit/chain-a")
+	wurl, vkey := startTransparencyDevWitness(t, l)
+	v, err := witness.NewVerifier(vkey)
+	require.NoError(t, err)
+
+	var mu sync.Mutex // l and what is stored
+	stored := map[uint64][]byte{}
+	var failures []error
+	run := func() (*witness.Submitter, func()) {
+		sub, err := witness.NewSubmitter(witness.SubmitterConfig{
+			URL: wurl, Verifier: v, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+			Proof: func(_ context.Context, old, size uint64, _ []byte) ([][]byte, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return l.Proof(old, size), nil
+			},
+			Store: func(_ context.Context, size uint64, cosigs []byte) error {
+				mu.Lock()
+				defer mu.Unlock()
+				stored[size] = cosigs
+				return nil
+			},
+			Failed: func(err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				failures = append(failures, err)
+			},
+		})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); sub.Run(ctx) }()
+		return sub, func() { cancel(); <-done }
+	}
+	offer := func(sub *witness.Submitter, n int) uint64 {
+		mu.Lock()
+		size := l.Grow(n).Size()
+		cp := l.Checkpoint(size)
+		mu.Unlock()
+		require.NoError(t, sub.Offer(cp))
+		return size
+	}
+	cosigned := func(size uint64) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return stored[size] != nil
+		}, 10*time.Second, 5*time.Millisecond, "size %d not cosigned", size)
+		mu.Lock()
+		defer mu.Unlock()
+		_, err := witness.RequireCosignatures(l.Checkpoint(size), stored[size], 1, v)
+		require.NoError(t, err)
+	}
+
+	sub, stop := run()
+	cosigned(offer(sub, 10))
+	offer(sub, 3)
+	cosigned(offer(sub, 4))
+	stop()
+
+	// A new Submitter (the collector restarted) sends old 0: their 409
+	// tells the size, the resend carries the proof from it.
+	sub, stop = run()
+	defer func() { stop() }()
+	cosigned(offer(sub, 6))
+	mu.Lock()
+	assert.Empty(t, failures)
+	mu.Unlock()
+
+	// The rewritten log under the same key: refused, nothing stored.
+	mu.Lock()
+	l = witnesstest.NewWithKey(t, l.Origin, l.Signer, l.VKey)
+	mu.Unlock()
+	size := offer(sub, 40)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(failures) >= 2
+	}, 10*time.Second, 5*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, err := range failures {
+		require.ErrorIs(t, err, witness.ErrBadProof)
+	}
+	assert.Nil(t, stored[size])
 }
