@@ -251,3 +251,35 @@ func TestWitnessDownNeverBlocksIntake(t *testing.T) {
 	}, time.Second, 10*time.Millisecond, "no lag once the newest is cosigned")
 	require.NoError(t, f.te.Shutdown(ctx))
 }
+
+// TestWitnessRefusingNeverBlocksIntake: a witness that refuses every
+// checkpoint (it knows the chain under another key) gets every request
+// acknowledged all the same; the refusals are counted, nothing is stored.
+func TestWitnessRefusingNeverBlocksIntake(t *testing.T) {
+	f := newWitnessFixture(t)
+	_, other, err := checkpoint.GenerateKey("collector-1")
+	require.NoError(t, err)
+	ov, err := note.NewVerifier(other)
+	require.NoError(t, err)
+	wskey, wvkey, err := witness.GenerateKey("witness.test/w1", false)
+	require.NoError(t, err)
+	signer, err := witness.NewSigner(wskey)
+	require.NoError(t, err)
+	f.gate.next, err = witness.NewServer(witness.Config{StateDir: t.TempDir(), Signers: []note.Signer{signer},
+		Logs: []witness.Log{{Origin: "agentaudit/collector-1", Verifiers: []note.Verifier{ov}}}})
+	require.NoError(t, err)
+	f.cfg.Checkpoint.Witnesses[0].Key = wvkey
+
+	ctx := context.Background()
+	require.NoError(t, f.te.Start(ctx, componenttest.NewNopHost()))
+	for range 3 {
+		require.NoError(t, f.te.ConsumeTraces(ctx, traces(8, "exec")))
+	}
+	require.Eventually(t, func() bool { return f.latest(t) == 12 }, 5*time.Second, 10*time.Millisecond, "every batch sealed")
+	require.Eventually(t, func() bool {
+		return metricValue(t, f.tel, "otelcol_agentaudit_witness_errors", attribute.String("witness", "w1"), attribute.String("kind", "refused")) > 0
+	}, 5*time.Second, 10*time.Millisecond)
+	assert.Empty(t, f.cosigned(t))
+	assert.Equal(t, int64(12), metricValue(t, f.tel, "otelcol_agentaudit_entries_accepted"))
+	require.NoError(t, f.te.Shutdown(ctx))
+}
