@@ -3,6 +3,7 @@ package auditexporter
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/storetest"
+	"github.com/agentaudit/agentaudit/internal/tlogtree"
 )
 
 // published returns the verifier keys published in st.
@@ -65,8 +67,21 @@ func TestCheckpointsAreSignedAfterEachBatch(t *testing.T) {
 		"checkpoints/collector-1/00000000000000000014.checkpoint",
 	}, cps, "one checkpoint per batch, named by the chain size")
 
-	// Each checkpoint verifies with the published key and states the batch's
-	// footer facts.
+	// The chain's tree at each size, from the stored entries.
+	roots := map[int64]string{}
+	tree, err := tlogtree.NewWriter("collector-1")
+	require.NoError(t, err)
+	for _, e := range readTrailAll(t, mem, "collector-1") {
+		var h [32]byte
+		_, err := hex.Decode(h[:], []byte(e.EntryHash))
+		require.NoError(t, err)
+		_, root, err := tree.Append([][32]byte{h})
+		require.NoError(t, err)
+		roots[e.Seq+1] = hex.EncodeToString(root[:])
+	}
+
+	// Each checkpoint verifies with the published key and states the
+	// tree's root and the batch's footer facts.
 	footers := map[int64]parquetfile.Footer{}
 	for _, k := range batchKeys(keys) {
 		data, err := mem.Get(ctx, k)
@@ -84,7 +99,7 @@ func TestCheckpointsAreSignedAfterEachBatch(t *testing.T) {
 		require.NoError(t, err, k)
 		f := footers[cp.Size]
 		assert.Equal(t, checkpoint.Checkpoint{
-			ChainID: "collector-1", Size: f.LastSeq + 1, Head: f.LastHash,
+			ChainID: "collector-1", Size: f.LastSeq + 1, Root: roots[f.LastSeq+1], Head: f.LastHash,
 			BatchFirst: f.FirstSeq, BatchLast: f.LastSeq, BatchRoot: f.MerkleRoot,
 		}, cp)
 		mirrored, err := mirror.Get(ctx, k)
