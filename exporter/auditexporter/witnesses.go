@@ -39,8 +39,8 @@ type witnesses struct {
 	wg     sync.WaitGroup
 }
 
-// witnessSub is one witness's Submitter and what its failures have
-// been logged.
+// witnessSub is one witness's Submitter and when its failures were last
+// logged.
 type witnessSub struct {
 	name string
 	sub  *witness.Submitter
