@@ -71,7 +71,7 @@ func runConsistency(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	p, err := verify.ConsistencyProof(ctx, src, older, newer)
 	if err != nil {
-		return fail(consistencyCode(err), "%s: chain %s from size %d to %d: %v", positional[2], newer.ChainID, older.Size, newer.Size, err)
+		return fail(consistencyCode(err), "%s: chain %s from size %d to %d: %s", positional[2], newer.ChainID, older.Size, newer.Size, proofProblem(err))
 	}
 	if _, err := stdout.Write(tlogtree.MarshalProof(p)); err != nil {
 		return fail(exitError, "%v", err)
@@ -88,6 +88,19 @@ func consistencyCode(err error) int {
 		return exitViolations
 	}
 	return exitError
+}
+
+// proofProblem says in one line why a consistency proof could not be
+// made or does not hold (the verifier's error, which prints the roots as
+// byte lists over several lines, is left out).
+func proofProblem(err error) string {
+	switch {
+	case errors.Is(err, tlogtree.ErrProofFailed):
+		return "the proof fails: the newer tree does not extend the older (a fork, or history rewritten)"
+	case errors.Is(err, tlogtree.ErrTilesMismatch):
+		return "the stored tiles do not support the newer checkpoint's root (tiles altered, or another tree's)"
+	}
+	return err.Error()
 }
 
 // checkConsistency checks a proof file against the two checkpoints
@@ -131,7 +144,7 @@ func checkConsistency(ctx context.Context, file string, positional []string, f v
 	case errors.Is(err, verify.ErrIncomparable):
 		return fail(exitError, "%v", err)
 	case err != nil:
-		res.Problem = err.Error()
+		res.Problem = proofProblem(err)
 	default:
 		res.Valid = true
 	}
@@ -140,8 +153,8 @@ func checkConsistency(ctx context.Context, file string, positional []string, f v
 			return fail(exitError, "%v", err)
 		}
 	} else if res.Valid {
-		fmt.Fprintf(stdout, "VALID: chain %s at size %d (root %s) extends size %d (root %s): %s checked\n",
-			res.ChainID, res.NewSize, res.NewRoot, res.OldSize, res.OldRoot, plural(res.Hashes, "hash"))
+		fmt.Fprintf(stdout, "VALID: chain %s at size %d (root %s) extends size %d (root %s): a proof of %d hashes checked\n",
+			res.ChainID, res.NewSize, res.NewRoot, res.OldSize, res.OldRoot, res.Hashes)
 	} else {
 		fmt.Fprintf(stdout, "INVALID: %s\n", res.Problem)
 	}

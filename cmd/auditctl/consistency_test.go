@@ -213,7 +213,7 @@ func TestConsistencyForkAndTruncation(t *testing.T) {
 	new300 := fc.checkpointFile(t, 300)
 	_, errOut, code = runCLI("consistency", "--key", tc.keyFile, old20, new300, forked)
 	assert.Equal(t, exitViolations, code, errOut)
-	assert.Contains(t, errOut, "proof failed")
+	assert.Contains(t, errOut, "the proof fails: the newer tree does not extend the older")
 	// The forked trail proves its own history.
 	out, errOut, code = runCLI("consistency", "--key", tc.keyFile, fc.checkpointFile(t, 20), new300, forked)
 	require.Equal(t, exitIntact, code, errOut)

@@ -6,6 +6,7 @@
 //	auditctl prove --check FILE [--key PUBKEY_FILE] [--json]
 //	auditctl consistency [--key PUBKEY_FILE] OLD_CHECKPOINT NEW_CHECKPOINT TARGET
 //	auditctl consistency --check PROOF_FILE|- [--key PUBKEY_FILE] [--json] OLD_CHECKPOINT NEW_CHECKPOINT [TARGET]
+//	auditctl watch --state DIR [--interval D] [--json] [--key PUBKEY_FILE] TARGET
 //	auditctl wal accept-loss --by NAME --reason TEXT [--chain ID] [--json] SPOOL_DIRECTORY
 //	auditctl runs [--status S] [--agent A] [--since T] [--until T] [--approver P] [--target-system X] [--search TEXT] [--json] TARGET
 //	auditctl show [--json] TARGET EXEC_ID
@@ -28,6 +29,11 @@
 // entry, which prove --check checks without the trail. Exit status: 0
 // intact (valid), 1 violations found (invalid), 2 could not run (bad usage,
 // unreadable target, no files, no key).
+//
+// watch is a monitor for cron or a loop: it remembers each chain's last
+// verified checkpoint and checks only what was added since. Exit status:
+// 0 nothing changed history, 1 history changed (the violation printed),
+// 2 could not run.
 //
 // runs, show, export and serve are the review verbs (README, "Reviewing
 // runs"): they query the trail with DuckDB (internal/review), which needs
@@ -113,6 +119,11 @@ const usage = `usage:
       check a consistency proof (- : from standard input) with only the two
       checkpoints; TARGET, without --key, only for its published keys
       exit 0 valid, 1 invalid, 2 could not run
+  auditctl watch --state DIR [--interval D] [--json] [--key PUBKEY_FILE] TARGET
+      a monitor: per chain, check the newest stored checkpoint extends the one
+      remembered in DIR, verify only the files added since, remember it; one
+      round, or one every D until a violation or SIGINT; --json: a line a round
+      exit 0 no history changed, 1 history changed (printed), 2 could not run
   auditctl wal accept-loss --by NAME --reason TEXT [--chain ID] [--json] SPOOL_DIRECTORY
       accept the loss of a corrupt write-ahead log segment's entries, which the
       collector then records in the trail; exit 0 accepted, 1 nothing corrupt
@@ -155,6 +166,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 		return runProve(ctx, args[1:], stdout, stderr)
 	case "consistency":
 		return runConsistency(ctx, args[1:], stdout, stderr)
+	case "watch":
+		return runWatch(ctx, args[1:], stdout, stderr)
 	case "wal":
 		return runWAL(ctx, args[1:], stdout, stderr)
 	case "runs":
