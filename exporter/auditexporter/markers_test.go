@@ -2,7 +2,9 @@ package auditexporter
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,7 +13,11 @@ import (
 	"go.opentelemetry.io/collector/config/configauth"
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/exporter/exportertest"
 
+	"github.com/agentaudit/agentaudit/exporter/auditexporter/internal/metadata"
+	"github.com/agentaudit/agentaudit/internal/recorder"
+	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/storetest"
 )
 
@@ -111,4 +117,50 @@ func TestMarkersAreNotAccepted(t *testing.T) {
 	assert.Zero(t, metricValue(t, tel, "otelcol_agentaudit_entries_accepted"))
 	assert.Equal(t, int64(2), metricValue(t, tel, "otelcol_agentaudit_entries_stored"), "the start and stop markers")
 	assert.Equal(t, []string{"agentaudit.recorder_start: first start", "agentaudit.recorder_stop: clean stop"}, markers(t, st))
+}
+
+// TestStopMarkerWaitsForARefusingSpool: at shutdown the spool is full (the
+// store was down): the recorder refuses the stop marker for the moment,
+// and the exporter retries until the store is back and the spool drains,
+// so the stop marker is written, after the run's entries.
+func TestStopMarkerWaitsForARefusingSpool(t *testing.T) {
+	mem := storetest.NewMemory()
+	down := &flakyStore{Store: mem, failures: 1 << 30, attempts: map[string][][]byte{}}
+	dir := t.TempDir()
+	cfg := testConfig(t)
+	cfg.Spool.Directory = dir
+	cfg.Spool.MaxBytes = 1 // one batch in the spool fills it
+	set := exportertest.NewNopSettings(metadata.Type)
+	exp, err := newAuditExporter(cfg, set, func(context.Context, *Config) (recorder.Stores, error) {
+		spool, err := store.NewFS(filepath.Join(dir, "batches"))
+		return recorder.Stores{WALDir: filepath.Join(dir, "wal"), Trail: down, Spool: spool}, err
+	})
+	require.NoError(t, err)
+	exp.now = func() time.Time { return t0 }
+	te, err := exp.asTraces(context.Background(), set)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, te.Start(ctx, componenttest.NewNopHost()))
+	require.NoError(t, te.ConsumeTraces(ctx, traces(8, "exec"))) // the start marker and 3 entries seal a batch; 1 open
+	require.Eventually(t, func() bool {
+		used, _, _ := exp.rec.Stats()
+		return used > cfg.Spool.MaxBytes
+	}, 10*time.Second, 5*time.Millisecond, "the batch waits in the spool, which is full")
+	require.Error(t, te.ConsumeTraces(ctx, traces(2, "refused")), "the spool is full")
+
+	back := time.AfterFunc(300*time.Millisecond, func() {
+		down.mu.Lock()
+		down.failures = 0
+		down.mu.Unlock()
+	})
+	defer back.Stop()
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	require.NoError(t, te.Shutdown(sctx))
+
+	es := readTrailAll(t, mem, "collector-1")
+	require.Len(t, es, 6, "the start marker, 4 entries, the stop marker")
+	assert.Equal(t, actionRecorderStart, es[0].ActionType)
+	assert.Equal(t, actionRecorderStop, es[5].ActionType, "the stop marker, last")
+	assert.Empty(t, spoolKeys(t, dir))
 }
