@@ -110,7 +110,6 @@ type stamper struct {
 
 	mu       sync.Mutex
 	pending  []stampJob // in chain order; the last is asked first
-	first    time.Time  // when the first checkpoint of this run was told
 	newest   stampJob   // the newest checkpoint stamped (note and token unset)
 	failures int        // in a row, for one log line per outage
 	wake     chan struct{}
@@ -147,9 +146,6 @@ func newStamper(cfg *TimestampConfig, chainID string, put func(context.Context, 
 func (s *stamper) checkpointed(size int64, note []byte) {
 	now := s.now()
 	s.mu.Lock()
-	if s.first.IsZero() {
-		s.first = now
-	}
 	s.pending = append(s.pending, stampJob{size: size, note: bytes.Clone(note), written: now})
 	dropped := len(s.pending) > maxPendingTimestamps
 	if dropped {
@@ -239,16 +235,19 @@ func (s *stamper) stamp(ctx context.Context, job stampJob) error {
 	return nil
 }
 
-// request asks the TSA for a token over note and checks it.
-func (s *stamper) request(ctx context.Context, note []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+// request asks the TSA for a token over note and checks it. A request
+// cut short by shutdown is not counted as an error.
+func (s *stamper) request(parent context.Context, note []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(parent, s.timeout)
 	defer cancel()
 	sent := s.now()
 	token, err := tsa.RequestWith(ctx, s.hc, s.url, note)
 	if err != nil {
-		if isTokenError(err) {
+		switch {
+		case parent.Err() != nil: // shutdown, not the TSA
+		case isTokenError(err):
 			s.tel.failed(stampInvalid)
-		} else {
+		default:
 			s.tel.failed(stampUnavailable)
 		}
 		return nil, err
@@ -319,21 +318,26 @@ func (s *stamper) logFailure(err error) {
 	}
 }
 
-// age is the gauge otelcol_agentaudit_timestamp_age_seconds: how long ago
-// the newest timestamped checkpoint was written; before any is, how long
-// ago the first checkpoint of this run was (nothing since is timestamped);
-// 0 before any checkpoint.
-func (s *stamper) age() (time.Duration, int) {
+// stampGauges are what the gauges report.
+type stampGauges struct {
+	age     time.Duration // since the newest timestamped checkpoint was written
+	stamped bool          // one was, this run: age is set
+	lag     time.Duration // since the oldest checkpoint waiting was; 0: none waits
+	pending int
+}
+
+func (s *stamper) gauges() stampGauges {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	since := s.newest.written
-	if since.IsZero() {
-		since = s.first
+	now := s.now()
+	g := stampGauges{pending: len(s.pending), stamped: !s.newest.written.IsZero()}
+	if g.stamped {
+		g.age = now.Sub(s.newest.written)
 	}
-	if since.IsZero() {
-		return 0, len(s.pending)
+	if len(s.pending) > 0 {
+		g.lag = now.Sub(s.pending[0].written)
 	}
-	return s.now().Sub(since), len(s.pending)
+	return g
 }
 
 // shutdown stops the client, then tries each checkpoint still waiting,
@@ -395,17 +399,26 @@ func newStampMetrics(mp metric.MeterProvider, s *stamper) (*stampMetrics, error)
 		return nil, err
 	}
 	age, err := meter.Float64ObservableGauge("otelcol_agentaudit_timestamp_age_seconds",
-		metric.WithDescription("Age of the newest checkpoint with a timestamp token (before any, of the first checkpoint of this run; 0 before any checkpoint)."),
+		metric.WithDescription("Age of the newest checkpoint with a timestamp token; absent until the first since the collector started."),
+		metric.WithUnit("s"))
+	if err != nil {
+		return nil, err
+	}
+	lag, err := meter.Float64ObservableGauge("otelcol_agentaudit_timestamp_lag_seconds",
+		metric.WithDescription("How long the oldest checkpoint waiting for a timestamp token has waited; 0 when none waits."),
 		metric.WithUnit("s"))
 	if err != nil {
 		return nil, err
 	}
 	m.registration, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		a, n := s.age()
-		o.ObserveFloat64(age, a.Seconds())
-		o.ObserveInt64(pending, int64(n))
+		g := s.gauges()
+		if g.stamped {
+			o.ObserveFloat64(age, g.age.Seconds())
+		}
+		o.ObserveFloat64(lag, g.lag.Seconds())
+		o.ObserveInt64(pending, int64(g.pending))
 		return nil
-	}, pending, age)
+	}, pending, age, lag)
 	if err != nil {
 		return nil, err
 	}

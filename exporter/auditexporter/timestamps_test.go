@@ -97,17 +97,21 @@ func checkpointKeys(t *testing.T, st store.Store) (cps, stamped []string) {
 	return cps, stamped
 }
 
-// floatGauge returns the float64 gauge name, 0 when not recorded.
-func floatGauge(t *testing.T, tel *componenttest.Telemetry, name string) float64 {
+// floatGauge returns the float64 gauge name; ok false when it is not
+// reported.
+func floatGauge(t *testing.T, tel *componenttest.Telemetry, name string) (v float64, ok bool) {
 	t.Helper()
 	m, err := tel.GetMetric(name)
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	g, ok := m.Data.(metricdata.Gauge[float64])
 	require.True(t, ok, "metric %s has data %T", name, m.Data)
+	if len(g.DataPoints) == 0 {
+		return 0, false
+	}
 	require.Len(t, g.DataPoints, 1)
-	return g.DataPoints[0].Value
+	return g.DataPoints[0].Value, true
 }
 
 func TestTimestampsBesideEveryCheckpoint(t *testing.T) {
@@ -194,7 +198,11 @@ func TestTimestampsCatchUpAfterTSADown(t *testing.T) {
 	assert.Empty(t, stamped)
 	assert.Equal(t, int64(3), metricValue(t, tel, "otelcol_agentaudit_timestamps_pending"))
 	time.Sleep(20 * time.Millisecond)
-	assert.Greater(t, floatGauge(t, tel, "otelcol_agentaudit_timestamp_age_seconds"), 0.01, "nothing stamped: the age of the first checkpoint")
+	lag, ok := floatGauge(t, tel, "otelcol_agentaudit_timestamp_lag_seconds")
+	require.True(t, ok)
+	assert.Greater(t, lag, 0.01, "the oldest checkpoint waits")
+	_, ok = floatGauge(t, tel, "otelcol_agentaudit_timestamp_age_seconds")
+	assert.False(t, ok, "nothing timestamped yet")
 
 	// Back up: the tokens catch up, newest first.
 	flaky.down.Store(false)
@@ -204,7 +212,11 @@ func TestTimestampsCatchUpAfterTSADown(t *testing.T) {
 	cps, stamped := checkpointKeys(t, st)
 	assert.Equal(t, cps, stamped)
 	assert.Equal(t, int64(3), metricValue(t, tel, "otelcol_agentaudit_timestamps_stored"))
-	assert.Less(t, floatGauge(t, tel, "otelcol_agentaudit_timestamp_age_seconds"), 10.0, "the newest checkpoint is stamped")
+	age, ok := floatGauge(t, tel, "otelcol_agentaudit_timestamp_age_seconds")
+	require.True(t, ok)
+	assert.Less(t, age, 10.0, "the newest checkpoint is timestamped")
+	lag, _ = floatGauge(t, tel, "otelcol_agentaudit_timestamp_lag_seconds")
+	assert.Zero(t, lag, "none waits")
 
 	require.NoError(t, shutdown())
 	rep, err := verify.Verify(context.Background(), store.Dir(dir), verify.Options{TSA: []*x509.Certificate{a.Root()}, RequireTimestamps: true})
