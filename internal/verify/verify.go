@@ -10,6 +10,14 @@
 // both report the same (chain_id, seq) pairs; the checks SQL cannot make
 // (file names, footers, row order inside a file, files of another trail) have
 // kinds of their own. See docs/FORMAT.md, "What verification proves".
+//
+// Signed checkpoints are checked against the trail (checkpoints.go): a
+// checkpoint of format 2 also against the RFC 6962 tree of its chain's
+// entries, computed while the files are read (tree.go, roots.go), and
+// against the tiles stored beside the trail, from which consistency proofs
+// are read (consistency.go). Options.From verifies only what each chain
+// added since a checkpoint verified before (incremental.go), as `auditctl
+// watch` does.
 package verify // import "github.com/agentaudit/agentaudit/internal/verify"
 
 import (
