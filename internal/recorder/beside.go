@@ -33,8 +33,10 @@ func (r *Recorder) Get(ctx context.Context, key string) ([]byte, error) {
 }
 
 // PutBeside writes an object that is not part of the chain (a witness's
-// cosignature, a timestamp token) to the trail's store directly, once:
-// the caller retries. Valid after Start.
+// cosignature, a timestamp token), once: the caller retries. With a remote
+// store it goes through the spool, queued after what is queued now, so
+// that it never reaches the store before the checkpoint it is beside
+// (which may still wait in the spool). Valid after Start.
 func (r *Recorder) PutBeside(ctx context.Context, key string, data []byte) error {
 	r.mu.Lock()
 	s, d := r.sealer, r.deliver
@@ -43,7 +45,11 @@ func (r *Recorder) PutBeside(ctx context.Context, key string, data []byte) error
 	case s == nil:
 		return errors.New("recorder: not started")
 	case d != nil:
-		return d.remote.Put(ctx, key, data)
+		if err := d.spool.Put(ctx, key, data); err != nil {
+			return err
+		}
+		d.add(spooled{key: key, size: int64(len(data)), since: r.now()})
+		return nil
 	}
 	return s.target.Put(ctx, key, data)
 }

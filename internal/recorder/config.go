@@ -54,7 +54,8 @@ type Config struct {
 	// refused until a restart. Optional.
 	Failed func(error)
 	// Checkpointed is told each signed checkpoint once it is written (to
-	// the store, or with a remote store to the spool): the chain's size
+	// the store, or with a remote store to the spool and queued for
+	// upload, so that what PutBeside adds beside it follows it): the chain's size
 	// it covers and the signed note. It is called from the sealer's
 	// goroutine, in chain order, and must not block. Optional.
 	Checkpointed func(size int64, note []byte)

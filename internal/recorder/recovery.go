@@ -129,6 +129,12 @@ func (rc *recovery) removeTemporary() {
 		if cid, _, err := store.ParseTileKey(key); err == nil {
 			return cid == id
 		}
+		if cid, _, _, err := store.ParseCosignatureKey(key); err == nil {
+			return cid == id
+		}
+		if cid, _, err := store.ParseTimestampKey(key); err == nil {
+			return cid == id
+		}
 		cid, _, err := store.ParseVerifierKeyKey(key)
 		return err == nil && cid == id
 	}
@@ -172,7 +178,8 @@ func (rc *recovery) recoverSpool(ctx context.Context, spool *store.FS) (chain.He
 // verifier keys, then each batch followed by the tiles of the chain's tree
 // it completes and its checkpoint. (Lexical order would put every
 // checkpoint before the batches it names.) A tile goes after the batch
-// that holds its last leaf: its place is that leaf's seq.
+// that holds its last leaf: its place is that leaf's seq. A witness's
+// cosignature and a timestamp go after their checkpoint.
 func sortUploads(keys []string) {
 	type rank struct {
 		chain string
@@ -192,6 +199,12 @@ func sortUploads(keys []string) {
 			// After the batch that ends at size-1 and its tiles, before
 			// the next.
 			return rank{id, size - 1, 3}
+		}
+		if id, size, _, err := store.ParseCosignatureKey(k); err == nil {
+			return rank{id, size - 1, 4} // after its checkpoint
+		}
+		if id, size, err := store.ParseTimestampKey(k); err == nil {
+			return rank{id, size - 1, 4}
 		}
 		return rank{"", -1, 0}
 	}

@@ -178,9 +178,6 @@ func (s *sealer) writeBatch(p pending) bool {
 	} else if !s.write(cpKey, cpMsg, true) {
 		return false
 	}
-	if cpKey != "" && s.checkpointed != nil {
-		s.checkpointed(sb.footer.LastSeq+1, cpMsg)
-	}
 	s.recordHead(chain.Head{Size: sb.footer.LastSeq + 1, Hash: sb.footer.LastHash})
 	if s.tree != nil {
 		if err := s.treeRec.write(s.tree, sb.footer.LastHash); err != nil {
@@ -207,6 +204,11 @@ func (s *sealer) writeBatch(p pending) bool {
 	} else {
 		s.metrics.Queued(-1)
 		s.metrics.Stored(n)
+	}
+	// Told once the checkpoint is queued for upload: what the hook puts
+	// beside it (PutBeside) is queued after it.
+	if cpKey != "" && s.checkpointed != nil {
+		s.checkpointed(sb.footer.LastSeq+1, cpMsg)
 	}
 	if p.segment != "" {
 		// A segment left behind is harmless: recovery drops entries that a

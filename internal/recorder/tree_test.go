@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,7 +133,8 @@ func TestTreeRebuilt(t *testing.T) {
 }
 
 // TestSortUploadsTiles: a spooled tile goes after the batch that holds its
-// last leaf and before that batch's checkpoint (tiles that end at the same
+// last leaf and before that batch's checkpoint, a cosignature and a
+// timestamp after it (tiles that end at the same
 // leaf keep their order).
 func TestSortUploadsTiles(t *testing.T) {
 	tile := func(L int, N int64, W int) string {
@@ -140,13 +143,14 @@ func TestSortUploadsTiles(t *testing.T) {
 	b0 := store.BatchKey("c1", 0, t0)
 	b300 := store.BatchKey("c1", 300, t0)
 	keys := []string{
+		store.TimestampKey("c1", 300), store.CosignatureKey("c1", 300, "w1"),
 		store.CheckpointKey("c1", 300), store.CheckpointKey("c1", 310), b300, b0,
 		tile(0, 1, 54), tile(0, 0, 256), tile(1, 0, 1), tile(0, 1, 44),
 	}
 	sortUploads(keys)
 	assert.Equal(t, []string{
 		b0, tile(0, 0, 256), tile(1, 0, 1), tile(0, 1, 44), store.CheckpointKey("c1", 300),
-		b300, tile(0, 1, 54), store.CheckpointKey("c1", 310),
+		store.TimestampKey("c1", 300), store.CosignatureKey("c1", 300, "w1"), b300, tile(0, 1, 54), store.CheckpointKey("c1", 310),
 	}, keys)
 }
 
@@ -189,4 +193,68 @@ func TestTreeOfflineStart(t *testing.T) {
 	require.ErrorContains(t, err, "rebuilding the tree of chain \"c1\" up to seq 8")
 	assert.ErrorContains(t, err, "the store is unavailable")
 	require.NoError(t, r.Shutdown(context.Background()))
+}
+
+// gatedStore fails every Put until opened, and records the keys it took,
+// in order.
+type gatedStore struct {
+	store.Store
+	mu   sync.Mutex
+	open bool
+	puts []string
+}
+
+func (g *gatedStore) Put(ctx context.Context, key string, data []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.open {
+		return fmt.Errorf("gated: %w", store.ErrUnavailable)
+	}
+	g.puts = append(g.puts, key)
+	return g.Store.Put(ctx, key, data)
+}
+
+// TestPutBesideFollowsItsCheckpoint: with a remote store, an object put
+// beside a checkpoint still waiting in the spool reaches the store after
+// that checkpoint, never before.
+func TestPutBesideFollowsItsCheckpoint(t *testing.T) {
+	f := newFixture(t)
+	gate := &gatedStore{Store: f.trail}
+	spool, err := store.NewFS(filepath.Join(f.dir, "spool", "batches"))
+	require.NoError(t, err)
+	told := make(chan int64, 4)
+	r := New(Config{
+		ChainID: "c1", SpoolDir: filepath.Join(f.dir, "spool"), StoreID: "s3:test", SpoolMaxBytes: 1 << 30,
+		Batch: batch.Limits{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour}, LossEntry: lossNotExpected,
+		Now:          func() time.Time { return t0 },
+		Checkpointed: func(size int64, _ []byte) { told <- size },
+	}, zap.NewNop(), f.m)
+	require.NoError(t, r.Start(context.Background(), func(context.Context) (Stores, error) {
+		return Stores{WALDir: filepath.Join(f.dir, "spool", "wal"), Trail: gate, Spool: spool}, nil
+	}))
+	require.NoError(t, r.Append(entries(4, "run-1")))
+	cp := store.CheckpointKey("c1", 4)
+	select {
+	case size := <-told: // as a witness or timestamp client learns of it
+		require.Equal(t, int64(4), size)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the checkpoint was not told")
+	}
+	cosig := store.CosignatureKey("c1", 4, "w1")
+	require.NoError(t, r.PutBeside(context.Background(), cosig, []byte("— w1 AAAA\n")))
+	got, err := r.Get(context.Background(), cosig)
+	require.NoError(t, err)
+	assert.Equal(t, "— w1 AAAA\n", string(got), "readable at once, from the spool")
+	_, err = f.trail.Get(context.Background(), cosig)
+	assert.ErrorIs(t, err, store.ErrNotFound, "not in the store while the checkpoint is not")
+
+	gate.mu.Lock()
+	gate.open = true
+	gate.mu.Unlock()
+	require.NoError(t, r.Shutdown(context.Background()))
+	gate.mu.Lock()
+	defer gate.mu.Unlock()
+	at := func(key string) int { return slices.Index(gate.puts, key) }
+	require.GreaterOrEqual(t, at(cp), 0, "the checkpoint was uploaded")
+	assert.Greater(t, at(cosig), at(cp), "the cosignature after its checkpoint: %v", gate.puts)
 }
