@@ -20,9 +20,11 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
+	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/s3test"
 	"github.com/agentaudit/agentaudit/internal/store"
+	"github.com/agentaudit/agentaudit/internal/tlogtree"
 )
 
 // signTrail writes, beside the trail of writeTrail, what the exporter
@@ -30,8 +32,17 @@ import (
 // returns the verifier keys by chain.
 func signTrail(t *testing.T, dir string, keys []string) map[string]string {
 	t.Helper()
+	return signTrailFormat(t, dir, keys, false)
+}
+
+// signTrailFormat is signTrail with checkpoints of format 1, or (tree) of
+// format 2 and the chain's tiles, as the collector writes them since
+// issue 18; keys are then in seq order per chain.
+func signTrailFormat(t *testing.T, dir string, keys []string, tree bool) map[string]string {
+	t.Helper()
 	vkeys := map[string]string{}
 	signers := map[string]note.Signer{}
+	writers := map[string]*tlogtree.Writer{}
 	for _, k := range keys {
 		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(k)))
 		require.NoError(t, err)
@@ -45,13 +56,37 @@ func signTrail(t *testing.T, dir string, keys []string) map[string]string {
 			require.NoError(t, err)
 			signers[f.ChainID], vkeys[f.ChainID] = s, vkey
 			writeKeyFile(t, dir, store.VerifierKeyKey(f.ChainID, vkey), vkey+"\n")
+			writers[f.ChainID], err = tlogtree.NewWriter(f.ChainID)
+			require.NoError(t, err)
 		}
-		msg, err := checkpoint.Sign(checkpoint.Checkpoint{ChainID: f.ChainID, Size: f.LastSeq + 1, Head: es[len(es)-1].EntryHash,
-			BatchFirst: f.FirstSeq, BatchLast: f.LastSeq, BatchRoot: f.MerkleRoot}, s)
+		c := checkpoint.Checkpoint{ChainID: f.ChainID, Size: f.LastSeq + 1, Head: es[len(es)-1].EntryHash,
+			BatchFirst: f.FirstSeq, BatchLast: f.LastSeq, BatchRoot: f.MerkleRoot}
+		if tree {
+			c.Root = appendTree(t, dir, writers[f.ChainID], es)
+		}
+		msg, err := checkpoint.Sign(c, s)
 		require.NoError(t, err)
 		writeKeyFile(t, dir, store.CheckpointKey(f.ChainID, f.LastSeq+1), string(msg))
 	}
 	return vkeys
+}
+
+// appendTree appends es to the chain's tree, writes its tiles beside the
+// trail and returns the new root, hex.
+func appendTree(t *testing.T, dir string, w *tlogtree.Writer, es []entry.Entry) string {
+	t.Helper()
+	hs := make([][32]byte, len(es))
+	for i := range es {
+		b, err := hex.DecodeString(es[i].EntryHash)
+		require.NoError(t, err)
+		hs[i] = [32]byte(b)
+	}
+	ts, root, err := w.Append(hs)
+	require.NoError(t, err)
+	for _, tl := range ts {
+		writeKeyFile(t, dir, tl.Key, string(tl.Data))
+	}
+	return hex.EncodeToString(root[:])
 }
 
 func writeKeyFile(t *testing.T, dir, key, data string) {

@@ -16,14 +16,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentaudit/agentaudit/internal/chain"
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/entry"
 	"github.com/agentaudit/agentaudit/internal/parquetfile"
 	"github.com/agentaudit/agentaudit/internal/store"
-	"github.com/agentaudit/agentaudit/internal/tlogtree"
 )
 
 // proveV1Trail is a trail the writer of format version 1 wrote (chain
@@ -175,56 +173,12 @@ func TestProveBothVersions(t *testing.T) {
 
 func provePtr(s string) *string { return &s }
 
-// signTreeTrail writes, beside the trail of writeTrail, what the collector
-// writes since issue 18: each chain's tiles and a checkpoint of format 2
-// after each batch, and the published verifier key. keys are in seq order
-// per chain. It returns the verifier keys by chain.
-func signTreeTrail(t *testing.T, dir string, keys []string) map[string]string {
-	t.Helper()
-	vkeys := map[string]string{}
-	signers := map[string]note.Signer{}
-	writers := map[string]*tlogtree.Writer{}
-	for _, k := range keys {
-		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(k)))
-		require.NoError(t, err)
-		es, f, err := parquetfile.ReadEntries(bytes.NewReader(data), int64(len(data)))
-		require.NoError(t, err)
-		s, ok := signers[f.ChainID]
-		if !ok {
-			skey, vkey, err := checkpoint.GenerateKey(f.ChainID)
-			require.NoError(t, err)
-			s, err = note.NewSigner(skey)
-			require.NoError(t, err)
-			signers[f.ChainID], vkeys[f.ChainID] = s, vkey
-			writeKeyFile(t, dir, store.VerifierKeyKey(f.ChainID, vkey), vkey+"\n")
-			writers[f.ChainID], err = tlogtree.NewWriter(f.ChainID)
-			require.NoError(t, err)
-		}
-		hs := make([][32]byte, len(es))
-		for i := range es {
-			b, err := hex.DecodeString(es[i].EntryHash)
-			require.NoError(t, err)
-			hs[i] = [32]byte(b)
-		}
-		ts, root, err := writers[f.ChainID].Append(hs)
-		require.NoError(t, err)
-		for _, tl := range ts {
-			writeKeyFile(t, dir, tl.Key, string(tl.Data))
-		}
-		msg, err := checkpoint.Sign(checkpoint.Checkpoint{ChainID: f.ChainID, Size: f.LastSeq + 1, Root: hex.EncodeToString(root[:]),
-			Head: es[len(es)-1].EntryHash, BatchFirst: f.FirstSeq, BatchLast: f.LastSeq, BatchRoot: f.MerkleRoot}, s)
-		require.NoError(t, err)
-		writeKeyFile(t, dir, store.CheckpointKey(f.ChainID, f.LastSeq+1), string(msg))
-	}
-	return vkeys
-}
-
 // TestProveTree: against a checkpoint of format 2 the proof is of format
 // v2, its audit path in the chain's tree (from the tiles) leading to the
 // checkpoint's root; --check checks it, and tampering is caught.
 func TestProveTree(t *testing.T) {
 	dir := t.TempDir()
-	vkeys := signTreeTrail(t, dir, writeTrail(t, dir))
+	vkeys := signTrailFormat(t, dir, writeTrail(t, dir), true)
 	keyFile := filepath.Join(t.TempDir(), "keys.pub")
 	require.NoError(t, os.WriteFile(keyFile, []byte(vkeys["replica-a"]+"\n"), 0o644))
 

@@ -50,18 +50,25 @@ func (st *signedTrail) sign(t *testing.T, id string, es []entry.Entry) []byte {
 
 func signBatch(t *testing.T, skey string, es []entry.Entry) []byte {
 	t.Helper()
+	return signCheckpoint(t, skey, es, "")
+}
+
+// signCheckpoint signs the checkpoint of the batch es: of format 2 with
+// the chain's root (hex), of format 1 without.
+func signCheckpoint(t testing.TB, skey string, es []entry.Entry, root string) []byte {
+	t.Helper()
 	hashes := make([]string, len(es))
 	for i := range es {
 		hashes[i] = es[i].EntryHash
 	}
-	root, err := merkle.RootHex(hashes)
+	broot, err := merkle.RootHex(hashes)
 	require.NoError(t, err)
 	last := es[len(es)-1]
 	s, err := note.NewSigner(skey)
 	require.NoError(t, err)
 	msg, err := checkpoint.Sign(checkpoint.Checkpoint{
-		ChainID: last.ChainID, Size: last.Seq + 1, Head: last.EntryHash,
-		BatchFirst: es[0].Seq, BatchLast: last.Seq, BatchRoot: root,
+		ChainID: last.ChainID, Size: last.Seq + 1, Root: root, Head: last.EntryHash,
+		BatchFirst: es[0].Seq, BatchLast: last.Seq, BatchRoot: broot,
 	}, s)
 	require.NoError(t, err)
 	return msg

@@ -9,12 +9,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/agentaudit/agentaudit/internal/checkpoint"
 	"github.com/agentaudit/agentaudit/internal/entry"
-	"github.com/agentaudit/agentaudit/internal/merkle"
 	"github.com/agentaudit/agentaudit/internal/store"
 	"github.com/agentaudit/agentaudit/internal/tlogtree"
 )
@@ -89,21 +87,7 @@ func (tt *treeTrail) sign(t testing.TB, id string, es []entry.Entry) []byte {
 // signTree signs the checkpoint of the batch es with the chain's root.
 func signTree(t testing.TB, skey string, es []entry.Entry, root tlog.Hash) []byte {
 	t.Helper()
-	hashes := make([]string, len(es))
-	for i := range es {
-		hashes[i] = es[i].EntryHash
-	}
-	broot, err := merkle.RootHex(hashes)
-	require.NoError(t, err)
-	last := es[len(es)-1]
-	s, err := note.NewSigner(skey)
-	require.NoError(t, err)
-	msg, err := checkpoint.Sign(checkpoint.Checkpoint{
-		ChainID: last.ChainID, Size: last.Seq + 1, Root: hex.EncodeToString(root[:]), Head: last.EntryHash,
-		BatchFirst: es[0].Seq, BatchLast: last.Seq, BatchRoot: broot,
-	}, s)
-	require.NoError(t, err)
-	return msg
+	return signCheckpoint(t, skey, es, hex.EncodeToString(root[:]))
 }
 
 func TestTreeCleanTrail(t *testing.T) {
