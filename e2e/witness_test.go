@@ -78,9 +78,9 @@ func startWitness(t *testing.T, bin, chainID, logVKey string) *witnessProcess {
 // the chain re-hashed, the batches, the tree's tiles and every checkpoint
 // made again and signed with the operator's own key. The trail verifies
 // on its own; the witness refuses the rewritten checkpoint (it does not
-// extend the one it cosigned), and `verify --witness --cosignatures 1`
-// reports the latest checkpoint, whose stored cosignature is the old
-// one's.
+// extend the one it cosigned), also when the operator's collector goes on
+// with the rewritten chain, and `verify --witness --cosignatures 1`
+// reports the latest checkpoint, which has no valid cosignature.
 func TestWitnessCatchesOperatorRewrite(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -92,14 +92,17 @@ func TestWitnessCatchesOperatorRewrite(t *testing.T) {
 
 	base := t.TempDir()
 	trail := filepath.Join(base, "audit-data")
-	c := harness.StartCollector(t, harness.CollectorOptions{
-		ChainID: chainID, MaxEntries: 3, DataDir: trail,
-		Store: "    file:\n      directory: " + trail +
-			"\n    spool:\n      directory: " + filepath.Join(base, "spool") +
-			"\n    checkpoint:\n      key_env: AGENTAUDIT_E2E_WITNESSED_KEY\n      witnesses:\n" +
-			"        - name: w1\n          url: " + w.url + "\n          key: " + w.vkey + "\n",
-		Env: []string{"AGENTAUDIT_E2E_WITNESSED_KEY=" + skey},
-	})
+	opts := func(spool string) harness.CollectorOptions {
+		return harness.CollectorOptions{
+			ChainID: chainID, MaxEntries: 3, DataDir: trail,
+			Store: "    file:\n      directory: " + trail +
+				"\n    spool:\n      directory: " + filepath.Join(base, spool) +
+				"\n    checkpoint:\n      key_env: AGENTAUDIT_E2E_WITNESSED_KEY\n      witnesses:\n" +
+				"        - name: w1\n          url: " + w.url + "\n          key: " + w.vkey + "\n",
+			Env: []string{"AGENTAUDIT_E2E_WITNESSED_KEY=" + skey},
+		}
+	}
+	c := harness.StartCollector(t, opts("spool"))
 	harness.SendCRMRun(t, ctx, c, "exec-wit-a")
 	harness.SendCRMRun(t, ctx, c, "exec-wit-b")
 	c.WaitMetric(ctx, "otelcol_agentaudit_entries_accepted", float64(2*len(harness.CRMRun)))
@@ -132,16 +135,41 @@ func TestWitnessCatchesOperatorRewrite(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, evidence, 1, "the refused request, signed by the operator, is kept")
 
-	// verify requiring a cosignature catches it.
-	out, errOut, code = harness.RunAuditctl(t, bin, "verify", "--json", "--witness", w.vkey, "--cosignatures", "1", trail)
+	// verify requiring a cosignature catches it: the cosignature left
+	// beside the rewritten latest checkpoint is the old one's.
+	v := witnessedViolation(t, bin, w, trail)
+	assert.Equal(t, store.CheckpointKey(chainID, latest), v.File)
+	assert.Contains(t, v.Detail, witness.ErrBadCosignature.Error())
+
+	// The operator's collector, restarted on the rewritten trail with a
+	// new spool, goes on with the rewritten chain: the witness refuses
+	// every checkpoint; intake goes on; the refusal is counted and logged.
+	c = harness.StartCollector(t, opts("spool-after-rewrite"))
+	harness.SendCRMRun(t, ctx, c, "exec-wit-c")
+	c.WaitMetric(ctx, "otelcol_agentaudit_entries_accepted", float64(len(harness.CRMRun)))
+	c.WaitMetric(ctx, "otelcol_agentaudit_witness_errors", 1)
+	cosigned, _ := c.Metric("otelcol_agentaudit_witness_cosignatures")
+	assert.Zero(t, cosigned)
+	c.Stop()
+	assert.Contains(t, c.Logs(), "Witness refuses the checkpoint as inconsistent")
+	after := latestCheckpoint(t, trail, chainID)
+	require.Greater(t, after, latest)
+	v = witnessedViolation(t, bin, w, trail)
+	assert.Equal(t, store.CheckpointKey(chainID, after), v.File)
+	assert.Contains(t, v.Detail, "valid cosignatures of 0 of the given witness keys, 1 required: no cosignature is stored beside it")
+}
+
+// witnessedViolation runs verify requiring a cosignature of w and returns
+// its one violation, a missing_cosignature.
+func witnessedViolation(t *testing.T, bin string, w *witnessProcess, trail string) verify.Violation {
+	t.Helper()
+	out, errOut, code := harness.RunAuditctl(t, bin, "verify", "--json", "--witness", w.vkey, "--cosignatures", "1", trail)
 	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	var rep verify.Report
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	require.Len(t, rep.Violations, 1, "%+v", rep.Violations)
-	v := rep.Violations[0]
-	assert.Equal(t, verify.MissingCosignature, v.Kind)
-	assert.Equal(t, store.CheckpointKey(chainID, latest), v.File)
-	assert.Contains(t, v.Detail, witness.ErrBadCosignature.Error())
+	require.Equal(t, verify.MissingCosignature, rep.Violations[0].Kind)
+	return rep.Violations[0]
 }
 
 // latestCheckpoint is the size of the chain's latest stored checkpoint.
