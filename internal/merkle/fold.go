@@ -8,7 +8,8 @@ import (
 )
 
 // Fold computes RFC 6962 Merkle tree hashes for the writer (RootHex), the
-// verifier and review's proofs: transparency-dev/merkle's compact range
+// verifier and review's proofs, and the compact ranges of a file's leaves
+// that verify merges into the chain's tree (Range): transparency-dev/merkle's compact range
 // builds the tree, leaf by leaf, and crypto/sha256 hashes each leaf and node
 // from a buffer the Fold keeps. The hashes live in an arena the Fold reuses,
 // not in a slice per node as rfc6962.Hasher returns them: after the first
@@ -17,8 +18,9 @@ import (
 type Fold struct {
 	self *Fold // the Fold whose arena empty hashes into; nil or another after a copy
 	// empty is an empty range whose hashes' backing array has room for 64,
-	// one per level: r starts as a copy of it, for each tree.
+	// one per level: r starts as a copy of it, for each tree from 0.
 	empty, r *compact.Range
+	rf       *compact.RangeFactory // hashes with hashChildren
 	// arena holds the tree's hashes, 32 bytes each, every one in its own
 	// slot: the range may keep any of them until Root returns.
 	arena []byte
@@ -34,31 +36,63 @@ func (f *Fold) Root(n int, entryHash func(i int, dst *[32]byte) error) ([32]byte
 	if n == 0 {
 		return sha256.Sum256(nil), nil
 	}
+	r, err := f.fold(0, n, entryHash)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	root, _ := r.GetRootHash(nil) // begins at 0: no error
+	return [32]byte(root), nil
+}
+
+// Range returns the compact range (transparency-dev/merkle's
+// compact.Range hashes, at most 64, in its order) of leaves [begin,
+// begin+n) of a larger tree whose leaf begin+i has entry hash i, as
+// entryHash writes it: the perfect subtrees those leaves make, which
+// ranges of the leaves before and after extend to the tree's root. The
+// hashes are the caller's. Errors as Root's.
+func (f *Fold) Range(begin uint64, n int, entryHash func(i int, dst *[32]byte) error) ([][]byte, error) {
+	r, err := f.fold(begin, n, entryHash)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(r.Hashes()))
+	for i, h := range r.Hashes() {
+		out[i] = append([]byte(nil), h...) // out of the arena
+	}
+	return out, nil
+}
+
+// fold builds the compact range of n leaves from begin in the arena.
+func (f *Fold) fold(begin uint64, n int, entryHash func(i int, dst *[32]byte) error) (*compact.Range, error) {
 	if f.self != f {
 		f.self = f
-		rf := &compact.RangeFactory{Hash: f.hashChildren}
+		f.rf = &compact.RangeFactory{Hash: f.hashChildren}
 		// NewRange of no hashes cannot fail.
-		f.empty, _ = rf.NewRange(0, 0, make([][]byte, 0, 64))
+		f.empty, _ = f.rf.NewRange(0, 0, make([][]byte, 0, 64))
 		f.r = new(compact.Range)
 	}
-	// A tree of n leaves has n leaf hashes and n-1 node hashes.
-	if need := (2*n - 1) * sha256.Size; cap(f.arena) < need {
+	// A tree of n leaves has n leaf hashes and n-1 node hashes; a range
+	// that does not begin at 0 may merge into fewer.
+	if need := 2 * n * sha256.Size; cap(f.arena) < need {
 		f.arena = make([]byte, 0, need)
 	}
 	f.arena = f.arena[:0]
 	r := f.r
-	*r = *f.empty
+	if begin == 0 {
+		*r = *f.empty
+	} else {
+		r = f.rf.NewEmptyRange(begin)
+	}
 	for i := range n {
 		f.msg[0] = rfc6962.RFC6962LeafHashPrefix
 		if err := entryHash(i, (*[32]byte)(f.msg[1:33])); err != nil {
-			return [32]byte{}, err
+			return nil, err
 		}
 		// Append fails only on a corrupt range, which one built leaf by
 		// leaf from empty is not.
 		_ = r.Append(f.sum(f.msg[:1+sha256.Size]), nil)
 	}
-	root, _ := r.GetRootHash(nil) // begins at 0: no error
-	return [32]byte(root), nil
+	return r, nil
 }
 
 // hashChildren is the RFC 6962 node hash, SHA-256(0x01 || l || r), for the

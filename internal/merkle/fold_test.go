@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 )
 
 // foldSizes are every tree shape up to 300 leaves and some larger ones,
@@ -125,4 +127,34 @@ func TestFoldAllocs(t *testing.T) {
 		})
 	})
 	assert.Zero(t, allocs)
+}
+
+// TestFoldRange: the ranges Range gives for consecutive runs of leaves,
+// merged in order, give the root of all of them, whatever the cuts; an
+// error of entryHash comes back as it is.
+func TestFoldRange(t *testing.T) {
+	all := hashes(700)
+	var f Fold
+	rf := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	for _, cuts := range [][]int{{700}, {1, 699}, {256, 444}, {3, 250, 7, 440}, {255, 1, 1, 443}} {
+		whole := rf.NewEmptyRange(0)
+		begin := 0
+		for _, n := range cuts {
+			hs, err := f.Range(uint64(begin), n, func(i int, dst *[32]byte) error {
+				copy(dst[:], all[begin+i])
+				return nil
+			})
+			require.NoError(t, err)
+			r, err := rf.NewRange(uint64(begin), uint64(begin+n), hs)
+			require.NoError(t, err, "cuts %v: a valid range from %d", cuts, begin)
+			require.NoError(t, whole.AppendRange(r, nil))
+			begin += n
+		}
+		root, err := whole.GetRootHash(nil)
+		require.NoError(t, err)
+		assert.Equal(t, Root(all), root, "cuts %v", cuts)
+	}
+	stop := errors.New("stop")
+	_, err := f.Range(5, 3, func(i int, _ *[32]byte) error { return stop })
+	assert.ErrorIs(t, err, stop)
 }
