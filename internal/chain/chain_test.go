@@ -370,6 +370,8 @@ func TestChainResumesFromHead(t *testing.T) {
 //	printf '%s' 'CANONICAL' | sha256sum
 //	# HASH  -
 //	```
+//
+// Blocks named tree-* are the chain's tree's (internal/verify checks them).
 func docVectors(t *testing.T) []knownAnswer {
 	t.Helper()
 	f, err := os.Open("../../docs/FORMAT.md")
@@ -384,14 +386,19 @@ func docVectors(t *testing.T) []knownAnswer {
 		hashSuffix = "  -"
 	)
 	var (
-		out []knownAnswer
-		cur *knownAnswer
+		out  []knownAnswer
+		cur  *knownAnswer
+		tree bool // in a vector of the chain's tree, which internal/verify checks
 	)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		switch {
+		case tree:
+			tree = line != "```"
+		case cur == nil && strings.HasPrefix(line, open+"tree-"):
+			tree = true
 		case cur == nil && strings.HasPrefix(line, open):
 			cur = &knownAnswer{name: strings.TrimPrefix(line, open)}
 		case cur == nil:
