@@ -228,7 +228,9 @@ func (s *stamper) stamp(ctx context.Context, job stampJob) error {
 	}
 	err := s.put(ctx, store.TimestampKey(s.chainID, job.size), job.token)
 	if err != nil && !errors.Is(err, store.ErrConflict) { // a token already there is as good
-		s.tel.failed(stampStore)
+		if ctx.Err() == nil { // not a write cut short by shutdown, which tries again
+			s.tel.failed(stampStore)
+		}
 		return fmt.Errorf("storing the token of checkpoint %d: %w", job.size, err)
 	}
 	s.stamped(job)
