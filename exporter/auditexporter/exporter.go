@@ -174,7 +174,7 @@ func (e *auditExporter) start(ctx context.Context, host component.Host) error {
 		return fmt.Errorf("agentaudit exporter: %w", err)
 	}
 	e.started.Store(true)
-	e.mark(ctx, actionRecorderStart, e.rec.Previous())
+	e.mark(actionRecorderStart, e.rec.Previous())
 	if e.cfg.Approvals.HasValue() {
 		if err := e.startApprovals(ctx, host); err != nil {
 			_ = e.stopRecorder(ctx)
@@ -290,7 +290,7 @@ func (e *auditExporter) shutdown(ctx context.Context) error {
 // so the stop marker must come first for the trail to agree with it.
 func (e *auditExporter) stopRecorder(ctx context.Context) error {
 	if e.started.Swap(false) {
-		e.mark(ctx, actionRecorderStop, "")
+		e.mark(actionRecorderStop, "")
 	}
 	return e.rec.Shutdown(ctx)
 }

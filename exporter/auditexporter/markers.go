@@ -6,9 +6,7 @@ package auditexporter // import "github.com/agentaudit/agentaudit/exporter/audit
 // docs/FORMAT.md "Coverage").
 
 import (
-	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"time"
 
@@ -67,40 +65,17 @@ func (e *auditExporter) markerEntry(action string, previous recorder.Previous, a
 	return en
 }
 
-// markerPatience is how long mark waits for the recorder to take a marker
-// it refuses for the moment: after a crash, the batches recovery sealed
-// wait to be written to disk (TestSIGKILL saw 16); at shutdown, the last
-// uploads may still fill a small spool.
-const markerPatience = 10 * time.Second
-
 // mark appends a marker. Markers are not counted as accepted entries
 // (otelcol_agentaudit_entries_accepted counts what senders sent), but are
-// sealed and stored like every entry. While the recorder refuses it (a
-// backlog, a full spool), mark retries for up to markerPatience or until
-// ctx ends, so that it stays in its place: before every entry of the run
-// it starts, after every entry of the run it stops. A marker it still
-// cannot write (the spool full for longer, the log failed) is logged and
-// missing, which the trail shows (docs/FORMAT.md, "Coverage").
-func (e *auditExporter) mark(ctx context.Context, action string, previous recorder.Previous) {
+// sealed and stored like every entry. The recorder takes them even while
+// it refuses senders' entries (a backlog, a full spool: AppendOwn), so that
+// each keeps its place: before every entry of the run it starts, after
+// every entry of the run it stops. A marker it cannot write (the log
+// failed) is logged and missing, which the trail shows (docs/FORMAT.md,
+// "Coverage").
+func (e *auditExporter) mark(action string, previous recorder.Previous) {
 	en := e.markerEntry(action, previous, e.now())
-	deadline := time.Now().Add(markerPatience)
-	for {
-		err := e.rec.Append([]entry.Entry{en}) // a refusal chains nothing: the same entry again
-		if err == nil {
-			return
-		}
-		var refused *recorder.RefusedError
-		retry := errors.As(err, &refused) && !refused.Chained && time.Now().Before(deadline)
-		if retry {
-			select {
-			case <-ctx.Done():
-				retry = false
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-		if !retry {
-			e.logger.Warn("Cannot record a coverage marker in the trail", zap.String("marker", action), zap.Error(err))
-			return
-		}
+	if err := e.rec.AppendOwn([]entry.Entry{en}); err != nil {
+		e.logger.Warn("Cannot record a coverage marker in the trail", zap.String("marker", action), zap.Error(err))
 	}
 }

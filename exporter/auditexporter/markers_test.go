@@ -119,11 +119,10 @@ func TestMarkersAreNotAccepted(t *testing.T) {
 	assert.Equal(t, []string{"agentaudit.recorder_start: first start", "agentaudit.recorder_stop: clean stop"}, markers(t, st))
 }
 
-// TestStopMarkerWaitsForARefusingSpool: at shutdown the spool is full (the
-// store was down): the recorder refuses the stop marker for the moment,
-// and the exporter retries until the store is back and the spool drains,
-// so the stop marker is written, after the run's entries.
-func TestStopMarkerWaitsForARefusingSpool(t *testing.T) {
+// TestStopMarkerDespiteAFullSpool: at shutdown the spool is full (the
+// store is down) and senders' entries are refused, but the stop marker is
+// taken, after the run's entries, and reaches the store once it is back.
+func TestStopMarkerDespiteAFullSpool(t *testing.T) {
 	mem := storetest.NewMemory()
 	down := &flakyStore{Store: mem, failures: 1 << 30, attempts: map[string][][]byte{}}
 	dir := t.TempDir()

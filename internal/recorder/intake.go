@@ -64,13 +64,20 @@ func (in *intake) start(c *chain.Chain, log *wal.Log, out sealQueue, behind ...d
 // before start and after close, and a *RefusedError, with nothing chained,
 // while a part downstream is behind or the log has failed; an fsync that
 // fails is a *RefusedError too, the entries then unacknowledged.
-func (in *intake) Append(entries []entry.Entry) error {
+func (in *intake) Append(entries []entry.Entry) error { return in.append(entries, false) }
+
+// AppendOwn is Append for the collector's own few entries (its start and
+// stop markers): taken even while a part downstream is behind, which only
+// refuses what senders send. A failed log still refuses them.
+func (in *intake) AppendOwn(entries []entry.Entry) error { return in.append(entries, true) }
+
+func (in *intake) append(entries []entry.Entry, own bool) error {
 	in.mu.Lock()
 	if in.closed || in.chain == nil {
 		in.mu.Unlock()
 		return ErrShutdown
 	}
-	if err := in.admit(); err != nil {
+	if err := in.admit(own); err != nil {
 		in.mu.Unlock()
 		return err
 	}
@@ -137,10 +144,13 @@ func (in *intake) walFailed(err error) {
 // admit refuses new data while the write-ahead log has failed or a part
 // downstream is behind (sealed batches wait for the disk, the spool is
 // full). Callers hold mu.
-func (in *intake) admit() error {
+func (in *intake) admit(own bool) error {
 	if err := in.log.Err(); err != nil {
 		in.walFailed(err)
 		return &RefusedError{Msg: fmt.Sprintf("agentaudit exporter: %v; restart the collector to recover", err)}
+	}
+	if own {
+		return nil
 	}
 	for _, b := range in.behind {
 		if err := b.refusal(); err != nil {

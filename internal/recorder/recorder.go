@@ -196,6 +196,10 @@ func (r *Recorder) Previous() Previous {
 // intake.Append.
 func (r *Recorder) Append(entries []entry.Entry) error { return r.in.Append(entries) }
 
+// AppendOwn is Append for the collector's own entries (its start and stop
+// markers), which no backlog refuses; see intake.AppendOwn.
+func (r *Recorder) AppendOwn(entries []entry.Entry) error { return r.in.AppendOwn(entries) }
+
 // Shutdown seals the open batch and waits until every sealed batch is
 // written, and with a spool uploaded, or ctx ends. Nothing acknowledged is
 // lost either way: entries not yet in a batch are in the write-ahead log

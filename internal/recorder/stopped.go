@@ -5,9 +5,9 @@ package recorder
 // acknowledged is durable and the log is closed; Start reads the record
 // and removes it. A start that finds the record matching the head it
 // resumes from follows a clean stop; one that finds none, or another
-// head, follows a crash, a kill or a failed shutdown. It is for the start
-// and stop marker entries of issue 18 (docs/TRANSPARENCY.md; the branch
-// wip-coverage-markers has the exporter's side).
+// head, follows a crash, a kill or a failed shutdown. The exporter's start
+// marker says which (exporter/auditexporter/markers.go, docs/FORMAT.md
+// "Coverage").
 
 import (
 	"errors"

@@ -258,3 +258,36 @@ func TestPutBesideFollowsItsCheckpoint(t *testing.T) {
 	require.GreaterOrEqual(t, at(cp), 0, "the checkpoint was uploaded")
 	assert.Greater(t, at(cosig), at(cp), "the cosignature after its checkpoint: %v", gate.puts)
 }
+
+// TestAppendOwnDespiteABacklog: while a full spool refuses senders'
+// entries, the collector's own (its markers) are taken, chained after them.
+func TestAppendOwnDespiteABacklog(t *testing.T) {
+	f := newFixture(t)
+	gate := &gatedStore{Store: f.trail}
+	spool, err := store.NewFS(filepath.Join(f.dir, "spool", "batches"))
+	require.NoError(t, err)
+	r := New(Config{
+		ChainID: "c1", SpoolDir: filepath.Join(f.dir, "spool"), StoreID: "s3:test", SpoolMaxBytes: 1,
+		Batch: batch.Limits{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour}, LossEntry: lossNotExpected,
+		Now: func() time.Time { return t0 },
+	}, zap.NewNop(), f.m)
+	require.NoError(t, r.Start(context.Background(), func(context.Context) (Stores, error) {
+		return Stores{WALDir: filepath.Join(f.dir, "spool", "wal"), Trail: gate, Spool: spool}, nil
+	}))
+	require.NoError(t, r.Append(entries(4, "run-1")))
+	require.Eventually(t, func() bool { used, _, _ := r.Stats(); return used > 1 }, 10*time.Second, 5*time.Millisecond,
+		"the batch waits in the spool, which is full")
+	var refused *RefusedError
+	require.ErrorAs(t, r.Append(entries(1, "refused")), &refused)
+	own := entries(1, "marker")
+	require.NoError(t, r.AppendOwn(own))
+	assert.Equal(t, int64(4), own[0].Seq, "chained after the batch")
+
+	gate.mu.Lock()
+	gate.open = true
+	gate.mu.Unlock()
+	require.NoError(t, r.Shutdown(context.Background()))
+	got := f.trailEntries(t)
+	require.Len(t, got, 5)
+	assert.Equal(t, "marker", got[4].ExecutionID)
+}
