@@ -20,20 +20,7 @@ const tempMark = ".tmp-"
 // the same directory, fsynced, renamed over path, then the directory
 // fsynced so that the rename is durable too. A temporary file left by a
 // crash is named so that IsTemp tells it.
-func WriteFile(path string, data []byte, perm os.FileMode) error {
-	return write(path, data, perm, true)
-}
-
-// Replace replaces path with data like WriteFile, but without the fsyncs:
-// a crash of the process leaves the old content or the new, a crash of
-// the machine may leave the old, the new or an empty file. It is for
-// records that are only a hint, checked when read (the recorder's record
-// of its tree, which it can rebuild from the trail).
-func Replace(path string, data []byte, perm os.FileMode) error {
-	return write(path, data, perm, false)
-}
-
-func write(path string, data []byte, perm os.FileMode, durable bool) (err error) {
+func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempMark+"*")
 	if err != nil {
@@ -51,19 +38,14 @@ func write(path string, data []byte, perm os.FileMode, durable bool) (err error)
 	if err = f.Chmod(perm); err != nil {
 		return err
 	}
-	if durable {
-		if err = f.Sync(); err != nil {
-			return err
-		}
+	if err = f.Sync(); err != nil {
+		return err
 	}
 	if err = f.Close(); err != nil {
 		return err
 	}
 	if err = os.Rename(f.Name(), path); err != nil {
 		return err
-	}
-	if !durable {
-		return nil
 	}
 	return SyncDir(dir)
 }

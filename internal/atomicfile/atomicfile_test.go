@@ -36,18 +36,3 @@ func TestIsTemp(t *testing.T) {
 	assert.False(t, IsTemp(".state"))
 	assert.False(t, IsTemp("state.tmp-1"))
 }
-
-func TestReplaceReplaces(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "record")
-	require.NoError(t, Replace(path, []byte("one"), 0o600))
-	require.NoError(t, Replace(path, []byte("two"), 0o640))
-	got, err := os.ReadFile(path)
-	require.NoError(t, err)
-	assert.Equal(t, "two", string(got))
-	info, err := os.Stat(path)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o640), info.Mode().Perm())
-	entries, err := os.ReadDir(filepath.Dir(path))
-	require.NoError(t, err)
-	assert.Len(t, entries, 1, "no temporary file left")
-}

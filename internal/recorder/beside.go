@@ -36,7 +36,8 @@ func (r *Recorder) Get(ctx context.Context, key string) ([]byte, error) {
 // cosignature, a timestamp token), once: the caller retries. With a remote
 // store it goes through the spool, queued after what is queued now, so
 // that it never reaches the store before the checkpoint it is beside
-// (which may still wait in the spool). Valid after Start.
+// (which may still wait in the spool); once a clean shutdown has uploaded
+// everything, straight to the store. Valid after Start.
 func (r *Recorder) PutBeside(ctx context.Context, key string, data []byte) error {
 	r.mu.Lock()
 	s, d := r.sealer, r.deliver
@@ -44,11 +45,23 @@ func (r *Recorder) PutBeside(ctx context.Context, key string, data []byte) error
 	switch {
 	case s == nil:
 		return errors.New("recorder: not started")
+	case d != nil && d.isFinished():
+		// Everything, the checkpoint too, is uploaded: straight to the
+		// store (the spool may be another run's by now).
+		return d.remote.Put(ctx, key, data)
 	case d != nil:
 		if err := d.spool.Put(ctx, key, data); err != nil {
 			return err
 		}
-		d.add(spooled{key: key, size: int64(len(data)), since: r.now()})
+		if d.addBeside(spooled{key: key, size: int64(len(data)), since: r.now()}) {
+			return nil
+		}
+		// The delivery uploaded everything, the checkpoint too, and
+		// stopped (a clean shutdown): straight to the store.
+		if err := d.remote.Put(ctx, key, data); err != nil {
+			return err
+		}
+		_ = d.spool.Delete(ctx, key) // left behind, it is uploaded (again, identical) at the next start
 		return nil
 	}
 	return s.target.Put(ctx, key, data)

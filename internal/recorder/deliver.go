@@ -44,6 +44,9 @@ type delivery struct {
 	q      []spooled // in the spool, not yet in the remote store
 	bytes  int64     // bytes of q
 	closed bool      // nothing more will be queued
+	// finished: run returned with the queue empty, everything uploaded;
+	// what comes later (PutBeside at shutdown) goes to the store directly.
+	finished bool
 	wake   chan struct{}
 }
 
@@ -80,6 +83,29 @@ func (d *delivery) add(objs ...spooled) {
 	}
 	d.mu.Unlock()
 	signal(d.wake)
+}
+
+// isFinished reports whether the delivery uploaded everything and stopped.
+func (d *delivery) isFinished() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.finished
+}
+
+// addBeside queues an object written to the spool beside a checkpoint
+// (PutBeside) after everything queued, and reports false, queuing nothing,
+// once the delivery has uploaded everything and stopped.
+func (d *delivery) addBeside(o spooled) bool {
+	d.mu.Lock()
+	if d.finished {
+		d.mu.Unlock()
+		return false
+	}
+	d.q = append(d.q, o)
+	d.bytes += o.size
+	d.mu.Unlock()
+	signal(d.wake)
+	return true
 }
 
 // close says that nothing more will be queued: run returns once the queue
@@ -126,6 +152,9 @@ func (d *delivery) run() {
 			next = d.q[0]
 		}
 		done := d.closed && next.key == ""
+		if done {
+			d.finished = true
+		}
 		d.mu.Unlock()
 		if done {
 			return

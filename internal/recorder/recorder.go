@@ -155,7 +155,7 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 	var d *delivery
 	if st.Spool != nil {
 		d = newDelivery(st.Spool, st.Trail, r.cfg.SpoolMaxBytes, r.retry, r.metrics, r.logger)
-		d.resume(append(work.uploads, rebuilt...))
+		d.resume(append(work.uploads, notQueued(rebuilt, work.uploads)...))
 		s.target, s.where, s.spool = st.Spool, "spool", d
 		behind = append(behind, d)
 	}
@@ -294,4 +294,21 @@ func (r *Recorder) Stats() (spoolBytes int64, oldest time.Duration, walSyncs int
 		oldest = r.now().Sub(since)
 	}
 	return spoolBytes, oldest, walSyncs
+}
+
+// notQueued returns the objects of objs whose keys queued does not hold:
+// the tiles a rebuild wrote again that were still in the spool are queued
+// once.
+func notQueued(objs, queued []spooled) []spooled {
+	have := make(map[string]bool, len(queued))
+	for _, o := range queued {
+		have[o.key] = true
+	}
+	var out []spooled
+	for _, o := range objs {
+		if !have[o.key] {
+			out = append(out, o)
+		}
+	}
+	return out
 }

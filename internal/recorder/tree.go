@@ -7,9 +7,8 @@ package recorder
 //
 // At start the tree resumes at the durable head (what the stores hold)
 // from the local record of its partial tiles, <spool.directory>/tree-<chain_id>,
-// written after each batch (not fsynced: it is checked when read), so that
-// a collector restarted while the S3 bucket is unreachable continues its
-// tree too. When
+// written durably after each batch, so that a collector restarted while
+// the S3 bucket is unreachable continues its tree too. When
 // the record is missing or behind (a crash between a batch and the record,
 // or a chain begun before the tree existed), the tree is rebuilt from the
 // entry hashes of the batch files, and the tiles it makes are written again
@@ -66,10 +65,11 @@ func (t treeRecord) write(w *tlogtree.Writer, head string) error {
 	for _, p := range w.Partial() {
 		fmt.Fprintf(&b, "%s %s\n", p.Key, base64.StdEncoding.EncodeToString(p.Data))
 	}
-	// Not fsynced: the record is a hint, checked when it is read (its
-	// tiles must give its root, its head must be the chain's), and a tree
-	// it cannot resume is rebuilt from the batch files.
-	if err := atomicfile.Replace(t.path(), []byte(b.String()), 0o640); err != nil {
+	// Durable like the head marker: an offline start after a power loss
+	// needs it (the batch files may be in the bucket only). It is checked
+	// when read (its tiles must give its root, its head must be the
+	// chain's), and a tree it cannot resume is rebuilt from the batch files.
+	if err := atomicfile.WriteFile(t.path(), []byte(b.String()), 0o640); err != nil {
 		return fmt.Errorf("writing the chain's tree record %s: %w", t.path(), err)
 	}
 	return nil

@@ -291,3 +291,23 @@ func TestAppendOwnDespiteABacklog(t *testing.T) {
 	require.Len(t, got, 5)
 	assert.Equal(t, "marker", got[4].ExecutionID)
 }
+
+// TestPutBesideAfterShutdown: once a clean shutdown has uploaded
+// everything, an object put beside the last checkpoint (a timestamp got at
+// shutdown) goes to the store at once, not to a spool no one uploads.
+func TestPutBesideAfterShutdown(t *testing.T) {
+	f := newFixture(t)
+	r, err := f.startSpooled(t, nil)
+	require.NoError(t, err)
+	require.NoError(t, r.Append(entries(3, "run-1")))
+	require.NoError(t, r.Shutdown(context.Background()))
+	key := store.TimestampKey("c1", 3)
+	require.NoError(t, r.PutBeside(context.Background(), key, []byte("token")))
+	got, err := f.trail.Get(context.Background(), key)
+	require.NoError(t, err, "in the store")
+	assert.Equal(t, "token", string(got))
+	spooled, err := os.ReadDir(filepath.Join(f.dir, "spool", "batches", "checkpoints", "c1"))
+	if err == nil {
+		assert.Empty(t, spooled, "nothing left in the spool")
+	}
+}
