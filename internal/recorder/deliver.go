@@ -47,7 +47,7 @@ type delivery struct {
 	// finished: run returned with the queue empty, everything uploaded;
 	// what comes later (PutBeside at shutdown) goes to the store directly.
 	finished bool
-	wake   chan struct{}
+	wake     chan struct{}
 }
 
 func newDelivery(spool *store.FS, remote store.Store, maxBytes int64, retry *retrier, m Metrics, logger *zap.Logger) *delivery {
