@@ -323,6 +323,15 @@ func Verify(ctx context.Context, src store.Reader, opts Options) (*Report, error
 		}
 		view = since{Reader: src, from: opts.From}
 	}
+	// A trail being written: the checkpoints are listed before the batch
+	// files, and the checks see only those, so that each has its files
+	// (a batch is written before its checkpoint). A checkpoint written
+	// while the files are read is the next run's.
+	cps, err := view.List(ctx, store.CheckpointsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	view = checkpointsAsListed{Reader: view, names: cps}
 	keys, err := view.Batches(ctx)
 	if err != nil {
 		return nil, err
@@ -531,4 +540,35 @@ func sortViolations(vs []Violation) {
 		}
 		return strings.Compare(a.Detail, b.Detail)
 	})
+}
+
+// checkpointsAsListed is a trail whose objects under store.CheckpointsPrefix
+// (checkpoints, cosignatures, timestamps) are those listed at one moment.
+type checkpointsAsListed struct {
+	store.Reader
+	names []string // sorted, as List returns them
+}
+
+func (c checkpointsAsListed) List(ctx context.Context, prefix string) ([]string, error) {
+	switch {
+	case strings.HasPrefix(prefix, store.CheckpointsPrefix):
+		var out []string
+		for _, n := range c.names {
+			if strings.HasPrefix(n, prefix) {
+				out = append(out, n)
+			}
+		}
+		return out, nil
+	case strings.HasPrefix(store.CheckpointsPrefix, prefix):
+		// A wider prefix: the rest as it is now, the checkpoints as listed.
+		names, err := c.Reader.List(ctx, prefix)
+		if err != nil {
+			return nil, err
+		}
+		names = slices.DeleteFunc(names, func(n string) bool { return strings.HasPrefix(n, store.CheckpointsPrefix) })
+		names = append(names, c.names...)
+		slices.Sort(names)
+		return names, nil
+	}
+	return c.Reader.List(ctx, prefix)
 }
