@@ -192,7 +192,11 @@ func (w *watcher) check(ctx context.Context, r *watchRound) error {
 	if len(r.Violations) > 0 {
 		return nil // history changed: what was added since is not read
 	}
-	opts := verify.Options{Keys: w.verifyKeys(states, latest), From: from, Workers: w.workers}
+	upTo := map[string]int64{}
+	for id, n := range latest {
+		upTo[id] = n.c.Size // what the collector writes meanwhile is the next round's
+	}
+	opts := verify.Options{Keys: w.verifyKeys(states, latest), From: from, UpTo: upTo, Workers: w.workers}
 	rep, err := verify.Verify(ctx, w.src, opts)
 	if err != nil {
 		return err

@@ -358,3 +358,20 @@ func TestVerifyWhileWritten(t *testing.T) {
 	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
 	assert.Equal(t, 9, rep.StoredCheckpoints, "the checkpoints listed before the files")
 }
+
+// TestVerifyUpTo: with UpTo, a chain's checkpoints past the size given are
+// left out, as a monitor wants (the newest it listed), and the trail is
+// intact.
+func TestVerifyUpTo(t *testing.T) {
+	st := newSignedTrail(t)
+	rep := verifyWith(t, st.dir, Options{UpTo: map[string]int64{"replica-0": 2 * perFile}})
+	require.True(t, rep.Intact, "violations:\n%s", joinLines(rep.Violations))
+	assert.Equal(t, 10-3, rep.StoredCheckpoints, "replica-0's checkpoints at 30, 40 and 50 left out")
+	for _, c := range rep.Chains {
+		want := int64(chainLen)
+		if c.ChainID == "replica-0" {
+			want = 2 * perFile
+		}
+		assert.Equal(t, want, c.CheckpointSize, c.ChainID)
+	}
+}

@@ -286,6 +286,11 @@ type Options struct {
 	// approval checks, which need the whole trail, are not made. Nothing
 	// new is no error (ErrNoFiles is not returned).
 	From map[string]Start
+	// UpTo, by chain id, leaves out the chain's stored checkpoints past
+	// the size given, and the cosignatures and timestamps beside them, as
+	// if not yet written: a monitor verifies up to the newest checkpoint it
+	// listed, whatever the collector writes meanwhile.
+	UpTo map[string]int64
 }
 
 // ErrNoFiles: the target holds no .parquet file. Nothing was verified, which
@@ -330,6 +335,13 @@ func Verify(ctx context.Context, src store.Reader, opts Options) (*Report, error
 	cps, err := view.List(ctx, store.CheckpointsPrefix)
 	if err != nil {
 		return nil, err
+	}
+	if len(opts.UpTo) > 0 {
+		cps = slices.DeleteFunc(cps, func(n string) bool {
+			id, size, ok := besideCheckpoint(n)
+			upTo, bounded := opts.UpTo[id]
+			return ok && bounded && size > upTo
+		})
 	}
 	view = checkpointsAsListed{Reader: view, names: cps}
 	keys, err := view.Batches(ctx)
@@ -571,4 +583,19 @@ func (c checkpointsAsListed) List(ctx context.Context, prefix string) ([]string,
 		return names, nil
 	}
 	return c.Reader.List(ctx, prefix)
+}
+
+// besideCheckpoint returns the chain and size of a checkpoint's key, or of
+// a cosignature's or timestamp's beside one.
+func besideCheckpoint(key string) (chainID string, size int64, ok bool) {
+	if id, size, err := store.ParseCheckpointKey(key); err == nil {
+		return id, size, true
+	}
+	if id, size, _, err := store.ParseCosignatureKey(key); err == nil {
+		return id, size, true
+	}
+	if id, size, err := store.ParseTimestampKey(key); err == nil {
+		return id, size, true
+	}
+	return "", 0, false
 }
