@@ -98,8 +98,9 @@ const usage = `usage:
       checkpoint of each chain must have one; --tsa-max-delay (24h): how long after
       its batch a timestamp may be
       --witness VKEY (repeatable; a witness's verifier key or a file holding it):
-      the latest checkpoint of each chain must carry valid cosignatures of
-      --cosignatures N (default 1) of them
+      a checkpoint of each chain must carry valid cosignatures of
+      --cosignatures N (default 1) of them (the newest that has them vouches
+      for the chain up to its size; later ones, not cosigned yet, are a note)
       exit 0 intact, 1 violations found, 2 could not run
   auditctl checkpoint [--key PUBKEY_FILE] [--chain ID] [--json] TARGET
       print the latest signed checkpoint of each chain, to keep

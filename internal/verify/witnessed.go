@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -65,8 +66,12 @@ func witnessVerifiers(opts Options) ([]note.Verifier, int, error) {
 }
 
 // checkCosignatures requires, with opts.Witnesses, valid cosignatures of
-// opts.Cosignatures witness keys on the latest stored checkpoint of each
-// chain of the trail. It adds violations to rep.
+// opts.Cosignatures witness keys on a stored checkpoint of each chain of
+// the trail: the newest one that has them, whose root (checked against
+// the entries) vouches for the chain up to its size. Checkpoints after it,
+// which a running collector has not had cosigned yet (a witness's round
+// trip, an outage), are a note; a chain with none cosigned is a violation,
+// at its latest checkpoint. It adds to rep.
 func checkCosignatures(ctx context.Context, src store.Reader, opts Options, rep *Report) error {
 	verifiers, n, err := witnessVerifiers(opts)
 	if err != nil || n == 0 {
@@ -76,36 +81,54 @@ func checkCosignatures(ctx context.Context, src store.Reader, opts Options, rep 
 	if err != nil {
 		return err
 	}
-	latest, cosigs := cosignatureNames(names)
+	sizes, cosigs := cosignatureNames(names)
 	for _, c := range rep.Chains {
-		size, ok := latest[c.ChainID]
-		if !ok {
+		ss := sizes[c.ChainID]
+		if len(ss) == 0 {
 			rep.Violations = append(rep.Violations, Violation{File: store.CheckpointsPrefix + c.ChainID + "/", ChainID: c.ChainID, Seq: NoSeq,
 				Kind: MissingCosignature, Detail: "the chain has no stored checkpoint, so no witness cosigned it"})
 			continue
 		}
-		cpKey := store.CheckpointKey(c.ChainID, size)
-		detail, err := cosigned(ctx, src, cpKey, cosigs[cpKey], n, verifiers)
-		if err != nil {
-			return err
+		latest := ss[len(ss)-1]
+		var latestDetail string
+		covered := int64(-1)
+		for i := len(ss) - 1; i >= 0; i-- {
+			cpKey := store.CheckpointKey(c.ChainID, ss[i])
+			if i < len(ss)-1 && len(cosigs[cpKey]) == 0 {
+				continue // nothing to check: not cosigned
+			}
+			detail, err := cosigned(ctx, src, cpKey, cosigs[cpKey], n, verifiers)
+			if err != nil {
+				return err
+			}
+			if detail == "" {
+				covered = ss[i]
+				break
+			}
+			if i == len(ss)-1 {
+				latestDetail = detail
+			}
 		}
-		if detail != "" {
-			rep.Violations = append(rep.Violations, Violation{File: cpKey, ChainID: c.ChainID, Seq: size - 1, Kind: MissingCosignature, Detail: detail})
+		switch {
+		case covered < 0:
+			rep.Violations = append(rep.Violations, Violation{File: store.CheckpointKey(c.ChainID, latest), ChainID: c.ChainID, Seq: latest - 1,
+				Kind: MissingCosignature, Detail: latestDetail + "; no earlier checkpoint of the chain is cosigned either"})
+		case covered < latest:
+			rep.Notes = append(rep.Notes, fmt.Sprintf("chain %s: cosigned by %d witness(es) up to size %d; the checkpoints after it, up to size %d, are not cosigned yet (seq %d to %d witnessed by no one)",
+				c.ChainID, n, covered, latest, covered, latest-1))
 		}
 	}
 	return nil
 }
 
-// cosignatureNames picks from a listing of CheckpointsPrefix the size of
-// the latest checkpoint of each chain and the cosignature keys beside
-// each checkpoint key.
-func cosignatureNames(names []string) (latest map[string]int64, cosigs map[string][]string) {
-	latest, cosigs = map[string]int64{}, map[string][]string{}
+// cosignatureNames picks from a listing of CheckpointsPrefix the sizes of
+// the checkpoints of each chain, ascending, and the cosignature keys
+// beside each checkpoint key.
+func cosignatureNames(names []string) (sizes map[string][]int64, cosigs map[string][]string) {
+	sizes, cosigs = map[string][]int64{}, map[string][]string{}
 	for _, n := range names {
 		if id, size, err := store.ParseCheckpointKey(n); err == nil {
-			if cur, ok := latest[id]; !ok || size > cur {
-				latest[id] = size
-			}
+			sizes[id] = append(sizes[id], size)
 			continue
 		}
 		if id, size, _, err := store.ParseCosignatureKey(n); err == nil {
@@ -113,7 +136,10 @@ func cosignatureNames(names []string) (latest map[string]int64, cosigs map[strin
 			cosigs[k] = append(cosigs[k], n)
 		}
 	}
-	return latest, cosigs
+	for _, ss := range sizes {
+		slices.Sort(ss)
+	}
+	return sizes, cosigs
 }
 
 // cosigned checks the cosignatures stored beside the checkpoint cpKey:
