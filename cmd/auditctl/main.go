@@ -94,8 +94,8 @@ const usage = `usage:
       verify the trail under TARGET, a directory or s3://bucket/prefix, and the
       signed checkpoints beside it; --checkpoint: one you kept (auditctl checkpoint)
       --tsa-cert PEM_FILE: check the RFC 3161 timestamps beside the checkpoints
-      against this TSA's certificate (or root); --require-timestamps: the latest
-      checkpoint of each chain must have one; --tsa-max-delay (24h): how long after
+      against this TSA's certificate (or root); --require-timestamps: a
+      checkpoint of each chain must have one (later ones without: a note); --tsa-max-delay (24h): how long after
       its batch a timestamp may be
       --witness VKEY (repeatable; a witness's verifier key or a file holding it):
       a checkpoint of each chain must carry valid cosignatures of

@@ -74,7 +74,15 @@ func TestVerifyTimestamps(t *testing.T) {
 	out, _, _ = auditctl(t, nil, "verify", "--tsa-cert", aPEM, dir)
 	assert.Contains(t, out, "bad_timestamp: token time")
 
+	// The newest checkpoint not stamped yet: the older ones date the chain.
 	require.NoError(t, os.Remove(filepath.Join(dir, filepath.FromSlash(store.TimestampKey("replica-b", 30)))))
+	out, errOut, code = auditctl(t, nil, "verify", "--tsa-cert", aPEM, "--require-timestamps", year, dir)
+	assert.Equal(t, exitIntact, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Contains(t, out, "chain replica-b: timestamped up to size 20")
+	// None stamped.
+	for _, size := range []int64{10, 20} {
+		require.NoError(t, os.Remove(filepath.Join(dir, filepath.FromSlash(store.TimestampKey("replica-b", size)))))
+	}
 	out, _, code = auditctl(t, nil, "verify", "--json", "--tsa-cert", aPEM, "--require-timestamps", year, dir)
 	assert.Equal(t, exitViolations, code)
 	assert.Equal(t, []string{"missing_timestamp"}, violations(out))
