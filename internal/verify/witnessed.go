@@ -70,7 +70,9 @@ func witnessVerifiers(opts Options) ([]note.Verifier, int, error) {
 // the trail: the newest one that has them, whose root (checked against
 // the entries) vouches for the chain up to its size. Checkpoints after it,
 // which a running collector has not had cosigned yet (a witness's round
-// trip, an outage), are a note; a chain with none cosigned is a violation,
+// trip, an outage), are a note, unless a cosignature stored beside one does
+// not verify (the checkpoint changed after it was cosigned: rewritten), a
+// violation at that checkpoint; a chain with none cosigned is a violation
 // at its latest checkpoint. It adds to rep.
 func checkCosignatures(ctx context.Context, src store.Reader, opts Options, rep *Report) error {
 	verifiers, n, err := witnessVerifiers(opts)
@@ -95,9 +97,9 @@ func checkCosignatures(ctx context.Context, src store.Reader, opts Options, rep 
 		for i := len(ss) - 1; i >= 0; i-- {
 			cpKey := store.CheckpointKey(c.ChainID, ss[i])
 			if i < len(ss)-1 && len(cosigs[cpKey]) == 0 {
-				continue // nothing to check: not cosigned
+				continue // nothing to check: not cosigned (yet)
 			}
-			detail, err := cosigned(ctx, src, cpKey, cosigs[cpKey], n, verifiers)
+			detail, bad, err := cosigned(ctx, src, cpKey, cosigs[cpKey], n, verifiers)
 			if err != nil {
 				return err
 			}
@@ -105,14 +107,21 @@ func checkCosignatures(ctx context.Context, src store.Reader, opts Options, rep 
 				covered = ss[i]
 				break
 			}
-			if i == len(ss)-1 {
+			if bad {
+				// A witness cosigned other bytes under this name: the
+				// checkpoint was changed after it was cosigned, or the
+				// cosignature forged. Never a lag.
+				rep.Violations = append(rep.Violations, Violation{File: cpKey, ChainID: c.ChainID, Seq: ss[i] - 1, Kind: MissingCosignature, Detail: detail})
+			} else if i == len(ss)-1 {
 				latestDetail = detail
 			}
 		}
 		switch {
-		case covered < 0:
+		case covered < 0 && latestDetail != "":
 			rep.Violations = append(rep.Violations, Violation{File: store.CheckpointKey(c.ChainID, latest), ChainID: c.ChainID, Seq: latest - 1,
 				Kind: MissingCosignature, Detail: latestDetail + "; no earlier checkpoint of the chain is cosigned either"})
+		case covered < 0:
+			// The latest's violation (a bad cosignature) is reported.
 		case covered < latest:
 			rep.Notes = append(rep.Notes, fmt.Sprintf("chain %s: cosigned by %d witness(es) up to size %d; the checkpoints after it, up to size %d, are not cosigned yet (seq %d to %d witnessed by no one)",
 				c.ChainID, n, covered, latest, covered, latest-1))
@@ -145,20 +154,21 @@ func cosignatureNames(names []string) (sizes map[string][]int64, cosigs map[stri
 // cosigned checks the cosignatures stored beside the checkpoint cpKey:
 // "" when at least n distinct witness keys cosigned it, else what is
 // missing. An error means something could not be read.
-func cosigned(ctx context.Context, src store.Reader, cpKey string, cosigKeys []string, n int, verifiers []note.Verifier) (string, error) {
+func cosigned(ctx context.Context, src store.Reader, cpKey string, cosigKeys []string, n int, verifiers []note.Verifier) (detail string, bad bool, err error) {
 	cp, err := src.Get(ctx, cpKey)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	valid := map[string]bool{} // "name+hash" of the witness keys that cosigned
 	var problems []string
 	for _, k := range cosigKeys {
 		lines, err := src.Get(ctx, k)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		cs, err := witness.VerifyCosignatures(cp, lines, verifiers...)
 		if err != nil {
+			bad = bad || errors.Is(err, witness.ErrBadCosignature)
 			problems = append(problems, fmt.Sprintf("%s: %v", k, err))
 			continue
 		}
@@ -166,11 +176,11 @@ func cosigned(ctx context.Context, src store.Reader, cpKey string, cosigKeys []s
 			valid[fmt.Sprintf("%s+%08x", c.Name, c.KeyHash)] = true
 		}
 	}
-	if len(valid) >= n {
-		return "", nil
+	if len(valid) >= n && !bad {
+		return "", false, nil
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "the latest checkpoint has valid cosignatures of %d of the given witness keys, %d required", len(valid), n)
+	fmt.Fprintf(&b, "the checkpoint has valid cosignatures of %d of the given witness keys, %d required", len(valid), n)
 	if len(cosigKeys) == 0 {
 		b.WriteString(": no cosignature is stored beside it")
 	}
@@ -178,5 +188,5 @@ func cosigned(ctx context.Context, src store.Reader, cpKey string, cosigKeys []s
 		b.WriteString("; ")
 		b.WriteString(p)
 	}
-	return b.String(), nil
+	return b.String(), bad, nil
 }

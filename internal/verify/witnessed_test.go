@@ -145,10 +145,32 @@ func TestCosignaturesCatchARewrite(t *testing.T) {
 	// leads to the new root.
 	require.ErrorIs(t, w.cosign(t, tt, "replica-0", chainLen), witness.ErrBadProof)
 
+	// Each rewritten checkpoint that was cosigned (30 and 50) keeps a
+	// cosignature of other bytes beside it: each is reported.
 	rep = verifyWith(t, tt.dir, Options{Witnesses: []string{w.vkey}, Cosignatures: 1})
+	assert.Equal(t, []string{"replica-0/29/missing_cosignature", "replica-0/49/missing_cosignature"}, violationKeys(rep.Violations), "violations:\n%s", joinLines(rep.Violations))
+	for _, v := range rep.Violations {
+		assert.Contains(t, v.Detail, "valid cosignatures of 0 of the given witness keys, 1 required")
+		assert.Contains(t, v.Detail, witness.ErrBadCosignature.Error())
+	}
+
+	// Only the tail rewritten, after a checkpoint still cosigned (30): the
+	// cosignature of other bytes beside the rewritten 50 is still caught,
+	// not taken for a witness's lag.
+	tt2 := newTreeTrail(t)
+	w2 := newWitnessOf(t, tt2, "w1")
+	require.NoError(t, w2.cosign(t, tt2, "replica-0", 30))
+	require.NoError(t, w2.cosign(t, tt2, "replica-0", chainLen))
+	require.NoError(t, w2.cosign(t, tt2, "replica-1", chainLen))
+	es2 := tt2.rewriteFrom(t, "replica-0", 35)
+	require.NoError(t, os.RemoveAll(filepath.Join(tt2.dir, "tiles", "replica-0")))
+	tt2.roots["replica-0"] = tt2.grow(t, "replica-0", es2, perFile)
+	for i := range tt2.keys["replica-0"] {
+		writeFile(t, tt2.dir, store.CheckpointKey("replica-0", int64((i+1)*perFile)), tt2.sign(t, "replica-0", es2[i*perFile:(i+1)*perFile]))
+	}
+	require.True(t, verifyWith(t, tt2.dir, Options{}).Intact, "the rewrite verifies on its own")
+	rep = verifyWith(t, tt2.dir, Options{Witnesses: []string{w2.vkey}})
 	assert.Equal(t, []string{"replica-0/49/missing_cosignature"}, violationKeys(rep.Violations), "violations:\n%s", joinLines(rep.Violations))
-	assert.Contains(t, rep.Violations[0].Detail, "valid cosignatures of 0 of the given witness keys, 1 required")
-	assert.Contains(t, rep.Violations[0].Detail, witness.ErrBadCosignature.Error())
 }
 
 func TestCosignatureOptions(t *testing.T) {
