@@ -221,7 +221,15 @@ func (d *delivery) upload(ctx context.Context, next spooled) bool {
 		return true
 	}
 	ok = ok && d.retry.retry("store", next.key, func() error {
-		return d.remote.Put(ctx, next.key, data)
+		err := d.remote.Put(ctx, next.key, data)
+		if errors.Is(err, store.ErrConflict) && (store.IsCosignatureKey(next.key) || store.IsTimestampKey(next.key)) {
+			// Another cosignature or token of the same checkpoint is
+			// there (a second one got across a restart): as good, and
+			// retrying cannot help; the batches behind it must not wait.
+			d.logger.Warn("The store holds another cosignature or timestamp of the checkpoint; this one is dropped", zap.String("store", next.key))
+			return nil
+		}
+		return err
 	}) && d.retry.retry("spool", next.key, func() error {
 		return d.spool.Delete(ctx, next.key)
 	})

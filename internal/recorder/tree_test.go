@@ -311,3 +311,39 @@ func TestPutBesideAfterShutdown(t *testing.T) {
 		assert.Empty(t, spooled, "nothing left in the spool")
 	}
 }
+
+// TestUploadConflictBeside: a cosignature the store already holds with
+// other bytes (another of the same checkpoint) does not hold up the
+// batches queued behind it.
+func TestUploadConflictBeside(t *testing.T) {
+	f := newFixture(t)
+	cosig := store.CosignatureKey("c1", 4, "w1")
+	require.NoError(t, f.trail.Put(context.Background(), cosig, []byte("— w1 BBBB\n")))
+	gate := &gatedStore{Store: f.trail}
+	spool, err := store.NewFS(filepath.Join(f.dir, "spool", "batches"))
+	require.NoError(t, err)
+	told := make(chan int64, 4)
+	r := New(Config{
+		ChainID: "c1", SpoolDir: filepath.Join(f.dir, "spool"), StoreID: "s3:test", SpoolMaxBytes: 1 << 30,
+		Batch: batch.Limits{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour}, LossEntry: lossNotExpected,
+		Now:          func() time.Time { return t0 },
+		Checkpointed: func(size int64, _ []byte) { told <- size },
+	}, zap.NewNop(), f.m)
+	require.NoError(t, r.Start(context.Background(), func(context.Context) (Stores, error) {
+		return Stores{WALDir: filepath.Join(f.dir, "spool", "wal"), Trail: gate, Spool: spool}, nil
+	}))
+	require.NoError(t, r.Append(entries(4, "run-1")))
+	<-told
+	require.NoError(t, r.PutBeside(context.Background(), cosig, []byte("— w1 AAAA\n")))
+	require.NoError(t, r.Append(entries(4, "run-2")))
+	gate.mu.Lock()
+	gate.open = true
+	gate.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, r.Shutdown(ctx))
+	assert.Len(t, f.trailEntries(t), 8, "the batch behind the conflict is uploaded")
+	got, err := f.trail.Get(context.Background(), cosig)
+	require.NoError(t, err)
+	assert.Equal(t, "— w1 BBBB\n", string(got), "the stored one stays")
+}
