@@ -137,9 +137,13 @@ func TestWitnessCatchesOperatorRewrite(t *testing.T) {
 
 	// verify requiring a cosignature catches it: the cosignature left
 	// beside the rewritten latest checkpoint is the old one's.
-	v := witnessedViolation(t, bin, w, trail)
-	assert.Equal(t, store.CheckpointKey(chainID, latest), v.File)
-	assert.Contains(t, v.Detail, witness.ErrBadCosignature.Error())
+	// Every rewritten checkpoint the witness had cosigned is reported,
+	// the latest among them.
+	vs := witnessedViolations(t, bin, w, trail)
+	require.Contains(t, vs, store.CheckpointKey(chainID, latest))
+	for file, v := range vs {
+		assert.Contains(t, v.Detail, witness.ErrBadCosignature.Error(), file)
+	}
 
 	// The operator's collector, restarted on the rewritten trail with a
 	// new spool, goes on with the rewritten chain: the witness refuses
@@ -154,22 +158,27 @@ func TestWitnessCatchesOperatorRewrite(t *testing.T) {
 	assert.Contains(t, c.Logs(), "Witness refuses the checkpoint as inconsistent")
 	after := latestCheckpoint(t, trail, chainID)
 	require.Greater(t, after, latest)
-	v = witnessedViolation(t, bin, w, trail)
-	assert.Equal(t, store.CheckpointKey(chainID, after), v.File)
-	assert.Contains(t, v.Detail, "valid cosignatures of 0 of the given witness keys, 1 required: no cosignature is stored beside it")
+	vs = witnessedViolations(t, bin, w, trail)
+	require.Contains(t, vs, store.CheckpointKey(chainID, after))
+	assert.Contains(t, vs[store.CheckpointKey(chainID, after)].Detail, "valid cosignatures of 0 of the given witness keys, 1 required: no cosignature is stored beside it")
+	assert.Contains(t, vs, store.CheckpointKey(chainID, latest), "the rewritten checkpoints are still reported")
 }
 
-// witnessedViolation runs verify requiring a cosignature of w and returns
-// its one violation, a missing_cosignature.
-func witnessedViolation(t *testing.T, bin string, w *witnessProcess, trail string) verify.Violation {
+// witnessedViolations runs verify requiring a cosignature of w and returns
+// its violations, by file, each a missing_cosignature.
+func witnessedViolations(t *testing.T, bin string, w *witnessProcess, trail string) map[string]verify.Violation {
 	t.Helper()
 	out, errOut, code := harness.RunAuditctl(t, bin, "verify", "--json", "--witness", w.vkey, "--cosignatures", "1", trail)
 	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	var rep verify.Report
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
-	require.Len(t, rep.Violations, 1, "%+v", rep.Violations)
-	require.Equal(t, verify.MissingCosignature, rep.Violations[0].Kind)
-	return rep.Violations[0]
+	require.NotEmpty(t, rep.Violations)
+	vs := map[string]verify.Violation{}
+	for _, v := range rep.Violations {
+		require.Equal(t, verify.MissingCosignature, v.Kind, "%+v", v)
+		vs[v.File] = v
+	}
+	return vs
 }
 
 // latestCheckpoint is the size of the chain's latest stored checkpoint.
