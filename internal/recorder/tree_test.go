@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -154,20 +155,35 @@ func TestSortUploadsTiles(t *testing.T) {
 	}, keys)
 }
 
+// spoolSetup is how startSpooled starts a recorder: the trail behind the
+// spool (f.trail when nil), whether it was unreachable at start, the
+// spool's limit (1 GiB when 0) and the Checkpointed hook.
+type spoolSetup struct {
+	trail        store.Store
+	offline      error
+	maxBytes     int64
+	checkpointed func(size int64, note []byte)
+}
+
 // startSpooled starts a recorder of chain c1 whose trail is remote (a
-// spool in front of it); offline says the trail was unreachable at start.
-func (f *fixture) startSpooled(t *testing.T, offline error) (*Recorder, error) {
+// spool in front of it).
+func (f *fixture) startSpooled(t *testing.T, o spoolSetup) (*Recorder, error) {
 	t.Helper()
 	spool, err := store.NewFS(filepath.Join(f.dir, "spool", "batches"))
 	require.NoError(t, err)
+	trail := o.trail
+	if trail == nil {
+		trail = f.trail
+	}
 	r := New(Config{
-		ChainID: "c1", SpoolDir: filepath.Join(f.dir, "spool"), StoreID: "s3:test", SpoolMaxBytes: 1 << 30,
-		Batch:     batch.Limits{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour},
-		LossEntry: lossNotExpected,
-		Now:       func() time.Time { return t0 },
+		ChainID: "c1", SpoolDir: filepath.Join(f.dir, "spool"), StoreID: "s3:test", SpoolMaxBytes: cmp.Or(o.maxBytes, 1<<30),
+		Batch:        batch.Limits{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour},
+		LossEntry:    lossNotExpected,
+		Now:          func() time.Time { return t0 },
+		Checkpointed: o.checkpointed,
 	}, zap.NewNop(), f.m)
 	return r, r.Start(context.Background(), func(context.Context) (Stores, error) {
-		return Stores{WALDir: filepath.Join(f.dir, "spool", "wal"), Trail: f.trail, Spool: spool, Offline: offline}, nil
+		return Stores{WALDir: filepath.Join(f.dir, "spool", "wal"), Trail: trail, Spool: spool, Offline: o.offline}, nil
 	})
 }
 
@@ -176,20 +192,20 @@ func (f *fixture) startSpooled(t *testing.T, offline error) (*Recorder, error) {
 // the record it cannot rebuild the tree and refuses to start, saying why.
 func TestTreeOfflineStart(t *testing.T) {
 	f := newFixture(t)
-	r, err := f.startSpooled(t, nil)
+	r, err := f.startSpooled(t, spoolSetup{})
 	require.NoError(t, err)
 	require.NoError(t, r.Append(entries(6, "run-1")))
 	require.NoError(t, r.Shutdown(context.Background()))
 
 	outage := fmt.Errorf("bucket: %w", store.ErrUnavailable)
-	r, err = f.startSpooled(t, outage)
+	r, err = f.startSpooled(t, spoolSetup{offline: outage})
 	require.NoError(t, err, "resumes from the head marker and the tree record")
 	require.NoError(t, r.Append(entries(3, "run-2")))
 	require.NoError(t, r.Shutdown(context.Background()))
 	f.checkTree(t, []int64{4, 6, 9})
 
 	require.NoError(t, os.Remove(filepath.Join(f.dir, "spool", "tree-c1")))
-	r, err = f.startSpooled(t, outage)
+	r, err = f.startSpooled(t, spoolSetup{offline: outage})
 	require.ErrorContains(t, err, "rebuilding the tree of chain \"c1\" up to seq 8")
 	assert.ErrorContains(t, err, "the store is unavailable")
 	require.NoError(t, r.Shutdown(context.Background()))
@@ -202,6 +218,13 @@ type gatedStore struct {
 	mu   sync.Mutex
 	open bool
 	puts []string
+}
+
+// openUp lets every Put through from now on.
+func (g *gatedStore) openUp() {
+	g.mu.Lock()
+	g.open = true
+	g.mu.Unlock()
 }
 
 func (g *gatedStore) Put(ctx context.Context, key string, data []byte) error {
@@ -220,18 +243,9 @@ func (g *gatedStore) Put(ctx context.Context, key string, data []byte) error {
 func TestPutBesideFollowsItsCheckpoint(t *testing.T) {
 	f := newFixture(t)
 	gate := &gatedStore{Store: f.trail}
-	spool, err := store.NewFS(filepath.Join(f.dir, "spool", "batches"))
-	require.NoError(t, err)
 	told := make(chan int64, 4)
-	r := New(Config{
-		ChainID: "c1", SpoolDir: filepath.Join(f.dir, "spool"), StoreID: "s3:test", SpoolMaxBytes: 1 << 30,
-		Batch: batch.Limits{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour}, LossEntry: lossNotExpected,
-		Now:          func() time.Time { return t0 },
-		Checkpointed: func(size int64, _ []byte) { told <- size },
-	}, zap.NewNop(), f.m)
-	require.NoError(t, r.Start(context.Background(), func(context.Context) (Stores, error) {
-		return Stores{WALDir: filepath.Join(f.dir, "spool", "wal"), Trail: gate, Spool: spool}, nil
-	}))
+	r, err := f.startSpooled(t, spoolSetup{trail: gate, checkpointed: func(size int64, _ []byte) { told <- size }})
+	require.NoError(t, err)
 	require.NoError(t, r.Append(entries(4, "run-1")))
 	cp := store.CheckpointKey("c1", 4)
 	select {
@@ -248,9 +262,7 @@ func TestPutBesideFollowsItsCheckpoint(t *testing.T) {
 	_, err = f.trail.Get(context.Background(), cosig)
 	assert.ErrorIs(t, err, store.ErrNotFound, "not in the store while the checkpoint is not")
 
-	gate.mu.Lock()
-	gate.open = true
-	gate.mu.Unlock()
+	gate.openUp()
 	require.NoError(t, r.Shutdown(context.Background()))
 	gate.mu.Lock()
 	defer gate.mu.Unlock()
@@ -264,16 +276,8 @@ func TestPutBesideFollowsItsCheckpoint(t *testing.T) {
 func TestAppendOwnDespiteABacklog(t *testing.T) {
 	f := newFixture(t)
 	gate := &gatedStore{Store: f.trail}
-	spool, err := store.NewFS(filepath.Join(f.dir, "spool", "batches"))
+	r, err := f.startSpooled(t, spoolSetup{trail: gate, maxBytes: 1})
 	require.NoError(t, err)
-	r := New(Config{
-		ChainID: "c1", SpoolDir: filepath.Join(f.dir, "spool"), StoreID: "s3:test", SpoolMaxBytes: 1,
-		Batch: batch.Limits{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour}, LossEntry: lossNotExpected,
-		Now: func() time.Time { return t0 },
-	}, zap.NewNop(), f.m)
-	require.NoError(t, r.Start(context.Background(), func(context.Context) (Stores, error) {
-		return Stores{WALDir: filepath.Join(f.dir, "spool", "wal"), Trail: gate, Spool: spool}, nil
-	}))
 	require.NoError(t, r.Append(entries(4, "run-1")))
 	require.Eventually(t, func() bool { used, _, _ := r.Stats(); return used > 1 }, 10*time.Second, 5*time.Millisecond,
 		"the batch waits in the spool, which is full")
@@ -283,9 +287,7 @@ func TestAppendOwnDespiteABacklog(t *testing.T) {
 	require.NoError(t, r.AppendOwn(own))
 	assert.Equal(t, int64(4), own[0].Seq, "chained after the batch")
 
-	gate.mu.Lock()
-	gate.open = true
-	gate.mu.Unlock()
+	gate.openUp()
 	require.NoError(t, r.Shutdown(context.Background()))
 	got := f.trailEntries(t)
 	require.Len(t, got, 5)
@@ -297,7 +299,7 @@ func TestAppendOwnDespiteABacklog(t *testing.T) {
 // shutdown) goes to the store at once, not to a spool no one uploads.
 func TestPutBesideAfterShutdown(t *testing.T) {
 	f := newFixture(t)
-	r, err := f.startSpooled(t, nil)
+	r, err := f.startSpooled(t, spoolSetup{})
 	require.NoError(t, err)
 	require.NoError(t, r.Append(entries(3, "run-1")))
 	require.NoError(t, r.Shutdown(context.Background()))
@@ -320,25 +322,14 @@ func TestUploadConflictBeside(t *testing.T) {
 	cosig := store.CosignatureKey("c1", 4, "w1")
 	require.NoError(t, f.trail.Put(context.Background(), cosig, []byte("— w1 BBBB\n")))
 	gate := &gatedStore{Store: f.trail}
-	spool, err := store.NewFS(filepath.Join(f.dir, "spool", "batches"))
-	require.NoError(t, err)
 	told := make(chan int64, 4)
-	r := New(Config{
-		ChainID: "c1", SpoolDir: filepath.Join(f.dir, "spool"), StoreID: "s3:test", SpoolMaxBytes: 1 << 30,
-		Batch: batch.Limits{MaxEntries: 4, MaxBytes: 1 << 20, MaxAge: time.Hour}, LossEntry: lossNotExpected,
-		Now:          func() time.Time { return t0 },
-		Checkpointed: func(size int64, _ []byte) { told <- size },
-	}, zap.NewNop(), f.m)
-	require.NoError(t, r.Start(context.Background(), func(context.Context) (Stores, error) {
-		return Stores{WALDir: filepath.Join(f.dir, "spool", "wal"), Trail: gate, Spool: spool}, nil
-	}))
+	r, err := f.startSpooled(t, spoolSetup{trail: gate, checkpointed: func(size int64, _ []byte) { told <- size }})
+	require.NoError(t, err)
 	require.NoError(t, r.Append(entries(4, "run-1")))
 	<-told
 	require.NoError(t, r.PutBeside(context.Background(), cosig, []byte("— w1 AAAA\n")))
 	require.NoError(t, r.Append(entries(4, "run-2")))
-	gate.mu.Lock()
-	gate.open = true
-	gate.mu.Unlock()
+	gate.openUp()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, r.Shutdown(ctx))
