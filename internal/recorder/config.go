@@ -82,6 +82,20 @@ type Stores struct {
 	Offline error
 }
 
+// readable returns the stores batches can be read from at start: the
+// spool first (it holds the newest), then the trail's store unless it was
+// unreachable.
+func (st Stores) readable() []store.Store {
+	var out []store.Store
+	if st.Spool != nil {
+		out = append(out, st.Spool)
+	}
+	if st.Offline == nil {
+		out = append(out, st.Trail)
+	}
+	return out
+}
+
 // Metrics is told what the recorder does, for the exporter's telemetry.
 // Its methods must be cheap and safe for concurrent use.
 type Metrics interface {

@@ -400,16 +400,8 @@ func (rc *recovery) recoverLog(ctx context.Context, head chain.Head) (chain.Head
 // storedHash returns the entry_hash stored at seq of this chain, and where:
 // from the spool when it holds the batch, else from the trail's store.
 func (rc *recovery) storedHash(ctx context.Context, seq int64) (hash, where string, err error) {
-	st := rc.st
-	var places []store.Store
-	if st.Spool != nil {
-		places = append(places, st.Spool)
-	}
-	if st.Offline == nil {
-		places = append(places, st.Trail)
-	}
 	err = store.ErrNotFound
-	for _, s := range places {
+	for _, s := range rc.st.readable() {
 		keys, lerr := s.List(ctx, store.BatchesPrefix)
 		if lerr != nil {
 			return "", "", lerr

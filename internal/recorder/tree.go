@@ -266,16 +266,9 @@ type batchFile struct {
 // batchFiles lists chain chainID's batch files that may hold seqs in
 // [from, to), in seq order, the spool's when both hold one.
 func batchFiles(ctx context.Context, st Stores, chainID string, from, to int64) ([]batchFile, error) {
-	var places []store.Store
-	if st.Spool != nil {
-		places = append(places, st.Spool)
-	}
-	if st.Offline == nil {
-		places = append(places, st.Trail)
-	}
 	seen := map[int64]bool{}
 	var files []batchFile
-	for _, s := range places {
+	for _, s := range st.readable() {
 		keys, err := s.List(ctx, store.BatchesPrefix)
 		if err != nil {
 			return nil, err
