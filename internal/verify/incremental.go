@@ -103,13 +103,7 @@ func (s since) List(ctx context.Context, prefix string) ([]string, error) {
 		return names, err
 	}
 	return slices.DeleteFunc(names, func(n string) bool {
-		id, size, err := store.ParseCheckpointKey(n)
-		if err != nil {
-			id, size, _, err = store.ParseCosignatureKey(n)
-		}
-		if err != nil {
-			id, size, err = store.ParseTimestampKey(n)
-		}
-		return err == nil && s.before(id, size, true)
+		id, size, ok := besideCheckpoint(n)
+		return ok && s.before(id, size, true)
 	}), err
 }
