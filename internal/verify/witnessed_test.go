@@ -132,14 +132,7 @@ func TestCosignaturesCatchARewrite(t *testing.T) {
 	require.NoError(t, w.cosign(t, tt, "replica-0", chainLen))
 	require.NoError(t, w.cosign(t, tt, "replica-1", chainLen))
 
-	es := tt.rewriteFrom(t, "replica-0", 0)
-	require.NoError(t, os.RemoveAll(filepath.Join(tt.dir, "tiles", "replica-0")))
-	tt.roots["replica-0"] = tt.grow(t, "replica-0", es, perFile)
-	for i := range tt.keys["replica-0"] {
-		writeFile(t, tt.dir, store.CheckpointKey("replica-0", int64((i+1)*perFile)), tt.sign(t, "replica-0", es[i*perFile:(i+1)*perFile]))
-	}
-	rep := verifyWith(t, tt.dir, Options{})
-	require.True(t, rep.Intact, "the rewrite verifies on its own:\n%s", joinLines(rep.Violations))
+	tt.rewriteTree(t, "replica-0", 0)
 
 	// The witness holds size 50 of the old tree: no proof from there
 	// leads to the new root.
@@ -147,7 +140,7 @@ func TestCosignaturesCatchARewrite(t *testing.T) {
 
 	// Each rewritten checkpoint that was cosigned (30 and 50) keeps a
 	// cosignature of other bytes beside it: each is reported.
-	rep = verifyWith(t, tt.dir, Options{Witnesses: []string{w.vkey}, Cosignatures: 1})
+	rep := verifyWith(t, tt.dir, Options{Witnesses: []string{w.vkey}, Cosignatures: 1})
 	assert.Equal(t, []string{"replica-0/29/missing_cosignature", "replica-0/49/missing_cosignature"}, violationKeys(rep.Violations), "violations:\n%s", joinLines(rep.Violations))
 	for _, v := range rep.Violations {
 		assert.Contains(t, v.Detail, "valid cosignatures of 0 of the given witness keys, 1 required")
@@ -162,13 +155,7 @@ func TestCosignaturesCatchARewrite(t *testing.T) {
 	require.NoError(t, w2.cosign(t, tt2, "replica-0", 30))
 	require.NoError(t, w2.cosign(t, tt2, "replica-0", chainLen))
 	require.NoError(t, w2.cosign(t, tt2, "replica-1", chainLen))
-	es2 := tt2.rewriteFrom(t, "replica-0", 35)
-	require.NoError(t, os.RemoveAll(filepath.Join(tt2.dir, "tiles", "replica-0")))
-	tt2.roots["replica-0"] = tt2.grow(t, "replica-0", es2, perFile)
-	for i := range tt2.keys["replica-0"] {
-		writeFile(t, tt2.dir, store.CheckpointKey("replica-0", int64((i+1)*perFile)), tt2.sign(t, "replica-0", es2[i*perFile:(i+1)*perFile]))
-	}
-	require.True(t, verifyWith(t, tt2.dir, Options{}).Intact, "the rewrite verifies on its own")
+	tt2.rewriteTree(t, "replica-0", 35)
 	rep = verifyWith(t, tt2.dir, Options{Witnesses: []string{w2.vkey}})
 	assert.Equal(t, []string{"replica-0/49/missing_cosignature"}, violationKeys(rep.Violations), "violations:\n%s", joinLines(rep.Violations))
 }
