@@ -149,6 +149,7 @@ func (r *Recorder) Start(ctx context.Context, open func(context.Context) (Stores
 		tree: tree, treeRec: treeRecord{r.cfg.SpoolDir, r.cfg.ChainID, r.cfg.StoreID},
 		retry: r.retry, metrics: r.metrics, logger: r.logger, now: r.now,
 		checkpointed: r.cfg.Checkpointed,
+		maxBytes:     max(maxSealBytes, 2*r.cfg.Batch.MaxBytes),
 		wake:         make(chan struct{}, 1),
 	}
 	behind := []downstream{s}

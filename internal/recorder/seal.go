@@ -20,15 +20,24 @@ import (
 	"github.com/agentaudit/agentaudit/internal/tlogtree"
 )
 
-// maxSealQueue bounds the sealed batches held in memory before the sealer
-// encodes them; past it, new data is refused (retryable).
-const maxSealQueue = 16
+// The sealed batches held in memory before the sealer writes them are
+// bounded by their bytes (what they cost) and, loosely, by their number
+// (each is a log segment on disk and a file to write at the next start);
+// past either bound, new data is refused (retryable). Bounding them by
+// number alone would refuse clients after a restart that recovered many
+// small batches from the log, while their memory is a fraction of one
+// full batch's.
+const (
+	maxSealBytes   = 64 << 20
+	maxSealBatches = 256
+)
 
 // pending is a sealed batch not yet written to the spool or the store, with
 // the write-ahead log segment that holds its entries until then.
 type pending struct {
 	b       *batch.Batch
 	segment string // "" when no segment is left to remove
+	bytes   int    // b.Bytes when pushed, counted in the sealer's queue
 }
 
 // segmentLog is what the sealer needs of the write-ahead log: whether it
@@ -70,16 +79,22 @@ type sealer struct {
 	// may be nil.
 	checkpointed func(size int64, note []byte)
 
-	mu   sync.Mutex
-	q    []pending // sealed, not yet written to the spool or store
-	done bool      // nothing more will be pushed
+	mu     sync.Mutex
+	q      []pending // sealed, not yet written to the spool or store
+	qBytes int       // the sum of q's bytes
+	// maxBytes bounds qBytes (refusal): maxSealBytes, or two full
+	// batches where batches are larger.
+	maxBytes int
+	done     bool // nothing more will be pushed
 	wake chan struct{}
 }
 
 // push queues a sealed batch after the others.
 func (s *sealer) push(p pending) {
+	p.bytes = p.b.Bytes
 	s.mu.Lock()
 	s.q = append(s.q, p)
+	s.qBytes += p.bytes
 	s.mu.Unlock()
 	s.metrics.Queued(1)
 	signal(s.wake)
@@ -98,12 +113,20 @@ func (s *sealer) finish() {
 // is slow or failing), to bound memory.
 func (s *sealer) refusal() error {
 	s.mu.Lock()
-	n := len(s.q)
+	n, bytes := len(s.q), s.qBytes
 	s.mu.Unlock()
-	if n < maxSealQueue {
+	if n < maxSealBatches && bytes < s.maxBytes {
 		return nil
 	}
-	return &RefusedError{Msg: fmt.Sprintf("agentaudit exporter: %d sealed batches wait to be written to disk; retry later", n)}
+	return &RefusedError{Msg: fmt.Sprintf("agentaudit exporter: %d sealed batches (%d MiB) wait to be written to disk; retry later", n, bytes>>20)}
+}
+
+// dequeue removes the first queued batch, which was written or dropped.
+func (s *sealer) dequeue() {
+	s.mu.Lock()
+	s.qBytes -= s.q[0].bytes
+	s.q = s.q[1:]
+	s.mu.Unlock()
 }
 
 // backlog returns the batches waiting, the first seq of the oldest and
@@ -188,9 +211,7 @@ func (s *sealer) writeBatch(p pending) bool {
 	n := int(sb.footer.EntryCount)
 	s.metrics.Sealed(n)
 	opened := p.b.Opened
-	s.mu.Lock()
-	s.q = s.q[1:]
-	s.mu.Unlock()
+	s.dequeue()
 	p.b.Release() // its buffers go to a later batch
 	if s.spool != nil {
 		objs := []spooled{{key: sb.key, size: int64(len(sb.data)), since: opened, batch: true}}
@@ -277,9 +298,7 @@ func (s *sealer) keepDurable(p *pending) bool {
 	if n > 0 {
 		return true
 	}
-	s.mu.Lock()
-	s.q = s.q[1:]
-	s.mu.Unlock()
+	s.dequeue()
 	p.b.Release()
 	s.metrics.Queued(-1)
 	return false
