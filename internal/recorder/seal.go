@@ -26,9 +26,10 @@ import (
 // past either bound, new data is refused (retryable). Bounding them by
 // number alone would refuse clients after a restart that recovered many
 // small batches from the log, while their memory is a fraction of one
-// full batch's.
+// full batch's. 128 MiB is about 20 batches of 10,000 realistic entries,
+// 8 of the largest (batch.max_bytes, 16 MiB).
 const (
-	maxSealBytes   = 64 << 20
+	maxSealBytes   = 128 << 20
 	maxSealBatches = 256
 )
 
@@ -190,7 +191,7 @@ func (s *sealer) writeBatch(p pending) bool {
 		return false
 	}
 	root, tiles := s.extendTree(p.b)
-	if !eachParallel(len(tiles), func(i int) bool { return s.write(tiles[i].Key, tiles[i].Data, false) }) {
+	if !s.writeTiles(tiles) {
 		return false
 	}
 	cpKey, cpMsg, err := s.cp.sign(sb.footer, root)
@@ -268,6 +269,32 @@ func (s *sealer) write(key string, data []byte, mirror bool) bool {
 	}
 	m := s.cp.mirror
 	return !mirror || m == nil || s.retry.retry("mirror", key, func() error { return m.Put(ctx, key, data) })
+}
+
+// writeTiles writes a batch's tiles where batches go, retrying until they
+// are written: in one call where the store can (store.PutAller, the local
+// disk: a durable file each is most of what the tree costs), else up to
+// maxParallelTiles at a time. It reports false when shutdown gave up.
+func (s *sealer) writeTiles(tiles []tlogtree.Tile) bool {
+	if len(tiles) == 0 {
+		return true
+	}
+	pa, ok := s.target.(store.PutAller)
+	if !ok {
+		return eachParallel(len(tiles), func(i int) bool { return s.write(tiles[i].Key, tiles[i].Data, false) })
+	}
+	objs := tileObjects(tiles)
+	what := fmt.Sprintf("%s and %d more tiles", tiles[0].Key, len(tiles)-1)
+	return s.retry.retry(s.where, what, func() error { return pa.PutAll(context.Background(), objs) })
+}
+
+// tileObjects returns tiles as the objects to store.
+func tileObjects(tiles []tlogtree.Tile) []store.Object {
+	objs := make([]store.Object, len(tiles))
+	for i, t := range tiles {
+		objs[i] = store.Object{Key: t.Key, Data: t.Data}
+	}
+	return objs
 }
 
 // recordHead updates the head marker. It is best effort: when it cannot be

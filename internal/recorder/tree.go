@@ -245,11 +245,11 @@ func (b *treeBuild) appendFile(ctx context.Context, f batchFile, end int64) erro
 	if err != nil {
 		return err
 	}
-	for _, t := range tiles {
-		if err := b.out.Put(ctx, t.Key, t.Data); err != nil {
-			return err
-		}
-		if b.spool {
+	if err := store.PutAll(ctx, b.out, tileObjects(tiles)); err != nil {
+		return err
+	}
+	if b.spool {
+		for _, t := range tiles {
 			b.written = append(b.written, spooled{key: t.Key, size: int64(len(t.Data)), since: b.now})
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/agentaudit/agentaudit/internal/atomicfile"
 )
@@ -28,7 +30,10 @@ type FS struct {
 	dir string
 }
 
-var _ Store = (*FS)(nil)
+var (
+	_ Store    = (*FS)(nil)
+	_ PutAller = (*FS)(nil)
+)
 
 // NewFS returns a store rooted at dir, creating it (mode 0750) if missing.
 // It returns an error naming the path when dir is not a writable directory.
@@ -75,44 +80,155 @@ func (s *FS) path(key string) string { return filepath.Join(s.dir, filepath.From
 // name exists it compares bytes: identical is success, different is
 // ErrConflict. No temporary file survives an error.
 func (s *FS) Put(ctx context.Context, key string, data []byte) error {
-	if err := ValidKey(key); err != nil {
+	return s.PutAll(ctx, []Object{{Key: key, Data: data}})
+}
+
+// PutAll is Put of each object, in fewer steps than a Put each: the
+// temporary files are written, up to maxParallel at a time, before any is
+// fsynced, with their writeback started (on Linux) so that the fsyncs
+// that follow find their data on its way together (on ext4 the first of
+// them commits the journal for all); each directory is fsynced once, after
+// the last link into it. A durable file each is most of what a chain's
+// tree costs the collector (about 40 tiles per 10,000 entries). On
+// success every object is durable under its key; on an error, any of them
+// may be stored (each whole or not at all, as a Put leaves it), and
+// calling PutAll again is safe. No temporary file survives.
+func (s *FS) PutAll(ctx context.Context, objs []Object) error {
+	puts := make([]put, len(objs))
+	defer func() {
+		// The temporary names go on every path; after a link the object
+		// lives on under its final name. A failed removal after a
+		// successful link leaves a dot-file readers never see: not worth
+		// failing the put.
+		for _, p := range puts {
+			if p.f != nil {
+				p.f.Close()
+			}
+			if p.tmp != "" {
+				_ = os.Remove(p.tmp)
+			}
+		}
+	}()
+	for _, o := range objs {
+		if err := ValidKey(o.Key); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var dirs []string // each once, in order of first use
+	for i, o := range objs {
+		puts[i] = put{Object: o, final: s.path(o.Key)}
+		if dir := filepath.Dir(puts[i].final); !slices.Contains(dirs, dir) {
+			if err := s.mkdirs(dir); err != nil {
+				return fmt.Errorf("store: put %s: %w", o.Key, err)
+			}
+			dirs = append(dirs, dir)
+		}
+	}
+	many := len(puts) > 1
+	if err := parallel(len(puts), func(i int) error { return puts[i].write(many) }); err != nil {
+		return err
+	}
+	if err := parallel(len(puts), func(i int) error { return puts[i].sync() }); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	final := s.path(key)
-	dir := filepath.Dir(final)
-	if err := s.mkdirs(dir); err != nil {
-		return fmt.Errorf("store: put %s: %w", key, err)
-	}
-
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(final)+tmpInfix+"*")
-	if err != nil {
-		return fmt.Errorf("store: put %s: %w", key, err)
-	}
-	tmpName := tmp.Name()
-	err = writeSynced(tmp, data)
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err == nil {
-		err = os.Link(tmpName, final)
-	}
-	// The temporary name goes on every path; after a link the object lives
-	// on under its final name. A failed removal after a successful link
-	// leaves a dot-file readers never see: not worth failing the Put.
-	_ = os.Remove(tmpName)
-	if errors.Is(err, fs.ErrExist) {
-		err = s.compare(final, data)
-	}
-	if err != nil {
-		return fmt.Errorf("store: put %s: %w", key, err)
+	for i := range puts {
+		p := &puts[i]
+		err := os.Link(p.tmp, p.final)
+		_ = os.Remove(p.tmp)
+		p.tmp = ""
+		if errors.Is(err, fs.ErrExist) {
+			err = s.compare(p.final, p.Data)
+		}
+		if err != nil {
+			return fmt.Errorf("store: put %s: %w", p.Key, err)
+		}
 	}
 	// Also after an identical object was found: its writer may not have
 	// synced the directory yet, and our caller is told the bytes are durable.
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("store: put %s: %w", key, err)
+	for _, dir := range dirs {
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("store: put %s: %w", puts[0].Key, err)
+		}
+	}
+	return nil
+}
+
+// put is an object on its way to its final name through a temporary file.
+type put struct {
+	Object
+	final, tmp string
+	f          *os.File // open until synced
+}
+
+// write writes the object to a new temporary file next to its final name
+// and makes it read-only; with writeback, starts writing it to disk.
+func (p *put) write(writeback bool) error {
+	dir, name := filepath.Split(p.final)
+	f, err := os.CreateTemp(dir, "."+name+tmpInfix+"*")
+	if err != nil {
+		return fmt.Errorf("store: put %s: %w", p.Key, err)
+	}
+	p.f, p.tmp = f, f.Name()
+	if _, err := f.Write(p.Data); err != nil {
+		return fmt.Errorf("store: put %s: %w", p.Key, err)
+	}
+	if err := f.Chmod(objectMode); err != nil {
+		return fmt.Errorf("store: put %s: %w", p.Key, err)
+	}
+	if writeback {
+		startWriteback(f)
+	}
+	return nil
+}
+
+// sync flushes the temporary file to stable storage and closes it.
+func (p *put) sync() error {
+	err := p.f.Sync()
+	if cerr := p.f.Close(); err == nil {
+		err = cerr
+	}
+	p.f = nil
+	if err != nil {
+		return fmt.Errorf("store: put %s: %w", p.Key, err)
+	}
+	return nil
+}
+
+// maxParallel is how many files PutAll writes or fsyncs at a time: a
+// disk's queue overlaps their writes and fsyncs, where one at a time each
+// waits for the one before.
+const maxParallel = 8
+
+// parallel calls fn(i) for i in [0, n), up to maxParallel at a time, and
+// returns the first error; after one, no further call starts.
+func parallel(n int, fn func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		next  atomic.Int64
+		first atomic.Pointer[error]
+	)
+	for range min(n, maxParallel) {
+		wg.Go(func() {
+			for first.Load() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					first.CompareAndSwap(nil, &err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := first.Load(); err != nil {
+		return *err
 	}
 	return nil
 }
@@ -152,22 +268,6 @@ func (s *FS) RemoveTemporary(mine func(key string) bool) (int, error) {
 		return removed, fmt.Errorf("store: removing temporary files under %s: %w", s.dir, err)
 	}
 	return removed, nil
-}
-
-// writeSynced writes data, makes the file read-only and flushes both to
-// stable storage, then closes f.
-func writeSynced(f *os.File, data []byte) error {
-	_, err := f.Write(data)
-	if err == nil {
-		err = f.Chmod(objectMode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // compare resolves a Put onto an existing object: nil when it holds data,

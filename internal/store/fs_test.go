@@ -167,6 +167,56 @@ func TestFSFailureLeavesNoTemp(t *testing.T) {
 	})
 }
 
+// TestFSPutAll: PutAll stores objects in several directories, new and
+// existing, read-only and once each; an identical object already stored
+// is success, a different one ErrConflict, which leaves that object as it
+// was; an invalid key refuses the lot before anything is written; no
+// temporary file is left on any path, and the PutAll that failed can be
+// made again once the conflict is gone from the call.
+func TestFSPutAll(t *testing.T) {
+	s, dir := newFS(t)
+	require.NoError(t, s.Put(ctx, "tiles/c1/tile/0/000", []byte("tile 0")))
+	objs := []Object{
+		{Key: "tiles/c1/tile/0/000", Data: []byte("tile 0")}, // already stored
+		{Key: "tiles/c1/tile/0/001", Data: []byte("tile 1")},
+		{Key: "tiles/c1/tile/0/x001/002", Data: []byte("tile 1002")},
+		{Key: "tiles/c1/tile/1/000.p/2", Data: []byte("level 1")},
+	}
+	require.NoError(t, s.PutAll(ctx, objs))
+	for _, o := range objs {
+		data, err := s.Get(ctx, o.Key)
+		require.NoError(t, err, o.Key)
+		assert.Equal(t, string(o.Data), string(data), o.Key)
+		st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(o.Key)))
+		require.NoError(t, err)
+		assert.Equal(t, fs.FileMode(0o444), st.Mode().Perm(), "%s read-only", o.Key)
+	}
+	want := []string{"tiles", "tiles/c1", "tiles/c1/tile", "tiles/c1/tile/0", "tiles/c1/tile/0/000", "tiles/c1/tile/0/001",
+		"tiles/c1/tile/0/x001", "tiles/c1/tile/0/x001/002", "tiles/c1/tile/1", "tiles/c1/tile/1/000.p", "tiles/c1/tile/1/000.p/2"}
+	assert.ElementsMatch(t, want, allNames(t, dir))
+
+	conflicting := []Object{
+		{Key: "tiles/c1/tile/0/002", Data: []byte("tile 2")},
+		{Key: "tiles/c1/tile/0/001", Data: []byte("another tile 1")},
+		{Key: "tiles/c1/tile/0/003", Data: []byte("tile 3")},
+	}
+	err := s.PutAll(ctx, conflicting)
+	require.ErrorIs(t, err, ErrConflict)
+	assert.Contains(t, err.Error(), "tiles/c1/tile/0/001")
+	data, err := s.Get(ctx, "tiles/c1/tile/0/001")
+	require.NoError(t, err)
+	assert.Equal(t, "tile 1", string(data), "the conflicting put changed nothing")
+	for _, n := range allNames(t, dir) {
+		assert.NotContains(t, n, tmpInfix, "no temporary file after a conflict")
+	}
+	require.NoError(t, s.PutAll(ctx, []Object{conflicting[0], conflicting[2]}), "again, without the conflict")
+
+	before := allNames(t, dir)
+	require.ErrorIs(t, s.PutAll(ctx, []Object{{Key: "tiles/c1/tile/0/004", Data: []byte("x")}, {Key: "../escape", Data: []byte("x")}}), ErrInvalidKey)
+	assert.Equal(t, before, allNames(t, dir), "an invalid key refuses every object")
+	require.NoError(t, s.PutAll(ctx, nil))
+}
+
 func TestNewFSErrors(t *testing.T) {
 	base := t.TempDir()
 	file := filepath.Join(base, "plain-file")

@@ -52,6 +52,33 @@ type Store interface {
 	Put(ctx context.Context, key string, data []byte) error
 }
 
+// Object is a key and the bytes to store under it.
+type Object struct {
+	Key  string
+	Data []byte
+}
+
+// PutAller is a Store that stores several objects in one call for less
+// than a Put each (FS). PutAll is Put of each object; on an error, any of
+// them may be stored, and calling it again is safe.
+type PutAller interface {
+	PutAll(ctx context.Context, objs []Object) error
+}
+
+// PutAll stores objs in st: in one call where st is a PutAller, else with
+// a Put each, in order.
+func PutAll(ctx context.Context, st Store, objs []Object) error {
+	if pa, ok := st.(PutAller); ok {
+		return pa.PutAll(ctx, objs)
+	}
+	for _, o := range objs {
+		if err := st.Put(ctx, o.Key, o.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Errors. Check with errors.Is; they come back wrapped with the key or path.
 var (
 	// ErrConflict: the key already holds different bytes. Retrying cannot
