@@ -87,7 +87,7 @@ type sealer struct {
 	// batches where batches are larger.
 	maxBytes int
 	done     bool // nothing more will be pushed
-	wake chan struct{}
+	wake     chan struct{}
 }
 
 // push queues a sealed batch after the others.
