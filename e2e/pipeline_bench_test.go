@@ -79,17 +79,25 @@ func BenchmarkAuditPath(b *testing.B) {
 			spans := decodeParallel(b, payloads, func(ptrace.Traces) error { return nil })
 			reportPerSpan(b, cpu0, spans)
 		})
-		b.Run(shape.name+"/floor", func(b *testing.B) {
-			p := newFloorPath(b)
-			cpu0 := tpSelfCPU()
-			spans := decodeParallel(b, payloads, p.consume)
-			p.flush()
-			reportPerSpan(b, cpu0, spans)
-			// A floor that missed audit spans would look cheap.
-			if want := spans / perReq * int64(auditPerReq); p.records != want {
-				b.Fatalf("the floor chained %d records, want %d", p.records, want)
-			}
-		})
+		for _, floor := range []string{"floor", "floor-tree"} {
+			b.Run(shape.name+"/"+floor, func(b *testing.B) {
+				p := newFloorPath(b)
+				if floor == "floor-tree" {
+					p.tree = newFloorTree(b)
+				}
+				cpu0 := tpSelfCPU()
+				spans := decodeParallel(b, payloads, p.consume)
+				p.flush(b)
+				reportPerSpan(b, cpu0, spans)
+				// A floor that missed audit spans would look cheap.
+				if want := spans / perReq * int64(auditPerReq); p.records != want {
+					b.Fatalf("the floor chained %d records, want %d", p.records, want)
+				}
+				if p.tree != nil && p.tree.tiles[0] != p.records/floorTileHashes {
+					b.Fatalf("the floor's tree has %d full tiles of leaves, want %d", p.tree.tiles[0], p.records/floorTileHashes)
+				}
+			})
+		}
 		b.Run(shape.name+"/default", func(b *testing.B) {
 			benchSplit(b, payloads, true)
 		})
@@ -306,6 +314,7 @@ func reportPerSpan(b *testing.B, cpu0 time.Duration, spans int64) {
 // costs beyond "decode" is a lower bound of what an audit span costs
 // beyond being received.
 type floorPath struct {
+	tree    *floorTree // with issue 18's tree and tiles; nil without
 	log     *os.File
 	logSize int64
 	enc     *zstd.Encoder
@@ -394,6 +403,9 @@ func (p *floorPath) consume(td ptrace.Traces) error {
 		p.hash.Write(p.prev[:])
 		p.hash.Write(recs[start:end])
 		p.hash.Sum(p.prev[:0])
+		if p.tree != nil {
+			p.tree.add(&p.prev)
+		}
 		start = end
 	}
 	p.records += int64(len(ends))
@@ -405,12 +417,16 @@ func (p *floorPath) consume(td ptrace.Traces) error {
 	p.requests++
 	doSync := p.requests%8 == 0
 	var full []byte
+	var tiles []floorTile
 	if len(p.batch)+len(recs) > floorBatchSize {
 		next := p.spare
 		if next == nil {
 			next = make([]byte, 0, floorBatchSize)
 		}
 		full, p.batch, p.spare = p.batch, next[:0], nil
+		if p.tree != nil {
+			tiles, p.tree.done = p.tree.done, nil
+		}
 	}
 	p.batch = append(p.batch, recs...)
 	p.mu.Unlock()
@@ -424,6 +440,9 @@ func (p *floorPath) consume(td ptrace.Traces) error {
 		}
 	}
 	if full != nil {
+		if err := p.writeTiles(tiles); err != nil {
+			return err
+		}
 		p.compress(full)
 		p.mu.Lock()
 		p.spare = full
@@ -439,9 +458,26 @@ func (p *floorPath) compress(batch []byte) {
 	p.compressed = p.enc.EncodeAll(batch, p.compressed[:0])
 }
 
-// flush compresses what is left in the batch.
-func (p *floorPath) flush() {
+// flush compresses what is left in the batch and writes the tiles left.
+func (p *floorPath) flush(b *testing.B) {
 	p.compress(p.batch)
+	if p.tree != nil {
+		if err := p.writeTiles(p.tree.done); err != nil {
+			b.Fatal(err)
+		}
+		p.tree.done = nil
+	}
+}
+
+// writeTiles writes a sealed batch's tiles, one batch at a time as the
+// tree's order requires.
+func (p *floorPath) writeTiles(tiles []floorTile) error {
+	if len(tiles) == 0 {
+		return nil
+	}
+	p.compressMu.Lock()
+	defer p.compressMu.Unlock()
+	return p.tree.write(tiles)
 }
 
 // floorRecord appends the span's fields and attributes, length-prefixed and
