@@ -2,6 +2,7 @@ package merkle
 
 import (
 	"crypto/sha256"
+	"slices"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -36,7 +37,7 @@ func (f *Fold) Root(n int, entryHash func(i int, dst *[32]byte) error) ([32]byte
 	if n == 0 {
 		return sha256.Sum256(nil), nil
 	}
-	r, err := f.fold(0, n, entryHash)
+	r, err := f.fold(0, n, entryHash, nil)
 	if err != nil {
 		return [32]byte{}, err
 	}
@@ -51,19 +52,63 @@ func (f *Fold) Root(n int, entryHash func(i int, dst *[32]byte) error) ([32]byte
 // ranges of the leaves before and after extend to the tree's root. The
 // hashes are the caller's. Errors as Root's.
 func (f *Fold) Range(begin uint64, n int, entryHash func(i int, dst *[32]byte) error) ([][]byte, error) {
-	r, err := f.fold(begin, n, entryHash)
+	r, err := f.fold(begin, n, entryHash, nil)
 	if err != nil {
 		return nil, err
 	}
-	out := make([][]byte, len(r.Hashes()))
-	for i, h := range r.Hashes() {
-		out[i] = append([]byte(nil), h...) // out of the arena
-	}
-	return out, nil
+	return cloneHashes(r.Hashes()), nil
 }
 
-// fold builds the compact range of n leaves from begin in the arena.
-func (f *Fold) fold(begin uint64, n int, entryHash func(i int, dst *[32]byte) error) (*compact.Range, error) {
+// LeafHashes appends to dst the RFC 6962 leaf hash, SHA-256(0x00 || entry
+// hash), of each of n entry hashes, as entryHash writes them, and returns
+// it: for a caller that builds two trees over the same leaves (verify: a
+// file's root and the chain's tree) with RootOfLeaves and RangeOfLeaves.
+// Errors as Root's.
+func (f *Fold) LeafHashes(dst []byte, n int, entryHash func(i int, dst *[32]byte) error) ([]byte, error) {
+	dst = slices.Grow(dst, n*sha256.Size)
+	for i := range n {
+		f.msg[0] = rfc6962.RFC6962LeafHashPrefix
+		if err := entryHash(i, (*[32]byte)(f.msg[1:33])); err != nil {
+			return nil, err
+		}
+		s := sha256.Sum256(f.msg[:1+sha256.Size])
+		dst = append(dst, s[:]...)
+	}
+	return dst, nil
+}
+
+// RootOfLeaves is Root for the leaf hashes LeafHashes returned (32 bytes
+// each).
+func (f *Fold) RootOfLeaves(leaves []byte) [32]byte {
+	n := len(leaves) / sha256.Size
+	if n == 0 {
+		return sha256.Sum256(nil)
+	}
+	r, _ := f.fold(0, n, nil, leaves) // leaves given: no error
+	root, _ := r.GetRootHash(nil)     // begins at 0: no error
+	return [32]byte(root)
+}
+
+// RangeOfLeaves is Range for the leaf hashes LeafHashes returned.
+func (f *Fold) RangeOfLeaves(begin uint64, leaves []byte) [][]byte {
+	r, _ := f.fold(begin, len(leaves)/sha256.Size, nil, leaves) // leaves given: no error
+	return cloneHashes(r.Hashes())
+}
+
+// cloneHashes copies a range's hashes out of the arena.
+func cloneHashes(hs [][]byte) [][]byte {
+	out := make([][]byte, len(hs))
+	for i, h := range hs {
+		out[i] = append([]byte(nil), h...)
+	}
+	return out
+}
+
+// fold builds the compact range of n leaves from begin in the arena: the
+// leaf hashes of the entry hashes entryHash writes or, when leaves is not
+// nil, the leaf hashes in leaves (32 bytes each), which must stay as they
+// are until the range is done with.
+func (f *Fold) fold(begin uint64, n int, entryHash func(i int, dst *[32]byte) error, leaves []byte) (*compact.Range, error) {
 	if f.self != f {
 		f.self = f
 		f.rf = &compact.RangeFactory{Hash: f.hashChildren}
@@ -84,13 +129,19 @@ func (f *Fold) fold(begin uint64, n int, entryHash func(i int, dst *[32]byte) er
 		r = f.rf.NewEmptyRange(begin)
 	}
 	for i := range n {
-		f.msg[0] = rfc6962.RFC6962LeafHashPrefix
-		if err := entryHash(i, (*[32]byte)(f.msg[1:33])); err != nil {
-			return nil, err
+		var leaf []byte
+		if leaves != nil {
+			leaf = leaves[i*sha256.Size : (i+1)*sha256.Size : (i+1)*sha256.Size]
+		} else {
+			f.msg[0] = rfc6962.RFC6962LeafHashPrefix
+			if err := entryHash(i, (*[32]byte)(f.msg[1:33])); err != nil {
+				return nil, err
+			}
+			leaf = f.sum(f.msg[:1+sha256.Size])
 		}
 		// Append fails only on a corrupt range, which one built leaf by
 		// leaf from empty is not.
-		_ = r.Append(f.sum(f.msg[:1+sha256.Size]), nil)
+		_ = r.Append(leaf, nil)
 	}
 	return r, nil
 }

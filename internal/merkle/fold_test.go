@@ -158,3 +158,53 @@ func TestFoldRange(t *testing.T) {
 	_, err := f.Range(5, 3, func(i int, _ *[32]byte) error { return stop })
 	assert.ErrorIs(t, err, stop)
 }
+
+// TestFoldOfLeaves: leaf hashes computed once give, through RootOfLeaves and
+// RangeOfLeaves, what Root and Range give from the entry hashes, for every
+// tree shape and ranges that begin anywhere; LeafHashes returns the first
+// error of entryHash as it is, and a Fold reused allocates nothing.
+func TestFoldOfLeaves(t *testing.T) {
+	all := hashes(10_000)
+	var f, g Fold
+	var leaves []byte
+	for _, n := range foldSizes {
+		entryHash := func(i int, dst *[32]byte) error {
+			copy(dst[:], all[i])
+			return nil
+		}
+		var err error
+		leaves, err = f.LeafHashes(leaves[:0], n, entryHash)
+		require.NoError(t, err)
+		require.Len(t, leaves, 32*n)
+		for i := range min(n, 3) {
+			assert.Equal(t, LeafHash(all[i]), leaves[32*i:32*(i+1)], "n=%d: leaf %d", n, i)
+		}
+		want, err := g.Root(n, entryHash)
+		require.NoError(t, err)
+		assert.Equal(t, want, f.RootOfLeaves(leaves), "n=%d", n)
+		for _, begin := range []uint64{0, 1, 255, 256, 1000, 4097} {
+			want, err := g.Range(begin, n, entryHash)
+			require.NoError(t, err)
+			assert.Equal(t, want, f.RangeOfLeaves(begin, leaves), "n=%d from %d", n, begin)
+		}
+	}
+	stop := errors.New("stop")
+	_, err := f.LeafHashes(nil, 9, func(i int, _ *[32]byte) error {
+		if i == 4 {
+			return stop
+		}
+		return nil
+	})
+	assert.ErrorIs(t, err, stop)
+
+	hs := all[:1000]
+	buf := make([]byte, 0, 32*len(hs))
+	allocs := testing.AllocsPerRun(10, func() {
+		leaves, _ := f.LeafHashes(buf[:0], len(hs), func(i int, dst *[32]byte) error {
+			copy(dst[:], hs[i])
+			return nil
+		})
+		_ = f.RootOfLeaves(leaves)
+	})
+	assert.Zero(t, allocs)
+}

@@ -178,12 +178,13 @@ type fileReader struct {
 	hasEnd, hasSender bool
 	// block holds the canonical encodings of rowBlock rows, long that of
 	// a longer row.
-	block *[rowBlock * rowSlot]byte
-	long  []byte
-	recs  []rec
-	file  []byte // the bytes of the last local file read
-	tree  merkleFold
-	chain treeFold
+	block  *[rowBlock * rowSlot]byte
+	long   []byte
+	recs   []rec
+	file   []byte // the bytes of the last local file read
+	tree   merkleFold
+	chain  treeFold
+	leaves []byte // the leaf hashes of recs, for tree and chain
 	// pickSeq, when not NoSeq, asks read to copy the entry_hash of that
 	// seq into picked (for a checkpoint head inside a file), and the
 	// compact range of the file's rows up to it into pickedTree (for a
@@ -284,17 +285,25 @@ func (r *fileReader) read(key string, data []byte) (res *fileResult) {
 	res.ok = len(r.recs) > 0
 	res.chainRows = int64(len(r.recs))
 	r.checkRows(res)
+	// The file's root and the chain's tree share the leaf hashes.
 	merkleRoot := "(not computable: an entry_hash is not 64 hex digits)"
-	if root, ok := r.tree.root(r.recs); ok {
+	leaves, ok := r.tree.leaves(r.leaves[:0], r.recs)
+	if ok {
+		r.leaves = leaves
+		root := r.tree.rootOfLeaves(leaves)
 		merkleRoot = string(root[:])
 		res.merkleRoot = merkleRoot
+		res.tree = r.chain.rangeOfLeaves(r.recs, leaves)
 	}
-	res.tree = r.chain.rangeOf(r.recs)
 	if r.pickSeq != NoSeq {
 		for i, x := range r.recs {
 			if x.seq == r.pickSeq {
 				r.picked = cloneHashes([]hash64{x.eh})[0]
-				r.pickedTree = r.chain.rangeOf(r.recs[:i+1])
+				if ok {
+					r.pickedTree = r.chain.rangeOfLeaves(r.recs[:i+1], leaves)
+				} else { // the hashes up to it may still make a range
+					r.pickedTree = r.chain.rangeOf(r.recs[:i+1])
+				}
 			}
 		}
 	}

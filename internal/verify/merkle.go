@@ -18,10 +18,21 @@ type merkleFold struct{ merkle.Fold }
 var errNotHex = errors.New("entry_hash is not 64 hex digits")
 
 // root returns the hex root of the hashes in recs, or ok false when one is
-// not 64 hex digits. A row whose hash was just recomputed gives its raw
-// bytes: no hex decoding.
+// not 64 hex digits.
 func (m *merkleFold) root(recs []rec) (root [64]byte, ok bool) {
-	sum, err := m.Root(len(recs), func(i int, dst *[32]byte) error {
+	leaves, ok := m.leaves(nil, recs)
+	if !ok {
+		return root, false
+	}
+	return m.rootOfLeaves(leaves), true
+}
+
+// leaves appends to dst the RFC 6962 leaf hashes of the entry hashes in
+// recs, for the file's root and the chain's tree alike, or returns ok
+// false when one is not 64 hex digits. A row whose hash was just
+// recomputed gives its raw bytes: no hex decoding.
+func (m *merkleFold) leaves(dst []byte, recs []rec) ([]byte, bool) {
+	leaves, err := m.LeafHashes(dst, len(recs), func(i int, dst *[32]byte) error {
 		r := &recs[i]
 		switch {
 		case r.rawOK:
@@ -35,9 +46,12 @@ func (m *merkleFold) root(recs []rec) (root [64]byte, ok bool) {
 		}
 		return nil
 	})
-	if err != nil {
-		return root, false
-	}
+	return leaves, err == nil
+}
+
+// rootOfLeaves returns the hex root of the leaf hashes leaves returned.
+func (m *merkleFold) rootOfLeaves(leaves []byte) (root [64]byte) {
+	sum := m.RootOfLeaves(leaves)
 	hex.Encode(root[:], sum[:])
-	return root, true
+	return root
 }

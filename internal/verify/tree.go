@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"slices"
@@ -69,6 +70,23 @@ func (f *treeFold) rangeOf(recs []rec) *compact.Range {
 		return nil
 	}
 	// Into the factory the merge uses.
+	out, _ := chainRanges.NewRange(uint64(first), uint64(first)+uint64(len(recs)), hashes) // a valid range's hashes: no error
+	return out
+}
+
+// rangeOfLeaves is rangeOf for entries whose leaf hashes (32 bytes each,
+// merkleFold.leaves) are already computed.
+func (f *treeFold) rangeOfLeaves(recs []rec, leaves []byte) *compact.Range {
+	if len(recs) == 0 || recs[0].seq < 0 {
+		return nil
+	}
+	first := recs[0].seq
+	for i := range recs {
+		if recs[i].seq != first+int64(i) {
+			return nil
+		}
+	}
+	hashes := f.fold.RangeOfLeaves(uint64(first), leaves[:len(recs)*sha256.Size])
 	out, _ := chainRanges.NewRange(uint64(first), uint64(first)+uint64(len(recs)), hashes) // a valid range's hashes: no error
 	return out
 }
