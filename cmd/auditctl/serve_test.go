@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -91,8 +90,13 @@ func serve(t *testing.T, env []string, args ...string) string {
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr lockedBuffer // written by exec's copying goroutine
-	cmd.Stderr = &stderr
+	// A file, which the process writes itself: no goroutine of exec's
+	// copies into memory the test reads.
+	stderr := filepath.Join(t.TempDir(), "stderr")
+	errFile, err := os.Create(stderr)
+	require.NoError(t, err)
+	defer errFile.Close() // the process has its own descriptor
+	cmd.Stderr = errFile
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
@@ -114,31 +118,23 @@ func serve(t *testing.T, env []string, args ...string) string {
 	select {
 	case l := <-line:
 		m := regexp.MustCompile(`on (http://127\.0\.0\.1:\d+)/`).FindStringSubmatch(l)
-		require.NotNil(t, m, "serve printed %q; stderr: %s", l, stderr.String())
+		if m == nil {
+			t.Fatalf("serve printed %q; stderr: %s", l, readFile(stderr))
+		}
 		return m[1]
 	case <-time.After(30 * time.Second):
-		t.Fatalf("serve did not start: %s", stderr.String())
+		t.Fatalf("serve did not start: %s", readFile(stderr))
 	}
 	return ""
 }
 
-// lockedBuffer is a bytes.Buffer that one goroutine may write while
-// another reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+// readFile returns a file's contents, or what kept it from being read.
+func readFile(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 // TestServeInBrowser: the web view of a real trail, one file of it
