@@ -64,7 +64,7 @@ func newTelemetry(set component.TelemetrySettings, observe observer) (*telemetry
 		{&t.accepted, "otelcol_agentaudit_entries_accepted", "Audit entries chained and durable in the write-ahead log (acknowledged).", "{entry}"},
 		{&t.withProblems, "otelcol_agentaudit_entries_with_problems", "Accepted entries whose span had missing or malformed fields (see the validation column).", "{entry}"},
 		{&t.ignored, "otelcol_agentaudit_spans_ignored", "Spans without audit tags that reached the exporter and were not recorded.", "{span}"},
-		{&t.refusedCount, "otelcol_agentaudit_entries_refused", "Audit entries refused with a retryable error (spool full or write-ahead log failed).", "{entry}"},
+		{&t.refusedCount, "otelcol_agentaudit_entries_refused", "Audit entries refused with a retryable error (spool full, sealed batches waiting for the disk, or write-ahead log failed).", "{entry}"},
 		{&t.unauthCount, "otelcol_agentaudit_entries_unauthenticated", "Audit entries refused, not retryable, because no sender was authenticated (require_authenticated_source).", "{entry}"},
 		{&t.mismatchCount, "otelcol_agentaudit_entries_sender_mismatch", "Accepted entries naming an agent their sender may not write for (senders), flagged sender_mismatch.", "{entry}"},
 		{&t.entriesSealed, "otelcol_agentaudit_entries_sealed", "Entries sealed into Parquet batches on local disk (the spool, or the file store).", "{entry}"},
