@@ -10,8 +10,8 @@ import (
 
 // Fold computes RFC 6962 Merkle tree hashes for the writer (RootHex), the
 // verifier and review's proofs, and the compact ranges of a file's leaves
-// that verify merges into the chain's tree (Range): transparency-dev/merkle's compact range
-// builds the tree, leaf by leaf, and crypto/sha256 hashes each leaf and node
+// that verify merges into the chain's tree (RangeOfLeaves):
+// transparency-dev/merkle's compact range builds the tree, leaf by leaf, and crypto/sha256 hashes each leaf and node
 // from a buffer the Fold keeps. The hashes live in an arena the Fold reuses,
 // not in a slice per node as rfc6962.Hasher returns them: after the first
 // tree of a size, no allocation. The zero Fold is ready to use; it is not
@@ -45,20 +45,6 @@ func (f *Fold) Root(n int, entryHash func(i int, dst *[32]byte) error) ([32]byte
 	return [32]byte(root), nil
 }
 
-// Range returns the compact range (transparency-dev/merkle's
-// compact.Range hashes, at most 64, in its order) of leaves [begin,
-// begin+n) of a larger tree whose leaf begin+i has entry hash i, as
-// entryHash writes it: the perfect subtrees those leaves make, which
-// ranges of the leaves before and after extend to the tree's root. The
-// hashes are the caller's. Errors as Root's.
-func (f *Fold) Range(begin uint64, n int, entryHash func(i int, dst *[32]byte) error) ([][]byte, error) {
-	r, err := f.fold(begin, n, entryHash, nil)
-	if err != nil {
-		return nil, err
-	}
-	return cloneHashes(r.Hashes()), nil
-}
-
 // LeafHashes appends to dst the RFC 6962 leaf hash, SHA-256(0x00 || entry
 // hash), of each of n entry hashes, as entryHash writes them, and returns
 // it: for a caller that builds two trees over the same leaves (verify: a
@@ -89,7 +75,12 @@ func (f *Fold) RootOfLeaves(leaves []byte) [32]byte {
 	return [32]byte(root)
 }
 
-// RangeOfLeaves is Range for the leaf hashes LeafHashes returned.
+// RangeOfLeaves returns the compact range (transparency-dev/merkle's
+// compact.Range hashes, at most 64, in its order) of leaves [begin,
+// begin+n) of a larger tree whose leaf begin+i is leaf hash i of leaves
+// (LeafHashes): the perfect subtrees those leaves make, which ranges of
+// the leaves before and after extend to the tree's root. The hashes are
+// the caller's.
 func (f *Fold) RangeOfLeaves(begin uint64, leaves []byte) [][]byte {
 	r, _ := f.fold(begin, len(leaves)/sha256.Size, nil, leaves) // leaves given: no error
 	return cloneHashes(r.Hashes())

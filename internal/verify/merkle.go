@@ -29,10 +29,17 @@ func (m *merkleFold) root(recs []rec) (root [64]byte, ok bool) {
 
 // leaves appends to dst the RFC 6962 leaf hashes of the entry hashes in
 // recs, for the file's root and the chain's tree alike, or returns ok
-// false when one is not 64 hex digits. A row whose hash was just
-// recomputed gives its raw bytes: no hex decoding.
+// false when one is not 64 hex digits.
 func (m *merkleFold) leaves(dst []byte, recs []rec) ([]byte, bool) {
-	leaves, err := m.LeafHashes(dst, len(recs), func(i int, dst *[32]byte) error {
+	leaves, err := m.LeafHashes(dst, len(recs), entryHashOf(recs))
+	return leaves, err == nil
+}
+
+// entryHashOf is merkle.Fold's entryHash for recs: each row's entry hash,
+// raw where it was just recomputed (no hex decoding), else its stored hex
+// decoded; errNotHex when that is not 64 hex digits.
+func entryHashOf(recs []rec) func(i int, dst *[32]byte) error {
+	return func(i int, dst *[32]byte) error {
 		r := &recs[i]
 		switch {
 		case r.rawOK:
@@ -45,8 +52,7 @@ func (m *merkleFold) leaves(dst []byte, recs []rec) ([]byte, bool) {
 			}
 		}
 		return nil
-	})
-	return leaves, err == nil
+	}
 }
 
 // rootOfLeaves returns the hex root of the leaf hashes leaves returned.

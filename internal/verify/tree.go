@@ -2,8 +2,6 @@ package verify
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"slices"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -37,41 +35,17 @@ type treeFold struct {
 	fold merkle.Fold
 }
 
-// errNotRange stops the fold: the entries do not form a range.
-var errNotRange = errors.New("not a range of the chain's tree")
-
 // rangeOf returns the compact range of the chain's tree that the entries
 // recs cover, or nil when they do not form one: seqs not consecutive (a
 // gap, a duplicate), or an entry_hash that is not 64 hex digits. The leaves
 // are the stored entry hashes, as the collector's tree has them: a row
 // whose entry_hash was changed changes the tree.
 func (f *treeFold) rangeOf(recs []rec) *compact.Range {
-	if len(recs) == 0 || recs[0].seq < 0 {
-		return nil
-	}
-	first := recs[0].seq
-	hashes, err := f.fold.Range(uint64(first), len(recs), func(i int, leaf *[32]byte) error {
-		x := &recs[i]
-		switch {
-		case x.seq != first+int64(i):
-			return errNotRange
-		case x.rawOK:
-			*leaf = x.raw
-		case len(x.eh) != 64:
-			return errNotRange
-		default:
-			if _, err := hex.Decode(leaf[:], x.eh); err != nil {
-				return errNotRange
-			}
-		}
-		return nil
-	})
+	leaves, err := f.fold.LeafHashes(nil, len(recs), entryHashOf(recs))
 	if err != nil {
 		return nil
 	}
-	// Into the factory the merge uses.
-	out, _ := chainRanges.NewRange(uint64(first), uint64(first)+uint64(len(recs)), hashes) // a valid range's hashes: no error
-	return out
+	return f.rangeOfLeaves(recs, leaves)
 }
 
 // rangeOfLeaves is rangeOf for entries whose leaf hashes (32 bytes each,
