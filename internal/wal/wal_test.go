@@ -544,6 +544,9 @@ func TestWriteFailureBreaksTheLog(t *testing.T) {
 	assert.ErrorIs(t, l.Sync(0), ErrBroken, "the failure is sticky")
 	_, err = l.Rotate(2)
 	assert.ErrorIs(t, err, ErrBroken)
+	// Close also waits for the spare segment made in the background, which
+	// could otherwise land in the directory while the test removes it.
+	assert.ErrorIs(t, l.Close(), ErrBroken)
 }
 
 func TestRecoverIgnoresOtherChainsAndFiles(t *testing.T) {
