@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,10 +39,14 @@ type delivery struct {
 	metrics  Metrics
 	logger   *zap.Logger
 
-	mu     sync.Mutex
-	q      []spooled // in the spool, not yet in the remote store
-	bytes  int64     // bytes of q
-	closed bool      // nothing more will be queued
+	mu    sync.Mutex
+	q     []spooled // in the spool, not yet in the remote store
+	bytes int64     // bytes of q
+	// keys counts q's objects by key: add looks a key up in it instead of
+	// scanning q, which under an outage of the store holds many thousand
+	// tiles.
+	keys   map[string]int
+	closed bool // nothing more will be queued
 	// finished: run returned with the queue empty, everything uploaded;
 	// what comes later (PutBeside at shutdown) goes to the store directly.
 	finished bool
@@ -51,7 +54,14 @@ type delivery struct {
 }
 
 func newDelivery(spool *store.FS, remote store.Store, maxBytes int64, retry *retrier, m Metrics, logger *zap.Logger) *delivery {
-	return &delivery{spool: spool, remote: remote, maxBytes: maxBytes, retry: retry, metrics: m, logger: logger, wake: make(chan struct{}, 1)}
+	return &delivery{spool: spool, remote: remote, maxBytes: maxBytes, retry: retry, metrics: m, logger: logger, keys: make(map[string]int), wake: make(chan struct{}, 1)}
+}
+
+// enqueueLocked appends o to the queue. Callers hold mu.
+func (d *delivery) enqueueLocked(o spooled) {
+	d.q = append(d.q, o)
+	d.bytes += o.size
+	d.keys[o.key]++
 }
 
 // resume queues what an earlier run left in the spool, in order, before
@@ -60,8 +70,7 @@ func (d *delivery) resume(objs []spooled) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, o := range objs {
-		d.q = append(d.q, o)
-		d.bytes += o.size
+		d.enqueueLocked(o)
 		if o.batch {
 			d.metrics.Queued(1)
 		}
@@ -75,11 +84,10 @@ func (d *delivery) resume(objs []spooled) {
 func (d *delivery) add(objs ...spooled) {
 	d.mu.Lock()
 	for _, o := range objs {
-		if !o.batch && slices.ContainsFunc(d.q, func(s spooled) bool { return s.key == o.key }) {
+		if !o.batch && d.keys[o.key] > 0 {
 			continue
 		}
-		d.q = append(d.q, o)
-		d.bytes += o.size
+		d.enqueueLocked(o)
 	}
 	d.mu.Unlock()
 	signal(d.wake)
@@ -101,8 +109,7 @@ func (d *delivery) addBeside(o spooled) bool {
 		d.mu.Unlock()
 		return false
 	}
-	d.q = append(d.q, o)
-	d.bytes += o.size
+	d.enqueueLocked(o)
 	d.mu.Unlock()
 	signal(d.wake)
 	return true
@@ -275,6 +282,9 @@ func (d *delivery) dequeue(next spooled) {
 	d.mu.Lock()
 	d.q = d.q[1:]
 	d.bytes -= next.size
+	if d.keys[next.key]--; d.keys[next.key] == 0 {
+		delete(d.keys, next.key)
+	}
 	d.mu.Unlock()
 	if next.batch {
 		d.metrics.Queued(-1)

@@ -13,8 +13,8 @@ import (
 
 // TestDeliveryQueue: what an earlier run spooled is queued first and
 // counted as queued batches; the verifier key, left in the spool, is not
-// queued twice; the spool's limit refuses new entries once its bytes reach
-// it.
+// queued twice while it waits; the spool's limit refuses new entries once
+// its bytes reach it.
 func TestDeliveryQueue(t *testing.T) {
 	spool, err := store.NewFS(filepath.Join(t.TempDir(), "batches"))
 	require.NoError(t, err)
@@ -40,4 +40,13 @@ func TestDeliveryQueue(t *testing.T) {
 	var refused *RefusedError
 	require.ErrorAs(t, d.refusal(), &refused)
 	assert.Contains(t, refused.Msg, "is full (105 of 100 bytes)")
+
+	// Once uploaded, a key is no longer queued: added again, it is queued
+	// again (after the others).
+	d.dequeue(d.q[0])
+	d.add(spooled{key: vkey, size: 10, since: t0.Add(2)})
+	bytes, objects, _ = d.backlog()
+	assert.Equal(t, int64(105), bytes)
+	assert.Equal(t, 4, objects)
+	assert.Equal(t, vkey, d.q[len(d.q)-1].key)
 }
