@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -65,6 +68,31 @@ func BenchmarkPutTiles(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed())/float64(b.N*len(objs)), "wall-ns/object")
 		})
 	}
+}
+
+// BenchmarkCreateFile creates empty files in one directory under TMPDIR
+// (open with O_CREAT|O_EXCL, close; nothing written or synced): what a new
+// file costs before any byte is in it. On a healthy ext4 that is tens of
+// microseconds of CPU; where the directory's block group is out of free
+// blocks, ext4 searches the disk for one at every new inode, and the same
+// call costs ten to thirty times as much (docs/PERFORMANCE.md, "The disk").
+// Run it in the TMPDIR of the other benchmarks to know which disk they
+// measured.
+//
+//	TMPDIR=/path go test ./internal/store -run '^$' -bench CreateFile -benchtime 2000x -count 3
+func BenchmarkCreateFile(b *testing.B) {
+	dir := b.TempDir()
+	cpu0 := processCPU()
+	i := 0
+	for b.Loop() {
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(i)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, objectMode)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		i++
+	}
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/file")
 }
 
 // processCPU returns the CPU time the process has used, user and system.
