@@ -72,10 +72,11 @@ func BenchmarkPutTiles(b *testing.B) {
 
 // BenchmarkCreateFile creates empty files in one directory under TMPDIR
 // (open with O_CREAT|O_EXCL, close; nothing written or synced): what a new
-// file costs before any byte is in it. On a healthy ext4 that is tens of
-// microseconds of CPU; where the directory's block group is out of free
-// blocks, ext4 searches the disk for one at every new inode, and the same
-// call costs ten to thirty times as much (docs/PERFORMANCE.md, "The disk").
+// file costs before any byte is in it. On this VM's ext4 that is about 21
+// µs of CPU in a directory whose part of the disk is little used, and ten
+// to thirty times as much where the disk around it was just written: the
+// benchmarks' own writes take a directory from the one to the other
+// (docs/PERFORMANCE.md, "The disk").
 // Run it in the TMPDIR of the other benchmarks to know which disk they
 // measured.
 //
