@@ -84,6 +84,11 @@ func (b *Batch) FirstSeq() int64 { return b.cols.FirstSeq() }
 // EntryHashes returns the raw entry hashes of the entries, in seq order.
 func (b *Batch) EntryHashes() [][32]byte { return b.cols.EntryHashes(make([][32]byte, 0, b.Len())) }
 
+// LeafHashes returns the leaf hashes of the entries as Encode computed them
+// for the file's Merkle root, or nil before Encode
+// (parquetfile.Columns.LeafHashes): the leaves of the chain's tree.
+func (b *Batch) LeafHashes() []byte { return b.cols.LeafHashes() }
+
 // Truncate keeps the first n entries of a sealed batch.
 func (b *Batch) Truncate(n int) { b.cols.Truncate(n) }
 

@@ -41,6 +41,10 @@ type Columns struct {
 	// digests are the raw entry hashes, 32 bytes each, for the Merkle root:
 	// the chain's own sums, or decoded from entry_hash by Append.
 	digests []byte
+	// leaves are the RFC 6962 leaf hashes of digests, 32 bytes each, as
+	// the last Encode computed them for the Merkle root (LeafHashes); empty
+	// after Reset and Truncate, short of n after an Append.
+	leaves []byte
 }
 
 // The buffered string columns, in file order.
@@ -167,6 +171,7 @@ func (c *Columns) FirstSeq() int64 { return c.firstSeq }
 func (c *Columns) Reset() {
 	c.chainID, c.firstSeq, c.n, c.err = "", 0, 0, nil
 	c.times, c.ends, c.endDefs, c.digests = c.times[:0], c.ends[:0], c.endDefs[:0], c.digests[:0]
+	c.leaves = c.leaves[:0]
 	for i := range c.strs {
 		c.strs[i].reset()
 	}
@@ -179,6 +184,7 @@ func (c *Columns) Truncate(n int) {
 	}
 	c.n = n
 	c.times, c.ends, c.endDefs, c.digests = c.times[:n], c.ends[:n], c.endDefs[:n], c.digests[:n*32]
+	c.leaves = c.leaves[:0]
 	for i := range c.strs {
 		c.strs[i].truncate(n)
 	}
@@ -187,6 +193,20 @@ func (c *Columns) Truncate(n int) {
 			c.err = nil
 		}
 	}
+}
+
+// LeafHashes returns the RFC 6962 leaf hashes of the rows' entry hashes,
+// SHA-256(0x00 || entry hash), 32 bytes each, in seq order, as the last
+// Encode computed them for the file's Merkle root: the leaves of the
+// chain's tree too (tlogtree.Writer.AppendLeaves), which need not be
+// hashed again. It returns nil unless Encode computed them for the rows c
+// holds now (not before an Encode, nor after an Append, Truncate or Reset
+// since). The bytes are c's: valid until c changes.
+func (c *Columns) LeafHashes() []byte {
+	if c.n == 0 || len(c.leaves) != c.n*32 {
+		return nil
+	}
+	return c.leaves
 }
 
 // EntryHashes appends the raw entry hashes of the rows, in seq order, to
@@ -297,10 +317,12 @@ func (c *Columns) footer(fold *merkle.Fold) (Footer, error) {
 	case c.err != nil:
 		return Footer{}, c.err
 	}
-	root, _ := fold.Root(c.n, func(i int, dst *[32]byte) error {
+	// The leaves are kept for the chain's tree (LeafHashes).
+	c.leaves, _ = fold.LeafHashes(c.leaves[:0], c.n, func(i int, dst *[32]byte) error {
 		copy(dst[:], c.digests[i*32:])
 		return nil
 	})
+	root := fold.RootOfLeaves(c.leaves)
 	return Footer{
 		FormatVersion: FormatVersion,
 		ChainID:       c.chainID,

@@ -710,6 +710,28 @@ func TestAppendHashedRoot(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, batchRoot(t, es), f.MerkleRoot)
 
+	// The leaves Encode hashed for the root are the Merkle leaves of the
+	// entry hashes, until the rows change.
+	leaves := append([]byte(nil), c.LeafHashes()...) // c's buffer is encoded into again below
+	require.Len(t, leaves, 32*len(es))
+	for i := range es {
+		sum, err := hex.DecodeString(es[i].EntryHash)
+		require.NoError(t, err)
+		require.Equal(t, merkle.LeafHash(sum), leaves[32*i:32*(i+1)], "leaf %d", i)
+	}
+	c.Append(&es[0])
+	assert.Nil(t, c.LeafHashes(), "after an Append")
+	c.Truncate(len(es))
+	assert.Nil(t, c.LeafHashes(), "after a Truncate")
+	_, err = c.Encode(&buf)
+	require.NoError(t, err)
+	assert.Equal(t, leaves, c.LeafHashes(), "encoded again")
+	c.Reset()
+	assert.Nil(t, c.LeafHashes(), "after a Reset")
+	var fresh Columns
+	fresh.Append(&es[0])
+	assert.Nil(t, fresh.LeafHashes(), "before an Encode")
+
 	es[40].EntryHash = strings.Repeat("z", 64)
 	_, err = Encode(&buf, es)
 	var be *BatchError

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/agentaudit/agentaudit/internal/batch"
 	"github.com/agentaudit/agentaudit/internal/chain"
@@ -250,7 +251,16 @@ func (s *sealer) extendTree(b *batch.Batch) (root string, tiles []tlogtree.Tile)
 	if s.tree == nil {
 		return "", nil
 	}
-	tiles, r, err := s.tree.Append(b.EntryHashes())
+	var (
+		r   tlog.Hash
+		err error
+	)
+	if leaves := b.LeafHashes(); leaves != nil {
+		// Hashed for the batch's Merkle root when it was sealed.
+		tiles, r, err = s.tree.AppendLeaves(leaves)
+	} else {
+		tiles, r, err = s.tree.Append(b.EntryHashes())
+	}
 	if err != nil {
 		s.logger.Error("The chain's tree failed; checkpoints go on without its root (format 1) until a restart rebuilds it", zap.Error(err))
 		s.tree = nil

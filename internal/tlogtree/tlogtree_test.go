@@ -209,6 +209,41 @@ func TestChunksGiveTheSameTiles(t *testing.T) {
 	}
 }
 
+// TestAppendLeaves: a tree grown from the leaf hashes, in chunks of any
+// size, gives the tiles and roots of the same tree grown from the entry
+// hashes; leaf hashes cut short are refused and the Writer stays where it
+// was.
+func TestAppendLeaves(t *testing.T) {
+	hs := entryHashes("leaves", 1200)
+	one := newTiles(t)
+	roots := grow(t, one, hs)
+	leaves := make([]byte, 0, len(hs)*tlog.HashSize)
+	for _, h := range hs {
+		l := LeafHash(h)
+		leaves = append(leaves, l[:]...)
+	}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	w := newWriter(t)
+	for w.Size() < int64(len(hs)) {
+		k := min(int64(len(hs))-w.Size(), rnd.Int64N(600))
+		at := w.Size() * tlog.HashSize
+		ts, root, err := w.AppendLeaves(leaves[at : at+k*tlog.HashSize])
+		require.NoError(t, err)
+		require.Equal(t, roots[w.Size()], root)
+		for _, tl := range ts {
+			require.Equal(t, one.m[tl.Key], tl.Data, tl.Key)
+		}
+	}
+
+	w = newWriter(t)
+	_, _, err := w.AppendLeaves(leaves[:2*tlog.HashSize+5])
+	require.ErrorContains(t, err, "69 bytes of leaf hashes")
+	assert.Equal(t, int64(0), w.Size())
+	_, root, err := w.AppendLeaves(leaves[:2*tlog.HashSize])
+	require.NoError(t, err, "a refused AppendLeaves does not break the Writer")
+	assert.Equal(t, roots[2], root)
+}
+
 func TestEmptyAppend(t *testing.T) {
 	w := newWriter(t)
 	ts, root, err := w.Append(nil)

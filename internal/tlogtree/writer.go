@@ -129,14 +129,33 @@ func (w *Writer) Root() tlog.Hash { return w.root }
 // from the stored tiles at the last size published (ResumeWriter). After an
 // error, which only a bug can cause, every Append returns it.
 func (w *Writer) Append(entryHashes [][32]byte) ([]Tile, tlog.Hash, error) {
+	return w.appendN(len(entryHashes), func(i int) tlog.Hash { return LeafHash(entryHashes[i]) })
+}
+
+// AppendLeaves is Append for the leaf hashes of the entries (LeafHash of
+// each entry hash, 32 bytes each, in seq order), for a caller that has
+// them already: the sealer, whose batch computed them for its own Merkle
+// root (parquetfile.Columns.LeafHashes). A length that is not a multiple
+// of 32 is an error, and the Writer does not advance.
+func (w *Writer) AppendLeaves(leaves []byte) ([]Tile, tlog.Hash, error) {
+	if len(leaves)%tlog.HashSize != 0 {
+		return nil, tlog.Hash{}, fmt.Errorf("tlogtree: %d bytes of leaf hashes, not a multiple of %d", len(leaves), tlog.HashSize)
+	}
+	return w.appendN(len(leaves)/tlog.HashSize, func(i int) tlog.Hash {
+		return tlog.Hash(leaves[i*tlog.HashSize : (i+1)*tlog.HashSize])
+	})
+}
+
+// appendN appends the n leaves leaf gives (Append).
+func (w *Writer) appendN(n int, leaf func(i int) tlog.Hash) ([]Tile, tlog.Hash, error) {
 	if w.err != nil {
 		return nil, tlog.Hash{}, w.err
 	}
 	old := w.Size()
-	if len(entryHashes) == 0 {
+	if n == 0 {
 		return nil, w.root, nil
 	}
-	tiles, root, err := w.append(old, entryHashes)
+	tiles, root, err := w.append(old, n, leaf)
 	if err != nil {
 		w.err = fmt.Errorf("tlogtree: chain %s after size %d: %w", w.chainID, old, err)
 		return nil, tlog.Hash{}, w.err
@@ -144,7 +163,7 @@ func (w *Writer) Append(entryHashes [][32]byte) ([]Tile, tlog.Hash, error) {
 	return tiles, root, nil
 }
 
-func (w *Writer) append(old int64, entryHashes [][32]byte) ([]Tile, tlog.Hash, error) {
+func (w *Writer) append(old int64, n int, leaf func(i int) tlog.Hash) ([]Tile, tlog.Hash, error) {
 	clear(w.done)
 	var verr error
 	visit := func(id compact.NodeID, hash []byte) {
@@ -153,9 +172,9 @@ func (w *Writer) append(old int64, entryHashes [][32]byte) ([]Tile, tlog.Hash, e
 		}
 		verr = w.keep(int(id.Level/Height), int64(id.Index), hash)
 	}
-	for i := range entryHashes {
-		leaf := LeafHash(entryHashes[i])
-		if err := w.rng.Append(leaf[:], visit); err != nil {
+	for i := range n {
+		h := leaf(i)
+		if err := w.rng.Append(h[:], visit); err != nil {
 			return nil, tlog.Hash{}, err
 		}
 		if verr != nil {
