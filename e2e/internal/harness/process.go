@@ -2,9 +2,12 @@ package harness
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -128,11 +131,60 @@ func (b *syncBuffer) String() string {
 }
 
 // FreeAddr returns a loopback address with a port free at the time of the
-// call.
+// call, for a process started after it to listen on. The port is below
+// the kernel's ephemeral range (ip_local_port_range): a port the kernel
+// picks for a listener is one it may also give, before the process binds
+// it, to any test's outgoing connection as its source port (CI failed
+// once so: "bind: address already in use"). Ports below the range are
+// given to no connection; this process never hands out one twice, and
+// checks that nothing listens on it. Without such a port it falls back to
+// one the kernel picks.
 func FreeAddr(t *testing.T) string {
 	t.Helper()
+	lo := ephemeralLow()
+	ports.Lock()
+	defer ports.Unlock()
+	for range 200 {
+		p := lo - 1 - ports.rnd.IntN(min(lo-1024, 12000))
+		if ports.given[p] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		ports.given[p] = true
+		return addr
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// ports are the ports FreeAddr handed out, each once.
+var ports = struct {
+	sync.Mutex
+	given map[int]bool
+	rnd   *rand.Rand
+}{given: make(map[int]bool), rnd: rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(time.Now().UnixNano())))}
+
+// ephemeralLow is the lowest port of the kernel's ephemeral range, 32768
+// when it cannot be read (Linux's default).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil || lo <= 2048 {
+		return 32768
+	}
+	return lo
 }
