@@ -11,8 +11,9 @@ import (
 // Fold computes RFC 6962 Merkle tree hashes for the writer (RootHex), the
 // verifier and review's proofs, and the compact ranges of a file's leaves
 // that verify merges into the chain's tree (RangeOfLeaves):
-// transparency-dev/merkle's compact range builds the tree, leaf by leaf, and crypto/sha256 hashes each leaf and node
-// from a buffer the Fold keeps. The hashes live in an arena the Fold reuses,
+// transparency-dev/merkle's compact range builds the tree, leaf by leaf,
+// and crypto/sha256 hashes each leaf and node from a buffer the Fold
+// keeps. The hashes live in an arena the Fold reuses,
 // not in a slice per node as rfc6962.Hasher returns them: after the first
 // tree of a size, no allocation. The zero Fold is ready to use; it is not
 // safe for concurrent use.
@@ -22,9 +23,11 @@ type Fold struct {
 	// one per level: r starts as a copy of it, for each tree from 0.
 	empty, r *compact.Range
 	rf       *compact.RangeFactory // hashes with hashChildren
-	// arena holds the tree's hashes, 32 bytes each, every one in its own
-	// slot: the range may keep any of them until Root returns.
+	// arena holds the tree's node hashes, 32 bytes each, every one in its
+	// own slot: the range may keep any of them until Root returns.
 	arena []byte
+	// leaves holds Root's leaf hashes (LeafHashes), for the same reason.
+	leaves []byte
 	// msg is one hash's input: 0x00 || entry hash, or 0x01 || left || right.
 	msg [1 + 2*sha256.Size]byte
 }
@@ -34,15 +37,12 @@ type Fold struct {
 // returns as it is, for the first such i. The root of no entries is
 // SHA-256 of the empty string.
 func (f *Fold) Root(n int, entryHash func(i int, dst *[32]byte) error) ([32]byte, error) {
-	if n == 0 {
-		return sha256.Sum256(nil), nil
-	}
-	r, err := f.fold(0, n, entryHash, nil)
+	leaves, err := f.LeafHashes(f.leaves[:0], n, entryHash)
 	if err != nil {
 		return [32]byte{}, err
 	}
-	root, _ := r.GetRootHash(nil) // begins at 0: no error
-	return [32]byte(root), nil
+	f.leaves = leaves
+	return f.RootOfLeaves(leaves), nil
 }
 
 // LeafHashes appends to dst the RFC 6962 leaf hash, SHA-256(0x00 || entry
@@ -70,8 +70,7 @@ func (f *Fold) RootOfLeaves(leaves []byte) [32]byte {
 	if n == 0 {
 		return sha256.Sum256(nil)
 	}
-	r, _ := f.fold(0, n, nil, leaves) // leaves given: no error
-	root, _ := r.GetRootHash(nil)     // begins at 0: no error
+	root, _ := f.fold(0, leaves).GetRootHash(nil) // begins at 0: no error
 	return [32]byte(root)
 }
 
@@ -82,8 +81,7 @@ func (f *Fold) RootOfLeaves(leaves []byte) [32]byte {
 // the leaves before and after extend to the tree's root. The hashes are
 // the caller's.
 func (f *Fold) RangeOfLeaves(begin uint64, leaves []byte) [][]byte {
-	r, _ := f.fold(begin, len(leaves)/sha256.Size, nil, leaves) // leaves given: no error
-	return cloneHashes(r.Hashes())
+	return cloneHashes(f.fold(begin, leaves).Hashes())
 }
 
 // cloneHashes copies a range's hashes out of the arena.
@@ -95,11 +93,11 @@ func cloneHashes(hs [][]byte) [][]byte {
 	return out
 }
 
-// fold builds the compact range of n leaves from begin in the arena: the
-// leaf hashes of the entry hashes entryHash writes or, when leaves is not
-// nil, the leaf hashes in leaves (32 bytes each), which must stay as they
-// are until the range is done with.
-func (f *Fold) fold(begin uint64, n int, entryHash func(i int, dst *[32]byte) error, leaves []byte) (*compact.Range, error) {
+// fold builds the compact range from begin of the leaf hashes in leaves
+// (32 bytes each), which must stay as they are until the range is done
+// with, its node hashes in the arena.
+func (f *Fold) fold(begin uint64, leaves []byte) *compact.Range {
+	n := len(leaves) / sha256.Size
 	if f.self != f {
 		f.self = f
 		f.rf = &compact.RangeFactory{Hash: f.hashChildren}
@@ -107,9 +105,9 @@ func (f *Fold) fold(begin uint64, n int, entryHash func(i int, dst *[32]byte) er
 		f.empty, _ = f.rf.NewRange(0, 0, make([][]byte, 0, 64))
 		f.r = new(compact.Range)
 	}
-	// A tree of n leaves has n leaf hashes and n-1 node hashes; a range
-	// that does not begin at 0 may merge into fewer.
-	if need := 2 * n * sha256.Size; cap(f.arena) < need {
+	// A tree of n leaves has n-1 node hashes; a range that does not begin
+	// at 0 may merge into fewer.
+	if need := n * sha256.Size; cap(f.arena) < need {
 		f.arena = make([]byte, 0, need)
 	}
 	f.arena = f.arena[:0]
@@ -120,21 +118,11 @@ func (f *Fold) fold(begin uint64, n int, entryHash func(i int, dst *[32]byte) er
 		r = f.rf.NewEmptyRange(begin)
 	}
 	for i := range n {
-		var leaf []byte
-		if leaves != nil {
-			leaf = leaves[i*sha256.Size : (i+1)*sha256.Size : (i+1)*sha256.Size]
-		} else {
-			f.msg[0] = rfc6962.RFC6962LeafHashPrefix
-			if err := entryHash(i, (*[32]byte)(f.msg[1:33])); err != nil {
-				return nil, err
-			}
-			leaf = f.sum(f.msg[:1+sha256.Size])
-		}
 		// Append fails only on a corrupt range, which one built leaf by
 		// leaf from empty is not.
-		_ = r.Append(leaf, nil)
+		_ = r.Append(leaves[i*sha256.Size:(i+1)*sha256.Size:(i+1)*sha256.Size], nil)
 	}
-	return r, nil
+	return r
 }
 
 // hashChildren is the RFC 6962 node hash, SHA-256(0x01 || l || r), for the
