@@ -17,16 +17,6 @@ type merkleFold struct{ merkle.Fold }
 // hash_mismatch of its own).
 var errNotHex = errors.New("entry_hash is not 64 hex digits")
 
-// root returns the hex root of the hashes in recs, or ok false when one is
-// not 64 hex digits.
-func (m *merkleFold) root(recs []rec) (root [64]byte, ok bool) {
-	leaves, ok := m.leaves(nil, recs)
-	if !ok {
-		return root, false
-	}
-	return m.rootOfLeaves(leaves), true
-}
-
 // leaves appends to dst the RFC 6962 leaf hashes of the entry hashes in
 // recs, for the file's root and the chain's tree alike, or returns ok
 // false when one is not 64 hex digits.

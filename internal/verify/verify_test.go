@@ -457,6 +457,17 @@ func TestCorruptBytesNeverCrash(t *testing.T) {
 	t.Logf("%d of 200 single-byte corruptions reported; the others did not change the rows", caught)
 }
 
+// root returns the hex root of the hashes in recs as a file's read
+// computes it (its leaves, then their root), or ok false when one is not
+// 64 hex digits.
+func (m *merkleFold) root(recs []rec) (root [64]byte, ok bool) {
+	leaves, ok := m.leaves(nil, recs)
+	if !ok {
+		return root, false
+	}
+	return m.rootOfLeaves(leaves), true
+}
+
 // TestMerkleRootMatchesWriter: the verifier's Merkle fold gives the root
 // internal/merkle gives the writer, for every tree shape up to 40 leaves.
 func TestMerkleRootMatchesWriter(t *testing.T) {
