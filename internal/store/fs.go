@@ -87,11 +87,12 @@ func (s *FS) Put(ctx context.Context, key string, data []byte) error {
 // temporary files are all written before any is fsynced, with their
 // writeback started (on Linux) so that the fsyncs that follow find their
 // data on its way together (on ext4 the first of them commits the journal
-// for all); each directory is fsynced once, after the last link into it. A durable file each is most of what a chain's
-// tree costs the collector (about 40 tiles per 10,000 entries). On
-// success every object is durable under its key; on an error, any of them
-// may be stored (each whole or not at all, as a Put leaves it), and
-// calling PutAll again is safe. No temporary file survives.
+// for all); each directory is fsynced once, after the last link into it.
+// A durable file each is most of what a chain's tree costs the collector
+// (about 40 tiles per 10,000 entries). On success every object is durable
+// under its key; on an error, any of them may be stored (each whole or not
+// at all, as a Put leaves it), and calling PutAll again is safe. No
+// temporary file survives.
 func (s *FS) PutAll(ctx context.Context, objs []Object) error {
 	puts := make([]put, len(objs))
 	defer func() {
