@@ -439,7 +439,7 @@ func writeLog(t *testing.T, dir string, n int) []entry.Entry {
 		c.Append(&es[i])
 		l.Append(&es[i])
 		if i == 1 {
-			_, err = l.Rotate(2)
+			_, _, err = l.Rotate(2)
 			require.NoError(t, err)
 		}
 	}

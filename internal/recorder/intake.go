@@ -161,19 +161,20 @@ func (in *intake) admit(own bool) error {
 }
 
 // sealLocked closes b's log segment and hands b on. Callers hold mu, so
-// batches are handed on in chain order. When the log has failed, b is
-// still handed on (its entries may yet reach the trail) and the failure
-// surfaces in the requests' Sync.
+// batches are handed on in chain order; the rotation waits for no disk
+// (the sealer syncs the segment's end before it writes b). When the log
+// has failed, b is still handed on (its entries may yet reach the trail)
+// and the failure surfaces in the requests' Sync.
 func (in *intake) sealLocked(b *batch.Batch) {
 	if b == nil {
 		return
 	}
-	segment, err := in.log.Rotate(in.chain.Head().Size)
+	segment, end, err := in.log.Rotate(in.chain.Head().Size)
 	if err != nil {
 		in.walFailed(err)
 		segment = ""
 	}
-	in.out.push(pending{b: b, segment: segment})
+	in.out.push(pending{b: b, segment: segment, end: end})
 }
 
 // tick seals the open batch when it reaches its maximum age or a new UTC

@@ -39,14 +39,18 @@ const (
 type pending struct {
 	b       *batch.Batch
 	segment string // "" when no segment is left to remove
-	bytes   int    // b.Bytes when pushed, counted in the sealer's queue
+	// end is the log position after the segment's last record (wal.Log's
+	// Rotate): b is written once the log is durable up to it. Zero for a
+	// batch recovered from the log, durable already.
+	end   int64
+	bytes int // b.Bytes when pushed, counted in the sealer's queue
 }
 
-// segmentLog is what the sealer needs of the write-ahead log: whether it
-// failed, how far it was durable, and the removal of a segment whose batch
-// is written.
+// segmentLog is what the sealer needs of the write-ahead log: its entries
+// durable up to a position (or the failure that stopped it), how far it
+// was durable, and the removal of a segment whose batch is written.
 type segmentLog interface {
-	Err() error
+	Sync(pos int64) error
 	DurableSeq() int64
 	Remove(segment string) error
 }
@@ -169,7 +173,10 @@ func (s *sealer) run() {
 			}
 			continue
 		}
-		if s.log.Err() != nil && !s.keepDurable(&next) {
+		// A batch reaches the trail only with entries that were durable
+		// in the log, and so acknowledged: after a failure, the others were
+		// refused and their clients send them again.
+		if err := s.log.Sync(next.end); err != nil && !s.keepDurable(&next) {
 			continue
 		}
 		if !s.writeBatch(next) {

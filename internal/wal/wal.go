@@ -143,21 +143,25 @@ type Log struct {
 	dir     string
 	chainID string
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	f        *os.File // the current segment
-	name     string   // its file name
-	pending  []byte   // appended, not yet written
+	mu   sync.Mutex
+	cond *sync.Cond
+	cur  *segment // the segment appended to
+	// closing are the segments Rotate closed whose records are not yet
+	// all written, oldest first: the next flush writes them before cur.
+	closing []closingSegment
+	// rotating: a Rotate is not yet finished by a flush (its closed
+	// segment closed, the next segment created).
+	rotating bool
+	pending  []byte // appended to cur, not yet written
 	spare    []byte
 	appended int64 // bytes appended since Open (a log sequence number)
 	durable  int64 // bytes written and fsynced
 	// lastSeq and durableSeq are the seqs of the last entry appended and of
 	// the last entry durable.
 	lastSeq, durableSeq int64
-	size                int64 // durable length of the current segment
-	syncing             bool  // a Sync is writing and fsyncing
+	syncing             bool  // a flush is writing and fsyncing
 	err                 error // sticky, wraps ErrBroken
-	syncs               int64 // fsyncs done
+	syncs               int64 // flushes done (group commits)
 	scratch             []byte
 
 	// Commit delay (SetCommitDelay): requests counts the End calls (one
@@ -177,6 +181,28 @@ type Log struct {
 	spares    int // spares made, for unique names
 	closed    bool
 	prep      sync.WaitGroup
+}
+
+// segment is one segment of the log. Its file is created by the first
+// flush that has records for it, so that a segment never exists on disk
+// before every segment ahead of it is durable (recovery takes a torn tail
+// only in the newest). f and size belong to the flush in progress (syncing);
+// otherwise to whoever holds mu.
+type segment struct {
+	name  string
+	f     *os.File // nil until created
+	size  int64    // bytes written: the magic and the records flushed
+	start int64    // the log position where its records begin
+}
+
+// closingSegment is a segment Rotate closed, with the records appended to
+// it that no flush has written yet. end and lastSeq are the log position
+// and the seq after its last record.
+type closingSegment struct {
+	seg     *segment
+	pending []byte
+	end     int64
+	lastSeq int64
 }
 
 // spareFile is a preallocated file waiting to become a segment.
@@ -217,20 +243,22 @@ func Open(dir, chainID string, firstSeq int64) (*Log, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.create(firstSeq); err != nil {
+	l.cur = &segment{name: SegmentName(chainID, firstSeq)}
+	if err := l.createFile(l.cur, nil); err != nil {
 		return nil, err
 	}
+	l.prepareSpare()
 	return l, nil
 }
 
-// create starts the segment whose first entry has seq firstSeq: the spare
-// when one is ready, else a new empty file. Callers hold mu.
-func (l *Log) create(firstSeq int64) error {
-	name := SegmentName(l.chainID, firstSeq)
-	path := filepath.Join(l.dir, name)
+// createFile creates seg's file: sp, a spare taken from l.next, when there
+// is one, else a new empty file. It writes the magic and fsyncs the
+// directory. It uses nothing of l but its directory, so that a flush calls
+// it without mu; sp is used up either way.
+func (l *Log) createFile(seg *segment, sp *spareFile) error {
+	path := filepath.Join(l.dir, seg.name)
 	var f *os.File
-	if sp := l.next; sp != nil {
-		l.next = nil
+	if sp != nil {
 		// A link, unlike a rename, never replaces an existing segment.
 		err := os.Link(sp.path, path)
 		if errors.Is(err, fs.ErrExist) {
@@ -252,9 +280,9 @@ func (l *Log) create(firstSeq int64) error {
 			return fmt.Errorf("wal: creating segment %s: %w", path, err)
 		}
 	}
-	// The magic needs no fsync of its own: the first group commit's
-	// fdatasync covers it. A crash before then leaves a segment of zeros,
-	// which holds no record.
+	// The magic needs no fsync of its own: the fdatasync of the segment's
+	// first records covers it. A crash before then leaves a segment of
+	// zeros, which holds no record.
 	if _, err := f.WriteAt([]byte(magic), 0); err != nil {
 		f.Close()
 		return fmt.Errorf("wal: creating segment %s: %w", path, err)
@@ -263,8 +291,7 @@ func (l *Log) create(firstSeq int64) error {
 		f.Close()
 		return err
 	}
-	l.f, l.name, l.size = f, name, int64(len(magic))
-	l.prepareSpare()
+	seg.f, seg.size = f, int64(len(magic))
 	return nil
 }
 
@@ -370,7 +397,9 @@ func (l *Log) Delays() int64 {
 
 // Sync returns once every record before position pos is written and
 // fsynced, or the error (wrapping ErrBroken) that stopped it. One caller
-// writes and fsyncs for all that wait meanwhile.
+// writes and fsyncs for all that wait meanwhile. The first Sync after a
+// Rotate also finishes the rotation (a flush), whatever pos: the closed
+// segment is closed and the next one created.
 func (l *Log) Sync(pos int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -378,7 +407,7 @@ func (l *Log) Sync(pos int64) error {
 		switch {
 		case l.err != nil:
 			return l.err
-		case l.durable >= pos:
+		case l.durable >= pos && !l.rotating:
 			return nil
 		case l.syncing:
 			l.cond.Wait()
@@ -400,69 +429,139 @@ func (l *Log) Sync(pos int64) error {
 }
 
 // flushLocked writes and fsyncs what is pending, releasing mu meanwhile so
-// that appends go on. Callers hold mu and have checked !l.syncing.
+// that appends go on: first the last records of the segments Rotate
+// closed, oldest first, each then closed, then the current segment's. A
+// segment's file is created only once every segment before it is durable:
+// the current segment's by the first flush after the Rotate that began it,
+// a closed one's only when it has records. Callers hold mu and have
+// checked !l.syncing.
 func (l *Log) flushLocked() {
 	l.syncing = true
 	l.lastGroup, l.flushedRequests = l.requests-l.flushedRequests, l.requests
-	buf, target, targetSeq, f, size := l.pending, l.appended, l.lastSeq, l.f, l.size
+	segs := append(l.closing, closingSegment{seg: l.cur, pending: l.pending, end: l.appended, lastSeq: l.lastSeq})
+	l.closing = nil
 	l.pending, l.spare = l.spare[:0], nil
-	l.mu.Unlock()
-	_, err := f.WriteAt(buf, size)
-	if err == nil {
-		err = datasync(f)
-	}
-	if err != nil {
-		// Cut what part of buf reached the file (a disk that filled up
-		// mid-write), so that recovery never finds records whose requests
-		// were refused: their clients retry them.
-		if terr := f.Truncate(size); terr != nil {
-			err = fmt.Errorf("%w (and cutting the failed write: %w)", err, terr)
-		} else if serr := f.Sync(); serr != nil {
-			err = fmt.Errorf("%w (and syncing the cut: %w)", err, serr)
+	var sp *spareFile // the spare, for the first segment created
+	for i, c := range segs {
+		if c.seg.f == nil && (len(c.pending) > 0 || i == len(segs)-1) {
+			sp, l.next = l.next, nil
+			break
 		}
 	}
+	l.mu.Unlock()
+
+	var err error
+	done := 0 // segments durable
+	created := false
+	for i := range segs {
+		c := &segs[i]
+		if err = l.writeSegment(c, i == len(segs)-1, &sp, &created); err != nil {
+			break
+		}
+		done++ // durable
+		if i < len(segs)-1 && c.seg.f != nil {
+			err = c.seg.f.Close()
+			c.seg.f = nil
+			if err != nil {
+				err = fmt.Errorf("closing %s: %w", filepath.Join(l.dir, c.seg.name), err)
+				break
+			}
+		}
+	}
+
 	l.mu.Lock()
 	l.syncing = false
 	l.syncs++
-	if err != nil && l.err == nil {
-		l.err = fmt.Errorf("%w: %s: %w", ErrBroken, filepath.Join(l.dir, l.name), err)
+	if done > 0 {
+		last := segs[done-1]
+		l.durable, l.durableSeq = last.end, last.lastSeq
 	}
-	if err == nil {
-		l.durable, l.durableSeq = target, targetSeq
-		l.size += int64(len(buf))
+	if err == nil && len(l.closing) == 0 && l.cur == segs[len(segs)-1].seg {
+		l.rotating = false
 	}
-	if cap(buf) <= 4<<20 {
+	if err != nil {
+		if l.err == nil {
+			l.err = fmt.Errorf("%w: %w", ErrBroken, err)
+		}
+		// Close closes what is still open.
+		for _, c := range segs[min(done, len(segs)-1) : len(segs)-1] {
+			l.closing = append(l.closing, closingSegment{seg: c.seg})
+		}
+	}
+	if sp != nil { // not used: a segment's file failed first
+		sp.f.Close()
+		_ = os.Remove(sp.path)
+	}
+	if created {
+		l.prepareSpare()
+	}
+	if buf := segs[len(segs)-1].pending; cap(buf) <= 4<<20 {
 		l.spare = buf[:0]
 	}
 	l.cond.Broadcast()
 }
 
-// Rotate makes everything appended durable, closes the current segment and
-// starts the segment of the batch whose first seq is nextSeq. It returns the
-// closed segment's name, for Remove once its batch is durable elsewhere.
-func (l *Log) Rotate(nextSeq int64) (string, error) {
+// writeSegment writes and fsyncs c's pending records at the end of its
+// segment, first creating the segment's file (from *sp, when there is one)
+// if it has none: the current segment's always, a closed one's only when
+// it has records. It runs without mu, in the flush.
+func (l *Log) writeSegment(c *closingSegment, current bool, sp **spareFile, created *bool) error {
+	seg := c.seg
+	if len(c.pending) == 0 && (seg.f != nil || !current) {
+		return nil
+	}
+	if seg.f == nil {
+		err := l.createFile(seg, *sp)
+		*sp = nil
+		if err != nil {
+			return err
+		}
+		*created = true
+		if len(c.pending) == 0 {
+			return nil
+		}
+	}
+	_, err := seg.f.WriteAt(c.pending, seg.size)
+	if err == nil {
+		err = datasync(seg.f)
+	}
+	if err != nil {
+		// Cut what part reached the file (a disk that filled up
+		// mid-write), so that recovery never finds records whose requests
+		// were refused: their clients retry them.
+		if terr := seg.f.Truncate(seg.size); terr != nil {
+			err = fmt.Errorf("%w (and cutting the failed write: %w)", err, terr)
+		} else if serr := seg.f.Sync(); serr != nil {
+			err = fmt.Errorf("%w (and syncing the cut: %w)", err, serr)
+		}
+		return fmt.Errorf("%s: %w", filepath.Join(l.dir, seg.name), err)
+	}
+	seg.size += int64(len(c.pending))
+	return nil
+}
+
+// Rotate closes the current segment and starts the segment of the batch
+// whose first seq is nextSeq. It returns the closed segment's name, for
+// Remove once its batch is durable elsewhere, and end, the log position
+// after the closed segment's last record: every record of it is durable
+// once Sync(end) returns nil. Rotate does no I/O and waits for none, so
+// appends go on: the next flush (the first Sync after Rotate runs one)
+// writes the closed segment's last records, closes it, and only then
+// creates the next segment's file from the spare.
+func (l *Log) Rotate(nextSeq int64) (closed string, end int64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for l.syncing {
-		l.cond.Wait()
-	}
-	if l.err == nil && l.durable < l.appended {
-		l.flushLocked()
-	}
 	if l.err != nil {
-		return "", l.err
+		return "", 0, l.err
 	}
-	closed := l.name
-	l.spareSize = min(max(l.size+l.size/4, minSpare), maxSpare)
-	if err := l.f.Close(); err != nil {
-		l.err = fmt.Errorf("%w: closing %s: %w", ErrBroken, filepath.Join(l.dir, closed), err)
-		return "", l.err
-	}
-	if err := l.create(nextSeq); err != nil {
-		l.err = fmt.Errorf("%w: %w", ErrBroken, err)
-		return "", l.err
-	}
-	return closed, nil
+	old := l.cur
+	size := int64(len(magic)) + l.appended - old.start
+	l.spareSize = min(max(size+size/4, minSpare), maxSpare)
+	l.closing = append(l.closing, closingSegment{seg: old, pending: l.pending, end: l.appended, lastSeq: l.lastSeq})
+	l.pending, l.spare = l.spare[:0], nil
+	l.cur = &segment{name: SegmentName(l.chainID, nextSeq), start: l.appended}
+	l.rotating = true
+	return old.name, l.appended, nil
 }
 
 // Remove deletes a closed segment whose entries are durable in a sealed
@@ -474,8 +573,8 @@ func (l *Log) Remove(name string) error {
 	return syncDir(l.dir)
 }
 
-// Close makes everything appended durable and closes the current segment,
-// removing it when it holds no record.
+// Close makes everything appended durable and closes the log's segments,
+// removing the current one when it holds no record.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	l.closed = true
@@ -492,18 +591,28 @@ func (l *Log) Close() error {
 	for l.syncing {
 		l.cond.Wait()
 	}
-	if l.err == nil && l.durable < l.appended {
+	if l.err == nil && (l.durable < l.appended || l.rotating) {
 		l.flushLocked()
 	}
-	closeErr := l.f.Close()
+	for _, c := range l.closing { // after a failure
+		if c.seg.f != nil {
+			c.seg.f.Close()
+		}
+	}
+	l.closing = nil
+	cur := l.cur
+	var closeErr error
+	if cur.f != nil {
+		closeErr = cur.f.Close()
+	}
 	if l.err != nil {
 		return l.err
 	}
 	if closeErr != nil {
-		return fmt.Errorf("wal: closing %s: %w", filepath.Join(l.dir, l.name), closeErr)
+		return fmt.Errorf("wal: closing %s: %w", filepath.Join(l.dir, cur.name), closeErr)
 	}
-	if l.size <= int64(len(magic)) {
-		return l.Remove(l.name)
+	if cur.f != nil && cur.size <= int64(len(magic)) {
+		return l.Remove(cur.name)
 	}
 	return nil
 }
@@ -534,7 +643,7 @@ func (l *Log) Err() error {
 	return l.err
 }
 
-// Syncs returns the number of fsyncs done so far.
+// Syncs returns the number of flushes (group commits) done so far.
 func (l *Log) Syncs() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -213,7 +213,7 @@ func TestRecoverFindsCorruption(t *testing.T) {
 	for i := range want[:3] {
 		l.Append(&want[i])
 	}
-	_, err = l.Rotate(3)
+	_, _, err = l.Rotate(3)
 	require.NoError(t, err)
 	for i := range want[3:] {
 		l.Append(&want[3+i])
@@ -351,7 +351,7 @@ func TestFaultInjection(t *testing.T) {
 	for i := range want[:2] {
 		l.Append(&want[i])
 	}
-	_, err = l.Rotate(2)
+	_, _, err = l.Rotate(2)
 	require.NoError(t, err)
 	for i := range want[2:] {
 		l.Append(&want[2+i])
@@ -479,15 +479,29 @@ func TestRotate(t *testing.T) {
 	for i := range es[:4] {
 		l.Append(&es[i])
 	}
-	closed, err := l.Rotate(4)
+	closed, end, err := l.Rotate(4)
 	require.NoError(t, err)
 	assert.Equal(t, SegmentName("c", 0), closed)
+	assert.Equal(t, l.appended, end)
+	// Rotate wrote nothing: the closed segment's records wait for a
+	// flush, and the next segment has no file yet.
+	segs, err := Recover(dir, "c")
+	require.NoError(t, err)
+	require.Len(t, segs, 1)
+	assert.Empty(t, segs[0].Entries)
 	for i := range es[4:] {
 		l.Append(&es[4+i])
 	}
-	require.NoError(t, l.Sync(l.End()))
+	next := l.End()
+	require.NoError(t, l.Sync(end))
+	segs, err = Recover(dir, "c")
+	require.NoError(t, err)
+	require.Len(t, segs, 2, "one flush wrote the closed segment, then created the next with its records")
+	assert.Equal(t, es[:4], segs[0].Entries)
+	assert.Equal(t, es[4:], segs[1].Entries)
+	require.NoError(t, l.Sync(next))
 
-	segs, err := Recover(dir, "c")
+	segs, err = Recover(dir, "c")
 	require.NoError(t, err)
 	require.Len(t, segs, 2)
 	assert.Equal(t, es[:4], segs[0].Entries)
@@ -499,7 +513,101 @@ func TestRotate(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, segs, 1)
 	assert.Equal(t, int64(4), segs[0].FirstSeq)
+
+	// Everything durable: the first Sync after a rotation still finishes
+	// it, so that the next segment exists, as recovery expects of a
+	// closed segment's successor.
+	_, end, err = l.Rotate(6)
+	require.NoError(t, err)
+	assert.NoFileExists(t, filepath.Join(dir, SegmentName("c", 6)))
+	require.NoError(t, l.Sync(end))
+	assert.FileExists(t, filepath.Join(dir, SegmentName("c", 6)))
 	require.NoError(t, l.Close())
+}
+
+// TestRotateUnderLoad: requests append and sync while batches rotate the
+// log every few entries, as the exporter does, and the sealer syncs each
+// closed segment's end; every segment then holds its own entries, in
+// order, none torn, and every Sync's position was durable when it returned.
+func TestRotateUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	const writers, each, perSegment = 8, 60, 37
+	all := entries(c, writers*each)
+	var mu sync.Mutex // the exporter's lock: appends and rotations in chain order
+	next := 0
+	ends := make(chan int64, writers*each)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				mu.Lock()
+				l.Append(&all[next])
+				next++
+				if next%perSegment == 0 {
+					_, end, err := l.Rotate(int64(next))
+					assert.NoError(t, err)
+					ends <- end
+				}
+				pos := l.End()
+				mu.Unlock()
+				assert.NoError(t, l.Sync(pos))
+				l.mu.Lock()
+				assert.GreaterOrEqual(t, l.durable, pos)
+				l.mu.Unlock()
+			}
+		})
+	}
+	sealer := make(chan struct{})
+	go func() { // the sealer: each closed segment durable before its batch is written
+		defer close(sealer)
+		for end := range ends {
+			assert.NoError(t, l.Sync(end))
+		}
+	}()
+	wg.Wait()
+	close(ends)
+	<-sealer
+	require.NoError(t, l.Close())
+	segs, err := Recover(dir, "c")
+	require.NoError(t, err)
+	require.Len(t, segs, (writers*each+perSegment-1)/perSegment)
+	var got []entry.Entry
+	for i, s := range segs {
+		assert.Equal(t, int64(i*perSegment), s.FirstSeq)
+		assert.False(t, s.Torn, s.Name)
+		got = append(got, s.Entries...)
+	}
+	assert.Equal(t, all, got, "every record, in append order")
+}
+
+// TestRotateFailureCreatesNoSegment: when the closed segment's last records
+// cannot be written, the flush stops there: nothing after them is durable
+// and the next segment is never created.
+func TestRotateFailureCreatesNoSegment(t *testing.T) {
+	dir := t.TempDir()
+	c := chain.New("c", chain.Genesis())
+	l, err := Open(dir, "c", 0)
+	require.NoError(t, err)
+	es := entries(c, 3)
+	l.Append(&es[0])
+	require.NoError(t, l.Sync(l.End()))
+	l.Append(&es[1])
+	_, end, err := l.Rotate(2)
+	require.NoError(t, err)
+	l.Append(&es[2])
+	require.NoError(t, l.closing[0].seg.f.Close()) // the disk goes away under the closed segment
+	err = l.Sync(end)
+	require.ErrorIs(t, err, ErrBroken)
+	assert.Contains(t, err.Error(), filepath.Join(dir, SegmentName("c", 0)))
+	assert.Equal(t, int64(0), l.DurableSeq())
+	_, err = os.Stat(filepath.Join(dir, SegmentName("c", 2)))
+	assert.ErrorIs(t, err, fs.ErrNotExist, "no segment after the one that failed")
+	_, _, err = l.Rotate(3)
+	assert.ErrorIs(t, err, ErrBroken)
+	assert.ErrorIs(t, l.Close(), ErrBroken)
 }
 
 func TestCloseRemovesEmptySegment(t *testing.T) {
@@ -534,7 +642,7 @@ func TestWriteFailureBreaksTheLog(t *testing.T) {
 	l.Append(&es[0])
 	require.NoError(t, l.Sync(l.End()))
 	// The disk goes away under the log.
-	require.NoError(t, l.f.Close())
+	require.NoError(t, l.cur.f.Close())
 	l.Append(&es[1])
 	err = l.Sync(l.End())
 	require.ErrorIs(t, err, ErrBroken)
@@ -542,7 +650,7 @@ func TestWriteFailureBreaksTheLog(t *testing.T) {
 	assert.ErrorIs(t, l.Err(), ErrBroken)
 	assert.Contains(t, err.Error(), filepath.Join(dir, SegmentName("c", 0)), "the error names the file")
 	assert.ErrorIs(t, l.Sync(0), ErrBroken, "the failure is sticky")
-	_, err = l.Rotate(2)
+	_, _, err = l.Rotate(2)
 	assert.ErrorIs(t, err, ErrBroken)
 	// Close also waits for the spare segment made in the background, which
 	// could otherwise land in the directory while the test removes it.
@@ -607,16 +715,16 @@ func TestPreallocatedSegments(t *testing.T) {
 	}
 	require.NoError(t, l.Sync(l.End()))
 	waitSpare(t, l)
-	_, err = l.Rotate(2)
+	_, _, err = l.Rotate(2)
 	require.NoError(t, err)
 	name := SegmentName("c", 2)
-	info, err := os.Stat(filepath.Join(dir, name))
-	require.NoError(t, err)
-	assert.Equal(t, int64(initialSpare), info.Size(), "the segment is the spare")
 	for i := range es[2:] {
 		l.Append(&es[2+i])
 	}
 	require.NoError(t, l.Sync(l.End()))
+	info, err := os.Stat(filepath.Join(dir, name))
+	require.NoError(t, err)
+	assert.Equal(t, int64(initialSpare), info.Size(), "the segment is the spare")
 
 	// As after a crash: nothing closed.
 	segs, err := Recover(dir, "c")
@@ -660,19 +768,28 @@ func TestSpareSizeFollowsSegments(t *testing.T) {
 		l.Append(&es[i])
 	}
 	waitSpare(t, l) // the initial spare
-	_, err = l.Rotate(3)
+	_, _, err = l.Rotate(3)
 	require.NoError(t, err)
-	waitSpare(t, l) // sized from the small first segment: the minimum
+	more := entries(c, 1)
+	l.Append(&more[0])
+	require.NoError(t, l.Sync(l.End())) // segment 3 takes the spare
+	waitSpare(t, l)                     // sized from the small first segment: the minimum
 	l.mu.Lock()
 	size := l.next.size
 	l.mu.Unlock()
 	assert.Equal(t, int64(minSpare), size)
 
-	// A segment that exists is never replaced, spare or not.
+	// A segment that exists is never replaced, spare or not: the flush
+	// that would create it fails, and the log with it.
 	require.NoError(t, os.WriteFile(filepath.Join(dir, SegmentName("c", 4)), []byte("x"), 0o600))
-	_, err = l.Rotate(4)
+	_, _, err = l.Rotate(4)
+	require.NoError(t, err)
+	more = entries(c, 1)
+	l.Append(&more[0])
+	err = l.Sync(l.End())
 	require.ErrorIs(t, err, ErrBroken)
 	require.ErrorIs(t, err, fs.ErrExist)
+	assert.Equal(t, int64(3), l.DurableSeq(), "segment 3 is durable, written before segment 4 was to be created")
 	data, err := os.ReadFile(filepath.Join(dir, SegmentName("c", 4)))
 	require.NoError(t, err)
 	assert.Equal(t, "x", string(data))
@@ -696,7 +813,7 @@ func TestEmptyPreallocatedSegmentIsRemoved(t *testing.T) {
 	_, err = os.Stat(filepath.Join(dir, ".c-x-1"+spareSuffix))
 	assert.NoError(t, err, "so is the spare of chain c-x")
 	waitSpare(t, l)
-	_, err = l.Rotate(0 + 1)
+	_, _, err = l.Rotate(0 + 1)
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
 	left, err := os.ReadDir(dir)
