@@ -76,55 +76,38 @@ func (s *Stripper) Strip(span ptrace.Span) {
 	span.Attributes().RemoveIf(func(k string, _ pcommon.Value) bool { return s.strips(k) })
 }
 
-// maxHeld bounds the attributes CopyStripped handles itself (a bit each).
-const maxHeld = 256
-
-// held are the stripped values CopyStripped moves aside, reused.
-var held = sync.Pool{New: func() any { s := pcommon.NewSlice(); return &s }}
+// held holds a span's attributes while CopyStripped copies the rest of it.
+var held = sync.Pool{New: func() any { m := pcommon.NewMap(); return &m }}
 
 // CopyStripped copies span to dst as Strip would leave a copy, without
-// copying the values it strips: they are moved aside while span is copied,
-// then back. span is left as it was.
+// copying the values it strips: span is copied without its attributes
+// (moved aside meanwhile, then back), then the attributes Strip keeps, one
+// by one. span is left as it was.
 func (s *Stripper) CopyStripped(span, dst ptrace.Span) {
 	attrs := span.Attributes()
-	if attrs.Len() > maxHeld {
-		span.CopyTo(dst)
-		s.Strip(dst)
-		return
-	}
-	var mask [maxHeld / 64]uint64
-	stripped := func(i int) bool { return mask[i>>6]&(1<<(i&63)) != 0 }
-	h := held.Get().(*pcommon.Slice)
-	i := 0
+	h := held.Get().(*pcommon.Map)
+	attrs.MoveTo(*h)
+	span.CopyTo(dst)
+	h.MoveTo(attrs)
+	held.Put(h)
+	out := dst.Attributes()
+	out.EnsureCapacity(attrs.Len())
+	twice := false
 	attrs.Range(func(k string, v pcommon.Value) bool {
 		if s.strips(k) {
-			mask[i>>6] |= 1 << (i & 63)
-			v.MoveTo(h.AppendEmpty())
+			return true
 		}
-		i++
-		return true
+		n := out.Len()
+		v.CopyTo(out.PutEmpty(k))
+		twice = out.Len() == n
+		return !twice
 	})
-	span.CopyTo(dst)
-	if h.Len() == 0 {
-		held.Put(h)
-		return
+	if twice {
+		// A key sent twice, which PutEmpty would merge: copied as sent,
+		// then stripped.
+		span.CopyTo(dst)
+		s.Strip(dst)
 	}
-	i, j := 0, 0
-	attrs.Range(func(_ string, v pcommon.Value) bool {
-		if stripped(i) {
-			h.At(j).MoveTo(v)
-			j++
-		}
-		i++
-		return true
-	})
-	h.RemoveIf(func(pcommon.Value) bool { return true })
-	held.Put(h)
-	i = 0
-	dst.Attributes().RemoveIf(func(string, pcommon.Value) bool {
-		i++
-		return stripped(i - 1)
-	})
 }
 
 func (s *Stripper) strips(k string) bool {
