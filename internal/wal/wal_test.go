@@ -446,22 +446,7 @@ func TestGroupCommitSharesFsyncs(t *testing.T) {
 	require.NoError(t, err)
 	const writers, each = 16, 50
 	all := entries(c, writers*each)
-	var mu sync.Mutex // the exporter's lock: appends in chain order
-	next := 0
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Go(func() {
-			for range each {
-				mu.Lock()
-				l.Append(&all[next])
-				next++
-				pos := l.End()
-				mu.Unlock()
-				assert.NoError(t, l.Sync(pos))
-			}
-		})
-	}
-	wg.Wait()
+	appendConcurrently(t, l, all, writers, 0, nil)
 	require.NoError(t, l.Close())
 	assert.Less(t, l.Syncs(), int64(writers*each), "concurrent requests share fsyncs")
 	segs, err := Recover(dir, "c")
@@ -525,6 +510,39 @@ func TestRotate(t *testing.T) {
 	require.NoError(t, l.Close())
 }
 
+// appendConcurrently appends all to l from writers goroutines, each
+// syncing after its append, in chain order under one lock as the exporter
+// appends, and with rotateEvery > 0, rotating after every rotateEvery
+// entries and telling rotated the closed segment's end. Each Sync's
+// position must be durable when it returns.
+func appendConcurrently(t *testing.T, l *Log, all []entry.Entry, writers, rotateEvery int, rotated func(end int64)) {
+	t.Helper()
+	var mu sync.Mutex // the exporter's lock
+	next := 0
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range len(all) / writers {
+				mu.Lock()
+				l.Append(&all[next])
+				next++
+				if rotateEvery > 0 && next%rotateEvery == 0 {
+					_, end, err := l.Rotate(int64(next))
+					assert.NoError(t, err)
+					rotated(end)
+				}
+				pos := l.End()
+				mu.Unlock()
+				assert.NoError(t, l.Sync(pos))
+				l.mu.Lock()
+				assert.GreaterOrEqual(t, l.durable, pos)
+				l.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // TestRotateUnderLoad: requests append and sync while batches rotate the
 // log every few entries, as the exporter does, and the sealer syncs each
 // closed segment's end; every segment then holds its own entries, in
@@ -536,30 +554,7 @@ func TestRotateUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	const writers, each, perSegment = 8, 60, 37
 	all := entries(c, writers*each)
-	var mu sync.Mutex // the exporter's lock: appends and rotations in chain order
-	next := 0
 	ends := make(chan int64, writers*each)
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Go(func() {
-			for range each {
-				mu.Lock()
-				l.Append(&all[next])
-				next++
-				if next%perSegment == 0 {
-					_, end, err := l.Rotate(int64(next))
-					assert.NoError(t, err)
-					ends <- end
-				}
-				pos := l.End()
-				mu.Unlock()
-				assert.NoError(t, l.Sync(pos))
-				l.mu.Lock()
-				assert.GreaterOrEqual(t, l.durable, pos)
-				l.mu.Unlock()
-			}
-		})
-	}
 	sealer := make(chan struct{})
 	go func() { // the sealer: each closed segment durable before its batch is written
 		defer close(sealer)
@@ -567,7 +562,7 @@ func TestRotateUnderLoad(t *testing.T) {
 			assert.NoError(t, l.Sync(end))
 		}
 	}()
-	wg.Wait()
+	appendConcurrently(t, l, all, writers, perSegment, func(end int64) { ends <- end })
 	close(ends)
 	<-sealer
 	require.NoError(t, l.Close())
