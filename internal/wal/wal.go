@@ -183,11 +183,11 @@ type Log struct {
 	prep      sync.WaitGroup
 }
 
-// segment is one segment of the log. Its file is created by the first
-// flush that has records for it, so that a segment never exists on disk
-// before every segment ahead of it is durable (recovery takes a torn tail
-// only in the newest). f and size belong to the flush in progress (syncing);
-// otherwise to whoever holds mu.
+// segment is one segment of the log. Its file is created by a flush, once
+// every segment ahead of it is durable, so that no segment exists on disk
+// after one whose last records may still be torn (recovery takes a torn
+// tail only in the newest). f and size belong to the flush in progress
+// (syncing); otherwise to whoever holds mu.
 type segment struct {
 	name  string
 	f     *os.File // nil until created
