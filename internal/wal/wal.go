@@ -617,13 +617,14 @@ func (l *Log) Close() error {
 	return nil
 }
 
-// appendRecord appends the record of payload to dst.
+// appendRecord appends the record of payload to dst. The header's checksum
+// is taken over its first 8 bytes where they are, in dst: a header array
+// of its own would escape to the heap (one allocation a record).
 func appendRecord(dst, payload []byte) []byte {
-	var hdr [headerSize]byte
-	binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(hdr[4:8], crc32.Checksum(payload, castagnoli))
-	binary.LittleEndian.PutUint32(hdr[8:12], crc32.Checksum(hdr[:8], castagnoli))
-	dst = append(dst, hdr[:]...)
+	start := len(dst)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(payload, castagnoli))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:start+8], castagnoli))
 	dst = append(dst, payload...)
 	return append(dst, commitMark[:]...)
 }
