@@ -205,6 +205,12 @@ type closingSegment struct {
 	lastSeq int64
 }
 
+// needsFile reports whether the flush must create c's file: the current
+// segment's always, a closed one's only when it has records to write.
+func (c *closingSegment) needsFile(current bool) bool {
+	return c.seg.f == nil && (len(c.pending) > 0 || current)
+}
+
 // spareFile is a preallocated file waiting to become a segment.
 type spareFile struct {
 	path string
@@ -442,8 +448,8 @@ func (l *Log) flushLocked() {
 	l.closing = nil
 	l.pending, l.spare = l.spare[:0], nil
 	var sp *spareFile // the spare, for the first segment created
-	for i, c := range segs {
-		if c.seg.f == nil && (len(c.pending) > 0 || i == len(segs)-1) {
+	for i := range segs {
+		if segs[i].needsFile(i == len(segs)-1) {
 			sp, l.next = l.next, nil
 			break
 		}
@@ -503,23 +509,19 @@ func (l *Log) flushLocked() {
 
 // writeSegment writes and fsyncs c's pending records at the end of its
 // segment, first creating the segment's file (from *sp, when there is one)
-// if it has none: the current segment's always, a closed one's only when
-// it has records. It runs without mu, in the flush.
+// when it needs one (needsFile). It runs without mu, in the flush.
 func (l *Log) writeSegment(c *closingSegment, current bool, sp **spareFile, created *bool) error {
 	seg := c.seg
-	if len(c.pending) == 0 && (seg.f != nil || !current) {
-		return nil
-	}
-	if seg.f == nil {
+	if c.needsFile(current) {
 		err := l.createFile(seg, *sp)
 		*sp = nil
 		if err != nil {
 			return err
 		}
 		*created = true
-		if len(c.pending) == 0 {
-			return nil
-		}
+	}
+	if len(c.pending) == 0 {
+		return nil
 	}
 	_, err := seg.f.WriteAt(c.pending, seg.size)
 	if err == nil {
