@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"strings"
 	"testing"
@@ -53,8 +54,13 @@ func TestSignOpen(t *testing.T) {
 	altered := []byte(strings.Replace(string(msg), "\n10\n", "\n11\n", 1))
 	_, _, err = Open(altered, vkey)
 	assert.ErrorIs(t, err, ErrBadSignature)
+	// The forged signature keeps the key hash (its first 4 bytes) and
+	// changes one byte of the Ed25519 signature itself.
 	sigAt := strings.LastIndex(string(msg), " ") + 1
-	forged := []byte(string(msg[:sigAt]) + "A" + string(msg[sigAt+1:]))
+	sig, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(string(msg[sigAt:]), "\n"))
+	require.NoError(t, err)
+	sig[4+10] ^= 0x01
+	forged := []byte(string(msg[:sigAt]) + base64.StdEncoding.EncodeToString(sig) + "\n")
 	_, _, err = Open(forged, vkey)
 	assert.ErrorIs(t, err, ErrBadSignature)
 }
